@@ -1,0 +1,178 @@
+//! The replicated state machine: commands in, responses and watch events out.
+//!
+//! Every mutation of the store is a [`Command`]. Commands are applied one at a time, in order, by
+//! [`StateMachine::apply`]; the same sequence of commands gives the same revisions, the same
+//! records and the same responses on every member. A command that fails changes nothing.
+//!
+//! - [`txn`]: Txn validation (op limits, duplicate keys) and execution.
+//! - [`writer`]: the single writer task that batches commands into one fsync (group commit).
+
+pub mod txn;
+pub mod writer;
+
+use crate::error::{Error, Result};
+use crate::lease::Leases;
+use crate::mvcc::{KeyRange, Mvcc, WriteCtx};
+use crate::storage::WriteBatch;
+use keel_proto::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutRequest,
+    PutResponse, TxnRequest, TxnResponse,
+};
+use keel_proto::mvccpb::Event;
+use tokio::time::Instant;
+
+/// One mutation, as proposed (and later, replicated).
+#[derive(Debug, Clone)]
+pub enum Command {
+    /// KV.Put.
+    Put(PutRequest),
+    /// KV.DeleteRange.
+    DeleteRange(DeleteRangeRequest),
+    /// KV.Txn.
+    Txn(TxnRequest),
+    /// KV.Compact.
+    Compact(CompactionRequest),
+    /// Lease.LeaseGrant with the ID already chosen, so every member agrees on it.
+    LeaseGrant {
+        /// Lease ID (non-zero).
+        id: i64,
+        /// Requested TTL in seconds.
+        ttl: i64,
+    },
+    /// Lease.LeaseRevoke, or expiry of a lease.
+    LeaseRevoke {
+        /// Lease ID.
+        id: i64,
+    },
+}
+
+impl Command {
+    /// True when the command can only add data (refused while the space quota is exceeded).
+    pub fn grows_store(&self) -> bool {
+        match self {
+            Command::Put(_) | Command::LeaseGrant { .. } => true,
+            Command::Txn(t) => txn::has_writes(t),
+            _ => false,
+        }
+    }
+}
+
+/// What applying a command produced, before the response header is added.
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// For [`Command::Put`].
+    Put(PutResponse),
+    /// For [`Command::DeleteRange`].
+    DeleteRange(DeleteRangeResponse),
+    /// For [`Command::Txn`].
+    Txn(TxnResponse),
+    /// For [`Command::Compact`].
+    Compact(CompactionResponse),
+    /// For [`Command::LeaseGrant`].
+    LeaseGrant(LeaseGrantResponse),
+    /// For [`Command::LeaseRevoke`].
+    LeaseRevoke(LeaseRevokeResponse),
+}
+
+/// An applied command: its output, the store revision after it, and its watch events.
+#[derive(Debug)]
+pub struct Applied {
+    /// The response body.
+    pub output: Output,
+    /// Store revision after the command.
+    pub revision: i64,
+    /// Events in revision order.
+    pub events: Vec<Event>,
+}
+
+/// MVCC and leases, changed only through [`StateMachine::apply`].
+pub struct StateMachine {
+    /// Key history.
+    pub mvcc: Mvcc,
+    /// Leases and their keys.
+    pub leases: Leases,
+}
+
+impl StateMachine {
+    /// Apply one command. `with_prev_kv` asks for previous key-values on events.
+    pub fn apply(&mut self, cmd: Command, now: Instant, with_prev_kv: bool) -> Result<Applied> {
+        let mut batch = WriteBatch::default();
+        let mut ctx = self.mvcc.begin(&mut batch, with_prev_kv);
+        let output = match cmd {
+            Command::Put(req) => {
+                let plan = txn::check_put(&self.mvcc, &self.leases, &req)?;
+                Output::Put(self.put(&mut ctx, req, plan)?)
+            }
+            Command::DeleteRange(req) => Output::DeleteRange(self.delete(&mut ctx, req)?),
+            Command::Txn(req) => Output::Txn(txn::apply(self, &mut ctx, req)?),
+            Command::Compact(req) => {
+                self.mvcc.compact(req.revision, ctx.batch)?;
+                Output::Compact(CompactionResponse::default())
+            }
+            Command::LeaseGrant { id, ttl } => {
+                let ttl = self.leases.grant(id, ttl, now, ctx.batch)?;
+                Output::LeaseGrant(LeaseGrantResponse { id, ttl, ..Default::default() })
+            }
+            Command::LeaseRevoke { id } => {
+                let keys = self.leases.revoke(id, ctx.batch)?;
+                for key in keys {
+                    self.mvcc.delete(&mut ctx, &KeyRange::Single(key))?;
+                }
+                Output::LeaseRevoke(LeaseRevokeResponse::default())
+            }
+        };
+        self.mvcc.commit(&ctx);
+        let events = std::mem::take(&mut ctx.events);
+        self.mvcc.write_out(batch)?;
+        Ok(Applied { output, revision: self.mvcc.current(), events })
+    }
+
+    pub(crate) fn put(&mut self, ctx: &mut WriteCtx<'_>, req: PutRequest, plan: txn::PutPlan) -> Result<PutResponse> {
+        let prev = self.mvcc.put(ctx, req.key.clone(), plan.value, plan.lease)?;
+        if let Some(p) = &prev
+            && p.lease != plan.lease
+        {
+            self.leases.detach(p.lease, &req.key);
+        }
+        if plan.lease != 0 {
+            self.leases.attach(plan.lease, req.key);
+        }
+        Ok(PutResponse { prev_kv: if req.prev_kv { prev } else { None }, ..Default::default() })
+    }
+
+    pub(crate) fn delete(&mut self, ctx: &mut WriteCtx<'_>, req: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        let kr = KeyRange::new(&req.key, &req.range_end);
+        let prevs = self.mvcc.delete(ctx, &kr)?;
+        for p in &prevs {
+            if p.lease != 0 {
+                self.leases.detach(p.lease, &p.key);
+            }
+        }
+        Ok(DeleteRangeResponse {
+            deleted: prevs.len() as i64,
+            prev_kvs: if req.prev_kv { prevs } else { Vec::new() },
+            ..Default::default()
+        })
+    }
+}
+
+/// Reject requests etcd rejects before they reach Raft (`v3rpc/key.go`).
+pub fn validate(cmd: &Command, max_txn_ops: usize) -> Result<()> {
+    match cmd {
+        Command::Put(p) => {
+            if p.key.is_empty() {
+                return Err(Error::EmptyKey);
+            }
+            if p.ignore_value && !p.value.is_empty() {
+                return Err(Error::ValueProvided);
+            }
+            if p.ignore_lease && p.lease != 0 {
+                return Err(Error::LeaseProvided);
+            }
+            Ok(())
+        }
+        Command::DeleteRange(d) if d.key.is_empty() => Err(Error::EmptyKey),
+        Command::Txn(t) => txn::validate(t, max_txn_ops),
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,133 @@
+//! The store's one error type, and the one place that maps it to gRPC status codes with etcd's
+//! exact messages (`etcdserver/api/v3rpc/rpctypes/error.go`). Clients such as etcdctl and
+//! kube-apiserver match on these strings, so they must not be reworded.
+
+use tonic::{Code, Status};
+
+/// Everything that can go wrong while serving a request.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// A request named a key but the key was empty.
+    #[error("etcdserver: key is not provided")]
+    EmptyKey,
+    /// `ignore_value`/`ignore_lease` on a key that does not exist.
+    #[error("etcdserver: key not found")]
+    KeyNotFound,
+    /// `ignore_value` together with a non-empty value.
+    #[error("etcdserver: value is provided")]
+    ValueProvided,
+    /// `ignore_lease` together with a lease.
+    #[error("etcdserver: lease is provided")]
+    LeaseProvided,
+    /// A txn branch or compare list longer than `--max-txn-ops`.
+    #[error("etcdserver: too many operations in txn request")]
+    TooManyOps,
+    /// A txn writes one key twice.
+    #[error("etcdserver: duplicate key given in txn request")]
+    DuplicateKey,
+    /// A request larger than `--max-request-bytes`.
+    #[error("etcdserver: request is too large")]
+    RequestTooLarge,
+    /// A read or watch below the compacted revision.
+    #[error("etcdserver: mvcc: required revision has been compacted")]
+    Compacted,
+    /// A read above the current revision.
+    #[error("etcdserver: mvcc: required revision is a future revision")]
+    FutureRevision,
+    /// The backend quota is exceeded (NOSPACE alarm).
+    #[error("etcdserver: mvcc: database space exceeded")]
+    NoSpace,
+    /// The named lease does not exist (or already expired).
+    #[error("etcdserver: requested lease not found")]
+    LeaseNotFound,
+    /// LeaseGrant with an ID that is in use.
+    #[error("etcdserver: lease already exists")]
+    LeaseExists,
+    /// LeaseGrant with a TTL above etcd's maximum.
+    #[error("etcdserver: too large lease TTL")]
+    LeaseTtlTooLarge,
+    /// A watch create with a client-chosen ID already used on the stream.
+    #[error("etcdserver: duplicate watch ID")]
+    DuplicateWatchId,
+    /// The member is shutting down.
+    #[error("etcdserver: server stopped")]
+    Stopped,
+    /// The request did not finish within its deadline.
+    #[error("etcdserver: request timed out")]
+    Timeout,
+    /// The member named in a request is not part of the cluster.
+    #[error("etcdserver: member not found")]
+    MemberNotFound,
+    /// The RPC exists in etcd's API but Keel does not serve it yet.
+    #[error("{0} is not implemented in Keel yet")]
+    Unimplemented(&'static str),
+    /// A malformed request that etcd would reject without a dedicated message.
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The storage backend failed; the member should not keep serving writes.
+    #[error("etcdserver: storage error: {0}")]
+    Storage(String),
+}
+
+impl Error {
+    /// The gRPC code etcd uses for this error.
+    pub fn code(&self) -> Code {
+        match self {
+            Error::EmptyKey
+            | Error::KeyNotFound
+            | Error::ValueProvided
+            | Error::LeaseProvided
+            | Error::TooManyOps
+            | Error::DuplicateKey
+            | Error::RequestTooLarge
+            | Error::InvalidArgument(_) => Code::InvalidArgument,
+            Error::Compacted | Error::FutureRevision | Error::LeaseTtlTooLarge => Code::OutOfRange,
+            Error::NoSpace => Code::ResourceExhausted,
+            Error::LeaseNotFound | Error::MemberNotFound => Code::NotFound,
+            Error::LeaseExists => Code::FailedPrecondition,
+            Error::DuplicateWatchId => Code::InvalidArgument,
+            Error::Stopped | Error::Timeout => Code::Unavailable,
+            Error::Unimplemented(_) => Code::Unimplemented,
+            Error::Storage(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        Status::new(e.code(), e.to_string())
+    }
+}
+
+impl From<crate::storage::StorageError> for Error {
+    fn from(e: crate::storage::StorageError) -> Error {
+        Error::Storage(e.to_string())
+    }
+}
+
+/// Shorthand used across the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_and_codes_match_etcd() {
+        let table = [
+            (Error::Compacted, Code::OutOfRange, "etcdserver: mvcc: required revision has been compacted"),
+            (Error::FutureRevision, Code::OutOfRange, "etcdserver: mvcc: required revision is a future revision"),
+            (Error::TooManyOps, Code::InvalidArgument, "etcdserver: too many operations in txn request"),
+            (Error::DuplicateKey, Code::InvalidArgument, "etcdserver: duplicate key given in txn request"),
+            (Error::RequestTooLarge, Code::InvalidArgument, "etcdserver: request is too large"),
+            (Error::LeaseNotFound, Code::NotFound, "etcdserver: requested lease not found"),
+            (Error::LeaseExists, Code::FailedPrecondition, "etcdserver: lease already exists"),
+            (Error::NoSpace, Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded"),
+        ];
+        for (err, code, msg) in table {
+            let status = Status::from(err);
+            assert_eq!(status.code(), code);
+            assert_eq!(status.message(), msg);
+        }
+    }
+}

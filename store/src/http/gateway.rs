@@ -1,0 +1,179 @@
+//! etcd's JSON gateway: `POST /v3/<service>/<method>` with a proto3-JSON body (bytes base64,
+//! 64-bit integers as strings), answered by the same service code as gRPC. Errors come back as
+//! `{"error":…,"message":…,"code":…}` with grpc-gateway's HTTP status for the gRPC code.
+//! Streams (`/v3/watch`, `/v3/lease/keepalive`) answer one `{"result":…}` JSON line per message.
+
+use super::HttpState;
+use crate::error::{Error, Result};
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use futures::StreamExt;
+use keel_proto::etcdserverpb as pb;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::future::Future;
+use tonic::Code;
+
+/// grpc-gateway's HTTP status for a gRPC code.
+fn http_status(code: Code) -> StatusCode {
+    match code {
+        Code::Ok => StatusCode::OK,
+        Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition => StatusCode::BAD_REQUEST,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
+        Code::Unimplemented => StatusCode::NOT_IMPLEMENTED,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn error_response(code: Code, message: &str) -> Response {
+    let body = serde_json::json!({"error": message, "message": message, "code": code as i32});
+    (http_status(code), [(CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+}
+
+fn error(e: Error) -> Response {
+    error_response(e.code(), &e.to_string())
+}
+
+/// A body that is not valid JSON for the request, as grpc-gateway reports it.
+struct BadBody(Code, String);
+
+impl BadBody {
+    fn response(self) -> Response {
+        error_response(self.0, &self.1)
+    }
+}
+
+fn parse<Req: DeserializeOwned + Default>(body: &[u8]) -> std::result::Result<Req, BadBody> {
+    if body.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(Req::default());
+    }
+    serde_json::from_slice(body).map_err(|e| BadBody(Code::InvalidArgument, e.to_string()))
+}
+
+fn ok<T: Serialize>(v: &T) -> Response {
+    match serde_json::to_string(v) {
+        Ok(s) => (StatusCode::OK, [(CONTENT_TYPE, "application/json")], s).into_response(),
+        Err(e) => error_response(Code::Internal, &e.to_string()),
+    }
+}
+
+async fn unary<Req, Resp, F, Fut>(body: Bytes, f: F) -> Response
+where
+    Req: DeserializeOwned + Default,
+    Resp: Serialize,
+    F: FnOnce(Req) -> Fut,
+    Fut: Future<Output = Result<Resp>>,
+{
+    match parse::<Req>(&body) {
+        Ok(req) => match f(req).await {
+            Ok(resp) => ok(&resp),
+            Err(e) => error(e),
+        },
+        Err(bad) => bad.response(),
+    }
+}
+
+macro_rules! route {
+    ($router:ident, $path:literal, $req:ty, |$st:ident, $r:ident| $body:expr) => {
+        $router = $router.route(
+            $path,
+            post(|State($st): State<HttpState>, body: Bytes| async move { unary(body, |$r: $req| async move { $body }).await }),
+        );
+    };
+}
+
+/// Every `/v3/` route.
+pub fn routes() -> Router<HttpState> {
+    let mut r = Router::new();
+    route!(r, "/v3/kv/range", pb::RangeRequest, |st, req| st.services.kv.range(&req));
+    route!(r, "/v3/kv/put", pb::PutRequest, |st, req| st.services.kv.put(req).await);
+    route!(r, "/v3/kv/deleterange", pb::DeleteRangeRequest, |st, req| st.services.kv.delete_range(req).await);
+    route!(r, "/v3/kv/txn", pb::TxnRequest, |st, req| st.services.kv.txn(req).await);
+    route!(r, "/v3/kv/compaction", pb::CompactionRequest, |st, req| st.services.kv.compact(req).await);
+    route!(r, "/v3/lease/grant", pb::LeaseGrantRequest, |st, req| st.services.lease.grant(req).await);
+    route!(r, "/v3/lease/revoke", pb::LeaseRevokeRequest, |st, req| st.services.lease.revoke(req).await);
+    route!(r, "/v3/kv/lease/revoke", pb::LeaseRevokeRequest, |st, req| st.services.lease.revoke(req).await);
+    route!(r, "/v3/lease/timetolive", pb::LeaseTimeToLiveRequest, |st, req| Ok(st.services.lease.time_to_live(&req)));
+    route!(r, "/v3/kv/lease/timetolive", pb::LeaseTimeToLiveRequest, |st, req| Ok(st.services.lease.time_to_live(&req)));
+    route!(r, "/v3/lease/leases", pb::LeaseLeasesRequest, |st, _req| Ok(st.services.lease.leases()));
+    route!(r, "/v3/kv/lease/leases", pb::LeaseLeasesRequest, |st, _req| Ok(st.services.lease.leases()));
+    route!(r, "/v3/cluster/member/list", pb::MemberListRequest, |st, _req| Ok(st.services.cluster.member_list()));
+    route!(r, "/v3/maintenance/status", pb::StatusRequest, |st, _req| Ok(st.services.maintenance.status()));
+    route!(r, "/v3/maintenance/alarm", pb::AlarmRequest, |st, req| Ok(st.services.maintenance.alarm(&req)));
+    route!(r, "/v3/maintenance/hash", pb::HashRequest, |st, _req| st.services.maintenance.hash());
+    route!(r, "/v3/maintenance/hashkv", pb::HashKvRequest, |st, req| st.services.maintenance.hash_kv(&req));
+    route!(r, "/v3/auth/status", pb::AuthStatusRequest, |_st, _req| Ok(pb::AuthStatusResponse::default()));
+    for (path, rpc) in [
+        ("/v3/cluster/member/add", "Cluster.MemberAdd"),
+        ("/v3/cluster/member/remove", "Cluster.MemberRemove"),
+        ("/v3/cluster/member/update", "Cluster.MemberUpdate"),
+        ("/v3/cluster/member/promote", "Cluster.MemberPromote"),
+        ("/v3/maintenance/defragment", "Maintenance.Defragment"),
+        ("/v3/maintenance/snapshot", "Maintenance.Snapshot"),
+        ("/v3/maintenance/transfer-leadership", "Maintenance.MoveLeader"),
+        ("/v3/maintenance/downgrade", "Maintenance.Downgrade"),
+        ("/v3/lock/lock", "Lock.Lock"),
+        ("/v3/lock/unlock", "Lock.Unlock"),
+        ("/v3/election/campaign", "Election.Campaign"),
+        ("/v3/election/proclaim", "Election.Proclaim"),
+        ("/v3/election/leader", "Election.Leader"),
+        ("/v3/election/observe", "Election.Observe"),
+        ("/v3/election/resign", "Election.Resign"),
+    ] {
+        r = r.route(path, post(move || async move { error(Error::Unimplemented(rpc)) }));
+    }
+    r = r.route("/v3/auth/{*rest}", post(|| async { error(Error::Unimplemented("Auth")) }));
+    r.route("/v3/watch", post(watch)).route("/v3/lease/keepalive", post(keep_alive))
+}
+
+/// Parse a body holding one or more JSON objects.
+fn parse_many<Req: DeserializeOwned>(body: &[u8]) -> std::result::Result<Vec<Req>, BadBody> {
+    serde_json::Deserializer::from_slice(body)
+        .into_iter::<Req>()
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| BadBody(Code::Unknown, e.to_string()))
+}
+
+fn result_line<T: Serialize>(item: std::result::Result<T, tonic::Status>) -> Bytes {
+    let v = match item {
+        Ok(m) => serde_json::json!({ "result": m }),
+        Err(s) => {
+            serde_json::json!({"error": {"grpc_code": s.code() as i32, "http_code": http_status(s.code()).as_u16(), "message": s.message(), "http_status": http_status(s.code()).canonical_reason()}})
+        }
+    };
+    let mut s = v.to_string();
+    s.push('\n');
+    Bytes::from(s)
+}
+
+async fn watch(State(st): State<HttpState>, body: Bytes) -> Response {
+    let reqs: Vec<pb::WatchRequest> = match parse_many(&body) {
+        Ok(r) => r,
+        Err(bad) => return bad.response(),
+    };
+    // The requests, then silence: the stream stays open until the client hangs up.
+    let input = futures::stream::iter(reqs.into_iter().map(Ok)).chain(futures::stream::pending());
+    let out = st.services.watch.open(Box::pin(input)).map(|item| Ok::<_, std::convert::Infallible>(result_line(item)));
+    (StatusCode::OK, [(CONTENT_TYPE, "application/json")], Body::from_stream(out)).into_response()
+}
+
+async fn keep_alive(State(st): State<HttpState>, body: Bytes) -> Response {
+    let reqs: Vec<pb::LeaseKeepAliveRequest> = match parse_many(&body) {
+        Ok(r) => r,
+        Err(bad) => return bad.response(),
+    };
+    let lines: Vec<std::result::Result<Bytes, std::convert::Infallible>> =
+        reqs.iter().map(|r| Ok(result_line(Ok::<_, tonic::Status>(st.services.lease.keep_alive_once(r.id))))).collect();
+    (StatusCode::OK, [(CONTENT_TYPE, "application/json")], Body::from_stream(futures::stream::iter(lines))).into_response()
+}

@@ -1,0 +1,78 @@
+//! HTTP on the client port, beside gRPC, as etcd serves it: `/health`, `/livez`, `/readyz`,
+//! `/version`, `/metrics`, and the JSON gateway under `/v3/` ([`gateway`]).
+//!
+//! - [`metrics`]: per-RPC counters and latency histograms.
+//! - [`gateway`]: etcd's grpc-gateway routes over the same service code as gRPC.
+
+pub mod gateway;
+pub mod metrics;
+
+use crate::server::kv::KvService;
+use crate::server::maintenance::{ETCD_CLUSTER_VERSION, ETCD_VERSION};
+use crate::server::state::Shared;
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use keel_proto::etcdserverpb::RangeRequest;
+use std::sync::Arc;
+
+/// Everything the HTTP handlers reach.
+#[derive(Clone)]
+pub struct HttpState {
+    /// The member's shared state.
+    pub shared: Arc<Shared>,
+    /// The services the gateway calls.
+    pub services: crate::node::Services,
+}
+
+/// The router for every HTTP path on the client port.
+pub fn router(state: HttpState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/readyz", get(health))
+        .route("/livez", get(livez))
+        .route("/version", get(version))
+        .route("/metrics", get(metrics))
+        .merge(gateway::routes())
+        .with_state(state)
+}
+
+fn json(status: StatusCode, body: String) -> Response {
+    (status, [(CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+async fn health(State(st): State<HttpState>) -> Response {
+    if st.shared.no_space() {
+        return json(StatusCode::SERVICE_UNAVAILABLE, r#"{"health":"false","reason":"ALARM NOSPACE"}"#.into());
+    }
+    // Like etcd's QGET: a real read through the same path clients use.
+    let probe = RangeRequest { key: bytes::Bytes::from_static(b"health"), ..Default::default() };
+    match KvService::new(st.shared.clone()).range(&probe) {
+        Ok(_) => json(StatusCode::OK, r#"{"health":"true","reason":""}"#.into()),
+        Err(e) => json(StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({"health": "false", "reason": e.to_string()}).to_string()),
+    }
+}
+
+async fn livez() -> Response {
+    (StatusCode::OK, "ok").into_response()
+}
+
+async fn version() -> Response {
+    json(StatusCode::OK, serde_json::json!({"etcdserver": ETCD_VERSION, "etcdcluster": ETCD_CLUSTER_VERSION}).to_string())
+}
+
+async fn metrics(State(st): State<HttpState>) -> Response {
+    let s = &st.shared;
+    let gauges = [
+        ("etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database in bytes.", s.backend.size_bytes() as f64),
+        ("etcd_debugging_mvcc_current_revision", "The current revision of the store.", s.visible() as f64),
+        ("etcd_debugging_mvcc_watcher_total", "Total number of watchers.", s.hub.watcher_count() as f64),
+        ("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.", 1.0),
+        ("etcd_server_is_leader", "Whether or not this member is a leader.", 1.0),
+        ("keel_applied_index", "Commands applied by this member.", s.applied_index() as f64),
+    ];
+    (StatusCode::OK, [(CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render(&gauges)).into_response()
+}

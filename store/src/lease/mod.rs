@@ -1,0 +1,167 @@
+//! Leases: which leases exist, their TTLs, the keys attached to them, and when they expire.
+//!
+//! Grant, revoke and key attachment are replicated state (changed only by applying commands);
+//! expiry deadlines are local (`tokio::time::Instant`, so simulated time drives them) and are
+//! acted on only by the member that proposes revokes. A restart restores every lease with its full
+//! TTL, as etcd does, so a lease never expires earlier because the member was down.
+
+use crate::error::{Error, Result};
+use crate::mvcc::{KeyIndex, codec};
+use crate::storage::{Backend, WriteBatch};
+use bytes::Bytes;
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// etcd's largest TTL (`MaxLeaseTTL`), in seconds.
+pub const MAX_TTL_SECS: i64 = 9_000_000_000;
+
+/// One lease.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    /// Granted TTL in seconds (after the minimum was applied).
+    pub ttl: i64,
+    /// Keys currently attached.
+    pub keys: BTreeSet<Bytes>,
+    /// When it expires unless renewed.
+    pub expiry: Instant,
+}
+
+/// All leases.
+#[derive(Debug, Default)]
+pub struct Leases {
+    map: BTreeMap<i64, Lease>,
+    min_ttl: i64,
+}
+
+fn deadline(now: Instant, ttl: i64) -> Instant {
+    now + Duration::from_secs(ttl.clamp(0, MAX_TTL_SECS) as u64)
+}
+
+impl Leases {
+    /// Restore leases from the backend and re-attach keys from the index.
+    pub fn load(backend: &dyn Backend, index: &KeyIndex, at: i64, min_ttl: i64, now: Instant) -> Result<Leases> {
+        let mut map = BTreeMap::new();
+        for (k, v) in backend.scan(&[codec::LEASE_PREFIX], &[codec::LEASE_PREFIX + 1], usize::MAX)? {
+            let (Some(id), Some(ttl)) = (k.get(1..).and_then(codec::decode_i64), codec::decode_i64(&v)) else {
+                return Err(Error::Storage(format!("corrupt lease record {k:?}")));
+            };
+            map.insert(id, Lease { ttl, keys: BTreeSet::new(), expiry: deadline(now, ttl) });
+        }
+        let mut leases = Leases { map, min_ttl };
+        let all = crate::mvcc::KeyRange::From(Bytes::from_static(b"\0"));
+        for (key, e) in index.range(&all, at) {
+            if e.lease != 0 {
+                leases.attach(e.lease, key.clone());
+            }
+        }
+        Ok(leases)
+    }
+
+    /// The smallest TTL granted; shorter requests are raised to it.
+    pub fn min_ttl(&self) -> i64 {
+        self.min_ttl
+    }
+
+    /// True when the lease exists.
+    pub fn contains(&self, id: i64) -> bool {
+        self.map.contains_key(&id)
+    }
+
+    /// Grant a lease; returns the TTL actually granted.
+    pub fn grant(&mut self, id: i64, ttl: i64, now: Instant, batch: &mut WriteBatch) -> Result<i64> {
+        if ttl > MAX_TTL_SECS {
+            return Err(Error::LeaseTtlTooLarge);
+        }
+        if id == 0 {
+            return Err(Error::InvalidArgument("etcdserver: lease ID must be non-zero".into()));
+        }
+        if self.map.contains_key(&id) {
+            return Err(Error::LeaseExists);
+        }
+        let ttl = ttl.max(self.min_ttl);
+        batch.put(codec::lease_key(id), codec::encode_i64(ttl));
+        self.map.insert(id, Lease { ttl, keys: BTreeSet::new(), expiry: deadline(now, ttl) });
+        Ok(ttl)
+    }
+
+    /// Remove a lease; returns the keys that were attached (the caller deletes them).
+    pub fn revoke(&mut self, id: i64, batch: &mut WriteBatch) -> Result<BTreeSet<Bytes>> {
+        let lease = self.map.remove(&id).ok_or(Error::LeaseNotFound)?;
+        batch.delete(codec::lease_key(id));
+        Ok(lease.keys)
+    }
+
+    /// Attach `key` to lease `id` (no-op for 0 or an unknown lease).
+    pub fn attach(&mut self, id: i64, key: Bytes) {
+        if let Some(l) = self.map.get_mut(&id) {
+            l.keys.insert(key);
+        }
+    }
+
+    /// Detach `key` from lease `id`.
+    pub fn detach(&mut self, id: i64, key: &[u8]) {
+        if let Some(l) = self.map.get_mut(&id) {
+            l.keys.remove(key);
+        }
+    }
+
+    /// Keep a lease alive; returns its TTL. An expired (not yet revoked) lease is not found.
+    pub fn renew(&mut self, id: i64, now: Instant) -> Result<i64> {
+        let l = self.map.get_mut(&id).ok_or(Error::LeaseNotFound)?;
+        if l.expiry <= now {
+            return Err(Error::LeaseNotFound);
+        }
+        l.expiry = deadline(now, l.ttl);
+        Ok(l.ttl)
+    }
+
+    /// One lease.
+    pub fn get(&self, id: i64) -> Option<&Lease> {
+        self.map.get(&id)
+    }
+
+    /// Whole seconds left before lease `id` expires (0 when already due).
+    pub fn remaining(&self, id: i64, now: Instant) -> Option<i64> {
+        self.map.get(&id).map(|l| l.expiry.saturating_duration_since(now).as_secs() as i64)
+    }
+
+    /// Every lease ID, ascending.
+    pub fn ids(&self) -> Vec<i64> {
+        self.map.keys().copied().collect()
+    }
+
+    /// Leases whose deadline has passed.
+    pub fn expired(&self, now: Instant) -> Vec<i64> {
+        self.map.iter().filter(|(_, l)| l.expiry <= now).map(|(id, _)| *id).collect()
+    }
+
+    /// Give every lease a fresh deadline (a new member takes over expiry).
+    pub fn refresh_all(&mut self, now: Instant) {
+        for l in self.map.values_mut() {
+            l.expiry = deadline(now, l.ttl);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn grant_renew_expire() {
+        let mut ls = Leases { min_ttl: 2, ..Default::default() };
+        let mut b = WriteBatch::default();
+        let now = Instant::now();
+        assert_eq!(ls.grant(7, 1, now, &mut b).unwrap(), 2, "raised to the minimum TTL");
+        assert_eq!(ls.grant(7, 5, now, &mut b), Err(Error::LeaseExists));
+        assert_eq!(ls.grant(8, MAX_TTL_SECS + 1, now, &mut b), Err(Error::LeaseTtlTooLarge));
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        assert_eq!(ls.renew(7, Instant::now()).unwrap(), 2);
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        assert!(ls.expired(Instant::now()).is_empty());
+        tokio::time::advance(Duration::from_millis(600)).await;
+        assert_eq!(ls.expired(Instant::now()), vec![7]);
+        assert_eq!(ls.renew(7, Instant::now()), Err(Error::LeaseNotFound));
+    }
+}

@@ -1,0 +1,144 @@
+//! `keel-store`: run one member, configured with etcd's flags and `ETCD_*` variables.
+//!
+//! This is the composition root: it picks real TCP listeners, the sled backend, OS-seeded
+//! randomness and the process's signals.
+
+use anyhow::Context;
+use futures::StreamExt;
+use keel_store::config::{self, Config, Invocation};
+use keel_store::node::Member;
+use keel_store::seams::SplitMix64;
+use keel_store::server::maintenance::ETCD_VERSION;
+use keel_store::storage::sled::SledBackend;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+/// sled's page cache; values are read from it, and the key index lives beside it in memory.
+const SLED_CACHE_BYTES: u64 = 64 << 20;
+
+fn init_logging(cfg: &Config) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(match cfg.log_level.as_str() {
+        "warn" | "error" | "debug" | "info" => cfg.log_level.clone(),
+        "panic" | "fatal" | "dpanic" => "error".to_string(),
+        other => anyhow::bail!("invalid --log-level {other:?}"),
+    })?;
+    let out = cfg.log_outputs.first().map(String::as_str).unwrap_or("default");
+    let ansi = matches!(out, "default" | "stderr") && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let writer: tracing_subscriber::fmt::writer::BoxMakeWriter = match out {
+        "default" | "stderr" => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+        "stdout" => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stdout),
+        path => {
+            let file =
+                std::fs::OpenOptions::new().create(true).append(true).open(path).with_context(|| format!("opening log output {path}"))?;
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(Arc::new(file))
+        }
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer).with_target(false).with_ansi(ansi);
+    if cfg.logger == "zap" {
+        builder.json().flatten_event(true).init()
+    } else {
+        builder.init()
+    }
+    Ok(())
+}
+
+fn seed() -> u64 {
+    // OS randomness seeds the generator once; everything after is deterministic from the seed.
+    let mut buf = [0u8; 8];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut buf);
+    }
+    u64::from_le_bytes(buf) ^ u64::from(std::process::id())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => tracing::info!("received SIGINT, shutting down"),
+        _ = term.recv() => tracing::info!("received SIGTERM, shutting down"),
+    }
+}
+
+async fn run(cfg: Config) -> anyhow::Result<()> {
+    init_logging(&cfg)?;
+    tracing::info!(name = %cfg.name, data_dir = %cfg.data_dir.display(), version = env!("CARGO_PKG_VERSION"), etcd_api = ETCD_VERSION, "starting keel-store");
+    if !cfg.no_effect.is_empty() {
+        tracing::warn!(flags = ?cfg.no_effect, "these etcd flags are accepted but have no effect in Keel");
+    }
+    if cfg.listen_client_urls.iter().chain(&cfg.listen_peer_urls).any(|u| u.scheme == "https") {
+        anyhow::bail!("https URLs need TLS, which this Keel build does not serve yet");
+    }
+    std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
+    let backend = Arc::new(SledBackend::open(&cfg.data_dir.join("keel.sled"), SLED_CACHE_BYTES).context("opening the store")?);
+    let mut listeners = Vec::new();
+    for url in cfg.listen_client_urls.iter().chain(&cfg.listen_metrics_urls) {
+        let l = TcpListener::bind(url.addr).await.with_context(|| format!("listening on {}", url.text))?;
+        tracing::info!(address = %url.text, "serving client traffic insecurely; this is strongly discouraged!");
+        listeners.push(TcpListenerStream::new(l));
+    }
+    let member = Member::start(&cfg, backend, Box::new(SplitMix64(seed()))).await.context("starting the member")?;
+    let id = &member.shared.identity;
+    tracing::info!("published {{name:{}, clientURLs:[{}]}} to cluster {}", id.name, id.client_urls.join(" "), id.cluster_id);
+    tracing::info!("enabled capabilities for version 3.5");
+    tracing::info!(member_id = %id.member_id, "ready to serve client requests");
+    let incoming = futures::stream::select_all(listeners).map(|r| r.and_then(|s| s.set_nodelay(true).map(|_| s)));
+    member.serve(incoming, shutdown_signal()).await.context("serving")?;
+    tracing::info!("stopped; all acknowledged writes are on disk");
+    Ok(())
+}
+
+fn usage() -> String {
+    let mut s = String::from(
+        "Usage:\n\n  keel-store [flags]\n\nAccepts every flag of etcd 3.4/3.5 (also as ETCD_* variables). Flags and defaults:\n\n",
+    );
+    for f in config::etcd_flags::ETCD_FLAGS {
+        s.push_str(&format!("  --{} {}\n", f.name, if f.default.is_empty() { String::new() } else { format!("'{}'", f.default) }));
+    }
+    s
+}
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let (invocation, warnings) = match config::parse(&args, &env) {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("{e}\n{}", usage());
+            return std::process::ExitCode::from(2);
+        }
+    };
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+    match invocation {
+        Invocation::Help => {
+            println!("{}", usage());
+            std::process::ExitCode::SUCCESS
+        }
+        Invocation::Version => {
+            println!("keel-store Version: {}\netcd API Version: {ETCD_VERSION}", env!("CARGO_PKG_VERSION"));
+            std::process::ExitCode::SUCCESS
+        }
+        Invocation::Run(cfg) => {
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start the runtime: {e}");
+                    return std::process::ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(run(*cfg)) {
+                Ok(()) => std::process::ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("keel-store: {e:#}");
+                    std::process::ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! [`Mvcc`]: the key index and the backend kept in step. Writes go through a [`WriteCtx`] that
+//! holds the request's revision, so everything one request changes shares it.
+//!
+//! Readers pass the revision they read at; the writer may already have applied (but not yet made
+//! durable) newer revisions, which readers never see because every lookup is "as of" a revision.
+
+use super::codec::{self, META_COMPACTED, REV_PREFIX};
+use super::index::{Entry, KeyIndex, KeyRange, Rev};
+use super::range;
+use crate::error::{Error, Result};
+use crate::storage::{Backend, WriteBatch};
+use bytes::Bytes;
+use keel_proto::etcdserverpb::RangeRequest;
+use keel_proto::mvccpb::{Event, KeyValue, event::EventType};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// How many records one backend scan reads at a time.
+const SCAN_CHUNK: usize = 4096;
+
+/// Everything one request changes, collected while it is applied.
+pub struct WriteCtx<'a> {
+    /// The revision this request writes at.
+    pub rev: i64,
+    /// The next sub-revision; > 0 means the request changed something.
+    pub sub: i64,
+    /// Backend writes for this request.
+    pub batch: &'a mut WriteBatch,
+    /// Watch events, in order.
+    pub events: Vec<Event>,
+    /// Attach the previous key-value to events (some watcher asked for `prev_kv`).
+    pub with_prev_kv: bool,
+}
+
+/// The result of a Range before the header is added.
+#[derive(Debug, Default)]
+pub struct RangeResult {
+    /// Key-values returned.
+    pub kvs: Vec<KeyValue>,
+    /// True when `limit` cut results off.
+    pub more: bool,
+    /// Keys in the range at that revision, before limit and filters.
+    pub count: i64,
+}
+
+/// The MVCC store.
+pub struct Mvcc {
+    backend: Arc<dyn Backend>,
+    index: KeyIndex,
+    current: i64,
+    compacted: i64,
+}
+
+impl Mvcc {
+    /// Open the store on `backend`, rebuilding the key index from the revision records.
+    pub fn open(backend: Arc<dyn Backend>) -> Result<Mvcc> {
+        let mut index = KeyIndex::default();
+        let mut current = 1;
+        let mut from = vec![REV_PREFIX];
+        let to = vec![REV_PREFIX + 1];
+        loop {
+            let chunk = backend.scan(&from, &to, SCAN_CHUNK)?;
+            let Some((last, _)) = chunk.last() else { break };
+            from = last.to_vec();
+            from.push(0);
+            for (k, v) in &chunk {
+                let (Some(rev), Some((kv, tombstone))) = (codec::parse_rev_key(k), codec::decode_record(v)) else {
+                    return Err(Error::Storage(format!("corrupt revision record {k:?}")));
+                };
+                current = current.max(rev.main);
+                index.push(kv.key.clone(), Entry { rev, create: kv.create_revision, version: kv.version, lease: kv.lease, tombstone });
+            }
+        }
+        let compacted = backend.get(META_COMPACTED)?.and_then(|v| codec::decode_i64(&v)).unwrap_or(0);
+        Ok(Mvcc { backend, index, current: current.max(compacted), compacted })
+    }
+
+    /// The newest applied revision.
+    pub fn current(&self) -> i64 {
+        self.current
+    }
+
+    /// The revision history was compacted at (0 if never).
+    pub fn compacted(&self) -> i64 {
+        self.compacted
+    }
+
+    /// The key index (read-only).
+    pub fn index(&self) -> &KeyIndex {
+        &self.index
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    fn load(&self, e: &Entry) -> Result<KeyValue> {
+        let raw =
+            self.backend.get(&codec::rev_key(e.rev))?.ok_or_else(|| Error::Storage(format!("missing record for revision {:?}", e.rev)))?;
+        let (kv, _) = codec::decode_record(&raw).ok_or_else(|| Error::Storage(format!("corrupt record for revision {:?}", e.rev)))?;
+        Ok(kv)
+    }
+
+    fn meta(key: &Bytes, e: &Entry) -> KeyValue {
+        KeyValue {
+            key: key.clone(),
+            create_revision: e.create,
+            mod_revision: e.rev.main,
+            version: e.version,
+            value: Bytes::new(),
+            lease: e.lease,
+        }
+    }
+
+    /// Check that `rev` (0 = latest) can be read when the newest readable revision is `latest`,
+    /// and resolve it.
+    pub fn read_revision(&self, rev: i64, latest: i64) -> Result<i64> {
+        if rev <= 0 {
+            return Ok(latest);
+        }
+        if rev > latest {
+            return Err(Error::FutureRevision);
+        }
+        if rev < self.compacted {
+            return Err(Error::Compacted);
+        }
+        Ok(rev)
+    }
+
+    /// Serve a Range as of revision `latest` (the newest revision readers may see).
+    pub fn range(&self, req: &RangeRequest, latest: i64) -> Result<RangeResult> {
+        let at = self.read_revision(req.revision, latest)?;
+        let kr = KeyRange::new(&req.key, &req.range_end);
+        let limit = range::fetch_limit(req);
+        let mut count = 0i64;
+        let mut kvs = Vec::new();
+        let need_value =
+            !req.keys_only && !req.count_only || req.sort_target() == keel_proto::etcdserverpb::range_request::SortTarget::Value;
+        for (key, e) in self.index.range(&kr, at) {
+            count += 1;
+            if req.count_only || (limit > 0 && kvs.len() >= limit) {
+                continue;
+            }
+            kvs.push(if need_value { self.load(e)? } else { Self::meta(key, e) });
+        }
+        if req.count_only {
+            return Ok(RangeResult { kvs: Vec::new(), more: false, count });
+        }
+        let more = range::finish(req, &mut kvs);
+        if req.keys_only {
+            for kv in &mut kvs {
+                kv.value = Bytes::new();
+            }
+        }
+        Ok(RangeResult { kvs, more, count })
+    }
+
+    /// Live key-values in `kr` as of the newest applied revision (the writer's view).
+    pub fn latest_in(&self, kr: &KeyRange) -> Result<Vec<KeyValue>> {
+        self.index.range(kr, self.current).map(|(_, e)| self.load(e)).collect()
+    }
+
+    /// The live key-value of `key` in the writer's view.
+    pub fn latest(&self, key: &[u8]) -> Result<Option<KeyValue>> {
+        match self.index.get(key, self.current) {
+            Some(e) => Ok(Some(self.load(e)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The lease of `key` in the writer's view without touching the disk.
+    pub fn latest_entry(&self, key: &[u8]) -> Option<Entry> {
+        self.index.get(key, self.current).copied()
+    }
+
+    /// Start a write at the next revision.
+    pub fn begin<'a>(&self, batch: &'a mut WriteBatch, with_prev_kv: bool) -> WriteCtx<'a> {
+        WriteCtx { rev: self.current + 1, sub: 0, batch, events: Vec::new(), with_prev_kv }
+    }
+
+    /// Finish a write: the revision is taken only if something changed.
+    pub fn commit(&mut self, ctx: &WriteCtx<'_>) {
+        if ctx.sub > 0 {
+            self.current = ctx.rev;
+        }
+    }
+
+    /// Put `key`. `value`/`lease` are final (ignore_* already resolved). Returns the previous
+    /// key-value. The caller has checked the lease exists.
+    pub fn put(&mut self, ctx: &mut WriteCtx<'_>, key: Bytes, value: Bytes, lease: i64) -> Result<Option<KeyValue>> {
+        let prev = self.latest(&key)?;
+        let (create, version) = match &prev {
+            Some(p) => (p.create_revision, p.version + 1),
+            None => (ctx.rev, 1),
+        };
+        let rev = Rev { main: ctx.rev, sub: ctx.sub };
+        ctx.sub += 1;
+        let kv = KeyValue { key: key.clone(), create_revision: create, mod_revision: ctx.rev, version, value, lease };
+        ctx.batch.put(codec::rev_key(rev), codec::encode_record(&kv, false));
+        // Written now, not at the end of the group, so later requests in the same group can
+        // read this revision's value.
+        self.index.push(key, Entry { rev, create, version, lease, tombstone: false });
+        ctx.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: if ctx.with_prev_kv { prev.clone() } else { None } });
+        Ok(prev)
+    }
+
+    /// Delete every live key in `kr`. Returns the deleted key-values.
+    pub fn delete(&mut self, ctx: &mut WriteCtx<'_>, kr: &KeyRange) -> Result<Vec<KeyValue>> {
+        let prevs = self.latest_in(kr)?;
+        for prev in &prevs {
+            let rev = Rev { main: ctx.rev, sub: ctx.sub };
+            ctx.sub += 1;
+            let kv = KeyValue { key: prev.key.clone(), mod_revision: ctx.rev, ..Default::default() };
+            ctx.batch.put(codec::rev_key(rev), codec::encode_record(&kv, true));
+            self.index.push(prev.key.clone(), Entry { rev, create: 0, version: 0, lease: 0, tombstone: true });
+            ctx.events.push(Event {
+                r#type: EventType::Delete as i32,
+                kv: Some(kv),
+                prev_kv: if ctx.with_prev_kv { Some(prev.clone()) } else { None },
+            });
+        }
+        Ok(prevs)
+    }
+
+    /// Flush this request's records to the backend (not yet durable).
+    pub fn write_out(&self, batch: WriteBatch) -> Result<()> {
+        if !batch.is_empty() {
+            self.backend.write(batch)?;
+        }
+        Ok(())
+    }
+
+    /// Check a compaction request against the current state.
+    pub fn check_compact(&self, rev: i64) -> Result<()> {
+        if rev <= self.compacted {
+            return Err(Error::Compacted);
+        }
+        if rev > self.current {
+            return Err(Error::FutureRevision);
+        }
+        Ok(())
+    }
+
+    /// Compact history at `rev`: drop every record no read at `>= rev` needs. Records at exactly
+    /// `rev` stay, so a watch may still start at the compacted revision.
+    pub fn compact(&mut self, rev: i64, batch: &mut WriteBatch) -> Result<()> {
+        self.check_compact(rev)?;
+        self.index.compact(rev);
+        let keep: HashSet<Rev> = self.index.entries().filter(|(_, e)| e.rev.main < rev).map(|(_, e)| e.rev).collect();
+        let mut from = vec![REV_PREFIX];
+        let to = codec::rev_key(Rev { main: rev, sub: 0 });
+        loop {
+            let chunk = self.backend.scan(&from, &to, SCAN_CHUNK)?;
+            let Some((last, _)) = chunk.last() else { break };
+            from = last.to_vec();
+            from.push(0);
+            for (k, _) in chunk {
+                if codec::parse_rev_key(&k).is_some_and(|r| !keep.contains(&r)) {
+                    batch.delete(k.to_vec());
+                }
+            }
+        }
+        batch.put(META_COMPACTED.to_vec(), codec::encode_i64(rev));
+        self.compacted = rev;
+        Ok(())
+    }
+
+    /// History events with `from <= revision <= to`, at most `max_events` but never splitting a
+    /// revision, and the last revision they cover. `prev_kv` attaches each event's previous key-value where history still has it.
+    pub fn events(&self, from: i64, to: i64, max_events: usize, prev_kv: bool) -> Result<(Vec<Event>, i64)> {
+        let mut out: Vec<Event> = Vec::new();
+        if from > to {
+            return Ok((out, to));
+        }
+        let mut start = codec::rev_key(Rev { main: from, sub: 0 });
+        let end = codec::rev_key(Rev { main: to + 1, sub: 0 });
+        let mut last_main = 0;
+        loop {
+            let chunk = self.backend.scan(&start, &end, SCAN_CHUNK)?;
+            let Some((last, _)) = chunk.last() else { break };
+            start = last.to_vec();
+            start.push(0);
+            for (k, v) in chunk {
+                let (Some(rev), Some((kv, tombstone))) = (codec::parse_rev_key(&k), codec::decode_record(&v)) else { continue };
+                if out.len() >= max_events && rev.main != last_main {
+                    return Ok((out, last_main));
+                }
+                last_main = rev.main;
+                let prev = if prev_kv { self.index.get(&kv.key, rev.main - 1).map(|e| self.load(e)).transpose()? } else { None };
+                let ty = if tombstone { EventType::Delete } else { EventType::Put };
+                out.push(Event { r#type: ty as i32, kv: Some(kv), prev_kv: prev });
+            }
+        }
+        Ok((out, to))
+    }
+
+    /// etcd's HashKV: a hash of every record up to `rev` (0 = latest), and the revision it covers.
+    pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64)> {
+        let rev = if rev <= 0 { self.current } else { rev };
+        if rev > self.current {
+            return Err(Error::FutureRevision);
+        }
+        if rev < self.compacted {
+            return Err(Error::Compacted);
+        }
+        let mut h = crc32fast::Hasher::new();
+        let mut from = vec![REV_PREFIX];
+        let to = codec::rev_key(Rev { main: rev + 1, sub: 0 });
+        loop {
+            let chunk = self.backend.scan(&from, &to, SCAN_CHUNK)?;
+            let Some((last, _)) = chunk.last() else { break };
+            from = last.to_vec();
+            from.push(0);
+            for (k, v) in chunk {
+                h.update(&k);
+                h.update(&v);
+            }
+        }
+        Ok((h.finalize(), rev))
+    }
+}

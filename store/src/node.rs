@@ -1,0 +1,246 @@
+//! The composition of one member: open state from a backend, start the writer and the
+//! background tasks, and serve gRPC and HTTP on the listeners it is given. Callers (the binary,
+//! tests, the simulation) choose the listeners, the backend and the randomness.
+
+use crate::apply::StateMachine;
+use crate::apply::writer::{self, Proposer};
+use crate::config::{AutoCompaction, Config};
+use crate::error::{Error, Result};
+use crate::http::{self, HttpState};
+use crate::lease::Leases;
+use crate::mvcc::{Mvcc, codec};
+use crate::seams::Rng;
+use crate::server::cluster::ClusterService;
+use crate::server::kv::KvService;
+use crate::server::lease::{self as lease_svc, LeaseService};
+use crate::server::maintenance::MaintenanceService;
+use crate::server::state::{Identity, Limits, META_APPLIED, META_TERM, Shared};
+use crate::server::unimplemented::{AuthService, ElectionService, LockService};
+use crate::server::watch::WatchService;
+use crate::storage::{Backend, WriteBatch};
+use crate::types::{ClusterId, MemberId};
+use crate::watch::syncer;
+use futures::Stream;
+use keel_proto::etcdserverpb::auth_server::AuthServer;
+use keel_proto::etcdserverpb::cluster_server::ClusterServer;
+use keel_proto::etcdserverpb::kv_server::KvServer;
+use keel_proto::etcdserverpb::lease_server::LeaseServer;
+use keel_proto::etcdserverpb::maintenance_server::MaintenanceServer;
+use keel_proto::etcdserverpb::watch_server::WatchServer;
+use keel_proto::etcdserverpb::{CompactionRequest, RangeRequest};
+use keel_proto::v3electionpb::election_server::ElectionServer;
+use keel_proto::v3lockpb::lock_server::LockServer;
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+use tonic::transport::server::Connected;
+
+/// gRPC messages may exceed `--max-request-bytes` by this much on the wire, as in etcd, so the
+/// store (not the transport) answers "request is too large".
+const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+const META_MEMBER_ID: &[u8] = b"m/member_id";
+const META_CLUSTER_ID: &[u8] = b"m/cluster_id";
+
+/// The service objects, shared by gRPC and the HTTP gateway.
+#[derive(Clone)]
+pub struct Services {
+    /// KV.
+    pub kv: KvService,
+    /// Watch.
+    pub watch: WatchService,
+    /// Lease.
+    pub lease: LeaseService,
+    /// Cluster.
+    pub cluster: ClusterService,
+    /// Maintenance.
+    pub maintenance: MaintenanceService,
+}
+
+/// A running member's state, before it serves.
+pub struct Member {
+    /// Shared state.
+    pub shared: Arc<Shared>,
+    /// Service objects.
+    pub services: Services,
+    tasks: JoinSet<()>,
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        self.tasks.abort_all();
+    }
+}
+
+/// FNV-1a, for IDs derived from configuration (stable across restarts and builds).
+fn fnv64(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.bytes().chain(std::iter::once(0)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+fn meta(backend: &dyn Backend, key: &[u8]) -> Result<Option<i64>> {
+    Ok(backend.get(key)?.and_then(|v| codec::decode_i64(&v)))
+}
+
+impl Member {
+    /// Open the member's state on `backend` and start its writer and background tasks.
+    pub async fn start(cfg: &Config, backend: Arc<dyn Backend>, rng: Box<dyn Rng>) -> Result<Member> {
+        if cfg.initial_cluster.len() > 1 {
+            return Err(Error::InvalidArgument(format!(
+                "--initial-cluster names {} members; this Keel build serves single-member clusters only (replication is not built yet)",
+                cfg.initial_cluster.len()
+            )));
+        }
+        // IDs are fixed at first start and read back afterwards, like etcd's.
+        let mut first = WriteBatch::default();
+        let member_id = match meta(&*backend, META_MEMBER_ID)? {
+            Some(id) => id as u64,
+            None => {
+                let mut peers = cfg.initial_advertise_peer_urls.clone();
+                peers.sort();
+                let id = fnv64(&[&peers.join(","), &cfg.initial_cluster_token]);
+                first.put(META_MEMBER_ID.to_vec(), codec::encode_i64(id as i64));
+                id
+            }
+        };
+        let cluster_id = match meta(&*backend, META_CLUSTER_ID)? {
+            Some(id) => id as u64,
+            None => {
+                let members: Vec<String> = cfg.initial_cluster.iter().map(|(n, u)| format!("{n}={u}")).collect();
+                let id = fnv64(&[&members.join(","), &cfg.initial_cluster_token, "cluster"]);
+                first.put(META_CLUSTER_ID.to_vec(), codec::encode_i64(id as i64));
+                id
+            }
+        };
+        // Each start is a new term, as a restarted etcd member elects itself again.
+        let term = meta(&*backend, META_TERM)?.unwrap_or(1) as u64 + 1;
+        first.put(META_TERM.to_vec(), codec::encode_i64(term as i64));
+        backend.write(first)?;
+        backend.sync().await?;
+        let applied = meta(&*backend, META_APPLIED)?.unwrap_or(0) as u64;
+
+        let mvcc = Mvcc::open(backend.clone())?;
+        let leases = Leases::load(&*backend, mvcc.index(), mvcc.current(), cfg.min_lease_ttl(), Instant::now())?;
+        let sm = StateMachine { mvcc, leases };
+        let (proposer, rx) = Proposer::new(4096);
+        let identity = Identity {
+            name: cfg.name.clone(),
+            member_id: MemberId(member_id),
+            cluster_id: ClusterId(cluster_id),
+            peer_urls: cfg.initial_advertise_peer_urls.clone(),
+            client_urls: cfg.advertise_client_urls.clone(),
+        };
+        let limits =
+            Limits { max_request_bytes: cfg.max_request_bytes, max_txn_ops: cfg.max_txn_ops, quota_backend_bytes: cfg.quota_bytes() };
+        let shared = Arc::new(Shared::new(sm, backend, proposer, identity, limits, rng, term, applied));
+        let mut tasks = JoinSet::new();
+        tasks.spawn(writer::run(shared.clone(), rx));
+        tasks.spawn(syncer::run(shared.clone(), cfg.watch_progress_notify_interval));
+        tasks.spawn(lease_svc::run_expiry(shared.clone()));
+        if cfg.auto_compaction != AutoCompaction::Off {
+            tasks.spawn(run_compactor(shared.clone(), cfg.auto_compaction));
+        }
+        let services = Services {
+            kv: KvService::new(shared.clone()),
+            watch: WatchService::new(shared.clone()),
+            lease: LeaseService::new(shared.clone()),
+            cluster: ClusterService::new(shared.clone()),
+            maintenance: MaintenanceService::new(shared.clone()),
+        };
+        Ok(Member { shared, services, tasks })
+    }
+
+    /// The gRPC services and HTTP routes of the client port.
+    pub fn routes(&self) -> tonic::service::Routes {
+        let max = self.shared.limits.max_request_bytes + GRPC_OVERHEAD_BYTES;
+        let s = &self.services;
+        let http = http::router(HttpState { shared: self.shared.clone(), services: s.clone() });
+        tonic::service::Routes::from(http)
+            .add_service(KvServer::new(s.kv.clone()).max_decoding_message_size(max).max_encoding_message_size(usize::MAX))
+            .add_service(WatchServer::new(s.watch.clone()).max_decoding_message_size(max).max_encoding_message_size(usize::MAX))
+            .add_service(LeaseServer::new(s.lease.clone()).max_decoding_message_size(max))
+            .add_service(ClusterServer::new(s.cluster.clone()).max_decoding_message_size(max))
+            .add_service(MaintenanceServer::new(s.maintenance.clone()).max_decoding_message_size(max))
+            .add_service(AuthServer::new(AuthService).max_decoding_message_size(max))
+            .add_service(LockServer::new(LockService).max_decoding_message_size(max))
+            .add_service(ElectionServer::new(ElectionService).max_decoding_message_size(max))
+    }
+
+    /// Serve gRPC and HTTP on `incoming` until `shutdown` resolves, then make everything durable.
+    pub async fn serve<I, IO, IE, F>(self, incoming: I, shutdown: F) -> Result<()>
+    where
+        I: Stream<Item = std::result::Result<IO, IE>>,
+        IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+        IE: Into<Box<dyn std::error::Error + Send + Sync>>,
+        F: Future<Output = ()>,
+    {
+        let routes = self.routes();
+        let result = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .http2_keepalive_interval(Some(Duration::from_secs(5)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(20)))
+            .add_routes(routes)
+            .serve_with_incoming_shutdown(incoming, shutdown)
+            .await;
+        let synced = self.shared.backend.sync().await;
+        result.map_err(|e| Error::Storage(format!("serving failed: {e}")))?;
+        synced?;
+        Ok(())
+    }
+}
+
+/// Automatic compaction, as etcd's `--auto-compaction-*`: periodic mode compacts to the revision
+/// that was current one retention period ago (sampled every tenth of it); revision mode keeps the
+/// newest N revisions, checked every five minutes.
+async fn run_compactor(shared: Arc<Shared>, mode: AutoCompaction) {
+    let (every, keep_revs, retention) = match mode {
+        AutoCompaction::Off => return,
+        AutoCompaction::Periodic(d) => ((d / 10).max(Duration::from_secs(1)), 0, d),
+        AutoCompaction::Revision(n) => (Duration::from_secs(300), n, Duration::ZERO),
+    };
+    let mut samples: VecDeque<(Instant, i64)> = VecDeque::new();
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let now = Instant::now();
+        let current = shared.visible();
+        let target = if keep_revs > 0 {
+            current - keep_revs
+        } else {
+            samples.push_back((now, current));
+            let mut target = 0;
+            while let Some((t, rev)) = samples.front().copied() {
+                if now.duration_since(t) < retention {
+                    break;
+                }
+                target = rev;
+                samples.pop_front();
+            }
+            target
+        };
+        let compacted = shared.read_state().mvcc.compacted();
+        if target > compacted {
+            let kv = KvService::new(shared.clone());
+            match kv.compact(CompactionRequest { revision: target, physical: false }).await {
+                Ok(_) => tracing::info!(revision = target, "auto compaction finished"),
+                Err(e) => tracing::warn!(revision = target, error = %e, "auto compaction failed"),
+            }
+        }
+        // Keep a read on the books so a broken store shows up in the log early.
+        let _ = KvService::new(shared.clone()).range(&RangeRequest {
+            key: bytes::Bytes::from_static(b"\0"),
+            count_only: true,
+            ..Default::default()
+        });
+    }
+}

@@ -1,0 +1,158 @@
+//! The KV service: Range is served from the state machine at the visible revision; Put,
+//! DeleteRange, Txn and Compact are validated here and proposed to the writer.
+
+use super::state::Shared;
+use super::{REQUEST_TIMEOUT, grpc};
+use crate::apply::{Command, Output, validate};
+use crate::error::{Error, Result};
+use keel_proto::etcdserverpb::kv_server::Kv;
+use keel_proto::etcdserverpb::{
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, PutRequest, PutResponse, RangeRequest, RangeResponse,
+    TxnRequest, TxnResponse,
+};
+use prost::Message;
+use std::sync::Arc;
+use tokio::time::Instant;
+use tonic::{Request, Response, Status};
+
+/// Bytes etcd adds around a request when it wraps it for Raft; the size limit applies to the
+/// wrapped request, so a value just under `--max-request-bytes` is already too large.
+const RAFT_WRAPPER_BYTES: usize = 16;
+
+/// etcd's KV service.
+#[derive(Clone)]
+pub struct KvService {
+    shared: Arc<Shared>,
+}
+
+impl KvService {
+    /// A service over `shared`.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// KV.Range.
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        if req.key.is_empty() {
+            return Err(Error::EmptyKey);
+        }
+        let sm = self.shared.read_state();
+        let at = self.shared.visible();
+        let r = sm.mvcc.range(req, at)?;
+        Ok(RangeResponse { header: self.shared.header(at), kvs: r.kvs, more: r.more, count: r.count })
+    }
+
+    /// Validate, propose and wait for a mutation.
+    pub async fn mutate(&self, cmd: Command, encoded_len: usize) -> Result<(Output, i64)> {
+        if encoded_len + RAFT_WRAPPER_BYTES > self.shared.limits.max_request_bytes {
+            return Err(Error::RequestTooLarge);
+        }
+        validate(&cmd, self.shared.limits.max_txn_ops)?;
+        let applied = tokio::time::timeout(REQUEST_TIMEOUT, self.shared.proposer.propose(cmd)).await.map_err(|_| Error::Timeout)??;
+        Ok((applied.output, applied.revision))
+    }
+
+    /// KV.Put.
+    pub async fn put(&self, req: PutRequest) -> Result<PutResponse> {
+        let len = req.encoded_len();
+        match self.mutate(Command::Put(req), len).await? {
+            (Output::Put(mut r), rev) => {
+                r.header = self.shared.header(rev);
+                Ok(r)
+            }
+            _ => Err(Error::Storage("unexpected output for Put".into())),
+        }
+    }
+
+    /// KV.DeleteRange.
+    pub async fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+        let len = req.encoded_len();
+        match self.mutate(Command::DeleteRange(req), len).await? {
+            (Output::DeleteRange(mut r), rev) => {
+                r.header = self.shared.header(rev);
+                Ok(r)
+            }
+            _ => Err(Error::Storage("unexpected output for DeleteRange".into())),
+        }
+    }
+
+    /// KV.Txn.
+    pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
+        let len = req.encoded_len();
+        match self.mutate(Command::Txn(req), len).await? {
+            (Output::Txn(mut r), rev) => {
+                r.header = self.shared.header(rev);
+                fill_nested_headers(&self.shared, &mut r, rev);
+                Ok(r)
+            }
+            _ => Err(Error::Storage("unexpected output for Txn".into())),
+        }
+    }
+
+    /// KV.Compact.
+    pub async fn compact(&self, req: CompactionRequest) -> Result<CompactionResponse> {
+        let len = req.encoded_len();
+        match self.mutate(Command::Compact(req), len).await? {
+            (Output::Compact(mut r), rev) => {
+                r.header = self.shared.header(rev);
+                Ok(r)
+            }
+            _ => Err(Error::Storage("unexpected output for Compact".into())),
+        }
+    }
+}
+
+/// etcd gives every response inside a txn its own header at the txn's revision.
+fn fill_nested_headers(shared: &Shared, r: &mut TxnResponse, rev: i64) {
+    use keel_proto::etcdserverpb::response_op::Response as R;
+    for op in &mut r.responses {
+        match &mut op.response {
+            Some(R::ResponseRange(x)) => x.header = shared.header(rev),
+            Some(R::ResponsePut(x)) => x.header = shared.header(rev),
+            Some(R::ResponseDeleteRange(x)) => x.header = shared.header(rev),
+            Some(R::ResponseTxn(x)) => {
+                x.header = shared.header(rev);
+                fill_nested_headers(shared, x, rev);
+            }
+            None => {}
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Kv for KvService {
+    async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
+        let start = Instant::now();
+        let r = KvService::range(self, request.get_ref());
+        self.shared.metrics.observe("Range", start, r.is_ok());
+        grpc(r)
+    }
+
+    async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
+        let start = Instant::now();
+        let r = KvService::put(self, request.into_inner()).await;
+        self.shared.metrics.observe("Put", start, r.is_ok());
+        grpc(r)
+    }
+
+    async fn delete_range(&self, request: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
+        let start = Instant::now();
+        let r = KvService::delete_range(self, request.into_inner()).await;
+        self.shared.metrics.observe("DeleteRange", start, r.is_ok());
+        grpc(r)
+    }
+
+    async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
+        let start = Instant::now();
+        let r = KvService::txn(self, request.into_inner()).await;
+        self.shared.metrics.observe("Txn", start, r.is_ok());
+        grpc(r)
+    }
+
+    async fn compact(&self, request: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
+        let start = Instant::now();
+        let r = KvService::compact(self, request.into_inner()).await;
+        self.shared.metrics.observe("Compact", start, r.is_ok());
+        grpc(r)
+    }
+}

@@ -1,0 +1,167 @@
+//! The Lease service, and the expiry task that revokes leases whose deadline passed.
+
+use super::state::Shared;
+use super::{REQUEST_TIMEOUT, grpc};
+use crate::apply::{Command, Output};
+use crate::error::{Error, Result};
+use futures::Stream;
+use keel_proto::etcdserverpb::lease_server::Lease;
+use keel_proto::etcdserverpb::{
+    LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
+};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// How often the expiry task looks for expired leases.
+const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
+/// etcd's Lease service.
+#[derive(Clone)]
+pub struct LeaseService {
+    shared: Arc<Shared>,
+}
+
+/// A stream of keep-alive responses.
+pub type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
+
+async fn propose(shared: &Shared, cmd: Command) -> Result<(Output, i64)> {
+    let applied = tokio::time::timeout(REQUEST_TIMEOUT, shared.proposer.propose(cmd)).await.map_err(|_| Error::Timeout)??;
+    Ok((applied.output, applied.revision))
+}
+
+impl LeaseService {
+    /// A service over `shared`.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// Lease.LeaseGrant.
+    pub async fn grant(&self, req: LeaseGrantRequest) -> Result<LeaseGrantResponse> {
+        let id = if req.id == 0 { self.shared.next_id() } else { req.id };
+        match propose(&self.shared, Command::LeaseGrant { id, ttl: req.ttl }).await? {
+            (Output::LeaseGrant(mut r), rev) => {
+                r.header = self.shared.header(rev);
+                Ok(r)
+            }
+            _ => Err(Error::Storage("unexpected output for LeaseGrant".into())),
+        }
+    }
+
+    /// Lease.LeaseRevoke.
+    pub async fn revoke(&self, req: LeaseRevokeRequest) -> Result<LeaseRevokeResponse> {
+        match propose(&self.shared, Command::LeaseRevoke { id: req.id }).await? {
+            (Output::LeaseRevoke(mut r), rev) => {
+                r.header = self.shared.header(rev);
+                Ok(r)
+            }
+            _ => Err(Error::Storage("unexpected output for LeaseRevoke".into())),
+        }
+    }
+
+    /// One keep-alive: the TTL, or 0 when the lease is gone (not an error, as in etcd).
+    pub fn keep_alive_once(&self, id: i64) -> LeaseKeepAliveResponse {
+        let ttl = self.shared.write_state().leases.renew(id, Instant::now()).unwrap_or(0);
+        LeaseKeepAliveResponse { header: self.shared.header(self.shared.visible()), id, ttl }
+    }
+
+    /// Lease.LeaseTimeToLive. An unknown lease answers TTL -1, as etcd does.
+    pub fn time_to_live(&self, req: &LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse {
+        let sm = self.shared.read_state();
+        let header = self.shared.header(self.shared.visible());
+        match (sm.leases.get(req.id), sm.leases.remaining(req.id, Instant::now())) {
+            (Some(l), Some(remaining)) => LeaseTimeToLiveResponse {
+                header,
+                id: req.id,
+                ttl: remaining,
+                granted_ttl: l.ttl,
+                keys: if req.keys { l.keys.iter().cloned().collect() } else { Vec::new() },
+            },
+            _ => LeaseTimeToLiveResponse { header, id: req.id, ttl: -1, granted_ttl: 0, keys: Vec::new() },
+        }
+    }
+
+    /// Lease.LeaseLeases.
+    pub fn leases(&self) -> LeaseLeasesResponse {
+        let sm = self.shared.read_state();
+        LeaseLeasesResponse {
+            header: self.shared.header(self.shared.visible()),
+            leases: sm.leases.ids().into_iter().map(|id| LeaseStatus { id }).collect(),
+        }
+    }
+
+    /// Serve a keep-alive stream.
+    pub fn keep_alive_stream<S>(&self, mut requests: S) -> KeepAliveStream
+    where
+        S: Stream<Item = Result<LeaseKeepAliveRequest, Status>> + Send + Unpin + 'static,
+    {
+        let (tx, rx) = mpsc::channel(16);
+        let svc = self.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(req)) = requests.next().await {
+                if tx.send(Ok(svc.keep_alive_once(req.id))).await.is_err() {
+                    break;
+                }
+            }
+        });
+        Box::pin(ReceiverStream::new(rx))
+    }
+}
+
+/// Revoke leases whose deadline passed, one proposal each, until the member stops.
+pub async fn run_expiry(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(EXPIRY_CHECK_INTERVAL);
+    loop {
+        tick.tick().await;
+        let expired = shared.read_state().leases.expired(Instant::now());
+        for id in expired {
+            match propose(&shared, Command::LeaseRevoke { id }).await {
+                Ok(_) | Err(Error::LeaseNotFound) => tracing::debug!(lease = format!("{id:x}"), "lease expired"),
+                Err(e) => tracing::warn!(lease = format!("{id:x}"), error = %e, "revoking an expired lease failed"),
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    type LeaseKeepAliveStream = KeepAliveStream;
+
+    async fn lease_grant(&self, request: Request<LeaseGrantRequest>) -> Result<Response<LeaseGrantResponse>, Status> {
+        let start = Instant::now();
+        let r = self.grant(request.into_inner()).await;
+        self.shared.metrics.observe("LeaseGrant", start, r.is_ok());
+        grpc(r)
+    }
+
+    async fn lease_revoke(&self, request: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
+        let start = Instant::now();
+        let r = self.revoke(request.into_inner()).await;
+        self.shared.metrics.observe("LeaseRevoke", start, r.is_ok());
+        grpc(r)
+    }
+
+    async fn lease_keep_alive(
+        &self,
+        request: Request<Streaming<LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        self.shared.metrics.count("LeaseKeepAlive");
+        Ok(Response::new(self.keep_alive_stream(request.into_inner())))
+    }
+
+    async fn lease_time_to_live(&self, request: Request<LeaseTimeToLiveRequest>) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        self.shared.metrics.count("LeaseTimeToLive");
+        Ok(Response::new(self.time_to_live(request.get_ref())))
+    }
+
+    async fn lease_leases(&self, _request: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {
+        self.shared.metrics.count("LeaseLeases");
+        Ok(Response::new(self.leases()))
+    }
+}

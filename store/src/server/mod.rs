@@ -1,0 +1,27 @@
+//! The gRPC services: thin shells that validate, call the core (state machine, proposer, watch
+//! hub) and map errors. Each service also exposes its calls as plain async methods returning
+//! [`crate::error::Result`], so the HTTP gateway serves the very same code.
+//!
+//! - [`state`]: [`state::Shared`], what all services share.
+//! - [`kv`], [`watch`], [`lease`], [`maintenance`], [`cluster`]: etcd's services.
+//! - [`unimplemented`]: Auth, Lock and Election, answering `Unimplemented` until built.
+
+pub mod cluster;
+pub mod kv;
+pub mod lease;
+pub mod maintenance;
+pub mod state;
+pub mod unimplemented;
+pub mod watch;
+
+use crate::error::Error;
+use std::time::Duration;
+use tonic::Status;
+
+/// How long a proposal may wait for the writer before the client is told it timed out.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
+
+/// Map a core result to a gRPC one.
+pub fn grpc<T>(r: Result<T, Error>) -> Result<tonic::Response<T>, Status> {
+    r.map(tonic::Response::new).map_err(Status::from)
+}

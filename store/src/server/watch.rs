@@ -1,0 +1,90 @@
+//! The Watch service: one bidi stream per client stream. A reader task turns requests into hub
+//! calls; a sender task drains the stream's outbox into gRPC. Neither ever blocks the writer.
+
+use super::state::Shared;
+use futures::Stream;
+use keel_proto::etcdserverpb::watch_request::RequestUnion;
+use keel_proto::etcdserverpb::watch_server::Watch;
+use keel_proto::etcdserverpb::{WatchRequest, WatchResponse};
+use std::pin::Pin;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// Responses in flight between the sender task and gRPC per stream.
+const GRPC_BUFFER: usize = 16;
+
+/// etcd's Watch service.
+#[derive(Clone)]
+pub struct WatchService {
+    shared: Arc<Shared>,
+}
+
+/// A stream of watch responses.
+pub type ResponseStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
+
+impl WatchService {
+    /// A service over `shared`.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// Open a watch stream fed by `requests`; the returned stream carries the responses. The
+    /// stream stays open when the client half-closes (the HTTP gateway sends one request and
+    /// then only reads), and ends when the client goes away.
+    pub fn open<S>(&self, mut requests: S) -> ResponseStream
+    where
+        S: Stream<Item = Result<WatchRequest, Status>> + Send + Unpin + 'static,
+    {
+        let shared = self.shared.clone();
+        let handle = shared.hub.open_stream();
+        let (tx, rx) = mpsc::channel(GRPC_BUFFER);
+        let stream_id = handle.id;
+        let wake = handle.wake.clone();
+        let sender_shared = shared.clone();
+        tokio::spawn(async move {
+            'outer: loop {
+                wake.notified().await;
+                let Some(batch) = sender_shared.hub.drain(stream_id) else {
+                    let _ = tx.send(Err(Status::resource_exhausted("etcdserver: watch stream closed: too many pending requests"))).await;
+                    break;
+                };
+                for mut resp in batch {
+                    sender_shared.complete_header(&mut resp.header);
+                    if tx.send(Ok(resp)).await.is_err() {
+                        break 'outer;
+                    }
+                }
+            }
+            sender_shared.hub.close_stream(stream_id);
+        });
+        let wake = handle.wake;
+        tokio::spawn(async move {
+            while let Some(item) = requests.next().await {
+                let Ok(req) = item else { break };
+                match req.request_union {
+                    Some(RequestUnion::CreateRequest(c)) => shared.hub.create(stream_id, &c),
+                    Some(RequestUnion::CancelRequest(c)) => shared.hub.cancel(stream_id, c.watch_id),
+                    Some(RequestUnion::ProgressRequest(_)) => shared.hub.request_progress(stream_id),
+                    None => {}
+                }
+            }
+            // The request side is done; responses keep flowing until the client leaves, which
+            // the sender notices when gRPC drops the response stream.
+            let _ = wake;
+        });
+        Box::pin(ReceiverStream::new(rx))
+    }
+}
+
+#[tonic::async_trait]
+impl Watch for WatchService {
+    type WatchStream = ResponseStream;
+
+    async fn watch(&self, request: Request<Streaming<WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
+        self.shared.metrics.count("Watch");
+        Ok(Response::new(self.open(request.into_inner())))
+    }
+}

@@ -1,0 +1,60 @@
+//! Storage backends: a narrow, ordered byte map with atomic batches and an explicit durability
+//! point. The MVCC layer and the lease table are written on top of it; nothing else in the store
+//! touches files.
+//!
+//! Contract every backend keeps:
+//! - `write` applies a whole [`WriteBatch`] atomically (all or nothing, even across a crash);
+//! - nothing is durable until `sync` returns; after it returns, every earlier `write` survives a
+//!   crash (`kill -9`, power loss);
+//! - reads see every `write` that returned, synced or not.
+//!
+//! Implementations: [`sled::SledBackend`] (the default, on disk) and [`memory::MemoryBackend`]
+//! (tests and simulation).
+
+pub mod memory;
+pub mod sled;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+
+/// A storage failure. The member must stop serving writes when one happens.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StorageError(pub String);
+
+/// A set of puts and deletes applied atomically.
+#[derive(Debug, Default, Clone)]
+pub struct WriteBatch {
+    /// `(key, Some(value))` to put, `(key, None)` to delete, in order.
+    pub ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+}
+
+impl WriteBatch {
+    /// Queue a put.
+    pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push((key, Some(value)));
+    }
+    /// Queue a delete.
+    pub fn delete(&mut self, key: Vec<u8>) {
+        self.ops.push((key, None));
+    }
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// The ordered byte map the store persists to.
+pub trait Backend: Send + Sync + 'static {
+    /// One value.
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StorageError>;
+    /// Up to `limit` pairs with `from <= key < to`, in key order.
+    fn scan(&self, from: &[u8], to: &[u8], limit: usize) -> Result<Vec<(Bytes, Bytes)>, StorageError>;
+    /// Apply a batch atomically (not yet durable).
+    fn write(&self, batch: WriteBatch) -> Result<(), StorageError>;
+    /// Make every earlier write durable. Returns a future so a disk backend can do the blocking
+    /// fsync off the async workers while the writer batches the next requests.
+    fn sync(&self) -> BoxFuture<'static, Result<(), StorageError>>;
+    /// Bytes the backend occupies on disk (or in memory for the memory backend).
+    fn size_bytes(&self) -> u64;
+}

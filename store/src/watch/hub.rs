@@ -1,0 +1,479 @@
+//! [`WatchHub`]: the watchers of every stream, their sync state and their outboxes.
+
+use crate::error::Error;
+use crate::mvcc::KeyRange;
+use bytes::Bytes;
+use keel_proto::etcdserverpb::watch_create_request::FilterType;
+use keel_proto::etcdserverpb::{ResponseHeader, WatchCreateRequest, WatchResponse};
+use keel_proto::mvccpb::{Event, event::EventType};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::Notify;
+
+/// Event-carrying responses a stream may have queued before its watchers fall back to history.
+pub const OUTBOX_EVENT_RESPONSES_MAX: usize = 1024;
+/// Responses of any kind a stream may have queued; a client that keeps asking without reading
+/// past this is disconnected.
+pub const OUTBOX_TOTAL_MAX: usize = 4 * OUTBOX_EVENT_RESPONSES_MAX;
+
+/// The ID etcd uses for a progress response that speaks for every watcher of a stream.
+pub const ALL_WATCHERS: i64 = -1;
+
+type StreamId = u64;
+
+/// One stream's queue of responses, drained by that stream's sender.
+#[derive(Default)]
+struct Outbox {
+    queue: VecDeque<WatchResponse>,
+    event_responses: usize,
+    wake: Arc<Notify>,
+    /// Set when the stream must end (overflow); the sender closes it.
+    closed: bool,
+    next_watch_id: i64,
+    unsynced: usize,
+    progress_pending: bool,
+}
+
+impl Outbox {
+    fn has_room(&self) -> bool {
+        self.event_responses < OUTBOX_EVENT_RESPONSES_MAX
+    }
+    fn push(&mut self, resp: WatchResponse) {
+        if !resp.events.is_empty() {
+            self.event_responses += 1;
+        }
+        self.queue.push_back(resp);
+        if self.queue.len() > OUTBOX_TOTAL_MAX {
+            self.closed = true;
+        }
+        self.wake.notify_one();
+    }
+}
+
+/// One watcher.
+#[derive(Clone, Debug)]
+pub struct Watcher {
+    /// Keys watched.
+    pub range: KeyRange,
+    /// Skip PUT events.
+    pub no_put: bool,
+    /// Skip DELETE events.
+    pub no_delete: bool,
+    /// Attach previous key-values.
+    pub prev_kv: bool,
+    /// Send periodic progress notifications.
+    pub progress_notify: bool,
+    /// Events below this revision are never sent (start revision in the future).
+    pub min_rev: i64,
+    /// Next revision to read from history when unsynced.
+    pub next_rev: i64,
+    /// True when fed by `notify`.
+    pub synced: bool,
+    /// True when an event was queued since the last progress tick.
+    pub active: bool,
+}
+
+impl Watcher {
+    /// The events of `events` this watcher should see, trimmed of `prev_kv` unless asked.
+    pub fn select(&self, events: &[Event]) -> Vec<Event> {
+        events
+            .iter()
+            .filter(|e| {
+                let Some(kv) = &e.kv else { return false };
+                let put = e.r#type == EventType::Put as i32;
+                kv.mod_revision >= self.min_rev && self.range.contains(&kv.key) && !(put && self.no_put) && (put || !self.no_delete)
+            })
+            .map(|e| if self.prev_kv || e.prev_kv.is_none() { e.clone() } else { Event { prev_kv: None, ..e.clone() } })
+            .collect()
+    }
+}
+
+/// What the syncer needs to catch one watcher up.
+#[derive(Clone, Debug)]
+pub struct Lagging {
+    /// Stream.
+    pub stream: u64,
+    /// Watch ID.
+    pub id: i64,
+    /// The watcher as it was.
+    pub watcher: Watcher,
+}
+
+#[derive(Default)]
+struct Inner {
+    rev: i64,
+    next_stream: StreamId,
+    streams: HashMap<StreamId, Outbox>,
+    watchers: BTreeMap<(StreamId, i64), Watcher>,
+}
+
+/// All watchers of the member.
+#[derive(Default)]
+pub struct WatchHub {
+    inner: Mutex<Inner>,
+    prev_kv_watchers: AtomicUsize,
+    syncer_wake: Notify,
+}
+
+/// A stream's registration: its ID and the signal its sender waits on.
+pub struct StreamHandle {
+    /// Stream ID.
+    pub id: u64,
+    /// Notified when the outbox has something.
+    pub wake: Arc<Notify>,
+}
+
+fn header(rev: i64) -> Option<ResponseHeader> {
+    Some(ResponseHeader { revision: rev, ..Default::default() })
+}
+
+impl WatchHub {
+    /// A hub whose watchers start after revision `rev`.
+    pub fn new(rev: i64) -> Self {
+        let hub = WatchHub::default();
+        hub.lock().rev = rev;
+        hub
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // Every critical section leaves the maps consistent, so a poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The newest revision handed to watchers.
+    pub fn revision(&self) -> i64 {
+        self.lock().rev
+    }
+
+    /// True when some watcher wants previous key-values on events.
+    pub fn wants_prev_kv(&self) -> bool {
+        self.prev_kv_watchers.load(Ordering::Relaxed) > 0
+    }
+
+    /// Number of watchers (for metrics).
+    pub fn watcher_count(&self) -> usize {
+        self.lock().watchers.len()
+    }
+
+    /// Register a new stream.
+    pub fn open_stream(&self) -> StreamHandle {
+        let mut inner = self.lock();
+        inner.next_stream += 1;
+        let id = inner.next_stream;
+        let outbox = Outbox::default();
+        let wake = outbox.wake.clone();
+        inner.streams.insert(id, outbox);
+        StreamHandle { id, wake }
+    }
+
+    /// Remove a stream and its watchers.
+    pub fn close_stream(&self, stream: u64) {
+        let mut inner = self.lock();
+        inner.streams.remove(&stream);
+        let ids: Vec<_> = inner.watchers.range((stream, i64::MIN)..=(stream, i64::MAX)).map(|(k, _)| *k).collect();
+        for k in ids {
+            if let Some(w) = inner.watchers.remove(&k)
+                && w.prev_kv
+            {
+                self.prev_kv_watchers.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Take everything queued for a stream. `None` when the stream must end.
+    pub fn drain(&self, stream: u64) -> Option<Vec<WatchResponse>> {
+        let mut inner = self.lock();
+        let outbox = inner.streams.get_mut(&stream)?;
+        if outbox.closed {
+            return None;
+        }
+        outbox.event_responses = 0;
+        let out: Vec<_> = outbox.queue.drain(..).collect();
+        // Room was made: lagging watchers of this stream can continue.
+        if outbox.unsynced > 0 {
+            self.syncer_wake.notify_one();
+        }
+        Some(out)
+    }
+
+    /// Create a watcher from a client's request; the "created" response (or the refusal) is
+    /// queued on the stream.
+    pub fn create(&self, stream: u64, req: &WatchCreateRequest) {
+        let mut inner = self.lock();
+        let rev = inner.rev;
+        let Some(outbox) = inner.streams.get_mut(&stream) else { return };
+        let id = if req.watch_id != 0 {
+            if inner.watchers.contains_key(&(stream, req.watch_id)) {
+                let outbox = inner.streams.get_mut(&stream).expect("checked above");
+                outbox.push(WatchResponse {
+                    header: header(rev),
+                    watch_id: ALL_WATCHERS,
+                    created: true,
+                    canceled: true,
+                    cancel_reason: Error::DuplicateWatchId.to_string(),
+                    ..Default::default()
+                });
+                return;
+            }
+            req.watch_id
+        } else {
+            let mut id = outbox.next_watch_id;
+            while inner.watchers.contains_key(&(stream, id)) {
+                id += 1;
+            }
+            let outbox = inner.streams.get_mut(&stream).expect("checked above");
+            outbox.next_watch_id = id + 1;
+            id
+        };
+        let key = if req.key.is_empty() { Bytes::from_static(b"\0") } else { req.key.clone() };
+        let start = req.start_revision;
+        let synced = start <= 0 || start > rev;
+        let watcher = Watcher {
+            range: KeyRange::new(&key, &req.range_end),
+            no_put: req.filters.contains(&(FilterType::Noput as i32)),
+            no_delete: req.filters.contains(&(FilterType::Nodelete as i32)),
+            prev_kv: req.prev_kv,
+            progress_notify: req.progress_notify,
+            min_rev: start.max(0),
+            next_rev: if synced { rev + 1 } else { start },
+            synced,
+            active: false,
+        };
+        if watcher.prev_kv {
+            self.prev_kv_watchers.fetch_add(1, Ordering::Relaxed);
+        }
+        inner.watchers.insert((stream, id), watcher);
+        let outbox = inner.streams.get_mut(&stream).expect("checked above");
+        outbox.push(WatchResponse { header: header(rev), watch_id: id, created: true, ..Default::default() });
+        if !synced {
+            outbox.unsynced += 1;
+            self.syncer_wake.notify_one();
+        }
+    }
+
+    /// Cancel a watcher at the client's request.
+    pub fn cancel(&self, stream: u64, id: i64) {
+        let mut inner = self.lock();
+        let rev = inner.rev;
+        let Some(w) = inner.watchers.remove(&(stream, id)) else { return };
+        if w.prev_kv {
+            self.prev_kv_watchers.fetch_sub(1, Ordering::Relaxed);
+        }
+        if let Some(outbox) = inner.streams.get_mut(&stream) {
+            if !w.synced {
+                outbox.unsynced -= 1;
+            }
+            outbox.push(WatchResponse { header: header(rev), watch_id: id, canceled: true, ..Default::default() });
+            Self::maybe_progress(outbox, rev);
+        }
+    }
+
+    /// A client's progress request: answered once every watcher of the stream is synced.
+    pub fn request_progress(&self, stream: u64) {
+        let mut inner = self.lock();
+        let rev = inner.rev;
+        if let Some(outbox) = inner.streams.get_mut(&stream) {
+            outbox.progress_pending = true;
+            Self::maybe_progress(outbox, rev);
+        }
+    }
+
+    fn maybe_progress(outbox: &mut Outbox, rev: i64) {
+        if outbox.progress_pending && outbox.unsynced == 0 {
+            outbox.progress_pending = false;
+            outbox.push(WatchResponse { header: header(rev), watch_id: ALL_WATCHERS, ..Default::default() });
+        }
+    }
+
+    /// The writer's hand-off: `events` (revision order) are durable and `rev` is visible.
+    pub fn notify(&self, events: Vec<Event>, rev: i64) {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        inner.rev = rev;
+        if events.is_empty() {
+            return;
+        }
+        let first_rev = events.first().and_then(|e| e.kv.as_ref()).map_or(rev, |kv| kv.mod_revision);
+        let mut lagging = false;
+        for ((stream, id), w) in inner.watchers.iter_mut() {
+            if !w.synced {
+                continue;
+            }
+            let selected = w.select(&events);
+            if selected.is_empty() {
+                continue;
+            }
+            let Some(outbox) = inner.streams.get_mut(stream) else { continue };
+            if outbox.has_room() {
+                w.active = true;
+                outbox.push(WatchResponse { header: header(rev), watch_id: *id, events: selected, ..Default::default() });
+            } else {
+                w.synced = false;
+                w.next_rev = first_rev;
+                outbox.unsynced += 1;
+                lagging = true;
+            }
+        }
+        if lagging {
+            self.syncer_wake.notify_one();
+        }
+    }
+
+    /// Wait until the syncer may have work.
+    pub async fn syncer_wait(&self) {
+        self.syncer_wake.notified().await
+    }
+
+    /// Unsynced watchers whose stream has room, and the hub revision to catch up to.
+    pub fn lagging(&self) -> (Vec<Lagging>, i64) {
+        let inner = self.lock();
+        let list = inner
+            .watchers
+            .iter()
+            .filter(|(_, w)| !w.synced)
+            .filter(|((s, _), _)| inner.streams.get(s).is_some_and(|o| o.has_room()))
+            .map(|((s, id), w)| Lagging { stream: *s, id: *id, watcher: w.clone() })
+            .collect();
+        (list, inner.rev)
+    }
+
+    /// The syncer's hand-back: `events` cover history up to `covered` for a lagging watcher.
+    pub fn caught_up(&self, lag: &Lagging, events: &[Event], covered: i64) {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let rev = inner.rev;
+        let Some(w) = inner.watchers.get_mut(&(lag.stream, lag.id)) else { return };
+        if w.synced || w.next_rev != lag.watcher.next_rev {
+            return;
+        }
+        let Some(outbox) = inner.streams.get_mut(&lag.stream) else { return };
+        let selected = w.select(events);
+        if !selected.is_empty() {
+            w.active = true;
+            outbox.push(WatchResponse { header: header(covered.max(rev)), watch_id: lag.id, events: selected, ..Default::default() });
+        }
+        w.next_rev = covered + 1;
+        if w.next_rev > rev {
+            w.synced = true;
+            w.next_rev = rev + 1;
+            outbox.unsynced -= 1;
+            Self::maybe_progress(outbox, rev);
+        }
+    }
+
+    /// A lagging watcher needs history below the compacted revision: cancel it, as etcd does,
+    /// with the compacted revision so the client knows where history starts.
+    pub fn compacted(&self, lag: &Lagging, compact_rev: i64) {
+        let mut inner = self.lock();
+        let rev = inner.rev;
+        let Some(w) = inner.watchers.get(&(lag.stream, lag.id)) else { return };
+        if w.synced || w.next_rev != lag.watcher.next_rev {
+            return;
+        }
+        let prev_kv = w.prev_kv;
+        inner.watchers.remove(&(lag.stream, lag.id));
+        if prev_kv {
+            self.prev_kv_watchers.fetch_sub(1, Ordering::Relaxed);
+        }
+        if let Some(outbox) = inner.streams.get_mut(&lag.stream) {
+            outbox.unsynced -= 1;
+            outbox.push(WatchResponse {
+                header: header(rev),
+                watch_id: lag.id,
+                canceled: true,
+                compact_revision: compact_rev,
+                cancel_reason: Error::Compacted.to_string(),
+                ..Default::default()
+            });
+            Self::maybe_progress(outbox, rev);
+        }
+    }
+
+    /// Periodic progress notification for quiet synced watchers that asked for it.
+    pub fn progress_tick(&self) {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let rev = inner.rev;
+        for ((stream, id), w) in inner.watchers.iter_mut() {
+            if !w.progress_notify || !w.synced {
+                continue;
+            }
+            if std::mem::take(&mut w.active) {
+                continue;
+            }
+            if let Some(outbox) = inner.streams.get_mut(stream) {
+                outbox.push(WatchResponse { header: header(rev), watch_id: *id, ..Default::default() });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_proto::mvccpb::KeyValue;
+
+    fn put(key: &str, rev: i64) -> Event {
+        Event {
+            r#type: EventType::Put as i32,
+            kv: Some(KeyValue { key: Bytes::copy_from_slice(key.as_bytes()), mod_revision: rev, ..Default::default() }),
+            prev_kv: None,
+        }
+    }
+
+    fn watch(key: &str, start: i64) -> WatchCreateRequest {
+        WatchCreateRequest { key: Bytes::copy_from_slice(key.as_bytes()), start_revision: start, ..Default::default() }
+    }
+
+    #[test]
+    fn created_then_events_then_progress_in_order() {
+        let hub = WatchHub::new(1);
+        let s = hub.open_stream();
+        hub.create(s.id, &watch("a", 0));
+        hub.notify(vec![put("a", 2), put("b", 2)], 2);
+        hub.request_progress(s.id);
+        let out = hub.drain(s.id).unwrap();
+        assert_eq!(out.len(), 3);
+        assert!(out[0].created);
+        assert_eq!(out[1].events.len(), 1);
+        assert_eq!(out[2].watch_id, ALL_WATCHERS);
+        assert_eq!(out[2].header.as_ref().unwrap().revision, 2);
+    }
+
+    #[test]
+    fn a_full_outbox_makes_the_watcher_lag_instead_of_queueing() {
+        let hub = WatchHub::new(1);
+        let s = hub.open_stream();
+        hub.create(s.id, &watch("a", 0));
+        for r in 2..(2 + OUTBOX_EVENT_RESPONSES_MAX as i64 + 5) {
+            hub.notify(vec![put("a", r)], r);
+        }
+        hub.request_progress(s.id);
+        let out = hub.drain(s.id).unwrap();
+        // created + OUTBOX_EVENT_RESPONSES_MAX event responses; the progress waits for catch-up.
+        assert_eq!(out.len(), 1 + OUTBOX_EVENT_RESPONSES_MAX);
+        let (lag, rev) = hub.lagging();
+        assert_eq!(lag.len(), 1);
+        let first_missing = 2 + OUTBOX_EVENT_RESPONSES_MAX as i64;
+        assert_eq!(lag[0].watcher.next_rev, first_missing);
+        let history: Vec<_> = (first_missing..=rev).map(|r| put("a", r)).collect();
+        hub.caught_up(&lag[0], &history, rev);
+        let out = hub.drain(s.id).unwrap();
+        assert_eq!(out[0].events.len(), 5);
+        assert_eq!(out[1].watch_id, ALL_WATCHERS, "progress only after catch-up");
+    }
+
+    #[test]
+    fn duplicate_client_watch_id_is_refused() {
+        let hub = WatchHub::new(1);
+        let s = hub.open_stream();
+        let mut w = watch("a", 0);
+        w.watch_id = 7;
+        hub.create(s.id, &w);
+        hub.create(s.id, &w);
+        let out = hub.drain(s.id).unwrap();
+        assert_eq!(out[0].watch_id, 7);
+        assert!(out[1].canceled && out[1].created);
+    }
+}
