@@ -43,6 +43,9 @@ use tonic::transport::server::Connected;
 /// store (not the transport) answers "request is too large".
 const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
+/// How long a stopping member lets requests in flight finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 const META_MEMBER_ID: &[u8] = b"m/member_id";
 const META_CLUSTER_ID: &[u8] = b"m/cluster_id";
 
@@ -185,13 +188,24 @@ impl Member {
         F: Future<Output = ()>,
     {
         let routes = self.routes();
-        let result = tonic::transport::Server::builder()
+        let stop = tokio::sync::Notify::new();
+        let server = tonic::transport::Server::builder()
             .accept_http1(true)
             .http2_keepalive_interval(Some(Duration::from_secs(5)))
             .http2_keepalive_timeout(Some(Duration::from_secs(20)))
             .add_routes(routes)
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await;
+            .serve_with_incoming_shutdown(incoming, stop.notified());
+        tokio::pin!(server);
+        tokio::pin!(shutdown);
+        let result = tokio::select! {
+            r = &mut server => r,
+            _ = &mut shutdown => {
+                // Stop accepting, let requests in flight finish for a moment, then go: open
+                // watch streams would otherwise hold the member up forever.
+                stop.notify_one();
+                tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await.unwrap_or(Ok(()))
+            }
+        };
         let synced = self.shared.backend.sync().await;
         result.map_err(|e| Error::Storage(format!("serving failed: {e}")))?;
         synced?;

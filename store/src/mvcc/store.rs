@@ -12,7 +12,7 @@ use crate::storage::{Backend, WriteBatch};
 use bytes::Bytes;
 use keel_proto::etcdserverpb::RangeRequest;
 use keel_proto::mvccpb::{Event, KeyValue, event::EventType};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// How many records one backend scan reads at a time.
@@ -49,6 +49,9 @@ pub struct Mvcc {
     index: KeyIndex,
     current: i64,
     compacted: i64,
+    /// Records written by the request being applied, not yet in the backend (a txn may read
+    /// its own writes). Emptied by [`Mvcc::write_out`].
+    pending: HashMap<Rev, KeyValue>,
 }
 
 impl Mvcc {
@@ -72,7 +75,7 @@ impl Mvcc {
             }
         }
         let compacted = backend.get(META_COMPACTED)?.and_then(|v| codec::decode_i64(&v)).unwrap_or(0);
-        Ok(Mvcc { backend, index, current: current.max(compacted), compacted })
+        Ok(Mvcc { backend, index, current: current.max(compacted), compacted, pending: HashMap::new() })
     }
 
     /// The newest applied revision.
@@ -96,6 +99,9 @@ impl Mvcc {
     }
 
     fn load(&self, e: &Entry) -> Result<KeyValue> {
+        if let Some(kv) = self.pending.get(&e.rev) {
+            return Ok(kv.clone());
+        }
         let raw =
             self.backend.get(&codec::rev_key(e.rev))?.ok_or_else(|| Error::Storage(format!("missing record for revision {:?}", e.rev)))?;
         let (kv, _) = codec::decode_record(&raw).ok_or_else(|| Error::Storage(format!("corrupt record for revision {:?}", e.rev)))?;
@@ -198,8 +204,7 @@ impl Mvcc {
         ctx.sub += 1;
         let kv = KeyValue { key: key.clone(), create_revision: create, mod_revision: ctx.rev, version, value, lease };
         ctx.batch.put(codec::rev_key(rev), codec::encode_record(&kv, false));
-        // Written now, not at the end of the group, so later requests in the same group can
-        // read this revision's value.
+        self.pending.insert(rev, kv.clone());
         self.index.push(key, Entry { rev, create, version, lease, tombstone: false });
         ctx.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: if ctx.with_prev_kv { prev.clone() } else { None } });
         Ok(prev)
@@ -224,7 +229,8 @@ impl Mvcc {
     }
 
     /// Flush this request's records to the backend (not yet durable).
-    pub fn write_out(&self, batch: WriteBatch) -> Result<()> {
+    pub fn write_out(&mut self, batch: WriteBatch) -> Result<()> {
+        self.pending.clear();
         if !batch.is_empty() {
             self.backend.write(batch)?;
         }
