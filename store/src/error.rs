@@ -58,6 +58,15 @@ pub enum Error {
     /// The member named in a request is not part of the cluster.
     #[error("etcdserver: member not found")]
     MemberNotFound,
+    /// Election.Leader / Observe on an election nobody leads.
+    #[error("election: no leader")]
+    ElectionNoLeader,
+    /// Proclaim or Resign by a caller that does not lead.
+    #[error("election: not leader")]
+    ElectionNotLeader,
+    /// Proclaim or Resign without a leader key.
+    #[error("\"leader\" field must be provided")]
+    MissingLeaderKey,
     /// The RPC exists in etcd's API but Keel does not serve it yet.
     #[error("{0} is not implemented in Keel yet")]
     Unimplemented(&'static str),
@@ -88,6 +97,8 @@ impl Error {
             Error::DuplicateWatchId => Code::InvalidArgument,
             Error::Stopped | Error::Timeout => Code::Unavailable,
             Error::Unimplemented(_) => Code::Unimplemented,
+            // etcd's election server returns these as plain errors, which gRPC reports as Unknown.
+            Error::ElectionNoLeader | Error::ElectionNotLeader | Error::MissingLeaderKey => Code::Unknown,
             Error::Storage(_) => Code::Internal,
         }
     }

@@ -11,11 +11,13 @@ use crate::lease::Leases;
 use crate::mvcc::{Mvcc, codec};
 use crate::seams::Rng;
 use crate::server::cluster::ClusterService;
+use crate::server::election::ElectionService;
 use crate::server::kv::KvService;
 use crate::server::lease::{self as lease_svc, LeaseService};
+use crate::server::lock::LockService;
 use crate::server::maintenance::MaintenanceService;
 use crate::server::state::{Identity, Limits, META_APPLIED, META_TERM, Shared};
-use crate::server::unimplemented::{AuthService, ElectionService, LockService};
+use crate::server::unimplemented::AuthService;
 use crate::server::watch::WatchService;
 use crate::storage::{Backend, WriteBatch};
 use crate::types::{ClusterId, MemberId};
@@ -62,6 +64,10 @@ pub struct Services {
     pub cluster: ClusterService,
     /// Maintenance.
     pub maintenance: MaintenanceService,
+    /// v3lock.
+    pub lock: LockService,
+    /// v3election.
+    pub election: ElectionService,
 }
 
 /// A running member's state, before it serves.
@@ -159,6 +165,8 @@ impl Member {
             lease: LeaseService::new(shared.clone()),
             cluster: ClusterService::new(shared.clone()),
             maintenance: MaintenanceService::new(shared.clone()),
+            lock: LockService::new(KvService::new(shared.clone()), WatchService::new(shared.clone())),
+            election: ElectionService::new(KvService::new(shared.clone()), WatchService::new(shared.clone())),
         };
         Ok(Member { shared, services, tasks })
     }
@@ -175,8 +183,8 @@ impl Member {
             .add_service(ClusterServer::new(s.cluster.clone()).max_decoding_message_size(max))
             .add_service(MaintenanceServer::new(s.maintenance.clone()).max_decoding_message_size(max))
             .add_service(AuthServer::new(AuthService).max_decoding_message_size(max))
-            .add_service(LockServer::new(LockService).max_decoding_message_size(max))
-            .add_service(ElectionServer::new(ElectionService).max_decoding_message_size(max))
+            .add_service(LockServer::new(s.lock.clone()).max_decoding_message_size(max))
+            .add_service(ElectionServer::new(s.election.clone()).max_decoding_message_size(max))
     }
 
     /// Serve gRPC and HTTP on `incoming` until `shutdown` resolves, then make everything durable.

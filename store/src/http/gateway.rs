@@ -113,6 +113,12 @@ pub fn routes() -> Router<HttpState> {
     route!(r, "/v3/maintenance/alarm", pb::AlarmRequest, |st, req| Ok(st.services.maintenance.alarm(&req)));
     route!(r, "/v3/maintenance/hash", pb::HashRequest, |st, _req| st.services.maintenance.hash());
     route!(r, "/v3/maintenance/hashkv", pb::HashKvRequest, |st, req| st.services.maintenance.hash_kv(&req));
+    route!(r, "/v3/lock/lock", keel_proto::v3lockpb::LockRequest, |st, req| st.services.lock.lock(req).await);
+    route!(r, "/v3/lock/unlock", keel_proto::v3lockpb::UnlockRequest, |st, req| st.services.lock.unlock(req).await);
+    route!(r, "/v3/election/campaign", keel_proto::v3electionpb::CampaignRequest, |st, req| st.services.election.campaign(req).await);
+    route!(r, "/v3/election/proclaim", keel_proto::v3electionpb::ProclaimRequest, |st, req| st.services.election.proclaim(req).await);
+    route!(r, "/v3/election/leader", keel_proto::v3electionpb::LeaderRequest, |st, req| st.services.election.leader(&req));
+    route!(r, "/v3/election/resign", keel_proto::v3electionpb::ResignRequest, |st, req| st.services.election.resign(req).await);
     route!(r, "/v3/auth/status", pb::AuthStatusRequest, |_st, _req| Ok(pb::AuthStatusResponse::default()));
     for (path, rpc) in [
         ("/v3/cluster/member/add", "Cluster.MemberAdd"),
@@ -123,18 +129,11 @@ pub fn routes() -> Router<HttpState> {
         ("/v3/maintenance/snapshot", "Maintenance.Snapshot"),
         ("/v3/maintenance/transfer-leadership", "Maintenance.MoveLeader"),
         ("/v3/maintenance/downgrade", "Maintenance.Downgrade"),
-        ("/v3/lock/lock", "Lock.Lock"),
-        ("/v3/lock/unlock", "Lock.Unlock"),
-        ("/v3/election/campaign", "Election.Campaign"),
-        ("/v3/election/proclaim", "Election.Proclaim"),
-        ("/v3/election/leader", "Election.Leader"),
-        ("/v3/election/observe", "Election.Observe"),
-        ("/v3/election/resign", "Election.Resign"),
     ] {
         r = r.route(path, post(move || async move { error(Error::Unimplemented(rpc)) }));
     }
     r = r.route("/v3/auth/{*rest}", post(|| async { error(Error::Unimplemented("Auth")) }));
-    r.route("/v3/watch", post(watch)).route("/v3/lease/keepalive", post(keep_alive))
+    r.route("/v3/watch", post(watch)).route("/v3/election/observe", post(observe)).route("/v3/lease/keepalive", post(keep_alive))
 }
 
 /// Parse a body holding one or more JSON objects.
@@ -176,4 +175,13 @@ async fn keep_alive(State(st): State<HttpState>, body: Bytes) -> Response {
     let lines: Vec<std::result::Result<Bytes, std::convert::Infallible>> =
         reqs.iter().map(|r| Ok(result_line(Ok::<_, tonic::Status>(st.services.lease.keep_alive_once(r.id))))).collect();
     (StatusCode::OK, [(CONTENT_TYPE, "application/json")], Body::from_stream(futures::stream::iter(lines))).into_response()
+}
+
+async fn observe(State(st): State<HttpState>, body: Bytes) -> Response {
+    let req: keel_proto::v3electionpb::LeaderRequest = match parse(&body) {
+        Ok(r) => r,
+        Err(bad) => return bad.response(),
+    };
+    let out = st.services.election.observe(req).map(|item| Ok::<_, std::convert::Infallible>(result_line(item)));
+    (StatusCode::OK, [(CONTENT_TYPE, "application/json")], Body::from_stream(out)).into_response()
 }

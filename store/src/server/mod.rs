@@ -4,12 +4,16 @@
 //!
 //! - [`state`]: [`state::Shared`], what all services share.
 //! - [`kv`], [`watch`], [`lease`], [`maintenance`], [`cluster`]: etcd's services.
-//! - [`unimplemented`]: Auth, Lock and Election, answering `Unimplemented` until built.
+//! - [`lock`], [`election`]: etcd's v3lock and v3election, on the queueing [`recipe`].
+//! - [`unimplemented`]: Auth, answering `Unimplemented` until built.
 
 pub mod cluster;
+pub mod election;
 pub mod kv;
 pub mod lease;
+pub mod lock;
 pub mod maintenance;
+pub mod recipe;
 pub mod state;
 pub mod unimplemented;
 pub mod watch;

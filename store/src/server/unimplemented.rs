@@ -1,13 +1,9 @@
-//! Services of etcd's API that Keel does not serve yet. Every RPC answers gRPC `Unimplemented`
+//! The Auth service, which Keel does not serve yet. Every RPC answers gRPC `Unimplemented`
 //! with a message naming it, so clients fail clearly instead of hanging; the README lists them.
 
 use crate::error::Error;
 use keel_proto::etcdserverpb as pb;
 use keel_proto::etcdserverpb::auth_server::Auth;
-use keel_proto::v3electionpb as el;
-use keel_proto::v3electionpb::election_server::Election;
-use keel_proto::v3lockpb as lk;
-use keel_proto::v3lockpb::lock_server::Lock;
 use std::pin::Pin;
 use tonic::{Request, Response, Status};
 
@@ -62,40 +58,5 @@ impl Auth for AuthService {
         role_delete: pb::AuthRoleDeleteRequest => pb::AuthRoleDeleteResponse = "Auth.RoleDelete";
         role_grant_permission: pb::AuthRoleGrantPermissionRequest => pb::AuthRoleGrantPermissionResponse = "Auth.RoleGrantPermission";
         role_revoke_permission: pb::AuthRoleRevokePermissionRequest => pb::AuthRoleRevokePermissionResponse = "Auth.RoleRevokePermission";
-    }
-}
-
-/// etcd's v3lock service (not yet served).
-#[derive(Clone, Default)]
-pub struct LockService;
-
-#[tonic::async_trait]
-impl Lock for LockService {
-    not_yet! {
-        lock: lk::LockRequest => lk::LockResponse = "Lock.Lock";
-        unlock: lk::UnlockRequest => lk::UnlockResponse = "Lock.Unlock";
-    }
-}
-
-/// etcd's v3election service (not yet served).
-#[derive(Clone, Default)]
-pub struct ElectionService;
-
-/// The Observe stream type.
-pub type ObserveStream = Pin<Box<dyn futures::Stream<Item = Result<el::LeaderResponse, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl Election for ElectionService {
-    type ObserveStream = ObserveStream;
-
-    async fn observe(&self, _request: Request<el::LeaderRequest>) -> Result<Response<Self::ObserveStream>, Status> {
-        Err(unimplemented("Election.Observe"))
-    }
-
-    not_yet! {
-        campaign: el::CampaignRequest => el::CampaignResponse = "Election.Campaign";
-        proclaim: el::ProclaimRequest => el::ProclaimResponse = "Election.Proclaim";
-        leader: el::LeaderRequest => el::LeaderResponse = "Election.Leader";
-        resign: el::ResignRequest => el::ResignResponse = "Election.Resign";
     }
 }

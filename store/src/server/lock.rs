@@ -1,0 +1,64 @@
+//! etcd's v3lock service (`v3lockpb.Lock`): a distributed lock held through a lease, served on
+//! the member with the queueing recipe. Lock blocks until the caller is first in line; the lock
+//! is released by Unlock or when the lease ends.
+
+use super::grpc;
+use super::kv::KvService;
+use super::recipe::{self, KeyGuard};
+use super::watch::WatchService;
+use crate::error::{Error, Result};
+use keel_proto::etcdserverpb::{DeleteRangeRequest, RangeRequest};
+use keel_proto::v3lockpb::lock_server::Lock;
+use keel_proto::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
+use tonic::{Request, Response, Status};
+
+/// The Lock service.
+#[derive(Clone)]
+pub struct LockService {
+    kv: KvService,
+    watch: WatchService,
+}
+
+impl LockService {
+    /// A service over the member's KV and Watch.
+    pub fn new(kv: KvService, watch: WatchService) -> Self {
+        Self { kv, watch }
+    }
+
+    /// Lock.Lock: wait until the lock is ours; returns the key that stands for it.
+    pub async fn lock(&self, req: LockRequest) -> Result<LockResponse> {
+        if req.name.is_empty() {
+            return Err(Error::EmptyKey);
+        }
+        let key = recipe::contender_key(&req.name, req.lease);
+        let (mine, _) = recipe::create_or_get(&self.kv, key.clone(), Default::default(), req.lease).await?;
+        let guard = KeyGuard::new(self.kv.clone(), key.clone());
+        recipe::wait_for_predecessors(&self.kv, &self.watch, &recipe::queue_prefix(&req.name), mine.create_revision).await?;
+        // The lease may have ended while we waited (etcd#11408): only a live key holds the lock.
+        let now = self.kv.range(&RangeRequest { key: key.clone(), ..Default::default() })?;
+        match now.kvs.first() {
+            Some(kv) if kv.create_revision == mine.create_revision => {
+                guard.disarm();
+                Ok(LockResponse { header: now.header, key })
+            }
+            _ => Err(Error::LeaseNotFound),
+        }
+    }
+
+    /// Lock.Unlock.
+    pub async fn unlock(&self, req: UnlockRequest) -> Result<UnlockResponse> {
+        let r = self.kv.delete_range(DeleteRangeRequest { key: req.key, ..Default::default() }).await?;
+        Ok(UnlockResponse { header: r.header })
+    }
+}
+
+#[tonic::async_trait]
+impl Lock for LockService {
+    async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
+        grpc(LockService::lock(self, request.into_inner()).await)
+    }
+
+    async fn unlock(&self, request: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
+        grpc(LockService::unlock(self, request.into_inner()).await)
+    }
+}
