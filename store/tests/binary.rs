@@ -1,6 +1,9 @@
 //! The `keel-store` binary as operators start it: etcd's flags and variables, its log lines,
 //! and its exit codes.
 
+// Tests drive real processes on the real clock.
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use common::{BIN, Member};
