@@ -8,7 +8,7 @@ use crate::mvcc::{KeyRange, Mvcc, WriteCtx, compare};
 use bytes::Bytes;
 use keel_proto::etcdserverpb::request_op::Request;
 use keel_proto::etcdserverpb::response_op::Response;
-use keel_proto::etcdserverpb::{PutRequest, RangeResponse, RequestOp, ResponseOp, TxnRequest, TxnResponse};
+use keel_proto::etcdserverpb::{PutRequest, RangeResponse, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse};
 
 /// A put's final value and lease once `ignore_value`/`ignore_lease` are resolved.
 pub struct PutPlan {
@@ -160,20 +160,35 @@ pub fn apply(sm: &mut StateMachine, ctx: &mut WriteCtx<'_>, t: TxnRequest) -> Re
     precheck(sm, ops)?;
     let ops = ops.to_vec();
     let mut responses = Vec::with_capacity(ops.len());
+    // Each response inside a txn carries only the revision its op saw: the txn's starting
+    // revision until the txn writes, the txn's own revision after that (as etcd reports it).
+    let seen = |sm: &StateMachine, ctx: &WriteCtx<'_>| {
+        let revision = if ctx.sub > 0 { ctx.rev } else { sm.mvcc.current() };
+        Some(ResponseHeader { revision, ..Default::default() })
+    };
     for op in ops {
         let response = match op.request {
             Some(Request::RequestRange(r)) => {
-                // Reads inside a txn see the txn's own earlier writes.
                 let latest = if ctx.sub > 0 { ctx.rev } else { sm.mvcc.current() };
                 let rr = sm.mvcc.range(&r, latest)?;
-                Response::ResponseRange(RangeResponse { header: None, kvs: rr.kvs, more: rr.more, count: rr.count })
+                Response::ResponseRange(RangeResponse { header: seen(sm, ctx), kvs: rr.kvs, more: rr.more, count: rr.count })
             }
             Some(Request::RequestPut(p)) => {
                 let plan = check_put(&sm.mvcc, &sm.leases, &p)?;
-                Response::ResponsePut(sm.put(ctx, p, plan)?)
+                let mut r = sm.put(ctx, p, plan)?;
+                r.header = seen(sm, ctx);
+                Response::ResponsePut(r)
             }
-            Some(Request::RequestDeleteRange(d)) => Response::ResponseDeleteRange(sm.delete(ctx, d)?),
-            Some(Request::RequestTxn(n)) => Response::ResponseTxn(apply(sm, ctx, n)?),
+            Some(Request::RequestDeleteRange(d)) => {
+                let mut r = sm.delete(ctx, d)?;
+                r.header = seen(sm, ctx);
+                Response::ResponseDeleteRange(r)
+            }
+            Some(Request::RequestTxn(n)) => {
+                let mut r = apply(sm, ctx, n)?;
+                r.header = seen(sm, ctx);
+                Response::ResponseTxn(r)
+            }
             None => continue,
         };
         responses.push(ResponseOp { response: Some(response) });

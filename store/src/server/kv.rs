@@ -82,7 +82,6 @@ impl KvService {
         match self.mutate(Command::Txn(req), len).await? {
             (Output::Txn(mut r), rev) => {
                 r.header = self.shared.header(rev);
-                fill_nested_headers(&self.shared, &mut r, rev);
                 Ok(r)
             }
             _ => Err(Error::Storage("unexpected output for Txn".into())),
@@ -98,23 +97,6 @@ impl KvService {
                 Ok(r)
             }
             _ => Err(Error::Storage("unexpected output for Compact".into())),
-        }
-    }
-}
-
-/// etcd gives every response inside a txn its own header at the txn's revision.
-fn fill_nested_headers(shared: &Shared, r: &mut TxnResponse, rev: i64) {
-    use keel_proto::etcdserverpb::response_op::Response as R;
-    for op in &mut r.responses {
-        match &mut op.response {
-            Some(R::ResponseRange(x)) => x.header = shared.header(rev),
-            Some(R::ResponsePut(x)) => x.header = shared.header(rev),
-            Some(R::ResponseDeleteRange(x)) => x.header = shared.header(rev),
-            Some(R::ResponseTxn(x)) => {
-                x.header = shared.header(rev);
-                fill_nested_headers(shared, x, rev);
-            }
-            None => {}
         }
     }
 }

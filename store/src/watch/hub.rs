@@ -379,7 +379,8 @@ impl WatchHub {
         if let Some(outbox) = inner.streams.get_mut(&lag.stream) {
             outbox.unsynced -= 1;
             outbox.push(WatchResponse {
-                header: header(rev),
+                // etcd leaves the revision out of a compaction cancel.
+                header: header(0),
                 watch_id: lag.id,
                 canceled: true,
                 compact_revision: compact_rev,
