@@ -2,7 +2,7 @@
 //! come with replication.
 
 use super::state::Shared;
-use super::unimplemented::unimplemented;
+use super::unimplemented;
 use keel_proto::etcdserverpb::cluster_server::Cluster;
 use keel_proto::etcdserverpb::*;
 use std::sync::Arc;

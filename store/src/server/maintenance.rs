@@ -3,7 +3,7 @@
 
 use super::grpc;
 use super::state::Shared;
-use super::unimplemented::unimplemented;
+use super::unimplemented;
 use crate::error::Result;
 use keel_proto::etcdserverpb::alarm_request::AlarmAction;
 use keel_proto::etcdserverpb::maintenance_server::Maintenance;

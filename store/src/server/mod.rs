@@ -5,8 +5,9 @@
 //! - [`state`]: [`state::Shared`], what all services share.
 //! - [`kv`], [`watch`], [`lease`], [`maintenance`], [`cluster`]: etcd's services.
 //! - [`lock`], [`election`]: etcd's v3lock and v3election, on the queueing [`recipe`].
-//! - [`unimplemented`]: Auth, answering `Unimplemented` until built.
+//! - [`auth`]: Auth, answering `Unimplemented` (except AuthStatus) until built.
 
+pub mod auth;
 pub mod cluster;
 pub mod election;
 pub mod kv;
@@ -15,7 +16,6 @@ pub mod lock;
 pub mod maintenance;
 pub mod recipe;
 pub mod state;
-pub mod unimplemented;
 pub mod watch;
 
 use crate::error::Error;
@@ -28,4 +28,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
 /// Map a core result to a gRPC one.
 pub fn grpc<T>(r: Result<T, Error>) -> Result<tonic::Response<T>, Status> {
     r.map(tonic::Response::new).map_err(Status::from)
+}
+
+/// `Unimplemented` for an RPC of etcd's API that Keel does not serve yet (e.g. `"Auth.UserAdd"`).
+pub fn unimplemented(rpc: &'static str) -> Status {
+    Status::from(Error::Unimplemented(rpc))
 }

@@ -1,16 +1,11 @@
 //! The Auth service, which Keel does not serve yet. Every RPC answers gRPC `Unimplemented`
 //! with a message naming it, so clients fail clearly instead of hanging; the README lists them.
 
-use crate::error::Error;
+use super::unimplemented;
 use keel_proto::etcdserverpb as pb;
 use keel_proto::etcdserverpb::auth_server::Auth;
 use std::pin::Pin;
 use tonic::{Request, Response, Status};
-
-/// `Unimplemented` for `rpc` (e.g. `"Auth.UserAdd"`).
-pub fn unimplemented(rpc: &'static str) -> Status {
-    Status::from(Error::Unimplemented(rpc))
-}
 
 macro_rules! not_yet {
     ($( $method:ident : $req:ty => $resp:ty = $name:literal ;)*) => {
