@@ -209,3 +209,31 @@ async fn watching_from_revision_zero_means_from_now() {
     let rev = put(&m, "k", "after").await;
     assert_eq!(s.events(1).await, vec![(id, 0, "k".into(), rev)]);
 }
+
+#[tokio::test]
+async fn progress_notify_reports_quiet_watchers_periodically() {
+    let m = Member::start(&["--experimental-watch-progress-notify-interval", "300ms"]);
+    let rev = put(&m, "k", "v").await;
+    let mut s = Stream::open(&m).await;
+    let id = s.create(WatchCreateRequest { progress_notify: true, ..create("quiet", "", 0) }).await;
+    let p = s.next().await;
+    assert_eq!(p.watch_id, id);
+    assert!(p.events.is_empty() && !p.canceled);
+    assert_eq!(p.header.unwrap().revision, rev);
+}
+
+#[tokio::test]
+async fn lease_expiry_is_seen_as_delete_events() {
+    let m = Member::start(&["--election-timeout", "500", "--heartbeat-interval", "100"]);
+    let id = m.lease().await.lease_grant(LeaseGrantRequest { ttl: 1, id: 0 }).await.unwrap().into_inner().id;
+    let mut kv = m.kv().await;
+    for k in ["e/1", "e/2"] {
+        kv.put(PutRequest { key: b(k), value: b("v"), lease: id, ..Default::default() }).await.unwrap();
+    }
+    let mut s = Stream::open(&m).await;
+    let w = s.create(WatchCreateRequest { prev_kv: true, ..create("e/", "e0", 0) }).await;
+    let r = s.next().await;
+    assert_eq!(r.watch_id, w);
+    let deleted: Vec<_> = r.events.iter().map(|e| (e.r#type, e.prev_kv.as_ref().map(|p| p.lease))).collect();
+    assert_eq!(deleted, vec![(EventType::Delete as i32, Some(id)), (EventType::Delete as i32, Some(id))]);
+}
