@@ -16,7 +16,7 @@ use crate::mvcc::{KeyRange, Mvcc, WriteCtx};
 use crate::storage::WriteBatch;
 use keel_proto::etcdserverpb::{
     CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutRequest,
-    PutResponse, TxnRequest, TxnResponse,
+    PutResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 use keel_proto::mvccpb::Event;
 use tokio::time::Instant;
@@ -72,6 +72,41 @@ pub enum Output {
     LeaseGrant(LeaseGrantResponse),
     /// For [`Command::LeaseRevoke`].
     LeaseRevoke(LeaseRevokeResponse),
+}
+
+/// A response body one kind of command produces; lets callers ask for the body they expect.
+pub trait FromOutput: Sized {
+    /// The body, if `o` is of this kind.
+    fn from_output(o: Output) -> Option<Self>;
+    /// Set the response header.
+    fn set_header(&mut self, h: Option<ResponseHeader>);
+}
+
+macro_rules! from_output {
+    ($($variant:ident => $ty:ty),* $(,)?) => {
+        $(
+            impl FromOutput for $ty {
+                fn from_output(o: Output) -> Option<Self> {
+                    match o {
+                        Output::$variant(r) => Some(r),
+                        _ => None,
+                    }
+                }
+                fn set_header(&mut self, h: Option<ResponseHeader>) {
+                    self.header = h;
+                }
+            }
+        )*
+    };
+}
+
+from_output! {
+    Put => PutResponse,
+    DeleteRange => DeleteRangeResponse,
+    Txn => TxnResponse,
+    Compact => CompactionResponse,
+    LeaseGrant => LeaseGrantResponse,
+    LeaseRevoke => LeaseRevokeResponse,
 }
 
 /// An applied command: its output, the store revision after it, and its watch events.

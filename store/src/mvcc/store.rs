@@ -8,11 +8,12 @@ use super::codec::{self, META_COMPACTED, REV_PREFIX};
 use super::index::{Entry, KeyIndex, KeyRange, Rev};
 use super::range;
 use crate::error::{Error, Result};
-use crate::storage::{Backend, WriteBatch};
+use crate::storage::{Backend, WriteBatch, scan_each};
 use bytes::Bytes;
 use keel_proto::etcdserverpb::RangeRequest;
 use keel_proto::mvccpb::{Event, KeyValue, event::EventType};
 use std::collections::{HashMap, HashSet};
+use std::ops::ControlFlow;
 use std::sync::Arc;
 
 /// How many records one backend scan reads at a time.
@@ -59,21 +60,14 @@ impl Mvcc {
     pub fn open(backend: Arc<dyn Backend>) -> Result<Mvcc> {
         let mut index = KeyIndex::default();
         let mut current = 1;
-        let mut from = vec![REV_PREFIX];
-        let to = vec![REV_PREFIX + 1];
-        loop {
-            let chunk = backend.scan(&from, &to, SCAN_CHUNK)?;
-            let Some((last, _)) = chunk.last() else { break };
-            from = last.to_vec();
-            from.push(0);
-            for (k, v) in &chunk {
-                let (Some(rev), Some((kv, tombstone))) = (codec::parse_rev_key(k), codec::decode_record(v)) else {
-                    return Err(Error::Storage(format!("corrupt revision record {k:?}")));
-                };
-                current = current.max(rev.main);
-                index.push(kv.key.clone(), Entry { rev, create: kv.create_revision, version: kv.version, lease: kv.lease, tombstone });
-            }
-        }
+        scan_each(&*backend, &[REV_PREFIX], &[REV_PREFIX + 1], SCAN_CHUNK, |k, v| {
+            let (Some(rev), Some((kv, tombstone))) = (codec::parse_rev_key(k), codec::decode_record(v)) else {
+                return Err(Error::Storage(format!("corrupt revision record {k:?}")));
+            };
+            current = current.max(rev.main);
+            index.push(kv.key.clone(), Entry { rev, create: kv.create_revision, version: kv.version, lease: kv.lease, tombstone });
+            Ok(ControlFlow::Continue(()))
+        })?;
         let compacted = backend.get(META_COMPACTED)?.and_then(|v| codec::decode_i64(&v)).unwrap_or(0);
         Ok(Mvcc { backend, index, current: current.max(compacted), compacted, pending: HashMap::new() })
     }
@@ -254,19 +248,13 @@ impl Mvcc {
         self.check_compact(rev)?;
         self.index.compact(rev);
         let keep: HashSet<Rev> = self.index.entries().filter(|(_, e)| e.rev.main < rev).map(|(_, e)| e.rev).collect();
-        let mut from = vec![REV_PREFIX];
         let to = codec::rev_key(Rev { main: rev, sub: 0 });
-        loop {
-            let chunk = self.backend.scan(&from, &to, SCAN_CHUNK)?;
-            let Some((last, _)) = chunk.last() else { break };
-            from = last.to_vec();
-            from.push(0);
-            for (k, _) in chunk {
-                if codec::parse_rev_key(&k).is_some_and(|r| !keep.contains(&r)) {
-                    batch.delete(k.to_vec());
-                }
+        scan_each(&*self.backend, &[REV_PREFIX], &to, SCAN_CHUNK, |k, _| {
+            if codec::parse_rev_key(k).is_some_and(|r| !keep.contains(&r)) {
+                batch.delete(k.to_vec());
             }
-        }
+            Ok::<_, Error>(ControlFlow::Continue(()))
+        })?;
         batch.put(META_COMPACTED.to_vec(), codec::encode_i64(rev));
         self.compacted = rev;
         Ok(())
@@ -279,26 +267,25 @@ impl Mvcc {
         if from > to {
             return Ok((out, to));
         }
-        let mut start = codec::rev_key(Rev { main: from, sub: 0 });
+        let start = codec::rev_key(Rev { main: from, sub: 0 });
         let end = codec::rev_key(Rev { main: to + 1, sub: 0 });
         let mut last_main = 0;
-        loop {
-            let chunk = self.backend.scan(&start, &end, SCAN_CHUNK)?;
-            let Some((last, _)) = chunk.last() else { break };
-            start = last.to_vec();
-            start.push(0);
-            for (k, v) in chunk {
-                let (Some(rev), Some((kv, tombstone))) = (codec::parse_rev_key(&k), codec::decode_record(&v)) else { continue };
-                if out.len() >= max_events && rev.main != last_main {
-                    return Ok((out, last_main));
-                }
-                last_main = rev.main;
-                let prev = if prev_kv { self.index.get(&kv.key, rev.main - 1).map(|e| self.load(e)).transpose()? } else { None };
-                let ty = if tombstone { EventType::Delete } else { EventType::Put };
-                out.push(Event { r#type: ty as i32, kv: Some(kv), prev_kv: prev });
+        let mut covered = to;
+        scan_each(&*self.backend, &start, &end, SCAN_CHUNK, |k, v| {
+            let (Some(rev), Some((kv, tombstone))) = (codec::parse_rev_key(k), codec::decode_record(v)) else {
+                return Ok(ControlFlow::Continue(()));
+            };
+            if out.len() >= max_events && rev.main != last_main {
+                covered = last_main;
+                return Ok(ControlFlow::Break(()));
             }
-        }
-        Ok((out, to))
+            last_main = rev.main;
+            let prev = if prev_kv { self.index.get(&kv.key, rev.main - 1).map(|e| self.load(e)).transpose()? } else { None };
+            let ty = if tombstone { EventType::Delete } else { EventType::Put };
+            out.push(Event { r#type: ty as i32, kv: Some(kv), prev_kv: prev });
+            Ok::<_, Error>(ControlFlow::Continue(()))
+        })?;
+        Ok((out, covered))
     }
 
     /// etcd's HashKV: a hash of every record up to `rev` (0 = latest), and the revision it covers.
@@ -311,18 +298,12 @@ impl Mvcc {
             return Err(Error::Compacted);
         }
         let mut h = crc32fast::Hasher::new();
-        let mut from = vec![REV_PREFIX];
         let to = codec::rev_key(Rev { main: rev + 1, sub: 0 });
-        loop {
-            let chunk = self.backend.scan(&from, &to, SCAN_CHUNK)?;
-            let Some((last, _)) = chunk.last() else { break };
-            from = last.to_vec();
-            from.push(0);
-            for (k, v) in chunk {
-                h.update(&k);
-                h.update(&v);
-            }
-        }
+        scan_each(&*self.backend, &[REV_PREFIX], &to, SCAN_CHUNK, |k, v| {
+            h.update(k);
+            h.update(v);
+            Ok::<_, Error>(ControlFlow::Continue(()))
+        })?;
         Ok((h.finalize(), rev))
     }
 }

@@ -2,8 +2,8 @@
 //! DeleteRange, Txn and Compact are validated here and proposed to the writer.
 
 use super::state::Shared;
-use super::{REQUEST_TIMEOUT, grpc};
-use crate::apply::{Command, Output, validate};
+use super::{grpc, propose_as};
+use crate::apply::{Command, FromOutput, validate};
 use crate::error::{Error, Result};
 use keel_proto::etcdserverpb::kv_server::Kv;
 use keel_proto::etcdserverpb::{
@@ -43,61 +43,36 @@ impl KvService {
     }
 
     /// Validate, propose and wait for a mutation.
-    pub async fn mutate(&self, cmd: Command, encoded_len: usize) -> Result<(Output, i64)> {
+    async fn mutate<T: FromOutput>(&self, cmd: Command, encoded_len: usize) -> Result<T> {
         if encoded_len + RAFT_WRAPPER_BYTES > self.shared.limits.max_request_bytes {
             return Err(Error::RequestTooLarge);
         }
         validate(&cmd, self.shared.limits.max_txn_ops)?;
-        let applied = tokio::time::timeout(REQUEST_TIMEOUT, self.shared.proposer.propose(cmd)).await.map_err(|_| Error::Timeout)??;
-        Ok((applied.output, applied.revision))
+        propose_as(&self.shared, cmd).await
     }
 
     /// KV.Put.
     pub async fn put(&self, req: PutRequest) -> Result<PutResponse> {
         let len = req.encoded_len();
-        match self.mutate(Command::Put(req), len).await? {
-            (Output::Put(mut r), rev) => {
-                r.header = self.shared.header(rev);
-                Ok(r)
-            }
-            _ => Err(Error::Storage("unexpected output for Put".into())),
-        }
+        self.mutate(Command::Put(req), len).await
     }
 
     /// KV.DeleteRange.
     pub async fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
         let len = req.encoded_len();
-        match self.mutate(Command::DeleteRange(req), len).await? {
-            (Output::DeleteRange(mut r), rev) => {
-                r.header = self.shared.header(rev);
-                Ok(r)
-            }
-            _ => Err(Error::Storage("unexpected output for DeleteRange".into())),
-        }
+        self.mutate(Command::DeleteRange(req), len).await
     }
 
     /// KV.Txn.
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
         let len = req.encoded_len();
-        match self.mutate(Command::Txn(req), len).await? {
-            (Output::Txn(mut r), rev) => {
-                r.header = self.shared.header(rev);
-                Ok(r)
-            }
-            _ => Err(Error::Storage("unexpected output for Txn".into())),
-        }
+        self.mutate(Command::Txn(req), len).await
     }
 
     /// KV.Compact.
     pub async fn compact(&self, req: CompactionRequest) -> Result<CompactionResponse> {
         let len = req.encoded_len();
-        match self.mutate(Command::Compact(req), len).await? {
-            (Output::Compact(mut r), rev) => {
-                r.header = self.shared.header(rev);
-                Ok(r)
-            }
-            _ => Err(Error::Storage("unexpected output for Compact".into())),
-        }
+        self.mutate(Command::Compact(req), len).await
     }
 }
 

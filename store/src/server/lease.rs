@@ -1,8 +1,8 @@
 //! The Lease service, and the expiry task that revokes leases whose deadline passed.
 
 use super::state::Shared;
-use super::{REQUEST_TIMEOUT, grpc};
-use crate::apply::{Command, Output};
+use super::{grpc, propose_as};
+use crate::apply::Command;
 use crate::error::{Error, Result};
 use futures::Stream;
 use keel_proto::etcdserverpb::lease_server::Lease;
@@ -31,11 +31,6 @@ pub struct LeaseService {
 /// A stream of keep-alive responses.
 pub type KeepAliveStream = Pin<Box<dyn Stream<Item = Result<LeaseKeepAliveResponse, Status>> + Send>>;
 
-async fn propose(shared: &Shared, cmd: Command) -> Result<(Output, i64)> {
-    let applied = tokio::time::timeout(REQUEST_TIMEOUT, shared.proposer.propose(cmd)).await.map_err(|_| Error::Timeout)??;
-    Ok((applied.output, applied.revision))
-}
-
 impl LeaseService {
     /// A service over `shared`.
     pub fn new(shared: Arc<Shared>) -> Self {
@@ -45,24 +40,12 @@ impl LeaseService {
     /// Lease.LeaseGrant.
     pub async fn grant(&self, req: LeaseGrantRequest) -> Result<LeaseGrantResponse> {
         let id = if req.id == 0 { self.shared.next_id() } else { req.id };
-        match propose(&self.shared, Command::LeaseGrant { id, ttl: req.ttl }).await? {
-            (Output::LeaseGrant(mut r), rev) => {
-                r.header = self.shared.header(rev);
-                Ok(r)
-            }
-            _ => Err(Error::Storage("unexpected output for LeaseGrant".into())),
-        }
+        propose_as(&self.shared, Command::LeaseGrant { id, ttl: req.ttl }).await
     }
 
     /// Lease.LeaseRevoke.
     pub async fn revoke(&self, req: LeaseRevokeRequest) -> Result<LeaseRevokeResponse> {
-        match propose(&self.shared, Command::LeaseRevoke { id: req.id }).await? {
-            (Output::LeaseRevoke(mut r), rev) => {
-                r.header = self.shared.header(rev);
-                Ok(r)
-            }
-            _ => Err(Error::Storage("unexpected output for LeaseRevoke".into())),
-        }
+        propose_as(&self.shared, Command::LeaseRevoke { id: req.id }).await
     }
 
     /// One keep-alive: the TTL, or 0 when the lease is gone (not an error, as in etcd).
@@ -121,7 +104,7 @@ pub async fn run_expiry(shared: Arc<Shared>) {
         tick.tick().await;
         let expired = shared.read_state().leases.expired(Instant::now());
         for id in expired {
-            match propose(&shared, Command::LeaseRevoke { id }).await {
+            match propose_as::<LeaseRevokeResponse>(&shared, Command::LeaseRevoke { id }).await {
                 Ok(_) | Err(Error::LeaseNotFound) => tracing::debug!(lease = format!("{id:x}"), "lease expired"),
                 Err(e) => tracing::warn!(lease = format!("{id:x}"), error = %e, "revoking an expired lease failed"),
             }

@@ -18,7 +18,9 @@ pub mod recipe;
 pub mod state;
 pub mod watch;
 
+use crate::apply::{Command, FromOutput};
 use crate::error::Error;
+use state::Shared;
 use std::time::Duration;
 use tonic::Status;
 
@@ -33,4 +35,13 @@ pub fn grpc<T>(r: Result<T, Error>) -> Result<tonic::Response<T>, Status> {
 /// `Unimplemented` for an RPC of etcd's API that Keel does not serve yet (e.g. `"Auth.UserAdd"`).
 pub fn unimplemented(rpc: &'static str) -> Status {
     Status::from(Error::Unimplemented(rpc))
+}
+
+/// Propose `cmd`, wait (up to [`REQUEST_TIMEOUT`]) until it is applied and durable, and return
+/// its response body with the header at the revision it produced.
+pub async fn propose_as<T: FromOutput>(shared: &Shared, cmd: Command) -> Result<T, Error> {
+    let applied = tokio::time::timeout(REQUEST_TIMEOUT, shared.proposer.propose(cmd)).await.map_err(|_| Error::Timeout)??;
+    let mut body = T::from_output(applied.output).ok_or_else(|| Error::Storage("a command produced the wrong kind of output".into()))?;
+    body.set_header(shared.header(applied.revision));
+    Ok(body)
 }

@@ -16,6 +16,7 @@ pub mod sled;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use std::ops::ControlFlow;
 
 /// A storage failure. The member must stop serving writes when one happens.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +42,29 @@ impl WriteBatch {
     /// True when nothing is queued.
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
+    }
+}
+
+/// Visit every pair with `from <= key < to` in key order, reading `chunk` pairs at a time, until
+/// `visit` answers `Break`.
+pub fn scan_each<E: From<StorageError>>(
+    backend: &dyn Backend,
+    from: &[u8],
+    to: &[u8],
+    chunk: usize,
+    mut visit: impl FnMut(&Bytes, &Bytes) -> Result<ControlFlow<()>, E>,
+) -> Result<(), E> {
+    let mut start = from.to_vec();
+    loop {
+        let pairs = backend.scan(&start, to, chunk)?;
+        let Some((last, _)) = pairs.last() else { return Ok(()) };
+        start = last.to_vec();
+        start.push(0);
+        for (k, v) in &pairs {
+            if visit(k, v)?.is_break() {
+                return Ok(());
+            }
+        }
     }
 }
 
