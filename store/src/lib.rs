@@ -7,7 +7,7 @@
 //!  server/ (thin services) ---- http/ (health, metrics, JSON gateway)
 //!     |  reads                 | mutations (Command)
 //!     v                        v
-//!  StateMachine <------- apply/writer (one task: apply, group fsync, publish)
+//!  StateMachine <------- apply/writer (apply, append to wal/, group fsync, publish)
 //!   |- mvcc/  (key index + revision records)      |
 //!   |- lease/                                     +--> watch/ hub --> watch streams
 //!     |
@@ -20,6 +20,7 @@
 //! - [`server`]: gRPC services; [`http`]: HTTP endpoints and the JSON gateway.
 //! - [`apply`]: commands, the state machine, the group-commit writer.
 //! - [`mvcc`], [`lease`], [`watch`]: the cores.
+//! - [`wal`]: the write-ahead log where writes become durable.
 //! - [`storage`]: backends. [`seams`]: randomness. [`types`]: typed IDs. [`error`]: the error table.
 
 pub mod apply;
@@ -33,4 +34,5 @@ pub mod seams;
 pub mod server;
 pub mod storage;
 pub mod types;
+pub mod wal;
 pub mod watch;

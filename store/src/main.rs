@@ -10,9 +10,13 @@ use keel_store::node::Member;
 use keel_store::seams::SplitMix64;
 use keel_store::server::maintenance::ETCD_VERSION;
 use keel_store::storage::sled::SledBackend;
+use keel_store::wal::Wal;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+
+/// Size at which the write-ahead log starts a new segment file.
+const WAL_SEGMENT_BYTES: u64 = 64 << 20;
 
 /// sled's page cache; values are read from it, and the key index lives beside it in memory.
 const SLED_CACHE_BYTES: u64 = 64 << 20;
@@ -81,7 +85,12 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         tracing::info!(address = %url.text, "serving client traffic insecurely; this is strongly discouraged!");
         listeners.push(TcpListenerStream::new(l));
     }
-    let member = Member::start(&cfg, backend, Box::new(SplitMix64(seed()))).await.context("starting the member")?;
+    let wal_dir = cfg.data_dir.join("wal");
+    let open_log: keel_store::node::OpenLog = Box::new(move |from| {
+        let (wal, records) = Wal::open(&wal_dir, WAL_SEGMENT_BYTES, from)?;
+        Ok((Box::new(wal) as Box<dyn keel_store::wal::CommandLog>, records))
+    });
+    let member = Member::start(&cfg, backend, open_log, Box::new(SplitMix64(seed()))).await.context("starting the member")?;
     let id = &member.shared.identity;
     tracing::info!("published {{name:{}, clientURLs:[{}]}} to cluster {}", id.name, id.client_urls.join(" "), id.cluster_id);
     tracing::info!("enabled capabilities for version 3.5");

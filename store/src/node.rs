@@ -2,8 +2,8 @@
 //! background tasks, and serve gRPC and HTTP on the listeners it is given. Callers (the binary,
 //! tests, the simulation) choose the listeners, the backend and the randomness.
 
-use crate::apply::StateMachine;
-use crate::apply::writer::{self, Proposer};
+use crate::apply::writer::{self, Proposer, SharedLog};
+use crate::apply::{Command, META_APPLIED, StateMachine};
 use crate::config::{AutoCompaction, Config};
 use crate::error::{Error, Result};
 use crate::http::{self, HttpState};
@@ -17,10 +17,11 @@ use crate::server::kv::KvService;
 use crate::server::lease::{self as lease_svc, LeaseService};
 use crate::server::lock::LockService;
 use crate::server::maintenance::MaintenanceService;
-use crate::server::state::{Identity, Limits, META_APPLIED, META_TERM, Shared};
+use crate::server::state::{Identity, Limits, META_TERM, Shared};
 use crate::server::watch::WatchService;
 use crate::storage::{Backend, WriteBatch};
 use crate::types::{ClusterId, MemberId};
+use crate::wal::CommandLog;
 use crate::watch::syncer;
 use futures::Stream;
 use keel_proto::etcdserverpb::auth_server::AuthServer;
@@ -47,6 +48,12 @@ const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 
 /// How long a stopping member lets requests in flight finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// How often the backend is flushed so the log can be shortened.
+const BACKEND_FLUSH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Opens the command log given the first index wanted back.
+pub type OpenLog = Box<dyn FnOnce(u64) -> std::io::Result<(Box<dyn CommandLog>, Vec<(u64, bytes::Bytes)>)> + Send>;
 
 const META_MEMBER_ID: &[u8] = b"m/member_id";
 const META_CLUSTER_ID: &[u8] = b"m/cluster_id";
@@ -102,8 +109,10 @@ fn meta(backend: &dyn Backend, key: &[u8]) -> Result<Option<i64>> {
 }
 
 impl Member {
-    /// Open the member's state on `backend` and start its writer and background tasks.
-    pub async fn start(cfg: &Config, backend: Arc<dyn Backend>, rng: Box<dyn Rng>) -> Result<Member> {
+    /// Open the member's state on `backend`, replay the log over it, and start its writer and
+    /// background tasks. `open_log(from)` opens the log and returns its records with index
+    /// `>= from`.
+    pub async fn start(cfg: &Config, backend: Arc<dyn Backend>, open_log: OpenLog, rng: Box<dyn Rng>) -> Result<Member> {
         if cfg.initial_cluster.len() > 1 {
             return Err(Error::InvalidArgument(format!(
                 "--initial-cluster names {} members; this Keel build serves single-member clusters only (replication is not built yet)",
@@ -140,7 +149,26 @@ impl Member {
 
         let mvcc = Mvcc::open(backend.clone())?;
         let leases = Leases::load(&*backend, mvcc.index(), mvcc.current(), cfg.min_lease_ttl(), Instant::now())?;
-        let sm = StateMachine { mvcc, leases };
+        let mut sm = StateMachine { mvcc, leases, applied };
+        let (mut log, records) = open_log(applied + 1).map_err(|e| Error::Storage(format!("opening the log: {e}")))?;
+        let replayed = records.len();
+        for (index, raw) in records {
+            if index != sm.applied + 1 {
+                return Err(Error::Storage(format!("the log jumps from {} to {index}", sm.applied)));
+            }
+            let cmd = Command::from_log_bytes(&raw)?;
+            if let Err(e) = sm.apply(index, cmd, Instant::now(), false) {
+                // Only commands that succeeded are logged, and applying is deterministic.
+                return Err(Error::Storage(format!("replaying log record {index} failed: {e}")));
+            }
+        }
+        if log.next_index() <= sm.applied {
+            log.skip_to(sm.applied + 1).map_err(|e| Error::Storage(format!("advancing the log: {e}")))?;
+        }
+        if replayed > 0 {
+            tracing::info!(records = replayed, revision = sm.mvcc.current(), "replayed the log");
+        }
+        let log: SharedLog = Arc::new(std::sync::Mutex::new(log));
         let (proposer, rx) = Proposer::new(4096);
         let identity = Identity {
             name: cfg.name.clone(),
@@ -151,9 +179,10 @@ impl Member {
         };
         let limits =
             Limits { max_request_bytes: cfg.max_request_bytes, max_txn_ops: cfg.max_txn_ops, quota_backend_bytes: cfg.quota_bytes() };
-        let shared = Arc::new(Shared::new(sm, backend, proposer, identity, limits, rng, term, applied));
+        let shared = Arc::new(Shared::new(sm, backend, proposer, identity, limits, rng, term));
         let mut tasks = JoinSet::new();
-        tasks.spawn(writer::run(shared.clone(), rx));
+        tasks.spawn(writer::run(shared.clone(), log.clone(), rx));
+        tasks.spawn(writer::run_flusher(shared.clone(), log, BACKEND_FLUSH_INTERVAL));
         tasks.spawn(syncer::run(shared.clone(), cfg.watch_progress_notify_interval));
         tasks.spawn(lease_svc::run_expiry(shared.clone()));
         if cfg.auto_compaction != AutoCompaction::Off {

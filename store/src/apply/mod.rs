@@ -12,45 +12,65 @@ pub mod writer;
 
 use crate::error::{Error, Result};
 use crate::lease::Leases;
-use crate::mvcc::{KeyRange, Mvcc, WriteCtx};
+use crate::mvcc::{KeyRange, Mvcc, WriteCtx, codec};
 use crate::storage::WriteBatch;
 use keel_proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantResponse, LeaseRevokeResponse, PutRequest,
-    PutResponse, ResponseHeader, TxnRequest, TxnResponse,
+    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
+    LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, ResponseHeader, TxnRequest, TxnResponse,
 };
 use keel_proto::mvccpb::Event;
 use tokio::time::Instant;
 
-/// One mutation, as proposed (and later, replicated).
-#[derive(Debug, Clone)]
+/// One mutation, as proposed, logged and (later) replicated. A protobuf oneof, so the log holds
+/// etcd's own request encodings and stays readable across versions.
+#[derive(Clone, PartialEq, prost::Oneof)]
 pub enum Command {
     /// KV.Put.
+    #[prost(message, tag = "1")]
     Put(PutRequest),
     /// KV.DeleteRange.
+    #[prost(message, tag = "2")]
     DeleteRange(DeleteRangeRequest),
     /// KV.Txn.
+    #[prost(message, tag = "3")]
     Txn(TxnRequest),
     /// KV.Compact.
+    #[prost(message, tag = "4")]
     Compact(CompactionRequest),
-    /// Lease.LeaseGrant with the ID already chosen, so every member agrees on it.
-    LeaseGrant {
-        /// Lease ID (non-zero).
-        id: i64,
-        /// Requested TTL in seconds.
-        ttl: i64,
-    },
+    /// Lease.LeaseGrant with the ID already chosen (non-zero), so every replay agrees on it.
+    #[prost(message, tag = "5")]
+    LeaseGrant(LeaseGrantRequest),
     /// Lease.LeaseRevoke, or expiry of a lease.
-    LeaseRevoke {
-        /// Lease ID.
-        id: i64,
-    },
+    #[prost(message, tag = "6")]
+    LeaseRevoke(LeaseRevokeRequest),
+}
+
+/// The log record of a command.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct LoggedCommand {
+    /// The command.
+    #[prost(oneof = "Command", tags = "1, 2, 3, 4, 5, 6")]
+    pub command: Option<Command>,
+}
+
+impl Command {
+    /// The log encoding.
+    pub fn to_log_bytes(&self) -> Vec<u8> {
+        prost::Message::encode_to_vec(&LoggedCommand { command: Some(self.clone()) })
+    }
+
+    /// Decode a log record.
+    pub fn from_log_bytes(raw: &[u8]) -> Result<Command> {
+        let logged: LoggedCommand = prost::Message::decode(raw).map_err(|e| Error::Storage(format!("undecodable log record: {e}")))?;
+        logged.command.ok_or_else(|| Error::Storage("empty log record".into()))
+    }
 }
 
 impl Command {
     /// True when the command can only add data (refused while the space quota is exceeded).
     pub fn grows_store(&self) -> bool {
         match self {
-            Command::Put(_) | Command::LeaseGrant { .. } => true,
+            Command::Put(_) | Command::LeaseGrant(_) => true,
             Command::Txn(t) => txn::has_writes(t),
             _ => false,
         }
@@ -120,17 +140,24 @@ pub struct Applied {
     pub events: Vec<Event>,
 }
 
+/// Metadata key: the index of the last applied log record.
+pub const META_APPLIED: &[u8] = b"m/applied";
+
 /// MVCC and leases, changed only through [`StateMachine::apply`].
 pub struct StateMachine {
     /// Key history.
     pub mvcc: Mvcc,
     /// Leases and their keys.
     pub leases: Leases,
+    /// Index of the last applied log record (stored with every command's changes).
+    pub applied: u64,
 }
 
 impl StateMachine {
-    /// Apply one command. `with_prev_kv` asks for previous key-values on events.
-    pub fn apply(&mut self, cmd: Command, now: Instant, with_prev_kv: bool) -> Result<Applied> {
+    /// Apply one command as log entry `index`. `with_prev_kv` asks for previous key-values on
+    /// events. On success the command's changes and the new applied index reach the backend in
+    /// one atomic batch; on failure nothing changes.
+    pub fn apply(&mut self, index: u64, cmd: Command, now: Instant, with_prev_kv: bool) -> Result<Applied> {
         let mut batch = WriteBatch::default();
         let mut ctx = self.mvcc.begin(&mut batch, with_prev_kv);
         let output = match cmd {
@@ -144,12 +171,12 @@ impl StateMachine {
                 self.mvcc.compact(req.revision, ctx.batch)?;
                 Output::Compact(CompactionResponse::default())
             }
-            Command::LeaseGrant { id, ttl } => {
-                let ttl = self.leases.grant(id, ttl, now, ctx.batch)?;
-                Output::LeaseGrant(LeaseGrantResponse { id, ttl, ..Default::default() })
+            Command::LeaseGrant(req) => {
+                let ttl = self.leases.grant(req.id, req.ttl, now, ctx.batch)?;
+                Output::LeaseGrant(LeaseGrantResponse { id: req.id, ttl, ..Default::default() })
             }
-            Command::LeaseRevoke { id } => {
-                let keys = self.leases.revoke(id, ctx.batch)?;
+            Command::LeaseRevoke(req) => {
+                let keys = self.leases.revoke(req.id, ctx.batch)?;
                 for key in keys {
                     self.mvcc.delete(&mut ctx, &KeyRange::Single(key))?;
                 }
@@ -158,6 +185,8 @@ impl StateMachine {
         };
         self.mvcc.commit(&ctx);
         let events = std::mem::take(&mut ctx.events);
+        batch.put(META_APPLIED.to_vec(), codec::encode_i64(index as i64));
+        self.applied = index;
         self.mvcc.write_out(batch)?;
         Ok(Applied { output, revision: self.mvcc.current(), events })
     }

@@ -1,26 +1,38 @@
-//! The single writer: it owns the order of commands. It takes every proposal waiting at that
-//! moment, applies them one after another, makes them durable with one `sync` (group commit),
-//! then publishes the new revision to readers and watchers and answers the proposers.
+//! The single writer: it owns the order of commands. Two stages, so applying never waits for the
+//! disk and the disk never waits for applying:
 //!
-//! Order of effects for a group (the durability and visibility contract):
-//! 1. apply each command to MVCC (index + backend write, not yet durable);
-//! 2. `backend.sync()` — one fsync for the whole group;
-//! 3. raise the visible revision, so reads include the group;
-//! 4. hand the events to the watch hub;
-//! 5. answer each proposer.
+//! ```text
+//!  proposals --> [apply stage] --applied groups--> [sync stage] --> readers, watchers, replies
+//!               take all waiting; apply each,      take all groups waiting;
+//!               append it to the log               ONE log fsync for all of them (group commit)
+//! ```
 //!
-//! A storage failure is fatal: every waiting proposer gets an error and the writer stops, so the
-//! member serves no write it cannot make durable.
+//! Order of effects for every command (the durability and visibility contract):
+//! 1. applied to the state machine (backend write, not yet durable) and, if it changed state,
+//!    appended to the log with the index the state machine recorded;
+//! 2. a log sync that started after step 1 returned;
+//! 3. the visible revision rises, so reads include it;
+//! 4. its events reach the watch hub;
+//! 5. its proposer is answered.
+//!
+//! The backend itself is flushed in the background ([`run_flusher`]); after a crash the log is
+//! replayed over it from its applied index. A storage failure is fatal: every waiting proposer
+//! gets an error and the writer stops, so the member serves no write it cannot make durable.
 
 use super::{Applied, Command};
 use crate::error::{Error, Result};
 use crate::server::state::Shared;
-use std::sync::Arc;
+use crate::wal::CommandLog;
+use keel_proto::mvccpb::Event;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-/// Most commands in one group.
+/// Most commands in one applied group.
 const GROUP_MAX: usize = 1024;
+/// Applied groups that may wait for the disk; past this the apply stage waits too.
+const SYNC_QUEUE: usize = 64;
 
 /// A command waiting to be applied.
 pub struct Proposal {
@@ -51,55 +63,157 @@ impl Proposer {
     }
 }
 
-/// The writer loop; returns when every proposer is gone or storage fails.
-pub async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Proposal>) {
+/// The log, shared by the two stages and the flusher. A std mutex: each holder appends or
+/// hands out a sync closure, never awaiting while holding it.
+pub type SharedLog = Arc<Mutex<Box<dyn CommandLog>>>;
+
+fn lock(log: &SharedLog) -> std::sync::MutexGuard<'_, Box<dyn CommandLog>> {
+    log.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+type Reply = (oneshot::Sender<Result<Applied>>, Result<Applied>);
+
+/// A group applied but not yet durable.
+struct AppliedGroup {
+    last_rev: i64,
+    last_index: u64,
+    replies: Vec<Reply>,
+}
+
+/// Run both stages; returns when every proposer is gone or storage fails.
+pub async fn run(shared: Arc<Shared>, log: SharedLog, rx: mpsc::Receiver<Proposal>) {
+    let (tx, synced_rx) = mpsc::channel(SYNC_QUEUE);
+    tokio::join!(apply_stage(shared.clone(), log.clone(), rx, tx), sync_stage(shared, log, synced_rx));
+}
+
+async fn apply_stage(
+    shared: Arc<Shared>,
+    log: SharedLog,
+    mut rx: mpsc::Receiver<Proposal>,
+    out: mpsc::Sender<Result<AppliedGroup, String>>,
+) {
     let mut group: Vec<Proposal> = Vec::with_capacity(GROUP_MAX);
     loop {
         if rx.recv_many(&mut group, GROUP_MAX).await == 0 {
             return;
         }
-        let mut results = Vec::with_capacity(group.len());
-        let mut last_rev;
-        {
+        let mut replies = Vec::with_capacity(group.len());
+        let mut failure = None;
+        let (last_rev, last_index) = {
             let mut sm = shared.write_state();
+            let mut log = lock(&log);
             let now = Instant::now();
             let with_prev_kv = shared.hub.wants_prev_kv();
             for p in group.drain(..) {
+                let index = log.next_index();
+                let record = p.cmd.to_log_bytes();
                 let result =
-                    if p.cmd.grows_store() && shared.no_space() { Err(Error::NoSpace) } else { sm.apply(p.cmd, now, with_prev_kv) };
-                if let Err(Error::Storage(msg)) = &result {
-                    tracing::error!(error = %msg, "storage failed while applying; the writer stops");
-                    fail_all(results, &mut rx, msg);
-                    return;
+                    if p.cmd.grows_store() && shared.no_space() { Err(Error::NoSpace) } else { sm.apply(index, p.cmd, now, with_prev_kv) };
+                match &result {
+                    Ok(_) => {
+                        if let Err(e) = log.append(&record) {
+                            failure = Some(format!("appending to the log: {e}"));
+                        }
+                    }
+                    Err(Error::Storage(msg)) => failure = Some(msg.clone()),
+                    Err(_) => {}
                 }
-                results.push((p.reply, result));
+                replies.push((p.reply, result));
+                if failure.is_some() {
+                    break;
+                }
             }
-            last_rev = sm.mvcc.current();
-        }
-        if let Err(e) = shared.backend.write(shared.advance_applied(results.len() as u64)) {
-            tracing::error!(error = %e, "recording the applied index failed; the writer stops");
-            fail_all(results, &mut rx, &e.0);
+            (sm.mvcc.current(), sm.applied)
+        };
+        if let Some(msg) = failure {
+            tracing::error!(error = %msg, "storage failed while applying; the writer stops");
+            fail(replies, &msg);
+            for p in group.drain(..) {
+                let _ = p.reply.send(Err(Error::Storage(msg.clone())));
+            }
+            let _ = out.send(Err(msg)).await;
+            rx.close();
             return;
         }
-        if let Err(e) = shared.backend.sync().await {
-            tracing::error!(error = %e, "fsync failed; the writer stops");
-            fail_all(results, &mut rx, &e.0);
+        if out.send(Ok(AppliedGroup { last_rev, last_index, replies })).await.is_err() {
             return;
-        }
-        last_rev = last_rev.max(shared.visible());
-        shared.publish(last_rev);
-        let events: Vec<_> = results.iter_mut().filter_map(|(_, r)| r.as_mut().ok()).flat_map(|a| std::mem::take(&mut a.events)).collect();
-        shared.hub.notify(events, last_rev);
-        shared.check_quota();
-        for (reply, result) in results {
-            let _ = reply.send(result);
         }
     }
 }
 
-fn fail_all(results: Vec<(oneshot::Sender<Result<Applied>>, Result<Applied>)>, rx: &mut mpsc::Receiver<Proposal>, msg: &str) {
-    for (reply, _) in results {
+async fn sync_stage(shared: Arc<Shared>, log: SharedLog, mut rx: mpsc::Receiver<Result<AppliedGroup, String>>) {
+    let mut waiting = Vec::with_capacity(SYNC_QUEUE);
+    loop {
+        if rx.recv_many(&mut waiting, SYNC_QUEUE).await == 0 {
+            return;
+        }
+        let mut groups = Vec::with_capacity(waiting.len());
+        let mut failure = None;
+        for g in waiting.drain(..) {
+            match g {
+                Ok(g) => groups.push(g),
+                Err(msg) => failure = Some(msg),
+            }
+        }
+        if failure.is_none() {
+            let prepared = lock(&log).prepare_sync();
+            let synced = match prepared {
+                Ok(sync) => tokio::task::spawn_blocking(sync).await.map_err(std::io::Error::other).and_then(|r| r),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = synced {
+                tracing::error!(error = %e, "log fsync failed; the writer stops");
+                failure = Some(e.to_string());
+            }
+        }
+        if let Some(msg) = failure {
+            for g in groups {
+                fail(g.replies, &msg);
+            }
+            rx.close();
+            return;
+        }
+        let last_rev = groups.iter().map(|g| g.last_rev).max().unwrap_or(0).max(shared.visible());
+        let last_index = groups.iter().map(|g| g.last_index).max().unwrap_or(0);
+        shared.publish(last_rev);
+        shared.set_applied_index(last_index);
+        let events: Vec<Event> = groups
+            .iter_mut()
+            .flat_map(|g| g.replies.iter_mut())
+            .filter_map(|(_, r)| r.as_mut().ok())
+            .flat_map(|a| std::mem::take(&mut a.events))
+            .collect();
+        shared.hub.notify(events, last_rev);
+        shared.check_quota();
+        for g in groups {
+            for (reply, result) in g.replies {
+                let _ = reply.send(result);
+            }
+        }
+    }
+}
+
+fn fail(replies: Vec<Reply>, msg: &str) {
+    for (reply, _) in replies {
         let _ = reply.send(Err(Error::Storage(msg.to_string())));
     }
-    rx.close();
+}
+
+/// Flush the backend every `interval` and drop the log records it now holds durably, so the log
+/// stays short and a restart replays little.
+pub async fn run_flusher(shared: Arc<Shared>, log: SharedLog, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        // Every record up to `applied` was written to the backend before the flush starts.
+        let applied = shared.read_state().applied;
+        if let Err(e) = shared.backend.sync().await {
+            tracing::error!(error = %e, "flushing the backend failed");
+            continue;
+        }
+        if let Err(e) = lock(&log).release(applied) {
+            tracing::warn!(error = %e, "releasing log segments failed");
+        }
+    }
 }

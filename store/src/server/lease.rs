@@ -40,12 +40,12 @@ impl LeaseService {
     /// Lease.LeaseGrant.
     pub async fn grant(&self, req: LeaseGrantRequest) -> Result<LeaseGrantResponse> {
         let id = if req.id == 0 { self.shared.next_id() } else { req.id };
-        propose_as(&self.shared, Command::LeaseGrant { id, ttl: req.ttl }).await
+        propose_as(&self.shared, Command::LeaseGrant(LeaseGrantRequest { id, ttl: req.ttl })).await
     }
 
     /// Lease.LeaseRevoke.
     pub async fn revoke(&self, req: LeaseRevokeRequest) -> Result<LeaseRevokeResponse> {
-        propose_as(&self.shared, Command::LeaseRevoke { id: req.id }).await
+        propose_as(&self.shared, Command::LeaseRevoke(req)).await
     }
 
     /// One keep-alive: the TTL, or 0 when the lease is gone (not an error, as in etcd).
@@ -104,7 +104,7 @@ pub async fn run_expiry(shared: Arc<Shared>) {
         tick.tick().await;
         let expired = shared.read_state().leases.expired(Instant::now());
         for id in expired {
-            match propose_as::<LeaseRevokeResponse>(&shared, Command::LeaseRevoke { id }).await {
+            match propose_as::<LeaseRevokeResponse>(&shared, Command::LeaseRevoke(LeaseRevokeRequest { id })).await {
                 Ok(_) | Err(Error::LeaseNotFound) => tracing::debug!(lease = format!("{id:x}"), "lease expired"),
                 Err(e) => tracing::warn!(lease = format!("{id:x}"), error = %e, "revoking an expired lease failed"),
             }

@@ -7,9 +7,8 @@
 
 use crate::apply::StateMachine;
 use crate::apply::writer::Proposer;
-use crate::mvcc::codec;
 use crate::seams::Rng;
-use crate::storage::{Backend, WriteBatch};
+use crate::storage::Backend;
 use crate::types::{ClusterId, MemberId};
 use crate::watch::WatchHub;
 use keel_proto::etcdserverpb::ResponseHeader;
@@ -44,8 +43,6 @@ pub struct Limits {
 
 /// Metadata key: how many times this member started (reported as the raft term).
 pub const META_TERM: &[u8] = b"m/term";
-/// Metadata key: how many commands were applied (reported as the raft index).
-pub const META_APPLIED: &[u8] = b"m/applied";
 
 /// State shared by the services and tasks of one member.
 pub struct Shared {
@@ -70,8 +67,7 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Assemble the shared state. `term` and `applied_index` come from the backend's metadata.
-    #[allow(clippy::too_many_arguments)]
+    /// Assemble the shared state. `term` comes from the backend's metadata.
     pub fn new(
         sm: StateMachine,
         backend: Arc<dyn Backend>,
@@ -80,9 +76,9 @@ impl Shared {
         limits: Limits,
         rng: Box<dyn Rng>,
         term: u64,
-        applied_index: u64,
     ) -> Shared {
         let rev = sm.mvcc.current();
+        let applied_index = sm.applied;
         Shared {
             sm: RwLock::new(sm),
             visible: AtomicI64::new(rev),
@@ -121,15 +117,13 @@ impl Shared {
         self.visible.fetch_max(rev, Ordering::AcqRel);
     }
 
-    /// Count `n` applied commands and return the backend write that records the new index.
-    pub fn advance_applied(&self, n: u64) -> WriteBatch {
-        let index = self.applied_index.fetch_add(n, Ordering::AcqRel) + n;
-        let mut b = WriteBatch::default();
-        b.put(META_APPLIED.to_vec(), codec::encode_i64(index as i64));
-        b
+    /// Record that log records up to `index` are durable and applied (reported as the raft
+    /// index).
+    pub fn set_applied_index(&self, index: u64) {
+        self.applied_index.fetch_max(index, Ordering::AcqRel);
     }
 
-    /// Commands applied so far.
+    /// Log records durable and applied so far.
     pub fn applied_index(&self) -> u64 {
         self.applied_index.load(Ordering::Acquire)
     }
