@@ -47,8 +47,11 @@ pub enum Error {
     #[error("etcdserver: too large lease TTL")]
     LeaseTtlTooLarge,
     /// A watch create with a client-chosen ID already used on the stream.
-    #[error("etcdserver: duplicate watch ID")]
+    #[error("mvcc: duplicate watch ID provided on the WatchStream")]
     DuplicateWatchId,
+    /// A watch create whose range holds no key (`key >= range_end`).
+    #[error("mvcc: watcher range is empty")]
+    WatcherRangeEmpty,
     /// The member is shutting down.
     #[error("etcdserver: server stopped")]
     Stopped,
@@ -94,7 +97,7 @@ impl Error {
             Error::NoSpace => Code::ResourceExhausted,
             Error::LeaseNotFound | Error::MemberNotFound => Code::NotFound,
             Error::LeaseExists => Code::FailedPrecondition,
-            Error::DuplicateWatchId => Code::InvalidArgument,
+            Error::DuplicateWatchId | Error::WatcherRangeEmpty => Code::InvalidArgument,
             Error::Stopped | Error::Timeout => Code::Unavailable,
             Error::Unimplemented(_) => Code::Unimplemented,
             // etcd's election server returns these as plain errors, which gRPC reports as Unknown.

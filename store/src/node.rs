@@ -157,7 +157,7 @@ impl Member {
                 return Err(Error::Storage(format!("the log jumps from {} to {index}", sm.applied)));
             }
             let cmd = Command::from_log_bytes(&raw)?;
-            if let Err(e) = sm.apply(index, cmd, Instant::now(), false) {
+            if let Err(e) = sm.apply(index, cmd, Instant::now()) {
                 // Only commands that succeeded are logged, and applying is deterministic.
                 return Err(Error::Storage(format!("replaying log record {index} failed: {e}")));
             }

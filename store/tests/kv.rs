@@ -325,3 +325,46 @@ async fn a_restart_replays_to_the_same_revision_and_data() {
     let e = kv.range(RangeRequest { revision: 9, ..get("k01") }).await.unwrap_err();
     assert_eq!(e.code(), Code::OutOfRange);
 }
+
+#[tokio::test]
+async fn overlapping_deletes_in_one_txn_delete_each_key_once() {
+    let m = Member::start(&[]);
+    let mut kv = m.kv().await;
+    for k in ["a", "b", "c"] {
+        kv.put(put(k, k)).await.unwrap();
+    }
+    let del = |k: &str, e: &str| RequestOp {
+        request: Some(Op::RequestDeleteRange(DeleteRangeRequest { key: b(k), range_end: b(e), prev_kv: true })),
+    };
+    let r =
+        kv.txn(TxnRequest { compare: vec![], success: vec![del("a", "c"), del("b", "d")], failure: vec![] }).await.unwrap().into_inner();
+    let deleted: Vec<i64> = r
+        .responses
+        .iter()
+        .map(|o| match &o.response {
+            Some(OpResp::ResponseDeleteRange(d)) => d.deleted,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(deleted, [2, 1], "the second delete sees the first one's tombstones");
+    let mut mt = m.maintenance().await;
+    let h1 = mt.hash_kv(HashKvRequest { revision: 0 }).await.unwrap().into_inner();
+    assert_eq!(h1.header.unwrap().revision, 5);
+}
+
+#[tokio::test]
+async fn read_only_txns_and_empty_ops() {
+    let m = Member::start(&[]);
+    let mut kv = m.kv().await;
+    kv.put(put("k", "v")).await.unwrap();
+    let ro = TxnRequest {
+        compare: vec![cmp("k", CompareTarget::Value, CompareResult::Equal, TargetUnion::Value(b("v")))],
+        success: vec![op_get("k")],
+        failure: vec![],
+    };
+    let r = kv.txn(ro).await.unwrap().into_inner();
+    assert!(r.succeeded);
+    assert_eq!(r.header.unwrap().revision, 2);
+    let e = kv.txn(TxnRequest { compare: vec![], success: vec![RequestOp { request: None }], failure: vec![] }).await.unwrap_err();
+    assert_eq!((e.code(), e.message()), (Code::InvalidArgument, "etcdserver: key not found"));
+}

@@ -34,6 +34,9 @@ async fn exceeding_the_quota_raises_nospace_and_refuses_growing_writes() {
     assert!(status.errors.iter().any(|e| e.contains("NOSPACE")), "{:?}", status.errors);
     // Reads, deletes and compaction still work, so an operator can recover.
     assert_eq!(kv.range(RangeRequest { key: b("k0"), ..Default::default() }).await.unwrap().into_inner().count, 1);
+    // A txn that only deletes is allowed under the alarm (how kube-apiserver deletes).
+    let del = keel_proto::etcdserverpb::request_op::Request::RequestDeleteRange(DeleteRangeRequest { key: b("k1"), ..Default::default() });
+    kv.txn(TxnRequest { compare: vec![], success: vec![RequestOp { request: Some(del) }], failure: vec![] }).await.unwrap();
     kv.delete_range(DeleteRangeRequest { key: b("k"), range_end: b("l"), ..Default::default() }).await.unwrap();
     let (code, body) = m.http("GET", "/health", "");
     assert_eq!((code, body.contains("NOSPACE")), (503, true));

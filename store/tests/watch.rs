@@ -237,3 +237,34 @@ async fn lease_expiry_is_seen_as_delete_events() {
     let deleted: Vec<_> = r.events.iter().map(|e| (e.r#type, e.prev_kv.as_ref().map(|p| p.lease))).collect();
     assert_eq!(deleted, vec![(EventType::Delete as i32, Some(id)), (EventType::Delete as i32, Some(id))]);
 }
+
+#[tokio::test]
+async fn watchers_of_a_departed_client_are_removed() {
+    let m = Member::start(&[]);
+    for _ in 0..20 {
+        let mut s = Stream::open(&m).await;
+        s.create(create("quiet", "", 0)).await;
+        drop(s);
+    }
+    let metric = || {
+        let (_, body) = m.http("GET", "/metrics", "");
+        body.lines().find(|l| l.starts_with("etcd_debugging_mvcc_watcher_total ")).map(|l| l.split_whitespace().nth(1).unwrap().to_string())
+    };
+    for _ in 0..100 {
+        if metric().as_deref() == Some("0") {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("watchers of closed streams are still registered: {:?}", metric());
+}
+
+#[tokio::test]
+async fn an_empty_watch_range_is_refused() {
+    let m = Member::start(&[]);
+    let mut s = Stream::open(&m).await;
+    s.send(RequestUnion::CreateRequest(create("b", "a", 0))).await;
+    let r = s.next().await;
+    assert!(r.created && r.canceled);
+    assert_eq!((r.watch_id, r.cancel_reason.as_str()), (-1, "mvcc: watcher range is empty"));
+}

@@ -71,7 +71,8 @@ impl Command {
     pub fn grows_store(&self) -> bool {
         match self {
             Command::Put(_) | Command::LeaseGrant(_) => true,
-            Command::Txn(t) => txn::has_writes(t),
+            // etcd's quota counts a txn's top-level puts only: deletes may still free space.
+            Command::Txn(t) => txn::has_top_level_puts(t),
             _ => false,
         }
     }
@@ -154,15 +155,14 @@ pub struct StateMachine {
 }
 
 impl StateMachine {
-    /// Apply one command as log entry `index`. `with_prev_kv` asks for previous key-values on
-    /// events. On success the command's changes and the new applied index reach the backend in
+    /// Apply one command as log entry `index`. On success the command's changes and the new applied index reach the backend in
     /// one atomic batch; on failure nothing changes.
-    pub fn apply(&mut self, index: u64, cmd: Command, now: Instant, with_prev_kv: bool) -> Result<Applied> {
+    pub fn apply(&mut self, index: u64, cmd: Command, now: Instant) -> Result<Applied> {
         let mut batch = WriteBatch::default();
-        let mut ctx = self.mvcc.begin(&mut batch, with_prev_kv);
+        let mut ctx = self.mvcc.begin(&mut batch);
         let output = match cmd {
             Command::Put(req) => {
-                let plan = txn::check_put(&self.mvcc, &self.leases, &req)?;
+                let plan = txn::check_put(&self.mvcc, &self.leases, &req, txn::CheckOrder::LeaseFirst)?;
                 Output::Put(self.put(&mut ctx, req, plan)?)
             }
             Command::DeleteRange(req) => Output::DeleteRange(self.delete(&mut ctx, req)?),

@@ -9,6 +9,8 @@ use bytes::Bytes;
 use keel_proto::etcdserverpb::request_op::Request;
 use keel_proto::etcdserverpb::response_op::Response;
 use keel_proto::etcdserverpb::{PutRequest, RangeResponse, RequestOp, ResponseHeader, ResponseOp, TxnRequest, TxnResponse};
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
 
 /// A put's final value and lease once `ignore_value`/`ignore_lease` are resolved.
 pub struct PutPlan {
@@ -18,8 +20,22 @@ pub struct PutPlan {
     pub lease: i64,
 }
 
+/// Which check a put fails first when both would: a plain Put checks its lease first, a put
+/// inside a txn its key first (etcd's `applierV3backend.Put` and `checkRequestPut`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum CheckOrder {
+    /// KV.Put.
+    LeaseFirst,
+    /// A put inside a txn.
+    KeyFirst,
+}
+
 /// Resolve and check a put against the current state, without changing anything.
-pub fn check_put(mvcc: &Mvcc, leases: &Leases, req: &PutRequest) -> Result<PutPlan> {
+pub fn check_put(mvcc: &Mvcc, leases: &Leases, req: &PutRequest, order: CheckOrder) -> Result<PutPlan> {
+    let lease_ok = |lease: i64| if lease != 0 && !leases.contains(lease) { Err(Error::LeaseNotFound) } else { Ok(()) };
+    if order == CheckOrder::LeaseFirst && !req.ignore_lease {
+        lease_ok(req.lease)?;
+    }
     let mut plan = PutPlan { value: req.value.clone(), lease: req.lease };
     if req.ignore_value || req.ignore_lease {
         let prev = mvcc.latest(&req.key)?.ok_or(Error::KeyNotFound)?;
@@ -30,10 +46,13 @@ pub fn check_put(mvcc: &Mvcc, leases: &Leases, req: &PutRequest) -> Result<PutPl
             plan.lease = prev.lease;
         }
     }
-    if plan.lease != 0 && !leases.contains(plan.lease) {
-        return Err(Error::LeaseNotFound);
-    }
+    lease_ok(plan.lease)?;
     Ok(plan)
+}
+
+/// True when the success or failure list itself holds a put (etcd's quota cost of a txn).
+pub fn has_top_level_puts(t: &TxnRequest) -> bool {
+    t.success.iter().chain(&t.failure).any(|op| matches!(op.request, Some(Request::RequestPut(_))))
 }
 
 /// True when any op of the txn (either branch, nested included) writes.
@@ -68,27 +87,100 @@ fn check_ops(t: &TxnRequest, max_ops: usize) -> Result<()> {
             Some(Request::RequestPut(p)) => validate_cmd(&Command::Put(p.clone()), max_ops)?,
             Some(Request::RequestDeleteRange(d)) if d.key.is_empty() => return Err(Error::EmptyKey),
             Some(Request::RequestTxn(n)) => check_ops(n, max_ops - opc)?,
+            // etcd answers an empty op like this (`checkRequestOp`).
+            None => return Err(Error::KeyNotFound),
             _ => {}
         }
     }
     Ok(())
 }
 
-/// Keys a branch puts and ranges it deletes.
+/// Keys a branch puts and ranges it deletes, kept so that checking one more op costs a
+/// logarithm, not a scan (a nested txn can hold tens of thousands of ops).
 #[derive(Default)]
 struct Writes {
-    puts: Vec<Bytes>,
-    dels: Vec<KeyRange>,
+    puts: BTreeSet<Bytes>,
+    /// Deleted ranges as disjoint `[start, end)` intervals, `None` = no end.
+    dels: BTreeMap<Bytes, Option<Bytes>>,
 }
 
 impl Writes {
-    fn conflicts(&self, other: &Writes) -> bool {
-        other.puts.iter().any(|k| self.puts.contains(k) || self.dels.iter().any(|d| d.contains(k)))
-            || self.puts.iter().any(|k| other.dels.iter().any(|d| d.contains(k)))
+    fn deletes(&self, k: &[u8]) -> bool {
+        match self.dels.range::<[u8], _>((Bound::Unbounded, Bound::Included(k))).next_back() {
+            Some((_, None)) => true,
+            Some((_, Some(end))) => k < end.as_ref(),
+            None => false,
+        }
     }
-    fn extend(&mut self, other: Writes) {
-        self.puts.extend(other.puts);
-        self.dels.extend(other.dels);
+
+    fn puts_in(&self, start: &Bytes, end: &Option<Bytes>) -> bool {
+        let upper = match end {
+            Some(e) => Bound::Excluded(e.clone()),
+            None => Bound::Unbounded,
+        };
+        self.puts.range((Bound::Included(start.clone()), upper)).next().is_some()
+    }
+
+    fn add_put(&mut self, k: Bytes) -> Result<()> {
+        if self.puts.contains(&k) || self.deletes(&k) {
+            return Err(Error::DuplicateKey);
+        }
+        self.puts.insert(k);
+        Ok(())
+    }
+
+    fn add_del(&mut self, kr: &KeyRange) -> Result<()> {
+        let (mut start, mut end) = match kr {
+            KeyRange::Single(k) => {
+                let mut e = k.to_vec();
+                e.push(0);
+                (k.clone(), Some(Bytes::from(e)))
+            }
+            KeyRange::Span(k, e) if e.as_ref() > k.as_ref() => (k.clone(), Some(e.clone())),
+            KeyRange::Span(..) => return Ok(()),
+            KeyRange::From(k) => (k.clone(), None),
+        };
+        if self.puts_in(&start, &end) {
+            return Err(Error::DuplicateKey);
+        }
+        // Merge with every overlapping or touching interval. They are disjoint and sorted, so
+        // they are the one starting at or before `start` (if it reaches it) and those starting
+        // within `(start, end]`.
+        let mut overlapping: Vec<Bytes> = Vec::new();
+        if let Some((s, e)) = self.dels.range::<Bytes, _>((Bound::Unbounded, Bound::Included(start.clone()))).next_back()
+            && e.as_ref().is_none_or(|e| e.as_ref() >= start.as_ref())
+        {
+            overlapping.push(s.clone());
+        }
+        let upper = end.clone().map_or(Bound::Unbounded, Bound::Included);
+        overlapping.extend(self.dels.range::<Bytes, _>((Bound::Excluded(start.clone()), upper)).map(|(s, _)| s.clone()));
+        for s in overlapping {
+            if let Some(e) = self.dels.remove(&s) {
+                if s < start {
+                    start = s;
+                }
+                end = match (end, e) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    _ => None,
+                };
+            }
+        }
+        self.dels.insert(start, end);
+        Ok(())
+    }
+
+    fn absorb(&mut self, other: Writes) -> Result<()> {
+        for (s, e) in other.dels {
+            let kr = match e {
+                Some(e) => KeyRange::Span(s, e),
+                None => KeyRange::From(s),
+            };
+            self.add_del(&kr)?;
+        }
+        for k in other.puts {
+            self.add_put(k)?;
+        }
+        Ok(())
     }
 }
 
@@ -101,32 +193,31 @@ fn check_dups(t: &TxnRequest) -> Result<()> {
 fn branch_writes(ops: &[RequestOp]) -> Result<Writes> {
     let mut w = Writes::default();
     for op in ops {
-        let mut one = Writes::default();
         match &op.request {
-            Some(Request::RequestPut(p)) => one.puts.push(p.key.clone()),
-            Some(Request::RequestDeleteRange(d)) => one.dels.push(KeyRange::new(&d.key, &d.range_end)),
+            Some(Request::RequestPut(p)) => w.add_put(p.key.clone())?,
+            Some(Request::RequestDeleteRange(d)) => w.add_del(&KeyRange::new(&d.key, &d.range_end))?,
             Some(Request::RequestTxn(n)) => {
                 // Only one nested branch runs, so they may write the same keys as each other, but
                 // neither may repeat a key of this branch.
-                let s = branch_writes(&n.success)?;
+                let mut both = branch_writes(&n.success)?;
                 let f = branch_writes(&n.failure)?;
-                one.extend(s);
-                one.extend(f);
+                for (s, e) in f.dels {
+                    both.dels.entry(s).or_insert(e);
+                }
+                both.puts.extend(f.puts);
+                w.absorb(both)?;
             }
-            _ => continue,
+            _ => {}
         }
-        if w.conflicts(&one) {
-            return Err(Error::DuplicateKey);
-        }
-        w.extend(one);
     }
     Ok(w)
 }
 
 /// Which ops run: compares decide the branch, recursively for nested txns.
-fn choose<'t>(mvcc: &Mvcc, t: &'t TxnRequest) -> Result<(bool, &'t [RequestOp])> {
+fn choose<'t>(mvcc: &Mvcc, t: &'t TxnRequest, at: i64) -> Result<(bool, &'t [RequestOp])> {
     for c in &t.compare {
-        let kvs = mvcc.latest_in(&KeyRange::new(&c.key, &c.range_end))?;
+        // Every compare, nested ones included, sees the store as the txn found it.
+        let kvs = mvcc.live_in(&KeyRange::new(&c.key, &c.range_end), at)?;
         if !compare::holds(c, &kvs) {
             return Ok((false, &t.failure));
         }
@@ -139,13 +230,13 @@ fn precheck(sm: &StateMachine, ops: &[RequestOp]) -> Result<()> {
     for op in ops {
         match &op.request {
             Some(Request::RequestPut(p)) => {
-                check_put(&sm.mvcc, &sm.leases, p)?;
+                check_put(&sm.mvcc, &sm.leases, p, CheckOrder::KeyFirst)?;
             }
             Some(Request::RequestRange(r)) => {
                 sm.mvcc.read_revision(r.revision, sm.mvcc.current())?;
             }
             Some(Request::RequestTxn(n)) => {
-                let (_, branch) = choose(&sm.mvcc, n)?;
+                let (_, branch) = choose(&sm.mvcc, n, sm.mvcc.current())?;
                 precheck(sm, branch)?;
             }
             _ => {}
@@ -156,25 +247,21 @@ fn precheck(sm: &StateMachine, ops: &[RequestOp]) -> Result<()> {
 
 /// Execute a validated txn at `ctx`'s revision.
 pub fn apply(sm: &mut StateMachine, ctx: &mut WriteCtx<'_>, t: TxnRequest) -> Result<TxnResponse> {
-    let (succeeded, ops) = choose(&sm.mvcc, &t)?;
+    let (succeeded, ops) = choose(&sm.mvcc, &t, sm.mvcc.current())?;
     precheck(sm, ops)?;
     let ops = ops.to_vec();
     let mut responses = Vec::with_capacity(ops.len());
     // Each response inside a txn carries only the revision its op saw: the txn's starting
     // revision until the txn writes, the txn's own revision after that (as etcd reports it).
-    let seen = |sm: &StateMachine, ctx: &WriteCtx<'_>| {
-        let revision = if ctx.sub > 0 { ctx.rev } else { sm.mvcc.current() };
-        Some(ResponseHeader { revision, ..Default::default() })
-    };
+    let seen = |sm: &StateMachine, ctx: &WriteCtx<'_>| Some(ResponseHeader { revision: ctx.view(sm.mvcc.current()), ..Default::default() });
     for op in ops {
         let response = match op.request {
             Some(Request::RequestRange(r)) => {
-                let latest = if ctx.sub > 0 { ctx.rev } else { sm.mvcc.current() };
-                let rr = sm.mvcc.range(&r, latest)?;
+                let rr = sm.mvcc.range(&r, ctx.view(sm.mvcc.current()))?;
                 Response::ResponseRange(RangeResponse { header: seen(sm, ctx), kvs: rr.kvs, more: rr.more, count: rr.count })
             }
             Some(Request::RequestPut(p)) => {
-                let plan = check_put(&sm.mvcc, &sm.leases, &p)?;
+                let plan = check_put(&sm.mvcc, &sm.leases, &p, CheckOrder::KeyFirst)?;
                 let mut r = sm.put(ctx, p, plan)?;
                 r.header = seen(sm, ctx);
                 Response::ResponsePut(r)
@@ -186,10 +273,39 @@ pub fn apply(sm: &mut StateMachine, ctx: &mut WriteCtx<'_>, t: TxnRequest) -> Re
             }
             Some(Request::RequestTxn(n)) => {
                 let mut r = apply(sm, ctx, n)?;
-                r.header = seen(sm, ctx);
+                // etcd never fills a nested txn's header.
+                r.header = Some(ResponseHeader::default());
                 Response::ResponseTxn(r)
             }
             None => continue,
+        };
+        responses.push(ResponseOp { response: Some(response) });
+    }
+    Ok(TxnResponse { header: None, succeeded, responses })
+}
+
+/// Serve a txn that writes nothing (see [`has_writes`]) as a read at revision `at`, without
+/// going through the writer, as etcd serves read-only txns.
+pub fn read_only(sm: &StateMachine, t: &TxnRequest, at: i64) -> Result<TxnResponse> {
+    let (succeeded, ops) = choose(&sm.mvcc, t, at)?;
+    let mut responses = Vec::with_capacity(ops.len());
+    for op in ops {
+        let response = match &op.request {
+            Some(Request::RequestRange(r)) => {
+                let rr = sm.mvcc.range(r, at)?;
+                Response::ResponseRange(RangeResponse {
+                    header: Some(ResponseHeader { revision: at, ..Default::default() }),
+                    kvs: rr.kvs,
+                    more: rr.more,
+                    count: rr.count,
+                })
+            }
+            Some(Request::RequestTxn(n)) => {
+                let mut r = read_only(sm, n, at)?;
+                r.header = Some(ResponseHeader::default());
+                Response::ResponseTxn(r)
+            }
+            _ => return Err(Error::InvalidArgument("a read-only txn holds a write".into())),
         };
         responses.push(ResponseOp { response: Some(response) });
     }
@@ -226,11 +342,31 @@ mod tests {
             (vec![del("a", "c"), del("b", "d")], true),
             (vec![put("a"), nested(vec![put("b")], vec![put("b")])], true),
             (vec![put("a"), nested(vec![put("a")], vec![])], false),
+            (vec![del("a", "c"), del("b", "d"), put("c")], false),
+            (vec![del("a", "c"), del("b", "d"), put("d")], true),
+            (vec![del("b", "c"), del("a", "b"), put("a")], false),
+            (vec![put("z"), del("a", "\0")], false),
         ];
         for (i, (ops, ok)) in table.into_iter().enumerate() {
             let t = TxnRequest { compare: vec![], success: ops, failure: vec![] };
             assert_eq!(validate(&t, 128).is_ok(), ok, "row {i}");
         }
+    }
+
+    #[test]
+    fn an_empty_op_is_refused_like_etcd() {
+        let t = TxnRequest { compare: vec![], success: vec![RequestOp { request: None }], failure: vec![] };
+        assert_eq!(validate(&t, 128), Err(Error::KeyNotFound));
+    }
+
+    #[test]
+    fn the_duplicate_check_is_not_quadratic() {
+        // 20,000 puts and as many single-key deletes of other keys: a scan per op would take
+        // minutes; the interval sets take milliseconds.
+        let mut ops: Vec<RequestOp> = (0..20_000).map(|i| put(&format!("p{i:06}"))).collect();
+        ops.extend((0..20_000).map(|i| del(&format!("q{i:06}"), "")));
+        let t = TxnRequest { compare: vec![], success: vec![nested(ops, vec![])], failure: vec![] };
+        assert_eq!(check_dups(&t), Ok(()));
     }
 
     #[test]

@@ -103,12 +103,11 @@ async fn apply_stage(
             let mut sm = shared.write_state();
             let mut log = lock(&log);
             let now = Instant::now();
-            let with_prev_kv = shared.hub.wants_prev_kv();
-            for p in group.drain(..) {
+            let mut pending = std::mem::take(&mut group).into_iter();
+            for p in pending.by_ref() {
                 let index = log.next_index();
                 let record = p.cmd.to_log_bytes();
-                let result =
-                    if p.cmd.grows_store() && shared.no_space() { Err(Error::NoSpace) } else { sm.apply(index, p.cmd, now, with_prev_kv) };
+                let result = if p.cmd.grows_store() && shared.no_space() { Err(Error::NoSpace) } else { sm.apply(index, p.cmd, now) };
                 match &result {
                     Ok(_) => {
                         if let Err(e) = log.append(&record) {
@@ -123,6 +122,8 @@ async fn apply_stage(
                     break;
                 }
             }
+            // Proposals after a storage failure are answered with it below.
+            group.extend(pending);
             (sm.mvcc.current(), sm.applied)
         };
         if let Some(msg) = failure {

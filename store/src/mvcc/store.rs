@@ -27,10 +27,17 @@ pub struct WriteCtx<'a> {
     pub sub: i64,
     /// Backend writes for this request.
     pub batch: &'a mut WriteBatch,
-    /// Watch events, in order.
+    /// Watch events, in order, each with its previous key-value (watchers that did not ask
+    /// for it get it stripped).
     pub events: Vec<Event>,
-    /// Attach the previous key-value to events (some watcher asked for `prev_kv`).
-    pub with_prev_kv: bool,
+}
+
+impl WriteCtx<'_> {
+    /// The revision this request's reads see: the store's before its first write, its own
+    /// revision after (so later ops of a txn see earlier ones).
+    pub fn view(&self, current: i64) -> i64 {
+        if self.sub > 0 { self.rev } else { current }
+    }
 }
 
 /// The result of a Range before the header is added.
@@ -156,17 +163,22 @@ impl Mvcc {
         Ok(RangeResult { kvs, more, count })
     }
 
-    /// Live key-values in `kr` as of the newest applied revision (the writer's view).
-    pub fn latest_in(&self, kr: &KeyRange) -> Result<Vec<KeyValue>> {
-        self.index.range(kr, self.current).map(|(_, e)| self.load(e)).collect()
+    /// Live key-values in `kr` as of revision `at`.
+    pub fn live_in(&self, kr: &KeyRange, at: i64) -> Result<Vec<KeyValue>> {
+        self.index.range(kr, at).map(|(_, e)| self.load(e)).collect()
     }
 
-    /// The live key-value of `key` in the writer's view.
-    pub fn latest(&self, key: &[u8]) -> Result<Option<KeyValue>> {
-        match self.index.get(key, self.current) {
+    /// The live key-value of `key` as of revision `at`.
+    pub fn live(&self, key: &[u8], at: i64) -> Result<Option<KeyValue>> {
+        match self.index.get(key, at) {
             Some(e) => Ok(Some(self.load(e)?)),
             None => Ok(None),
         }
+    }
+
+    /// The live key-value of `key` in the writer's view (before the current request).
+    pub fn latest(&self, key: &[u8]) -> Result<Option<KeyValue>> {
+        self.live(key, self.current)
     }
 
     /// The lease of `key` in the writer's view without touching the disk.
@@ -175,8 +187,8 @@ impl Mvcc {
     }
 
     /// Start a write at the next revision.
-    pub fn begin<'a>(&self, batch: &'a mut WriteBatch, with_prev_kv: bool) -> WriteCtx<'a> {
-        WriteCtx { rev: self.current + 1, sub: 0, batch, events: Vec::new(), with_prev_kv }
+    pub fn begin<'a>(&self, batch: &'a mut WriteBatch) -> WriteCtx<'a> {
+        WriteCtx { rev: self.current + 1, sub: 0, batch, events: Vec::new() }
     }
 
     /// Finish a write: the revision is taken only if something changed.
@@ -189,7 +201,7 @@ impl Mvcc {
     /// Put `key`. `value`/`lease` are final (ignore_* already resolved). Returns the previous
     /// key-value. The caller has checked the lease exists.
     pub fn put(&mut self, ctx: &mut WriteCtx<'_>, key: Bytes, value: Bytes, lease: i64) -> Result<Option<KeyValue>> {
-        let prev = self.latest(&key)?;
+        let prev = self.live(&key, ctx.view(self.current))?;
         let (create, version) = match &prev {
             Some(p) => (p.create_revision, p.version + 1),
             None => (ctx.rev, 1),
@@ -200,24 +212,20 @@ impl Mvcc {
         ctx.batch.put(codec::rev_key(rev), codec::encode_record(&kv, false));
         self.pending.insert(rev, kv.clone());
         self.index.push(key, Entry { rev, create, version, lease, tombstone: false });
-        ctx.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: if ctx.with_prev_kv { prev.clone() } else { None } });
+        ctx.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: prev.clone() });
         Ok(prev)
     }
 
     /// Delete every live key in `kr`. Returns the deleted key-values.
     pub fn delete(&mut self, ctx: &mut WriteCtx<'_>, kr: &KeyRange) -> Result<Vec<KeyValue>> {
-        let prevs = self.latest_in(kr)?;
+        let prevs = self.live_in(kr, ctx.view(self.current))?;
         for prev in &prevs {
             let rev = Rev { main: ctx.rev, sub: ctx.sub };
             ctx.sub += 1;
             let kv = KeyValue { key: prev.key.clone(), mod_revision: ctx.rev, ..Default::default() };
             ctx.batch.put(codec::rev_key(rev), codec::encode_record(&kv, true));
             self.index.push(prev.key.clone(), Entry { rev, create: 0, version: 0, lease: 0, tombstone: true });
-            ctx.events.push(Event {
-                r#type: EventType::Delete as i32,
-                kv: Some(kv),
-                prev_kv: if ctx.with_prev_kv { Some(prev.clone()) } else { None },
-            });
+            ctx.events.push(Event { r#type: EventType::Delete as i32, kv: Some(kv), prev_kv: Some(prev.clone()) });
         }
         Ok(prevs)
     }

@@ -3,7 +3,7 @@
 
 use super::state::Shared;
 use super::{grpc, propose_as};
-use crate::apply::{Command, FromOutput, validate};
+use crate::apply::{Command, FromOutput, txn, validate};
 use crate::error::{Error, Result};
 use keel_proto::etcdserverpb::kv_server::Kv;
 use keel_proto::etcdserverpb::{
@@ -44,10 +44,10 @@ impl KvService {
 
     /// Validate, propose and wait for a mutation.
     async fn mutate<T: FromOutput>(&self, cmd: Command, encoded_len: usize) -> Result<T> {
+        validate(&cmd, self.shared.limits.max_txn_ops)?;
         if encoded_len + RAFT_WRAPPER_BYTES > self.shared.limits.max_request_bytes {
             return Err(Error::RequestTooLarge);
         }
-        validate(&cmd, self.shared.limits.max_txn_ops)?;
         propose_as(&self.shared, cmd).await
     }
 
@@ -63,8 +63,16 @@ impl KvService {
         self.mutate(Command::DeleteRange(req), len).await
     }
 
-    /// KV.Txn.
+    /// KV.Txn. A txn that writes nothing is served as a read, without waiting for the writer.
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
+        if !txn::has_writes(&req) {
+            validate(&Command::Txn(req.clone()), self.shared.limits.max_txn_ops)?;
+            let sm = self.shared.read_state();
+            let at = self.shared.visible();
+            let mut r = txn::read_only(&sm, &req, at)?;
+            r.header = self.shared.header(at);
+            return Ok(r);
+        }
         let len = req.encoded_len();
         self.mutate(Command::Txn(req), len).await
     }

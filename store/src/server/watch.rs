@@ -42,28 +42,39 @@ impl WatchService {
         let handle = shared.hub.open_stream();
         let (tx, rx) = mpsc::channel(GRPC_BUFFER);
         let stream_id = handle.id;
-        let wake = handle.wake.clone();
+        let wake = handle.wake;
         let sender_shared = shared.clone();
+        let sender_tx = tx.clone();
+        // The sender ends when the client goes away (the response stream is dropped), even if
+        // nothing is ever queued for it, and takes the stream's watchers with it.
         tokio::spawn(async move {
             'outer: loop {
-                wake.notified().await;
+                tokio::select! {
+                    _ = wake.notified() => {}
+                    _ = sender_tx.closed() => break,
+                }
                 let Some(batch) = sender_shared.hub.drain(stream_id) else {
-                    let _ = tx.send(Err(Status::resource_exhausted("etcdserver: watch stream closed: too many pending requests"))).await;
+                    let _ =
+                        sender_tx.send(Err(Status::resource_exhausted("etcdserver: watch stream closed: too many pending requests"))).await;
                     break;
                 };
                 for mut resp in batch {
                     sender_shared.complete_header(&mut resp.header);
-                    if tx.send(Ok(resp)).await.is_err() {
+                    if sender_tx.send(Ok(resp)).await.is_err() {
                         break 'outer;
                     }
                 }
             }
             sender_shared.hub.close_stream(stream_id);
         });
-        let wake = handle.wake;
+        // The reader ends when the client stops sending, or goes away.
         tokio::spawn(async move {
-            while let Some(item) = requests.next().await {
-                let Ok(req) = item else { break };
+            loop {
+                let item = tokio::select! {
+                    item = requests.next() => item,
+                    _ = tx.closed() => None,
+                };
+                let Some(Ok(req)) = item else { break };
                 match req.request_union {
                     Some(RequestUnion::CreateRequest(c)) => shared.hub.create(stream_id, &c),
                     Some(RequestUnion::CancelRequest(c)) => shared.hub.cancel(stream_id, c.watch_id),
@@ -71,9 +82,6 @@ impl WatchService {
                     None => {}
                 }
             }
-            // The request side is done; responses keep flowing until the client leaves, which
-            // the sender notices when gRPC drops the response stream.
-            let _ = wake;
         });
         Box::pin(ReceiverStream::new(rx))
     }

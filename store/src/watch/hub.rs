@@ -7,7 +7,6 @@ use keel_proto::etcdserverpb::watch_create_request::FilterType;
 use keel_proto::etcdserverpb::{ResponseHeader, WatchCreateRequest, WatchResponse};
 use keel_proto::mvccpb::{Event, event::EventType};
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
@@ -112,7 +111,6 @@ struct Inner {
 #[derive(Default)]
 pub struct WatchHub {
     inner: Mutex<Inner>,
-    prev_kv_watchers: AtomicUsize,
     syncer_wake: Notify,
 }
 
@@ -146,11 +144,6 @@ impl WatchHub {
         self.lock().rev
     }
 
-    /// True when some watcher wants previous key-values on events.
-    pub fn wants_prev_kv(&self) -> bool {
-        self.prev_kv_watchers.load(Ordering::Relaxed) > 0
-    }
-
     /// Number of watchers (for metrics).
     pub fn watcher_count(&self) -> usize {
         self.lock().watchers.len()
@@ -173,11 +166,7 @@ impl WatchHub {
         inner.streams.remove(&stream);
         let ids: Vec<_> = inner.watchers.range((stream, i64::MIN)..=(stream, i64::MAX)).map(|(k, _)| *k).collect();
         for k in ids {
-            if let Some(w) = inner.watchers.remove(&k)
-                && w.prev_kv
-            {
-                self.prev_kv_watchers.fetch_sub(1, Ordering::Relaxed);
-            }
+            inner.watchers.remove(&k);
         }
     }
 
@@ -203,6 +192,19 @@ impl WatchHub {
         let mut inner = self.lock();
         let rev = inner.rev;
         let Some(outbox) = inner.streams.get_mut(&stream) else { return };
+        let key = if req.key.is_empty() { Bytes::from_static(b"\0") } else { req.key.clone() };
+        let range = KeyRange::new(&key, &req.range_end);
+        if matches!(&range, KeyRange::Span(k, e) if e.as_ref() <= k.as_ref()) {
+            outbox.push(WatchResponse {
+                header: header(rev),
+                watch_id: ALL_WATCHERS,
+                created: true,
+                canceled: true,
+                cancel_reason: Error::WatcherRangeEmpty.to_string(),
+                ..Default::default()
+            });
+            return;
+        }
         let id = if req.watch_id != 0 {
             if inner.watchers.contains_key(&(stream, req.watch_id)) {
                 let outbox = inner.streams.get_mut(&stream).expect("checked above");
@@ -226,11 +228,10 @@ impl WatchHub {
             outbox.next_watch_id = id + 1;
             id
         };
-        let key = if req.key.is_empty() { Bytes::from_static(b"\0") } else { req.key.clone() };
         let start = req.start_revision;
         let synced = start <= 0 || start > rev;
         let watcher = Watcher {
-            range: KeyRange::new(&key, &req.range_end),
+            range,
             no_put: req.filters.contains(&(FilterType::Noput as i32)),
             no_delete: req.filters.contains(&(FilterType::Nodelete as i32)),
             prev_kv: req.prev_kv,
@@ -240,9 +241,6 @@ impl WatchHub {
             synced,
             active: false,
         };
-        if watcher.prev_kv {
-            self.prev_kv_watchers.fetch_add(1, Ordering::Relaxed);
-        }
         inner.watchers.insert((stream, id), watcher);
         let outbox = inner.streams.get_mut(&stream).expect("checked above");
         outbox.push(WatchResponse { header: header(rev), watch_id: id, created: true, ..Default::default() });
@@ -257,9 +255,6 @@ impl WatchHub {
         let mut inner = self.lock();
         let rev = inner.rev;
         let Some(w) = inner.watchers.remove(&(stream, id)) else { return };
-        if w.prev_kv {
-            self.prev_kv_watchers.fetch_sub(1, Ordering::Relaxed);
-        }
         if let Some(outbox) = inner.streams.get_mut(&stream) {
             if !w.synced {
                 outbox.unsynced -= 1;
@@ -371,11 +366,7 @@ impl WatchHub {
         if w.synced || w.next_rev != lag.watcher.next_rev {
             return;
         }
-        let prev_kv = w.prev_kv;
         inner.watchers.remove(&(lag.stream, lag.id));
-        if prev_kv {
-            self.prev_kv_watchers.fetch_sub(1, Ordering::Relaxed);
-        }
         if let Some(outbox) = inner.streams.get_mut(&lag.stream) {
             outbox.unsynced -= 1;
             outbox.push(WatchResponse {

@@ -16,13 +16,17 @@ pub async fn run(shared: Arc<Shared>, progress_interval: Duration) {
     let hub: &WatchHub = &shared.hub;
     let mut progress = tokio::time::interval(progress_interval);
     progress.tick().await;
+    let mut more = false;
     loop {
-        tokio::select! {
-            biased;
-            _ = progress.tick() => hub.progress_tick(),
-            _ = hub.syncer_wait() => {}
-            _ = tokio::time::sleep(RETRY_INTERVAL) => {}
+        if !more {
+            tokio::select! {
+                biased;
+                _ = progress.tick() => hub.progress_tick(),
+                _ = hub.syncer_wait() => {}
+                _ = tokio::time::sleep(RETRY_INTERVAL) => {}
+            }
         }
+        more = false;
         let (lagging, rev) = hub.lagging();
         for lag in lagging {
             let read = {
@@ -36,7 +40,11 @@ pub async fn run(shared: Arc<Shared>, progress_interval: Duration) {
             };
             match read {
                 Err(compacted) => hub.compacted(&lag, compacted),
-                Ok(Ok((events, covered))) => hub.caught_up(&lag, &events, covered),
+                Ok(Ok((events, covered))) => {
+                    // A watcher still behind after a full batch goes again at once.
+                    more |= covered < rev;
+                    hub.caught_up(&lag, &events, covered);
+                }
                 Ok(Err(e)) => tracing::error!(error = %e, "reading watch history failed"),
             }
         }
