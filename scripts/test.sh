@@ -14,3 +14,16 @@ fi
 cargo build --workspace --all-targets
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 cargo test --workspace -- --test-threads=4
+
+# Smoke: the load generator drives a real member for 2 s (timings are not asserted).
+smoke_dir=$(mktemp -d)
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+target/debug/keel-store --name smoke --data-dir "$smoke_dir/d" --listen-client-urls "http://127.0.0.1:$port" \
+  --advertise-client-urls "http://127.0.0.1:$port" --logger capnslog >"$smoke_dir/log" 2>&1 &
+smoke_pid=$!
+trap 'kill "$smoke_pid" 2>/dev/null || true; rm -rf "$smoke_dir"' EXIT
+for _ in $(seq 100); do grep -q "ready to serve client requests" "$smoke_dir/log" && break; sleep 0.1; done
+result=$(target/debug/keel-load --workload mixed --endpoints "127.0.0.1:$port" --clients 8 --conns 2 --keyspace 1000 --duration-secs 2 --json)
+echo "load generator smoke: $result"
+python3 -c 'import json,sys; r=json.loads(sys.argv[1]); sys.exit(0 if r["ops"] > 0 and r["errors"] == 0 else 1)' "$result"
+kill "$smoke_pid"; wait "$smoke_pid" 2>/dev/null || true

@@ -41,6 +41,8 @@ pub enum Workload {
     Lease,
     /// `--read-ratio` linearizable gets, the rest puts.
     Mixed,
+    /// Puts of distinct keys `k/0`, `k/1`, … in order (fills the store; use with `--total`).
+    Fill,
 }
 
 /// How to run.
@@ -125,15 +127,18 @@ fn histogram() -> Histogram<u64> {
 struct Stop {
     deadline: Option<Instant>,
     remaining: Arc<AtomicU64>,
+    /// The next key of the fill workload.
+    next_key: Arc<AtomicU64>,
 }
 
 impl Stop {
     fn new(cfg: &LoadConfig) -> Stop {
         match cfg.total {
-            Some(n) => Stop { deadline: None, remaining: Arc::new(AtomicU64::new(n)) },
+            Some(n) => Stop { deadline: None, remaining: Arc::new(AtomicU64::new(n)), next_key: Default::default() },
             None => Stop {
                 deadline: Some(Instant::now() + Duration::from_secs_f64(cfg.duration_secs)),
                 remaining: Arc::new(AtomicU64::new(u64::MAX)),
+                next_key: Default::default(),
             },
         }
     }
@@ -277,6 +282,10 @@ async fn client_loop(workload: Workload, c: usize, ch: Channel, cfg: &LoadConfig
                 }
             }
             Workload::Lease => lease_once(&mut lease).await.is_ok(),
+            Workload::Fill => {
+                let n = stop.next_key.fetch_add(1, Ordering::Relaxed);
+                kv.put(PutRequest { key: key("k/", n, cfg.key_size), value: value.clone(), ..Default::default() }).await.is_ok()
+            }
             Workload::Watch => unreachable!("watch has its own driver"),
         };
         if ok {

@@ -3,12 +3,11 @@
 //! tests, the simulation) choose the listeners, the backend and the randomness.
 
 use crate::apply::writer::{self, Proposer, SharedLog};
-use crate::apply::{Command, META_APPLIED, StateMachine};
+use crate::apply::{Command, StateMachine};
 use crate::config::{AutoCompaction, Config};
 use crate::error::{Error, Result};
 use crate::http::{self, HttpState};
-use crate::lease::Leases;
-use crate::mvcc::{Mvcc, codec};
+use crate::mvcc::codec;
 use crate::seams::Rng;
 use crate::server::auth::AuthService;
 use crate::server::cluster::ClusterService;
@@ -145,12 +144,8 @@ impl Member {
         first.put(META_TERM.to_vec(), codec::encode_i64(term as i64));
         backend.write(first)?;
         backend.sync().await?;
-        let applied = meta(&*backend, META_APPLIED)?.unwrap_or(0) as u64;
-
-        let mvcc = Mvcc::open(backend.clone())?;
-        let leases = Leases::load(&*backend, mvcc.index(), mvcc.current(), cfg.min_lease_ttl(), Instant::now())?;
-        let mut sm = StateMachine { mvcc, leases, applied };
-        let (mut log, records) = open_log(applied + 1).map_err(|e| Error::Storage(format!("opening the log: {e}")))?;
+        let mut sm = StateMachine::open(backend.clone(), cfg.min_lease_ttl(), Instant::now())?;
+        let (mut log, records) = open_log(sm.applied + 1).map_err(|e| Error::Storage(format!("opening the log: {e}")))?;
         let replayed = records.len();
         for (index, raw) in records {
             if index != sm.applied + 1 {

@@ -155,6 +155,15 @@ pub struct StateMachine {
 }
 
 impl StateMachine {
+    /// Open the state machine kept in `backend`: the key index rebuilt from the revision
+    /// records, the leases with fresh deadlines from `now`, the applied index from metadata.
+    pub fn open(backend: std::sync::Arc<dyn crate::storage::Backend>, min_lease_ttl: i64, now: Instant) -> Result<StateMachine> {
+        let applied = backend.get(META_APPLIED)?.and_then(|v| codec::decode_i64(&v)).unwrap_or(0) as u64;
+        let mvcc = Mvcc::open(backend.clone())?;
+        let leases = Leases::load(&*backend, mvcc.index(), mvcc.current(), min_lease_ttl, now)?;
+        Ok(StateMachine { mvcc, leases, applied })
+    }
+
     /// Apply one command as log entry `index`. On success the command's changes and the new applied index reach the backend in
     /// one atomic batch; on failure nothing changes.
     pub fn apply(&mut self, index: u64, cmd: Command, now: Instant) -> Result<Applied> {
@@ -250,11 +259,7 @@ mod tests {
     use std::sync::Arc;
 
     fn open(backend: &MemoryBackend) -> StateMachine {
-        let b: Arc<dyn Backend> = Arc::new(backend.clone());
-        let mvcc = Mvcc::open(b.clone()).unwrap();
-        let leases = Leases::load(&*b, mvcc.index(), mvcc.current(), 2, Instant::now()).unwrap();
-        let applied = b.get(META_APPLIED).unwrap().and_then(|v| codec::decode_i64(&v)).unwrap_or(0) as u64;
-        StateMachine { mvcc, leases, applied }
+        StateMachine::open(Arc::new(backend.clone()), 2, Instant::now()).unwrap()
     }
 
     fn put(k: &str, v: &str, lease: i64) -> Command {

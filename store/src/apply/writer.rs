@@ -159,7 +159,7 @@ async fn sync_stage(shared: Arc<Shared>, log: SharedLog, mut rx: mpsc::Receiver<
         if failure.is_none() {
             let prepared = lock(&log).prepare_sync();
             let synced = match prepared {
-                Ok(sync) => tokio::task::spawn_blocking(sync).await.map_err(std::io::Error::other).and_then(|r| r),
+                Ok(sync) => run_blocking(sync).await,
                 Err(e) => Err(e),
             };
             if let Err(e) = synced {
@@ -191,6 +191,17 @@ async fn sync_stage(shared: Arc<Shared>, log: SharedLog, mut rx: mpsc::Receiver<
                 let _ = reply.send(result);
             }
         }
+    }
+}
+
+/// Run a blocking sync. On a multi-threaded runtime the sync stage's own worker does it in place
+/// (a hand-off to the blocking pool costs more than a fast fsync); elsewhere (the simulation's
+/// single thread) it goes to the blocking pool.
+async fn run_blocking(sync: crate::wal::SyncFn) -> std::io::Result<()> {
+    if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+        tokio::task::block_in_place(sync)
+    } else {
+        tokio::task::spawn_blocking(sync).await.map_err(std::io::Error::other)?
     }
 }
 
