@@ -175,20 +175,23 @@ def main():
         vals = [x[field] for x in results[label][system]]
         return statistics.median(vals)
 
+    def ratio(a, b):
+        return f"{a / b:.2f}" if b else "n/a"
+
     print("\n| workload | etcd ops/s | keel ops/s | throughput keel/etcd | p50 keel/etcd | p99 keel/etcd | peak RSS keel/etcd |")
     print("|---|---|---|---|---|---|---|")
     for label in results:
         if label.startswith("fill"):
             continue
         e, k = med(label, "etcd", "throughput"), med(label, "keel", "throughput")
-        print(f"| {label} | {e:.0f} | {k:.0f} | {k / e:.2f} | {med(label, 'keel', 'p50_ms') / med(label, 'etcd', 'p50_ms'):.2f} | "
-              f"{med(label, 'keel', 'p99_ms') / med(label, 'etcd', 'p99_ms'):.2f} | {med(label, 'keel', 'rss_mib') / med(label, 'etcd', 'rss_mib'):.2f} |")
+        print(f"| {label} | {e:.0f} | {k:.0f} | {ratio(k, e)} | {ratio(med(label, 'keel', 'p50_ms'), med(label, 'etcd', 'p50_ms'))} | "
+              f"{ratio(med(label, 'keel', 'p99_ms'), med(label, 'etcd', 'p99_ms'))} | {ratio(med(label, 'keel', 'rss_mib'), med(label, 'etcd', 'rss_mib'))} |")
     for label in results:
         if label.startswith("fill"):
             print(f"\n| {label} | etcd | keel | keel/etcd |\n|---|---|---|---|")
             for field in ("rss_mib", "disk_mib", "throughput"):
                 e, k = med(label, "etcd", field), med(label, "keel", field)
-                print(f"| {field} | {e:.1f} | {k:.1f} | {k / e:.2f} |")
+                print(f"| {field} | {e:.1f} | {k:.1f} | {ratio(k, e)} |")
     print(f"\nraw results: {a.out}")
 
 

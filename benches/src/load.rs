@@ -335,7 +335,12 @@ async fn run_watch(cfg: &LoadConfig, chans: &[Channel]) -> anyhow::Result<RunRes
         }));
     }
     drop(ready_tx);
-    while ready_rx.recv().await.is_some() {}
+    // Start writing once every watcher is created (or has given up).
+    for _ in 0..cfg.watchers {
+        if ready_rx.recv().await.is_none() {
+            break;
+        }
+    }
     let stop = Stop::new(cfg);
     let cpu0 = process_cpu_secs();
     let start = Instant::now();

@@ -95,7 +95,8 @@ impl Leases {
     /// Attach `key` to lease `id` (no-op for 0 or an unknown lease).
     pub fn attach(&mut self, id: i64, key: Bytes) {
         if let Some(l) = self.map.get_mut(&id) {
-            l.keys.insert(key);
+            // Own copy: a request's key may be a slice of a large receive buffer.
+            l.keys.insert(Bytes::copy_from_slice(&key));
         }
     }
 

@@ -201,6 +201,9 @@ impl Mvcc {
     /// Put `key`. `value`/`lease` are final (ignore_* already resolved). Returns the previous
     /// key-value. The caller has checked the lease exists.
     pub fn put(&mut self, ctx: &mut WriteCtx<'_>, key: Bytes, value: Bytes, lease: i64) -> Result<Option<KeyValue>> {
+        // A request's bytes are slices of the whole received gRPC buffer: the index keeps its
+        // own copy of the key, or every key would pin a buffer of kilobytes forever.
+        let key = Bytes::copy_from_slice(&key);
         let prev = self.live(&key, ctx.view(self.current))?;
         let (create, version) = match &prev {
             Some(p) => (p.create_revision, p.version + 1),
