@@ -156,7 +156,11 @@ impl Member {
                 // Only commands that succeeded are logged, and applying is deterministic.
                 return Err(Error::Storage(format!("replaying log record {index} failed: {e}")));
             }
+            if index % 1024 == 0 {
+                sm.write_group()?;
+            }
         }
+        sm.write_group()?;
         if log.next_index() <= sm.applied {
             log.skip_to(sm.applied + 1).map_err(|e| Error::Storage(format!("advancing the log: {e}")))?;
         }

@@ -152,6 +152,9 @@ pub struct StateMachine {
     pub leases: Leases,
     /// Index of the last applied log record (stored with every command's changes).
     pub applied: u64,
+    /// Changes of the commands applied since the last [`StateMachine::write_group`]: one
+    /// backend batch per group, because sled seals (writes and syncs) a buffer per batch.
+    unwritten: WriteBatch,
 }
 
 impl StateMachine {
@@ -161,11 +164,20 @@ impl StateMachine {
         let applied = backend.get(META_APPLIED)?.and_then(|v| codec::decode_i64(&v)).unwrap_or(0) as u64;
         let mvcc = Mvcc::open(backend.clone())?;
         let leases = Leases::load(&*backend, mvcc.index(), mvcc.current(), min_lease_ttl, now)?;
-        Ok(StateMachine { mvcc, leases, applied })
+        Ok(StateMachine { mvcc, leases, applied, unwritten: WriteBatch::default() })
     }
 
-    /// Apply one command as log entry `index`. On success the command's changes and the new applied index reach the backend in
-    /// one atomic batch; on failure nothing changes.
+    /// Hand the changes of every command applied since the last call to the backend, atomically
+    /// (not yet durable). Readers never need it before: they read at the visible revision, which
+    /// rises only after the group is written and its log records synced.
+    pub fn write_group(&mut self) -> Result<()> {
+        let batch = std::mem::take(&mut self.unwritten);
+        self.mvcc.write_out(batch)
+    }
+
+    /// Apply one command as log entry `index`. On success the command's changes and the new
+    /// applied index join the group's batch ([`StateMachine::write_group`]); on failure nothing
+    /// changes.
     pub fn apply(&mut self, index: u64, cmd: Command, now: Instant) -> Result<Applied> {
         let mut batch = WriteBatch::default();
         let mut ctx = self.mvcc.begin(&mut batch);
@@ -177,6 +189,11 @@ impl StateMachine {
             Command::DeleteRange(req) => Output::DeleteRange(self.delete(&mut ctx, req)?),
             Command::Txn(req) => Output::Txn(txn::apply(self, &mut ctx, req)?),
             Command::Compact(req) => {
+                // Compaction deletes the records it scans in the backend, so the group's earlier
+                // records must be there first: every member then compacts the same records,
+                // however its commands were grouped.
+                self.mvcc.check_compact(req.revision)?;
+                self.write_group()?;
                 self.mvcc.compact(req.revision, ctx.batch)?;
                 Output::Compact(CompactionResponse::default())
             }
@@ -196,7 +213,7 @@ impl StateMachine {
         let events = std::mem::take(&mut ctx.events);
         batch.put(META_APPLIED.to_vec(), codec::encode_i64(index as i64));
         self.applied = index;
-        self.mvcc.write_out(batch)?;
+        self.unwritten.append(batch);
         Ok(Applied { output, revision: self.mvcc.current(), events })
     }
 
@@ -282,6 +299,7 @@ mod tests {
         sm.apply(4, put("b", "1", 7), now).unwrap();
         assert_eq!(sm.apply(5, put("c", "1", 99), now).unwrap_err(), Error::LeaseNotFound, "a failed command changes nothing");
         sm.apply(5, Command::Compact(CompactionRequest { revision: 3, physical: true }), now).unwrap();
+        sm.write_group().unwrap();
         backend.sync().await.unwrap();
         let again = open(&backend);
         assert_eq!((again.mvcc.current(), again.mvcc.compacted(), again.applied), (4, 3, 5));
@@ -299,8 +317,10 @@ mod tests {
         let mut sm = open(&backend);
         let now = Instant::now();
         sm.apply(1, put("a", "1", 0), now).unwrap();
+        sm.write_group().unwrap();
         backend.sync().await.unwrap();
         sm.apply(2, put("b", "1", 0), now).unwrap();
+        sm.write_group().unwrap();
         backend.crash();
         let again = open(&backend);
         assert_eq!((again.mvcc.current(), again.applied), (2, 1), "only the synced command survives; the log replays the rest");

@@ -124,6 +124,11 @@ async fn apply_stage(
             }
             // Proposals after a storage failure are answered with it below.
             group.extend(pending);
+            if failure.is_none()
+                && let Err(e) = sm.write_group()
+            {
+                failure = Some(e.to_string());
+            }
             (sm.mvcc.current(), sm.applied)
         };
         if let Some(msg) = failure {

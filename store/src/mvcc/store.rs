@@ -58,7 +58,8 @@ pub struct Mvcc {
     current: i64,
     compacted: i64,
     /// Records written by the request being applied, not yet in the backend (a txn may read
-    /// its own writes). Emptied by [`Mvcc::write_out`].
+    /// its own writes, and the next request of a group reads them). Emptied by
+    /// [`Mvcc::write_out`].
     pending: HashMap<Rev, KeyValue>,
 }
 
@@ -233,7 +234,7 @@ impl Mvcc {
         Ok(prevs)
     }
 
-    /// Flush this request's records to the backend (not yet durable).
+    /// Hand the records of a group of requests to the backend in one batch (not yet durable).
     pub fn write_out(&mut self, batch: WriteBatch) -> Result<()> {
         self.pending.clear();
         if !batch.is_empty() {

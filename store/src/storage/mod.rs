@@ -43,6 +43,10 @@ impl WriteBatch {
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
+    /// Queue everything `other` queued, after what is already here.
+    pub fn append(&mut self, other: WriteBatch) {
+        self.ops.extend(other.ops);
+    }
 }
 
 /// Visit every pair with `from <= key < to` in key order, reading `chunk` pairs at a time, until
