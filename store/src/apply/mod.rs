@@ -167,6 +167,11 @@ impl StateMachine {
         Ok(StateMachine { mvcc, leases, applied, unwritten: WriteBatch::default() })
     }
 
+    /// Backend operations (and their bytes) applied but not yet handed to the backend.
+    pub fn unwritten(&self) -> (usize, usize) {
+        (self.unwritten.ops.len(), self.unwritten.bytes())
+    }
+
     /// Hand the changes of every command applied since the last call to the backend, atomically
     /// (not yet durable). Readers never need it before: they read at the visible revision, which
     /// rises only after the group is written and its log records synced.

@@ -12,7 +12,7 @@ use crate::storage::{Backend, WriteBatch, scan_each};
 use bytes::Bytes;
 use keel_proto::etcdserverpb::RangeRequest;
 use keel_proto::mvccpb::{Event, KeyValue, event::EventType};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::ops::ControlFlow;
 use std::sync::Arc;
 
@@ -60,7 +60,7 @@ pub struct Mvcc {
     /// Records written by the request being applied, not yet in the backend (a txn may read
     /// its own writes, and the next request of a group reads them). Emptied by
     /// [`Mvcc::write_out`].
-    pending: HashMap<Rev, KeyValue>,
+    pending: BTreeMap<Rev, (KeyValue, bool)>,
 }
 
 impl Mvcc {
@@ -77,7 +77,7 @@ impl Mvcc {
             Ok(ControlFlow::Continue(()))
         })?;
         let compacted = backend.get(META_COMPACTED)?.and_then(|v| codec::decode_i64(&v)).unwrap_or(0);
-        Ok(Mvcc { backend, index, current: current.max(compacted), compacted, pending: HashMap::new() })
+        Ok(Mvcc { backend, index, current: current.max(compacted), compacted, pending: BTreeMap::new() })
     }
 
     /// The newest applied revision.
@@ -101,7 +101,7 @@ impl Mvcc {
     }
 
     fn load(&self, e: &Entry) -> Result<KeyValue> {
-        if let Some(kv) = self.pending.get(&e.rev) {
+        if let Some((kv, _)) = self.pending.get(&e.rev) {
             return Ok(kv.clone());
         }
         let raw =
@@ -214,7 +214,7 @@ impl Mvcc {
         ctx.sub += 1;
         let kv = KeyValue { key: key.clone(), create_revision: create, mod_revision: ctx.rev, version, value, lease };
         ctx.batch.put(codec::rev_key(rev), codec::encode_record(&kv, false));
-        self.pending.insert(rev, kv.clone());
+        self.pending.insert(rev, (kv.clone(), false));
         self.index.push(key, Entry { rev, create, version, lease, tombstone: false });
         ctx.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: prev.clone() });
         Ok(prev)
@@ -228,6 +228,7 @@ impl Mvcc {
             ctx.sub += 1;
             let kv = KeyValue { key: prev.key.clone(), mod_revision: ctx.rev, ..Default::default() };
             ctx.batch.put(codec::rev_key(rev), codec::encode_record(&kv, true));
+            self.pending.insert(rev, (kv.clone(), true));
             self.index.push(prev.key.clone(), Entry { rev, create: 0, version: 0, lease: 0, tombstone: true });
             ctx.events.push(Event { r#type: EventType::Delete as i32, kv: Some(kv), prev_kv: Some(prev.clone()) });
         }
@@ -283,10 +284,7 @@ impl Mvcc {
         let end = codec::rev_key(Rev { main: to + 1, sub: 0 });
         let mut last_main = 0;
         let mut covered = to;
-        scan_each(&*self.backend, &start, &end, SCAN_CHUNK, |k, v| {
-            let (Some(rev), Some((kv, tombstone))) = (codec::parse_rev_key(k), codec::decode_record(v)) else {
-                return Ok(ControlFlow::Continue(()));
-            };
+        let mut push = |rev: Rev, kv: KeyValue, tombstone: bool, out: &mut Vec<Event>| -> Result<ControlFlow<()>> {
             if out.len() >= max_events && rev.main != last_main {
                 covered = last_main;
                 return Ok(ControlFlow::Break(()));
@@ -295,13 +293,38 @@ impl Mvcc {
             let prev = if prev_kv { self.index.get(&kv.key, rev.main - 1).map(|e| self.load(e)).transpose()? } else { None };
             let ty = if tombstone { EventType::Delete } else { EventType::Put };
             out.push(Event { r#type: ty as i32, kv: Some(kv), prev_kv: prev });
-            Ok::<_, Error>(ControlFlow::Continue(()))
+            Ok(ControlFlow::Continue(()))
+        };
+        let mut stopped = false;
+        scan_each(&*self.backend, &start, &end, SCAN_CHUNK, |k, v| {
+            let (Some(rev), Some((kv, tombstone))) = (codec::parse_rev_key(k), codec::decode_record(v)) else {
+                return Ok(ControlFlow::Continue(()));
+            };
+            let flow = push(rev, kv, tombstone, &mut out)?;
+            stopped = flow.is_break();
+            Ok::<_, Error>(flow)
         })?;
+        // Records not yet handed to the backend are newer than every record in it.
+        if !stopped {
+            let range = Rev { main: from, sub: 0 }..Rev { main: to + 1, sub: 0 };
+            for (rev, (kv, tombstone)) in self.pending.range(range) {
+                if push(*rev, kv.clone(), *tombstone, &mut out)?.is_break() {
+                    break;
+                }
+            }
+        }
         Ok((out, covered))
     }
 
+    /// True when records wait to be handed to the backend (see [`Mvcc::write_out`]).
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
     /// etcd's HashKV: a hash of every record up to `rev` (0 = latest), and the revision it covers.
+    /// The caller writes pending records out first, so the hash does not depend on timing.
     pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64)> {
+        debug_assert!(!self.has_pending(), "hash_kv with records not yet in the backend");
         let rev = if rev <= 0 { self.current } else { rev };
         if rev > self.current {
             return Err(Error::FutureRevision);

@@ -75,7 +75,10 @@ impl MaintenanceService {
 
     /// Maintenance.HashKV.
     pub fn hash_kv(&self, req: &HashKvRequest) -> Result<HashKvResponse> {
-        let sm = self.shared.read_state();
+        // Records still held back from the backend are written first, so the hash covers the
+        // same records on every member whatever its timing.
+        let mut sm = self.shared.write_state();
+        sm.write_group()?;
         let visible = self.shared.visible();
         let rev = if req.revision <= 0 { visible } else { req.revision };
         if rev > visible {
@@ -93,6 +96,7 @@ impl MaintenanceService {
     /// Maintenance.Hash: every record of the backend (revision records, leases, metadata
     /// except the start counter, which differs between members by design).
     pub fn hash(&self) -> Result<HashResponse> {
+        self.shared.write_state().write_group()?;
         let mut h = crc32fast::Hasher::new();
         for (k, v) in self.shared.backend.scan(b"", &[0xff], usize::MAX)? {
             if k.as_ref() != super::state::META_TERM {

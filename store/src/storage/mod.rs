@@ -28,16 +28,24 @@ pub struct StorageError(pub String);
 pub struct WriteBatch {
     /// `(key, Some(value))` to put, `(key, None)` to delete, in order.
     pub ops: Vec<(Vec<u8>, Option<Vec<u8>>)>,
+    /// Bytes of keys and values queued.
+    bytes: usize,
 }
 
 impl WriteBatch {
     /// Queue a put.
     pub fn put(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        self.bytes += key.len() + value.len();
         self.ops.push((key, Some(value)));
     }
     /// Queue a delete.
     pub fn delete(&mut self, key: Vec<u8>) {
+        self.bytes += key.len();
         self.ops.push((key, None));
+    }
+    /// Bytes of keys and values queued.
+    pub fn bytes(&self) -> usize {
+        self.bytes
     }
     /// True when nothing is queued.
     pub fn is_empty(&self) -> bool {
@@ -45,6 +53,7 @@ impl WriteBatch {
     }
     /// Queue everything `other` queued, after what is already here.
     pub fn append(&mut self, other: WriteBatch) {
+        self.bytes += other.bytes;
         self.ops.extend(other.ops);
     }
 }
