@@ -242,8 +242,12 @@ impl Member {
                 tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await.unwrap_or(Ok(()))
             }
         };
+        // Everything acknowledged is already in the log; writing the held-back records and
+        // flushing the backend just spares the next start a replay.
+        let written = self.shared.write_state().write_group();
         let synced = self.shared.backend.sync().await;
         result.map_err(|e| Error::Storage(format!("serving failed: {e}")))?;
+        written?;
         synced?;
         Ok(())
     }
