@@ -51,6 +51,48 @@ pub struct RangeResult {
     pub count: i64,
 }
 
+/// One key-value of a [`RangePlan`].
+enum Planned {
+    /// Known already.
+    Ready(KeyValue),
+    /// To be read from the backend.
+    Load(Rev),
+}
+
+/// A Range with its keys chosen, values still to load (see [`Mvcc::plan_range`]).
+pub struct RangePlan {
+    backend: Arc<dyn Backend>,
+    items: Vec<Planned>,
+    count: i64,
+}
+
+impl RangePlan {
+    /// Load the values and apply sort, filters and limit. A record compacted away since the plan
+    /// was made means the read revision is now below the compacted one.
+    pub fn load(self, req: &RangeRequest) -> Result<RangeResult> {
+        if req.count_only {
+            return Ok(RangeResult { kvs: Vec::new(), more: false, count: self.count });
+        }
+        let mut kvs = Vec::with_capacity(self.items.len());
+        for item in self.items {
+            kvs.push(match item {
+                Planned::Ready(kv) => kv,
+                Planned::Load(rev) => {
+                    let raw = self.backend.get(&codec::rev_key(rev))?.ok_or(Error::Compacted)?;
+                    codec::decode_record(&raw).ok_or_else(|| Error::Storage(format!("corrupt record for revision {rev:?}")))?.0
+                }
+            });
+        }
+        let more = range::finish(req, &mut kvs);
+        if req.keys_only {
+            for kv in &mut kvs {
+                kv.value = Bytes::new();
+            }
+        }
+        Ok(RangeResult { kvs, more, count: self.count })
+    }
+}
+
 /// The MVCC store.
 pub struct Mvcc {
     backend: Arc<dyn Backend>,
@@ -138,30 +180,32 @@ impl Mvcc {
 
     /// Serve a Range as of revision `latest` (the newest revision readers may see).
     pub fn range(&self, req: &RangeRequest, latest: i64) -> Result<RangeResult> {
+        self.plan_range(req, latest)?.load(req)
+    }
+
+    /// The first half of a Range, done under the state lock: pick the keys (and take values
+    /// still held in the overlay). [`RangePlan::load`] then reads the values from the backend
+    /// without the lock, so a large range does not hold up writers.
+    pub fn plan_range(&self, req: &RangeRequest, latest: i64) -> Result<RangePlan> {
         let at = self.read_revision(req.revision, latest)?;
         let kr = KeyRange::new(&req.key, &req.range_end);
         let limit = range::fetch_limit(req);
         let mut count = 0i64;
-        let mut kvs = Vec::new();
+        let mut items = Vec::new();
         let need_value =
             !req.keys_only && !req.count_only || req.sort_target() == keel_proto::etcdserverpb::range_request::SortTarget::Value;
         for (key, e) in self.index.range(&kr, at) {
             count += 1;
-            if req.count_only || (limit > 0 && kvs.len() >= limit) {
+            if req.count_only || (limit > 0 && items.len() >= limit) {
                 continue;
             }
-            kvs.push(if need_value { self.load(e)? } else { Self::meta(key, e) });
+            items.push(match self.pending.get(&e.rev) {
+                Some((kv, _)) if need_value => Planned::Ready(kv.clone()),
+                _ if need_value => Planned::Load(e.rev),
+                _ => Planned::Ready(Self::meta(key, e)),
+            });
         }
-        if req.count_only {
-            return Ok(RangeResult { kvs: Vec::new(), more: false, count });
-        }
-        let more = range::finish(req, &mut kvs);
-        if req.keys_only {
-            for kv in &mut kvs {
-                kv.value = Bytes::new();
-            }
-        }
-        Ok(RangeResult { kvs, more, count })
+        Ok(RangePlan { backend: self.backend.clone(), items, count })
     }
 
     /// Live key-values in `kr` as of revision `at`.

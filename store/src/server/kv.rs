@@ -36,9 +36,13 @@ impl KvService {
         if req.key.is_empty() {
             return Err(Error::EmptyKey);
         }
-        let sm = self.shared.read_state();
-        let at = self.shared.visible();
-        let r = sm.mvcc.range(req, at)?;
+        let (plan, at) = {
+            let sm = self.shared.read_state();
+            let at = self.shared.visible();
+            (sm.mvcc.plan_range(req, at)?, at)
+        };
+        // Values are read without the state lock: a large range does not hold up writers.
+        let r = plan.load(req)?;
         Ok(RangeResponse { header: self.shared.header(at), kvs: r.kvs, more: r.more, count: r.count })
     }
 
