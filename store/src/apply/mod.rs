@@ -176,8 +176,14 @@ impl StateMachine {
     /// (not yet durable). Readers never need it before: they read at the visible revision, which
     /// rises only after the group is written and its log records synced.
     pub fn write_group(&mut self) -> Result<()> {
-        let batch = std::mem::take(&mut self.unwritten);
-        self.mvcc.write_out(batch)
+        if self.unwritten.is_empty() {
+            return Ok(());
+        }
+        // Kept until the backend took it: on failure nothing is lost and a later call retries.
+        let batch = self.unwritten.clone();
+        self.mvcc.write_out(batch)?;
+        self.unwritten = WriteBatch::default();
+        Ok(())
     }
 
     /// Apply one command as log entry `index`. On success the command's changes and the new

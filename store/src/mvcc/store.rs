@@ -281,10 +281,11 @@ impl Mvcc {
 
     /// Hand the records of a group of requests to the backend in one batch (not yet durable).
     pub fn write_out(&mut self, batch: WriteBatch) -> Result<()> {
-        self.pending.clear();
         if !batch.is_empty() {
             self.backend.write(batch)?;
         }
+        // Only once the backend has the records may the overlay let go of them.
+        self.pending.clear();
         Ok(())
     }
 

@@ -10,6 +10,7 @@ use std::path::Path;
 #[derive(Clone)]
 pub struct SledBackend {
     db: sled::Db,
+    dir: std::path::PathBuf,
 }
 
 fn err(e: sled::Error) -> StorageError {
@@ -26,7 +27,7 @@ impl SledBackend {
             .mode(sled::Mode::HighThroughput)
             .open()
             .map_err(err)?;
-        Ok(Self { db })
+        Ok(Self { db, dir: dir.to_path_buf() })
     }
 }
 
@@ -60,10 +61,25 @@ impl Backend for SledBackend {
 
     fn sync(&self) -> BoxFuture<'static, Result<(), StorageError>> {
         let db = self.db.clone();
+        let dir = self.dir.clone();
         async move {
-            tokio::task::spawn_blocking(move || db.flush().map(|_| ()).map_err(err))
-                .await
-                .map_err(|e| StorageError(format!("sync task failed: {e}")))?
+            tokio::task::spawn_blocking(move || {
+                db.flush().map_err(err)?;
+                // With its own flusher off, sled's flush writes and `sync_file_range`s its
+                // buffers but never fsyncs the file, so neither the file's size nor the disk's
+                // cache is guaranteed. Log segments are deleted on the strength of this sync, so
+                // it must be a real one.
+                let io = |e: std::io::Error| StorageError(format!("syncing sled's files: {e}"));
+                for entry in std::fs::read_dir(&dir).map_err(io)? {
+                    let path = entry.map_err(io)?.path();
+                    if path.is_file() {
+                        std::fs::File::open(&path).and_then(|f| f.sync_all()).map_err(io)?;
+                    }
+                }
+                std::fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(io)
+            })
+            .await
+            .map_err(|e| StorageError(format!("sync task failed: {e}")))?
         }
         .boxed()
     }

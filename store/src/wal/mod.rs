@@ -22,8 +22,6 @@ use std::path::{Path, PathBuf};
 
 /// Bytes of a record header.
 const HEADER: usize = 16;
-/// Largest payload accepted back from disk (guards against a corrupt length).
-const PAYLOAD_MAX: usize = 64 << 20;
 
 /// What the writer needs from a log: the seam between the on-disk [`Wal`] and the in-memory
 /// [`MemoryLog`] used by tests and the simulation.
@@ -158,7 +156,7 @@ fn read_segment(path: &Path) -> io::Result<(Vec<(u64, Bytes)>, u64)> {
         let len = u32::from_le_bytes(data[at..at + 4].try_into().expect("4 bytes")) as usize;
         let crc = u32::from_le_bytes(data[at + 4..at + 8].try_into().expect("4 bytes"));
         let index = u64::from_le_bytes(data[at + 8..at + 16].try_into().expect("8 bytes"));
-        if len > PAYLOAD_MAX || data.len() - at - HEADER < len {
+        if data.len() - at - HEADER < len {
             break;
         }
         let payload = &data[at + HEADER..at + HEADER + len];
@@ -194,12 +192,17 @@ impl Wal {
         let mut keep = 0;
         let mut drop_before = 0;
         let mut tail_bytes = 0;
+        let corrupt = |what: String| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("write-ahead log in {}: {what}; refusing to start", dir.display()))
+        };
+        let last = segments.len().saturating_sub(1);
         for (i, (first, path)) in segments.iter().enumerate() {
             if next_index != 0 && *first != next_index {
                 // A jump forward is left by `skip_to`, which starts a new segment only when the
-                // state machine is durably past every earlier record: the earlier ones go.
-                if *first < next_index {
-                    break; // overlapping segments: nothing after this can be trusted
+                // state machine is durably past every earlier record; then, and only then, the
+                // earlier ones may go.
+                if *first < next_index || from < *first {
+                    return Err(corrupt(format!("segment {} does not follow record {}", path.display(), next_index - 1)));
                 }
                 records.clear();
                 drop_before = i;
@@ -221,11 +224,18 @@ impl Wal {
             tail_bytes = consistent_bytes;
             records.extend(recs.into_iter().take(consistent).filter(|(index, _)| *index >= from));
             if fs::metadata(path)?.len() != consistent_bytes || consistent_bytes != valid_bytes {
-                // Cut the torn tail, and with it every later segment.
+                // Only the open (last) segment can have a torn tail: a closed one was synced
+                // whole, so damage there is corruption, and cutting it would lose records.
+                if i != last {
+                    return Err(corrupt(format!(
+                        "closed segment {} is damaged after record {}",
+                        path.display(),
+                        expected.saturating_sub(1)
+                    )));
+                }
                 let f = OpenOptions::new().write(true).open(path)?;
                 f.set_len(consistent_bytes)?;
                 f.sync_all()?;
-                break;
             }
         }
         for (_, path) in segments.drain(..drop_before) {
@@ -246,6 +256,9 @@ impl Wal {
         }
         let last = &segments.last().expect("at least one segment").1;
         let file = OpenOptions::new().append(true).open(last)?;
+        // After a kill -9 the tail may sit unsynced in the page cache; it is about to be replayed
+        // and served, so make it durable first.
+        file.sync_data()?;
         let wal = Wal {
             dir: dir.to_path_buf(),
             segments,
@@ -393,6 +406,42 @@ mod tests {
     }
 
     #[test]
+    fn damage_in_a_closed_segment_stops_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), 64, 1).unwrap();
+        for i in 0..20 {
+            wal.append(format!("record-{i:02}").as_bytes()).unwrap();
+        }
+        wal.sync().unwrap();
+        let first = wal.segments[0].1.clone();
+        drop(wal);
+        let mut data = fs::read(&first).unwrap();
+        data[HEADER + 2] ^= 0xff;
+        fs::write(&first, data).unwrap();
+        let err = Wal::open(dir.path(), 64, 1).err().expect("a damaged closed segment must not be cut");
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert!(fs::read_dir(dir.path()).unwrap().count() > 3, "nothing was deleted");
+    }
+
+    #[test]
+    fn a_jump_over_records_still_needed_stops_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), 1 << 20, 1).unwrap();
+        wal.append(b"needed").unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        let mut f = File::create(segment_path(dir.path(), 50)).unwrap();
+        f.write_all(&3u32.to_le_bytes()).unwrap();
+        f.write_all(&checksum(50, b"new").to_le_bytes()).unwrap();
+        f.write_all(&50u64.to_le_bytes()).unwrap();
+        f.write_all(b"new").unwrap();
+        drop(f);
+        // The state machine has applied nothing: record 1 is still needed.
+        assert!(Wal::open(dir.path(), 1 << 20, 1).is_err());
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 2, "nothing was deleted");
+    }
+
+    #[test]
     fn segments_rotate_and_are_released() {
         let dir = tempfile::tempdir().unwrap();
         let (mut wal, _) = Wal::open(dir.path(), 64, 1).unwrap();
@@ -420,7 +469,7 @@ mod tests {
         assert_eq!(wal.append(b"new").unwrap(), 50);
         wal.sync().unwrap();
         drop(wal);
-        let (wal, recs) = Wal::open(dir.path(), 1 << 20, 1).unwrap();
+        let (wal, recs) = Wal::open(dir.path(), 1 << 20, 50).unwrap();
         assert_eq!(payloads(&recs), vec![(50, "new".into())]);
         assert_eq!(wal.next_index(), 51);
     }
@@ -440,7 +489,8 @@ mod tests {
         f.write_all(&50u64.to_le_bytes()).unwrap();
         f.write_all(payload).unwrap();
         drop(f);
-        let (wal, recs) = Wal::open(dir.path(), 1 << 20, 1).unwrap();
+        // The state machine is durably past record 49, so the older segment may go.
+        let (wal, recs) = Wal::open(dir.path(), 1 << 20, 50).unwrap();
         assert_eq!(payloads(&recs), vec![(50, "new".into())]);
         assert_eq!(wal.segment_count(), 1);
     }
