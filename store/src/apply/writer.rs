@@ -100,8 +100,19 @@ async fn apply_stage(
 ) {
     let mut group: Vec<Proposal> = Vec::with_capacity(GROUP_MAX);
     loop {
-        if rx.recv_many(&mut group, GROUP_MAX).await == 0 {
+        if group.is_empty() && rx.recv_many(&mut group, GROUP_MAX).await == 0 {
             return;
+        }
+        if matches!(group.first().map(|p| &p.cmd), Some(Command::Compact(_))) {
+            // Compaction drops index entries that readers at the visible revision may still
+            // need, so it is applied only once everything before it is visible.
+            let current = shared.read_state().mvcc.current();
+            while shared.visible() < current {
+                if out.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
         }
         let mut replies = Vec::with_capacity(group.len());
         let mut failure = None;
@@ -109,8 +120,8 @@ async fn apply_stage(
             let mut sm = shared.write_state();
             let mut log = lock(&log);
             let now = Instant::now();
-            let mut pending = std::mem::take(&mut group).into_iter();
-            for p in pending.by_ref() {
+            let mut pending = std::mem::take(&mut group).into_iter().peekable();
+            while let Some(p) = pending.next_if(|p| replies.is_empty() || !matches!(p.cmd, Command::Compact(_))) {
                 let index = log.next_index();
                 let record = p.cmd.to_log_bytes();
                 let result = if p.cmd.grows_store() && shared.no_space() { Err(Error::NoSpace) } else { sm.apply(index, p.cmd, now) };
@@ -128,7 +139,8 @@ async fn apply_stage(
                     break;
                 }
             }
-            // Proposals after a storage failure are answered with it below.
+            // Proposals after a storage failure are answered with it below; after a compaction
+            // that has to wait, they are the next group.
             group.extend(pending);
             if failure.is_none()
                 && (sm.unwritten().0 >= UNWRITTEN_OPS_MAX || sm.unwritten().1 >= UNWRITTEN_BYTES_MAX)
@@ -141,7 +153,7 @@ async fn apply_stage(
         if let Some(msg) = failure {
             tracing::error!(error = %msg, "storage failed while applying; the writer stops");
             fail(replies, &msg);
-            for p in group.drain(..) {
+            for p in std::mem::take(&mut group) {
                 let _ = p.reply.send(Err(Error::Storage(msg.clone())));
             }
             let _ = out.send(Err(msg)).await;
