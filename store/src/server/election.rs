@@ -60,15 +60,8 @@ impl ElectionService {
             // Campaigning again with the same lease announces the new value.
             self.proclaim(ProclaimRequest { leader: Some(leader.clone()), value: req.value }).await?;
         }
-        recipe::wait_for_predecessors(&self.kv, &self.watch, &recipe::queue_prefix(&req.name), mine.create_revision).await?;
-        let now = self.kv.range(&keel_proto::etcdserverpb::RangeRequest { key, ..Default::default() })?;
-        match now.kvs.first() {
-            Some(kv) if kv.create_revision == mine.create_revision => {
-                guard.disarm();
-                Ok(CampaignResponse { header: now.header, leader: Some(leader) })
-            }
-            _ => Err(Error::LeaseNotFound),
-        }
+        let header = recipe::wait_turn(&self.kv, &self.watch, &req.name, key, mine.create_revision, guard).await?;
+        Ok(CampaignResponse { header, leader: Some(leader) })
     }
 
     /// Election.Proclaim: change the leader's value, only while still leading.

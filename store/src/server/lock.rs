@@ -7,7 +7,7 @@ use super::kv::KvService;
 use super::recipe::{self, KeyGuard};
 use super::watch::WatchService;
 use crate::error::{Error, Result};
-use keel_proto::etcdserverpb::{DeleteRangeRequest, RangeRequest};
+use keel_proto::etcdserverpb::DeleteRangeRequest;
 use keel_proto::v3lockpb::lock_server::Lock;
 use keel_proto::v3lockpb::{LockRequest, LockResponse, UnlockRequest, UnlockResponse};
 use tonic::{Request, Response, Status};
@@ -33,16 +33,8 @@ impl LockService {
         let key = recipe::contender_key(&req.name, req.lease);
         let (mine, _) = recipe::create_or_get(&self.kv, key.clone(), Default::default(), req.lease).await?;
         let guard = KeyGuard::new(self.kv.clone(), key.clone());
-        recipe::wait_for_predecessors(&self.kv, &self.watch, &recipe::queue_prefix(&req.name), mine.create_revision).await?;
-        // The lease may have ended while we waited (etcd#11408): only a live key holds the lock.
-        let now = self.kv.range(&RangeRequest { key: key.clone(), ..Default::default() })?;
-        match now.kvs.first() {
-            Some(kv) if kv.create_revision == mine.create_revision => {
-                guard.disarm();
-                Ok(LockResponse { header: now.header, key })
-            }
-            _ => Err(Error::LeaseNotFound),
-        }
+        let header = recipe::wait_turn(&self.kv, &self.watch, &req.name, key.clone(), mine.create_revision, guard).await?;
+        Ok(LockResponse { header, key })
     }
 
     /// Lock.Unlock.

@@ -14,7 +14,7 @@ use keel_proto::etcdserverpb::request_op::Request as Op;
 use keel_proto::etcdserverpb::response_op::Response as OpResp;
 use keel_proto::etcdserverpb::watch_request::RequestUnion;
 use keel_proto::etcdserverpb::{
-    Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, WatchCreateRequest, WatchRequest,
+    Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, ResponseHeader, TxnRequest, WatchCreateRequest, WatchRequest,
 };
 use keel_proto::mvccpb::KeyValue;
 use keel_proto::mvccpb::event::EventType;
@@ -105,6 +105,29 @@ pub async fn wait_for_predecessors(kv: &KvService, watch: &WatchService, prefix:
         let Some(last) = resp.kvs.into_iter().next() else { return Ok(()) };
         let from = resp.header.map_or(0, |h| h.revision) + 1;
         wait_deleted(watch, last.key, from).await;
+    }
+}
+
+/// Wait until the contender key `key` (created at revision `mine`) is first in line under
+/// `name`, then confirm it still exists: its lease may have ended while it waited (the bug Jepsen
+/// found in etcd 3.4.3, etcd#11408). On success the guard is disarmed and the header of the
+/// confirming read returned; on failure or cancellation the guard removes the key.
+pub async fn wait_turn(
+    kv: &KvService,
+    watch: &WatchService,
+    name: &[u8],
+    key: Bytes,
+    mine: i64,
+    guard: KeyGuard,
+) -> Result<Option<ResponseHeader>> {
+    wait_for_predecessors(kv, watch, &queue_prefix(name), mine).await?;
+    let now = kv.range(&RangeRequest { key, ..Default::default() })?;
+    match now.kvs.first() {
+        Some(kv) if kv.create_revision == mine => {
+            guard.disarm();
+            Ok(now.header)
+        }
+        _ => Err(Error::LeaseNotFound),
     }
 }
 
