@@ -209,11 +209,11 @@ impl StateMachine {
                 Output::Compact(CompactionResponse::default())
             }
             Command::LeaseGrant(req) => {
-                let ttl = self.leases.grant(req.id, req.ttl, now, ctx.batch)?;
+                let ttl = self.leases.grant(req.id, req.ttl, now, index, ctx.batch)?;
                 Output::LeaseGrant(LeaseGrantResponse { id: req.id, ttl, ..Default::default() })
             }
             Command::LeaseRevoke(req) => {
-                let keys = self.leases.revoke(req.id, ctx.batch)?;
+                let keys = self.leases.revoke(req.id, index, ctx.batch)?;
                 for key in keys {
                     self.mvcc.delete(&mut ctx, &KeyRange::Single(key))?;
                 }

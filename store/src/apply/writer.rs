@@ -118,6 +118,7 @@ async fn apply_stage(
         let mut failure = None;
         let (last_rev, last_index) = {
             let mut sm = shared.write_state();
+            sm.leases.prune(shared.applied_index());
             let mut log = lock(&log);
             let now = Instant::now();
             let mut pending = std::mem::take(&mut group).into_iter().peekable();

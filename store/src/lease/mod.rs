@@ -4,6 +4,10 @@
 //! expiry deadlines are local (`tokio::time::Instant`, so simulated time drives them) and are
 //! acted on only by the member that proposes revokes. A restart restores every lease with its full
 //! TTL, as etcd does, so a lease never expires earlier because the member was down.
+//!
+//! Readers (TimeToLive, Leases, KeepAlive) see only durable state: a grant is visible once the
+//! log index that granted it is durable, and a revoked lease stays visible (in `revoked`) until
+//! the revoke's index is durable, since a crash before that would bring it back.
 
 use crate::error::{Error, Result};
 use crate::mvcc::{KeyIndex, codec};
@@ -25,6 +29,8 @@ pub struct Lease {
     pub keys: BTreeSet<Bytes>,
     /// When it expires unless renewed.
     pub expiry: Instant,
+    /// Log index of the grant.
+    pub granted_at: u64,
 }
 
 /// All leases.
@@ -32,6 +38,8 @@ pub struct Lease {
 pub struct Leases {
     map: BTreeMap<i64, Lease>,
     min_ttl: i64,
+    /// Leases revoked at a log index that may not be durable yet: (index, id, lease).
+    revoked: Vec<(u64, i64, Lease)>,
 }
 
 fn deadline(now: Instant, ttl: i64) -> Instant {
@@ -46,9 +54,9 @@ impl Leases {
             let (Some(id), Some(ttl)) = (k.get(1..).and_then(codec::decode_i64), codec::decode_i64(&v)) else {
                 return Err(Error::Storage(format!("corrupt lease record {k:?}")));
             };
-            map.insert(id, Lease { ttl, keys: BTreeSet::new(), expiry: deadline(now, ttl) });
+            map.insert(id, Lease { ttl, keys: BTreeSet::new(), expiry: deadline(now, ttl), granted_at: 0 });
         }
-        let mut leases = Leases { map, min_ttl };
+        let mut leases = Leases { map, min_ttl, revoked: Vec::new() };
         let all = crate::mvcc::KeyRange::From(Bytes::from_static(b"\0"));
         for (key, e) in index.range(&all, at) {
             if e.lease != 0 {
@@ -68,8 +76,8 @@ impl Leases {
         self.map.contains_key(&id)
     }
 
-    /// Grant a lease; returns the TTL actually granted.
-    pub fn grant(&mut self, id: i64, ttl: i64, now: Instant, batch: &mut WriteBatch) -> Result<i64> {
+    /// Grant a lease at log index `index`; returns the TTL actually granted.
+    pub fn grant(&mut self, id: i64, ttl: i64, now: Instant, index: u64, batch: &mut WriteBatch) -> Result<i64> {
         if ttl > MAX_TTL_SECS {
             return Err(Error::LeaseTtlTooLarge);
         }
@@ -81,15 +89,41 @@ impl Leases {
         }
         let ttl = ttl.max(self.min_ttl);
         batch.put(codec::lease_key(id), codec::encode_i64(ttl));
-        self.map.insert(id, Lease { ttl, keys: BTreeSet::new(), expiry: deadline(now, ttl) });
+        self.map.insert(id, Lease { ttl, keys: BTreeSet::new(), expiry: deadline(now, ttl), granted_at: index });
         Ok(ttl)
     }
 
-    /// Remove a lease; returns the keys that were attached (the caller deletes them).
-    pub fn revoke(&mut self, id: i64, batch: &mut WriteBatch) -> Result<BTreeSet<Bytes>> {
+    /// Remove a lease at log index `index`; returns the keys that were attached (the caller
+    /// deletes them).
+    pub fn revoke(&mut self, id: i64, index: u64, batch: &mut WriteBatch) -> Result<BTreeSet<Bytes>> {
         let lease = self.map.remove(&id).ok_or(Error::LeaseNotFound)?;
         batch.delete(codec::lease_key(id));
-        Ok(lease.keys)
+        let keys = lease.keys.clone();
+        self.revoked.push((index, id, lease));
+        Ok(keys)
+    }
+
+    /// Forget revokes that are durable (log index `<= durable`).
+    pub fn prune(&mut self, durable: u64) {
+        self.revoked.retain(|(index, _, _)| *index > durable);
+    }
+
+    /// The lease as readers may see it when log records up to `durable` are durable.
+    pub fn visible(&self, id: i64, durable: u64) -> Option<&Lease> {
+        match self.map.get(&id) {
+            Some(l) if l.granted_at <= durable => Some(l),
+            Some(_) => None,
+            None => self.revoked.iter().rev().find(|(index, rid, _)| *rid == id && *index > durable).map(|(_, _, l)| l),
+        }
+    }
+
+    /// Every lease ID readers may see, ascending.
+    pub fn visible_ids(&self, durable: u64) -> Vec<i64> {
+        let mut ids: Vec<i64> = self.map.iter().filter(|(_, l)| l.granted_at <= durable).map(|(id, _)| *id).collect();
+        ids.extend(self.revoked.iter().filter(|(index, _, _)| *index > durable).map(|(_, id, _)| *id));
+        ids.sort_unstable();
+        ids.dedup();
+        ids
     }
 
     /// Attach `key` to lease `id` (no-op for 0 or an unknown lease).
@@ -107,9 +141,16 @@ impl Leases {
         }
     }
 
-    /// Keep a lease alive; returns its TTL. An expired (not yet revoked) lease is not found.
-    pub fn renew(&mut self, id: i64, now: Instant) -> Result<i64> {
+    /// Keep a lease alive; returns its TTL. An expired (not yet revoked) lease is not found; one
+    /// whose revoke is not durable yet still answers its TTL.
+    pub fn renew(&mut self, id: i64, now: Instant, durable: u64) -> Result<i64> {
+        if !self.map.contains_key(&id) {
+            return self.visible(id, durable).map(|l| l.ttl).ok_or(Error::LeaseNotFound);
+        }
         let l = self.map.get_mut(&id).ok_or(Error::LeaseNotFound)?;
+        if l.granted_at > durable {
+            return Err(Error::LeaseNotFound);
+        }
         if l.expiry <= now {
             return Err(Error::LeaseNotFound);
         }
@@ -117,19 +158,9 @@ impl Leases {
         Ok(l.ttl)
     }
 
-    /// One lease.
+    /// One lease in the writer's view (durable or not).
     pub fn get(&self, id: i64) -> Option<&Lease> {
         self.map.get(&id)
-    }
-
-    /// Whole seconds left before lease `id` expires (0 when already due).
-    pub fn remaining(&self, id: i64, now: Instant) -> Option<i64> {
-        self.map.get(&id).map(|l| l.expiry.saturating_duration_since(now).as_secs() as i64)
-    }
-
-    /// Every lease ID, ascending.
-    pub fn ids(&self) -> Vec<i64> {
-        self.map.keys().copied().collect()
     }
 
     /// Leases whose deadline has passed.
@@ -154,15 +185,31 @@ mod tests {
         let mut ls = Leases { min_ttl: 2, ..Default::default() };
         let mut b = WriteBatch::default();
         let now = Instant::now();
-        assert_eq!(ls.grant(7, 1, now, &mut b).unwrap(), 2, "raised to the minimum TTL");
-        assert_eq!(ls.grant(7, 5, now, &mut b), Err(Error::LeaseExists));
-        assert_eq!(ls.grant(8, MAX_TTL_SECS + 1, now, &mut b), Err(Error::LeaseTtlTooLarge));
+        assert_eq!(ls.grant(7, 1, now, 1, &mut b).unwrap(), 2, "raised to the minimum TTL");
+        assert_eq!(ls.grant(7, 5, now, 2, &mut b), Err(Error::LeaseExists));
+        assert_eq!(ls.grant(8, MAX_TTL_SECS + 1, now, 2, &mut b), Err(Error::LeaseTtlTooLarge));
         tokio::time::advance(Duration::from_millis(1500)).await;
-        assert_eq!(ls.renew(7, Instant::now()).unwrap(), 2);
+        assert_eq!(ls.renew(7, Instant::now(), 1).unwrap(), 2);
         tokio::time::advance(Duration::from_millis(1500)).await;
         assert!(ls.expired(Instant::now()).is_empty());
         tokio::time::advance(Duration::from_millis(600)).await;
         assert_eq!(ls.expired(Instant::now()), vec![7]);
-        assert_eq!(ls.renew(7, Instant::now()), Err(Error::LeaseNotFound));
+        assert_eq!(ls.renew(7, Instant::now(), 1), Err(Error::LeaseNotFound));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn readers_see_only_durable_grants_and_revokes() {
+        let mut ls = Leases { min_ttl: 2, ..Default::default() };
+        let mut b = WriteBatch::default();
+        let now = Instant::now();
+        ls.grant(7, 60, now, 5, &mut b).unwrap();
+        assert!(ls.visible(7, 4).is_none(), "a grant is not visible before it is durable");
+        assert_eq!(ls.visible_ids(5), vec![7]);
+        ls.revoke(7, 6, &mut b).unwrap();
+        assert_eq!(ls.visible(7, 5).map(|l| l.ttl), Some(60), "a revoke is not visible before it is durable");
+        assert_eq!(ls.renew(7, now, 5), Ok(60));
+        assert!(ls.visible(7, 6).is_none());
+        ls.prune(6);
+        assert!(ls.visible_ids(5).is_empty(), "pruned once durable");
     }
 }

@@ -50,7 +50,8 @@ impl LeaseService {
 
     /// One keep-alive: the TTL, or 0 when the lease is gone (not an error, as in etcd).
     pub fn keep_alive_once(&self, id: i64) -> LeaseKeepAliveResponse {
-        let ttl = self.shared.write_state().leases.renew(id, Instant::now()).unwrap_or(0);
+        let durable = self.shared.applied_index();
+        let ttl = self.shared.write_state().leases.renew(id, Instant::now(), durable).unwrap_or(0);
         LeaseKeepAliveResponse { header: self.shared.header(self.shared.visible()), id, ttl }
     }
 
@@ -58,15 +59,15 @@ impl LeaseService {
     pub fn time_to_live(&self, req: &LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse {
         let sm = self.shared.read_state();
         let header = self.shared.header(self.shared.visible());
-        match (sm.leases.get(req.id), sm.leases.remaining(req.id, Instant::now())) {
-            (Some(l), Some(remaining)) => LeaseTimeToLiveResponse {
+        match sm.leases.visible(req.id, self.shared.applied_index()) {
+            Some(l) => LeaseTimeToLiveResponse {
                 header,
                 id: req.id,
-                ttl: remaining,
+                ttl: l.expiry.saturating_duration_since(Instant::now()).as_secs() as i64,
                 granted_ttl: l.ttl,
                 keys: if req.keys { l.keys.iter().cloned().collect() } else { Vec::new() },
             },
-            _ => LeaseTimeToLiveResponse { header, id: req.id, ttl: -1, granted_ttl: 0, keys: Vec::new() },
+            None => LeaseTimeToLiveResponse { header, id: req.id, ttl: -1, granted_ttl: 0, keys: Vec::new() },
         }
     }
 
@@ -75,7 +76,7 @@ impl LeaseService {
         let sm = self.shared.read_state();
         LeaseLeasesResponse {
             header: self.shared.header(self.shared.visible()),
-            leases: sm.leases.ids().into_iter().map(|id| LeaseStatus { id }).collect(),
+            leases: sm.leases.visible_ids(self.shared.applied_index()).into_iter().map(|id| LeaseStatus { id }).collect(),
         }
     }
 
