@@ -1081,3 +1081,44 @@ fn put_and_get_validation_errors_match_etcd() {
     assert_server_error(&ctl(&m, &["get", ""], None), "InvalidArgument", "etcdserver: key is not provided");
     assert_eq!(get_json(&m, &["get", "foo", "-w", "json"])["header"]["revision"], json!(4));
 }
+
+/// `etcdctl lock` is a client recipe (lease, txn, range, watch): with the lock held by one
+/// etcdctl, a second waits, and runs its command only once the first exits.
+#[test]
+fn etcdctl_lock_recipe_serializes_holders() {
+    let m = Member::start(&[]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let trail = dir.path().join("trail");
+    let trail_s = trail.to_str().expect("utf-8 path").to_string();
+    // Holds the lock for about a second, then releases it by exiting.
+    let first = std::thread::spawn({
+        let endpoint = m.endpoint();
+        let script = format!("echo first-in >> {trail_s}; sleep 1; echo first-out >> {trail_s}");
+        move || {
+            Command::new(etcdctl())
+                .env("ETCDCTL_API", "3")
+                .args(["--endpoints", &endpoint, "lock", "L", "--", "sh", "-c", &script])
+                .output()
+                .expect("run etcdctl lock")
+        }
+    });
+    // Start the second holder once the first one holds the lock.
+    for _ in 0..500 {
+        if std::fs::read_to_string(&trail).unwrap_or_default().contains("first-in") {
+            break;
+        }
+        std::thread::sleep(POLL);
+    }
+    let script = format!("echo second >> {trail_s}");
+    let second = ctl(&m, &["lock", "L", "--", "sh", "-c", &script], None);
+    let first = first.join().expect("first locker");
+    assert!(first.status.success(), "{first:?}");
+    assert_eq!(second.code, 0, "{second:#?}");
+    assert_eq!(
+        std::fs::read_to_string(&trail).expect("trail"),
+        "first-in\nfirst-out\nsecond\n",
+        "the second holder ran inside the first one's hold"
+    );
+    // Nothing is left under the lock's prefix once both released it.
+    assert_eq!(ok(ctl(&m, &["get", "L", "--prefix", "--keys-only"], None)), "");
+}
