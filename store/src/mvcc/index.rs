@@ -161,10 +161,8 @@ impl KeyIndex {
             if n == 0 {
                 return true;
             }
-            let mut drop_to = n - 1;
-            if entries[n - 1].tombstone {
-                drop_to = n;
-            }
+            let last = &entries[n - 1];
+            let drop_to = if last.tombstone && last.rev.main < at { n } else { n - 1 };
             removed.extend(entries.drain(..drop_to).map(|e| e.rev));
             !entries.is_empty()
         });
@@ -230,13 +228,17 @@ mod tests {
     fn compaction_keeps_the_newest_live_entry_at_or_below_the_revision() {
         let mut ix = index();
         let removed = ix.compact(5);
-        // foo's put@2, put@3 and the tombstone@5 go; bar@4 stays (newest); zoo/foo@7 untouched.
+        // foo's put@2 and put@3 go; its tombstone@5 stays (at the compacted revision); bar@4
+        // stays (newest); zoo/foo@7 untouched.
         let mut mains: Vec<_> = removed.iter().map(|r| r.main).collect();
         mains.sort();
-        assert_eq!(mains, [2, 3, 5]);
+        assert_eq!(mains, [2, 3]);
         assert_eq!(ix.get(b"bar", 5).map(|e| e.rev.main), Some(4));
         assert_eq!(ix.get(b"foo", 7).map(|e| e.rev.main), Some(7));
         assert_eq!(ix.get(b"foo", 5), None);
+        // A later compaction takes the tombstone too.
+        let removed = ix.compact(6);
+        assert_eq!(removed.iter().map(|r| r.main).collect::<Vec<_>>(), [5]);
     }
 
     #[test]
