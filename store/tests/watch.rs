@@ -268,3 +268,13 @@ async fn an_empty_watch_range_is_refused() {
     assert!(r.created && r.canceled);
     assert_eq!((r.watch_id, r.cancel_reason.as_str()), (-1, "mvcc: watcher range is empty"));
 }
+
+#[tokio::test]
+async fn a_negative_start_revision_replays_all_history() {
+    let m = Member::start(&[]);
+    put(&m, "k", "1").await; // 2
+    put(&m, "k", "2").await; // 3
+    let mut s = Stream::open(&m).await;
+    let id = s.create(create("k", "", -5)).await;
+    assert_eq!(s.events(2).await, vec![(id, 0, "k".into(), 2), (id, 0, "k".into(), 3)]);
+}

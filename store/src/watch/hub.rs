@@ -228,8 +228,9 @@ impl WatchHub {
             outbox.next_watch_id = id + 1;
             id
         };
+        // 0 means "from now"; a negative start, as in etcd, replays from the oldest history.
         let start = req.start_revision;
-        let synced = start <= 0 || start > rev;
+        let synced = start == 0 || start > rev;
         let watcher = Watcher {
             range,
             no_put: req.filters.contains(&(FilterType::Noput as i32)),
@@ -237,7 +238,7 @@ impl WatchHub {
             prev_kv: req.prev_kv,
             progress_notify: req.progress_notify,
             min_rev: start.max(0),
-            next_rev: if synced { rev + 1 } else { start },
+            next_rev: if synced { rev + 1 } else { start.max(1) },
             synced,
             active: false,
         };
