@@ -167,13 +167,6 @@ impl Leases {
     pub fn expired(&self, now: Instant) -> Vec<i64> {
         self.map.iter().filter(|(_, l)| l.expiry <= now).map(|(id, _)| *id).collect()
     }
-
-    /// Give every lease a fresh deadline (a new member takes over expiry).
-    pub fn refresh_all(&mut self, now: Instant) {
-        for l in self.map.values_mut() {
-            l.expiry = deadline(now, l.ttl);
-        }
-    }
 }
 
 #[cfg(test)]

@@ -147,11 +147,6 @@ impl KeyIndex {
         self.keys.entry(key).or_default().push(entry);
     }
 
-    /// Every entry of every key, for rebuilding state or hashing.
-    pub fn entries(&self) -> impl Iterator<Item = (&Bytes, &Entry)> {
-        self.keys.iter().flat_map(|(k, es)| es.iter().map(move |e| (k, e)))
-    }
-
     /// Drop history older than `at` (see the module invariants). Returns the revisions whose
     /// records are no longer reachable.
     pub fn compact(&mut self, at: i64) -> Vec<Rev> {
@@ -167,16 +162,6 @@ impl KeyIndex {
             !entries.is_empty()
         });
         removed
-    }
-
-    /// Number of keys with any history.
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    /// True when no key has history.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
     }
 }
 

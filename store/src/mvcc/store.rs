@@ -137,11 +137,6 @@ impl Mvcc {
         &self.index
     }
 
-    /// The backend.
-    pub fn backend(&self) -> &Arc<dyn Backend> {
-        &self.backend
-    }
-
     fn load(&self, e: &Entry) -> Result<KeyValue> {
         if let Some((kv, _)) = self.pending.get(&e.rev) {
             return Ok(kv.clone());

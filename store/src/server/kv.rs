@@ -70,7 +70,7 @@ impl KvService {
     /// KV.Txn. A txn that writes nothing is served as a read, without waiting for the writer.
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
         if !txn::has_writes(&req) {
-            validate(&Command::Txn(req.clone()), self.shared.limits.max_txn_ops)?;
+            txn::validate(&req, self.shared.limits.max_txn_ops)?;
             let sm = self.shared.read_state();
             let at = self.shared.visible();
             let mut r = txn::read_only(&sm, &req, at)?;

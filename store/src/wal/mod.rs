@@ -353,6 +353,23 @@ mod tests {
     }
 
     #[test]
+    fn the_memory_log_returns_only_synced_records() {
+        let mut log = MemoryLog::new(1);
+        log.append(b"a").unwrap();
+        log.prepare_sync().unwrap()().unwrap();
+        log.append(b"b").unwrap();
+        assert_eq!(payloads(&log.records(1)), vec![(1, "a".into())], "b was never synced");
+        let sync = log.prepare_sync().unwrap();
+        log.append(b"c").unwrap();
+        sync().unwrap();
+        assert_eq!(payloads(&log.records(2)), vec![(2, "b".into())], "a sync covers what was appended before it was prepared");
+        log.release(1).unwrap();
+        assert_eq!(payloads(&log.records(0)), vec![(2, "b".into())]);
+        log.skip_to(10).unwrap();
+        assert_eq!(log.next_index(), 10);
+    }
+
+    #[test]
     fn records_survive_reopen_in_order() {
         let dir = tempfile::tempdir().unwrap();
         let (mut wal, recs) = Wal::open(dir.path(), 1 << 20, 1).unwrap();

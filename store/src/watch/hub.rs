@@ -83,7 +83,8 @@ impl Watcher {
                 let put = e.r#type == EventType::Put as i32;
                 kv.mod_revision >= self.min_rev && self.range.contains(&kv.key) && !(put && self.no_put) && (put || !self.no_delete)
             })
-            .map(|e| if self.prev_kv || e.prev_kv.is_none() { e.clone() } else { Event { prev_kv: None, ..e.clone() } })
+            // Copies only what the watcher gets (the fields are reference-counted `Bytes`).
+            .map(|e| Event { r#type: e.r#type, kv: e.kv.clone(), prev_kv: if self.prev_kv { e.prev_kv.clone() } else { None } })
             .collect()
     }
 }
@@ -126,6 +127,18 @@ fn header(rev: i64) -> Option<ResponseHeader> {
     Some(ResponseHeader { revision: rev, ..Default::default() })
 }
 
+/// etcd's answer to a watch create it refuses: created and canceled at once, ID -1.
+fn refusal(rev: i64, why: Error) -> WatchResponse {
+    WatchResponse {
+        header: header(rev),
+        watch_id: ALL_WATCHERS,
+        created: true,
+        canceled: true,
+        cancel_reason: why.to_string(),
+        ..Default::default()
+    }
+}
+
 impl WatchHub {
     /// A hub whose watchers start after revision `rev`.
     pub fn new(rev: i64) -> Self {
@@ -137,11 +150,6 @@ impl WatchHub {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // Every critical section leaves the maps consistent, so a poisoned lock is still usable.
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The newest revision handed to watchers.
-    pub fn revision(&self) -> i64 {
-        self.lock().rev
     }
 
     /// Number of watchers (for metrics).
@@ -195,27 +203,13 @@ impl WatchHub {
         let key = if req.key.is_empty() { Bytes::from_static(b"\0") } else { req.key.clone() };
         let range = KeyRange::new(&key, &req.range_end);
         if matches!(&range, KeyRange::Span(k, e) if e.as_ref() <= k.as_ref()) {
-            outbox.push(WatchResponse {
-                header: header(rev),
-                watch_id: ALL_WATCHERS,
-                created: true,
-                canceled: true,
-                cancel_reason: Error::WatcherRangeEmpty.to_string(),
-                ..Default::default()
-            });
+            outbox.push(refusal(rev, Error::WatcherRangeEmpty));
             return;
         }
         let id = if req.watch_id != 0 {
             if inner.watchers.contains_key(&(stream, req.watch_id)) {
                 let outbox = inner.streams.get_mut(&stream).expect("checked above");
-                outbox.push(WatchResponse {
-                    header: header(rev),
-                    watch_id: ALL_WATCHERS,
-                    created: true,
-                    canceled: true,
-                    cancel_reason: Error::DuplicateWatchId.to_string(),
-                    ..Default::default()
-                });
+                outbox.push(refusal(rev, Error::DuplicateWatchId));
                 return;
             }
             req.watch_id
