@@ -18,6 +18,7 @@
 //!   (`kv_server::{Kv, KvServer}`, ...).
 //! - [`v3lockpb`]: the Lock service.
 //! - [`v3electionpb`]: the Election service.
+//! - [`keelpeerpb`]: Keel's own peer protocol (Raft messages, forwarded requests).
 
 /// Storage records: `KeyValue`, `Event`.
 #[allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::all)]
@@ -53,6 +54,13 @@ pub mod v3lockpb {
 pub mod v3electionpb {
     include!(concat!(env!("OUT_DIR"), "/v3electionpb.rs"));
     include!(concat!(env!("OUT_DIR"), "/v3electionpb.serde.rs"));
+}
+
+/// Keel's peer protocol on port 2380.
+#[allow(clippy::all, clippy::pedantic, missing_docs, rustdoc::all)]
+pub mod keelpeerpb {
+    include!(concat!(env!("OUT_DIR"), "/keelpeerpb.rs"));
+    include!(concat!(env!("OUT_DIR"), "/keelpeerpb.serde.rs"));
 }
 
 #[cfg(test)]

@@ -58,6 +58,36 @@ pub enum Error {
     /// The request did not finish within its deadline.
     #[error("etcdserver: request timed out")]
     Timeout,
+    /// No leader is known (elections in progress, or no quorum).
+    #[error("etcdserver: no leader")]
+    NoLeader,
+    /// A request only the leader can serve reached another member.
+    #[error("etcdserver: not leader")]
+    NotLeader,
+    /// MoveLeader to a member that cannot lead (a learner, or this leader itself).
+    #[error("etcdserver: bad leader transferee")]
+    BadLeaderTransferee,
+    /// MemberAdd with peer URLs another member has.
+    #[error("etcdserver: Peer URLs already exists")]
+    PeerUrlExists,
+    /// MemberPromote of a voting member.
+    #[error("etcdserver: can only promote a learner member")]
+    MemberNotLearner,
+    /// MemberPromote of a learner that has not caught up with the leader.
+    #[error("etcdserver: can only promote a learner member which is in sync with leader")]
+    LearnerNotReady,
+    /// MemberAdd of a second learner.
+    #[error("etcdserver: too many learner members in cluster")]
+    TooManyLearners,
+    /// A membership change the cluster refused (e.g. one is already in progress).
+    #[error("etcdserver: unhealthy cluster")]
+    UnhealthyCluster,
+    /// An RPC a learner does not serve.
+    #[error("etcdserver: rpc not supported for learner")]
+    NotSupportedForLearner,
+    /// An error another member answered with that has no variant here, passed on as it came.
+    #[error("{1}")]
+    Remote(Code, String),
     /// The member named in a request is not part of the cluster.
     #[error("etcdserver: member not found")]
     MemberNotFound,
@@ -98,12 +128,61 @@ impl Error {
             Error::LeaseNotFound | Error::MemberNotFound => Code::NotFound,
             Error::LeaseExists => Code::FailedPrecondition,
             Error::DuplicateWatchId | Error::WatcherRangeEmpty => Code::InvalidArgument,
-            Error::Stopped | Error::Timeout => Code::Unavailable,
+            Error::Stopped | Error::Timeout | Error::NoLeader | Error::UnhealthyCluster | Error::NotSupportedForLearner => {
+                Code::Unavailable
+            }
+            Error::NotLeader
+            | Error::BadLeaderTransferee
+            | Error::PeerUrlExists
+            | Error::MemberNotLearner
+            | Error::LearnerNotReady
+            | Error::TooManyLearners => Code::FailedPrecondition,
+            Error::Remote(code, _) => *code,
             Error::Unimplemented(_) => Code::Unimplemented,
             // etcd's election server returns these as plain errors, which gRPC reports as Unknown.
             Error::ElectionNoLeader | Error::ElectionNotLeader | Error::MissingLeaderKey => Code::Unknown,
             Error::Storage(_) => Code::Internal,
         }
+    }
+}
+
+/// Errors that carry no data, for recognising them in another member's answer.
+const PLAIN: &[Error] = &[
+    Error::EmptyKey,
+    Error::KeyNotFound,
+    Error::ValueProvided,
+    Error::LeaseProvided,
+    Error::TooManyOps,
+    Error::DuplicateKey,
+    Error::RequestTooLarge,
+    Error::Compacted,
+    Error::FutureRevision,
+    Error::NoSpace,
+    Error::LeaseNotFound,
+    Error::LeaseExists,
+    Error::LeaseTtlTooLarge,
+    Error::Stopped,
+    Error::Timeout,
+    Error::NoLeader,
+    Error::NotLeader,
+    Error::BadLeaderTransferee,
+    Error::PeerUrlExists,
+    Error::MemberNotLearner,
+    Error::LearnerNotReady,
+    Error::TooManyLearners,
+    Error::UnhealthyCluster,
+    Error::NotSupportedForLearner,
+    Error::MemberNotFound,
+];
+
+impl Error {
+    /// The error another member answered with (over the peer protocol).
+    pub fn from_status(s: &Status) -> Error {
+        PLAIN
+            .iter()
+            .find(|e| e.code() == s.code() && e.to_string() == s.message())
+            .cloned()
+            .unwrap_or_else(|| Error::Remote(s.code(), s.message().to_string()))
     }
 }
 
@@ -137,11 +216,21 @@ mod tests {
             (Error::LeaseNotFound, Code::NotFound, "etcdserver: requested lease not found"),
             (Error::LeaseExists, Code::FailedPrecondition, "etcdserver: lease already exists"),
             (Error::NoSpace, Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded"),
+            (Error::NoLeader, Code::Unavailable, "etcdserver: no leader"),
+            (Error::NotLeader, Code::FailedPrecondition, "etcdserver: not leader"),
+            (
+                Error::LearnerNotReady,
+                Code::FailedPrecondition,
+                "etcdserver: can only promote a learner member which is in sync with leader",
+            ),
         ];
         for (err, code, msg) in table {
             let status = Status::from(err);
             assert_eq!(status.code(), code);
             assert_eq!(status.message(), msg);
+            assert_eq!(Error::from_status(&status).to_string(), msg, "recognised when another member answers with it");
         }
+        let odd = Status::new(Code::Aborted, "something else");
+        assert_eq!(Error::from_status(&odd), Error::Remote(Code::Aborted, "something else".into()));
     }
 }

@@ -5,9 +5,12 @@
 //!     |  gRPC + HTTP on one port
 //!     v
 //!  server/ (thin services) ---- http/ (health, metrics, JSON gateway)
-//!     |  reads                 | mutations (Command)
-//!     v                        v
-//!  StateMachine <------- apply/writer (apply, append to wal/, group fsync, publish)
+//!     |  reads (after a read     | mutations (Command)
+//!     |  barrier)                v
+//!     |                 raft/ Replica --- peers on 2380 (raft/peer, raft/network)
+//!     |                    |  log: raft/log_store (group fsync)
+//!     v                    v  committed entries
+//!  StateMachine <------- raft/state_machine (apply in log order, publish)
 //!   |- mvcc/  (key index + revision records)      |
 //!   |- lease/                                     +--> watch/ hub --> watch streams
 //!     |
@@ -18,9 +21,9 @@
 //! - [`config`]: etcd's flags and `ETCD_*` variables.
 //! - [`node`]: composition of one member (the only place that wires concrete parts).
 //! - [`server`]: gRPC services; [`http`]: HTTP endpoints and the JSON gateway.
-//! - [`apply`]: commands, the state machine, the group-commit writer.
+//! - [`apply`]: commands and the state machine they change.
+//! - [`raft`]: replication with openraft (log, apply loop, peers, membership, snapshots).
 //! - [`mvcc`], [`lease`], [`watch`]: the cores.
-//! - [`wal`]: the write-ahead log where writes become durable.
 //! - [`storage`]: backends. [`seams`]: randomness. [`types`]: typed IDs. [`error`]: the error table.
 
 pub mod apply;
@@ -30,9 +33,9 @@ pub mod http;
 pub mod lease;
 pub mod mvcc;
 pub mod node;
+pub mod raft;
 pub mod seams;
 pub mod server;
 pub mod storage;
 pub mod types;
-pub mod wal;
 pub mod watch;

@@ -10,23 +10,22 @@ use keel_store::node::Member;
 use keel_store::seams::SplitMix64;
 use keel_store::server::maintenance::ETCD_VERSION;
 use keel_store::storage::sled::SledBackend;
-use keel_store::wal::Wal;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-
-/// Size at which the write-ahead log starts a new segment file.
-const WAL_SEGMENT_BYTES: u64 = 64 << 20;
 
 /// sled's page cache; values are read from it, and the key index lives beside it in memory.
 const SLED_CACHE_BYTES: u64 = 64 << 20;
 
 fn init_logging(cfg: &Config) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(match cfg.log_level.as_str() {
+    let level = match cfg.log_level.as_str() {
         "warn" | "error" | "debug" | "info" => cfg.log_level.clone(),
         "panic" | "fatal" | "dpanic" => "error".to_string(),
         other => anyhow::bail!("invalid --log-level {other:?}"),
-    })?;
+    };
+    // openraft narrates every step at info; Keel logs the milestones (leader changes) itself.
+    let raft_level = if level == "debug" { "info" } else { "warn" };
+    let filter = tracing_subscriber::EnvFilter::try_new(format!("{level},openraft={raft_level}"))?;
     let out = cfg.log_outputs.first().map(String::as_str).unwrap_or("default");
     let ansi = matches!(out, "default" | "stderr") && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let writer: tracing_subscriber::fmt::writer::BoxMakeWriter = match out {
@@ -85,18 +84,23 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         tracing::info!(address = %url.text, "serving client traffic insecurely; this is strongly discouraged!");
         listeners.push(TcpListenerStream::new(l));
     }
-    let wal_dir = cfg.data_dir.join("wal");
-    let open_log: keel_store::node::OpenLog = Box::new(move |from| {
-        let (wal, records) = Wal::open(&wal_dir, WAL_SEGMENT_BYTES, from)?;
-        Ok((Box::new(wal) as Box<dyn keel_store::wal::CommandLog>, records))
-    });
-    let member = Member::start(&cfg, backend, open_log, Box::new(SplitMix64(seed()))).await.context("starting the member")?;
+    let mut peer_listeners = Vec::new();
+    for url in &cfg.listen_peer_urls {
+        let l = TcpListener::bind(url.addr).await.with_context(|| format!("listening for peers on {}", url.text))?;
+        tracing::info!(address = %url.text, "serving peer traffic insecurely; this is strongly discouraged!");
+        peer_listeners.push(TcpListenerStream::new(l));
+    }
+    let member =
+        Member::start(&cfg, backend, &cfg.data_dir.join("raft"), Box::new(SplitMix64(seed()))).await.context("starting the member")?;
+    let peers = futures::stream::select_all(peer_listeners).map(|r| r.and_then(|s| s.set_nodelay(true).map(|_| s)));
+    let peer_server = tokio::spawn(member.serve_peers(peers));
     let id = &member.shared.identity;
     tracing::info!("published {{name:{}, clientURLs:[{}]}} to cluster {}", id.name, id.client_urls.join(" "), id.cluster_id);
     tracing::info!("enabled capabilities for version 3.5");
     tracing::info!(member_id = %id.member_id, "ready to serve client requests");
     let incoming = futures::stream::select_all(listeners).map(|r| r.and_then(|s| s.set_nodelay(true).map(|_| s)));
     member.serve(incoming, shutdown_signal()).await.context("serving")?;
+    peer_server.abort();
     tracing::info!("stopped; all acknowledged writes are on disk");
     Ok(())
 }

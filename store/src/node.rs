@@ -1,13 +1,24 @@
-//! The composition of one member: open state from a backend, start the writer and the
-//! background tasks, and serve gRPC and HTTP on the listeners it is given. Callers (the binary,
-//! tests, the simulation) choose the listeners, the backend and the randomness.
+//! The composition of one member: open state from a backend and a Raft directory, start Raft
+//! and the background tasks, and serve gRPC and HTTP on the listeners it is given (clients) and
+//! the peer service (peers). Callers (the binary, tests, the simulation) choose the listeners,
+//! the backend, the directory and the randomness.
+//!
+//! Identity, like etcd's: a member of a new cluster derives its ID (and the cluster's) from
+//! `--initial-cluster` and `--initial-cluster-token`; a member joining an existing cluster asks
+//! the members listed there for the ID that `MemberAdd` gave its peer URLs; both are stored on
+//! first start and read back afterwards, so a restart needs no cluster flags.
 
-use crate::apply::writer::{self, Proposer, SharedLog};
-use crate::apply::{Command, StateMachine};
+use crate::apply::StateMachine;
 use crate::config::{AutoCompaction, Config};
 use crate::error::{Error, Result};
 use crate::http::{self, HttpState};
 use crate::mvcc::codec;
+use crate::raft::log_store::LogStore;
+use crate::raft::network::{Network, Peers};
+use crate::raft::peer::PeerService;
+use crate::raft::state_machine::SmStore;
+use crate::raft::types::PeerInfo;
+use crate::raft::{self, Replica};
 use crate::seams::Rng;
 use crate::server::auth::AuthService;
 use crate::server::cluster::ClusterService;
@@ -16,11 +27,10 @@ use crate::server::kv::KvService;
 use crate::server::lease::{self as lease_svc, LeaseService};
 use crate::server::lock::LockService;
 use crate::server::maintenance::MaintenanceService;
-use crate::server::state::{Identity, Limits, META_TERM, Shared};
+use crate::server::state::{Identity, Limits, Shared};
 use crate::server::watch::WatchService;
 use crate::storage::{Backend, WriteBatch};
 use crate::types::{ClusterId, MemberId};
-use crate::wal::CommandLog;
 use crate::watch::syncer;
 use futures::Stream;
 use keel_proto::etcdserverpb::auth_server::AuthServer;
@@ -29,11 +39,15 @@ use keel_proto::etcdserverpb::kv_server::KvServer;
 use keel_proto::etcdserverpb::lease_server::LeaseServer;
 use keel_proto::etcdserverpb::maintenance_server::MaintenanceServer;
 use keel_proto::etcdserverpb::watch_server::WatchServer;
-use keel_proto::etcdserverpb::{CompactionRequest, RangeRequest};
+use keel_proto::etcdserverpb::{CompactionRequest, Member as EtcdMember, RangeRequest};
+use keel_proto::keelpeerpb::MembersRequest;
+use keel_proto::keelpeerpb::peer_server::PeerServer;
 use keel_proto::v3electionpb::election_server::ElectionServer;
 use keel_proto::v3lockpb::lock_server::LockServer;
-use std::collections::VecDeque;
+use openraft::async_runtime::WatchReceiver;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -48,11 +62,8 @@ const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
 /// How long a stopping member lets requests in flight finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// How often the backend is flushed so the log can be shortened.
+/// How often the backend is flushed, so a restart re-applies little of the log.
 const BACKEND_FLUSH_INTERVAL: Duration = Duration::from_secs(2);
-
-/// Opens the command log given the first index wanted back.
-pub type OpenLog = Box<dyn FnOnce(u64) -> std::io::Result<(Box<dyn CommandLog>, Vec<(u64, bytes::Bytes)>)> + Send>;
 
 const META_MEMBER_ID: &[u8] = b"m/member_id";
 const META_CLUSTER_ID: &[u8] = b"m/cluster_id";
@@ -82,6 +93,9 @@ pub struct Member {
     pub shared: Arc<Shared>,
     /// Service objects.
     pub services: Services,
+    /// Replication.
+    pub replica: Arc<Replica>,
+    peer: PeerService,
     tasks: JoinSet<()>,
 }
 
@@ -107,68 +121,105 @@ fn meta(backend: &dyn Backend, key: &[u8]) -> Result<Option<i64>> {
     Ok(backend.get(key)?.and_then(|v| codec::decode_i64(&v)))
 }
 
-impl Member {
-    /// Open the member's state on `backend`, replay the log over it, and start its writer and
-    /// background tasks. `open_log(from)` opens the log and returns its records with index
-    /// `>= from`.
-    pub async fn start(cfg: &Config, backend: Arc<dyn Backend>, open_log: OpenLog, rng: Box<dyn Rng>) -> Result<Member> {
-        if cfg.initial_cluster.len() > 1 {
+/// The members of a new cluster, from `--initial-cluster` (name → peer URLs), with their IDs.
+pub fn initial_members(cfg: &Config) -> BTreeMap<u64, PeerInfo> {
+    let mut by_name: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for (name, url) in &cfg.initial_cluster {
+        by_name.entry(name).or_default().push(url.clone());
+    }
+    by_name
+        .into_iter()
+        .map(|(name, mut urls)| {
+            urls.sort();
+            let id = fnv64(&[&urls.join(","), &cfg.initial_cluster_token]);
+            // Client URLs are published by each member once it runs; every member must start
+            // from the very same membership.
+            (id, PeerInfo { name: name.to_string(), peer_urls: urls, client_urls: Vec::new() })
+        })
+        .collect()
+}
+
+/// How this start relates to the cluster.
+enum Start {
+    /// The data dir already belongs to a member.
+    Restart,
+    /// First start of a member of a new cluster.
+    New(BTreeMap<u64, PeerInfo>),
+    /// First start of a member added to a running cluster.
+    Join,
+}
+
+/// Work out this member's and the cluster's IDs (stored in the backend from the first start).
+async fn identify(cfg: &Config, backend: &dyn Backend, peers: &Peers) -> Result<(u64, u64, Start)> {
+    if let (Some(m), Some(c)) = (meta(backend, META_MEMBER_ID)?, meta(backend, META_CLUSTER_ID)?) {
+        return Ok((m as u64, c as u64, Start::Restart));
+    }
+    let mut own = cfg.initial_advertise_peer_urls.clone();
+    own.sort();
+    let (member_id, cluster_id, start) = if cfg.initial_cluster_state == "existing" {
+        let (m, c) = ask_cluster(cfg, &own, peers).await?;
+        (m, c, Start::Join)
+    } else {
+        let members = initial_members(cfg);
+        let Some((&id, info)) = members.iter().find(|(_, i)| i.name == cfg.name) else {
+            return Err(Error::InvalidArgument(format!("couldn't find local name {:?} in the initial cluster configuration", cfg.name)));
+        };
+        if info.peer_urls != own {
             return Err(Error::InvalidArgument(format!(
-                "--initial-cluster names {} members; this Keel build serves single-member clusters only (replication is not built yet)",
-                cfg.initial_cluster.len()
+                "--initial-cluster has {}={} but --initial-advertise-peer-urls has {}",
+                cfg.name,
+                info.peer_urls.join(","),
+                own.join(",")
             )));
         }
-        // IDs are fixed at first start and read back afterwards, like etcd's.
-        let mut first = WriteBatch::default();
-        let member_id = match meta(&*backend, META_MEMBER_ID)? {
-            Some(id) => id as u64,
-            None => {
-                let mut peers = cfg.initial_advertise_peer_urls.clone();
-                peers.sort();
-                let id = fnv64(&[&peers.join(","), &cfg.initial_cluster_token]);
-                first.put(META_MEMBER_ID.to_vec(), codec::encode_i64(id as i64));
-                id
+        let mut all: Vec<String> = cfg.initial_cluster.iter().map(|(n, u)| format!("{n}={u}")).collect();
+        all.sort();
+        let cluster = fnv64(&[&all.join(","), &cfg.initial_cluster_token, "cluster"]);
+        (id, cluster, Start::New(members))
+    };
+    let mut first = WriteBatch::default();
+    first.put(META_MEMBER_ID.to_vec(), codec::encode_i64(member_id as i64));
+    first.put(META_CLUSTER_ID.to_vec(), codec::encode_i64(cluster_id as i64));
+    backend.write(first)?;
+    backend.sync().await?;
+    Ok((member_id, cluster_id, start))
+}
+
+/// A joining member asks the members named in `--initial-cluster` for its ID.
+async fn ask_cluster(cfg: &Config, own: &[String], peers: &Peers) -> Result<(u64, u64)> {
+    let mut last = String::from("no other member is listed in --initial-cluster");
+    for (_, url) in cfg.initial_cluster.iter().filter(|(_, u)| !own.contains(u)) {
+        let Ok(mut client) = peers.client(url) else { continue };
+        match tokio::time::timeout(Duration::from_secs(5), client.members(MembersRequest {})).await {
+            Ok(Ok(r)) => {
+                let r = r.into_inner();
+                let found = r.members.iter().find(|m: &&EtcdMember| {
+                    let mut urls = m.peer_ur_ls.clone();
+                    urls.sort();
+                    urls == own
+                });
+                return match found {
+                    Some(m) => Ok((m.id, r.cluster_id)),
+                    None => Err(Error::InvalidArgument(format!(
+                        "the cluster has no member with peer URLs {}; add it first (etcdctl member add)",
+                        own.join(",")
+                    ))),
+                };
             }
-        };
-        let cluster_id = match meta(&*backend, META_CLUSTER_ID)? {
-            Some(id) => id as u64,
-            None => {
-                let members: Vec<String> = cfg.initial_cluster.iter().map(|(n, u)| format!("{n}={u}")).collect();
-                let id = fnv64(&[&members.join(","), &cfg.initial_cluster_token, "cluster"]);
-                first.put(META_CLUSTER_ID.to_vec(), codec::encode_i64(id as i64));
-                id
-            }
-        };
-        // Each start is a new term, as a restarted etcd member elects itself again.
-        let term = meta(&*backend, META_TERM)?.unwrap_or(1) as u64 + 1;
-        first.put(META_TERM.to_vec(), codec::encode_i64(term as i64));
-        backend.write(first)?;
-        backend.sync().await?;
-        let mut sm = StateMachine::open(backend.clone(), cfg.min_lease_ttl(), Instant::now())?;
-        let (mut log, records) = open_log(sm.applied + 1).map_err(|e| Error::Storage(format!("opening the log: {e}")))?;
-        let replayed = records.len();
-        for (index, raw) in records {
-            if index != sm.applied + 1 {
-                return Err(Error::Storage(format!("the log jumps from {} to {index}", sm.applied)));
-            }
-            let cmd = Command::from_log_bytes(&raw)?;
-            if let Err(e) = sm.apply(index, cmd, Instant::now()) {
-                // Only commands that succeeded are logged, and applying is deterministic.
-                return Err(Error::Storage(format!("replaying log record {index} failed: {e}")));
-            }
-            if index % 1024 == 0 {
-                sm.write_group()?;
-            }
+            Ok(Err(s)) => last = format!("{url}: {}", s.message()),
+            Err(_) => last = format!("{url}: no answer"),
         }
-        sm.write_group()?;
-        if log.next_index() <= sm.applied {
-            log.skip_to(sm.applied + 1).map_err(|e| Error::Storage(format!("advancing the log: {e}")))?;
-        }
-        if replayed > 0 {
-            tracing::info!(records = replayed, revision = sm.mvcc.current(), "replayed the log");
-        }
-        let log: SharedLog = Arc::new(std::sync::Mutex::new(log));
-        let (proposer, rx) = Proposer::new(4096);
+    }
+    Err(Error::InvalidArgument(format!("could not reach the cluster to join it: {last}")))
+}
+
+impl Member {
+    /// Open the member's state on `backend` and its Raft log and snapshots in `raft_dir`, start
+    /// Raft and the background tasks.
+    pub async fn start(cfg: &Config, backend: Arc<dyn Backend>, raft_dir: &Path, rng: Box<dyn Rng>) -> Result<Member> {
+        let peers = Peers::default();
+        let (member_id, cluster_id, start) = identify(cfg, &*backend, &peers).await?;
+        let sm = StateMachine::open(backend.clone(), cfg.min_lease_ttl(), Instant::now())?;
         let identity = Identity {
             name: cfg.name.clone(),
             member_id: MemberId(member_id),
@@ -178,12 +229,35 @@ impl Member {
         };
         let limits =
             Limits { max_request_bytes: cfg.max_request_bytes, max_txn_ops: cfg.max_txn_ops, quota_backend_bytes: cfg.quota_bytes() };
-        let shared = Arc::new(Shared::new(sm, backend, proposer, identity, limits, rng, term));
+        let shared = Arc::new(Shared::new(sm, backend, identity, limits, rng));
+        let storage = |e: std::io::Error| Error::Storage(format!("opening the Raft log: {e}"));
+        let log = LogStore::open(&raft_dir.join("log")).map_err(storage)?;
+        let snap_dir = raft_dir.join("snap");
+        let sm_store = SmStore::new(shared.clone(), snap_dir.clone()).map_err(storage)?;
+        let config = Arc::new(raft::config(cfg.heartbeat_interval, cfg.election_timeout, cfg.snapshot_count)?);
+        let network = Network { me: member_id, peers: peers.clone() };
         let mut tasks = JoinSet::new();
-        tasks.spawn(writer::run(shared.clone(), log.clone(), rx));
-        tasks.spawn(writer::run_flusher(shared.clone(), log, BACKEND_FLUSH_INTERVAL));
+        tasks.spawn(log.clone().run_syncer());
+        let raft = raft::types::Raft::new(member_id, config, network, log, sm_store)
+            .await
+            .map_err(|e| Error::Storage(format!("starting Raft: {e}")))?;
+        let replica = Arc::new(Replica::new(raft.clone(), member_id, peers, &shared));
+        shared.set_replica(replica.clone());
+        if let Start::New(members) = start {
+            let initialized = raft.is_initialized().await.map_err(|e| Error::Storage(e.to_string()))?;
+            if !initialized {
+                // Every member of a new cluster initializes with the same membership; whichever
+                // runs first starts the election, the others' attempts are refused harmlessly.
+                if let Err(e) = raft.initialize(members).await {
+                    tracing::debug!(error = %e, "raft initialize");
+                }
+            }
+        }
+        tasks.spawn(run_flusher(shared.clone(), BACKEND_FLUSH_INTERVAL));
         tasks.spawn(syncer::run(shared.clone(), cfg.watch_progress_notify_interval));
         tasks.spawn(lease_svc::run_expiry(shared.clone()));
+        tasks.spawn(watch_raft(shared.clone(), replica.clone()));
+        tasks.spawn(publish(replica.clone(), cfg.name.clone(), cfg.advertise_client_urls.clone()));
         if cfg.auto_compaction != AutoCompaction::Off {
             tasks.spawn(run_compactor(shared.clone(), cfg.auto_compaction));
         }
@@ -196,7 +270,24 @@ impl Member {
             lock: LockService::new(KvService::new(shared.clone()), WatchService::new(shared.clone())),
             election: ElectionService::new(KvService::new(shared.clone()), WatchService::new(shared.clone())),
         };
-        Ok(Member { shared, services, tasks })
+        let peer = PeerService::new(replica.clone(), shared.clone(), snap_dir);
+        Ok(Member { shared, services, replica, peer, tasks })
+    }
+
+    /// Serve the peer service on `incoming` until the member stops.
+    pub fn serve_peers<I, IO, IE>(&self, incoming: I) -> impl Future<Output = Result<()>> + Send + 'static
+    where
+        I: Stream<Item = std::result::Result<IO, IE>> + Send + 'static,
+        IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+        IE: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+    {
+        let svc = PeerServer::new(self.peer.clone()).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX);
+        let server = tonic::transport::Server::builder()
+            .http2_keepalive_interval(Some(Duration::from_secs(1)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(3)))
+            .add_service(svc)
+            .serve_with_incoming(incoming);
+        async move { server.await.map_err(|e| Error::Storage(format!("serving peers failed: {e}"))) }
     }
 
     /// The gRPC services and HTTP routes of the client port.
@@ -242,14 +333,86 @@ impl Member {
                 tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await.unwrap_or(Ok(()))
             }
         };
-        // Everything acknowledged is already in the log; writing the held-back records and
+        // Everything acknowledged is already in the Raft log; writing the held-back records and
         // flushing the backend just spares the next start a replay.
+        if let Err(e) = self.replica.raft.shutdown().await {
+            tracing::warn!(error = %e, "stopping Raft");
+        }
         let written = self.shared.write_state().write_group();
         let synced = self.shared.backend.sync().await;
         result.map_err(|e| Error::Storage(format!("serving failed: {e}")))?;
         written?;
         synced?;
         Ok(())
+    }
+}
+
+/// Flush the backend every `interval`, so a restart re-applies only the log after it.
+async fn run_flusher(shared: Arc<Shared>, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = shared.write_state().write_group() {
+            tracing::error!(error = %e, "writing to the backend failed");
+            continue;
+        }
+        if let Err(e) = shared.backend.sync().await {
+            tracing::error!(error = %e, "flushing the backend failed");
+        }
+    }
+}
+
+/// Follow Raft's metrics: the term for response headers, and leader changes for the log.
+async fn watch_raft(shared: Arc<Shared>, replica: Arc<Replica>) {
+    let mut rx = replica.raft.metrics();
+    let mut leader = None;
+    loop {
+        let (term, now) = {
+            let m = rx.borrow_watched();
+            (m.current_term, m.current_leader)
+        };
+        shared.set_term(term);
+        if now != leader {
+            match now {
+                Some(id) => tracing::info!(leader = format!("{id:x}"), term, "raft: leader elected"),
+                None => tracing::warn!(term, "raft: no leader"),
+            }
+            leader = now;
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Publish this member's name and client URLs to the cluster (through the leader) once, as
+/// etcd does after it starts.
+async fn publish(replica: Arc<Replica>, name: String, client_urls: Vec<String>) {
+    let me =
+        EtcdMember { id: replica.id, name: name.clone(), peer_ur_ls: Vec::new(), client_ur_ls: client_urls.clone(), is_learner: false };
+    loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let current = replica.members().into_iter().find(|m| m.id == replica.id);
+        if current.as_ref().is_some_and(|m| m.name == name && m.client_ur_ls == client_urls) {
+            return;
+        }
+        if current.is_none() {
+            continue;
+        }
+        let done = if replica.is_leader() {
+            replica.publish_member(replica.id, name.clone(), client_urls.clone()).await.is_ok()
+        } else if let Some((_, leader)) = replica.leader() {
+            match replica.peers.member(&leader) {
+                Ok(mut c) => tokio::time::timeout(Duration::from_secs(5), c.publish(me.clone())).await.is_ok_and(|r| r.is_ok()),
+                Err(_) => false,
+            }
+        } else {
+            false
+        };
+        if done {
+            tracing::info!(name = %name, "published member attributes to the cluster");
+        }
     }
 }
 
@@ -283,7 +446,9 @@ async fn run_compactor(shared: Arc<Shared>, mode: AutoCompaction) {
             target
         };
         let compacted = shared.read_state().mvcc.compacted();
-        if target > compacted {
+        // Like etcd, only the leader compacts; the others keep sampling for when they lead.
+        let leads = shared.replica().is_ok_and(|r| r.is_leader());
+        if target > compacted && leads {
             let kv = KvService::new(shared.clone());
             match kv.compact(CompactionRequest { revision: target, physical: false }).await {
                 Ok(_) => tracing::info!(revision = target, "auto compaction finished"),
@@ -291,10 +456,8 @@ async fn run_compactor(shared: Arc<Shared>, mode: AutoCompaction) {
             }
         }
         // Keep a read on the books so a broken store shows up in the log early.
-        let _ = KvService::new(shared.clone()).range(&RangeRequest {
-            key: bytes::Bytes::from_static(b"\0"),
-            count_only: true,
-            ..Default::default()
-        });
+        let _ = KvService::new(shared.clone())
+            .range(&RangeRequest { serializable: true, key: bytes::Bytes::from_static(b"\0"), count_only: true, ..Default::default() })
+            .await;
     }
 }

@@ -5,10 +5,8 @@
 //! records and the same responses on every member. A command that fails changes nothing.
 //!
 //! - [`txn`]: Txn validation (op limits, duplicate keys) and execution.
-//! - [`writer`]: the single writer task that batches commands into one fsync (group commit).
 
 pub mod txn;
-pub mod writer;
 
 use crate::error::{Error, Result};
 use crate::lease::Leases;
@@ -145,8 +143,12 @@ pub struct Applied {
     pub events: Vec<Event>,
 }
 
-/// Metadata key: the index of the last applied log record.
+/// Metadata key: the index of the last applied log entry.
 pub const META_APPLIED: &[u8] = b"m/applied";
+/// Metadata key: the term of the last applied log entry.
+pub const META_APPLIED_TERM: &[u8] = b"m/applied_term";
+/// Metadata key: the last applied membership (the replication layer's encoding).
+pub const META_MEMBERSHIP: &[u8] = b"m/membership";
 
 /// MVCC and leases, changed only through [`StateMachine::apply`].
 pub struct StateMachine {
@@ -154,8 +156,12 @@ pub struct StateMachine {
     pub mvcc: Mvcc,
     /// Leases and their keys.
     pub leases: Leases,
-    /// Index of the last applied log record (stored with every command's changes).
+    /// Index of the last applied log entry (stored with every command's changes).
     pub applied: u64,
+    /// Term of the last applied log entry.
+    pub applied_term: u64,
+    /// The last applied membership, as the replication layer encoded it.
+    pub membership: Option<Vec<u8>>,
     /// Changes of the commands applied since the last [`StateMachine::write_group`]: one
     /// backend batch per group, because sled seals (writes and syncs) a buffer per batch.
     unwritten: WriteBatch,
@@ -166,9 +172,29 @@ impl StateMachine {
     /// records, the leases with fresh deadlines from `now`, the applied index from metadata.
     pub fn open(backend: std::sync::Arc<dyn crate::storage::Backend>, min_lease_ttl: i64, now: Instant) -> Result<StateMachine> {
         let applied = backend.get(META_APPLIED)?.and_then(|v| codec::decode_i64(&v)).unwrap_or(0) as u64;
+        let applied_term = backend.get(META_APPLIED_TERM)?.and_then(|v| codec::decode_i64(&v)).unwrap_or(0) as u64;
+        let membership = backend.get(META_MEMBERSHIP)?.map(|v| v.to_vec());
         let mvcc = Mvcc::open(backend.clone())?;
         let leases = Leases::load(&*backend, mvcc.index(), mvcc.current(), min_lease_ttl, now)?;
-        Ok(StateMachine { mvcc, leases, applied, unwritten: WriteBatch::default() })
+        Ok(StateMachine { mvcc, leases, applied, applied_term, membership, unwritten: WriteBatch::default() })
+    }
+
+    /// Record that log entries up to (`term`, `index`) are applied; stored with the group.
+    pub fn record_position(&mut self, term: u64, index: u64) {
+        let mut batch = WriteBatch::default();
+        batch.put(META_APPLIED.to_vec(), codec::encode_i64(index as i64));
+        batch.put(META_APPLIED_TERM.to_vec(), codec::encode_i64(term as i64));
+        self.applied = index;
+        self.applied_term = term;
+        self.unwritten.append(batch);
+    }
+
+    /// Record the membership applied last; stored with the group.
+    pub fn record_membership(&mut self, encoded: Vec<u8>) {
+        let mut batch = WriteBatch::default();
+        batch.put(META_MEMBERSHIP.to_vec(), encoded.clone());
+        self.membership = Some(encoded);
+        self.unwritten.append(batch);
     }
 
     /// Backend operations (and their bytes) applied but not yet handed to the backend.
@@ -178,7 +204,7 @@ impl StateMachine {
 
     /// Hand the changes of every command applied since the last call to the backend, atomically
     /// (not yet durable). Readers never need it before: they read at the visible revision, which
-    /// rises only after the group is written and its log records synced.
+    /// rises only after the group is applied.
     pub fn write_group(&mut self) -> Result<()> {
         if self.unwritten.is_empty() {
             return Ok(());

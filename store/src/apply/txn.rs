@@ -64,6 +64,16 @@ pub fn has_writes(t: &TxnRequest) -> bool {
     })
 }
 
+/// True when every range of a txn asks for a serializable read (etcd's `isTxnSerializable`):
+/// then a read-only txn is answered locally, without a read barrier.
+pub fn all_serializable(t: &TxnRequest) -> bool {
+    t.success.iter().chain(&t.failure).all(|op| match &op.request {
+        Some(Request::RequestRange(r)) => r.serializable,
+        Some(Request::RequestTxn(t)) => all_serializable(t),
+        _ => true,
+    })
+}
+
 /// etcd's `checkTxnRequest` and `checkIntervals`.
 pub fn validate(t: &TxnRequest, max_ops: usize) -> Result<()> {
     check_ops(t, max_ops)?;

@@ -96,7 +96,7 @@ macro_rules! route {
 /// Every `/v3/` route.
 pub fn routes() -> Router<HttpState> {
     let mut r = Router::new();
-    route!(r, "/v3/kv/range", pb::RangeRequest, |st, req| st.services.kv.range(&req));
+    route!(r, "/v3/kv/range", pb::RangeRequest, |st, req| st.services.kv.range(&req).await);
     route!(r, "/v3/kv/put", pb::PutRequest, |st, req| st.services.kv.put(req).await);
     route!(r, "/v3/kv/deleterange", pb::DeleteRangeRequest, |st, req| st.services.kv.delete_range(req).await);
     route!(r, "/v3/kv/txn", pb::TxnRequest, |st, req| st.services.kv.txn(req).await);
@@ -104,12 +104,17 @@ pub fn routes() -> Router<HttpState> {
     route!(r, "/v3/lease/grant", pb::LeaseGrantRequest, |st, req| st.services.lease.grant(req).await);
     route!(r, "/v3/lease/revoke", pb::LeaseRevokeRequest, |st, req| st.services.lease.revoke(req).await);
     route!(r, "/v3/kv/lease/revoke", pb::LeaseRevokeRequest, |st, req| st.services.lease.revoke(req).await);
-    route!(r, "/v3/lease/timetolive", pb::LeaseTimeToLiveRequest, |st, req| Ok(st.services.lease.time_to_live(&req)));
-    route!(r, "/v3/kv/lease/timetolive", pb::LeaseTimeToLiveRequest, |st, req| Ok(st.services.lease.time_to_live(&req)));
+    route!(r, "/v3/lease/timetolive", pb::LeaseTimeToLiveRequest, |st, req| st.services.lease.time_to_live(&req).await);
+    route!(r, "/v3/kv/lease/timetolive", pb::LeaseTimeToLiveRequest, |st, req| st.services.lease.time_to_live(&req).await);
     route!(r, "/v3/lease/leases", pb::LeaseLeasesRequest, |st, _req| Ok(st.services.lease.leases()));
     route!(r, "/v3/kv/lease/leases", pb::LeaseLeasesRequest, |st, _req| Ok(st.services.lease.leases()));
-    route!(r, "/v3/cluster/member/list", pb::MemberListRequest, |st, _req| Ok(st.services.cluster.member_list()));
-    route!(r, "/v3/maintenance/status", pb::StatusRequest, |st, _req| Ok(st.services.maintenance.status()));
+    route!(r, "/v3/cluster/member/list", pb::MemberListRequest, |st, _req| st.services.cluster.member_list());
+    route!(r, "/v3/cluster/member/add", pb::MemberAddRequest, |st, req| st.services.cluster.member_add(req).await);
+    route!(r, "/v3/cluster/member/remove", pb::MemberRemoveRequest, |st, req| st.services.cluster.member_remove(req).await);
+    route!(r, "/v3/cluster/member/update", pb::MemberUpdateRequest, |st, req| st.services.cluster.member_update(req).await);
+    route!(r, "/v3/cluster/member/promote", pb::MemberPromoteRequest, |st, req| st.services.cluster.member_promote(req).await);
+    route!(r, "/v3/maintenance/transfer-leadership", pb::MoveLeaderRequest, |st, req| st.services.maintenance.move_leader(&req).await);
+    route!(r, "/v3/maintenance/status", pb::StatusRequest, |st, _req| st.services.maintenance.status());
     route!(r, "/v3/maintenance/alarm", pb::AlarmRequest, |st, req| Ok(st.services.maintenance.alarm(&req)));
     route!(r, "/v3/maintenance/hash", pb::HashRequest, |st, _req| st.services.maintenance.hash());
     route!(r, "/v3/maintenance/hashkv", pb::HashKvRequest, |st, req| st.services.maintenance.hash_kv(&req));
@@ -117,17 +122,12 @@ pub fn routes() -> Router<HttpState> {
     route!(r, "/v3/lock/unlock", keel_proto::v3lockpb::UnlockRequest, |st, req| st.services.lock.unlock(req).await);
     route!(r, "/v3/election/campaign", keel_proto::v3electionpb::CampaignRequest, |st, req| st.services.election.campaign(req).await);
     route!(r, "/v3/election/proclaim", keel_proto::v3electionpb::ProclaimRequest, |st, req| st.services.election.proclaim(req).await);
-    route!(r, "/v3/election/leader", keel_proto::v3electionpb::LeaderRequest, |st, req| st.services.election.leader(&req));
+    route!(r, "/v3/election/leader", keel_proto::v3electionpb::LeaderRequest, |st, req| st.services.election.leader(&req).await);
     route!(r, "/v3/election/resign", keel_proto::v3electionpb::ResignRequest, |st, req| st.services.election.resign(req).await);
     route!(r, "/v3/auth/status", pb::AuthStatusRequest, |_st, _req| Ok(pb::AuthStatusResponse::default()));
     for (path, rpc) in [
-        ("/v3/cluster/member/add", "Cluster.MemberAdd"),
-        ("/v3/cluster/member/remove", "Cluster.MemberRemove"),
-        ("/v3/cluster/member/update", "Cluster.MemberUpdate"),
-        ("/v3/cluster/member/promote", "Cluster.MemberPromote"),
         ("/v3/maintenance/defragment", "Maintenance.Defragment"),
         ("/v3/maintenance/snapshot", "Maintenance.Snapshot"),
-        ("/v3/maintenance/transfer-leadership", "Maintenance.MoveLeader"),
         ("/v3/maintenance/downgrade", "Maintenance.Downgrade"),
     ] {
         r = r.route(path, post(move || async move { error(Error::Unimplemented(rpc)) }));
@@ -172,8 +172,10 @@ async fn keep_alive(State(st): State<HttpState>, body: Bytes) -> Response {
         Ok(r) => r,
         Err(bad) => return bad.response(),
     };
-    let lines: Vec<std::result::Result<Bytes, std::convert::Infallible>> =
-        reqs.iter().map(|r| Ok(result_line(Ok::<_, tonic::Status>(st.services.lease.keep_alive_once(r.id))))).collect();
+    let mut lines: Vec<std::result::Result<Bytes, std::convert::Infallible>> = Vec::with_capacity(reqs.len());
+    for r in &reqs {
+        lines.push(Ok(result_line(st.services.lease.keep_alive_once(r.id).await.map_err(tonic::Status::from))));
+    }
     (StatusCode::OK, [(CONTENT_TYPE, "application/json")], Body::from_stream(futures::stream::iter(lines))).into_response()
 }
 

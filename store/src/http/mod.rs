@@ -50,7 +50,7 @@ async fn health(State(st): State<HttpState>) -> Response {
     }
     // Like etcd's QGET: a real read through the same path clients use.
     let probe = RangeRequest { key: bytes::Bytes::from_static(b"health"), ..Default::default() };
-    match KvService::new(st.shared.clone()).range(&probe) {
+    match KvService::new(st.shared.clone()).range(&probe).await {
         Ok(_) => json(StatusCode::OK, r#"{"health":"true","reason":""}"#.into()),
         Err(e) => json(StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({"health": "false", "reason": e.to_string()}).to_string()),
     }

@@ -163,6 +163,13 @@ impl Leases {
         self.map.get(&id)
     }
 
+    /// A new leader's first act: no lease ends sooner than a full TTL from `now`.
+    pub fn extend_all(&mut self, now: Instant) {
+        for l in self.map.values_mut() {
+            l.expiry = l.expiry.max(deadline(now, l.ttl));
+        }
+    }
+
     /// Leases whose deadline has passed.
     pub fn expired(&self, now: Instant) -> Vec<i64> {
         self.map.iter().filter(|(_, l)| l.expiry <= now).map(|(id, _)| *id).collect()

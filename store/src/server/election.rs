@@ -81,11 +81,14 @@ impl ElectionService {
     }
 
     /// Election.Leader: the current leader's key-value.
-    pub fn leader(&self, req: &LeaderRequest) -> Result<LeaderResponse> {
+    pub async fn leader(&self, req: &LeaderRequest) -> Result<LeaderResponse> {
         let prefix = recipe::queue_prefix(&req.name);
-        let kv = recipe::first_created(&self.kv, &prefix)?.ok_or(Error::ElectionNoLeader)?;
-        let header =
-            self.kv.range(&keel_proto::etcdserverpb::RangeRequest { key: kv.key.clone(), count_only: true, ..Default::default() })?.header;
+        let kv = recipe::first_created(&self.kv, &prefix).await?.ok_or(Error::ElectionNoLeader)?;
+        let header = self
+            .kv
+            .range(&keel_proto::etcdserverpb::RangeRequest { key: kv.key.clone(), count_only: true, ..Default::default() })
+            .await?
+            .header;
         Ok(LeaderResponse { header, kv: Some(kv) })
     }
 
@@ -108,7 +111,7 @@ impl ElectionService {
         tokio::spawn(async move {
             let prefix = recipe::queue_prefix(&req.name);
             loop {
-                let current = match svc.leader(&req) {
+                let current = match svc.leader(&req).await {
                     Ok(r) => r,
                     Err(Error::ElectionNoLeader) => {
                         svc.wait_prefix_put(&prefix).await;
@@ -182,7 +185,7 @@ impl Election for ElectionService {
     }
 
     async fn leader(&self, request: Request<LeaderRequest>) -> Result<Response<LeaderResponse>, Status> {
-        grpc(ElectionService::leader(self, request.get_ref()))
+        grpc(ElectionService::leader(self, request.get_ref()).await)
     }
 
     async fn observe(&self, request: Request<LeaderRequest>) -> Result<Response<Self::ObserveStream>, Status> {

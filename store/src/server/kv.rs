@@ -1,8 +1,9 @@
-//! The KV service: Range is served from the state machine at the visible revision; Put,
-//! DeleteRange, Txn and Compact are validated here and proposed to the writer.
+//! The KV service: Range is served from the state machine at the visible revision (after a
+//! read barrier unless serializable); Put, DeleteRange, Txn and Compact are validated here and
+//! proposed through Raft.
 
 use super::state::Shared;
-use super::{grpc, propose_as};
+use super::{grpc, propose_as, read_barrier};
 use crate::apply::{Command, FromOutput, txn, validate};
 use crate::error::{Error, Result};
 use keel_proto::etcdserverpb::kv_server::Kv;
@@ -32,9 +33,12 @@ impl KvService {
     }
 
     /// KV.Range.
-    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+    pub async fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
         if req.key.is_empty() {
             return Err(Error::EmptyKey);
+        }
+        if !req.serializable {
+            read_barrier(&self.shared).await?;
         }
         let (plan, at) = {
             let sm = self.shared.read_state();
@@ -67,10 +71,13 @@ impl KvService {
         self.mutate(Command::DeleteRange(req), len).await
     }
 
-    /// KV.Txn. A txn that writes nothing is served as a read, without waiting for the writer.
+    /// KV.Txn. A txn that writes nothing is served as a read, without a log entry.
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
         if !txn::has_writes(&req) {
             txn::validate(&req, self.shared.limits.max_txn_ops)?;
+            if !txn::all_serializable(&req) {
+                read_barrier(&self.shared).await?;
+            }
             let sm = self.shared.read_state();
             let at = self.shared.visible();
             let mut r = txn::read_only(&sm, &req, at)?;
@@ -92,7 +99,7 @@ impl KvService {
 impl Kv for KvService {
     async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         let start = Instant::now();
-        let r = KvService::range(self, request.get_ref());
+        let r = KvService::range(self, request.get_ref()).await;
         self.shared.metrics.observe("Range", start, r.is_ok());
         grpc(r)
     }

@@ -1,7 +1,12 @@
 //! The Lease service, and the expiry task that revokes leases whose deadline passed.
+//!
+//! Deadlines are kept by every member but only the leader acts on them: it serves keep-alives
+//! and TimeToLive (other members pass them to it) and proposes the revoke of an expired lease.
+//! A member that becomes leader first extends every deadline to a full TTL from then, so a
+//! leader change never shortens a lease (etcd's behaviour without lease checkpoints).
 
 use super::state::Shared;
-use super::{grpc, propose_as};
+use super::{REQUEST_TIMEOUT, grpc, propose_as};
 use crate::apply::Command;
 use crate::error::{Error, Result};
 use futures::Stream;
@@ -48,15 +53,52 @@ impl LeaseService {
         propose_as(&self.shared, Command::LeaseRevoke(req)).await
     }
 
-    /// One keep-alive: the TTL, or 0 when the lease is gone (not an error, as in etcd).
-    pub fn keep_alive_once(&self, id: i64) -> LeaseKeepAliveResponse {
+    /// One keep-alive, served by the leader: the TTL, or 0 when the lease is gone (not an
+    /// error, as in etcd).
+    pub async fn keep_alive_once(&self, id: i64) -> Result<LeaseKeepAliveResponse> {
+        let replica = self.shared.replica()?;
+        if replica.is_leader() {
+            return Ok(self.keep_alive_here(id));
+        }
+        let (_, leader) = replica.leader().ok_or(Error::NoLeader)?;
+        let mut client = replica.peers.member(&leader).map_err(|_| Error::NoLeader)?;
+        let call = client.lease_keep_alive(LeaseKeepAliveRequest { id });
+        match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
+            Err(_) => Err(Error::Timeout),
+            Ok(Err(status)) => Err(Error::from_status(&status)),
+            Ok(Ok(r)) => {
+                let mut r = r.into_inner();
+                r.header = self.shared.header(self.shared.visible());
+                Ok(r)
+            }
+        }
+    }
+
+    /// A keep-alive on this member (the leader).
+    pub fn keep_alive_here(&self, id: i64) -> LeaseKeepAliveResponse {
         let durable = self.shared.applied_index();
         let ttl = self.shared.write_state().leases.renew(id, Instant::now(), durable).unwrap_or(0);
         LeaseKeepAliveResponse { header: self.shared.header(self.shared.visible()), id, ttl }
     }
 
-    /// Lease.LeaseTimeToLive. An unknown lease answers TTL -1, as etcd does.
-    pub fn time_to_live(&self, req: &LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse {
+    /// Lease.LeaseTimeToLive, answered with the leader's deadline. An unknown lease answers
+    /// TTL -1, as etcd does.
+    pub async fn time_to_live(&self, req: &LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse> {
+        let replica = self.shared.replica()?;
+        if replica.is_leader() {
+            return Ok(self.time_to_live_here(req));
+        }
+        let (_, leader) = replica.leader().ok_or(Error::NoLeader)?;
+        let mut client = replica.peers.member(&leader).map_err(|_| Error::NoLeader)?;
+        match tokio::time::timeout(REQUEST_TIMEOUT, client.lease_time_to_live(req.clone())).await {
+            Err(_) => Err(Error::Timeout),
+            Ok(Err(status)) => Err(Error::from_status(&status)),
+            Ok(Ok(r)) => Ok(r.into_inner()),
+        }
+    }
+
+    /// LeaseTimeToLive on this member (the leader).
+    pub fn time_to_live_here(&self, req: &LeaseTimeToLiveRequest) -> LeaseTimeToLiveResponse {
         let sm = self.shared.read_state();
         let header = self.shared.header(self.shared.visible());
         match sm.leases.visible(req.id, self.shared.applied_index()) {
@@ -89,7 +131,9 @@ impl LeaseService {
         let svc = self.clone();
         tokio::spawn(async move {
             while let Some(Ok(req)) = requests.next().await {
-                if tx.send(Ok(svc.keep_alive_once(req.id))).await.is_err() {
+                let resp = svc.keep_alive_once(req.id).await.map_err(Status::from);
+                let failed = resp.is_err();
+                if tx.send(resp).await.is_err() || failed {
                     break;
                 }
             }
@@ -98,11 +142,22 @@ impl LeaseService {
     }
 }
 
-/// Revoke leases whose deadline passed, one proposal each, until the member stops.
+/// On the leader, revoke leases whose deadline passed, one proposal each, until the member
+/// stops.
 pub async fn run_expiry(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(EXPIRY_CHECK_INTERVAL);
+    let mut leading = false;
     loop {
         tick.tick().await;
+        let leads = shared.replica().is_ok_and(|r| r.is_leader());
+        if leads && !leading {
+            shared.write_state().leases.extend_all(Instant::now());
+            tracing::info!("leading: every lease deadline extended to a full TTL from now");
+        }
+        leading = leads;
+        if !leads {
+            continue;
+        }
         let expired = shared.read_state().leases.expired(Instant::now());
         // Revoked concurrently, so a thousand leases expiring together share groups and fsyncs.
         let revokes = expired.into_iter().map(|id| {
@@ -145,8 +200,10 @@ impl Lease for LeaseService {
     }
 
     async fn lease_time_to_live(&self, request: Request<LeaseTimeToLiveRequest>) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
-        self.shared.metrics.count("LeaseTimeToLive");
-        Ok(Response::new(self.time_to_live(request.get_ref())))
+        let start = Instant::now();
+        let r = self.time_to_live(request.get_ref()).await;
+        self.shared.metrics.observe("LeaseTimeToLive", start, r.is_ok());
+        grpc(r)
     }
 
     async fn lease_leases(&self, _request: Request<LeaseLeasesRequest>) -> Result<Response<LeaseLeasesResponse>, Status> {

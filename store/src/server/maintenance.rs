@@ -1,10 +1,11 @@
-//! The Maintenance service for one member: Status, Alarm, Hash, HashKV. Defragment, Snapshot,
-//! MoveLeader and Downgrade come with replication and answer `Unimplemented` until then.
+//! The Maintenance service: Status (with the Raft leader, term and indexes), Alarm, Hash,
+//! HashKV, MoveLeader, and Snapshot (the member's data streamed in Keel's snapshot format).
+//! Defragment and Downgrade answer `Unimplemented`.
 
 use super::grpc;
 use super::state::Shared;
 use super::unimplemented;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use keel_proto::etcdserverpb::alarm_request::AlarmAction;
 use keel_proto::etcdserverpb::maintenance_server::Maintenance;
 use keel_proto::etcdserverpb::*;
@@ -42,24 +43,83 @@ impl MaintenanceService {
     }
 
     /// Maintenance.Status.
-    pub fn status(&self) -> StatusResponse {
+    pub fn status(&self) -> Result<StatusResponse> {
         let s = &self.shared;
         let size = s.backend.size_bytes() as i64;
-        StatusResponse {
+        let replica = s.replica()?;
+        let m = replica.metrics();
+        let is_learner = !m.membership_config.membership().voter_ids().any(|id| id == replica.id);
+        Ok(StatusResponse {
             header: s.header(s.visible()),
             version: ETCD_VERSION.to_string(),
             db_size: size,
-            leader: s.identity.member_id.0,
-            raft_index: s.applied_index(),
-            raft_term: s.term(),
+            leader: m.current_leader.unwrap_or(0),
+            raft_index: m.last_log_index.unwrap_or(0),
+            raft_term: m.current_term,
             raft_applied_index: s.applied_index(),
             errors: self.alarms().iter().map(|a| format!("memberID:{} alarm:NOSPACE ", a.member_id)).collect(),
             db_size_in_use: size,
-            is_learner: false,
+            is_learner,
             storage_version: String::new(),
             db_size_quota: s.limits.quota_backend_bytes as i64,
             downgrade_info: None,
-        }
+        })
+    }
+
+    /// Maintenance.MoveLeader, on the leader.
+    pub async fn move_leader(&self, req: &MoveLeaderRequest) -> Result<MoveLeaderResponse> {
+        let deadline = tokio::time::Instant::now() + super::REQUEST_TIMEOUT;
+        self.shared.replica()?.move_leader(req.target_id, deadline).await?;
+        Ok(MoveLeaderResponse { header: self.shared.header(self.shared.visible()) })
+    }
+
+    /// Maintenance.Snapshot: this member's data as of now, in Keel's snapshot format.
+    pub async fn snapshot(&self) -> Result<SnapshotStream> {
+        let shared = self.shared.clone();
+        let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File> {
+            let mut sm = shared.write_state();
+            sm.write_group()?;
+            let mut f = tempfile::tempfile().map_err(|e| Error::Storage(e.to_string()))?;
+            crate::raft::snapshot::dump(&*shared.backend, &mut f).map_err(|e| Error::Storage(e.to_string()))?;
+            drop(sm);
+            std::io::Seek::rewind(&mut f).map_err(|e| Error::Storage(e.to_string()))?;
+            Ok(f)
+        })
+        .await
+        .map_err(|e| Error::Storage(e.to_string()))??;
+        let total = file.metadata().map(|m| m.len()).unwrap_or(0);
+        let header = self.shared.header(self.shared.visible());
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        tokio::task::spawn_blocking(move || {
+            let mut file = file;
+            let mut sent = 0u64;
+            loop {
+                let mut buf = vec![0u8; 1 << 20];
+                let n = match std::io::Read::read(&mut file, &mut buf) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(Status::internal(e.to_string())));
+                        return;
+                    }
+                };
+                buf.truncate(n);
+                sent += n as u64;
+                let last = n == 0 || sent >= total;
+                let msg = SnapshotResponse {
+                    header: header.clone(),
+                    remaining_bytes: total - sent,
+                    blob: buf.into(),
+                    version: ETCD_VERSION.into(),
+                };
+                if (n > 0 || sent == 0) && tx.blocking_send(Ok(msg)).is_err() {
+                    return;
+                }
+                if last {
+                    return;
+                }
+            }
+        });
+        Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
     }
 
     /// Maintenance.Alarm.
@@ -116,7 +176,7 @@ impl Maintenance for MaintenanceService {
 
     async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         self.shared.metrics.count("Status");
-        Ok(Response::new(MaintenanceService::status(self)))
+        grpc(MaintenanceService::status(self))
     }
 
     async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
@@ -139,11 +199,13 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn snapshot(&self, _request: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
-        Err(unimplemented("Maintenance.Snapshot"))
+        self.shared.metrics.count("Snapshot");
+        grpc(MaintenanceService::snapshot(self).await)
     }
 
-    async fn move_leader(&self, _request: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
-        Err(unimplemented("Maintenance.MoveLeader"))
+    async fn move_leader(&self, request: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+        self.shared.metrics.count("MoveLeader");
+        grpc(MaintenanceService::move_leader(self, request.get_ref()).await)
     }
 
     async fn downgrade(&self, _request: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {

@@ -22,9 +22,14 @@ use crate::apply::{Command, FromOutput};
 use crate::error::Error;
 use state::Shared;
 use std::time::Duration;
+
+/// Wait until a linearizable read may be served on this member (read-index through the leader).
+pub async fn read_barrier(shared: &Shared) -> Result<(), Error> {
+    shared.replica()?.read_barrier(tokio::time::Instant::now() + REQUEST_TIMEOUT).await
+}
 use tonic::Status;
 
-/// How long a proposal may wait for the writer before the client is told it timed out.
+/// How long a request may wait for Raft before the client is told it timed out.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
 
 /// Map a core result to a gRPC one.
@@ -37,10 +42,14 @@ pub fn unimplemented(rpc: &'static str) -> Status {
     Status::from(Error::Unimplemented(rpc))
 }
 
-/// Propose `cmd`, wait (up to [`REQUEST_TIMEOUT`]) until it is applied and durable, and return
-/// its response body with the header at the revision it produced.
+/// Propose `cmd`, wait (up to [`REQUEST_TIMEOUT`]) until it is committed and applied, and
+/// return its response body with the header at the revision it produced.
 pub async fn propose_as<T: FromOutput>(shared: &Shared, cmd: Command) -> Result<T, Error> {
-    let applied = tokio::time::timeout(REQUEST_TIMEOUT, shared.proposer.propose(cmd)).await.map_err(|_| Error::Timeout)??;
+    if cmd.grows_store() && shared.no_space() {
+        return Err(Error::NoSpace);
+    }
+    let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
+    let applied = shared.replica()?.propose(&cmd, deadline).await?;
     let mut body = T::from_output(applied.output).ok_or_else(|| Error::Storage("a command produced the wrong kind of output".into()))?;
     body.set_header(shared.header(applied.revision));
     Ok(body)

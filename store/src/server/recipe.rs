@@ -77,7 +77,7 @@ pub async fn create_or_get(kv: &KvService, key: Bytes, value: Bytes, lease: i64)
 }
 
 /// The key with the lowest create revision under `prefix`: the holder or leader.
-pub fn first_created(kv: &KvService, prefix: &Bytes) -> Result<Option<KeyValue>> {
+pub async fn first_created(kv: &KvService, prefix: &Bytes) -> Result<Option<KeyValue>> {
     let req = RangeRequest {
         key: prefix.clone(),
         range_end: prefix_end(prefix),
@@ -86,7 +86,7 @@ pub fn first_created(kv: &KvService, prefix: &Bytes) -> Result<Option<KeyValue>>
         limit: 1,
         ..Default::default()
     };
-    Ok(kv.range(&req)?.kvs.into_iter().next())
+    Ok(kv.range(&req).await?.kvs.into_iter().next())
 }
 
 /// Wait until every key under `prefix` created before `my_rev` is deleted.
@@ -101,7 +101,7 @@ pub async fn wait_for_predecessors(kv: &KvService, watch: &WatchService, prefix:
             limit: 1,
             ..Default::default()
         };
-        let resp = kv.range(&req)?;
+        let resp = kv.range(&req).await?;
         let Some(last) = resp.kvs.into_iter().next() else { return Ok(()) };
         let from = resp.header.map_or(0, |h| h.revision) + 1;
         wait_deleted(watch, last.key, from).await;
@@ -121,7 +121,7 @@ pub async fn wait_turn(
     guard: KeyGuard,
 ) -> Result<Option<ResponseHeader>> {
     wait_for_predecessors(kv, watch, &queue_prefix(name), mine).await?;
-    let now = kv.range(&RangeRequest { key, ..Default::default() })?;
+    let now = kv.range(&RangeRequest { key, ..Default::default() }).await?;
     match now.kvs.first() {
         Some(kv) if kv.create_revision == mine => {
             guard.disarm();

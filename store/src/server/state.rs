@@ -1,19 +1,22 @@
-//! [`Shared`]: what every service, the writer and the background tasks share. It holds the state
-//! machine behind one RwLock (one writer task, many readers) and the *visible* revision: the
-//! newest revision that is durable, which is what readers see as "now".
+//! [`Shared`]: what every service, the Raft state machine and the background tasks share. It
+//! holds the state machine behind one RwLock (the apply loop writes, many readers read) and the
+//! *visible* revision: the newest applied revision (committed on a quorum), which is what
+//! readers see as "now".
 //!
-//! Lock order: `sm` before the watch hub's mutex is never needed (the writer releases `sm`
+//! Lock order: `sm` before the watch hub's mutex is never needed (the apply loop releases `sm`
 //! before it notifies the hub).
 
 use crate::apply::StateMachine;
-use crate::apply::writer::Proposer;
+use crate::error::{Error, Result};
+use crate::raft::Replica;
 use crate::seams::Rng;
 use crate::storage::Backend;
 use crate::types::{ClusterId, MemberId};
 use crate::watch::WatchHub;
 use keel_proto::etcdserverpb::ResponseHeader;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use tokio::time::Instant;
 
 /// Who this member is, as reported in headers and MemberList.
 #[derive(Clone, Debug)]
@@ -41,23 +44,19 @@ pub struct Limits {
     pub quota_backend_bytes: u64,
 }
 
-/// Metadata key: how many times this member started (reported as the raft term).
-pub const META_TERM: &[u8] = b"m/term";
-
 /// State shared by the services and tasks of one member.
 pub struct Shared {
     sm: RwLock<StateMachine>,
     visible: AtomicI64,
-    applied_index: AtomicU64,
-    term: u64,
+    applied_index: tokio::sync::watch::Sender<u64>,
+    term: AtomicU64,
     nospace: AtomicBool,
     rng: Mutex<Box<dyn Rng>>,
     /// The backend (for sync and size).
     pub backend: Arc<dyn Backend>,
     /// Watchers.
     pub hub: WatchHub,
-    /// Where mutations go.
-    pub proposer: Proposer,
+    replica: OnceLock<Arc<Replica>>,
     /// This member.
     pub identity: Identity,
     /// Request limits.
@@ -67,28 +66,20 @@ pub struct Shared {
 }
 
 impl Shared {
-    /// Assemble the shared state. `term` comes from the backend's metadata.
-    pub fn new(
-        sm: StateMachine,
-        backend: Arc<dyn Backend>,
-        proposer: Proposer,
-        identity: Identity,
-        limits: Limits,
-        rng: Box<dyn Rng>,
-        term: u64,
-    ) -> Shared {
+    /// Assemble the shared state; [`Shared::set_replica`] completes it.
+    pub fn new(sm: StateMachine, backend: Arc<dyn Backend>, identity: Identity, limits: Limits, rng: Box<dyn Rng>) -> Shared {
         let rev = sm.mvcc.current();
         let applied_index = sm.applied;
         Shared {
             sm: RwLock::new(sm),
             visible: AtomicI64::new(rev),
-            applied_index: AtomicU64::new(applied_index),
-            term,
+            applied_index: tokio::sync::watch::Sender::new(applied_index),
+            term: AtomicU64::new(0),
             nospace: AtomicBool::new(false),
             rng: Mutex::new(rng),
             backend,
             hub: WatchHub::new(rev),
-            proposer,
+            replica: OnceLock::new(),
             identity,
             limits,
             metrics: Default::default(),
@@ -117,20 +108,48 @@ impl Shared {
         self.visible.fetch_max(rev, Ordering::AcqRel);
     }
 
-    /// Record that log records up to `index` are durable and applied (reported as the raft
-    /// index).
+    /// Record that log entries up to `index` are applied.
     pub fn set_applied_index(&self, index: u64) {
-        self.applied_index.fetch_max(index, Ordering::AcqRel);
+        self.applied_index.send_if_modified(|i| {
+            let raise = index > *i;
+            *i = (*i).max(index);
+            raise
+        });
     }
 
-    /// Log records durable and applied so far.
+    /// Log entries applied so far.
     pub fn applied_index(&self) -> u64 {
-        self.applied_index.load(Ordering::Acquire)
+        *self.applied_index.borrow()
     }
 
-    /// The term reported in headers.
+    /// Wait until entries up to `index` are applied, or fail with etcd's timeout at `deadline`.
+    pub async fn wait_applied(&self, index: u64, deadline: Instant) -> Result<()> {
+        let mut rx = self.applied_index.subscribe();
+        match tokio::time::timeout_at(deadline, rx.wait_for(|i| *i >= index)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(Error::Stopped),
+            Err(_) => Err(Error::Timeout),
+        }
+    }
+
+    /// The Raft term reported in headers.
     pub fn term(&self) -> u64 {
-        self.term
+        self.term.load(Ordering::Acquire)
+    }
+
+    /// Record the current Raft term.
+    pub fn set_term(&self, term: u64) {
+        self.term.fetch_max(term, Ordering::AcqRel);
+    }
+
+    /// Attach the replication handle (once, while the member starts).
+    pub fn set_replica(&self, replica: Arc<Replica>) {
+        let _ = self.replica.set(replica);
+    }
+
+    /// The replication handle.
+    pub fn replica(&self) -> Result<&Arc<Replica>> {
+        self.replica.get().ok_or(Error::Stopped)
     }
 
     /// A response header at `revision`.
@@ -139,7 +158,7 @@ impl Shared {
             cluster_id: self.identity.cluster_id.0,
             member_id: self.identity.member_id.0,
             revision,
-            raft_term: self.term,
+            raft_term: self.term(),
         })
     }
 

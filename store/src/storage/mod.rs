@@ -23,6 +23,12 @@ use std::ops::ControlFlow;
 #[error("{0}")]
 pub struct StorageError(pub String);
 
+impl From<StorageError> for std::io::Error {
+    fn from(e: StorageError) -> std::io::Error {
+        std::io::Error::other(e.0)
+    }
+}
+
 /// A set of puts and deletes applied atomically.
 #[derive(Debug, Default, Clone)]
 pub struct WriteBatch {

@@ -310,6 +310,25 @@ impl WatchHub {
         }
     }
 
+    /// The store jumped to `rev` without events (a snapshot was installed): every synced
+    /// watcher catches up from history, from the revision after what it has seen.
+    pub fn jump(&self, rev: i64) {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let from = inner.rev + 1;
+        inner.rev = rev;
+        for ((stream, _), w) in inner.watchers.iter_mut() {
+            if w.synced {
+                w.synced = false;
+                w.next_rev = from;
+                if let Some(outbox) = inner.streams.get_mut(stream) {
+                    outbox.unsynced += 1;
+                }
+            }
+        }
+        self.syncer_wake.notify_one();
+    }
+
     /// Wait until the syncer may have work.
     pub async fn syncer_wait(&self) {
         self.syncer_wake.notified().await

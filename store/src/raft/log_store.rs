@@ -1,0 +1,397 @@
+//! The Raft log on disk: one append-only file of records, mirrored in memory from the last
+//! purge on. openraft reads entries from memory; the file is for restarts.
+//!
+//! Record: `[len u32][crc32 u32][kind u8][body]`, `len` counting kind and body. Kinds: an entry
+//! (its [`super::codec`] encoding), a truncation (first index removed), a purge (log id), the
+//! vote, the commit index. Replaying the records in order rebuilds the log. A torn record at the
+//! end (a crash mid-write) is cut off; nothing after it was ever acknowledged.
+//!
+//! Durability: `append` writes the records and queues its `IOFlushed` callback; the syncer task
+//! takes every queued callback, runs one `fdatasync`, then completes them all (group commit).
+//! `save_vote` syncs before it returns. When purges leave the file mostly dead, it is rewritten
+//! (temporary file, fsync, rename, directory fsync).
+
+use super::codec::{self, log_id};
+use super::types::{TypeConfig, typ};
+use bytes::{Buf, BufMut, Bytes};
+use openraft::storage::{IOFlushed, RaftLogStorage};
+use openraft::{LogState, OptionalSend, RaftLogReader};
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::ops::RangeBounds;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+const ENTRY: u8 = 1;
+const TRUNCATE: u8 = 2;
+const PURGE: u8 = 3;
+const VOTE: u8 = 4;
+const COMMITTED: u8 = 5;
+
+const FILE: &str = "raft.log";
+/// Past this size, a purge that leaves most of the file dead rewrites it.
+const REWRITE_BYTES: u64 = 64 << 20;
+
+struct State {
+    entries: BTreeMap<u64, typ::Entry>,
+    vote: Option<typ::Vote>,
+    committed: Option<typ::LogId>,
+    purged: Option<typ::LogId>,
+    file: Arc<File>,
+    file_bytes: u64,
+}
+
+struct Inner {
+    dir: PathBuf,
+    state: Mutex<State>,
+    pending: Mutex<Vec<IOFlushed<TypeConfig>>>,
+    wake: tokio::sync::Notify,
+}
+
+/// The log store; clones share it (the same object is openraft's reader).
+#[derive(Clone)]
+pub struct LogStore {
+    inner: Arc<Inner>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn record(kind: u8, body: &[u8], out: &mut Vec<u8>) {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&[kind]);
+    h.update(body);
+    out.put_u32_le(body.len() as u32 + 1);
+    out.put_u32_le(h.finalize());
+    out.put_u8(kind);
+    out.extend_from_slice(body);
+}
+
+fn id_bytes(id: &typ::LogId) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&id.leader_id.term.to_be_bytes());
+    b[8..].copy_from_slice(&id.index.to_be_bytes());
+    b
+}
+
+impl LogStore {
+    /// Open (or create) the log in `dir`.
+    pub fn open(dir: &Path) -> io::Result<LogStore> {
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(FILE);
+        let mut raw = Vec::new();
+        if path.exists() {
+            File::open(&path)?.read_to_end(&mut raw)?;
+        }
+        let mut st = State {
+            entries: BTreeMap::new(),
+            vote: None,
+            committed: None,
+            purged: None,
+            file: Arc::new(OpenOptions::new().create(true).append(true).open(&path)?),
+            file_bytes: 0,
+        };
+        let raw = Bytes::from(raw);
+        let valid = replay(&raw, &mut st)?;
+        if valid < raw.len() {
+            tracing::warn!(dropped = raw.len() - valid, "cut a torn record off the end of the Raft log");
+            st.file.set_len(valid as u64)?;
+            st.file.sync_all()?;
+        }
+        st.file_bytes = valid as u64;
+        sync_dir(dir)?;
+        Ok(LogStore {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                state: Mutex::new(st),
+                pending: Mutex::new(Vec::new()),
+                wake: Default::default(),
+            }),
+        })
+    }
+
+    /// The group-commit task: run it for as long as the store is used.
+    pub async fn run_syncer(self) {
+        loop {
+            self.inner.wake.notified().await;
+            let waiting = std::mem::take(&mut *lock(&self.inner.pending));
+            if waiting.is_empty() {
+                continue;
+            }
+            let file = lock(&self.inner.state).file.clone();
+            let result = run_blocking(move || file.sync_data()).await;
+            for cb in waiting {
+                cb.io_completed(result.as_ref().map(|_| ()).map_err(|e| io::Error::new(e.kind(), e.to_string())));
+            }
+            if let Err(e) = result {
+                tracing::error!(error = %e, "Raft log fsync failed");
+            }
+        }
+    }
+
+    fn write(&self, st: &mut State, buf: &[u8]) -> io::Result<()> {
+        (&*st.file).write_all(buf)?;
+        st.file_bytes += buf.len() as u64;
+        Ok(())
+    }
+
+    /// Index of the first entry kept (for tests and status).
+    pub fn first_index(&self) -> Option<u64> {
+        lock(&self.inner.state).entries.keys().next().copied()
+    }
+
+    fn rewrite(&self, st: &mut State) -> io::Result<()> {
+        let mut buf = Vec::new();
+        if let Some(v) = &st.vote {
+            record(VOTE, &codec::to_json(v), &mut buf);
+        }
+        if let Some(c) = &st.committed {
+            record(COMMITTED, &codec::to_json(c), &mut buf);
+        }
+        if let Some(p) = &st.purged {
+            record(PURGE, &id_bytes(p), &mut buf);
+        }
+        let mut e = Vec::new();
+        for entry in st.entries.values() {
+            e.clear();
+            codec::encode_entry(entry, &mut e);
+            record(ENTRY, &e, &mut buf);
+        }
+        let tmp = self.inner.dir.join(format!("{FILE}.tmp"));
+        let mut f = File::create(&tmp)?;
+        f.write_all(&buf)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, self.inner.dir.join(FILE))?;
+        sync_dir(&self.inner.dir)?;
+        st.file = Arc::new(OpenOptions::new().append(true).open(self.inner.dir.join(FILE))?);
+        st.file_bytes = buf.len() as u64;
+        Ok(())
+    }
+}
+
+fn replay(raw: &Bytes, st: &mut State) -> io::Result<usize> {
+    let mut pos = 0;
+    while raw.len() - pos >= 9 {
+        let mut hdr = &raw[pos..pos + 8];
+        let len = hdr.get_u32_le() as usize;
+        let crc = hdr.get_u32_le();
+        if len == 0 || raw.len() - pos - 8 < len || crc32fast::hash(&raw[pos + 8..pos + 8 + len]) != crc {
+            break;
+        }
+        let kind = raw[pos + 8];
+        let body = raw.slice(pos + 9..pos + 8 + len);
+        match kind {
+            ENTRY => {
+                let e = codec::decode_entry(body)?;
+                st.entries.insert(e.log_id.index, e);
+            }
+            TRUNCATE => {
+                let first = (&body[..]).get_u64();
+                st.entries.split_off(&first);
+            }
+            PURGE => {
+                let mut b = &body[..];
+                let id = log_id(b.get_u64(), b.get_u64());
+                st.entries = st.entries.split_off(&(id.index + 1));
+                st.purged = Some(id);
+            }
+            VOTE => st.vote = Some(codec::from_json(&body)?),
+            COMMITTED => st.committed = Some(codec::from_json(&body)?),
+            k => return Err(io::Error::new(io::ErrorKind::InvalidData, format!("unknown Raft log record kind {k}"))),
+        }
+        pos += 8 + len;
+    }
+    Ok(pos)
+}
+
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Run a blocking call. On a multi-threaded runtime the caller's worker does it in place (a
+/// hand-off to the blocking pool costs more than a fast fsync); elsewhere it goes to the pool.
+pub async fn run_blocking<T: Send + 'static>(f: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
+    if tokio::runtime::Handle::current().runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+        tokio::task::block_in_place(f)
+    } else {
+        tokio::task::spawn_blocking(f).await.map_err(io::Error::other)?
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(&mut self, range: RB) -> io::Result<Vec<typ::Entry>> {
+        Ok(lock(&self.inner.state).entries.range(range).map(|(_, e)| e.clone()).collect())
+    }
+
+    async fn read_vote(&mut self) -> io::Result<Option<typ::Vote>> {
+        Ok(lock(&self.inner.state).vote)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> io::Result<LogState<TypeConfig>> {
+        let st = lock(&self.inner.state);
+        let last = st.entries.values().next_back().map(|e| e.log_id).or(st.purged);
+        Ok(LogState { last_purged_log_id: st.purged, last_log_id: last })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &typ::Vote) -> io::Result<()> {
+        let mut buf = Vec::new();
+        record(VOTE, &codec::to_json(vote), &mut buf);
+        let file = {
+            let mut st = lock(&self.inner.state);
+            self.write(&mut st, &buf)?;
+            st.vote = Some(*vote);
+            st.file.clone()
+        };
+        run_blocking(move || file.sync_data()).await
+    }
+
+    async fn save_committed(&mut self, committed: Option<typ::LogId>) -> io::Result<()> {
+        // Not synced: it rides along with the next group commit, and is only a hint on restart.
+        let Some(c) = committed else { return Ok(()) };
+        let mut buf = Vec::new();
+        record(COMMITTED, &codec::to_json(&c), &mut buf);
+        let mut st = lock(&self.inner.state);
+        self.write(&mut st, &buf)?;
+        st.committed = Some(c);
+        Ok(())
+    }
+
+    async fn read_committed(&mut self) -> io::Result<Option<typ::LogId>> {
+        Ok(lock(&self.inner.state).committed)
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> io::Result<()>
+    where
+        I: IntoIterator<Item = typ::Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let mut buf = Vec::new();
+        let mut e = Vec::new();
+        {
+            let mut st = lock(&self.inner.state);
+            let mut added = Vec::new();
+            for entry in entries {
+                e.clear();
+                codec::encode_entry(&entry, &mut e);
+                record(ENTRY, &e, &mut buf);
+                added.push(entry);
+            }
+            self.write(&mut st, &buf)?;
+            for entry in added {
+                st.entries.insert(entry.log_id.index, entry);
+            }
+        }
+        lock(&self.inner.pending).push(callback);
+        self.inner.wake.notify_one();
+        Ok(())
+    }
+
+    async fn truncate_after(&mut self, last: Option<typ::LogId>) -> io::Result<()> {
+        let first = last.map_or(0, |l| l.index + 1);
+        let mut buf = Vec::new();
+        record(TRUNCATE, &first.to_be_bytes(), &mut buf);
+        let mut st = lock(&self.inner.state);
+        self.write(&mut st, &buf)?;
+        st.entries.split_off(&first);
+        Ok(())
+    }
+
+    async fn purge(&mut self, upto: typ::LogId) -> io::Result<()> {
+        let mut buf = Vec::new();
+        record(PURGE, &id_bytes(&upto), &mut buf);
+        let mut st = lock(&self.inner.state);
+        self.write(&mut st, &buf)?;
+        st.entries = st.entries.split_off(&(upto.index + 1));
+        st.purged = Some(upto);
+        if st.file_bytes > REWRITE_BYTES {
+            let live: u64 = st.entries.values().map(|e| 25 + codec::entry_bytes(e).len() as u64).sum();
+            if live * 4 < st.file_bytes {
+                self.rewrite(&mut st)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::types::LogCmd;
+    use openraft::EntryPayload;
+    use openraft::entry::RaftEntry;
+
+    fn entry(term: u64, index: u64) -> typ::Entry {
+        typ::Entry::new(log_id(term, index), EntryPayload::Normal(LogCmd(Bytes::from(format!("{term}/{index}")))))
+    }
+
+    async fn append(s: &mut LogStore, es: Vec<typ::Entry>) {
+        s.append(es, IOFlushed::noop()).await.unwrap();
+    }
+
+    fn indexes(s: &LogStore) -> Vec<(u64, u64)> {
+        lock(&s.inner.state).entries.values().map(|e| (e.log_id.leader_id.term, e.log_id.index)).collect()
+    }
+
+    #[tokio::test]
+    async fn appends_truncations_purges_and_votes_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = LogStore::open(dir.path()).unwrap();
+        append(&mut s, (1..=5).map(|i| entry(1, i)).collect()).await;
+        s.truncate_after(Some(log_id(1, 3))).await.unwrap();
+        append(&mut s, vec![entry(2, 4)]).await;
+        s.purge(log_id(1, 1)).await.unwrap();
+        let vote = typ::Vote::new(2, 7);
+        s.save_vote(&vote).await.unwrap();
+        let before = indexes(&s);
+        assert_eq!(before, vec![(1, 2), (1, 3), (2, 4)]);
+        drop(s);
+        let mut again = LogStore::open(dir.path()).unwrap();
+        assert_eq!(indexes(&again), before);
+        assert_eq!(again.read_vote().await.unwrap(), Some(vote));
+        let st = again.get_log_state().await.unwrap();
+        assert_eq!((st.last_purged_log_id, st.last_log_id), (Some(log_id(1, 1)), Some(log_id(2, 4))));
+    }
+
+    #[tokio::test]
+    async fn a_torn_tail_is_cut_off_and_the_rest_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = LogStore::open(dir.path()).unwrap();
+        append(&mut s, (1..=3).map(|i| entry(1, i)).collect()).await;
+        drop(s);
+        let path = dir.path().join(FILE);
+        let len = std::fs::metadata(&path).unwrap().len();
+        OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 3).unwrap();
+        let mut again = LogStore::open(dir.path()).unwrap();
+        assert_eq!(indexes(&again), vec![(1, 1), (1, 2)]);
+        append(&mut again, vec![entry(1, 3)]).await;
+        drop(again);
+        assert_eq!(indexes(&LogStore::open(dir.path()).unwrap()), vec![(1, 1), (1, 2), (1, 3)], "appends after the cut are readable");
+    }
+
+    #[tokio::test]
+    async fn a_mostly_dead_file_is_rewritten_with_the_live_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = LogStore::open(dir.path()).unwrap();
+        let big = Bytes::from(vec![7u8; 1 << 20]);
+        for i in 1..=70 {
+            append(&mut s, vec![typ::Entry::new(log_id(1, i), EntryPayload::Normal(LogCmd(big.clone())))]).await;
+        }
+        s.purge(log_id(1, 68)).await.unwrap();
+        assert!(std::fs::metadata(dir.path().join(FILE)).unwrap().len() < 4 << 20, "the file was rewritten");
+        append(&mut s, vec![entry(1, 71)]).await;
+        drop(s);
+        let again = LogStore::open(dir.path()).unwrap();
+        assert_eq!(indexes(&again), vec![(1, 69), (1, 70), (1, 71)]);
+    }
+}

@@ -1,0 +1,162 @@
+//! etcd's Cluster operations as Raft membership changes (joint consensus inside openraft).
+//! Changes are made by the leader; other members pass them on over the peer protocol.
+//!
+//! - MemberAdd: the new member joins as a learner (openraft replicates to it once it runs); a
+//!   voting member is then made a voter at once, as etcd does.
+//! - MemberPromote: only a learner whose log is within 90 % of the leader's (etcd's rule).
+//! - MemberRemove / MemberUpdate: remove the node / replace its peer URLs.
+//! - Publish: a started member sets its name and client URLs.
+
+use super::Replica;
+use super::types::PeerInfo;
+use crate::error::{Error, Result};
+use keel_proto::etcdserverpb::Member;
+use openraft::ChangeMembers;
+use openraft::errors::{ClientWriteError, RaftError};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// etcd promotes a learner only when its log reaches this share of the leader's.
+const READY_PERCENT: f64 = 0.9;
+
+fn err(e: RaftError<super::types::TypeConfig, ClientWriteError<super::types::TypeConfig>>) -> Error {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => Error::NotLeader,
+        RaftError::APIError(e) => {
+            tracing::warn!(error = %e, "membership change refused");
+            Error::UnhealthyCluster
+        }
+        RaftError::Fatal(e) => Error::Storage(format!("raft stopped: {e}")),
+    }
+}
+
+impl Replica {
+    /// Every member, as etcd lists them (voters, then learners, each in ID order).
+    pub fn members(&self) -> Vec<Member> {
+        let m = self.metrics();
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, info)| Member {
+                id: *id,
+                name: info.name.clone(),
+                peer_ur_ls: info.peer_urls.clone(),
+                client_ur_ls: info.client_urls.clone(),
+                is_learner: !voters.contains(id),
+            })
+            .collect()
+    }
+
+    fn node(&self, id: u64) -> Option<PeerInfo> {
+        self.metrics().membership_config.membership().get_node(&id).cloned()
+    }
+
+    /// Cluster.MemberAdd on the leader; returns the new member.
+    pub async fn add_member(&self, new_id: u64, peer_urls: Vec<String>, learner: bool) -> Result<Member> {
+        if !self.is_leader() {
+            return Err(Error::NotLeader);
+        }
+        if peer_urls.is_empty() {
+            return Err(Error::InvalidArgument("member peer URLs must be given".into()));
+        }
+        let members = self.members();
+        if members.iter().any(|m| m.peer_ur_ls.iter().any(|u| peer_urls.contains(u))) {
+            return Err(Error::PeerUrlExists);
+        }
+        if learner && members.iter().any(|m| m.is_learner) {
+            return Err(Error::TooManyLearners);
+        }
+        let info = PeerInfo { name: String::new(), peer_urls: peer_urls.clone(), client_urls: Vec::new() };
+        self.raft.add_learner(new_id, info, false).await.map_err(err)?;
+        if !learner {
+            self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([new_id])), false).await.map_err(err)?;
+        }
+        Ok(Member { id: new_id, name: String::new(), peer_ur_ls: peer_urls, client_ur_ls: Vec::new(), is_learner: learner })
+    }
+
+    /// Cluster.MemberRemove on the leader.
+    pub async fn remove_member(&self, id: u64) -> Result<()> {
+        if !self.is_leader() {
+            return Err(Error::NotLeader);
+        }
+        let members = self.members();
+        let Some(m) = members.iter().find(|m| m.id == id) else { return Err(Error::MemberNotFound) };
+        if !m.is_learner {
+            self.raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false).await.map_err(err)?;
+        }
+        if self.node(id).is_some() {
+            self.raft.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false).await.map_err(err)?;
+        }
+        Ok(())
+    }
+
+    /// Cluster.MemberUpdate on the leader: new peer URLs.
+    pub async fn update_member(&self, id: u64, peer_urls: Vec<String>) -> Result<()> {
+        if !self.is_leader() {
+            return Err(Error::NotLeader);
+        }
+        let Some(mut info) = self.node(id) else { return Err(Error::MemberNotFound) };
+        if self.members().iter().any(|m| m.id != id && m.peer_ur_ls.iter().any(|u| peer_urls.contains(u))) {
+            return Err(Error::PeerUrlExists);
+        }
+        info.peer_urls = peer_urls;
+        self.raft.change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, info)])), false).await.map_err(err)?;
+        Ok(())
+    }
+
+    /// Cluster.MemberPromote on the leader.
+    pub async fn promote_member(&self, id: u64) -> Result<()> {
+        if !self.is_leader() {
+            return Err(Error::NotLeader);
+        }
+        let members = self.members();
+        let Some(m) = members.iter().find(|m| m.id == id) else { return Err(Error::MemberNotFound) };
+        if !m.is_learner {
+            return Err(Error::MemberNotLearner);
+        }
+        let metrics = self.metrics();
+        let leader_last = metrics.last_log_index.unwrap_or(0) as f64;
+        let matched = metrics.replication.as_ref().and_then(|r| r.get(&id).cloned().flatten()).map_or(0, |l| l.index) as f64;
+        if matched < leader_last * READY_PERCENT {
+            return Err(Error::LearnerNotReady);
+        }
+        self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await.map_err(err)?;
+        Ok(())
+    }
+
+    /// A member's own name and client URLs, set by the leader.
+    pub async fn publish_member(&self, id: u64, name: String, client_urls: Vec<String>) -> Result<()> {
+        if !self.is_leader() {
+            return Err(Error::NotLeader);
+        }
+        let Some(mut info) = self.node(id) else { return Err(Error::MemberNotFound) };
+        if info.name == name && info.client_urls == client_urls {
+            return Ok(());
+        }
+        info.name = name;
+        info.client_urls = client_urls;
+        self.raft.change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, info)])), false).await.map_err(err)?;
+        Ok(())
+    }
+
+    /// Cluster.MoveLeader on the leader: hand leadership to `target` and wait until it leads.
+    pub async fn move_leader(&self, target: u64, deadline: tokio::time::Instant) -> Result<()> {
+        if !self.is_leader() {
+            return Err(Error::NotLeader);
+        }
+        let members = self.members();
+        match members.iter().find(|m| m.id == target) {
+            None => return Err(Error::MemberNotFound),
+            Some(m) if m.is_learner || target == self.id => return Err(Error::BadLeaderTransferee),
+            Some(_) => {}
+        }
+        self.raft.trigger().transfer_leader(target).await.map_err(|e| Error::Storage(format!("raft stopped: {e}")))?;
+        while self.metrics().current_leader != Some(target) {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(Error::Timeout);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,235 @@
+//! Replication: openraft behind one handle, [`Replica`]. The rest of the store proposes
+//! commands, asks for read barriers and changes membership through it, and never sees
+//! openraft's generics.
+//!
+//! - [`types`]: the type configuration and the types it carries.
+//! - [`codec`]: log entries in binary, openraft structures as JSON.
+//! - [`log_store`]: the Raft log file (group commit).
+//! - [`state_machine`]: committed entries applied to [`crate::apply::StateMachine`]; snapshots.
+//! - [`snapshot`]: the snapshot file format.
+//! - [`network`]: outgoing peer calls; [`peer`]: the peer gRPC service on 2380.
+//! - [`membership`]: etcd's Cluster operations on the Raft membership.
+//!
+//! Flows are described in `store/docs/replication.md`.
+
+pub mod codec;
+pub mod log_store;
+pub mod membership;
+pub mod network;
+pub mod peer;
+pub mod snapshot;
+pub mod state_machine;
+pub mod types;
+
+use crate::apply::{Applied, Command};
+use crate::error::{Error, Result};
+use crate::server::state::Shared;
+use keel_proto::keelpeerpb::{ForwardReply, ForwardRequest, ReadIndexRequest, forward_reply};
+use network::Peers;
+use openraft::ReadPolicy;
+use openraft::async_runtime::WatchReceiver;
+use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+use tokio::time::Instant;
+use types::{LogCmd, PeerInfo, Raft, typ};
+
+/// How long to wait between attempts while no leader is known.
+const RETRY: Duration = Duration::from_millis(25);
+
+/// Raft timing and snapshot settings, from etcd's flags.
+pub fn config(heartbeat: Duration, election: Duration, snapshot_count: u64) -> Result<openraft::Config> {
+    let hb = heartbeat.as_millis().max(1) as u64;
+    let el = election.as_millis().max(2) as u64;
+    openraft::Config {
+        cluster_name: "keel".into(),
+        heartbeat_interval: hb,
+        election_timeout_min: el,
+        // etcd randomizes the election timeout in [timeout, 2 × timeout).
+        election_timeout_max: el * 2,
+        // Snapshots are a backend flush here (cheap); keep the in-memory log short.
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_count.clamp(100, 10_000)),
+        max_in_snapshot_log_to_keep: 1000,
+        enable_pre_vote: Some(true),
+        install_snapshot_timeout: 10_000,
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| Error::InvalidArgument(format!("raft settings: {e}")))
+}
+
+/// This member's replication handle.
+pub struct Replica {
+    /// openraft.
+    pub raft: Raft,
+    /// This member's ID.
+    pub id: u64,
+    /// Channels to peers.
+    pub peers: Peers,
+    shared: Weak<Shared>,
+}
+
+impl Replica {
+    /// Wrap a built Raft node.
+    pub fn new(raft: Raft, id: u64, peers: Peers, shared: &Arc<Shared>) -> Replica {
+        Replica { raft, id, peers, shared: Arc::downgrade(shared) }
+    }
+
+    fn shared(&self) -> Result<Arc<Shared>> {
+        self.shared.upgrade().ok_or(Error::Stopped)
+    }
+
+    /// The latest metrics (cloned at once: holding the borrow would stall Raft).
+    pub fn metrics(&self) -> typ::Metrics {
+        self.raft.metrics().borrow_watched().clone()
+    }
+
+    /// The current leader and its addresses.
+    pub fn leader(&self) -> Option<(u64, PeerInfo)> {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        let id = m.current_leader?;
+        let info = m.membership_config.membership().get_node(&id).cloned()?;
+        Some((id, info))
+    }
+
+    /// True while this member leads.
+    pub fn is_leader(&self) -> bool {
+        self.raft.metrics().borrow_watched().current_leader == Some(self.id)
+    }
+
+    /// Propose `cmd` and wait until it is committed and applied; from a follower, the leader
+    /// proposes it. Gives up with etcd's errors at `deadline`.
+    pub async fn propose(&self, cmd: &Command, deadline: Instant) -> Result<Applied> {
+        let raw = bytes::Bytes::from(cmd.to_log_bytes());
+        loop {
+            let attempt = match self.propose_here(raw.clone(), deadline).await {
+                Err(Error::NotLeader) => match self.leader() {
+                    Some((id, info)) if id != self.id => self.forward(&info, raw.clone(), deadline).await,
+                    _ => Err(Error::NoLeader),
+                },
+                other => other,
+            };
+            match attempt {
+                // Nothing was proposed: try again until the deadline.
+                Err(e @ (Error::NotLeader | Error::NoLeader)) => {
+                    if Instant::now() + RETRY >= deadline {
+                        return Err(if self.leader().is_some() { Error::Timeout } else { e });
+                    }
+                    tokio::time::sleep(RETRY).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Propose on this member only: [`Error::NotLeader`] when it does not lead.
+    pub async fn propose_here(&self, raw: bytes::Bytes, deadline: Instant) -> Result<Applied> {
+        let write = self.raft.client_write(LogCmd(raw));
+        match tokio::time::timeout_at(deadline, write).await {
+            Err(_) => Err(Error::Timeout),
+            Ok(Ok(resp)) => resp.data.0.unwrap_or_else(|| Err(Error::Storage("an applied entry produced no result".into()))),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(Error::NotLeader),
+            // The entry was appended and then replaced by another leader's: not applied.
+            Ok(Err(RaftError::APIError(e))) => Err(Error::Remote(tonic::Code::Unavailable, format!("etcdserver: leader changed ({e})"))),
+            Ok(Err(RaftError::Fatal(e))) => Err(Error::Storage(format!("raft stopped: {e}"))),
+        }
+    }
+
+    async fn forward(&self, leader: &PeerInfo, raw: bytes::Bytes, deadline: Instant) -> Result<Applied> {
+        let mut client = self.peers.member(leader).map_err(|_| Error::NoLeader)?;
+        let call = client.forward(ForwardRequest { command: raw });
+        let reply = match tokio::time::timeout_at(deadline, call).await {
+            Err(_) => return Err(Error::Timeout),
+            Ok(Err(status)) if status.code() == tonic::Code::Unavailable && status.message().contains("connect") => {
+                return Err(Error::NoLeader);
+            }
+            Ok(Err(status)) => return Err(Error::from_status(&status)),
+            Ok(Ok(r)) => r.into_inner(),
+        };
+        from_forward_reply(reply)
+    }
+
+    /// Wait until this member has applied everything committed before the call, as confirmed
+    /// by the leader with a quorum (read-index), so a read after it is linearizable.
+    pub async fn read_barrier(&self, deadline: Instant) -> Result<()> {
+        loop {
+            let attempt = if self.is_leader() {
+                let read = self.raft.ensure_linearizable(ReadPolicy::ReadIndex);
+                match tokio::time::timeout_at(deadline, read).await {
+                    Err(_) => return Err(Error::Timeout),
+                    Ok(Ok(_)) => return Ok(()),
+                    Ok(Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(_)))) => Err(Error::NotLeader),
+                    Ok(Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(_)))) => Err(Error::NoLeader),
+                    Ok(Err(RaftError::Fatal(e))) => return Err(Error::Storage(format!("raft stopped: {e}"))),
+                }
+            } else if let Some((_, info)) = self.leader() {
+                self.remote_read_index(&info, deadline).await
+            } else {
+                Err(Error::NoLeader)
+            };
+            match attempt {
+                Ok(()) => return Ok(()),
+                Err(Error::NotLeader | Error::NoLeader) if Instant::now() + RETRY < deadline => tokio::time::sleep(RETRY).await,
+                Err(Error::NotLeader | Error::NoLeader) => {
+                    return Err(if self.leader().is_some() { Error::Timeout } else { Error::NoLeader });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn remote_read_index(&self, leader: &PeerInfo, deadline: Instant) -> Result<()> {
+        let mut client = self.peers.member(leader).map_err(|_| Error::NoLeader)?;
+        let index = match tokio::time::timeout_at(deadline, client.read_index(ReadIndexRequest {})).await {
+            Err(_) => return Err(Error::Timeout),
+            Ok(Err(status)) if status.code() == tonic::Code::Unavailable && status.message().contains("connect") => {
+                return Err(Error::NoLeader);
+            }
+            Ok(Err(status)) => return Err(Error::from_status(&status)),
+            Ok(Ok(r)) => r.into_inner().index,
+        };
+        self.shared()?.wait_applied(index, deadline).await
+    }
+
+    /// The leader's side of a follower's read barrier: confirm leadership, return the index.
+    pub async fn leader_read_index(&self, deadline: Instant) -> Result<u64> {
+        let read = self.raft.get_read_linearizer(ReadPolicy::ReadIndex);
+        match tokio::time::timeout_at(deadline, read).await {
+            Err(_) => Err(Error::Timeout),
+            Ok(Ok(lin)) => Ok(lin.read_log_id().log_id().index),
+            Ok(Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(_)))) => Err(Error::NotLeader),
+            Ok(Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(_)))) => Err(Error::NoLeader),
+            Ok(Err(RaftError::Fatal(e))) => Err(Error::Storage(format!("raft stopped: {e}"))),
+        }
+    }
+}
+
+/// The forwarded answer as this member's own result (its events come through local apply).
+pub fn from_forward_reply(r: ForwardReply) -> Result<Applied> {
+    use crate::apply::Output;
+    let output = match r.result {
+        Some(forward_reply::Result::Put(x)) => Output::Put(x),
+        Some(forward_reply::Result::DeleteRange(x)) => Output::DeleteRange(x),
+        Some(forward_reply::Result::Txn(x)) => Output::Txn(x),
+        Some(forward_reply::Result::Compact(x)) => Output::Compact(x),
+        Some(forward_reply::Result::LeaseGrant(x)) => Output::LeaseGrant(x),
+        Some(forward_reply::Result::LeaseRevoke(x)) => Output::LeaseRevoke(x),
+        None => return Err(Error::Storage("the leader answered a forwarded write with nothing".into())),
+    };
+    Ok(Applied { output, revision: r.revision, events: Vec::new() })
+}
+
+/// A result as the answer to a forwarded write.
+pub fn to_forward_reply(a: Applied) -> ForwardReply {
+    use crate::apply::Output;
+    let result = match a.output {
+        Output::Put(x) => forward_reply::Result::Put(x),
+        Output::DeleteRange(x) => forward_reply::Result::DeleteRange(x),
+        Output::Txn(x) => forward_reply::Result::Txn(x),
+        Output::Compact(x) => forward_reply::Result::Compact(x),
+        Output::LeaseGrant(x) => forward_reply::Result::LeaseGrant(x),
+        Output::LeaseRevoke(x) => forward_reply::Result::LeaseRevoke(x),
+    };
+    ForwardReply { revision: a.revision, result: Some(result) }
+}

@@ -1,0 +1,186 @@
+//! Outgoing peer traffic: openraft's network over Keel's peer gRPC service. One lazily connected
+//! channel per peer, shared by every call to it, with a connect timeout, HTTP/2 keepalive (a
+//! cut-off connection is noticed and redialed) and a deadline on every call. Failures are
+//! reported as `Unreachable`, so openraft backs off before retrying.
+
+use super::codec::{self, from_json, to_json};
+use super::types::{PeerInfo, SnapshotFile, TypeConfig, typ};
+use keel_proto::keelpeerpb::peer_client::PeerClient;
+use keel_proto::keelpeerpb::{RaftRequest, SnapshotChunk};
+use openraft::OptionalSend;
+use openraft::RaftNetworkFactory;
+use openraft::errors::{RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::RPCOption;
+use openraft::network::v2::RaftNetworkV2;
+use std::collections::HashMap;
+use std::future::Future;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint};
+
+/// Connect timeout for peer channels.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Snapshot chunk size.
+const CHUNK: usize = 1 << 20;
+
+/// Channels to peers, by URL; shared by Raft traffic and forwarded requests.
+#[derive(Clone, Default)]
+pub struct Peers {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl Peers {
+    /// A client for the peer at `url` (the channel is created once and connects lazily).
+    pub fn client(&self, url: &str) -> Result<PeerClient<Channel>, String> {
+        let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(ch) = map.get(url) {
+            return Ok(PeerClient::new(ch.clone()).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX));
+        }
+        let ep = Endpoint::from_shared(url.to_string())
+            .map_err(|e| format!("bad peer URL {url}: {e}"))?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .http2_keep_alive_interval(Duration::from_secs(1))
+            .keep_alive_timeout(Duration::from_secs(3))
+            .keep_alive_while_idle(true)
+            .tcp_nodelay(true);
+        let ch = ep.connect_lazy();
+        map.insert(url.to_string(), ch.clone());
+        Ok(PeerClient::new(ch).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX))
+    }
+
+    /// A client for member `info`.
+    pub fn member(&self, info: &PeerInfo) -> Result<PeerClient<Channel>, String> {
+        let url = info.peer_urls.first().ok_or("the member has no peer URL")?;
+        self.client(url)
+    }
+}
+
+/// The factory openraft asks for connections.
+#[derive(Clone)]
+pub struct Network {
+    /// This member (never dialed).
+    pub me: u64,
+    /// Shared channels.
+    pub peers: Peers,
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Connection;
+
+    async fn new_client(&mut self, target: u64, node: &PeerInfo) -> Connection {
+        let client = if target == self.me { Err("refusing to dial this member itself".to_string()) } else { self.peers.member(node) };
+        Connection { client, target }
+    }
+}
+
+/// Calls to one peer.
+pub struct Connection {
+    client: Result<PeerClient<Channel>, String>,
+    target: u64,
+}
+
+fn unreachable(msg: impl ToString) -> RPCError<TypeConfig> {
+    RPCError::Unreachable(Unreachable::from_string(msg))
+}
+
+impl Connection {
+    fn client(&self) -> Result<PeerClient<Channel>, RPCError<TypeConfig>> {
+        self.client.clone().map_err(unreachable)
+    }
+
+    async fn call<F, Fut>(&self, ttl: Duration, f: F) -> Result<Vec<u8>, RPCError<TypeConfig>>
+    where
+        F: FnOnce(PeerClient<Channel>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<keel_proto::keelpeerpb::RaftReply>, tonic::Status>>,
+    {
+        let client = self.client()?;
+        match tokio::time::timeout(ttl, f(client)).await {
+            Ok(Ok(r)) => Ok(r.into_inner().meta.to_vec()),
+            Ok(Err(status)) => Err(unreachable(format!("peer {:x}: {}", self.target, status.message()))),
+            Err(_) => Err(unreachable(format!("peer {:x}: no answer within {ttl:?}", self.target))),
+        }
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, RPCError<TypeConfig>> {
+    from_json(raw).map_err(unreachable)
+}
+
+impl RaftNetworkV2<TypeConfig> for Connection {
+    type SnapshotData = SnapshotFile;
+
+    async fn append_entries(
+        &mut self,
+        rpc: typ::AppendEntriesRequest,
+        option: RPCOption,
+    ) -> Result<typ::AppendEntriesResponse, typ::RpcError> {
+        let meta = to_json(&(rpc.vote, rpc.prev_log_id, rpc.leader_commit));
+        let entries = rpc.entries.iter().map(codec::entry_bytes).collect();
+        let req = RaftRequest { meta: meta.into(), entries };
+        let raw = self.call(option.hard_ttl(), |mut c| async move { c.append_entries(req).await }).await?;
+        decode(&raw)
+    }
+
+    async fn vote(&mut self, rpc: typ::VoteRequest, option: RPCOption) -> Result<typ::VoteResponse, typ::RpcError> {
+        let req = RaftRequest { meta: to_json(&rpc).into(), entries: vec![] };
+        let raw = self.call(option.hard_ttl(), |mut c| async move { c.vote(req).await }).await?;
+        decode(&raw)
+    }
+
+    async fn pre_vote(&mut self, rpc: typ::VoteRequest, option: RPCOption) -> Result<typ::VoteResponse, typ::RpcError> {
+        let req = RaftRequest { meta: to_json(&rpc).into(), entries: vec![] };
+        let raw = self.call(option.hard_ttl(), |mut c| async move { c.pre_vote(req).await }).await?;
+        decode(&raw)
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        rpc: typ::TransferLeaderRequest,
+        option: RPCOption,
+    ) -> Result<typ::TransferLeaderResponse, typ::RpcError> {
+        let req = RaftRequest { meta: to_json(&rpc).into(), entries: vec![] };
+        let raw = self.call(option.hard_ttl(), |mut c| async move { c.transfer_leader(req).await }).await?;
+        decode(&raw)
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: typ::Vote,
+        snapshot: typ::Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        _option: RPCOption,
+    ) -> Result<typ::SnapshotResponse, typ::StreamingError> {
+        let mut client = self.client().map_err(|e| StreamingError::Unreachable(Unreachable::from_string(e)))?;
+        let meta = to_json(&(vote, snapshot.meta.clone()));
+        let path = snapshot.snapshot.path.clone();
+        // Read by a blocking thread, sent as it is read.
+        let (tx, rx) = tokio::sync::mpsc::channel::<SnapshotChunk>(4);
+        let reader = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            let mut f = std::fs::File::open(&path)?;
+            let mut first = Some(meta);
+            loop {
+                let mut buf = vec![0u8; CHUNK];
+                let n = f.read(&mut buf)?;
+                buf.truncate(n);
+                let chunk = SnapshotChunk { meta: first.take().unwrap_or_default().into(), data: buf.into() };
+                if tx.blocking_send(chunk).is_err() || n == 0 {
+                    return Ok(());
+                }
+            }
+        });
+        let send = client.install_snapshot(tokio_stream::wrappers::ReceiverStream::new(rx));
+        let target = self.target;
+        let result = tokio::select! {
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            r = send => r,
+        };
+        if let Ok(Err(e)) = reader.await {
+            return Err(StreamingError::Unreachable(Unreachable::from_string(format!("reading the snapshot: {e}"))));
+        }
+        match result {
+            Ok(r) => from_json(&r.into_inner().meta).map_err(|e| StreamingError::Unreachable(Unreachable::new(&e))),
+            Err(status) => Err(StreamingError::Unreachable(Unreachable::from_string(format!("peer {target:x}: {}", status.message())))),
+        }
+    }
+}

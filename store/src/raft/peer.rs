@@ -1,0 +1,164 @@
+//! The peer gRPC service (port 2380): Raft messages in, and requests other members send the
+//! leader on behalf of their clients (writes, read-index, lease renewals, membership changes).
+
+use super::Replica;
+use super::codec::{self, from_json, to_json};
+use super::types::{SnapshotFile, typ};
+use crate::error::Error;
+use crate::server::lease::LeaseService;
+use crate::server::state::Shared;
+use crate::server::{REQUEST_TIMEOUT, cluster};
+use keel_proto::etcdserverpb::{
+    LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, Member, MemberAddRequest,
+    MemberAddResponse, MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest,
+    MemberUpdateResponse,
+};
+use keel_proto::keelpeerpb::peer_server::Peer;
+use keel_proto::keelpeerpb::*;
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::time::Instant;
+use tonic::{Request, Response, Status, Streaming};
+
+/// The peer service of one member.
+#[derive(Clone)]
+pub struct PeerService {
+    replica: Arc<Replica>,
+    shared: Arc<Shared>,
+    snap_dir: PathBuf,
+}
+
+impl PeerService {
+    /// A service for `replica`, receiving snapshots into `snap_dir`.
+    pub fn new(replica: Arc<Replica>, shared: Arc<Shared>, snap_dir: PathBuf) -> Self {
+        Self { replica, shared, snap_dir }
+    }
+}
+
+fn bad(e: std::io::Error) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+fn fatal(e: impl std::fmt::Display) -> Status {
+    Status::unavailable(format!("raft stopped: {e}"))
+}
+
+fn reply<T: serde::Serialize>(t: &T) -> Result<Response<RaftReply>, Status> {
+    Ok(Response::new(RaftReply { meta: to_json(t).into() }))
+}
+
+fn deadline() -> Instant {
+    Instant::now() + REQUEST_TIMEOUT
+}
+
+#[tonic::async_trait]
+impl Peer for PeerService {
+    async fn append_entries(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let req = request.into_inner();
+        let (vote, prev_log_id, leader_commit): (typ::Vote, Option<typ::LogId>, Option<typ::LogId>) = from_json(&req.meta).map_err(bad)?;
+        let entries = req.entries.into_iter().map(codec::decode_entry).collect::<Result<Vec<_>, _>>().map_err(bad)?;
+        let rpc = typ::AppendEntriesRequest { vote, prev_log_id, entries, leader_commit };
+        reply(&self.replica.raft.append_entries(rpc).await.map_err(fatal)?)
+    }
+
+    async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let rpc: typ::VoteRequest = from_json(&request.into_inner().meta).map_err(bad)?;
+        reply(&self.replica.raft.vote(rpc).await.map_err(fatal)?)
+    }
+
+    async fn pre_vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let rpc: typ::VoteRequest = from_json(&request.into_inner().meta).map_err(bad)?;
+        reply(&self.replica.raft.pre_vote(rpc).await.map_err(fatal)?)
+    }
+
+    async fn transfer_leader(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
+        let rpc: typ::TransferLeaderRequest = from_json(&request.into_inner().meta).map_err(bad)?;
+        reply(&self.replica.raft.handle_transfer_leader(rpc).await.map_err(fatal)?)
+    }
+
+    async fn install_snapshot(&self, request: Request<Streaming<SnapshotChunk>>) -> Result<Response<RaftReply>, Status> {
+        let mut stream = request.into_inner();
+        let path = self.snap_dir.join(format!("recv-{:016x}.tmp", self.shared.next_id()));
+        let mut file = std::fs::File::create(&path).map_err(|e| Status::internal(e.to_string()))?;
+        let mut head: Option<(typ::Vote, typ::SnapshotMeta)> = None;
+        let received = async {
+            while let Some(chunk) = stream.message().await? {
+                if head.is_none() {
+                    head = Some(from_json(&chunk.meta).map_err(bad)?);
+                }
+                file.write_all(&chunk.data).map_err(|e| Status::internal(e.to_string()))?;
+            }
+            file.sync_all().map_err(|e| Status::internal(e.to_string()))?;
+            head.ok_or_else(|| Status::invalid_argument("empty snapshot stream"))
+        }
+        .await;
+        let (vote, meta) = match received {
+            Ok(h) => h,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                return Err(e);
+            }
+        };
+        let snapshot = typ::Snapshot { meta, snapshot: SnapshotFile { path: path.clone() } };
+        let resp = self.replica.raft.install_full_snapshot(vote, snapshot).await;
+        let _ = std::fs::remove_file(&path);
+        reply(&resp.map_err(fatal)?)
+    }
+
+    async fn forward(&self, request: Request<ForwardRequest>) -> Result<Response<ForwardReply>, Status> {
+        let cmd = request.into_inner().command;
+        let applied = self.replica.propose_here(cmd, deadline()).await.map_err(Status::from)?;
+        Ok(Response::new(super::to_forward_reply(applied)))
+    }
+
+    async fn read_index(&self, _request: Request<ReadIndexRequest>) -> Result<Response<ReadIndexReply>, Status> {
+        let index = self.replica.leader_read_index(deadline()).await.map_err(Status::from)?;
+        Ok(Response::new(ReadIndexReply { index }))
+    }
+
+    async fn lease_keep_alive(&self, request: Request<LeaseKeepAliveRequest>) -> Result<Response<LeaseKeepAliveResponse>, Status> {
+        if !self.replica.is_leader() {
+            return Err(Error::NotLeader.into());
+        }
+        Ok(Response::new(LeaseService::new(self.shared.clone()).keep_alive_here(request.into_inner().id)))
+    }
+
+    async fn lease_time_to_live(&self, request: Request<LeaseTimeToLiveRequest>) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
+        if !self.replica.is_leader() {
+            return Err(Error::NotLeader.into());
+        }
+        Ok(Response::new(LeaseService::new(self.shared.clone()).time_to_live_here(request.get_ref())))
+    }
+
+    async fn member_add(&self, request: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
+        let r = cluster::add_here(&self.shared, request.into_inner()).await;
+        r.map(Response::new).map_err(Status::from)
+    }
+
+    async fn member_remove(&self, request: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
+        self.replica.remove_member(request.get_ref().id).await.map_err(Status::from)?;
+        Ok(Response::new(MemberRemoveResponse::default()))
+    }
+
+    async fn member_update(&self, request: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
+        let req = request.into_inner();
+        self.replica.update_member(req.id, req.peer_ur_ls).await.map_err(Status::from)?;
+        Ok(Response::new(MemberUpdateResponse::default()))
+    }
+
+    async fn member_promote(&self, request: Request<MemberPromoteRequest>) -> Result<Response<MemberPromoteResponse>, Status> {
+        self.replica.promote_member(request.get_ref().id).await.map_err(Status::from)?;
+        Ok(Response::new(MemberPromoteResponse::default()))
+    }
+
+    async fn publish(&self, request: Request<Member>) -> Result<Response<PublishReply>, Status> {
+        let m = request.into_inner();
+        self.replica.publish_member(m.id, m.name, m.client_ur_ls).await.map_err(Status::from)?;
+        Ok(Response::new(PublishReply {}))
+    }
+
+    async fn members(&self, _request: Request<MembersRequest>) -> Result<Response<MembersReply>, Status> {
+        Ok(Response::new(MembersReply { cluster_id: self.shared.identity.cluster_id.0, members: self.replica.members() }))
+    }
+}

@@ -1,0 +1,202 @@
+//! openraft's state machine over Keel's [`StateMachine`]: committed entries are applied in log
+//! order; each applied batch then becomes visible to readers, its events go to the watch hub,
+//! and the proposers on this member get their results.
+//!
+//! Snapshots: *building* one is cheap — the backend is flushed to disk, so the log before it can
+//! be purged. The data is written out ([`super::snapshot`]) only when a member needs it, from
+//! the state as it is then (the state machine worker runs nothing else meanwhile), with that
+//! state's log id.
+
+use super::codec::log_id;
+use super::snapshot;
+use super::types::{ApplyReply, SnapshotFile, TypeConfig, typ};
+use crate::apply::Command;
+use crate::server::state::Shared;
+use futures::{Stream, TryStreamExt};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use tokio::time::Instant;
+
+/// The state machine handle openraft drives.
+#[derive(Clone)]
+pub struct SmStore {
+    shared: Arc<Shared>,
+    snap_dir: PathBuf,
+    /// The index of the last snapshot built by this process (0: none; openraft builds one at
+    /// start when the log was purged, so a restart needs no file).
+    built: Arc<AtomicU64>,
+}
+
+impl SmStore {
+    /// A state machine over `shared`, keeping snapshot files in `snap_dir`.
+    pub fn new(shared: Arc<Shared>, snap_dir: PathBuf) -> io::Result<SmStore> {
+        std::fs::create_dir_all(&snap_dir)?;
+        Ok(SmStore { shared, snap_dir, built: Arc::new(AtomicU64::new(0)) })
+    }
+
+    fn position(&self) -> (Option<typ::LogId>, typ::StoredMembership) {
+        let sm = self.shared.read_state();
+        let applied = (sm.applied > 0).then(|| log_id(sm.applied_term, sm.applied));
+        let membership = sm.membership.as_deref().and_then(|m| serde_json::from_slice(m).ok()).unwrap_or_default();
+        (applied, membership)
+    }
+}
+
+fn storage(e: impl std::fmt::Display) -> io::Error {
+    io::Error::other(e.to_string())
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SmStore {
+    type SnapshotData = SnapshotFile;
+
+    async fn build_snapshot(&mut self) -> io::Result<typ::Snapshot> {
+        self.shared.write_state().write_group().map_err(storage)?;
+        let (last_log_id, last_membership) = self.position();
+        self.shared.backend.sync().await.map_err(storage)?;
+        self.built.fetch_max(last_log_id.map_or(0, |l| l.index), Ordering::AcqRel);
+        tracing::info!(index = last_log_id.map_or(0, |l| l.index), "snapshot taken (backend flushed)");
+        Ok(typ::Snapshot { meta: typ::SnapshotMeta { last_log_id, last_membership }, snapshot: SnapshotFile { path: PathBuf::new() } })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for SmStore {
+    type SnapshotData = SnapshotFile;
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> io::Result<(Option<typ::LogId>, typ::StoredMembership)> {
+        Ok(self.position())
+    }
+
+    async fn apply<S>(&mut self, mut entries: S) -> io::Result<()>
+    where
+        S: Stream<Item = io::Result<EntryResponder<TypeConfig>>> + Unpin + OptionalSend,
+    {
+        let mut replies = Vec::new();
+        let mut events = Vec::new();
+        let mut last = None;
+        while let Some((entry, responder)) = entries.try_next().await? {
+            let id = entry.log_id;
+            let result = {
+                let mut sm = self.shared.write_state();
+                let result = match entry.payload {
+                    EntryPayload::Blank => None,
+                    EntryPayload::Membership(m) => {
+                        let stored = typ::StoredMembership::new(Some(id), m);
+                        sm.record_membership(serde_json::to_vec(&stored).map_err(storage)?);
+                        None
+                    }
+                    EntryPayload::Normal(cmd) => {
+                        let cmd = Command::from_log_bytes(&cmd.0).map_err(storage)?;
+                        if matches!(cmd, Command::Compact(_)) {
+                            // Compaction drops history readers at the visible revision may
+                            // need: everything before it becomes visible first.
+                            self.shared.publish(sm.mvcc.current());
+                        }
+                        match sm.apply(id.index, cmd, Instant::now()) {
+                            Err(crate::error::Error::Storage(msg)) => return Err(storage(msg)),
+                            Ok(mut applied) => {
+                                events.append(&mut applied.events);
+                                Some(Ok(applied))
+                            }
+                            Err(e) => Some(Err(e)),
+                        }
+                    }
+                };
+                sm.record_position(id.leader_id.term, id.index);
+                if sm.unwritten().0 >= 1024 || sm.unwritten().1 >= 1 << 20 {
+                    sm.write_group().map_err(storage)?;
+                }
+                sm.leases.prune(id.index);
+                result
+            };
+            last = Some(id.index);
+            if let Some(r) = responder {
+                replies.push((r, ApplyReply(result)));
+            }
+        }
+        if let Some(index) = last {
+            let rev = self.shared.read_state().mvcc.current();
+            self.shared.publish(rev);
+            self.shared.set_applied_index(index);
+            self.shared.hub.notify(events, rev);
+            self.shared.check_quota();
+        }
+        for (r, reply) in replies {
+            r.send(reply);
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn install_snapshot(&mut self, meta: &typ::SnapshotMeta, snapshot: SnapshotFile) -> io::Result<()> {
+        let shared = self.shared.clone();
+        let meta = meta.clone();
+        let path = snapshot.path.clone();
+        let rev = tokio::task::spawn_blocking(move || -> io::Result<i64> {
+            let mut sm = shared.write_state();
+            sm.write_group().map_err(storage)?;
+            let n = snapshot::load(&*shared.backend, std::fs::File::open(&path)?)?;
+            let mut fresh =
+                crate::apply::StateMachine::open(shared.backend.clone(), sm.leases.min_ttl(), Instant::now()).map_err(storage)?;
+            let id = meta.last_log_id.unwrap_or_else(|| log_id(0, 0));
+            fresh.record_position(id.leader_id.term, id.index);
+            fresh.record_membership(serde_json::to_vec(&meta.last_membership).map_err(storage)?);
+            fresh.write_group().map_err(storage)?;
+            let rev = fresh.mvcc.current();
+            *sm = fresh;
+            tracing::info!(records = n, index = id.index, revision = rev, "installed a snapshot from the leader");
+            Ok(rev)
+        })
+        .await
+        .map_err(storage)??;
+        let _ = std::fs::remove_file(&snapshot.path);
+        self.shared.backend.sync().await.map_err(storage)?;
+        self.shared.publish(rev);
+        self.shared.set_applied_index(meta.last_log_id.map_or(0, |l| l.index));
+        self.shared.hub.jump(rev);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> io::Result<Option<typ::Snapshot>> {
+        if self.built.load(Ordering::Acquire) == 0 {
+            return Ok(None);
+        }
+        let shared = self.shared.clone();
+        let dir = self.snap_dir.clone();
+        let this = self.clone();
+        let (path, last_log_id, last_membership) = tokio::task::spawn_blocking(move || -> io::Result<_> {
+            // The state machine worker is busy here, so nothing is applied meanwhile.
+            shared.write_state().write_group().map_err(storage)?;
+            let (last_log_id, membership) = this.position();
+            let path = dir.join(format!("{:016x}.snap", last_log_id.map_or(0, |l| l.index)));
+            if path.exists() {
+                // Written for another member at this very position.
+                return Ok((path, last_log_id, membership));
+            }
+            let tmp = path.with_extension("tmp");
+            let f = std::fs::File::create(&tmp)?;
+            snapshot::dump(&*shared.backend, &f)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            Ok((path, last_log_id, membership))
+        })
+        .await
+        .map_err(storage)??;
+        // Older files are no longer offered (a transfer still reading one keeps it open).
+        if let Ok(dir) = std::fs::read_dir(&self.snap_dir) {
+            for f in dir.flatten() {
+                if f.path() != path && f.path().extension().is_some_and(|e| e == "snap") {
+                    let _ = std::fs::remove_file(f.path());
+                }
+            }
+        }
+        Ok(Some(typ::Snapshot { meta: typ::SnapshotMeta { last_log_id, last_membership }, snapshot: SnapshotFile { path } }))
+    }
+}
