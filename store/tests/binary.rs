@@ -97,13 +97,13 @@ fn etcd_environment_variables_configure_the_member() {
 }
 
 #[test]
-fn multi_member_initial_clusters_are_refused_clearly() {
+fn a_name_missing_from_the_initial_cluster_is_refused_like_etcd() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("a.etcd");
     let client = format!("http://{}", common::free_addr());
     let args = ["--name", "a", "--data-dir", data.to_str().unwrap(), "--listen-client-urls", &client, "--logger", "capnslog"];
-    let cluster = ["--initial-cluster", "a=http://127.0.0.1:2380,b=http://127.0.0.2:2380"];
+    let cluster = ["--initial-cluster", "b=http://127.0.0.1:2380,c=http://127.0.0.2:2380"];
     let (code, _, err) = run(&[&args[..], &cluster[..]].concat(), &[]);
     assert_eq!(code, 1);
-    assert!(err.contains("single-member clusters only"), "{err}");
+    assert!(err.contains("couldn't find local name \"a\" in the initial cluster configuration"), "{err}");
 }

@@ -24,14 +24,17 @@ pub mod types;
 use crate::apply::{Applied, Command};
 use crate::error::{Error, Result};
 use crate::server::state::Shared;
+use keel_proto::keelpeerpb::peer_client::PeerClient;
 use keel_proto::keelpeerpb::{ForwardReply, ForwardRequest, ReadIndexRequest, forward_reply};
 use network::Peers;
 use openraft::ReadPolicy;
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
+use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::time::Instant;
+use tonic::transport::Channel;
 use types::{LogCmd, PeerInfo, Raft, typ};
 
 /// How long to wait between attempts while no leader is known.
@@ -44,12 +47,15 @@ pub fn config(heartbeat: Duration, election: Duration, snapshot_count: u64) -> R
     openraft::Config {
         cluster_name: "keel".into(),
         heartbeat_interval: hb,
-        election_timeout_min: el,
-        // etcd randomizes the election timeout in [timeout, 2 × timeout).
-        election_timeout_max: el * 2,
+        // openraft's followers honour a leader for `election_timeout_max` after its last
+        // heartbeat (its leader lease) and campaign after a random [min, max) without one;
+        // pre-votes during the lease are refused. Both are kept under `--election-timeout`, so
+        // a dead leader is replaced about 1 s after it died at the default 1 s (etcd: 1–2 s).
+        election_timeout_min: (el / 2).max(hb * 2 + 1),
+        election_timeout_max: (el * 3 / 4).max(hb * 3 + 1),
         // Snapshots are a backend flush here (cheap); keep the in-memory log short.
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_count.clamp(100, 10_000)),
-        max_in_snapshot_log_to_keep: 1000,
+        max_in_snapshot_log_to_keep: snapshot_count.min(1000),
         enable_pre_vote: Some(true),
         install_snapshot_timeout: 10_000,
         ..Default::default()
@@ -98,27 +104,57 @@ impl Replica {
         self.raft.metrics().borrow_watched().current_leader == Some(self.id)
     }
 
+    /// Call the leader's peer service with `call` until it answers, the leader cannot be
+    /// reached and no other leader appears, or `deadline`. Only failures that prove the call
+    /// was not acted on (no connection, "not leader") are retried.
+    pub async fn call_leader<T, F, Fut>(&self, deadline: Instant, mut call: F) -> Result<T>
+    where
+        F: FnMut(PeerClient<Channel>) -> Fut,
+        Fut: Future<Output = std::result::Result<tonic::Response<T>, tonic::Status>>,
+    {
+        loop {
+            if let Some((id, info)) = self.leader()
+                && id != self.id
+                && let Ok(client) = self.peers.member(&info)
+            {
+                match tokio::time::timeout_at(deadline, call(client)).await {
+                    Err(_) => return Err(Error::Timeout),
+                    Ok(Ok(r)) => return Ok(r.into_inner()),
+                    Ok(Err(status)) => {
+                        let refused = status.code() == tonic::Code::Unavailable && status.message().contains("connect");
+                        let e = Error::from_status(&status);
+                        if !refused && e != Error::NotLeader {
+                            return Err(e);
+                        }
+                    }
+                }
+            } else if self.is_leader() {
+                return Err(Error::NotLeader);
+            }
+            if Instant::now() + RETRY >= deadline {
+                return Err(if self.leader().is_some() { Error::Timeout } else { Error::NoLeader });
+            }
+            tokio::time::sleep(RETRY).await;
+        }
+    }
+
     /// Propose `cmd` and wait until it is committed and applied; from a follower, the leader
     /// proposes it. Gives up with etcd's errors at `deadline`.
     pub async fn propose(&self, cmd: &Command, deadline: Instant) -> Result<Applied> {
         let raw = bytes::Bytes::from(cmd.to_log_bytes());
         loop {
-            let attempt = match self.propose_here(raw.clone(), deadline).await {
-                Err(Error::NotLeader) => match self.leader() {
-                    Some((id, info)) if id != self.id => self.forward(&info, raw.clone(), deadline).await,
-                    _ => Err(Error::NoLeader),
-                },
-                other => other,
-            };
-            match attempt {
-                // Nothing was proposed: try again until the deadline.
-                Err(e @ (Error::NotLeader | Error::NoLeader)) => {
-                    if Instant::now() + RETRY >= deadline {
-                        return Err(if self.leader().is_some() { Error::Timeout } else { e });
-                    }
-                    tokio::time::sleep(RETRY).await;
-                }
+            match self.propose_here(raw.clone(), deadline).await {
+                Err(Error::NotLeader) => {}
                 other => return other,
+            }
+            let forwarded = self.call_leader(deadline, |mut c| {
+                let command = raw.clone();
+                async move { c.forward(ForwardRequest { command }).await }
+            });
+            match forwarded.await {
+                // Leadership came here meanwhile.
+                Err(Error::NotLeader) => continue,
+                other => return other.and_then(from_forward_reply),
             }
         }
     }
@@ -136,60 +172,28 @@ impl Replica {
         }
     }
 
-    async fn forward(&self, leader: &PeerInfo, raw: bytes::Bytes, deadline: Instant) -> Result<Applied> {
-        let mut client = self.peers.member(leader).map_err(|_| Error::NoLeader)?;
-        let call = client.forward(ForwardRequest { command: raw });
-        let reply = match tokio::time::timeout_at(deadline, call).await {
-            Err(_) => return Err(Error::Timeout),
-            Ok(Err(status)) if status.code() == tonic::Code::Unavailable && status.message().contains("connect") => {
-                return Err(Error::NoLeader);
-            }
-            Ok(Err(status)) => return Err(Error::from_status(&status)),
-            Ok(Ok(r)) => r.into_inner(),
-        };
-        from_forward_reply(reply)
-    }
-
     /// Wait until this member has applied everything committed before the call, as confirmed
     /// by the leader with a quorum (read-index), so a read after it is linearizable.
     pub async fn read_barrier(&self, deadline: Instant) -> Result<()> {
         loop {
-            let attempt = if self.is_leader() {
+            if self.is_leader() {
                 let read = self.raft.ensure_linearizable(ReadPolicy::ReadIndex);
                 match tokio::time::timeout_at(deadline, read).await {
                     Err(_) => return Err(Error::Timeout),
                     Ok(Ok(_)) => return Ok(()),
-                    Ok(Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(_)))) => Err(Error::NotLeader),
-                    Ok(Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(_)))) => Err(Error::NoLeader),
                     Ok(Err(RaftError::Fatal(e))) => return Err(Error::Storage(format!("raft stopped: {e}"))),
+                    // Not (or no longer) leading with a quorum: ask whoever leads now.
+                    Ok(Err(RaftError::APIError(_))) => {}
                 }
-            } else if let Some((_, info)) = self.leader() {
-                self.remote_read_index(&info, deadline).await
-            } else {
-                Err(Error::NoLeader)
-            };
-            match attempt {
-                Ok(()) => return Ok(()),
-                Err(Error::NotLeader | Error::NoLeader) if Instant::now() + RETRY < deadline => tokio::time::sleep(RETRY).await,
-                Err(Error::NotLeader | Error::NoLeader) => {
-                    return Err(if self.leader().is_some() { Error::Timeout } else { Error::NoLeader });
-                }
+            }
+            let index = self.call_leader(deadline, |mut c| async move { c.read_index(ReadIndexRequest {}).await });
+            match index.await {
+                Ok(r) => return self.shared()?.wait_applied(r.index, deadline).await,
+                Err(Error::NotLeader) if Instant::now() + RETRY < deadline => tokio::time::sleep(RETRY).await,
+                Err(Error::NotLeader) => return Err(Error::Timeout),
                 Err(e) => return Err(e),
             }
         }
-    }
-
-    async fn remote_read_index(&self, leader: &PeerInfo, deadline: Instant) -> Result<()> {
-        let mut client = self.peers.member(leader).map_err(|_| Error::NoLeader)?;
-        let index = match tokio::time::timeout_at(deadline, client.read_index(ReadIndexRequest {})).await {
-            Err(_) => return Err(Error::Timeout),
-            Ok(Err(status)) if status.code() == tonic::Code::Unavailable && status.message().contains("connect") => {
-                return Err(Error::NoLeader);
-            }
-            Ok(Err(status)) => return Err(Error::from_status(&status)),
-            Ok(Ok(r)) => r.into_inner().index,
-        };
-        self.shared()?.wait_applied(index, deadline).await
     }
 
     /// The leader's side of a follower's read barrier: confirm leadership, return the index.

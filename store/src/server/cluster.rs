@@ -3,7 +3,7 @@
 
 use super::grpc;
 use super::state::Shared;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use keel_proto::etcdserverpb::cluster_server::Cluster;
 use keel_proto::etcdserverpb::*;
 use std::sync::Arc;
@@ -23,23 +23,8 @@ pub async fn add_here(shared: &Shared, req: MemberAddRequest) -> Result<MemberAd
     Ok(MemberAddResponse { header: shared.header(0), member: Some(member), members: replica.members() })
 }
 
-/// Run `here` on the leader when this member leads, else `remote` against the leader's peer
-/// service (mapping its error back).
-macro_rules! on_leader {
-    ($shared:expr, $here:expr, |$client:ident| $remote:expr) => {{
-        let replica = $shared.replica()?;
-        if replica.is_leader() {
-            $here
-        } else {
-            let (_, leader) = replica.leader().ok_or(Error::NoLeader)?;
-            let mut $client = replica.peers.member(&leader).map_err(|_| Error::NoLeader)?;
-            match tokio::time::timeout(super::REQUEST_TIMEOUT, $remote).await {
-                Err(_) => Err(Error::Timeout),
-                Ok(Err(status)) => Err(Error::from_status(&status)),
-                Ok(Ok(r)) => Ok(r.into_inner()),
-            }
-        }
-    }};
+fn deadline() -> tokio::time::Instant {
+    tokio::time::Instant::now() + super::REQUEST_TIMEOUT
 }
 
 impl ClusterService {
@@ -50,37 +35,75 @@ impl ClusterService {
 
     /// Cluster.MemberList.
     pub fn member_list(&self) -> Result<MemberListResponse> {
+        let mut members = self.shared.replica()?.members();
+        if members.is_empty() {
+            // Raft has not loaded its first membership yet: this member is all it knows.
+            let id = &self.shared.identity;
+            members.push(Member {
+                id: id.member_id.0,
+                name: id.name.clone(),
+                peer_ur_ls: id.peer_urls.clone(),
+                client_ur_ls: id.client_urls.clone(),
+                is_learner: false,
+            });
+        }
         // etcd's Cluster service leaves the revision out of its headers.
-        Ok(MemberListResponse { header: self.shared.header(0), members: self.shared.replica()?.members() })
+        Ok(MemberListResponse { header: self.shared.header(0), members })
     }
 
     /// Cluster.MemberAdd.
     pub async fn member_add(&self, req: MemberAddRequest) -> Result<MemberAddResponse> {
-        let mut r = on_leader!(self.shared, add_here(&self.shared, req).await, |c| c.member_add(req.clone()))?;
+        let replica = self.shared.replica()?;
+        let mut r = if replica.is_leader() {
+            add_here(&self.shared, req).await?
+        } else {
+            replica
+                .call_leader(deadline(), |mut c| {
+                    let req = req.clone();
+                    async move { c.member_add(req).await }
+                })
+                .await?
+        };
         r.header = self.shared.header(0);
         Ok(r)
     }
 
     /// Cluster.MemberRemove.
     pub async fn member_remove(&self, req: MemberRemoveRequest) -> Result<MemberRemoveResponse> {
-        on_leader!(self.shared, self.shared.replica()?.remove_member(req.id).await.map(|_| MemberRemoveResponse::default()), |c| c
-            .member_remove(req))?;
-        Ok(MemberRemoveResponse { header: self.shared.header(0), members: self.shared.replica()?.members() })
+        let replica = self.shared.replica()?;
+        if replica.is_leader() {
+            replica.remove_member(req.id).await?;
+        } else {
+            replica.call_leader(deadline(), |mut c| async move { c.member_remove(req).await }).await?;
+        }
+        Ok(MemberRemoveResponse { header: self.shared.header(0), members: replica.members() })
     }
 
     /// Cluster.MemberUpdate.
     pub async fn member_update(&self, req: MemberUpdateRequest) -> Result<MemberUpdateResponse> {
-        let (id, urls) = (req.id, req.peer_ur_ls.clone());
-        on_leader!(self.shared, self.shared.replica()?.update_member(id, urls).await.map(|_| MemberUpdateResponse::default()), |c| c
-            .member_update(req))?;
-        Ok(MemberUpdateResponse { header: self.shared.header(0), members: self.shared.replica()?.members() })
+        let replica = self.shared.replica()?;
+        if replica.is_leader() {
+            replica.update_member(req.id, req.peer_ur_ls).await?;
+        } else {
+            replica
+                .call_leader(deadline(), |mut c| {
+                    let req = req.clone();
+                    async move { c.member_update(req).await }
+                })
+                .await?;
+        }
+        Ok(MemberUpdateResponse { header: self.shared.header(0), members: replica.members() })
     }
 
     /// Cluster.MemberPromote.
     pub async fn member_promote(&self, req: MemberPromoteRequest) -> Result<MemberPromoteResponse> {
-        on_leader!(self.shared, self.shared.replica()?.promote_member(req.id).await.map(|_| MemberPromoteResponse::default()), |c| c
-            .member_promote(req))?;
-        Ok(MemberPromoteResponse { header: self.shared.header(0), members: self.shared.replica()?.members() })
+        let replica = self.shared.replica()?;
+        if replica.is_leader() {
+            replica.promote_member(req.id).await?;
+        } else {
+            replica.call_leader(deadline(), |mut c| async move { c.member_promote(req).await }).await?;
+        }
+        Ok(MemberPromoteResponse { header: self.shared.header(0), members: replica.members() })
     }
 }
 

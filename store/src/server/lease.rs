@@ -60,18 +60,10 @@ impl LeaseService {
         if replica.is_leader() {
             return Ok(self.keep_alive_here(id));
         }
-        let (_, leader) = replica.leader().ok_or(Error::NoLeader)?;
-        let mut client = replica.peers.member(&leader).map_err(|_| Error::NoLeader)?;
-        let call = client.lease_keep_alive(LeaseKeepAliveRequest { id });
-        match tokio::time::timeout(REQUEST_TIMEOUT, call).await {
-            Err(_) => Err(Error::Timeout),
-            Ok(Err(status)) => Err(Error::from_status(&status)),
-            Ok(Ok(r)) => {
-                let mut r = r.into_inner();
-                r.header = self.shared.header(self.shared.visible());
-                Ok(r)
-            }
-        }
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        let mut r = replica.call_leader(deadline, |mut c| async move { c.lease_keep_alive(LeaseKeepAliveRequest { id }).await }).await?;
+        r.header = self.shared.header(self.shared.visible());
+        Ok(r)
     }
 
     /// A keep-alive on this member (the leader).
@@ -88,13 +80,13 @@ impl LeaseService {
         if replica.is_leader() {
             return Ok(self.time_to_live_here(req));
         }
-        let (_, leader) = replica.leader().ok_or(Error::NoLeader)?;
-        let mut client = replica.peers.member(&leader).map_err(|_| Error::NoLeader)?;
-        match tokio::time::timeout(REQUEST_TIMEOUT, client.lease_time_to_live(req.clone())).await {
-            Err(_) => Err(Error::Timeout),
-            Ok(Err(status)) => Err(Error::from_status(&status)),
-            Ok(Ok(r)) => Ok(r.into_inner()),
-        }
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        replica
+            .call_leader(deadline, |mut c| {
+                let req = req.clone();
+                async move { c.lease_time_to_live(req).await }
+            })
+            .await
     }
 
     /// LeaseTimeToLive on this member (the leader).

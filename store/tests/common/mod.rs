@@ -15,6 +15,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tonic::transport::{Channel, Endpoint};
 
+pub mod cluster;
+
 /// The binary under test.
 pub const BIN: &str = env!("CARGO_BIN_EXE_keel-store");
 

@@ -1,0 +1,379 @@
+//! Clusters of 3 and 5 real `keel-store` processes on loopback: replication, failover, pauses,
+//! quorum loss, and a wiped member catching up by snapshot.
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+use common::cluster::{Cluster, prefix_end};
+
+use keel_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use keel_proto::etcdserverpb::{HashKvRequest, PutRequest, RangeRequest};
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+async fn put(c: &Cluster, i: usize, key: &str, value: &str) -> Result<(), tonic::Status> {
+    let mut kv = c.nodes[i].kv().await;
+    let req = PutRequest { key: key.to_string().into(), value: value.to_string().into(), ..Default::default() };
+    match tokio::time::timeout(Duration::from_secs(2), kv.put(req)).await {
+        Ok(r) => r.map(|_| ()),
+        Err(_) => Err(tonic::Status::deadline_exceeded("test timeout")),
+    }
+}
+
+async fn keys(c: &Cluster, i: usize, prefix: &str, serializable: bool) -> BTreeSet<String> {
+    try_keys(c, i, prefix, serializable).await.unwrap_or_else(|e| panic!("range on {}: {e}\n{}", c.nodes[i].name, c.logs()))
+}
+
+async fn try_keys(c: &Cluster, i: usize, prefix: &str, serializable: bool) -> Result<BTreeSet<String>, tonic::Status> {
+    let mut kv = c.nodes[i].kv().await;
+    let req = RangeRequest {
+        key: prefix.to_string().into(),
+        range_end: prefix_end(prefix).into(),
+        keys_only: true,
+        serializable,
+        ..Default::default()
+    };
+    let r = kv.range(req).await?.into_inner();
+    Ok(r.kvs.iter().map(|kv| String::from_utf8_lossy(&kv.key).to_string()).collect())
+}
+
+async fn hash_kv(c: &Cluster, i: usize, rev: i64) -> u32 {
+    let mut m = MaintenanceClient::new(c.nodes[i].channel().await);
+    m.hash_kv(HashKvRequest { revision: rev }).await.expect("hashkv").into_inner().hash
+}
+
+/// Wait until every running member has applied `keys` under `prefix`; then their HashKV at
+/// the same revision must be equal.
+async fn assert_converged(c: &Cluster, prefix: &str, want: &BTreeSet<String>) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for (i, n) in c.nodes.iter().enumerate().filter(|(_, n)| n.running()) {
+        loop {
+            let have = try_keys(c, i, prefix, true).await.unwrap_or_default();
+            if want.is_subset(&have) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{} misses {} keys\n{}\n{}", n.name, want.difference(&have).count(), c.logs(), n.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    let rev = c.status(leader).await.expect("status").header.expect("header").revision;
+    let running: Vec<usize> = (0..c.nodes.len()).filter(|&i| c.nodes[i].running()).collect();
+    for &i in &running {
+        // Wait until the member reached `rev`, then compare.
+        loop {
+            let s = c.status(i).await;
+            if s.and_then(|s| s.header).is_some_and(|h| h.revision >= rev) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{} did not reach revision {rev}", c.nodes[i].name);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let hashes: Vec<u32> = futures::future::join_all(running.iter().map(|&i| hash_kv(c, i, rev))).await;
+    assert!(hashes.windows(2).all(|w| w[0] == w[1]), "HashKV at {rev} differs: {hashes:?}");
+}
+
+async fn writes_everywhere(n: usize) {
+    let c = Cluster::start(n, &[]).await;
+    let mut want = BTreeSet::new();
+    for round in 0..20 {
+        for i in 0..n {
+            let key = format!("w/{i}/{round}");
+            put(&c, i, &key, "v").await.unwrap_or_else(|e| panic!("put through {}: {e}", c.nodes[i].name));
+            want.insert(key);
+        }
+    }
+    for i in 0..n {
+        // Linearizable reads on every member see every acknowledged write at once.
+        assert_eq!(keys(&c, i, "w/", false).await, want, "linearizable read on {}", c.nodes[i].name);
+    }
+    assert_converged(&c, "w/", &want).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_members_take_writes_anywhere_and_agree() {
+    writes_everywhere(3).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn five_members_take_writes_anywhere_and_agree() {
+    writes_everywhere(5).await;
+}
+
+/// 16 writers spread over the members until `stop`; returns the acknowledged keys and the
+/// acknowledgement times.
+fn start_load(c: &Arc<Cluster>, stop: &Arc<AtomicBool>) -> (Arc<Mutex<Vec<(String, Instant, Instant)>>>, Vec<tokio::task::JoinHandle<()>>) {
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let tasks = (0..16)
+        .map(|w| {
+            let (c, stop, acked) = (c.clone(), stop.clone(), acked.clone());
+            tokio::spawn(async move {
+                let mut i = 0usize;
+                while !stop.load(Ordering::Relaxed) {
+                    let target = (w + i) % c.nodes.len();
+                    let key = format!("load/{w:02}/{i:06}");
+                    let started = Instant::now();
+                    if put(&c, target, &key, "v").await.is_ok() {
+                        acked.lock().unwrap().push((key, started, Instant::now()));
+                    } else {
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    (acked, tasks)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_the_leader_under_load_elects_another_and_loses_no_acknowledged_write() {
+    let mut cluster = Cluster::start(3, &[]).await;
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    // Clients of the killed member would only see refused connections: keep them on the others.
+    let victim_pid = cluster.nodes[leader].pid();
+    let c = Arc::new(std::mem::replace(&mut cluster, Cluster::empty()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let (acked, tasks) = start_load(&c, &stop);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = acked.lock().unwrap().len();
+    assert!(before > 50, "the load ran ({before} writes)");
+    let _ = Command::new("kill").args(["-9", &victim_pid.to_string()]).status();
+    let killed_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    let recovered = acked
+        .iter()
+        .filter(|(_, started, _)| *started > killed_at)
+        .map(|(_, _, done)| *done)
+        .min()
+        .expect("writes succeeded after the kill");
+    let gap = recovered.duration_since(killed_at);
+    eprintln!("first write acknowledged {gap:?} after the leader was killed");
+    assert!(gap < Duration::from_millis(2500), "writes resumed only {gap:?} after the leader died\n{}", c.logs());
+    let mut c = Arc::try_unwrap(c).ok().expect("sole owner");
+    c.nodes[leader].child.take().map(|mut ch| ch.wait());
+    c.nodes[leader].spawn(&[]);
+    c.wait_up(leader).await;
+    let want: BTreeSet<String> = acked.into_iter().map(|(k, _, _)| k).collect();
+    for i in 0..3 {
+        let have = keys(&c, i, "load/", false).await;
+        let missing: Vec<_> = want.difference(&have).take(5).collect();
+        assert!(missing.is_empty(), "{} lost acknowledged writes, e.g. {missing:?}", c.nodes[i].name);
+    }
+    assert_converged(&c, "load/", &want).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paused_leader_never_yields_a_stale_linearizable_read_and_catches_up() {
+    let c = Arc::new(Cluster::start(3, &[]).await);
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    let violations = Arc::new(Mutex::new(Vec::new()));
+    let reads_ok = Arc::new(AtomicU64::new(0));
+    let writer = {
+        let (c, stop, acked) = (c.clone(), stop.clone(), acked.clone());
+        tokio::spawn(async move {
+            let mut v = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                v += 1;
+                let target = (v as usize) % 3;
+                if put(&c, target, "reg", &format!("{v:012}")).await.is_ok() {
+                    acked.fetch_max(v, Ordering::SeqCst);
+                }
+            }
+        })
+    };
+    let readers: Vec<_> = (0..4)
+        .map(|r| {
+            let (c, stop, acked, violations, reads_ok) = (c.clone(), stop.clone(), acked.clone(), violations.clone(), reads_ok.clone());
+            tokio::spawn(async move {
+                let mut n = r;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    let floor = acked.load(Ordering::SeqCst);
+                    let mut kv = c.nodes[n % 3].kv().await;
+                    let read = kv.range(RangeRequest { key: "reg".into(), ..Default::default() });
+                    if let Ok(Ok(resp)) = tokio::time::timeout(Duration::from_secs(2), read).await {
+                        let got: u64 =
+                            resp.into_inner().kvs.first().map_or(0, |kv| String::from_utf8_lossy(&kv.value).parse().unwrap_or(0));
+                        reads_ok.fetch_add(1, Ordering::Relaxed);
+                        if got < floor {
+                            violations
+                                .lock()
+                                .unwrap()
+                                .push(format!("{} returned {got} after {floor} was acknowledged", c.nodes[n % 3].name));
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    c.nodes[leader].signal("-STOP");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    c.nodes[leader].signal("-CONT");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    writer.await.unwrap();
+    for r in readers {
+        r.await.unwrap();
+    }
+    let violations = violations.lock().unwrap().clone();
+    assert!(violations.is_empty(), "stale linearizable reads: {violations:?}");
+    assert!(reads_ok.load(Ordering::Relaxed) > 20, "reads were served");
+    let last = acked.load(Ordering::SeqCst);
+    // The paused member catches up: its own (serializable) view reaches the last write.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let mut kv = c.nodes[leader].kv().await;
+        let r = kv.range(RangeRequest { key: "reg".into(), serializable: true, ..Default::default() }).await;
+        let got: u64 =
+            r.ok().and_then(|r| r.into_inner().kvs.first().map(|kv| String::from_utf8_lossy(&kv.value).parse().unwrap_or(0))).unwrap_or(0);
+        if got >= last {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the paused member stays at {got} < {last}\n{}", c.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn without_quorum_writes_fail_with_etcds_error_and_serializable_reads_answer() {
+    let mut c = Cluster::start(3, &[]).await;
+    put(&c, 0, "q", "before").await.expect("put");
+    // Kill the two members that are not `survivor`.
+    let survivor = 2;
+    c.wait_leader(Duration::from_secs(10)).await;
+    for i in 0..2 {
+        c.nodes[i].kill9();
+    }
+    let mut kv = c.nodes[survivor].kv().await;
+    let started = Instant::now();
+    let err = kv.put(PutRequest { key: "q".into(), value: "after".into(), ..Default::default() }).await.expect_err("no quorum, no write");
+    let took = started.elapsed();
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert!(["etcdserver: request timed out", "etcdserver: no leader"].contains(&err.message()), "{err:?}");
+    assert!(took < Duration::from_secs(9), "answered within the request deadline ({took:?})");
+    let err = kv.range(RangeRequest { key: "q".into(), ..Default::default() }).await.expect_err("no quorum, no linearizable read");
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    let r =
+        kv.range(RangeRequest { key: "q".into(), serializable: true, ..Default::default() }).await.expect("serializable read").into_inner();
+    assert_eq!(r.kvs[0].value, "before");
+    for i in 0..2 {
+        c.nodes[i].spawn(&[]);
+    }
+    for i in 0..2 {
+        c.wait_up(i).await;
+    }
+    c.wait_leader(Duration::from_secs(20)).await;
+    put(&c, survivor, "q", "again").await.expect("quorum back, writes work");
+    let want = BTreeSet::from(["q".to_string()]);
+    assert_converged(&c, "q", &want).await;
+}
+
+fn etcdctl(endpoints: &str, args: &[&str]) -> (bool, String, String) {
+    let o = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", endpoints, "--dial-timeout", "5s", "--command-timeout", "15s"])
+        .args(args)
+        .output()
+        .expect("etcdctl (apt-get install etcd-client)");
+    (o.status.success(), String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string())
+}
+
+fn member_id(endpoints: &str, name_or_peer: &str) -> String {
+    let (ok, out, err) = etcdctl(endpoints, &["member", "list"]);
+    assert!(ok, "{err}");
+    out.lines()
+        .find(|l| l.contains(name_or_peer))
+        .and_then(|l| l.split(',').next())
+        .unwrap_or_else(|| panic!("{name_or_peer} not in {out}"))
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wiped_member_rejoins_through_remove_and_add_and_catches_up_by_snapshot() {
+    let mut c = Cluster::start(3, &["--snapshot-count", "100"]).await;
+    let mut want = BTreeSet::new();
+    for i in 0..600 {
+        let key = format!("s/{i:04}");
+        put(&c, i % 2, &key, "value").await.expect("put");
+        want.insert(key);
+    }
+    let eps = c.endpoints();
+    let victim = 2;
+    c.nodes[victim].kill9();
+    std::fs::remove_dir_all(c.nodes[victim].data_dir()).expect("wipe");
+    let id = member_id(&eps, &c.nodes[victim].peer_url());
+    let (ok, out, err) = etcdctl(&eps, &["member", "remove", &id]);
+    assert!(ok && out.contains("removed from cluster"), "{out}{err}");
+    let (ok, out, err) = etcdctl(&eps, &["member", "add", &c.nodes[victim].name, "--peer-urls", &c.nodes[victim].peer_url()]);
+    assert!(ok && out.contains("ETCD_INITIAL_CLUSTER_STATE=\"existing\""), "{out}{err}");
+    let env: Vec<(String, String)> = out
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| k.starts_with("ETCD_INITIAL_CLUSTER"))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+        .collect();
+    c.nodes[victim].spawn_env(&[], &env);
+    assert_converged(&c, "s/", &want).await;
+    assert!(c.nodes[victim].log().contains("installed a snapshot"), "caught up by snapshot:\n{}", c.nodes[victim].log());
+    put(&c, victim, "s/after", "v").await.expect("the rejoined member takes writes");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_learner_is_added_catches_up_and_is_promoted_with_etcdctl() {
+    let mut c = Cluster::start(3, &[]).await;
+    for i in 0..50 {
+        put(&c, 0, &format!("l/{i}"), "v").await.expect("put");
+    }
+    let eps = c.endpoints();
+    let n = c.add_node("m4");
+    let (ok, out, err) = etcdctl(&eps, &["member", "add", "m4", "--learner", "--peer-urls", &c.nodes[n].peer_url()]);
+    assert!(ok, "{out}{err}");
+    let env: Vec<(String, String)> = out
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| k.starts_with("ETCD_"))
+        .map(|(k, v)| (k.to_string(), v.trim_matches('"').to_string()))
+        .filter(|(k, _)| k.starts_with("ETCD_INITIAL_CLUSTER"))
+        .collect();
+    assert_eq!(env.len(), 2, "{out}");
+    c.nodes[n].spawn_env(&[], &env);
+    let id = member_id(&eps, &c.nodes[n].peer_url());
+    let (_, list, _) = etcdctl(&eps, &["member", "list"]);
+    assert!(list.lines().any(|l| l.starts_with(&id) && l.ends_with("true")), "a learner: {list}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (ok, out, err) = etcdctl(&eps, &["member", "promote", &id]);
+        if ok {
+            assert!(out.contains("promoted"), "{out}");
+            break;
+        }
+        assert!(err.contains("can only promote a learner member which is in sync with leader"), "{err}");
+        assert!(Instant::now() < deadline, "never caught up: {err}\n{}", c.logs());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    loop {
+        // The new member publishes its name once it runs.
+        let (_, list, _) = etcdctl(&eps, &["member", "list"]);
+        if list.lines().any(|l| l.starts_with(&id) && l.contains("started, m4,") && l.ends_with("false")) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "promoted and started: {list}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (ok, _, err) = etcdctl(&eps, &["member", "promote", &id]);
+    assert!(!ok && err.contains("can only promote a learner member"), "{err}");
+    let want: BTreeSet<String> = (0..50).map(|i| format!("l/{i}")).collect();
+    assert_converged(&c, "l/", &want).await;
+}
