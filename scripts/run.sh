@@ -1,11 +1,8 @@
 #!/usr/bin/env bash
-# Builds keel-store and runs one member on 127.0.0.1:2379 with its data in ./data/default.etcd.
-# Extra arguments are etcd flags, e.g. scripts/run.sh --auto-compaction-retention 1h
+# Builds Keel and runs a local 3-member cluster (`keel up`): members on 127.0.0.1, .2 and .3,
+# client port 2379, peer port 2380, data and logs in ./data. Ctrl-C stops every member.
+# Extra arguments after -- are etcd flags for every member, e.g. scripts/run.sh -- --auto-compaction-retention 1h
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -p keel-store
-mkdir -p data
-echo "keel-store: use   etcdctl --endpoints=127.0.0.1:2379 put foo bar   (Ctrl-C stops it)"
-exec target/release/keel-store --name default --data-dir data/default.etcd \
-  --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
-  --logger capnslog "$@"
+cargo build --release -p keel-store --bins
+exec target/release/keel up --data-dir data "$@"

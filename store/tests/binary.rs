@@ -107,3 +107,41 @@ fn a_name_missing_from_the_initial_cluster_is_refused_like_etcd() {
     assert_eq!(code, 1);
     assert!(err.contains("couldn't find local name \"a\" in the initial cluster configuration"), "{err}");
 }
+
+#[test]
+fn keel_up_starts_three_members_that_agree_and_stops_them_on_sigint() {
+    let dir = tempfile::tempdir().unwrap();
+    let keel = env!("CARGO_BIN_EXE_keel");
+    let mut up = Command::new(keel)
+        .args(["up", "--data-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn keel up");
+    let eps = "127.0.0.1:2379,127.0.0.2:2379,127.0.0.3:2379";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        let o = Command::new("etcdctl").env("ETCDCTL_API", "3").args(["--endpoints", eps, "endpoint", "status"]).output().expect("etcdctl");
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        if o.status.success() && out.lines().count() == 3 && out.lines().filter(|l| l.contains(", true, false,")).count() == 1 {
+            break out;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = up.kill();
+            panic!("no 3-member cluster with one leader: {out} {}", String::from_utf8_lossy(&o.stderr));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert!(status.contains("127.0.0.2:2379"), "{status}");
+    let _ = Command::new("kill").args(["-INT", &up.id().to_string()]).status();
+    let out = up.wait_with_output().expect("keel up exits");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(&format!("etcdctl --endpoints={eps}")), "prints the etcdctl line: {stdout}");
+    assert!(stdout.contains("keel: stopped"), "{stdout}");
+    for i in 1..=3 {
+        let log = std::fs::read_to_string(dir.path().join(format!("m{i}.log"))).unwrap();
+        assert!(log.contains("stopped; all acknowledged writes are on disk"), "m{i} stopped cleanly:\n{log}");
+    }
+}
