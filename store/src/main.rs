@@ -94,6 +94,8 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         Member::start(&cfg, backend, &cfg.data_dir.join("raft"), Box::new(SplitMix64(seed()))).await.context("starting the member")?;
     let peers = futures::stream::select_all(peer_listeners).map(|r| r.and_then(|s| s.set_nodelay(true).map(|_| s)));
     let peer_server = tokio::spawn(member.serve_peers(peers));
+    // Like etcd, clients are served once this member is in the cluster's membership.
+    member.wait_published().await;
     let id = &member.shared.identity;
     tracing::info!("published {{name:{}, clientURLs:[{}]}} to cluster {}", id.name, id.client_urls.join(" "), id.cluster_id);
     tracing::info!("enabled capabilities for version 3.5");

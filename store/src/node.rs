@@ -96,6 +96,7 @@ pub struct Member {
     /// Replication.
     pub replica: Arc<Replica>,
     peer: PeerService,
+    published: tokio::sync::watch::Receiver<bool>,
     tasks: JoinSet<()>,
 }
 
@@ -128,13 +129,13 @@ pub fn initial_members(cfg: &Config) -> BTreeMap<u64, PeerInfo> {
         by_name.entry(name).or_default().push(url.clone());
     }
     by_name
-        .into_iter()
-        .map(|(name, mut urls)| {
+        .into_values()
+        .map(|mut urls| {
             urls.sort();
             let id = fnv64(&[&urls.join(","), &cfg.initial_cluster_token]);
-            // Client URLs are published by each member once it runs; every member must start
-            // from the very same membership.
-            (id, PeerInfo { name: name.to_string(), peer_urls: urls, client_urls: Vec::new() })
+            // Name and client URLs are published by each member once it runs (until then it is
+            // "unstarted", as in etcd); every member must start from the very same membership.
+            (id, PeerInfo { name: String::new(), peer_urls: urls, client_urls: Vec::new() })
         })
         .collect()
 }
@@ -161,7 +162,9 @@ async fn identify(cfg: &Config, backend: &dyn Backend, peers: &Peers) -> Result<
         (m, c, Start::Join)
     } else {
         let members = initial_members(cfg);
-        let Some((&id, info)) = members.iter().find(|(_, i)| i.name == cfg.name) else {
+        let mut mine: Vec<String> = cfg.initial_cluster.iter().filter(|(n, _)| *n == cfg.name).map(|(_, u)| u.clone()).collect();
+        mine.sort();
+        let Some((&id, info)) = members.iter().find(|(_, i)| !mine.is_empty() && i.peer_urls == mine) else {
             return Err(Error::InvalidArgument(format!("couldn't find local name {:?} in the initial cluster configuration", cfg.name)));
         };
         if info.peer_urls != own {
@@ -257,7 +260,8 @@ impl Member {
         tasks.spawn(syncer::run(shared.clone(), cfg.watch_progress_notify_interval));
         tasks.spawn(lease_svc::run_expiry(shared.clone()));
         tasks.spawn(watch_raft(shared.clone(), replica.clone()));
-        tasks.spawn(publish(replica.clone(), cfg.name.clone(), cfg.advertise_client_urls.clone()));
+        let (published_tx, published) = tokio::sync::watch::channel(false);
+        tasks.spawn(publish(replica.clone(), cfg.name.clone(), cfg.advertise_client_urls.clone(), published_tx));
         if cfg.auto_compaction != AutoCompaction::Off {
             tasks.spawn(run_compactor(shared.clone(), cfg.auto_compaction));
         }
@@ -271,7 +275,14 @@ impl Member {
             election: ElectionService::new(KvService::new(shared.clone()), WatchService::new(shared.clone())),
         };
         let peer = PeerService::new(replica.clone(), shared.clone(), snap_dir);
-        Ok(Member { shared, services, replica, peer, tasks })
+        Ok(Member { shared, services, replica, peer, published, tasks })
+    }
+
+    /// Wait until this member's name and client URLs are in the cluster's membership (which
+    /// takes a leader, so a quorum). Like etcd, the binary serves clients only after that.
+    pub async fn wait_published(&self) {
+        let mut rx = self.published.clone();
+        let _ = rx.wait_for(|p| *p).await;
     }
 
     /// Serve the peer service on `incoming` until the member stops.
@@ -388,30 +399,33 @@ async fn watch_raft(shared: Arc<Shared>, replica: Arc<Replica>) {
 
 /// Publish this member's name and client URLs to the cluster (through the leader) once, as
 /// etcd does after it starts.
-async fn publish(replica: Arc<Replica>, name: String, client_urls: Vec<String>) {
+async fn publish(replica: Arc<Replica>, name: String, client_urls: Vec<String>, done: tokio::sync::watch::Sender<bool>) {
     let me =
         EtcdMember { id: replica.id, name: name.clone(), peer_ur_ls: Vec::new(), client_ur_ls: client_urls.clone(), is_learner: false };
     loop {
-        tokio::time::sleep(Duration::from_millis(200)).await;
         let current = replica.members().into_iter().find(|m| m.id == replica.id);
         if current.as_ref().is_some_and(|m| m.name == name && m.client_ur_ls == client_urls) {
+            let _ = done.send(true);
             return;
         }
-        if current.is_none() {
-            continue;
-        }
-        let done = if replica.is_leader() {
+        let sent = if current.is_none() {
+            false
+        } else if replica.is_leader() {
             replica.publish_member(replica.id, name.clone(), client_urls.clone()).await.is_ok()
-        } else if let Some((_, leader)) = replica.leader() {
-            match replica.peers.member(&leader) {
-                Ok(mut c) => tokio::time::timeout(Duration::from_secs(5), c.publish(me.clone())).await.is_ok_and(|r| r.is_ok()),
-                Err(_) => false,
-            }
+        } else if let Some((_, leader)) = replica.leader()
+            && let Ok(mut c) = replica.peers.member(&leader)
+        {
+            tokio::time::timeout(Duration::from_secs(5), c.publish(me.clone())).await.is_ok_and(|r| r.is_ok())
         } else {
             false
         };
-        if done {
-            tracing::info!(name = %name, "published member attributes to the cluster");
+        // After a proposal, give it time to be applied here before proposing again.
+        let pause = if sent { 20 } else { 1 };
+        for _ in 0..pause {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            if replica.members().iter().any(|m| m.id == replica.id && m.name == name && m.client_ur_ls == client_urls) {
+                break;
+            }
         }
     }
 }

@@ -103,9 +103,11 @@ async fn five_members_take_writes_anywhere_and_agree() {
     writes_everywhere(5).await;
 }
 
-/// 16 writers spread over the members until `stop`; returns the acknowledged keys and the
-/// acknowledgement times.
-fn start_load(c: &Arc<Cluster>, stop: &Arc<AtomicBool>) -> (Arc<Mutex<Vec<(String, Instant, Instant)>>>, Vec<tokio::task::JoinHandle<()>>) {
+/// Acknowledged writes: key, when the request started, when it was acknowledged.
+type Acked = Arc<Mutex<Vec<(String, Instant, Instant)>>>;
+
+/// 16 writers spread over the members until `stop`; returns the acknowledged writes.
+fn start_load(c: &Arc<Cluster>, stop: &Arc<AtomicBool>) -> (Acked, Vec<tokio::task::JoinHandle<()>>) {
     let acked = Arc::new(Mutex::new(Vec::new()));
     let tasks = (0..16)
         .map(|w| {

@@ -5,6 +5,7 @@
 //! term are read from the member itself (`endpoint status -w json`) and then checked everywhere.
 
 mod common;
+use common::cluster::Cluster;
 use common::*;
 
 use serde_json::{Value, json};
@@ -43,6 +44,85 @@ fn etcdctl() -> &'static str {
     })
 }
 
+thread_local! {
+    /// Set by the `three_members_*` variants: the test runs against a 3-member cluster.
+    static THREE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// What a test drives: one member, or a 3-member cluster with etcdctl given all three
+/// endpoints (it may talk to any of them, so member IDs in headers are not compared there).
+struct Target {
+    one: Option<Member>,
+    three: Option<(Cluster, tokio::runtime::Runtime)>,
+}
+
+impl Target {
+    fn start() -> Target {
+        if THREE.with(|t| t.get()) {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+            let c = rt.block_on(Cluster::start(3, &[]));
+            Target { one: None, three: Some((c, rt)) }
+        } else {
+            Target { one: Some(Member::start(&[])), three: None }
+        }
+    }
+
+    fn is_three(&self) -> bool {
+        self.three.is_some()
+    }
+
+    /// etcdctl's `--endpoints`.
+    fn endpoint(&self) -> String {
+        match (&self.one, &self.three) {
+            (Some(m), _) => m.endpoint(),
+            (_, Some((c, _))) => c.endpoints(),
+            _ => unreachable!("a target is one member or a cluster"),
+        }
+    }
+
+    /// The (first) client URL.
+    fn url(&self) -> String {
+        match (&self.one, &self.three) {
+            (Some(m), _) => m.url(),
+            (_, Some((c, _))) => c.nodes[0].url(),
+            _ => unreachable!("a target is one member or a cluster"),
+        }
+    }
+}
+
+/// Run a conformance test against a 3-member cluster.
+fn on_three_members(test: fn()) {
+    THREE.with(|t| t.set(true));
+    test();
+}
+
+/// In cluster runs, member IDs depend on which member etcdctl reached: set them to 0.
+fn normalize(v: &mut Value, three: bool) {
+    if !three {
+        return;
+    }
+    match v {
+        Value::Object(map) => {
+            for (k, x) in map.iter_mut() {
+                if k == "member_id" {
+                    *x = json!(0);
+                } else {
+                    normalize(x, three);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|x| normalize(x, three)),
+        _ => {}
+    }
+}
+
+fn normalize_text(out: &str, three: bool) -> String {
+    if !three {
+        return out.to_string();
+    }
+    out.split_inclusive('\n').map(|l| if l.starts_with("\"MemberID\" : ") { "\"MemberID\" : 0\n" } else { l }).collect()
+}
+
 /// What one etcdctl run printed.
 #[derive(Debug)]
 struct Output {
@@ -60,7 +140,7 @@ impl Output {
 }
 
 /// An etcdctl command line against the member.
-fn command(m: &Member, args: &[&str]) -> Command {
+fn command(m: &Target, args: &[&str]) -> Command {
     let mut cmd = Command::new(etcdctl());
     cmd.env("ETCDCTL_API", "3").args(["--endpoints", &m.endpoint(), "--dial-timeout", "5s", "--command-timeout", "10s"]).args(args);
     cmd
@@ -89,7 +169,7 @@ fn text(buf: &Arc<Mutex<Vec<u8>>>) -> String {
 }
 
 /// Run `etcdctl <args>` to completion, feeding `stdin` (or /dev/null).
-fn ctl(m: &Member, args: &[&str], stdin: Option<&[u8]>) -> Output {
+fn ctl(m: &Target, args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut cmd = command(m, args);
     cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().expect("spawn etcdctl");
@@ -134,14 +214,14 @@ fn ok(o: Output) -> String {
 }
 
 /// Run and expect exactly `want` on stdout, nothing on stderr, exit 0.
-fn expect(m: &Member, args: &[&str], stdin: Option<&[u8]>, want: &str) {
+fn expect(m: &Target, args: &[&str], stdin: Option<&[u8]>, want: &str) {
     let o = ctl(m, args, stdin);
-    assert_eq!(o.stdout, want, "stdout of `{}` (stderr {:?}, exit {})", o.cmd, o.stderr, o.code);
+    assert_eq!(normalize_text(&o.stdout, m.is_three()), want, "stdout of `{}` (stderr {:?}, exit {})", o.cmd, o.stderr, o.code);
     assert_eq!((o.code, o.stderr.as_str()), (0, ""), "exit code / stderr of `{}`", o.cmd);
 }
 
 /// A txn read from stdin.
-fn txn(m: &Member, args: &[&str], script: &str) -> Output {
+fn txn(m: &Target, args: &[&str], script: &str) -> Output {
     let mut a = vec!["txn"];
     a.extend_from_slice(args);
     ctl(m, &a, Some(script.as_bytes()))
@@ -168,10 +248,12 @@ const DUPLICATE_KEY: &str = "etcdserver: duplicate key given in txn request";
 /// Parse `-w json` output (one document) of a successful command.
 fn json_of(o: Output) -> Value {
     let out = ok(o);
-    serde_json::from_str(out.trim_end()).unwrap_or_else(|e| panic!("not JSON ({e}): {out:?}"))
+    let mut v = serde_json::from_str(out.trim_end()).unwrap_or_else(|e| panic!("not JSON ({e}): {out:?}"));
+    normalize(&mut v, THREE.with(|t| t.get()));
+    v
 }
 
-fn get_json(m: &Member, args: &[&str]) -> Value {
+fn get_json(m: &Target, args: &[&str]) -> Value {
     json_of(ctl(m, args, None))
 }
 
@@ -201,7 +283,7 @@ struct Ids {
 }
 
 impl Ids {
-    fn of(m: &Member) -> Ids {
+    fn of(m: &Target) -> Ids {
         let st = get_json(m, &["endpoint", "status", "-w", "json"]);
         let h = &st[0]["Status"]["header"];
         let ids = Ids {
@@ -209,7 +291,12 @@ impl Ids {
             member: h["member_id"].as_u64().expect("member_id"),
             term: h["raft_term"].as_u64().expect("raft_term"),
         };
-        assert!(ids.cluster != 0 && ids.member != 0 && ids.term != 0, "status header has zero IDs/term: {st}");
+        let three = m.is_three();
+        assert!(ids.cluster != 0 && (ids.member != 0 || three) && ids.term != 0, "status header has zero IDs/term: {st}");
+        if three {
+            let terms: Vec<&Value> = st.as_array().expect("array").iter().map(|s| &s["Status"]["header"]["raft_term"]).collect();
+            assert!(terms.len() == 3 && terms.iter().all(|t| **t == json!(ids.term)), "one term on every member: {st}");
+        }
         ids
     }
 
@@ -234,7 +321,7 @@ fn kv(key: &str, create: i64, modr: i64, version: i64, value: &str) -> Value {
 }
 
 /// The nine puts of the golden transcript's section 1; afterwards the revision is 10.
-fn seed_golden_kvs(m: &Member, ids: &Ids) {
+fn seed_golden_kvs(m: &Target, ids: &Ids) {
     for (k, v) in [("foo", "bar"), ("foo1", "bar1"), ("foo2", "bar2"), ("bar", "baz"), ("zoo", "zebra"), ("foo", "bar-v2")] {
         expect(m, &["put", k, v], None, "OK\n");
     }
@@ -256,7 +343,7 @@ struct Watch {
 }
 
 impl Watch {
-    fn start(m: &Member, args: &[&str]) -> Watch {
+    fn start(m: &Target, args: &[&str]) -> Watch {
         let mut child =
             command(m, args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn etcdctl watch");
         let (stdout, stderr) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
@@ -309,7 +396,7 @@ impl Drop for Watch {
 }
 
 /// Start a watch, wait until it printed exactly `want`, stop it, and compare.
-fn expect_watch(m: &Member, args: &[&str], want: &str) {
+fn expect_watch(m: &Target, args: &[&str], want: &str) {
     let mut w = Watch::start(m, args);
     w.wait_for(WATCH_LIMIT, |s| s.len() >= want.len());
     let o = w.stop();
@@ -322,7 +409,8 @@ fn expect_watch(m: &Member, args: &[&str], want: &str) {
 fn watch_json_events(ids: &Ids, out: &str) -> Vec<Value> {
     let mut events = Vec::new();
     for line in out.lines() {
-        let r: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("watch line is not JSON ({e}): {line:?}"));
+        let mut r: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("watch line is not JSON ({e}): {line:?}"));
+        normalize(&mut r, THREE.with(|t| t.get()));
         let h = &r["Header"];
         assert_eq!(
             (h["cluster_id"].as_u64(), h["member_id"].as_u64(), h["raft_term"].as_u64()),
@@ -346,7 +434,7 @@ fn watch_json_events(ids: &Ids, out: &str) -> Vec<Value> {
 #[test]
 fn put_and_get_output_matches_etcd() {
     etcdctl();
-    let m = Member::start(&[]);
+    let m = Target::start();
     let ids = Ids::of(&m);
     seed_golden_kvs(&m, &ids);
 
@@ -410,7 +498,7 @@ fn put_and_get_output_matches_etcd() {
 #[test]
 fn get_with_sort_and_limit_matches_etcd() {
     etcdctl();
-    let m = Member::start(&[]);
+    let m = Target::start();
     let ids = Ids::of(&m);
     seed_golden_kvs(&m, &ids);
 
@@ -466,7 +554,7 @@ fn get_with_sort_and_limit_matches_etcd() {
 #[test]
 fn del_prefix_and_prev_kv_match_etcd() {
     etcdctl();
-    let m = Member::start(&[]);
+    let m = Target::start();
     let ids = Ids::of(&m);
     for (k, v) in [("tmp1", "v1"), ("tmp2", "v2"), ("tmp3", "v3"), ("tmpx", "vx")] {
         expect(&m, &["put", k, v], None, "OK\n"); // revisions 2..=5
@@ -528,7 +616,7 @@ fn without_nested_headers(mut v: Value) -> Value {
 #[test]
 fn txn_success_and_failure_paths_match_etcd() {
     etcdctl();
-    let m = Member::start(&[]);
+    let m = Target::start();
     let ids = Ids::of(&m);
     expect(&m, &["put", "foo", "bar-v6"], None, "OK\n"); // 2
     expect(&m, &["put", "foo1", "bar1"], None, "OK\n"); // 3
@@ -594,7 +682,7 @@ fn txn_success_and_failure_paths_match_etcd() {
 #[test]
 fn txn_json_nested_headers_match_etcd() {
     etcdctl();
-    let m = Member::start(&[]);
+    let m = Target::start();
     let ids = Ids::of(&m);
     expect(&m, &["put", "foo", "bar"], None, "OK\n"); // 2
     expect(&m, &["put", "foo1", "bar1"], None, "OK\n"); // 3
@@ -626,7 +714,7 @@ fn txn_json_nested_headers_match_etcd() {
 #[test]
 fn watch_history_with_rev_prefix_and_prev_kv_matches_etcd() {
     etcdctl();
-    let m = Member::start(&[]);
+    let m = Target::start();
     let ids = Ids::of(&m);
     expect(&m, &["put", "foo", "bar"], None, "OK\n"); // 2
     expect(&m, &["put", "foo1", "bar1"], None, "OK\n"); // 3
@@ -684,7 +772,7 @@ fn watch_history_with_rev_prefix_and_prev_kv_matches_etcd() {
 #[test]
 fn watch_sees_live_puts_and_deletes_like_etcd() {
     etcdctl();
-    let m = Member::start(&[]);
+    let m = Target::start();
     let ids = Ids::of(&m);
     expect(&m, &["put", "other", "x"], None, "OK\n"); // 2
 
@@ -764,7 +852,7 @@ fn parse_ttl(out: &str, id: &str, granted: i64, suffix: &str) -> i64 {
 #[test]
 fn lease_grant_keepalive_timetolive_list_revoke_match_etcd() {
     etcdctl();
-    let m = Member::start(&[]);
+    let m = Target::start();
     let ids = Ids::of(&m);
 
     let l1 = parse_grant(&ok(ctl(&m, &["lease", "grant", "60"], None)), 60);
@@ -851,7 +939,7 @@ fn lease_grant_keepalive_timetolive_list_revoke_match_etcd() {
 #[test]
 fn compaction_then_read_below_it_fails_like_etcd() {
     etcdctl();
-    let m = Member::start(&[]);
+    let m = Target::start();
     let ids = Ids::of(&m);
     for v in ["a", "b", "c"] {
         expect(&m, &["put", "foo", v], None, "OK\n"); // 2, 3, 4
@@ -889,7 +977,8 @@ fn compaction_then_read_below_it_fails_like_etcd() {
     );
     let o = ctl(&m, &["watch", "foo", "--rev", "2", "-w", "json"], None);
     assert_eq!((o.code, o.last_err_line()), (5, "Error: watch is canceled by the server"), "{o:#?}");
-    let v: Value = serde_json::from_str(o.stdout.trim_end()).unwrap_or_else(|e| panic!("not JSON ({e}): {o:#?}"));
+    let mut v: Value = serde_json::from_str(o.stdout.trim_end()).unwrap_or_else(|e| panic!("not JSON ({e}): {o:#?}"));
+    normalize(&mut v, m.is_three());
     assert_eq!(
         v,
         json!({"Header": {"cluster_id": ids.cluster, "member_id": ids.member, "raft_term": ids.term}, "Events": [], "CompactRevision": 4, "Canceled": true, "Created": false}),
@@ -910,7 +999,7 @@ fn cells(line: &str) -> Vec<String> {
 #[test]
 fn endpoint_health_status_and_member_list_match_etcd() {
     etcdctl();
-    let m = Member::start(&[]);
+    let m = Target::start();
     let ep = m.endpoint();
     let ids = Ids::of(&m);
     let id_hex = format!("{:x}", ids.member);
@@ -971,7 +1060,7 @@ fn endpoint_health_status_and_member_list_match_etcd() {
     let f: Vec<&str> = out.strip_suffix('\n').unwrap_or_else(|| panic!("{out:?}")).split(", ").collect();
     assert_eq!(f.len(), 6, "{out:?}");
     assert_eq!((f[0], f[1], f[2], f[4], f[5]), (id_hex.as_str(), "started", "test", m.url().as_str(), "false"), "{out:?}");
-    assert!(f[3].starts_with("http://127.0.0.1:") && f[3] != m.url(), "peer URL {:?}", f[3]);
+    assert!(f[3].starts_with("http://127.") && f[3] != m.url(), "peer URL {:?}", f[3]);
     let peer = f[3].to_string();
     let out = ok(ctl(&m, &["member", "list", "-w", "table"], None));
     let lines: Vec<&str> = out.lines().collect();
@@ -991,7 +1080,7 @@ fn endpoint_health_status_and_member_list_match_etcd() {
 #[test]
 fn oversized_put_is_rejected_like_etcd() {
     etcdctl();
-    let m = Member::start(&[]);
+    let m = Target::start();
     let ids = Ids::of(&m);
     const TOO_LARGE: &str = "etcdserver: request is too large";
     // 1.6 MiB from stdin: over the 1.5 MiB request limit.
@@ -1017,7 +1106,7 @@ fn oversized_put_is_rejected_like_etcd() {
 #[test]
 fn txn_op_limit_and_duplicate_keys_match_etcd() {
     etcdctl();
-    let m = Member::start(&[]);
+    let m = Target::start();
     let ids = Ids::of(&m);
     let ops = |n: usize| (1..=n).map(|i| format!("put k{i} v\n")).collect::<String>();
 
@@ -1054,7 +1143,7 @@ fn txn_op_limit_and_duplicate_keys_match_etcd() {
 #[test]
 fn put_and_get_validation_errors_match_etcd() {
     etcdctl();
-    let m = Member::start(&[]);
+    let m = Target::start();
     expect(&m, &["put", "foo", "bar"], None, "OK\n"); // 2
 
     const KEY_NOT_FOUND: &str = "etcdserver: key not found";
@@ -1086,7 +1175,7 @@ fn put_and_get_validation_errors_match_etcd() {
 /// etcdctl, a second waits, and runs its command only once the first exits.
 #[test]
 fn etcdctl_lock_recipe_serializes_holders() {
-    let m = Member::start(&[]);
+    let m = Target::start();
     let dir = tempfile::tempdir().expect("tempdir");
     let trail = dir.path().join("trail");
     let trail_s = trail.to_str().expect("utf-8 path").to_string();
@@ -1121,4 +1210,97 @@ fn etcdctl_lock_recipe_serializes_holders() {
     );
     // Nothing is left under the lock's prefix once both released it.
     assert_eq!(ok(ctl(&m, &["get", "L", "--prefix", "--keys-only"], None)), "");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The same tests against a 3-member cluster (etcdctl --endpoints lists all three)
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn three_members_put_and_get_output_matches_etcd() {
+    on_three_members(put_and_get_output_matches_etcd);
+}
+
+#[test]
+fn three_members_get_with_sort_and_limit_matches_etcd() {
+    on_three_members(get_with_sort_and_limit_matches_etcd);
+}
+
+#[test]
+fn three_members_del_prefix_and_prev_kv_match_etcd() {
+    on_three_members(del_prefix_and_prev_kv_match_etcd);
+}
+
+#[test]
+fn three_members_txn_success_and_failure_paths_match_etcd() {
+    on_three_members(txn_success_and_failure_paths_match_etcd);
+}
+
+#[test]
+fn three_members_txn_json_nested_headers_match_etcd() {
+    on_three_members(txn_json_nested_headers_match_etcd);
+}
+
+#[test]
+fn three_members_watch_history_with_rev_prefix_and_prev_kv_matches_etcd() {
+    on_three_members(watch_history_with_rev_prefix_and_prev_kv_matches_etcd);
+}
+
+#[test]
+fn three_members_watch_sees_live_puts_and_deletes_like_etcd() {
+    on_three_members(watch_sees_live_puts_and_deletes_like_etcd);
+}
+
+#[test]
+fn three_members_lease_grant_keepalive_timetolive_list_revoke_match_etcd() {
+    on_three_members(lease_grant_keepalive_timetolive_list_revoke_match_etcd);
+}
+
+#[test]
+fn three_members_compaction_then_read_below_it_fails_like_etcd() {
+    on_three_members(compaction_then_read_below_it_fails_like_etcd);
+}
+
+#[test]
+fn three_members_oversized_put_is_rejected_like_etcd() {
+    on_three_members(oversized_put_is_rejected_like_etcd);
+}
+
+#[test]
+fn three_members_txn_op_limit_and_duplicate_keys_match_etcd() {
+    on_three_members(txn_op_limit_and_duplicate_keys_match_etcd);
+}
+
+#[test]
+fn three_members_put_and_get_validation_errors_match_etcd() {
+    on_three_members(put_and_get_validation_errors_match_etcd);
+}
+
+#[test]
+fn three_members_etcdctl_lock_recipe_serializes_holders() {
+    on_three_members(etcdctl_lock_recipe_serializes_holders);
+}
+
+#[test]
+fn three_members_endpoint_status_and_member_list_show_the_cluster() {
+    etcdctl();
+    THREE.with(|t| t.set(true));
+    let m = Target::start();
+    // (Not `--cluster`: etcdctl 3.4 then sends the client URL, scheme and all, as the HTTP/2
+    // :authority, which the h2 server under tonic refuses; see the README.)
+    let st = get_json(&m, &["endpoint", "status", "-w", "json"]);
+    let rows = st.as_array().expect("array");
+    assert_eq!(rows.len(), 3, "{st}");
+    let leaders: BTreeSet<u64> = rows.iter().map(|r| r["Status"]["leader"].as_u64().expect("leader")).collect();
+    assert_eq!(leaders.len(), 1, "every member names the same leader: {st}");
+    let out = ok(ctl(&m, &["member", "list"], None));
+    assert_eq!(out.lines().count(), 3, "{out}");
+    for l in out.lines() {
+        let f: Vec<&str> = l.split(", ").collect();
+        assert_eq!((f[1], f[5]), ("started", "false"), "{l}");
+        assert!(f[2].starts_with('m') && f[4].starts_with("http://127."), "{l}");
+    }
+    let o = ctl(&m, &["endpoint", "health"], None);
+    assert_eq!(o.code, 0, "{o:#?}");
+    assert_eq!(o.stderr.matches("is healthy: successfully committed proposal").count(), 3, "{o:#?}");
 }

@@ -54,7 +54,7 @@ fn gateway_speaks_proto3_json() {
     let (_, body) = m.http("POST", "/v3/maintenance/status", "{}");
     assert!(json(&body)["version"].as_str().unwrap().starts_with("3.5."));
     let (_, body) = m.http("POST", "/v3/cluster/member/list", "{}");
-    assert_eq!(json(&body)["members"][0]["name"], "test");
+    assert_eq!(json(&body)["members"][0]["name"], "test", "{body}");
 }
 
 #[test]

@@ -8,11 +8,11 @@
 //! - Publish: a started member sets its name and client URLs.
 
 use super::Replica;
-use super::types::PeerInfo;
+use super::types::{PeerInfo, typ};
 use crate::error::{Error, Result};
 use keel_proto::etcdserverpb::Member;
 use openraft::ChangeMembers;
-use openraft::errors::{ClientWriteError, RaftError};
+use openraft::errors::{ChangeMembershipError, ClientWriteError, RaftError};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// etcd promotes a learner only when its log reaches this share of the leader's.
@@ -29,11 +29,38 @@ fn err(e: RaftError<super::types::TypeConfig, ClientWriteError<super::types::Typ
     }
 }
 
+/// How long a membership change waits for one in progress to finish.
+const CHANGE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Replica {
-    /// Every member, as etcd lists them (voters, then learners, each in ID order).
+    /// Propose a membership change, waiting (a while) for one already in progress to commit:
+    /// openraft takes one change at a time, and members publish themselves as they start.
+    async fn change(&self, changes: ChangeMembers<u64, PeerInfo>) -> Result<()> {
+        let deadline = tokio::time::Instant::now() + CHANGE_WAIT;
+        loop {
+            match self.raft.change_membership(changes.clone(), false).await {
+                Ok(_) => return Ok(()),
+                Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(_))))
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(25)).await
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
+    }
+
+    /// The membership this member has applied (committed), as openraft stores it.
+    fn applied_membership(&self) -> typ::StoredMembership {
+        let Ok(shared) = self.shared() else { return Default::default() };
+        let sm = shared.read_state();
+        sm.membership.as_deref().and_then(|m| serde_json::from_slice(m).ok()).unwrap_or_default()
+    }
+
+    /// Every member of the applied membership, in ID order (etcd lists its applied view too).
     pub fn members(&self) -> Vec<Member> {
-        let m = self.metrics();
-        let membership = m.membership_config.membership();
+        let stored = self.applied_membership();
+        let membership = stored.membership();
         let voters: BTreeSet<u64> = membership.voter_ids().collect();
         membership
             .nodes()
@@ -67,9 +94,9 @@ impl Replica {
             return Err(Error::TooManyLearners);
         }
         let info = PeerInfo { name: String::new(), peer_urls: peer_urls.clone(), client_urls: Vec::new() };
-        self.raft.add_learner(new_id, info, false).await.map_err(err)?;
+        self.change(ChangeMembers::AddNodes(BTreeMap::from([(new_id, info)]))).await?;
         if !learner {
-            self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([new_id])), false).await.map_err(err)?;
+            self.change(ChangeMembers::AddVoterIds(BTreeSet::from([new_id]))).await?;
         }
         Ok(Member { id: new_id, name: String::new(), peer_ur_ls: peer_urls, client_ur_ls: Vec::new(), is_learner: learner })
     }
@@ -82,10 +109,10 @@ impl Replica {
         let members = self.members();
         let Some(m) = members.iter().find(|m| m.id == id) else { return Err(Error::MemberNotFound) };
         if !m.is_learner {
-            self.raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false).await.map_err(err)?;
+            self.change(ChangeMembers::RemoveVoters(BTreeSet::from([id]))).await?;
         }
         if self.node(id).is_some() {
-            self.raft.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false).await.map_err(err)?;
+            self.change(ChangeMembers::RemoveNodes(BTreeSet::from([id]))).await?;
         }
         Ok(())
     }
@@ -100,7 +127,7 @@ impl Replica {
             return Err(Error::PeerUrlExists);
         }
         info.peer_urls = peer_urls;
-        self.raft.change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, info)])), false).await.map_err(err)?;
+        self.change(ChangeMembers::SetNodes(BTreeMap::from([(id, info)]))).await?;
         Ok(())
     }
 
@@ -120,7 +147,7 @@ impl Replica {
         if matched < leader_last * READY_PERCENT {
             return Err(Error::LearnerNotReady);
         }
-        self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await.map_err(err)?;
+        self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id]))).await?;
         Ok(())
     }
 
@@ -135,7 +162,7 @@ impl Replica {
         }
         info.name = name;
         info.client_urls = client_urls;
-        self.raft.change_membership(ChangeMembers::SetNodes(BTreeMap::from([(id, info)])), false).await.map_err(err)?;
+        self.change(ChangeMembers::SetNodes(BTreeMap::from([(id, info)]))).await?;
         Ok(())
     }
 

@@ -81,7 +81,7 @@ impl Replica {
         Replica { raft, id, peers, shared: Arc::downgrade(shared) }
     }
 
-    fn shared(&self) -> Result<Arc<Shared>> {
+    pub(crate) fn shared(&self) -> Result<Arc<Shared>> {
         self.shared.upgrade().ok_or(Error::Stopped)
     }
 

@@ -83,7 +83,7 @@ impl LeaseService {
         let deadline = Instant::now() + REQUEST_TIMEOUT;
         replica
             .call_leader(deadline, |mut c| {
-                let req = req.clone();
+                let req = *req;
                 async move { c.lease_time_to_live(req).await }
             })
             .await

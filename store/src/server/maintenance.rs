@@ -105,12 +105,7 @@ impl MaintenanceService {
                 buf.truncate(n);
                 sent += n as u64;
                 let last = n == 0 || sent >= total;
-                let msg = SnapshotResponse {
-                    header: header.clone(),
-                    remaining_bytes: total - sent,
-                    blob: buf.into(),
-                    version: ETCD_VERSION.into(),
-                };
+                let msg = SnapshotResponse { header, remaining_bytes: total - sent, blob: buf.into(), version: ETCD_VERSION.into() };
                 if (n > 0 || sent == 0) && tx.blocking_send(Ok(msg)).is_err() {
                     return;
                 }

@@ -2,10 +2,11 @@
 //! client and peer ports for its whole life (restarts included), and is stopped by PID when the
 //! test ends.
 
-use super::{BIN, free_addr};
+use super::{BIN, free_addrs};
+use keel_proto::etcdserverpb::cluster_client::ClusterClient;
 use keel_proto::etcdserverpb::kv_client::KvClient;
 use keel_proto::etcdserverpb::maintenance_client::MaintenanceClient;
-use keel_proto::etcdserverpb::{PutRequest, RangeRequest, StatusRequest};
+use keel_proto::etcdserverpb::{MemberListRequest, RangeRequest, StatusRequest};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -107,11 +108,12 @@ impl Cluster {
     /// Start `n` members, each with `extra` flags, and wait for a leader.
     pub async fn start(n: usize, extra: &[&str]) -> Cluster {
         let tmp = tempfile::tempdir().expect("tempdir");
+        let addrs = free_addrs(2 * n);
         let nodes: Vec<Node> = (1..=n)
             .map(|i| Node {
                 name: format!("m{i}"),
-                client: free_addr(),
-                peer: free_addr(),
+                client: addrs[2 * i - 2],
+                peer: addrs[2 * i - 1],
                 dir: tmp.path().to_path_buf(),
                 child: None,
                 extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -123,7 +125,26 @@ impl Cluster {
             node.spawn(&args);
         }
         c.wait_leader(Duration::from_secs(20)).await;
+        c.wait_published(Duration::from_secs(20)).await;
         c
+    }
+
+    /// Wait until every running member has published its name and client URLs.
+    pub async fn wait_published(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let want = self.nodes.iter().filter(|n| n.running()).count();
+        loop {
+            let Some(i) = self.nodes.iter().position(|n| n.running()) else { return };
+            let mut cl = ClusterClient::new(self.nodes[i].channel().await);
+            if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(2), cl.member_list(MemberListRequest::default())).await {
+                let started = r.into_inner().members.iter().filter(|m| !m.name.is_empty() && !m.client_ur_ls.is_empty()).count();
+                if started >= want {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "members did not publish themselves:\n{}", self.logs());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// A cluster with no members (a placeholder while a test moves the real one).
@@ -141,7 +162,10 @@ impl Cluster {
     pub fn add_node(&mut self, name: &str) -> usize {
         let dir = self.nodes[0].dir.clone();
         let extra = self.nodes[0].extra.clone();
-        self.nodes.push(Node { name: name.into(), client: free_addr(), peer: free_addr(), dir, child: None, extra });
+        let taken: Vec<SocketAddr> = self.nodes.iter().flat_map(|n| [n.client, n.peer]).collect();
+        let mut fresh = free_addrs(2 + taken.len()).into_iter().filter(|a| !taken.contains(a));
+        let (client, peer) = (fresh.next().expect("port"), fresh.next().expect("port"));
+        self.nodes.push(Node { name: name.into(), client, peer, dir, child: None, extra });
         self.nodes.len() - 1
     }
 
@@ -185,14 +209,15 @@ impl Cluster {
         None
     }
 
-    /// Wait until some member leads and a write through it succeeds.
+    /// Wait until some member leads and a linearizable read through it succeeds (which needs
+    /// a quorum; no write, so revisions start where a fresh etcd's do).
     pub async fn wait_leader(&self, limit: Duration) -> usize {
         let deadline = Instant::now() + limit;
         loop {
             if let Some(i) = self.leader().await {
                 let mut kv = self.nodes[i].kv().await;
-                let put = kv.put(PutRequest { key: "__ready".into(), value: "1".into(), ..Default::default() });
-                if tokio::time::timeout(Duration::from_secs(2), put).await.is_ok_and(|r| r.is_ok()) {
+                let read = kv.range(RangeRequest { key: "__ready".into(), ..Default::default() });
+                if tokio::time::timeout(Duration::from_secs(2), read).await.is_ok_and(|r| r.is_ok()) {
                     return i;
                 }
             }

@@ -22,14 +22,27 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_keel-store");
 
 /// A free loopback port (the OS picks it; the listener is closed before the member binds).
 pub fn free_addr() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr")
+    free_addrs(1)[0]
+}
+
+/// `n` distinct free loopback addresses (all held open while choosing, so none repeats). Each
+/// call picks a random address in 127.1.0.0–127.255.255.255, so members of tests running side
+/// by side never reach for the same address and port, whatever the kernel hands out.
+pub fn free_addrs(n: usize) -> Vec<SocketAddr> {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(std::process::id());
+    let r = h.finish();
+    let ip = std::net::Ipv4Addr::new(127, 1 + (r % 255) as u8, (r >> 8) as u8, 1 + ((r >> 16) % 254) as u8);
+    let held: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind((ip, 0)).expect("bind an ephemeral port")).collect();
+    held.iter().map(|l| l.local_addr().expect("local addr")).collect()
 }
 
 /// One member process.
 pub struct Member {
     pub child: Option<Child>,
     pub addr: SocketAddr,
+    pub peer: SocketAddr,
     pub data_dir: PathBuf,
     pub log: PathBuf,
     pub extra: Vec<String>,
@@ -40,16 +53,18 @@ impl Member {
     /// Start a member in a fresh temporary data dir.
     pub fn start(extra: &[&str]) -> Member {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let mut m = Member::start_in(tmp.path(), free_addr(), extra);
+        let mut m = Member::start_in(tmp.path(), free_addrs(1)[0], extra);
         m._tmp = Some(tmp);
         m
     }
 
     /// Start a member with its data under `dir` on `addr`.
     pub fn start_in(dir: &Path, addr: SocketAddr, extra: &[&str]) -> Member {
+        let peer = free_addrs(2).into_iter().find(|p| *p != addr).expect("a peer port");
         let mut m = Member {
             child: None,
             addr,
+            peer,
             data_dir: dir.join("member.etcd"),
             log: dir.join("member.log"),
             extra: extra.iter().map(|s| s.to_string()).collect(),
@@ -71,7 +86,7 @@ impl Member {
 
     fn spawn(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("open log");
-        let peer = free_addr();
+        let peer = self.peer;
         let child = Command::new(BIN)
             .args(["--name", "test", "--data-dir"])
             .arg(&self.data_dir)
