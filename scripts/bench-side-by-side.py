@@ -7,7 +7,10 @@ latency, the server's peak RSS, and stops the server. Both servers fsync before 
 Then it loads 100k keys of 256 B into each and compares RSS and disk size. It prints medians and
 keel/etcd ratios as a Markdown table and writes every raw JSON line to --out.
 
-Usage: scripts/bench-side-by-side.py [--rounds 3] [--seconds 5] [--out benches/results/run.jsonl]
+Usage: scripts/bench-side-by-side.py [--members 1|3] [--rounds 3] [--seconds 5] [--out benches/results/run.jsonl]
+With --members 3 each system runs as a 3-member cluster on 127.0.0.1, .2 and .3 (client port
+42379, peer port 42380), the load is spread over all three members, and RSS is the sum of the
+three processes.
 Installs Debian's etcd-server (etcd 3.4) when `etcd` is missing. Stops everything it started.
 """
 import argparse, json, os, shutil, signal, socket, statistics, subprocess, sys, tempfile, time
@@ -15,7 +18,15 @@ import argparse, json, os, shutil, signal, socket, statistics, subprocess, sys, 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 KEEL = os.path.join(ROOT, "target", "release", "keel-store")
 LOAD = os.path.join(ROOT, "target", "release", "keel-load")
-CLIENT = "127.0.0.1:42379"  # loopback only
+MEMBERS = 1
+
+
+def hosts():
+    return [f"127.0.0.{i}" for i in range(1, MEMBERS + 1)]
+
+
+def endpoints():
+    return ",".join(f"{h}:42379" for h in hosts())
 
 WORKLOADS = [
     # (label, keel-load arguments)
@@ -45,38 +56,52 @@ def wait_port(addr, proc, seconds=30):
 
 
 def start(system, data):
-    url = f"http://{CLIENT}"
-    log = open(os.path.join(data, "server.log"), "w")
-    if system == "etcd":
-        peer = "http://127.0.0.1:42380"
-        cmd = ["etcd", "--name", "b", "--data-dir", os.path.join(data, "etcd"), "--listen-client-urls", url,
-               "--advertise-client-urls", url, "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-               "--initial-cluster", f"b={peer}", "--quota-backend-bytes", str(8 << 30)]
-    else:
-        cmd = [KEEL, "--name", "b", "--data-dir", os.path.join(data, "keel"), "--listen-client-urls", url,
-               "--advertise-client-urls", url, "--quota-backend-bytes", str(8 << 30), "--logger", "capnslog"]
-    proc = subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL)
-    wait_port(CLIENT, proc)
-    if system == "etcd":
-        time.sleep(1.0)  # etcd elects itself after opening the port
-    return proc
+    """Start one server per member; returns the processes."""
+    initial = ",".join(f"m{i}=http://{h}:42380" for i, h in enumerate(hosts(), 1))
+    procs = []
+    for i, h in enumerate(hosts(), 1):
+        url, peer = f"http://{h}:42379", f"http://{h}:42380"
+        log = open(os.path.join(data, f"server{i}.log"), "w")
+        common = ["--name", f"m{i}", "--listen-client-urls", url, "--advertise-client-urls", url,
+                  "--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer, "--initial-cluster", initial,
+                  "--initial-cluster-token", "bench", "--quota-backend-bytes", str(8 << 30)]
+        if system == "etcd":
+            cmd = ["etcd", "--data-dir", os.path.join(data, f"etcd{i}")] + common
+        else:
+            cmd = [KEEL, "--data-dir", os.path.join(data, f"keel{i}"), "--logger", "capnslog"] + common
+        procs.append(subprocess.Popen(cmd, stdout=log, stderr=log, stdin=subprocess.DEVNULL))
+    for h, proc in zip(hosts(), procs):
+        wait_port(f"{h}:42379", proc)
+    # Both elect a leader after opening their ports; wait until a write goes through.
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        r = subprocess.run(["etcdctl", "--endpoints", endpoints(), "--command-timeout", "2s", "put", "bench-ready", "1"],
+                           capture_output=True, env=dict(os.environ, ETCDCTL_API="3"))
+        if r.returncode == 0:
+            break
+        time.sleep(0.1)
+    return procs
 
 
-def stop(proc):
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+def stop(procs):
+    for proc in procs:
+        proc.send_signal(signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
-def peak_rss_mib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024.0
-    return 0.0
+def peak_rss_mib(procs):
+    total = 0.0
+    for proc in procs:
+        with open(f"/proc/{proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    total += int(line.split()[1]) / 1024.0
+    return total
 
 
 def du_mib(path):
@@ -91,7 +116,7 @@ def du_mib(path):
 
 
 def load(args, seconds):
-    out = subprocess.run([LOAD, "--endpoints", CLIENT, "--duration-secs", str(seconds), "--json"] + args,
+    out = subprocess.run([LOAD, "--endpoints", endpoints(), "--duration-secs", str(seconds), "--json"] + args,
                          check=True, capture_output=True, text=True, timeout=600)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -115,6 +140,7 @@ def fsync_latency_ms(directory, n=200):
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--members", type=int, default=1, choices=[1, 3])
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--fill", type=int, default=100_000)
@@ -122,30 +148,32 @@ def main():
     ap.add_argument("--only", default="", help="run only workloads whose label contains this text")
     ap.add_argument("--no-build", action="store_true", help="use the release binaries already built")
     a = ap.parse_args()
+    global MEMBERS
+    MEMBERS = a.members
     if shutil.which("etcd") is None:
         subprocess.run(["apt-get", "install", "-y", "-qq", "etcd-server"], check=True)
     if not a.no_build:
-        subprocess.run(["cargo", "build", "--release", "-q", "-p", "keel-store", "-p", "keel-benches"], check=True, cwd=ROOT)
+        subprocess.run(["cargo", "build", "--release", "-q", "-p", "keel-store", "-p", "keel-benches", "--bins"], check=True, cwd=ROOT)
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
     etcd_version = subprocess.run(["etcd", "--version"], capture_output=True, text=True).stdout.split("\n")[0]
     work = tempfile.mkdtemp(prefix="keel-bench-", dir=os.environ.get("BENCH_DIR", "/tmp"))
     p50, p99 = fsync_latency_ms(work)
-    print(f"# {etcd_version}; keel-store {KEEL}; {os.cpu_count()} cores; fdatasync of 512 B: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    print(f"# {MEMBERS} member(s); {etcd_version}; keel-store {KEEL}; {os.cpu_count()} cores; fdatasync of 512 B: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
     results = {}
     with open(a.out, "w") as out:
-        out.write(json.dumps({"machine": {"cores": os.cpu_count(), "fsync_p50_ms": p50, "fsync_p99_ms": p99, "etcd": etcd_version}}) + "\n")
+        out.write(json.dumps({"machine": {"cores": os.cpu_count(), "fsync_p50_ms": p50, "fsync_p99_ms": p99, "etcd": etcd_version, "members": MEMBERS}}) + "\n")
         for label, args in WORKLOADS:
             if a.only and a.only not in label:
                 continue
             for r in range(a.rounds):
                 for system in ("etcd", "keel"):  # A B A B ...
                     data = tempfile.mkdtemp(dir=work)
-                    proc = start(system, data)
+                    procs = start(system, data)
                     try:
                         res = load(args, a.seconds)
-                        res["rss_mib"] = peak_rss_mib(proc.pid)
+                        res["rss_mib"] = peak_rss_mib(procs)
                     finally:
-                        stop(proc)
+                        stop(procs)
                         shutil.rmtree(data, ignore_errors=True)
                     res.update({"system": system, "label": label, "round": r})
                     out.write(json.dumps(res) + "\n")
@@ -156,13 +184,13 @@ def main():
         for r in range(a.rounds if not a.only else 0):
             for system in ("etcd", "keel"):
                 data = tempfile.mkdtemp(dir=work)
-                proc = start(system, data)
+                procs = start(system, data)
                 try:
                     res = load(["--workload", "fill", "--clients", "16", "--conns", "4", "--total", str(a.fill), "--value-size", "256"], 600)
                     time.sleep(3)  # let background flushes settle
-                    res["rss_mib"] = peak_rss_mib(proc.pid)
+                    res["rss_mib"] = peak_rss_mib(procs)
                 finally:
-                    stop(proc)
+                    stop(procs)
                 res["disk_mib"] = du_mib(data)
                 shutil.rmtree(data, ignore_errors=True)
                 res.update({"system": system, "label": f"fill {a.fill} keys", "round": r})

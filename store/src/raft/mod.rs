@@ -57,6 +57,8 @@ pub fn config(heartbeat: Duration, election: Duration, snapshot_count: u64) -> R
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_count.clamp(100, 10_000)),
         max_in_snapshot_log_to_keep: snapshot_count.min(1000),
         enable_pre_vote: Some(true),
+        // Replicate entries while the leader syncs them itself (as etcd does), not after.
+        broadcast_submitted_on_append: Some(true),
         install_snapshot_timeout: 10_000,
         ..Default::default()
     }
