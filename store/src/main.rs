@@ -117,8 +117,42 @@ fn usage() -> String {
     s
 }
 
+/// `keel-store snapshot restore FILE [etcd flags]`: build a member's data dir from a snapshot
+/// (`etcdctl snapshot save`), to start a new cluster with `--initial-cluster-state new`.
+fn restore(args: &[String]) -> anyhow::Result<()> {
+    let [file, flags @ ..] = args else {
+        anyhow::bail!("usage: keel-store snapshot restore FILE [--name N --data-dir D --initial-cluster ...]")
+    };
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let (Invocation::Run(cfg), _) = config::parse(flags, &env)? else { anyhow::bail!("snapshot restore takes etcd's member flags") };
+    if cfg.data_dir.exists() && std::fs::read_dir(&cfg.data_dir)?.next().is_some() {
+        anyhow::bail!("data-dir {:?} exists; restore builds a new one", cfg.data_dir);
+    }
+    std::fs::create_dir_all(&cfg.data_dir)?;
+    let backend = SledBackend::open(&cfg.data_dir.join("keel.sled"), SLED_CACHE_BYTES).context("creating the store")?;
+    let input = std::fs::File::open(file).with_context(|| format!("opening {file}"))?;
+    let n = keel_store::raft::snapshot::restore(&backend, input).with_context(|| format!("restoring {file}"))?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(keel_store::storage::Backend::sync(&backend))?;
+    println!("restored {n} records from {file} into {}; start the member with --initial-cluster-state new", cfg.data_dir.display());
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("snapshot") {
+        if args.get(1).map(String::as_str) != Some("restore") {
+            eprintln!("usage: keel-store snapshot restore FILE [etcd member flags]");
+            return std::process::ExitCode::from(2);
+        }
+        return match restore(&args[2..]) {
+            Ok(()) => std::process::ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("keel-store: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let env: Vec<(String, String)> = std::env::vars().collect();
     let (invocation, warnings) = match config::parse(&args, &env) {
         Ok(x) => x,

@@ -379,3 +379,130 @@ async fn a_learner_is_added_catches_up_and_is_promoted_with_etcdctl() {
     let want: BTreeSet<String> = (0..50).map(|i| format!("l/{i}")).collect();
     assert_converged(&c, "l/", &want).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nospace_is_cluster_wide_until_delete_compact_defrag_and_disarm() {
+    // (sled never goes below one 512 KiB segment, even defragmented.)
+    let c = Cluster::start(3, &["--quota-backend-bytes", "1500000"]).await;
+    let eps = c.endpoints();
+    let value = "x".repeat(40_000);
+    let mut refused = None;
+    for i in 0..400 {
+        if let Err(e) = put(&c, i % 3, &format!("big/{i}"), &value).await {
+            refused = Some(e);
+            break;
+        }
+    }
+    let e = refused.expect("the quota stops writes");
+    assert_eq!((e.code(), e.message()), (tonic::Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded"));
+    // Every member refuses growing writes, and lists the alarm.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for i in 0..3 {
+        loop {
+            match put(&c, i, "small", "v").await {
+                Err(e) if e.message() == "etcdserver: mvcc: database space exceeded" => break,
+                _ => assert!(Instant::now() < deadline, "{} still takes writes", c.nodes[i].name),
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let (ok, out, err) = etcdctl(&eps, &["alarm", "list"]);
+    assert!(ok && out.contains("alarm:NOSPACE"), "{out}{err}");
+    // Deletes are allowed; then compact, defragment every member, disarm.
+    let (ok, out, err) = etcdctl(&eps, &["del", "--prefix", "big/"]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = etcdctl(&eps, &["get", "--prefix", "big/", "-w", "json", "--keys-only"]);
+    assert!(ok, "{err}");
+    let rev: i64 = serde_json::from_str::<serde_json::Value>(&out).expect("json")["header"]["revision"].as_i64().expect("revision");
+    let (ok, out, err) = etcdctl(&eps, &["compaction", &rev.to_string(), "--physical"]);
+    assert!(ok, "{out}{err}");
+    let (ok, out, err) = etcdctl(&eps, &["defrag"]);
+    assert!(ok && out.matches("Finished defragmenting etcd member").count() == 3, "{out}{err}");
+    let (ok, out, err) = etcdctl(&eps, &["alarm", "disarm"]);
+    assert!(ok && out.contains("alarm:NOSPACE"), "{out}{err}");
+    for i in 0..3 {
+        put(&c, i, "small", "v").await.unwrap_or_else(|e| panic!("{} takes writes again: {e}\n{}", c.nodes[i].name, c.logs()));
+    }
+    let (_, out, _) = etcdctl(&eps, &["alarm", "list"]);
+    assert_eq!(out, "", "no alarm left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn etcdctl_snapshot_save_then_restore_builds_a_new_cluster_with_the_data() {
+    let c = Cluster::start(3, &[]).await;
+    for i in 0..30 {
+        put(&c, i % 3, &format!("keep/{i:02}"), &format!("v{i}")).await.expect("put");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("backup.db");
+    let (ok, out, err) = etcdctl(&c.nodes[1].endpoint(), &["snapshot", "save", file.to_str().expect("path")]);
+    assert!(ok && out.contains("Snapshot saved at"), "{out}{err}");
+    // A new 3-member cluster from the file: restore every member, then start them as new.
+    let mut fresh = Cluster::empty();
+    for name in ["r1", "r2", "r3"] {
+        fresh.nodes.push(common::cluster::Node {
+            name: name.into(),
+            client: common::free_addr(),
+            peer: common::free_addr(),
+            dir: dir.path().to_path_buf(),
+            child: None,
+            extra: vec![],
+        });
+    }
+    let args = fresh.new_cluster_args();
+    for n in &fresh.nodes {
+        let o = Command::new(common::BIN)
+            .args(["snapshot", "restore", file.to_str().expect("path"), "--name", &n.name, "--data-dir"])
+            .arg(n.data_dir())
+            .args(["--initial-advertise-peer-urls", &n.peer_url()])
+            .args(&args)
+            .output()
+            .expect("keel-store snapshot restore");
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    for n in &mut fresh.nodes {
+        n.spawn(&args);
+    }
+    fresh.wait_leader(Duration::from_secs(20)).await;
+    let want: BTreeSet<String> = (0..30).map(|i| format!("keep/{i:02}")).collect();
+    assert_converged(&fresh, "keep/", &want).await;
+    put(&fresh, 2, "keep/new", "v").await.expect("the restored cluster takes writes");
+    let old_id = c.status(0).await.expect("status").header.expect("header").cluster_id;
+    let new_id = fresh.status(0).await.expect("status").header.expect("header").cluster_id;
+    assert_ne!(old_id, new_id, "a restored cluster is a new cluster");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_leader_keeps_expiring_leases_without_shortening_them() {
+    use keel_proto::etcdserverpb::lease_client::LeaseClient;
+    use keel_proto::etcdserverpb::{LeaseGrantRequest, LeaseTimeToLiveRequest};
+    let mut c = Cluster::start(3, &[]).await;
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    let other = (leader + 1) % 3;
+    let mut lease = LeaseClient::new(c.nodes[other].channel().await);
+    let id = lease.lease_grant(LeaseGrantRequest { ttl: 4, id: 0 }).await.expect("grant").into_inner().id;
+    let mut kv = c.nodes[other].kv().await;
+    kv.put(PutRequest { key: "leased".into(), value: "v".into(), lease: id, ..Default::default() }).await.expect("put");
+    let granted = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    c.nodes[leader].kill9();
+    // Under the new leader the lease lives on past its original deadline (extended, never
+    // shortened) ...
+    tokio::time::sleep_until((granted + Duration::from_millis(4500)).into()).await;
+    let r = kv.range(RangeRequest { key: "leased".into(), ..Default::default() }).await.expect("read").into_inner();
+    assert_eq!(r.count, 1, "the lease ended before a full TTL under the new leader\n{}", c.logs());
+    let ttl = lease.lease_time_to_live(LeaseTimeToLiveRequest { id, keys: false }).await.expect("ttl").into_inner();
+    assert!(ttl.ttl > 0 && ttl.ttl <= 4 && ttl.granted_ttl == 4, "{ttl:?}");
+    // ... and still expires: the new leader revokes it.
+    let deadline = granted + Duration::from_secs(12);
+    loop {
+        let r = kv.range(RangeRequest { key: "leased".into(), ..Default::default() }).await.expect("read").into_inner();
+        if r.count == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the lease never expired after the leader change\n{}", c.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ttl = lease.lease_time_to_live(LeaseTimeToLiveRequest { id, keys: false }).await.expect("ttl").into_inner();
+    assert_eq!(ttl.ttl, -1, "revoked everywhere: {ttl:?}");
+}

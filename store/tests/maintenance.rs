@@ -40,7 +40,10 @@ async fn exceeding_the_quota_raises_nospace_and_refuses_growing_writes() {
     kv.delete_range(DeleteRangeRequest { key: b("k"), range_end: b("l"), ..Default::default() }).await.unwrap();
     let (code, body) = m.http("GET", "/health", "");
     assert_eq!((code, body.contains("NOSPACE")), (503, true));
-    mt.alarm(AlarmRequest { action: AlarmAction::Deactivate as i32, member_id: 0, alarm: AlarmType::Nospace as i32 }).await.unwrap();
+    // Like etcd (and `etcdctl alarm disarm`), an alarm is disarmed by the member it names.
+    let member_id = alarms[0].member_id;
+    assert_eq!(member_id, status.header.unwrap().member_id);
+    mt.alarm(AlarmRequest { action: AlarmAction::Deactivate as i32, member_id, alarm: AlarmType::Nospace as i32 }).await.unwrap();
     let alarms = mt.alarm(AlarmRequest { action: AlarmAction::Get as i32, member_id: 0, alarm: 0 }).await.unwrap().into_inner().alarms;
     assert!(alarms.is_empty());
 }

@@ -13,8 +13,9 @@ use crate::lease::Leases;
 use crate::mvcc::{KeyRange, Mvcc, WriteCtx, codec};
 use crate::storage::WriteBatch;
 use keel_proto::etcdserverpb::{
-    CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse, LeaseGrantRequest, LeaseGrantResponse,
-    LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, ResponseHeader, TxnRequest, TxnResponse,
+    AlarmMember, AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
+    LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, ResponseHeader, TxnRequest,
+    TxnResponse,
 };
 use keel_proto::mvccpb::Event;
 use tokio::time::Instant;
@@ -41,13 +42,16 @@ pub enum Command {
     /// Lease.LeaseRevoke, or expiry of a lease.
     #[prost(message, tag = "6")]
     LeaseRevoke(LeaseRevokeRequest),
+    /// Maintenance.Alarm ACTIVATE/DEACTIVATE (alarms are cluster-wide, as in etcd).
+    #[prost(message, tag = "7")]
+    Alarm(AlarmRequest),
 }
 
 /// The log record of a command.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct LoggedCommand {
     /// The command.
-    #[prost(oneof = "Command", tags = "1, 2, 3, 4, 5, 6")]
+    #[prost(oneof = "Command", tags = "1, 2, 3, 4, 5, 6, 7")]
     pub command: Option<Command>,
 }
 
@@ -95,6 +99,8 @@ pub enum Output {
     LeaseGrant(LeaseGrantResponse),
     /// For [`Command::LeaseRevoke`].
     LeaseRevoke(LeaseRevokeResponse),
+    /// For [`Command::Alarm`].
+    Alarm(AlarmResponse),
 }
 
 /// A response body one kind of command produces; lets callers ask for the body they expect.
@@ -130,6 +136,7 @@ from_output! {
     Compact => CompactionResponse,
     LeaseGrant => LeaseGrantResponse,
     LeaseRevoke => LeaseRevokeResponse,
+    Alarm => AlarmResponse,
 }
 
 /// An applied command: its output, the store revision after it, and its watch events.
@@ -149,6 +156,8 @@ pub const META_APPLIED: &[u8] = b"m/applied";
 pub const META_APPLIED_TERM: &[u8] = b"m/applied_term";
 /// Metadata key: the last applied membership (the replication layer's encoding).
 pub const META_MEMBERSHIP: &[u8] = b"m/membership";
+/// Metadata key: the active alarms, `(member ID, alarm type)` pairs as 12-byte records.
+pub const META_ALARMS: &[u8] = b"m/alarms";
 
 /// MVCC and leases, changed only through [`StateMachine::apply`].
 pub struct StateMachine {
@@ -162,6 +171,8 @@ pub struct StateMachine {
     pub applied_term: u64,
     /// The last applied membership, as the replication layer encoded it.
     pub membership: Option<Vec<u8>>,
+    /// Active alarms: (member ID, alarm type).
+    pub alarms: std::collections::BTreeSet<(u64, i32)>,
     /// Changes of the commands applied since the last [`StateMachine::write_group`]: one
     /// backend batch per group, because sled seals (writes and syncs) a buffer per batch.
     unwritten: WriteBatch,
@@ -174,9 +185,19 @@ impl StateMachine {
         let applied = backend.get(META_APPLIED)?.and_then(|v| codec::decode_i64(&v)).unwrap_or(0) as u64;
         let applied_term = backend.get(META_APPLIED_TERM)?.and_then(|v| codec::decode_i64(&v)).unwrap_or(0) as u64;
         let membership = backend.get(META_MEMBERSHIP)?.map(|v| v.to_vec());
+        let alarms = backend
+            .get(META_ALARMS)?
+            .map(|v| {
+                v.chunks_exact(12)
+                    .map(|c| {
+                        (u64::from_be_bytes(c[..8].try_into().unwrap_or([0; 8])), i32::from_be_bytes(c[8..].try_into().unwrap_or([0; 4])))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
         let mvcc = Mvcc::open(backend.clone())?;
         let leases = Leases::load(&*backend, mvcc.index(), mvcc.current(), min_lease_ttl, now)?;
-        Ok(StateMachine { mvcc, leases, applied, applied_term, membership, unwritten: WriteBatch::default() })
+        Ok(StateMachine { mvcc, leases, applied, applied_term, membership, alarms, unwritten: WriteBatch::default() })
     }
 
     /// Record that log entries up to (`term`, `index`) are applied; stored with the group.
@@ -244,6 +265,7 @@ impl StateMachine {
                 }
                 Output::LeaseRevoke(LeaseRevokeResponse::default())
             }
+            Command::Alarm(req) => Output::Alarm(self.alarm(&req, ctx.batch)),
         };
         self.mvcc.commit(&ctx);
         let events = std::mem::take(&mut ctx.events);
@@ -251,6 +273,25 @@ impl StateMachine {
         self.applied = index;
         self.unwritten.append(batch);
         Ok(Applied { output, revision: self.mvcc.current(), events })
+    }
+
+    /// Activate or deactivate an alarm; answers with the alarms it changed (etcd's reply).
+    fn alarm(&mut self, req: &AlarmRequest, batch: &mut WriteBatch) -> AlarmResponse {
+        use keel_proto::etcdserverpb::alarm_request::AlarmAction;
+        let key = (req.member_id, req.alarm);
+        let changed = match req.action() {
+            AlarmAction::Activate if req.alarm != 0 => self.alarms.insert(key),
+            AlarmAction::Deactivate => self.alarms.remove(&key),
+            _ => false,
+        };
+        let mut raw = Vec::with_capacity(self.alarms.len() * 12);
+        for (m, a) in &self.alarms {
+            raw.extend_from_slice(&m.to_be_bytes());
+            raw.extend_from_slice(&a.to_be_bytes());
+        }
+        batch.put(META_ALARMS.to_vec(), raw);
+        let alarms = if changed { vec![AlarmMember { member_id: req.member_id, alarm: req.alarm }] } else { Vec::new() };
+        AlarmResponse { header: None, alarms }
     }
 
     pub(crate) fn put(&mut self, ctx: &mut WriteCtx<'_>, req: PutRequest, plan: txn::PutPlan) -> Result<PutResponse> {

@@ -113,9 +113,10 @@ pub fn routes() -> Router<HttpState> {
     route!(r, "/v3/cluster/member/remove", pb::MemberRemoveRequest, |st, req| st.services.cluster.member_remove(req).await);
     route!(r, "/v3/cluster/member/update", pb::MemberUpdateRequest, |st, req| st.services.cluster.member_update(req).await);
     route!(r, "/v3/cluster/member/promote", pb::MemberPromoteRequest, |st, req| st.services.cluster.member_promote(req).await);
+    route!(r, "/v3/maintenance/defragment", pb::DefragmentRequest, |st, _req| st.services.maintenance.defragment().await);
     route!(r, "/v3/maintenance/transfer-leadership", pb::MoveLeaderRequest, |st, req| st.services.maintenance.move_leader(&req).await);
     route!(r, "/v3/maintenance/status", pb::StatusRequest, |st, _req| st.services.maintenance.status());
-    route!(r, "/v3/maintenance/alarm", pb::AlarmRequest, |st, req| Ok(st.services.maintenance.alarm(&req)));
+    route!(r, "/v3/maintenance/alarm", pb::AlarmRequest, |st, req| st.services.maintenance.alarm(req).await);
     route!(r, "/v3/maintenance/hash", pb::HashRequest, |st, _req| st.services.maintenance.hash());
     route!(r, "/v3/maintenance/hashkv", pb::HashKvRequest, |st, req| st.services.maintenance.hash_kv(&req));
     route!(r, "/v3/lock/lock", keel_proto::v3lockpb::LockRequest, |st, req| st.services.lock.lock(req).await);
@@ -125,11 +126,7 @@ pub fn routes() -> Router<HttpState> {
     route!(r, "/v3/election/leader", keel_proto::v3electionpb::LeaderRequest, |st, req| st.services.election.leader(&req).await);
     route!(r, "/v3/election/resign", keel_proto::v3electionpb::ResignRequest, |st, req| st.services.election.resign(req).await);
     route!(r, "/v3/auth/status", pb::AuthStatusRequest, |_st, _req| Ok(pb::AuthStatusResponse::default()));
-    for (path, rpc) in [
-        ("/v3/maintenance/defragment", "Maintenance.Defragment"),
-        ("/v3/maintenance/snapshot", "Maintenance.Snapshot"),
-        ("/v3/maintenance/downgrade", "Maintenance.Downgrade"),
-    ] {
+    for (path, rpc) in [("/v3/maintenance/snapshot", "Maintenance.Snapshot"), ("/v3/maintenance/downgrade", "Maintenance.Downgrade")] {
         r = r.route(path, post(move || async move { error(Error::Unimplemented(rpc)) }));
     }
     r = r.route("/v3/auth/{*rest}", post(|| async { error(Error::Unimplemented("Auth")) }));

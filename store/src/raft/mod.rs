@@ -221,6 +221,7 @@ pub fn from_forward_reply(r: ForwardReply) -> Result<Applied> {
         Some(forward_reply::Result::Compact(x)) => Output::Compact(x),
         Some(forward_reply::Result::LeaseGrant(x)) => Output::LeaseGrant(x),
         Some(forward_reply::Result::LeaseRevoke(x)) => Output::LeaseRevoke(x),
+        Some(forward_reply::Result::Alarm(x)) => Output::Alarm(x),
         None => return Err(Error::Storage("the leader answered a forwarded write with nothing".into())),
     };
     Ok(Applied { output, revision: r.revision, events: Vec::new() })
@@ -236,6 +237,7 @@ pub fn to_forward_reply(a: Applied) -> ForwardReply {
         Output::Compact(x) => forward_reply::Result::Compact(x),
         Output::LeaseGrant(x) => forward_reply::Result::LeaseGrant(x),
         Output::LeaseRevoke(x) => forward_reply::Result::LeaseRevoke(x),
+        Output::Alarm(x) => forward_reply::Result::Alarm(x),
     };
     ForwardReply { revision: a.revision, result: Some(result) }
 }

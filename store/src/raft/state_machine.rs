@@ -119,7 +119,11 @@ impl RaftStateMachine<TypeConfig> for SmStore {
             }
         }
         if let Some(index) = last {
-            let rev = self.shared.read_state().mvcc.current();
+            let (rev, nospace) = {
+                let sm = self.shared.read_state();
+                (sm.mvcc.current(), sm.alarms.iter().any(|(_, a)| *a == keel_proto::etcdserverpb::AlarmType::Nospace as i32))
+            };
+            self.shared.set_no_space(nospace);
             self.shared.publish(rev);
             self.shared.set_applied_index(index);
             self.shared.hub.notify(events, rev);
@@ -161,6 +165,8 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         self.shared.publish(rev);
         self.shared.set_applied_index(meta.last_log_id.map_or(0, |l| l.index));
         self.shared.hub.jump(rev);
+        let nospace = self.shared.read_state().alarms.iter().any(|(_, a)| *a == keel_proto::etcdserverpb::AlarmType::Nospace as i32);
+        self.shared.set_no_space(nospace);
         Ok(())
     }
 

@@ -1,6 +1,7 @@
 //! The Maintenance service: Status (with the Raft leader, term and indexes), Alarm, Hash,
-//! HashKV, MoveLeader, and Snapshot (the member's data streamed in Keel's snapshot format).
-//! Defragment and Downgrade answer `Unimplemented`.
+//! HashKV, MoveLeader, Snapshot (the member's data streamed in Keel's snapshot format) and
+//! Defragment (this member's backend rewritten without dead records). Downgrade answers
+//! `Unimplemented`.
 
 use super::grpc;
 use super::state::Shared;
@@ -35,11 +36,7 @@ impl MaintenanceService {
     }
 
     fn alarms(&self) -> Vec<AlarmMember> {
-        if self.shared.no_space() {
-            vec![AlarmMember { member_id: self.shared.identity.member_id.0, alarm: AlarmType::Nospace as i32 }]
-        } else {
-            Vec::new()
-        }
+        self.shared.read_state().alarms.iter().map(|&(member_id, alarm)| AlarmMember { member_id, alarm }).collect()
     }
 
     /// Maintenance.Status.
@@ -66,6 +63,24 @@ impl MaintenanceService {
         })
     }
 
+    /// Maintenance.Defragment: rewrite this member's backend (member-local, as in etcd; its
+    /// reads and writes wait meanwhile).
+    pub async fn defragment(&self) -> Result<DefragmentResponse> {
+        let shared = self.shared.clone();
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let mut sm = shared.write_state();
+            sm.write_group()?;
+            let before = shared.backend.size_bytes();
+            shared.backend.defragment()?;
+            tracing::info!(before, after = shared.backend.size_bytes(), "defragmented the backend");
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::Storage(e.to_string()))??;
+        self.shared.check_quota();
+        Ok(DefragmentResponse { header: self.shared.header(self.shared.visible()) })
+    }
+
     /// Maintenance.MoveLeader, on the leader.
     pub async fn move_leader(&self, req: &MoveLeaderRequest) -> Result<MoveLeaderResponse> {
         let deadline = tokio::time::Instant::now() + super::REQUEST_TIMEOUT;
@@ -82,7 +97,7 @@ impl MaintenanceService {
             let mut f = tempfile::tempfile().map_err(|e| Error::Storage(e.to_string()))?;
             crate::raft::snapshot::dump(&*shared.backend, &mut f).map_err(|e| Error::Storage(e.to_string()))?;
             drop(sm);
-            std::io::Seek::rewind(&mut f).map_err(|e| Error::Storage(e.to_string()))?;
+            crate::raft::snapshot::seal_for_etcdctl(&mut f).map_err(|e| Error::Storage(e.to_string()))?;
             Ok(f)
         })
         .await
@@ -117,15 +132,15 @@ impl MaintenanceService {
         Ok(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx)))
     }
 
-    /// Maintenance.Alarm.
-    pub fn alarm(&self, req: &AlarmRequest) -> AlarmResponse {
-        let before = self.alarms();
-        if req.action() == AlarmAction::Deactivate && req.alarm == AlarmType::Nospace as i32 {
-            self.shared.disarm_no_space();
+    /// Maintenance.Alarm: GET lists the cluster's alarms; ACTIVATE and DEACTIVATE go through
+    /// Raft, so every member agrees on them.
+    pub async fn alarm(&self, req: AlarmRequest) -> Result<AlarmResponse> {
+        if req.action() == AlarmAction::Get {
+            return Ok(AlarmResponse { header: self.shared.header(self.shared.visible()), alarms: self.alarms() });
         }
-        let alarms =
-            if req.action() == AlarmAction::Get { before.clone() } else { before.into_iter().filter(|a| a.alarm == req.alarm).collect() };
-        AlarmResponse { header: self.shared.header(self.shared.visible()), alarms }
+        let r: AlarmResponse = super::propose_as(&self.shared, crate::apply::Command::Alarm(req)).await?;
+        // A member still over its quota raises its alarm again at its next write.
+        Ok(r)
     }
 
     /// Maintenance.HashKV.
@@ -176,7 +191,7 @@ impl Maintenance for MaintenanceService {
 
     async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         self.shared.metrics.count("Alarm");
-        Ok(Response::new(MaintenanceService::alarm(self, request.get_ref())))
+        grpc(MaintenanceService::alarm(self, request.into_inner()).await)
     }
 
     async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
@@ -190,7 +205,8 @@ impl Maintenance for MaintenanceService {
     }
 
     async fn defragment(&self, _request: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
-        Err(unimplemented("Maintenance.Defragment"))
+        self.shared.metrics.count("Defragment");
+        grpc(MaintenanceService::defragment(self).await)
     }
 
     async fn snapshot(&self, _request: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {

@@ -51,6 +51,7 @@ pub struct Shared {
     applied_index: tokio::sync::watch::Sender<u64>,
     term: AtomicU64,
     nospace: AtomicBool,
+    raising: AtomicBool,
     rng: Mutex<Box<dyn Rng>>,
     /// The backend (for sync and size).
     pub backend: Arc<dyn Backend>,
@@ -76,6 +77,7 @@ impl Shared {
             applied_index: tokio::sync::watch::Sender::new(applied_index),
             term: AtomicU64::new(0),
             nospace: AtomicBool::new(false),
+            raising: AtomicBool::new(false),
             rng: Mutex::new(rng),
             backend,
             hub: WatchHub::new(rev),
@@ -179,21 +181,36 @@ impl Shared {
         }
     }
 
-    /// True while the NOSPACE alarm is raised.
+    /// True while a NOSPACE alarm (of any member) is active.
     pub fn no_space(&self) -> bool {
         self.nospace.load(Ordering::Acquire)
     }
 
-    /// Raise the NOSPACE alarm when the backend outgrew the quota.
-    pub fn check_quota(&self) {
-        if self.backend.size_bytes() > self.limits.quota_backend_bytes && !self.nospace.swap(true, Ordering::AcqRel) {
-            tracing::warn!(quota = self.limits.quota_backend_bytes, "database space exceeded; alarm NOSPACE raised");
-        }
+    /// Record whether a NOSPACE alarm is active (from the applied alarms).
+    pub fn set_no_space(&self, on: bool) {
+        self.nospace.store(on, Ordering::Release);
     }
 
-    /// Clear the NOSPACE alarm (Alarm DEACTIVATE). It comes back at the next write if the
-    /// backend is still over quota.
-    pub fn disarm_no_space(&self) {
-        self.nospace.store(false, Ordering::Release);
+    /// When this member's backend outgrew the quota, propose its NOSPACE alarm (once; it comes
+    /// back after a disarm while the backend is still over quota).
+    pub fn check_quota(self: &Arc<Self>) {
+        use keel_proto::etcdserverpb::{AlarmRequest, AlarmType, alarm_request::AlarmAction};
+        if self.backend.size_bytes() <= self.limits.quota_backend_bytes {
+            return;
+        }
+        let me = self.identity.member_id.0;
+        if self.read_state().alarms.contains(&(me, AlarmType::Nospace as i32)) || self.raising.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::warn!(quota = self.limits.quota_backend_bytes, "database space exceeded; raising alarm NOSPACE");
+        let shared = self.clone();
+        tokio::spawn(async move {
+            let req = AlarmRequest { action: AlarmAction::Activate as i32, member_id: me, alarm: AlarmType::Nospace as i32 };
+            let r = super::propose_as::<keel_proto::etcdserverpb::AlarmResponse>(&shared, crate::apply::Command::Alarm(req)).await;
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "raising alarm NOSPACE failed");
+            }
+            shared.raising.store(false, Ordering::Release);
+        });
     }
 }

@@ -100,4 +100,9 @@ pub trait Backend: Send + Sync + 'static {
     fn sync(&self) -> BoxFuture<'static, Result<(), StorageError>>;
     /// Bytes the backend occupies on disk (or in memory for the memory backend).
     fn size_bytes(&self) -> u64;
+    /// Give the space of deleted records back (Maintenance.Defragment). Callers keep writers
+    /// out meanwhile. The default has nothing to reclaim.
+    fn defragment(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
 }
