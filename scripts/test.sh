@@ -17,9 +17,11 @@ cargo test --workspace -- --test-threads=4
 
 # Smoke: the load generator drives a real member for 2 s (timings are not asserted).
 smoke_dir=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+read -r port peer < <(python3 -c 'import socket; a=socket.socket(); a.bind(("127.0.0.1",0)); b=socket.socket(); b.bind(("127.0.0.1",0)); print(a.getsockname()[1], b.getsockname()[1])')
 target/debug/keel-store --name smoke --data-dir "$smoke_dir/d" --listen-client-urls "http://127.0.0.1:$port" \
-  --advertise-client-urls "http://127.0.0.1:$port" --logger capnslog >"$smoke_dir/log" 2>&1 &
+  --advertise-client-urls "http://127.0.0.1:$port" --listen-peer-urls "http://127.0.0.1:$peer" \
+  --initial-advertise-peer-urls "http://127.0.0.1:$peer" --initial-cluster "smoke=http://127.0.0.1:$peer" \
+  --logger capnslog >"$smoke_dir/log" 2>&1 &
 smoke_pid=$!
 trap 'kill "$smoke_pid" 2>/dev/null || true; rm -rf "$smoke_dir"' EXIT
 for _ in $(seq 100); do grep -q "ready to serve client requests" "$smoke_dir/log" && break; sleep 0.1; done

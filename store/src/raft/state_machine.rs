@@ -1,4 +1,4 @@
-//! openraft's state machine over Keel's [`StateMachine`]: committed entries are applied in log
+//! openraft's state machine over Keel's [`crate::apply::StateMachine`]: committed entries are applied in log
 //! order; each applied batch then becomes visible to readers, its events go to the watch hub,
 //! and the proposers on this member get their results.
 //!
@@ -78,6 +78,7 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         let mut replies = Vec::new();
         let mut events = Vec::new();
         let mut last = None;
+        let mut grew = false;
         while let Some((entry, responder)) = entries.try_next().await? {
             let id = entry.log_id;
             let result = {
@@ -91,6 +92,7 @@ impl RaftStateMachine<TypeConfig> for SmStore {
                     }
                     EntryPayload::Normal(cmd) => {
                         let cmd = Command::from_log_bytes(&cmd.0).map_err(storage)?;
+                        grew |= cmd.grows_store();
                         if matches!(cmd, Command::Compact(_)) {
                             // Compaction drops history readers at the visible revision may
                             // need: everything before it becomes visible first.
@@ -127,7 +129,10 @@ impl RaftStateMachine<TypeConfig> for SmStore {
             self.shared.publish(rev);
             self.shared.set_applied_index(index);
             self.shared.hub.notify(events, rev);
-            self.shared.check_quota();
+            if grew {
+                // As in etcd, only a growing write raises NOSPACE (again, after a disarm).
+                self.shared.check_quota();
+            }
         }
         for (r, reply) in replies {
             r.send(reply);

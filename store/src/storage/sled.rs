@@ -1,7 +1,7 @@
 //! The on-disk backend on sled 0.34. sled's background flusher is turned off: data becomes
 //! durable only in [`Backend::sync`], which the member calls when it flushes or snapshots.
-//! The size on disk (a directory walk in sled) is measured at most every
-//! [`SIZE_REFRESH`], since the quota check asks after every applied batch.
+//! The size on disk (a directory walk in sled) is measured at most every 100 ms, since the
+//! quota check asks after every applied batch.
 
 use super::{Backend, StorageError, WriteBatch};
 use bytes::Bytes;
