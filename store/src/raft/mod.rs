@@ -75,12 +75,28 @@ pub struct Replica {
     /// Channels to peers.
     pub peers: Peers,
     shared: Weak<Shared>,
+    reads: ReadRounds,
+}
+
+/// Linearizable reads arriving together share one read-index round: a read joins the next
+/// round that starts after it arrived (a round already under way may have confirmed the
+/// leadership before the read's predecessors were committed), so one quorum confirmation
+/// serves every read waiting for it.
+#[derive(Default)]
+struct ReadRounds {
+    state: std::sync::Mutex<RoundState>,
+}
+
+#[derive(Default)]
+struct RoundState {
+    running: bool,
+    waiting: Vec<tokio::sync::oneshot::Sender<Result<u64>>>,
 }
 
 impl Replica {
     /// Wrap a built Raft node.
     pub fn new(raft: Raft, id: u64, peers: Peers, shared: &Arc<Shared>) -> Replica {
-        Replica { raft, id, peers, shared: Arc::downgrade(shared) }
+        Replica { raft, id, peers, shared: Arc::downgrade(shared), reads: ReadRounds::default() }
     }
 
     pub(crate) fn shared(&self) -> Result<Arc<Shared>> {
@@ -178,24 +194,61 @@ impl Replica {
     /// by the leader with a quorum (read-index), so a read after it is linearizable.
     pub async fn read_barrier(&self, deadline: Instant) -> Result<()> {
         loop {
-            if self.is_leader() {
-                let read = self.raft.ensure_linearizable(ReadPolicy::ReadIndex);
-                match tokio::time::timeout_at(deadline, read).await {
-                    Err(_) => return Err(Error::Timeout),
-                    Ok(Ok(_)) => return Ok(()),
-                    Ok(Err(RaftError::Fatal(e))) => return Err(Error::Storage(format!("raft stopped: {e}"))),
-                    // Not (or no longer) leading with a quorum: ask whoever leads now.
-                    Ok(Err(RaftError::APIError(_))) => {}
-                }
-            }
-            let index = self.call_leader(deadline, |mut c| async move { c.read_index(ReadIndexRequest {}).await });
-            match index.await {
-                Ok(r) => return self.shared()?.wait_applied(r.index, deadline).await,
-                Err(Error::NotLeader) if Instant::now() + RETRY < deadline => tokio::time::sleep(RETRY).await,
+            match self.batched_read_index(deadline).await {
+                Ok(index) => return self.shared()?.wait_applied(index, deadline).await,
+                Err(Error::NotLeader | Error::NoLeader) if Instant::now() + RETRY < deadline => tokio::time::sleep(RETRY).await,
                 Err(Error::NotLeader) => return Err(Error::Timeout),
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// A read index for a read that arrived now: it joins the next round of [`ReadRounds`].
+    async fn batched_read_index(&self, deadline: Instant) -> Result<u64> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut st = self.reads.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.waiting.push(tx);
+            !std::mem::replace(&mut st.running, true)
+        };
+        if start {
+            let me = self.shared()?.replica()?.clone();
+            tokio::spawn(async move { me.run_read_rounds().await });
+        }
+        match tokio::time::timeout_at(deadline, rx).await {
+            Err(_) => Err(Error::Timeout),
+            Ok(Err(_)) => Err(Error::Stopped),
+            Ok(Ok(r)) => r,
+        }
+    }
+
+    /// Serve read-index rounds until no read waits.
+    async fn run_read_rounds(&self) {
+        loop {
+            let batch = {
+                let mut st = self.reads.state.lock().unwrap_or_else(|p| p.into_inner());
+                if st.waiting.is_empty() {
+                    st.running = false;
+                    return;
+                }
+                std::mem::take(&mut st.waiting)
+            };
+            let r = self.read_index_once(Instant::now() + crate::server::REQUEST_TIMEOUT).await;
+            for tx in batch {
+                let _ = tx.send(r.clone());
+            }
+        }
+    }
+
+    /// One read-index round: the leader confirms its leadership itself, a follower asks it.
+    async fn read_index_once(&self, deadline: Instant) -> Result<u64> {
+        if self.is_leader() {
+            match self.leader_read_index(deadline).await {
+                Err(Error::NotLeader | Error::NoLeader) => {}
+                other => return other,
+            }
+        }
+        self.call_leader(deadline, |mut c| async move { c.read_index(ReadIndexRequest {}).await }).await.map(|r| r.index)
     }
 
     /// The leader's side of a follower's read barrier: confirm leadership, return the index.
