@@ -53,6 +53,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::Connected;
 
 /// gRPC messages may exceed `--max-request-bytes` by this much on the wire, as in etcd, so the
@@ -306,15 +307,21 @@ impl Member {
         let max = self.shared.limits.max_request_bytes + GRPC_OVERHEAD_BYTES;
         let s = &self.services;
         let http = http::router(HttpState { shared: self.shared.clone(), services: s.clone() });
+        // Services a learner refuses as a whole (KV and Maintenance check per call).
+        let shared = self.shared.clone();
+        let learner = move |req: tonic::Request<()>| shared.refuse_if_learner().map(|_| req).map_err(tonic::Status::from);
         tonic::service::Routes::from(http)
             .add_service(KvServer::new(s.kv.clone()).max_decoding_message_size(max).max_encoding_message_size(usize::MAX))
-            .add_service(WatchServer::new(s.watch.clone()).max_decoding_message_size(max).max_encoding_message_size(usize::MAX))
-            .add_service(LeaseServer::new(s.lease.clone()).max_decoding_message_size(max))
-            .add_service(ClusterServer::new(s.cluster.clone()).max_decoding_message_size(max))
+            .add_service(InterceptedService::new(
+                WatchServer::new(s.watch.clone()).max_decoding_message_size(max).max_encoding_message_size(usize::MAX),
+                learner.clone(),
+            ))
+            .add_service(InterceptedService::new(LeaseServer::new(s.lease.clone()).max_decoding_message_size(max), learner.clone()))
+            .add_service(InterceptedService::new(ClusterServer::new(s.cluster.clone()).max_decoding_message_size(max), learner.clone()))
             .add_service(MaintenanceServer::new(s.maintenance.clone()).max_decoding_message_size(max))
-            .add_service(AuthServer::new(AuthService).max_decoding_message_size(max))
-            .add_service(LockServer::new(s.lock.clone()).max_decoding_message_size(max))
-            .add_service(ElectionServer::new(s.election.clone()).max_decoding_message_size(max))
+            .add_service(InterceptedService::new(AuthServer::new(AuthService).max_decoding_message_size(max), learner.clone()))
+            .add_service(InterceptedService::new(LockServer::new(s.lock.clone()).max_decoding_message_size(max), learner.clone()))
+            .add_service(InterceptedService::new(ElectionServer::new(s.election.clone()).max_decoding_message_size(max), learner.clone()))
     }
 
     /// Serve gRPC and HTTP on `incoming` until `shutdown` resolves, then make everything durable.

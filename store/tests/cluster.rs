@@ -354,6 +354,21 @@ async fn a_learner_is_added_catches_up_and_is_promoted_with_etcdctl() {
     let id = member_id(&eps, &c.nodes[n].peer_url());
     let (_, list, _) = etcdctl(&eps, &["member", "list"]);
     assert!(list.lines().any(|l| l.starts_with(&id) && l.ends_with("true")), "a learner: {list}");
+    // Like etcd, a learner serves Status and serializable reads only.
+    let learner_ep = c.nodes[n].endpoint();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (ok, out, _) = etcdctl(&learner_ep, &["get", "l/1", "--consistency=s", "--print-value-only"]);
+        if ok && out == "v\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the learner never served a serializable read: {out}\n{}", c.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let (ok, _, err) = etcdctl(&learner_ep, &["put", "l/x", "v"]);
+    assert!(!ok && err.contains("etcdserver: rpc not supported for learner"), "{err}");
+    let (ok, _, err) = etcdctl(&learner_ep, &["get", "l/1"]);
+    assert!(!ok && err.contains("etcdserver: rpc not supported for learner"), "{err}");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (ok, out, err) = etcdctl(&eps, &["member", "promote", &id]);
@@ -376,6 +391,8 @@ async fn a_learner_is_added_catches_up_and_is_promoted_with_etcdctl() {
     }
     let (ok, _, err) = etcdctl(&eps, &["member", "promote", &id]);
     assert!(!ok && err.contains("can only promote a learner member"), "{err}");
+    let (ok, out, err) = etcdctl(&learner_ep, &["put", "l/x", "v"]);
+    assert!(ok, "a promoted member takes writes: {out}{err}");
     let want: BTreeSet<String> = (0..50).map(|i| format!("l/{i}")).collect();
     assert_converged(&c, "l/", &want).await;
 }

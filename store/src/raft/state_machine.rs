@@ -35,6 +35,11 @@ impl SmStore {
     /// A state machine over `shared`, keeping snapshot files in `snap_dir`.
     pub fn new(shared: Arc<Shared>, snap_dir: PathBuf) -> io::Result<SmStore> {
         std::fs::create_dir_all(&snap_dir)?;
+        let stored: Option<typ::StoredMembership> = shared.read_state().membership.as_deref().and_then(|m| serde_json::from_slice(m).ok());
+        if let Some(stored) = stored {
+            let (me, m) = (shared.identity.member_id.0, stored.membership());
+            shared.set_learner(m.nodes().any(|(n, _)| *n == me) && !m.voter_ids().any(|v| v == me));
+        }
         Ok(SmStore { shared, snap_dir, built: Arc::new(AtomicU64::new(0)) })
     }
 
@@ -86,6 +91,8 @@ impl RaftStateMachine<TypeConfig> for SmStore {
                 let result = match entry.payload {
                     EntryPayload::Blank => None,
                     EntryPayload::Membership(m) => {
+                        let me = self.shared.identity.member_id.0;
+                        self.shared.set_learner(m.nodes().any(|(n, _)| *n == me) && !m.voter_ids().any(|v| v == me));
                         let stored = typ::StoredMembership::new(Some(id), m);
                         sm.record_membership(serde_json::to_vec(&stored).map_err(storage)?);
                         None
@@ -146,6 +153,11 @@ impl RaftStateMachine<TypeConfig> for SmStore {
 
     async fn install_snapshot(&mut self, meta: &typ::SnapshotMeta, snapshot: SnapshotFile) -> io::Result<()> {
         let shared = self.shared.clone();
+        let me = self.shared.identity.member_id.0;
+        let learner = {
+            let m = meta.last_membership.membership();
+            m.nodes().any(|(n, _)| *n == me) && !m.voter_ids().any(|v| v == me)
+        };
         let meta = meta.clone();
         let path = snapshot.path.clone();
         let rev = tokio::task::spawn_blocking(move || -> io::Result<i64> {
@@ -170,6 +182,7 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         self.shared.publish(rev);
         self.shared.set_applied_index(meta.last_log_id.map_or(0, |l| l.index));
         self.shared.hub.jump(rev);
+        self.shared.set_learner(learner);
         let nospace = self.shared.read_state().alarms.iter().any(|(_, a)| *a == keel_proto::etcdserverpb::AlarmType::Nospace as i32);
         self.shared.set_no_space(nospace);
         Ok(())

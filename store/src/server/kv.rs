@@ -38,6 +38,7 @@ impl KvService {
             return Err(Error::EmptyKey);
         }
         if !req.serializable {
+            self.shared.refuse_if_learner()?;
             read_barrier(&self.shared).await?;
         }
         let (plan, at) = {
@@ -52,6 +53,7 @@ impl KvService {
 
     /// Validate, propose and wait for a mutation.
     async fn mutate<T: FromOutput>(&self, cmd: Command, encoded_len: usize) -> Result<T> {
+        self.shared.refuse_if_learner()?;
         validate(&cmd, self.shared.limits.max_txn_ops)?;
         if encoded_len + RAFT_WRAPPER_BYTES > self.shared.limits.max_request_bytes {
             return Err(Error::RequestTooLarge);
@@ -74,6 +76,7 @@ impl KvService {
     /// KV.Txn. A txn that writes nothing is served as a read, without a log entry.
     pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
         if !txn::has_writes(&req) {
+            self.shared.refuse_if_learner()?;
             txn::validate(&req, self.shared.limits.max_txn_ops)?;
             if !txn::all_serializable(&req) {
                 read_barrier(&self.shared).await?;

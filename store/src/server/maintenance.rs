@@ -66,6 +66,7 @@ impl MaintenanceService {
     /// Maintenance.Defragment: rewrite this member's backend (member-local, as in etcd; its
     /// reads and writes wait meanwhile).
     pub async fn defragment(&self) -> Result<DefragmentResponse> {
+        self.shared.refuse_if_learner()?;
         let shared = self.shared.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
             let mut sm = shared.write_state();
@@ -83,6 +84,7 @@ impl MaintenanceService {
 
     /// Maintenance.MoveLeader, on the leader.
     pub async fn move_leader(&self, req: &MoveLeaderRequest) -> Result<MoveLeaderResponse> {
+        self.shared.refuse_if_learner()?;
         let deadline = tokio::time::Instant::now() + super::REQUEST_TIMEOUT;
         self.shared.replica()?.move_leader(req.target_id, deadline).await?;
         Ok(MoveLeaderResponse { header: self.shared.header(self.shared.visible()) })
@@ -90,6 +92,7 @@ impl MaintenanceService {
 
     /// Maintenance.Snapshot: this member's data as of now, in Keel's snapshot format.
     pub async fn snapshot(&self) -> Result<SnapshotStream> {
+        self.shared.refuse_if_learner()?;
         let shared = self.shared.clone();
         let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File> {
             let mut sm = shared.write_state();
@@ -135,6 +138,7 @@ impl MaintenanceService {
     /// Maintenance.Alarm: GET lists the cluster's alarms; ACTIVATE and DEACTIVATE go through
     /// Raft, so every member agrees on them.
     pub async fn alarm(&self, req: AlarmRequest) -> Result<AlarmResponse> {
+        self.shared.refuse_if_learner()?;
         if req.action() == AlarmAction::Get {
             return Ok(AlarmResponse { header: self.shared.header(self.shared.visible()), alarms: self.alarms() });
         }
@@ -145,6 +149,7 @@ impl MaintenanceService {
 
     /// Maintenance.HashKV.
     pub fn hash_kv(&self, req: &HashKvRequest) -> Result<HashKvResponse> {
+        self.shared.refuse_if_learner()?;
         // Records still held back from the backend are written first, so the hash covers the
         // same records on every member whatever its timing.
         let mut sm = self.shared.write_state();
@@ -166,6 +171,7 @@ impl MaintenanceService {
     /// Maintenance.Hash: every record of the backend (revision records, leases, the compacted
     /// revision's records) except member-local metadata.
     pub fn hash(&self) -> Result<HashResponse> {
+        self.shared.refuse_if_learner()?;
         self.shared.write_state().write_group()?;
         let mut h = crc32fast::Hasher::new();
         for (k, v) in self.shared.backend.scan(b"", &[0xff], usize::MAX)? {

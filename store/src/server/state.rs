@@ -52,6 +52,7 @@ pub struct Shared {
     term: AtomicU64,
     nospace: AtomicBool,
     raising: AtomicBool,
+    learner: AtomicBool,
     rng: Mutex<Box<dyn Rng>>,
     /// The backend (for sync and size).
     pub backend: Arc<dyn Backend>,
@@ -78,6 +79,7 @@ impl Shared {
             term: AtomicU64::new(0),
             nospace: AtomicBool::new(false),
             raising: AtomicBool::new(false),
+            learner: AtomicBool::new(false),
             rng: Mutex::new(rng),
             backend,
             hub: WatchHub::new(rev),
@@ -179,6 +181,16 @@ impl Shared {
                 return id;
             }
         }
+    }
+
+    /// Record whether this member is a learner (from the applied membership).
+    pub fn set_learner(&self, on: bool) {
+        self.learner.store(on, Ordering::Release);
+    }
+
+    /// etcd's rule: a learner serves only Status and serializable Range.
+    pub fn refuse_if_learner(&self) -> Result<()> {
+        if self.learner.load(Ordering::Acquire) { Err(Error::NotSupportedForLearner) } else { Ok(()) }
     }
 
     /// True while a NOSPACE alarm (of any member) is active.
