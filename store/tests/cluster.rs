@@ -523,3 +523,25 @@ async fn a_new_leader_keeps_expiring_leases_without_shortening_them() {
     let ttl = lease.lease_time_to_live(LeaseTimeToLiveRequest { id, keys: false }).await.expect("ttl").into_inner();
     assert_eq!(ttl.ttl, -1, "revoked everywhere: {ttl:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn move_leader_and_member_update_work_through_etcdctl() {
+    let c = Cluster::start(3, &[]).await;
+    let eps = c.endpoints();
+    let leader = c.wait_leader(Duration::from_secs(10)).await;
+    let target = (leader + 1) % 3;
+    let target_id = format!("{:x}", c.status(target).await.expect("status").header.expect("header").member_id);
+    let (ok, out, err) = etcdctl(&eps, &["move-leader", &target_id]);
+    assert!(ok && out.contains(&format!("to {target_id}")), "{out}{err}");
+    assert_eq!(c.leader().await, Some(target), "leadership moved");
+    put(&c, leader, "after-move", "v").await.expect("writes continue");
+    // MemberUpdate replaces a member's peer URLs in the membership.
+    let other = (target + 1) % 3;
+    let id = member_id(&eps, &c.nodes[other].peer_url());
+    let (ok, out, err) = etcdctl(&eps, &["member", "update", &id, "--peer-urls", "http://127.0.0.9:2380"]);
+    assert!(ok && out.contains("updated in cluster"), "{out}{err}");
+    let (_, list, _) = etcdctl(&eps, &["member", "list"]);
+    assert!(list.lines().any(|l| l.starts_with(&id) && l.contains("http://127.0.0.9:2380")), "{list}");
+    let (ok, _, err) = etcdctl(&eps, &["member", "update", "1234", "--peer-urls", "http://127.0.0.8:2380"]);
+    assert!(!ok && err.contains("etcdserver: member not found"), "{err}");
+}
