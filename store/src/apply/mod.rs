@@ -237,8 +237,9 @@ impl StateMachine {
         Ok(())
     }
 
-    /// Apply one command as log entry `index`. On success the command's changes and the new
-    /// applied index join the group's batch ([`StateMachine::write_group`]); on failure nothing
+    /// Apply one command as log entry `index`. On success the command's changes join the
+    /// group's batch ([`StateMachine::write_group`]); the caller records the applied position
+    /// ([`StateMachine::record_position`]) before the group is written. On failure nothing
     /// changes.
     pub fn apply(&mut self, index: u64, cmd: Command, now: Instant) -> Result<Applied> {
         let mut batch = WriteBatch::default();
@@ -269,7 +270,7 @@ impl StateMachine {
         };
         self.mvcc.commit(&ctx);
         let events = std::mem::take(&mut ctx.events);
-        batch.put(META_APPLIED.to_vec(), codec::encode_i64(index as i64));
+        // The applied position is stored by `record_position`, once per group.
         self.applied = index;
         self.unwritten.append(batch);
         Ok(Applied { output, revision: self.mvcc.current(), events })
@@ -376,6 +377,7 @@ mod tests {
         sm.apply(4, put("b", "1", 7), now).unwrap();
         assert_eq!(sm.apply(5, put("c", "1", 99), now).unwrap_err(), Error::LeaseNotFound, "a failed command changes nothing");
         sm.apply(5, Command::Compact(CompactionRequest { revision: 3, physical: true }), now).unwrap();
+        sm.record_position(1, 5);
         sm.write_group().unwrap();
         backend.sync().await.unwrap();
         let again = open(&backend);
@@ -403,9 +405,11 @@ mod tests {
         let mut sm = open(&backend);
         let now = Instant::now();
         sm.apply(1, put("a", "1", 0), now).unwrap();
+        sm.record_position(1, 1);
         sm.write_group().unwrap();
         backend.sync().await.unwrap();
         sm.apply(2, put("b", "1", 0), now).unwrap();
+        sm.record_position(1, 2);
         sm.write_group().unwrap();
         backend.crash();
         let again = open(&backend);

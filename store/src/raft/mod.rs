@@ -25,7 +25,7 @@ use crate::apply::{Applied, Command};
 use crate::error::{Error, Result};
 use crate::server::state::Shared;
 use keel_proto::keelpeerpb::peer_client::PeerClient;
-use keel_proto::keelpeerpb::{ForwardReply, ForwardRequest, ReadIndexRequest, forward_reply};
+use keel_proto::keelpeerpb::{ForwardReply, ForwardRequest, ForwardResult, ReadIndexRequest, forward_reply, forward_result};
 use network::Peers;
 use openraft::ReadPolicy;
 use openraft::async_runtime::WatchReceiver;
@@ -76,6 +76,20 @@ pub struct Replica {
     pub peers: Peers,
     shared: Weak<Shared>,
     reads: ReadRounds,
+    forwards: Forwards,
+}
+
+/// Writes a follower passes to the leader travel in batches: each joins the next batch, and a
+/// batch is one peer call whose commands the leader proposes together.
+#[derive(Default)]
+struct Forwards {
+    state: std::sync::Mutex<ForwardState>,
+}
+
+#[derive(Default)]
+struct ForwardState {
+    running: bool,
+    waiting: Vec<(bytes::Bytes, tokio::sync::oneshot::Sender<Result<Applied>>)>,
 }
 
 /// Linearizable reads arriving together share one read-index round: a read joins the next
@@ -96,7 +110,7 @@ struct RoundState {
 impl Replica {
     /// Wrap a built Raft node.
     pub fn new(raft: Raft, id: u64, peers: Peers, shared: &Arc<Shared>) -> Replica {
-        Replica { raft, id, peers, shared: Arc::downgrade(shared), reads: ReadRounds::default() }
+        Replica { raft, id, peers, shared: Arc::downgrade(shared), reads: ReadRounds::default(), forwards: Forwards::default() }
     }
 
     pub(crate) fn shared(&self) -> Result<Arc<Shared>> {
@@ -165,14 +179,67 @@ impl Replica {
                 Err(Error::NotLeader) => {}
                 other => return other,
             }
-            let forwarded = self.call_leader(deadline, |mut c| {
-                let command = raw.clone();
-                async move { c.forward(ForwardRequest { command }).await }
+            match self.forward(raw.clone(), deadline).await {
+                // Leadership came here meanwhile, or the leader lost it before proposing.
+                Err(Error::NotLeader) if Instant::now() + RETRY < deadline => tokio::time::sleep(RETRY).await,
+                Err(Error::NotLeader) => return Err(Error::Timeout),
+                other => return other,
+            }
+        }
+    }
+
+    /// Have the leader propose `raw`: it joins the next batch of [`Forwards`].
+    async fn forward(&self, raw: bytes::Bytes, deadline: Instant) -> Result<Applied> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut st = self.forwards.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.waiting.push((raw, tx));
+            !std::mem::replace(&mut st.running, true)
+        };
+        if start {
+            let me = self.shared()?.replica()?.clone();
+            tokio::spawn(async move { me.run_forwards().await });
+        }
+        match tokio::time::timeout_at(deadline, rx).await {
+            Err(_) => Err(Error::Timeout),
+            Ok(Err(_)) => Err(Error::Stopped),
+            Ok(Ok(r)) => r,
+        }
+    }
+
+    /// Send forwarded writes in batches until none waits.
+    async fn run_forwards(&self) {
+        loop {
+            let batch = {
+                let mut st = self.forwards.state.lock().unwrap_or_else(|p| p.into_inner());
+                if st.waiting.is_empty() {
+                    st.running = false;
+                    return;
+                }
+                std::mem::take(&mut st.waiting)
+            };
+            let commands: Vec<bytes::Bytes> = batch.iter().map(|(c, _)| c.clone()).collect();
+            let deadline = Instant::now() + crate::server::REQUEST_TIMEOUT;
+            let sent = self.call_leader(deadline, |mut c| {
+                let commands = commands.clone();
+                async move { c.forward(ForwardRequest { commands }).await }
             });
-            match forwarded.await {
-                // Leadership came here meanwhile.
-                Err(Error::NotLeader) => continue,
-                other => return other.and_then(from_forward_reply),
+            match sent.await {
+                Ok(resp) if resp.results.len() == batch.len() => {
+                    for ((_, tx), r) in batch.into_iter().zip(resp.results) {
+                        let _ = tx.send(from_forward_result(r));
+                    }
+                }
+                Ok(_) => {
+                    for (_, tx) in batch {
+                        let _ = tx.send(Err(Error::Storage("the leader answered a forwarded batch with the wrong count".into())));
+                    }
+                }
+                Err(e) => {
+                    for (_, tx) in batch {
+                        let _ = tx.send(Err(e.clone()));
+                    }
+                }
             }
         }
     }
@@ -261,6 +328,15 @@ impl Replica {
             Ok(Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(_)))) => Err(Error::NoLeader),
             Ok(Err(RaftError::Fatal(e))) => Err(Error::Storage(format!("raft stopped: {e}"))),
         }
+    }
+}
+
+/// One forwarded command's outcome as this member's own result.
+fn from_forward_result(r: ForwardResult) -> Result<Applied> {
+    match r.outcome {
+        Some(forward_result::Outcome::Reply(reply)) => from_forward_reply(reply),
+        Some(forward_result::Outcome::Failure(f)) => Err(Error::from_status(&tonic::Status::new(tonic::Code::from_i32(f.code), f.message))),
+        None => Err(Error::Storage("the leader answered a forwarded write with nothing".into())),
     }
 }
 

@@ -106,10 +106,20 @@ impl Peer for PeerService {
         reply(&resp.map_err(fatal)?)
     }
 
-    async fn forward(&self, request: Request<ForwardRequest>) -> Result<Response<ForwardReply>, Status> {
-        let cmd = request.into_inner().command;
-        let applied = self.replica.propose_here(cmd, deadline()).await.map_err(Status::from)?;
-        Ok(Response::new(super::to_forward_reply(applied)))
+    async fn forward(&self, request: Request<ForwardRequest>) -> Result<Response<ForwardResponse>, Status> {
+        let until = deadline();
+        let proposals = request.into_inner().commands.into_iter().map(|cmd| self.replica.propose_here(cmd, until));
+        let results = futures::future::join_all(proposals)
+            .await
+            .into_iter()
+            .map(|r| ForwardResult {
+                outcome: Some(match r {
+                    Ok(applied) => forward_result::Outcome::Reply(super::to_forward_reply(applied)),
+                    Err(e) => forward_result::Outcome::Failure(Failure { code: e.code() as i32, message: e.to_string() }),
+                }),
+            })
+            .collect();
+        Ok(Response::new(ForwardResponse { results }))
     }
 
     async fn read_index(&self, _request: Request<ReadIndexRequest>) -> Result<Response<ReadIndexReply>, Status> {

@@ -80,14 +80,20 @@ impl RaftStateMachine<TypeConfig> for SmStore {
     where
         S: Stream<Item = io::Result<EntryResponder<TypeConfig>>> + Unpin + OptionalSend,
     {
-        let mut replies = Vec::new();
+        // Everything available is applied under one lock; the applied position is recorded
+        // once per group written to the backend.
+        let mut batch = Vec::new();
+        while let Some(item) = entries.try_next().await? {
+            batch.push(item);
+        }
+        let mut replies = Vec::with_capacity(batch.len());
         let mut events = Vec::new();
         let mut last = None;
         let mut grew = false;
-        while let Some((entry, responder)) = entries.try_next().await? {
-            let id = entry.log_id;
-            let result = {
-                let mut sm = self.shared.write_state();
+        {
+            let mut sm = self.shared.write_state();
+            for (entry, responder) in batch {
+                let id = entry.log_id;
                 let result = match entry.payload {
                     EntryPayload::Blank => None,
                     EntryPayload::Membership(m) => {
@@ -115,18 +121,21 @@ impl RaftStateMachine<TypeConfig> for SmStore {
                         }
                     }
                 };
-                sm.record_position(id.leader_id.term, id.index);
+                sm.leases.prune(id.index);
+                last = Some(id);
                 if sm.unwritten().0 >= 1024 || sm.unwritten().1 >= 1 << 20 {
+                    sm.record_position(id.leader_id.term, id.index);
                     sm.write_group().map_err(storage)?;
                 }
-                sm.leases.prune(id.index);
-                result
-            };
-            last = Some(id.index);
-            if let Some(r) = responder {
-                replies.push((r, ApplyReply(result)));
+                if let Some(r) = responder {
+                    replies.push((r, ApplyReply(result)));
+                }
+            }
+            if let Some(id) = last {
+                sm.record_position(id.leader_id.term, id.index);
             }
         }
+        let last = last.map(|id| id.index);
         if let Some(index) = last {
             let (rev, nospace) = {
                 let sm = self.shared.read_state();

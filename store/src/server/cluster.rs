@@ -3,10 +3,12 @@
 
 use super::grpc;
 use super::state::Shared;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use keel_proto::etcdserverpb::cluster_server::Cluster;
 use keel_proto::etcdserverpb::*;
+use keel_proto::keelpeerpb::peer_client::PeerClient;
 use std::sync::Arc;
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 /// etcd's Cluster service.
@@ -25,6 +27,29 @@ pub async fn add_here(shared: &Shared, req: MemberAddRequest) -> Result<MemberAd
 
 fn deadline() -> tokio::time::Instant {
     tokio::time::Instant::now() + super::REQUEST_TIMEOUT
+}
+
+/// Run a membership call on the leader: here when this member leads, else through the
+/// leader's peer service; again if leadership moved meanwhile (nothing was changed then).
+macro_rules! on_leader {
+    ($shared:expr, |$r:ident| $local:expr, $remote:expr) => {{
+        let replica = $shared.replica()?;
+        let until = deadline();
+        loop {
+            let r = if replica.is_leader() {
+                let $r = replica;
+                $local.await
+            } else {
+                replica.call_leader(until, $remote).await
+            };
+            match r {
+                Err(Error::NotLeader) if tokio::time::Instant::now() < until => {
+                    tokio::time::sleep(std::time::Duration::from_millis(25)).await
+                }
+                other => break other,
+            }
+        }
+    }};
 }
 
 impl ClusterService {
@@ -53,57 +78,38 @@ impl ClusterService {
 
     /// Cluster.MemberAdd.
     pub async fn member_add(&self, req: MemberAddRequest) -> Result<MemberAddResponse> {
-        let replica = self.shared.replica()?;
-        let mut r = if replica.is_leader() {
-            add_here(&self.shared, req).await?
-        } else {
-            replica
-                .call_leader(deadline(), |mut c| {
-                    let req = req.clone();
-                    async move { c.member_add(req).await }
-                })
-                .await?
-        };
+        let shared = &self.shared;
+        let mut r = on_leader!(self.shared, |_r| add_here(shared, req.clone()), |mut c: PeerClient<Channel>| {
+            let req = req.clone();
+            async move { c.member_add(req).await }
+        })?;
         r.header = self.shared.header(0);
         Ok(r)
     }
 
     /// Cluster.MemberRemove.
     pub async fn member_remove(&self, req: MemberRemoveRequest) -> Result<MemberRemoveResponse> {
-        let replica = self.shared.replica()?;
-        if replica.is_leader() {
-            replica.remove_member(req.id).await?;
-        } else {
-            replica.call_leader(deadline(), |mut c| async move { c.member_remove(req).await }).await?;
-        }
-        Ok(MemberRemoveResponse { header: self.shared.header(0), members: replica.members() })
+        on_leader!(self.shared, |r| r.remove_member(req.id), |mut c: PeerClient<Channel>| async move {
+            c.member_remove(req).await.map(|r| r.map(|_| ()))
+        })?;
+        Ok(MemberRemoveResponse { header: self.shared.header(0), members: self.shared.replica()?.members() })
     }
 
     /// Cluster.MemberUpdate.
     pub async fn member_update(&self, req: MemberUpdateRequest) -> Result<MemberUpdateResponse> {
-        let replica = self.shared.replica()?;
-        if replica.is_leader() {
-            replica.update_member(req.id, req.peer_ur_ls).await?;
-        } else {
-            replica
-                .call_leader(deadline(), |mut c| {
-                    let req = req.clone();
-                    async move { c.member_update(req).await }
-                })
-                .await?;
-        }
-        Ok(MemberUpdateResponse { header: self.shared.header(0), members: replica.members() })
+        on_leader!(self.shared, |r| r.update_member(req.id, req.peer_ur_ls.clone()), |mut c: PeerClient<Channel>| {
+            let req = req.clone();
+            async move { c.member_update(req).await.map(|r| r.map(|_| ())) }
+        })?;
+        Ok(MemberUpdateResponse { header: self.shared.header(0), members: self.shared.replica()?.members() })
     }
 
     /// Cluster.MemberPromote.
     pub async fn member_promote(&self, req: MemberPromoteRequest) -> Result<MemberPromoteResponse> {
-        let replica = self.shared.replica()?;
-        if replica.is_leader() {
-            replica.promote_member(req.id).await?;
-        } else {
-            replica.call_leader(deadline(), |mut c| async move { c.member_promote(req).await }).await?;
-        }
-        Ok(MemberPromoteResponse { header: self.shared.header(0), members: replica.members() })
+        on_leader!(self.shared, |r| r.promote_member(req.id), |mut c: PeerClient<Channel>| async move {
+            c.member_promote(req).await.map(|r| r.map(|_| ()))
+        })?;
+        Ok(MemberPromoteResponse { header: self.shared.header(0), members: self.shared.replica()?.members() })
     }
 }
 

@@ -24,6 +24,9 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
+/// Pause before asking again when leadership moved during a call.
+const LEADER_RETRY: Duration = Duration::from_millis(25);
+
 /// How often the expiry task looks for expired leases.
 const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_millis(250);
 
@@ -57,13 +60,21 @@ impl LeaseService {
     /// error, as in etcd).
     pub async fn keep_alive_once(&self, id: i64) -> Result<LeaseKeepAliveResponse> {
         let replica = self.shared.replica()?;
-        if replica.is_leader() {
-            return Ok(self.keep_alive_here(id));
-        }
         let deadline = Instant::now() + REQUEST_TIMEOUT;
-        let mut r = replica.call_leader(deadline, |mut c| async move { c.lease_keep_alive(LeaseKeepAliveRequest { id }).await }).await?;
-        r.header = self.shared.header(self.shared.visible());
-        Ok(r)
+        loop {
+            if replica.is_leader() {
+                return Ok(self.keep_alive_here(id));
+            }
+            match replica.call_leader(deadline, |mut c| async move { c.lease_keep_alive(LeaseKeepAliveRequest { id }).await }).await {
+                Ok(mut r) => {
+                    r.header = self.shared.header(self.shared.visible());
+                    return Ok(r);
+                }
+                // Leadership came here (or moved) meanwhile.
+                Err(Error::NotLeader) if Instant::now() < deadline => tokio::time::sleep(LEADER_RETRY).await,
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// A keep-alive on this member (the leader).
@@ -77,16 +88,20 @@ impl LeaseService {
     /// TTL -1, as etcd does.
     pub async fn time_to_live(&self, req: &LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse> {
         let replica = self.shared.replica()?;
-        if replica.is_leader() {
-            return Ok(self.time_to_live_here(req));
-        }
         let deadline = Instant::now() + REQUEST_TIMEOUT;
-        replica
-            .call_leader(deadline, |mut c| {
+        loop {
+            if replica.is_leader() {
+                return Ok(self.time_to_live_here(req));
+            }
+            let remote = replica.call_leader(deadline, |mut c| {
                 let req = *req;
                 async move { c.lease_time_to_live(req).await }
-            })
-            .await
+            });
+            match remote.await {
+                Err(Error::NotLeader) if Instant::now() < deadline => tokio::time::sleep(LEADER_RETRY).await,
+                other => return other,
+            }
+        }
     }
 
     /// LeaseTimeToLive on this member (the leader).

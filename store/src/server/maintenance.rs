@@ -140,6 +140,8 @@ impl MaintenanceService {
     pub async fn alarm(&self, req: AlarmRequest) -> Result<AlarmResponse> {
         self.shared.refuse_if_learner()?;
         if req.action() == AlarmAction::Get {
+            // etcd serves GET through Raft too: a linearizable view of the alarms.
+            super::read_barrier(&self.shared).await?;
             return Ok(AlarmResponse { header: self.shared.header(self.shared.visible()), alarms: self.alarms() });
         }
         let r: AlarmResponse = super::propose_as(&self.shared, crate::apply::Command::Alarm(req)).await?;
