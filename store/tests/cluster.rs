@@ -442,6 +442,13 @@ async fn nospace_is_cluster_wide_until_delete_compact_defrag_and_disarm() {
     }
     let (_, out, _) = etcdctl(&eps, &["alarm", "list"]);
     assert_eq!(out, "", "no alarm left");
+    // A defragmented member restarts on its new database.
+    let mut c = c;
+    c.nodes[0].kill9();
+    c.nodes[0].spawn(&[]);
+    c.wait_up(0).await;
+    let have = keys(&c, 0, "small", true).await;
+    assert!(have.contains("small"), "{have:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
