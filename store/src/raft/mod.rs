@@ -9,6 +9,7 @@
 //! - [`snapshot`]: the snapshot file format.
 //! - [`network`]: outgoing peer calls; [`peer`]: the peer gRPC service on 2380.
 //! - [`membership`]: etcd's Cluster operations on the Raft membership.
+//! - [`rounds`]: requests served in rounds (read-index rounds, forwarded write batches).
 //!
 //! Flows are described in `store/docs/replication.md`.
 
@@ -17,6 +18,7 @@ pub mod log_store;
 pub mod membership;
 pub mod network;
 pub mod peer;
+pub mod rounds;
 pub mod snapshot;
 pub mod state_machine;
 pub mod types;
@@ -30,6 +32,7 @@ use network::Peers;
 use openraft::ReadPolicy;
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
+use rounds::Rounds;
 use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -75,42 +78,16 @@ pub struct Replica {
     /// Channels to peers.
     pub peers: Peers,
     shared: Weak<Shared>,
-    reads: ReadRounds,
-    forwards: Forwards,
-}
-
-/// Writes a follower passes to the leader travel in batches: each joins the next batch, and a
-/// batch is one peer call whose commands the leader proposes together.
-#[derive(Default)]
-struct Forwards {
-    state: std::sync::Mutex<ForwardState>,
-}
-
-#[derive(Default)]
-struct ForwardState {
-    running: bool,
-    waiting: Vec<(bytes::Bytes, tokio::sync::oneshot::Sender<Result<Applied>>)>,
-}
-
-/// Linearizable reads arriving together share one read-index round: a read joins the next
-/// round that starts after it arrived (a round already under way may have confirmed the
-/// leadership before the read's predecessors were committed), so one quorum confirmation
-/// serves every read waiting for it.
-#[derive(Default)]
-struct ReadRounds {
-    state: std::sync::Mutex<RoundState>,
-}
-
-#[derive(Default)]
-struct RoundState {
-    running: bool,
-    waiting: Vec<tokio::sync::oneshot::Sender<Result<u64>>>,
+    /// Linearizable reads waiting for a read index.
+    reads: Rounds<(), u64>,
+    /// Writes waiting to be forwarded to the leader.
+    forwards: Rounds<bytes::Bytes, Applied>,
 }
 
 impl Replica {
     /// Wrap a built Raft node.
     pub fn new(raft: Raft, id: u64, peers: Peers, shared: &Arc<Shared>) -> Replica {
-        Replica { raft, id, peers, shared: Arc::downgrade(shared), reads: ReadRounds::default(), forwards: Forwards::default() }
+        Replica { raft, id, peers, shared: Arc::downgrade(shared), reads: Rounds::default(), forwards: Rounds::default() }
     }
 
     pub(crate) fn shared(&self) -> Result<Arc<Shared>> {
@@ -188,58 +165,34 @@ impl Replica {
         }
     }
 
-    /// Have the leader propose `raw`: it joins the next batch of [`Forwards`].
+    /// Have the leader propose `raw`, in the next batch of forwarded writes.
     async fn forward(&self, raw: bytes::Bytes, deadline: Instant) -> Result<Applied> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let start = {
-            let mut st = self.forwards.state.lock().unwrap_or_else(|p| p.into_inner());
-            st.waiting.push((raw, tx));
-            !std::mem::replace(&mut st.running, true)
-        };
-        if start {
+        let joined = self.forwards.join(raw);
+        if joined.start_runner {
             let me = self.shared()?.replica()?.clone();
             tokio::spawn(async move { me.run_forwards().await });
         }
-        match tokio::time::timeout_at(deadline, rx).await {
-            Err(_) => Err(Error::Timeout),
-            Ok(Err(_)) => Err(Error::Stopped),
-            Ok(Ok(r)) => r,
-        }
+        joined.answer(deadline).await
     }
 
-    /// Send forwarded writes in batches until none waits.
+    /// Send forwarded writes in batches (one peer call each) until none waits.
     async fn run_forwards(&self) {
-        loop {
-            let batch = {
-                let mut st = self.forwards.state.lock().unwrap_or_else(|p| p.into_inner());
-                if st.waiting.is_empty() {
-                    st.running = false;
-                    return;
-                }
-                std::mem::take(&mut st.waiting)
-            };
+        while let Some(batch) = self.forwards.next() {
             let commands: Vec<bytes::Bytes> = batch.iter().map(|(c, _)| c.clone()).collect();
             let deadline = Instant::now() + crate::server::REQUEST_TIMEOUT;
             let sent = self.call_leader(deadline, |mut c| {
                 let commands = commands.clone();
                 async move { c.forward(ForwardRequest { commands }).await }
             });
-            match sent.await {
-                Ok(resp) if resp.results.len() == batch.len() => {
-                    for ((_, tx), r) in batch.into_iter().zip(resp.results) {
-                        let _ = tx.send(from_forward_result(r));
-                    }
-                }
-                Ok(_) => {
-                    for (_, tx) in batch {
-                        let _ = tx.send(Err(Error::Storage("the leader answered a forwarded batch with the wrong count".into())));
-                    }
-                }
-                Err(e) => {
-                    for (_, tx) in batch {
-                        let _ = tx.send(Err(e.clone()));
-                    }
-                }
+            let results: Vec<Result<Applied>> = match sent.await {
+                Ok(resp) if resp.results.len() == batch.len() => resp.results.into_iter().map(from_forward_result).collect(),
+                Ok(_) => (0..batch.len())
+                    .map(|_| Err(Error::Storage("the leader answered a forwarded batch with the wrong count".into())))
+                    .collect(),
+                Err(e) => (0..batch.len()).map(|_| Err(e.clone())).collect(),
+            };
+            for ((_, tx), r) in batch.into_iter().zip(results) {
+                let _ = tx.send(r);
             }
         }
     }
@@ -270,38 +223,21 @@ impl Replica {
         }
     }
 
-    /// A read index for a read that arrived now: it joins the next round of [`ReadRounds`].
+    /// A read index for a read that arrived now, from the next read-index round.
     async fn batched_read_index(&self, deadline: Instant) -> Result<u64> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let start = {
-            let mut st = self.reads.state.lock().unwrap_or_else(|p| p.into_inner());
-            st.waiting.push(tx);
-            !std::mem::replace(&mut st.running, true)
-        };
-        if start {
+        let joined = self.reads.join(());
+        if joined.start_runner {
             let me = self.shared()?.replica()?.clone();
             tokio::spawn(async move { me.run_read_rounds().await });
         }
-        match tokio::time::timeout_at(deadline, rx).await {
-            Err(_) => Err(Error::Timeout),
-            Ok(Err(_)) => Err(Error::Stopped),
-            Ok(Ok(r)) => r,
-        }
+        joined.answer(deadline).await
     }
 
     /// Serve read-index rounds until no read waits.
     async fn run_read_rounds(&self) {
-        loop {
-            let batch = {
-                let mut st = self.reads.state.lock().unwrap_or_else(|p| p.into_inner());
-                if st.waiting.is_empty() {
-                    st.running = false;
-                    return;
-                }
-                std::mem::take(&mut st.waiting)
-            };
+        while let Some(batch) = self.reads.next() {
             let r = self.read_index_once(Instant::now() + crate::server::REQUEST_TIMEOUT).await;
-            for tx in batch {
+            for (_, tx) in batch {
                 let _ = tx.send(r.clone());
             }
         }
