@@ -124,7 +124,7 @@ fn meta(backend: &dyn Backend, key: &[u8]) -> Result<Option<i64>> {
 }
 
 /// The members of a new cluster, from `--initial-cluster` (name → peer URLs), with their IDs.
-pub fn initial_members(cfg: &Config) -> BTreeMap<u64, PeerInfo> {
+fn initial_members(cfg: &Config) -> BTreeMap<u64, PeerInfo> {
     let mut by_name: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (name, url) in &cfg.initial_cluster {
         by_name.entry(name).or_default().push(url.clone());

@@ -270,6 +270,10 @@ async fn without_quorum_writes_fail_with_etcds_error_and_serializable_reads_answ
     let r =
         kv.range(RangeRequest { key: "q".into(), serializable: true, ..Default::default() }).await.expect("serializable read").into_inner();
     assert_eq!(r.kvs[0].value, "before");
+    // /health says so within etcd's one second.
+    let started = Instant::now();
+    let health = http_get(&c.nodes[survivor].client, "/health");
+    assert!(health.contains("\"health\":\"false\"") && started.elapsed() < Duration::from_secs(3), "{health}");
     for i in 0..2 {
         c.nodes[i].spawn(&[]);
     }
@@ -280,6 +284,17 @@ async fn without_quorum_writes_fail_with_etcds_error_and_serializable_reads_answ
     put(&c, survivor, "q", "again").await.expect("quorum back, writes work");
     let want = BTreeSet::from(["q".to_string()]);
     assert_converged(&c, "q", &want).await;
+}
+
+/// A plain HTTP/1.1 GET; returns the whole response.
+fn http_get(addr: &std::net::SocketAddr, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").expect("write");
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    out
 }
 
 fn etcdctl(endpoints: &str, args: &[&str]) -> (bool, String, String) {

@@ -48,9 +48,11 @@ async fn health(State(st): State<HttpState>) -> Response {
     if st.shared.no_space() {
         return json(StatusCode::SERVICE_UNAVAILABLE, r#"{"health":"false","reason":"ALARM NOSPACE"}"#.into());
     }
-    // Like etcd's QGET: a real read through the same path clients use.
+    // Like etcd's QGET: a linearizable read through the same path clients use, given 1 s.
     let probe = RangeRequest { key: bytes::Bytes::from_static(b"health"), ..Default::default() };
-    match KvService::new(st.shared.clone()).range(&probe).await {
+    let read = KvService::new(st.shared.clone());
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(1), read.range(&probe)).await;
+    match answer.unwrap_or(Err(crate::error::Error::Timeout)) {
         Ok(_) => json(StatusCode::OK, r#"{"health":"true","reason":""}"#.into()),
         Err(e) => json(StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({"health": "false", "reason": e.to_string()}).to_string()),
     }
@@ -66,12 +68,16 @@ async fn version() -> Response {
 
 async fn metrics(State(st): State<HttpState>) -> Response {
     let s = &st.shared;
+    let (has_leader, is_leader) = match s.replica() {
+        Ok(r) => (r.leader().is_some(), r.is_leader()),
+        Err(_) => (false, false),
+    };
     let gauges = [
         ("etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database in bytes.", s.backend.size_bytes() as f64),
         ("etcd_debugging_mvcc_current_revision", "The current revision of the store.", s.visible() as f64),
         ("etcd_debugging_mvcc_watcher_total", "Total number of watchers.", s.hub.watcher_count() as f64),
-        ("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.", 1.0),
-        ("etcd_server_is_leader", "Whether or not this member is a leader.", 1.0),
+        ("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.", f64::from(u8::from(has_leader))),
+        ("etcd_server_is_leader", "Whether or not this member is a leader.", f64::from(u8::from(is_leader))),
         ("keel_applied_index", "Commands applied by this member.", s.applied_index() as f64),
     ];
     (StatusCode::OK, [(CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render(&gauges)).into_response()

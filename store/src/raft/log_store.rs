@@ -145,11 +145,6 @@ impl LogStore {
         file.sync_data()
     }
 
-    /// Index of the first entry kept (for tests and status).
-    pub fn first_index(&self) -> Option<u64> {
-        lock(&self.inner.state).entries.keys().next().copied()
-    }
-
     fn rewrite(&self, st: &mut State) -> io::Result<()> {
         let mut buf = Vec::new();
         if let Some(v) = &st.vote {

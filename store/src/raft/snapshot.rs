@@ -11,7 +11,6 @@
 use crate::storage::{Backend, WriteBatch, scan_each};
 use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::ops::ControlFlow;
-use std::path::Path;
 
 /// First bytes of every snapshot file.
 pub const MAGIC: &[u8] = b"KEELSNAP1\n";
@@ -157,12 +156,6 @@ pub fn restore(backend: &dyn Backend, input: impl Read) -> io::Result<u64> {
     }
     backend.write(batch).map_err(|e| io::Error::other(e.0))?;
     Ok(n)
-}
-
-/// Check a snapshot file without loading it: `(records, bytes)`.
-pub fn verify(path: &Path) -> io::Result<u64> {
-    let backend = crate::storage::memory::MemoryBackend::new();
-    load(&backend, std::fs::File::open(path)?)
 }
 
 #[cfg(test)]
