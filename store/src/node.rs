@@ -221,7 +221,9 @@ impl Member {
     /// Open the member's state on `backend` and its Raft log and snapshots in `raft_dir`, start
     /// Raft and the background tasks.
     pub async fn start(cfg: &Config, backend: Arc<dyn Backend>, raft_dir: &Path, rng: Box<dyn Rng>) -> Result<Member> {
-        let peers = Peers::default();
+        // Outgoing peer traffic leaves from the peer listener's address when it names one.
+        let local = cfg.listen_peer_urls.first().map(|u| u.addr.ip()).filter(|ip| !ip.is_unspecified());
+        let peers = Peers::new(local);
         let (member_id, cluster_id, start) = identify(cfg, &*backend, &peers).await?;
         let sm = StateMachine::open(backend.clone(), cfg.min_lease_ttl(), Instant::now())?;
         let identity = Identity {

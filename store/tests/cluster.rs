@@ -567,3 +567,102 @@ async fn move_leader_and_member_update_work_through_etcdctl() {
     let (ok, _, err) = etcdctl(&eps, &["member", "update", "1234", "--peer-urls", "http://127.0.0.8:2380"]);
     assert!(!ok && err.contains("etcdserver: member not found"), "{err}");
 }
+
+/// iptables rules that cut a member's peer traffic (both directions), removed on drop.
+struct Partition {
+    rules: Vec<Vec<String>>,
+}
+
+impl Partition {
+    /// Cut the peer links between `isolated` and every other member; its client port stays up.
+    fn isolate(c: &Cluster, isolated: usize) -> Partition {
+        let me = &c.nodes[isolated];
+        let mut rules = vec![
+            // Others (and anyone) reaching its peer port.
+            vec!["-p", "tcp", "-d", &me.peer.ip().to_string(), "--dport", &me.peer.port().to_string(), "-j", "DROP"],
+        ]
+        .into_iter()
+        .map(|r| r.into_iter().map(String::from).collect::<Vec<_>>())
+        .collect::<Vec<_>>();
+        for (i, n) in c.nodes.iter().enumerate() {
+            if i != isolated {
+                // It reaching their peer ports.
+                assert_ne!(n.peer.ip(), me.peer.ip(), "members on distinct addresses");
+                rules.push(
+                    [
+                        "-p",
+                        "tcp",
+                        "-s",
+                        &me.peer.ip().to_string(),
+                        "-d",
+                        &n.peer.ip().to_string(),
+                        "--dport",
+                        &n.peer.port().to_string(),
+                        "-j",
+                        "DROP",
+                    ]
+                    .into_iter()
+                    .map(String::from)
+                    .collect(),
+                );
+            }
+        }
+        for r in &rules {
+            let ok = Command::new("iptables").arg("-I").arg("OUTPUT").args(r).status().map(|s| s.success()).unwrap_or(false);
+            assert!(ok, "iptables -I OUTPUT {r:?} failed (the test script installs iptables; it needs root)");
+        }
+        Partition { rules }
+    }
+}
+
+impl Drop for Partition {
+    fn drop(&mut self) {
+        for r in &self.rules {
+            let _ = Command::new("iptables").arg("-D").arg("OUTPUT").args(r).status();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_isolated_leader_serves_no_stale_read_and_the_majority_moves_on() {
+    let c = Cluster::start(3, &[]).await;
+    let old = c.wait_leader(Duration::from_secs(10)).await;
+    put(&c, old, "p", "1").await.expect("put");
+    let cut = Partition::isolate(&c, old);
+    // The majority elects a leader and takes writes.
+    let others: Vec<usize> = (0..3).filter(|&i| i != old).collect();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if put(&c, others[0], "p", "2").await.is_ok() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the majority never took a write\n{}", c.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The cut-off member never serves a linearizable read of the old value, nor takes a write.
+    let mut kv = c.nodes[old].kv().await;
+    let read = kv.range(RangeRequest { key: "p".into(), ..Default::default() });
+    match tokio::time::timeout(Duration::from_secs(9), read).await {
+        Ok(Ok(r)) => panic!("a cut-off member answered a linearizable read: {:?}", r.into_inner().kvs),
+        Ok(Err(e)) => assert_eq!(e.code(), tonic::Code::Unavailable, "{e:?}"),
+        Err(_) => {}
+    }
+    assert!(put(&c, old, "p", "3").await.is_err(), "a cut-off member took a write");
+    // Its own (serializable) view is the old one.
+    let r = kv.range(RangeRequest { key: "p".into(), serializable: true, ..Default::default() }).await.expect("serializable read");
+    assert_eq!(r.into_inner().kvs[0].value, "1");
+    drop(cut);
+    // Healed: it follows the new leader and catches up.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let mut kv = c.nodes[old].kv().await;
+        if let Ok(r) = kv.range(RangeRequest { key: "p".into(), ..Default::default() }).await
+            && r.into_inner().kvs.first().is_some_and(|kv| kv.value == "2")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the healed member did not catch up\n{}", c.logs());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_converged(&c, "p", &BTreeSet::from(["p".to_string()])).await;
+}

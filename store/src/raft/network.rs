@@ -28,9 +28,17 @@ const CHUNK: usize = 1 << 20;
 #[derive(Clone, Default)]
 pub struct Peers {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    /// The address outgoing peer connections come from (the peer listener's IP), so peers
+    /// see one address per member; `None` lets the system choose.
+    local: Option<std::net::IpAddr>,
 }
 
 impl Peers {
+    /// Peers dialed from `local` (when given).
+    pub fn new(local: Option<std::net::IpAddr>) -> Peers {
+        Peers { channels: Default::default(), local }
+    }
+
     /// A client for the peer at `url` (the channel is created once and connects lazily).
     pub fn client(&self, url: &str) -> Result<PeerClient<Channel>, String> {
         let mut map = self.channels.lock().unwrap_or_else(|p| p.into_inner());
@@ -43,7 +51,8 @@ impl Peers {
             .http2_keep_alive_interval(Duration::from_secs(1))
             .keep_alive_timeout(Duration::from_secs(3))
             .keep_alive_while_idle(true)
-            .tcp_nodelay(true);
+            .tcp_nodelay(true)
+            .local_address(self.local);
         let ch = ep.connect_lazy();
         map.insert(url.to_string(), ch.clone());
         Ok(PeerClient::new(ch).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX))

@@ -108,12 +108,14 @@ impl Cluster {
     /// Start `n` members, each with `extra` flags, and wait for a leader.
     pub async fn start(n: usize, extra: &[&str]) -> Cluster {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let addrs = free_addrs(2 * n);
+        // Each member on its own loopback address (and peers dial from it), so a test can cut
+        // one member off by address.
+        let addrs: Vec<Vec<SocketAddr>> = (0..n).map(|_| free_addrs(2)).collect();
         let nodes: Vec<Node> = (1..=n)
             .map(|i| Node {
                 name: format!("m{i}"),
-                client: addrs[2 * i - 2],
-                peer: addrs[2 * i - 1],
+                client: addrs[i - 1][0],
+                peer: addrs[i - 1][1],
                 dir: tmp.path().to_path_buf(),
                 child: None,
                 extra: extra.iter().map(|s| s.to_string()).collect(),
