@@ -152,9 +152,13 @@ impl Replica {
     pub async fn propose(&self, cmd: &Command, deadline: Instant) -> Result<Applied> {
         let raw = bytes::Bytes::from(cmd.to_log_bytes());
         loop {
-            match self.propose_here(raw.clone(), deadline).await {
-                Err(Error::NotLeader) => {}
-                other => return other,
+            // A member that knows another leader forwards at once; otherwise openraft decides.
+            let elsewhere = self.leader().is_some_and(|(id, _)| id != self.id);
+            if !elsewhere {
+                match self.propose_here(raw.clone(), deadline).await {
+                    Err(Error::NotLeader) => {}
+                    other => return other,
+                }
             }
             match self.forward(raw.clone(), deadline).await {
                 // Leadership came here meanwhile, or the leader lost it before proposing.
