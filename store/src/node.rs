@@ -243,7 +243,7 @@ impl Member {
         let config = Arc::new(raft::config(cfg.heartbeat_interval, cfg.election_timeout, cfg.snapshot_count)?);
         let network = Network { me: member_id, peers: peers.clone() };
         let mut tasks = JoinSet::new();
-        tasks.spawn(log.clone().run_syncer());
+        log.start_syncer().map_err(storage)?;
         let raft = raft::types::Raft::new(member_id, config, network, log, sm_store)
             .await
             .map_err(|e| Error::Storage(format!("starting Raft: {e}")))?;

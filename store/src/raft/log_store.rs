@@ -47,7 +47,7 @@ struct Inner {
     dir: PathBuf,
     state: Mutex<State>,
     pending: Mutex<Vec<IOFlushed<TypeConfig>>>,
-    wake: tokio::sync::Notify,
+    wake: std::sync::Condvar,
 }
 
 /// The log store; clones share it (the same object is openraft's reader).
@@ -113,16 +113,25 @@ impl LogStore {
         })
     }
 
-    /// The group-commit task: run it for as long as the store is used.
-    pub async fn run_syncer(self) {
+    /// Start the group-commit thread (it lives as long as the process): it waits for appends,
+    /// takes every callback waiting, runs one `fdatasync`, and completes them all. A thread of
+    /// its own, so fsyncs never hold up (or make tokio replace) an async worker.
+    pub fn start_syncer(&self) -> io::Result<std::thread::JoinHandle<()>> {
+        let me = self.clone();
+        std::thread::Builder::new().name("raft-log-sync".into()).spawn(move || me.sync_loop())
+    }
+
+    fn sync_loop(&self) {
         loop {
-            self.inner.wake.notified().await;
-            let waiting = std::mem::take(&mut *lock(&self.inner.pending));
-            if waiting.is_empty() {
-                continue;
-            }
+            let waiting = {
+                let mut pending = lock(&self.inner.pending);
+                while pending.is_empty() {
+                    pending = self.inner.wake.wait(pending).unwrap_or_else(|p| p.into_inner());
+                }
+                std::mem::take(&mut *pending)
+            };
             let file = lock(&self.inner.state).file.clone();
-            let result = run_blocking(move || file.sync_data()).await;
+            let result = file.sync_data();
             for cb in waiting {
                 cb.io_completed(result.as_ref().map(|_| ()).map_err(|e| io::Error::new(e.kind(), e.to_string())));
             }
@@ -184,7 +193,8 @@ fn replay(raw: &Bytes, st: &mut State) -> io::Result<usize> {
             break;
         }
         let kind = raw[pos + 8];
-        let body = raw.slice(pos + 9..pos + 8 + len);
+        // Copied: a slice would keep the whole file's contents alive as long as the entry.
+        let body = Bytes::copy_from_slice(&raw[pos + 9..pos + 8 + len]);
         match kind {
             ENTRY => {
                 let e = codec::decode_entry(body)?;

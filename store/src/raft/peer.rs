@@ -57,7 +57,14 @@ impl Peer for PeerService {
     async fn append_entries(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
         let req = request.into_inner();
         let (vote, prev_log_id, leader_commit): (typ::Vote, Option<typ::LogId>, Option<typ::LogId>) = from_json(&req.meta).map_err(bad)?;
-        let entries = req.entries.into_iter().map(codec::decode_entry).collect::<Result<Vec<_>, _>>().map_err(bad)?;
+        // Copied out of the receive buffer: the log keeps entries until a snapshot, and a slice
+        // would pin the whole message buffer as long.
+        let entries = req
+            .entries
+            .iter()
+            .map(|e| codec::decode_entry(bytes::Bytes::copy_from_slice(e)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(bad)?;
         let rpc = typ::AppendEntriesRequest { vote, prev_log_id, entries, leader_commit };
         reply(&self.replica.raft.append_entries(rpc).await.map_err(fatal)?)
     }

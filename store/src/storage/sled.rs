@@ -82,8 +82,10 @@ impl SledBackend {
             Err(e) => return Err(io(e)),
         };
         if let (Some(parent), Some(name)) = (base.parent(), base.file_name()) {
+            let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
+            std::fs::create_dir_all(parent).map_err(io)?;
             let prefix = name.to_string_lossy().to_string();
-            for entry in std::fs::read_dir(if parent.as_os_str().is_empty() { Path::new(".") } else { parent }).map_err(io)? {
+            for entry in std::fs::read_dir(parent).map_err(io)? {
                 let other = entry.map_err(io)?.path();
                 let other_name = other.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
                 let is_generation = other_name == prefix
@@ -219,19 +221,35 @@ impl Backend for SledBackend {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn synced_writes_survive_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let b = SledBackend::open(dir.path(), 1 << 20).unwrap();
-            let mut w = WriteBatch::default();
-            w.put(b"k1".to_vec(), b"v1".to_vec());
-            w.put(b"k2".to_vec(), b"v2".to_vec());
-            w.delete(b"k1".to_vec());
-            b.write(w).unwrap();
-            b.sync().await.unwrap();
+    /// A copy of a folder, as a crash would leave it (the files as they are on disk now).
+    fn crash_image(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for entry in std::fs::read_dir(from).unwrap() {
+            let path = entry.unwrap().path();
+            let target = to.join(path.file_name().unwrap());
+            if path.is_dir() {
+                crash_image(&path, &target);
+            } else {
+                std::fs::copy(&path, &target).unwrap();
+            }
         }
-        let b = SledBackend::open(dir.path(), 1 << 20).unwrap();
+    }
+
+    #[tokio::test]
+    async fn synced_writes_survive_a_crash() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = dir.path().join("live");
+        let b = SledBackend::open(&live, 1 << 20).unwrap();
+        let mut w = WriteBatch::default();
+        w.put(b"k1".to_vec(), b"v1".to_vec());
+        w.put(b"k2".to_vec(), b"v2".to_vec());
+        w.delete(b"k1".to_vec());
+        b.write(w).unwrap();
+        b.sync().await.unwrap();
+        // (Opened from a copy: sled may hold its lock on the original past a drop.)
+        let image = dir.path().join("image");
+        crash_image(&live, &image);
+        let b = SledBackend::open(&image, 1 << 20).unwrap();
         assert!(b.get(b"k1").unwrap().is_none());
         let all = b.scan(b"", b"\xff", 10).unwrap();
         assert_eq!(all.len(), 1);
@@ -276,7 +294,7 @@ mod tests {
     #[test]
     fn a_defragmentation_cut_short_before_the_switch_leaves_the_old_generation() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("db");
+        let path = dir.path().join("live").join("db");
         {
             let b = SledBackend::open(&path, 1 << 20).unwrap();
             let mut batch = WriteBatch::default();
@@ -290,6 +308,9 @@ mod tests {
             copy.insert(b"k", b"copy".to_vec()).unwrap();
             copy.flush().unwrap();
         }
+        // Opened from a crash image of the folder (sled may hold its locks past a drop).
+        crash_image(&dir.path().join("live"), &dir.path().join("image"));
+        let path = dir.path().join("image").join("db");
         let b = SledBackend::open(&path, 1 << 20).unwrap();
         assert_eq!(b.get(b"k").unwrap().unwrap(), &b"old"[..]);
         assert!(!with_suffix(&path, ".1").exists(), "the unfinished copy is removed");
