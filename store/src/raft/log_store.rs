@@ -6,7 +6,7 @@
 //! vote, the commit index. Replaying the records in order rebuilds the log. A torn record at the
 //! end (a crash mid-write) is cut off; nothing after it was ever acknowledged.
 //!
-//! Durability: `append` writes the records and queues its `IOFlushed` callback; the syncer task
+//! Durability: `append` writes the records and queues its `IOFlushed` callback; the sync thread
 //! takes every queued callback, runs one `fdatasync`, then completes them all (group commit).
 //! `save_vote` syncs before it returns. When purges leave the file mostly dead, it is rewritten
 //! (temporary file, fsync, rename, directory fsync).
