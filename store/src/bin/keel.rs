@@ -75,10 +75,15 @@ fn main() -> ExitCode {
     let mut children: Vec<Child> = Vec::new();
     for i in 1..=o.members {
         let (client, peer) = (format!("http://{}:2379", host(i)), format!("http://{}:2380", host(i)));
-        let log = match std::fs::OpenOptions::new().create(true).append(true).open(o.data_dir.join(format!("m{i}.log"))) {
-            Ok(f) => f,
+        let path = o.data_dir.join(format!("m{i}.log"));
+        let logs = std::fs::OpenOptions::new().create(true).append(true).open(&path).and_then(|f| Ok((f.try_clone()?, f)));
+        let (out, log) = match logs {
+            Ok(pair) => pair,
             Err(e) => {
                 eprintln!("keel: opening the log of m{i}: {e}");
+                for c in &children {
+                    signal(c, "-TERM");
+                }
                 return ExitCode::FAILURE;
             }
         };
@@ -90,7 +95,7 @@ fn main() -> ExitCode {
             .args(["--initial-cluster", &initial.join(","), "--initial-cluster-state", "new", "--initial-cluster-token", "keel-up"])
             .args(["--logger", "capnslog"])
             .args(&o.extra)
-            .stdout(log.try_clone().expect("log handle"))
+            .stdout(out)
             .stderr(log)
             .spawn();
         match spawned {

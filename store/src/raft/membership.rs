@@ -54,7 +54,11 @@ impl Replica {
     fn applied_membership(&self) -> typ::StoredMembership {
         let Ok(shared) = self.shared() else { return Default::default() };
         let sm = shared.read_state();
-        sm.membership.as_deref().and_then(|m| serde_json::from_slice(m).ok()).unwrap_or_default()
+        super::state_machine::decode_membership(sm.membership.as_deref()).unwrap_or_else(|e| {
+            // The member cannot have started on such a record (Raft reads it first); say so.
+            tracing::error!(error = %e, "the applied membership does not decode");
+            Default::default()
+        })
     }
 
     /// Every member of the applied membership, in ID order (etcd lists its applied view too).

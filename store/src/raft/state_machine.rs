@@ -35,20 +35,27 @@ impl SmStore {
     /// A state machine over `shared`, keeping snapshot files in `snap_dir`.
     pub fn new(shared: Arc<Shared>, snap_dir: PathBuf) -> io::Result<SmStore> {
         std::fs::create_dir_all(&snap_dir)?;
-        let stored: Option<typ::StoredMembership> = shared.read_state().membership.as_deref().and_then(|m| serde_json::from_slice(m).ok());
-        if let Some(stored) = stored {
-            let (me, m) = (shared.identity.member_id.0, stored.membership());
-            shared.set_learner(m.nodes().any(|(n, _)| *n == me) && !m.voter_ids().any(|v| v == me));
-        }
+        let stored = decode_membership(shared.read_state().membership.as_deref())?;
+        shared.set_learner(is_learner(stored.membership(), shared.identity.member_id.0));
         Ok(SmStore { shared, snap_dir, built: Arc::new(AtomicU64::new(0)) })
     }
 
-    fn position(&self) -> (Option<typ::LogId>, typ::StoredMembership) {
+    fn position(&self) -> io::Result<(Option<typ::LogId>, typ::StoredMembership)> {
         let sm = self.shared.read_state();
         let applied = (sm.applied > 0).then(|| log_id(sm.applied_term, sm.applied));
-        let membership = sm.membership.as_deref().and_then(|m| serde_json::from_slice(m).ok()).unwrap_or_default();
-        (applied, membership)
+        Ok((applied, decode_membership(sm.membership.as_deref())?))
     }
+}
+
+/// The applied membership as the state machine stores it (none yet: the empty one). A record
+/// that does not decode is a storage error, never an empty membership.
+pub fn decode_membership(raw: Option<&[u8]>) -> io::Result<typ::StoredMembership> {
+    raw.map_or(Ok(Default::default()), |m| serde_json::from_slice(m).map_err(|e| storage(format!("undecodable membership record: {e}"))))
+}
+
+/// True when `me` is in `m` but not among its voters.
+fn is_learner(m: &typ::Membership, me: u64) -> bool {
+    m.nodes().any(|(n, _)| *n == me) && !m.voter_ids().any(|v| v == me)
 }
 
 fn storage(e: impl std::fmt::Display) -> io::Error {
@@ -60,7 +67,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SmStore {
 
     async fn build_snapshot(&mut self) -> io::Result<typ::Snapshot> {
         self.shared.write_state().write_group().map_err(storage)?;
-        let (last_log_id, last_membership) = self.position();
+        let (last_log_id, last_membership) = self.position()?;
         self.shared.backend.sync().await.map_err(storage)?;
         self.built.fetch_max(last_log_id.map_or(0, |l| l.index), Ordering::AcqRel);
         tracing::info!(index = last_log_id.map_or(0, |l| l.index), "snapshot taken (backend flushed)");
@@ -73,7 +80,7 @@ impl RaftStateMachine<TypeConfig> for SmStore {
     type SnapshotBuilder = Self;
 
     async fn applied_state(&mut self) -> io::Result<(Option<typ::LogId>, typ::StoredMembership)> {
-        Ok(self.position())
+        self.position()
     }
 
     async fn apply<S>(&mut self, mut entries: S) -> io::Result<()>
@@ -97,8 +104,7 @@ impl RaftStateMachine<TypeConfig> for SmStore {
                 let result = match entry.payload {
                     EntryPayload::Blank => None,
                     EntryPayload::Membership(m) => {
-                        let me = self.shared.identity.member_id.0;
-                        self.shared.set_learner(m.nodes().any(|(n, _)| *n == me) && !m.voter_ids().any(|v| v == me));
+                        self.shared.set_learner(is_learner(&m, self.shared.identity.member_id.0));
                         let stored = typ::StoredMembership::new(Some(id), m);
                         sm.record_membership(serde_json::to_vec(&stored).map_err(storage)?);
                         None
@@ -162,11 +168,7 @@ impl RaftStateMachine<TypeConfig> for SmStore {
 
     async fn install_snapshot(&mut self, meta: &typ::SnapshotMeta, snapshot: SnapshotFile) -> io::Result<()> {
         let shared = self.shared.clone();
-        let me = self.shared.identity.member_id.0;
-        let learner = {
-            let m = meta.last_membership.membership();
-            m.nodes().any(|(n, _)| *n == me) && !m.voter_ids().any(|v| v == me)
-        };
+        let learner = is_learner(meta.last_membership.membership(), self.shared.identity.member_id.0);
         let meta = meta.clone();
         let path = snapshot.path.clone();
         let rev = tokio::task::spawn_blocking(move || -> io::Result<i64> {
@@ -207,7 +209,7 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         let (path, last_log_id, last_membership) = tokio::task::spawn_blocking(move || -> io::Result<_> {
             // The state machine worker is busy here, so nothing is applied meanwhile.
             shared.write_state().write_group().map_err(storage)?;
-            let (last_log_id, membership) = this.position();
+            let (last_log_id, membership) = this.position()?;
             let path = dir.join(format!("{:016x}.snap", last_log_id.map_or(0, |l| l.index)));
             if path.exists() {
                 // Written for another member at this very position.

@@ -3,7 +3,7 @@
 
 use super::grpc;
 use super::state::Shared;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use keel_proto::etcdserverpb::cluster_server::Cluster;
 use keel_proto::etcdserverpb::*;
 use keel_proto::keelpeerpb::peer_client::PeerClient;
@@ -23,33 +23,6 @@ pub async fn add_here(shared: &Shared, req: MemberAddRequest) -> Result<MemberAd
     let id = shared.next_id() as u64;
     let member = replica.add_member(id, req.peer_ur_ls, req.is_learner).await?;
     Ok(MemberAddResponse { header: shared.header(0), member: Some(member), members: replica.members() })
-}
-
-fn deadline() -> tokio::time::Instant {
-    tokio::time::Instant::now() + super::REQUEST_TIMEOUT
-}
-
-/// Run a membership call on the leader: here when this member leads, else through the
-/// leader's peer service; again if leadership moved meanwhile (nothing was changed then).
-macro_rules! on_leader {
-    ($shared:expr, |$r:ident| $local:expr, $remote:expr) => {{
-        let replica = $shared.replica()?;
-        let until = deadline();
-        loop {
-            let r = if replica.is_leader() {
-                let $r = replica;
-                $local.await
-            } else {
-                replica.call_leader(until, $remote).await
-            };
-            match r {
-                Err(Error::NotLeader) if tokio::time::Instant::now() < until => {
-                    tokio::time::sleep(std::time::Duration::from_millis(25)).await
-                }
-                other => break other,
-            }
-        }
-    }};
 }
 
 impl ClusterService {
@@ -79,7 +52,7 @@ impl ClusterService {
     /// Cluster.MemberAdd.
     pub async fn member_add(&self, req: MemberAddRequest) -> Result<MemberAddResponse> {
         let shared = &self.shared;
-        let mut r = on_leader!(self.shared, |_r| add_here(shared, req.clone()), |mut c: PeerClient<Channel>| {
+        let mut r = super::on_leader!(self.shared, |_r| add_here(shared, req.clone()), |mut c: PeerClient<Channel>| {
             let req = req.clone();
             async move { c.member_add(req).await }
         })?;
@@ -89,7 +62,7 @@ impl ClusterService {
 
     /// Cluster.MemberRemove.
     pub async fn member_remove(&self, req: MemberRemoveRequest) -> Result<MemberRemoveResponse> {
-        on_leader!(self.shared, |r| r.remove_member(req.id), |mut c: PeerClient<Channel>| async move {
+        super::on_leader!(self.shared, |r| r.remove_member(req.id), |mut c: PeerClient<Channel>| async move {
             c.member_remove(req).await.map(|r| r.map(|_| ()))
         })?;
         Ok(MemberRemoveResponse { header: self.shared.header(0), members: self.shared.replica()?.members() })
@@ -97,7 +70,7 @@ impl ClusterService {
 
     /// Cluster.MemberUpdate.
     pub async fn member_update(&self, req: MemberUpdateRequest) -> Result<MemberUpdateResponse> {
-        on_leader!(self.shared, |r| r.update_member(req.id, req.peer_ur_ls.clone()), |mut c: PeerClient<Channel>| {
+        super::on_leader!(self.shared, |r| r.update_member(req.id, req.peer_ur_ls.clone()), |mut c: PeerClient<Channel>| {
             let req = req.clone();
             async move { c.member_update(req).await.map(|r| r.map(|_| ())) }
         })?;
@@ -106,7 +79,7 @@ impl ClusterService {
 
     /// Cluster.MemberPromote.
     pub async fn member_promote(&self, req: MemberPromoteRequest) -> Result<MemberPromoteResponse> {
-        on_leader!(self.shared, |r| r.promote_member(req.id), |mut c: PeerClient<Channel>| async move {
+        super::on_leader!(self.shared, |r| r.promote_member(req.id), |mut c: PeerClient<Channel>| async move {
             c.member_promote(req).await.map(|r| r.map(|_| ()))
         })?;
         Ok(MemberPromoteResponse { header: self.shared.header(0), members: self.shared.replica()?.members() })

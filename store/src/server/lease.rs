@@ -6,7 +6,7 @@
 //! leader change never shortens a lease (etcd's behaviour without lease checkpoints).
 
 use super::state::Shared;
-use super::{REQUEST_TIMEOUT, grpc, propose_as};
+use super::{grpc, propose_as};
 use crate::apply::Command;
 use crate::error::{Error, Result};
 use futures::Stream;
@@ -15,6 +15,7 @@ use keel_proto::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseLeasesRequest, LeaseLeasesResponse,
     LeaseRevokeRequest, LeaseRevokeResponse, LeaseStatus, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse,
 };
+use keel_proto::keelpeerpb::peer_client::PeerClient;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,10 +23,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
-
-/// Pause before asking again when leadership moved during a call.
-const LEADER_RETRY: Duration = Duration::from_millis(25);
 
 /// How often the expiry task looks for expired leases.
 const EXPIRY_CHECK_INTERVAL: Duration = Duration::from_millis(250);
@@ -59,22 +58,11 @@ impl LeaseService {
     /// One keep-alive, served by the leader: the TTL, or 0 when the lease is gone (not an
     /// error, as in etcd).
     pub async fn keep_alive_once(&self, id: i64) -> Result<LeaseKeepAliveResponse> {
-        let replica = self.shared.replica()?;
-        let deadline = Instant::now() + REQUEST_TIMEOUT;
-        loop {
-            if replica.is_leader() {
-                return Ok(self.keep_alive_here(id));
-            }
-            match replica.call_leader(deadline, |mut c| async move { c.lease_keep_alive(LeaseKeepAliveRequest { id }).await }).await {
-                Ok(mut r) => {
-                    r.header = self.shared.header(self.shared.visible());
-                    return Ok(r);
-                }
-                // Leadership came here (or moved) meanwhile.
-                Err(Error::NotLeader) if Instant::now() < deadline => tokio::time::sleep(LEADER_RETRY).await,
-                Err(e) => return Err(e),
-            }
-        }
+        let mut r = super::on_leader!(self.shared, |_r| async { Ok(self.keep_alive_here(id)) }, |mut c: PeerClient<Channel>| async move {
+            c.lease_keep_alive(LeaseKeepAliveRequest { id }).await
+        })?;
+        r.header = self.shared.header(self.shared.visible());
+        Ok(r)
     }
 
     /// A keep-alive on this member (the leader).
@@ -87,21 +75,10 @@ impl LeaseService {
     /// Lease.LeaseTimeToLive, answered with the leader's deadline. An unknown lease answers
     /// TTL -1, as etcd does.
     pub async fn time_to_live(&self, req: &LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse> {
-        let replica = self.shared.replica()?;
-        let deadline = Instant::now() + REQUEST_TIMEOUT;
-        loop {
-            if replica.is_leader() {
-                return Ok(self.time_to_live_here(req));
-            }
-            let remote = replica.call_leader(deadline, |mut c| {
-                let req = *req;
-                async move { c.lease_time_to_live(req).await }
-            });
-            match remote.await {
-                Err(Error::NotLeader) if Instant::now() < deadline => tokio::time::sleep(LEADER_RETRY).await,
-                other => return other,
-            }
-        }
+        let req = *req;
+        super::on_leader!(self.shared, |_r| async { Ok(self.time_to_live_here(&req)) }, |mut c: PeerClient<Channel>| async move {
+            c.lease_time_to_live(req).await
+        })
     }
 
     /// LeaseTimeToLive on this member (the leader).

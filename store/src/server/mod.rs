@@ -32,6 +32,31 @@ use tonic::Status;
 /// How long a request may wait for Raft before the client is told it timed out.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
 
+/// Run a call that only the leader may serve: `$local` (a future, with the replica bound to
+/// `$r`) when this member leads, else `$remote` against the leader's peer service; again when
+/// leadership moved meanwhile (nothing was done then), until the request deadline.
+macro_rules! on_leader {
+    ($shared:expr, |$r:ident| $local:expr, $remote:expr) => {{
+        let replica = $shared.replica()?;
+        let until = tokio::time::Instant::now() + $crate::server::REQUEST_TIMEOUT;
+        loop {
+            let r = if replica.is_leader() {
+                let $r = replica;
+                $local.await
+            } else {
+                replica.call_leader(until, $remote).await
+            };
+            match r {
+                Err($crate::error::Error::NotLeader) if tokio::time::Instant::now() < until => {
+                    tokio::time::sleep(std::time::Duration::from_millis(25)).await
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+pub(crate) use on_leader;
+
 /// Map a core result to a gRPC one.
 pub fn grpc<T>(r: Result<T, Error>) -> Result<tonic::Response<T>, Status> {
     r.map(tonic::Response::new).map_err(Status::from)

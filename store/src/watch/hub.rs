@@ -208,8 +208,9 @@ impl WatchHub {
         }
         let id = if req.watch_id != 0 {
             if inner.watchers.contains_key(&(stream, req.watch_id)) {
-                let outbox = inner.streams.get_mut(&stream).expect("checked above");
-                outbox.push(refusal(rev, Error::DuplicateWatchId));
+                if let Some(outbox) = inner.streams.get_mut(&stream) {
+                    outbox.push(refusal(rev, Error::DuplicateWatchId));
+                }
                 return;
             }
             req.watch_id
@@ -218,8 +219,9 @@ impl WatchHub {
             while inner.watchers.contains_key(&(stream, id)) {
                 id += 1;
             }
-            let outbox = inner.streams.get_mut(&stream).expect("checked above");
-            outbox.next_watch_id = id + 1;
+            if let Some(outbox) = inner.streams.get_mut(&stream) {
+                outbox.next_watch_id = id + 1;
+            }
             id
         };
         // 0 means "from now"; a negative start, as in etcd, replays from the oldest history.
@@ -237,7 +239,7 @@ impl WatchHub {
             active: false,
         };
         inner.watchers.insert((stream, id), watcher);
-        let outbox = inner.streams.get_mut(&stream).expect("checked above");
+        let Some(outbox) = inner.streams.get_mut(&stream) else { return };
         outbox.push(WatchResponse { header: header(rev), watch_id: id, created: true, ..Default::default() });
         if !synced {
             outbox.unsynced += 1;
