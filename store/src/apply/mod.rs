@@ -276,6 +276,11 @@ impl StateMachine {
         Ok(Applied { output, revision: self.mvcc.current(), events })
     }
 
+    /// True while any member's NOSPACE alarm is active.
+    pub fn nospace_alarm(&self) -> bool {
+        self.alarms.iter().any(|(_, a)| *a == keel_proto::etcdserverpb::AlarmType::Nospace as i32)
+    }
+
     /// Activate or deactivate an alarm; answers with the alarms it changed (etcd's reply).
     fn alarm(&mut self, req: &AlarmRequest, batch: &mut WriteBatch) -> AlarmResponse {
         use keel_proto::etcdserverpb::alarm_request::AlarmAction;

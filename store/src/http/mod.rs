@@ -69,7 +69,7 @@ async fn version() -> Response {
 async fn metrics(State(st): State<HttpState>) -> Response {
     let s = &st.shared;
     let (has_leader, is_leader) = match s.replica() {
-        Ok(r) => (r.leader().is_some(), r.is_leader()),
+        Ok(r) => (r.leader_id().is_some(), r.is_leader()),
         Err(_) => (false, false),
     };
     let gauges = [

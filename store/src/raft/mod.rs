@@ -108,9 +108,14 @@ impl Replica {
         Some((id, info))
     }
 
+    /// The current leader's ID, if one is known.
+    pub fn leader_id(&self) -> Option<u64> {
+        self.raft.metrics().borrow_watched().current_leader
+    }
+
     /// True while this member leads.
     pub fn is_leader(&self) -> bool {
-        self.raft.metrics().borrow_watched().current_leader == Some(self.id)
+        self.leader_id() == Some(self.id)
     }
 
     /// Call the leader's peer service with `call` until it answers, the leader cannot be
@@ -141,7 +146,7 @@ impl Replica {
                 return Err(Error::NotLeader);
             }
             if Instant::now() + RETRY >= deadline {
-                return Err(if self.leader().is_some() { Error::Timeout } else { Error::NoLeader });
+                return Err(if self.leader_id().is_some() { Error::Timeout } else { Error::NoLeader });
             }
             tokio::time::sleep(RETRY).await;
         }
@@ -153,7 +158,7 @@ impl Replica {
         let raw = bytes::Bytes::from(cmd.to_log_bytes());
         loop {
             // A member that knows another leader forwards at once; otherwise openraft decides.
-            let elsewhere = self.leader().is_some_and(|(id, _)| id != self.id);
+            let elsewhere = self.leader_id().is_some_and(|id| id != self.id);
             if !elsewhere {
                 match self.propose_here(raw.clone(), deadline).await {
                     Err(Error::NotLeader) => {}

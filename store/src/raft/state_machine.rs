@@ -97,7 +97,7 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         let mut events = Vec::new();
         let mut last = None;
         let mut grew = false;
-        {
+        let (rev, nospace) = {
             let mut sm = self.shared.write_state();
             for (entry, responder) in batch {
                 let id = entry.log_id;
@@ -140,13 +140,9 @@ impl RaftStateMachine<TypeConfig> for SmStore {
             if let Some(id) = last {
                 sm.record_position(id.leader_id.term, id.index);
             }
-        }
-        let last = last.map(|id| id.index);
-        if let Some(index) = last {
-            let (rev, nospace) = {
-                let sm = self.shared.read_state();
-                (sm.mvcc.current(), sm.alarms.iter().any(|(_, a)| *a == keel_proto::etcdserverpb::AlarmType::Nospace as i32))
-            };
+            (sm.mvcc.current(), sm.nospace_alarm())
+        };
+        if let Some(index) = last.map(|id| id.index) {
             self.shared.set_no_space(nospace);
             self.shared.publish(rev);
             self.shared.set_applied_index(index);
@@ -194,7 +190,7 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         self.shared.set_applied_index(meta.last_log_id.map_or(0, |l| l.index));
         self.shared.hub.jump(rev);
         self.shared.set_learner(learner);
-        let nospace = self.shared.read_state().alarms.iter().any(|(_, a)| *a == keel_proto::etcdserverpb::AlarmType::Nospace as i32);
+        let nospace = self.shared.read_state().nospace_alarm();
         self.shared.set_no_space(nospace);
         Ok(())
     }
