@@ -57,8 +57,8 @@ fn codec(c: &mut Criterion) {
     });
 
     let cmd = Command::Put(put);
-    let log_bytes = cmd.to_log_bytes();
-    group.bench_function("put_command_to_log_bytes", |b| b.iter(|| black_box(&cmd).to_log_bytes()));
+    let log_bytes = cmd.to_log_bytes(None);
+    group.bench_function("put_command_to_log_bytes", |b| b.iter(|| black_box(&cmd).to_log_bytes(None)));
     group.bench_function("put_command_from_log_bytes", |b| b.iter(|| Command::from_log_bytes(black_box(&log_bytes)).expect("decode")));
 
     group.finish();

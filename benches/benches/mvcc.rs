@@ -77,7 +77,7 @@ impl Fixture {
     }
 
     fn apply(&mut self, cmd: Command) -> (Output, i64) {
-        let applied = self.sm.apply(self.next_index, cmd, self.now).expect("apply");
+        let applied = self.sm.apply(self.next_index, cmd, None, self.now).expect("apply");
         self.sm.write_group().expect("write");
         self.next_index += 1;
         (applied.output, applied.revision)

@@ -20,7 +20,7 @@ fn entry(index: u64) -> typ::Entry {
         value: Bytes::from(vec![b'v'; 256]),
         ..Default::default()
     });
-    typ::Entry::new(log_id(1, index), EntryPayload::Normal(LogCmd(Bytes::from(cmd.to_log_bytes()))))
+    typ::Entry::new(log_id(1, index), EntryPayload::Normal(LogCmd(Bytes::from(cmd.to_log_bytes(None)))))
 }
 
 fn bench(c: &mut Criterion) {

@@ -100,6 +100,57 @@ pub enum Error {
     /// Proclaim or Resign without a leader key.
     #[error("\"leader\" field must be provided")]
     MissingLeaderKey,
+    /// AuthEnable without a `root` user.
+    #[error("etcdserver: root user does not exist")]
+    RootUserNotExist,
+    /// AuthEnable while `root` lacks the `root` role.
+    #[error("etcdserver: root user does not have root role")]
+    RootRoleNotExist,
+    /// UserAdd of an existing user.
+    #[error("etcdserver: user name already exists")]
+    UserAlreadyExist,
+    /// A user name was needed but empty (also: a request without credentials while auth is on).
+    #[error("etcdserver: user name is empty")]
+    UserEmpty,
+    /// The named user does not exist.
+    #[error("etcdserver: user name not found")]
+    UserNotFound,
+    /// RoleAdd of an existing role.
+    #[error("etcdserver: role name already exists")]
+    RoleAlreadyExist,
+    /// The named role does not exist.
+    #[error("etcdserver: role name not found")]
+    RoleNotFound,
+    /// A role name was needed but empty.
+    #[error("etcdserver: role name is empty")]
+    RoleEmpty,
+    /// Authenticate with a wrong user or password.
+    #[error("etcdserver: authentication failed, invalid user ID or password")]
+    AuthFailed,
+    /// RoleGrantPermission without a permission.
+    #[error("etcdserver: permission not given")]
+    PermissionNotGiven,
+    /// The caller may not do this.
+    #[error("etcdserver: permission denied")]
+    PermissionDenied,
+    /// UserRevokeRole of a role the user does not hold.
+    #[error("etcdserver: role is not granted to the user")]
+    RoleNotGranted,
+    /// RoleRevokePermission of a permission the role does not hold.
+    #[error("etcdserver: permission is not granted to the role")]
+    PermissionNotGranted,
+    /// Authenticate while auth is off.
+    #[error("etcdserver: authentication is not enabled")]
+    AuthNotEnabled,
+    /// An unknown, expired, revoked or badly signed token.
+    #[error("etcdserver: invalid auth token")]
+    InvalidAuthToken,
+    /// A change that would lock everybody out (deleting `root` while auth is on, …).
+    #[error("etcdserver: invalid auth management")]
+    InvalidAuthMgmt,
+    /// The auth store changed between the permission check and the apply.
+    #[error("etcdserver: revision of auth store is old")]
+    AuthOldRevision,
     /// The RPC exists in etcd's API but Keel does not serve it yet.
     #[error("{0} is not implemented in Keel yet")]
     Unimplemented(&'static str),
@@ -122,7 +173,24 @@ impl Error {
             | Error::TooManyOps
             | Error::DuplicateKey
             | Error::RequestTooLarge
-            | Error::InvalidArgument(_) => Code::InvalidArgument,
+            | Error::InvalidArgument(_)
+            | Error::UserEmpty
+            | Error::RoleEmpty
+            | Error::AuthFailed
+            | Error::PermissionNotGiven
+            | Error::InvalidAuthMgmt
+            | Error::AuthOldRevision => Code::InvalidArgument,
+            Error::RootUserNotExist
+            | Error::RootRoleNotExist
+            | Error::UserAlreadyExist
+            | Error::UserNotFound
+            | Error::RoleAlreadyExist
+            | Error::RoleNotFound
+            | Error::RoleNotGranted
+            | Error::PermissionNotGranted
+            | Error::AuthNotEnabled => Code::FailedPrecondition,
+            Error::PermissionDenied => Code::PermissionDenied,
+            Error::InvalidAuthToken => Code::Unauthenticated,
             Error::Compacted | Error::FutureRevision | Error::LeaseTtlTooLarge => Code::OutOfRange,
             Error::NoSpace => Code::ResourceExhausted,
             Error::LeaseNotFound | Error::MemberNotFound => Code::NotFound,
@@ -173,6 +241,23 @@ const PLAIN: &[Error] = &[
     Error::UnhealthyCluster,
     Error::NotSupportedForLearner,
     Error::MemberNotFound,
+    Error::RootUserNotExist,
+    Error::RootRoleNotExist,
+    Error::UserAlreadyExist,
+    Error::UserEmpty,
+    Error::UserNotFound,
+    Error::RoleAlreadyExist,
+    Error::RoleNotFound,
+    Error::RoleEmpty,
+    Error::AuthFailed,
+    Error::PermissionNotGiven,
+    Error::PermissionDenied,
+    Error::RoleNotGranted,
+    Error::PermissionNotGranted,
+    Error::AuthNotEnabled,
+    Error::InvalidAuthToken,
+    Error::InvalidAuthMgmt,
+    Error::AuthOldRevision,
 ];
 
 impl Error {
@@ -218,6 +303,12 @@ mod tests {
             (Error::NoSpace, Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded"),
             (Error::NoLeader, Code::Unavailable, "etcdserver: no leader"),
             (Error::NotLeader, Code::FailedPrecondition, "etcdserver: not leader"),
+            (Error::PermissionDenied, Code::PermissionDenied, "etcdserver: permission denied"),
+            (Error::InvalidAuthToken, Code::Unauthenticated, "etcdserver: invalid auth token"),
+            (Error::AuthFailed, Code::InvalidArgument, "etcdserver: authentication failed, invalid user ID or password"),
+            (Error::AuthOldRevision, Code::InvalidArgument, "etcdserver: revision of auth store is old"),
+            (Error::UserEmpty, Code::InvalidArgument, "etcdserver: user name is empty"),
+            (Error::RootUserNotExist, Code::FailedPrecondition, "etcdserver: root user does not exist"),
             (
                 Error::LearnerNotReady,
                 Code::FailedPrecondition,

@@ -23,10 +23,12 @@
 //! - [`server`]: gRPC services; [`http`]: HTTP endpoints and the JSON gateway.
 //! - [`apply`]: commands and the state machine they change.
 //! - [`raft`]: replication with openraft (log, apply loop, peers, membership, snapshots).
-//! - [`mvcc`], [`lease`], [`watch`]: the cores.
+//! - [`mvcc`], [`lease`], [`watch`], [`auth`]: the cores.
+//! - [`tls`]: rustls on both ports.
 //! - [`storage`]: backends. [`seams`]: randomness. [`types`]: typed IDs. [`error`]: the error table.
 
 pub mod apply;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod http;
@@ -37,5 +39,6 @@ pub mod raft;
 pub mod seams;
 pub mod server;
 pub mod storage;
+pub mod tls;
 pub mod types;
 pub mod watch;

@@ -4,15 +4,14 @@
 //! randomness and the process's signals.
 
 use anyhow::Context;
-use futures::StreamExt;
 use keel_store::config::{self, Config, Invocation};
 use keel_store::node::Member;
 use keel_store::seams::SplitMix64;
 use keel_store::server::maintenance::ETCD_VERSION;
 use keel_store::storage::sled::SledBackend;
+use keel_store::tls::conn;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 /// sled's page cache per member; values are read from it, and the key index lives beside it in
 /// memory. 24 MiB holds 100k values of 256 B; three members of 64 MiB each cost a third of RSS.
@@ -74,38 +73,91 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     if !cfg.no_effect.is_empty() {
         tracing::warn!(flags = ?cfg.no_effect, "these etcd flags are accepted but have no effect in Keel");
     }
-    if cfg.listen_client_urls.iter().chain(&cfg.listen_peer_urls).any(|u| u.scheme == "https") {
-        anyhow::bail!("https URLs need TLS, which this Keel build does not serve yet");
-    }
     std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
+    let tls = Tls::new(&cfg)?;
     let backend = Arc::new(SledBackend::open(&cfg.data_dir.join("keel.sled"), SLED_CACHE_BYTES).context("opening the store")?);
     let mut listeners = Vec::new();
     for url in cfg.listen_client_urls.iter().chain(&cfg.listen_metrics_urls) {
         let l = TcpListener::bind(url.addr).await.with_context(|| format!("listening on {}", url.text))?;
-        tracing::info!(address = %url.text, "serving client traffic insecurely; this is strongly discouraged!");
-        listeners.push(TcpListenerStream::new(l));
+        let tls = if url.scheme == "https" { tls.client_server.clone() } else { None };
+        if tls.is_some() {
+            tracing::info!(address = %url.text, client_cert_auth = cfg.client_tls.client_cert_auth, "serving client traffic securely");
+        } else {
+            tracing::info!(address = %url.text, "serving client traffic insecurely; this is strongly discouraged!");
+        }
+        listeners.push(conn::incoming(l, tls));
     }
     let mut peer_listeners = Vec::new();
     for url in &cfg.listen_peer_urls {
         let l = TcpListener::bind(url.addr).await.with_context(|| format!("listening for peers on {}", url.text))?;
-        tracing::info!(address = %url.text, "serving peer traffic insecurely; this is strongly discouraged!");
-        peer_listeners.push(TcpListenerStream::new(l));
+        let tls = if url.scheme == "https" { tls.peer_server.clone() } else { None };
+        if tls.is_some() {
+            tracing::info!(address = %url.text, "serving peer traffic securely");
+        } else {
+            tracing::info!(address = %url.text, "serving peer traffic insecurely; this is strongly discouraged!");
+        }
+        peer_listeners.push(conn::incoming(l, tls));
     }
-    let member =
-        Member::start(&cfg, backend, &cfg.data_dir.join("raft"), Box::new(SplitMix64(seed()))).await.context("starting the member")?;
-    let peers = futures::stream::select_all(peer_listeners).map(|r| r.and_then(|s| s.set_nodelay(true).map(|_| s)));
-    let peer_server = tokio::spawn(member.serve_peers(peers));
+    let member = Member::start(&cfg, backend, &cfg.data_dir.join("raft"), Box::new(SplitMix64(seed())), tls.peer_client)
+        .await
+        .context("starting the member")?;
+    let peer_server = tokio::spawn(member.serve_peers(futures::stream::select_all(peer_listeners)));
     // Like etcd, clients are served once this member is in the cluster's membership.
     member.wait_published().await;
     let id = &member.shared.identity;
     tracing::info!("published {{name:{}, clientURLs:[{}]}} to cluster {}", id.name, id.client_urls.join(" "), id.cluster_id);
     tracing::info!("enabled capabilities for version 3.5");
     tracing::info!(member_id = %id.member_id, "ready to serve client requests");
-    let incoming = futures::stream::select_all(listeners).map(|r| r.and_then(|s| s.set_nodelay(true).map(|_| s)));
-    member.serve(incoming, shutdown_signal()).await.context("serving")?;
+    member.serve(futures::stream::select_all(listeners), shutdown_signal()).await.context("serving")?;
     peer_server.abort();
     tracing::info!("stopped; all acknowledged writes are on disk");
     Ok(())
+}
+
+/// The TLS configs the flags ask for.
+struct Tls {
+    client_server: Option<Arc<rustls::ServerConfig>>,
+    peer_server: Option<Arc<rustls::ServerConfig>>,
+    peer_client: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Tls {
+    fn new(cfg: &Config) -> anyhow::Result<Tls> {
+        let hosts = |urls: &[config::urls::Url], advertised: &[String]| -> Vec<String> {
+            let mut h: Vec<String> = urls.iter().map(|u| u.addr.ip().to_string()).collect();
+            h.extend(advertised.iter().filter_map(|a| config::urls::Url::parse(a).ok()).map(|u| u.addr.ip().to_string()));
+            h
+        };
+        let client_https = cfg.listen_client_urls.iter().chain(&cfg.listen_metrics_urls).any(|u| u.scheme == "https");
+        let client_server = if client_https {
+            if !cfg.client_tls.enabled() {
+                anyhow::bail!("TLS key/cert (--cert-file, --key-file) must be provided for client url with HTTPS scheme");
+            }
+            let id = cfg
+                .client_tls
+                .identity(&hosts(&cfg.listen_client_urls, &cfg.advertise_client_urls), &cfg.data_dir.join("fixtures/client"))
+                .map_err(anyhow::Error::msg)?;
+            Some(cfg.client_tls.server_config(id).map_err(|e| anyhow::anyhow!("client TLS: {e}"))?)
+        } else {
+            None
+        };
+        let peer_https =
+            cfg.listen_peer_urls.iter().any(|u| u.scheme == "https") || cfg.initial_cluster.iter().any(|(_, u)| u.starts_with("https://"));
+        let (peer_server, peer_client) = if peer_https {
+            if !cfg.peer_tls.enabled() {
+                anyhow::bail!("TLS key/cert (--peer-cert-file, --peer-key-file) must be provided for peer url with HTTPS scheme");
+            }
+            let id = cfg
+                .peer_tls
+                .identity(&hosts(&cfg.listen_peer_urls, &cfg.initial_advertise_peer_urls), &cfg.data_dir.join("fixtures/peer"))
+                .map_err(anyhow::Error::msg)?;
+            let client = cfg.peer_tls.client_config(id.duplicate()).map_err(|e| anyhow::anyhow!("peer TLS: {e}"))?;
+            (Some(cfg.peer_tls.server_config(id).map_err(|e| anyhow::anyhow!("peer TLS: {e}"))?), Some(client))
+        } else {
+            (None, None)
+        };
+        Ok(Tls { client_server, peer_server, peer_client })
+    }
 }
 
 fn usage() -> String {

@@ -86,6 +86,8 @@ pub struct Services {
     pub lock: LockService,
     /// v3election.
     pub election: ElectionService,
+    /// Auth.
+    pub auth: AuthService,
 }
 
 /// A running member's state, before it serves.
@@ -220,12 +222,24 @@ async fn ask_cluster(cfg: &Config, own: &[String], peers: &Peers) -> Result<(u64
 impl Member {
     /// Open the member's state on `backend` and its Raft log and snapshots in `raft_dir`, start
     /// Raft and the background tasks.
-    pub async fn start(cfg: &Config, backend: Arc<dyn Backend>, raft_dir: &Path, rng: Box<dyn Rng>) -> Result<Member> {
+    /// `peer_tls` is how `https://` peers are dialed.
+    pub async fn start(
+        cfg: &Config,
+        backend: Arc<dyn Backend>,
+        raft_dir: &Path,
+        rng: Box<dyn Rng>,
+        peer_tls: Option<Arc<rustls::ClientConfig>>,
+    ) -> Result<Member> {
         // Outgoing peer traffic leaves from the peer listener's address when it names one.
         let local = cfg.listen_peer_urls.first().map(|u| u.addr.ip()).filter(|ip| !ip.is_unspecified());
-        let peers = Peers::new(local);
+        let peers = Peers::new(local, peer_tls);
         let (member_id, cluster_id, start) = identify(cfg, &*backend, &peers).await?;
-        let sm = StateMachine::open(backend.clone(), cfg.min_lease_ttl(), Instant::now())?;
+        let mut sm = StateMachine::open(backend.clone(), cfg.min_lease_ttl(), Instant::now())?;
+        sm.auth.tokens = crate::auth::tokens::SimpleTokens::new(cfg.auth_token_ttl);
+        sm.auth.jwt = match crate::auth::tokens::TokenKind::parse(&cfg.auth_token).map_err(Error::InvalidArgument)? {
+            crate::auth::tokens::TokenKind::Jwt(jwt) => Some(Arc::new(jwt)),
+            crate::auth::tokens::TokenKind::Simple => None,
+        };
         let identity = Identity {
             name: cfg.name.clone(),
             member_id: MemberId(member_id),
@@ -276,6 +290,7 @@ impl Member {
             maintenance: MaintenanceService::new(shared.clone()),
             lock: LockService::new(KvService::new(shared.clone()), WatchService::new(shared.clone())),
             election: ElectionService::new(KvService::new(shared.clone()), WatchService::new(shared.clone())),
+            auth: AuthService::new(shared.clone(), cfg.bcrypt_cost),
         };
         let peer = PeerService::new(replica.clone(), shared.clone(), snap_dir);
         Ok(Member { shared, services, replica, peer, published, tasks })
@@ -321,7 +336,7 @@ impl Member {
             .add_service(InterceptedService::new(LeaseServer::new(s.lease.clone()).max_decoding_message_size(max), learner.clone()))
             .add_service(InterceptedService::new(ClusterServer::new(s.cluster.clone()).max_decoding_message_size(max), learner.clone()))
             .add_service(MaintenanceServer::new(s.maintenance.clone()).max_decoding_message_size(max))
-            .add_service(InterceptedService::new(AuthServer::new(AuthService).max_decoding_message_size(max), learner.clone()))
+            .add_service(InterceptedService::new(AuthServer::new(s.auth.clone()).max_decoding_message_size(max), learner.clone()))
             .add_service(InterceptedService::new(LockServer::new(s.lock.clone()).max_decoding_message_size(max), learner.clone()))
             .add_service(InterceptedService::new(ElectionServer::new(s.election.clone()).max_decoding_message_size(max), learner.clone()))
     }
@@ -473,14 +488,17 @@ async fn run_compactor(shared: Arc<Shared>, mode: AutoCompaction) {
         let leads = shared.replica().is_ok_and(|r| r.is_leader());
         if target > compacted && leads {
             let kv = KvService::new(shared.clone());
-            match kv.compact(CompactionRequest { revision: target, physical: false }).await {
+            match kv.compact(CompactionRequest { revision: target, physical: false }, &crate::auth::Caller::member()).await {
                 Ok(_) => tracing::info!(revision = target, "auto compaction finished"),
                 Err(e) => tracing::warn!(revision = target, error = %e, "auto compaction failed"),
             }
         }
         // Keep a read on the books so a broken store shows up in the log early.
         let _ = KvService::new(shared.clone())
-            .range(&RangeRequest { serializable: true, key: bytes::Bytes::from_static(b"\0"), count_only: true, ..Default::default() })
+            .range(
+                &RangeRequest { serializable: true, key: bytes::Bytes::from_static(b"\0"), count_only: true, ..Default::default() },
+                &crate::auth::Caller::member(),
+            )
             .await;
     }
 }

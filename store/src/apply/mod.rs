@@ -8,6 +8,7 @@
 
 pub mod txn;
 
+use crate::auth::AuthStore;
 use crate::error::{Error, Result};
 use crate::lease::Leases;
 use crate::mvcc::{KeyRange, Mvcc, WriteCtx, codec};
@@ -17,6 +18,7 @@ use keel_proto::etcdserverpb::{
     LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, ResponseHeader, TxnRequest,
     TxnResponse,
 };
+use keel_proto::keelpeerpb::{AuthApplied, AuthCommand};
 use keel_proto::mvccpb::Event;
 use tokio::time::Instant;
 
@@ -45,30 +47,41 @@ pub enum Command {
     /// Maintenance.Alarm ACTIVATE/DEACTIVATE (alarms are cluster-wide, as in etcd).
     #[prost(message, tag = "7")]
     Alarm(AlarmRequest),
+    /// A change of the auth store (or a simple token handed out by Authenticate).
+    #[prost(message, tag = "8")]
+    Auth(AuthCommand),
 }
 
 /// The log record of a command.
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct LoggedCommand {
     /// The command.
-    #[prost(oneof = "Command", tags = "1, 2, 3, 4, 5, 6, 7")]
+    #[prost(oneof = "Command", tags = "1, 2, 3, 4, 5, 6, 7, 8")]
     pub command: Option<Command>,
+    /// For a client's request: the auth revision its permission check saw (0 while auth was
+    /// off). Absent for the member's own commands (lease expiry, compaction, alarms).
+    #[prost(uint64, optional, tag = "15")]
+    pub auth_revision: Option<u64>,
 }
 
 impl Command {
-    /// The log encoding.
-    pub fn to_log_bytes(&self) -> Vec<u8> {
+    /// The log encoding, with the auth revision a client's request was checked at.
+    pub fn to_log_bytes(&self, auth_revision: Option<u64>) -> Vec<u8> {
         // Encoding the oneof alone gives the bytes of a `LoggedCommand` holding it, without
-        // cloning the request.
-        let mut buf = Vec::with_capacity(self.encoded_len());
+        // cloning the request; the revision field follows (protobuf fields may come in any order).
+        let mut buf = Vec::with_capacity(self.encoded_len() + 11);
         self.encode(&mut buf);
+        if let Some(rev) = auth_revision {
+            prost::encoding::uint64::encode(15, &rev, &mut buf);
+        }
         buf
     }
 
-    /// Decode a log record.
-    pub fn from_log_bytes(raw: &[u8]) -> Result<Command> {
+    /// Decode a log record: the command and the auth revision it was checked at.
+    pub fn from_log_bytes(raw: &[u8]) -> Result<(Command, Option<u64>)> {
         let logged: LoggedCommand = prost::Message::decode(raw).map_err(|e| Error::Storage(format!("undecodable log record: {e}")))?;
-        logged.command.ok_or_else(|| Error::Storage("empty log record".into()))
+        let cmd = logged.command.ok_or_else(|| Error::Storage("empty log record".into()))?;
+        Ok((cmd, logged.auth_revision))
     }
 }
 
@@ -101,6 +114,8 @@ pub enum Output {
     LeaseRevoke(LeaseRevokeResponse),
     /// For [`Command::Alarm`].
     Alarm(AlarmResponse),
+    /// For [`Command::Auth`].
+    Auth(AuthApplied),
 }
 
 /// A response body one kind of command produces; lets callers ask for the body they expect.
@@ -139,6 +154,16 @@ from_output! {
     Alarm => AlarmResponse,
 }
 
+impl FromOutput for AuthApplied {
+    fn from_output(o: Output) -> Option<Self> {
+        match o {
+            Output::Auth(r) => Some(r),
+            _ => None,
+        }
+    }
+    fn set_header(&mut self, _h: Option<ResponseHeader>) {}
+}
+
 /// An applied command: its output, the store revision after it, and its watch events.
 #[derive(Debug)]
 pub struct Applied {
@@ -159,6 +184,9 @@ pub const META_MEMBERSHIP: &[u8] = b"m/membership";
 /// Metadata key: the active alarms, `(member ID, alarm type)` pairs as 12-byte records.
 pub const META_ALARMS: &[u8] = b"m/alarms";
 
+/// etcd's `--auth-token-ttl` default; the member sets its own after opening.
+pub const DEFAULT_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// MVCC and leases, changed only through [`StateMachine::apply`].
 pub struct StateMachine {
     /// Key history.
@@ -173,6 +201,8 @@ pub struct StateMachine {
     pub membership: Option<Vec<u8>>,
     /// Active alarms: (member ID, alarm type).
     pub alarms: std::collections::BTreeSet<(u64, i32)>,
+    /// Users, roles, permissions and tokens.
+    pub auth: AuthStore,
     /// Changes of the commands applied since the last [`StateMachine::write_group`]: one
     /// backend batch per group, because sled seals (writes and syncs) a buffer per batch.
     unwritten: WriteBatch,
@@ -195,9 +225,10 @@ impl StateMachine {
                     .collect()
             })
             .unwrap_or_default();
+        let auth = AuthStore::open(&*backend, DEFAULT_TOKEN_TTL)?;
         let mvcc = Mvcc::open(backend.clone())?;
         let leases = Leases::load(&*backend, mvcc.index(), mvcc.current(), min_lease_ttl, now)?;
-        Ok(StateMachine { mvcc, leases, applied, applied_term, membership, alarms, unwritten: WriteBatch::default() })
+        Ok(StateMachine { mvcc, leases, applied, applied_term, membership, alarms, auth, unwritten: WriteBatch::default() })
     }
 
     /// Record that log entries up to (`term`, `index`) are applied; stored with the group.
@@ -241,7 +272,14 @@ impl StateMachine {
     /// group's batch ([`StateMachine::write_group`]); the caller records the applied position
     /// ([`StateMachine::record_position`]) before the group is written. On failure nothing
     /// changes.
-    pub fn apply(&mut self, index: u64, cmd: Command, now: Instant) -> Result<Applied> {
+    pub fn apply(&mut self, index: u64, cmd: Command, auth_revision: Option<u64>, now: Instant) -> Result<Applied> {
+        if let Some(checked) = auth_revision
+            && self.auth.enabled()
+            && checked < self.auth.revision()
+        {
+            // The rights the request was checked against have changed since (etcd's rule).
+            return Err(if checked == 0 { Error::UserEmpty } else { Error::AuthOldRevision });
+        }
         let mut batch = WriteBatch::default();
         let mut ctx = self.mvcc.begin(&mut batch);
         let output = match cmd {
@@ -267,6 +305,7 @@ impl StateMachine {
                 Output::LeaseRevoke(LeaseRevokeResponse::default())
             }
             Command::Alarm(req) => Output::Alarm(self.alarm(&req, ctx.batch)),
+            Command::Auth(req) => Output::Auth(AuthApplied { auth_revision: self.auth.apply(req, now, ctx.batch)? }),
         };
         self.mvcc.commit(&ctx);
         let events = std::mem::take(&mut ctx.events);
@@ -376,12 +415,12 @@ mod tests {
         let backend = MemoryBackend::new();
         let mut sm = open(&backend);
         let now = Instant::now();
-        sm.apply(1, Command::LeaseGrant(LeaseGrantRequest { id: 7, ttl: 60 }), now).unwrap();
-        sm.apply(2, put("a", "1", 7), now).unwrap();
-        sm.apply(3, put("a", "2", 0), now).unwrap();
-        sm.apply(4, put("b", "1", 7), now).unwrap();
-        assert_eq!(sm.apply(5, put("c", "1", 99), now).unwrap_err(), Error::LeaseNotFound, "a failed command changes nothing");
-        sm.apply(5, Command::Compact(CompactionRequest { revision: 3, physical: true }), now).unwrap();
+        sm.apply(1, Command::LeaseGrant(LeaseGrantRequest { id: 7, ttl: 60 }), None, now).unwrap();
+        sm.apply(2, put("a", "1", 7), None, now).unwrap();
+        sm.apply(3, put("a", "2", 0), None, now).unwrap();
+        sm.apply(4, put("b", "1", 7), None, now).unwrap();
+        assert_eq!(sm.apply(5, put("c", "1", 99), None, now).unwrap_err(), Error::LeaseNotFound, "a failed command changes nothing");
+        sm.apply(5, Command::Compact(CompactionRequest { revision: 3, physical: true }), None, now).unwrap();
         sm.record_position(1, 5);
         sm.write_group().unwrap();
         backend.sync().await.unwrap();
@@ -398,9 +437,12 @@ mod tests {
     #[test]
     fn log_records_round_trip_and_match_the_logged_message() {
         let cmd = put("k", "v", 7);
-        let raw = cmd.to_log_bytes();
-        assert_eq!(raw, prost::Message::encode_to_vec(&LoggedCommand { command: Some(cmd.clone()) }));
-        assert_eq!(Command::from_log_bytes(&raw).unwrap(), cmd);
+        let raw = cmd.to_log_bytes(None);
+        assert_eq!(raw, prost::Message::encode_to_vec(&LoggedCommand { command: Some(cmd.clone()), auth_revision: None }));
+        assert_eq!(Command::from_log_bytes(&raw).unwrap(), (cmd.clone(), None));
+        let guarded = cmd.to_log_bytes(Some(9));
+        assert_eq!(guarded, prost::Message::encode_to_vec(&LoggedCommand { command: Some(cmd.clone()), auth_revision: Some(9) }));
+        assert_eq!(Command::from_log_bytes(&guarded).unwrap(), (cmd, Some(9)));
         assert!(Command::from_log_bytes(b"").is_err(), "an empty record is refused");
     }
 
@@ -409,11 +451,11 @@ mod tests {
         let backend = MemoryBackend::new();
         let mut sm = open(&backend);
         let now = Instant::now();
-        sm.apply(1, put("a", "1", 0), now).unwrap();
+        sm.apply(1, put("a", "1", 0), None, now).unwrap();
         sm.record_position(1, 1);
         sm.write_group().unwrap();
         backend.sync().await.unwrap();
-        sm.apply(2, put("b", "1", 0), now).unwrap();
+        sm.apply(2, put("b", "1", 0), None, now).unwrap();
         sm.record_position(1, 2);
         sm.write_group().unwrap();
         backend.crash();

@@ -55,6 +55,19 @@ pub fn has_top_level_puts(t: &TxnRequest) -> bool {
     t.success.iter().chain(&t.failure).any(|op| matches!(op.request, Some(Request::RequestPut(_))))
 }
 
+/// The leases of every put in the txn (either branch, nested included).
+pub fn put_leases(t: &TxnRequest) -> Vec<i64> {
+    let mut out = Vec::new();
+    for op in t.success.iter().chain(&t.failure) {
+        match &op.request {
+            Some(Request::RequestPut(p)) if p.lease != 0 => out.push(p.lease),
+            Some(Request::RequestTxn(t)) => out.extend(put_leases(t)),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// True when any op of the txn (either branch, nested included) writes.
 pub fn has_writes(t: &TxnRequest) -> bool {
     t.success.iter().chain(&t.failure).any(|op| match &op.request {

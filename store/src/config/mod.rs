@@ -6,6 +6,7 @@ pub mod duration;
 pub mod etcd_flags;
 pub mod urls;
 
+use crate::tls::TlsFlags;
 use etcd_flags::{ETCD_FLAGS, ETCD_IGNORED_FLAGS, FlagKind};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -49,6 +50,22 @@ pub enum Invocation {
 /// The flags Keel acts on; any other flag that is set has no effect and is named in a warning.
 const HONOURED: &[&str] = &[
     "advertise-client-urls",
+    "auth-token",
+    "auth-token-ttl",
+    "auto-tls",
+    "bcrypt-cost",
+    "cert-file",
+    "client-cert-auth",
+    "client-crl-file",
+    "key-file",
+    "peer-auto-tls",
+    "peer-cert-allowed-cn",
+    "peer-cert-file",
+    "peer-client-cert-auth",
+    "peer-crl-file",
+    "peer-key-file",
+    "peer-trusted-ca-file",
+    "trusted-ca-file",
     "auto-compaction-mode",
     "auto-compaction-retention",
     "data-dir",
@@ -130,6 +147,16 @@ pub struct Config {
     pub listen_metrics_urls: Vec<urls::Url>,
     /// `--experimental-watch-progress-notify-interval`.
     pub watch_progress_notify_interval: Duration,
+    /// Client-port TLS (`--cert-file`, `--key-file`, `--trusted-ca-file`, …).
+    pub client_tls: TlsFlags,
+    /// Peer-port TLS (`--peer-cert-file`, …).
+    pub peer_tls: TlsFlags,
+    /// `--auth-token` as given (`simple` or `jwt,…`).
+    pub auth_token: String,
+    /// `--auth-token-ttl` (simple tokens).
+    pub auth_token_ttl: Duration,
+    /// `--bcrypt-cost`.
+    pub bcrypt_cost: u32,
     /// Flags that were set but have no effect in Keel.
     pub no_effect: Vec<String>,
 }
@@ -304,6 +331,36 @@ fn build(set: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
     if set.get("debug").is_some_and(|v| v == "true") {
         log_level = "debug".into();
     }
+    let path = |n: &str| set.get(n).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let flag = |n: &str| set.get(n).is_some_and(|v| v == "true");
+    let client_tls = TlsFlags {
+        cert_file: path("cert-file"),
+        key_file: path("key-file"),
+        trusted_ca_file: path("trusted-ca-file"),
+        client_cert_auth: flag("client-cert-auth"),
+        crl_file: path("client-crl-file"),
+        auto_tls: flag("auto-tls"),
+        allowed_cn: None,
+    };
+    let peer_tls = TlsFlags {
+        cert_file: path("peer-cert-file"),
+        key_file: path("peer-key-file"),
+        trusted_ca_file: path("peer-trusted-ca-file"),
+        client_cert_auth: flag("peer-client-cert-auth"),
+        crl_file: path("peer-crl-file"),
+        auto_tls: flag("peer-auto-tls"),
+        allowed_cn: set.get("peer-cert-allowed-cn").filter(|v| !v.is_empty()).cloned(),
+    };
+    let auth_token = get("auth-token", "simple");
+    crate::auth::tokens::TokenKind::parse(&auth_token).map_err(|reason| ConfigError::Invalid {
+        flag: "auth-token".into(),
+        value: auth_token.clone(),
+        reason,
+    })?;
+    let bcrypt_cost: u32 = number(set, "bcrypt-cost", 10)?;
+    if !(4..=31).contains(&bcrypt_cost) {
+        return Err(ConfigError::Invalid { flag: "bcrypt-cost".into(), value: bcrypt_cost.to_string(), reason: "must be 4 to 31".into() });
+    }
     let no_effect = set.keys().filter(|k| !HONOURED.contains(&k.as_str())).cloned().collect();
     Ok(Config {
         data_dir: PathBuf::from(get("data-dir", &format!("{name}.etcd"))),
@@ -326,6 +383,11 @@ fn build(set: &BTreeMap<String, String>) -> Result<Config, ConfigError> {
         log_outputs: list("log-outputs", "default"),
         listen_metrics_urls: url_list("listen-metrics-urls", "")?,
         watch_progress_notify_interval: progress,
+        client_tls,
+        peer_tls,
+        auth_token,
+        auth_token_ttl: Duration::from_secs(number(set, "auth-token-ttl", 300)?),
+        bcrypt_cost,
         no_effect,
         name,
     })
@@ -367,12 +429,16 @@ mod tests {
         assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(c.listen_client_urls.len(), 2);
         assert_eq!(c.max_txn_ops, 5);
-        assert!(
-            run("--client-cert-auth --client-cert-auth --strict-reconfig-check=false", &[])
-                .unwrap()
-                .no_effect
-                .contains(&"client-cert-auth".to_string())
-        );
+        let c = run("--client-cert-auth --client-cert-auth --strict-reconfig-check=false", &[]).unwrap();
+        assert!(c.client_tls.client_cert_auth);
+        assert_eq!(c.no_effect, vec!["strict-reconfig-check".to_string()]);
+        let c = run("--peer-auto-tls --peer-cert-allowed-cn m --auth-token-ttl 7 --trusted-ca-file /ca.pem", &[]).unwrap();
+        assert!(c.peer_tls.auto_tls && !c.client_tls.auto_tls);
+        assert_eq!(c.peer_tls.allowed_cn.as_deref(), Some("m"));
+        assert_eq!(c.client_tls.trusted_ca_file, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(c.auth_token_ttl, Duration::from_secs(7));
+        assert!(matches!(run("--auth-token bogus", &[]), Err(ConfigError::Invalid { .. })));
+        assert!(matches!(run("--bcrypt-cost 2", &[]), Err(ConfigError::Invalid { .. })));
     }
 
     #[test]

@@ -4,12 +4,14 @@
 //! Streams (`/v3/watch`, `/v3/lease/keepalive`) answer one `{"result":…}` JSON line per message.
 
 use super::HttpState;
+use crate::auth::Caller;
 use crate::error::{Error, Result};
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::http::StatusCode;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use futures::StreamExt;
@@ -84,11 +86,20 @@ where
     }
 }
 
+/// Who sent a gateway request: its `Authorization` header is the token (etcd's gateway passes
+/// it on as gRPC `token` metadata; client certificates do not authenticate here).
+fn caller(headers: &HeaderMap) -> Caller {
+    Caller { token: headers.get(AUTHORIZATION).and_then(|v| v.to_str().ok()).map(str::to_string), ..Default::default() }
+}
+
 macro_rules! route {
-    ($router:ident, $path:literal, $req:ty, |$st:ident, $r:ident| $body:expr) => {
+    ($router:ident, $path:literal, $req:ty, |$st:ident, $r:ident, $c:ident| $body:expr) => {
         $router = $router.route(
             $path,
-            post(|State($st): State<HttpState>, body: Bytes| async move { unary(body, |$r: $req| async move { $body }).await }),
+            post(|State($st): State<HttpState>, headers: HeaderMap, body: Bytes| async move {
+                let $c = caller(&headers);
+                unary(body, |$r: $req| async move { $body }).await
+            }),
         );
     };
 }
@@ -96,40 +107,99 @@ macro_rules! route {
 /// Every `/v3/` route.
 pub fn routes() -> Router<HttpState> {
     let mut r = Router::new();
-    route!(r, "/v3/kv/range", pb::RangeRequest, |st, req| st.services.kv.range(&req).await);
-    route!(r, "/v3/kv/put", pb::PutRequest, |st, req| st.services.kv.put(req).await);
-    route!(r, "/v3/kv/deleterange", pb::DeleteRangeRequest, |st, req| st.services.kv.delete_range(req).await);
-    route!(r, "/v3/kv/txn", pb::TxnRequest, |st, req| st.services.kv.txn(req).await);
-    route!(r, "/v3/kv/compaction", pb::CompactionRequest, |st, req| st.services.kv.compact(req).await);
-    route!(r, "/v3/lease/grant", pb::LeaseGrantRequest, |st, req| st.services.lease.grant(req).await);
-    route!(r, "/v3/lease/revoke", pb::LeaseRevokeRequest, |st, req| st.services.lease.revoke(req).await);
-    route!(r, "/v3/kv/lease/revoke", pb::LeaseRevokeRequest, |st, req| st.services.lease.revoke(req).await);
-    route!(r, "/v3/lease/timetolive", pb::LeaseTimeToLiveRequest, |st, req| st.services.lease.time_to_live(&req).await);
-    route!(r, "/v3/kv/lease/timetolive", pb::LeaseTimeToLiveRequest, |st, req| st.services.lease.time_to_live(&req).await);
-    route!(r, "/v3/lease/leases", pb::LeaseLeasesRequest, |st, _req| Ok(st.services.lease.leases()));
-    route!(r, "/v3/kv/lease/leases", pb::LeaseLeasesRequest, |st, _req| Ok(st.services.lease.leases()));
-    route!(r, "/v3/cluster/member/list", pb::MemberListRequest, |st, _req| st.services.cluster.member_list());
-    route!(r, "/v3/cluster/member/add", pb::MemberAddRequest, |st, req| st.services.cluster.member_add(req).await);
-    route!(r, "/v3/cluster/member/remove", pb::MemberRemoveRequest, |st, req| st.services.cluster.member_remove(req).await);
-    route!(r, "/v3/cluster/member/update", pb::MemberUpdateRequest, |st, req| st.services.cluster.member_update(req).await);
-    route!(r, "/v3/cluster/member/promote", pb::MemberPromoteRequest, |st, req| st.services.cluster.member_promote(req).await);
-    route!(r, "/v3/maintenance/defragment", pb::DefragmentRequest, |st, _req| st.services.maintenance.defragment().await);
-    route!(r, "/v3/maintenance/transfer-leadership", pb::MoveLeaderRequest, |st, req| st.services.maintenance.move_leader(&req).await);
-    route!(r, "/v3/maintenance/status", pb::StatusRequest, |st, _req| st.services.maintenance.status());
-    route!(r, "/v3/maintenance/alarm", pb::AlarmRequest, |st, req| st.services.maintenance.alarm(req).await);
-    route!(r, "/v3/maintenance/hash", pb::HashRequest, |st, _req| st.services.maintenance.hash());
-    route!(r, "/v3/maintenance/hashkv", pb::HashKvRequest, |st, req| st.services.maintenance.hash_kv(&req));
-    route!(r, "/v3/lock/lock", keel_proto::v3lockpb::LockRequest, |st, req| st.services.lock.lock(req).await);
-    route!(r, "/v3/lock/unlock", keel_proto::v3lockpb::UnlockRequest, |st, req| st.services.lock.unlock(req).await);
-    route!(r, "/v3/election/campaign", keel_proto::v3electionpb::CampaignRequest, |st, req| st.services.election.campaign(req).await);
-    route!(r, "/v3/election/proclaim", keel_proto::v3electionpb::ProclaimRequest, |st, req| st.services.election.proclaim(req).await);
-    route!(r, "/v3/election/leader", keel_proto::v3electionpb::LeaderRequest, |st, req| st.services.election.leader(&req).await);
-    route!(r, "/v3/election/resign", keel_proto::v3electionpb::ResignRequest, |st, req| st.services.election.resign(req).await);
-    route!(r, "/v3/auth/status", pb::AuthStatusRequest, |_st, _req| Ok(pb::AuthStatusResponse::default()));
+    route!(r, "/v3/kv/range", pb::RangeRequest, |st, req, c| st.services.kv.range(&req, &c).await);
+    route!(r, "/v3/kv/put", pb::PutRequest, |st, req, c| st.services.kv.put(req, &c).await);
+    route!(r, "/v3/kv/deleterange", pb::DeleteRangeRequest, |st, req, c| st.services.kv.delete_range(req, &c).await);
+    route!(r, "/v3/kv/txn", pb::TxnRequest, |st, req, c| st.services.kv.txn(req, &c).await);
+    route!(r, "/v3/kv/compaction", pb::CompactionRequest, |st, req, c| st.services.kv.compact(req, &c).await);
+    route!(r, "/v3/lease/grant", pb::LeaseGrantRequest, |st, req, _c| st.services.lease.grant(req).await);
+    route!(r, "/v3/lease/revoke", pb::LeaseRevokeRequest, |st, req, c| st.services.lease.revoke(req, &c).await);
+    route!(r, "/v3/kv/lease/revoke", pb::LeaseRevokeRequest, |st, req, c| st.services.lease.revoke(req, &c).await);
+    route!(r, "/v3/lease/timetolive", pb::LeaseTimeToLiveRequest, |st, req, c| st.services.lease.time_to_live(&req, &c).await);
+    route!(r, "/v3/kv/lease/timetolive", pb::LeaseTimeToLiveRequest, |st, req, c| st.services.lease.time_to_live(&req, &c).await);
+    route!(r, "/v3/lease/leases", pb::LeaseLeasesRequest, |st, _req, _c| Ok(st.services.lease.leases()));
+    route!(r, "/v3/kv/lease/leases", pb::LeaseLeasesRequest, |st, _req, _c| Ok(st.services.lease.leases()));
+    route!(r, "/v3/cluster/member/list", pb::MemberListRequest, |st, _req, _c| st.services.cluster.member_list());
+    route!(r, "/v3/cluster/member/add", pb::MemberAddRequest, |st, req, c| {
+        st.shared.require_admin(&c)?;
+        st.services.cluster.member_add(req).await
+    });
+    route!(r, "/v3/cluster/member/remove", pb::MemberRemoveRequest, |st, req, c| {
+        st.shared.require_admin(&c)?;
+        st.services.cluster.member_remove(req).await
+    });
+    route!(r, "/v3/cluster/member/update", pb::MemberUpdateRequest, |st, req, c| {
+        st.shared.require_admin(&c)?;
+        st.services.cluster.member_update(req).await
+    });
+    route!(r, "/v3/cluster/member/promote", pb::MemberPromoteRequest, |st, req, c| {
+        st.shared.require_admin(&c)?;
+        st.services.cluster.member_promote(req).await
+    });
+    route!(r, "/v3/maintenance/defragment", pb::DefragmentRequest, |st, _req, c| {
+        st.shared.require_admin(&c)?;
+        st.services.maintenance.defragment().await
+    });
+    route!(r, "/v3/maintenance/transfer-leadership", pb::MoveLeaderRequest, |st, req, c| {
+        st.shared.require_admin(&c)?;
+        st.services.maintenance.move_leader(&req).await
+    });
+    route!(r, "/v3/maintenance/status", pb::StatusRequest, |st, _req, _c| st.services.maintenance.status());
+    route!(r, "/v3/maintenance/alarm", pb::AlarmRequest, |st, req, _c| st.services.maintenance.alarm(req).await);
+    route!(r, "/v3/maintenance/hash", pb::HashRequest, |st, _req, c| {
+        st.shared.require_admin(&c)?;
+        st.services.maintenance.hash()
+    });
+    route!(r, "/v3/maintenance/hashkv", pb::HashKvRequest, |st, req, c| {
+        st.shared.require_admin(&c)?;
+        st.services.maintenance.hash_kv(&req)
+    });
+    route!(r, "/v3/lock/lock", keel_proto::v3lockpb::LockRequest, |st, req, c| st.services.lock.lock(req, &c).await);
+    route!(r, "/v3/lock/unlock", keel_proto::v3lockpb::UnlockRequest, |st, req, c| st.services.lock.unlock(req, &c).await);
+    route!(r, "/v3/election/campaign", keel_proto::v3electionpb::CampaignRequest, |st, req, c| st
+        .services
+        .election
+        .campaign(req, &c)
+        .await);
+    route!(r, "/v3/election/proclaim", keel_proto::v3electionpb::ProclaimRequest, |st, req, c| st
+        .services
+        .election
+        .proclaim(req, &c)
+        .await);
+    route!(r, "/v3/election/leader", keel_proto::v3electionpb::LeaderRequest, |st, req, c| st.services.election.leader(&req, &c).await);
+    route!(r, "/v3/election/resign", keel_proto::v3electionpb::ResignRequest, |st, req, c| st.services.election.resign(req, &c).await);
+    route!(r, "/v3/auth/enable", pb::AuthEnableRequest, |st, _req, c| st.services.auth.enable(&c).await);
+    route!(r, "/v3/auth/disable", pb::AuthDisableRequest, |st, _req, c| st.services.auth.disable(&c).await);
+    route!(r, "/v3/auth/status", pb::AuthStatusRequest, |st, _req, _c| st.services.auth.status().await);
+    route!(r, "/v3/auth/authenticate", pb::AuthenticateRequest, |st, req, _c| st.services.auth.authenticate(req).await);
+    route!(r, "/v3/auth/user/add", pb::AuthUserAddRequest, |st, req, c| st.services.auth.user_add(&c, req).await);
+    route!(r, "/v3/auth/user/get", pb::AuthUserGetRequest, |st, req, c| st.services.auth.user_get(&c, req).await);
+    route!(r, "/v3/auth/user/list", pb::AuthUserListRequest, |st, _req, c| st.services.auth.user_list(&c).await);
+    route!(r, "/v3/auth/user/delete", pb::AuthUserDeleteRequest, |st, req, c| st.services.auth.user_delete(&c, req).await);
+    route!(r, "/v3/auth/user/changepw", pb::AuthUserChangePasswordRequest, |st, req, c| st
+        .services
+        .auth
+        .user_change_password(&c, req)
+        .await);
+    route!(r, "/v3/auth/user/grant", pb::AuthUserGrantRoleRequest, |st, req, c| st.services.auth.user_grant_role(&c, req).await);
+    route!(r, "/v3/auth/user/revoke", pb::AuthUserRevokeRoleRequest, |st, req, c| st.services.auth.user_revoke_role(&c, req).await);
+    route!(r, "/v3/auth/role/add", pb::AuthRoleAddRequest, |st, req, c| st.services.auth.role_add(&c, req).await);
+    route!(r, "/v3/auth/role/get", pb::AuthRoleGetRequest, |st, req, c| st.services.auth.role_get(&c, req).await);
+    route!(r, "/v3/auth/role/list", pb::AuthRoleListRequest, |st, _req, c| st.services.auth.role_list(&c).await);
+    route!(r, "/v3/auth/role/delete", pb::AuthRoleDeleteRequest, |st, req, c| st.services.auth.role_delete(&c, req).await);
+    route!(r, "/v3/auth/role/grant", pb::AuthRoleGrantPermissionRequest, |st, req, c| st
+        .services
+        .auth
+        .role_grant_permission(&c, req)
+        .await);
+    route!(r, "/v3/auth/role/revoke", pb::AuthRoleRevokePermissionRequest, |st, req, c| st
+        .services
+        .auth
+        .role_revoke_permission(&c, req)
+        .await);
     for (path, rpc) in [("/v3/maintenance/snapshot", "Maintenance.Snapshot"), ("/v3/maintenance/downgrade", "Maintenance.Downgrade")] {
         r = r.route(path, post(move || async move { error(Error::Unimplemented(rpc)) }));
     }
-    r = r.route("/v3/auth/{*rest}", post(|| async { error(Error::Unimplemented("Auth")) }));
     r.route("/v3/watch", post(watch)).route("/v3/election/observe", post(observe)).route("/v3/lease/keepalive", post(keep_alive))
 }
 
@@ -153,14 +223,14 @@ fn result_line<T: Serialize>(item: std::result::Result<T, tonic::Status>) -> Byt
     Bytes::from(s)
 }
 
-async fn watch(State(st): State<HttpState>, body: Bytes) -> Response {
+async fn watch(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
     let reqs: Vec<pb::WatchRequest> = match parse_many(&body) {
         Ok(r) => r,
         Err(bad) => return bad.response(),
     };
     // The requests, then silence: the stream stays open until the client hangs up.
     let input = futures::stream::iter(reqs.into_iter().map(Ok)).chain(futures::stream::pending());
-    let out = st.services.watch.open(Box::pin(input)).map(|item| Ok::<_, std::convert::Infallible>(result_line(item)));
+    let out = st.services.watch.open(Box::pin(input), caller(&headers)).map(|item| Ok::<_, std::convert::Infallible>(result_line(item)));
     (StatusCode::OK, [(CONTENT_TYPE, "application/json")], Body::from_stream(out)).into_response()
 }
 
@@ -176,11 +246,11 @@ async fn keep_alive(State(st): State<HttpState>, body: Bytes) -> Response {
     (StatusCode::OK, [(CONTENT_TYPE, "application/json")], Body::from_stream(futures::stream::iter(lines))).into_response()
 }
 
-async fn observe(State(st): State<HttpState>, body: Bytes) -> Response {
+async fn observe(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> Response {
     let req: keel_proto::v3electionpb::LeaderRequest = match parse(&body) {
         Ok(r) => r,
         Err(bad) => return bad.response(),
     };
-    let out = st.services.election.observe(req).map(|item| Ok::<_, std::convert::Infallible>(result_line(item)));
+    let out = st.services.election.observe(req, caller(&headers)).map(|item| Ok::<_, std::convert::Infallible>(result_line(item)));
     (StatusCode::OK, [(CONTENT_TYPE, "application/json")], Body::from_stream(out)).into_response()
 }

@@ -51,9 +51,14 @@ async fn health(State(st): State<HttpState>) -> Response {
     // Like etcd's QGET: a linearizable read through the same path clients use, given 1 s.
     let probe = RangeRequest { key: bytes::Bytes::from_static(b"health"), ..Default::default() };
     let read = KvService::new(st.shared.clone());
-    let answer = tokio::time::timeout(std::time::Duration::from_secs(1), read.range(&probe)).await;
+    let anyone = crate::auth::Caller::default();
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(1), read.range(&probe, &anyone)).await;
     match answer.unwrap_or(Err(crate::error::Error::Timeout)) {
-        Ok(_) => json(StatusCode::OK, r#"{"health":"true","reason":""}"#.into()),
+        // With auth on, an anonymous read is refused after the read went through: healthy
+        // (etcd's rule).
+        Ok(_) | Err(crate::error::Error::UserEmpty | crate::error::Error::PermissionDenied) => {
+            json(StatusCode::OK, r#"{"health":"true","reason":""}"#.into())
+        }
         Err(e) => json(StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({"health": "false", "reason": e.to_string()}).to_string()),
     }
 }

@@ -154,8 +154,8 @@ impl Replica {
 
     /// Propose `cmd` and wait until it is committed and applied; from a follower, the leader
     /// proposes it. Gives up with etcd's errors at `deadline`.
-    pub async fn propose(&self, cmd: &Command, deadline: Instant) -> Result<Applied> {
-        let raw = bytes::Bytes::from(cmd.to_log_bytes());
+    pub async fn propose(&self, cmd: &Command, auth_revision: Option<u64>, deadline: Instant) -> Result<Applied> {
+        let raw = bytes::Bytes::from(cmd.to_log_bytes(auth_revision));
         loop {
             // A member that knows another leader forwards at once; otherwise openraft decides.
             let elsewhere = self.leader_id().is_some_and(|id| id != self.id);
@@ -296,6 +296,7 @@ pub fn from_forward_reply(r: ForwardReply) -> Result<Applied> {
         Some(forward_reply::Result::LeaseGrant(x)) => Output::LeaseGrant(x),
         Some(forward_reply::Result::LeaseRevoke(x)) => Output::LeaseRevoke(x),
         Some(forward_reply::Result::Alarm(x)) => Output::Alarm(x),
+        Some(forward_reply::Result::Auth(x)) => Output::Auth(x),
         None => return Err(Error::Storage("the leader answered a forwarded write with nothing".into())),
     };
     Ok(Applied { output, revision: r.revision, events: Vec::new() })
@@ -312,6 +313,7 @@ pub fn to_forward_reply(a: Applied) -> ForwardReply {
         Output::LeaseGrant(x) => forward_reply::Result::LeaseGrant(x),
         Output::LeaseRevoke(x) => forward_reply::Result::LeaseRevoke(x),
         Output::Alarm(x) => forward_reply::Result::Alarm(x),
+        Output::Auth(x) => forward_reply::Result::Auth(x),
     };
     ForwardReply { revision: a.revision, result: Some(result) }
 }

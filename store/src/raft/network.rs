@@ -31,12 +31,14 @@ pub struct Peers {
     /// The address outgoing peer connections come from (the peer listener's IP), so peers
     /// see one address per member; `None` lets the system choose.
     local: Option<std::net::IpAddr>,
+    /// How `https://` peers are dialed.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Peers {
-    /// Peers dialed from `local` (when given).
-    pub fn new(local: Option<std::net::IpAddr>) -> Peers {
-        Peers { channels: Default::default(), local }
+    /// Peers dialed from `local` (when given), `https://` ones with `tls`.
+    pub fn new(local: Option<std::net::IpAddr>, tls: Option<Arc<rustls::ClientConfig>>) -> Peers {
+        Peers { channels: Default::default(), local, tls }
     }
 
     /// A client for the peer at `url` (the channel is created once and connects lazily).
@@ -45,7 +47,9 @@ impl Peers {
         if let Some(ch) = map.get(url) {
             return Ok(PeerClient::new(ch.clone()).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX));
         }
-        let ep = Endpoint::from_shared(url.to_string())
+        let parsed = crate::config::urls::Url::parse(url)?;
+        // TLS is dialed here, so the endpoint itself always speaks plain HTTP/2.
+        let ep = Endpoint::from_shared(format!("http://{}", parsed.addr))
             .map_err(|e| format!("bad peer URL {url}: {e}"))?
             .connect_timeout(CONNECT_TIMEOUT)
             .http2_keep_alive_interval(Duration::from_secs(1))
@@ -53,7 +57,21 @@ impl Peers {
             .keep_alive_while_idle(true)
             .tcp_nodelay(true)
             .local_address(self.local);
-        let ch = ep.connect_lazy();
+        let ch = if parsed.scheme == "https" {
+            let cfg = self.tls.clone().ok_or_else(|| format!("peer URL {url} is https, but peer TLS is not configured"))?;
+            let (addr, local) = (parsed.addr, self.local);
+            ep.connect_with_connector_lazy(tower::service_fn(move |_: http::Uri| {
+                let cfg = cfg.clone();
+                async move {
+                    let s = tokio::time::timeout(CONNECT_TIMEOUT, crate::tls::conn::dial_tls(addr, local, cfg))
+                        .await
+                        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connecting to a peer timed out"))??;
+                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
+                }
+            }))
+        } else {
+            ep.connect_lazy()
+        };
         map.insert(url.to_string(), ch.clone());
         Ok(PeerClient::new(ch).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX))
     }

@@ -110,14 +110,14 @@ impl RaftStateMachine<TypeConfig> for SmStore {
                         None
                     }
                     EntryPayload::Normal(cmd) => {
-                        let cmd = Command::from_log_bytes(&cmd.0).map_err(storage)?;
+                        let (cmd, auth_revision) = Command::from_log_bytes(&cmd.0).map_err(storage)?;
                         grew |= cmd.grows_store();
                         if matches!(cmd, Command::Compact(_)) {
                             // Compaction drops history readers at the visible revision may
                             // need: everything before it becomes visible first.
                             self.shared.publish(sm.mvcc.current());
                         }
-                        match sm.apply(id.index, cmd, Instant::now()) {
+                        match sm.apply(id.index, cmd, auth_revision, Instant::now()) {
                             Err(crate::error::Error::Storage(msg)) => return Err(storage(msg)),
                             Ok(mut applied) => {
                                 events.append(&mut applied.events);
@@ -177,6 +177,7 @@ impl RaftStateMachine<TypeConfig> for SmStore {
             fresh.record_position(id.leader_id.term, id.index);
             fresh.record_membership(serde_json::to_vec(&meta.last_membership).map_err(storage)?);
             fresh.write_group().map_err(storage)?;
+            fresh.auth.adopt_tokens(&mut sm.auth);
             let rev = fresh.mvcc.current();
             *sm = fresh;
             tracing::info!(records = n, index = id.index, revision = rev, "installed a snapshot from the leader");

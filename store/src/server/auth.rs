@@ -1,57 +1,302 @@
-//! The Auth service, which Keel does not serve yet. Every RPC answers gRPC `Unimplemented`
-//! with a message naming it, so clients fail clearly instead of hanging; the README lists them.
+//! The Auth service: changes go through Raft as [`AuthCommand`]s (passwords hashed here with
+//! bcrypt first, so no member ever logs or stores them plain); reads come from this member's
+//! auth store after a read barrier. While auth is on, changes and listings need the root role;
+//! a user may read itself and the roles it holds (etcd's rules).
+//!
+//! [`caller`] reads who sent a gRPC request (token metadata, client certificate CN); the
+//! gateway reads the `Authorization` header instead.
 
-use super::unimplemented;
+use super::state::Shared;
+use super::{grpc, propose_for, read_barrier};
+use crate::apply::Command;
+use crate::auth::tokens::unix_now;
+use crate::auth::{Authz, Caller};
+use crate::error::{Error, Result};
 use keel_proto::etcdserverpb as pb;
 use keel_proto::etcdserverpb::auth_server::Auth;
-use std::pin::Pin;
+use keel_proto::keelpeerpb::auth_command::Change;
+use keel_proto::keelpeerpb::{AuthApplied, AuthCommand, SimpleToken};
+use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
-macro_rules! not_yet {
-    ($( $method:ident : $req:ty => $resp:ty = $name:literal ;)*) => {
-        $(
-            // Written in the form `#[tonic::async_trait]` expands to, because that attribute
-            // cannot see methods a macro generates.
-            fn $method<'life0, 'async_trait>(
-                &'life0 self,
-                _request: Request<$req>,
-            ) -> Pin<Box<dyn std::future::Future<Output = Result<Response<$resp>, Status>> + Send + 'async_trait>>
-            where
-                'life0: 'async_trait,
-                Self: 'async_trait,
-            {
-                Box::pin(async move { Err(unimplemented($name)) })
-            }
-        )*
-    };
+/// Who sent a gRPC request: its `token` metadata and its verified client certificate's CN.
+pub fn caller<T>(req: &Request<T>) -> Caller {
+    Caller {
+        token: req.metadata().get("token").and_then(|v| v.to_str().ok()).map(str::to_string),
+        cert_cn: req.extensions().get::<crate::tls::conn::ConnInfo>().and_then(|c| c.cert_cn.clone()),
+        member: false,
+    }
 }
 
-/// etcd's Auth service; only AuthStatus answers (auth is off).
-#[derive(Clone, Default)]
-pub struct AuthService;
+/// etcd's Auth service.
+#[derive(Clone)]
+pub struct AuthService {
+    shared: Arc<Shared>,
+    bcrypt_cost: u32,
+}
+
+async fn hash(password: String, cost: u32) -> Result<String> {
+    tokio::task::spawn_blocking(move || bcrypt::hash(password, cost))
+        .await
+        .map_err(|e| Error::Storage(e.to_string()))?
+        .map_err(|e| Error::Storage(format!("hashing a password: {e}")))
+}
+
+impl AuthService {
+    /// A service over `shared`, hashing passwords at `bcrypt_cost` (`--bcrypt-cost`).
+    pub fn new(shared: Arc<Shared>, bcrypt_cost: u32) -> Self {
+        Self { shared, bcrypt_cost }
+    }
+
+    fn header(&self) -> Option<pb::ResponseHeader> {
+        self.shared.header(self.shared.visible())
+    }
+
+    /// Check `caller` after a read barrier, so reads see every change acknowledged before.
+    async fn authorize(&self, caller: &Caller) -> Result<Authz> {
+        read_barrier(&self.shared).await?;
+        self.shared.authorize(caller)
+    }
+
+    /// Propose `change` on behalf of an admin.
+    async fn change(&self, caller: &Caller, change: Change) -> Result<Option<pb::ResponseHeader>> {
+        self.shared.refuse_if_learner()?;
+        let authz = self.shared.authorize(caller)?;
+        authz.check_admin()?;
+        let _: AuthApplied = propose_for(&self.shared, &authz, Command::Auth(AuthCommand { change: Some(change) })).await?;
+        Ok(self.header())
+    }
+
+    /// Auth.AuthEnable.
+    pub async fn enable(&self, caller: &Caller) -> Result<pb::AuthEnableResponse> {
+        Ok(pb::AuthEnableResponse { header: self.change(caller, Change::Enable(pb::AuthEnableRequest {})).await? })
+    }
+
+    /// Auth.AuthDisable.
+    pub async fn disable(&self, caller: &Caller) -> Result<pb::AuthDisableResponse> {
+        Ok(pb::AuthDisableResponse { header: self.change(caller, Change::Disable(pb::AuthDisableRequest {})).await? })
+    }
+
+    /// Auth.AuthStatus.
+    pub async fn status(&self) -> Result<pb::AuthStatusResponse> {
+        read_barrier(&self.shared).await?;
+        let sm = self.shared.read_state();
+        Ok(pb::AuthStatusResponse { header: self.header(), enabled: sm.auth.enabled(), auth_revision: sm.auth.revision() })
+    }
+
+    /// Auth.Authenticate: check the password here, then hand out a token (a simple token is
+    /// proposed so every member knows it).
+    pub async fn authenticate(&self, req: pb::AuthenticateRequest) -> Result<pb::AuthenticateResponse> {
+        self.shared.refuse_if_learner()?;
+        read_barrier(&self.shared).await?;
+        let (hash, revision, jwt) = {
+            let sm = self.shared.read_state();
+            if !sm.auth.enabled() {
+                return Err(Error::AuthNotEnabled);
+            }
+            let user = sm.auth.user(&req.name).filter(|u| !u.no_password).ok_or(Error::AuthFailed)?;
+            (user.password_hash.clone(), sm.auth.revision(), sm.auth.jwt.clone())
+        };
+        let password = req.password;
+        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
+            .await
+            .map_err(|e| Error::Storage(e.to_string()))?;
+        if !ok {
+            return Err(Error::AuthFailed);
+        }
+        let token = match jwt {
+            Some(jwt) => jwt.sign(&req.name, revision, unix_now())?,
+            None => {
+                let token = format!("{}.{}", self.shared.random_letters()?, self.shared.applied_index() + 1);
+                let change = Change::Authenticate(SimpleToken { name: req.name.clone(), token: token.clone() });
+                let _: AuthApplied = super::propose_as(&self.shared, Command::Auth(AuthCommand { change: Some(change) })).await?;
+                token
+            }
+        };
+        Ok(pb::AuthenticateResponse { header: self.header(), token })
+    }
+
+    /// Auth.UserAdd.
+    pub async fn user_add(&self, caller: &Caller, mut req: pb::AuthUserAddRequest) -> Result<pb::AuthUserAddResponse> {
+        if req.name.is_empty() {
+            return Err(Error::UserEmpty);
+        }
+        self.shared.authorize(caller)?.check_admin()?;
+        let no_password = req.options.as_ref().is_some_and(|o| o.no_password);
+        if !no_password && req.hashed_password.is_empty() {
+            req.hashed_password = hash(std::mem::take(&mut req.password), self.bcrypt_cost).await?;
+        }
+        req.password.clear();
+        Ok(pb::AuthUserAddResponse { header: self.change(caller, Change::UserAdd(req)).await? })
+    }
+
+    /// Auth.UserGet: an admin, or the user itself.
+    pub async fn user_get(&self, caller: &Caller, req: pb::AuthUserGetRequest) -> Result<pb::AuthUserGetResponse> {
+        let authz = self.authorize(caller).await?;
+        if !authz.is_admin_or(&req.name) {
+            authz.check_admin()?;
+        }
+        let sm = self.shared.read_state();
+        let user = sm.auth.user(&req.name).ok_or(Error::UserNotFound)?;
+        Ok(pb::AuthUserGetResponse { header: self.header(), roles: user.roles.iter().cloned().collect() })
+    }
+
+    /// Auth.UserList.
+    pub async fn user_list(&self, caller: &Caller) -> Result<pb::AuthUserListResponse> {
+        self.authorize(caller).await?.check_admin()?;
+        Ok(pb::AuthUserListResponse { header: self.header(), users: self.shared.read_state().auth.user_names() })
+    }
+
+    /// Auth.UserDelete.
+    pub async fn user_delete(&self, caller: &Caller, req: pb::AuthUserDeleteRequest) -> Result<pb::AuthUserDeleteResponse> {
+        Ok(pb::AuthUserDeleteResponse { header: self.change(caller, Change::UserDelete(req)).await? })
+    }
+
+    /// Auth.UserChangePassword.
+    pub async fn user_change_password(
+        &self,
+        caller: &Caller,
+        mut req: pb::AuthUserChangePasswordRequest,
+    ) -> Result<pb::AuthUserChangePasswordResponse> {
+        self.shared.authorize(caller)?.check_admin()?;
+        if req.hashed_password.is_empty() {
+            req.hashed_password = hash(std::mem::take(&mut req.password), self.bcrypt_cost).await?;
+        }
+        req.password.clear();
+        Ok(pb::AuthUserChangePasswordResponse { header: self.change(caller, Change::UserChangePassword(req)).await? })
+    }
+
+    /// Auth.UserGrantRole.
+    pub async fn user_grant_role(&self, caller: &Caller, req: pb::AuthUserGrantRoleRequest) -> Result<pb::AuthUserGrantRoleResponse> {
+        Ok(pb::AuthUserGrantRoleResponse { header: self.change(caller, Change::UserGrantRole(req)).await? })
+    }
+
+    /// Auth.UserRevokeRole.
+    pub async fn user_revoke_role(&self, caller: &Caller, req: pb::AuthUserRevokeRoleRequest) -> Result<pb::AuthUserRevokeRoleResponse> {
+        Ok(pb::AuthUserRevokeRoleResponse { header: self.change(caller, Change::UserRevokeRole(req)).await? })
+    }
+
+    /// Auth.RoleAdd.
+    pub async fn role_add(&self, caller: &Caller, req: pb::AuthRoleAddRequest) -> Result<pb::AuthRoleAddResponse> {
+        Ok(pb::AuthRoleAddResponse { header: self.change(caller, Change::RoleAdd(req)).await? })
+    }
+
+    /// Auth.RoleGet: an admin, or a holder of the role.
+    pub async fn role_get(&self, caller: &Caller, req: pb::AuthRoleGetRequest) -> Result<pb::AuthRoleGetResponse> {
+        let authz = self.authorize(caller).await?;
+        let sm = self.shared.read_state();
+        let holds = authz.user().and_then(|u| sm.auth.user(u)).is_some_and(|u| u.roles.contains(&req.role));
+        if !holds {
+            authz.check_admin()?;
+        }
+        let perm = sm.auth.role(&req.role).ok_or(Error::RoleNotFound)?;
+        Ok(pb::AuthRoleGetResponse { header: self.header(), perm })
+    }
+
+    /// Auth.RoleList.
+    pub async fn role_list(&self, caller: &Caller) -> Result<pb::AuthRoleListResponse> {
+        self.authorize(caller).await?.check_admin()?;
+        Ok(pb::AuthRoleListResponse { header: self.header(), roles: self.shared.read_state().auth.role_names() })
+    }
+
+    /// Auth.RoleDelete.
+    pub async fn role_delete(&self, caller: &Caller, req: pb::AuthRoleDeleteRequest) -> Result<pb::AuthRoleDeleteResponse> {
+        Ok(pb::AuthRoleDeleteResponse { header: self.change(caller, Change::RoleDelete(req)).await? })
+    }
+
+    /// Auth.RoleGrantPermission.
+    pub async fn role_grant_permission(
+        &self,
+        caller: &Caller,
+        req: pb::AuthRoleGrantPermissionRequest,
+    ) -> Result<pb::AuthRoleGrantPermissionResponse> {
+        Ok(pb::AuthRoleGrantPermissionResponse { header: self.change(caller, Change::RoleGrantPermission(req)).await? })
+    }
+
+    /// Auth.RoleRevokePermission.
+    pub async fn role_revoke_permission(
+        &self,
+        caller: &Caller,
+        req: pb::AuthRoleRevokePermissionRequest,
+    ) -> Result<pb::AuthRoleRevokePermissionResponse> {
+        Ok(pb::AuthRoleRevokePermissionResponse { header: self.change(caller, Change::RoleRevokePermission(req)).await? })
+    }
+}
+
+macro_rules! rpc {
+    ($self:ident, $request:ident, |$c:ident, $r:ident| $call:expr) => {{
+        let $c = caller(&$request);
+        let $r = $request.into_inner();
+        grpc($call.await)
+    }};
+}
 
 #[tonic::async_trait]
 impl Auth for AuthService {
-    async fn auth_status(&self, _request: Request<pb::AuthStatusRequest>) -> Result<Response<pb::AuthStatusResponse>, Status> {
-        Ok(Response::new(pb::AuthStatusResponse { header: None, enabled: false, auth_revision: 0 }))
+    async fn auth_enable(&self, request: Request<pb::AuthEnableRequest>) -> Result<Response<pb::AuthEnableResponse>, Status> {
+        rpc!(self, request, |c, _r| self.enable(&c))
     }
-
-    not_yet! {
-        auth_enable: pb::AuthEnableRequest => pb::AuthEnableResponse = "Auth.AuthEnable";
-        auth_disable: pb::AuthDisableRequest => pb::AuthDisableResponse = "Auth.AuthDisable";
-        authenticate: pb::AuthenticateRequest => pb::AuthenticateResponse = "Auth.Authenticate";
-        user_add: pb::AuthUserAddRequest => pb::AuthUserAddResponse = "Auth.UserAdd";
-        user_get: pb::AuthUserGetRequest => pb::AuthUserGetResponse = "Auth.UserGet";
-        user_list: pb::AuthUserListRequest => pb::AuthUserListResponse = "Auth.UserList";
-        user_delete: pb::AuthUserDeleteRequest => pb::AuthUserDeleteResponse = "Auth.UserDelete";
-        user_change_password: pb::AuthUserChangePasswordRequest => pb::AuthUserChangePasswordResponse = "Auth.UserChangePassword";
-        user_grant_role: pb::AuthUserGrantRoleRequest => pb::AuthUserGrantRoleResponse = "Auth.UserGrantRole";
-        user_revoke_role: pb::AuthUserRevokeRoleRequest => pb::AuthUserRevokeRoleResponse = "Auth.UserRevokeRole";
-        role_add: pb::AuthRoleAddRequest => pb::AuthRoleAddResponse = "Auth.RoleAdd";
-        role_get: pb::AuthRoleGetRequest => pb::AuthRoleGetResponse = "Auth.RoleGet";
-        role_list: pb::AuthRoleListRequest => pb::AuthRoleListResponse = "Auth.RoleList";
-        role_delete: pb::AuthRoleDeleteRequest => pb::AuthRoleDeleteResponse = "Auth.RoleDelete";
-        role_grant_permission: pb::AuthRoleGrantPermissionRequest => pb::AuthRoleGrantPermissionResponse = "Auth.RoleGrantPermission";
-        role_revoke_permission: pb::AuthRoleRevokePermissionRequest => pb::AuthRoleRevokePermissionResponse = "Auth.RoleRevokePermission";
+    async fn auth_disable(&self, request: Request<pb::AuthDisableRequest>) -> Result<Response<pb::AuthDisableResponse>, Status> {
+        rpc!(self, request, |c, _r| self.disable(&c))
+    }
+    async fn auth_status(&self, _request: Request<pb::AuthStatusRequest>) -> Result<Response<pb::AuthStatusResponse>, Status> {
+        grpc(self.status().await)
+    }
+    async fn authenticate(&self, request: Request<pb::AuthenticateRequest>) -> Result<Response<pb::AuthenticateResponse>, Status> {
+        grpc(AuthService::authenticate(self, request.into_inner()).await)
+    }
+    async fn user_add(&self, request: Request<pb::AuthUserAddRequest>) -> Result<Response<pb::AuthUserAddResponse>, Status> {
+        rpc!(self, request, |c, r| AuthService::user_add(self, &c, r))
+    }
+    async fn user_get(&self, request: Request<pb::AuthUserGetRequest>) -> Result<Response<pb::AuthUserGetResponse>, Status> {
+        rpc!(self, request, |c, r| AuthService::user_get(self, &c, r))
+    }
+    async fn user_list(&self, request: Request<pb::AuthUserListRequest>) -> Result<Response<pb::AuthUserListResponse>, Status> {
+        rpc!(self, request, |c, _r| AuthService::user_list(self, &c))
+    }
+    async fn user_delete(&self, request: Request<pb::AuthUserDeleteRequest>) -> Result<Response<pb::AuthUserDeleteResponse>, Status> {
+        rpc!(self, request, |c, r| AuthService::user_delete(self, &c, r))
+    }
+    async fn user_change_password(
+        &self,
+        request: Request<pb::AuthUserChangePasswordRequest>,
+    ) -> Result<Response<pb::AuthUserChangePasswordResponse>, Status> {
+        rpc!(self, request, |c, r| AuthService::user_change_password(self, &c, r))
+    }
+    async fn user_grant_role(
+        &self,
+        request: Request<pb::AuthUserGrantRoleRequest>,
+    ) -> Result<Response<pb::AuthUserGrantRoleResponse>, Status> {
+        rpc!(self, request, |c, r| AuthService::user_grant_role(self, &c, r))
+    }
+    async fn user_revoke_role(
+        &self,
+        request: Request<pb::AuthUserRevokeRoleRequest>,
+    ) -> Result<Response<pb::AuthUserRevokeRoleResponse>, Status> {
+        rpc!(self, request, |c, r| AuthService::user_revoke_role(self, &c, r))
+    }
+    async fn role_add(&self, request: Request<pb::AuthRoleAddRequest>) -> Result<Response<pb::AuthRoleAddResponse>, Status> {
+        rpc!(self, request, |c, r| AuthService::role_add(self, &c, r))
+    }
+    async fn role_get(&self, request: Request<pb::AuthRoleGetRequest>) -> Result<Response<pb::AuthRoleGetResponse>, Status> {
+        rpc!(self, request, |c, r| AuthService::role_get(self, &c, r))
+    }
+    async fn role_list(&self, request: Request<pb::AuthRoleListRequest>) -> Result<Response<pb::AuthRoleListResponse>, Status> {
+        rpc!(self, request, |c, _r| AuthService::role_list(self, &c))
+    }
+    async fn role_delete(&self, request: Request<pb::AuthRoleDeleteRequest>) -> Result<Response<pb::AuthRoleDeleteResponse>, Status> {
+        rpc!(self, request, |c, r| AuthService::role_delete(self, &c, r))
+    }
+    async fn role_grant_permission(
+        &self,
+        request: Request<pb::AuthRoleGrantPermissionRequest>,
+    ) -> Result<Response<pb::AuthRoleGrantPermissionResponse>, Status> {
+        rpc!(self, request, |c, r| AuthService::role_grant_permission(self, &c, r))
+    }
+    async fn role_revoke_permission(
+        &self,
+        request: Request<pb::AuthRoleRevokePermissionRequest>,
+    ) -> Result<Response<pb::AuthRoleRevokePermissionResponse>, Status> {
+        rpc!(self, request, |c, r| AuthService::role_revoke_permission(self, &c, r))
     }
 }

@@ -2,10 +2,12 @@
 //! on the member with the queueing recipe. The leader is the campaigner whose key under
 //! `<name>/` was created first; its key's create revision (`LeaderKey.rev`) is a fencing token.
 
+use super::auth::caller;
 use super::grpc;
 use super::kv::KvService;
 use super::recipe::{self, KeyGuard};
 use super::watch::WatchService;
+use crate::auth::Caller;
 use crate::error::{Error, Result};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -48,32 +50,35 @@ impl ElectionService {
     }
 
     /// Election.Campaign: wait until the caller leads.
-    pub async fn campaign(&self, req: CampaignRequest) -> Result<CampaignResponse> {
+    pub async fn campaign(&self, req: CampaignRequest, caller: &Caller) -> Result<CampaignResponse> {
         if req.name.is_empty() {
             return Err(Error::EmptyKey);
         }
+        let prefix = recipe::queue_prefix(&req.name);
+        self.kv.check(caller, &prefix, &recipe::prefix_end(&prefix), true)?;
         let key = recipe::contender_key(&req.name, req.lease);
         let (mine, _) = recipe::create_or_get(&self.kv, key.clone(), req.value.clone(), req.lease).await?;
         let guard = KeyGuard::new(self.kv.clone(), key.clone());
         let leader = LeaderKey { name: req.name.clone(), key: key.clone(), rev: mine.create_revision, lease: req.lease };
         if mine.value != req.value {
             // Campaigning again with the same lease announces the new value.
-            self.proclaim(ProclaimRequest { leader: Some(leader.clone()), value: req.value }).await?;
+            self.proclaim(ProclaimRequest { leader: Some(leader.clone()), value: req.value }, caller).await?;
         }
         let header = recipe::wait_turn(&self.kv, &self.watch, &req.name, key, mine.create_revision, guard).await?;
         Ok(CampaignResponse { header, leader: Some(leader) })
     }
 
     /// Election.Proclaim: change the leader's value, only while still leading.
-    pub async fn proclaim(&self, req: ProclaimRequest) -> Result<ProclaimResponse> {
+    pub async fn proclaim(&self, req: ProclaimRequest, caller: &Caller) -> Result<ProclaimResponse> {
         let leader = req.leader.ok_or(Error::MissingLeaderKey)?;
+        self.kv.check(caller, &leader.key, &[], true)?;
         let put = PutRequest { key: leader.key.clone(), value: req.value, ignore_lease: true, ..Default::default() };
         let txn = TxnRequest {
             compare: vec![still_leader(&leader)],
             success: vec![RequestOp { request: Some(Op::RequestPut(put)) }],
             failure: vec![],
         };
-        let r = self.kv.txn(txn).await?;
+        let r = self.kv.txn(txn, &Caller::member()).await?;
         if !r.succeeded {
             return Err(Error::ElectionNotLeader);
         }
@@ -81,37 +86,42 @@ impl ElectionService {
     }
 
     /// Election.Leader: the current leader's key-value.
-    pub async fn leader(&self, req: &LeaderRequest) -> Result<LeaderResponse> {
+    pub async fn leader(&self, req: &LeaderRequest, caller: &Caller) -> Result<LeaderResponse> {
         let prefix = recipe::queue_prefix(&req.name);
+        self.kv.check(caller, &prefix, &recipe::prefix_end(&prefix), false)?;
         let kv = recipe::first_created(&self.kv, &prefix).await?.ok_or(Error::ElectionNoLeader)?;
         let header = self
             .kv
-            .range(&keel_proto::etcdserverpb::RangeRequest { key: kv.key.clone(), count_only: true, ..Default::default() })
+            .range(
+                &keel_proto::etcdserverpb::RangeRequest { key: kv.key.clone(), count_only: true, ..Default::default() },
+                &Caller::member(),
+            )
             .await?
             .header;
         Ok(LeaderResponse { header, kv: Some(kv) })
     }
 
     /// Election.Resign: give up leadership (a no-op for a caller that no longer leads).
-    pub async fn resign(&self, req: ResignRequest) -> Result<ResignResponse> {
+    pub async fn resign(&self, req: ResignRequest, caller: &Caller) -> Result<ResignResponse> {
         let leader = req.leader.ok_or(Error::MissingLeaderKey)?;
+        self.kv.check(caller, &leader.key, &[], true)?;
         let del = DeleteRangeRequest { key: leader.key.clone(), ..Default::default() };
         let txn = TxnRequest {
             compare: vec![still_leader(&leader)],
             success: vec![RequestOp { request: Some(Op::RequestDeleteRange(del)) }],
             failure: vec![],
         };
-        Ok(ResignResponse { header: self.kv.txn(txn).await?.header })
+        Ok(ResignResponse { header: self.kv.txn(txn, &Caller::member()).await?.header })
     }
 
     /// Election.Observe: the leader now, then every change of leader or of its value.
-    pub fn observe(&self, req: LeaderRequest) -> ObserveStream {
+    pub fn observe(&self, req: LeaderRequest, caller: Caller) -> ObserveStream {
         let (tx, rx) = mpsc::channel(16);
         let svc = self.clone();
         tokio::spawn(async move {
             let prefix = recipe::queue_prefix(&req.name);
             loop {
-                let current = match svc.leader(&req).await {
+                let current = match svc.leader(&req, &caller).await {
                     Ok(r) => r,
                     Err(Error::ElectionNoLeader) => {
                         svc.wait_prefix_put(&prefix).await;
@@ -139,7 +149,7 @@ impl ElectionService {
         create: WatchCreateRequest,
     ) -> Pin<Box<dyn Stream<Item = std::result::Result<keel_proto::etcdserverpb::WatchResponse, Status>> + Send>> {
         let first = WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) };
-        self.watch.open(Box::pin(futures::stream::iter([Ok(first)]).chain(futures::stream::pending())))
+        self.watch.open(Box::pin(futures::stream::iter([Ok(first)]).chain(futures::stream::pending())), Caller::member())
     }
 
     async fn wait_prefix_put(&self, prefix: &Bytes) {
@@ -177,22 +187,26 @@ impl Election for ElectionService {
     type ObserveStream = ObserveStream;
 
     async fn campaign(&self, request: Request<CampaignRequest>) -> Result<Response<CampaignResponse>, Status> {
-        grpc(ElectionService::campaign(self, request.into_inner()).await)
+        let c = caller(&request);
+        grpc(ElectionService::campaign(self, request.into_inner(), &c).await)
     }
 
     async fn proclaim(&self, request: Request<ProclaimRequest>) -> Result<Response<ProclaimResponse>, Status> {
-        grpc(ElectionService::proclaim(self, request.into_inner()).await)
+        let c = caller(&request);
+        grpc(ElectionService::proclaim(self, request.into_inner(), &c).await)
     }
 
     async fn leader(&self, request: Request<LeaderRequest>) -> Result<Response<LeaderResponse>, Status> {
-        grpc(ElectionService::leader(self, request.get_ref()).await)
+        grpc(ElectionService::leader(self, request.get_ref(), &caller(&request)).await)
     }
 
     async fn observe(&self, request: Request<LeaderRequest>) -> Result<Response<Self::ObserveStream>, Status> {
-        Ok(Response::new(ElectionService::observe(self, request.into_inner())))
+        let c = caller(&request);
+        Ok(Response::new(ElectionService::observe(self, request.into_inner(), c)))
     }
 
     async fn resign(&self, request: Request<ResignRequest>) -> Result<Response<ResignResponse>, Status> {
-        grpc(ElectionService::resign(self, request.into_inner()).await)
+        let c = caller(&request);
+        grpc(ElectionService::resign(self, request.into_inner(), &c).await)
     }
 }

@@ -2,9 +2,11 @@
 //! read barrier unless serializable); Put, DeleteRange, Txn and Compact are validated here and
 //! proposed through Raft.
 
+use super::auth::caller;
 use super::state::Shared;
-use super::{grpc, propose_as, read_barrier};
+use super::{grpc, propose_for, read_barrier};
 use crate::apply::{Command, FromOutput, txn, validate};
+use crate::auth::{Authz, Caller};
 use crate::error::{Error, Result};
 use keel_proto::etcdserverpb::kv_server::Kv;
 use keel_proto::etcdserverpb::{
@@ -32,8 +34,9 @@ impl KvService {
         Self { shared }
     }
 
-    /// KV.Range.
-    pub async fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+    /// KV.Range. Rights are checked after the read barrier, so against every auth change
+    /// acknowledged before the read.
+    pub async fn range(&self, req: &RangeRequest, caller: &Caller) -> Result<RangeResponse> {
         if req.key.is_empty() {
             return Err(Error::EmptyKey);
         }
@@ -41,6 +44,7 @@ impl KvService {
             self.shared.refuse_if_learner()?;
             read_barrier(&self.shared).await?;
         }
+        self.shared.authorize(caller)?.check_range(req)?;
         let (plan, at) = {
             let sm = self.shared.read_state();
             let at = self.shared.visible();
@@ -51,36 +55,71 @@ impl KvService {
         Ok(RangeResponse { header: self.shared.header(at), kvs: r.kvs, more: r.more, count: r.count })
     }
 
-    /// Validate, propose and wait for a mutation.
-    async fn mutate<T: FromOutput>(&self, cmd: Command, encoded_len: usize) -> Result<T> {
+    /// Validate, check the caller's rights, propose and wait for a mutation.
+    async fn mutate<T: FromOutput>(&self, cmd: Command, encoded_len: usize, caller: &Caller) -> Result<T> {
         self.shared.refuse_if_learner()?;
         validate(&cmd, self.shared.limits.max_txn_ops)?;
         if encoded_len + RAFT_WRAPPER_BYTES > self.shared.limits.max_request_bytes {
             return Err(Error::RequestTooLarge);
         }
-        propose_as(&self.shared, cmd).await
+        let authz = self.shared.authorize(caller)?;
+        match &cmd {
+            Command::Put(r) => {
+                authz.check_put(r)?;
+                self.check_lease_keys(&authz, r.lease)?;
+            }
+            Command::DeleteRange(r) => authz.check_delete(r)?,
+            Command::Txn(t) => {
+                authz.check_txn(t)?;
+                for lease in txn::put_leases(t) {
+                    self.check_lease_keys(&authz, lease)?;
+                }
+            }
+            _ => authz.check_admin()?,
+        }
+        propose_for(&self.shared, &authz, cmd).await
+    }
+
+    /// Check that `caller` may read (and with `write`, also write) every key of the range;
+    /// for services built on KV (lock, election) that then act as the member.
+    pub fn check(&self, caller: &Caller, key: &[u8], range_end: &[u8], write: bool) -> Result<()> {
+        let authz = self.shared.authorize(caller)?;
+        authz.check_read(key, range_end)?;
+        if write { authz.check_write(key, range_end) } else { Ok(()) }
+    }
+
+    /// Putting a key under a lease needs write rights on every key the lease already holds
+    /// (etcd's rule: revoking the lease will delete them).
+    fn check_lease_keys(&self, authz: &Authz, lease: i64) -> Result<()> {
+        if lease == 0 || !authz.enabled() {
+            return Ok(());
+        }
+        let sm = self.shared.read_state();
+        let Some(l) = sm.leases.get(lease) else { return Ok(()) };
+        l.keys.iter().try_for_each(|k| authz.check_write(k, &[]))
     }
 
     /// KV.Put.
-    pub async fn put(&self, req: PutRequest) -> Result<PutResponse> {
+    pub async fn put(&self, req: PutRequest, caller: &Caller) -> Result<PutResponse> {
         let len = req.encoded_len();
-        self.mutate(Command::Put(req), len).await
+        self.mutate(Command::Put(req), len, caller).await
     }
 
     /// KV.DeleteRange.
-    pub async fn delete_range(&self, req: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
+    pub async fn delete_range(&self, req: DeleteRangeRequest, caller: &Caller) -> Result<DeleteRangeResponse> {
         let len = req.encoded_len();
-        self.mutate(Command::DeleteRange(req), len).await
+        self.mutate(Command::DeleteRange(req), len, caller).await
     }
 
     /// KV.Txn. A txn that writes nothing is served as a read, without a log entry.
-    pub async fn txn(&self, req: TxnRequest) -> Result<TxnResponse> {
+    pub async fn txn(&self, req: TxnRequest, caller: &Caller) -> Result<TxnResponse> {
         if !txn::has_writes(&req) {
             self.shared.refuse_if_learner()?;
             txn::validate(&req, self.shared.limits.max_txn_ops)?;
             if !txn::all_serializable(&req) {
                 read_barrier(&self.shared).await?;
             }
+            self.shared.authorize(caller)?.check_txn(&req)?;
             let sm = self.shared.read_state();
             let at = self.shared.visible();
             let mut r = txn::read_only(&sm, &req, at)?;
@@ -88,13 +127,13 @@ impl KvService {
             return Ok(r);
         }
         let len = req.encoded_len();
-        self.mutate(Command::Txn(req), len).await
+        self.mutate(Command::Txn(req), len, caller).await
     }
 
-    /// KV.Compact.
-    pub async fn compact(&self, req: CompactionRequest) -> Result<CompactionResponse> {
+    /// KV.Compact (the root role only, while auth is on).
+    pub async fn compact(&self, req: CompactionRequest, caller: &Caller) -> Result<CompactionResponse> {
         let len = req.encoded_len();
-        self.mutate(Command::Compact(req), len).await
+        self.mutate(Command::Compact(req), len, caller).await
     }
 }
 
@@ -102,35 +141,47 @@ impl KvService {
 impl Kv for KvService {
     async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
         let start = Instant::now();
-        let r = KvService::range(self, request.get_ref()).await;
+        let r = KvService::range(self, request.get_ref(), &caller(&request)).await;
         self.shared.metrics.observe("Range", start, r.is_ok());
         grpc(r)
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
         let start = Instant::now();
-        let r = KvService::put(self, request.into_inner()).await;
+        let r = {
+            let c = caller(&request);
+            KvService::put(self, request.into_inner(), &c).await
+        };
         self.shared.metrics.observe("Put", start, r.is_ok());
         grpc(r)
     }
 
     async fn delete_range(&self, request: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
         let start = Instant::now();
-        let r = KvService::delete_range(self, request.into_inner()).await;
+        let r = {
+            let c = caller(&request);
+            KvService::delete_range(self, request.into_inner(), &c).await
+        };
         self.shared.metrics.observe("DeleteRange", start, r.is_ok());
         grpc(r)
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
         let start = Instant::now();
-        let r = KvService::txn(self, request.into_inner()).await;
+        let r = {
+            let c = caller(&request);
+            KvService::txn(self, request.into_inner(), &c).await
+        };
         self.shared.metrics.observe("Txn", start, r.is_ok());
         grpc(r)
     }
 
     async fn compact(&self, request: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
         let start = Instant::now();
-        let r = KvService::compact(self, request.into_inner()).await;
+        let r = {
+            let c = caller(&request);
+            KvService::compact(self, request.into_inner(), &c).await
+        };
         self.shared.metrics.observe("Compact", start, r.is_ok());
         grpc(r)
     }

@@ -6,8 +6,9 @@
 //! leader change never shortens a lease (etcd's behaviour without lease checkpoints).
 
 use super::state::Shared;
-use super::{grpc, propose_as};
+use super::{grpc, propose_as, propose_for};
 use crate::apply::Command;
+use crate::auth::Caller;
 use crate::error::{Error, Result};
 use futures::Stream;
 use keel_proto::etcdserverpb::lease_server::Lease;
@@ -50,9 +51,16 @@ impl LeaseService {
         propose_as(&self.shared, Command::LeaseGrant(LeaseGrantRequest { id, ttl: req.ttl })).await
     }
 
-    /// Lease.LeaseRevoke.
-    pub async fn revoke(&self, req: LeaseRevokeRequest) -> Result<LeaseRevokeResponse> {
-        propose_as(&self.shared, Command::LeaseRevoke(req)).await
+    /// Lease.LeaseRevoke: revoking deletes the lease's keys, so it needs write rights on each.
+    pub async fn revoke(&self, req: LeaseRevokeRequest, caller: &Caller) -> Result<LeaseRevokeResponse> {
+        let authz = self.shared.authorize(caller)?;
+        if authz.enabled() {
+            let sm = self.shared.read_state();
+            if let Some(l) = sm.leases.get(req.id) {
+                l.keys.iter().try_for_each(|k| authz.check_write(k, &[]))?;
+            }
+        }
+        propose_for(&self.shared, &authz, Command::LeaseRevoke(req)).await
     }
 
     /// One keep-alive, served by the leader: the TTL, or 0 when the lease is gone (not an
@@ -74,11 +82,16 @@ impl LeaseService {
 
     /// Lease.LeaseTimeToLive, answered with the leader's deadline. An unknown lease answers
     /// TTL -1, as etcd does.
-    pub async fn time_to_live(&self, req: &LeaseTimeToLiveRequest) -> Result<LeaseTimeToLiveResponse> {
+    /// With `keys`, the caller must be allowed to read every attached key (etcd 3.4 shows them
+    /// to anyone; Keel does not).
+    pub async fn time_to_live(&self, req: &LeaseTimeToLiveRequest, caller: &Caller) -> Result<LeaseTimeToLiveResponse> {
         let req = *req;
-        super::on_leader!(self.shared, |_r| async { Ok(self.time_to_live_here(&req)) }, |mut c: PeerClient<Channel>| async move {
+        let authz = self.shared.authorize(caller)?;
+        let r = super::on_leader!(self.shared, |_r| async { Ok(self.time_to_live_here(&req)) }, |mut c: PeerClient<Channel>| async move {
             c.lease_time_to_live(req).await
-        })
+        })?;
+        r.keys.iter().try_for_each(|k| authz.check_read(k, &[]))?;
+        Ok(r)
     }
 
     /// LeaseTimeToLive on this member (the leader).
@@ -170,7 +183,8 @@ impl Lease for LeaseService {
 
     async fn lease_revoke(&self, request: Request<LeaseRevokeRequest>) -> Result<Response<LeaseRevokeResponse>, Status> {
         let start = Instant::now();
-        let r = self.revoke(request.into_inner()).await;
+        let c = super::auth::caller(&request);
+        let r = self.revoke(request.into_inner(), &c).await;
         self.shared.metrics.observe("LeaseRevoke", start, r.is_ok());
         grpc(r)
     }
@@ -185,7 +199,7 @@ impl Lease for LeaseService {
 
     async fn lease_time_to_live(&self, request: Request<LeaseTimeToLiveRequest>) -> Result<Response<LeaseTimeToLiveResponse>, Status> {
         let start = Instant::now();
-        let r = self.time_to_live(request.get_ref()).await;
+        let r = self.time_to_live(request.get_ref(), &super::auth::caller(&request)).await;
         self.shared.metrics.observe("LeaseTimeToLive", start, r.is_ok());
         grpc(r)
     }

@@ -2,10 +2,12 @@
 //! the member with the queueing recipe. Lock blocks until the caller is first in line; the lock
 //! is released by Unlock or when the lease ends.
 
+use super::auth::caller;
 use super::grpc;
 use super::kv::KvService;
 use super::recipe::{self, KeyGuard};
 use super::watch::WatchService;
+use crate::auth::Caller;
 use crate::error::{Error, Result};
 use keel_proto::etcdserverpb::DeleteRangeRequest;
 use keel_proto::v3lockpb::lock_server::Lock;
@@ -26,10 +28,12 @@ impl LockService {
     }
 
     /// Lock.Lock: wait until the lock is ours; returns the key that stands for it.
-    pub async fn lock(&self, req: LockRequest) -> Result<LockResponse> {
+    pub async fn lock(&self, req: LockRequest, caller: &Caller) -> Result<LockResponse> {
         if req.name.is_empty() {
             return Err(Error::EmptyKey);
         }
+        let prefix = recipe::queue_prefix(&req.name);
+        self.kv.check(caller, &prefix, &recipe::prefix_end(&prefix), true)?;
         let key = recipe::contender_key(&req.name, req.lease);
         let (mine, _) = recipe::create_or_get(&self.kv, key.clone(), Default::default(), req.lease).await?;
         let guard = KeyGuard::new(self.kv.clone(), key.clone());
@@ -38,8 +42,9 @@ impl LockService {
     }
 
     /// Lock.Unlock.
-    pub async fn unlock(&self, req: UnlockRequest) -> Result<UnlockResponse> {
-        let r = self.kv.delete_range(DeleteRangeRequest { key: req.key, ..Default::default() }).await?;
+    pub async fn unlock(&self, req: UnlockRequest, caller: &Caller) -> Result<UnlockResponse> {
+        self.kv.check(caller, &req.key, &[], true)?;
+        let r = self.kv.delete_range(DeleteRangeRequest { key: req.key, ..Default::default() }, &Caller::member()).await?;
         Ok(UnlockResponse { header: r.header })
     }
 }
@@ -47,10 +52,12 @@ impl LockService {
 #[tonic::async_trait]
 impl Lock for LockService {
     async fn lock(&self, request: Request<LockRequest>) -> Result<Response<LockResponse>, Status> {
-        grpc(LockService::lock(self, request.into_inner()).await)
+        let c = caller(&request);
+        grpc(LockService::lock(self, request.into_inner(), &c).await)
     }
 
     async fn unlock(&self, request: Request<UnlockRequest>) -> Result<Response<UnlockResponse>, Status> {
-        grpc(LockService::unlock(self, request.into_inner()).await)
+        let c = caller(&request);
+        grpc(LockService::unlock(self, request.into_inner(), &c).await)
     }
 }

@@ -202,27 +202,32 @@ impl Maintenance for MaintenanceService {
         grpc(MaintenanceService::alarm(self, request.into_inner()).await)
     }
 
-    async fn hash(&self, _request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+    async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
+        self.shared.require_admin(&super::auth::caller(&request))?;
         self.shared.metrics.count("Hash");
         grpc(MaintenanceService::hash(self))
     }
 
     async fn hash_kv(&self, request: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
+        self.shared.require_admin(&super::auth::caller(&request))?;
         self.shared.metrics.count("HashKV");
         grpc(MaintenanceService::hash_kv(self, request.get_ref()))
     }
 
-    async fn defragment(&self, _request: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+    async fn defragment(&self, request: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
+        self.shared.require_admin(&super::auth::caller(&request))?;
         self.shared.metrics.count("Defragment");
         grpc(MaintenanceService::defragment(self).await)
     }
 
-    async fn snapshot(&self, _request: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+    async fn snapshot(&self, request: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
+        self.shared.require_admin(&super::auth::caller(&request))?;
         self.shared.metrics.count("Snapshot");
         grpc(MaintenanceService::snapshot(self).await)
     }
 
     async fn move_leader(&self, request: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
+        self.shared.require_admin(&super::auth::caller(&request))?;
         self.shared.metrics.count("MoveLeader");
         grpc(MaintenanceService::move_leader(self, request.get_ref()).await)
     }

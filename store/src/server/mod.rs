@@ -19,6 +19,7 @@ pub mod state;
 pub mod watch;
 
 use crate::apply::{Command, FromOutput};
+use crate::auth::Authz;
 use crate::error::Error;
 use state::Shared;
 use std::time::Duration;
@@ -67,14 +68,25 @@ pub fn unimplemented(rpc: &'static str) -> Status {
     Status::from(Error::Unimplemented(rpc))
 }
 
-/// Propose `cmd`, wait (up to [`REQUEST_TIMEOUT`]) until it is committed and applied, and
-/// return its response body with the header at the revision it produced.
+/// Propose the member's own `cmd` (not checked against auth), wait (up to [`REQUEST_TIMEOUT`])
+/// until it is committed and applied, and return its response body with the header at the
+/// revision it produced.
 pub async fn propose_as<T: FromOutput>(shared: &Shared, cmd: Command) -> Result<T, Error> {
+    propose_checked(shared, cmd, None).await
+}
+
+/// [`propose_as`] for a client's request whose rights were checked as `authz`: applied only if
+/// the auth store has not changed since.
+pub async fn propose_for<T: FromOutput>(shared: &Shared, authz: &Authz, cmd: Command) -> Result<T, Error> {
+    propose_checked(shared, cmd, authz.revision()).await
+}
+
+async fn propose_checked<T: FromOutput>(shared: &Shared, cmd: Command, auth_revision: Option<u64>) -> Result<T, Error> {
     if cmd.grows_store() && shared.no_space() {
         return Err(Error::NoSpace);
     }
     let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
-    let applied = shared.replica()?.propose(&cmd, deadline).await?;
+    let applied = shared.replica()?.propose(&cmd, auth_revision, deadline).await?;
     let mut body = T::from_output(applied.output).ok_or_else(|| Error::Storage("a command produced the wrong kind of output".into()))?;
     body.set_header(shared.header(applied.revision));
     Ok(body)

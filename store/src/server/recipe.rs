@@ -5,6 +5,7 @@
 
 use super::kv::KvService;
 use super::watch::WatchService;
+use crate::auth::Caller;
 use crate::error::{Error, Result};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -62,7 +63,7 @@ pub async fn create_or_get(kv: &KvService, key: Bytes, value: Bytes, lease: i64)
         ],
         failure: vec![get],
     };
-    let resp = kv.txn(txn).await?;
+    let resp = kv.txn(txn, &Caller::member()).await?;
     let rev = resp.header.as_ref().map_or(0, |h| h.revision);
     let kv = resp
         .responses
@@ -86,7 +87,7 @@ pub async fn first_created(kv: &KvService, prefix: &Bytes) -> Result<Option<KeyV
         limit: 1,
         ..Default::default()
     };
-    Ok(kv.range(&req).await?.kvs.into_iter().next())
+    Ok(kv.range(&req, &Caller::member()).await?.kvs.into_iter().next())
 }
 
 /// Wait until every key under `prefix` created before `my_rev` is deleted.
@@ -101,7 +102,7 @@ pub async fn wait_for_predecessors(kv: &KvService, watch: &WatchService, prefix:
             limit: 1,
             ..Default::default()
         };
-        let resp = kv.range(&req).await?;
+        let resp = kv.range(&req, &Caller::member()).await?;
         let Some(last) = resp.kvs.into_iter().next() else { return Ok(()) };
         let from = resp.header.map_or(0, |h| h.revision) + 1;
         wait_deleted(watch, last.key, from).await;
@@ -121,7 +122,7 @@ pub async fn wait_turn(
     guard: KeyGuard,
 ) -> Result<Option<ResponseHeader>> {
     wait_for_predecessors(kv, watch, &queue_prefix(name), mine).await?;
-    let now = kv.range(&RangeRequest { key, ..Default::default() }).await?;
+    let now = kv.range(&RangeRequest { key, ..Default::default() }, &Caller::member()).await?;
     match now.kvs.first() {
         Some(kv) if kv.create_revision == mine => {
             guard.disarm();
@@ -142,7 +143,7 @@ async fn wait_deleted(watch: &WatchService, key: Bytes, from: i64) {
     };
     let first = WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) };
     let requests = futures::stream::iter([Ok(first)]).chain(futures::stream::pending());
-    let mut responses = watch.open(Box::pin(requests));
+    let mut responses = watch.open(Box::pin(requests), Caller::member());
     while let Some(Ok(resp)) = responses.next().await {
         if resp.canceled || resp.events.iter().any(|e| e.r#type == EventType::Delete as i32) {
             return;
@@ -173,7 +174,7 @@ impl Drop for KeyGuard {
         if let Some(kv) = self.kv.take() {
             let key = self.key.clone();
             tokio::spawn(async move {
-                let _ = kv.delete_range(DeleteRangeRequest { key, ..Default::default() }).await;
+                let _ = kv.delete_range(DeleteRangeRequest { key, ..Default::default() }, &Caller::member()).await;
             });
         }
     }

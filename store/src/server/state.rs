@@ -7,6 +7,7 @@
 //! before it notifies the hub).
 
 use crate::apply::StateMachine;
+use crate::auth::{Authz, Caller};
 use crate::error::{Error, Result};
 use crate::raft::Replica;
 use crate::seams::Rng;
@@ -181,6 +182,29 @@ impl Shared {
                 return id;
             }
         }
+    }
+
+    /// 16 random letters: the unguessable part of a simple token. From the operating system's
+    /// secure generator, not the seeded one: whoever sees tokens must not predict the next.
+    pub fn random_letters(&self) -> Result<String> {
+        const LETTERS: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+        let mut buf = [0u8; 16];
+        rustls::crypto::ring::default_provider()
+            .secure_random
+            .fill(&mut buf)
+            .map_err(|_| Error::Storage("the system random generator failed".into()))?;
+        // 256 is not a multiple of 52; the slight bias costs well under a bit of the ~91.
+        Ok(buf.iter().map(|b| LETTERS[*b as usize % LETTERS.len()] as char).collect())
+    }
+
+    /// The rights of `caller` as this member's auth store stands now.
+    pub fn authorize(&self, caller: &Caller) -> Result<Authz> {
+        self.read_state().auth.authorize(caller, Instant::now())
+    }
+
+    /// Refuse `caller` unless it holds the root role (or auth is off).
+    pub fn require_admin(&self, caller: &Caller) -> Result<()> {
+        self.authorize(caller)?.check_admin()
     }
 
     /// Record whether this member is a learner (from the applied membership).

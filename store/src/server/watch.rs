@@ -2,6 +2,7 @@
 //! calls; a sender task drains the stream's outbox into gRPC. Neither ever blocks the writer.
 
 use super::state::Shared;
+use crate::auth::Caller;
 use futures::Stream;
 use keel_proto::etcdserverpb::watch_request::RequestUnion;
 use keel_proto::etcdserverpb::watch_server::Watch;
@@ -34,7 +35,9 @@ impl WatchService {
     /// Open a watch stream fed by `requests`; the returned stream carries the responses. The
     /// stream stays open when the client half-closes (the HTTP gateway sends one request and
     /// then only reads), and ends when the client goes away.
-    pub fn open<S>(&self, mut requests: S) -> ResponseStream
+    /// Each watch is checked against `caller`'s read rights when created; a refused one is
+    /// answered created-and-canceled with the reason, as etcd does.
+    pub fn open<S>(&self, mut requests: S, caller: Caller) -> ResponseStream
     where
         S: Stream<Item = Result<WatchRequest, Status>> + Send + Unpin + 'static,
     {
@@ -76,7 +79,25 @@ impl WatchService {
                 };
                 let Some(Ok(req)) = item else { break };
                 match req.request_union {
-                    Some(RequestUnion::CreateRequest(c)) => shared.hub.create(stream_id, &c),
+                    Some(RequestUnion::CreateRequest(c)) => {
+                        match shared.authorize(&caller).and_then(|a| a.check_read(&c.key, &c.range_end)) {
+                            Ok(()) => shared.hub.create(stream_id, &c),
+                            Err(e) => {
+                                let status = Status::from(e);
+                                let refused = WatchResponse {
+                                    header: shared.header(shared.visible()),
+                                    watch_id: -1,
+                                    created: true,
+                                    canceled: true,
+                                    cancel_reason: format!("rpc error: code = {:?} desc = {}", status.code(), status.message()),
+                                    ..Default::default()
+                                };
+                                if tx.send(Ok(refused)).await.is_err() {
+                                    break;
+                                }
+                            }
+                        }
+                    }
                     Some(RequestUnion::CancelRequest(c)) => shared.hub.cancel(stream_id, c.watch_id),
                     Some(RequestUnion::ProgressRequest(_)) => shared.hub.request_progress(stream_id),
                     None => {}
@@ -93,6 +114,7 @@ impl Watch for WatchService {
 
     async fn watch(&self, request: Request<Streaming<WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
         self.shared.metrics.count("Watch");
-        Ok(Response::new(self.open(request.into_inner())))
+        let c = super::auth::caller(&request);
+        Ok(Response::new(self.open(request.into_inner(), c)))
     }
 }

@@ -1,0 +1,155 @@
+//! Connections: the listener side (plain or TLS, handshakes run concurrently so a slow or
+//! hostile client cannot hold up the others) and the dialing side for peers.
+
+use futures::Stream;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+use tonic::transport::server::Connected;
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An accepted connection.
+pub enum Conn {
+    /// Plain TCP (`http://` URLs).
+    Plain(TcpStream),
+    /// TLS over TCP (`https://` URLs).
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+/// What the services learn about a connection (tonic puts it in every request's extensions).
+#[derive(Clone, Debug, Default)]
+pub struct ConnInfo {
+    /// The client's address.
+    pub remote: Option<SocketAddr>,
+    /// The common name of the client's verified certificate.
+    pub cert_cn: Option<String>,
+}
+
+impl Connected for Conn {
+    type ConnectInfo = ConnInfo;
+
+    fn connect_info(&self) -> ConnInfo {
+        match self {
+            Conn::Plain(s) => ConnInfo { remote: s.peer_addr().ok(), cert_cn: None },
+            Conn::Tls(s) => {
+                let (tcp, session) = s.get_ref();
+                let cert_cn = session.peer_certificates().and_then(|c| c.first()).and_then(|c| super::common_name(c));
+                ConnInfo { remote: tcp.peer_addr().ok(), cert_cn }
+            }
+        }
+    }
+}
+
+impl AsyncRead for Conn {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Conn {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Conn::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        match self {
+            Conn::Plain(s) => s.is_write_vectored(),
+            Conn::Tls(s) => s.is_write_vectored(),
+        }
+    }
+}
+
+/// Connections accepted on `listener`, through TLS when `tls` is given. A failed handshake
+/// (no certificate, a revoked or untrusted one) is logged and the connection dropped.
+pub fn incoming(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) -> impl Stream<Item = io::Result<Conn>> + Send + 'static {
+    let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Conn>>(64);
+    let acceptor = tls.map(TlsAcceptor::from);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, remote) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of descriptors and the like: wait a moment rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            match &acceptor {
+                None => {
+                    if tx.send(Ok(Conn::Plain(tcp))).await.is_err() {
+                        return;
+                    }
+                }
+                Some(acceptor) => {
+                    let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                    tokio::spawn(async move {
+                        match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                            Ok(Ok(s)) => {
+                                let _ = tx.send(Ok(Conn::Tls(Box::new(s)))).await;
+                            }
+                            Ok(Err(e)) => tracing::warn!(%remote, error = %e, "rejected connection (TLS handshake failed)"),
+                            Err(_) => tracing::warn!(%remote, "rejected connection (TLS handshake timed out)"),
+                        }
+                    });
+                }
+            }
+            if tx.is_closed() {
+                return;
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+/// Dial `addr` from `local` (when given) and run the TLS handshake with `cfg`.
+pub async fn dial_tls(
+    addr: SocketAddr,
+    local: Option<std::net::IpAddr>,
+    cfg: Arc<rustls::ClientConfig>,
+) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    if let Some(ip) = local {
+        socket.bind(SocketAddr::new(ip, 0))?;
+    }
+    let tcp = socket.connect(addr).await?;
+    tcp.set_nodelay(true)?;
+    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+    TlsConnector::from(cfg).connect(name, tcp).await
+}
