@@ -25,7 +25,9 @@ use tonic::Code;
 fn http_status(code: Code) -> StatusCode {
     match code {
         Code::Ok => StatusCode::OK,
-        Code::InvalidArgument | Code::OutOfRange | Code::FailedPrecondition => StatusCode::BAD_REQUEST,
+        Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        // grpc-gateway v1, which etcd 3.4 serves with.
+        Code::FailedPrecondition => StatusCode::PRECONDITION_FAILED,
         Code::NotFound => StatusCode::NOT_FOUND,
         Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
         Code::PermissionDenied => StatusCode::FORBIDDEN,

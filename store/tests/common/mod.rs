@@ -191,10 +191,16 @@ impl Member {
 
     /// A plain HTTP/1.1 request; returns (status, body).
     pub fn http(&self, method: &str, path: &str, body: &str) -> (u16, String) {
+        self.http_with(method, path, &[], body)
+    }
+
+    /// A plain HTTP/1.1 request with extra headers; returns (status, body).
+    pub fn http_with(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> (u16, String) {
         let mut s = TcpStream::connect(self.addr).expect("connect");
         s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
         let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "{method} {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
             self.addr,
             body.len()
         );
