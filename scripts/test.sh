@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Runs Keel's whole test suite on a fresh machine: installs what the tests drive (etcdctl 3.4
-# from Debian's etcd-client, iptables for cutting a member off), then builds and tests every
+# from Debian's etcd-client, iptables for cutting a member off, curl), then builds and tests every
 # crate and builds the docs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# etcdctl 3.4 for the conformance tests, iptables for the partition test.
+# etcdctl 3.4 for the conformance tests, iptables for the partition test, curl for HTTPS checks.
 missing=""
 command -v etcdctl >/dev/null 2>&1 || missing="$missing etcd-client"
 command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing="$missing iptables"
+command -v curl >/dev/null 2>&1 || missing="$missing curl"
 if [ -n "$missing" ]; then
   echo "installing$missing for the tests"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -19,7 +19,24 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 use tokio_stream::StreamExt;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+
+/// Adds the auth token (from `--user`) to every request; does nothing without one.
+#[derive(Clone)]
+pub struct AddToken(Option<tonic::metadata::AsciiMetadataValue>);
+
+impl tonic::service::Interceptor for AddToken {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(t) = &self.0 {
+            req.metadata_mut().insert("token", t.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A connection whose requests carry the run's token.
+pub type Chan = InterceptedService<Channel, AddToken>;
 
 /// Which operations to send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -81,10 +98,13 @@ pub struct LoadConfig {
     /// Share of reads in the mixed workload.
     #[arg(long, default_value_t = 0.9)]
     pub read_ratio: f64,
+    /// `user:password` to authenticate as (auth on); every request carries the token.
+    #[arg(long)]
+    pub user: Option<String>,
 }
 
-async fn channels(cfg: &LoadConfig) -> anyhow::Result<Vec<Channel>> {
-    let mut out = Vec::new();
+async fn channels(cfg: &LoadConfig) -> anyhow::Result<Vec<Chan>> {
+    let mut raw = Vec::new();
     for i in 0..cfg.conns.max(1) {
         let ep = &cfg.endpoints[i % cfg.endpoints.len()];
         let ch = Endpoint::from_shared(format!("http://{ep}"))?
@@ -96,9 +116,19 @@ async fn channels(cfg: &LoadConfig) -> anyhow::Result<Vec<Channel>> {
             .connect()
             .await
             .with_context(|| format!("connecting to {ep}"))?;
-        out.push(ch);
+        raw.push(ch);
     }
-    Ok(out)
+    let token = match &cfg.user {
+        Some(u) => {
+            let (name, password) = u.split_once(':').context("--user wants user:password")?;
+            let req = AuthenticateRequest { name: name.into(), password: password.into() };
+            let mut auth = keel_proto::etcdserverpb::auth_client::AuthClient::new(raw[0].clone());
+            let token = auth.authenticate(req).await.context("authenticating")?.into_inner().token;
+            Some(token.parse().context("token is not ASCII")?)
+        }
+        None => None,
+    };
+    Ok(raw.into_iter().map(|ch| InterceptedService::new(ch, AddToken(token.clone()))).collect())
 }
 
 /// A fast deterministic generator per client (xorshift64*).
@@ -152,7 +182,7 @@ impl Stop {
 }
 
 /// Write `n` keys under `prefix` with many clients (not measured).
-async fn preload(chans: &[Channel], prefix: &str, n: u64, cfg: &LoadConfig) -> anyhow::Result<()> {
+async fn preload(chans: &[Chan], prefix: &str, n: u64, cfg: &LoadConfig) -> anyhow::Result<()> {
     let next = Arc::new(AtomicU64::new(0));
     let value = Bytes::from(vec![b'v'; cfg.value_size]);
     let mut tasks = Vec::new();
@@ -215,7 +245,7 @@ pub async fn run(workload: Workload, cfg: &LoadConfig) -> anyhow::Result<RunResu
     })
 }
 
-async fn client_loop(workload: Workload, c: usize, ch: Channel, cfg: &LoadConfig, stop: Stop, errors: Arc<AtomicU64>) -> Histogram<u64> {
+async fn client_loop(workload: Workload, c: usize, ch: Chan, cfg: &LoadConfig, stop: Stop, errors: Arc<AtomicU64>) -> Histogram<u64> {
     let mut hist = histogram();
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (c as u64 + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9));
     let mut kv = KvClient::new(ch.clone());
@@ -297,7 +327,7 @@ async fn client_loop(workload: Workload, c: usize, ch: Channel, cfg: &LoadConfig
     hist
 }
 
-async fn lease_once(lease: &mut LeaseClient<Channel>) -> Result<(), tonic::Status> {
+async fn lease_once(lease: &mut LeaseClient<Chan>) -> Result<(), tonic::Status> {
     let id = lease.lease_grant(LeaseGrantRequest { ttl: 60, id: 0 }).await?.into_inner().id;
     let mut replies = lease.lease_keep_alive(tokio_stream::once(LeaseKeepAliveRequest { id })).await?.into_inner();
     replies.message().await?;
@@ -307,7 +337,7 @@ async fn lease_once(lease: &mut LeaseClient<Channel>) -> Result<(), tonic::Statu
 
 /// Watchers spread over the connections, one writer; each delivered event is one operation and
 /// its latency runs from the put's acknowledgement to delivery (0 when it arrives first).
-async fn run_watch(cfg: &LoadConfig, chans: &[Channel]) -> anyhow::Result<RunResult> {
+async fn run_watch(cfg: &LoadConfig, chans: &[Chan]) -> anyhow::Result<RunResult> {
     let acked: Arc<Mutex<HashMap<i64, Instant>>> = Default::default();
     let mut watchers = Vec::new();
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(cfg.watchers.max(1));

@@ -282,6 +282,70 @@ mod tests {
         flags.client_config(id).unwrap();
     }
 
+    /// A CA in `dir` (`ca.pem`) and leaf certificates `<name>.pem`/`<name>-key.pem` with the
+    /// given CNs, all valid for 127.0.0.1.
+    fn pki(dir: &Path, cns: &[&str]) {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
+        std::fs::write(dir.join("ca.pem"), ca.self_signed(&ca_key).unwrap().pem()).unwrap();
+        let issuer = rcgen::Issuer::new(ca, &ca_key);
+        for cn in cns {
+            let key = rcgen::KeyPair::generate().unwrap();
+            let mut p = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+            p.distinguished_name.push(rcgen::DnType::CommonName, *cn);
+            std::fs::write(dir.join(format!("{cn}.pem")), p.signed_by(&key, &issuer).unwrap().pem()).unwrap();
+            std::fs::write(dir.join(format!("{cn}-key.pem")), key.serialize_pem()).unwrap();
+        }
+    }
+
+    fn flags(dir: &Path, cn: &str) -> TlsFlags {
+        TlsFlags {
+            cert_file: Some(dir.join(format!("{cn}.pem"))),
+            key_file: Some(dir.join(format!("{cn}-key.pem"))),
+            trusted_ca_file: Some(dir.join("ca.pem")),
+            client_cert_auth: true,
+            allowed_cn: Some("m1".into()),
+            ..Default::default()
+        }
+    }
+
+    /// Handshake a peer presenting `client_cn`'s certificate with a server allowing CN m1.
+    async fn handshake(dir: &Path, client_cn: &str) -> Result<Option<String>, String> {
+        let server = flags(dir, "m1");
+        let server_cfg = server.server_config(server.identity(&[], dir).unwrap()).unwrap();
+        let client = flags(dir, client_cn);
+        let client_cfg = client.client_config(client.identity(&[], dir).unwrap()).unwrap();
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let name = rustls::pki_types::ServerName::IpAddress(std::net::Ipv4Addr::LOCALHOST.into());
+        let dial = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt;
+            let mut s = tokio_rustls::TlsConnector::from(client_cfg).connect(name, a).await?;
+            // The server's verdict on the client certificate arrives after the client's side
+            // of the handshake; reading surfaces it.
+            let mut buf = [0u8; 1];
+            let _ = s.read(&mut buf).await?;
+            Ok::<_, std::io::Error>(())
+        });
+        let accepted = tokio_rustls::TlsAcceptor::from(server_cfg).accept(b).await.map_err(|e| e.to_string());
+        let cn = accepted.map(|s| {
+            let (_, session) = s.get_ref();
+            session.peer_certificates().and_then(|c| c.first()).and_then(|c| common_name(c))
+        });
+        dial.abort();
+        cn
+    }
+
+    #[tokio::test]
+    async fn peer_cert_allowed_cn_refuses_other_names_and_client_cn_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        pki(dir.path(), &["m1", "intruder"]);
+        assert_eq!(handshake(dir.path(), "m1").await, Ok(Some("m1".to_string())));
+        let refused = handshake(dir.path(), "intruder").await.unwrap_err();
+        assert!(refused.contains("CommonName"), "{refused}");
+    }
+
     #[test]
     fn bad_combinations_are_refused() {
         let dir = tempfile::tempdir().unwrap();
