@@ -77,7 +77,9 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let tls = Tls::new(&cfg)?;
     let backend = Arc::new(SledBackend::open(&cfg.data_dir.join("keel.sled"), SLED_CACHE_BYTES).context("opening the store")?);
     let mut listeners = Vec::new();
-    for url in cfg.listen_client_urls.iter().chain(&cfg.listen_metrics_urls) {
+    // The certificate's CN names the user only where client certificates are required.
+    let cn_is_user = cfg.client_tls.client_cert_auth;
+    for url in &cfg.listen_client_urls {
         let l = TcpListener::bind(url.addr).await.with_context(|| format!("listening on {}", url.text))?;
         let tls = if url.scheme == "https" { tls.client_server.clone() } else { None };
         if tls.is_some() {
@@ -85,7 +87,14 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         } else {
             tracing::info!(address = %url.text, "serving client traffic insecurely; this is strongly discouraged!");
         }
-        listeners.push(conn::incoming(l, tls));
+        listeners.push(conn::incoming(l, tls, cn_is_user));
+    }
+    let mut metrics_listeners = Vec::new();
+    for url in &cfg.listen_metrics_urls {
+        let l = TcpListener::bind(url.addr).await.with_context(|| format!("listening for metrics on {}", url.text))?;
+        let tls = if url.scheme == "https" { tls.client_server.clone() } else { None };
+        tracing::info!(address = %url.text, "serving /metrics and /health");
+        metrics_listeners.push(conn::incoming(l, tls, false));
     }
     let mut peer_listeners = Vec::new();
     for url in &cfg.listen_peer_urls {
@@ -96,7 +105,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         } else {
             tracing::info!(address = %url.text, "serving peer traffic insecurely; this is strongly discouraged!");
         }
-        peer_listeners.push(conn::incoming(l, tls));
+        peer_listeners.push(conn::incoming(l, tls, false));
     }
     let member = Member::start(&cfg, backend, &cfg.data_dir.join("raft"), Box::new(SplitMix64(seed())), tls.peer_client)
         .await
@@ -108,7 +117,12 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     tracing::info!("published {{name:{}, clientURLs:[{}]}} to cluster {}", id.name, id.client_urls.join(" "), id.cluster_id);
     tracing::info!("enabled capabilities for version 3.5");
     tracing::info!(member_id = %id.member_id, "ready to serve client requests");
+    let metrics_server =
+        (!metrics_listeners.is_empty()).then(|| tokio::spawn(member.serve_metrics(futures::stream::select_all(metrics_listeners))));
     member.serve(futures::stream::select_all(listeners), shutdown_signal()).await.context("serving")?;
+    if let Some(m) = metrics_server {
+        m.abort();
+    }
     peer_server.abort();
     tracing::info!("stopped; all acknowledged writes are on disk");
     Ok(())

@@ -235,11 +235,11 @@ impl Member {
         let peers = Peers::new(local, peer_tls);
         let (member_id, cluster_id, start) = identify(cfg, &*backend, &peers).await?;
         let mut sm = StateMachine::open(backend.clone(), cfg.min_lease_ttl(), Instant::now())?;
-        sm.auth.tokens = crate::auth::tokens::SimpleTokens::new(cfg.auth_token_ttl);
-        sm.auth.jwt = match crate::auth::tokens::TokenKind::parse(&cfg.auth_token).map_err(Error::InvalidArgument)? {
+        let jwt = match crate::auth::tokens::TokenKind::parse(&cfg.auth_token).map_err(Error::InvalidArgument)? {
             crate::auth::tokens::TokenKind::Jwt(jwt) => Some(Arc::new(jwt)),
             crate::auth::tokens::TokenKind::Simple => None,
         };
+        sm.auth.configure_tokens(cfg.auth_token_ttl, jwt);
         let identity = Identity {
             name: cfg.name.clone(),
             member_id: MemberId(member_id),
@@ -317,6 +317,21 @@ impl Member {
             .add_service(svc)
             .serve_with_incoming(incoming);
         async move { server.await.map_err(|e| Error::Storage(format!("serving peers failed: {e}"))) }
+    }
+
+    /// Serve `/metrics` and `/health` (only) on `incoming` (`--listen-metrics-urls`).
+    pub fn serve_metrics<I, IO, IE>(&self, incoming: I) -> impl Future<Output = Result<()>> + Send + 'static
+    where
+        I: Stream<Item = std::result::Result<IO, IE>> + Send + 'static,
+        IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
+        IE: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
+    {
+        let router = http::metrics_router(HttpState { shared: self.shared.clone(), services: self.services.clone() });
+        let server = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .add_routes(tonic::service::Routes::from(router))
+            .serve_with_incoming(incoming);
+        async move { server.await.map_err(|e| Error::Storage(format!("serving metrics failed: {e}"))) }
     }
 
     /// The gRPC services and HTTP routes of the client port.

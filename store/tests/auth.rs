@@ -8,9 +8,12 @@ mod common;
 
 use common::cluster::Cluster;
 use common::{Member, b};
+use keel_proto::etcdserverpb::alarm_request::AlarmAction;
 use keel_proto::etcdserverpb::auth_client::AuthClient;
 use keel_proto::etcdserverpb::kv_client::KvClient;
+use keel_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use keel_proto::etcdserverpb::request_op::Request as Op;
+use keel_proto::etcdserverpb::{AlarmRequest, AlarmType};
 use keel_proto::etcdserverpb::{AuthRoleAddRequest, AuthenticateRequest, PutRequest, RangeRequest, RequestOp, TxnRequest};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -205,6 +208,7 @@ async fn enforcement_on_every_path_matches_etcd() {
     assert_eq!(run(&frank, &["user", "get", "frank"]).1, "User: frank\nRoles: ro\n");
     assert!(run(&frank, &["role", "get", "ro"]).0);
     assert!(run(&frank, &["member", "list"]).0);
+    assert!(run(&frank, &["alarm", "list"]).0);
     assert!(run(&frank, &["endpoint", "status"]).0);
     // Root stays while auth is on.
     for args in [&["user", "delete", "root"][..], &["user", "revoke-role", "root", "root"], &["role", "delete", "root"]] {
@@ -226,6 +230,10 @@ async fn enforcement_on_every_path_matches_etcd() {
     assert_eq!((e.code(), e.message()), (Code::PermissionDenied, "etcdserver: permission denied"));
     let read = || RangeRequest { key: b("/a/1"), ..Default::default() };
     kv.range(with_token(read(), &tok)).await.expect("token works");
+    // Only root raises or clears alarms (a NOSPACE alarm would stop every write).
+    let nospace = AlarmRequest { action: AlarmAction::Activate as i32, member_id: 1, alarm: AlarmType::Nospace as i32 };
+    let e = MaintenanceClient::new(ch.clone()).alarm(with_token(nospace, &tok)).await.expect_err("alarm by a reader");
+    assert_eq!((e.code(), e.message()), (Code::PermissionDenied, "etcdserver: permission denied"));
     let e = kv.range(with_token(read(), "bogus.1")).await.expect_err("garbage token");
     assert_eq!((e.code(), e.message()), (Code::Unauthenticated, "etcdserver: invalid auth token"));
     let (okay, _, err) = ctl_stdin(ep, &["--user", "root:rootpw", "user", "passwd", "frank", "--interactive=false"], "fpw2\n");

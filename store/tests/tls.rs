@@ -160,6 +160,7 @@ fn three_members_with_peer_auto_tls_and_client_certificates() {
     assert!(!okay, "served a revoked certificate: {err}");
     let log = std::fs::read_to_string(&procs[1].log).expect("log");
     assert!(log.contains("rejected connection"), "{log}");
+    assert!(log.contains("no certificates"), "the certificate-less client is refused for that:\n{log}");
     assert!(log.contains("Revoked"), "the revoked certificate is refused for being revoked:\n{log}");
 
     // The HTTP endpoints share the TLS listener.
@@ -185,4 +186,57 @@ fn three_members_with_peer_auto_tls_and_client_certificates() {
     let (okay, _, err) = ctl(&pki, &endpoints[2], Some("root"), &["--user", "root:whatever", "get", "secret"]);
     assert!(!okay && err.contains("authentication failed"), "a no-password user cannot log in with a password: {err}");
     drop(procs);
+}
+
+#[test]
+fn auto_tls_serves_clients_that_skip_verification_only() {
+    let a = free_addrs(3);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("a.log");
+    let metrics = format!("http://{}", a[2]);
+    let out = std::fs::File::create(&log).expect("log");
+    let (client, peer) = (format!("https://{}", a[0]), format!("http://{}", a[1]));
+    let child = Command::new(BIN)
+        .args(["--name", "a", "--data-dir"])
+        .arg(dir.path().join("a.etcd"))
+        .args(["--listen-client-urls", &client, "--advertise-client-urls", &client, "--auto-tls"])
+        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer, "--initial-cluster", &format!("a={peer}")])
+        .args(["--logger", "capnslog", "--listen-metrics-urls", &metrics])
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().expect("log"))
+        .stderr(out)
+        .spawn()
+        .expect("spawn keel-store");
+    let _p = Proc { child, log };
+    let run = |args: &[&str]| {
+        let o = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &client, "--dial-timeout", "3s"])
+            .args(args)
+            .output()
+            .expect("etcdctl");
+        (o.status.success(), String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string())
+    };
+    let until = Instant::now() + Duration::from_secs(30);
+    while !run(&["--insecure-transport=false", "--insecure-skip-tls-verify", "put", "k", "v"]).0 {
+        assert!(Instant::now() < until, "auto-TLS member not serving");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (okay, out, err) = run(&["--insecure-transport=false", "--insecure-skip-tls-verify", "get", "k", "--print-value-only"]);
+    assert!(okay && out == "v\n", "{out}{err}");
+    assert!(dir.path().join("a.etcd/fixtures/client/cert.pem").exists(), "the generated certificate is kept in the data dir");
+    let (okay, _, _) = run(&["--insecure-transport=false", "get", "k"]);
+    assert!(!okay, "a self-signed certificate must not verify");
+    // The metrics port serves metrics and health, not the API (it has no client TLS).
+    let curl = |args: &[&str]| {
+        let o = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"])
+            .args(args)
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    assert_eq!(curl(&[&format!("{metrics}/metrics")]), "200");
+    assert_eq!(curl(&[&format!("{metrics}/health")]), "200");
+    assert_eq!(curl(&["-X", "POST", "-d", r#"{"key":"aw=="}"#, &format!("{metrics}/v3/kv/range")]), "404");
 }

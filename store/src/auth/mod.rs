@@ -32,7 +32,7 @@ pub const META_AUTH: &[u8] = b"m/auth";
 pub const ROOT: &str = "root";
 
 /// A user as stored.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct User {
     /// bcrypt hash; empty for a user added with `no_password`.
     pub password_hash: String,
@@ -40,6 +40,16 @@ pub struct User {
     pub no_password: bool,
     /// Granted roles, sorted.
     pub roles: BTreeSet<String>,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("password_hash", &"<redacted>")
+            .field("no_password", &self.no_password)
+            .field("roles", &self.roles)
+            .finish()
+    }
 }
 
 /// One permission of a role as stored.
@@ -66,11 +76,54 @@ struct Stored {
 #[derive(Debug)]
 pub struct AuthStore {
     stored: Stored,
-    perms: HashMap<String, Arc<UserPerms>>,
+    view: Arc<AuthView>,
     /// Live simple tokens (in memory only, like etcd's).
-    pub tokens: SimpleTokens,
+    pub tokens: Arc<SimpleTokens>,
     /// With `--auth-token jwt,…`: the keys; tokens are JWTs instead of simple tokens.
     pub jwt: Option<Arc<tokens::Jwt>>,
+}
+
+/// What the request path needs of the auth store, immutable and rebuilt after every change, so
+/// checking a request never waits for the state machine's lock.
+#[derive(Debug, Default)]
+pub struct AuthView {
+    enabled: bool,
+    revision: u64,
+    perms: HashMap<String, Arc<UserPerms>>,
+    tokens: Option<Arc<SimpleTokens>>,
+    jwt: Option<Arc<tokens::Jwt>>,
+}
+
+impl AuthView {
+    /// The rights of `caller` now: its token's user (or certificate's CN), or nobody.
+    pub fn authorize(&self, caller: &Caller, now: Instant) -> Result<Authz> {
+        if caller.member {
+            return Ok(Authz { member: true, ..Authz::off() });
+        }
+        if !self.enabled {
+            return Ok(Authz::off());
+        }
+        let revision = self.revision;
+        let user = match (&caller.token, &self.jwt, &self.tokens) {
+            (Some(token), Some(jwt), _) => {
+                let (user, issued_at) = jwt.verify(token)?;
+                if issued_at < revision {
+                    return Err(Error::AuthOldRevision);
+                }
+                Some(user)
+            }
+            (Some(token), None, Some(tokens)) => Some(tokens.resolve(token, now).ok_or(Error::InvalidAuthToken)?),
+            (Some(_), None, None) => return Err(Error::InvalidAuthToken),
+            (None, _, _) => caller.cert_cn.clone(),
+        };
+        let perms = user.as_deref().and_then(|u| self.perms.get(u).cloned());
+        Ok(Authz { member: false, enabled: true, revision, user, perms })
+    }
+
+    /// Auth is on.
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
 }
 
 /// What a request carried to say who sent it.
@@ -213,39 +266,33 @@ impl AuthStore {
             Some(raw) => serde_json::from_slice(&raw).map_err(|e| Error::Storage(format!("unreadable auth store: {e}")))?,
             None => Stored::default(),
         };
-        let mut store = AuthStore { stored, perms: HashMap::new(), tokens: SimpleTokens::new(token_ttl), jwt: None };
+        let mut store = AuthStore { stored, view: Default::default(), tokens: Arc::new(SimpleTokens::new(token_ttl)), jwt: None };
         store.rebuild();
         Ok(store)
     }
 
-    /// Take over the live tokens of the store this one replaces (after a snapshot install).
-    pub fn adopt_tokens(&mut self, old: &mut AuthStore) {
-        std::mem::swap(&mut self.tokens, &mut old.tokens);
-        self.jwt = old.jwt.clone();
+    /// Set the token kind: simple tokens living `ttl` after their last use, or `jwt`.
+    pub fn configure_tokens(&mut self, ttl: std::time::Duration, jwt: Option<Arc<tokens::Jwt>>) {
+        self.tokens = Arc::new(SimpleTokens::new(ttl));
+        self.jwt = jwt;
+        self.rebuild();
     }
 
-    /// The rights of `caller` now: its token's user (or certificate's CN), or nobody.
+    /// Take over the live tokens of the store this one replaces (after a snapshot install).
+    pub fn adopt_tokens(&mut self, old: &AuthStore) {
+        self.tokens = old.tokens.clone();
+        self.jwt = old.jwt.clone();
+        self.rebuild();
+    }
+
+    /// The request path's view of the store as it stands.
+    pub fn view(&self) -> Arc<AuthView> {
+        self.view.clone()
+    }
+
+    /// The rights of `caller` now (see [`AuthView::authorize`]).
     pub fn authorize(&self, caller: &Caller, now: Instant) -> Result<Authz> {
-        if caller.member {
-            return Ok(Authz { member: true, ..Authz::off() });
-        }
-        if !self.stored.enabled {
-            return Ok(Authz::off());
-        }
-        let revision = self.stored.revision;
-        let user = match (&caller.token, &self.jwt) {
-            (Some(token), Some(jwt)) => {
-                let (user, issued_at) = jwt.verify(token)?;
-                if issued_at < revision {
-                    return Err(Error::AuthOldRevision);
-                }
-                Some(user)
-            }
-            (Some(token), None) => Some(self.tokens.resolve(token, now).ok_or(Error::InvalidAuthToken)?),
-            (None, _) => caller.cert_cn.clone(),
-        };
-        let perms = user.as_deref().and_then(|u| self.perms(u));
-        Ok(Authz { member: false, enabled: true, revision, user, perms })
+        self.view.authorize(caller, now)
     }
 
     /// Auth is on.
@@ -260,7 +307,7 @@ impl AuthStore {
 
     /// What `user` may do; `None` for an unknown user.
     pub fn perms(&self, user: &str) -> Option<Arc<UserPerms>> {
-        self.perms.get(user).cloned()
+        self.view.perms.get(user).cloned()
     }
 
     /// A user.
@@ -291,7 +338,7 @@ impl AuthStore {
 
     fn rebuild(&mut self) {
         let roles = &self.stored.roles;
-        self.perms = self
+        let perms = self
             .stored
             .users
             .iter()
@@ -300,6 +347,13 @@ impl AuthStore {
                 (name.clone(), Arc::new(UserPerms::new(u.roles.contains(ROOT), grants)))
             })
             .collect();
+        self.view = Arc::new(AuthView {
+            enabled: self.stored.enabled,
+            revision: self.stored.revision,
+            perms,
+            tokens: Some(self.tokens.clone()),
+            jwt: self.jwt.clone(),
+        });
     }
 
     /// Apply one change; on success it is added to `batch` and the new auth revision returned.
@@ -373,8 +427,8 @@ fn apply_change(s: &mut Stored, change: Change, tokens: &SimpleTokens, now: Inst
         }
         Change::UserChangePassword(r) => {
             let user = user_mut(s, &r.name)?;
+            // A `no_password` user stays one (etcd keeps the option).
             user.password_hash = r.hashed_password;
-            user.no_password = false;
             tokens.invalidate_user(&r.name);
         }
         Change::UserGrantRole(r) => {

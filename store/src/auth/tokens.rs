@@ -135,8 +135,9 @@ impl Jwt {
         let bad = |e: jsonwebtoken::errors::Error| format!("jwt key for {method}: {e}");
         let (sign, verify) = match alg {
             Algorithm::HS256 | Algorithm::HS384 | Algorithm::HS512 => {
-                // HMAC: the key file's bytes are the shared secret.
-                let secret = private.or(public).ok_or("jwt HMAC needs priv-key")?;
+                // HMAC: the key file's bytes are the shared secret, which signs as well as checks:
+                // it is the private key, never a "pub-key" handed out.
+                let secret = private.ok_or("jwt HMAC needs priv-key (the shared secret)")?;
                 (Some(EncodingKey::from_secret(&secret)), DecodingKey::from_secret(&secret))
             }
             Algorithm::RS256 | Algorithm::RS384 | Algorithm::RS512 | Algorithm::PS256 | Algorithm::PS384 | Algorithm::PS512 => {

@@ -123,37 +123,37 @@ pub fn routes() -> Router<HttpState> {
     route!(r, "/v3/kv/lease/leases", pb::LeaseLeasesRequest, |st, _req, _c| Ok(st.services.lease.leases()));
     route!(r, "/v3/cluster/member/list", pb::MemberListRequest, |st, _req, _c| st.services.cluster.member_list());
     route!(r, "/v3/cluster/member/add", pb::MemberAddRequest, |st, req, c| {
-        st.shared.require_admin(&c)?;
+        st.shared.require_admin(&c).await?;
         st.services.cluster.member_add(req).await
     });
     route!(r, "/v3/cluster/member/remove", pb::MemberRemoveRequest, |st, req, c| {
-        st.shared.require_admin(&c)?;
+        st.shared.require_admin(&c).await?;
         st.services.cluster.member_remove(req).await
     });
     route!(r, "/v3/cluster/member/update", pb::MemberUpdateRequest, |st, req, c| {
-        st.shared.require_admin(&c)?;
+        st.shared.require_admin(&c).await?;
         st.services.cluster.member_update(req).await
     });
     route!(r, "/v3/cluster/member/promote", pb::MemberPromoteRequest, |st, req, c| {
-        st.shared.require_admin(&c)?;
+        st.shared.require_admin(&c).await?;
         st.services.cluster.member_promote(req).await
     });
     route!(r, "/v3/maintenance/defragment", pb::DefragmentRequest, |st, _req, c| {
-        st.shared.require_admin(&c)?;
+        st.shared.require_admin(&c).await?;
         st.services.maintenance.defragment().await
     });
     route!(r, "/v3/maintenance/transfer-leadership", pb::MoveLeaderRequest, |st, req, c| {
-        st.shared.require_admin(&c)?;
+        st.shared.require_admin(&c).await?;
         st.services.maintenance.move_leader(&req).await
     });
     route!(r, "/v3/maintenance/status", pb::StatusRequest, |st, _req, _c| st.services.maintenance.status());
-    route!(r, "/v3/maintenance/alarm", pb::AlarmRequest, |st, req, _c| st.services.maintenance.alarm(req).await);
+    route!(r, "/v3/maintenance/alarm", pb::AlarmRequest, |st, req, c| st.services.maintenance.alarm(req, &c).await);
     route!(r, "/v3/maintenance/hash", pb::HashRequest, |st, _req, c| {
-        st.shared.require_admin(&c)?;
+        st.shared.require_admin(&c).await?;
         st.services.maintenance.hash()
     });
     route!(r, "/v3/maintenance/hashkv", pb::HashKvRequest, |st, req, c| {
-        st.shared.require_admin(&c)?;
+        st.shared.require_admin(&c).await?;
         st.services.maintenance.hash_kv(&req)
     });
     route!(r, "/v3/lock/lock", keel_proto::v3lockpb::LockRequest, |st, req, c| st.services.lock.lock(req, &c).await);

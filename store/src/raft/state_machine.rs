@@ -97,7 +97,7 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         let mut events = Vec::new();
         let mut last = None;
         let mut grew = false;
-        let (rev, nospace) = {
+        let (rev, nospace, auth_on) = {
             let mut sm = self.shared.write_state();
             for (entry, responder) in batch {
                 let id = entry.log_id;
@@ -140,10 +140,12 @@ impl RaftStateMachine<TypeConfig> for SmStore {
             if let Some(id) = last {
                 sm.record_position(id.leader_id.term, id.index);
             }
-            (sm.mvcc.current(), sm.nospace_alarm())
+            (sm.mvcc.current(), sm.nospace_alarm(), sm.auth.view())
         };
         if let Some(index) = last.map(|id| id.index) {
             self.shared.set_no_space(nospace);
+            // Before the applied index rises: a read that waited for it sees auth as applied.
+            self.shared.set_auth(auth_on);
             self.shared.publish(rev);
             self.shared.set_applied_index(index);
             self.shared.hub.notify(events, rev);
@@ -177,7 +179,7 @@ impl RaftStateMachine<TypeConfig> for SmStore {
             fresh.record_position(id.leader_id.term, id.index);
             fresh.record_membership(serde_json::to_vec(&meta.last_membership).map_err(storage)?);
             fresh.write_group().map_err(storage)?;
-            fresh.auth.adopt_tokens(&mut sm.auth);
+            fresh.auth.adopt_tokens(&sm.auth);
             let rev = fresh.mvcc.current();
             *sm = fresh;
             tracing::info!(records = n, index = id.index, revision = rev, "installed a snapshot from the leader");
@@ -191,8 +193,12 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         self.shared.set_applied_index(meta.last_log_id.map_or(0, |l| l.index));
         self.shared.hub.jump(rev);
         self.shared.set_learner(learner);
-        let nospace = self.shared.read_state().nospace_alarm();
+        let (nospace, auth_on) = {
+            let sm = self.shared.read_state();
+            (sm.nospace_alarm(), sm.auth.view())
+        };
         self.shared.set_no_space(nospace);
+        self.shared.set_auth(auth_on);
         Ok(())
     }
 

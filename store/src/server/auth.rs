@@ -22,7 +22,13 @@ use tonic::{Request, Response, Status};
 /// Who sent a gRPC request: its `token` metadata and its verified client certificate's CN.
 pub fn caller<T>(req: &Request<T>) -> Caller {
     Caller {
-        token: req.metadata().get("token").and_then(|v| v.to_str().ok()).map(str::to_string),
+        // etcd's `token`, or (as etcd also accepts) `authorization`.
+        token: req
+            .metadata()
+            .get("token")
+            .or_else(|| req.metadata().get("authorization"))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
         cert_cn: req.extensions().get::<crate::tls::conn::ConnInfo>().and_then(|c| c.cert_cn.clone()),
         member: false,
     }
@@ -33,6 +39,8 @@ pub fn caller<T>(req: &Request<T>) -> Caller {
 pub struct AuthService {
     shared: Arc<Shared>,
     bcrypt_cost: u32,
+    /// A hash (at `bcrypt_cost`) checked when the user is unknown, made on first use.
+    unknown_user: Arc<std::sync::OnceLock<String>>,
 }
 
 async fn hash(password: String, cost: u32) -> Result<String> {
@@ -45,7 +53,7 @@ async fn hash(password: String, cost: u32) -> Result<String> {
 impl AuthService {
     /// A service over `shared`, hashing passwords at `bcrypt_cost` (`--bcrypt-cost`).
     pub fn new(shared: Arc<Shared>, bcrypt_cost: u32) -> Self {
-        Self { shared, bcrypt_cost }
+        Self { shared, bcrypt_cost, unknown_user: Default::default() }
     }
 
     fn header(&self) -> Option<pb::ResponseHeader> {
@@ -55,13 +63,13 @@ impl AuthService {
     /// Check `caller` after a read barrier, so reads see every change acknowledged before.
     async fn authorize(&self, caller: &Caller) -> Result<Authz> {
         read_barrier(&self.shared).await?;
-        self.shared.authorize(caller)
+        self.shared.authorize(caller).await
     }
 
     /// Propose `change` on behalf of an admin.
     async fn change(&self, caller: &Caller, change: Change) -> Result<Option<pb::ResponseHeader>> {
         self.shared.refuse_if_learner()?;
-        let authz = self.shared.authorize(caller)?;
+        let authz = self.shared.authorize(caller).await?;
         authz.check_admin()?;
         let _: AuthApplied = propose_for(&self.shared, &authz, Command::Auth(AuthCommand { change: Some(change) })).await?;
         Ok(self.header())
@@ -86,34 +94,51 @@ impl AuthService {
 
     /// Auth.Authenticate: check the password here, then hand out a token (a simple token is
     /// proposed so every member knows it).
+    /// The password is checked against the auth store at one revision, and the token is handed
+    /// out only if the store is still at that revision when it is applied (else checked again),
+    /// so a password changed meanwhile never yields a token.
     pub async fn authenticate(&self, req: pb::AuthenticateRequest) -> Result<pb::AuthenticateResponse> {
         self.shared.refuse_if_learner()?;
-        read_barrier(&self.shared).await?;
-        let (hash, revision, jwt) = {
-            let sm = self.shared.read_state();
-            if !sm.auth.enabled() {
-                return Err(Error::AuthNotEnabled);
-            }
-            let user = sm.auth.user(&req.name).filter(|u| !u.no_password).ok_or(Error::AuthFailed)?;
-            (user.password_hash.clone(), sm.auth.revision(), sm.auth.jwt.clone())
-        };
-        let password = req.password;
-        let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
+        for _ in 0..3 {
+            read_barrier(&self.shared).await?;
+            let (hash, revision, jwt) = {
+                let sm = self.shared.read_state();
+                if !sm.auth.enabled() {
+                    return Err(Error::AuthNotEnabled);
+                }
+                // Unknown users cost a hash check too, so timing does not tell who exists.
+                let hash = sm.auth.user(&req.name).filter(|u| !u.no_password).map(|u| u.password_hash.clone());
+                (hash, sm.auth.revision(), sm.auth.jwt.clone())
+            };
+            let password = req.password.clone();
+            let (unknown, cost) = (self.unknown_user.clone(), self.bcrypt_cost);
+            let ok = tokio::task::spawn_blocking(move || {
+                let stand_in = || unknown.get_or_init(|| bcrypt::hash("no such user", cost).unwrap_or_default()).clone();
+                let known = hash.is_some();
+                let checked = bcrypt::verify(password, &hash.unwrap_or_else(stand_in)).unwrap_or(false);
+                known && checked
+            })
             .await
             .map_err(|e| Error::Storage(e.to_string()))?;
-        if !ok {
-            return Err(Error::AuthFailed);
-        }
-        let token = match jwt {
-            Some(jwt) => jwt.sign(&req.name, revision, unix_now())?,
-            None => {
-                let token = format!("{}.{}", self.shared.random_letters()?, self.shared.applied_index() + 1);
-                let change = Change::Authenticate(SimpleToken { name: req.name.clone(), token: token.clone() });
-                let _: AuthApplied = super::propose_as(&self.shared, Command::Auth(AuthCommand { change: Some(change) })).await?;
-                token
+            if !ok {
+                return Err(Error::AuthFailed);
             }
-        };
-        Ok(pb::AuthenticateResponse { header: self.header(), token })
+            let token = match &jwt {
+                Some(jwt) => jwt.sign(&req.name, revision, unix_now())?,
+                None => {
+                    let token = format!("{}.{}", self.shared.random_letters()?, self.shared.applied_index() + 1);
+                    let change = Change::Authenticate(SimpleToken { name: req.name.clone(), token: token.clone() });
+                    let cmd = Command::Auth(AuthCommand { change: Some(change) });
+                    match super::propose_at::<AuthApplied>(&self.shared, cmd, Some(revision)).await {
+                        Err(Error::AuthOldRevision) => continue,
+                        other => other?,
+                    };
+                    token
+                }
+            };
+            return Ok(pb::AuthenticateResponse { header: self.header(), token });
+        }
+        Err(Error::AuthOldRevision)
     }
 
     /// Auth.UserAdd.
@@ -121,7 +146,7 @@ impl AuthService {
         if req.name.is_empty() {
             return Err(Error::UserEmpty);
         }
-        self.shared.authorize(caller)?.check_admin()?;
+        self.shared.authorize(caller).await?.check_admin()?;
         let no_password = req.options.as_ref().is_some_and(|o| o.no_password);
         if !no_password && req.hashed_password.is_empty() {
             req.hashed_password = hash(std::mem::take(&mut req.password), self.bcrypt_cost).await?;
@@ -158,7 +183,7 @@ impl AuthService {
         caller: &Caller,
         mut req: pb::AuthUserChangePasswordRequest,
     ) -> Result<pb::AuthUserChangePasswordResponse> {
-        self.shared.authorize(caller)?.check_admin()?;
+        self.shared.authorize(caller).await?.check_admin()?;
         if req.hashed_password.is_empty() {
             req.hashed_password = hash(std::mem::take(&mut req.password), self.bcrypt_cost).await?;
         }

@@ -94,25 +94,25 @@ impl Cluster for ClusterService {
     }
 
     async fn member_add(&self, request: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
-        self.shared.require_admin(&super::auth::caller(&request))?;
+        self.shared.require_admin(&super::auth::caller(&request)).await?;
         self.shared.metrics.count("MemberAdd");
         grpc(ClusterService::member_add(self, request.into_inner()).await)
     }
 
     async fn member_remove(&self, request: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
-        self.shared.require_admin(&super::auth::caller(&request))?;
+        self.shared.require_admin(&super::auth::caller(&request)).await?;
         self.shared.metrics.count("MemberRemove");
         grpc(ClusterService::member_remove(self, request.into_inner()).await)
     }
 
     async fn member_update(&self, request: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
-        self.shared.require_admin(&super::auth::caller(&request))?;
+        self.shared.require_admin(&super::auth::caller(&request)).await?;
         self.shared.metrics.count("MemberUpdate");
         grpc(ClusterService::member_update(self, request.into_inner()).await)
     }
 
     async fn member_promote(&self, request: Request<MemberPromoteRequest>) -> Result<Response<MemberPromoteResponse>, Status> {
-        self.shared.require_admin(&super::auth::caller(&request))?;
+        self.shared.require_admin(&super::auth::caller(&request)).await?;
         self.shared.metrics.count("MemberPromote");
         grpc(ClusterService::member_promote(self, request.into_inner()).await)
     }

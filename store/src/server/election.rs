@@ -55,7 +55,7 @@ impl ElectionService {
             return Err(Error::EmptyKey);
         }
         let prefix = recipe::queue_prefix(&req.name);
-        self.kv.check(caller, &prefix, &recipe::prefix_end(&prefix), true)?;
+        self.kv.check(caller, &prefix, &recipe::prefix_end(&prefix), true).await?;
         let key = recipe::contender_key(&req.name, req.lease);
         let (mine, _) = recipe::create_or_get(&self.kv, key.clone(), req.value.clone(), req.lease).await?;
         let guard = KeyGuard::new(self.kv.clone(), key.clone());
@@ -71,7 +71,7 @@ impl ElectionService {
     /// Election.Proclaim: change the leader's value, only while still leading.
     pub async fn proclaim(&self, req: ProclaimRequest, caller: &Caller) -> Result<ProclaimResponse> {
         let leader = req.leader.ok_or(Error::MissingLeaderKey)?;
-        self.kv.check(caller, &leader.key, &[], true)?;
+        self.kv.check(caller, &leader.key, &[], true).await?;
         let put = PutRequest { key: leader.key.clone(), value: req.value, ignore_lease: true, ..Default::default() };
         let txn = TxnRequest {
             compare: vec![still_leader(&leader)],
@@ -88,7 +88,7 @@ impl ElectionService {
     /// Election.Leader: the current leader's key-value.
     pub async fn leader(&self, req: &LeaderRequest, caller: &Caller) -> Result<LeaderResponse> {
         let prefix = recipe::queue_prefix(&req.name);
-        self.kv.check(caller, &prefix, &recipe::prefix_end(&prefix), false)?;
+        self.kv.check(caller, &prefix, &recipe::prefix_end(&prefix), false).await?;
         let kv = recipe::first_created(&self.kv, &prefix).await?.ok_or(Error::ElectionNoLeader)?;
         let header = self
             .kv
@@ -104,7 +104,7 @@ impl ElectionService {
     /// Election.Resign: give up leadership (a no-op for a caller that no longer leads).
     pub async fn resign(&self, req: ResignRequest, caller: &Caller) -> Result<ResignResponse> {
         let leader = req.leader.ok_or(Error::MissingLeaderKey)?;
-        self.kv.check(caller, &leader.key, &[], true)?;
+        self.kv.check(caller, &leader.key, &[], true).await?;
         let del = DeleteRangeRequest { key: leader.key.clone(), ..Default::default() };
         let txn = TxnRequest {
             compare: vec![still_leader(&leader)],

@@ -44,7 +44,7 @@ impl KvService {
             self.shared.refuse_if_learner()?;
             read_barrier(&self.shared).await?;
         }
-        self.shared.authorize(caller)?.check_range(req)?;
+        self.shared.authorize(caller).await?.check_range(req)?;
         let (plan, at) = {
             let sm = self.shared.read_state();
             let at = self.shared.visible();
@@ -62,7 +62,7 @@ impl KvService {
         if encoded_len + RAFT_WRAPPER_BYTES > self.shared.limits.max_request_bytes {
             return Err(Error::RequestTooLarge);
         }
-        let authz = self.shared.authorize(caller)?;
+        let authz = self.shared.authorize(caller).await?;
         match &cmd {
             Command::Put(r) => {
                 authz.check_put(r)?;
@@ -82,8 +82,8 @@ impl KvService {
 
     /// Check that `caller` may read (and with `write`, also write) every key of the range;
     /// for services built on KV (lock, election) that then act as the member.
-    pub fn check(&self, caller: &Caller, key: &[u8], range_end: &[u8], write: bool) -> Result<()> {
-        let authz = self.shared.authorize(caller)?;
+    pub async fn check(&self, caller: &Caller, key: &[u8], range_end: &[u8], write: bool) -> Result<()> {
+        let authz = self.shared.authorize(caller).await?;
         authz.check_read(key, range_end)?;
         if write { authz.check_write(key, range_end) } else { Ok(()) }
     }
@@ -119,7 +119,7 @@ impl KvService {
             if !txn::all_serializable(&req) {
                 read_barrier(&self.shared).await?;
             }
-            self.shared.authorize(caller)?.check_txn(&req)?;
+            self.shared.authorize(caller).await?.check_txn(&req)?;
             let sm = self.shared.read_state();
             let at = self.shared.visible();
             let mut r = txn::read_only(&sm, &req, at)?;

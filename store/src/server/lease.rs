@@ -53,7 +53,7 @@ impl LeaseService {
 
     /// Lease.LeaseRevoke: revoking deletes the lease's keys, so it needs write rights on each.
     pub async fn revoke(&self, req: LeaseRevokeRequest, caller: &Caller) -> Result<LeaseRevokeResponse> {
-        let authz = self.shared.authorize(caller)?;
+        let authz = self.shared.authorize(caller).await?;
         if authz.enabled() {
             let sm = self.shared.read_state();
             if let Some(l) = sm.leases.get(req.id) {
@@ -86,7 +86,7 @@ impl LeaseService {
     /// to anyone; Keel does not).
     pub async fn time_to_live(&self, req: &LeaseTimeToLiveRequest, caller: &Caller) -> Result<LeaseTimeToLiveResponse> {
         let req = *req;
-        let authz = self.shared.authorize(caller)?;
+        let authz = self.shared.authorize(caller).await?;
         let r = super::on_leader!(self.shared, |_r| async { Ok(self.time_to_live_here(&req)) }, |mut c: PeerClient<Channel>| async move {
             c.lease_time_to_live(req).await
         })?;

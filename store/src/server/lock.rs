@@ -33,7 +33,7 @@ impl LockService {
             return Err(Error::EmptyKey);
         }
         let prefix = recipe::queue_prefix(&req.name);
-        self.kv.check(caller, &prefix, &recipe::prefix_end(&prefix), true)?;
+        self.kv.check(caller, &prefix, &recipe::prefix_end(&prefix), true).await?;
         let key = recipe::contender_key(&req.name, req.lease);
         let (mine, _) = recipe::create_or_get(&self.kv, key.clone(), Default::default(), req.lease).await?;
         let guard = KeyGuard::new(self.kv.clone(), key.clone());
@@ -43,7 +43,7 @@ impl LockService {
 
     /// Lock.Unlock.
     pub async fn unlock(&self, req: UnlockRequest, caller: &Caller) -> Result<UnlockResponse> {
-        self.kv.check(caller, &req.key, &[], true)?;
+        self.kv.check(caller, &req.key, &[], true).await?;
         let r = self.kv.delete_range(DeleteRangeRequest { key: req.key, ..Default::default() }, &Caller::member()).await?;
         Ok(UnlockResponse { header: r.header })
     }

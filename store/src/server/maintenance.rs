@@ -6,6 +6,7 @@
 use super::grpc;
 use super::state::Shared;
 use super::unimplemented;
+use crate::auth::Caller;
 use crate::error::{Error, Result};
 use keel_proto::etcdserverpb::alarm_request::AlarmAction;
 use keel_proto::etcdserverpb::maintenance_server::Maintenance;
@@ -136,9 +137,13 @@ impl MaintenanceService {
     }
 
     /// Maintenance.Alarm: GET lists the cluster's alarms; ACTIVATE and DEACTIVATE go through
-    /// Raft, so every member agrees on them.
-    pub async fn alarm(&self, req: AlarmRequest) -> Result<AlarmResponse> {
+    /// Raft, so every member agrees on them. While auth is on, only the root role may change
+    /// alarms (a NOSPACE alarm stops every write; etcd 3.4 lets anyone raise it).
+    pub async fn alarm(&self, req: AlarmRequest, caller: &Caller) -> Result<AlarmResponse> {
         self.shared.refuse_if_learner()?;
+        if req.action() != AlarmAction::Get {
+            self.shared.require_admin(caller).await?;
+        }
         if req.action() == AlarmAction::Get {
             // etcd serves GET through Raft too: a linearizable view of the alarms.
             super::read_barrier(&self.shared).await?;
@@ -199,35 +204,36 @@ impl Maintenance for MaintenanceService {
 
     async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
         self.shared.metrics.count("Alarm");
-        grpc(MaintenanceService::alarm(self, request.into_inner()).await)
+        let c = super::auth::caller(&request);
+        grpc(MaintenanceService::alarm(self, request.into_inner(), &c).await)
     }
 
     async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        self.shared.require_admin(&super::auth::caller(&request))?;
+        self.shared.require_admin(&super::auth::caller(&request)).await?;
         self.shared.metrics.count("Hash");
         grpc(MaintenanceService::hash(self))
     }
 
     async fn hash_kv(&self, request: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
-        self.shared.require_admin(&super::auth::caller(&request))?;
+        self.shared.require_admin(&super::auth::caller(&request)).await?;
         self.shared.metrics.count("HashKV");
         grpc(MaintenanceService::hash_kv(self, request.get_ref()))
     }
 
     async fn defragment(&self, request: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
-        self.shared.require_admin(&super::auth::caller(&request))?;
+        self.shared.require_admin(&super::auth::caller(&request)).await?;
         self.shared.metrics.count("Defragment");
         grpc(MaintenanceService::defragment(self).await)
     }
 
     async fn snapshot(&self, request: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
-        self.shared.require_admin(&super::auth::caller(&request))?;
+        self.shared.require_admin(&super::auth::caller(&request)).await?;
         self.shared.metrics.count("Snapshot");
         grpc(MaintenanceService::snapshot(self).await)
     }
 
     async fn move_leader(&self, request: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
-        self.shared.require_admin(&super::auth::caller(&request))?;
+        self.shared.require_admin(&super::auth::caller(&request)).await?;
         self.shared.metrics.count("MoveLeader");
         grpc(MaintenanceService::move_leader(self, request.get_ref()).await)
     }

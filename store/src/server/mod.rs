@@ -81,6 +81,11 @@ pub async fn propose_for<T: FromOutput>(shared: &Shared, authz: &Authz, cmd: Com
     propose_checked(shared, cmd, authz.revision()).await
 }
 
+/// Propose `cmd` logged with `auth_revision` (see [`propose_for`]).
+pub async fn propose_at<T: FromOutput>(shared: &Shared, cmd: Command, auth_revision: Option<u64>) -> Result<T, Error> {
+    propose_checked(shared, cmd, auth_revision).await
+}
+
 async fn propose_checked<T: FromOutput>(shared: &Shared, cmd: Command, auth_revision: Option<u64>) -> Result<T, Error> {
     if cmd.grows_store() && shared.no_space() {
         return Err(Error::NoSpace);

@@ -7,7 +7,7 @@
 //! before it notifies the hub).
 
 use crate::apply::StateMachine;
-use crate::auth::{Authz, Caller};
+use crate::auth::{AuthView, Authz, Caller};
 use crate::error::{Error, Result};
 use crate::raft::Replica;
 use crate::seams::Rng;
@@ -54,6 +54,8 @@ pub struct Shared {
     nospace: AtomicBool,
     raising: AtomicBool,
     learner: AtomicBool,
+    auth_on: AtomicBool,
+    auth: Mutex<Arc<AuthView>>,
     rng: Mutex<Box<dyn Rng>>,
     /// The backend (for sync and size).
     pub backend: Arc<dyn Backend>,
@@ -73,6 +75,7 @@ impl Shared {
     pub fn new(sm: StateMachine, backend: Arc<dyn Backend>, identity: Identity, limits: Limits, rng: Box<dyn Rng>) -> Shared {
         let rev = sm.mvcc.current();
         let applied_index = sm.applied;
+        let auth = sm.auth.view();
         Shared {
             sm: RwLock::new(sm),
             visible: AtomicI64::new(rev),
@@ -81,6 +84,8 @@ impl Shared {
             nospace: AtomicBool::new(false),
             raising: AtomicBool::new(false),
             learner: AtomicBool::new(false),
+            auth_on: AtomicBool::new(auth.enabled()),
+            auth: Mutex::new(auth),
             rng: Mutex::new(rng),
             backend,
             hub: WatchHub::new(rev),
@@ -197,14 +202,39 @@ impl Shared {
         Ok(buf.iter().map(|b| LETTERS[*b as usize % LETTERS.len()] as char).collect())
     }
 
-    /// The rights of `caller` as this member's auth store stands now.
-    pub fn authorize(&self, caller: &Caller) -> Result<Authz> {
-        self.read_state().auth.authorize(caller, Instant::now())
+    /// The rights of `caller` as this member's auth store stands now. With auth off this takes
+    /// no lock: a request racing an AuthEnable is refused when applied (its logged auth revision
+    /// is 0).
+    pub fn authorize_now(&self, caller: &Caller) -> Result<Authz> {
+        if !caller.member && !self.auth_on.load(Ordering::Acquire) {
+            return Ok(Authz::off());
+        }
+        let view = self.auth.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        view.authorize(caller, Instant::now())
+    }
+
+    /// [`Shared::authorize_now`], but a token this member does not know yet is looked up again
+    /// after a read barrier: Authenticate may have run on another member whose entry is not
+    /// applied here yet.
+    pub async fn authorize(&self, caller: &Caller) -> Result<Authz> {
+        match self.authorize_now(caller) {
+            Err(Error::InvalidAuthToken) if caller.token.is_some() => {
+                super::read_barrier(self).await?;
+                self.authorize_now(caller)
+            }
+            other => other,
+        }
+    }
+
+    /// Publish the applied auth store's view for the request path.
+    pub fn set_auth(&self, view: Arc<AuthView>) {
+        self.auth_on.store(view.enabled(), Ordering::Release);
+        *self.auth.lock().unwrap_or_else(|p| p.into_inner()) = view;
     }
 
     /// Refuse `caller` unless it holds the root role (or auth is off).
-    pub fn require_admin(&self, caller: &Caller) -> Result<()> {
-        self.authorize(caller)?.check_admin()
+    pub async fn require_admin(&self, caller: &Caller) -> Result<()> {
+        self.authorize(caller).await?.check_admin()
     }
 
     /// Record whether this member is a learner (from the applied membership).

@@ -80,7 +80,7 @@ impl WatchService {
                 let Some(Ok(req)) = item else { break };
                 match req.request_union {
                     Some(RequestUnion::CreateRequest(c)) => {
-                        match shared.authorize(&caller).and_then(|a| a.check_read(&c.key, &c.range_end)) {
+                        match shared.authorize(&caller).await.and_then(|a| a.check_read(&c.key, &c.range_end)) {
                             Ok(()) => shared.hub.create(stream_id, &c),
                             Err(e) => {
                                 let status = Status::from(e);

@@ -15,13 +15,16 @@ use tonic::transport::server::Connected;
 
 /// How long a TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// TLS handshakes in progress at once per listener; more connections wait to be accepted.
+pub const MAX_HANDSHAKES: usize = 256;
 
 /// An accepted connection.
 pub enum Conn {
     /// Plain TCP (`http://` URLs).
     Plain(TcpStream),
-    /// TLS over TCP (`https://` URLs).
-    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    /// TLS over TCP (`https://` URLs); true when the client certificate's CN names the user
+    /// (`--client-cert-auth`).
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>, bool),
 }
 
 /// What the services learn about a connection (tonic puts it in every request's extensions).
@@ -39,9 +42,10 @@ impl Connected for Conn {
     fn connect_info(&self) -> ConnInfo {
         match self {
             Conn::Plain(s) => ConnInfo { remote: s.peer_addr().ok(), cert_cn: None },
-            Conn::Tls(s) => {
+            Conn::Tls(s, cn_is_user) => {
                 let (tcp, session) = s.get_ref();
-                let cert_cn = session.peer_certificates().and_then(|c| c.first()).and_then(|c| super::common_name(c));
+                let cert_cn =
+                    session.peer_certificates().and_then(|c| c.first()).filter(|_| *cn_is_user).and_then(|c| super::common_name(c));
                 ConnInfo { remote: tcp.peer_addr().ok(), cert_cn }
             }
         }
@@ -52,7 +56,7 @@ impl AsyncRead for Conn {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
@@ -61,44 +65,50 @@ impl AsyncWrite for Conn {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_flush(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 
     fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Conn::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+            Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
         match self {
             Conn::Plain(s) => s.is_write_vectored(),
-            Conn::Tls(s) => s.is_write_vectored(),
+            Conn::Tls(s, _) => s.is_write_vectored(),
         }
     }
 }
 
-/// Connections accepted on `listener`, through TLS when `tls` is given. A failed handshake
-/// (no certificate, a revoked or untrusted one) is logged and the connection dropped.
-pub fn incoming(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) -> impl Stream<Item = io::Result<Conn>> + Send + 'static {
+/// Connections accepted on `listener`, through TLS when `tls` is given (`cn_is_user`: the client
+/// certificate's CN names the user). A failed handshake (no certificate, a revoked or untrusted
+/// one) is logged and the connection dropped; at most [`MAX_HANDSHAKES`] run at once.
+pub fn incoming(
+    listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    cn_is_user: bool,
+) -> impl Stream<Item = io::Result<Conn>> + Send + 'static {
     let (tx, rx) = tokio::sync::mpsc::channel::<io::Result<Conn>>(64);
     let acceptor = tls.map(TlsAcceptor::from);
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     tokio::spawn(async move {
         loop {
             let (tcp, remote) = match listener.accept().await {
@@ -118,11 +128,13 @@ pub fn incoming(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) -
                     }
                 }
                 Some(acceptor) => {
+                    let Ok(permit) = handshakes.clone().acquire_owned().await else { return };
                     let (acceptor, tx) = (acceptor.clone(), tx.clone());
                     tokio::spawn(async move {
+                        let _permit = permit;
                         match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                             Ok(Ok(s)) => {
-                                let _ = tx.send(Ok(Conn::Tls(Box::new(s)))).await;
+                                let _ = tx.send(Ok(Conn::Tls(Box::new(s), cn_is_user))).await;
                             }
                             Ok(Err(e)) => tracing::warn!(%remote, error = %e, "rejected connection (TLS handshake failed)"),
                             Err(_) => tracing::warn!(%remote, "rejected connection (TLS handshake timed out)"),

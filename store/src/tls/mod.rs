@@ -100,6 +100,12 @@ impl TlsFlags {
     /// client certificates verified against the trusted CA (and CRL) when one is given,
     /// required with client-cert-auth.
     pub fn server_config(&self, id: Identity) -> Result<Arc<ServerConfig>, String> {
+        if self.trusted_ca_file.is_none() && self.crl_file.is_some() {
+            return Err("a CRL file needs a trusted CA file".into());
+        }
+        if self.allowed_cn.is_some() && !(self.client_cert_auth && self.trusted_ca_file.is_some()) {
+            return Err("an allowed CN needs client certificate authentication and a trusted CA file".into());
+        }
         let provider = provider();
         let verifier: Arc<dyn ClientCertVerifier> = match &self.trusted_ca_file {
             Some(ca) => {
@@ -109,7 +115,9 @@ impl TlsFlags {
                 }
                 let mut b = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
                 if let Some(crl) = &self.crl_file {
-                    b = b.with_crls(read_crls(crl)?);
+                    // As etcd: the CRL lists revoked client certificates; intermediates and
+                    // certificates it does not cover are not refused for lack of a CRL.
+                    b = b.with_crls(read_crls(crl)?).only_check_end_entity_revocation().allow_unknown_revocation_status();
                 }
                 if !self.client_cert_auth {
                     b = b.allow_unauthenticated();
@@ -134,8 +142,12 @@ impl TlsFlags {
     }
 
     /// The config a member dials its peers with: it presents its own certificate, and checks
-    /// theirs against the trusted CA, or (auto TLS without a CA, as etcd) not at all.
+    /// theirs against the trusted CA, or (auto TLS without a CA, as etcd) not at all. Certificate
+    /// files without a trusted CA are refused: nothing could check the peers.
     pub fn client_config(&self, id: Identity) -> Result<Arc<ClientConfig>, String> {
+        if self.trusted_ca_file.is_none() && !id.self_signed {
+            return Err("peer certificate files need a trusted CA file to check the other members with".into());
+        }
         let provider = provider();
         let b = ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().map_err(|e| e.to_string())?;
         let b = match &self.trusted_ca_file {
