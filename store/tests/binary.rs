@@ -40,15 +40,15 @@ fn version_and_help() {
 #[test]
 fn etcd_flags_without_effect_are_accepted_and_named_once() {
     let m = Member::start(&[
-        "--client-cert-auth",
-        "--client-cert-auth",
+        "--enable-pprof",
+        "--enable-pprof",
         "--strict-reconfig-check=false",
         "--experimental-initial-corrupt-check=true",
     ]);
     let log = std::fs::read_to_string(&m.log).unwrap();
     let warnings: Vec<&str> = log.lines().filter(|l| l.contains("accepted but have no effect")).collect();
     assert_eq!(warnings.len(), 1, "{log}");
-    for f in ["client-cert-auth", "strict-reconfig-check", "experimental-initial-corrupt-check"] {
+    for f in ["enable-pprof", "strict-reconfig-check", "experimental-initial-corrupt-check"] {
         assert!(warnings[0].contains(f), "{f} missing from {}", warnings[0]);
     }
 }
