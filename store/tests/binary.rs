@@ -39,12 +39,8 @@ fn version_and_help() {
 
 #[test]
 fn etcd_flags_without_effect_are_accepted_and_named_once() {
-    let m = Member::start(&[
-        "--enable-pprof",
-        "--enable-pprof",
-        "--strict-reconfig-check=false",
-        "--experimental-initial-corrupt-check=true",
-    ]);
+    let m =
+        Member::start(&["--enable-pprof", "--enable-pprof", "--strict-reconfig-check=false", "--experimental-initial-corrupt-check=true"]);
     let log = std::fs::read_to_string(&m.log).unwrap();
     let warnings: Vec<&str> = log.lines().filter(|l| l.contains("accepted but have no effect")).collect();
     assert_eq!(warnings.len(), 1, "{log}");
@@ -101,7 +97,20 @@ fn a_name_missing_from_the_initial_cluster_is_refused_like_etcd() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("a.etcd");
     let client = format!("http://{}", common::free_addr());
-    let args = ["--name", "a", "--data-dir", data.to_str().unwrap(), "--listen-client-urls", &client, "--logger", "capnslog"];
+    // Its own peer listener: the default (localhost:2380) is what `keel up` uses in the test beside it.
+    let peer = format!("http://{}", common::free_addr());
+    let args = [
+        "--name",
+        "a",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen-client-urls",
+        &client,
+        "--listen-peer-urls",
+        &peer,
+        "--logger",
+        "capnslog",
+    ];
     let cluster = ["--initial-cluster", "b=http://127.0.0.1:2380,c=http://127.0.0.2:2380"];
     let (code, _, err) = run(&[&args[..], &cluster[..]].concat(), &[]);
     assert_eq!(code, 1);

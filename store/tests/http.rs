@@ -71,8 +71,12 @@ fn gateway_errors_carry_grpc_codes() {
     assert_eq!(v["message"], "etcdserver: mvcc: required revision has been compacted");
     let (code, body) = m.http("POST", "/v3/lease/revoke", r#"{"ID":"999"}"#);
     assert_eq!((code, json(&body)["message"].as_str()), (404, Some("etcdserver: requested lease not found")));
-    let (code, _) = m.http("POST", "/v3/auth/user/add", r#"{"name":"u"}"#);
-    assert_eq!(code, 501, "services not built yet say so");
+    let (code, body) = m.http("POST", "/v3/maintenance/downgrade", "{}");
+    assert_eq!(code, 501, "an RPC Keel does not serve says so: {body}");
+    let (code, body) = m.http("POST", "/v3/auth/user/add", r#"{"name":"u","password":"p"}"#);
+    assert_eq!(code, 200, "{body}");
+    let (code, body) = m.http("POST", "/v3/auth/user/add", r#"{"name":"u","password":"p"}"#);
+    assert_eq!((code, json(&body)["message"].as_str()), (412, Some("etcdserver: user name already exists")));
 }
 
 #[test]
