@@ -62,26 +62,43 @@ pub struct LoggedCommand {
     /// off). Absent for the member's own commands (lease expiry, compaction, alarms).
     #[prost(uint64, optional, tag = "15")]
     pub auth_revision: Option<u64>,
+    /// For a client's request while auth was on: the user it was checked for.
+    #[prost(string, optional, tag = "16")]
+    pub auth_user: Option<String>,
+}
+
+/// What a client's command was checked against: the auth revision and the user (empty for
+/// none). Applying it re-checks what only the applied state can tell (the keys of a lease).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Guard {
+    /// The auth revision the request was checked at (0: auth was off).
+    pub revision: u64,
+    /// The user it was checked for.
+    pub user: String,
 }
 
 impl Command {
-    /// The log encoding, with the auth revision a client's request was checked at.
-    pub fn to_log_bytes(&self, auth_revision: Option<u64>) -> Vec<u8> {
+    /// The log encoding, with the guard of a client's request.
+    pub fn to_log_bytes(&self, guard: Option<&Guard>) -> Vec<u8> {
         // Encoding the oneof alone gives the bytes of a `LoggedCommand` holding it, without
-        // cloning the request; the revision field follows (protobuf fields may come in any order).
-        let mut buf = Vec::with_capacity(self.encoded_len() + 11);
+        // cloning the request; the guard's fields follow (protobuf fields may come in any order).
+        let mut buf = Vec::with_capacity(self.encoded_len() + 11 + guard.map_or(0, |g| g.user.len() + 3));
         self.encode(&mut buf);
-        if let Some(rev) = auth_revision {
-            prost::encoding::uint64::encode(15, &rev, &mut buf);
+        if let Some(g) = guard {
+            prost::encoding::uint64::encode(15, &g.revision, &mut buf);
+            if !g.user.is_empty() {
+                prost::encoding::string::encode(16, &g.user, &mut buf);
+            }
         }
         buf
     }
 
-    /// Decode a log record: the command and the auth revision it was checked at.
-    pub fn from_log_bytes(raw: &[u8]) -> Result<(Command, Option<u64>)> {
+    /// Decode a log record: the command and its guard.
+    pub fn from_log_bytes(raw: &[u8]) -> Result<(Command, Option<Guard>)> {
         let logged: LoggedCommand = prost::Message::decode(raw).map_err(|e| Error::Storage(format!("undecodable log record: {e}")))?;
         let cmd = logged.command.ok_or_else(|| Error::Storage("empty log record".into()))?;
-        Ok((cmd, logged.auth_revision))
+        let guard = logged.auth_revision.map(|revision| Guard { revision, user: logged.auth_user.unwrap_or_default() });
+        Ok((cmd, guard))
     }
 }
 
@@ -272,13 +289,15 @@ impl StateMachine {
     /// group's batch ([`StateMachine::write_group`]); the caller records the applied position
     /// ([`StateMachine::record_position`]) before the group is written. On failure nothing
     /// changes.
-    pub fn apply(&mut self, index: u64, cmd: Command, auth_revision: Option<u64>, now: Instant) -> Result<Applied> {
-        if let Some(checked) = auth_revision
+    pub fn apply(&mut self, index: u64, cmd: Command, guard: Option<&Guard>, now: Instant) -> Result<Applied> {
+        if let Some(g) = guard
             && self.auth.enabled()
-            && checked < self.auth.revision()
         {
-            // The rights the request was checked against have changed since (etcd's rule).
-            return Err(if checked == 0 { Error::UserEmpty } else { Error::AuthOldRevision });
+            if g.revision < self.auth.revision() {
+                // The rights the request was checked against have changed since (etcd's rule).
+                return Err(if g.revision == 0 { Error::UserEmpty } else { Error::AuthOldRevision });
+            }
+            self.check_lease_rights(&cmd, &g.user)?;
         }
         let mut batch = WriteBatch::default();
         let mut ctx = self.mvcc.begin(&mut batch);
@@ -313,6 +332,31 @@ impl StateMachine {
         self.applied = index;
         self.unwritten.append(batch);
         Ok(Applied { output, revision: self.mvcc.current(), events })
+    }
+
+    /// A command that revokes a lease, or puts a key under one, needs write rights on every key
+    /// the lease holds when it is applied (the keys may have changed since the request's check).
+    fn check_lease_rights(&self, cmd: &Command, user: &str) -> Result<()> {
+        let leases = match cmd {
+            Command::Put(p) if p.lease != 0 => vec![p.lease],
+            Command::LeaseRevoke(r) => vec![r.id],
+            Command::Txn(t) => txn::put_leases(t),
+            _ => return Ok(()),
+        };
+        for id in leases {
+            let Some(lease) = self.leases.get(id) else { continue };
+            if lease.keys.is_empty() {
+                continue;
+            }
+            if user.is_empty() {
+                return Err(Error::UserEmpty);
+            }
+            let perms = self.auth.perms(user).ok_or(Error::PermissionDenied)?;
+            if !lease.keys.iter().all(|k| perms.can_write(k, &[])) {
+                return Err(Error::PermissionDenied);
+            }
+        }
+        Ok(())
     }
 
     /// True while any member's NOSPACE alarm is active.
@@ -434,15 +478,52 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn lease_rights_are_checked_against_the_keys_the_lease_holds_when_applied() {
+        use keel_proto::etcdserverpb as pb;
+        use keel_proto::keelpeerpb::auth_command::Change;
+        let backend = MemoryBackend::new();
+        let mut sm = open(&backend);
+        let now = Instant::now();
+        let auth = |c: Change| Command::Auth(AuthCommand { change: Some(c) });
+        let perm = keel_proto::authpb::Permission { perm_type: 1, key: Bytes::from_static(b"mine"), range_end: Bytes::new() };
+        for c in [
+            Change::UserAdd(pb::AuthUserAddRequest { name: "root".into(), hashed_password: "x".into(), ..Default::default() }),
+            Change::UserGrantRole(pb::AuthUserGrantRoleRequest { user: "root".into(), role: "root".into() }),
+            Change::UserAdd(pb::AuthUserAddRequest { name: "u".into(), hashed_password: "x".into(), ..Default::default() }),
+            Change::RoleAdd(pb::AuthRoleAddRequest { name: "r".into() }),
+            Change::RoleGrantPermission(pb::AuthRoleGrantPermissionRequest { name: "r".into(), perm: Some(perm) }),
+            Change::UserGrantRole(pb::AuthUserGrantRoleRequest { user: "u".into(), role: "r".into() }),
+            Change::Enable(pb::AuthEnableRequest {}),
+        ] {
+            sm.apply(1, auth(c), None, now).unwrap();
+        }
+        let rev = sm.auth.revision();
+        let (u, root) = (Guard { revision: rev, user: "u".into() }, Guard { revision: rev, user: "root".into() });
+        sm.apply(2, Command::LeaseGrant(LeaseGrantRequest { id: 7, ttl: 60 }), Some(&u), now).unwrap();
+        sm.apply(3, put("mine", "1", 7), Some(&u), now).unwrap();
+        // Another user attaches a key u may not write; u's revoke would delete it.
+        sm.apply(4, put("theirs", "1", 7), Some(&root), now).unwrap();
+        let revoke = || Command::LeaseRevoke(LeaseRevokeRequest { id: 7 });
+        assert_eq!(sm.apply(5, revoke(), Some(&u), now).unwrap_err(), Error::PermissionDenied);
+        assert_eq!(sm.apply(5, put("mine", "2", 7), Some(&u), now).unwrap_err(), Error::PermissionDenied);
+        let stale = Guard { revision: rev - 1, user: "root".into() };
+        assert_eq!(sm.apply(5, revoke(), Some(&stale), now).unwrap_err(), Error::AuthOldRevision);
+        assert_eq!(sm.apply(5, put("x", "1", 0), Some(&Guard::default()), now).unwrap_err(), Error::UserEmpty);
+        sm.apply(5, revoke(), Some(&root), now).unwrap();
+    }
+
     #[test]
     fn log_records_round_trip_and_match_the_logged_message() {
         let cmd = put("k", "v", 7);
         let raw = cmd.to_log_bytes(None);
-        assert_eq!(raw, prost::Message::encode_to_vec(&LoggedCommand { command: Some(cmd.clone()), auth_revision: None }));
+        assert_eq!(raw, prost::Message::encode_to_vec(&LoggedCommand { command: Some(cmd.clone()), auth_revision: None, auth_user: None }));
         assert_eq!(Command::from_log_bytes(&raw).unwrap(), (cmd.clone(), None));
-        let guarded = cmd.to_log_bytes(Some(9));
-        assert_eq!(guarded, prost::Message::encode_to_vec(&LoggedCommand { command: Some(cmd.clone()), auth_revision: Some(9) }));
-        assert_eq!(Command::from_log_bytes(&guarded).unwrap(), (cmd, Some(9)));
+        let g = Guard { revision: 9, user: "alice".into() };
+        let guarded = cmd.to_log_bytes(Some(&g));
+        let logged = LoggedCommand { command: Some(cmd.clone()), auth_revision: Some(9), auth_user: Some("alice".into()) };
+        assert_eq!(guarded, prost::Message::encode_to_vec(&logged));
+        assert_eq!(Command::from_log_bytes(&guarded).unwrap(), (cmd, Some(g)));
         assert!(Command::from_log_bytes(b"").is_err(), "an empty record is refused");
     }
 

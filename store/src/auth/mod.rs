@@ -161,13 +161,14 @@ impl Authz {
         Authz { member: false, enabled: false, revision: 0, user: None, perms: None }
     }
 
-    /// The auth revision to log with the request's write (see [`crate::apply::LoggedCommand`]);
-    /// none for the member's own writes, which are never refused.
-    pub fn revision(&self) -> Option<u64> {
+    /// What to log with the request's write (see [`crate::apply::Guard`]); none for the
+    /// member's own writes, which are never refused.
+    pub fn guard(&self) -> Option<crate::apply::Guard> {
         if self.member {
             return None;
         }
-        Some(if self.enabled { self.revision } else { 0 })
+        let revision = if self.enabled { self.revision } else { 0 };
+        Some(crate::apply::Guard { revision, user: self.user.clone().unwrap_or_default() })
     }
 
     /// True when auth is on (and the caller is a client).

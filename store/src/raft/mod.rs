@@ -154,8 +154,8 @@ impl Replica {
 
     /// Propose `cmd` and wait until it is committed and applied; from a follower, the leader
     /// proposes it. Gives up with etcd's errors at `deadline`.
-    pub async fn propose(&self, cmd: &Command, auth_revision: Option<u64>, deadline: Instant) -> Result<Applied> {
-        let raw = bytes::Bytes::from(cmd.to_log_bytes(auth_revision));
+    pub async fn propose(&self, cmd: &Command, guard: Option<&crate::apply::Guard>, deadline: Instant) -> Result<Applied> {
+        let raw = bytes::Bytes::from(cmd.to_log_bytes(guard));
         loop {
             // A member that knows another leader forwards at once; otherwise openraft decides.
             let elsewhere = self.leader_id().is_some_and(|id| id != self.id);

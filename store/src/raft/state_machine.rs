@@ -110,14 +110,14 @@ impl RaftStateMachine<TypeConfig> for SmStore {
                         None
                     }
                     EntryPayload::Normal(cmd) => {
-                        let (cmd, auth_revision) = Command::from_log_bytes(&cmd.0).map_err(storage)?;
+                        let (cmd, guard) = Command::from_log_bytes(&cmd.0).map_err(storage)?;
                         grew |= cmd.grows_store();
                         if matches!(cmd, Command::Compact(_)) {
                             // Compaction drops history readers at the visible revision may
                             // need: everything before it becomes visible first.
                             self.shared.publish(sm.mvcc.current());
                         }
-                        match sm.apply(id.index, cmd, auth_revision, Instant::now()) {
+                        match sm.apply(id.index, cmd, guard.as_ref(), Instant::now()) {
                             Err(crate::error::Error::Storage(msg)) => return Err(storage(msg)),
                             Ok(mut applied) => {
                                 events.append(&mut applied.events);

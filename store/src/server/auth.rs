@@ -129,7 +129,8 @@ impl AuthService {
                     let token = format!("{}.{}", self.shared.random_letters()?, self.shared.applied_index() + 1);
                     let change = Change::Authenticate(SimpleToken { name: req.name.clone(), token: token.clone() });
                     let cmd = Command::Auth(AuthCommand { change: Some(change) });
-                    match super::propose_at::<AuthApplied>(&self.shared, cmd, Some(revision)).await {
+                    let guard = crate::apply::Guard { revision, user: String::new() };
+                    match super::propose_at::<AuthApplied>(&self.shared, cmd, Some(guard)).await {
                         Err(Error::AuthOldRevision) => continue,
                         other => other?,
                     };

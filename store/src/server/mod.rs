@@ -18,7 +18,7 @@ pub mod recipe;
 pub mod state;
 pub mod watch;
 
-use crate::apply::{Command, FromOutput};
+use crate::apply::{Command, FromOutput, Guard};
 use crate::auth::Authz;
 use crate::error::Error;
 use state::Shared;
@@ -78,20 +78,20 @@ pub async fn propose_as<T: FromOutput>(shared: &Shared, cmd: Command) -> Result<
 /// [`propose_as`] for a client's request whose rights were checked as `authz`: applied only if
 /// the auth store has not changed since.
 pub async fn propose_for<T: FromOutput>(shared: &Shared, authz: &Authz, cmd: Command) -> Result<T, Error> {
-    propose_checked(shared, cmd, authz.revision()).await
+    propose_checked(shared, cmd, authz.guard()).await
 }
 
-/// Propose `cmd` logged with `auth_revision` (see [`propose_for`]).
-pub async fn propose_at<T: FromOutput>(shared: &Shared, cmd: Command, auth_revision: Option<u64>) -> Result<T, Error> {
-    propose_checked(shared, cmd, auth_revision).await
+/// Propose `cmd` logged with `guard` (see [`propose_for`]).
+pub async fn propose_at<T: FromOutput>(shared: &Shared, cmd: Command, guard: Option<Guard>) -> Result<T, Error> {
+    propose_checked(shared, cmd, guard).await
 }
 
-async fn propose_checked<T: FromOutput>(shared: &Shared, cmd: Command, auth_revision: Option<u64>) -> Result<T, Error> {
+async fn propose_checked<T: FromOutput>(shared: &Shared, cmd: Command, guard: Option<Guard>) -> Result<T, Error> {
     if cmd.grows_store() && shared.no_space() {
         return Err(Error::NoSpace);
     }
     let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
-    let applied = shared.replica()?.propose(&cmd, auth_revision, deadline).await?;
+    let applied = shared.replica()?.propose(&cmd, guard.as_ref(), deadline).await?;
     let mut body = T::from_output(applied.output).ok_or_else(|| Error::Storage("a command produced the wrong kind of output".into()))?;
     body.set_header(shared.header(applied.revision));
     Ok(body)
