@@ -209,6 +209,11 @@ async fn enforcement_on_every_path_matches_etcd() {
     assert!(run(&frank, &["role", "get", "ro"]).0);
     assert!(run(&frank, &["member", "list"]).0);
     assert!(run(&frank, &["alarm", "list"]).0);
+    // Locks and elections live under their name: rights on it are needed.
+    let (okay, _, err) = run(&frank, &["lock", "/b/lock", "true"]);
+    assert!(!okay && err.contains("permission denied"), "lock: {err}");
+    let (okay, out, err) = run(&root, &["lock", "/b/lock", "echo", "held"]);
+    assert!(okay && out.contains("held"), "{out}{err}");
     assert!(run(&frank, &["endpoint", "status"]).0);
     // Root stays while auth is on.
     for args in [&["user", "delete", "root"][..], &["user", "revoke-role", "root", "root"], &["role", "delete", "root"]] {

@@ -57,7 +57,7 @@ impl ElectionService {
         let prefix = recipe::queue_prefix(&req.name);
         self.kv.check(caller, &prefix, &recipe::prefix_end(&prefix), true).await?;
         let key = recipe::contender_key(&req.name, req.lease);
-        let (mine, _) = recipe::create_or_get(&self.kv, key.clone(), req.value.clone(), req.lease).await?;
+        let (mine, _) = recipe::create_or_get(&self.kv, key.clone(), req.value.clone(), req.lease, caller).await?;
         let guard = KeyGuard::new(self.kv.clone(), key.clone());
         let leader = LeaderKey { name: req.name.clone(), key: key.clone(), rev: mine.create_revision, lease: req.lease };
         if mine.value != req.value {
@@ -78,7 +78,7 @@ impl ElectionService {
             success: vec![RequestOp { request: Some(Op::RequestPut(put)) }],
             failure: vec![],
         };
-        let r = self.kv.txn(txn, &Caller::member()).await?;
+        let r = self.kv.txn(txn, caller).await?;
         if !r.succeeded {
             return Err(Error::ElectionNotLeader);
         }
@@ -111,7 +111,7 @@ impl ElectionService {
             success: vec![RequestOp { request: Some(Op::RequestDeleteRange(del)) }],
             failure: vec![],
         };
-        Ok(ResignResponse { header: self.kv.txn(txn, &Caller::member()).await?.header })
+        Ok(ResignResponse { header: self.kv.txn(txn, caller).await?.header })
     }
 
     /// Election.Observe: the leader now, then every change of leader or of its value.

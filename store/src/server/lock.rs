@@ -35,7 +35,7 @@ impl LockService {
         let prefix = recipe::queue_prefix(&req.name);
         self.kv.check(caller, &prefix, &recipe::prefix_end(&prefix), true).await?;
         let key = recipe::contender_key(&req.name, req.lease);
-        let (mine, _) = recipe::create_or_get(&self.kv, key.clone(), Default::default(), req.lease).await?;
+        let (mine, _) = recipe::create_or_get(&self.kv, key.clone(), Default::default(), req.lease, caller).await?;
         let guard = KeyGuard::new(self.kv.clone(), key.clone());
         let header = recipe::wait_turn(&self.kv, &self.watch, &req.name, key.clone(), mine.create_revision, guard).await?;
         Ok(LockResponse { header, key })
@@ -44,7 +44,7 @@ impl LockService {
     /// Lock.Unlock.
     pub async fn unlock(&self, req: UnlockRequest, caller: &Caller) -> Result<UnlockResponse> {
         self.kv.check(caller, &req.key, &[], true).await?;
-        let r = self.kv.delete_range(DeleteRangeRequest { key: req.key, ..Default::default() }, &Caller::member()).await?;
+        let r = self.kv.delete_range(DeleteRangeRequest { key: req.key, ..Default::default() }, caller).await?;
         Ok(UnlockResponse { header: r.header })
     }
 }

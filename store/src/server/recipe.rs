@@ -47,7 +47,8 @@ pub fn queue_prefix(name: &[u8]) -> Bytes {
 }
 
 /// Put `key` (attached to `lease`) unless it exists; returns the key as stored and the revision.
-pub async fn create_or_get(kv: &KvService, key: Bytes, value: Bytes, lease: i64) -> Result<(KeyValue, i64)> {
+/// The write is the caller's (`caller`'s rights, logged with its guard).
+pub async fn create_or_get(kv: &KvService, key: Bytes, value: Bytes, lease: i64, caller: &Caller) -> Result<(KeyValue, i64)> {
     let get = RequestOp { request: Some(Op::RequestRange(RangeRequest { key: key.clone(), ..Default::default() })) };
     let txn = TxnRequest {
         compare: vec![Compare {
@@ -63,7 +64,7 @@ pub async fn create_or_get(kv: &KvService, key: Bytes, value: Bytes, lease: i64)
         ],
         failure: vec![get],
     };
-    let resp = kv.txn(txn, &Caller::member()).await?;
+    let resp = kv.txn(txn, caller).await?;
     let rev = resp.header.as_ref().map_or(0, |h| h.revision);
     let kv = resp
         .responses
