@@ -76,37 +76,10 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.data_dir).with_context(|| format!("creating data dir {}", cfg.data_dir.display()))?;
     let tls = Tls::new(&cfg)?;
     let backend = Arc::new(SledBackend::open(&cfg.data_dir.join("keel.sled"), SLED_CACHE_BYTES).context("opening the store")?);
-    let mut listeners = Vec::new();
     // The certificate's CN names the user only where client certificates are required.
-    let cn_is_user = cfg.client_tls.client_cert_auth;
-    for url in &cfg.listen_client_urls {
-        let l = TcpListener::bind(url.addr).await.with_context(|| format!("listening on {}", url.text))?;
-        let tls = if url.scheme == "https" { tls.client_server.clone() } else { None };
-        if tls.is_some() {
-            tracing::info!(address = %url.text, client_cert_auth = cfg.client_tls.client_cert_auth, "serving client traffic securely");
-        } else {
-            tracing::info!(address = %url.text, "serving client traffic insecurely; this is strongly discouraged!");
-        }
-        listeners.push(conn::incoming(l, tls, cn_is_user));
-    }
-    let mut metrics_listeners = Vec::new();
-    for url in &cfg.listen_metrics_urls {
-        let l = TcpListener::bind(url.addr).await.with_context(|| format!("listening for metrics on {}", url.text))?;
-        let tls = if url.scheme == "https" { tls.client_server.clone() } else { None };
-        tracing::info!(address = %url.text, "serving /metrics and /health");
-        metrics_listeners.push(conn::incoming(l, tls, false));
-    }
-    let mut peer_listeners = Vec::new();
-    for url in &cfg.listen_peer_urls {
-        let l = TcpListener::bind(url.addr).await.with_context(|| format!("listening for peers on {}", url.text))?;
-        let tls = if url.scheme == "https" { tls.peer_server.clone() } else { None };
-        if tls.is_some() {
-            tracing::info!(address = %url.text, "serving peer traffic securely");
-        } else {
-            tracing::info!(address = %url.text, "serving peer traffic insecurely; this is strongly discouraged!");
-        }
-        peer_listeners.push(conn::incoming(l, tls, false));
-    }
+    let listeners = listen(&cfg.listen_client_urls, &tls.client_server, "client traffic", cfg.client_tls.client_cert_auth).await?;
+    let metrics_listeners = listen(&cfg.listen_metrics_urls, &tls.client_server, "/metrics and /health", false).await?;
+    let peer_listeners = listen(&cfg.listen_peer_urls, &tls.peer_server, "peer traffic", false).await?;
     let member = Member::start(&cfg, backend, &cfg.data_dir.join("raft"), Box::new(SplitMix64(seed())), tls.peer_client)
         .await
         .context("starting the member")?;
@@ -126,6 +99,27 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     peer_server.abort();
     tracing::info!("stopped; all acknowledged writes are on disk");
     Ok(())
+}
+
+/// Bind every URL of `urls`, through `tls` for the `https://` ones.
+async fn listen(
+    urls: &[config::urls::Url],
+    tls: &Option<Arc<rustls::ServerConfig>>,
+    what: &str,
+    cn_is_user: bool,
+) -> anyhow::Result<Vec<impl futures::Stream<Item = std::io::Result<conn::Conn>> + Send + 'static>> {
+    let mut out = Vec::new();
+    for url in urls {
+        let l = TcpListener::bind(url.addr).await.with_context(|| format!("listening for {what} on {}", url.text))?;
+        let tls = if url.scheme == "https" { tls.clone() } else { None };
+        if tls.is_some() {
+            tracing::info!(address = %url.text, "serving {what} securely");
+        } else {
+            tracing::info!(address = %url.text, "serving {what} insecurely; this is strongly discouraged!");
+        }
+        out.push(conn::incoming(l, tls, cn_is_user));
+    }
+    Ok(out)
 }
 
 /// The TLS configs the flags ask for.

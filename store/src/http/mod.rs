@@ -28,28 +28,25 @@ pub struct HttpState {
     pub services: crate::node::Services,
 }
 
-/// The router of `--listen-metrics-urls`: metrics and health only, as etcd serves there (no
-/// gateway, no gRPC: that port has no client TLS).
-pub fn metrics_router(state: HttpState) -> Router {
+/// Health, version and metrics.
+fn status_routes() -> Router<HttpState> {
     Router::new()
         .route("/health", get(health))
         .route("/readyz", get(health))
         .route("/livez", get(livez))
         .route("/version", get(version))
         .route("/metrics", get(metrics))
-        .with_state(state)
+}
+
+/// The router of `--listen-metrics-urls`: metrics and health only, as etcd serves there (no
+/// gateway, no gRPC: that port has no client TLS).
+pub fn metrics_router(state: HttpState) -> Router {
+    status_routes().with_state(state)
 }
 
 /// The router for every HTTP path on the client port.
 pub fn router(state: HttpState) -> Router {
-    Router::new()
-        .route("/health", get(health))
-        .route("/readyz", get(health))
-        .route("/livez", get(livez))
-        .route("/version", get(version))
-        .route("/metrics", get(metrics))
-        .merge(gateway::routes())
-        .with_state(state)
+    status_routes().merge(gateway::routes()).with_state(state)
 }
 
 fn json(status: StatusCode, body: String) -> Response {
