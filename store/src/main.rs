@@ -6,7 +6,7 @@
 use anyhow::Context;
 use keel_store::config::{self, Config, Invocation};
 use keel_store::node::Member;
-use keel_store::seams::SplitMix64;
+use keel_store::seams::{Seams, SplitMix64, SystemClock};
 use keel_store::server::maintenance::ETCD_VERSION;
 use keel_store::storage::sled::SledBackend;
 use keel_store::tls::conn;
@@ -80,9 +80,14 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let listeners = listen(&cfg.listen_client_urls, &tls.client_server, "client traffic", cfg.client_tls.client_cert_auth).await?;
     let metrics_listeners = listen(&cfg.listen_metrics_urls, &tls.client_server, "/metrics and /health", false).await?;
     let peer_listeners = listen(&cfg.listen_peer_urls, &tls.peer_server, "peer traffic", false).await?;
-    let member = Member::start(&cfg, backend, &cfg.data_dir.join("raft"), Box::new(SplitMix64(seed())), tls.peer_client)
-        .await
-        .context("starting the member")?;
+    // Outgoing peer traffic leaves from the peer listener's address when it names one.
+    let local = cfg.listen_peer_urls.first().map(|u| u.addr.ip()).filter(|ip| !ip.is_unspecified());
+    let seams = Seams {
+        rng: Box::new(SplitMix64(seed())),
+        dialer: Arc::new(conn::TcpDialer { local, tls: tls.peer_client }),
+        clock: Arc::new(SystemClock),
+    };
+    let member = Member::start(&cfg, backend, &cfg.data_dir.join("raft"), seams).await.context("starting the member")?;
     let peer_server = tokio::spawn(member.serve_peers(futures::stream::select_all(peer_listeners)));
     // Like etcd, clients are served once this member is in the cluster's membership.
     member.wait_published().await;

@@ -19,7 +19,7 @@ use crate::raft::peer::PeerService;
 use crate::raft::state_machine::SmStore;
 use crate::raft::types::PeerInfo;
 use crate::raft::{self, Replica};
-use crate::seams::Rng;
+use crate::seams::Seams;
 use crate::server::auth::AuthService;
 use crate::server::cluster::ClusterService;
 use crate::server::election::ElectionService;
@@ -222,21 +222,14 @@ async fn ask_cluster(cfg: &Config, own: &[String], peers: &Peers) -> Result<(u64
 impl Member {
     /// Open the member's state on `backend` and its Raft log and snapshots in `raft_dir`, start
     /// Raft and the background tasks.
-    /// `peer_tls` is how `https://` peers are dialed.
-    pub async fn start(
-        cfg: &Config,
-        backend: Arc<dyn Backend>,
-        raft_dir: &Path,
-        rng: Box<dyn Rng>,
-        peer_tls: Option<Arc<rustls::ClientConfig>>,
-    ) -> Result<Member> {
-        // Outgoing peer traffic leaves from the peer listener's address when it names one.
-        let local = cfg.listen_peer_urls.first().map(|u| u.addr.ip()).filter(|ip| !ip.is_unspecified());
-        let peers = Peers::new(local, peer_tls);
+    /// `seams` bring randomness, the peer dialer and wall-clock time.
+    pub async fn start(cfg: &Config, backend: Arc<dyn Backend>, raft_dir: &Path, seams: Seams) -> Result<Member> {
+        let Seams { rng, dialer, clock } = seams;
+        let peers = Peers::new(dialer);
         let (member_id, cluster_id, start) = identify(cfg, &*backend, &peers).await?;
         let mut sm = StateMachine::open(backend.clone(), cfg.min_lease_ttl(), Instant::now())?;
         let jwt = match crate::auth::tokens::TokenKind::parse(&cfg.auth_token).map_err(Error::InvalidArgument)? {
-            crate::auth::tokens::TokenKind::Jwt(jwt) => Some(Arc::new(jwt)),
+            crate::auth::tokens::TokenKind::Jwt(jwt) => Some(Arc::new(jwt.with_clock(clock))),
             crate::auth::tokens::TokenKind::Simple => None,
         };
         sm.auth.configure_tokens(cfg.auth_token_ttl, jwt);

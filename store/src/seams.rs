@@ -1,6 +1,47 @@
-//! The seams through which the outside world reaches the store: randomness here, and (in
-//! `node`) the listener and the storage backend. Only `main.rs` and the simulation pick the
-//! concrete ones. Elapsed time is always `tokio::time`, which the simulation drives.
+//! The seams through which the outside world reaches the store: randomness, wall-clock time and
+//! the way a member dials its peers here, and (in `node`) the listeners and the storage backend.
+//! Only `main.rs` and the simulation pick the concrete ones. Elapsed time is always
+//! `tokio::time`, which the simulation drives.
+
+use futures::future::BoxFuture;
+use std::net::SocketAddr;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// A connected byte stream to a peer.
+pub trait PeerIo: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> PeerIo for T {}
+
+/// How a member reaches a peer's address (`secure`: the peer URL is `https://`).
+pub trait Dialer: Send + Sync + 'static {
+    /// A connected stream to `addr`.
+    fn dial(&self, addr: SocketAddr, secure: bool) -> BoxFuture<'static, std::io::Result<Box<dyn PeerIo>>>;
+}
+
+/// Wall-clock time, for what is defined by it (JWT expiry).
+pub trait WallClock: Send + Sync + 'static {
+    /// Seconds since the Unix epoch.
+    fn unix_secs(&self) -> u64;
+}
+
+/// The operating system's clock.
+pub struct SystemClock;
+
+impl WallClock for SystemClock {
+    #[allow(clippy::disallowed_methods)] // The one place the system clock is read.
+    fn unix_secs(&self) -> u64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    }
+}
+
+/// What the outside world hands a member (besides its listeners and storage).
+pub struct Seams {
+    /// Randomness (lease IDs).
+    pub rng: Box<dyn Rng>,
+    /// How peers are dialed.
+    pub dialer: std::sync::Arc<dyn Dialer>,
+    /// Wall-clock time.
+    pub clock: std::sync::Arc<dyn WallClock>,
+}
 
 /// A source of random numbers, seeded by whoever builds the member.
 pub trait Rng: Send {

@@ -8,6 +8,7 @@
 //!   before a later auth change is refused as "revision of auth store is old".
 
 use crate::error::{Error, Result};
+use crate::seams::{SystemClock, WallClock};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -72,6 +73,7 @@ pub struct Jwt {
     sign: Option<EncodingKey>,
     verify: DecodingKey,
     ttl: Duration,
+    clock: std::sync::Arc<dyn WallClock>,
 }
 
 impl std::fmt::Debug for Jwt {
@@ -153,31 +155,34 @@ impl Jwt {
                 (private.map(|p| EncodingKey::from_ed_pem(&p)).transpose().map_err(bad)?, DecodingKey::from_ed_pem(&public).map_err(bad)?)
             }
         };
-        Ok(Jwt { alg, sign, verify, ttl })
+        Ok(Jwt { alg, sign, verify, ttl, clock: std::sync::Arc::new(SystemClock) })
     }
 
-    /// A token for `user` at auth revision `revision`, expiring `ttl` from `now_unix` (seconds).
-    pub fn sign(&self, user: &str, revision: u64, now_unix: u64) -> Result<String> {
+    /// The same keys, reading wall-clock time from `clock` (expiry is wall-clock time).
+    pub fn with_clock(mut self, clock: std::sync::Arc<dyn WallClock>) -> Jwt {
+        self.clock = clock;
+        self
+    }
+
+    /// A token for `user` at auth revision `revision`, expiring `ttl` from now.
+    pub fn sign(&self, user: &str, revision: u64) -> Result<String> {
         let key = self.sign.as_ref().ok_or_else(|| Error::InvalidArgument("this member has no jwt priv-key to sign tokens".into()))?;
-        let claims = Claims { username: user.to_string(), revision, exp: now_unix + self.ttl.as_secs().max(1) };
+        let claims = Claims { username: user.to_string(), revision, exp: self.clock.unix_secs() + self.ttl.as_secs().max(1) };
         jsonwebtoken::encode(&Header::new(self.alg), &claims, key).map_err(|e| Error::InvalidArgument(format!("signing a jwt: {e}")))
     }
 
     /// The user and auth revision of a validly signed, unexpired token.
     pub fn verify(&self, token: &str) -> Result<(String, u64)> {
         let mut v = Validation::new(self.alg);
-        v.leeway = 0;
+        // Expiry is checked below against this member's clock, not the library's.
+        v.validate_exp = false;
         v.set_required_spec_claims(&["exp"]);
         let data = jsonwebtoken::decode::<Claims>(token, &self.verify, &v).map_err(|_| Error::InvalidAuthToken)?;
+        if data.claims.exp <= self.clock.unix_secs() {
+            return Err(Error::InvalidAuthToken);
+        }
         Ok((data.claims.username, data.claims.revision))
     }
-}
-
-/// Seconds since the Unix epoch. JWT expiry is wall-clock time by definition, so this is the
-/// one place the auth code reads the system clock.
-#[allow(clippy::disallowed_methods)]
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -213,14 +218,26 @@ mod tests {
         let key = dir.path().join("k");
         std::fs::write(&key, b"secret").unwrap();
         let spec = format!("jwt,priv-key={},sign-method=HS256,ttl=1m", key.display());
+        struct Fixed(std::sync::atomic::AtomicU64);
+        impl WallClock for Fixed {
+            fn unix_secs(&self) -> u64 {
+                self.0.load(std::sync::atomic::Ordering::Relaxed)
+            }
+        }
+        let clock = std::sync::Arc::new(Fixed(1_000_000.into()));
         let TokenKind::Jwt(jwt) = TokenKind::parse(&spec).unwrap() else { panic!("not jwt") };
-        let now = unix_now();
-        let token = jwt.sign("alice", 7, now).unwrap();
+        let jwt = jwt.with_clock(clock.clone());
+        let token = jwt.sign("alice", 7).unwrap();
         assert_eq!(jwt.verify(&token).unwrap(), ("alice".to_string(), 7));
-        assert_eq!(jwt.verify(&jwt.sign("alice", 7, now - 3600).unwrap()), Err(Error::InvalidAuthToken), "expired");
+        clock.0.store(1_000_059, std::sync::atomic::Ordering::Relaxed);
+        assert!(jwt.verify(&token).is_ok(), "59 s into a 1 m token");
+        clock.0.store(1_000_060, std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(jwt.verify(&token), Err(Error::InvalidAuthToken), "expired");
         assert_eq!(jwt.verify("garbage"), Err(Error::InvalidAuthToken));
         std::fs::write(&key, b"other").unwrap();
         let TokenKind::Jwt(other) = TokenKind::parse(&spec).unwrap() else { panic!("not jwt") };
+        clock.0.store(1_000_000, std::sync::atomic::Ordering::Relaxed);
+        let other = other.with_clock(clock);
         assert_eq!(other.verify(&token), Err(Error::InvalidAuthToken), "signed with another key");
     }
 }

@@ -25,20 +25,18 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const CHUNK: usize = 1 << 20;
 
 /// Channels to peers, by URL; shared by Raft traffic and forwarded requests.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Peers {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     /// The address outgoing peer connections come from (the peer listener's IP), so peers
     /// see one address per member; `None` lets the system choose.
-    local: Option<std::net::IpAddr>,
-    /// How `https://` peers are dialed.
-    tls: Option<Arc<rustls::ClientConfig>>,
+    dialer: Arc<dyn crate::seams::Dialer>,
 }
 
 impl Peers {
     /// Peers dialed from `local` (when given), `https://` ones with `tls`.
-    pub fn new(local: Option<std::net::IpAddr>, tls: Option<Arc<rustls::ClientConfig>>) -> Peers {
-        Peers { channels: Default::default(), local, tls }
+    pub fn new(dialer: Arc<dyn crate::seams::Dialer>) -> Peers {
+        Peers { channels: Default::default(), dialer }
     }
 
     /// A client for the peer at `url` (the channel is created once and connects lazily).
@@ -48,30 +46,25 @@ impl Peers {
             return Ok(PeerClient::new(ch.clone()).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX));
         }
         let parsed = crate::config::urls::Url::parse(url)?;
-        // TLS is dialed here, so the endpoint itself always speaks plain HTTP/2.
+        // The dialer makes the connection (TCP or the simulation's, TLS or not), so the
+        // endpoint itself always speaks plain HTTP/2 over what it is given.
         let ep = Endpoint::from_shared(format!("http://{}", parsed.addr))
             .map_err(|e| format!("bad peer URL {url}: {e}"))?
-            .connect_timeout(CONNECT_TIMEOUT)
             .http2_keep_alive_interval(Duration::from_secs(1))
             .keep_alive_timeout(Duration::from_secs(3))
-            .keep_alive_while_idle(true)
-            .tcp_nodelay(true)
-            .local_address(self.local);
-        let ch = if parsed.scheme == "https" {
-            let cfg = self.tls.clone().ok_or_else(|| format!("peer URL {url} is https, but peer TLS is not configured"))?;
-            let (addr, local) = (parsed.addr, self.local);
-            ep.connect_with_connector_lazy(tower::service_fn(move |_: http::Uri| {
-                let cfg = cfg.clone();
-                async move {
-                    let s = tokio::time::timeout(CONNECT_TIMEOUT, crate::tls::conn::dial_tls(addr, local, cfg))
-                        .await
-                        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connecting to a peer timed out"))??;
-                    Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
-                }
-            }))
-        } else {
-            ep.connect_lazy()
-        };
+            .keep_alive_while_idle(true);
+        let (dialer, addr, secure) = (self.dialer.clone(), parsed.addr, parsed.scheme == "https");
+        let ch = ep.connect_with_connector_lazy(tower::service_fn(move |_: http::Uri| {
+            let connecting = dialer.dial(addr, secure);
+            async move {
+                // "connect" in the message tells callers nothing was sent (see `call_leader`).
+                let s = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+                    .await
+                    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("connect {addr}: timed out")))?
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("connect {addr}: {e}")))?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
+            }
+        }));
         map.insert(url.to_string(), ch.clone());
         Ok(PeerClient::new(ch).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX))
     }

@@ -9,7 +9,6 @@
 use super::state::Shared;
 use super::{grpc, propose_for, read_barrier};
 use crate::apply::Command;
-use crate::auth::tokens::unix_now;
 use crate::auth::{Authz, Caller};
 use crate::error::{Error, Result};
 use keel_proto::etcdserverpb as pb;
@@ -124,7 +123,7 @@ impl AuthService {
                 return Err(Error::AuthFailed);
             }
             let token = match &jwt {
-                Some(jwt) => jwt.sign(&req.name, revision, unix_now())?,
+                Some(jwt) => jwt.sign(&req.name, revision)?,
                 None => {
                     let token = format!("{}.{}", self.shared.random_letters()?, self.shared.applied_index() + 1);
                     let change = Change::Authenticate(SimpleToken { name: req.name.clone(), token: token.clone() });

@@ -150,18 +150,31 @@ pub fn incoming(
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
-/// Dial `addr` from `local` (when given) and run the TLS handshake with `cfg`.
-pub async fn dial_tls(
-    addr: SocketAddr,
-    local: Option<std::net::IpAddr>,
-    cfg: Arc<rustls::ClientConfig>,
-) -> io::Result<tokio_rustls::client::TlsStream<TcpStream>> {
-    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
-    if let Some(ip) = local {
-        socket.bind(SocketAddr::new(ip, 0))?;
+/// The real network: TCP from the peer listener's address (when it names one), TLS with the
+/// member's peer config for `https://` peers.
+pub struct TcpDialer {
+    /// Where outgoing connections come from, so peers see one address per member.
+    pub local: Option<std::net::IpAddr>,
+    /// How `https://` peers are dialed (`None`: peer TLS is not configured).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl crate::seams::Dialer for TcpDialer {
+    fn dial(&self, addr: SocketAddr, secure: bool) -> futures::future::BoxFuture<'static, io::Result<Box<dyn crate::seams::PeerIo>>> {
+        let (local, tls) = (self.local, self.tls.clone());
+        Box::pin(async move {
+            let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+            if let Some(ip) = local {
+                socket.bind(SocketAddr::new(ip, 0))?;
+            }
+            let tcp = socket.connect(addr).await?;
+            tcp.set_nodelay(true)?;
+            if !secure {
+                return Ok(Box::new(tcp) as Box<dyn crate::seams::PeerIo>);
+            }
+            let cfg = tls.ok_or_else(|| io::Error::other("the peer URL is https, but peer TLS is not configured"))?;
+            let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+            Ok(Box::new(TlsConnector::from(cfg).connect(name, tcp).await?) as Box<dyn crate::seams::PeerIo>)
+        })
     }
-    let tcp = socket.connect(addr).await?;
-    tcp.set_nodelay(true)?;
-    let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
-    TlsConnector::from(cfg).connect(name, tcp).await
 }
