@@ -7,7 +7,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use keel_proto::etcdserverpb::PutRequest;
 use keel_store::apply::Command;
 use keel_store::raft::codec::log_id;
-use keel_store::raft::log_store::LogStore;
+use keel_store::raft::log_store::{FileDisk, LogStore};
 use keel_store::raft::types::{LogCmd, TypeConfig, typ};
 use openraft::EntryPayload;
 use openraft::entry::RaftEntry;
@@ -31,7 +31,7 @@ fn bench(c: &mut Criterion) {
         g.throughput(Throughput::Elements(group));
         g.bench_function(format!("append {group} entr{} + one fdatasync", if group == 1 { "y" } else { "ies" }), |b| {
             let dir = tempfile::tempdir().expect("tempdir");
-            let mut log: LogStore = LogStore::open(dir.path()).expect("open");
+            let mut log: LogStore = LogStore::open(std::sync::Arc::new(FileDisk::open(dir.path()).expect("open"))).expect("open");
             let mut next = 1u64;
             b.iter(|| {
                 let entries: Vec<typ::Entry> = (next..next + group).map(entry).collect();

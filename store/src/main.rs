@@ -6,6 +6,7 @@
 use anyhow::Context;
 use keel_store::config::{self, Config, Invocation};
 use keel_store::node::Member;
+use keel_store::raft::log_store::FileDisk;
 use keel_store::seams::{Seams, SplitMix64, SystemClock};
 use keel_store::server::maintenance::ETCD_VERSION;
 use keel_store::storage::sled::SledBackend;
@@ -87,7 +88,9 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
         dialer: Arc::new(conn::TcpDialer { local, tls: tls.peer_client }),
         clock: Arc::new(SystemClock),
     };
-    let member = Member::start(&cfg, backend, &cfg.data_dir.join("raft"), seams).await.context("starting the member")?;
+    let raft_dir = cfg.data_dir.join("raft");
+    let raft_log = Arc::new(FileDisk::open(&raft_dir.join("log")).context("opening the Raft log")?);
+    let member = Member::start(&cfg, backend, raft_log, &raft_dir, seams).await.context("starting the member")?;
     let peer_server = tokio::spawn(member.serve_peers(futures::stream::select_all(peer_listeners)));
     // Like etcd, clients are served once this member is in the cluster's membership.
     member.wait_published().await;

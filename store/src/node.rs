@@ -13,7 +13,7 @@ use crate::config::{AutoCompaction, Config};
 use crate::error::{Error, Result};
 use crate::http::{self, HttpState};
 use crate::mvcc::codec;
-use crate::raft::log_store::LogStore;
+use crate::raft::log_store::{LogDisk, LogStore};
 use crate::raft::network::{Network, Peers};
 use crate::raft::peer::PeerService;
 use crate::raft::state_machine::SmStore;
@@ -222,8 +222,15 @@ async fn ask_cluster(cfg: &Config, own: &[String], peers: &Peers) -> Result<(u64
 impl Member {
     /// Open the member's state on `backend` and its Raft log and snapshots in `raft_dir`, start
     /// Raft and the background tasks.
-    /// `seams` bring randomness, the peer dialer and wall-clock time.
-    pub async fn start(cfg: &Config, backend: Arc<dyn Backend>, raft_dir: &Path, seams: Seams) -> Result<Member> {
+    /// The state machine lives on `backend`, the Raft log on `raft_log`, snapshots in
+    /// `raft_dir`; `seams` bring randomness, the peer dialer and wall-clock time.
+    pub async fn start(
+        cfg: &Config,
+        backend: Arc<dyn Backend>,
+        raft_log: Arc<dyn LogDisk>,
+        raft_dir: &Path,
+        seams: Seams,
+    ) -> Result<Member> {
         let Seams { rng, dialer, clock } = seams;
         let peers = Peers::new(dialer);
         let (member_id, cluster_id, start) = identify(cfg, &*backend, &peers).await?;
@@ -244,7 +251,7 @@ impl Member {
             Limits { max_request_bytes: cfg.max_request_bytes, max_txn_ops: cfg.max_txn_ops, quota_backend_bytes: cfg.quota_bytes() };
         let shared = Arc::new(Shared::new(sm, backend, identity, limits, rng));
         let storage = |e: std::io::Error| Error::Storage(format!("opening the Raft log: {e}"));
-        let log = LogStore::open(&raft_dir.join("log")).map_err(storage)?;
+        let log = LogStore::open(raft_log).map_err(storage)?;
         let snap_dir = raft_dir.join("snap");
         let sm_store = SmStore::new(shared.clone(), snap_dir.clone()).map_err(storage)?;
         let config = Arc::new(raft::config(cfg.heartbeat_interval, cfg.election_timeout, cfg.snapshot_count)?);

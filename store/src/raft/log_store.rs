@@ -6,10 +6,13 @@
 //! vote, the commit index. Replaying the records in order rebuilds the log. A torn record at the
 //! end (a crash mid-write) is cut off; nothing after it was ever acknowledged.
 //!
-//! Durability: `append` writes the records and queues its `IOFlushed` callback; the sync thread
-//! takes every queued callback, runs one `fdatasync`, then completes them all (group commit).
+//! Durability: `append` writes the records and queues its `IOFlushed` callback; the syncer takes
+//! every queued callback, runs one `fdatasync`, then completes them all (group commit).
 //! `save_vote` syncs before it returns. When purges leave the file mostly dead, it is rewritten
 //! (temporary file, fsync, rename, directory fsync).
+//!
+//! The bytes live on a [`LogDisk`]: [`FileDisk`] in production, [`MemoryLogDisk`] (which loses
+//! what was not synced when it "crashes") for tests and the simulation.
 
 use super::codec::{self, log_id};
 use super::types::{TypeConfig, typ};
@@ -34,20 +37,139 @@ const FILE: &str = "raft.log";
 /// Past this size, a purge that leaves most of the file dead rewrites it.
 const REWRITE_BYTES: u64 = 64 << 20;
 
+/// Where the log's bytes live.
+pub trait LogDisk: Send + Sync + 'static {
+    /// Everything written (after a crash: what was synced, perhaps more).
+    fn read(&self) -> io::Result<Vec<u8>>;
+    /// Cut the contents to `len` bytes, durably (a torn tail found at open).
+    fn truncate(&self, len: u64) -> io::Result<()>;
+    /// Append bytes (durable only after [`LogDisk::sync`]).
+    fn append(&self, buf: &[u8]) -> io::Result<()>;
+    /// Make every append so far durable.
+    fn sync(&self) -> io::Result<()>;
+    /// Replace the whole contents, atomically and durably.
+    fn replace(&self, contents: &[u8]) -> io::Result<()>;
+    /// True when `sync` blocks on a device: the syncer then gets a thread of its own, else it
+    /// runs as a task (the simulation's disk, which must stay on the simulated runtime).
+    fn blocks(&self) -> bool;
+}
+
+/// The log as one file, `raft.log`, in a directory.
+pub struct FileDisk {
+    dir: PathBuf,
+    file: Mutex<Arc<File>>,
+}
+
+impl FileDisk {
+    /// Open (or create) the log file in `dir`.
+    pub fn open(dir: &Path) -> io::Result<FileDisk> {
+        std::fs::create_dir_all(dir)?;
+        let file = OpenOptions::new().create(true).append(true).open(dir.join(FILE))?;
+        sync_dir(dir)?;
+        Ok(FileDisk { dir: dir.to_path_buf(), file: Mutex::new(Arc::new(file)) })
+    }
+
+    fn file(&self) -> Arc<File> {
+        lock(&self.file).clone()
+    }
+}
+
+impl LogDisk for FileDisk {
+    fn read(&self) -> io::Result<Vec<u8>> {
+        let mut raw = Vec::new();
+        File::open(self.dir.join(FILE))?.read_to_end(&mut raw)?;
+        Ok(raw)
+    }
+    fn truncate(&self, len: u64) -> io::Result<()> {
+        let f = self.file();
+        f.set_len(len)?;
+        f.sync_all()
+    }
+    fn append(&self, buf: &[u8]) -> io::Result<()> {
+        (&*self.file()).write_all(buf)
+    }
+    fn sync(&self) -> io::Result<()> {
+        // Outside the lock: appends go on while the device syncs.
+        self.file().sync_data()
+    }
+    fn replace(&self, contents: &[u8]) -> io::Result<()> {
+        let tmp = self.dir.join(format!("{FILE}.tmp"));
+        let mut f = File::create(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, self.dir.join(FILE))?;
+        sync_dir(&self.dir)?;
+        *lock(&self.file) = Arc::new(OpenOptions::new().append(true).open(self.dir.join(FILE))?);
+        Ok(())
+    }
+    fn blocks(&self) -> bool {
+        true
+    }
+}
+
+/// A log disk in memory that keeps, across [`MemoryLogDisk::crash`], only what was synced.
+/// Clones share the disk (the simulation keeps one outside the member it restarts).
+#[derive(Clone, Default)]
+pub struct MemoryLogDisk {
+    bytes: Arc<Mutex<(Vec<u8>, usize)>>,
+}
+
+impl MemoryLogDisk {
+    /// An empty disk.
+    pub fn new() -> MemoryLogDisk {
+        MemoryLogDisk::default()
+    }
+
+    /// Lose everything written since the last sync, as a power cut would.
+    pub fn crash(&self) {
+        let mut b = lock(&self.bytes);
+        let synced = b.1;
+        b.0.truncate(synced);
+    }
+}
+
+impl LogDisk for MemoryLogDisk {
+    fn read(&self) -> io::Result<Vec<u8>> {
+        Ok(lock(&self.bytes).0.clone())
+    }
+    fn truncate(&self, len: u64) -> io::Result<()> {
+        let mut b = lock(&self.bytes);
+        b.0.truncate(len as usize);
+        b.1 = b.0.len();
+        Ok(())
+    }
+    fn append(&self, buf: &[u8]) -> io::Result<()> {
+        lock(&self.bytes).0.extend_from_slice(buf);
+        Ok(())
+    }
+    fn sync(&self) -> io::Result<()> {
+        let mut b = lock(&self.bytes);
+        b.1 = b.0.len();
+        Ok(())
+    }
+    fn replace(&self, contents: &[u8]) -> io::Result<()> {
+        *lock(&self.bytes) = (contents.to_vec(), contents.len());
+        Ok(())
+    }
+    fn blocks(&self) -> bool {
+        false
+    }
+}
+
 struct State {
     entries: BTreeMap<u64, typ::Entry>,
     vote: Option<typ::Vote>,
     committed: Option<typ::LogId>,
     purged: Option<typ::LogId>,
-    file: Arc<File>,
     file_bytes: u64,
 }
 
 struct Inner {
-    dir: PathBuf,
+    disk: Arc<dyn LogDisk>,
     state: Mutex<State>,
     pending: Mutex<Vec<IOFlushed<TypeConfig>>>,
     wake: std::sync::Condvar,
+    wake_task: tokio::sync::Notify,
 }
 
 /// The log store; clones share it (the same object is openraft's reader).
@@ -78,50 +200,42 @@ fn id_bytes(id: &typ::LogId) -> [u8; 16] {
 }
 
 impl LogStore {
-    /// Open (or create) the log in `dir`.
-    pub fn open(dir: &Path) -> io::Result<LogStore> {
-        std::fs::create_dir_all(dir)?;
-        let path = dir.join(FILE);
-        let mut raw = Vec::new();
-        if path.exists() {
-            File::open(&path)?.read_to_end(&mut raw)?;
-        }
-        let mut st = State {
-            entries: BTreeMap::new(),
-            vote: None,
-            committed: None,
-            purged: None,
-            file: Arc::new(OpenOptions::new().create(true).append(true).open(&path)?),
-            file_bytes: 0,
-        };
-        let raw = Bytes::from(raw);
+    /// Open (or create) the log on `disk`.
+    pub fn open(disk: Arc<dyn LogDisk>) -> io::Result<LogStore> {
+        let mut st = State { entries: BTreeMap::new(), vote: None, committed: None, purged: None, file_bytes: 0 };
+        let raw = Bytes::from(disk.read()?);
         let valid = replay(&raw, &mut st)?;
         if valid < raw.len() {
             tracing::warn!(dropped = raw.len() - valid, "cut a torn record off the end of the Raft log");
-            st.file.set_len(valid as u64)?;
-            st.file.sync_all()?;
+            disk.truncate(valid as u64)?;
         }
         st.file_bytes = valid as u64;
-        sync_dir(dir)?;
         Ok(LogStore {
             inner: Arc::new(Inner {
-                dir: dir.to_path_buf(),
+                disk,
                 state: Mutex::new(st),
                 pending: Mutex::new(Vec::new()),
                 wake: Default::default(),
+                wake_task: Default::default(),
             }),
         })
     }
 
-    /// Start the group-commit thread (it lives as long as the process): it waits for appends,
-    /// takes every callback waiting, runs one `fdatasync`, and completes them all. A thread of
-    /// its own, so fsyncs never hold up (or make tokio replace) an async worker.
-    pub fn start_syncer(&self) -> io::Result<std::thread::JoinHandle<()>> {
+    /// Start the group-commit syncer (it lives as long as the process): it waits for appends,
+    /// takes every callback waiting, runs one sync, and completes them all. For a disk that
+    /// blocks, a thread of its own, so fsyncs never hold up (or make tokio replace) an async
+    /// worker; otherwise a task on the caller's runtime.
+    pub fn start_syncer(&self) -> io::Result<()> {
         let me = self.clone();
-        std::thread::Builder::new().name("raft-log-sync".into()).spawn(move || me.sync_loop())
+        if self.inner.disk.blocks() {
+            std::thread::Builder::new().name("raft-log-sync".into()).spawn(move || me.sync_thread())?;
+        } else {
+            tokio::spawn(async move { me.sync_task().await });
+        }
+        Ok(())
     }
 
-    fn sync_loop(&self) {
+    fn sync_thread(&self) {
         loop {
             let waiting = {
                 let mut pending = lock(&self.inner.pending);
@@ -130,19 +244,35 @@ impl LogStore {
                 }
                 std::mem::take(&mut *pending)
             };
-            let file = lock(&self.inner.state).file.clone();
-            let result = file.sync_data();
-            for cb in waiting {
-                cb.io_completed(result.as_ref().map(|_| ()).map_err(|e| io::Error::new(e.kind(), e.to_string())));
+            self.complete(waiting);
+        }
+    }
+
+    async fn sync_task(&self) {
+        loop {
+            let notified = self.inner.wake_task.notified();
+            let waiting = std::mem::take(&mut *lock(&self.inner.pending));
+            if waiting.is_empty() {
+                notified.await;
+                continue;
             }
-            if let Err(e) = result {
-                tracing::error!(error = %e, "Raft log fsync failed");
-            }
+            self.complete(waiting);
+        }
+    }
+
+    /// One sync for every waiting append, then their callbacks.
+    fn complete(&self, waiting: Vec<IOFlushed<TypeConfig>>) {
+        let result = self.inner.disk.sync();
+        for cb in waiting {
+            cb.io_completed(result.as_ref().map(|_| ()).map_err(|e| io::Error::new(e.kind(), e.to_string())));
+        }
+        if let Err(e) = result {
+            tracing::error!(error = %e, "Raft log fsync failed");
         }
     }
 
     fn write(&self, st: &mut State, buf: &[u8]) -> io::Result<()> {
-        (&*st.file).write_all(buf)?;
+        self.inner.disk.append(buf)?;
         st.file_bytes += buf.len() as u64;
         Ok(())
     }
@@ -150,8 +280,7 @@ impl LogStore {
     /// Make everything appended so far durable now (benchmarks; openraft's appends are made
     /// durable by the syncer).
     pub fn sync_now(&self) -> io::Result<()> {
-        let file = lock(&self.inner.state).file.clone();
-        file.sync_data()
+        self.inner.disk.sync()
     }
 
     fn rewrite(&self, st: &mut State) -> io::Result<()> {
@@ -171,13 +300,7 @@ impl LogStore {
             codec::encode_entry(entry, &mut e);
             record(ENTRY, &e, &mut buf);
         }
-        let tmp = self.inner.dir.join(format!("{FILE}.tmp"));
-        let mut f = File::create(&tmp)?;
-        f.write_all(&buf)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, self.inner.dir.join(FILE))?;
-        sync_dir(&self.inner.dir)?;
-        st.file = Arc::new(OpenOptions::new().append(true).open(self.inner.dir.join(FILE))?);
+        self.inner.disk.replace(&buf)?;
         st.file_bytes = buf.len() as u64;
         Ok(())
     }
@@ -259,13 +382,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &typ::Vote) -> io::Result<()> {
         let mut buf = Vec::new();
         record(VOTE, &codec::to_json(vote), &mut buf);
-        let file = {
+        {
             let mut st = lock(&self.inner.state);
             self.write(&mut st, &buf)?;
             st.vote = Some(*vote);
-            st.file.clone()
-        };
-        run_blocking(move || file.sync_data()).await
+        }
+        let disk = self.inner.disk.clone();
+        if disk.blocks() { run_blocking(move || disk.sync()).await } else { disk.sync() }
     }
 
     async fn save_committed(&mut self, committed: Option<typ::LogId>) -> io::Result<()> {
@@ -306,6 +429,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         }
         lock(&self.inner.pending).push(callback);
         self.inner.wake.notify_one();
+        self.inner.wake_task.notify_one();
         Ok(())
     }
 
@@ -351,6 +475,10 @@ mod tests {
         s.append(es, IOFlushed::noop()).await.unwrap();
     }
 
+    fn open(dir: &Path) -> LogStore {
+        LogStore::open(Arc::new(FileDisk::open(dir).unwrap())).unwrap()
+    }
+
     fn indexes(s: &LogStore) -> Vec<(u64, u64)> {
         lock(&s.inner.state).entries.values().map(|e| (e.log_id.leader_id.term, e.log_id.index)).collect()
     }
@@ -358,7 +486,7 @@ mod tests {
     #[tokio::test]
     async fn appends_truncations_purges_and_votes_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = LogStore::open(dir.path()).unwrap();
+        let mut s = open(dir.path());
         append(&mut s, (1..=5).map(|i| entry(1, i)).collect()).await;
         s.truncate_after(Some(log_id(1, 3))).await.unwrap();
         append(&mut s, vec![entry(2, 4)]).await;
@@ -368,7 +496,7 @@ mod tests {
         let before = indexes(&s);
         assert_eq!(before, vec![(1, 2), (1, 3), (2, 4)]);
         drop(s);
-        let mut again = LogStore::open(dir.path()).unwrap();
+        let mut again = open(dir.path());
         assert_eq!(indexes(&again), before);
         assert_eq!(again.read_vote().await.unwrap(), Some(vote));
         let st = again.get_log_state().await.unwrap();
@@ -378,23 +506,40 @@ mod tests {
     #[tokio::test]
     async fn a_torn_tail_is_cut_off_and_the_rest_kept() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = LogStore::open(dir.path()).unwrap();
+        let mut s = open(dir.path());
         append(&mut s, (1..=3).map(|i| entry(1, i)).collect()).await;
         drop(s);
         let path = dir.path().join(FILE);
         let len = std::fs::metadata(&path).unwrap().len();
         OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 3).unwrap();
-        let mut again = LogStore::open(dir.path()).unwrap();
+        let mut again = open(dir.path());
         assert_eq!(indexes(&again), vec![(1, 1), (1, 2)]);
         append(&mut again, vec![entry(1, 3)]).await;
         drop(again);
-        assert_eq!(indexes(&LogStore::open(dir.path()).unwrap()), vec![(1, 1), (1, 2), (1, 3)], "appends after the cut are readable");
+        assert_eq!(indexes(&open(dir.path())), vec![(1, 1), (1, 2), (1, 3)], "appends after the cut are readable");
+    }
+
+    #[tokio::test]
+    async fn a_crashed_memory_disk_keeps_what_was_synced_only() {
+        let disk = MemoryLogDisk::new();
+        let mut s = LogStore::open(Arc::new(disk.clone())).unwrap();
+        append(&mut s, (1..=3).map(|i| entry(1, i)).collect()).await;
+        s.sync_now().unwrap();
+        append(&mut s, vec![entry(1, 4)]).await;
+        let vote = typ::Vote::new(1, 2);
+        s.save_vote(&vote).await.unwrap();
+        append(&mut s, vec![entry(1, 5)]).await;
+        drop(s);
+        disk.crash();
+        let mut again = LogStore::open(Arc::new(disk.clone())).unwrap();
+        assert_eq!(indexes(&again), vec![(1, 1), (1, 2), (1, 3), (1, 4)], "the vote's sync made entry 4 durable; 5 was lost");
+        assert_eq!(again.read_vote().await.unwrap(), Some(vote));
     }
 
     #[tokio::test]
     async fn a_mostly_dead_file_is_rewritten_with_the_live_entries() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = LogStore::open(dir.path()).unwrap();
+        let mut s = open(dir.path());
         let big = Bytes::from(vec![7u8; 1 << 20]);
         for i in 1..=70 {
             append(&mut s, vec![typ::Entry::new(log_id(1, i), EntryPayload::Normal(LogCmd(big.clone())))]).await;
@@ -403,7 +548,7 @@ mod tests {
         assert!(std::fs::metadata(dir.path().join(FILE)).unwrap().len() < 4 << 20, "the file was rewritten");
         append(&mut s, vec![entry(1, 71)]).await;
         drop(s);
-        let again = LogStore::open(dir.path()).unwrap();
+        let again = open(dir.path());
         assert_eq!(indexes(&again), vec![(1, 69), (1, 70), (1, 71)]);
     }
 }
