@@ -124,6 +124,11 @@ impl AuthView {
     pub fn enabled(&self) -> bool {
         self.enabled
     }
+
+    /// The auth revision.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
 }
 
 /// What a request carried to say who sent it.
@@ -174,6 +179,11 @@ impl Authz {
     /// True when auth is on (and the caller is a client).
     pub fn enabled(&self) -> bool {
         self.enabled
+    }
+
+    /// The auth revision the rights were taken at, when auth is on and the caller a client.
+    pub fn checked_at(&self) -> Option<u64> {
+        (self.enabled && !self.member).then_some(self.revision)
     }
 
     /// The authenticated user, if auth is on and one is.

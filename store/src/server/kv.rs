@@ -22,6 +22,9 @@ use tonic::{Request, Response, Status};
 /// wrapped request, so a value just under `--max-request-bytes` is already too large.
 const RAFT_WRAPPER_BYTES: usize = 16;
 
+/// Reads whose rights changed while they ran are redone this many times (etcd's doSerialize).
+const AUTH_RETRIES: usize = 3;
+
 /// etcd's KV service.
 #[derive(Clone)]
 pub struct KvService {
@@ -44,15 +47,21 @@ impl KvService {
             self.shared.refuse_if_learner()?;
             read_barrier(&self.shared).await?;
         }
-        self.shared.authorize(caller).await?.check_range(req)?;
-        let (plan, at) = {
-            let sm = self.shared.read_state();
-            let at = self.shared.visible();
-            (sm.mvcc.plan_range(req, at)?, at)
-        };
-        // Values are read without the state lock: a large range does not hold up writers.
-        let r = plan.load(req)?;
-        Ok(RangeResponse { header: self.shared.header(at), kvs: r.kvs, more: r.more, count: r.count })
+        for _ in 0..AUTH_RETRIES {
+            let authz = self.shared.authorize(caller).await?;
+            authz.check_range(req)?;
+            let (plan, at) = {
+                let sm = self.shared.read_state();
+                let at = self.shared.visible();
+                (sm.mvcc.plan_range(req, at)?, at)
+            };
+            // Values are read without the state lock: a large range does not hold up writers.
+            let r = plan.load(req)?;
+            if self.shared.auth_unchanged_since(&authz) {
+                return Ok(RangeResponse { header: self.shared.header(at), kvs: r.kvs, more: r.more, count: r.count });
+            }
+        }
+        Err(Error::AuthOldRevision)
     }
 
     /// Validate, check the caller's rights, propose and wait for a mutation.
@@ -119,12 +128,21 @@ impl KvService {
             if !txn::all_serializable(&req) {
                 read_barrier(&self.shared).await?;
             }
-            self.shared.authorize(caller).await?.check_txn(&req)?;
-            let sm = self.shared.read_state();
-            let at = self.shared.visible();
-            let mut r = txn::read_only(&sm, &req, at)?;
-            r.header = self.shared.header(at);
-            return Ok(r);
+            for _ in 0..AUTH_RETRIES {
+                let authz = self.shared.authorize(caller).await?;
+                authz.check_txn(&req)?;
+                let r = {
+                    let sm = self.shared.read_state();
+                    let at = self.shared.visible();
+                    let mut r = txn::read_only(&sm, &req, at)?;
+                    r.header = self.shared.header(at);
+                    r
+                };
+                if self.shared.auth_unchanged_since(&authz) {
+                    return Ok(r);
+                }
+            }
+            return Err(Error::AuthOldRevision);
         }
         let len = req.encoded_len();
         self.mutate(Command::Txn(req), len, caller).await

@@ -226,6 +226,15 @@ impl Shared {
         }
     }
 
+    /// True when the auth store is still at the revision `authz` was checked at (always with
+    /// auth off): a read that ran meanwhile saw the rights it was checked against.
+    pub fn auth_unchanged_since(&self, authz: &Authz) -> bool {
+        match authz.checked_at() {
+            None => true,
+            Some(rev) => self.auth.lock().unwrap_or_else(|p| p.into_inner()).revision() == rev,
+        }
+    }
+
     /// Publish the applied auth store's view for the request path.
     pub fn set_auth(&self, view: Arc<AuthView>) {
         self.auth_on.store(view.enabled(), Ordering::Release);
