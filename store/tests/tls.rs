@@ -46,7 +46,9 @@ impl Pki {
         };
         let mut sans = server_ips.to_vec();
         sans.push("localhost".into());
-        leaf("server", "keel", sans, 10);
+        leaf("server", "keel", sans.clone(), 10);
+        leaf("peer", "peer", sans.clone(), 11);
+        leaf("intruder", "intruder", sans, 12);
         leaf("root", "root", Vec::new(), 20);
         leaf("revoked", "root", Vec::new(), 30);
         let crl = CertificateRevocationListParams {
@@ -239,4 +241,64 @@ fn auto_tls_serves_clients_that_skip_verification_only() {
     assert_eq!(curl(&[&format!("{metrics}/metrics")]), "200");
     assert_eq!(curl(&[&format!("{metrics}/health")]), "200");
     assert_eq!(curl(&["-X", "POST", "-d", r#"{"key":"aw=="}"#, &format!("{metrics}/v3/kv/range")]), "404");
+}
+
+#[test]
+fn peers_with_ca_signed_certificates_must_carry_the_allowed_cn() {
+    let addrs: Vec<Vec<SocketAddr>> = (0..3).map(|_| free_addrs(2)).collect();
+    let ips: Vec<String> = addrs.iter().map(|a| a[1].ip().to_string()).collect();
+    let pki = Pki::new(&ips);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster: Vec<String> = addrs.iter().enumerate().map(|(i, a)| format!("m{i}=https://{}", a[1])).collect();
+    let cluster = cluster.join(",");
+    // m2 holds a certificate from the same CA, but with the wrong CN.
+    let procs: Vec<Proc> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let name = format!("m{i}");
+            let cert = if i == 2 { "intruder" } else { "peer" };
+            let log = dir.path().join(format!("{name}.log"));
+            let out = std::fs::File::create(&log).expect("log");
+            let (client, peer) = (format!("http://{}", a[0]), format!("https://{}", a[1]));
+            let child = Command::new(BIN)
+                .args(["--name", &name, "--data-dir"])
+                .arg(dir.path().join(format!("{name}.etcd")))
+                .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+                .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer, "--initial-cluster", &cluster])
+                .args(["--peer-cert-file", &pki.path(&format!("{cert}.pem")), "--peer-key-file", &pki.path(&format!("{cert}-key.pem"))])
+                .args(["--peer-trusted-ca-file", &pki.path("ca.pem"), "--peer-client-cert-auth", "--peer-cert-allowed-cn", "peer"])
+                .args(["--logger", "capnslog"])
+                .stdin(Stdio::null())
+                .stdout(out.try_clone().expect("log"))
+                .stderr(out)
+                .spawn()
+                .expect("spawn keel-store");
+            Proc { child, log }
+        })
+        .collect();
+    let plain = |i: usize, args: &[&str]| {
+        let o = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &addrs[i][0].to_string(), "--dial-timeout", "2s", "--command-timeout", "5s"])
+            .args(args)
+            .output()
+            .expect("etcdctl");
+        (o.status.success(), String::from_utf8_lossy(&o.stdout).to_string())
+    };
+    // The two members with the allowed CN form a quorum and replicate to each other.
+    let until = Instant::now() + Duration::from_secs(40);
+    while !plain(0, &["put", "k", "v"]).0 {
+        assert!(Instant::now() < until, "the two good members did not form a quorum");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let until = Instant::now() + Duration::from_secs(20);
+    while plain(1, &["get", "k", "--print-value-only"]).1 != "v\n" {
+        assert!(Instant::now() < until, "m1 did not serve the write");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // The intruder's connections are refused for their CN, so it cannot even publish itself.
+    let refused = procs[..2].iter().any(|p| std::fs::read_to_string(&p.log).unwrap_or_default().contains("CommonName"));
+    assert!(refused, "no member logged refusing the intruder's certificate");
+    assert!(!plain(2, &["get", "k"]).0, "the intruder joined and serves clients");
 }
