@@ -90,17 +90,14 @@ impl Drop for Proc {
     }
 }
 
-fn spawn(dir: &Path, name: &str, client: SocketAddr, peer: SocketAddr, cluster: &str, pki: &Pki) -> Proc {
+/// Start member `name` with its data and log in `dir`, and `args` (URLs, TLS flags, …).
+fn start(dir: &Path, name: &str, args: &[String]) -> Proc {
     let log = dir.join(format!("{name}.log"));
     let out = std::fs::File::create(&log).expect("log");
     let child = Command::new(BIN)
-        .args(["--name", name, "--data-dir"])
+        .args(["--name", name, "--logger", "capnslog", "--data-dir"])
         .arg(dir.join(format!("{name}.etcd")))
-        .args(["--listen-client-urls", &format!("https://{client}"), "--advertise-client-urls", &format!("https://{client}")])
-        .args(["--listen-peer-urls", &format!("https://{peer}"), "--initial-advertise-peer-urls", &format!("https://{peer}")])
-        .args(["--initial-cluster", cluster, "--peer-auto-tls", "--logger", "capnslog"])
-        .args(["--cert-file", &pki.path("server.pem"), "--key-file", &pki.path("server-key.pem")])
-        .args(["--trusted-ca-file", &pki.path("ca.pem"), "--client-cert-auth", "--client-crl-file", &pki.path("crl.pem")])
+        .args(args)
         .stdin(Stdio::null())
         .stdout(out.try_clone().expect("log"))
         .stderr(out)
@@ -109,16 +106,45 @@ fn spawn(dir: &Path, name: &str, client: SocketAddr, peer: SocketAddr, cluster: 
     Proc { child, log }
 }
 
+/// `--listen-…` and `--advertise-…` flags for a member on `client` and `peer`.
+fn urls(client: &str, peer: &str, cluster: &str) -> Vec<String> {
+    ["--listen-client-urls", client, "--advertise-client-urls", client, "--listen-peer-urls", peer]
+        .into_iter()
+        .chain(["--initial-advertise-peer-urls", peer, "--initial-cluster", cluster])
+        .map(str::to_string)
+        .collect()
+}
+
+fn spawn(dir: &Path, name: &str, client: SocketAddr, peer: SocketAddr, cluster: &str, pki: &Pki) -> Proc {
+    let mut args = urls(&format!("https://{client}"), &format!("https://{peer}"), cluster);
+    args.extend(["--peer-auto-tls", "--cert-file", &pki.path("server.pem"), "--key-file", &pki.path("server-key.pem")].map(String::from));
+    args.extend(
+        ["--trusted-ca-file", &pki.path("ca.pem"), "--client-cert-auth", "--client-crl-file", &pki.path("crl.pem")].map(String::from),
+    );
+    start(dir, name, &args)
+}
+
+/// etcdctl with `args`; (success, stdout, stderr).
+fn etcdctl(args: &[&str]) -> (bool, String, String) {
+    let o = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--dial-timeout", "3s", "--command-timeout", "10s"])
+        .args(args)
+        .output()
+        .expect("etcdctl (apt-get install etcd-client)");
+    (o.status.success(), String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string())
+}
+
 /// etcdctl over TLS with the given certificate (`None`: no client certificate).
 fn ctl(pki: &Pki, endpoints: &str, cert: Option<&str>, args: &[&str]) -> (bool, String, String) {
-    let mut cmd = Command::new("etcdctl");
-    cmd.env("ETCDCTL_API", "3").args(["--endpoints", endpoints, "--dial-timeout", "3s", "--command-timeout", "10s"]);
-    cmd.args(["--cacert", &pki.path("ca.pem")]);
-    if let Some(c) = cert {
-        cmd.args(["--cert", &pki.path(&format!("{c}.pem")), "--key", &pki.path(&format!("{c}-key.pem"))]);
+    let (ca, cert_file, key_file) =
+        (pki.path("ca.pem"), cert.map(|c| pki.path(&format!("{c}.pem"))), cert.map(|c| pki.path(&format!("{c}-key.pem"))));
+    let mut all = vec!["--endpoints", endpoints, "--cacert", &ca];
+    if let (Some(c), Some(k)) = (&cert_file, &key_file) {
+        all.extend(["--cert", c.as_str(), "--key", k.as_str()]);
     }
-    let o = cmd.args(args).output().expect("etcdctl (apt-get install etcd-client)");
-    (o.status.success(), String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string())
+    all.extend(args);
+    etcdctl(&all)
 }
 
 #[test]
@@ -194,31 +220,12 @@ fn three_members_with_peer_auto_tls_and_client_certificates() {
 fn auto_tls_serves_clients_that_skip_verification_only() {
     let a = free_addrs(3);
     let dir = tempfile::tempdir().expect("tempdir");
-    let log = dir.path().join("a.log");
     let metrics = format!("http://{}", a[2]);
-    let out = std::fs::File::create(&log).expect("log");
     let (client, peer) = (format!("https://{}", a[0]), format!("http://{}", a[1]));
-    let child = Command::new(BIN)
-        .args(["--name", "a", "--data-dir"])
-        .arg(dir.path().join("a.etcd"))
-        .args(["--listen-client-urls", &client, "--advertise-client-urls", &client, "--auto-tls"])
-        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer, "--initial-cluster", &format!("a={peer}")])
-        .args(["--logger", "capnslog", "--listen-metrics-urls", &metrics])
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().expect("log"))
-        .stderr(out)
-        .spawn()
-        .expect("spawn keel-store");
-    let _p = Proc { child, log };
-    let run = |args: &[&str]| {
-        let o = Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .args(["--endpoints", &client, "--dial-timeout", "3s"])
-            .args(args)
-            .output()
-            .expect("etcdctl");
-        (o.status.success(), String::from_utf8_lossy(&o.stdout).to_string(), String::from_utf8_lossy(&o.stderr).to_string())
-    };
+    let mut args = urls(&client, &peer, &format!("a={peer}"));
+    args.extend(["--auto-tls", "--listen-metrics-urls", &metrics].map(String::from));
+    let _p = start(dir.path(), "a", &args);
+    let run = |args: &[&str]| etcdctl(&[&["--endpoints", &client][..], args].concat());
     let until = Instant::now() + Duration::from_secs(30);
     while !run(&["--insecure-transport=false", "--insecure-skip-tls-verify", "put", "k", "v"]).0 {
         assert!(Instant::now() < until, "auto-TLS member not serving");
@@ -256,35 +263,17 @@ fn peers_with_ca_signed_certificates_must_carry_the_allowed_cn() {
         .iter()
         .enumerate()
         .map(|(i, a)| {
-            let name = format!("m{i}");
             let cert = if i == 2 { "intruder" } else { "peer" };
-            let log = dir.path().join(format!("{name}.log"));
-            let out = std::fs::File::create(&log).expect("log");
-            let (client, peer) = (format!("http://{}", a[0]), format!("https://{}", a[1]));
-            let child = Command::new(BIN)
-                .args(["--name", &name, "--data-dir"])
-                .arg(dir.path().join(format!("{name}.etcd")))
-                .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-                .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer, "--initial-cluster", &cluster])
-                .args(["--peer-cert-file", &pki.path(&format!("{cert}.pem")), "--peer-key-file", &pki.path(&format!("{cert}-key.pem"))])
-                .args(["--peer-trusted-ca-file", &pki.path("ca.pem"), "--peer-client-cert-auth", "--peer-cert-allowed-cn", "peer"])
-                .args(["--logger", "capnslog"])
-                .stdin(Stdio::null())
-                .stdout(out.try_clone().expect("log"))
-                .stderr(out)
-                .spawn()
-                .expect("spawn keel-store");
-            Proc { child, log }
+            let mut args = urls(&format!("http://{}", a[0]), &format!("https://{}", a[1]), &cluster);
+            let (c, k) = (pki.path(&format!("{cert}.pem")), pki.path(&format!("{cert}-key.pem")));
+            args.extend(["--peer-cert-file", &c, "--peer-key-file", &k, "--peer-trusted-ca-file", &pki.path("ca.pem")].map(String::from));
+            args.extend(["--peer-client-cert-auth", "--peer-cert-allowed-cn", "peer"].map(String::from));
+            start(dir.path(), &format!("m{i}"), &args)
         })
         .collect();
     let plain = |i: usize, args: &[&str]| {
-        let o = Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .args(["--endpoints", &addrs[i][0].to_string(), "--dial-timeout", "2s", "--command-timeout", "5s"])
-            .args(args)
-            .output()
-            .expect("etcdctl");
-        (o.status.success(), String::from_utf8_lossy(&o.stdout).to_string())
+        let (ok, out, _) = etcdctl(&[&["--endpoints", &addrs[i][0].to_string()][..], args].concat());
+        (ok, out)
     };
     // The two members with the allowed CN form a quorum and replicate to each other.
     let until = Instant::now() + Duration::from_secs(40);
