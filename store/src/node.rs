@@ -257,7 +257,9 @@ impl Member {
         let config = Arc::new(raft::config(cfg.heartbeat_interval, cfg.election_timeout, cfg.snapshot_count)?);
         let network = Network { me: member_id, peers: peers.clone() };
         let mut tasks = JoinSet::new();
-        log.start_syncer().map_err(storage)?;
+        if let Some(syncer) = log.start_syncer().map_err(storage)? {
+            tasks.spawn(syncer);
+        }
         let raft = raft::types::Raft::new(member_id, config, network, log, sm_store)
             .await
             .map_err(|e| Error::Storage(format!("starting Raft: {e}")))?;

@@ -181,6 +181,11 @@ impl Authz {
         self.enabled
     }
 
+    /// The member acting on its own behalf.
+    pub fn is_member(&self) -> bool {
+        self.member
+    }
+
     /// The auth revision the rights were taken at, when auth is on and the caller a client.
     pub fn checked_at(&self) -> Option<u64> {
         (self.enabled && !self.member).then_some(self.revision)

@@ -86,7 +86,9 @@ impl LogDisk for FileDisk {
         f.sync_all()
     }
     fn append(&self, buf: &[u8]) -> io::Result<()> {
-        (&*self.file()).write_all(buf)
+        // Under the lock: a concurrent `replace` cannot swap the file mid-write.
+        let file = lock(&self.file);
+        (&**file).write_all(buf)
     }
     fn sync(&self) -> io::Result<()> {
         // Outside the lock: appends go on while the device syncs.
@@ -221,18 +223,18 @@ impl LogStore {
         })
     }
 
-    /// Start the group-commit syncer (it lives as long as the process): it waits for appends,
-    /// takes every callback waiting, runs one sync, and completes them all. For a disk that
-    /// blocks, a thread of its own, so fsyncs never hold up (or make tokio replace) an async
-    /// worker; otherwise a task on the caller's runtime.
-    pub fn start_syncer(&self) -> io::Result<()> {
+    /// Start the group-commit syncer: it waits for appends, takes every callback waiting, runs
+    /// one sync, and completes them all. For a disk that blocks, a thread of its own (living as
+    /// long as the process), so fsyncs never hold up (or make tokio replace) an async worker;
+    /// otherwise the returned task, for the caller to run (and stop) with the member's tasks.
+    pub fn start_syncer(&self) -> io::Result<Option<futures::future::BoxFuture<'static, ()>>> {
         let me = self.clone();
         if self.inner.disk.blocks() {
             std::thread::Builder::new().name("raft-log-sync".into()).spawn(move || me.sync_thread())?;
+            Ok(None)
         } else {
-            tokio::spawn(async move { me.sync_task().await });
+            Ok(Some(Box::pin(async move { me.sync_task().await })))
         }
-        Ok(())
     }
 
     fn sync_thread(&self) {

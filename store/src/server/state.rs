@@ -230,8 +230,10 @@ impl Shared {
     /// auth off): a read that ran meanwhile saw the rights it was checked against.
     pub fn auth_unchanged_since(&self, authz: &Authz) -> bool {
         match authz.checked_at() {
-            None => true,
             Some(rev) => self.auth.lock().unwrap_or_else(|p| p.into_inner()).revision() == rev,
+            None if authz.is_member() => true,
+            // Checked with auth off: still fine only if it is still off.
+            None => !self.auth_on.load(Ordering::Acquire),
         }
     }
 

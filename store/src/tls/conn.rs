@@ -164,7 +164,8 @@ impl crate::seams::Dialer for TcpDialer {
         let (local, tls) = (self.local, self.tls.clone());
         Box::pin(async move {
             let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
-            if let Some(ip) = local {
+            // Only from an address of the peer's IP version (as hyper's connector does).
+            if let Some(ip) = local.filter(|ip| ip.is_ipv4() == addr.is_ipv4()) {
                 socket.bind(SocketAddr::new(ip, 0))?;
             }
             let tcp = socket.connect(addr).await?;
