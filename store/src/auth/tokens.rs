@@ -60,11 +60,6 @@ impl SimpleTokens {
     pub fn clear(&self) {
         self.map().clear();
     }
-
-    /// The time-to-live of a token after its last use.
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
 }
 
 /// `--auth-token jwt,…`: keys, signing method and lifetime.

@@ -97,7 +97,8 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         let mut events = Vec::new();
         let mut last = None;
         let mut grew = false;
-        let (rev, nospace, auth_on) = {
+        let mut auth_changed = false;
+        let (rev, nospace, auth_view) = {
             let mut sm = self.shared.write_state();
             for (entry, responder) in batch {
                 let id = entry.log_id;
@@ -112,6 +113,7 @@ impl RaftStateMachine<TypeConfig> for SmStore {
                     EntryPayload::Normal(cmd) => {
                         let (cmd, guard) = Command::from_log_bytes(&cmd.0).map_err(storage)?;
                         grew |= cmd.grows_store();
+                        auth_changed |= matches!(cmd, Command::Auth(_));
                         if matches!(cmd, Command::Compact(_)) {
                             // Compaction drops history readers at the visible revision may
                             // need: everything before it becomes visible first.
@@ -140,12 +142,15 @@ impl RaftStateMachine<TypeConfig> for SmStore {
             if let Some(id) = last {
                 sm.record_position(id.leader_id.term, id.index);
             }
-            (sm.mvcc.current(), sm.nospace_alarm(), sm.auth.view())
+            // The view changes only when an auth command was applied.
+            (sm.mvcc.current(), sm.nospace_alarm(), auth_changed.then(|| sm.auth.view()))
         };
         if let Some(index) = last.map(|id| id.index) {
             self.shared.set_no_space(nospace);
             // Before the applied index rises: a read that waited for it sees auth as applied.
-            self.shared.set_auth(auth_on);
+            if let Some(view) = auth_view {
+                self.shared.set_auth(view);
+            }
             self.shared.publish(rev);
             self.shared.set_applied_index(index);
             self.shared.hub.notify(events, rev);

@@ -7,7 +7,7 @@
 //! gateway reads the `Authorization` header instead.
 
 use super::state::Shared;
-use super::{grpc, propose_for, read_barrier};
+use super::{grpc, propose_at, read_barrier};
 use crate::apply::Command;
 use crate::auth::{Authz, Caller};
 use crate::error::{Error, Result};
@@ -70,7 +70,7 @@ impl AuthService {
         self.shared.refuse_if_learner()?;
         let authz = self.shared.authorize(caller).await?;
         authz.check_admin()?;
-        let _: AuthApplied = propose_for(&self.shared, &authz, Command::Auth(AuthCommand { change: Some(change) })).await?;
+        let _: AuthApplied = propose_at(&self.shared, Command::Auth(AuthCommand { change: Some(change) }), authz.guard()).await?;
         Ok(self.header())
     }
 
@@ -129,7 +129,7 @@ impl AuthService {
                     let change = Change::Authenticate(SimpleToken { name: req.name.clone(), token: token.clone() });
                     let cmd = Command::Auth(AuthCommand { change: Some(change) });
                     let guard = crate::apply::Guard { revision, user: String::new() };
-                    match super::propose_at::<AuthApplied>(&self.shared, cmd, Some(guard)).await {
+                    match propose_at::<AuthApplied>(&self.shared, cmd, Some(guard)).await {
                         Err(Error::AuthOldRevision) => continue,
                         other => other?,
                     };

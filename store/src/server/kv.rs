@@ -4,7 +4,7 @@
 
 use super::auth::caller;
 use super::state::Shared;
-use super::{grpc, propose_for, read_barrier};
+use super::{grpc, propose_at, read_barrier};
 use crate::apply::{Command, FromOutput, txn, validate};
 use crate::auth::{Authz, Caller};
 use crate::error::{Error, Result};
@@ -47,18 +47,32 @@ impl KvService {
             self.shared.refuse_if_learner()?;
             read_barrier(&self.shared).await?;
         }
+        self.read_checked(
+            caller,
+            |a| a.check_range(req),
+            || {
+                let (plan, at) = {
+                    let sm = self.shared.read_state();
+                    let at = self.shared.visible();
+                    (sm.mvcc.plan_range(req, at)?, at)
+                };
+                // Values are read without the state lock: a large range does not hold up writers.
+                let r = plan.load(req)?;
+                Ok(RangeResponse { header: self.shared.header(at), kvs: r.kvs, more: r.more, count: r.count })
+            },
+        )
+        .await
+    }
+
+    /// Check `caller` with `check`, then `read`; redo both when the caller's rights changed
+    /// meanwhile (etcd's doSerialize), so a read never returns data it was not checked for.
+    async fn read_checked<T>(&self, caller: &Caller, check: impl Fn(&Authz) -> Result<()>, read: impl Fn() -> Result<T>) -> Result<T> {
         for _ in 0..AUTH_RETRIES {
             let authz = self.shared.authorize(caller).await?;
-            authz.check_range(req)?;
-            let (plan, at) = {
-                let sm = self.shared.read_state();
-                let at = self.shared.visible();
-                (sm.mvcc.plan_range(req, at)?, at)
-            };
-            // Values are read without the state lock: a large range does not hold up writers.
-            let r = plan.load(req)?;
+            check(&authz)?;
+            let r = read()?;
             if self.shared.auth_unchanged_since(&authz) {
-                return Ok(RangeResponse { header: self.shared.header(at), kvs: r.kvs, more: r.more, count: r.count });
+                return Ok(r);
             }
         }
         Err(Error::AuthOldRevision)
@@ -72,21 +86,14 @@ impl KvService {
             return Err(Error::RequestTooLarge);
         }
         let authz = self.shared.authorize(caller).await?;
+        // The keys of a lease a put joins are checked when it is applied (they may change).
         match &cmd {
-            Command::Put(r) => {
-                authz.check_put(r)?;
-                self.check_lease_keys(&authz, r.lease)?;
-            }
+            Command::Put(r) => authz.check_put(r)?,
             Command::DeleteRange(r) => authz.check_delete(r)?,
-            Command::Txn(t) => {
-                authz.check_txn(t)?;
-                for lease in txn::put_leases(t) {
-                    self.check_lease_keys(&authz, lease)?;
-                }
-            }
+            Command::Txn(t) => authz.check_txn(t)?,
             _ => authz.check_admin()?,
         }
-        propose_for(&self.shared, &authz, cmd).await
+        propose_at(&self.shared, cmd, authz.guard()).await
     }
 
     /// Check that `caller` may read (and with `write`, also write) every key of the range;
@@ -95,17 +102,6 @@ impl KvService {
         let authz = self.shared.authorize(caller).await?;
         authz.check_read(key, range_end)?;
         if write { authz.check_write(key, range_end) } else { Ok(()) }
-    }
-
-    /// Putting a key under a lease needs write rights on every key the lease already holds
-    /// (etcd's rule: revoking the lease will delete them).
-    fn check_lease_keys(&self, authz: &Authz, lease: i64) -> Result<()> {
-        if lease == 0 || !authz.enabled() {
-            return Ok(());
-        }
-        let sm = self.shared.read_state();
-        let Some(l) = sm.leases.get(lease) else { return Ok(()) };
-        l.keys.iter().try_for_each(|k| authz.check_write(k, &[]))
     }
 
     /// KV.Put.
@@ -128,21 +124,19 @@ impl KvService {
             if !txn::all_serializable(&req) {
                 read_barrier(&self.shared).await?;
             }
-            for _ in 0..AUTH_RETRIES {
-                let authz = self.shared.authorize(caller).await?;
-                authz.check_txn(&req)?;
-                let r = {
-                    let sm = self.shared.read_state();
-                    let at = self.shared.visible();
-                    let mut r = txn::read_only(&sm, &req, at)?;
-                    r.header = self.shared.header(at);
-                    r
-                };
-                if self.shared.auth_unchanged_since(&authz) {
-                    return Ok(r);
-                }
-            }
-            return Err(Error::AuthOldRevision);
+            return self
+                .read_checked(
+                    caller,
+                    |a| a.check_txn(&req),
+                    || {
+                        let sm = self.shared.read_state();
+                        let at = self.shared.visible();
+                        let mut r = txn::read_only(&sm, &req, at)?;
+                        r.header = self.shared.header(at);
+                        Ok(r)
+                    },
+                )
+                .await;
         }
         let len = req.encoded_len();
         self.mutate(Command::Txn(req), len, caller).await

@@ -6,7 +6,7 @@
 //! leader change never shortens a lease (etcd's behaviour without lease checkpoints).
 
 use super::state::Shared;
-use super::{grpc, propose_as, propose_for};
+use super::{grpc, propose_as, propose_at};
 use crate::apply::Command;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
@@ -51,16 +51,11 @@ impl LeaseService {
         propose_as(&self.shared, Command::LeaseGrant(LeaseGrantRequest { id, ttl: req.ttl })).await
     }
 
-    /// Lease.LeaseRevoke: revoking deletes the lease's keys, so it needs write rights on each.
+    /// Lease.LeaseRevoke: revoking deletes the lease's keys, so it needs write rights on each,
+    /// checked when it is applied (the state machine's `check_lease_rights`).
     pub async fn revoke(&self, req: LeaseRevokeRequest, caller: &Caller) -> Result<LeaseRevokeResponse> {
         let authz = self.shared.authorize(caller).await?;
-        if authz.enabled() {
-            let sm = self.shared.read_state();
-            if let Some(l) = sm.leases.get(req.id) {
-                l.keys.iter().try_for_each(|k| authz.check_write(k, &[]))?;
-            }
-        }
-        propose_for(&self.shared, &authz, Command::LeaseRevoke(req)).await
+        propose_at(&self.shared, Command::LeaseRevoke(req), authz.guard()).await
     }
 
     /// One keep-alive, served by the leader: the TTL, or 0 when the lease is gone (not an

@@ -19,7 +19,6 @@ pub mod state;
 pub mod watch;
 
 use crate::apply::{Command, FromOutput, Guard};
-use crate::auth::Authz;
 use crate::error::Error;
 use state::Shared;
 use std::time::Duration;
@@ -72,21 +71,12 @@ pub fn unimplemented(rpc: &'static str) -> Status {
 /// until it is committed and applied, and return its response body with the header at the
 /// revision it produced.
 pub async fn propose_as<T: FromOutput>(shared: &Shared, cmd: Command) -> Result<T, Error> {
-    propose_checked(shared, cmd, None).await
+    propose_at(shared, cmd, None).await
 }
 
-/// [`propose_as`] for a client's request whose rights were checked as `authz`: applied only if
-/// the auth store has not changed since.
-pub async fn propose_for<T: FromOutput>(shared: &Shared, authz: &Authz, cmd: Command) -> Result<T, Error> {
-    propose_checked(shared, cmd, authz.guard()).await
-}
-
-/// Propose `cmd` logged with `guard` (see [`propose_for`]).
+/// [`propose_as`] for a client's request, logged with the `guard` its rights were checked with
+/// ([`crate::auth::Authz::guard`]): applied only if the auth store has not changed since.
 pub async fn propose_at<T: FromOutput>(shared: &Shared, cmd: Command, guard: Option<Guard>) -> Result<T, Error> {
-    propose_checked(shared, cmd, guard).await
-}
-
-async fn propose_checked<T: FromOutput>(shared: &Shared, cmd: Command, guard: Option<Guard>) -> Result<T, Error> {
     if cmd.grows_store() && shared.no_space() {
         return Err(Error::NoSpace);
     }

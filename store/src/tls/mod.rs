@@ -69,6 +69,14 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
     Ok(certs)
 }
 
+fn read_roots(ca: &Path) -> Result<RootCertStore, String> {
+    let mut roots = RootCertStore::empty();
+    for c in read_certs(ca)? {
+        roots.add(c).map_err(|e| format!("trusted CA {}: {e}", ca.display()))?;
+    }
+    Ok(roots)
+}
+
 fn read_crls(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
     CertificateRevocationListDer::pem_file_iter(path)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
@@ -109,11 +117,7 @@ impl TlsFlags {
         let provider = provider();
         let verifier: Arc<dyn ClientCertVerifier> = match &self.trusted_ca_file {
             Some(ca) => {
-                let mut roots = RootCertStore::empty();
-                for c in read_certs(ca)? {
-                    roots.add(c).map_err(|e| format!("trusted CA {}: {e}", ca.display()))?;
-                }
-                let mut b = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone());
+                let mut b = WebPkiClientVerifier::builder_with_provider(Arc::new(read_roots(ca)?), provider.clone());
                 if let Some(crl) = &self.crl_file {
                     // As etcd: the CRL lists revoked client certificates; intermediates and
                     // certificates it does not cover are not refused for lack of a CRL.
@@ -151,13 +155,7 @@ impl TlsFlags {
         let provider = provider();
         let b = ClientConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().map_err(|e| e.to_string())?;
         let b = match &self.trusted_ca_file {
-            Some(ca) => {
-                let mut roots = RootCertStore::empty();
-                for c in read_certs(ca)? {
-                    roots.add(c).map_err(|e| format!("trusted CA {}: {e}", ca.display()))?;
-                }
-                b.with_root_certificates(roots)
-            }
+            Some(ca) => b.with_root_certificates(read_roots(ca)?),
             None => b.dangerous().with_custom_certificate_verifier(Arc::new(AnyServerCert(provider))),
         };
         let mut cfg = b.with_client_auth_cert(id.chain, id.key).map_err(|e| format!("certificate and key: {e}"))?;
