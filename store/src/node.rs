@@ -231,7 +231,7 @@ impl Member {
         raft_dir: &Path,
         seams: Seams,
     ) -> Result<Member> {
-        let Seams { rng, dialer, clock } = seams;
+        let Seams { rng, dialer, clock, bugs } = seams;
         let peers = Peers::new(dialer);
         let (member_id, cluster_id, start) = identify(cfg, &*backend, &peers).await?;
         let mut sm = StateMachine::open(backend.clone(), cfg.min_lease_ttl(), Instant::now())?;
@@ -249,7 +249,7 @@ impl Member {
         };
         let limits =
             Limits { max_request_bytes: cfg.max_request_bytes, max_txn_ops: cfg.max_txn_ops, quota_backend_bytes: cfg.quota_bytes() };
-        let shared = Arc::new(Shared::new(sm, backend, identity, limits, rng));
+        let shared = Arc::new(Shared::new(sm, backend, identity, limits, rng, bugs));
         let storage = |e: std::io::Error| Error::Storage(format!("opening the Raft log: {e}"));
         let log = LogStore::open(raft_log).map_err(storage)?;
         let snap_dir = raft_dir.join("snap");
@@ -260,7 +260,8 @@ impl Member {
         if let Some(syncer) = log.start_syncer().map_err(storage)? {
             tasks.spawn(syncer);
         }
-        let raft = raft::types::Raft::new(member_id, config, network, log, sm_store)
+        let raft_seed = shared.next_random();
+        let raft = raft::types::Runtime::scope(raft_seed, raft::types::Raft::new(member_id, config, network, log, sm_store))
             .await
             .map_err(|e| Error::Storage(format!("starting Raft: {e}")))?;
         let replica = Arc::new(Replica::new(raft.clone(), member_id, peers, &shared));

@@ -41,6 +41,18 @@ pub struct Seams {
     pub dialer: std::sync::Arc<dyn Dialer>,
     /// Wall-clock time.
     pub clock: std::sync::Arc<dyn WallClock>,
+    /// Known bugs to switch on (the binary never does).
+    pub bugs: Bugs,
+}
+
+/// Known bugs a simulation switches on to prove its checkers catch them. The binary always
+/// passes `Bugs::default()`: none. Each is one branch at the place the bug would live.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Bugs {
+    /// A follower serves linearizable reads from its own state, without a read index.
+    pub stale_follower_reads: bool,
+    /// Watch responses leave out the events of every revision ending in 7.
+    pub watch_skips_revisions: bool,
 }
 
 /// A source of random numbers, seeded by whoever builds the member.

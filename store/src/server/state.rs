@@ -68,11 +68,20 @@ pub struct Shared {
     pub limits: Limits,
     /// Request counters and latencies.
     pub metrics: crate::http::metrics::Metrics,
+    /// Known bugs switched on by a simulation (none in the binary).
+    pub bugs: crate::seams::Bugs,
 }
 
 impl Shared {
     /// Assemble the shared state; [`Shared::set_replica`] completes it.
-    pub fn new(sm: StateMachine, backend: Arc<dyn Backend>, identity: Identity, limits: Limits, rng: Box<dyn Rng>) -> Shared {
+    pub fn new(
+        sm: StateMachine,
+        backend: Arc<dyn Backend>,
+        identity: Identity,
+        limits: Limits,
+        rng: Box<dyn Rng>,
+        bugs: crate::seams::Bugs,
+    ) -> Shared {
         let rev = sm.mvcc.current();
         let applied_index = sm.applied;
         let auth = sm.auth.view();
@@ -93,6 +102,7 @@ impl Shared {
             identity,
             limits,
             metrics: Default::default(),
+            bugs,
         }
     }
 
@@ -176,6 +186,11 @@ impl Shared {
     pub fn complete_header(&self, h: &mut Option<ResponseHeader>) {
         let rev = h.as_ref().map_or_else(|| self.visible(), |h| h.revision);
         *h = self.header(rev);
+    }
+
+    /// The next 64 bits of the member's seeded randomness.
+    pub fn next_random(&self) -> u64 {
+        self.rng.lock().unwrap_or_else(|p| p.into_inner()).next_u64()
     }
 
     /// A fresh positive ID (leases).

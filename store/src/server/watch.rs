@@ -62,6 +62,12 @@ impl WatchService {
                     break;
                 };
                 for mut resp in batch {
+                    if sender_shared.bugs.watch_skips_revisions && !resp.events.is_empty() {
+                        resp.events.retain(|e| e.kv.as_ref().is_none_or(|kv| kv.mod_revision % 10 != 7));
+                        if resp.events.is_empty() {
+                            continue;
+                        }
+                    }
                     sender_shared.complete_header(&mut resp.header);
                     if sender_tx.send(Ok(resp)).await.is_err() {
                         break 'outer;
