@@ -264,11 +264,20 @@ impl Replica {
     }
 
     /// The leader's side of a follower's read barrier: confirm leadership, return the index.
+    ///
+    /// The index is at least the leader's last log index when the read arrived. openraft's own
+    /// read index is max(committed, its term's first entry); a leader that restarted and took
+    /// its leadership back with the same vote can hold a committed index older than entries a
+    /// client already saw acknowledged (its commit record was not synced), and its term's first
+    /// entry is older still, so a read could miss an acknowledged write. Every committed entry
+    /// is in the leader's log, so its last index covers them all (found by the simulation:
+    /// `keel-sim --reproduce 7 --scenario crash`).
     pub async fn leader_read_index(&self, deadline: Instant) -> Result<u64> {
+        let floor = self.raft.metrics().borrow_watched().last_log_index.unwrap_or(0);
         let read = self.raft.get_read_linearizer(ReadPolicy::ReadIndex);
         match tokio::time::timeout_at(deadline, read).await {
             Err(_) => Err(Error::Timeout),
-            Ok(Ok(lin)) => Ok(lin.read_log_id().log_id().index),
+            Ok(Ok(lin)) => Ok(lin.read_log_id().log_id().index.max(floor)),
             Ok(Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(_)))) => Err(Error::NotLeader),
             Ok(Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(_)))) => Err(Error::NoLeader),
             Ok(Err(RaftError::Fatal(e))) => Err(Error::Storage(format!("raft stopped: {e}"))),
