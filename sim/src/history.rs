@@ -33,16 +33,35 @@ pub enum Request {
         /// Value to put.
         value: String,
     },
+    /// Kubernetes' optimistic delete: `if mod_revision(key) == expected { delete } else { get }`.
+    CompareAndDelete {
+        /// Key.
+        key: String,
+        /// Expected mod revision.
+        expected_mod: i64,
+    },
+    /// A txn of several puts: one revision for all of them.
+    MultiPut {
+        /// (key, value) pairs, distinct keys.
+        kvs: Vec<(String, String)>,
+    },
+    /// Put attached to a lease.
+    PutWithLease {
+        /// Key.
+        key: String,
+        /// Value.
+        value: String,
+        /// Lease ID (granted before, never revoked before).
+        lease: i64,
+    },
+    /// Revoke a lease: its keys are deleted in one revision.
+    LeaseRevoke {
+        /// Lease ID.
+        lease: i64,
+    },
 }
 
 impl Request {
-    /// The key the request touches.
-    pub fn key(&self) -> &str {
-        match self {
-            Request::Get { key } | Request::Put { key, .. } | Request::Delete { key } | Request::CompareAndPut { key, .. } => key,
-        }
-    }
-
     /// True when the request can change the store.
     pub fn writes(&self) -> bool {
         !matches!(self, Request::Get { .. })
@@ -61,7 +80,8 @@ pub enum Response {
         /// The store revision in the response header.
         revision: i64,
     },
-    /// For [`Request::Put`]: the header revision (the put's own revision).
+    /// For [`Request::Put`], [`Request::MultiPut`], [`Request::PutWithLease`]: the header
+    /// revision (the put's own revision).
     Put {
         /// Header revision.
         revision: i64,
@@ -73,7 +93,13 @@ pub enum Response {
         /// Header revision.
         revision: i64,
     },
-    /// For [`Request::CompareAndPut`]: whether the compare held; on failure the current value.
+    /// For [`Request::LeaseRevoke`]: the header revision.
+    Revoke {
+        /// Header revision.
+        revision: i64,
+    },
+    /// For [`Request::CompareAndPut`] and [`Request::CompareAndDelete`]: whether the compare
+    /// held; on failure the current value.
     Txn {
         /// The compare held and the put happened.
         succeeded: bool,

@@ -1,19 +1,36 @@
-//! keel-sim: the judges of Keel's robustness testing. Given what clients saw — a history of
-//! invoked and returned operations, and the streams watchers received — the checkers decide
-//! whether a run kept etcd's guarantees.
+//! keel-sim: deterministic fault simulation of Keel clusters, and the checkers that judge what
+//! clients saw.
 //!
+//! The harness:
+//! - [`cluster`]: real `keel-store` members as turmoil hosts, each with a disk kept outside the
+//!   host (what was synced survives a crash);
+//! - [`net`]: turmoil's TCP plugged into the store's seams and into tonic;
+//! - [`workload`]: simulated clients (KV, Kubernetes-style, watchers, compaction, liveness);
+//! - [`nemesis`]: the seeded fault schedule and how faults are applied and healed;
+//! - [`membership`]: the admin client that adds, promotes and removes members during faults;
+//! - [`invariants`]: Raft invariants checked after every step;
+//! - [`record`]: what clients saw; [`run`]: one seed from start to verdict; [`checks`]: the
+//!   verdict.
+//!
+//! The judges:
 //! - [`history`]: operations as clients record them (invoke and return times; a call that timed
-//!   out has no result: it may or may not have taken effect).
-//! - [`model`]: etcd's KV as a sequential model, revisions included.
+//!   out has no result: it may or may not have taken effect);
+//! - [`model`]: etcd's KV as a sequential model, revisions and leases included;
 //! - [`linearizable_kv`]: is the history linearizable against the model (Wing–Gong search with
 //!   memoisation)?
 //! - [`watch`]: the watch guarantees (ordered, unique, reliable, atomic, bookmarkable, prev_kv,
-//!   events equal to the KV history).
-//!
-//! Status: the checkers and their self-tests. The turmoil harness that runs real members under
-//! faults and records these histories is the next step (see `sim/README.md`).
+//!   resumable, events equal to the KV history).
 
+pub mod checks;
+pub mod cluster;
 pub mod history;
+pub mod invariants;
 pub mod linearizable_kv;
+pub mod membership;
 pub mod model;
+pub mod nemesis;
+pub mod net;
+pub mod record;
+pub mod run;
 pub mod watch;
+pub mod workload;

@@ -210,34 +210,49 @@ pub fn check_all(w: &WatchLog, reference: &[Event]) -> Result<(), String> {
 }
 
 /// Events equal to the KV history: each acknowledged write is the reference's event at its
-/// revision, and each reference put wrote a value some client asked to write.
+/// revision, and each reference put wrote a value some client asked to write. Writes past the
+/// reference's last revision (it stopped before them) are not held to it.
 pub fn matches_history(reference: &[Event], h: &History) -> Result<(), String> {
+    let covered = reference.iter().map(|e| e.revision).max().unwrap_or(0);
     let at: BTreeMap<i64, Vec<&Event>> = reference.iter().fold(BTreeMap::new(), |mut m, e| {
         m.entry(e.revision).or_insert_with(Vec::new).push(e);
         m
     });
     let mut written: HashSet<(&str, &str)> = HashSet::new();
     for op in &h.ops {
-        let (key, value, revision) = match (&op.request, &op.response) {
-            (Request::Put { key, value }, resp) => {
-                written.insert((key, value));
-                (key, Some(value), if let Some(Response::Put { revision }) = resp { Some(*revision) } else { None })
+        // (key, value written or None for a delete), and the revision if it was acknowledged.
+        let (changes, revision): (Vec<(&str, Option<&String>)>, Option<i64>) = match (&op.request, &op.response) {
+            (Request::Put { key, value } | Request::PutWithLease { key, value, .. }, resp) => {
+                (vec![(key, Some(value))], if let Some(Response::Put { revision }) = resp { Some(*revision) } else { None })
             }
+            (Request::MultiPut { kvs }, resp) => (
+                kvs.iter().map(|(k, v)| (k.as_str(), Some(v))).collect(),
+                if let Some(Response::Put { revision }) = resp { Some(*revision) } else { None },
+            ),
             (Request::CompareAndPut { key, value, .. }, resp) => {
-                written.insert((key, value));
                 let rev = match resp {
                     Some(Response::Txn { succeeded: true, revision, .. }) => Some(*revision),
                     _ => None,
                 };
-                (key, Some(value), rev)
+                (vec![(key, Some(value))], rev)
             }
-            (Request::Delete { key }, Some(Response::Delete { deleted: 1, revision })) => (key, None, Some(*revision)),
+            (Request::Delete { key }, Some(Response::Delete { deleted: 1, revision })) => (vec![(key, None)], Some(*revision)),
+            (Request::CompareAndDelete { key, .. }, Some(Response::Txn { succeeded: true, revision, .. })) => {
+                (vec![(key, None)], Some(*revision))
+            }
             _ => continue,
         };
-        let Some(rev) = revision else { continue };
-        let found = at.get(&rev).is_some_and(|es| es.iter().any(|e| e.key == *key && e.value.as_ref() == value));
-        if !found {
-            return Err(format!("acknowledged write of {key} at revision {rev} is not the store's event there"));
+        for &(key, value) in &changes {
+            if let Some(v) = value {
+                written.insert((key, v));
+            }
+        }
+        let Some(rev) = revision.filter(|r| *r <= covered) else { continue };
+        for (key, value) in changes {
+            let found = at.get(&rev).is_some_and(|es| es.iter().any(|e| e.key == key && e.value.as_ref() == value));
+            if !found {
+                return Err(format!("acknowledged write of {key} at revision {rev} is not the store's event there"));
+            }
         }
     }
     for e in reference.iter().filter(|e| e.kind == Kind::Put) {
@@ -346,7 +361,10 @@ mod tests {
         h.push(op(Request::Put { key: "a".into(), value: "2".into() }, Response::Put { revision: 4 }));
         h.push(op(Request::Delete { key: "b".into() }, Response::Delete { deleted: 1, revision: 5 }));
         assert_eq!(matches_history(&r, &h), Ok(()));
-        h.push(op(Request::Put { key: "z".into(), value: "9".into() }, Response::Put { revision: 6 }));
+        h.push(op(Request::Put { key: "z".into(), value: "9".into() }, Response::Put { revision: 7 }));
+        assert_eq!(matches_history(&r, &h), Ok(()), "past the reference's end: not held to it");
+        h.ops.pop();
+        h.push(op(Request::Put { key: "z".into(), value: "9".into() }, Response::Put { revision: 4 }));
         assert!(matches_history(&r, &h).unwrap_err().contains("not the store's event"), "an acknowledged write the store lost");
         h.ops.pop();
         h.ops.remove(0);

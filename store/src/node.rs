@@ -191,32 +191,45 @@ async fn identify(cfg: &Config, backend: &dyn Backend, peers: &Peers) -> Result<
     Ok((member_id, cluster_id, start))
 }
 
-/// A joining member asks the members named in `--initial-cluster` for its ID.
+/// How long a joining member keeps asking for its ID: a member that answers may not have
+/// applied the `member add` yet (it lags, or is cut off), so one "not a member" is not final.
+const JOIN_WAIT: Duration = Duration::from_secs(10);
+
+/// A joining member asks the members named in `--initial-cluster` for its ID, until one that
+/// knows it answers or [`JOIN_WAIT`] passes.
 async fn ask_cluster(cfg: &Config, own: &[String], peers: &Peers) -> Result<(u64, u64)> {
-    let mut last = String::from("no other member is listed in --initial-cluster");
-    for (_, url) in cfg.initial_cluster.iter().filter(|(_, u)| !own.contains(u)) {
-        let Ok(mut client) = peers.client(url) else { continue };
-        match tokio::time::timeout(Duration::from_secs(5), client.members(MembersRequest {})).await {
-            Ok(Ok(r)) => {
-                let r = r.into_inner();
-                let found = r.members.iter().find(|m: &&EtcdMember| {
-                    let mut urls = m.peer_ur_ls.clone();
-                    urls.sort();
-                    urls == own
-                });
-                return match found {
-                    Some(m) => Ok((m.id, r.cluster_id)),
-                    None => Err(Error::InvalidArgument(format!(
-                        "the cluster has no member with peer URLs {}; add it first (etcdctl member add)",
-                        own.join(",")
-                    ))),
-                };
+    let deadline = tokio::time::Instant::now() + JOIN_WAIT;
+    loop {
+        let mut last = String::from("no other member is listed in --initial-cluster");
+        let mut unknown = false;
+        for (_, url) in cfg.initial_cluster.iter().filter(|(_, u)| !own.contains(u)) {
+            let Ok(mut client) = peers.client(url) else { continue };
+            match tokio::time::timeout(Duration::from_secs(2), client.members(MembersRequest {})).await {
+                Ok(Ok(r)) => {
+                    let r = r.into_inner();
+                    let found = r.members.iter().find(|m: &&EtcdMember| {
+                        let mut urls = m.peer_ur_ls.clone();
+                        urls.sort();
+                        urls == own
+                    });
+                    match found {
+                        Some(m) => return Ok((m.id, r.cluster_id)),
+                        None => unknown = true,
+                    }
+                }
+                Ok(Err(s)) => last = format!("{url}: {}", s.message()),
+                Err(_) => last = format!("{url}: no answer"),
             }
-            Ok(Err(s)) => last = format!("{url}: {}", s.message()),
-            Err(_) => last = format!("{url}: no answer"),
         }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(Error::InvalidArgument(if unknown {
+                format!("the cluster has no member with peer URLs {}; add it first (etcdctl member add)", own.join(","))
+            } else {
+                format!("could not reach the cluster to join it: {last}")
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    Err(Error::InvalidArgument(format!("could not reach the cluster to join it: {last}")))
 }
 
 impl Member {

@@ -1,0 +1,199 @@
+//! The verdict on one run: liveness, linearizability of the KV history, every watch guarantee
+//! on every watcher, and reads at a revision (serializable gets, paged lists) against the
+//! store's history as the reference watcher saw it.
+
+use crate::history::{History, Operation, Request, Response};
+use crate::linearizable_kv::{self, Failure};
+use crate::model::KvState;
+use crate::record::{Recorded, WatchChain};
+use crate::watch::{self, Event, Kind, Received, WatchLog};
+use std::collections::BTreeMap;
+
+/// Every violation in `r`; sets `undecided` when the linearizability search gave up.
+pub fn judge(r: &Recorded, undecided: &mut bool) -> Vec<String> {
+    let mut v = Vec::new();
+    match &r.liveness {
+        Some(Ok(_)) => {}
+        Some(Err(e)) => v.push(format!("liveness: {e}")),
+        None => v.push("liveness: the check did not finish".into()),
+    }
+    let reference = events_of(&r.reference);
+    let history = if r.reference_lost { r.history.clone() } else { patch(&r.history, &reference) };
+    match linearizable_kv::check(&history, &KvState::at(1)) {
+        Ok(()) => {}
+        Err(Failure::Undecided) => *undecided = true,
+        Err(f) => v.push(format!("linearizable_kv: not linearizable\n{}", f.excerpt(&history))),
+    }
+    if r.reference_lost {
+        return v;
+    }
+    let covered = reference.last().map_or(1, |e| e.revision);
+    if let Err(e) = contiguous(&reference) {
+        v.push(format!("reference watch: {e}"));
+    }
+    if let Err(e) = check_chain(&r.reference, &reference, covered) {
+        v.push(format!("reference watch: {e}"));
+    }
+    if let Err(e) = watch::matches_history(&reference, &r.history) {
+        v.push(format!("watch events vs KV history: {e}"));
+    }
+    for (i, chain) in r.watchers.iter().enumerate() {
+        if let Err(e) = check_chain(chain, &reference, covered) {
+            v.push(format!("watcher {i}: {e}"));
+        }
+    }
+    let states = StatesAt::new(&reference);
+    for s in &r.stale_reads {
+        if s.revision > covered {
+            continue;
+        }
+        let state = states.at(s.revision);
+        let want = state.get(&s.key).map_or((None, 0), |(v, m)| (Some(v.clone()), *m));
+        if (s.value.clone(), s.mod_revision) != want {
+            v.push(format!(
+                "serializable get of {} at revision {}: got {:?}, the store had {want:?}",
+                s.key,
+                s.revision,
+                (&s.value, s.mod_revision)
+            ));
+        }
+    }
+    for l in &r.lists {
+        if l.revision > covered {
+            continue;
+        }
+        let want: Vec<(String, String, i64)> = states
+            .at(l.revision)
+            .iter()
+            .filter(|(k, _)| k.starts_with(&l.prefix))
+            .map(|(k, (val, m))| (k.clone(), val.clone(), *m))
+            .collect();
+        if l.kvs != want {
+            v.push(format!(
+                "list of {} at revision {} in {} pages: got {:?}, the store had {want:?}",
+                l.prefix, l.revision, l.pages, l.kvs
+            ));
+        }
+    }
+    v
+}
+
+/// The history with what the reference watch tells about writes that got no answer (as etcd's
+/// robustness suite does): a write of a unique value that the store holds as an event did
+/// happen, with that revision; one it never holds did not happen at all (the liveness check's
+/// writes settle every earlier proposal, and the reference watches past them). Writes without
+/// a unique value (deletes, revokes) stay open.
+pub fn patch(h: &History, reference: &[Event]) -> History {
+    let covered = reference.last().map_or(0, |e| e.revision);
+    let at: BTreeMap<(&str, &str), i64> = reference
+        .iter()
+        .filter(|e| e.kind == Kind::Put)
+        .filter_map(|e| e.value.as_deref().map(|v| ((e.key.as_str(), v), e.revision)))
+        .collect();
+    let mut out = History::default();
+    for op in &h.ops {
+        if op.response.is_some() {
+            out.push(op.clone());
+            continue;
+        }
+        let written = match &op.request {
+            Request::Put { key, value } | Request::PutWithLease { key, value, .. } | Request::CompareAndPut { key, value, .. } => {
+                Some(at.get(&(key.as_str(), value.as_str())).copied())
+            }
+            Request::MultiPut { kvs } => kvs.first().map(|(k, v)| at.get(&(k.as_str(), v.as_str())).copied()),
+            _ => None,
+        };
+        match written {
+            None => out.push(op.clone()),
+            Some(None) if covered > 0 => {} // never happened
+            Some(None) => out.push(op.clone()),
+            Some(Some(revision)) => {
+                let response = match op.request {
+                    Request::CompareAndPut { .. } => Response::Txn { succeeded: true, revision, value: None, mod_revision: 0 },
+                    _ => Response::Put { revision },
+                };
+                out.push(Operation { ret: Some(u64::MAX - 1), response: Some(response), ..op.clone() });
+            }
+        }
+    }
+    out
+}
+
+fn events_of(chain: &WatchChain) -> Vec<Event> {
+    chain
+        .links
+        .iter()
+        .flat_map(|l| l.received.iter())
+        .flat_map(|r| match r {
+            Received::Events(e) => e.clone(),
+            Received::Progress(_) => Vec::new(),
+        })
+        .collect()
+}
+
+/// Every revision from 2 to the last one has events: the reference watches every key.
+fn contiguous(reference: &[Event]) -> Result<(), String> {
+    let mut expect = 2;
+    for e in reference {
+        if e.revision == expect - 1 {
+            continue;
+        }
+        if e.revision != expect {
+            return Err(format!("revision {} follows {}", e.revision, expect - 1));
+        }
+        expect += 1;
+    }
+    Ok(())
+}
+
+/// A log with nothing past `covered` (the reference knows nothing later).
+fn clip(log: &WatchLog, covered: i64) -> WatchLog {
+    let received = log
+        .received
+        .iter()
+        .filter_map(|r| match r {
+            Received::Events(e) => {
+                let kept: Vec<Event> = e.iter().filter(|e| e.revision <= covered).cloned().collect();
+                (!kept.is_empty()).then_some(Received::Events(kept))
+            }
+            Received::Progress(p) => (*p <= covered).then_some(Received::Progress(*p)),
+        })
+        .collect();
+    WatchLog { received, ..log.clone() }
+}
+
+fn check_chain(chain: &WatchChain, reference: &[Event], covered: i64) -> Result<(), String> {
+    let links: Vec<WatchLog> = chain.links.iter().map(|l| clip(l, covered)).collect();
+    for (i, l) in links.iter().enumerate() {
+        watch::check_all(l, reference).map_err(|e| format!("stream {i} (from revision {}): {e}", l.start_revision))?;
+    }
+    for (i, pair) in links.windows(2).enumerate() {
+        if pair[1].start_revision > covered {
+            continue;
+        }
+        watch::resumable(&pair[0], &pair[1], reference).map_err(|e| format!("streams {i}→{}: resumable: {e}", i + 1))?;
+    }
+    Ok(())
+}
+
+/// The store's keys at any revision, rebuilt from the reference's events.
+struct StatesAt<'a> {
+    reference: &'a [Event],
+}
+
+impl<'a> StatesAt<'a> {
+    fn new(reference: &'a [Event]) -> StatesAt<'a> {
+        StatesAt { reference }
+    }
+
+    fn at(&self, revision: i64) -> BTreeMap<String, (String, i64)> {
+        let mut state = BTreeMap::new();
+        for e in self.reference.iter().take_while(|e| e.revision <= revision) {
+            match e.kind {
+                Kind::Put => state.insert(e.key.clone(), (e.value.clone().unwrap_or_default(), e.revision)),
+                Kind::Delete => state.remove(&e.key),
+            };
+        }
+        state
+    }
+}

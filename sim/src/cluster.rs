@@ -1,0 +1,186 @@
+//! Keel members as turmoil hosts: the real `Member` (same services, Raft and apply loop) over
+//! simulated TCP, with its "disk" — state machine backend, Raft log, snapshot folder — kept
+//! outside the host so a crash and restart finds what was synced.
+
+use crate::net::{SimDialer, incoming};
+use keel_store::config::{self, Invocation};
+use keel_store::node::Member;
+use keel_store::raft::Replica;
+use keel_store::raft::log_store::{LogDisk, MemoryLogDisk};
+use keel_store::seams::{Bugs, Seams, SplitMix64, WallClock};
+use keel_store::server::state::Shared;
+use keel_store::storage::memory::MemoryBackend;
+use std::cell::{Cell, RefCell};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+/// Client port of every member.
+pub const CLIENT_PORT: u16 = 2379;
+/// Peer port of every member.
+pub const PEER_PORT: u16 = 2380;
+
+/// A member's disk, outliving its incarnations.
+#[derive(Clone)]
+pub struct Disk {
+    /// The state machine's backend.
+    pub backend: MemoryBackend,
+    /// The Raft log's bytes.
+    pub log: MemoryLogDisk,
+    /// When set, `sync` of the Raft log does nothing (the "fsync that lies" bug).
+    pub lying: bool,
+    /// Snapshot files (real files; a run stays below the snapshot threshold).
+    pub dir: PathBuf,
+}
+
+impl Disk {
+    /// Lose what was not synced, as a power cut would.
+    pub fn crash(&self) {
+        self.backend.crash();
+        self.log.crash();
+    }
+}
+
+/// A Raft log whose `sync` is a lie: nothing becomes durable (a simulation-only bug).
+struct LyingLog(MemoryLogDisk);
+
+impl LogDisk for LyingLog {
+    fn read(&self) -> std::io::Result<Vec<u8>> {
+        self.0.read()
+    }
+    fn truncate(&self, len: u64) -> std::io::Result<()> {
+        self.0.truncate(len)
+    }
+    fn append(&self, buf: &[u8]) -> std::io::Result<()> {
+        self.0.append(buf)
+    }
+    fn sync(&self) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn replace(&self, contents: &[u8]) -> std::io::Result<()> {
+        self.0.replace(contents)
+    }
+    fn blocks(&self) -> bool {
+        false
+    }
+}
+
+/// Wall-clock time of the simulation.
+struct SimClock;
+
+impl WallClock for SimClock {
+    fn unix_secs(&self) -> u64 {
+        turmoil::since_epoch().map_or(0, |d| d.as_secs())
+    }
+}
+
+/// What the harness can see of a running member (for the Raft invariants).
+#[derive(Clone)]
+pub struct Running {
+    /// Shared state.
+    pub shared: Arc<Shared>,
+    /// Replication.
+    pub replica: Arc<Replica>,
+}
+
+/// One member slot: its name, address, disk and the handle of its current incarnation.
+pub struct Slot {
+    /// Host name (`m1`, `m2`, …).
+    pub name: String,
+    /// Simulated IP.
+    pub ip: IpAddr,
+    /// Disk.
+    pub disk: Disk,
+    /// The running incarnation, if any (set by the host once started, cleared on crash).
+    pub running: Rc<RefCell<Option<Running>>>,
+    /// Incarnations started so far.
+    pub incarnations: Rc<Cell<u64>>,
+    /// Removed from the cluster (and stopped): faults leave it down, liveness leaves it out.
+    pub removed: Cell<bool>,
+}
+
+/// How a member is started.
+#[derive(Clone)]
+pub struct MemberSpec {
+    /// Host name.
+    pub name: String,
+    /// `--initial-cluster`.
+    pub initial_cluster: String,
+    /// `--initial-cluster-state`.
+    pub state: &'static str,
+    /// Simulated IP.
+    pub ip: IpAddr,
+    /// Seed for the member's randomness (mixed with the incarnation).
+    pub seed: u64,
+    /// Bugs switched on.
+    pub bugs: Bugs,
+}
+
+fn member_args(spec: &MemberSpec, dir: &std::path::Path) -> Vec<String> {
+    let ip = spec.ip;
+    [
+        "--name",
+        &spec.name,
+        "--data-dir",
+        &dir.display().to_string(),
+        "--listen-client-urls",
+        &format!("http://0.0.0.0:{CLIENT_PORT}"),
+        "--advertise-client-urls",
+        &format!("http://{ip}:{CLIENT_PORT}"),
+        "--listen-peer-urls",
+        &format!("http://0.0.0.0:{PEER_PORT}"),
+        "--initial-advertise-peer-urls",
+        &format!("http://{ip}:{PEER_PORT}"),
+        "--initial-cluster",
+        &spec.initial_cluster,
+        "--initial-cluster-state",
+        spec.state,
+        "--heartbeat-interval",
+        "100",
+        "--election-timeout",
+        "1000",
+        "--snapshot-count",
+        "100000",
+        "--experimental-watch-progress-notify-interval",
+        "1s",
+        "--logger",
+        "capnslog",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+/// The host software of one member: start it on its disk, serve peers, and once published,
+/// clients. Called again by turmoil on every restart.
+pub async fn run_member(spec: MemberSpec, disk: Disk, running: Rc<RefCell<Option<Running>>>, incarnation: u64) -> turmoil::Result {
+    let args = member_args(&spec, &disk.dir);
+    let cfg = match config::parse(&args, &[]).map_err(|e| e.to_string())? {
+        (Invocation::Run(cfg), _) => cfg,
+        _ => return Err("member flags did not describe a member".into()),
+    };
+    let mut mix = SplitMix64(spec.seed ^ incarnation.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let seams = Seams {
+        rng: Box::new(SplitMix64(keel_store::seams::Rng::next_u64(&mut mix))),
+        dialer: Arc::new(SimDialer),
+        clock: Arc::new(SimClock),
+        bugs: spec.bugs,
+    };
+    let log: Arc<dyn LogDisk> = if disk.lying { Arc::new(LyingLog(disk.log.clone())) } else { Arc::new(disk.log.clone()) };
+    let member = Member::start(&cfg, Arc::new(disk.backend.clone()), log, &disk.dir, seams).await.map_err(|e| e.to_string())?;
+    *running.borrow_mut() = Some(Running { shared: member.shared.clone(), replica: member.replica.clone() });
+    let peers = member.serve_peers(incoming(PEER_PORT).await?);
+    tokio::spawn(async move {
+        if let Err(e) = peers.await {
+            tracing_error(&e.to_string());
+        }
+    });
+    member.wait_published().await;
+    member.serve(incoming(CLIENT_PORT).await?, futures::future::pending()).await.map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn tracing_error(msg: &str) {
+    eprintln!("peer server stopped: {msg}");
+}

@@ -1,0 +1,105 @@
+//! What the simulated clients saw, recorded as they see it. Everything runs on the simulation's
+//! one thread, so the recorder is shared through `Rc<RefCell<…>>`, and "time" is a logical
+//! clock: each invoke and each return takes the next tick, which orders them exactly.
+
+use crate::history::{History, Operation, Request, Response};
+use crate::watch::WatchLog;
+use std::cell::RefCell;
+use std::fmt::Write;
+use std::rc::Rc;
+
+/// A serializable (possibly stale) get: it must equal the store at its header revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StaleRead {
+    /// Key.
+    pub key: String,
+    /// Value read.
+    pub value: Option<String>,
+    /// Its mod revision (0 when absent).
+    pub mod_revision: i64,
+    /// Header revision.
+    pub revision: i64,
+}
+
+/// A list of a prefix read in pages at one pinned revision (Kubernetes' list with limit and
+/// continue): it must equal the store's keys under the prefix at that revision.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ListRead {
+    /// Prefix listed.
+    pub prefix: String,
+    /// The pinned revision (the first page's header).
+    pub revision: i64,
+    /// Pages read.
+    pub pages: usize,
+    /// (key, value, mod revision), all pages.
+    pub kvs: Vec<(String, String, i64)>,
+}
+
+/// A watcher's successive streams: each resumes where the one before stopped.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WatchChain {
+    /// Streams in order.
+    pub links: Vec<WatchLog>,
+}
+
+/// Everything recorded in one run.
+#[derive(Debug, Default)]
+pub struct Recorded {
+    clock: u64,
+    /// KV operations.
+    pub history: History,
+    /// Serializable gets.
+    pub stale_reads: Vec<StaleRead>,
+    /// Paged lists.
+    pub lists: Vec<ListRead>,
+    /// Watchers (Kubernetes-style: list, then watch from the list's revision).
+    pub watchers: Vec<WatchChain>,
+    /// The reference watcher: every key from revision 1.
+    pub reference: WatchChain,
+    /// The reference watcher could not resume (compacted past it): history checks are skipped.
+    pub reference_lost: bool,
+    /// The liveness check's verdict once faults stopped.
+    pub liveness: Option<Result<String, String>>,
+    /// The revision of the liveness check's last write (the reference watches up to it).
+    pub final_revision: i64,
+    /// Membership changes made (membership scenario).
+    pub membership: Vec<String>,
+}
+
+/// Shared handle to the recorder.
+pub type Recorder = Rc<RefCell<Recorded>>;
+
+impl Recorded {
+    /// The next logical instant.
+    pub fn tick(&mut self) -> u64 {
+        self.clock += 1;
+        self.clock
+    }
+
+    /// Record an operation invoked at `call` that returned `response` now (`None`: no answer).
+    pub fn finish(&mut self, client: u32, call: u64, request: Request, response: Option<Response>) {
+        let ret = response.as_ref().map(|_| self.tick());
+        self.history.push(Operation { client, call, ret, request, response });
+    }
+
+    /// Everything recorded, as text: the byte-for-byte comparable form of a run.
+    pub fn render(&self) -> String {
+        let mut s = self.history.render();
+        for r in &self.stale_reads {
+            let _ = writeln!(s, "stale {r:?}");
+        }
+        for l in &self.lists {
+            let _ = writeln!(s, "list {l:?}");
+        }
+        for (i, w) in self.watchers.iter().chain(std::iter::once(&self.reference)).enumerate() {
+            for l in &w.links {
+                let _ = writeln!(s, "watch {i} {l:?}");
+            }
+        }
+        for m in &self.membership {
+            let _ = writeln!(s, "membership {m}");
+        }
+        let _ = writeln!(s, "reference lost: {}; liveness: {:?}", self.reference_lost, self.liveness);
+        s
+    }
+}

@@ -1,0 +1,306 @@
+//! One simulated run: a seed picks the options and the fault schedule; the harness builds the
+//! cluster and clients on turmoil, steps it while the nemesis injects faults and the Raft
+//! invariants are checked, heals everything, checks liveness, then judges the history.
+
+use crate::cluster::{CLIENT_PORT, Disk, MemberSpec, PEER_PORT, Slot, run_member};
+use crate::invariants::Invariants;
+use crate::membership::{self, Signals};
+use crate::nemesis::{self, BASE_LATENCY, Menu, Nemesis, Planned};
+use crate::record::{Recorded, Recorder};
+use crate::workload::{self, Traffic};
+use crate::{checks, linearizable_kv};
+use keel_store::seams::{Bugs, Rng, SplitMix64};
+use keel_store::storage::memory::MemoryBackend;
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// What a run exercises.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scenario {
+    /// KV traffic on 3 members under network faults.
+    Kv,
+    /// Kubernetes-style traffic, informer watchers and the compaction loop on 3 members under
+    /// network faults and crashes.
+    Kube,
+    /// KV traffic on 5 members under crashes (losing unsynced writes), power loss of the whole
+    /// cluster, and partitions.
+    Crash,
+    /// KV traffic on 3 members while a fourth is added as a learner, promoted, and one of the
+    /// first three removed, under network faults and crashes.
+    Membership,
+}
+
+impl Scenario {
+    /// Every scenario.
+    pub const ALL: [Scenario; 4] = [Scenario::Kv, Scenario::Kube, Scenario::Crash, Scenario::Membership];
+
+    /// Parse a scenario name.
+    pub fn parse(s: &str) -> Option<Scenario> {
+        Scenario::ALL.into_iter().find(|x| x.name() == s)
+    }
+
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Kv => "kv",
+            Scenario::Kube => "kube",
+            Scenario::Crash => "crash",
+            Scenario::Membership => "membership",
+        }
+    }
+}
+
+/// Everything a seed decides about a run.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// The seed.
+    pub seed: u64,
+    /// Scenario.
+    pub scenario: Scenario,
+    /// Members.
+    pub members: usize,
+    /// Workload clients.
+    pub clients: u32,
+    /// Faults are injected until this simulated time; then everything heals.
+    pub faults_until: Duration,
+    /// The fault schedule.
+    pub plan: Vec<Planned>,
+    /// Bugs switched on (to prove the checkers catch them).
+    pub bugs: Bugs,
+    /// Raft logs whose fsync lies.
+    pub lying_disks: bool,
+}
+
+impl Options {
+    /// The options `seed` picks for `scenario`.
+    pub fn new(seed: u64, scenario: Scenario) -> Options {
+        let mut rng = SplitMix64(seed);
+        let members = if scenario == Scenario::Crash { 5 } else { 3 };
+        let clients = 2 + (rng.next_u64() % 3) as u32;
+        let faults_until = Duration::from_millis(6000 + rng.next_u64() % 6000);
+        let menu = match scenario {
+            Scenario::Kv => Menu::Network,
+            Scenario::Kube | Scenario::Membership => Menu::WithCrashes,
+            Scenario::Crash => Menu::Crashes,
+        };
+        let plan = nemesis::plan(&mut rng, members, menu, faults_until);
+        Options { seed, scenario, members, clients, faults_until, plan, bugs: Bugs::default(), lying_disks: false }
+    }
+}
+
+impl fmt::Display for Options {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "seed {} scenario {} members {} clients {} faults until {} ms{}{}",
+            self.seed,
+            self.scenario.name(),
+            self.members,
+            self.clients,
+            self.faults_until.as_millis(),
+            if self.bugs == Bugs::default() { String::new() } else { format!(" bugs {:?}", self.bugs) },
+            if self.lying_disks { " lying-disks" } else { "" }
+        )?;
+        for p in &self.plan {
+            writeln!(f, "  {p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a run produced.
+pub struct Outcome {
+    /// What clients saw.
+    pub recorded: Recorded,
+    /// Violations found (empty: the run passed).
+    pub violations: Vec<String>,
+    /// The linearizability search ran out of budget (no verdict either way).
+    pub undecided: bool,
+    /// Simulated time the run took.
+    pub elapsed: Duration,
+}
+
+/// How long after the faults stop the cluster has to recover.
+const RECOVERY: Duration = Duration::from_secs(20);
+
+/// Register `slot`'s host: every (re)start runs the member's software on its disk.
+fn add_host(sim: &mut turmoil::Sim<'_>, slot: &Slot, spec: &MemberSpec) {
+    let (disk, running, incarnations, spec) = (slot.disk.clone(), slot.running.clone(), slot.incarnations.clone(), spec.clone());
+    sim.host(slot.name.as_str(), move || {
+        let n = incarnations.get() + 1;
+        incarnations.set(n);
+        run_member(spec.clone(), disk.clone(), running.clone(), n)
+    });
+}
+
+/// Run `opts` to the end and judge it.
+pub fn run(opts: &Options) -> Outcome {
+    let mut sim = turmoil::Builder::new()
+        .simulation_duration(opts.faults_until + RECOVERY + Duration::from_secs(30))
+        .tick_duration(Duration::from_millis(1))
+        .min_message_latency(BASE_LATENCY.0)
+        .max_message_latency(BASE_LATENCY.1)
+        .tcp_capacity(1 << 16)
+        .rng_seed(opts.seed)
+        .build();
+    // The membership scenario has a spare member, started once the admin has added it.
+    let spare = usize::from(opts.scenario == Scenario::Membership);
+    let names: Vec<String> = (1..=opts.members + spare).map(|i| format!("m{i}")).collect();
+    let ips: Vec<_> = names.iter().map(|n| sim.lookup(n.as_str())).collect();
+    let cluster_of = |n: usize| -> String {
+        names.iter().zip(&ips).take(n).map(|(n, ip)| format!("{n}=http://{ip}:{PEER_PORT}")).collect::<Vec<_>>().join(",")
+    };
+    let scratch = tempfile::tempdir().ok();
+    let base = scratch.as_ref().map_or_else(std::env::temp_dir, |d| d.path().to_path_buf());
+    let mut slots = Vec::new();
+    let mut specs = Vec::new();
+    for (i, (name, ip)) in names.iter().zip(&ips).enumerate() {
+        let joins = i >= opts.members;
+        slots.push(Slot {
+            name: name.clone(),
+            ip: *ip,
+            disk: Disk { backend: MemoryBackend::new(), log: Default::default(), lying: opts.lying_disks, dir: base.join(name) },
+            running: Rc::new(RefCell::new(None)),
+            incarnations: Rc::new(Cell::new(0)),
+            removed: Cell::new(false),
+        });
+        specs.push(MemberSpec {
+            name: name.clone(),
+            initial_cluster: cluster_of(if joins { names.len() } else { opts.members }),
+            state: if joins { "existing" } else { "new" },
+            ip: *ip,
+            seed: opts.seed.wrapping_add(i as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D),
+            bugs: opts.bugs,
+        });
+    }
+    for i in 0..opts.members {
+        add_host(&mut sim, &slots[i], &specs[i]);
+    }
+    let members: Vec<SocketAddr> = ips.iter().map(|ip| SocketAddr::new(*ip, CLIENT_PORT)).collect();
+    let rec: Recorder = Rc::new(RefCell::new(Recorded::default()));
+    let stop = opts.faults_until + Duration::from_millis(500);
+    let traffic = if opts.scenario == Scenario::Kube { Traffic::Kube } else { Traffic::Kv };
+    let seed = |k: u64| opts.seed ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    for c in 0..opts.clients {
+        let f = workload::client(rec.clone(), c, members.clone(), seed(100 + u64::from(c)), traffic, stop);
+        sim.client(format!("client{c}").as_str(), f);
+    }
+    if opts.scenario == Scenario::Kube {
+        for w in 0..2u64 {
+            sim.client(format!("watcher{w}").as_str(), workload::watcher(rec.clone(), members.clone(), seed(200 + w), stop));
+        }
+        let every = Duration::from_secs(3);
+        sim.client("compactor", workload::compactor(rec.clone(), 900, members.clone(), seed(300), every, stop));
+    }
+    let end = opts.faults_until + RECOVERY;
+    let signals: Signals = Default::default();
+    if spare == 1 {
+        let originals: Vec<String> = ips.iter().take(opts.members).map(|ip| format!("http://{ip}:{PEER_PORT}")).collect();
+        let new_peer = format!("http://{}:{PEER_PORT}", ips[opts.members]);
+        let start = Duration::from_millis(1500 + seed(600) % 2000);
+        let admin = membership::admin(
+            signals.clone(),
+            members.clone(),
+            originals,
+            new_peer,
+            seed(601),
+            start,
+            opts.faults_until + Duration::from_secs(8),
+        );
+        sim.client("admin", admin);
+    }
+    sim.client("reference", workload::reference(rec.clone(), members.clone(), seed(400), end));
+    let mut nemesis = Nemesis::new(opts.plan.clone(), seed(500));
+    let mut invariants = Invariants::default();
+    let mut violations = Vec::new();
+    let mut healed = false;
+    let mut checking = false;
+    let mut panicked = false;
+    let mut spare_started = false;
+    loop {
+        let now = sim.elapsed();
+        if spare == 1 {
+            let (start_new, removed) = {
+                let s = signals.borrow();
+                (s.start_new, s.removed)
+            };
+            if start_new && !spare_started {
+                spare_started = true;
+                add_host(&mut sim, &slots[opts.members], &specs[opts.members]);
+            }
+            if let Some(r) = removed
+                && !slots[r].removed.get()
+            {
+                slots[r].removed.set(true);
+                sim.crash(slots[r].name.as_str());
+                *slots[r].running.borrow_mut() = None;
+            }
+        }
+        if !healed && now >= opts.faults_until {
+            nemesis.stop(&mut sim, &slots);
+            healed = true;
+        } else if !healed {
+            nemesis.step(&mut sim, &slots, now);
+        }
+        // Liveness once the faults stopped and membership changes (if any) are settled.
+        if healed && !checking && (signals.borrow().done || spare == 0 || now >= opts.faults_until + Duration::from_secs(9)) {
+            checking = true;
+            let live: Vec<SocketAddr> =
+                slots.iter().filter(|s| !s.removed.get() && s.incarnations.get() > 0).map(|s| SocketAddr::new(s.ip, CLIENT_PORT)).collect();
+            sim.client("liveness", workload::liveness(rec.clone(), 999, live, end));
+        }
+        if std::env::var_os("KEEL_SIM_TRACE").is_some() && sim.elapsed().as_millis() % 1000 == 0 {
+            let r = rec.borrow();
+            let leaders: Vec<_> = slots
+                .iter()
+                .map(|s| {
+                    s.running.borrow().as_ref().map(|r| {
+                        let m = r.replica.metrics();
+                        (
+                            r.replica.is_leader(),
+                            r.shared.visible(),
+                            r.shared.refuse_if_learner().is_err(),
+                            m.membership_config.membership().to_string(),
+                        )
+                    })
+                })
+                .collect();
+            eprintln!("{leaders:?}");
+            eprintln!("t={} ms ops={} ref_links={}", sim.elapsed().as_millis(), r.history.ops.len(), r.reference.links.len());
+        }
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.step())) {
+            Ok(Ok(true)) => break,
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => {
+                violations.push(format!("simulation failed at {} ms: {e}", sim.elapsed().as_millis()));
+                break;
+            }
+            Err(panic) => {
+                let msg = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+                violations.push(format!("a member panicked at {} ms: {}", sim.elapsed().as_millis(), msg.unwrap_or_default()));
+                // Its runtimes are mid-poll: dropping them could panic again. Leak instead.
+                panicked = true;
+                break;
+            }
+        }
+        if let Err(v) = invariants.check(&slots) {
+            violations.push(format!("raft invariant at {} ms: {v}", sim.elapsed().as_millis()));
+            break;
+        }
+    }
+    let elapsed = sim.elapsed();
+    if panicked {
+        std::mem::forget(sim);
+    } else {
+        drop(sim);
+    }
+    rec.borrow_mut().membership = std::mem::take(&mut signals.borrow_mut().steps);
+    let recorded = Rc::try_unwrap(rec).map(RefCell::into_inner).unwrap_or_else(|rc| std::mem::take(&mut *rc.borrow_mut()));
+    let mut undecided = false;
+    violations.extend(checks::judge(&recorded, &mut undecided));
+    let _ = linearizable_kv::DEFAULT_BUDGET;
+    Outcome { recorded, violations, undecided, elapsed }
+}

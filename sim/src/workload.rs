@@ -1,0 +1,575 @@
+//! The simulated clients: KV traffic, Kubernetes-style traffic, watchers that disconnect and
+//! resume, kube-apiserver's compaction loop, the reference watcher, and the liveness check run
+//! once faults stop. Each records what it saw in the [`Recorder`].
+
+use crate::history::{Request, Response};
+use crate::net::channel;
+use crate::record::{ListRead, Recorder, StaleRead, WatchChain};
+use crate::watch::{Event, Kind, Received, WatchLog};
+use keel_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
+use keel_proto::etcdserverpb::kv_client::KvClient;
+use keel_proto::etcdserverpb::lease_client::LeaseClient;
+use keel_proto::etcdserverpb::maintenance_client::MaintenanceClient;
+use keel_proto::etcdserverpb::request_op::Request as Op;
+use keel_proto::etcdserverpb::response_op::Response as OpResp;
+use keel_proto::etcdserverpb::watch_client::WatchClient;
+use keel_proto::etcdserverpb::watch_request::RequestUnion;
+use keel_proto::etcdserverpb::*;
+use keel_proto::mvccpb;
+use keel_store::seams::{Rng, SplitMix64};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tonic::transport::Channel;
+
+fn trace(msg: &str) {
+    if std::env::var_os("KEEL_SIM_TRACE").is_some() {
+        eprintln!("{} ms: {msg}", now().as_millis());
+    }
+}
+
+/// Sim time now.
+fn now() -> Duration {
+    turmoil::sim_elapsed().unwrap_or_default()
+}
+
+/// A client's view of the cluster: the members' addresses and the one it talks to now.
+pub struct Conn {
+    members: Vec<SocketAddr>,
+    at: usize,
+    ch: Channel,
+    /// Seeded randomness of this client.
+    pub rng: SplitMix64,
+}
+
+impl Conn {
+    /// A client starting at a random member.
+    pub fn new(members: Vec<SocketAddr>, seed: u64) -> Conn {
+        let mut rng = SplitMix64(seed);
+        let at = (rng.next_u64() % members.len() as u64) as usize;
+        let ch = channel(members[at]);
+        Conn { members, at, ch, rng }
+    }
+
+    /// Move to another member (after an error).
+    pub fn switch(&mut self) {
+        self.at = (self.at + 1 + (self.rng.next_u64() % (self.members.len() as u64)) as usize) % self.members.len();
+        self.ch = channel(self.members[self.at]);
+    }
+
+    /// A number below `n`.
+    pub fn pick(&mut self, n: u64) -> u64 {
+        self.rng.next_u64() % n.max(1)
+    }
+
+    fn kv(&self) -> KvClient<Channel> {
+        KvClient::new(self.ch.clone())
+    }
+}
+
+fn compare_mod(key: &str, rev: i64) -> keel_proto::etcdserverpb::Compare {
+    keel_proto::etcdserverpb::Compare {
+        result: CompareResult::Equal as i32,
+        target: CompareTarget::Mod as i32,
+        key: key.as_bytes().to_vec().into(),
+        target_union: Some(TargetUnion::ModRevision(rev)),
+        ..Default::default()
+    }
+}
+
+fn range_op(key: &str) -> RequestOp {
+    RequestOp { request: Some(Op::RequestRange(RangeRequest { key: key.as_bytes().to_vec().into(), ..Default::default() })) }
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn first_kv(r: &RangeResponse) -> (Option<String>, i64) {
+    r.kvs.first().map_or((None, 0), |kv| (Some(text(&kv.value)), kv.mod_revision))
+}
+
+/// Run `req` against the cluster; the store's answer, or `None` when the call failed (then the
+/// operation may or may not have happened).
+pub async fn execute(conn: &Conn, req: &Request) -> Option<Response> {
+    let mut kv = conn.kv();
+    let rev = |h: &Option<ResponseHeader>| h.as_ref().map_or(0, |h| h.revision);
+    match req {
+        Request::Get { key } => {
+            let r = kv.range(RangeRequest { key: key.as_bytes().to_vec().into(), ..Default::default() }).await.ok()?.into_inner();
+            let (value, mod_revision) = first_kv(&r);
+            Some(Response::Get { value, mod_revision, revision: rev(&r.header) })
+        }
+        Request::Put { key, value } | Request::PutWithLease { key, value, .. } => {
+            let lease = if let Request::PutWithLease { lease, .. } = req { *lease } else { 0 };
+            let r = kv
+                .put(PutRequest {
+                    key: key.as_bytes().to_vec().into(),
+                    value: value.as_bytes().to_vec().into(),
+                    lease,
+                    ..Default::default()
+                })
+                .await
+                .ok()?
+                .into_inner();
+            Some(Response::Put { revision: rev(&r.header) })
+        }
+        Request::Delete { key } => {
+            let r =
+                kv.delete_range(DeleteRangeRequest { key: key.as_bytes().to_vec().into(), ..Default::default() }).await.ok()?.into_inner();
+            Some(Response::Delete { deleted: r.deleted, revision: rev(&r.header) })
+        }
+        Request::MultiPut { kvs } => {
+            let success = kvs
+                .iter()
+                .map(|(k, v)| RequestOp {
+                    request: Some(Op::RequestPut(PutRequest {
+                        key: k.as_bytes().to_vec().into(),
+                        value: v.as_bytes().to_vec().into(),
+                        ..Default::default()
+                    })),
+                })
+                .collect();
+            let r = kv.txn(TxnRequest { success, ..Default::default() }).await.ok()?.into_inner();
+            Some(Response::Put { revision: rev(&r.header) })
+        }
+        Request::CompareAndPut { key, expected_mod, .. } | Request::CompareAndDelete { key, expected_mod } => {
+            let write = match req {
+                Request::CompareAndPut { .. } => Op::RequestPut(PutRequest {
+                    key: key.as_bytes().to_vec().into(),
+                    value: value_of(req).as_bytes().to_vec().into(),
+                    ..Default::default()
+                }),
+                _ => Op::RequestDeleteRange(DeleteRangeRequest { key: key.as_bytes().to_vec().into(), ..Default::default() }),
+            };
+            let r = kv
+                .txn(TxnRequest {
+                    compare: vec![compare_mod(key, *expected_mod)],
+                    success: vec![RequestOp { request: Some(write) }],
+                    failure: vec![range_op(key)],
+                })
+                .await
+                .ok()?
+                .into_inner();
+            let (value, mod_revision) = if r.succeeded {
+                (None, 0)
+            } else {
+                match r.responses.first().and_then(|o| o.response.as_ref()) {
+                    Some(OpResp::ResponseRange(range)) => first_kv(range),
+                    _ => (None, 0),
+                }
+            };
+            Some(Response::Txn { succeeded: r.succeeded, revision: rev(&r.header), value, mod_revision })
+        }
+        Request::LeaseRevoke { lease } => {
+            let r = LeaseClient::new(conn.ch.clone()).lease_revoke(LeaseRevokeRequest { id: *lease }).await.ok()?.into_inner();
+            Some(Response::Revoke { revision: rev(&r.header) })
+        }
+    }
+}
+
+fn value_of(req: &Request) -> &str {
+    match req {
+        Request::CompareAndPut { value, .. } => value,
+        _ => "",
+    }
+}
+
+/// Execute and record one operation.
+async fn run_op(rec: &Recorder, client: u32, conn: &mut Conn, req: Request) -> Option<Response> {
+    let call = rec.borrow_mut().tick();
+    let resp = execute(conn, &req).await;
+    trace(&format!("client {client} via {} tick {call}: {req:?} -> {resp:?}", conn.members[conn.at]));
+    if resp.is_none() {
+        conn.switch();
+    }
+    // A read that failed changed nothing and proves nothing: leave it out.
+    if resp.is_some() || req.writes() {
+        rec.borrow_mut().finish(client, call, req, resp.clone());
+    }
+    resp
+}
+
+/// What a workload client does until `stop`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Traffic {
+    /// Gets (linearizable and serializable), puts, deletes, multi-put txns, lease puts and
+    /// revokes over a few keys.
+    Kv,
+    /// Kubernetes-style: create-if-absent, read-then-update and read-then-delete on
+    /// mod_revision, paged lists at a pinned revision.
+    Kube,
+}
+
+const KV_KEYS: u64 = 5;
+const KUBE_PREFIX: &str = "/registry/pods/default/";
+
+/// One workload client.
+pub async fn client(rec: Recorder, id: u32, members: Vec<SocketAddr>, seed: u64, traffic: Traffic, stop: Duration) -> turmoil::Result {
+    let mut conn = Conn::new(members, seed);
+    let mut n = 0u64;
+    let mut lease: Option<(i64, bool)> = None; // (id, has keys)
+    let mut leases = 0i64;
+    while now() < stop {
+        n += 1;
+        let value = format!("c{id}-{n}");
+        match traffic {
+            Traffic::Kv => {
+                let key = format!("k/{}", conn.pick(KV_KEYS));
+                match conn.pick(100) {
+                    0..25 => {
+                        run_op(&rec, id, &mut conn, Request::Get { key }).await;
+                    }
+                    25..35 => serializable_get(&rec, &mut conn, key).await,
+                    35..60 => {
+                        run_op(&rec, id, &mut conn, Request::Put { key, value }).await;
+                    }
+                    60..65 => {
+                        run_op(&rec, id, &mut conn, Request::Delete { key }).await;
+                    }
+                    65..78 => {
+                        let other = format!("k/{}", (conn.pick(KV_KEYS - 1) + 1 + key[2..].parse::<u64>().unwrap_or(0)) % KV_KEYS);
+                        run_op(&rec, id, &mut conn, Request::MultiPut { kvs: vec![(key, value.clone()), (other, value)] }).await;
+                    }
+                    78..92 => match lease {
+                        Some((l, _)) => {
+                            if run_op(&rec, id, &mut conn, Request::PutWithLease { key, value, lease: l }).await.is_some() {
+                                lease = Some((l, true));
+                            }
+                        }
+                        None => {
+                            leases += 1;
+                            let l = (i64::from(id) << 32) | leases;
+                            let granted = LeaseClient::new(conn.ch.clone()).lease_grant(LeaseGrantRequest { ttl: 3600, id: l }).await;
+                            match granted {
+                                Ok(_) => lease = Some((l, false)),
+                                Err(_) => conn.switch(),
+                            }
+                        }
+                    },
+                    _ => {
+                        if let Some((l, _)) = lease.take() {
+                            run_op(&rec, id, &mut conn, Request::LeaseRevoke { lease: l }).await;
+                        }
+                    }
+                }
+            }
+            Traffic::Kube => {
+                let key = format!("{KUBE_PREFIX}p{}", conn.pick(KV_KEYS));
+                match conn.pick(100) {
+                    0..30 => {
+                        run_op(&rec, id, &mut conn, Request::CompareAndPut { key, expected_mod: 0, value }).await;
+                    }
+                    30..65 => {
+                        if let Some(Response::Get { value: Some(_), mod_revision, .. }) =
+                            run_op(&rec, id, &mut conn, Request::Get { key: key.clone() }).await
+                        {
+                            run_op(&rec, id, &mut conn, Request::CompareAndPut { key, expected_mod: mod_revision, value }).await;
+                        }
+                    }
+                    65..80 => {
+                        if let Some(Response::Get { value: Some(_), mod_revision, .. }) =
+                            run_op(&rec, id, &mut conn, Request::Get { key: key.clone() }).await
+                        {
+                            run_op(&rec, id, &mut conn, Request::CompareAndDelete { key, expected_mod: mod_revision }).await;
+                        }
+                    }
+                    _ => {
+                        if let Some(l) = paged_list(&mut conn, KUBE_PREFIX, 2).await {
+                            rec.borrow_mut().lists.push(l);
+                        }
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(5 + conn.pick(45))).await;
+    }
+    Ok(())
+}
+
+async fn serializable_get(rec: &Recorder, conn: &mut Conn, key: String) {
+    let req = RangeRequest { key: key.as_bytes().to_vec().into(), serializable: true, ..Default::default() };
+    match conn.kv().range(req).await {
+        Ok(r) => {
+            let r = r.into_inner();
+            let (value, mod_revision) = first_kv(&r);
+            let revision = r.header.as_ref().map_or(0, |h| h.revision);
+            rec.borrow_mut().stale_reads.push(StaleRead { key, value, mod_revision, revision });
+        }
+        Err(_) => conn.switch(),
+    }
+}
+
+fn prefix_end(prefix: &str) -> Vec<u8> {
+    let mut end = prefix.as_bytes().to_vec();
+    if let Some(last) = end.last_mut() {
+        *last += 1;
+    }
+    end
+}
+
+/// List `prefix` in pages of `limit` at the revision of the first page (Kubernetes' list with
+/// limit and continue). `None` when a page failed (compacted, or the member was unreachable).
+pub async fn paged_list(conn: &mut Conn, prefix: &str, limit: i64) -> Option<ListRead> {
+    let end = prefix_end(prefix);
+    let mut from = prefix.as_bytes().to_vec();
+    let mut revision = 0;
+    let mut kvs = Vec::new();
+    let mut pages = 0;
+    loop {
+        let req = RangeRequest { key: from.clone().into(), range_end: end.clone().into(), limit, revision, ..Default::default() };
+        let r = match conn.kv().range(req).await {
+            Ok(r) => r.into_inner(),
+            Err(_) => {
+                conn.switch();
+                return None;
+            }
+        };
+        pages += 1;
+        if revision == 0 {
+            revision = r.header.as_ref().map_or(0, |h| h.revision);
+        }
+        for kv in &r.kvs {
+            kvs.push((text(&kv.key), text(&kv.value), kv.mod_revision));
+        }
+        match (r.more, r.kvs.last()) {
+            (true, Some(last)) => {
+                from = last.key.to_vec();
+                from.push(0);
+            }
+            _ => return Some(ListRead { prefix: prefix.to_string(), revision, pages, kvs }),
+        }
+    }
+}
+
+fn event(e: &mvccpb::Event) -> Option<Event> {
+    let kv = e.kv.as_ref()?;
+    let delete = e.r#type == mvccpb::event::EventType::Delete as i32;
+    Some(Event {
+        revision: kv.mod_revision,
+        key: text(&kv.key),
+        kind: if delete { Kind::Delete } else { Kind::Put },
+        value: (!delete).then(|| text(&kv.value)),
+        prev: e.prev_kv.as_ref().map(|p| text(&p.value)),
+    })
+}
+
+/// How one watch stream ended.
+enum Ended {
+    /// The client chose to drop it (or the run is over).
+    Dropped,
+    /// An error or the stream ended: resume elsewhere.
+    Broken,
+    /// The start revision was compacted.
+    Compacted,
+}
+
+/// Watch `prefix` from `start` (prev_kv, progress notifications) until `until` or failure,
+/// appending what arrives to `log`.
+async fn watch_once(conn: &Conn, prefix: &str, start: i64, until: Duration, log: &mut WatchLog) -> Ended {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let create = WatchRequest {
+        request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
+            key: prefix.as_bytes().to_vec().into(),
+            range_end: if prefix.is_empty() { vec![0u8].into() } else { prefix_end(prefix).into() },
+            start_revision: start,
+            progress_notify: true,
+            prev_kv: true,
+            ..Default::default()
+        })),
+    };
+    if tx.send(create).await.is_err() {
+        return Ended::Broken;
+    }
+    let mut stream = match WatchClient::new(conn.ch.clone()).watch(tokio_stream_wrapper(rx)).await {
+        Ok(s) => s.into_inner(),
+        Err(e) => {
+            trace(&format!("watch failed: {e}"));
+            return Ended::Broken;
+        }
+    };
+    loop {
+        let left = until.saturating_sub(now());
+        if left.is_zero() {
+            return Ended::Dropped;
+        }
+        // A silent stream for 3 s (progress comes every second) is treated as broken.
+        let next = tokio::time::timeout(left.min(Duration::from_secs(3)), stream.message()).await;
+        let resp = match next {
+            Err(_) if left <= Duration::from_secs(3) => return Ended::Dropped,
+            Err(_) => return Ended::Broken,
+            Ok(Ok(Some(r))) => r,
+            Ok(other) => {
+                trace(&format!("watch ended: {other:?}"));
+                return Ended::Broken;
+            }
+        };
+        if resp.compact_revision > 0 {
+            return Ended::Compacted;
+        }
+        if resp.canceled {
+            trace(&format!("watch canceled: {}", resp.cancel_reason));
+            return Ended::Broken;
+        }
+        if resp.created {
+            continue;
+        }
+        let events: Vec<Event> = resp.events.iter().filter_map(event).collect();
+        if events.is_empty() {
+            log.received.push(Received::Progress(resp.header.as_ref().map_or(0, |h| h.revision)));
+        } else {
+            log.received.push(Received::Events(events));
+        }
+    }
+}
+
+fn tokio_stream_wrapper(rx: tokio::sync::mpsc::Receiver<WatchRequest>) -> impl futures::Stream<Item = WatchRequest> + Send + 'static {
+    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) })
+}
+
+fn last_event(log: &WatchLog) -> Option<i64> {
+    log.received.iter().rev().find_map(|r| if let Received::Events(e) = r { e.last().map(|e| e.revision) } else { None })
+}
+
+/// A Kubernetes-style watcher (an informer): list the prefix, watch from the list's revision,
+/// drop the stream now and then and resume after the last event; relist when compacted.
+pub async fn watcher(rec: Recorder, members: Vec<SocketAddr>, seed: u64, stop: Duration) -> turmoil::Result {
+    let mut conn = Conn::new(members, seed);
+    'relist: while now() < stop {
+        let Some(list) = paged_list(&mut conn, KUBE_PREFIX, 100).await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let mut start = list.revision + 1;
+        rec.borrow_mut().lists.push(list);
+        let mut chain = WatchChain::default();
+        while now() < stop {
+            let mut log = WatchLog { prefix: KUBE_PREFIX.into(), start_revision: start, prev_kv: true, received: Vec::new() };
+            let until = (now() + Duration::from_millis(500 + conn.pick(3000))).min(stop);
+            let ended = watch_once(&conn, KUBE_PREFIX, start, until, &mut log).await;
+            start = last_event(&log).map_or(start, |r| r + 1);
+            chain.links.push(log);
+            match ended {
+                Ended::Dropped => {}
+                Ended::Broken => {
+                    conn.switch();
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Ended::Compacted => {
+                    rec.borrow_mut().watchers.push(std::mem::take(&mut chain));
+                    continue 'relist;
+                }
+            }
+        }
+        rec.borrow_mut().watchers.push(chain);
+    }
+    Ok(())
+}
+
+/// The reference watcher: every key from revision 1, resumed after every break, until `stop`.
+/// Its events are the store's history the other checks are held to.
+pub async fn reference(rec: Recorder, members: Vec<SocketAddr>, seed: u64, stop: Duration) -> turmoil::Result {
+    let mut conn = Conn::new(members, seed);
+    let mut start = 1;
+    let done = |rec: &Recorder, start: i64| {
+        let r = rec.borrow();
+        r.liveness.is_some() && start > r.final_revision
+    };
+    while now() < stop && !done(&rec, start) {
+        let mut log = WatchLog { prefix: String::new(), start_revision: start, prev_kv: true, received: Vec::new() };
+        // In short stretches, so the watcher notices when the liveness check is done.
+        let until = (now() + Duration::from_secs(1)).min(stop);
+        let ended = watch_once(&conn, "", start, until, &mut log).await;
+        start = last_event(&log).map_or(start, |r| r + 1);
+        rec.borrow_mut().reference.links.push(log);
+        match ended {
+            Ended::Dropped => {}
+            Ended::Broken => {
+                conn.switch();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Ended::Compacted => {
+                rec.borrow_mut().reference_lost = true;
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// kube-apiserver's compaction loop: every `every`, bump `compact_rev_key` with a compare on
+/// its mod revision, and on success compact to the revision seen at the tick before.
+pub async fn compactor(rec: Recorder, id: u32, members: Vec<SocketAddr>, seed: u64, every: Duration, stop: Duration) -> turmoil::Result {
+    let mut conn = Conn::new(members, seed);
+    let key = "compact_rev_key".to_string();
+    let (mut expected, mut previous, mut n) = (0i64, 0i64, 0u64);
+    while now() + every < stop {
+        tokio::time::sleep(every).await;
+        n += 1;
+        let req = Request::CompareAndPut { key: key.clone(), expected_mod: expected, value: format!("compact-{n}") };
+        match run_op(&rec, id, &mut conn, req).await {
+            Some(Response::Txn { succeeded: true, revision, .. }) => {
+                if previous > 0 {
+                    let _ = conn.kv().compact(CompactionRequest { revision: previous, physical: false }).await;
+                }
+                expected = revision;
+                previous = revision;
+            }
+            Some(Response::Txn { succeeded: false, mod_revision, .. }) => expected = mod_revision,
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Once faults have stopped: every member must serve a linearizable write within `deadline`,
+/// and all members must then agree on the HashKV of the latest revision.
+pub async fn liveness(rec: Recorder, id: u32, members: Vec<SocketAddr>, deadline: Duration) -> turmoil::Result {
+    let verdict = check_liveness(&rec, id, &members, deadline).await;
+    let mut r = rec.borrow_mut();
+    r.liveness = Some(verdict);
+    Ok(())
+}
+
+async fn check_liveness(rec: &Recorder, id: u32, members: &[SocketAddr], deadline: Duration) -> Result<String, String> {
+    let mut latest = 0;
+    let mut attempt = 0;
+    for (i, addr) in members.iter().enumerate() {
+        let mut conn = Conn::new(vec![*addr], 0);
+        loop {
+            attempt += 1;
+            let req = Request::Put { key: format!("liveness/{i}"), value: format!("live-{i}-{attempt}") };
+            let call = rec.borrow_mut().tick();
+            let resp = execute(&conn, &req).await;
+            rec.borrow_mut().finish(id, call, req, resp.clone());
+            if let Some(Response::Put { revision }) = resp {
+                latest = latest.max(revision);
+                break;
+            }
+            if now() > deadline {
+                let put = PutRequest { key: b"liveness/why".to_vec().into(), ..Default::default() };
+                let why = match conn.kv().put(put).await {
+                    Ok(_) => "it answers now".to_string(),
+                    Err(e) => format!("{:?}: {}", e.code(), e.message()),
+                };
+                return Err(format!("member {i} ({addr}) served no write before the deadline ({why})"));
+            }
+            conn = Conn::new(vec![*addr], 0);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    rec.borrow_mut().final_revision = latest;
+    loop {
+        let mut hashes = Vec::new();
+        for addr in members {
+            let r = MaintenanceClient::new(channel(*addr)).hash_kv(HashKvRequest { revision: latest }).await;
+            hashes.push(r.map(|r| r.into_inner().hash).map_err(|e| e.message().to_string()));
+        }
+        if hashes.iter().all(|h| h.is_ok() && *h == hashes[0]) {
+            return Ok(format!("all members serve; HashKV at {latest} agrees"));
+        }
+        if now() > deadline {
+            return Err(format!("HashKV at revision {latest} differs: {hashes:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
