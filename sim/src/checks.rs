@@ -42,6 +42,20 @@ pub fn judge(r: &Recorded, undecided: &mut bool) -> Vec<String> {
             v.push(format!("watcher {i}: {e}"));
         }
     }
+    for life in &r.leases {
+        for key in &life.keys {
+            let Some((_, rev, arrived)) = r.deletions.iter().find(|(k, _, _)| k == key) else { continue };
+            let revoked = life.revoked_from.is_some_and(|t| t <= *arrived);
+            if *arrived < life.not_before && !revoked {
+                v.push(format!(
+                    "lease {:x} ended early: {key} was deleted at revision {rev} (seen at {} ms) though kept alive until at least {} ms",
+                    life.lease,
+                    arrived.as_millis(),
+                    life.not_before.as_millis()
+                ));
+            }
+        }
+    }
     let states = StatesAt::new(&reference);
     for s in &r.stale_reads {
         if s.revision > covered {

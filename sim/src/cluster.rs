@@ -30,6 +30,8 @@ pub struct Disk {
     pub log: MemoryLogDisk,
     /// When set, `sync` of the Raft log does nothing (the "fsync that lies" bug).
     pub lying: bool,
+    /// The member's lease clock (it drifts under the drift fault).
+    pub clock: Arc<DriftClock>,
     /// Snapshot files (real files; a run stays below the snapshot threshold).
     pub dir: PathBuf,
 }
@@ -63,6 +65,47 @@ impl LogDisk for LyingLog {
     }
     fn blocks(&self) -> bool {
         false
+    }
+}
+
+/// A member's lease clock: simulated time plus an offset that grows while the clock runs fast
+/// (rate > 1) or shrinks while it runs slow, so leases see clock drift. The harness sets the
+/// rate from outside the host, at a simulated instant.
+#[derive(Default)]
+pub struct DriftClock {
+    // (simulated time of the last rate change, offset then in seconds, rate since)
+    inner: std::sync::Mutex<(std::time::Duration, f64, f64)>,
+}
+
+impl DriftClock {
+    /// A clock that runs true.
+    pub fn new() -> DriftClock {
+        DriftClock { inner: std::sync::Mutex::new((std::time::Duration::ZERO, 0.0, 1.0)) }
+    }
+
+    fn offset_at(state: &(std::time::Duration, f64, f64), at: std::time::Duration) -> f64 {
+        let (anchor, offset, rate) = *state;
+        offset + at.saturating_sub(anchor).as_secs_f64() * (rate - 1.0)
+    }
+
+    /// From simulated time `at` on, run at `rate` (1.0: true).
+    pub fn set_rate(&self, rate: f64, at: std::time::Duration) {
+        let mut s = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let offset = Self::offset_at(&s, at);
+        *s = (at, offset, rate);
+    }
+}
+
+impl keel_store::seams::LeaseClock for DriftClock {
+    fn now(&self) -> tokio::time::Instant {
+        let real = tokio::time::Instant::now();
+        let at = turmoil::sim_elapsed().unwrap_or_default();
+        let offset = Self::offset_at(&self.inner.lock().unwrap_or_else(|p| p.into_inner()), at);
+        if offset >= 0.0 {
+            real + std::time::Duration::from_secs_f64(offset)
+        } else {
+            real.checked_sub(std::time::Duration::from_secs_f64(-offset)).unwrap_or(real)
+        }
     }
 }
 
@@ -166,6 +209,7 @@ pub async fn run_member(spec: MemberSpec, disk: Disk, running: Rc<RefCell<Option
         dialer: Arc::new(SimDialer),
         clock: Arc::new(SimClock),
         bugs: spec.bugs,
+        lease_clock: disk.clock.clone(),
     };
     let log: Arc<dyn LogDisk> = if disk.lying { Arc::new(LyingLog(disk.log.clone())) } else { Arc::new(disk.log.clone()) };
     let member = Member::start(&cfg, Arc::new(disk.backend.clone()), log, &disk.dir, seams).await.map_err(|e| e.to_string())?;

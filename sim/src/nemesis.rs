@@ -50,6 +50,13 @@ pub enum Fault {
     },
     /// Every member loses power at once, unsynced writes are lost, and all restart.
     CrashAll,
+    /// A member's lease clock runs at `percent` of true speed (leases expire by it).
+    Drift {
+        /// The member.
+        member: usize,
+        /// Its clock's rate, in percent.
+        percent: u64,
+    },
 }
 
 /// A fault with when it starts and how long it lasts.
@@ -89,9 +96,9 @@ pub fn plan(rng: &mut SplitMix64, members: usize, menu: Menu, until: Duration) -
         let lasts = Duration::from_millis(300 + rng.next_u64() % 2700);
         let pick = |rng: &mut SplitMix64| (rng.next_u64() % n) as usize;
         let choices: &[u8] = match menu {
-            Menu::Network => &[0, 1, 2, 3, 4, 5],
-            Menu::WithCrashes => &[0, 1, 2, 3, 4, 5, 6, 6],
-            Menu::Crashes => &[0, 1, 6, 6, 6, 7],
+            Menu::Network => &[0, 1, 2, 3, 4, 5, 8],
+            Menu::WithCrashes => &[0, 1, 2, 3, 4, 5, 6, 6, 8],
+            Menu::Crashes => &[0, 1, 6, 6, 6, 7, 8],
         };
         let fault = match choices[(rng.next_u64() % choices.len() as u64) as usize] {
             0 => {
@@ -119,7 +126,11 @@ pub fn plan(rng: &mut SplitMix64, members: usize, menu: Menu, until: Duration) -
             }
             5 => Fault::Pause { member: pick(rng) },
             6 => Fault::Crash { member: pick(rng), lose_unsynced: rng.next_u64().is_multiple_of(2) },
-            _ => Fault::CrashAll,
+            7 => Fault::CrashAll,
+            _ => {
+                let percent = [50, 70, 130, 200][(rng.next_u64() % 4) as usize];
+                Fault::Drift { member: pick(rng), percent }
+            }
         };
         out.push(Planned { at, lasts, fault });
         at += lasts + Duration::from_millis(200 + rng.next_u64() % 1500);
@@ -145,12 +156,15 @@ impl Nemesis {
         Nemesis { plan, next: 0, active: None, rng: SplitMix64(seed), last_flap: Duration::ZERO }
     }
 
+    /// The fastest a drifting lease clock runs, relative to true time.
+    pub const MAX_DRIFT: f64 = 2.0;
+
     /// Start, continue or heal faults due at `now`.
     pub fn step(&mut self, sim: &mut turmoil::Sim<'_>, slots: &[Slot], now: Duration) {
         if let Some((p, touched)) = &self.active {
             if now >= p.at + p.lasts {
                 let (p, touched) = (p.clone(), touched.clone());
-                heal(sim, slots, &p.fault, &touched);
+                heal(sim, slots, &p.fault, &touched, now);
                 self.active = None;
             } else if let Fault::Loss { a, b } = p.fault
                 && now >= self.last_flap + Duration::from_millis(50)
@@ -168,15 +182,15 @@ impl Nemesis {
             && now >= p.at
         {
             self.next += 1;
-            let touched = apply(sim, slots, &p.fault);
+            let touched = apply(sim, slots, &p.fault, now);
             self.active = Some((p.clone(), touched));
         }
     }
 
     /// Heal whatever is active and restart every crashed member.
-    pub fn stop(&mut self, sim: &mut turmoil::Sim<'_>, slots: &[Slot]) {
+    pub fn stop(&mut self, sim: &mut turmoil::Sim<'_>, slots: &[Slot], now: Duration) {
         if let Some((p, touched)) = self.active.take() {
-            heal(sim, slots, &p.fault, &touched);
+            heal(sim, slots, &p.fault, &touched, now);
         }
         self.next = self.plan.len();
     }
@@ -210,7 +224,7 @@ fn crash(sim: &mut turmoil::Sim<'_>, slot: &Slot, lose_unsynced: bool) {
 }
 
 /// Apply `fault`; the members it touched.
-fn apply(sim: &mut turmoil::Sim<'_>, slots: &[Slot], fault: &Fault) -> Vec<usize> {
+fn apply(sim: &mut turmoil::Sim<'_>, slots: &[Slot], fault: &Fault, now: Duration) -> Vec<usize> {
     match fault {
         Fault::Partition { side } => {
             cut(sim, slots, side);
@@ -244,6 +258,10 @@ fn apply(sim: &mut turmoil::Sim<'_>, slots: &[Slot], fault: &Fault) -> Vec<usize
             crash(sim, &slots[*member], *lose_unsynced);
             vec![*member]
         }
+        Fault::Drift { member, percent } => {
+            slots[*member].disk.clock.set_rate(*percent as f64 / 100.0, now);
+            vec![*member]
+        }
         Fault::CrashAll => {
             let all: Vec<usize> = hosted(slots).filter(|(_, s)| !s.removed.get()).map(|(i, _)| i).collect();
             for &i in &all {
@@ -254,8 +272,9 @@ fn apply(sim: &mut turmoil::Sim<'_>, slots: &[Slot], fault: &Fault) -> Vec<usize
     }
 }
 
-fn heal(sim: &mut turmoil::Sim<'_>, slots: &[Slot], fault: &Fault, touched: &[usize]) {
+fn heal(sim: &mut turmoil::Sim<'_>, slots: &[Slot], fault: &Fault, touched: &[usize], now: Duration) {
     match fault {
+        Fault::Drift { member, .. } => slots[*member].disk.clock.set_rate(1.0, now),
         Fault::Partition { .. } | Fault::IsolateLeader | Fault::Loss { .. } => {
             for (i, a) in hosted(slots) {
                 for (_, b) in hosted(slots).filter(|(j, _)| *j > i) {

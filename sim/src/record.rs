@@ -35,6 +35,21 @@ pub struct ListRead {
     pub kvs: Vec<(String, String, i64)>,
 }
 
+/// One lease the lease keeper kept alive for a while, then revoked or left to expire.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaseLife {
+    /// Lease ID.
+    pub lease: i64,
+    /// Its keys (no one else writes or deletes them).
+    pub keys: Vec<String>,
+    /// Simulated time before which the lease must not end on its own: the last successful
+    /// keepalive's send time plus its TTL divided by the fastest drift, less an election
+    /// timeout (a deposed leader may still answer a keepalive for that long).
+    pub not_before: std::time::Duration,
+    /// When the keeper asked to revoke it (it may end any time after).
+    pub revoked_from: Option<std::time::Duration>,
+}
+
 /// A watcher's successive streams: each resumes where the one before stopped.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WatchChain {
@@ -64,6 +79,10 @@ pub struct Recorded {
     pub final_revision: i64,
     /// Membership changes made (membership scenario).
     pub membership: Vec<String>,
+    /// Leases kept alive, then revoked or left to expire.
+    pub leases: Vec<LeaseLife>,
+    /// Deletions the reference watcher received: (key, revision, simulated arrival time).
+    pub deletions: Vec<(String, i64, std::time::Duration)>,
 }
 
 /// Shared handle to the recorder.
@@ -95,6 +114,9 @@ impl Recorded {
             for l in &w.links {
                 let _ = writeln!(s, "watch {i} {l:?}");
             }
+        }
+        for l in &self.leases {
+            let _ = writeln!(s, "lease {l:?}");
         }
         for m in &self.membership {
             let _ = writeln!(s, "membership {m}");

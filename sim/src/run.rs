@@ -2,7 +2,7 @@
 //! cluster and clients on turmoil, steps it while the nemesis injects faults and the Raft
 //! invariants are checked, heals everything, checks liveness, then judges the history.
 
-use crate::cluster::{CLIENT_PORT, Disk, MemberSpec, PEER_PORT, Slot, run_member};
+use crate::cluster::{CLIENT_PORT, Disk, DriftClock, MemberSpec, PEER_PORT, Slot, run_member};
 use crate::invariants::Invariants;
 use crate::membership::{self, Signals};
 use crate::nemesis::{self, BASE_LATENCY, Menu, Nemesis, Planned};
@@ -15,6 +15,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What a run exercises.
@@ -162,7 +163,13 @@ pub fn run(opts: &Options) -> Outcome {
         slots.push(Slot {
             name: name.clone(),
             ip: *ip,
-            disk: Disk { backend: MemoryBackend::new(), log: Default::default(), lying: opts.lying_disks, dir: base.join(name) },
+            disk: Disk {
+                backend: MemoryBackend::new(),
+                log: Default::default(),
+                lying: opts.lying_disks,
+                clock: Arc::new(DriftClock::new()),
+                dir: base.join(name),
+            },
             running: Rc::new(RefCell::new(None)),
             incarnations: Rc::new(Cell::new(0)),
             removed: Cell::new(false),
@@ -188,6 +195,7 @@ pub fn run(opts: &Options) -> Outcome {
         let f = workload::client(rec.clone(), c, members.clone(), seed(100 + u64::from(c)), traffic, stop);
         sim.client(format!("client{c}").as_str(), f);
     }
+    sim.client("leases", workload::lease_keeper(rec.clone(), 800, members.clone(), seed(700), stop));
     if opts.scenario == Scenario::Kube {
         for w in 0..2u64 {
             sim.client(format!("watcher{w}").as_str(), workload::watcher(rec.clone(), members.clone(), seed(200 + w), stop));
@@ -240,7 +248,7 @@ pub fn run(opts: &Options) -> Outcome {
             }
         }
         if !healed && now >= opts.faults_until {
-            nemesis.stop(&mut sim, &slots);
+            nemesis.stop(&mut sim, &slots, now);
             healed = true;
         } else if !healed {
             nemesis.step(&mut sim, &slots, now);

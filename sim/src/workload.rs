@@ -3,8 +3,9 @@
 //! once faults stop. Each records what it saw in the [`Recorder`].
 
 use crate::history::{Request, Response};
+use crate::nemesis::Nemesis;
 use crate::net::channel;
-use crate::record::{ListRead, Recorder, StaleRead, WatchChain};
+use crate::record::{LeaseLife, ListRead, Recorder, StaleRead, WatchChain};
 use crate::watch::{Event, Kind, Received, WatchLog};
 use keel_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use keel_proto::etcdserverpb::kv_client::KvClient;
@@ -365,7 +366,7 @@ enum Ended {
 
 /// Watch `prefix` from `start` (prev_kv, progress notifications) until `until` or failure,
 /// appending what arrives to `log`.
-async fn watch_once(conn: &Conn, prefix: &str, start: i64, until: Duration, log: &mut WatchLog) -> Ended {
+async fn watch_once(conn: &Conn, prefix: &str, start: i64, until: Duration, log: &mut WatchLog, mut deletions: Option<&Recorder>) -> Ended {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let create = WatchRequest {
         request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
@@ -414,6 +415,11 @@ async fn watch_once(conn: &Conn, prefix: &str, start: i64, until: Duration, log:
             continue;
         }
         let events: Vec<Event> = resp.events.iter().filter_map(event).collect();
+        if let Some(rec) = deletions.as_mut() {
+            for e in events.iter().filter(|e| e.kind == Kind::Delete) {
+                rec.borrow_mut().deletions.push((e.key.clone(), e.revision, now()));
+            }
+        }
         if events.is_empty() {
             log.received.push(Received::Progress(resp.header.as_ref().map_or(0, |h| h.revision)));
         } else {
@@ -445,7 +451,7 @@ pub async fn watcher(rec: Recorder, members: Vec<SocketAddr>, seed: u64, stop: D
         while now() < stop {
             let mut log = WatchLog { prefix: KUBE_PREFIX.into(), start_revision: start, prev_kv: true, received: Vec::new() };
             let until = (now() + Duration::from_millis(500 + conn.pick(3000))).min(stop);
-            let ended = watch_once(&conn, KUBE_PREFIX, start, until, &mut log).await;
+            let ended = watch_once(&conn, KUBE_PREFIX, start, until, &mut log, None).await;
             start = last_event(&log).map_or(start, |r| r + 1);
             chain.links.push(log);
             match ended {
@@ -478,7 +484,7 @@ pub async fn reference(rec: Recorder, members: Vec<SocketAddr>, seed: u64, stop:
         let mut log = WatchLog { prefix: String::new(), start_revision: start, prev_kv: true, received: Vec::new() };
         // In short stretches, so the watcher notices when the liveness check is done.
         let until = (now() + Duration::from_secs(1)).min(stop);
-        let ended = watch_once(&conn, "", start, until, &mut log).await;
+        let ended = watch_once(&conn, "", start, until, &mut log, Some(&rec)).await;
         start = last_event(&log).map_or(start, |r| r + 1);
         rec.borrow_mut().reference.links.push(log);
         match ended {
@@ -494,6 +500,73 @@ pub async fn reference(rec: Recorder, members: Vec<SocketAddr>, seed: u64, stop:
         }
     }
     Ok(())
+}
+
+/// The lease keeper: grant a lease (TTL 5 s), attach keys to it, keep it alive for 1–4 s, then
+/// revoke it or stop and let it expire; again until `stop`. Its expiry is in the history as a
+/// revoke that may happen any time after the grant (the model places it where the answers need
+/// it); when it may *not* happen yet is recorded as the lease's `not_before`.
+pub async fn lease_keeper(rec: Recorder, id: u32, members: Vec<SocketAddr>, seed: u64, stop: Duration) -> turmoil::Result {
+    const TTL: i64 = 5;
+    let mut conn = Conn::new(members, seed);
+    let mut n = 0i64;
+    while now() + Duration::from_secs(1) < stop {
+        n += 1;
+        let lease = (i64::from(id) << 32) | n;
+        let granted_tick = rec.borrow_mut().tick();
+        let sent = now();
+        match LeaseClient::new(conn.ch.clone()).lease_grant(LeaseGrantRequest { ttl: TTL, id: lease }).await {
+            Ok(_) => {}
+            Err(_) => {
+                // It may exist anyway; with no keys its expiry changes nothing.
+                conn.switch();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        }
+        let bound = |sent: Duration, ttl: i64| (sent + Duration::from_secs_f64(ttl as f64 / Nemesis::MAX_DRIFT)).saturating_sub(ELECTION);
+        let mut life = LeaseLife { lease, keys: Vec::new(), not_before: bound(sent, TTL), revoked_from: None };
+        for k in 0..1 + conn.pick(2) {
+            let key = format!("lease/{id}/{n}/{k}");
+            let put = Request::PutWithLease { key: key.clone(), value: format!("l{id}-{n}-{k}"), lease };
+            if run_op(&rec, id, &mut conn, put).await.is_some() {
+                life.keys.push(key);
+            }
+        }
+        let keep_until = now() + Duration::from_millis(1000 + conn.pick(3000));
+        while now() < keep_until {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let sent = now();
+            match keep_alive_once(&conn, lease).await {
+                Some(ttl) if ttl > 0 => life.not_before = life.not_before.max(bound(sent, ttl)),
+                Some(_) => break, // gone
+                None => conn.switch(),
+            }
+        }
+        if conn.pick(2) == 0 {
+            life.revoked_from = Some(now());
+            run_op(&rec, id, &mut conn, Request::LeaseRevoke { lease }).await;
+        }
+        {
+            let mut r = rec.borrow_mut();
+            let expiry = Request::LeaseRevoke { lease };
+            r.history.push(crate::history::Operation { client: id, call: granted_tick, ret: None, request: expiry, response: None });
+            r.leases.push(life);
+        }
+        tokio::time::sleep(Duration::from_millis(500 + conn.pick(2500))).await;
+    }
+    Ok(())
+}
+
+/// A deposed leader may answer keepalives for about this long before it steps down.
+const ELECTION: Duration = Duration::from_secs(1);
+
+/// One keepalive on a stream of its own: the TTL granted, or `None` when the call failed.
+async fn keep_alive_once(conn: &Conn, lease: i64) -> Option<i64> {
+    let req = futures::stream::iter([LeaseKeepAliveRequest { id: lease }]);
+    let mut stream = LeaseClient::new(conn.ch.clone()).lease_keep_alive(req).await.ok()?.into_inner();
+    let resp = tokio::time::timeout(Duration::from_secs(2), stream.message()).await.ok()?.ok()??;
+    Some(resp.ttl)
 }
 
 /// kube-apiserver's compaction loop: every `every`, bump `compact_rev_key` with a compare on

@@ -62,3 +62,24 @@ fn an_fsync_that_lies_is_caught() {
     assert!(!out.violations.is_empty(), "seed {seed}");
     eprintln!("lying fsync: seed {seed}: {:#?}", out.violations);
 }
+
+#[test]
+fn a_lease_clock_far_faster_than_the_drift_allowed_is_caught() {
+    use keel_sim::nemesis::{Fault, Planned};
+    use std::time::Duration;
+    // Every member's lease clock at 10× (one after the other), far past the 2× the lease
+    // check allows for: leases kept alive end early.
+    let found = first_failure(Scenario::Kv, 1..=6, |o| {
+        o.plan = (0..3)
+            .map(|m| Planned {
+                at: Duration::from_millis(1000 + 3000 * m as u64),
+                lasts: Duration::from_millis(2900),
+                fault: Fault::Drift { member: m, percent: 1000 },
+            })
+            .collect();
+        o.faults_until = Duration::from_secs(10);
+    });
+    let (seed, out) = found.expect("no seed in 1..=6 showed a lease ending early");
+    assert!(out.violations.iter().any(|v| v.contains("ended early")), "seed {seed}: {:#?}", out.violations);
+    eprintln!("fast lease clock: seed {seed}: {}", out.violations[0]);
+}

@@ -7,7 +7,7 @@ use anyhow::Context;
 use keel_store::config::{self, Config, Invocation};
 use keel_store::node::Member;
 use keel_store::raft::log_store::FileDisk;
-use keel_store::seams::{Bugs, Seams, SplitMix64, SystemClock};
+use keel_store::seams::{Bugs, Seams, SplitMix64, SystemClock, TokioClock};
 use keel_store::server::maintenance::ETCD_VERSION;
 use keel_store::storage::sled::SledBackend;
 use keel_store::tls::conn;
@@ -85,6 +85,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let local = cfg.listen_peer_urls.first().map(|u| u.addr.ip()).filter(|ip| !ip.is_unspecified());
     let seams = Seams {
         bugs: Bugs::default(),
+        lease_clock: Arc::new(TokioClock),
         rng: Box::new(SplitMix64(seed())),
         dialer: Arc::new(conn::TcpDialer { local, tls: tls.peer_client }),
         clock: Arc::new(SystemClock),

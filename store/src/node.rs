@@ -244,10 +244,10 @@ impl Member {
         raft_dir: &Path,
         seams: Seams,
     ) -> Result<Member> {
-        let Seams { rng, dialer, clock, bugs } = seams;
+        let Seams { rng, dialer, clock, bugs, lease_clock } = seams;
         let peers = Peers::new(dialer);
         let (member_id, cluster_id, start) = identify(cfg, &*backend, &peers).await?;
-        let mut sm = StateMachine::open(backend.clone(), cfg.min_lease_ttl(), Instant::now())?;
+        let mut sm = StateMachine::open(backend.clone(), cfg.min_lease_ttl(), lease_clock.now())?;
         let jwt = match crate::auth::tokens::TokenKind::parse(&cfg.auth_token).map_err(Error::InvalidArgument)? {
             crate::auth::tokens::TokenKind::Jwt(jwt) => Some(Arc::new(jwt.with_clock(clock))),
             crate::auth::tokens::TokenKind::Simple => None,
@@ -262,7 +262,7 @@ impl Member {
         };
         let limits =
             Limits { max_request_bytes: cfg.max_request_bytes, max_txn_ops: cfg.max_txn_ops, quota_backend_bytes: cfg.quota_bytes() };
-        let shared = Arc::new(Shared::new(sm, backend, identity, limits, rng, bugs));
+        let shared = Arc::new(Shared::new(sm, backend, identity, limits, rng, crate::server::state::SharedSeams { bugs, lease_clock }));
         let storage = |e: std::io::Error| Error::Storage(format!("opening the Raft log: {e}"));
         let log = LogStore::open(raft_log).map_err(storage)?;
         let snap_dir = raft_dir.join("snap");

@@ -17,6 +17,22 @@ pub trait Dialer: Send + Sync + 'static {
     fn dial(&self, addr: SocketAddr, secure: bool) -> BoxFuture<'static, std::io::Result<Box<dyn PeerIo>>>;
 }
 
+/// Elapsed time as the member's lease deadlines see it. The binary passes [`TokioClock`]; the
+/// simulation passes clocks that run fast or slow (drift) to check leases under it.
+pub trait LeaseClock: Send + Sync + 'static {
+    /// Now.
+    fn now(&self) -> tokio::time::Instant;
+}
+
+/// tokio's clock (the simulation drives it; in production it is the system's monotonic clock).
+pub struct TokioClock;
+
+impl LeaseClock for TokioClock {
+    fn now(&self) -> tokio::time::Instant {
+        tokio::time::Instant::now()
+    }
+}
+
 /// Wall-clock time, for what is defined by it (JWT expiry).
 pub trait WallClock: Send + Sync + 'static {
     /// Seconds since the Unix epoch.
@@ -41,6 +57,8 @@ pub struct Seams {
     pub dialer: std::sync::Arc<dyn Dialer>,
     /// Wall-clock time.
     pub clock: std::sync::Arc<dyn WallClock>,
+    /// The clock lease deadlines are kept by.
+    pub lease_clock: std::sync::Arc<dyn LeaseClock>,
     /// Known bugs to switch on (the binary never does).
     pub bugs: Bugs,
 }

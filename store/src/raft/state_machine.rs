@@ -19,7 +19,6 @@ use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::time::Instant;
 
 /// The state machine handle openraft drives.
 #[derive(Clone)]
@@ -119,7 +118,7 @@ impl RaftStateMachine<TypeConfig> for SmStore {
                             // need: everything before it becomes visible first.
                             self.shared.publish(sm.mvcc.current());
                         }
-                        match sm.apply(id.index, cmd, guard.as_ref(), Instant::now()) {
+                        match sm.apply(id.index, cmd, guard.as_ref(), self.shared.lease_now()) {
                             Err(crate::error::Error::Storage(msg)) => return Err(storage(msg)),
                             Ok(mut applied) => {
                                 events.append(&mut applied.events);
@@ -179,7 +178,7 @@ impl RaftStateMachine<TypeConfig> for SmStore {
             sm.write_group().map_err(storage)?;
             let n = snapshot::load(&*shared.backend, std::fs::File::open(&path)?)?;
             let mut fresh =
-                crate::apply::StateMachine::open(shared.backend.clone(), sm.leases.min_ttl(), Instant::now()).map_err(storage)?;
+                crate::apply::StateMachine::open(shared.backend.clone(), sm.leases.min_ttl(), shared.lease_now()).map_err(storage)?;
             let id = meta.last_log_id.unwrap_or_else(|| log_id(0, 0));
             fresh.record_position(id.leader_id.term, id.index);
             fresh.record_membership(serde_json::to_vec(&meta.last_membership).map_err(storage)?);

@@ -71,7 +71,7 @@ impl LeaseService {
     /// A keep-alive on this member (the leader).
     pub fn keep_alive_here(&self, id: i64) -> LeaseKeepAliveResponse {
         let durable = self.shared.applied_index();
-        let ttl = self.shared.write_state().leases.renew(id, Instant::now(), durable).unwrap_or(0);
+        let ttl = self.shared.write_state().leases.renew(id, self.shared.lease_now(), durable).unwrap_or(0);
         LeaseKeepAliveResponse { header: self.shared.header(self.shared.visible()), id, ttl }
     }
 
@@ -97,7 +97,7 @@ impl LeaseService {
             Some(l) => LeaseTimeToLiveResponse {
                 header,
                 id: req.id,
-                ttl: l.expiry.saturating_duration_since(Instant::now()).as_secs() as i64,
+                ttl: l.expiry.saturating_duration_since(self.shared.lease_now()).as_secs() as i64,
                 granted_ttl: l.ttl,
                 keys: if req.keys { l.keys.iter().cloned().collect() } else { Vec::new() },
             },
@@ -143,14 +143,14 @@ pub async fn run_expiry(shared: Arc<Shared>) {
         tick.tick().await;
         let leads = shared.replica().is_ok_and(|r| r.is_leader());
         if leads && !leading {
-            shared.write_state().leases.extend_all(Instant::now());
+            shared.write_state().leases.extend_all(shared.lease_now());
             tracing::info!("leading: every lease deadline extended to a full TTL from now");
         }
         leading = leads;
         if !leads {
             continue;
         }
-        let expired = shared.read_state().leases.expired(Instant::now());
+        let expired = shared.read_state().leases.expired(shared.lease_now());
         // Revoked concurrently, so a thousand leases expiring together share groups and fsyncs.
         let revokes = expired.into_iter().map(|id| {
             let shared = shared.clone();

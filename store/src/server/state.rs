@@ -70,9 +70,23 @@ pub struct Shared {
     pub metrics: crate::http::metrics::Metrics,
     /// Known bugs switched on by a simulation (none in the binary).
     pub bugs: crate::seams::Bugs,
+    lease_clock: Arc<dyn crate::seams::LeaseClock>,
+}
+
+/// The seams the shared state keeps.
+pub struct SharedSeams {
+    /// Known bugs switched on.
+    pub bugs: crate::seams::Bugs,
+    /// The clock of lease deadlines.
+    pub lease_clock: Arc<dyn crate::seams::LeaseClock>,
 }
 
 impl Shared {
+    /// Now, by the clock lease deadlines are kept by.
+    pub fn lease_now(&self) -> Instant {
+        self.lease_clock.now()
+    }
+
     /// Assemble the shared state; [`Shared::set_replica`] completes it.
     pub fn new(
         sm: StateMachine,
@@ -80,7 +94,7 @@ impl Shared {
         identity: Identity,
         limits: Limits,
         rng: Box<dyn Rng>,
-        bugs: crate::seams::Bugs,
+        seams: SharedSeams,
     ) -> Shared {
         let rev = sm.mvcc.current();
         let applied_index = sm.applied;
@@ -102,7 +116,8 @@ impl Shared {
             identity,
             limits,
             metrics: Default::default(),
-            bugs,
+            bugs: seams.bugs,
+            lease_clock: seams.lease_clock,
         }
     }
 
