@@ -18,7 +18,23 @@ pub fn judge(r: &Recorded, undecided: &mut bool) -> Vec<String> {
         None => v.push("liveness: the check did not finish".into()),
     }
     let reference = events_of(&r.reference);
-    let history = if r.reference_lost { r.history.clone() } else { patch(&r.history, &reference) };
+    let covered = reference.last().map_or(1, |e| e.revision);
+    // The reference must have seen everything up to the liveness check's last write (it is the
+    // store's history every other check is held to); a watch that stalls fails here.
+    if matches!(r.liveness, Some(Ok(_))) && covered < r.final_revision {
+        v.push(format!("reference watch: delivered up to revision {covered} of {}", r.final_revision));
+    }
+    if r.reference_lost {
+        v.push("reference watch: compacted past it (the compactor must not outrun it)".into());
+    }
+    for m in r.membership.iter().filter(|m| m.contains("gave up")) {
+        v.push(format!("membership: {m}"));
+    }
+    for (lease, at) in &r.early_ends {
+        v.push(format!("lease {lease:x} ended early: its keeper found it gone at {} ms", at.as_millis()));
+    }
+    let complete = !r.reference_lost && covered >= r.final_revision && r.final_revision > 0;
+    let history = if complete { patch(&r.history, &reference) } else { r.history.clone() };
     match linearizable_kv::check(&history, &KvState::at(1)) {
         Ok(()) => {}
         Err(Failure::Undecided) => *undecided = true,
@@ -27,7 +43,6 @@ pub fn judge(r: &Recorded, undecided: &mut bool) -> Vec<String> {
     if r.reference_lost {
         return v;
     }
-    let covered = reference.last().map_or(1, |e| e.revision);
     if let Err(e) = contiguous(&reference) {
         v.push(format!("reference watch: {e}"));
     }
@@ -94,8 +109,9 @@ pub fn judge(r: &Recorded, undecided: &mut bool) -> Vec<String> {
 
 /// The history with what the reference watch tells about writes that got no answer (as etcd's
 /// robustness suite does): a write of a unique value that the store holds as an event did
-/// happen, with that revision; one it never holds did not happen at all (the liveness check's
-/// writes settle every earlier proposal, and the reference watches past them). Writes without
+/// happen, with that revision; one it never holds did not happen at all. Only call this with a
+/// complete reference: the liveness check writes after every workload call ended, so its last
+/// revision settles every earlier proposal, and the reference watched up to it. Writes without
 /// a unique value (deletes, revokes) stay open.
 pub fn patch(h: &History, reference: &[Event]) -> History {
     let covered = reference.last().map_or(0, |e| e.revision);

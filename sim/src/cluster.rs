@@ -141,6 +141,8 @@ pub struct Slot {
     pub incarnations: Rc<Cell<u64>>,
     /// Removed from the cluster (and stopped): faults leave it down, liveness leaves it out.
     pub removed: Cell<bool>,
+    /// The member may start (the spare waits until it has been added).
+    pub go: Rc<Cell<bool>>,
 }
 
 /// How a member is started.
@@ -197,7 +199,16 @@ fn member_args(spec: &MemberSpec, dir: &std::path::Path) -> Vec<String> {
 
 /// The host software of one member: start it on its disk, serve peers, and once published,
 /// clients. Called again by turmoil on every restart.
-pub async fn run_member(spec: MemberSpec, disk: Disk, running: Rc<RefCell<Option<Running>>>, incarnation: u64) -> turmoil::Result {
+pub async fn run_member(
+    spec: MemberSpec,
+    disk: Disk,
+    running: Rc<RefCell<Option<Running>>>,
+    incarnation: u64,
+    go: Rc<Cell<bool>>,
+) -> turmoil::Result {
+    while !go.get() {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let args = member_args(&spec, &disk.dir);
     let cfg = match config::parse(&args, &[]).map_err(|e| e.to_string())? {
         (Invocation::Run(cfg), _) => cfg,

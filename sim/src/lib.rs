@@ -21,6 +21,11 @@
 //! - [`watch`]: the watch guarantees (ordered, unique, reliable, atomic, bookmarkable, prev_kv,
 //!   resumable, events equal to the KV history).
 
+// Without tokio_unstable turmoil cannot seed each host's tokio RNG, and a seed would not replay
+// (a RUSTFLAGS variable replaces the flags in .cargo/config.toml).
+#[cfg(not(tokio_unstable))]
+compile_error!("keel-sim needs --cfg tokio_unstable (set in .cargo/config.toml; do not override it with RUSTFLAGS)");
+
 pub mod checks;
 pub mod cluster;
 pub mod history;

@@ -63,9 +63,12 @@ impl KvState {
             }
             Request::CompareAndDelete { key, expected_mod } => {
                 let (current, mod_revision) = self.kvs.get(key).map_or((None, 0), |(v, m)| (Some(v.clone()), *m));
-                if mod_revision == *expected_mod && current.is_some() {
-                    next.revision += 1;
-                    next.kvs.remove(key);
+                if mod_revision == *expected_mod {
+                    // etcd: the compare holds for a missing key and 0; the delete then deletes
+                    // nothing and the revision stays.
+                    if next.kvs.remove(key).is_some() {
+                        next.revision += 1;
+                    }
                     next.leases.remove(key);
                     Response::Txn { succeeded: true, revision: next.revision, value: None, mod_revision: 0 }
                 } else {
@@ -144,6 +147,8 @@ mod tests {
         let (s, r) = s.step(&Request::CompareAndDelete { key: "a".into(), expected_mod: 2 });
         assert_eq!(r, Response::Txn { succeeded: true, revision: 3, value: None, mod_revision: 0 });
         let (_, r) = s.step(&Request::CompareAndDelete { key: "a".into(), expected_mod: 0 });
-        assert_eq!(r, Response::Txn { succeeded: false, revision: 3, value: None, mod_revision: 0 });
+        assert_eq!(r, Response::Txn { succeeded: true, revision: 3, value: None, mod_revision: 0 }, "as etcd: holds, deletes nothing");
+        let (_, r) = s.step(&Request::CompareAndDelete { key: "b".into(), expected_mod: 0 });
+        assert_eq!(r, Response::Txn { succeeded: false, revision: 3, value: Some("1".into()), mod_revision: 2 });
     }
 }

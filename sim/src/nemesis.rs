@@ -148,12 +148,24 @@ pub struct Nemesis {
     active: Option<(Planned, Vec<usize>)>,
     rng: SplitMix64,
     last_flap: Duration,
+    /// What was done, when: each fault as applied, or why it did nothing.
+    pub log: Vec<String>,
+}
+
+/// The members a fault names, if any.
+fn named(fault: &Fault) -> Vec<usize> {
+    match fault {
+        Fault::Partition { side } => side.clone(),
+        Fault::OneWay { from: a, to: b } | Fault::Loss { a, b } => vec![*a, *b],
+        Fault::Pause { member } | Fault::Crash { member, .. } | Fault::Drift { member, .. } => vec![*member],
+        Fault::IsolateLeader | Fault::Delay { .. } | Fault::CrashAll => Vec::new(),
+    }
 }
 
 impl Nemesis {
     /// A nemesis for `plan`, with its own randomness for flapping links.
     pub fn new(plan: Vec<Planned>, seed: u64) -> Nemesis {
-        Nemesis { plan, next: 0, active: None, rng: SplitMix64(seed), last_flap: Duration::ZERO }
+        Nemesis { plan, next: 0, active: None, rng: SplitMix64(seed), last_flap: Duration::ZERO, log: Vec::new() }
     }
 
     /// The fastest a drifting lease clock runs, relative to true time.
@@ -182,6 +194,16 @@ impl Nemesis {
             && now >= p.at
         {
             self.next += 1;
+            // A member not running yet (the spare) or removed cannot take the fault.
+            if let Some(&m) = named(&p.fault).iter().find(|&&m| !slots[m].go.get() || slots[m].removed.get()) {
+                self.log.push(format!("{} ms {:?}: nothing done, {} is not in the cluster", now.as_millis(), p.fault, slots[m].name));
+                return;
+            }
+            if p.fault == Fault::IsolateLeader && leader(slots).is_none() {
+                self.log.push(format!("{} ms {:?}: nothing done, no member leads", now.as_millis(), p.fault));
+                return;
+            }
+            self.log.push(format!("{} ms {:?}", now.as_millis(), p.fault));
             let touched = apply(sim, slots, &p.fault, now);
             self.active = Some((p.clone(), touched));
         }
@@ -200,9 +222,9 @@ fn leader(slots: &[Slot]) -> Option<usize> {
     slots.iter().position(|s| s.running.borrow().as_ref().is_some_and(|r| r.replica.is_leader()))
 }
 
-/// Hosts registered with the simulation so far (a spare member joins later).
+/// Members started so far (a spare member starts once it has been added).
 fn hosted(slots: &[Slot]) -> impl Iterator<Item = (usize, &Slot)> {
-    slots.iter().enumerate().filter(|(_, s)| s.incarnations.get() > 0)
+    slots.iter().enumerate().filter(|(_, s)| s.go.get())
 }
 
 fn cut(sim: &turmoil::Sim<'_>, slots: &[Slot], side: &[usize]) {

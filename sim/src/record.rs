@@ -77,12 +77,20 @@ pub struct Recorded {
     pub liveness: Option<Result<String, String>>,
     /// The revision of the liveness check's last write (the reference watches up to it).
     pub final_revision: i64,
+    /// The lease keeper saw a lease gone (keepalive TTL ≤ 0) before it may end: (lease, when).
+    pub early_ends: Vec<(i64, std::time::Duration)>,
     /// Membership changes made (membership scenario).
     pub membership: Vec<String>,
     /// Leases kept alive, then revoked or left to expire.
     pub leases: Vec<LeaseLife>,
     /// Deletions the reference watcher received: (key, revision, simulated arrival time).
     pub deletions: Vec<(String, i64, std::time::Duration)>,
+    /// Faults as applied (or found to be no-ops), with their simulated times.
+    pub faults: Vec<String>,
+    /// Workload clients still running (the liveness check waits for none).
+    pub active_clients: u32,
+    /// Set by the harness when faults have stopped: the members the liveness check asks.
+    pub liveness_members: Option<Vec<std::net::SocketAddr>>,
 }
 
 /// Shared handle to the recorder.
@@ -115,13 +123,20 @@ impl Recorded {
                 let _ = writeln!(s, "watch {i} {l:?}");
             }
         }
+        for d in &self.deletions {
+            let _ = writeln!(s, "deleted {d:?}");
+        }
+        for f in &self.faults {
+            let _ = writeln!(s, "fault {f}");
+        }
         for l in &self.leases {
             let _ = writeln!(s, "lease {l:?}");
         }
         for m in &self.membership {
             let _ = writeln!(s, "membership {m}");
         }
-        let _ = writeln!(s, "reference lost: {}; liveness: {:?}", self.reference_lost, self.liveness);
+        let _ =
+            writeln!(s, "reference lost: {}; final revision {}; liveness: {:?}", self.reference_lost, self.final_revision, self.liveness);
         s
     }
 }

@@ -87,7 +87,9 @@ impl Options {
             Scenario::Kube | Scenario::Membership => Menu::WithCrashes,
             Scenario::Crash => Menu::Crashes,
         };
-        let plan = nemesis::plan(&mut rng, members, menu, faults_until);
+        // Faults may name the membership scenario's spare too (they do nothing until it runs).
+        let named = members + usize::from(scenario == Scenario::Membership);
+        let plan = nemesis::plan(&mut rng, named, menu, faults_until);
         Options { seed, scenario, members, clients, faults_until, plan, bugs: Bugs::default(), lying_disks: false }
     }
 }
@@ -130,15 +132,26 @@ const RECOVERY: Duration = Duration::from_secs(20);
 /// Register `slot`'s host: every (re)start runs the member's software on its disk.
 fn add_host(sim: &mut turmoil::Sim<'_>, slot: &Slot, spec: &MemberSpec) {
     let (disk, running, incarnations, spec) = (slot.disk.clone(), slot.running.clone(), slot.incarnations.clone(), spec.clone());
+    let go = slot.go.clone();
     sim.host(slot.name.as_str(), move || {
         let n = incarnations.get() + 1;
         incarnations.set(n);
-        run_member(spec.clone(), disk.clone(), running.clone(), n)
+        run_member(spec.clone(), disk.clone(), running.clone(), n, go.clone())
     });
 }
 
-/// Run `opts` to the end and judge it.
+/// Run `opts` to the end and judge it, on a thread of its own, so nothing a previous run left in
+/// thread-local state (tokio's and turmoil's) can reach this one.
 pub fn run(opts: &Options) -> Outcome {
+    let opts = opts.clone();
+    match std::thread::Builder::new().name(format!("sim-{}", opts.seed)).spawn(move || run_here(&opts)).map(|t| t.join()) {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(panic)) => std::panic::resume_unwind(panic),
+        Err(e) => panic!("cannot start the simulation's thread: {e}"),
+    }
+}
+
+fn run_here(opts: &Options) -> Outcome {
     let mut sim = turmoil::Builder::new()
         .simulation_duration(opts.faults_until + RECOVERY + Duration::from_secs(30))
         .tick_duration(Duration::from_millis(1))
@@ -154,8 +167,9 @@ pub fn run(opts: &Options) -> Outcome {
     let cluster_of = |n: usize| -> String {
         names.iter().zip(&ips).take(n).map(|(n, ip)| format!("{n}=http://{ip}:{PEER_PORT}")).collect::<Vec<_>>().join(",")
     };
-    let scratch = tempfile::tempdir().ok();
-    let base = scratch.as_ref().map_or_else(std::env::temp_dir, |d| d.path().to_path_buf());
+    // Snapshot folders (never written in a run; see the README): a fresh one per run.
+    let scratch = tempfile::tempdir().expect("a temporary folder for the run");
+    let base = scratch.path().to_path_buf();
     let mut slots = Vec::new();
     let mut specs = Vec::new();
     for (i, (name, ip)) in names.iter().zip(&ips).enumerate() {
@@ -173,6 +187,7 @@ pub fn run(opts: &Options) -> Outcome {
             running: Rc::new(RefCell::new(None)),
             incarnations: Rc::new(Cell::new(0)),
             removed: Cell::new(false),
+            go: Rc::new(Cell::new(!joins)),
         });
         specs.push(MemberSpec {
             name: name.clone(),
@@ -183,8 +198,10 @@ pub fn run(opts: &Options) -> Outcome {
             bugs: opts.bugs,
         });
     }
-    for i in 0..opts.members {
-        add_host(&mut sim, &slots[i], &specs[i]);
+    // Every host is registered now (one registered mid-run gets a clock that can sit a
+    // millisecond off from run to run); the spare's software waits for its `go`.
+    for (slot, spec) in slots.iter().zip(&specs) {
+        add_host(&mut sim, slot, spec);
     }
     let members: Vec<SocketAddr> = ips.iter().map(|ip| SocketAddr::new(*ip, CLIENT_PORT)).collect();
     let rec: Recorder = Rc::new(RefCell::new(Recorded::default()));
@@ -221,6 +238,7 @@ pub fn run(opts: &Options) -> Outcome {
         sim.client("admin", admin);
     }
     sim.client("reference", workload::reference(rec.clone(), members.clone(), seed(400), end));
+    sim.client("liveness", workload::liveness(rec.clone(), 999, end));
     let mut nemesis = Nemesis::new(opts.plan.clone(), seed(500));
     let mut invariants = Invariants::default();
     let mut violations = Vec::new();
@@ -237,7 +255,7 @@ pub fn run(opts: &Options) -> Outcome {
             };
             if start_new && !spare_started {
                 spare_started = true;
-                add_host(&mut sim, &slots[opts.members], &specs[opts.members]);
+                slots[opts.members].go.set(true);
             }
             if let Some(r) = removed
                 && !slots[r].removed.get()
@@ -257,8 +275,8 @@ pub fn run(opts: &Options) -> Outcome {
         if healed && !checking && (signals.borrow().done || spare == 0 || now >= opts.faults_until + Duration::from_secs(9)) {
             checking = true;
             let live: Vec<SocketAddr> =
-                slots.iter().filter(|s| !s.removed.get() && s.incarnations.get() > 0).map(|s| SocketAddr::new(s.ip, CLIENT_PORT)).collect();
-            sim.client("liveness", workload::liveness(rec.clone(), 999, live, end));
+                slots.iter().filter(|s| !s.removed.get() && s.go.get()).map(|s| SocketAddr::new(s.ip, CLIENT_PORT)).collect();
+            rec.borrow_mut().liveness_members = Some(live);
         }
         if std::env::var_os("KEEL_SIM_TRACE").is_some() && sim.elapsed().as_millis() % 1000 == 0 {
             let r = rec.borrow();
@@ -306,6 +324,7 @@ pub fn run(opts: &Options) -> Outcome {
         drop(sim);
     }
     rec.borrow_mut().membership = std::mem::take(&mut signals.borrow_mut().steps);
+    rec.borrow_mut().faults = std::mem::take(&mut nemesis.log);
     let recorded = Rc::try_unwrap(rec).map(RefCell::into_inner).unwrap_or_else(|rc| std::mem::take(&mut *rc.borrow_mut()));
     let mut undecided = false;
     violations.extend(checks::judge(&recorded, &mut undecided));

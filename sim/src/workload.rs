@@ -28,6 +28,24 @@ fn trace(msg: &str) {
     }
 }
 
+/// Counts a workload client as running while it lives (the liveness check waits for none).
+struct Active(Recorder);
+
+impl Active {
+    fn enter(rec: &Recorder) -> Active {
+        rec.borrow_mut().active_clients += 1;
+        Active(rec.clone())
+    }
+}
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.0.try_borrow_mut() {
+            r.active_clients = r.active_clients.saturating_sub(1);
+        }
+    }
+}
+
 /// Sim time now.
 fn now() -> Duration {
     turmoil::sim_elapsed().unwrap_or_default()
@@ -206,6 +224,7 @@ const KUBE_PREFIX: &str = "/registry/pods/default/";
 
 /// One workload client.
 pub async fn client(rec: Recorder, id: u32, members: Vec<SocketAddr>, seed: u64, traffic: Traffic, stop: Duration) -> turmoil::Result {
+    let _active = Active::enter(&rec);
     let mut conn = Conn::new(members, seed);
     let mut n = 0u64;
     let mut lease: Option<(i64, bool)> = None; // (id, has keys)
@@ -439,6 +458,7 @@ fn last_event(log: &WatchLog) -> Option<i64> {
 /// A Kubernetes-style watcher (an informer): list the prefix, watch from the list's revision,
 /// drop the stream now and then and resume after the last event; relist when compacted.
 pub async fn watcher(rec: Recorder, members: Vec<SocketAddr>, seed: u64, stop: Duration) -> turmoil::Result {
+    let _active = Active::enter(&rec);
     let mut conn = Conn::new(members, seed);
     'relist: while now() < stop {
         let Some(list) = paged_list(&mut conn, KUBE_PREFIX, 100).await else {
@@ -487,12 +507,12 @@ pub async fn reference(rec: Recorder, members: Vec<SocketAddr>, seed: u64, stop:
         let ended = watch_once(&conn, "", start, until, &mut log, Some(&rec)).await;
         start = last_event(&log).map_or(start, |r| r + 1);
         rec.borrow_mut().reference.links.push(log);
+        // Another member for the next stretch, so one that lags (cut off, yet still sending
+        // progress notifications) cannot hold the reference back.
+        conn.switch();
         match ended {
             Ended::Dropped => {}
-            Ended::Broken => {
-                conn.switch();
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            Ended::Broken => tokio::time::sleep(Duration::from_millis(50)).await,
             Ended::Compacted => {
                 rec.borrow_mut().reference_lost = true;
                 return Ok(());
@@ -508,6 +528,7 @@ pub async fn reference(rec: Recorder, members: Vec<SocketAddr>, seed: u64, stop:
 /// it); when it may *not* happen yet is recorded as the lease's `not_before`.
 pub async fn lease_keeper(rec: Recorder, id: u32, members: Vec<SocketAddr>, seed: u64, stop: Duration) -> turmoil::Result {
     const TTL: i64 = 5;
+    let _active = Active::enter(&rec);
     let mut conn = Conn::new(members, seed);
     let mut n = 0i64;
     while now() + Duration::from_secs(1) < stop {
@@ -524,7 +545,7 @@ pub async fn lease_keeper(rec: Recorder, id: u32, members: Vec<SocketAddr>, seed
                 continue;
             }
         }
-        let bound = |sent: Duration, ttl: i64| (sent + Duration::from_secs_f64(ttl as f64 / Nemesis::MAX_DRIFT)).saturating_sub(ELECTION);
+        let bound = |sent: Duration, ttl: i64| sent + Duration::from_secs_f64(ttl as f64 / Nemesis::MAX_DRIFT);
         let mut life = LeaseLife { lease, keys: Vec::new(), not_before: bound(sent, TTL), revoked_from: None };
         for k in 0..1 + conn.pick(2) {
             let key = format!("lease/{id}/{n}/{k}");
@@ -533,13 +554,19 @@ pub async fn lease_keeper(rec: Recorder, id: u32, members: Vec<SocketAddr>, seed
                 life.keys.push(key);
             }
         }
-        let keep_until = now() + Duration::from_millis(1000 + conn.pick(3000));
+        let keep_until = (now() + Duration::from_millis(1000 + conn.pick(3000))).min(stop);
         while now() < keep_until {
             tokio::time::sleep(Duration::from_secs(1)).await;
             let sent = now();
             match keep_alive_once(&conn, lease).await {
                 Some(ttl) if ttl > 0 => life.not_before = life.not_before.max(bound(sent, ttl)),
-                Some(_) => break, // gone
+                Some(_) => {
+                    // Gone. Before it may end, that is an early end the keeper saw itself.
+                    if now() < life.not_before {
+                        rec.borrow_mut().early_ends.push((lease, now()));
+                    }
+                    break;
+                }
                 None => conn.switch(),
             }
         }
@@ -553,13 +580,14 @@ pub async fn lease_keeper(rec: Recorder, id: u32, members: Vec<SocketAddr>, seed
             r.history.push(crate::history::Operation { client: id, call: granted_tick, ret: None, request: expiry, response: None });
             r.leases.push(life);
         }
-        tokio::time::sleep(Duration::from_millis(500 + conn.pick(2500))).await;
+        let pause = Duration::from_millis(500 + conn.pick(2500));
+        if now() + pause >= stop {
+            break;
+        }
+        tokio::time::sleep(pause).await;
     }
     Ok(())
 }
-
-/// A deposed leader may answer keepalives for about this long before it steps down.
-const ELECTION: Duration = Duration::from_secs(1);
 
 /// One keepalive on a stream of its own: the TTL granted, or `None` when the call failed.
 async fn keep_alive_once(conn: &Conn, lease: i64) -> Option<i64> {
@@ -572,6 +600,7 @@ async fn keep_alive_once(conn: &Conn, lease: i64) -> Option<i64> {
 /// kube-apiserver's compaction loop: every `every`, bump `compact_rev_key` with a compare on
 /// its mod revision, and on success compact to the revision seen at the tick before.
 pub async fn compactor(rec: Recorder, id: u32, members: Vec<SocketAddr>, seed: u64, every: Duration, stop: Duration) -> turmoil::Result {
+    let _active = Active::enter(&rec);
     let mut conn = Conn::new(members, seed);
     let key = "compact_rev_key".to_string();
     let (mut expected, mut previous, mut n) = (0i64, 0i64, 0u64);
@@ -581,8 +610,11 @@ pub async fn compactor(rec: Recorder, id: u32, members: Vec<SocketAddr>, seed: u
         let req = Request::CompareAndPut { key: key.clone(), expected_mod: expected, value: format!("compact-{n}") };
         match run_op(&rec, id, &mut conn, req).await {
             Some(Response::Txn { succeeded: true, revision, .. }) => {
-                if previous > 0 {
-                    let _ = conn.kv().compact(CompactionRequest { revision: previous, physical: false }).await;
+                // Never past what the reference watcher has seen: it judges everything else.
+                let seen = rec.borrow().reference.links.iter().filter_map(last_event).max().unwrap_or(0);
+                let target = previous.min(seen + 1);
+                if target > 1 {
+                    let _ = conn.kv().compact(CompactionRequest { revision: target, physical: false }).await;
                 }
                 expected = revision;
                 previous = revision;
@@ -596,14 +628,61 @@ pub async fn compactor(rec: Recorder, id: u32, members: Vec<SocketAddr>, seed: u
 
 /// Once faults have stopped: every member must serve a linearizable write within `deadline`,
 /// and all members must then agree on the HashKV of the latest revision.
-pub async fn liveness(rec: Recorder, id: u32, members: Vec<SocketAddr>, deadline: Duration) -> turmoil::Result {
+/// It starts once the harness hands it the members to check (`Recorded::liveness_members`);
+/// hosts are all registered at the start, since one registered mid-run gets a clock that can
+/// sit a millisecond off from run to run.
+pub async fn liveness(rec: Recorder, id: u32, deadline: Duration) -> turmoil::Result {
+    let members = loop {
+        if let Some(m) = rec.borrow().liveness_members.clone() {
+            break m;
+        }
+        if now() > deadline {
+            rec.borrow_mut().liveness = Some(Err("the harness never started the liveness check".into()));
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     let verdict = check_liveness(&rec, id, &members, deadline).await;
     let mut r = rec.borrow_mut();
     r.liveness = Some(verdict);
     Ok(())
 }
 
+/// The voters' client addresses, from a linearizable member list through any of `members`.
+async fn voters(members: &[SocketAddr], deadline: Duration) -> Result<Vec<SocketAddr>, String> {
+    use keel_proto::etcdserverpb::cluster_client::ClusterClient;
+    let mut last = String::new();
+    loop {
+        for addr in members {
+            match ClusterClient::new(channel(*addr)).member_list(MemberListRequest { linearizable: true }).await {
+                Ok(r) => {
+                    return Ok(r
+                        .into_inner()
+                        .members
+                        .iter()
+                        .filter(|m| !m.is_learner)
+                        .filter_map(|m| m.client_ur_ls.first()?.strip_prefix("http://")?.parse().ok())
+                        .collect());
+                }
+                Err(e) => last = e.message().to_string(),
+            }
+        }
+        if now() > deadline {
+            return Err(format!("no member answered a linearizable member list: {last}"));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 async fn check_liveness(rec: &Recorder, id: u32, members: &[SocketAddr], deadline: Duration) -> Result<String, String> {
+    // Every workload call has ended: nothing proposed before can land after the writes below.
+    while rec.borrow().active_clients > 0 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let members = &voters(members, deadline).await?;
+    if members.is_empty() {
+        return Err("the member list names no voter with a client URL".into());
+    }
     let mut latest = 0;
     let mut attempt = 0;
     for (i, addr) in members.iter().enumerate() {
@@ -638,7 +717,7 @@ async fn check_liveness(rec: &Recorder, id: u32, members: &[SocketAddr], deadlin
             hashes.push(r.map(|r| r.into_inner().hash).map_err(|e| e.message().to_string()));
         }
         if hashes.iter().all(|h| h.is_ok() && *h == hashes[0]) {
-            return Ok(format!("all members serve; HashKV at {latest} agrees"));
+            return Ok(format!("all {} voters serve; HashKV at {latest} agrees", members.len()));
         }
         if now() > deadline {
             return Err(format!("HashKV at revision {latest} differs: {hashes:?}"));

@@ -20,12 +20,19 @@ fn first_failure(scenario: Scenario, seeds: std::ops::RangeInclusive<u64>, tweak
 
 #[test]
 fn same_seed_same_history() {
-    let opts = Options::new(3, Scenario::Kube);
-    let (a, b) = (run(&opts), run(&opts));
-    let (ra, rb) = (a.recorded.render(), b.recorded.render());
-    assert!(a.recorded.history.ops.len() > 50, "a run with traffic: {} ops", a.recorded.history.ops.len());
-    assert!(ra == rb, "seed 3 replayed differently:\n{ra}\n---\n{rb}");
-    assert_eq!(a.violations, b.violations);
+    for scenario in Scenario::ALL {
+        let opts = Options::new(3, scenario);
+        let (a, b) = (run(&opts), run(&opts));
+        let (ra, rb) = (a.recorded.render(), b.recorded.render());
+        assert!(a.recorded.history.ops.len() > 50, "{opts}: a run with traffic: {} ops", a.recorded.history.ops.len());
+        if ra != rb {
+            let dir = std::env::temp_dir();
+            let _ = std::fs::write(dir.join(format!("keel-sim-{}-a.txt", scenario.name())), &ra);
+            let _ = std::fs::write(dir.join(format!("keel-sim-{}-b.txt", scenario.name())), &rb);
+        }
+        assert!(ra == rb, "{opts} replayed differently (both renders in {:?})", std::env::temp_dir());
+        assert_eq!(a.violations, b.violations);
+    }
 }
 
 #[test]
@@ -59,7 +66,10 @@ fn a_watch_that_skips_a_revision_is_caught() {
 fn an_fsync_that_lies_is_caught() {
     let found = first_failure(Scenario::Crash, 1..=8, |o| o.lying_disks = true);
     let (seed, out) = found.expect("no seed in 1..=8 showed the lost writes");
-    assert!(!out.violations.is_empty(), "seed {seed}");
+    // Depending on the schedule: the leader finds a follower's log went backwards and stops, the
+    // cluster never serves again (liveness), or a read misses an acknowledged write.
+    let named = ["panicked", "linearizable_kv", "raft invariant", "reference watch", "liveness"];
+    assert!(out.violations.iter().any(|v| named.iter().any(|n| v.contains(n))), "seed {seed}: {:#?}", out.violations);
     eprintln!("lying fsync: seed {seed}: {:#?}", out.violations);
 }
 

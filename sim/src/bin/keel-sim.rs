@@ -69,6 +69,11 @@ fn main() -> ExitCode {
             undecided += u64::from(out.undecided);
             let ops = out.recorded.history.ops.len();
             let verdict = if out.violations.is_empty() { "ok" } else { "FAILED" };
+            // No verdict is not a pass.
+            if out.undecided && out.violations.is_empty() {
+                failures += 1;
+                println!("seed {seed} scenario {}: linearizability UNDECIDED (search budget exhausted)", s.name());
+            }
             if args.quiet && runs % 100 == 0 {
                 println!("{runs} runs, {failures} failed, {undecided} undecided (seed {seed})");
                 use std::io::Write;
@@ -97,6 +102,6 @@ fn main() -> ExitCode {
             }
         }
     }
-    println!("{runs} runs, {failures} failed, {undecided} undecided");
+    println!("{runs} runs, {failures} failed (undecided ones included), {undecided} undecided");
     if failures > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }

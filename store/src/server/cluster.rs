@@ -88,8 +88,13 @@ impl ClusterService {
 
 #[tonic::async_trait]
 impl Cluster for ClusterService {
-    async fn member_list(&self, _request: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
+    async fn member_list(&self, request: Request<MemberListRequest>) -> Result<Response<MemberListResponse>, Status> {
         self.shared.metrics.count("MemberList");
+        // etcd 3.5's `linearizable`: the list reflects every change committed before the call
+        // (found by the simulation: a member that had not applied a removal still listed it).
+        if request.get_ref().linearizable {
+            super::read_barrier(&self.shared).await?;
+        }
         grpc(ClusterService::member_list(self))
     }
 
