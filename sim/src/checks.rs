@@ -7,7 +7,7 @@ use crate::linearizable_kv::{self, Failure};
 use crate::model::KvState;
 use crate::record::{Recorded, WatchChain};
 use crate::watch::{self, Event, Kind, Received, WatchLog};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Every violation in `r`; sets `undecided` when the linearizability search gave up.
 pub fn judge(r: &Recorded, undecided: &mut bool) -> Vec<String> {
@@ -111,8 +111,9 @@ pub fn judge(r: &Recorded, undecided: &mut bool) -> Vec<String> {
 /// robustness suite does): a write of a unique value that the store holds as an event did
 /// happen, with that revision; one it never holds did not happen at all. Only call this with a
 /// complete reference: the liveness check writes after every workload call ended, so its last
-/// revision settles every earlier proposal, and the reference watched up to it. Writes without
-/// a unique value (deletes, revokes) stay open.
+/// revision settles every earlier proposal, and the reference watched up to it. An unanswered
+/// delete stays open only if some deletion of its key is not accounted for by an answered
+/// operation; revokes stay open.
 pub fn patch(h: &History, reference: &[Event]) -> History {
     let covered = reference.last().map_or(0, |e| e.revision);
     let at: BTreeMap<(&str, &str), i64> = reference
@@ -120,10 +121,39 @@ pub fn patch(h: &History, reference: &[Event]) -> History {
         .filter(|e| e.kind == Kind::Put)
         .filter_map(|e| e.value.as_deref().map(|v| ((e.key.as_str(), v), e.revision)))
         .collect();
+    // Deletions some answered operation accounts for: (revision, key).
+    let mut explained: BTreeSet<(i64, &str)> = BTreeSet::new();
+    let mut revoked_at: BTreeSet<i64> = BTreeSet::new();
+    for op in &h.ops {
+        match (&op.request, &op.response) {
+            (Request::Delete { key }, Some(Response::Delete { deleted: 1, revision }))
+            | (Request::CompareAndDelete { key, .. }, Some(Response::Txn { succeeded: true, revision, .. })) => {
+                explained.insert((*revision, key.as_str()));
+            }
+            (Request::LeaseRevoke { .. }, Some(Response::Revoke { revision })) => {
+                revoked_at.insert(*revision);
+            }
+            _ => {}
+        }
+    }
+    // Keys with a deletion no answered operation accounts for.
+    let unexplained: BTreeSet<&str> = reference
+        .iter()
+        .filter(|e| e.kind == Kind::Delete && !explained.contains(&(e.revision, e.key.as_str())) && !revoked_at.contains(&e.revision))
+        .map(|e| e.key.as_str())
+        .collect();
     let mut out = History::default();
     for op in &h.ops {
         if op.response.is_some() {
             out.push(op.clone());
+            continue;
+        }
+        // An unanswered delete of a key whose every deletion is accounted for either never ran
+        // or deleted nothing (no event, no revision): either way it changed nothing.
+        if let Request::Delete { key } | Request::CompareAndDelete { key, .. } = &op.request
+            && covered > 0
+            && !unexplained.contains(key.as_str())
+        {
             continue;
         }
         let written = match &op.request {

@@ -558,7 +558,9 @@ pub async fn lease_keeper(rec: Recorder, id: u32, members: Vec<SocketAddr>, seed
         while now() < keep_until {
             tokio::time::sleep(Duration::from_secs(1)).await;
             let sent = now();
-            match keep_alive_once(&conn, lease).await {
+            let answer = keep_alive_once(&conn, lease).await;
+            trace(&format!("lease {lease:x} keepalive sent {} ms via {}: {answer:?}", sent.as_millis(), conn.members[conn.at]));
+            match answer {
                 Some(ttl) if ttl > 0 => life.not_before = life.not_before.max(bound(sent, ttl)),
                 Some(_) => {
                     // Gone. Before it may end, that is an early end the keeper saw itself.

@@ -54,7 +54,10 @@ fn main() -> ExitCode {
             for v in &out.violations {
                 println!("VIOLATION {v}");
             }
-            failed |= !out.violations.is_empty();
+            if out.undecided {
+                println!("UNDECIDED: the linearizability search ran out of budget");
+            }
+            failed |= !out.violations.is_empty() || out.undecided;
         }
         return if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS };
     }

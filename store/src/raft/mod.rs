@@ -206,6 +206,15 @@ impl Replica {
         }
     }
 
+    /// Propose `cmd` only while this member leads, never forwarding it (lease expiry: a
+    /// decision taken from this member's clock). `NotLeader` when it does not lead.
+    pub async fn propose_if_leader(&self, cmd: &Command, deadline: Instant) -> Result<Applied> {
+        if !self.is_leader() {
+            return Err(Error::NotLeader);
+        }
+        self.propose_here(bytes::Bytes::from(cmd.to_log_bytes(None)), deadline).await
+    }
+
     /// Propose on this member only: [`Error::NotLeader`] when it does not lead.
     pub async fn propose_here(&self, raw: bytes::Bytes, deadline: Instant) -> Result<Applied> {
         let write = self.raft.client_write(LogCmd(raw));

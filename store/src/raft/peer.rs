@@ -138,7 +138,8 @@ impl Peer for PeerService {
         if !self.replica.is_leader() {
             return Err(Error::NotLeader.into());
         }
-        Ok(Response::new(LeaseService::new(self.shared.clone()).keep_alive_here(request.into_inner().id)))
+        let r = LeaseService::new(self.shared.clone()).keep_alive_here(request.into_inner().id).await;
+        Ok(Response::new(r.map_err(Status::from)?))
     }
 
     async fn lease_time_to_live(&self, request: Request<LeaseTimeToLiveRequest>) -> Result<Response<LeaseTimeToLiveResponse>, Status> {

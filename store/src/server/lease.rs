@@ -61,18 +61,22 @@ impl LeaseService {
     /// One keep-alive, served by the leader: the TTL, or 0 when the lease is gone (not an
     /// error, as in etcd).
     pub async fn keep_alive_once(&self, id: i64) -> Result<LeaseKeepAliveResponse> {
-        let mut r = super::on_leader!(self.shared, |_r| async { Ok(self.keep_alive_here(id)) }, |mut c: PeerClient<Channel>| async move {
+        let mut r = super::on_leader!(self.shared, |_r| self.keep_alive_here(id), |mut c: PeerClient<Channel>| async move {
             c.lease_keep_alive(LeaseKeepAliveRequest { id }).await
         })?;
         r.header = self.shared.header(self.shared.visible());
         Ok(r)
     }
 
-    /// A keep-alive on this member (the leader).
-    pub fn keep_alive_here(&self, id: i64) -> LeaseKeepAliveResponse {
+    /// A keep-alive on this member, once a quorum confirmed it still leads: a deposed leader
+    /// that has not noticed yet would renew a lease only in its own memory while the real
+    /// leader lets it expire (found by the simulation; etcd also makes sure it leads first).
+    pub async fn keep_alive_here(&self, id: i64) -> Result<LeaseKeepAliveResponse> {
+        let replica = self.shared.replica()?;
+        replica.leader_read_index(tokio::time::Instant::now() + super::REQUEST_TIMEOUT).await?;
         let durable = self.shared.applied_index();
         let ttl = self.shared.write_state().leases.renew(id, self.shared.lease_now(), durable).unwrap_or(0);
-        LeaseKeepAliveResponse { header: self.shared.header(self.shared.visible()), id, ttl }
+        Ok(LeaseKeepAliveResponse { header: self.shared.header(self.shared.visible()), id, ttl })
     }
 
     /// Lease.LeaseTimeToLive, answered with the leader's deadline. An unknown lease answers
@@ -155,8 +159,17 @@ pub async fn run_expiry(shared: Arc<Shared>) {
         let revokes = expired.into_iter().map(|id| {
             let shared = shared.clone();
             async move {
-                match propose_as::<LeaseRevokeResponse>(&shared, Command::LeaseRevoke(LeaseRevokeRequest { id })).await {
-                    Ok(_) | Err(Error::LeaseNotFound) => tracing::debug!(lease = format!("{id:x}"), "lease expired"),
+                // Proposed here or not at all: what this member decided from its own clock must
+                // not be carried out by another leader, which may have renewed the lease since
+                // (found by the simulation). A deposed leader's proposal cannot commit.
+                let cmd = Command::LeaseRevoke(LeaseRevokeRequest { id });
+                let proposed = match shared.replica() {
+                    Ok(r) => r.propose_if_leader(&cmd, tokio::time::Instant::now() + super::REQUEST_TIMEOUT).await.map(|_| ()),
+                    Err(e) => Err(e),
+                };
+                match proposed {
+                    Ok(()) | Err(Error::LeaseNotFound) => tracing::debug!(lease = format!("{id:x}"), "lease expired"),
+                    Err(Error::NotLeader) => tracing::debug!(lease = format!("{id:x}"), "no longer leading: expiry left to the leader"),
                     Err(e) => tracing::warn!(lease = format!("{id:x}"), error = %e, "revoking an expired lease failed"),
                 }
             }
