@@ -121,17 +121,27 @@ pub fn patch(h: &History, reference: &[Event]) -> History {
         .filter(|e| e.kind == Kind::Put)
         .filter_map(|e| e.value.as_deref().map(|v| ((e.key.as_str(), v), e.revision)))
         .collect();
-    // Deletions some answered operation accounts for: (revision, key).
+    // Keys ever put with each lease (answered or not).
+    let mut lease_keys: BTreeMap<i64, BTreeSet<&str>> = BTreeMap::new();
+    for op in &h.ops {
+        if let Request::PutWithLease { key, lease, .. } = &op.request {
+            lease_keys.entry(*lease).or_default().insert(key.as_str());
+        }
+    }
+    // Deletions some answered operation accounts for: (revision, key). A revoke accounts only
+    // for keys put with its lease (one that deleted nothing answers the current revision, which
+    // may be another operation's).
     let mut explained: BTreeSet<(i64, &str)> = BTreeSet::new();
-    let mut revoked_at: BTreeSet<i64> = BTreeSet::new();
     for op in &h.ops {
         match (&op.request, &op.response) {
             (Request::Delete { key }, Some(Response::Delete { deleted: 1, revision }))
             | (Request::CompareAndDelete { key, .. }, Some(Response::Txn { succeeded: true, revision, .. })) => {
                 explained.insert((*revision, key.as_str()));
             }
-            (Request::LeaseRevoke { .. }, Some(Response::Revoke { revision })) => {
-                revoked_at.insert(*revision);
+            (Request::LeaseRevoke { lease }, Some(Response::Revoke { revision })) => {
+                for k in lease_keys.get(lease).into_iter().flatten() {
+                    explained.insert((*revision, k));
+                }
             }
             _ => {}
         }
@@ -139,7 +149,7 @@ pub fn patch(h: &History, reference: &[Event]) -> History {
     // Keys with a deletion no answered operation accounts for.
     let unexplained: BTreeSet<&str> = reference
         .iter()
-        .filter(|e| e.kind == Kind::Delete && !explained.contains(&(e.revision, e.key.as_str())) && !revoked_at.contains(&e.revision))
+        .filter(|e| e.kind == Kind::Delete && !explained.contains(&(e.revision, e.key.as_str())))
         .map(|e| e.key.as_str())
         .collect();
     let mut out = History::default();

@@ -40,6 +40,8 @@ pub struct Leases {
     min_ttl: i64,
     /// Leases revoked at a log index that may not be durable yet: (index, id, lease).
     revoked: Vec<(u64, i64, Lease)>,
+    /// The leader term whose start every deadline was last extended for (0: none yet).
+    led_term: u64,
 }
 
 fn deadline(now: Instant, ttl: i64) -> Instant {
@@ -56,7 +58,7 @@ impl Leases {
             };
             map.insert(id, Lease { ttl, keys: BTreeSet::new(), expiry: deadline(now, ttl), granted_at: 0 });
         }
-        let mut leases = Leases { map, min_ttl, revoked: Vec::new() };
+        let mut leases = Leases { map, min_ttl, revoked: Vec::new(), led_term: 0 };
         let all = crate::mvcc::KeyRange::From(Bytes::from_static(b"\0"));
         for (key, e) in index.range(&all, at) {
             if e.lease != 0 {
@@ -161,6 +163,19 @@ impl Leases {
     /// One lease in the writer's view (durable or not).
     pub fn get(&self, id: i64) -> Option<&Lease> {
         self.map.get(&id)
+    }
+
+    /// Before a leader acts on deadlines in `term`: the first time in each term it leads, every
+    /// deadline is extended to a full TTL from `now` (renewals went to whoever led before, so
+    /// its own deadlines are stale — even if it led before, lost the lead unnoticed and won it
+    /// back). True when it extended.
+    pub fn lead(&mut self, term: u64, now: Instant) -> bool {
+        if self.led_term == term {
+            return false;
+        }
+        self.led_term = term;
+        self.extend_all(now);
+        true
     }
 
     /// A new leader's first act: no lease ends sooner than a full TTL from `now`.

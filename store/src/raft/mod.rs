@@ -113,6 +113,13 @@ impl Replica {
         self.raft.metrics().borrow_watched().current_leader
     }
 
+    /// The term this member leads in, if it leads.
+    pub fn leader_term(&self) -> Option<u64> {
+        let m = self.raft.metrics();
+        let m = m.borrow_watched();
+        (m.current_leader == Some(self.id)).then_some(m.current_term)
+    }
+
     /// True while this member leads.
     pub fn is_leader(&self) -> bool {
         self.leader_id() == Some(self.id)

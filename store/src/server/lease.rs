@@ -74,8 +74,14 @@ impl LeaseService {
     pub async fn keep_alive_here(&self, id: i64) -> Result<LeaseKeepAliveResponse> {
         let replica = self.shared.replica()?;
         replica.leader_read_index(tokio::time::Instant::now() + super::REQUEST_TIMEOUT).await?;
+        let term = replica.leader_term().ok_or(Error::NotLeader)?;
         let durable = self.shared.applied_index();
-        let ttl = self.shared.write_state().leases.renew(id, self.shared.lease_now(), durable).unwrap_or(0);
+        let now = self.shared.lease_now();
+        let ttl = {
+            let mut sm = self.shared.write_state();
+            sm.leases.lead(term, now);
+            sm.leases.renew(id, now, durable).unwrap_or(0)
+        };
         Ok(LeaseKeepAliveResponse { header: self.shared.header(self.shared.visible()), id, ttl })
     }
 
@@ -142,17 +148,14 @@ impl LeaseService {
 /// stops.
 pub async fn run_expiry(shared: Arc<Shared>) {
     let mut tick = tokio::time::interval(EXPIRY_CHECK_INTERVAL);
-    let mut leading = false;
     loop {
         tick.tick().await;
-        let leads = shared.replica().is_ok_and(|r| r.is_leader());
-        if leads && !leading {
-            shared.write_state().leases.extend_all(shared.lease_now());
-            tracing::info!("leading: every lease deadline extended to a full TTL from now");
-        }
-        leading = leads;
-        if !leads {
-            continue;
+        // Keyed by term, not by "leads now or not": a leader cut off long enough to lose the
+        // lead without noticing, then elected again, must extend again (found by the
+        // simulation).
+        let Some(term) = shared.replica().ok().and_then(|r| r.leader_term()) else { continue };
+        if shared.write_state().leases.lead(term, shared.lease_now()) {
+            tracing::info!(term, "leading: every lease deadline extended to a full TTL from now");
         }
         let expired = shared.read_state().leases.expired(shared.lease_now());
         // Revoked concurrently, so a thousand leases expiring together share groups and fsyncs.
