@@ -19,7 +19,7 @@ fi
 export PATH="$PATH:/usr/sbin"
 
 cargo build --workspace --all-targets
-RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
+RUSTDOCFLAGS="-D warnings --cfg tokio_unstable" cargo doc --workspace --no-deps --quiet
 cargo test --workspace -- --test-threads=4
 
 # The simulation's CI seed set: fixed seeds of every scenario, in release mode (a run takes

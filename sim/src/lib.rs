@@ -23,7 +23,7 @@
 
 // Without tokio_unstable turmoil cannot seed each host's tokio RNG, and a seed would not replay
 // (a RUSTFLAGS variable replaces the flags in .cargo/config.toml).
-#[cfg(not(tokio_unstable))]
+#[cfg(all(not(tokio_unstable), not(doc)))]
 compile_error!("keel-sim needs --cfg tokio_unstable (set in .cargo/config.toml; do not override it with RUSTFLAGS)");
 
 pub mod checks;
