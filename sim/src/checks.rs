@@ -121,27 +121,14 @@ pub fn patch(h: &History, reference: &[Event]) -> History {
         .filter(|e| e.kind == Kind::Put)
         .filter_map(|e| e.value.as_deref().map(|v| ((e.key.as_str(), v), e.revision)))
         .collect();
-    // Keys ever put with each lease (answered or not).
-    let mut lease_keys: BTreeMap<i64, BTreeSet<&str>> = BTreeMap::new();
-    for op in &h.ops {
-        if let Request::PutWithLease { key, lease, .. } = &op.request {
-            lease_keys.entry(*lease).or_default().insert(key.as_str());
-        }
-    }
-    // Deletions some answered operation accounts for: (revision, key). A revoke accounts only
-    // for keys put with its lease (one that deleted nothing answers the current revision, which
-    // may be another operation's).
+    // Deletions an answered delete accounts for: (revision, key). Revokes are not counted: one
+    // that deleted nothing answers the current revision, which may be another operation's.
     let mut explained: BTreeSet<(i64, &str)> = BTreeSet::new();
     for op in &h.ops {
         match (&op.request, &op.response) {
             (Request::Delete { key }, Some(Response::Delete { deleted: 1, revision }))
             | (Request::CompareAndDelete { key, .. }, Some(Response::Txn { succeeded: true, revision, .. })) => {
                 explained.insert((*revision, key.as_str()));
-            }
-            (Request::LeaseRevoke { lease }, Some(Response::Revoke { revision })) => {
-                for k in lease_keys.get(lease).into_iter().flatten() {
-                    explained.insert((*revision, k));
-                }
             }
             _ => {}
         }

@@ -29,6 +29,53 @@ struct Args {
     /// Print only failures and the summary.
     #[arg(long)]
     quiet: bool,
+    /// Run one seed of one scenario in this process (what --seeds runs in a child per seed):
+    /// exit 0 passed, 1 failed, 3 undecided.
+    #[arg(long, hide = true)]
+    one: Option<u64>,
+}
+
+/// One seed of one scenario, reported; the exit code says how it went.
+fn one(seed: u64, s: Scenario, quiet: bool) -> ExitCode {
+    let opts = Options::new(seed, s);
+    #[allow(clippy::disallowed_methods)] // The run's real duration, for humans; never simulated.
+    let started = std::time::Instant::now();
+    let out = run(&opts);
+    let failed = !out.violations.is_empty();
+    if !quiet || failed || out.undecided {
+        print!("{opts}");
+        println!(
+            "  -> {}: {} ops, {} watch streams, {} ms simulated, {:.1} s real{}",
+            if failed {
+                "FAILED"
+            } else if out.undecided {
+                "UNDECIDED"
+            } else {
+                "ok"
+            },
+            out.recorded.history.ops.len(),
+            out.recorded.watchers.iter().map(|w| w.links.len()).sum::<usize>() + out.recorded.reference.links.len(),
+            out.elapsed.as_millis(),
+            started.elapsed().as_secs_f64(),
+            if out.undecided { ", linearizability undecided (search budget exhausted)" } else { "" }
+        );
+    }
+    for v in &out.violations {
+        println!("  VIOLATION {v}");
+    }
+    if failed && std::env::var_os("KEEL_SIM_DUMP").is_some() {
+        println!("{}", out.recorded.render());
+    }
+    if failed || out.undecided {
+        println!("  reproduce: cargo run -p keel-sim --release -- --reproduce {seed} --scenario {}", s.name());
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else if out.undecided {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 fn main() -> ExitCode {
@@ -44,6 +91,13 @@ fn main() -> ExitCode {
             }
         }
     };
+    if let Some(seed) = args.one {
+        let Some(&s) = scenarios.first().filter(|_| scenarios.len() == 1) else {
+            eprintln!("--one takes exactly one --scenario");
+            return ExitCode::from(2);
+        };
+        return one(seed, s, args.quiet);
+    }
     if let Some(seed) = args.reproduce {
         let mut failed = false;
         for &s in &scenarios {
@@ -62,46 +116,41 @@ fn main() -> ExitCode {
         return if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS };
     }
     let (mut runs, mut failures, mut undecided) = (0u64, 0u64, 0u64);
+    // Every run in a process of its own: a run's schedule must not depend on what ran before
+    // it in the same process, so a failure here replays with --reproduce.
+    let Ok(me) = std::env::current_exe() else {
+        eprintln!("cannot find this program to run each seed in a process of its own");
+        return ExitCode::from(2);
+    };
     for seed in args.first_seed..args.first_seed + args.seeds {
         for &s in &scenarios {
-            let opts = Options::new(seed, s);
-            #[allow(clippy::disallowed_methods)] // The run's real duration, for humans; never simulated.
-            let started = std::time::Instant::now();
-            let out = run(&opts);
+            let mut child = std::process::Command::new(&me);
+            child.args(["--one", &seed.to_string(), "--scenario", s.name()]);
+            if args.quiet {
+                child.arg("--quiet");
+            }
+            let code = match child.status() {
+                Ok(status) => status.code().unwrap_or(1),
+                Err(e) => {
+                    eprintln!("cannot run seed {seed}: {e}");
+                    return ExitCode::from(2);
+                }
+            };
             runs += 1;
-            undecided += u64::from(out.undecided);
-            let ops = out.recorded.history.ops.len();
-            let verdict = if out.violations.is_empty() { "ok" } else { "FAILED" };
-            // No verdict is not a pass.
-            if out.undecided && out.violations.is_empty() {
+            if code == 3 {
+                undecided += 1;
+            }
+            if code != 0 {
                 failures += 1;
-                println!("seed {seed} scenario {}: linearizability UNDECIDED (search budget exhausted)", s.name());
             }
             if args.quiet && runs % 100 == 0 {
                 println!("{runs} runs, {failures} failed, {undecided} undecided (seed {seed})");
                 use std::io::Write;
                 let _ = std::io::stdout().flush();
             }
-            if !args.quiet || !out.violations.is_empty() {
-                print!("{opts}");
-                println!(
-                    "  -> {verdict}: {ops} ops, {} watch streams, {} ms simulated, {:.1} s real{}",
-                    out.recorded.watchers.iter().map(|w| w.links.len()).sum::<usize>() + out.recorded.reference.links.len(),
-                    out.elapsed.as_millis(),
-                    started.elapsed().as_secs_f64(),
-                    if out.undecided { ", linearizability undecided" } else { "" }
-                );
-            }
-            if !out.violations.is_empty() {
-                failures += 1;
-                for v in &out.violations {
-                    println!("  VIOLATION {v}");
-                }
-                println!("  reproduce: cargo run -p keel-sim --release -- --reproduce {seed} --scenario {}", s.name());
-                if !args.keep_going {
-                    println!("{runs} runs, {failures} failed, {undecided} undecided");
-                    return ExitCode::FAILURE;
-                }
+            if code != 0 && !args.keep_going {
+                println!("{runs} runs, {failures} failed (undecided ones included), {undecided} undecided");
+                return ExitCode::FAILURE;
             }
         }
     }
