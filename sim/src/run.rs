@@ -168,7 +168,13 @@ fn run_here(opts: &Options) -> Outcome {
         names.iter().zip(&ips).take(n).map(|(n, ip)| format!("{n}=http://{ip}:{PEER_PORT}")).collect::<Vec<_>>().join(",")
     };
     // Snapshot folders (never written in a run; see the README): a fresh one per run.
-    let scratch = tempfile::tempdir().expect("a temporary folder for the run");
+    let scratch = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(e) => {
+            let violations = vec![format!("no temporary folder for the run: {e}")];
+            return Outcome { recorded: Recorded::default(), violations, undecided: false, elapsed: Duration::ZERO };
+        }
+    };
     let base = scratch.path().to_path_buf();
     let mut slots = Vec::new();
     let mut specs = Vec::new();
