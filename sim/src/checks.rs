@@ -111,9 +111,10 @@ pub fn judge(r: &Recorded, undecided: &mut bool) -> Vec<String> {
 /// robustness suite does): a write of a unique value that the store holds as an event did
 /// happen, with that revision; one it never holds did not happen at all. Only call this with a
 /// complete reference: the liveness check writes after every workload call ended, so its last
-/// revision settles every earlier proposal, and the reference watched up to it. An unanswered
-/// delete stays open only if some deletion of its key is not accounted for by an answered
-/// operation; revokes stay open.
+/// revision settles every earlier proposal, and the reference watched up to it.
+///
+/// Unanswered deletes are settled per key through [`deleters`]; the ones it cannot settle, and
+/// revokes, stay open (they may take effect at any time after their call, or never).
 pub fn patch(h: &History, reference: &[Event]) -> History {
     let covered = reference.last().map_or(0, |e| e.revision);
     let at: BTreeMap<(&str, &str), i64> = reference
@@ -121,35 +122,23 @@ pub fn patch(h: &History, reference: &[Event]) -> History {
         .filter(|e| e.kind == Kind::Put)
         .filter_map(|e| e.value.as_deref().map(|v| ((e.key.as_str(), v), e.revision)))
         .collect();
-    // Deletions an answered delete accounts for: (revision, key). Revokes are not counted: one
-    // that deleted nothing answers the current revision, which may be another operation's.
-    let mut explained: BTreeSet<(i64, &str)> = BTreeSet::new();
-    for op in &h.ops {
-        match (&op.request, &op.response) {
-            (Request::Delete { key }, Some(Response::Delete { deleted: 1, revision }))
-            | (Request::CompareAndDelete { key, .. }, Some(Response::Txn { succeeded: true, revision, .. })) => {
-                explained.insert((*revision, key.as_str()));
-            }
-            _ => {}
-        }
-    }
-    // Keys with a deletion no answered operation accounts for.
-    let unexplained: BTreeSet<&str> = reference
-        .iter()
-        .filter(|e| e.kind == Kind::Delete && !explained.contains(&(e.revision, e.key.as_str())))
-        .map(|e| e.key.as_str())
-        .collect();
+    let (deleted_at, settled) = deleters(h, reference);
     let mut out = History::default();
-    for op in &h.ops {
+    for (i, op) in h.ops.iter().enumerate() {
         if op.response.is_some() {
             out.push(op.clone());
             continue;
         }
-        // An unanswered delete of a key whose every deletion is accounted for either never ran
-        // or deleted nothing (no event, no revision): either way it changed nothing.
+        if let Some(&revision) = deleted_at.get(&i) {
+            let response = Response::Delete { deleted: 1, revision };
+            out.push(Operation { ret: Some(u64::MAX - 1), response: Some(response), ..op.clone() });
+            continue;
+        }
+        // An unanswered delete of a settled key either never ran or deleted nothing (no event,
+        // no revision): either way it changed nothing.
         if let Request::Delete { key } | Request::CompareAndDelete { key, .. } = &op.request
             && covered > 0
-            && !unexplained.contains(key.as_str())
+            && settled.contains(key.as_str())
         {
             continue;
         }
@@ -174,6 +163,71 @@ pub fn patch(h: &History, reference: &[Event]) -> History {
         }
     }
     out
+}
+
+/// Which unanswered deletes made the reference's deletions that no answered operation accounts
+/// for (operation index → revision), and the keys whose every deletion is then accounted for.
+///
+/// A key qualifies when none of its unexplained deletions removed a value written with a lease
+/// (so no revoke could have made it) and its unanswered deletes are all plain deletes: those
+/// are interchangeable except for their call times, and as each may take effect any time after
+/// its call, giving the deletions (in revision order) to the deletes in call order explains
+/// them whenever any assignment does. The deletes left over changed nothing. Revokes are not
+/// counted as explaining anything: one that deleted nothing answers the current revision,
+/// which may be another operation's.
+pub fn deleters<'h>(h: &'h History, reference: &[Event]) -> (BTreeMap<usize, i64>, BTreeSet<&'h str>) {
+    let mut explained: BTreeSet<(i64, &str)> = BTreeSet::new();
+    let mut leased: BTreeSet<(&str, &str)> = BTreeSet::new();
+    let mut unanswered: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    let mut conditional: BTreeSet<&str> = BTreeSet::new();
+    for (i, op) in h.ops.iter().enumerate() {
+        match (&op.request, &op.response) {
+            (Request::Delete { key }, Some(Response::Delete { deleted: 1, revision }))
+            | (Request::CompareAndDelete { key, .. }, Some(Response::Txn { succeeded: true, revision, .. })) => {
+                explained.insert((*revision, key.as_str()));
+            }
+            (Request::PutWithLease { key, value, .. }, _) => {
+                leased.insert((key.as_str(), value.as_str()));
+            }
+            (Request::Delete { key }, None) => unanswered.entry(key.as_str()).or_default().push(i),
+            (Request::CompareAndDelete { key, .. }, None) => {
+                conditional.insert(key.as_str());
+            }
+            _ => {}
+        }
+    }
+    let mut missing: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
+    for e in reference.iter().filter(|e| e.kind == Kind::Delete && !explained.contains(&(e.revision, e.key.as_str()))) {
+        missing.entry(e.key.as_str()).or_default().push(e);
+    }
+    let keys: BTreeSet<&str> = h
+        .ops
+        .iter()
+        .filter_map(|op| match &op.request {
+            Request::Delete { key } | Request::CompareAndDelete { key, .. } => Some(key.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut settled = BTreeSet::new();
+    let mut deleted_at = BTreeMap::new();
+    for key in keys {
+        let events = missing.get(key).map_or(&[][..], Vec::as_slice);
+        if events.is_empty() {
+            settled.insert(key);
+            continue;
+        }
+        let by_lease = events.iter().any(|e| e.prev.as_deref().is_none_or(|v| leased.contains(&(key, v))));
+        let mut deletes = unanswered.get(key).cloned().unwrap_or_default();
+        if by_lease || conditional.contains(key) || deletes.len() < events.len() {
+            continue;
+        }
+        deletes.sort_by_key(|&i| h.ops[i].call);
+        for (&i, e) in deletes.iter().zip(events) {
+            deleted_at.insert(i, e.revision);
+        }
+        settled.insert(key);
+    }
+    (deleted_at, settled)
 }
 
 fn events_of(chain: &WatchChain) -> Vec<Event> {
@@ -252,5 +306,79 @@ impl<'a> StatesAt<'a> {
             };
         }
         state
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn op(client: u32, call: u64, ret: Option<u64>, request: Request, response: Option<Response>) -> Operation {
+        Operation { client, call, ret, request, response }
+    }
+    fn put(k: &str, v: &str) -> Request {
+        Request::Put { key: k.into(), value: v.into() }
+    }
+    fn del(k: &str) -> Request {
+        Request::Delete { key: k.into() }
+    }
+    fn event(revision: i64, key: &str, kind: Kind, value: Option<&str>, prev: Option<&str>) -> Event {
+        Event { revision, key: key.into(), kind, value: value.map(Into::into), prev: prev.map(Into::into) }
+    }
+
+    #[test]
+    fn unanswered_deletes_take_the_unexplained_deletions_in_call_order() {
+        let h = History {
+            ops: vec![
+                op(1, 0, Some(1), put("a", "1"), Some(Response::Put { revision: 2 })),
+                op(2, 5, None, del("a"), None),
+                op(3, 3, None, del("a"), None),
+                op(1, 6, Some(7), put("a", "2"), Some(Response::Put { revision: 4 })),
+                op(4, 8, None, del("a"), None),
+            ],
+        };
+        let reference = vec![
+            event(2, "a", Kind::Put, Some("1"), None),
+            event(3, "a", Kind::Delete, None, Some("1")),
+            event(4, "a", Kind::Put, Some("2"), None),
+            event(5, "a", Kind::Delete, None, Some("2")),
+        ];
+        let (at, settled) = deleters(&h, &reference);
+        assert_eq!(at, BTreeMap::from([(2, 3), (1, 5)]));
+        assert!(settled.contains("a"));
+        let patched = patch(&h, &reference);
+        assert_eq!(patched.ops.len(), 4, "the delete left over changed nothing and is dropped");
+        assert!(linearizable_kv::check(&patched, &KvState::at(1)).is_ok());
+    }
+
+    #[test]
+    fn deletions_a_revoke_may_have_made_stay_open() {
+        let lease = Request::PutWithLease { key: "a".into(), value: "1".into(), lease: 7 };
+        let h = History {
+            ops: vec![
+                op(1, 0, Some(1), lease, Some(Response::Put { revision: 2 })),
+                op(2, 2, None, del("a"), None),
+                op(3, 3, None, Request::LeaseRevoke { lease: 7 }, None),
+            ],
+        };
+        let reference = vec![event(2, "a", Kind::Put, Some("1"), None), event(3, "a", Kind::Delete, None, Some("1"))];
+        let (at, settled) = deleters(&h, &reference);
+        assert!(at.is_empty() && settled.is_empty());
+        assert_eq!(patch(&h, &reference).ops.len(), 3);
+    }
+
+    #[test]
+    fn a_deletion_nobody_asked_for_is_not_explained_away() {
+        let h = History {
+            ops: vec![
+                op(1, 0, Some(1), put("a", "1"), Some(Response::Put { revision: 2 })),
+                op(1, 2, Some(3), del("b"), Some(Response::Delete { deleted: 0, revision: 3 })),
+                op(2, 4, Some(5), Request::Get { key: "a".into() }, Some(Response::Get { value: None, mod_revision: 0, revision: 3 })),
+            ],
+        };
+        let reference = vec![event(2, "a", Kind::Put, Some("1"), None), event(3, "a", Kind::Delete, None, Some("1"))];
+        let (at, settled) = deleters(&h, &reference);
+        assert!(at.is_empty() && !settled.contains("a"));
+        assert!(linearizable_kv::check(&patch(&h, &reference), &KvState::at(1)).is_err());
     }
 }
