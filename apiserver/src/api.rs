@@ -1,0 +1,363 @@
+//! The HTTP shell: routes, request parsing (path → [`Target`], query, body media type and size)
+//! and answers (JSON or Table). The work is in [`crate::crud`] and [`crate::watch`].
+
+use crate::crud;
+use crate::discovery;
+use crate::error::ApiError;
+use crate::registry::{self, Resource, Subresource};
+use crate::seams::{Clock, Ids};
+use crate::store::Store;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Largest request body Kubernetes accepts (3 MiB).
+pub const BODY_BYTES_MAX: usize = 3 * 1024 * 1024;
+
+/// Settings and seams of the server.
+pub struct Api {
+    /// The store.
+    pub store: Store,
+    /// Wall time.
+    pub clock: Arc<dyn Clock>,
+    /// uids and name suffixes.
+    pub ids: Ids,
+    /// The address clients reach this server at (legacy `/api` reports it).
+    pub advertise: String,
+    /// How long a watch without `timeoutSeconds` stays open.
+    pub watch_timeout: std::time::Duration,
+    /// How long events live (`--event-ttl`).
+    pub event_ttl: std::time::Duration,
+    /// The lease events are written with and when it was granted (seconds).
+    pub event_lease: tokio::sync::Mutex<Option<(i64, i64)>>,
+}
+
+/// What a request path names.
+#[derive(Clone, Debug)]
+pub struct Target {
+    /// The resource.
+    pub res: &'static Resource,
+    /// The namespace in the path, if any.
+    pub namespace: Option<String>,
+    /// The object name, if the path names one.
+    pub name: Option<String>,
+    /// The subresource, if any.
+    pub sub: Option<Subresource>,
+}
+
+/// Parses `/api/v1/...` and `/apis/<group>/<version>/...`.
+pub fn parse_path(path: &str) -> Result<Target, ApiError> {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let (group, version, rest) = match parts.as_slice() {
+        ["api", v, rest @ ..] => ("", *v, rest),
+        ["apis", g, v, rest @ ..] => (*g, *v, rest),
+        _ => return Err(ApiError::NoSuchPath),
+    };
+    let find = |plural: &str| registry::find(group, version, plural).ok_or(ApiError::NoSuchPath);
+    let sub = |s: Option<&&str>, res: &Resource| -> Result<Option<Subresource>, ApiError> {
+        match s {
+            None => Ok(None),
+            Some(&"status") if res.has(Subresource::Status) => Ok(Some(Subresource::Status)),
+            Some(&"scale") if res.has(Subresource::Scale) => Ok(Some(Subresource::Scale)),
+            Some(_) => Err(ApiError::NoSuchPath),
+        }
+    };
+    let target = |res: &'static Resource, ns: Option<&str>, name: Option<&&str>, s: Option<&&str>| -> Result<Target, ApiError> {
+        Ok(Target { res, namespace: ns.map(str::to_string), name: name.map(|n| n.to_string()), sub: sub(s, res)? })
+    };
+    match rest {
+        // /namespaces/<ns>/<plural>[/<name>[/<sub>]] for namespaced kinds; /namespaces/<name>[/status] otherwise.
+        ["namespaces", ns, plural, tail @ ..] if *plural != "status" => {
+            let res = find(plural)?;
+            if !res.namespaced {
+                return Err(ApiError::NoSuchPath);
+            }
+            if tail.len() > 2 {
+                return Err(ApiError::NoSuchPath);
+            }
+            let t = target(res, Some(ns), tail.first(), tail.get(1))?;
+            if t.namespace.as_deref() == Some("") {
+                return Err(ApiError::NoSuchPath);
+            }
+            Ok(t)
+        }
+        [plural, tail @ ..] if tail.len() <= 2 => {
+            let res = find(plural)?;
+            if res.namespaced && !tail.is_empty() {
+                return Err(ApiError::NoSuchPath);
+            }
+            target(res, None, tail.first(), tail.get(1))
+        }
+        _ => Err(ApiError::NoSuchPath),
+    }
+}
+
+/// Query parameters (the last value of each).
+pub type Query = BTreeMap<String, String>;
+
+fn parse_query(q: Option<&str>) -> Query {
+    let mut out = Query::new();
+    for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        out.insert(decode_component(k), decode_component(v));
+    }
+    out
+}
+
+/// Percent-decoding of one query component (`+` is a space).
+fn decode_component(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok().and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(x) => {
+                        out.push(x);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// How the client wants objects back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Plain JSON objects.
+    Json,
+    /// `meta.k8s.io/v1` Table (kubectl get).
+    Table,
+}
+
+fn output(headers: &HeaderMap) -> Output {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if accept.split(',').next().is_some_and(|first| first.contains("as=Table")) { Output::Table } else { Output::Json }
+}
+
+/// The request body's media type, as far as this server decodes it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Media {
+    /// JSON (also when no Content-Type is sent, as kubectl does for some requests).
+    Json,
+    /// RFC 7386 merge patch.
+    MergePatch,
+    /// RFC 6902 JSON patch.
+    JsonPatch,
+    /// Kubernetes strategic merge patch.
+    StrategicMergePatch,
+    /// Server-side apply.
+    Apply,
+}
+
+fn media(headers: &HeaderMap) -> Result<Media, ApiError> {
+    let ct = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("application/json");
+    let base = ct.split(';').next().unwrap_or("").trim();
+    match base {
+        "" | "application/json" | "*/*" => Ok(Media::Json),
+        "application/merge-patch+json" => Ok(Media::MergePatch),
+        "application/json-patch+json" => Ok(Media::JsonPatch),
+        "application/strategic-merge-patch+json" => Ok(Media::StrategicMergePatch),
+        "application/apply-patch+yaml" => Ok(Media::Apply),
+        _ => Err(ApiError::UnsupportedMediaType),
+    }
+}
+
+/// A JSON answer.
+pub fn json(code: StatusCode, v: &Value) -> Response {
+    (code, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+}
+
+/// Everything a resource handler needs from the request.
+pub struct Call {
+    /// What the path names.
+    pub target: Target,
+    /// Query parameters.
+    pub query: Query,
+    /// JSON or Table.
+    pub output: Output,
+    /// The body's media type.
+    pub media: Media,
+    /// The body.
+    pub body: Bytes,
+}
+
+async fn resource(State(api): State<Arc<Api>>, req: Request) -> Response {
+    match handle(&api, req).await {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn handle(api: &Arc<Api>, req: Request) -> Result<Response, ApiError> {
+    let target = parse_path(req.uri().path())?;
+    let query = parse_query(req.uri().query());
+    let method = req.method().clone();
+    let headers = req.headers().clone();
+    let output = output(&headers);
+    let media = if matches!(method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE) { media(&headers)? } else { Media::Json };
+    let body = axum::body::to_bytes(req.into_body(), BODY_BYTES_MAX + 1).await.map_err(|_| ApiError::TooLarge { limit: BODY_BYTES_MAX })?;
+    if body.len() > BODY_BYTES_MAX {
+        return Err(ApiError::TooLarge { limit: BODY_BYTES_MAX });
+    }
+    let watching = query.get("watch").is_some_and(|w| w == "true" || w == "1");
+    let call = Call { target, query, output, media, body };
+    let has_name = call.target.name.is_some();
+    if call.target.sub == Some(Subresource::Scale) {
+        return match method {
+            Method::GET => crate::scale::get(api, &call).await,
+            Method::PUT | Method::PATCH => crate::scale::set(api, &call).await,
+            _ => Err(ApiError::MethodNotAllowed),
+        };
+    }
+    match (method, has_name) {
+        (Method::GET, false) if watching => crate::watch::serve(api.clone(), call).await,
+        (Method::GET, false) => crud::list(api, &call).await,
+        (Method::GET, true) => crud::get(api, &call).await,
+        (Method::POST, false) => crud::create(api, &call).await,
+        (Method::PUT, true) => crud::update(api, &call).await,
+        (Method::PATCH, true) => crud::patch(api, &call).await,
+        (Method::DELETE, true) => crud::delete(api, &call).await,
+        (Method::DELETE, false) => crud::delete_collection(api, &call).await,
+        _ => Err(ApiError::MethodNotAllowed),
+    }
+}
+
+fn accept(headers: &HeaderMap) -> &str {
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+async fn api_root(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
+    if discovery::wants_aggregated(accept(&headers)) {
+        let body = discovery::aggregated(true).to_string();
+        return (StatusCode::OK, [(header::CONTENT_TYPE, discovery::AGGREGATED_CONTENT_TYPE)], body).into_response();
+    }
+    json(StatusCode::OK, &discovery::api_versions(&api.advertise))
+}
+
+async fn apis_root(headers: HeaderMap) -> Response {
+    if discovery::wants_aggregated(accept(&headers)) {
+        let body = discovery::aggregated(false).to_string();
+        return (StatusCode::OK, [(header::CONTENT_TYPE, discovery::AGGREGATED_CONTENT_TYPE)], body).into_response();
+    }
+    json(StatusCode::OK, &discovery::group_list())
+}
+
+async fn core_v1() -> Response {
+    discovery::resource_list("", "v1").map_or_else(|| ApiError::NoSuchPath.into_response(), |d| json(StatusCode::OK, &d))
+}
+
+async fn group_or_version(axum::extract::Path(path): axum::extract::Path<String>) -> Response {
+    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
+    let doc = match parts.as_slice() {
+        [g] => discovery::group(g),
+        [g, v] => discovery::resource_list(g, v),
+        _ => None,
+    };
+    doc.map_or_else(|| ApiError::NoSuchPath.into_response(), |d| json(StatusCode::OK, &d))
+}
+
+async fn openapi_index() -> Response {
+    json(StatusCode::OK, &crate::openapi::index())
+}
+
+async fn openapi_doc(axum::extract::Path(path): axum::extract::Path<String>) -> Response {
+    crate::openapi::group_version(&path).map_or_else(|| ApiError::NoSuchPath.into_response(), |d| json(StatusCode::OK, &d))
+}
+
+async fn health(State(api): State<Arc<Api>>) -> Response {
+    match api.store.revision().await {
+        Ok(_) => (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "ok").into_response(),
+        Err(e) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], format!("[-]etcd failed: {e}")).into_response()
+        }
+    }
+}
+
+async fn live() -> Response {
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "ok").into_response()
+}
+
+async fn not_found() -> Response {
+    ApiError::NoSuchPath.into_response()
+}
+
+/// The whole HTTP surface.
+pub fn router(api: Arc<Api>) -> Router {
+    let resources = axum::routing::any(resource);
+    Router::new()
+        .route("/version", get(|| async { json(StatusCode::OK, &discovery::version()) }))
+        .route("/healthz", get(health))
+        .route("/readyz", get(health))
+        .route("/livez", get(live))
+        .route("/api", get(api_root))
+        .route("/api/", get(api_root))
+        .route("/apis", get(apis_root))
+        .route("/apis/", get(apis_root))
+        .route("/api/v1", get(core_v1))
+        .route("/api/v1/", get(core_v1))
+        .route("/apis/{group}", get(group_or_version))
+        .route(
+            "/apis/{group}/{version}",
+            get(|p: axum::extract::Path<(String, String)>| async move {
+                group_or_version(axum::extract::Path(format!("{}/{}", p.0.0, p.0.1))).await
+            }),
+        )
+        .route("/openapi/v3", get(openapi_index))
+        .route("/openapi/v3/{*path}", get(openapi_doc))
+        .route("/api/v1/{*rest}", resources.clone())
+        .route("/apis/{group}/{version}/{*rest}", resources)
+        .fallback(not_found)
+        .with_state(api)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Parsed = (String, Option<String>, Option<String>, Option<&'static str>);
+
+    fn t(path: &str) -> Option<Parsed> {
+        parse_path(path).ok().map(|t| (t.res.plural.to_string(), t.namespace, t.name, t.sub.map(Subresource::name)))
+    }
+
+    #[test]
+    fn paths_name_resources_like_kubernetes() {
+        let s = |x: &str| Some(x.to_string());
+        assert_eq!(t("/api/v1/namespaces"), Some(("namespaces".into(), None, None, None)));
+        assert_eq!(t("/api/v1/namespaces/x"), Some(("namespaces".into(), None, s("x"), None)));
+        assert_eq!(t("/api/v1/namespaces/x/status"), Some(("namespaces".into(), None, s("x"), Some("status"))));
+        assert_eq!(t("/api/v1/namespaces/d/pods"), Some(("pods".into(), s("d"), None, None)));
+        assert_eq!(t("/api/v1/namespaces/d/pods/p/status"), Some(("pods".into(), s("d"), s("p"), Some("status"))));
+        assert_eq!(t("/api/v1/pods"), Some(("pods".into(), None, None, None)));
+        assert_eq!(t("/apis/apps/v1/namespaces/d/deployments/w"), Some(("deployments".into(), s("d"), s("w"), None)));
+        assert_eq!(t("/api/v1/nodes/n"), Some(("nodes".into(), None, s("n"), None)));
+        assert!(t("/api/v1/pods/p").is_none(), "a namespaced object needs its namespace");
+        assert!(t("/api/v1/namespaces/d/configmaps/c/status").is_none(), "configmaps have no status");
+        assert!(t("/apis/apps/v1/namespaces/d/pods").is_none());
+        assert!(t("/api/v1/widgets").is_none());
+    }
+
+    #[test]
+    fn query_components_are_percent_decoded() {
+        let q = parse_query(Some("labelSelector=app%3Dweb%2Ctier+in+(a)&limit=500&watch"));
+        assert_eq!(q.get("labelSelector").map(String::as_str), Some("app=web,tier in (a)"));
+        assert_eq!(q.get("limit").map(String::as_str), Some("500"));
+        assert_eq!(q.get("watch").map(String::as_str), Some(""));
+        assert_eq!(decode_component("100%"), "100%");
+    }
+}

@@ -1,0 +1,504 @@
+//! Create, get, list, update, patch and delete of one resource, over [`crate::store`]:
+//! objects live as JSON at `/registry/<plural>/<namespace>/<name>` (cluster-scoped:
+//! `/registry/<plural>/<name>`), `resourceVersion` is the key's mod_revision, and every write
+//! is guarded by the revision it was computed from, so a concurrent writer yields 409 Conflict
+//! rather than a lost update. Updates without a resourceVersion of their own (and patches)
+//! retry against the newer object instead.
+
+use crate::api::{Api, Call, Media, Output, json};
+use crate::error::ApiError;
+use crate::meta::{self, Fresh};
+use crate::registry::{RESOURCES, Resource, Subresource};
+use crate::selector::Selector;
+use crate::store::{Stored, Written, prefix_end};
+use crate::{defaults, smp, strict, table};
+use axum::http::StatusCode;
+use axum::response::Response;
+use base64::Engine;
+use serde_json::{Value, json};
+
+/// Attempts of an unconditional update or a patch that keeps losing races.
+const RETRIES: usize = 8;
+
+/// Objects per list page when the client sets no limit (the whole list is still returned).
+const PAGE: i64 = 500;
+
+/// The store key of an object.
+pub fn key(res: &Resource, namespace: Option<&str>, name: &str) -> String {
+    match namespace {
+        Some(ns) if res.namespaced => format!("/registry/{}/{ns}/{name}", res.plural),
+        _ => format!("/registry/{}/{name}", res.plural),
+    }
+}
+
+/// The store prefix of a collection (every namespace when `namespace` is None).
+pub fn prefix(res: &Resource, namespace: Option<&str>) -> String {
+    match namespace {
+        Some(ns) if res.namespaced => format!("/registry/{}/{ns}/", res.plural),
+        _ => format!("/registry/{}/", res.plural),
+    }
+}
+
+/// The object stored in `s`, with its resourceVersion.
+pub fn decode(s: &Stored) -> Result<Value, ApiError> {
+    let mut v: Value = serde_json::from_slice(&s.value).map_err(|e| ApiError::Corrupt { key: s.key.clone(), reason: e.to_string() })?;
+    meta::set_resource_version(&mut v, s.mod_revision);
+    Ok(v)
+}
+
+fn now_secs(api: &Api) -> i64 {
+    api.clock.now().as_second()
+}
+
+/// One object answered as JSON, or as a one-row Table when kubectl asks for one.
+pub fn answer(api: &Api, call: &Call, code: StatusCode, obj: &Value) -> Response {
+    match call.output {
+        Output::Table => {
+            let rv = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("");
+            json(code, &table::table(call.target.res.kind, std::slice::from_ref(obj), rv, None, now_secs(api)))
+        }
+        Output::Json => json(code, obj),
+    }
+}
+
+fn name_of(call: &Call) -> Result<&str, ApiError> {
+    call.target.name.as_deref().ok_or(ApiError::MethodNotAllowed)
+}
+
+fn not_found(res: &Resource, name: &str) -> ApiError {
+    ApiError::NotFound { resource: res.qualified(), name: name.into() }
+}
+
+async fn read(api: &Api, call: &Call) -> Result<(String, Stored), ApiError> {
+    let name = name_of(call)?;
+    let k = key(call.target.res, call.target.namespace.as_deref(), name);
+    match api.store.get(&k).await? {
+        Some(s) => Ok((k, s)),
+        None => Err(not_found(call.target.res, name)),
+    }
+}
+
+/// GET of one object.
+pub async fn get(api: &Api, call: &Call) -> Result<Response, ApiError> {
+    let (_, s) = read(api, call).await?;
+    Ok(answer(api, call, StatusCode::OK, &decode(&s)?))
+}
+
+fn parse_body(call: &Call) -> Result<Value, ApiError> {
+    if call.body.is_empty() {
+        return Err(ApiError::BadRequest("the request body is empty".into()));
+    }
+    serde_json::from_slice(&call.body).map_err(|e| ApiError::BadRequest(format!("couldn't get version/kind; json parse error: {e}")))
+}
+
+/// Defaults, the schema check and (with `fieldValidation=Strict`) the unknown-field check: the
+/// object as stored (in its schema's form: unknown fields dropped).
+fn finish(call: &Call, mut obj: Value) -> Result<Value, ApiError> {
+    let res = call.target.res;
+    defaults::apply(res.kind, &mut obj);
+    let typed = (res.decode)(&obj).map_err(|e| ApiError::BadRequest(format!("{} in body: {e}", res.kind)))?;
+    if call.query.get("fieldValidation").is_some_and(|v| v == "Strict") {
+        let unknown = strict::unknown_fields(&obj, &typed);
+        if !unknown.is_empty() {
+            let list: Vec<String> = unknown.iter().map(|f| format!("unknown field {f:?}")).collect();
+            return Err(ApiError::BadRequest(format!("strict decoding error: {}", list.join(", "))));
+        }
+    }
+    Ok(typed)
+}
+
+async fn ensure_namespace(api: &Api, res: &Resource, namespace: Option<&str>) -> Result<(), ApiError> {
+    let Some(ns) = namespace.filter(|_| res.namespaced) else { return Ok(()) };
+    match api.store.get(&format!("/registry/namespaces/{ns}")).await? {
+        Some(_) => Ok(()),
+        None => Err(ApiError::NamespaceNotFound(ns.into())),
+    }
+}
+
+/// The lease events are written with (they expire like kube-apiserver's `--event-ttl`).
+async fn event_lease(api: &Api) -> Result<i64, ApiError> {
+    let now = now_secs(api);
+    let mut cached = api.event_lease.lock().await;
+    // One lease per minute of events, living the TTL past the last of them.
+    if let Some((id, granted)) = *cached
+        && now - granted < 60
+    {
+        return Ok(id);
+    }
+    let ttl = api.event_ttl.as_secs() as i64 + 60;
+    let id = api.store.grant(ttl).await?;
+    *cached = Some((id, now));
+    Ok(id)
+}
+
+/// Writes a new object: fails with AlreadyExists if the name is taken.
+pub async fn create_object(api: &Api, call: &Call, obj: Value) -> Result<Value, ApiError> {
+    let res = call.target.res;
+    let ns = call.target.namespace.as_deref();
+    let fresh = Fresh { now: api.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(), uid: api.ids.uid(), suffix: api.ids.suffix() };
+    let obj = meta::prepare_create(res, ns, obj, fresh)?;
+    let mut obj = finish(call, obj)?;
+    ensure_namespace(api, res, ns).await?;
+    let name = meta::name_of(&obj).unwrap_or_default().to_string();
+    let k = key(res, ns, &name);
+    let lease = if res.kind == "Event" { event_lease(api).await? } else { 0 };
+    match api.store.put_if(&k, meta::for_store(&obj), 0, lease).await? {
+        Written::At(rev) => {
+            meta::set_resource_version(&mut obj, rev);
+            Ok(obj)
+        }
+        Written::Guard(_) => Err(ApiError::AlreadyExists { resource: res.qualified(), name }),
+    }
+}
+
+/// The namespaces every cluster has (`default`, `kube-system`, `kube-public`,
+/// `kube-node-lease`), created if missing.
+pub async fn bootstrap(api: &Api) -> Result<(), ApiError> {
+    let Some(res) = crate::registry::find("", "v1", "namespaces") else { return Ok(()) };
+    for name in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        let call = Call {
+            target: crate::api::Target { res, namespace: None, name: None, sub: None },
+            query: Default::default(),
+            output: Output::Json,
+            media: Media::Json,
+            body: Default::default(),
+        };
+        match create_object(api, &call, json!({"metadata": {"name": name}})).await {
+            Ok(_) | Err(ApiError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// POST to a collection.
+pub async fn create(api: &Api, call: &Call) -> Result<Response, ApiError> {
+    if call.media != Media::Json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let obj = create_object(api, call, parse_body(call)?).await?;
+    Ok(answer(api, call, StatusCode::CREATED, &obj))
+}
+
+/// Stores `new` over `current` (computed from it): a write guarded by its revision, or a delete
+/// when the object was being deleted and its last finalizer is gone.
+async fn replace(api: &Api, key: &str, current: &Stored, mut new: Value) -> Result<Option<Value>, ApiError> {
+    if meta::for_store(&new) == current.value.as_ref() {
+        meta::set_resource_version(&mut new, current.mod_revision);
+        return Ok(Some(new));
+    }
+    let deleting = new.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null());
+    let finalizers = new.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+    let written = if deleting && !finalizers {
+        api.store.delete_if(key, current.mod_revision).await?
+    } else {
+        api.store.put_if(key, meta::for_store(&new), current.mod_revision, 0).await?
+    };
+    match written {
+        Written::At(rev) => {
+            meta::set_resource_version(&mut new, rev);
+            Ok(Some(new))
+        }
+        Written::Guard(_) => Ok(None),
+    }
+}
+
+/// PUT of an object (or its `/status`).
+pub async fn update(api: &Api, call: &Call) -> Result<Response, ApiError> {
+    if call.media != Media::Json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let sent = parse_body(call)?;
+    let precondition = meta::resource_version_of(&sent)?;
+    let res = call.target.res;
+    let name = name_of(call)?.to_string();
+    for _ in 0..RETRIES {
+        let (k, current) = read(api, call).await?;
+        if precondition != 0 && precondition != current.mod_revision {
+            return Err(ApiError::Conflict { resource: res.qualified(), name });
+        }
+        let old = decode(&current)?;
+        let new = meta::prepare_update(res, &old, sent.clone(), call.target.sub == Some(Subresource::Status))?;
+        let new = finish(call, new)?;
+        if let Some(obj) = replace(api, &k, &current, new).await? {
+            return Ok(answer(api, call, StatusCode::OK, &obj));
+        }
+        if precondition != 0 {
+            return Err(ApiError::Conflict { resource: res.qualified(), name });
+        }
+    }
+    Err(ApiError::Conflict { resource: res.qualified(), name })
+}
+
+/// `patch` applied to `doc`.
+pub fn apply_patch(media: Media, doc: &Value, patch: &[u8]) -> Result<Value, ApiError> {
+    let bad = |e: String| ApiError::BadRequest(e);
+    let mut out = doc.clone();
+    match media {
+        Media::MergePatch => {
+            let p: Value = serde_json::from_slice(patch).map_err(|e| bad(format!("invalid patch: {e}")))?;
+            json_patch::merge(&mut out, &p);
+        }
+        Media::StrategicMergePatch => {
+            let p: Value = serde_json::from_slice(patch).map_err(|e| bad(format!("invalid patch: {e}")))?;
+            out = smp::apply(doc, &p).map_err(|e| bad(format!("invalid strategic merge patch: {e}")))?;
+        }
+        Media::JsonPatch => {
+            let p: json_patch::Patch = serde_json::from_slice(patch).map_err(|e| bad(format!("invalid JSON patch: {e}")))?;
+            json_patch::patch(&mut out, &p).map_err(|e| bad(format!("the JSON patch does not apply: {e}")))?;
+        }
+        Media::Apply => return Err(ApiError::Unsupported("server-side apply is not supported yet".into())),
+        Media::Json => return Err(ApiError::UnsupportedMediaType),
+    }
+    Ok(out)
+}
+
+/// PATCH of an object (or its `/status`).
+pub async fn patch(api: &Api, call: &Call) -> Result<Response, ApiError> {
+    let res = call.target.res;
+    let name = name_of(call)?.to_string();
+    for _ in 0..RETRIES {
+        let (k, current) = read(api, call).await?;
+        let old = decode(&current)?;
+        let patched = apply_patch(call.media, &old, &call.body)?;
+        // A resourceVersion the patch sets is a precondition, as in Kubernetes.
+        let wanted = meta::resource_version_of(&patched)?;
+        if wanted != 0 && wanted != current.mod_revision {
+            return Err(ApiError::Conflict { resource: res.qualified(), name });
+        }
+        let new = meta::prepare_update(res, &old, patched, call.target.sub == Some(Subresource::Status))?;
+        let new = finish(call, new)?;
+        if let Some(obj) = replace(api, &k, &current, new).await? {
+            return Ok(answer(api, call, StatusCode::OK, &obj));
+        }
+    }
+    Err(ApiError::Conflict { resource: res.qualified(), name })
+}
+
+/// Preconditions of a DeleteOptions body.
+fn delete_preconditions(call: &Call) -> Result<(Option<i64>, Option<String>), ApiError> {
+    if call.body.is_empty() {
+        return Ok((None, None));
+    }
+    let opts: Value = serde_json::from_slice(&call.body).map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?;
+    let rv = opts.pointer("/preconditions/resourceVersion").and_then(Value::as_str).and_then(|r| r.parse().ok());
+    let uid = opts.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
+    Ok((rv, uid))
+}
+
+/// Deletes what namespace `ns` holds, every resource of it.
+async fn empty_namespace(api: &Api, ns: &str) -> Result<(), ApiError> {
+    for r in RESOURCES.iter().filter(|r| r.namespaced) {
+        api.store.delete_prefix(&prefix(r, Some(ns))).await?;
+    }
+    Ok(())
+}
+
+/// DELETE of an object: gone at once, or (with finalizers) marked with a deletionTimestamp
+/// until they are removed. Deleting a namespace deletes what it holds first.
+pub async fn delete(api: &Api, call: &Call) -> Result<Response, ApiError> {
+    let res = call.target.res;
+    let name = name_of(call)?.to_string();
+    let (want_rv, want_uid) = delete_preconditions(call)?;
+    for _ in 0..RETRIES {
+        let (k, current) = read(api, call).await?;
+        let mut obj = decode(&current)?;
+        let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).map(str::to_string);
+        if want_rv.is_some_and(|r| r != current.mod_revision) || want_uid.as_ref().is_some_and(|u| Some(u) != uid.as_ref()) {
+            return Err(ApiError::Conflict { resource: res.qualified(), name });
+        }
+        let finalizers = obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+        if finalizers {
+            if obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
+                return Ok(answer(api, call, StatusCode::OK, &obj));
+            }
+            let now = api.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+            if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.insert("deletionTimestamp".into(), json!(now));
+                m.insert("deletionGracePeriodSeconds".into(), json!(0));
+            }
+            match api.store.put_if(&k, meta::for_store(&obj), current.mod_revision, 0).await? {
+                Written::At(rev) => {
+                    meta::set_resource_version(&mut obj, rev);
+                    return Ok(answer(api, call, StatusCode::OK, &obj));
+                }
+                Written::Guard(_) => continue,
+            }
+        }
+        if res.kind == "Namespace" {
+            empty_namespace(api, &name).await?;
+        }
+        match api.store.delete_if(&k, current.mod_revision).await? {
+            Written::At(_) => return Ok(answer(api, call, StatusCode::OK, &obj)),
+            Written::Guard(_) => continue,
+        }
+    }
+    Err(ApiError::Conflict { resource: res.qualified(), name })
+}
+
+/// DELETE of a collection: every object the selectors match, answered as a list of them.
+pub async fn delete_collection(api: &Api, call: &Call) -> Result<Response, ApiError> {
+    let res = call.target.res;
+    let sel = selector(call)?;
+    let mut deleted = Vec::new();
+    let mut page = list_page(api, call, &sel, 0, &prefix(res, call.target.namespace.as_deref()), PAGE).await?;
+    loop {
+        for obj in &page.items {
+            let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str);
+            let name = meta::name_of(obj).unwrap_or_default();
+            let rv = meta::resource_version_of(obj)?;
+            if let Written::At(_) = api.store.delete_if(&key(res, ns, name), rv).await? {
+                deleted.push(obj.clone());
+            }
+        }
+        let Some(next) = page.next.clone() else { break };
+        page = list_page(api, call, &sel, page.revision, &next, PAGE).await?;
+    }
+    let list = json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(), "metadata": {}, "items": deleted});
+    Ok(json(StatusCode::OK, &list))
+}
+
+/// Selectors of the call.
+pub fn selector(call: &Call) -> Result<Selector, ApiError> {
+    Selector::parse(
+        call.target.res.kind,
+        call.query.get("labelSelector").map(String::as_str),
+        call.query.get("fieldSelector").map(String::as_str),
+    )
+}
+
+/// A page of a list: matching objects, the revision it was read at, and where the next page
+/// starts (a store key) if the range goes on.
+pub struct ListPage {
+    /// Objects that matched, with resourceVersions.
+    pub items: Vec<Value>,
+    /// The revision every page of this list is read at.
+    pub revision: i64,
+    /// The first key of the next page.
+    pub next: Option<String>,
+}
+
+/// Up to `limit` matching objects from `start` (a key under the collection's prefix) at
+/// `revision` (0: now).
+pub async fn list_page(api: &Api, call: &Call, sel: &Selector, revision: i64, start: &str, limit: i64) -> Result<ListPage, ApiError> {
+    let end = prefix_end(&prefix(call.target.res, call.target.namespace.as_deref()));
+    let mut items = Vec::new();
+    let mut from = start.to_string();
+    let mut revision = revision;
+    loop {
+        let want = limit - items.len() as i64;
+        let page = api.store.range(&from, &end, revision, want).await?;
+        revision = page.revision;
+        let last = page.kvs.last().map(|s| s.key.clone());
+        for s in &page.kvs {
+            let obj = decode(s)?;
+            if sel.matches(&obj) {
+                items.push(obj);
+            }
+        }
+        let next = last.map(|k| format!("{k}\0"));
+        if !page.more {
+            return Ok(ListPage { items, revision, next: None });
+        }
+        from = next.unwrap_or_default();
+        if items.len() as i64 >= limit {
+            return Ok(ListPage { items, revision, next: Some(from) });
+        }
+    }
+}
+
+/// A continue token: where the next page starts and the revision the list is read at.
+fn continue_token(revision: i64, next_key: &str, collection: &str) -> String {
+    let start = next_key.strip_prefix(collection).unwrap_or(next_key);
+    let t = json!({"v": "meta.k8s.io/v1", "rv": revision, "start": start});
+    base64::engine::general_purpose::STANDARD.encode(t.to_string())
+}
+
+fn parse_continue(token: &str, collection: &str) -> Result<(i64, String), ApiError> {
+    let bad = || ApiError::BadRequest("continue key is not valid".into());
+    let raw = base64::engine::general_purpose::STANDARD.decode(token).map_err(|_| bad())?;
+    let t: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let rv = t.get("rv").and_then(Value::as_i64).filter(|r| *r > 0).ok_or_else(bad)?;
+    let start = t.get("start").and_then(Value::as_str).ok_or_else(bad)?;
+    if start.contains("..") || start.starts_with('/') {
+        return Err(bad());
+    }
+    Ok((rv, format!("{collection}{start}")))
+}
+
+/// GET of a collection: one page (`limit`, `continue`), read at one revision across pages.
+pub async fn list(api: &Api, call: &Call) -> Result<Response, ApiError> {
+    let res = call.target.res;
+    let sel = selector(call)?;
+    let collection = prefix(res, call.target.namespace.as_deref());
+    let limit = match call.query.get("limit").map(|l| l.parse::<i64>()) {
+        None => None,
+        Some(Ok(l)) if l > 0 => Some(l),
+        Some(Ok(_)) => None,
+        Some(Err(_)) => return Err(ApiError::BadRequest("limit must be a number".into())),
+    };
+    let (revision, start) = match call.query.get("continue").filter(|c| !c.is_empty()) {
+        Some(token) => parse_continue(token, &collection)?,
+        None => (0, collection.clone()),
+    };
+    let mut page = list_page(api, call, &sel, revision, &start, limit.unwrap_or(PAGE)).await?;
+    while limit.is_none()
+        && let Some(next) = page.next.take()
+    {
+        let more = list_page(api, call, &sel, page.revision, &next, PAGE).await?;
+        page.items.extend(more.items);
+        page.next = more.next;
+    }
+    let token = page.next.as_deref().map(|n| continue_token(page.revision, n, &collection));
+    let rv = page.revision.to_string();
+    let body = match call.output {
+        Output::Table => table::table(res.kind, &page.items, &rv, token.as_deref(), now_secs(api)),
+        Output::Json => {
+            let mut meta = json!({"resourceVersion": rv});
+            if let Some(t) = &token {
+                meta["continue"] = json!(t);
+            }
+            json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(), "metadata": meta, "items": page.items})
+        }
+    };
+    Ok(json(StatusCode::OK, &body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_kubernetes_layout() {
+        let Some(pods) = crate::registry::find("", "v1", "pods") else { panic!("served") };
+        let Some(nodes) = crate::registry::find("", "v1", "nodes") else { panic!("served") };
+        assert_eq!(key(pods, Some("default"), "p"), "/registry/pods/default/p");
+        assert_eq!(key(nodes, None, "n"), "/registry/nodes/n");
+        assert_eq!(prefix(pods, None), "/registry/pods/");
+    }
+
+    #[test]
+    fn continue_tokens_round_trip_and_stay_in_their_collection() {
+        let t = continue_token(42, "/registry/pods/default/p\0", "/registry/pods/default/");
+        assert_eq!(parse_continue(&t, "/registry/pods/default/").ok(), Some((42, "/registry/pods/default/p\0".to_string())));
+        let evil = base64::engine::general_purpose::STANDARD.encode(r#"{"rv":1,"start":"../secrets/x"}"#);
+        assert!(parse_continue(&evil, "/registry/pods/default/").is_err());
+        assert!(parse_continue("not base64!", "/registry/pods/").is_err());
+    }
+
+    #[test]
+    fn merge_json_and_strategic_patches_apply() {
+        let doc = json!({"metadata": {"labels": {"a": "1", "b": "2"}}, "spec": {"unschedulable": false}});
+        let out = apply_patch(Media::MergePatch, &doc, br#"{"metadata":{"labels":{"a":null,"c":"3"}}}"#).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(out["metadata"]["labels"], json!({"b": "2", "c": "3"}));
+        let out = apply_patch(Media::StrategicMergePatch, &doc, br#"{"spec":{"unschedulable":true}}"#).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(out["spec"]["unschedulable"], true);
+        let out = apply_patch(Media::JsonPatch, &doc, br#"[{"op":"replace","path":"/spec/unschedulable","value":true}]"#)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(out["spec"]["unschedulable"], true);
+        let taints =
+            apply_patch(Media::StrategicMergePatch, &doc, br#"{"spec":{"taints":[{"key":"k"}]}}"#).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(taints["spec"]["taints"], json!([{"key": "k"}]));
+        assert!(apply_patch(Media::JsonPatch, &doc, br#"[{"op":"test","path":"/spec/unschedulable","value":true}]"#).is_err());
+    }
+}

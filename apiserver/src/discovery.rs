@@ -1,0 +1,188 @@
+//! Discovery, generated from [`crate::registry::RESOURCES`]: `/version`, the legacy documents
+//! (`/api`, `/apis`, `/api/v1`, `/apis/<group>`, `/apis/<group>/<version>`) and aggregated
+//! discovery (`apidiscovery.k8s.io/v2`, which kubectl 1.32 asks for on `/api` and `/apis` and
+//! recognises only by the response's Content-Type).
+
+use crate::registry::{self, RESOURCES, Resource};
+use serde_json::{Value, json};
+
+/// The Kubernetes version whose types this server serves (`k8s-openapi`'s `v1_33`). The kubectl
+/// dispatcher picks the kubectl binary of this minor version.
+pub const KUBERNETES_MINOR: &str = "33";
+
+/// The Content-Type of an aggregated discovery answer.
+pub const AGGREGATED_CONTENT_TYPE: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Whether the Accept header asks for aggregated discovery.
+pub fn wants_aggregated(accept: &str) -> bool {
+    accept.contains("as=APIGroupDiscoveryList")
+}
+
+/// `/version`.
+pub fn version() -> Value {
+    json!({
+        "major": "1",
+        "minor": KUBERNETES_MINOR,
+        "gitVersion": format!("v1.{KUBERNETES_MINOR}.0"),
+        "gitCommit": concat!("keel-", env!("CARGO_PKG_VERSION")),
+        "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z",
+        "goVersion": "go1.24.0",
+        "compiler": "rustc",
+        "platform": "linux/amd64",
+    })
+}
+
+const SUB_VERBS: &[&str] = &["get", "patch", "update"];
+
+fn of_group<'a>(group: &'a str, version: &'a str) -> impl Iterator<Item = &'static Resource> + 'a {
+    RESOURCES.iter().filter(move |r| r.group == group && r.version == version)
+}
+
+fn scope(r: &Resource) -> &'static str {
+    if r.namespaced { "Namespaced" } else { "Cluster" }
+}
+
+fn aggregated_resource(r: &Resource) -> Value {
+    let kind = json!({"group": r.group, "version": r.version, "kind": r.kind});
+    let subs: Vec<Value> = r
+        .subresources
+        .iter()
+        .map(|s| {
+            let kind = s.response_kind().map_or(kind.clone(), |(g, v, k)| json!({"group": g, "version": v, "kind": k}));
+            json!({"subresource": s.name(), "responseKind": kind, "verbs": SUB_VERBS})
+        })
+        .collect();
+    let mut v = json!({
+        "resource": r.plural,
+        "responseKind": kind,
+        "scope": scope(r),
+        "singularResource": r.singular,
+        "verbs": r.verbs(),
+    });
+    if !r.short_names.is_empty() {
+        v["shortNames"] = json!(r.short_names);
+    }
+    if !r.categories.is_empty() {
+        v["categories"] = json!(r.categories);
+    }
+    if !subs.is_empty() {
+        v["subresources"] = json!(subs);
+    }
+    v
+}
+
+/// The aggregated document for the core group (`core: true`, `/api`) or every other group (`/apis`).
+pub fn aggregated(core: bool) -> Value {
+    let items: Vec<Value> = registry::groups()
+        .into_iter()
+        .filter(|(g, _)| g.is_empty() == core)
+        .map(|(g, v)| {
+            let resources: Vec<Value> = of_group(g, v).map(aggregated_resource).collect();
+            json!({
+                "metadata": {"name": g, "creationTimestamp": null},
+                "versions": [{"version": v, "resources": resources, "freshness": "Current"}],
+            })
+        })
+        .collect();
+    json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
+}
+
+/// Legacy `/api`.
+pub fn api_versions(server_address: &str) -> Value {
+    json!({
+        "kind": "APIVersions",
+        "versions": ["v1"],
+        "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": server_address}],
+    })
+}
+
+fn group_doc(g: &str, v: &str) -> Value {
+    let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
+    json!({"name": g, "versions": [gv], "preferredVersion": gv})
+}
+
+/// Legacy `/apis`.
+pub fn group_list() -> Value {
+    let groups: Vec<Value> = registry::groups().into_iter().filter(|(g, _)| !g.is_empty()).map(|(g, v)| group_doc(g, v)).collect();
+    json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
+}
+
+/// Legacy `/apis/<group>`, if served.
+pub fn group(g: &str) -> Option<Value> {
+    let (g, v) = registry::groups().into_iter().find(|(name, _)| *name == g && !g.is_empty())?;
+    let mut doc = group_doc(g, v);
+    doc["kind"] = json!("APIGroup");
+    doc["apiVersion"] = json!("v1");
+    Some(doc)
+}
+
+/// Legacy `/api/v1` and `/apis/<group>/<version>`, if served.
+pub fn resource_list(g: &str, v: &str) -> Option<Value> {
+    let mut resources = Vec::new();
+    for r in of_group(g, v) {
+        let mut entry = json!({
+            "name": r.plural,
+            "singularName": r.singular,
+            "namespaced": r.namespaced,
+            "kind": r.kind,
+            "verbs": r.verbs(),
+        });
+        if !r.short_names.is_empty() {
+            entry["shortNames"] = json!(r.short_names);
+        }
+        if !r.categories.is_empty() {
+            entry["categories"] = json!(r.categories);
+        }
+        resources.push(entry);
+        for s in r.subresources {
+            let mut entry = json!({
+                "name": format!("{}/{}", r.plural, s.name()),
+                "singularName": "",
+                "namespaced": r.namespaced,
+                "kind": r.kind,
+                "verbs": SUB_VERBS,
+            });
+            if let Some((g, v, k)) = s.response_kind() {
+                entry["group"] = json!(g);
+                entry["version"] = json!(v);
+                entry["kind"] = json!(k);
+            }
+            resources.push(entry);
+        }
+    }
+    if resources.is_empty() {
+        return None;
+    }
+    let gv = if g.is_empty() { v.to_string() } else { format!("{g}/{v}") };
+    Some(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aggregated_discovery_lists_every_served_resource_once() {
+        let core = aggregated(true);
+        let others = aggregated(false);
+        let count = |d: &Value| -> usize {
+            d["items"].as_array().into_iter().flatten().map(|i| i["versions"][0]["resources"].as_array().map_or(0, Vec::len)).sum()
+        };
+        assert_eq!(count(&core) + count(&others), RESOURCES.len());
+        assert_eq!(core["items"][0]["metadata"]["name"], "");
+        let apps = others["items"].as_array().into_iter().flatten().find(|i| i["metadata"]["name"] == "apps");
+        let Some(apps) = apps else { panic!("apps served: {others}") };
+        let deploy = &apps["versions"][0]["resources"].as_array().into_iter().flatten().find(|r| r["resource"] == "deployments");
+        assert_eq!(deploy.map(|d| d["shortNames"].clone()), Some(json!(["deploy"])));
+    }
+
+    #[test]
+    fn legacy_lists_name_subresources() {
+        let Some(v1) = resource_list("", "v1") else { panic!("core served") };
+        let names: Vec<&str> = v1["resources"].as_array().into_iter().flatten().filter_map(|r| r["name"].as_str()).collect();
+        assert!(names.contains(&"pods") && names.contains(&"pods/status") && names.contains(&"namespaces"));
+        assert!(resource_list("batch", "v1").is_none());
+        assert_eq!(group("apps").map(|g| g["preferredVersion"]["groupVersion"].clone()), Some(json!("apps/v1")));
+    }
+}

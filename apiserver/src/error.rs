@@ -1,0 +1,179 @@
+//! The crate's one error type, and its one mapping to what Kubernetes clients understand: a
+//! `Status` object (`kind: Status`, `status: Failure`, `reason`, `code`, `details`) with the
+//! HTTP code of the same number. kubectl prints `Error from server (<reason>): <message>`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The object does not exist (404 NotFound).
+    #[error("{resource} \"{name}\" not found")]
+    NotFound {
+        /// Plural resource name, with its group (`deployments.apps`) as Kubernetes prints it.
+        resource: String,
+        /// Object name.
+        name: String,
+    },
+    /// A create found an object of that name (409 AlreadyExists).
+    #[error("{resource} \"{name}\" already exists")]
+    AlreadyExists {
+        /// Plural resource name.
+        resource: String,
+        /// Object name.
+        name: String,
+    },
+    /// The object changed since the client read it (409 Conflict).
+    #[error(
+        "Operation cannot be fulfilled on {resource} \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
+    )]
+    Conflict {
+        /// Plural resource name.
+        resource: String,
+        /// Object name.
+        name: String,
+    },
+    /// The object fails validation (422 Invalid), with one cause per field.
+    #[error("{kind} \"{name}\" is invalid: {}", causes.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join(", "))]
+    Invalid {
+        /// Kind (`Pod`).
+        kind: String,
+        /// Object name.
+        name: String,
+        /// (field path, message).
+        causes: Vec<(String, String)>,
+    },
+    /// The request cannot be understood (400 BadRequest).
+    #[error("{0}")]
+    BadRequest(String),
+    /// A namespaced object in a namespace that does not exist (404 NotFound, as Kubernetes).
+    #[error("namespaces \"{0}\" not found")]
+    NamespaceNotFound(String),
+    /// A resourceVersion or continue token older than what is kept (410 Expired / Gone).
+    #[error("{0}")]
+    Gone(String),
+    /// The body's media type is not one this server decodes (415).
+    #[error(
+        "the body of the request was in an unknown format - accepted media types include: application/json, application/merge-patch+json, application/json-patch+json, application/strategic-merge-patch+json"
+    )]
+    UnsupportedMediaType,
+    /// A media type this server knows but does not serve yet, or a request it cannot apply
+    /// (415), with why.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The verb is not served on this path (405).
+    #[error("the server does not allow this method on the requested resource")]
+    MethodNotAllowed,
+    /// The path names no resource (404 NotFound, reason NotFound with no details).
+    #[error("the server could not find the requested resource")]
+    NoSuchPath,
+    /// The body is larger than the 3 MiB Kubernetes accepts (413).
+    #[error("the request is too large: limit is {limit} bytes")]
+    TooLarge {
+        /// Bytes accepted.
+        limit: usize,
+    },
+    /// The store failed or is unreachable (503 ServiceUnavailable / 500 InternalError).
+    #[error("storage: {0}")]
+    Store(String),
+    /// A value read from the store is not an object this server wrote (500).
+    #[error("stored object at {key} is corrupt: {reason}")]
+    Corrupt {
+        /// Store key.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl ApiError {
+    /// The HTTP code and the Status `reason`.
+    pub fn code_reason(&self) -> (u16, &'static str) {
+        match self {
+            ApiError::NotFound { .. } | ApiError::NamespaceNotFound(_) | ApiError::NoSuchPath => (404, "NotFound"),
+            ApiError::AlreadyExists { .. } => (409, "AlreadyExists"),
+            ApiError::Conflict { .. } => (409, "Conflict"),
+            ApiError::Invalid { .. } => (422, "Invalid"),
+            ApiError::BadRequest(_) => (400, "BadRequest"),
+            ApiError::Gone(_) => (410, "Expired"),
+            ApiError::UnsupportedMediaType | ApiError::Unsupported(_) => (415, "UnsupportedMediaType"),
+            ApiError::MethodNotAllowed => (405, "MethodNotAllowed"),
+            ApiError::TooLarge { .. } => (413, "RequestEntityTooLarge"),
+            ApiError::Store(_) => (503, "ServiceUnavailable"),
+            ApiError::Corrupt { .. } => (500, "InternalError"),
+        }
+    }
+
+    /// The `Status` object Kubernetes answers with.
+    pub fn status(&self) -> Value {
+        let (code, reason) = self.code_reason();
+        let mut status = json!({
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.to_string(),
+            "reason": reason,
+            "code": code,
+        });
+        let details = match self {
+            ApiError::NotFound { resource, name } | ApiError::AlreadyExists { resource, name } | ApiError::Conflict { resource, name } => {
+                let (kind, group) = resource.split_once('.').unwrap_or((resource, ""));
+                Some(json!({ "name": name, "group": group, "kind": kind }))
+            }
+            ApiError::NamespaceNotFound(name) => Some(json!({ "name": name, "kind": "namespaces" })),
+            ApiError::Invalid { kind, name, causes } => Some(json!({
+                "name": name,
+                "kind": kind,
+                "causes": causes.iter().map(|(f, m)| json!({ "reason": "FieldValueInvalid", "message": m, "field": f })).collect::<Vec<_>>(),
+            })),
+            _ => None,
+        };
+        if let Some(d) = details {
+            status["details"] = d;
+        }
+        status
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (code, _) = self.code_reason();
+        let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let body = self.status().to_string();
+        (code, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+    }
+}
+
+impl From<tonic::Status> for ApiError {
+    fn from(s: tonic::Status) -> ApiError {
+        ApiError::Store(format!("{:?}: {}", s.code(), s.message()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_found_reads_like_kubernetes() {
+        let e = ApiError::NotFound { resource: "deployments.apps".into(), name: "web".into() };
+        let s = e.status();
+        assert_eq!(s["message"], "deployments.apps \"web\" not found");
+        assert_eq!(s["reason"], "NotFound");
+        assert_eq!(s["code"], 404);
+        assert_eq!(s["details"]["kind"], "deployments");
+        assert_eq!(s["details"]["group"], "apps");
+    }
+
+    #[test]
+    fn invalid_lists_its_causes() {
+        let e = ApiError::Invalid { kind: "Pod".into(), name: "p".into(), causes: vec![("metadata.name".into(), "bad".into())] };
+        let s = e.status();
+        assert_eq!(s["code"], 422);
+        assert_eq!(s["message"], "Pod \"p\" is invalid: metadata.name: bad");
+        assert_eq!(s["details"]["causes"][0]["field"], "metadata.name");
+    }
+}

@@ -1,0 +1,45 @@
+//! `keel-apiserver`: the Kubernetes REST API over an etcd v3 store, the only part of Keel's
+//! control plane that talks to the store (as kube-apiserver is for etcd).
+//!
+//! ```text
+//!  kubectl / kube-rs ──HTTPS :6443──▶ api (routes, media types, Table/JSON)
+//!                                      ├─ discovery   /version /api /apis (legacy + aggregated)
+//!                                      ├─ crud        create get list update patch delete
+//!                                      │    ├─ meta       uid, timestamps, generation, names
+//!                                      │    ├─ defaults   what Kubernetes fills in
+//!                                      │    ├─ smp        strategic merge patch (merge and JSON patch: json-patch)
+//!                                      │    ├─ strict     unknown fields (fieldValidation=Strict)
+//!                                      │    ├─ selector   label and field selectors
+//!                                      │    └─ table      server-side printing for kubectl get
+//!                                      └─ watch       chunked event streams
+//!                                           │
+//!                                      store (etcd v3 gRPC: Txn on mod_revision, Range, Watch)
+//!                                           ▼
+//!                                 keel-store or etcd (--etcd-servers)
+//! ```
+//!
+//! Modules: [`api`], [`crud`], [`watch`], [`discovery`], [`registry`] (the served resources),
+//! [`scale`] (the `/scale` subresource), [`openapi`], [`smp`] (strategic merge patch), [`meta`], [`defaults`], [`strict`], [`selector`], [`table`], [`store`], [`tls`], [`serve`],
+//! [`seams`] (clock and ids), [`error`] (the one error type and its `Status` mapping).
+
+pub mod api;
+pub mod crud;
+pub mod defaults;
+pub mod discovery;
+pub mod error;
+pub mod meta;
+pub mod openapi;
+pub mod registry;
+pub mod scale;
+pub mod seams;
+pub mod selector;
+pub mod serve;
+pub mod smp;
+pub mod store;
+pub mod strict;
+pub mod table;
+pub mod tls;
+pub mod watch;
+
+pub use api::Api;
+pub use error::ApiError;

@@ -1,0 +1,139 @@
+//! `keel-apiserver`: the composition root. Parses kube-apiserver's flags (the subset Keel
+//! serves), connects to the store, makes sure the serving certificate and the built-in
+//! namespaces exist, writes a kubeconfig if asked, and serves until SIGINT/SIGTERM.
+
+use anyhow::Context;
+use base64::Engine;
+use clap::Parser;
+use keel_apiserver::seams::{Ids, SystemClock};
+use keel_apiserver::store::Store;
+use keel_apiserver::{Api, api, crud, serve, tls};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The Kubernetes API over an etcd v3 store.
+#[derive(Parser, Debug)]
+#[command(name = "keel-apiserver", version)]
+struct Flags {
+    /// Store endpoints, comma separated (keel-store or etcd).
+    #[arg(long, default_value = "http://127.0.0.1:2379", value_delimiter = ',')]
+    etcd_servers: Vec<String>,
+    /// HTTPS port.
+    #[arg(long, default_value_t = 6443)]
+    secure_port: u16,
+    /// Address to serve HTTPS on.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind_address: String,
+    /// Where the generated CA and serving certificate live (created on first start).
+    #[arg(long, default_value = "apiserver.local.config/certificates")]
+    cert_dir: PathBuf,
+    /// Serving certificate (PEM); with --tls-private-key-file, instead of generated ones.
+    #[arg(long, requires = "tls_private_key_file")]
+    tls_cert_file: Option<PathBuf>,
+    /// Key of --tls-cert-file.
+    #[arg(long, requires = "tls_cert_file")]
+    tls_private_key_file: Option<PathBuf>,
+    /// Plain-HTTP port on 127.0.0.1 for development (0: off).
+    #[arg(long, default_value_t = 0)]
+    insecure_port: u16,
+    /// Write a kubeconfig for this server here (generated certificates only).
+    #[arg(long)]
+    write_kubeconfig: Option<PathBuf>,
+    /// How long events are kept.
+    #[arg(long, default_value = "3600", value_parser = parse_secs)]
+    event_ttl: Duration,
+    /// How long a watch without timeoutSeconds stays open, in seconds.
+    #[arg(long, default_value = "3600", value_parser = parse_secs)]
+    watch_timeout: Duration,
+}
+
+fn parse_secs(s: &str) -> Result<Duration, String> {
+    let n = s.trim_end_matches('s').parse::<u64>().map_err(|e| format!("{s}: {e}"))?;
+    Ok(Duration::from_secs(n))
+}
+
+fn kubeconfig(server: &str, ca_pem: &[u8]) -> String {
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem);
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: keel\n  cluster:\n    server: {server}\n    certificate-authority-data: {ca}\nusers:\n- name: keel-admin\n  user:\n    token: keel-admin\ncontexts:\n- name: keel\n  context:\n    cluster: keel\n    user: keel-admin\ncurrent-context: keel\n"
+    )
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
+    let flags = Flags::parse();
+    let store = Store::connect(&flags.etcd_servers).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let files = match (&flags.tls_cert_file, &flags.tls_private_key_file) {
+        (Some(cert), Some(key)) => tls::CertFiles { cert: cert.clone(), key: key.clone(), ca: None },
+        _ => tls::ensure_generated(&flags.cert_dir, std::slice::from_ref(&flags.bind_address)).map_err(|e| anyhow::anyhow!(e))?,
+    };
+    let tls_config = tls::server_config(&files).map_err(|e| anyhow::anyhow!(e))?;
+    let advertise = format!("{}:{}", flags.bind_address, flags.secure_port);
+    let seed = rand_seed();
+    let api = Arc::new(Api {
+        store,
+        clock: Arc::new(SystemClock),
+        ids: Ids::seeded(seed),
+        advertise: advertise.clone(),
+        watch_timeout: flags.watch_timeout,
+        event_ttl: flags.event_ttl,
+        event_lease: tokio::sync::Mutex::new(None),
+    });
+    // The store may still be starting: retry the built-in namespaces for a while.
+    let mut tries = 0;
+    while let Err(e) = crud::bootstrap(&api).await {
+        tries += 1;
+        if tries > 60 {
+            anyhow::bail!("the store at {:?} did not answer: {e}", flags.etcd_servers);
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    if let (Some(path), Some(ca)) = (&flags.write_kubeconfig, &files.ca) {
+        let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+        std::fs::write(path, kubeconfig(&format!("https://{advertise}"), &pem)).with_context(|| format!("writing {}", path.display()))?;
+    }
+    let router = api::router(api);
+    let secure = tokio::net::TcpListener::bind((flags.bind_address.as_str(), flags.secure_port))
+        .await
+        .with_context(|| format!("binding {advertise}"))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut plain = None;
+    if flags.insecure_port != 0 {
+        let l = tokio::net::TcpListener::bind(("127.0.0.1", flags.insecure_port)).await.context("binding the insecure port")?;
+        let mut rx = stop_rx.clone();
+        plain = Some(tokio::spawn(serve::http(l, router.clone(), async move {
+            let _ = rx.changed().await;
+        })));
+    }
+    eprintln!("keel-apiserver serving on https://{advertise} (store: {})", flags.etcd_servers.join(","));
+    let mut rx = stop_rx;
+    let https = tokio::spawn(serve::https(secure, tls_config, router, async move {
+        let _ = rx.changed().await;
+    }));
+    shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    let _ = https.await;
+    if let Some(p) = plain {
+        let _ = p.await;
+    }
+    Ok(())
+}
+
+/// A seed for uids and name suffixes from the OS.
+fn rand_seed() -> u64 {
+    use rand::TryRngCore;
+    rand::rngs::OsRng.try_next_u64().unwrap_or(0x6b65_656c)
+}

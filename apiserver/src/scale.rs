@@ -1,0 +1,115 @@
+//! The `/scale` subresource of deployments and replicasets: `spec.replicas` read and written
+//! as an `autoscaling/v1` Scale (what `kubectl scale` and autoscalers use). A PUT may carry the
+//! Scale's resourceVersion as a precondition; a PATCH (merge or JSON patch) applies to the
+//! Scale and retries against a newer object if it loses a race.
+
+use crate::api::{Api, Call, Media, json};
+use crate::crud::{self, decode};
+use crate::error::ApiError;
+use crate::meta;
+use crate::store::Written;
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{Value, json};
+
+/// The Scale view of `obj`.
+pub fn scale_of(obj: &Value) -> Value {
+    let m = obj.get("metadata").cloned().unwrap_or_else(|| json!({}));
+    let pick = |k: &str| m.get(k).cloned().unwrap_or(Value::Null);
+    let labels = obj.pointer("/spec/selector/matchLabels").and_then(Value::as_object);
+    let selector = labels.into_iter().flatten().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or(""))).collect::<Vec<_>>().join(",");
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": pick("name"),
+            "namespace": pick("namespace"),
+            "uid": pick("uid"),
+            "resourceVersion": pick("resourceVersion"),
+            "creationTimestamp": pick("creationTimestamp"),
+        },
+        "spec": {"replicas": obj.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(1)},
+        "status": {"replicas": obj.pointer("/status/replicas").and_then(Value::as_i64).unwrap_or(0), "selector": selector},
+    })
+}
+
+/// GET `.../scale`.
+pub async fn get(api: &Api, call: &Call) -> Result<Response, ApiError> {
+    let (_, s) = read(api, call).await?;
+    Ok(json(StatusCode::OK, &scale_of(&decode(&s)?)))
+}
+
+async fn read(api: &Api, call: &Call) -> Result<(String, crate::store::Stored), ApiError> {
+    let res = call.target.res;
+    let name = call.target.name.as_deref().unwrap_or_default();
+    let k = crud::key(res, call.target.namespace.as_deref(), name);
+    match api.store.get(&k).await? {
+        Some(s) => Ok((k, s)),
+        None => Err(ApiError::NotFound { resource: res.qualified(), name: name.into() }),
+    }
+}
+
+/// PUT or PATCH `.../scale`.
+pub async fn set(api: &Api, call: &Call) -> Result<Response, ApiError> {
+    let res = call.target.res;
+    let name = call.target.name.clone().unwrap_or_default();
+    let conflict = || ApiError::Conflict { resource: res.qualified(), name: name.clone() };
+    for _ in 0..8 {
+        let (k, current) = read(api, call).await?;
+        let mut obj = decode(&current)?;
+        let scale = scale_of(&obj);
+        let wanted = match call.media {
+            // A PUT body is the whole Scale (kubectl sends it without a Content-Type).
+            Media::Json => serde_json::from_slice(&call.body).map_err(|e| ApiError::BadRequest(format!("invalid Scale: {e}")))?,
+            m => crud::apply_patch(m, &scale, &call.body)?,
+        };
+        let precondition = meta::resource_version_of(&wanted)?;
+        if precondition != 0 && precondition != current.mod_revision {
+            return Err(conflict());
+        }
+        let replicas = wanted.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
+        if replicas < 0 {
+            return Err(ApiError::Invalid {
+                kind: "Scale".into(),
+                name: name.clone(),
+                causes: vec![("spec.replicas".into(), format!("Invalid value: {replicas}: must be greater than or equal to 0"))],
+            });
+        }
+        if obj.pointer("/spec/replicas").and_then(Value::as_i64) != Some(replicas) {
+            if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
+                spec.insert("replicas".into(), json!(replicas));
+            }
+            let g = obj.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0) + 1;
+            if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+                m.insert("generation".into(), json!(g));
+            }
+        }
+        match api.store.put_if(&k, meta::for_store(&obj), current.mod_revision, 0).await? {
+            Written::At(rev) => {
+                meta::set_resource_version(&mut obj, rev);
+                return Ok(json(StatusCode::OK, &scale_of(&obj)));
+            }
+            Written::Guard(_) if precondition != 0 => return Err(conflict()),
+            Written::Guard(_) => continue,
+        }
+    }
+    Err(conflict())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_scale_shows_replicas_and_the_selector() {
+        let d = json!({
+            "metadata": {"name": "d", "namespace": "n", "resourceVersion": "7"},
+            "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "d"}}},
+            "status": {"replicas": 2}
+        });
+        let s = scale_of(&d);
+        assert_eq!(s["spec"]["replicas"], 3);
+        assert_eq!(s["status"], json!({"replicas": 2, "selector": "app=d"}));
+        assert_eq!(s["metadata"]["resourceVersion"], "7");
+    }
+}
