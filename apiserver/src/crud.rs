@@ -388,7 +388,10 @@ pub async fn list_page(api: &Api, call: &Call, sel: &Selector, revision: i64, st
     loop {
         let want = limit - items.len() as i64;
         let page = api.store.range(&from, &end, revision, want).await?;
-        revision = page.revision;
+        // The first page pins the revision (the header's); later pages read at it.
+        if revision == 0 {
+            revision = page.revision;
+        }
         let last = page.kvs.last().map(|s| s.key.clone());
         for s in &page.kvs {
             let obj = decode(s)?;

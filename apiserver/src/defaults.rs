@@ -2,6 +2,7 @@
 //! value kube-apiserver would store, so `kubectl get -o yaml` and controllers see the same
 //! object they would on Kubernetes.
 
+use base64::Engine;
 use serde_json::{Map, Value, json};
 
 fn child<'a>(v: &'a mut Value, key: &str) -> Option<&'a mut Map<String, Value>> {
@@ -120,6 +121,16 @@ pub fn apply(kind: &str, obj: &mut Value) {
         "Secret" => {
             if let Some(o) = obj.as_object_mut() {
                 default(o, "type", json!("Opaque"));
+                // stringData is write-only: it lands in data, base64 encoded, over what was there.
+                if let Some(Value::Object(plain)) = o.remove("stringData") {
+                    let data = o.entry("data").or_insert_with(|| json!({}));
+                    if let Some(d) = data.as_object_mut() {
+                        for (k, v) in plain {
+                            let bytes = v.as_str().unwrap_or_default().as_bytes().to_vec();
+                            d.insert(k, json!(base64::engine::general_purpose::STANDARD.encode(bytes)));
+                        }
+                    }
+                }
             }
         }
         _ => {}
@@ -152,6 +163,13 @@ mod tests {
         assert_eq!(pull_policy("registry:5000/nginx"), "Always");
         assert_eq!(pull_policy("registry:5000/nginx:1.2"), "IfNotPresent");
         assert_eq!(pull_policy("nginx@sha256:abc"), "IfNotPresent");
+    }
+
+    #[test]
+    fn secret_string_data_becomes_data() {
+        let mut s = json!({"data": {"a": "eA=="}, "stringData": {"b": "s3cret"}});
+        apply("Secret", &mut s);
+        assert_eq!(s, json!({"type": "Opaque", "data": {"a": "eA==", "b": "czNjcmV0"}}));
     }
 
     #[test]

@@ -1,0 +1,179 @@
+//! Conformance with the installed `kubectl` against keel-apiserver on a keel-store member: the
+//! commands users type, checked by what they print and by what the server then holds.
+
+mod common;
+
+use common::{Cluster, eventually, text};
+use std::time::Duration;
+
+const APP: &str = r#"
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: shop
+  labels: {app: web}
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: nginx
+        image: nginx:1.27
+        ports:
+        - containerPort: 80
+        env:
+        - {name: MODE, value: fast}
+      - name: sidecar
+        image: busybox:1.36
+        command: ["sleep", "infinity"]
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: web
+  namespace: shop
+spec:
+  selector: {app: web}
+  ports:
+  - port: 80
+    targetPort: 80
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+  namespace: shop
+data:
+  mode: fast
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: creds
+  namespace: shop
+stringData:
+  password: s3cret
+"#;
+
+const NAMESPACE: &str = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n";
+
+#[test]
+fn kubectl_version_and_discovery_name_the_served_api() {
+    let c = Cluster::start();
+    let v = c.ok(&["version"]);
+    assert!(v.contains("Server Version: v1.33.0"), "{v}");
+    let r = c.ok(&["api-resources"]);
+    for line in ["deployments", "deploy", "apps/v1", "configmaps", "namespaces", "leases", "coordination.k8s.io/v1"] {
+        assert!(r.contains(line), "api-resources lacks {line}: {r}");
+    }
+    let ns = c.ok(&["get", "namespaces"]);
+    for n in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(ns.contains(n), "{ns}");
+    }
+    assert!(ns.starts_with("NAME") && ns.contains("STATUS") && ns.contains("Active"), "server-side table: {ns}");
+}
+
+#[test]
+fn apply_get_edit_and_delete_a_deployment_like_a_user() {
+    let c = Cluster::start();
+    // Objects in a namespace that does not exist are refused.
+    let out = c.kubectl_in(&["apply", "-f", "-"], Some(APP));
+    assert!(!out.status.success() && text(&out.stderr).contains("namespaces \"shop\" not found"), "{}", text(&out.stderr));
+    c.apply(NAMESPACE, &[]);
+    let applied = c.apply(APP, &[]);
+    for line in ["deployment.apps/web created", "service/web created", "configmap/settings created", "secret/creds created"] {
+        assert!(applied.contains(line), "{applied}");
+    }
+
+    // Table output with the Deployment columns, and the other output formats.
+    let table = c.ok(&["get", "deploy", "-n", "shop", "-o", "wide"]);
+    assert!(table.contains("READY") && table.contains("UP-TO-DATE") && table.contains("nginx:1.27,busybox:1.36"), "{table}");
+    let yaml = c.ok(&["get", "deploy", "web", "-n", "shop", "-o", "yaml"]);
+    assert!(yaml.contains("revisionHistoryLimit: 10") && yaml.contains("maxSurge: 25%"), "defaults applied: {yaml}");
+    let json: serde_json::Value = serde_json::from_str(&c.ok(&["get", "deploy", "web", "-n", "shop", "-o", "json"])).expect("json");
+    assert_eq!(json["metadata"]["generation"], 1);
+    let uid = json["metadata"]["uid"].as_str().unwrap_or_default().to_string();
+    assert_eq!(uid.len(), 36, "{uid}");
+    let image = c.ok(&["get", "deploy", "web", "-n", "shop", "-o", "jsonpath={.spec.template.spec.containers[0].image}"]);
+    assert_eq!(image, "nginx:1.27");
+    let secret = c.ok(&["get", "secret", "creds", "-n", "shop", "-o", "jsonpath={.data.password}"]);
+    assert_eq!(secret, "czNjcmV0", "stringData is stored as base64 data");
+
+    // Selectors.
+    assert!(c.ok(&["get", "deploy", "-n", "shop", "-l", "app=web", "-o", "name"]).contains("deployment.apps/web"));
+    assert!(c.ok(&["get", "deploy", "-n", "shop", "-l", "app!=web", "-o", "name"]).trim().is_empty());
+    assert!(c.ok(&["get", "cm", "-A", "--field-selector", "metadata.name=settings", "-o", "name"]).contains("configmap/settings"));
+
+    // A watch sees a change made meanwhile.
+    let watch_out = c.path("watch.out");
+    let mut watch = c.spawn_kubectl(&["get", "deploy", "web", "-n", "shop", "-w", "-o", "jsonpath={.spec.replicas}{\"\\n\"}"], &watch_out);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(c.ok(&["scale", "deploy", "web", "-n", "shop", "--replicas=4"]).contains("scaled"));
+    let seen = eventually(Duration::from_secs(15), || {
+        let s = std::fs::read_to_string(&watch_out).unwrap_or_default();
+        s.lines().any(|l| l.trim() == "4").then_some(s)
+    });
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert!(seen.is_some(), "the watch missed the scale: {:?}", std::fs::read_to_string(&watch_out));
+
+    // Label, annotate, describe.
+    c.ok(&["label", "deploy", "web", "-n", "shop", "tier=front"]);
+    c.ok(&["annotate", "deploy", "web", "-n", "shop", "owner=team-a"]);
+    let described = c.ok(&["describe", "deploy", "web", "-n", "shop"]);
+    assert!(described.contains("tier=front") && described.contains("owner: team-a") && described.contains("4 desired"), "{described}");
+
+    // Apply again after editing the image and a label: the strategic merge patch path.
+    let edited = APP.replace("image: nginx:1.27", "image: nginx:1.28").replacen("labels: {app: web}", "labels: {app: web, release: b}", 1);
+    let applied = c.apply(&edited, &[]);
+    assert!(applied.contains("deployment.apps/web configured") && applied.contains("configmap/settings unchanged"), "{applied}");
+    let after: serde_json::Value = serde_json::from_str(&c.ok(&["get", "deploy", "web", "-n", "shop", "-o", "json"])).expect("json");
+    let containers = &after["spec"]["template"]["spec"]["containers"];
+    assert_eq!(containers[0]["image"], "nginx:1.28");
+    assert_eq!(containers[0]["env"][0]["value"], "fast", "the merge kept the container's other fields");
+    assert_eq!(containers[1]["image"], "busybox:1.36", "and the other container");
+    assert_eq!(after["metadata"]["labels"]["release"], "b");
+    assert_eq!(after["metadata"]["labels"]["tier"], "front", "labels set by kubectl label stay");
+    assert_eq!(after["metadata"]["generation"], 3, "bumped by the scale and by the image change, not by labels");
+    assert_eq!(after["metadata"]["uid"].as_str(), Some(uid.as_str()));
+
+    // A stale update is a 409.
+    let mut stale = json.clone();
+    stale["spec"]["replicas"] = serde_json::json!(7);
+    let out = c.kubectl_in(&["replace", "-f", "-"], Some(&stale.to_string()));
+    let err = text(&out.stderr);
+    assert!(!out.status.success() && err.contains("Conflict") && err.contains("the object has been modified"), "{err}");
+
+    // Events list (empty here) and delete.
+    c.ok(&["get", "events", "-n", "shop"]);
+    assert!(c.ok(&["delete", "cm", "settings", "-n", "shop"]).contains("configmap \"settings\" deleted"));
+    let missing = c.fails(&["get", "cm", "settings", "-n", "shop"]);
+    assert!(missing.contains("Error from server (NotFound): configmaps \"settings\" not found"), "{missing}");
+
+    // Deleting the namespace deletes what it holds.
+    c.ok(&["delete", "namespace", "shop"]);
+    assert!(c.ok(&["get", "deploy,svc,secret", "-A", "-o", "name"]).trim().is_empty());
+}
+
+#[test]
+fn cordon_taint_and_label_a_node() {
+    let c = Cluster::start();
+    c.apply("apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n", &[]);
+    assert!(c.ok(&["cordon", "n1"]).contains("cordoned"));
+    assert!(c.ok(&["get", "nodes"]).contains("SchedulingDisabled"));
+    c.ok(&["taint", "node", "n1", "a=1:NoSchedule"]);
+    c.ok(&["taint", "node", "n1", "b=2:NoExecute"]);
+    c.ok(&["taint", "node", "n1", "a=1:NoSchedule-"]);
+    let taints = c.ok(&["get", "node", "n1", "-o", "jsonpath={.spec.taints[*].key}"]);
+    assert_eq!(taints, "b", "the whole remaining list replaces the old one");
+    assert!(c.ok(&["uncordon", "n1"]).contains("uncordoned"));
+    assert_eq!(c.ok(&["get", "node", "n1", "-o", "jsonpath={.spec.unschedulable}"]), "");
+    c.ok(&["label", "node", "n1", "size=large"]);
+    c.ok(&["label", "node", "n1", "size-"]);
+    assert_eq!(c.ok(&["get", "node", "n1", "-o", "jsonpath={.metadata.labels.size}"]), "");
+}
