@@ -162,6 +162,8 @@ pub enum Media {
     StrategicMergePatch,
     /// Server-side apply.
     Apply,
+    /// Kubernetes protobuf (`k8s\0` + runtime.Unknown).
+    Protobuf,
 }
 
 fn media(headers: &HeaderMap) -> Result<Media, ApiError> {
@@ -173,6 +175,7 @@ fn media(headers: &HeaderMap) -> Result<Media, ApiError> {
         "application/json-patch+json" => Ok(Media::JsonPatch),
         "application/strategic-merge-patch+json" => Ok(Media::StrategicMergePatch),
         "application/apply-patch+yaml" => Ok(Media::Apply),
+        "application/vnd.kubernetes.protobuf" => Ok(Media::Protobuf),
         _ => Err(ApiError::UnsupportedMediaType),
     }
 }

@@ -88,6 +88,11 @@ fn parse_body(call: &Call) -> Result<Value, ApiError> {
     if call.body.is_empty() {
         return Err(ApiError::BadRequest("the request body is empty".into()));
     }
+    match call.media {
+        Media::Json => {}
+        Media::Protobuf => return crate::protobuf::decode(&call.body),
+        _ => return Err(ApiError::UnsupportedMediaType),
+    }
     serde_json::from_slice(&call.body).map_err(|e| ApiError::BadRequest(format!("couldn't get version/kind; json parse error: {e}")))
 }
 
@@ -173,9 +178,6 @@ pub async fn bootstrap(api: &Api) -> Result<(), ApiError> {
 
 /// POST to a collection.
 pub async fn create(api: &Api, call: &Call) -> Result<Response, ApiError> {
-    if call.media != Media::Json {
-        return Err(ApiError::UnsupportedMediaType);
-    }
     let obj = create_object(api, call, parse_body(call)?).await?;
     Ok(answer(api, call, StatusCode::CREATED, &obj))
 }
@@ -205,9 +207,6 @@ async fn replace(api: &Api, key: &str, current: &Stored, mut new: Value) -> Resu
 
 /// PUT of an object (or its `/status`).
 pub async fn update(api: &Api, call: &Call) -> Result<Response, ApiError> {
-    if call.media != Media::Json {
-        return Err(ApiError::UnsupportedMediaType);
-    }
     let sent = parse_body(call)?;
     let precondition = meta::resource_version_of(&sent)?;
     let res = call.target.res;
@@ -248,7 +247,7 @@ pub fn apply_patch(media: Media, doc: &Value, patch: &[u8]) -> Result<Value, Api
             json_patch::patch(&mut out, &p).map_err(|e| bad(format!("the JSON patch does not apply: {e}")))?;
         }
         Media::Apply => return Err(ApiError::Unsupported("server-side apply is not supported yet".into())),
-        Media::Json => return Err(ApiError::UnsupportedMediaType),
+        Media::Json | Media::Protobuf => return Err(ApiError::UnsupportedMediaType),
     }
     Ok(out)
 }

@@ -120,6 +120,9 @@ pub fn apply(kind: &str, obj: &mut Value) {
         }
         "Secret" => {
             if let Some(o) = obj.as_object_mut() {
+                if o.get("type").and_then(Value::as_str) == Some("") {
+                    o.remove("type");
+                }
                 default(o, "type", json!("Opaque"));
                 // stringData is write-only: it lands in data, base64 encoded, over what was there.
                 if let Some(Value::Object(plain)) = o.remove("stringData") {

@@ -19,7 +19,7 @@
 //! ```
 //!
 //! Modules: [`api`], [`crud`], [`watch`], [`discovery`], [`registry`] (the served resources),
-//! [`scale`] (the `/scale` subresource), [`openapi`], [`smp`] (strategic merge patch), [`meta`], [`defaults`], [`strict`], [`selector`], [`table`], [`store`], [`tls`], [`serve`],
+//! [`scale`] (the `/scale` subresource), [`openapi`], [`protobuf`] (request bodies), [`smp`] (strategic merge patch), [`meta`], [`defaults`], [`strict`], [`selector`], [`table`], [`store`], [`tls`], [`serve`],
 //! [`seams`] (clock and ids), [`error`] (the one error type and its `Status` mapping).
 
 pub mod api;
@@ -29,6 +29,7 @@ pub mod discovery;
 pub mod error;
 pub mod meta;
 pub mod openapi;
+pub mod protobuf;
 pub mod registry;
 pub mod scale;
 pub mod seams;

@@ -177,3 +177,32 @@ fn cordon_taint_and_label_a_node() {
     c.ok(&["label", "node", "n1", "size-"]);
     assert_eq!(c.ok(&["get", "node", "n1", "-o", "jsonpath={.metadata.labels.size}"]), "");
 }
+
+#[test]
+fn kubectl_create_generators_send_protobuf_and_it_is_understood() {
+    let c = Cluster::start();
+    assert!(c.ok(&["create", "namespace", "team-a"]).contains("namespace/team-a created"));
+    assert_eq!(c.ok(&["get", "ns", "team-a", "-o", "jsonpath={.status.phase}"]), "Active");
+    c.ok(&["create", "configmap", "cfg", "-n", "team-a", "--from-literal=mode=fast"]);
+    assert_eq!(c.ok(&["get", "cm", "cfg", "-n", "team-a", "-o", "jsonpath={.data.mode}"]), "fast");
+    c.ok(&["create", "secret", "generic", "pw", "-n", "team-a", "--from-literal=password=s3cret"]);
+    assert_eq!(c.ok(&["get", "secret", "pw", "-n", "team-a", "-o", "jsonpath={.type} {.data.password}"]), "Opaque czNjcmV0");
+    c.ok(&["create", "deployment", "web", "-n", "team-a", "--image=nginx:1.27", "--replicas=2", "--port=80"]);
+    c.ok(&["create", "deployment", "job", "-n", "team-a", "--image=busybox", "--", "sleep", "100"]);
+    let web = c.ok(&[
+        "get",
+        "deploy",
+        "web",
+        "-n",
+        "team-a",
+        "-o",
+        "jsonpath={.spec.replicas} {.spec.selector.matchLabels.app} {.spec.template.spec.containers[0].ports[0].containerPort}",
+    ]);
+    assert_eq!(web, "2 web 80");
+    assert_eq!(
+        c.ok(&["get", "deploy", "job", "-n", "team-a", "-o", "jsonpath={.spec.template.spec.containers[0].command}"]),
+        r#"["sleep","100"]"#
+    );
+    let dup = c.fails(&["create", "namespace", "team-a"]);
+    assert!(dup.contains("AlreadyExists"), "{dup}");
+}
