@@ -14,18 +14,20 @@
 //!                                      └─ watch       chunked event streams
 //!                                           │
 //!                                      store (etcd v3 gRPC: Txn on mod_revision, Range, Watch)
+//!                                           │  encryption: secrets sealed with AES-GCM on the way in
 //!                                           ▼
 //!                                 keel-store or etcd (--etcd-servers)
 //! ```
 //!
 //! Modules: [`api`], [`crud`], [`watch`], [`discovery`], [`registry`] (the served resources),
-//! [`scale`] (the `/scale` subresource), [`openapi`], [`protobuf`] (request bodies), [`smp`] (strategic merge patch), [`meta`], [`defaults`], [`strict`], [`selector`], [`table`], [`store`], [`tls`], [`serve`],
+//! [`encryption`] (secrets at rest), [`scale`] (the `/scale` subresource), [`openapi`], [`protobuf`] (request bodies), [`smp`] (strategic merge patch), [`meta`], [`defaults`], [`strict`], [`selector`], [`table`], [`store`], [`tls`], [`serve`],
 //! [`seams`] (clock and ids), [`error`] (the one error type and its `Status` mapping).
 
 pub mod api;
 pub mod crud;
 pub mod defaults;
 pub mod discovery;
+pub mod encryption;
 pub mod error;
 pub mod meta;
 pub mod openapi;

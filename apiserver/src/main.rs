@@ -5,6 +5,7 @@
 use anyhow::Context;
 use base64::Engine;
 use clap::Parser;
+use keel_apiserver::encryption::Codec;
 use keel_apiserver::seams::{Ids, SystemClock};
 use keel_apiserver::store::Store;
 use keel_apiserver::{Api, api, crud, serve, tls};
@@ -25,9 +26,16 @@ struct Flags {
     /// Address to serve HTTPS on.
     #[arg(long, default_value = "127.0.0.1")]
     bind_address: String,
-    /// Where the generated CA and serving certificate live (created on first start).
-    #[arg(long, default_value = "apiserver.local.config/certificates")]
-    cert_dir: PathBuf,
+    /// The apiserver's own folder: generated certificates and the encryption key live here.
+    #[arg(long, default_value = "apiserver.local.config")]
+    data_dir: PathBuf,
+    /// Where the generated CA and serving certificate live (default: <data-dir>/certificates).
+    #[arg(long)]
+    cert_dir: Option<PathBuf>,
+    /// Keys that encrypt Secrets at rest, one `name:base64-of-32-bytes` per line, the first
+    /// used for writes (default: <data-dir>/encryption-keys, generated on first start).
+    #[arg(long)]
+    encryption_key_file: Option<PathBuf>,
     /// Serving certificate (PEM); with --tls-private-key-file, instead of generated ones.
     #[arg(long, requires = "tls_private_key_file")]
     tls_cert_file: Option<PathBuf>,
@@ -75,18 +83,21 @@ async fn shutdown_signal() {
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).with_writer(std::io::stderr).init();
     let flags = Flags::parse();
-    let store = Store::connect(&flags.etcd_servers).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let seed = rand_seed();
+    let key_file = flags.encryption_key_file.clone().unwrap_or_else(|| flags.data_dir.join("encryption-keys"));
+    let codec = Codec::load_or_create(&key_file, seed).map_err(|e| anyhow::anyhow!("--encryption-key-file: {e}"))?;
+    let store = Store::connect(&flags.etcd_servers, Arc::new(codec)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cert_dir = flags.cert_dir.clone().unwrap_or_else(|| flags.data_dir.join("certificates"));
     let files = match (&flags.tls_cert_file, &flags.tls_private_key_file) {
         (Some(cert), Some(key)) => tls::CertFiles { cert: cert.clone(), key: key.clone(), ca: None },
-        _ => tls::ensure_generated(&flags.cert_dir, std::slice::from_ref(&flags.bind_address)).map_err(|e| anyhow::anyhow!(e))?,
+        _ => tls::ensure_generated(&cert_dir, std::slice::from_ref(&flags.bind_address)).map_err(|e| anyhow::anyhow!(e))?,
     };
     let tls_config = tls::server_config(&files).map_err(|e| anyhow::anyhow!(e))?;
     let advertise = format!("{}:{}", flags.bind_address, flags.secure_port);
-    let seed = rand_seed();
     let api = Arc::new(Api {
         store,
         clock: Arc::new(SystemClock),
-        ids: Ids::seeded(seed),
+        ids: Ids::seeded(seed.rotate_left(17)),
         advertise: advertise.clone(),
         watch_timeout: flags.watch_timeout,
         event_ttl: flags.event_ttl,

@@ -9,6 +9,7 @@
 //! out until it can, which is the failover. Every call has a deadline and the channel keeps
 //! HTTP/2 alive, so a store that vanishes mid-call fails the call instead of hanging it.
 
+use crate::encryption::Codec;
 use crate::error::ApiError;
 use bytes::Bytes;
 use keel_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
@@ -22,6 +23,7 @@ use keel_proto::etcdserverpb::{
     WatchResponse,
 };
 use keel_proto::mvccpb::KeyValue;
+use std::sync::Arc;
 use std::time::Duration;
 use tonic::transport::{Channel, Endpoint};
 
@@ -38,15 +40,11 @@ pub struct Stored {
     pub create_revision: i64,
 }
 
-impl From<KeyValue> for Stored {
-    fn from(kv: KeyValue) -> Stored {
-        Stored {
-            key: String::from_utf8_lossy(&kv.key).into_owned(),
-            value: kv.value,
-            mod_revision: kv.mod_revision,
-            create_revision: kv.create_revision,
-        }
-    }
+/// A key-value pair from the store, decrypted where it was encrypted.
+pub fn open(codec: &Codec, kv: KeyValue) -> Result<Stored, ApiError> {
+    let key = String::from_utf8_lossy(&kv.key).into_owned();
+    let value = codec.open(&key, &kv.value).map_err(|reason| ApiError::Corrupt { key: key.clone(), reason })?;
+    Ok(Stored { key, value: value.into(), mod_revision: kv.mod_revision, create_revision: kv.create_revision })
 }
 
 /// One page of a range read.
@@ -69,9 +67,10 @@ pub enum Written {
     Guard(Option<Stored>),
 }
 
-/// Client of the store.
+/// Client of the store. Values pass through the [`Codec`] both ways (secrets are encrypted).
 #[derive(Clone)]
 pub struct Store {
+    codec: Arc<Codec>,
     kv: KvClient<Channel>,
     watch: WatchClient<Channel>,
     lease: LeaseClient<Channel>,
@@ -95,7 +94,7 @@ pub fn prefix_end(prefix: &str) -> Vec<u8> {
 
 impl Store {
     /// A lazily connecting client of `endpoints` (`http://host:port`, comma list on the flag).
-    pub fn connect(endpoints: &[String]) -> Result<Store, ApiError> {
+    pub fn connect(endpoints: &[String], codec: Arc<Codec>) -> Result<Store, ApiError> {
         let mut list = Vec::new();
         for e in endpoints {
             let url = if e.contains("://") { e.clone() } else { format!("http://{e}") };
@@ -113,17 +112,27 @@ impl Store {
         }
         let channel = Channel::balance_list(list.into_iter());
         Ok(Store {
+            codec,
             kv: KvClient::new(channel.clone()).max_decoding_message_size(MESSAGE_BYTES_MAX),
             watch: WatchClient::new(channel.clone()).max_decoding_message_size(MESSAGE_BYTES_MAX),
             lease: LeaseClient::new(channel),
         })
     }
 
+    /// The codec values pass through.
+    pub fn codec(&self) -> &Codec {
+        &self.codec
+    }
+
+    fn open(&self, kv: KeyValue) -> Result<Stored, ApiError> {
+        open(&self.codec, kv)
+    }
+
     /// A linearizable read of one key.
     pub async fn get(&self, key: &str) -> Result<Option<Stored>, ApiError> {
         let req = RangeRequest { key: key.as_bytes().to_vec().into(), ..Default::default() };
         let resp = self.kv.clone().range(req).await?.into_inner();
-        Ok(resp.kvs.into_iter().next().map(Stored::from))
+        resp.kvs.into_iter().next().map(|kv| self.open(kv)).transpose()
     }
 
     /// Keys from `start` (inclusive) up to `end`, at `revision` (0: the latest), at most
@@ -135,7 +144,8 @@ impl Store {
             Ok(resp) => {
                 let resp = resp.into_inner();
                 let revision = resp.header.map_or(revision, |h| h.revision);
-                Ok(Page { kvs: resp.kvs.into_iter().map(Stored::from).collect(), more: resp.more, revision })
+                let kvs = resp.kvs.into_iter().map(|kv| self.open(kv)).collect::<Result<_, _>>()?;
+                Ok(Page { kvs, more: resp.more, revision })
             }
             Err(s) if s.code() == tonic::Code::OutOfRange => Err(ApiError::Gone(
                 "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into(),
@@ -147,6 +157,7 @@ impl Store {
     /// `if mod_revision(key) == expected then put(key, value) else get(key)`; `expected` 0 is a
     /// create. `lease` 0 for none.
     pub async fn put_if(&self, key: &str, value: Vec<u8>, expected: i64, lease: i64) -> Result<Written, ApiError> {
+        let value = self.codec.seal(key, value);
         let put = Op::RequestPut(PutRequest { key: key.as_bytes().to_vec().into(), value: value.into(), lease, ..Default::default() });
         self.txn(key, expected, put).await
     }
@@ -178,7 +189,7 @@ impl Store {
             Some(keel_proto::etcdserverpb::response_op::Response::ResponseRange(range)) => range.kvs.into_iter().next(),
             _ => None,
         });
-        Ok(Written::Guard(current.map(Stored::from)))
+        Ok(Written::Guard(current.map(|kv| self.open(kv)).transpose()?))
     }
 
     /// Deletes every key under `prefix`; how many there were.

@@ -15,9 +15,10 @@
 
 use crate::api::{Api, Call, Output};
 use crate::crud::{self, decode, list_page, prefix};
+use crate::encryption::Codec;
 use crate::error::ApiError;
 use crate::selector::Selector;
-use crate::store::Stored;
+use crate::store::open;
 use crate::table;
 use axum::body::Body;
 use axum::http::{StatusCode, header};
@@ -51,10 +52,10 @@ impl Kind {
 }
 
 /// The event a client with selector `sel` sees for one store event, if any.
-pub fn translate(ev: &mvccpb::Event, sel: &Selector) -> Result<Option<(Kind, Value)>, ApiError> {
+pub fn translate(ev: &mvccpb::Event, sel: &Selector, codec: &Codec) -> Result<Option<(Kind, Value)>, ApiError> {
     let revision = ev.kv.as_ref().map_or(0, |kv| kv.mod_revision);
     let prev = match &ev.prev_kv {
-        Some(kv) => Some(decode(&Stored::from(kv.clone()))?),
+        Some(kv) => Some(decode(&open(codec, kv.clone())?)?),
         None => None,
     };
     let was = prev.as_ref().is_some_and(|p| sel.matches(p));
@@ -64,7 +65,7 @@ pub fn translate(ev: &mvccpb::Event, sel: &Selector) -> Result<Option<(Kind, Val
         return Ok(Some((Kind::Deleted, obj)));
     }
     let Some(kv) = &ev.kv else { return Ok(None) };
-    let obj = decode(&Stored::from(kv.clone()))?;
+    let obj = decode(&open(codec, kv.clone())?)?;
     let is = sel.matches(&obj);
     let created = kv.create_revision == kv.mod_revision;
     Ok(match (created || prev.is_none(), was, is) {
@@ -175,7 +176,7 @@ impl Stream {
                 }
                 for ev in &resp.events {
                     let rev = ev.kv.as_ref().map_or(after, |kv| kv.mod_revision);
-                    match translate(ev, &self.sel) {
+                    match translate(ev, &self.sel, self.api.store.codec()) {
                         Ok(Some((kind, obj))) => {
                             if !self.send(kind.name(), obj).await {
                                 return;
@@ -244,7 +245,7 @@ mod tests {
 
     fn kind(ev: &mvccpb::Event, sel: &str) -> Option<Kind> {
         let sel = Selector::parse("Pod", Some(sel), None).unwrap_or_else(|e| panic!("{e}"));
-        translate(ev, &sel).unwrap_or_else(|e| panic!("{e}")).map(|(k, _)| k)
+        translate(ev, &sel, &Codec::plain()).unwrap_or_else(|e| panic!("{e}")).map(|(k, _)| k)
     }
 
     #[test]
@@ -262,7 +263,7 @@ mod tests {
             prev_kv: Some(kv(web, 5, 6)),
         };
         let sel = Selector::default();
-        let Ok(Some((k, obj))) = translate(&del, &sel) else { panic!("a delete is an event") };
+        let Ok(Some((k, obj))) = translate(&del, &sel, &Codec::plain()) else { panic!("a delete is an event") };
         assert_eq!(k, Kind::Deleted);
         assert_eq!(obj["metadata"]["resourceVersion"], "9", "a DELETED object carries the deletion's revision");
         assert_eq!(kind(&del, "app=db"), None);
