@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds Keel and runs a local 3-member cluster (`keel up`): members on 127.0.0.1, .2 and .3,
-# client port 2379, peer port 2380, data and logs in ./data. Ctrl-C stops every member.
+# client port 2379, peer port 2380, keel-apiserver on https://127.0.0.1:6443 with a kubeconfig at
+# ./data/kubeconfig, data and logs in ./data. Ctrl-C stops everything.
 # Extra arguments after -- are etcd flags for every member, e.g. scripts/run.sh -- --auto-compaction-retention 1h
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -p keel-store --bins
+cargo build --release -p keel-store --bins -p keel-apiserver
 exec target/release/keel up --data-dir data "$@"

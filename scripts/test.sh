@@ -10,6 +10,8 @@ missing=""
 command -v etcdctl >/dev/null 2>&1 || missing="$missing etcd-client"
 command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing="$missing iptables"
 command -v curl >/dev/null 2>&1 || missing="$missing curl"
+# kubectl for the apiserver conformance tests: the machine image's; Debian's 1.20 as a fallback.
+command -v kubectl >/dev/null 2>&1 || missing="$missing kubernetes-client"
 if [ -n "$missing" ]; then
   echo "installing$missing for the tests"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -1,26 +1,29 @@
 //! `keel up`: start a local 3-member keel-store cluster (127.0.0.1, .2 and .3, client port 2379,
-//! peer port 2380), with data under one folder; print the etcdctl line to use; stop every member
-//! cleanly on Ctrl-C.
+//! peer port 2380) and keel-apiserver in front of it (https://127.0.0.1:6443, a kubeconfig in the
+//! data folder), with data under one folder; print the etcdctl and kubectl lines to use; stop
+//! everything cleanly on Ctrl-C.
 #![allow(clippy::disallowed_methods)]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode};
 use std::time::{Duration, Instant};
 
-const USAGE: &str = "Usage: keel up [--data-dir DIR] [--members N] [-- extra keel-store flags]
+const USAGE: &str = "Usage: keel up [--data-dir DIR] [--members N] [--no-apiserver] [-- extra keel-store flags]
 
 Starts N (default 3) keel-store members on 127.0.0.1..N, client port 2379 and peer port 2380,
-with their data under DIR (default ./keel-data), and stops them all on Ctrl-C. Restarting with the
-same DIR continues the same cluster.";
+and keel-apiserver on https://127.0.0.1:6443 (unless --no-apiserver), with their data under DIR
+(default ./keel-data) and a kubeconfig at DIR/kubeconfig, and stops them all on Ctrl-C.
+Restarting with the same DIR continues the same cluster.";
 
 struct Options {
     data_dir: PathBuf,
     members: usize,
+    apiserver: bool,
     extra: Vec<String>,
 }
 
 fn parse(args: &[String]) -> Result<Options, String> {
-    let mut o = Options { data_dir: PathBuf::from("keel-data"), members: 3, extra: Vec::new() };
+    let mut o = Options { data_dir: PathBuf::from("keel-data"), members: 3, apiserver: true, extra: Vec::new() };
     let mut it = args.iter();
     match it.next().map(String::as_str) {
         Some("up") => {}
@@ -33,6 +36,7 @@ fn parse(args: &[String]) -> Result<Options, String> {
             "--members" => {
                 o.members = it.next().and_then(|n| n.parse().ok()).filter(|n| (1..=9).contains(n)).ok_or("--members takes 1 to 9")?
             }
+            "--no-apiserver" => o.apiserver = false,
             "--" => o.extra = it.by_ref().cloned().collect(),
             other => return Err(format!("unknown flag {other:?}\n\n{USAGE}")),
         }
@@ -40,9 +44,13 @@ fn parse(args: &[String]) -> Result<Options, String> {
     Ok(o)
 }
 
-fn keel_store() -> PathBuf {
+fn sibling(name: &str) -> PathBuf {
     let me = std::env::current_exe().unwrap_or_default();
-    me.with_file_name("keel-store")
+    me.with_file_name(name)
+}
+
+fn keel_store() -> PathBuf {
+    sibling("keel-store")
 }
 
 fn signal(child: &Child, sig: &str) {
@@ -110,8 +118,33 @@ fn main() -> ExitCode {
         }
     }
     let endpoints: Vec<String> = (1..=o.members).map(|i| format!("{}:2379", host(i))).collect();
+    let mut names: Vec<String> = (1..=o.members).map(|i| format!("m{i}")).collect();
     println!("keel: {} members running, data and logs in {}", o.members, o.data_dir.display());
     println!("keel: use  etcdctl --endpoints={} endpoint status -w table", endpoints.join(","));
+    if o.apiserver {
+        let kubeconfig = o.data_dir.join("kubeconfig");
+        let urls: Vec<String> = endpoints.iter().map(|e| format!("http://{e}")).collect();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(o.data_dir.join("apiserver.log"));
+        let spawned = log.and_then(|log| {
+            Command::new(sibling("keel-apiserver"))
+                .args(["--etcd-servers", &urls.join(","), "--bind-address", "127.0.0.1", "--secure-port", "6443"])
+                .arg("--data-dir")
+                .arg(o.data_dir.join("apiserver"))
+                .arg("--write-kubeconfig")
+                .arg(&kubeconfig)
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+        });
+        match spawned {
+            Ok(c) => {
+                children.push(c);
+                names.push("apiserver".into());
+                println!("keel: Kubernetes API on https://127.0.0.1:6443; use  kubectl --kubeconfig {} get nodes", kubeconfig.display());
+            }
+            Err(e) => eprintln!("keel: not starting keel-apiserver ({e}); build it with `cargo build -p keel-apiserver`"),
+        }
+    }
     println!("keel: Ctrl-C stops the cluster");
     let mut exited = vec![false; children.len()];
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -120,7 +153,7 @@ fn main() -> ExitCode {
                 && let Ok(Some(status)) = c.try_wait()
             {
                 exited[i] = true;
-                eprintln!("keel: m{} exited ({status}); see {}", i + 1, o.data_dir.join(format!("m{}.log", i + 1)).display());
+                eprintln!("keel: {} exited ({status}); see {}", names[i], o.data_dir.join(format!("{}.log", names[i])).display());
             }
         }
         if exited.iter().all(|e| *e) {
@@ -138,7 +171,7 @@ fn main() -> ExitCode {
             match c.try_wait() {
                 Ok(Some(_)) | Err(_) => break,
                 Ok(None) if Instant::now() > deadline => {
-                    eprintln!("keel: m{} did not stop; killing it", i + 1);
+                    eprintln!("keel: {} did not stop; killing it", names[i]);
                     let _ = c.kill();
                     let _ = c.wait();
                     break;
