@@ -1,11 +1,29 @@
 //! `/openapi/v3`: the index of group-versions and, per group-version, a document with one PATCH
 //! operation per kind that declares the `fieldValidation` parameter. That is what kubectl looks
 //! for before `create -f`/`apply`: finding it, kubectl leaves validation to this server
-//! (`fieldValidation=Strict`, see [`crate::strict`]). Component schemas are not served yet, so
-//! `kubectl explain` does not work.
+//! (`fieldValidation=Strict`, see [`crate::strict`]). The component schemas are `k8s-openapi`'s
+//! (its `schemars` feature, named as Kubernetes names them, `io.k8s.api.apps.v1.Deployment`),
+//! each served kind marked with `x-kubernetes-group-version-kind`: `kubectl explain` reads them.
 
 use crate::registry::{self, RESOURCES};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
+use std::sync::OnceLock;
+
+/// Every served kind's schema and those it refers to, built once.
+fn schemas() -> &'static Map<String, Value> {
+    static SCHEMAS: OnceLock<Map<String, Value>> = OnceLock::new();
+    SCHEMAS.get_or_init(|| {
+        let mut g = schemars::generate::SchemaSettings::openapi3().into_generator();
+        let named: Vec<(String, &registry::Resource)> = RESOURCES.iter().map(|r| ((r.schema)(&mut g), r)).collect();
+        let mut defs = g.take_definitions(true);
+        for (name, r) in named {
+            if let Some(Value::Object(d)) = defs.get_mut(&name) {
+                d.insert("x-kubernetes-group-version-kind".into(), json!([{"group": r.group, "version": r.version, "kind": r.kind}]));
+            }
+        }
+        defs
+    })
+}
 
 /// Changes when the served documents change (kubectl caches by it).
 const HASH: &str = concat!("keel-", env!("CARGO_PKG_VERSION"), "-1");
@@ -54,7 +72,7 @@ pub fn group_version(path: &str) -> Option<Value> {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": format!("v1.{}.0", crate::discovery::KUBERNETES_MINOR)},
         "paths": paths,
-        "components": {"schemas": {}},
+        "components": {"schemas": schemas()},
     }))
 }
 
@@ -77,5 +95,15 @@ mod tests {
         }
         assert_eq!(kinds, RESOURCES.len());
         assert!(group_version("apis/batch/v1").is_none());
+    }
+
+    #[test]
+    fn schemas_carry_kubernetes_names_and_kinds() {
+        let s = schemas();
+        let d = &s["io.k8s.api.apps.v1.Deployment"];
+        assert_eq!(d["x-kubernetes-group-version-kind"][0]["kind"], "Deployment");
+        assert!(s.contains_key("io.k8s.api.core.v1.Container"), "referred-to types are there too");
+        let text = serde_json::to_string(d).unwrap_or_default();
+        assert!(text.contains("#/components/schemas/io.k8s.api.apps.v1.DeploymentSpec"), "{text}");
     }
 }

@@ -58,6 +58,13 @@ pub struct Resource {
     /// Decodes an object into its `k8s-openapi` type and encodes it again: the schema check,
     /// and with [`crate::strict`] the unknown-field check.
     pub decode: fn(&Value) -> Result<Value, String>,
+    /// Adds the kind's OpenAPI schema (and those it refers to) to a generator; its name.
+    pub schema: fn(&mut schemars::SchemaGenerator) -> String,
+}
+
+fn schema<T: schemars::JsonSchema>(g: &mut schemars::SchemaGenerator) -> String {
+    g.subschema_for::<T>();
+    T::schema_name().into_owned()
 }
 
 fn decode<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, String> {
@@ -86,6 +93,7 @@ pub const RESOURCES: &[Resource] = &[
         subresources: STATUS,
         has_spec: false,
         decode: decode::<core::Namespace>,
+        schema: schema::<core::Namespace>,
     },
     Resource {
         group: "",
@@ -99,6 +107,7 @@ pub const RESOURCES: &[Resource] = &[
         subresources: STATUS,
         has_spec: false,
         decode: decode::<core::Node>,
+        schema: schema::<core::Node>,
     },
     Resource {
         group: "",
@@ -112,6 +121,7 @@ pub const RESOURCES: &[Resource] = &[
         subresources: STATUS,
         has_spec: false,
         decode: decode::<core::Pod>,
+        schema: schema::<core::Pod>,
     },
     Resource {
         group: "",
@@ -125,6 +135,7 @@ pub const RESOURCES: &[Resource] = &[
         subresources: STATUS,
         has_spec: false,
         decode: decode::<core::Service>,
+        schema: schema::<core::Service>,
     },
     Resource {
         group: "",
@@ -138,6 +149,7 @@ pub const RESOURCES: &[Resource] = &[
         subresources: &[],
         has_spec: false,
         decode: decode::<core::Endpoints>,
+        schema: schema::<core::Endpoints>,
     },
     Resource {
         group: "",
@@ -151,6 +163,7 @@ pub const RESOURCES: &[Resource] = &[
         subresources: &[],
         has_spec: false,
         decode: decode::<core::ConfigMap>,
+        schema: schema::<core::ConfigMap>,
     },
     Resource {
         group: "",
@@ -164,6 +177,7 @@ pub const RESOURCES: &[Resource] = &[
         subresources: &[],
         has_spec: false,
         decode: decode::<core::Secret>,
+        schema: schema::<core::Secret>,
     },
     Resource {
         group: "",
@@ -177,6 +191,7 @@ pub const RESOURCES: &[Resource] = &[
         subresources: &[],
         has_spec: false,
         decode: decode::<core::Event>,
+        schema: schema::<core::Event>,
     },
     Resource {
         group: "",
@@ -190,6 +205,7 @@ pub const RESOURCES: &[Resource] = &[
         subresources: &[],
         has_spec: false,
         decode: decode::<core::ServiceAccount>,
+        schema: schema::<core::ServiceAccount>,
     },
     Resource {
         group: "apps",
@@ -203,6 +219,7 @@ pub const RESOURCES: &[Resource] = &[
         subresources: STATUS_SCALE,
         has_spec: true,
         decode: decode::<apps::Deployment>,
+        schema: schema::<apps::Deployment>,
     },
     Resource {
         group: "apps",
@@ -216,6 +233,7 @@ pub const RESOURCES: &[Resource] = &[
         subresources: STATUS_SCALE,
         has_spec: true,
         decode: decode::<apps::ReplicaSet>,
+        schema: schema::<apps::ReplicaSet>,
     },
     Resource {
         group: "apps",
@@ -229,6 +247,7 @@ pub const RESOURCES: &[Resource] = &[
         subresources: STATUS,
         has_spec: true,
         decode: decode::<apps::DaemonSet>,
+        schema: schema::<apps::DaemonSet>,
     },
     Resource {
         group: "coordination.k8s.io",
@@ -242,6 +261,7 @@ pub const RESOURCES: &[Resource] = &[
         subresources: &[],
         has_spec: false,
         decode: decode::<coordination::Lease>,
+        schema: schema::<coordination::Lease>,
     },
 ];
 

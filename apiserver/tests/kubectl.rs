@@ -76,6 +76,8 @@ fn kubectl_version_and_discovery_name_the_served_api() {
         assert!(ns.contains(n), "{ns}");
     }
     assert!(ns.starts_with("NAME") && ns.contains("STATUS") && ns.contains("Active"), "server-side table: {ns}");
+    let explained = c.ok(&["explain", "pod.spec.containers"]);
+    assert!(explained.contains("FIELD: containers <[]Container>") && explained.contains("imagePullPolicy"), "{explained}");
 }
 
 #[test]
