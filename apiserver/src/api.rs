@@ -197,6 +197,8 @@ pub struct Call {
     pub media: Media,
     /// The body.
     pub body: Bytes,
+    /// Who writes: `?fieldManager=`, else the client's User-Agent up to its first `/`.
+    pub manager: String,
 }
 
 async fn resource(State(api): State<Arc<Api>>, req: Request) -> Response {
@@ -218,7 +220,12 @@ async fn handle(api: &Arc<Api>, req: Request) -> Result<Response, ApiError> {
         return Err(ApiError::TooLarge { limit: BODY_BYTES_MAX });
     }
     let watching = query.get("watch").is_some_and(|w| w == "true" || w == "1");
-    let call = Call { target, query, output, media, body };
+    let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown");
+    let manager = match query.get("fieldManager").filter(|m| !m.is_empty()) {
+        Some(m) => m.clone(),
+        None => agent.split('/').next().unwrap_or("unknown").to_string(),
+    };
+    let call = Call { target, query, output, media, body, manager };
     let has_name = call.target.name.is_some();
     if call.target.sub == Some(Subresource::Scale) {
         return match method {

@@ -11,7 +11,7 @@ use crate::meta::{self, Fresh};
 use crate::registry::{RESOURCES, Resource, Subresource};
 use crate::selector::Selector;
 use crate::store::{Stored, Written, prefix_end};
-use crate::{defaults, smp, strict, table};
+use crate::{defaults, managed, smp, strict, table};
 use axum::http::StatusCode;
 use axum::response::Response;
 use base64::Engine;
@@ -37,6 +37,19 @@ pub fn prefix(res: &Resource, namespace: Option<&str>) -> String {
         Some(ns) if res.namespaced => format!("/registry/{}/{ns}/", res.plural),
         _ => format!("/registry/{}/", res.plural),
     }
+}
+
+fn now_rfc3339(api: &Api) -> String {
+    api.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+/// Records `new` (over `old`) as written by the call's field manager.
+fn record(api: &Api, call: &Call, old: Option<&Value>, new: &mut Value) {
+    let now = now_rfc3339(api);
+    let api_version = call.target.res.api_version();
+    let sub = call.target.sub.map(Subresource::name);
+    let w = managed::Writer { manager: &call.manager, api_version: &api_version, now: &now, subresource: sub };
+    managed::record_update(old, new, &w, call.target.res.has(Subresource::Status));
 }
 
 /// The object stored in `s`, with its resourceVersion.
@@ -140,9 +153,12 @@ async fn event_lease(api: &Api) -> Result<i64, ApiError> {
 pub async fn create_object(api: &Api, call: &Call, obj: Value) -> Result<Value, ApiError> {
     let res = call.target.res;
     let ns = call.target.namespace.as_deref();
-    let fresh = Fresh { now: api.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(), uid: api.ids.uid(), suffix: api.ids.suffix() };
+    let fresh = Fresh { now: now_rfc3339(api), uid: api.ids.uid(), suffix: api.ids.suffix() };
     let obj = meta::prepare_create(res, ns, obj, fresh)?;
     let mut obj = finish(call, obj)?;
+    if obj.pointer("/metadata/managedFields").is_none() {
+        record(api, call, None, &mut obj);
+    }
     ensure_namespace(api, res, ns).await?;
     let name = meta::name_of(&obj).unwrap_or_default().to_string();
     let k = key(res, ns, &name);
@@ -167,6 +183,7 @@ pub async fn bootstrap(api: &Api) -> Result<(), ApiError> {
             output: Output::Json,
             media: Media::Json,
             body: Default::default(),
+            manager: "keel-apiserver".into(),
         };
         match create_object(api, &call, json!({"metadata": {"name": name}})).await {
             Ok(_) | Err(ApiError::AlreadyExists { .. }) => {}
@@ -218,7 +235,8 @@ pub async fn update(api: &Api, call: &Call) -> Result<Response, ApiError> {
         }
         let old = decode(&current)?;
         let new = meta::prepare_update(res, &old, sent.clone(), call.target.sub == Some(Subresource::Status))?;
-        let new = finish(call, new)?;
+        let mut new = finish(call, new)?;
+        record(api, call, Some(&old), &mut new);
         if let Some(obj) = replace(api, &k, &current, new).await? {
             return Ok(answer(api, call, StatusCode::OK, &obj));
         }
@@ -252,8 +270,58 @@ pub fn apply_patch(media: Media, doc: &Value, patch: &[u8]) -> Result<Value, Api
     Ok(out)
 }
 
+/// Server-side apply: a PATCH with `application/apply-patch+yaml` (the configuration as JSON,
+/// which is YAML too). Creates the object if it does not exist.
+async fn server_side_apply(api: &Api, call: &Call) -> Result<Response, ApiError> {
+    let res = call.target.res;
+    let name = name_of(call)?.to_string();
+    if call.query.get("fieldManager").is_none_or(|m| m.is_empty()) {
+        return Err(ApiError::BadRequest("PATCH, fieldManager is required for apply requests".into()));
+    }
+    let config: Value = serde_json::from_slice(&call.body).map_err(|_| {
+        ApiError::Unsupported(
+            "apply configurations are read as JSON (which kubectl and kube-rs send); YAML ones are not supported yet".into(),
+        )
+    })?;
+    if meta::name_of(&config).is_some_and(|n| n != name) {
+        return Err(ApiError::BadRequest("the name of the object does not match the name on the URL".into()));
+    }
+    let force = call.query.get("force").is_some_and(|f| f == "true");
+    let now = now_rfc3339(api);
+    let api_version = res.api_version();
+    let w = managed::Writer { manager: &call.manager, api_version: &api_version, now: &now, subresource: None };
+    let skip_status = res.has(Subresource::Status);
+    let conflict = |conflicts: Vec<managed::Conflict>| ApiError::ApplyConflict { resource: res.qualified(), name: name.clone(), conflicts };
+    for _ in 0..RETRIES {
+        let k = key(res, call.target.namespace.as_deref(), &name);
+        let Some(current) = api.store.get(&k).await? else {
+            let mut config = config.clone();
+            if let Some(m) = config.as_object_mut().and_then(|o| o.entry("metadata").or_insert_with(|| json!({})).as_object_mut()) {
+                m.insert("name".into(), json!(name));
+            }
+            let obj = managed::apply(None, &config, &w, force, skip_status).map_err(conflict)?;
+            match create_object(api, call, obj).await {
+                Ok(created) => return Ok(answer(api, call, StatusCode::CREATED, &created)),
+                Err(ApiError::AlreadyExists { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        let old = decode(&current)?;
+        let merged = managed::apply(Some(&old), &config, &w, force, skip_status).map_err(conflict)?;
+        let new = meta::prepare_update(res, &old, merged, false)?;
+        let new = finish(call, new)?;
+        if let Some(obj) = replace(api, &k, &current, new).await? {
+            return Ok(answer(api, call, StatusCode::OK, &obj));
+        }
+    }
+    Err(ApiError::Conflict { resource: res.qualified(), name })
+}
+
 /// PATCH of an object (or its `/status`).
 pub async fn patch(api: &Api, call: &Call) -> Result<Response, ApiError> {
+    if call.media == Media::Apply {
+        return server_side_apply(api, call).await;
+    }
     let res = call.target.res;
     let name = name_of(call)?.to_string();
     for _ in 0..RETRIES {
@@ -266,7 +334,8 @@ pub async fn patch(api: &Api, call: &Call) -> Result<Response, ApiError> {
             return Err(ApiError::Conflict { resource: res.qualified(), name });
         }
         let new = meta::prepare_update(res, &old, patched, call.target.sub == Some(Subresource::Status))?;
-        let new = finish(call, new)?;
+        let mut new = finish(call, new)?;
+        record(api, call, Some(&old), &mut new);
         if let Some(obj) = replace(api, &k, &current, new).await? {
             return Ok(answer(api, call, StatusCode::OK, &obj));
         }
@@ -311,7 +380,7 @@ pub async fn delete(api: &Api, call: &Call) -> Result<Response, ApiError> {
             if obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
                 return Ok(answer(api, call, StatusCode::OK, &obj));
             }
-            let now = api.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+            let now = now_rfc3339(api);
             if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
                 m.insert("deletionTimestamp".into(), json!(now));
                 m.insert("deletionGracePeriodSeconds".into(), json!(0));

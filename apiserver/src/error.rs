@@ -35,6 +35,16 @@ pub enum ApiError {
         /// Object name.
         name: String,
     },
+    /// A server-side apply sets fields other managers own to other values (409 Conflict).
+    #[error("Apply failed with {} conflict{}: {}", conflicts.len(), if conflicts.len() == 1 { "" } else { "s" }, conflicts.iter().map(|c| format!("conflict with {:?} using {}: {}", c.manager, c.api_version, c.field)).collect::<Vec<_>>().join(", "))]
+    ApplyConflict {
+        /// Plural resource name.
+        resource: String,
+        /// Object name.
+        name: String,
+        /// The conflicting fields.
+        conflicts: Vec<crate::managed::Conflict>,
+    },
     /// The object fails validation (422 Invalid), with one cause per field.
     #[error("{kind} \"{name}\" is invalid: {}", causes.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join(", "))]
     Invalid {
@@ -94,7 +104,7 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } | ApiError::NamespaceNotFound(_) | ApiError::NoSuchPath => (404, "NotFound"),
             ApiError::AlreadyExists { .. } => (409, "AlreadyExists"),
-            ApiError::Conflict { .. } => (409, "Conflict"),
+            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => (409, "Conflict"),
             ApiError::Invalid { .. } => (422, "Invalid"),
             ApiError::BadRequest(_) => (400, "BadRequest"),
             ApiError::Gone(_) => (410, "Expired"),
@@ -124,6 +134,14 @@ impl ApiError {
                 Some(json!({ "name": name, "group": group, "kind": kind }))
             }
             ApiError::NamespaceNotFound(name) => Some(json!({ "name": name, "kind": "namespaces" })),
+            ApiError::ApplyConflict { resource, name, conflicts } => {
+                let (kind, group) = resource.split_once('.').unwrap_or((resource, ""));
+                let causes: Vec<Value> = conflicts
+                    .iter()
+                    .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {:?} using {}", c.manager, c.api_version), "field": c.field}))
+                    .collect();
+                Some(json!({ "name": name, "group": group, "kind": kind, "causes": causes }))
+            }
             ApiError::Invalid { kind, name, causes } => Some(json!({
                 "name": name,
                 "kind": kind,

@@ -20,7 +20,7 @@
 //! ```
 //!
 //! Modules: [`api`], [`crud`], [`watch`], [`discovery`], [`registry`] (the served resources),
-//! [`encryption`] (secrets at rest), [`scale`] (the `/scale` subresource), [`openapi`], [`protobuf`] (request bodies), [`smp`] (strategic merge patch), [`meta`], [`defaults`], [`strict`], [`selector`], [`table`], [`store`], [`tls`], [`serve`],
+//! [`encryption`] (secrets at rest), [`scale`] (the `/scale` subresource), [`openapi`], [`protobuf`] (request bodies), [`managed`] (managedFields, server-side apply), [`smp`] (strategic merge patch), [`meta`], [`defaults`], [`strict`], [`selector`], [`table`], [`store`], [`tls`], [`serve`],
 //! [`seams`] (clock and ids), [`error`] (the one error type and its `Status` mapping).
 
 pub mod api;
@@ -29,6 +29,7 @@ pub mod defaults;
 pub mod discovery;
 pub mod encryption;
 pub mod error;
+pub mod managed;
 pub mod meta;
 pub mod openapi;
 pub mod protobuf;

@@ -6,8 +6,8 @@
 use crate::api::{Api, Call, Media, json};
 use crate::crud::{self, decode};
 use crate::error::ApiError;
-use crate::meta;
 use crate::store::Written;
+use crate::{managed, meta};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
@@ -85,6 +85,11 @@ pub async fn set(api: &Api, call: &Call) -> Result<Response, ApiError> {
                 m.insert("generation".into(), json!(g));
             }
         }
+        let now = api.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let api_version = res.api_version();
+        let w = managed::Writer { manager: &call.manager, api_version: &api_version, now: &now, subresource: Some("scale") };
+        let old = decode(&current)?;
+        managed::record_update(Some(&old), &mut obj, &w, true);
         match api.store.put_if(&k, meta::for_store(&obj), current.mod_revision, 0).await? {
             Written::At(rev) => {
                 meta::set_resource_version(&mut obj, rev);

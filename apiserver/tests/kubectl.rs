@@ -208,3 +208,26 @@ fn kubectl_create_generators_send_protobuf_and_it_is_understood() {
     let dup = c.fails(&["create", "namespace", "team-a"]);
     assert!(dup.contains("AlreadyExists"), "{dup}");
 }
+
+#[test]
+fn server_side_apply_owns_fields_and_conflicts_with_other_writers() {
+    let c = Cluster::start();
+    let app = APP.replace("  namespace: shop\n", "");
+    let out = c.kubectl_in(&["apply", "--server-side", "-f", "-"], Some(&app));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("deployment.apps/web serverside-applied"), "{}", text(&out.stdout));
+    let managers =
+        c.ok(&["get", "deploy", "web", "-o", "jsonpath={.metadata.managedFields[*].manager}/{.metadata.managedFields[*].operation}"]);
+    assert_eq!(managers, "kubectl/Apply");
+    // Another writer takes .spec.replicas; applying a different value conflicts (409) ...
+    c.ok(&["scale", "deploy", "web", "--replicas=5"]);
+    let out = c.kubectl_in(&["apply", "--server-side", "-f", "-"], Some(&app));
+    let err = text(&out.stderr);
+    assert!(!out.status.success() && err.contains("Apply failed with 1 conflict") && err.contains(".spec.replicas"), "{err}");
+    assert_eq!(c.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}"]), "5", "nothing written");
+    // ... unless forced. Dropping a label from the configuration removes it.
+    let without_label = app.replacen("labels: {app: web}", "labels: {}", 1);
+    let out = c.kubectl_in(&["apply", "--server-side", "--force-conflicts", "-f", "-"], Some(&without_label));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(c.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}/{.metadata.labels.app}"]), "2/");
+}
