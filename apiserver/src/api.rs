@@ -65,6 +65,8 @@ pub fn parse_path(path: &str) -> Result<Target, ApiError> {
             None => Ok(None),
             Some(&"status") if res.has(Subresource::Status) => Ok(Some(Subresource::Status)),
             Some(&"scale") if res.has(Subresource::Scale) => Ok(Some(Subresource::Scale)),
+            Some(&"binding") if res.has(Subresource::Binding) => Ok(Some(Subresource::Binding)),
+            Some(&"eviction") if res.has(Subresource::Eviction) => Ok(Some(Subresource::Eviction)),
             Some(_) => Err(ApiError::NoSuchPath),
         }
     };
@@ -227,6 +229,13 @@ async fn handle(api: &Arc<Api>, req: Request) -> Result<Response, ApiError> {
     };
     let call = Call { target, query, output, media, body, manager };
     let has_name = call.target.name.is_some();
+    if let Some(sub @ (Subresource::Binding | Subresource::Eviction)) = call.target.sub {
+        return match (method, sub) {
+            (Method::POST, Subresource::Binding) => crate::pods::bind(api, &call).await,
+            (Method::POST, _) => crate::pods::evict(api, &call).await,
+            _ => Err(ApiError::MethodNotAllowed),
+        };
+    }
     if call.target.sub == Some(Subresource::Scale) {
         return match method {
             Method::GET => crate::scale::get(api, &call).await,

@@ -115,6 +115,11 @@ fn finish(call: &Call, mut obj: Value) -> Result<Value, ApiError> {
     let res = call.target.res;
     defaults::apply(res.kind, &mut obj);
     let typed = (res.decode)(&obj).map_err(|e| ApiError::BadRequest(format!("{} in body: {e}", res.kind)))?;
+    let causes = crate::validation::validate(res.kind, &typed);
+    if !causes.is_empty() {
+        let name = meta::name_of(&typed).unwrap_or_default().to_string();
+        return Err(ApiError::Invalid { kind: res.kind.into(), name, causes });
+    }
     if call.query.get("fieldValidation").is_some_and(|v| v == "Strict") {
         let unknown = strict::unknown_fields(&obj, &typed);
         if !unknown.is_empty() {

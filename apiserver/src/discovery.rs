@@ -33,8 +33,6 @@ pub fn version() -> Value {
     })
 }
 
-const SUB_VERBS: &[&str] = &["get", "patch", "update"];
-
 fn of_group<'a>(group: &'a str, version: &'a str) -> impl Iterator<Item = &'static Resource> + 'a {
     RESOURCES.iter().filter(move |r| r.group == group && r.version == version)
 }
@@ -50,7 +48,7 @@ fn aggregated_resource(r: &Resource) -> Value {
         .iter()
         .map(|s| {
             let kind = s.response_kind().map_or(kind.clone(), |(g, v, k)| json!({"group": g, "version": v, "kind": k}));
-            json!({"subresource": s.name(), "responseKind": kind, "verbs": SUB_VERBS})
+            json!({"subresource": s.name(), "responseKind": kind, "verbs": s.verbs()})
         })
         .collect();
     let mut v = json!({
@@ -141,7 +139,7 @@ pub fn resource_list(g: &str, v: &str) -> Option<Value> {
                 "singularName": "",
                 "namespaced": r.namespaced,
                 "kind": r.kind,
-                "verbs": SUB_VERBS,
+                "verbs": s.verbs(),
             });
             if let Some((g, v, k)) = s.response_kind() {
                 entry["group"] = json!(g);

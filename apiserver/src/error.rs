@@ -45,6 +45,14 @@ pub enum ApiError {
         /// The conflicting fields.
         conflicts: Vec<crate::managed::Conflict>,
     },
+    /// A Binding for a pod that already has a node (409 Conflict).
+    #[error("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is already assigned to node \"{node}\"")]
+    AlreadyBound {
+        /// Pod name.
+        name: String,
+        /// Its node.
+        node: String,
+    },
     /// The object fails validation (422 Invalid), with one cause per field.
     #[error("{kind} \"{name}\" is invalid: {}", causes.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join(", "))]
     Invalid {
@@ -104,7 +112,7 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } | ApiError::NamespaceNotFound(_) | ApiError::NoSuchPath => (404, "NotFound"),
             ApiError::AlreadyExists { .. } => (409, "AlreadyExists"),
-            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } => (409, "Conflict"),
+            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } | ApiError::AlreadyBound { .. } => (409, "Conflict"),
             ApiError::Invalid { .. } => (422, "Invalid"),
             ApiError::BadRequest(_) => (400, "BadRequest"),
             ApiError::Gone(_) => (410, "Expired"),

@@ -7,6 +7,7 @@
 //!                                      ├─ crud        create get list update patch delete
 //!                                      │    ├─ meta       uid, timestamps, generation, names
 //!                                      │    ├─ defaults   what Kubernetes fills in
+//!                                      │    ├─ validation 422 Invalid with field causes
 //!                                      │    ├─ smp        strategic merge patch (merge and JSON patch: json-patch)
 //!                                      │    ├─ strict     unknown fields (fieldValidation=Strict)
 //!                                      │    ├─ selector   label and field selectors
@@ -20,7 +21,7 @@
 //! ```
 //!
 //! Modules: [`api`], [`crud`], [`watch`], [`discovery`], [`registry`] (the served resources),
-//! [`encryption`] (secrets at rest), [`scale`] (the `/scale` subresource), [`openapi`], [`protobuf`] (request bodies), [`managed`] (managedFields, server-side apply), [`smp`] (strategic merge patch), [`meta`], [`defaults`], [`strict`], [`selector`], [`table`], [`store`], [`tls`], [`serve`],
+//! [`encryption`] (secrets at rest), [`scale`] (the `/scale` subresource), [`pods`] (binding and eviction), [`openapi`], [`protobuf`] (request bodies), [`managed`] (managedFields, server-side apply), [`smp`] (strategic merge patch), [`meta`], [`defaults`], [`validation`], [`strict`], [`selector`], [`table`], [`store`], [`tls`], [`serve`],
 //! [`seams`] (clock and ids), [`error`] (the one error type and its `Status` mapping).
 
 pub mod api;
@@ -32,6 +33,7 @@ pub mod error;
 pub mod managed;
 pub mod meta;
 pub mod openapi;
+pub mod pods;
 pub mod protobuf;
 pub mod registry;
 pub mod scale;
@@ -43,6 +45,7 @@ pub mod store;
 pub mod strict;
 pub mod table;
 pub mod tls;
+pub mod validation;
 pub mod watch;
 
 pub use api::Api;

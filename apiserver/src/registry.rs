@@ -12,6 +12,10 @@ pub enum Subresource {
     Status,
     /// `scale`: `spec.replicas` seen and set as an `autoscaling/v1` Scale.
     Scale,
+    /// `binding` (pods): POST a Binding to assign the pod to a node, once.
+    Binding,
+    /// `eviction` (pods): POST an Eviction to delete the pod.
+    Eviction,
 }
 
 impl Subresource {
@@ -20,6 +24,8 @@ impl Subresource {
         match self {
             Subresource::Status => "status",
             Subresource::Scale => "scale",
+            Subresource::Binding => "binding",
+            Subresource::Eviction => "eviction",
         }
     }
 
@@ -28,6 +34,16 @@ impl Subresource {
         match self {
             Subresource::Status => None,
             Subresource::Scale => Some(("autoscaling", "v1", "Scale")),
+            Subresource::Binding => Some(("", "v1", "Binding")),
+            Subresource::Eviction => Some(("policy", "v1", "Eviction")),
+        }
+    }
+
+    /// The verbs served on the subresource.
+    pub fn verbs(self) -> &'static [&'static str] {
+        match self {
+            Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
+            Subresource::Binding | Subresource::Eviction => &["create"],
         }
     }
 }
@@ -78,6 +94,7 @@ use k8s_openapi::api::core::v1 as core;
 
 const STATUS: &[Subresource] = &[Subresource::Status];
 const STATUS_SCALE: &[Subresource] = &[Subresource::Status, Subresource::Scale];
+const POD: &[Subresource] = &[Subresource::Status, Subresource::Binding, Subresource::Eviction];
 
 /// Every served resource.
 pub const RESOURCES: &[Resource] = &[
@@ -118,7 +135,7 @@ pub const RESOURCES: &[Resource] = &[
         namespaced: true,
         short_names: &["po"],
         categories: &["all"],
-        subresources: STATUS,
+        subresources: POD,
         has_spec: false,
         decode: decode::<core::Pod>,
         schema: schema::<core::Pod>,

@@ -41,6 +41,14 @@ fn every_bad_request_is_a_status_and_nothing_is_written() {
         ),
         ("an unknown media type", cms, "text/plain".into(), r#"{"metadata":{"name":"a"}}"#, 415, "UnsupportedMediaType"),
         ("an unknown resource", "/api/v1/namespaces/default/widgets", json.into(), r#"{"metadata":{"name":"a"}}"#, 404, "NotFound"),
+        (
+            "a deployment whose selector misses its template",
+            "/apis/apps/v1/namespaces/default/deployments",
+            json.into(),
+            r#"{"metadata":{"name":"d"},"spec":{"selector":{"matchLabels":{"app":"a"}},"template":{"metadata":{"labels":{"app":"b"}},"spec":{"containers":[{"name":"c"}]}}}}"#,
+            422,
+            "Invalid",
+        ),
     ];
     for (what, path, ct, body, code, reason) in table {
         let (got, answer) = c.http("POST", path, &ct, body.as_bytes());
@@ -52,6 +60,23 @@ fn every_bad_request_is_a_status_and_nothing_is_written() {
             "{what}: {answer}"
         );
     }
+    let (_, invalid) = c.http(
+        "POST",
+        "/apis/apps/v1/namespaces/default/deployments",
+        json,
+        br#"{"metadata":{"name":"d"},"spec":{"selector":{"matchLabels":{"app":"a"}},"template":{"metadata":{"labels":{"app":"b"}},"spec":{"containers":[{"name":"c"}]}}}}"#,
+    );
+    let fields: Vec<String> = status(&invalid)["details"]["causes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["field"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(
+        fields,
+        vec!["spec.template.metadata.labels".to_string(), "spec.template.spec.containers[0].image".to_string()],
+        "{invalid}"
+    );
     let strict = c.http(
         "POST",
         "/api/v1/namespaces/default/configmaps?fieldValidation=Strict",

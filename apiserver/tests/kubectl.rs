@@ -231,3 +231,21 @@ fn server_side_apply_owns_fields_and_conflicts_with_other_writers() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(c.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}/{.metadata.labels.app}"]), "2/");
 }
+
+#[test]
+fn pods_are_bound_once_and_drain_evicts_them() {
+    let c = Cluster::start();
+    c.apply("apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n", &[]);
+    c.apply("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - {name: c, image: busybox}\n", &[]);
+    let binding = br#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"p"},"target":{"kind":"Node","name":"n1"}}"#;
+    let (code, body) = c.http("POST", "/api/v1/namespaces/default/pods/p/binding", "application/json", binding);
+    assert_eq!(code, 201, "{body}");
+    assert_eq!(c.ok(&["get", "pod", "p", "-o", "jsonpath={.spec.nodeName}"]), "n1");
+    let (code, body) = c.http("POST", "/api/v1/namespaces/default/pods/p/binding", "application/json", binding);
+    assert!(code == 409 && body.contains("already assigned to node"), "{code} {body}");
+    let drained = c.ok(&["drain", "n1", "--force", "--ignore-daemonsets", "--timeout=30s"]);
+    assert!(drained.contains("evicting pod default/p") || drained.contains("pod/p evicted"), "{drained}");
+    assert!(drained.contains("node/n1 drained"), "{drained}");
+    assert!(c.fails(&["get", "pod", "p"]).contains("NotFound"));
+    assert!(c.ok(&["get", "nodes"]).contains("SchedulingDisabled"));
+}
