@@ -32,6 +32,8 @@ pub struct Api {
     pub advertise: String,
     /// How long a watch without `timeoutSeconds` stays open.
     pub watch_timeout: std::time::Duration,
+    /// One store watch per resource for every client watch.
+    pub caches: crate::cache::Caches,
     /// How long events live (`--event-ttl`).
     pub event_ttl: std::time::Duration,
     /// The lease events are written with and when it was granted (seconds).

@@ -13,6 +13,7 @@
 //!                                      │    ├─ selector   label and field selectors
 //!                                      │    └─ table      server-side printing for kubectl get
 //!                                      └─ watch       chunked event streams
+//!                                           └─ cache   one store watch per resource, a window of changes
 //!                                           │
 //!                                      store (etcd v3 gRPC: Txn on mod_revision, Range, Watch)
 //!                                           │  encryption: secrets sealed with AES-GCM on the way in
@@ -20,11 +21,12 @@
 //!                                 keel-store or etcd (--etcd-servers)
 //! ```
 //!
-//! Modules: [`api`], [`crud`], [`watch`], [`discovery`], [`registry`] (the served resources),
+//! Modules: [`api`], [`crud`], [`watch`], [`cache`] (the watch cache), [`discovery`], [`registry`] (the served resources),
 //! [`encryption`] (secrets at rest), [`scale`] (the `/scale` subresource), [`pods`] (binding and eviction), [`openapi`], [`protobuf`] (request bodies), [`managed`] (managedFields, server-side apply), [`smp`] (strategic merge patch), [`meta`], [`defaults`], [`validation`], [`strict`], [`selector`], [`table`], [`store`], [`tls`], [`serve`],
 //! [`seams`] (clock and ids), [`error`] (the one error type and its `Status` mapping).
 
 pub mod api;
+pub mod cache;
 pub mod crud;
 pub mod defaults;
 pub mod discovery;

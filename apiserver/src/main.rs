@@ -95,6 +95,7 @@ async fn main() -> anyhow::Result<()> {
     let tls_config = tls::server_config(&files).map_err(|e| anyhow::anyhow!(e))?;
     let advertise = format!("{}:{}", flags.bind_address, flags.secure_port);
     let api = Arc::new(Api {
+        caches: keel_apiserver::cache::Caches::new(store.clone()),
         store,
         clock: Arc::new(SystemClock),
         ids: Ids::seeded(seed.rotate_left(17)),

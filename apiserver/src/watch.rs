@@ -5,26 +5,24 @@
 //! - Selectors apply to events: an object that stops matching is sent as DELETED, one that
 //!   starts matching as ADDED.
 //! - `allowWatchBookmarks=true`: the store's progress notifications become BOOKMARKs.
-//! - A revision the store has compacted away: one ERROR event (410 Expired), then the end.
-//! - `timeoutSeconds` (default: the server's watch timeout) ends the stream; so does the client.
+//! - A revision older than the watch cache's window: one ERROR event (410 Expired), then the
+//!   end; so when the cache itself had to list again after a compaction.
+//! - `timeoutSeconds` (default: the server's watch timeout) ends the stream; so does the client,
+//!   and so does a client too slow to keep up with the cache's broadcast (it watches again from
+//!   its last revision).
 //!
-//! The store watch resumes from the last revision sent if its connection breaks (another
-//! `--etcd-servers` endpoint takes over), so a client sees no gap.
-//!
-//! Each client watch is its own store watch here; a shared watch cache is not built yet.
+//! Events come from [`crate::cache`], one store watch per resource for all clients.
 
 use crate::api::{Api, Call, Output};
-use crate::crud::{self, decode, list_page, prefix};
-use crate::encryption::Codec;
+use crate::cache::Change;
+use crate::crud;
 use crate::error::ApiError;
 use crate::selector::Selector;
-use crate::store::open;
 use crate::table;
 use axum::body::Body;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use keel_proto::mvccpb;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,29 +49,21 @@ impl Kind {
     }
 }
 
-/// The event a client with selector `sel` sees for one store event, if any.
-pub fn translate(ev: &mvccpb::Event, sel: &Selector, codec: &Codec) -> Result<Option<(Kind, Value)>, ApiError> {
-    let revision = ev.kv.as_ref().map_or(0, |kv| kv.mod_revision);
-    let prev = match &ev.prev_kv {
-        Some(kv) => Some(decode(&open(codec, kv.clone())?)?),
-        None => None,
-    };
-    let was = prev.as_ref().is_some_and(|p| sel.matches(p));
-    if ev.r#type == mvccpb::event::EventType::Delete as i32 {
-        let Some(mut obj) = prev.filter(|_| was) else { return Ok(None) };
+/// The event a client with selector `sel` sees for one change, if any: `new` None is a
+/// delete, `prev` None a create.
+pub fn translate(revision: i64, new: Option<&Value>, prev: Option<&Value>, sel: &Selector) -> Option<(Kind, Value)> {
+    let was = prev.is_some_and(|p| sel.matches(p));
+    let Some(obj) = new else {
+        let mut obj = prev.filter(|_| was)?.clone();
         crate::meta::set_resource_version(&mut obj, revision);
-        return Ok(Some((Kind::Deleted, obj)));
+        return Some((Kind::Deleted, obj));
+    };
+    match (prev.is_none(), was, sel.matches(obj)) {
+        (_, true, false) => Some((Kind::Deleted, obj.clone())),
+        (_, false, false) => None,
+        (true, _, true) | (false, false, true) => Some((Kind::Added, obj.clone())),
+        (false, true, true) => Some((Kind::Modified, obj.clone())),
     }
-    let Some(kv) = &ev.kv else { return Ok(None) };
-    let obj = decode(&open(codec, kv.clone())?)?;
-    let is = sel.matches(&obj);
-    let created = kv.create_revision == kv.mod_revision;
-    Ok(match (created || prev.is_none(), was, is) {
-        (_, _, false) if was => Some((Kind::Deleted, obj)),
-        (_, _, false) => None,
-        (true, _, true) | (false, false, true) => Some((Kind::Added, obj)),
-        (false, true, true) => Some((Kind::Modified, obj)),
-    })
 }
 
 fn line(v: &Value) -> bytes::Bytes {
@@ -86,6 +76,8 @@ struct Stream {
     api: Arc<Api>,
     call: Call,
     sel: Selector,
+    /// Key prefix of the watched namespace (or of every namespace).
+    scope: String,
     out: mpsc::Sender<bytes::Bytes>,
     first: bool,
 }
@@ -115,87 +107,77 @@ impl Stream {
         let _ = self.send("ERROR", status).await;
     }
 
-    /// Initial state (for resourceVersion 0 / none): ADDED for each current object; the
-    /// revision it was read at.
-    async fn initial(&mut self) -> Result<Option<i64>, ApiError> {
-        let collection = prefix(self.call.target.res, self.call.target.namespace.as_deref());
-        let mut page = list_page(&self.api, &self.call, &self.sel, 0, &collection, 500).await?;
-        loop {
-            for obj in std::mem::take(&mut page.items) {
-                if !self.send("ADDED", obj).await {
-                    return Ok(None);
-                }
-            }
-            let Some(next) = page.next.take() else { return Ok(Some(page.revision)) };
-            page = list_page(&self.api, &self.call, &self.sel, page.revision, &next, 500).await?;
+    /// Whether a change to `key` is in this watch's namespace.
+    fn in_scope(&self, key: &str) -> bool {
+        key.starts_with(&self.scope)
+    }
+
+    /// Sends `change` if the client sees it; false once the client is gone.
+    async fn forward(&mut self, change: &Change) -> bool {
+        let Change::Event { revision, new, prev } = change else { return true };
+        let key = new.as_ref().or(prev.as_ref()).map_or("", |o| o.key.as_str());
+        if !self.in_scope(key) {
+            return true;
+        }
+        match translate(*revision, new.as_ref().map(|o| &o.value), prev.as_ref().map(|o| &o.value), &self.sel) {
+            Some((kind, obj)) => self.send(kind.name(), obj).await,
+            None => true,
         }
     }
 
     async fn run(mut self, from: Option<i64>) {
         let res = self.call.target.res;
-        let mut after = match from {
-            Some(r) => r,
-            None => match self.initial().await {
-                Ok(Some(r)) => r,
-                Ok(None) => return,
-                Err(e) => {
-                    let _ = self.send("ERROR", e.status()).await;
-                    return;
-                }
-            },
+        let start = match self.api.caches.of(res).await.and_then(|c| c.start(from)) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = self.send("ERROR", e.status()).await;
+                return;
+            }
         };
+        let mut after = start.revision;
+        for obj in &start.initial {
+            if self.in_scope(&obj.key) && self.sel.matches(&obj.value) && !self.send("ADDED", obj.value.clone()).await {
+                return;
+            }
+        }
         let bookmarks = self.call.query.get("allowWatchBookmarks").is_some_and(|b| b == "true");
-        let collection = prefix(res, self.call.target.namespace.as_deref());
+        for change in &start.replay {
+            if !self.forward(change).await {
+                return;
+            }
+            after = after.max(change.revision());
+        }
+        let mut live = start.live;
         loop {
-            let mut events = match self.api.store.watch(&collection, after + 1).await {
-                Ok(s) => s,
-                Err(_) => {
-                    tokio::time::sleep(Duration::from_millis(500)).await;
-                    continue;
-                }
+            let change = match live.recv().await {
+                Ok(c) => c,
+                // Too slow for the broadcast: end; the client watches again from its last revision.
+                Err(_) => return,
             };
-            while let Some(msg) = events.next().await {
-                let Ok(resp) = msg else { break };
-                if resp.compact_revision > 0 {
-                    self.expired(format!("too old resource version: {after} ({})", resp.compact_revision)).await;
+            match change.as_ref() {
+                Change::Reset => {
+                    self.expired("the watch cache was reset (the store compacted past it); list again".into()).await;
                     return;
                 }
-                if resp.canceled {
-                    break;
-                }
-                if resp.events.is_empty() && !resp.created {
-                    let rev = resp.header.map_or(after, |h| h.revision);
-                    if bookmarks && rev > after {
+                Change::Progress(rev) => {
+                    if bookmarks && *rev > after {
+                        after = *rev;
                         let mark =
                             json!({"kind": res.kind, "apiVersion": res.api_version(), "metadata": {"resourceVersion": rev.to_string()}});
                         if !self.send("BOOKMARK", mark).await {
                             return;
                         }
                     }
-                    continue;
                 }
-                for ev in &resp.events {
-                    let rev = ev.kv.as_ref().map_or(after, |kv| kv.mod_revision);
-                    match translate(ev, &self.sel, self.api.store.codec()) {
-                        Ok(Some((kind, obj))) => {
-                            if !self.send(kind.name(), obj).await {
-                                return;
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            let _ = self.send("ERROR", e.status()).await;
-                            return;
-                        }
+                Change::Event { revision, .. } if *revision <= after => {}
+                Change::Event { revision, .. } => {
+                    let rev = *revision;
+                    if !self.forward(&change).await {
+                        return;
                     }
-                    after = after.max(rev);
+                    after = rev;
                 }
             }
-            if self.out.is_closed() {
-                return;
-            }
-            // The store stream broke: resume after the last revision sent.
-            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 }
@@ -215,7 +197,8 @@ pub async fn serve(api: Arc<Api>, call: Call) -> Result<Response, ApiError> {
         _ => api.watch_timeout,
     };
     let (tx, rx) = mpsc::channel(256);
-    let stream = Stream { api, call, sel, out: tx, first: true };
+    let scope = crud::prefix(call.target.res, call.target.namespace.as_deref());
+    let stream = Stream { api, call, sel, scope, out: tx, first: true };
     tokio::spawn(async move {
         let _ = tokio::time::timeout(timeout, stream.run(from)).await;
     });
@@ -226,46 +209,29 @@ pub async fn serve(api: Arc<Api>, call: Call) -> Result<Response, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use keel_proto::mvccpb::KeyValue;
 
-    fn kv(labels: Value, create: i64, modr: i64) -> KeyValue {
-        let obj = json!({"metadata": {"name": "p", "namespace": "d", "labels": labels}});
-        KeyValue {
-            key: b"/registry/pods/d/p".to_vec().into(),
-            value: obj.to_string().into_bytes().into(),
-            create_revision: create,
-            mod_revision: modr,
-            ..Default::default()
-        }
+    fn pod(labels: Value) -> Value {
+        json!({"metadata": {"name": "p", "namespace": "d", "labels": labels}})
     }
 
-    fn put(prev: Option<KeyValue>, now: KeyValue) -> mvccpb::Event {
-        mvccpb::Event { r#type: mvccpb::event::EventType::Put as i32, kv: Some(now), prev_kv: prev }
-    }
-
-    fn kind(ev: &mvccpb::Event, sel: &str) -> Option<Kind> {
+    fn kind(new: Option<Value>, prev: Option<Value>, sel: &str) -> Option<Kind> {
         let sel = Selector::parse("Pod", Some(sel), None).unwrap_or_else(|e| panic!("{e}"));
-        translate(ev, &sel, &Codec::plain()).unwrap_or_else(|e| panic!("{e}")).map(|(k, _)| k)
+        translate(9, new.as_ref(), prev.as_ref(), &sel).map(|(k, _)| k)
     }
 
     #[test]
     fn selectors_turn_changes_into_adds_and_deletes() {
-        let web = json!({"app": "web"});
-        let db = json!({"app": "db"});
-        assert_eq!(kind(&put(None, kv(web.clone(), 5, 5)), "app=web"), Some(Kind::Added));
-        assert_eq!(kind(&put(Some(kv(web.clone(), 5, 5)), kv(web.clone(), 5, 6)), "app=web"), Some(Kind::Modified));
-        assert_eq!(kind(&put(Some(kv(web.clone(), 5, 5)), kv(db.clone(), 5, 6)), "app=web"), Some(Kind::Deleted));
-        assert_eq!(kind(&put(Some(kv(db.clone(), 5, 5)), kv(web.clone(), 5, 6)), "app=web"), Some(Kind::Added));
-        assert_eq!(kind(&put(Some(kv(db.clone(), 5, 5)), kv(db.clone(), 5, 6)), "app=web"), None);
-        let del = mvccpb::Event {
-            r#type: mvccpb::event::EventType::Delete as i32,
-            kv: Some(KeyValue { mod_revision: 9, ..Default::default() }),
-            prev_kv: Some(kv(web, 5, 6)),
-        };
+        let web = pod(json!({"app": "web"}));
+        let db = pod(json!({"app": "db"}));
+        assert_eq!(kind(Some(web.clone()), None, "app=web"), Some(Kind::Added));
+        assert_eq!(kind(Some(web.clone()), Some(web.clone()), "app=web"), Some(Kind::Modified));
+        assert_eq!(kind(Some(db.clone()), Some(web.clone()), "app=web"), Some(Kind::Deleted));
+        assert_eq!(kind(Some(web.clone()), Some(db.clone()), "app=web"), Some(Kind::Added));
+        assert_eq!(kind(Some(db.clone()), Some(db.clone()), "app=web"), None);
         let sel = Selector::default();
-        let Ok(Some((k, obj))) = translate(&del, &sel, &Codec::plain()) else { panic!("a delete is an event") };
+        let Some((k, obj)) = translate(9, None, Some(&web), &sel) else { panic!("a delete is an event") };
         assert_eq!(k, Kind::Deleted);
         assert_eq!(obj["metadata"]["resourceVersion"], "9", "a DELETED object carries the deletion's revision");
-        assert_eq!(kind(&del, "app=db"), None);
+        assert_eq!(kind(None, Some(web), "app=db"), None);
     }
 }

@@ -1,0 +1,298 @@
+//! The watch cache: one store watch per resource feeds every client watch of that resource, so
+//! a thousand client watches cost one store watch (kube-apiserver's cacher).
+//!
+//! A resource's [`Cache`] starts on its first client watch: it lists the resource at revision
+//! X, then watches the store from X+1. It keeps
+//! - `objects`: every object as of `revision` (watches from resourceVersion 0 start from it);
+//! - `window`: the last [`WINDOW`] changes, so a watch from any revision ≥ `oldest` replays
+//!   exactly what followed it; an older one is 410 Expired;
+//! - a broadcast channel of new changes. A client subscribes and copies the window under one
+//!   lock, so nothing falls between its replay and its live events.
+//!
+//! If the store watch breaks, the cache watches again from `revision + 1`; if the store has
+//! compacted past that, it lists again and sends [`Change::Reset`], which ends every client
+//! watch with 410 (clients list and watch again, as informers do).
+//!
+//! Lock order: [`Caches::by_resource`] (async, held while a cache starts) before a cache's
+//! `state` (std mutex, never held across an await).
+
+use crate::crud;
+use crate::error::ApiError;
+use crate::registry::Resource;
+use crate::store::{Store, Stored, open, prefix_end};
+use futures::StreamExt;
+use serde_json::Value;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::broadcast;
+
+/// Changes kept for watches that start in the past.
+pub const WINDOW: usize = 10_000;
+
+/// One object's side of a change: its key and JSON (with resourceVersion).
+#[derive(Debug)]
+pub struct Object {
+    /// Store key.
+    pub key: String,
+    /// The object.
+    pub value: Value,
+}
+
+/// What the cache tells its watchers.
+#[derive(Debug)]
+pub enum Change {
+    /// An object changed at `revision`: `new` is None for a delete, `prev` None for a create.
+    Event {
+        /// The change's revision.
+        revision: i64,
+        /// The object after (None: deleted).
+        new: Option<Object>,
+        /// The object before (None: created).
+        prev: Option<Object>,
+    },
+    /// Everything up to this revision has been sent.
+    Progress(i64),
+    /// The cache lost track (compaction): watchers must list again.
+    Reset,
+}
+
+impl Change {
+    /// The revision this change brings a watcher to.
+    pub fn revision(&self) -> i64 {
+        match self {
+            Change::Event { revision, .. } | Change::Progress(revision) => *revision,
+            Change::Reset => 0,
+        }
+    }
+}
+
+struct State {
+    revision: i64,
+    oldest: i64,
+    window: VecDeque<Arc<Change>>,
+    objects: BTreeMap<String, Arc<Object>>,
+}
+
+/// One resource's cache.
+pub struct Cache {
+    state: Mutex<State>,
+    tx: broadcast::Sender<Arc<Change>>,
+}
+
+/// Where a client watch starts.
+pub struct Start {
+    /// Objects to send as ADDED first (for resourceVersion 0), at `revision`.
+    pub initial: Vec<Arc<Object>>,
+    /// Changes after the client's revision, already in the window.
+    pub replay: Vec<Arc<Change>>,
+    /// Live changes from here on (may repeat replayed ones: skip revisions already sent).
+    pub live: broadcast::Receiver<Arc<Change>>,
+    /// The revision `initial` is at.
+    pub revision: i64,
+}
+
+fn decode(s: &Stored) -> Result<Object, ApiError> {
+    Ok(Object { key: s.key.clone(), value: crud::decode(s)? })
+}
+
+impl Cache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A watch from `from` (None: the current objects, then what follows).
+    pub fn start(&self, from: Option<i64>) -> Result<Start, ApiError> {
+        let st = self.lock();
+        let live = self.tx.subscribe();
+        match from {
+            None => Ok(Start { initial: st.objects.values().cloned().collect(), replay: Vec::new(), live, revision: st.revision }),
+            Some(r) if r < st.oldest => Err(ApiError::Gone(format!("too old resource version: {r} ({})", st.oldest))),
+            Some(r) => {
+                let replay = st.window.iter().filter(|c| c.revision() > r).cloned().collect();
+                Ok(Start { initial: Vec::new(), replay, live, revision: r })
+            }
+        }
+    }
+
+    fn push(&self, change: Change) {
+        let change = Arc::new(change);
+        {
+            let mut st = self.lock();
+            if let Change::Event { revision, new, prev } = change.as_ref() {
+                match (new, prev) {
+                    (Some(n), _) => {
+                        st.objects.insert(n.key.clone(), Arc::new(Object { key: n.key.clone(), value: n.value.clone() }));
+                    }
+                    (None, Some(p)) => {
+                        st.objects.remove(&p.key);
+                    }
+                    (None, None) => {}
+                }
+                st.window.push_back(change.clone());
+                while st.window.len() > WINDOW {
+                    if let Some(old) = st.window.pop_front() {
+                        st.oldest = old.revision();
+                    }
+                }
+                st.revision = st.revision.max(*revision);
+            } else if let Change::Progress(r) = change.as_ref() {
+                st.revision = st.revision.max(*r);
+            }
+        }
+        // No receivers is fine: nobody watches right now.
+        let _ = self.tx.send(change);
+    }
+
+    /// Replaces the state with a fresh list at its revision (start, and after compaction).
+    fn reset(&self, objects: &[Stored], revision: i64) -> Result<(), ApiError> {
+        let mut map = BTreeMap::new();
+        for s in objects {
+            map.insert(s.key.clone(), Arc::new(decode(s)?));
+        }
+        let mut st = self.lock();
+        st.objects = map;
+        st.window.clear();
+        st.revision = revision;
+        st.oldest = revision;
+        Ok(())
+    }
+}
+
+async fn list_all(store: &Store, prefix: &str) -> Result<(Vec<Stored>, i64), ApiError> {
+    let end = prefix_end(prefix);
+    let mut out = Vec::new();
+    let mut from = prefix.to_string();
+    let mut revision = 0;
+    loop {
+        let page = store.range(&from, &end, revision, 1000).await?;
+        if revision == 0 {
+            revision = page.revision;
+        }
+        let last = page.kvs.last().map(|s| format!("{}\0", s.key));
+        out.extend(page.kvs);
+        match (page.more, last) {
+            (true, Some(next)) => from = next,
+            _ => return Ok((out, revision)),
+        }
+    }
+}
+
+/// Follows the store from `cache.revision + 1` forever (until the process ends).
+async fn follow(store: Store, cache: Arc<Cache>, prefix: String) {
+    loop {
+        let after = cache.lock().revision;
+        let mut events = match store.watch(&prefix, after + 1).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("watch cache {prefix}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        while let Some(msg) = events.next().await {
+            let Ok(resp) = msg else { break };
+            if resp.compact_revision > 0 {
+                tracing::warn!("watch cache {prefix}: compacted past {after}; listing again");
+                match list_all(&store, &prefix).await {
+                    Ok((objects, revision)) if cache.reset(&objects, revision).is_ok() => cache.push(Change::Reset),
+                    _ => tokio::time::sleep(Duration::from_millis(500)).await,
+                }
+                break;
+            }
+            if resp.canceled {
+                break;
+            }
+            if resp.events.is_empty() {
+                if let Some(h) = resp.header.filter(|_| !resp.created) {
+                    cache.push(Change::Progress(h.revision));
+                }
+                continue;
+            }
+            for ev in resp.events {
+                let revision = ev.kv.as_ref().map_or(0, |kv| kv.mod_revision);
+                let deleted = ev.r#type == keel_proto::mvccpb::event::EventType::Delete as i32;
+                let codec = store.codec();
+                let new = match (deleted, ev.kv) {
+                    (false, Some(kv)) => open(codec, kv).and_then(|s| decode(&s)).ok(),
+                    _ => None,
+                };
+                let prev = ev.prev_kv.and_then(|kv| open(codec, kv).and_then(|s| decode(&s)).ok());
+                cache.push(Change::Event { revision, new, prev });
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every resource's cache, started on first use.
+pub struct Caches {
+    store: Store,
+    by_resource: tokio::sync::Mutex<BTreeMap<&'static str, Arc<Cache>>>,
+}
+
+impl Caches {
+    /// No caches yet.
+    pub fn new(store: Store) -> Caches {
+        Caches { store, by_resource: tokio::sync::Mutex::new(BTreeMap::new()) }
+    }
+
+    /// The cache of `res`, started (listed, watching) if it was not.
+    pub async fn of(&self, res: &'static Resource) -> Result<Arc<Cache>, ApiError> {
+        let mut map = self.by_resource.lock().await;
+        if let Some(c) = map.get(res.plural) {
+            return Ok(c.clone());
+        }
+        let prefix = crud::prefix(res, None);
+        let (objects, revision) = list_all(&self.store, &prefix).await?;
+        let (tx, _) = broadcast::channel(4096);
+        let cache = Arc::new(Cache {
+            state: Mutex::new(State { revision, oldest: revision, window: VecDeque::new(), objects: BTreeMap::new() }),
+            tx,
+        });
+        cache.reset(&objects, revision)?;
+        tokio::spawn(follow(self.store.clone(), cache.clone(), prefix));
+        map.insert(res.plural, cache.clone());
+        Ok(cache)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn obj(name: &str, rv: i64) -> Object {
+        Object { key: format!("/registry/pods/d/{name}"), value: json!({"metadata": {"name": name, "resourceVersion": rv.to_string()}}) }
+    }
+
+    fn cache(revision: i64) -> Cache {
+        let (tx, _) = broadcast::channel(16);
+        Cache { state: Mutex::new(State { revision, oldest: revision, window: VecDeque::new(), objects: BTreeMap::new() }), tx }
+    }
+
+    #[test]
+    fn watches_replay_from_the_window_and_expire_before_it() {
+        let c = cache(10);
+        c.push(Change::Event { revision: 11, new: Some(obj("a", 11)), prev: None });
+        c.push(Change::Event { revision: 12, new: Some(obj("b", 12)), prev: None });
+        c.push(Change::Event { revision: 13, new: None, prev: Some(obj("a", 11)) });
+        let s = c.start(Some(11)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.replay.iter().map(|c| c.revision()).collect::<Vec<_>>(), vec![12, 13]);
+        let now = c.start(None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(now.revision, 13);
+        assert_eq!(now.initial.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), vec!["/registry/pods/d/b"]);
+        assert!(matches!(c.start(Some(9)), Err(ApiError::Gone(_))), "before the cache's start");
+    }
+
+    #[test]
+    fn the_window_is_bounded_and_what_fell_out_is_gone() {
+        let c = cache(0);
+        for r in 1..=(WINDOW as i64 + 5) {
+            c.push(Change::Event { revision: r, new: Some(obj("a", r)), prev: None });
+        }
+        assert!(matches!(c.start(Some(4)), Err(ApiError::Gone(_))));
+        let s = c.start(Some(5)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(s.replay.len(), WINDOW);
+    }
+}
