@@ -21,12 +21,13 @@
 //!                                 keel-store or etcd (--etcd-servers)
 //! ```
 //!
-//! Modules: [`api`], [`crud`], [`watch`], [`cache`] (the watch cache), [`discovery`], [`registry`] (the served resources),
+//! Modules: [`api`], [`crud`], [`watch`], [`cache`] (the watch cache), [`compactor`] (kube-apiserver's compaction loop), [`discovery`], [`registry`] (the served resources),
 //! [`encryption`] (secrets at rest), [`scale`] (the `/scale` subresource), [`pods`] (binding and eviction), [`openapi`], [`protobuf`] (request bodies), [`managed`] (managedFields, server-side apply), [`smp`] (strategic merge patch), [`meta`], [`defaults`], [`validation`], [`strict`], [`selector`], [`table`], [`store`], [`tls`], [`serve`],
 //! [`seams`] (clock and ids), [`error`] (the one error type and its `Status` mapping).
 
 pub mod api;
 pub mod cache;
+pub mod compactor;
 pub mod crud;
 pub mod defaults;
 pub mod discovery;

@@ -51,6 +51,10 @@ struct Flags {
     /// How long events are kept.
     #[arg(long, default_value = "3600", value_parser = parse_secs)]
     event_ttl: Duration,
+    /// How often to compact the store's history, in seconds (kube-apiserver's
+    /// --etcd-compaction-interval; 0 turns it off).
+    #[arg(long, default_value = "300", value_parser = parse_secs)]
+    etcd_compaction_interval: Duration,
     /// How long a watch without timeoutSeconds stays open, in seconds.
     #[arg(long, default_value = "3600", value_parser = parse_secs)]
     watch_timeout: Duration,
@@ -94,6 +98,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let tls_config = tls::server_config(&files).map_err(|e| anyhow::anyhow!(e))?;
     let advertise = format!("{}:{}", flags.bind_address, flags.secure_port);
+    tokio::spawn(keel_apiserver::compactor::run(store.clone(), flags.etcd_compaction_interval));
     let api = Arc::new(Api {
         caches: keel_apiserver::cache::Caches::new(store.clone()),
         store,

@@ -19,8 +19,8 @@ use keel_proto::etcdserverpb::request_op::Request as Op;
 use keel_proto::etcdserverpb::watch_client::WatchClient;
 use keel_proto::etcdserverpb::watch_request::RequestUnion;
 use keel_proto::etcdserverpb::{
-    Compare, DeleteRangeRequest, LeaseGrantRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, WatchCreateRequest, WatchRequest,
-    WatchResponse,
+    CompactionRequest, Compare, DeleteRangeRequest, LeaseGrantRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, WatchCreateRequest,
+    WatchRequest, WatchResponse,
 };
 use keel_proto::mvccpb::KeyValue;
 use std::sync::Arc;
@@ -75,6 +75,10 @@ pub struct Store {
     watch: WatchClient<Channel>,
     lease: LeaseClient<Channel>,
 }
+
+/// The key kube-apiserver instances coordinate compaction through (the same key, so Keel and
+/// kube-apiserver sharing a store would not both compact).
+pub const COMPACT_REV_KEY: &str = "compact_rev_key";
 
 /// Bytes one store message may carry (etcd's default request limit is 1.5 MiB; answers can be
 /// larger, e.g. a page of 500 objects).
@@ -202,6 +206,49 @@ impl Store {
     pub async fn grant(&self, ttl_secs: i64) -> Result<i64, ApiError> {
         let req = LeaseGrantRequest { ttl: ttl_secs, id: 0 };
         Ok(self.lease.clone().lease_grant(req).await?.into_inner().id)
+    }
+
+    /// kube-apiserver's compaction step: `if version(compact_rev_key) == seen then put(rev) else
+    /// get`; (whether this server won the round, the key's version now, the store's revision).
+    pub async fn compaction_round(&self, seen: i64, rev: i64) -> Result<(bool, i64, i64), ApiError> {
+        let k: Bytes = COMPACT_REV_KEY.as_bytes().to_vec().into();
+        let req = TxnRequest {
+            compare: vec![Compare {
+                result: CompareResult::Equal as i32,
+                target: CompareTarget::Version as i32,
+                key: k.clone(),
+                target_union: Some(TargetUnion::Version(seen)),
+                ..Default::default()
+            }],
+            success: vec![RequestOp {
+                request: Some(Op::RequestPut(PutRequest {
+                    key: k.clone(),
+                    value: rev.to_string().into_bytes().into(),
+                    ..Default::default()
+                })),
+            }],
+            failure: vec![RequestOp { request: Some(Op::RequestRange(RangeRequest { key: k, ..Default::default() })) }],
+        };
+        let resp = self.kv.clone().txn(req).await?.into_inner();
+        let revision = resp.header.map_or(0, |h| h.revision);
+        if resp.succeeded {
+            return Ok((true, seen + 1, revision));
+        }
+        let version = resp
+            .responses
+            .into_iter()
+            .find_map(|r| match r.response {
+                Some(keel_proto::etcdserverpb::response_op::Response::ResponseRange(range)) => range.kvs.into_iter().next(),
+                _ => None,
+            })
+            .map_or(0, |kv| kv.version);
+        Ok((false, version, revision))
+    }
+
+    /// Compacts the store's history up to `rev`.
+    pub async fn compact(&self, rev: i64) -> Result<(), ApiError> {
+        self.kv.clone().compact(CompactionRequest { revision: rev, physical: false }).await?;
+        Ok(())
     }
 
     /// The store's current revision.

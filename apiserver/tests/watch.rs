@@ -57,3 +57,27 @@ fn twenty_client_watches_cost_one_store_watch_and_each_sees_its_own_events() {
     assert!(all_seen.is_some(), "not every watch saw exactly its events");
     assert_eq!(watchers, Some(1), "one store watch serves all twenty");
 }
+
+#[test]
+fn the_apiserver_compacts_the_store_every_interval() {
+    let c = Cluster::start_with(&["--etcd-compaction-interval", "1"]);
+    c.ok(&["create", "configmap", "x", "--from-literal=k=v"]);
+    // Revision 2 (the first namespace) is compacted away after two rounds.
+    let compacted = eventually(Duration::from_secs(20), || {
+        let out = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--endpoints", &c.store_addr.to_string(), "get", "/registry/namespaces/default", "--rev=2"])
+            .output()
+            .ok()?;
+        text(&out.stderr).contains("required revision has been compacted").then_some(())
+    });
+    assert!(compacted.is_some(), "the store was never compacted");
+    let key = Command::new("etcdctl")
+        .env("ETCDCTL_API", "3")
+        .args(["--endpoints", &c.store_addr.to_string(), "get", "compact_rev_key", "--print-value-only"])
+        .output()
+        .expect("etcdctl");
+    assert!(text(&key.stdout).trim().parse::<i64>().is_ok_and(|r| r > 0), "{}", text(&key.stdout));
+    // The API still serves.
+    assert_eq!(c.ok(&["get", "configmap", "x", "-o", "jsonpath={.data.k}"]), "v");
+}

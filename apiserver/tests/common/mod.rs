@@ -57,6 +57,11 @@ pub struct Cluster {
 impl Cluster {
     /// Starts both and waits until kubectl can talk to the apiserver.
     pub fn start() -> Cluster {
+        Cluster::start_with(&[])
+    }
+
+    /// [`Cluster::start`] with extra apiserver flags.
+    pub fn start_with(api_flags: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let a = free_addrs(4);
         let (store_addr, peer, https, http) = (a[0], a[1], a[2], a[3]);
@@ -82,6 +87,7 @@ impl Cluster {
             .arg(c.dir.path().join("apiserver"))
             .arg("--write-kubeconfig")
             .arg(&c.kubeconfig)
+            .args(api_flags)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&api_log).expect("apiserver log"))
             .spawn()
