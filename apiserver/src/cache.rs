@@ -19,7 +19,7 @@
 use crate::crud;
 use crate::error::ApiError;
 use crate::registry::Resource;
-use crate::store::{Store, Stored, open, prefix_end};
+use crate::store::{Store, Stored, open};
 use futures::StreamExt;
 use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
@@ -159,25 +159,6 @@ impl Cache {
     }
 }
 
-async fn list_all(store: &Store, prefix: &str) -> Result<(Vec<Stored>, i64), ApiError> {
-    let end = prefix_end(prefix);
-    let mut out = Vec::new();
-    let mut from = prefix.to_string();
-    let mut revision = 0;
-    loop {
-        let page = store.range(&from, &end, revision, 1000).await?;
-        if revision == 0 {
-            revision = page.revision;
-        }
-        let last = page.kvs.last().map(|s| format!("{}\0", s.key));
-        out.extend(page.kvs);
-        match (page.more, last) {
-            (true, Some(next)) => from = next,
-            _ => return Ok((out, revision)),
-        }
-    }
-}
-
 /// Follows the store from `cache.revision + 1` forever (until the process ends).
 async fn follow(store: Store, cache: Arc<Cache>, prefix: String) {
     loop {
@@ -194,7 +175,7 @@ async fn follow(store: Store, cache: Arc<Cache>, prefix: String) {
             let Ok(resp) = msg else { break };
             if resp.compact_revision > 0 {
                 tracing::warn!("watch cache {prefix}: compacted past {after}; listing again");
-                match list_all(&store, &prefix).await {
+                match store.list_all(&prefix).await {
                     Ok((objects, revision)) if cache.reset(&objects, revision).is_ok() => cache.push(Change::Reset),
                     _ => tokio::time::sleep(Duration::from_millis(500)).await,
                 }
@@ -244,7 +225,7 @@ impl Caches {
             return Ok(c.clone());
         }
         let prefix = crud::prefix(res, None);
-        let (objects, revision) = list_all(&self.store, &prefix).await?;
+        let (objects, revision) = self.store.list_all(&prefix).await?;
         let (tx, _) = broadcast::channel(4096);
         let cache = Arc::new(Cache {
             state: Mutex::new(State { revision, oldest: revision, window: VecDeque::new(), objects: BTreeMap::new() }),

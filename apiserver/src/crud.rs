@@ -11,11 +11,12 @@ use crate::meta::{self, Fresh};
 use crate::registry::{RESOURCES, Resource, Subresource};
 use crate::selector::Selector;
 use crate::store::{Stored, Written, prefix_end};
-use crate::{defaults, managed, smp, strict, table};
+use crate::{defaults, gc, managed, smp, strict, table};
 use axum::http::StatusCode;
 use axum::response::Response;
 use base64::Engine;
 use serde_json::{Value, json};
+use std::sync::Arc;
 
 /// Attempts of an unconditional update or a patch that keeps losing races.
 const RETRIES: usize = 8;
@@ -348,15 +349,12 @@ pub async fn patch(api: &Api, call: &Call) -> Result<Response, ApiError> {
     Err(ApiError::Conflict { resource: res.qualified(), name })
 }
 
-/// Preconditions of a DeleteOptions body.
-fn delete_preconditions(call: &Call) -> Result<(Option<i64>, Option<String>), ApiError> {
+/// The DeleteOptions body, if any.
+fn delete_options(call: &Call) -> Result<Option<Value>, ApiError> {
     if call.body.is_empty() {
-        return Ok((None, None));
+        return Ok(None);
     }
-    let opts: Value = serde_json::from_slice(&call.body).map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))?;
-    let rv = opts.pointer("/preconditions/resourceVersion").and_then(Value::as_str).and_then(|r| r.parse().ok());
-    let uid = opts.pointer("/preconditions/uid").and_then(Value::as_str).map(str::to_string);
-    Ok((rv, uid))
+    serde_json::from_slice(&call.body).map(Some).map_err(|e| ApiError::BadRequest(format!("invalid DeleteOptions: {e}")))
 }
 
 /// Deletes what namespace `ns` holds, every resource of it.
@@ -368,11 +366,16 @@ async fn empty_namespace(api: &Api, ns: &str) -> Result<(), ApiError> {
 }
 
 /// DELETE of an object: gone at once, or (with finalizers) marked with a deletionTimestamp
-/// until they are removed. Deleting a namespace deletes what it holds first.
-pub async fn delete(api: &Api, call: &Call) -> Result<Response, ApiError> {
+/// until they are removed; its dependents by the request's propagationPolicy ([`gc`]).
+/// Deleting a namespace deletes what it holds first.
+pub async fn delete(api: &Arc<Api>, call: &Call) -> Result<Response, ApiError> {
     let res = call.target.res;
     let name = name_of(call)?.to_string();
-    let (want_rv, want_uid) = delete_preconditions(call)?;
+    let opts = delete_options(call)?;
+    let policy = gc::policy(opts.as_ref(), call.query.get("propagationPolicy").map(String::as_str))?;
+    let want_rv =
+        opts.as_ref().and_then(|o| o.pointer("/preconditions/resourceVersion")).and_then(Value::as_str).and_then(|r| r.parse::<i64>().ok());
+    let want_uid = opts.as_ref().and_then(|o| o.pointer("/preconditions/uid")).and_then(Value::as_str).map(str::to_string);
     for _ in 0..RETRIES {
         let (k, current) = read(api, call).await?;
         let mut obj = decode(&current)?;
@@ -401,8 +404,27 @@ pub async fn delete(api: &Api, call: &Call) -> Result<Response, ApiError> {
         if res.kind == "Namespace" {
             empty_namespace(api, &name).await?;
         }
+        let ns = call.target.namespace.clone();
+        let owner = uid.clone().unwrap_or_default();
+        if policy == gc::Policy::Foreground {
+            gc::settle(api.clone(), owner.clone(), ns.clone(), policy).await?;
+        }
         match api.store.delete_if(&k, current.mod_revision).await? {
-            Written::At(_) => return Ok(answer(api, call, StatusCode::OK, &obj)),
+            Written::At(_) => {
+                match policy {
+                    gc::Policy::Foreground => {}
+                    gc::Policy::Orphan => gc::settle(api.clone(), owner, ns, policy).await?,
+                    gc::Policy::Background => {
+                        let api = api.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = gc::settle(api, owner, ns, policy).await {
+                                tracing::warn!("deleting dependents: {e}");
+                            }
+                        });
+                    }
+                }
+                return Ok(answer(api, call, StatusCode::OK, &obj));
+            }
             Written::Guard(_) => continue,
         }
     }

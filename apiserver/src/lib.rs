@@ -21,7 +21,7 @@
 //!                                 keel-store or etcd (--etcd-servers)
 //! ```
 //!
-//! Modules: [`api`], [`crud`], [`watch`], [`cache`] (the watch cache), [`compactor`] (kube-apiserver's compaction loop), [`discovery`], [`registry`] (the served resources),
+//! Modules: [`api`], [`crud`], [`watch`], [`cache`] (the watch cache), [`compactor`] (kube-apiserver's compaction loop), [`gc`] (dependents on delete), [`discovery`], [`registry`] (the served resources),
 //! [`encryption`] (secrets at rest), [`scale`] (the `/scale` subresource), [`pods`] (binding and eviction), [`openapi`], [`protobuf`] (request bodies), [`managed`] (managedFields, server-side apply), [`smp`] (strategic merge patch), [`meta`], [`defaults`], [`validation`], [`strict`], [`selector`], [`table`], [`store`], [`tls`], [`serve`],
 //! [`seams`] (clock and ids), [`error`] (the one error type and its `Status` mapping).
 
@@ -33,6 +33,7 @@ pub mod defaults;
 pub mod discovery;
 pub mod encryption;
 pub mod error;
+pub mod gc;
 pub mod managed;
 pub mod meta;
 pub mod openapi;

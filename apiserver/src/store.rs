@@ -251,6 +251,26 @@ impl Store {
         Ok(())
     }
 
+    /// Every key under `prefix`, read at one revision (in pages); and that revision.
+    pub async fn list_all(&self, prefix: &str) -> Result<(Vec<Stored>, i64), ApiError> {
+        let end = prefix_end(prefix);
+        let mut out = Vec::new();
+        let mut from = prefix.to_string();
+        let mut revision = 0;
+        loop {
+            let page = self.range(&from, &end, revision, 1000).await?;
+            if revision == 0 {
+                revision = page.revision;
+            }
+            let last = page.kvs.last().map(|s| format!("{}\0", s.key));
+            out.extend(page.kvs);
+            match (page.more, last) {
+                (true, Some(next)) => from = next,
+                _ => return Ok((out, revision)),
+            }
+        }
+    }
+
     /// The store's current revision.
     pub async fn revision(&self) -> Result<i64, ApiError> {
         let req = RangeRequest { key: b"/registry/".to_vec().into(), count_only: true, ..Default::default() };

@@ -249,3 +249,57 @@ fn pods_are_bound_once_and_drain_evicts_them() {
     assert!(c.fails(&["get", "pod", "p"]).contains("NotFound"));
     assert!(c.ok(&["get", "nodes"]).contains("SchedulingDisabled"));
 }
+
+fn owned(kind: &str, name: &str, owner_kind: &str, owner: &str, uid: &str) -> String {
+    let (api, spec) = match kind {
+        "ReplicaSet" => (
+            "apps/v1",
+            format!(
+                "spec:\n  selector: {{matchLabels: {{app: {name}}}}}\n  template:\n    metadata: {{labels: {{app: {name}}}}}\n    spec: {{containers: [{{name: c, image: busybox}}]}}\n"
+            ),
+        ),
+        _ => ("v1", "spec: {containers: [{name: c, image: busybox}]}\n".to_string()),
+    };
+    let owner_api = if owner_kind == "Pod" { "v1" } else { "apps/v1" };
+    format!(
+        "apiVersion: {api}\nkind: {kind}\nmetadata:\n  name: {name}\n  ownerReferences:\n  - {{apiVersion: {owner_api}, kind: {owner_kind}, name: {owner}, uid: {uid}, controller: true}}\n{spec}"
+    )
+}
+
+fn tree(c: &Cluster, d: &str) {
+    let deploy = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {d}\nspec:\n  selector: {{matchLabels: {{app: {d}}}}}\n  template:\n    metadata: {{labels: {{app: {d}}}}}\n    spec: {{containers: [{{name: c, image: busybox}}]}}\n"
+    );
+    c.apply(&deploy, &[]);
+    let uid = c.ok(&["get", "deploy", d, "-o", "jsonpath={.metadata.uid}"]);
+    c.apply(&owned("ReplicaSet", &format!("{d}-rs"), "Deployment", d, &uid), &[]);
+    let rs_uid = c.ok(&["get", "rs", &format!("{d}-rs"), "-o", "jsonpath={.metadata.uid}"]);
+    c.apply(&owned("Pod", &format!("{d}-pod"), "ReplicaSet", &format!("{d}-rs"), &rs_uid), &[]);
+}
+
+#[test]
+fn deletion_propagates_to_dependents_by_policy() {
+    let c = Cluster::start();
+    tree(&c, "keep");
+    c.ok(&["delete", "deploy", "keep", "--cascade=orphan"]);
+    assert_eq!(
+        c.ok(&["get", "rs", "keep-rs", "-o", "jsonpath={.metadata.name}:{.metadata.ownerReferences}"]),
+        "keep-rs:",
+        "orphaned, reference removed"
+    );
+    assert!(c.ok(&["get", "pod", "keep-pod", "-o", "name"]).contains("pod/keep-pod"));
+
+    tree(&c, "bg");
+    c.ok(&["delete", "deploy", "bg"]);
+    let gone = eventually(Duration::from_secs(15), || {
+        let left = c.ok(&["get", "rs,pods", "-o", "name"]);
+        (!left.contains("bg-rs") && !left.contains("bg-pod")).then_some(())
+    });
+    assert!(gone.is_some(), "background deletion left dependents: {}", c.ok(&["get", "rs,pods", "-o", "name"]));
+
+    tree(&c, "fg");
+    c.ok(&["delete", "deploy", "fg", "--cascade=foreground"]);
+    let left = c.ok(&["get", "rs,pods", "-o", "name"]);
+    assert!(!left.contains("fg-rs") && !left.contains("fg-pod"), "foreground deletion returns after the dependents: {left}");
+    assert!(left.contains("keep-rs") && left.contains("keep-pod"), "{left}");
+}
