@@ -12,6 +12,8 @@ command -v iptables >/dev/null 2>&1 || [ -x /usr/sbin/iptables ] || missing="$mi
 command -v curl >/dev/null 2>&1 || missing="$missing curl"
 # kubectl for the apiserver conformance tests: the machine image's; Debian's 1.20 as a fallback.
 command -v kubectl >/dev/null 2>&1 || missing="$missing kubernetes-client"
+# The real etcd: the apiserver's kubectl conformance tests run against it too.
+command -v etcd >/dev/null 2>&1 || missing="$missing etcd-server"
 if [ -n "$missing" ]; then
   echo "installing$missing for the tests"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -3,7 +3,30 @@
 
 mod common;
 
-use common::{Cluster, eventually, text};
+use common::{Backend, Cluster, eventually, text};
+
+/// Each check runs against a keel-store member and against the real etcd: the apiserver must
+/// need nothing etcd does not do.
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod keel {
+            $(#[test] fn $name() { super::$name(super::Cluster::start_on(super::Backend::Keel, &[])); })*
+        }
+        mod etcd {
+            $(#[test] fn $name() { super::$name(super::Cluster::start_on(super::Backend::Etcd, &[])); })*
+        }
+    };
+}
+
+on_both!(
+    kubectl_version_and_discovery_name_the_served_api,
+    apply_get_edit_and_delete_a_deployment_like_a_user,
+    cordon_taint_and_label_a_node,
+    kubectl_create_generators_send_protobuf_and_it_is_understood,
+    server_side_apply_owns_fields_and_conflicts_with_other_writers,
+    pods_are_bound_once_and_drain_evicts_them,
+    deletion_propagates_to_dependents_by_policy,
+);
 use std::time::Duration;
 
 const APP: &str = r#"
@@ -62,9 +85,7 @@ stringData:
 
 const NAMESPACE: &str = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: shop\n";
 
-#[test]
-fn kubectl_version_and_discovery_name_the_served_api() {
-    let c = Cluster::start();
+fn kubectl_version_and_discovery_name_the_served_api(c: Cluster) {
     let v = c.ok(&["version"]);
     assert!(v.contains("Server Version: v1.33.0"), "{v}");
     let r = c.ok(&["api-resources"]);
@@ -80,9 +101,7 @@ fn kubectl_version_and_discovery_name_the_served_api() {
     assert!(explained.contains("FIELD: containers <[]Container>") && explained.contains("imagePullPolicy"), "{explained}");
 }
 
-#[test]
-fn apply_get_edit_and_delete_a_deployment_like_a_user() {
-    let c = Cluster::start();
+fn apply_get_edit_and_delete_a_deployment_like_a_user(c: Cluster) {
     // Objects in a namespace that does not exist are refused.
     let out = c.kubectl_in(&["apply", "-f", "-"], Some(APP));
     assert!(!out.status.success() && text(&out.stderr).contains("namespaces \"shop\" not found"), "{}", text(&out.stderr));
@@ -162,9 +181,7 @@ fn apply_get_edit_and_delete_a_deployment_like_a_user() {
     assert!(c.ok(&["get", "deploy,svc,secret", "-A", "-o", "name"]).trim().is_empty());
 }
 
-#[test]
-fn cordon_taint_and_label_a_node() {
-    let c = Cluster::start();
+fn cordon_taint_and_label_a_node(c: Cluster) {
     c.apply("apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n", &[]);
     assert!(c.ok(&["cordon", "n1"]).contains("cordoned"));
     assert!(c.ok(&["get", "nodes"]).contains("SchedulingDisabled"));
@@ -180,9 +197,7 @@ fn cordon_taint_and_label_a_node() {
     assert_eq!(c.ok(&["get", "node", "n1", "-o", "jsonpath={.metadata.labels.size}"]), "");
 }
 
-#[test]
-fn kubectl_create_generators_send_protobuf_and_it_is_understood() {
-    let c = Cluster::start();
+fn kubectl_create_generators_send_protobuf_and_it_is_understood(c: Cluster) {
     assert!(c.ok(&["create", "namespace", "team-a"]).contains("namespace/team-a created"));
     assert_eq!(c.ok(&["get", "ns", "team-a", "-o", "jsonpath={.status.phase}"]), "Active");
     c.ok(&["create", "configmap", "cfg", "-n", "team-a", "--from-literal=mode=fast"]);
@@ -209,9 +224,7 @@ fn kubectl_create_generators_send_protobuf_and_it_is_understood() {
     assert!(dup.contains("AlreadyExists"), "{dup}");
 }
 
-#[test]
-fn server_side_apply_owns_fields_and_conflicts_with_other_writers() {
-    let c = Cluster::start();
+fn server_side_apply_owns_fields_and_conflicts_with_other_writers(c: Cluster) {
     let app = APP.replace("  namespace: shop\n", "");
     let out = c.kubectl_in(&["apply", "--server-side", "-f", "-"], Some(&app));
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -232,9 +245,7 @@ fn server_side_apply_owns_fields_and_conflicts_with_other_writers() {
     assert_eq!(c.ok(&["get", "deploy", "web", "-o", "jsonpath={.spec.replicas}/{.metadata.labels.app}"]), "2/");
 }
 
-#[test]
-fn pods_are_bound_once_and_drain_evicts_them() {
-    let c = Cluster::start();
+fn pods_are_bound_once_and_drain_evicts_them(c: Cluster) {
     c.apply("apiVersion: v1\nkind: Node\nmetadata:\n  name: n1\n", &[]);
     c.apply("apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n  - {name: c, image: busybox}\n", &[]);
     let binding = br#"{"apiVersion":"v1","kind":"Binding","metadata":{"name":"p"},"target":{"kind":"Node","name":"n1"}}"#;
@@ -277,9 +288,7 @@ fn tree(c: &Cluster, d: &str) {
     c.apply(&owned("Pod", &format!("{d}-pod"), "ReplicaSet", &format!("{d}-rs"), &rs_uid), &[]);
 }
 
-#[test]
-fn deletion_propagates_to_dependents_by_policy() {
-    let c = Cluster::start();
+fn deletion_propagates_to_dependents_by_policy(c: Cluster) {
     tree(&c, "keep");
     c.ok(&["delete", "deploy", "keep", "--cascade=orphan"]);
     assert_eq!(

@@ -39,6 +39,15 @@ fn wait_port(addr: SocketAddr, what: &str, log: &Path) {
     }
 }
 
+/// Which store the apiserver talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// A keel-store member.
+    Keel,
+    /// The real etcd (Debian's etcd-server, `etcd` on the PATH).
+    Etcd,
+}
+
 /// A store member and an apiserver in front of it.
 pub struct Cluster {
     store: Option<Child>,
@@ -62,11 +71,20 @@ impl Cluster {
 
     /// [`Cluster::start`] with extra apiserver flags.
     pub fn start_with(api_flags: &[&str]) -> Cluster {
+        Cluster::start_on(Backend::Keel, api_flags)
+    }
+
+    /// Starts `backend` and an apiserver (with `api_flags`) in front of it.
+    pub fn start_on(backend: Backend, api_flags: &[&str]) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let a = free_addrs(4);
         let (store_addr, peer, https, http) = (a[0], a[1], a[2], a[3]);
         let store_log = dir.path().join("store.log");
-        let store = Command::new(store_bin())
+        let program = match backend {
+            Backend::Keel => store_bin(),
+            Backend::Etcd => PathBuf::from("etcd"),
+        };
+        let store = Command::new(program)
             .args(["--name", "s1", "--data-dir"])
             .arg(dir.path().join("store"))
             .args(["--listen-client-urls", &format!("http://{store_addr}"), "--advertise-client-urls", &format!("http://{store_addr}")])
@@ -75,7 +93,7 @@ impl Cluster {
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&store_log).expect("store log"))
             .spawn()
-            .expect("start keel-store");
+            .expect("start the store (keel-store, or etcd from Debian's etcd-server)");
         let mut c = Cluster { store: Some(store), api: None, https, http, store_addr, kubeconfig: dir.path().join("kubeconfig"), dir };
         wait_port(store_addr, "keel-store", &store_log);
         let api_log = c.dir.path().join("apiserver.log");
