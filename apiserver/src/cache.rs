@@ -1,8 +1,8 @@
 //! The watch cache: one store watch per resource feeds every client watch of that resource, so
 //! a thousand client watches cost one store watch (kube-apiserver's cacher).
 //!
-//! A resource's [`Cache`] starts on its first client watch: it lists the resource at revision
-//! X, then watches the store from X+1. It keeps
+//! Every resource's [`Cache`] starts with the server ([`Caches::start_all`]; one a request
+//! needs first starts then): it lists the resource at revision X, then watches the store from X+1. It keeps
 //! - `objects`: every object as of `revision` (watches from resourceVersion 0 start from it);
 //! - `window`: the last [`WINDOW`] changes, so a watch from any revision ≥ `oldest` replays
 //!   exactly what followed it; an older one is 410 Expired;
@@ -216,6 +216,15 @@ impl Caches {
     /// No caches yet.
     pub fn new(store: Store) -> Caches {
         Caches { store, by_resource: tokio::sync::Mutex::new(BTreeMap::new()) }
+    }
+
+    /// Starts every served resource's cache (at server start, as kube-apiserver does: a watch
+    /// from a revision before its resource's cache started would be 410 Expired).
+    pub async fn start_all(&self) -> Result<(), ApiError> {
+        for r in crate::registry::RESOURCES {
+            self.of(r).await?;
+        }
+        Ok(())
     }
 
     /// The cache of `res`, started (listed, watching) if it was not.

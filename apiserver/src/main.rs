@@ -118,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    api.caches.start_all().await.map_err(|e| anyhow::anyhow!("starting the watch cache: {e}"))?;
     if let (Some(path), Some(ca)) = (&flags.write_kubeconfig, &files.ca) {
         let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
         std::fs::write(path, kubeconfig(&format!("https://{advertise}"), &pem)).with_context(|| format!("writing {}", path.display()))?;
