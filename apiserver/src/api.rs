@@ -168,6 +168,8 @@ pub enum Media {
     Apply,
     /// Kubernetes protobuf (`k8s\0` + runtime.Unknown).
     Protobuf,
+    /// YAML (one document).
+    Yaml,
 }
 
 fn media(headers: &HeaderMap) -> Result<Media, ApiError> {
@@ -180,6 +182,7 @@ fn media(headers: &HeaderMap) -> Result<Media, ApiError> {
         "application/strategic-merge-patch+json" => Ok(Media::StrategicMergePatch),
         "application/apply-patch+yaml" => Ok(Media::Apply),
         "application/vnd.kubernetes.protobuf" => Ok(Media::Protobuf),
+        "application/yaml" => Ok(Media::Yaml),
         _ => Err(ApiError::UnsupportedMediaType),
     }
 }

@@ -105,9 +105,19 @@ fn parse_body(call: &Call) -> Result<Value, ApiError> {
     match call.media {
         Media::Json => {}
         Media::Protobuf => return crate::protobuf::decode(&call.body),
+        Media::Yaml => return yaml(&call.body),
         _ => return Err(ApiError::UnsupportedMediaType),
     }
     serde_json::from_slice(&call.body).map_err(|e| ApiError::BadRequest(format!("couldn't get version/kind; json parse error: {e}")))
+}
+
+/// One YAML document as JSON (serde-saphyr bounds what a document may expand to).
+fn yaml(body: &[u8]) -> Result<Value, ApiError> {
+    let v: Value = serde_saphyr::from_slice(body).map_err(|e| ApiError::BadRequest(format!("error converting YAML to JSON: {e}")))?;
+    if !v.is_object() {
+        return Err(ApiError::BadRequest("the body must be a YAML mapping (one object)".into()));
+    }
+    Ok(v)
 }
 
 /// Defaults, the schema check and (with `fieldValidation=Strict`) the unknown-field check: the
@@ -271,13 +281,13 @@ pub fn apply_patch(media: Media, doc: &Value, patch: &[u8]) -> Result<Value, Api
             json_patch::patch(&mut out, &p).map_err(|e| bad(format!("the JSON patch does not apply: {e}")))?;
         }
         Media::Apply => return Err(ApiError::Unsupported("server-side apply is not supported yet".into())),
-        Media::Json | Media::Protobuf => return Err(ApiError::UnsupportedMediaType),
+        Media::Json | Media::Protobuf | Media::Yaml => return Err(ApiError::UnsupportedMediaType),
     }
     Ok(out)
 }
 
-/// Server-side apply: a PATCH with `application/apply-patch+yaml` (the configuration as JSON,
-/// which is YAML too). Creates the object if it does not exist.
+/// Server-side apply: a PATCH with `application/apply-patch+yaml` (the configuration as YAML
+/// or JSON). Creates the object if it does not exist.
 async fn server_side_apply(api: &Api, call: &Call) -> Result<Response, ApiError> {
     let res = call.target.res;
     let name = name_of(call)?.to_string();

@@ -74,7 +74,7 @@ pub enum ApiError {
     Gone(String),
     /// The body's media type is not one this server decodes (415).
     #[error(
-        "the body of the request was in an unknown format - accepted media types include: application/json, application/merge-patch+json, application/json-patch+json, application/strategic-merge-patch+json"
+        "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf, application/merge-patch+json, application/json-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml"
     )]
     UnsupportedMediaType,
     /// A media type this server knows but does not serve yet, or a request it cannot apply

@@ -60,7 +60,7 @@ pub async fn set(api: &Api, call: &Call) -> Result<Response, ApiError> {
         let scale = scale_of(&obj);
         let wanted = match call.media {
             // A PUT body is the whole Scale (kubectl sends it without a Content-Type).
-            Media::Protobuf => return Err(ApiError::UnsupportedMediaType),
+            Media::Protobuf | Media::Yaml => return Err(ApiError::UnsupportedMediaType),
             Media::Json => serde_json::from_slice(&call.body).map_err(|e| ApiError::BadRequest(format!("invalid Scale: {e}")))?,
             m => crud::apply_patch(m, &scale, &call.body)?,
         };

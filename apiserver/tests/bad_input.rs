@@ -40,6 +40,9 @@ fn every_bad_request_is_a_status_and_nothing_is_written() {
             "BadRequest",
         ),
         ("an unknown media type", cms, "text/plain".into(), r#"{"metadata":{"name":"a"}}"#, 415, "UnsupportedMediaType"),
+        ("malformed YAML", cms, "application/yaml".into(), "metadata: [name: a\n  - x", 400, "BadRequest"),
+        ("YAML that is not one object", cms, "application/yaml".into(), "- a\n- b\n", 400, "BadRequest"),
+        ("malformed protobuf", cms, "application/vnd.kubernetes.protobuf".into(), "k8s\u{0}\u{ff}\u{ff}", 400, "BadRequest"),
         ("an unknown resource", "/api/v1/namespaces/default/widgets", json.into(), r#"{"metadata":{"name":"a"}}"#, 404, "NotFound"),
         (
             "a deployment whose selector misses its template",
@@ -84,6 +87,13 @@ fn every_bad_request_is_a_status_and_nothing_is_written() {
         br#"{"metadata":{"name":"a"},"dta":{}, "x": 1}"#,
     );
     assert!(strict.1.contains("unknown field \\\"x\\\""), "names the field: {}", strict.1);
+
+    // A well-formed YAML body is understood.
+    let (code, body) =
+        c.http("POST", cms, "application/yaml", b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: from-yaml\ndata:\n  k: v\n");
+    assert_eq!(code, 201, "{body}");
+    let (code, _) = c.http("DELETE", &format!("{cms}/from-yaml"), json, b"");
+    assert_eq!(code, 200);
 
     // Over 3 MiB.
     let big = format!(r#"{{"metadata":{{"name":"big"}},"data":{{"k":"{}"}}}}"#, "x".repeat(3 * 1024 * 1024 + 10));
