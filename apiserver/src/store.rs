@@ -173,27 +173,41 @@ impl Store {
     }
 
     async fn txn(&self, key: &str, expected: i64, then: Op) -> Result<Written, ApiError> {
+        let (succeeded, current, revision) = self.guarded(key, CompareTarget::Mod, TargetUnion::ModRevision(expected), then).await?;
+        if succeeded {
+            return Ok(Written::At(revision));
+        }
+        Ok(Written::Guard(current.map(|kv| self.open(kv)).transpose()?))
+    }
+
+    /// `if <target>(key) == <value> then <then> else get(key)`: whether it held, the key as the
+    /// else branch read it, and the revision after.
+    async fn guarded(
+        &self,
+        key: &str,
+        target: CompareTarget,
+        value: TargetUnion,
+        then: Op,
+    ) -> Result<(bool, Option<KeyValue>, i64), ApiError> {
         let k: Bytes = key.as_bytes().to_vec().into();
         let req = TxnRequest {
             compare: vec![Compare {
                 result: CompareResult::Equal as i32,
-                target: CompareTarget::Mod as i32,
+                target: target as i32,
                 key: k.clone(),
-                target_union: Some(TargetUnion::ModRevision(expected)),
+                target_union: Some(value),
                 ..Default::default()
             }],
             success: vec![RequestOp { request: Some(then) }],
             failure: vec![RequestOp { request: Some(Op::RequestRange(RangeRequest { key: k, ..Default::default() })) }],
         };
         let resp = self.kv.clone().txn(req).await?.into_inner();
-        if resp.succeeded {
-            return Ok(Written::At(resp.header.map_or(0, |h| h.revision)));
-        }
+        let revision = resp.header.map_or(0, |h| h.revision);
         let current = resp.responses.into_iter().find_map(|r| match r.response {
             Some(keel_proto::etcdserverpb::response_op::Response::ResponseRange(range)) => range.kvs.into_iter().next(),
             _ => None,
         });
-        Ok(Written::Guard(current.map(|kv| self.open(kv)).transpose()?))
+        Ok((resp.succeeded, current, revision))
     }
 
     /// Deletes every key under `prefix`; how many there were.
@@ -211,38 +225,16 @@ impl Store {
     /// kube-apiserver's compaction step: `if version(compact_rev_key) == seen then put(rev) else
     /// get`; (whether this server won the round, the key's version now, the store's revision).
     pub async fn compaction_round(&self, seen: i64, rev: i64) -> Result<(bool, i64, i64), ApiError> {
-        let k: Bytes = COMPACT_REV_KEY.as_bytes().to_vec().into();
-        let req = TxnRequest {
-            compare: vec![Compare {
-                result: CompareResult::Equal as i32,
-                target: CompareTarget::Version as i32,
-                key: k.clone(),
-                target_union: Some(TargetUnion::Version(seen)),
-                ..Default::default()
-            }],
-            success: vec![RequestOp {
-                request: Some(Op::RequestPut(PutRequest {
-                    key: k.clone(),
-                    value: rev.to_string().into_bytes().into(),
-                    ..Default::default()
-                })),
-            }],
-            failure: vec![RequestOp { request: Some(Op::RequestRange(RangeRequest { key: k, ..Default::default() })) }],
-        };
-        let resp = self.kv.clone().txn(req).await?.into_inner();
-        let revision = resp.header.map_or(0, |h| h.revision);
-        if resp.succeeded {
+        let put = Op::RequestPut(PutRequest {
+            key: COMPACT_REV_KEY.as_bytes().to_vec().into(),
+            value: rev.to_string().into_bytes().into(),
+            ..Default::default()
+        });
+        let (won, current, revision) = self.guarded(COMPACT_REV_KEY, CompareTarget::Version, TargetUnion::Version(seen), put).await?;
+        if won {
             return Ok((true, seen + 1, revision));
         }
-        let version = resp
-            .responses
-            .into_iter()
-            .find_map(|r| match r.response {
-                Some(keel_proto::etcdserverpb::response_op::Response::ResponseRange(range)) => range.kvs.into_iter().next(),
-                _ => None,
-            })
-            .map_or(0, |kv| kv.version);
-        Ok((false, version, revision))
+        Ok((false, current.map_or(0, |kv| kv.version), revision))
     }
 
     /// Compacts the store's history up to `rev`.

@@ -312,13 +312,7 @@ impl<'a> StatesAt<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn op(client: u32, call: u64, ret: Option<u64>, request: Request, response: Option<Response>) -> Operation {
-        Operation { client, call, ret, request, response }
-    }
-    fn put(k: &str, v: &str) -> Request {
-        Request::Put { key: k.into(), value: v.into() }
-    }
+    use crate::linearizable_kv::tests::{op, put};
     fn del(k: &str) -> Request {
         Request::Delete { key: k.into() }
     }

@@ -142,14 +142,16 @@ pub fn check_with_budget(h: &History, initial: &KvState, budget: u64) -> Result<
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::history::{Request, Response};
 
-    fn op(client: u32, call: u64, ret: Option<u64>, request: Request, response: Option<Response>) -> Operation {
+    /// An operation, for tables of histories.
+    pub(crate) fn op(client: u32, call: u64, ret: Option<u64>, request: Request, response: Option<Response>) -> Operation {
         Operation { client, call, ret, request, response }
     }
-    fn put(k: &str, v: &str) -> Request {
+    /// A put request.
+    pub(crate) fn put(k: &str, v: &str) -> Request {
         Request::Put { key: k.into(), value: v.into() }
     }
     fn get(k: &str) -> Request {
