@@ -27,8 +27,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
 
-/// Changes kept for watches that start in the past.
-pub const WINDOW: usize = 10_000;
+/// Changes kept per resource for watches that start in the past (each holds the object before
+/// and after, so this bounds the memory a busy resource costs).
+pub const WINDOW: usize = 1_000;
 
 /// One object's side of a change: its key and JSON (with resourceVersion).
 #[derive(Debug)]
