@@ -13,7 +13,7 @@
 //! compacted past that, it lists again and sends [`Change::Reset`], which ends every client
 //! watch with 410 (clients list and watch again, as informers do).
 //!
-//! Lock order: [`Caches::by_resource`] (async, held while a cache starts) before a cache's
+//! Lock order: `Caches::by_resource` (async, held while a cache starts) before a cache's
 //! `state` (std mutex, never held across an await).
 
 use crate::crud;
