@@ -250,13 +250,13 @@ async fn handle(api: &Arc<Api>, req: Request) -> Result<Response, ApiError> {
     }
     match (method, has_name) {
         (Method::GET, false) if watching => crate::watch::serve(api.clone(), call).await,
-        (Method::GET, false) => crud::list(api, &call).await,
+        (Method::GET, false) => crate::list::list(api, &call).await,
         (Method::GET, true) => crud::get(api, &call).await,
         (Method::POST, false) => crud::create(api, &call).await,
         (Method::PUT, true) => crud::update(api, &call).await,
         (Method::PATCH, true) => crud::patch(api, &call).await,
         (Method::DELETE, true) => crud::delete(api, &call).await,
-        (Method::DELETE, false) => crud::delete_collection(api, &call).await,
+        (Method::DELETE, false) => crate::list::delete_collection(api, &call).await,
         _ => Err(ApiError::MethodNotAllowed),
     }
 }

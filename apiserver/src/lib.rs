@@ -4,7 +4,8 @@
 //! ```text
 //!  kubectl / kube-rs ──HTTPS :6443──▶ api (routes, media types, Table/JSON)
 //!                                      ├─ discovery   /version /api /apis (legacy + aggregated)
-//!                                      ├─ crud        create get list update patch delete
+//!                                      ├─ crud        create get update patch delete
+//!                                      ├─ list        paged lists at one revision, deletecollection
 //!                                      │    ├─ meta       uid, timestamps, generation, names
 //!                                      │    ├─ defaults   what Kubernetes fills in
 //!                                      │    ├─ validation 422 Invalid with field causes
@@ -21,7 +22,7 @@
 //!                                 keel-store or etcd (--etcd-servers)
 //! ```
 //!
-//! Modules: [`api`], [`crud`], [`watch`], [`cache`] (the watch cache), [`compactor`] (kube-apiserver's compaction loop), [`gc`] (dependents on delete), [`discovery`], [`registry`] (the served resources),
+//! Modules: [`api`], [`crud`], [`list`], [`watch`], [`cache`] (the watch cache), [`compactor`] (kube-apiserver's compaction loop), [`gc`] (dependents on delete), [`discovery`], [`registry`] (the served resources),
 //! [`encryption`] (secrets at rest), [`scale`] (the `/scale` subresource), [`pods`] (binding and eviction), [`openapi`], [`protobuf`] (request bodies), [`managed`] (managedFields, server-side apply), [`smp`] (strategic merge patch), [`meta`], [`defaults`], [`validation`], [`strict`], [`selector`], [`table`], [`store`], [`tls`], [`serve`],
 //! [`seams`] (clock and ids), [`error`] (the one error type and its `Status` mapping).
 
@@ -34,6 +35,7 @@ pub mod discovery;
 pub mod encryption;
 pub mod error;
 pub mod gc;
+pub mod list;
 pub mod managed;
 pub mod meta;
 pub mod openapi;

@@ -184,7 +184,7 @@ impl Stream {
 
 /// Serves a watch request.
 pub async fn serve(api: Arc<Api>, call: Call) -> Result<Response, ApiError> {
-    let sel = crud::selector(&call)?;
+    let sel = crate::list::selector(&call)?;
     let from = match call.query.get("resourceVersion").map(String::as_str) {
         None | Some("") | Some("0") => None,
         Some(r) => {
