@@ -216,13 +216,13 @@ async fn resource(State(api): State<Arc<Api>>, req: Request) -> Response {
 }
 
 async fn handle(api: &Arc<Api>, req: Request) -> Result<Response, ApiError> {
-    let target = parse_path(req.uri().path())?;
-    let query = parse_query(req.uri().query());
-    let method = req.method().clone();
-    let headers = req.headers().clone();
+    let (parts, body) = req.into_parts();
+    let target = parse_path(parts.uri.path())?;
+    let query = parse_query(parts.uri.query());
+    let (method, headers) = (parts.method, parts.headers);
     let output = output(&headers);
     let media = if matches!(method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE) { media(&headers)? } else { Media::Json };
-    let body = axum::body::to_bytes(req.into_body(), BODY_BYTES_MAX + 1).await.map_err(|_| ApiError::TooLarge { limit: BODY_BYTES_MAX })?;
+    let body = axum::body::to_bytes(body, BODY_BYTES_MAX + 1).await.map_err(|_| ApiError::TooLarge { limit: BODY_BYTES_MAX })?;
     if body.len() > BODY_BYTES_MAX {
         return Err(ApiError::TooLarge { limit: BODY_BYTES_MAX });
     }

@@ -44,11 +44,12 @@ pub struct Object {
 #[derive(Debug)]
 pub enum Change {
     /// An object changed at `revision`: `new` is None for a delete, `prev` None for a create.
+    /// `new` is shared with the cache's current objects.
     Event {
         /// The change's revision.
         revision: i64,
         /// The object after (None: deleted).
-        new: Option<Object>,
+        new: Option<Arc<Object>>,
         /// The object before (None: created).
         prev: Option<Object>,
     },
@@ -123,7 +124,7 @@ impl Cache {
             if let Change::Event { revision, new, prev } = change.as_ref() {
                 match (new, prev) {
                     (Some(n), _) => {
-                        st.objects.insert(n.key.clone(), Arc::new(Object { key: n.key.clone(), value: n.value.clone() }));
+                        st.objects.insert(n.key.clone(), n.clone());
                     }
                     (None, Some(p)) => {
                         st.objects.remove(&p.key);
@@ -196,7 +197,7 @@ async fn follow(store: Store, cache: Arc<Cache>, prefix: String) {
                 let deleted = ev.r#type == keel_proto::mvccpb::event::EventType::Delete as i32;
                 let codec = store.codec();
                 let new = match (deleted, ev.kv) {
-                    (false, Some(kv)) => open(codec, kv).and_then(|s| decode(&s)).ok(),
+                    (false, Some(kv)) => open(codec, kv).and_then(|s| decode(&s)).ok().map(Arc::new),
                     _ => None,
                 };
                 let prev = ev.prev_kv.and_then(|kv| open(codec, kv).and_then(|s| decode(&s)).ok());
@@ -265,8 +266,8 @@ mod tests {
     #[test]
     fn watches_replay_from_the_window_and_expire_before_it() {
         let c = cache(10);
-        c.push(Change::Event { revision: 11, new: Some(obj("a", 11)), prev: None });
-        c.push(Change::Event { revision: 12, new: Some(obj("b", 12)), prev: None });
+        c.push(Change::Event { revision: 11, new: Some(Arc::new(obj("a", 11))), prev: None });
+        c.push(Change::Event { revision: 12, new: Some(Arc::new(obj("b", 12))), prev: None });
         c.push(Change::Event { revision: 13, new: None, prev: Some(obj("a", 11)) });
         let s = c.start(Some(11)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.replay.iter().map(|c| c.revision()).collect::<Vec<_>>(), vec![12, 13]);
@@ -280,7 +281,7 @@ mod tests {
     fn the_window_is_bounded_and_what_fell_out_is_gone() {
         let c = cache(0);
         for r in 1..=(WINDOW as i64 + 5) {
-            c.push(Change::Event { revision: r, new: Some(obj("a", r)), prev: None });
+            c.push(Change::Event { revision: r, new: Some(Arc::new(obj("a", r))), prev: None });
         }
         assert!(matches!(c.start(Some(4)), Err(ApiError::Gone(_))));
         let s = c.start(Some(5)).unwrap_or_else(|e| panic!("{e}"));

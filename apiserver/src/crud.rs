@@ -35,7 +35,8 @@ pub fn prefix(res: &Resource, namespace: Option<&str>) -> String {
     }
 }
 
-fn now_rfc3339(api: &Api) -> String {
+/// Now, as Kubernetes writes timestamps (RFC 3339, seconds).
+pub(crate) fn now_rfc3339(api: &Api) -> String {
     api.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
@@ -78,7 +79,8 @@ fn not_found(res: &Resource, name: &str) -> ApiError {
     ApiError::NotFound { resource: res.qualified(), name: name.into() }
 }
 
-async fn read(api: &Api, call: &Call) -> Result<(String, Stored), ApiError> {
+/// The object the call's path names: its key and what is stored (404 if nothing).
+pub(crate) async fn read(api: &Api, call: &Call) -> Result<(String, Stored), ApiError> {
     let name = name_of(call)?;
     let k = key(call.target.res, call.target.namespace.as_deref(), name);
     match api.store.get(&k).await? {
@@ -393,11 +395,7 @@ pub async fn delete(api: &Arc<Api>, call: &Call) -> Result<Response, ApiError> {
             if obj.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
                 return Ok(answer(api, call, StatusCode::OK, &obj));
             }
-            let now = now_rfc3339(api);
-            if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-                m.insert("deletionTimestamp".into(), json!(now));
-                m.insert("deletionGracePeriodSeconds".into(), json!(0));
-            }
+            meta::mark_deleting(&mut obj, &now_rfc3339(api));
             match api.store.put_if(&k, meta::for_store(&obj), current.mod_revision, 0).await? {
                 Written::At(rev) => {
                     meta::set_resource_version(&mut obj, rev);

@@ -15,7 +15,7 @@ use crate::error::ApiError;
 use crate::meta;
 use crate::registry::{RESOURCES, Resource};
 use crate::store::{Stored, Written};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::sync::Arc;
 
 /// How dependents are treated.
@@ -72,11 +72,7 @@ async fn remove(api: Arc<Api>, s: Stored, mut obj: Value, policy: Policy) -> Res
     let finalizers = obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
     if finalizers {
         if obj.pointer("/metadata/deletionTimestamp").is_none_or(Value::is_null) {
-            let now = api.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-            if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-                m.insert("deletionTimestamp".into(), json!(now));
-                m.insert("deletionGracePeriodSeconds".into(), json!(0));
-            }
+            meta::mark_deleting(&mut obj, &crate::crud::now_rfc3339(&api));
             api.store.put_if(&s.key, meta::for_store(&obj), s.mod_revision, 0).await?;
         }
     } else if let Written::Guard(_) = api.store.delete_if(&s.key, s.mod_revision).await? {
@@ -116,6 +112,7 @@ pub async fn settle(api: Arc<Api>, uid: String, namespace: Option<String>, polic
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn the_policy_comes_from_the_body_the_query_or_the_default() {

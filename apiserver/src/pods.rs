@@ -33,9 +33,8 @@ pub async fn bind(api: &Api, call: &Call) -> Result<Response, ApiError> {
         causes: vec![("target.name".into(), "Required value".into())],
     })?;
     let res = call.target.res;
-    let k = crud::key(res, call.target.namespace.as_deref(), &name);
     for _ in 0..8 {
-        let current = api.store.get(&k).await?.ok_or_else(|| ApiError::NotFound { resource: res.qualified(), name: name.clone() })?;
+        let (k, current) = crud::read(api, call).await?;
         let mut pod = decode(&current)?;
         if let Some(bound) = pod.pointer("/spec/nodeName").and_then(Value::as_str).filter(|n| !n.is_empty()) {
             return Err(ApiError::AlreadyBound { name, node: bound.to_string() });
@@ -59,9 +58,8 @@ pub async fn evict(api: &Api, call: &Call) -> Result<Response, ApiError> {
     body(call, "Eviction")?;
     let res = call.target.res;
     let name = call.target.name.clone().unwrap_or_default();
-    let k = crud::key(res, call.target.namespace.as_deref(), &name);
     for _ in 0..8 {
-        let current = api.store.get(&k).await?.ok_or_else(|| ApiError::NotFound { resource: res.qualified(), name: name.clone() })?;
+        let (k, current) = crud::read(api, call).await?;
         match api.store.delete_if(&k, current.mod_revision).await? {
             Written::At(_) => return Ok(json(StatusCode::CREATED, &success(201))),
             Written::Guard(_) => continue,

@@ -35,18 +35,8 @@ pub fn scale_of(obj: &Value) -> Value {
 
 /// GET `.../scale`.
 pub async fn get(api: &Api, call: &Call) -> Result<Response, ApiError> {
-    let (_, s) = read(api, call).await?;
+    let (_, s) = crud::read(api, call).await?;
     Ok(json(StatusCode::OK, &scale_of(&decode(&s)?)))
-}
-
-async fn read(api: &Api, call: &Call) -> Result<(String, crate::store::Stored), ApiError> {
-    let res = call.target.res;
-    let name = call.target.name.as_deref().unwrap_or_default();
-    let k = crud::key(res, call.target.namespace.as_deref(), name);
-    match api.store.get(&k).await? {
-        Some(s) => Ok((k, s)),
-        None => Err(ApiError::NotFound { resource: res.qualified(), name: name.into() }),
-    }
 }
 
 /// PUT or PATCH `.../scale`.
@@ -55,7 +45,7 @@ pub async fn set(api: &Api, call: &Call) -> Result<Response, ApiError> {
     let name = call.target.name.clone().unwrap_or_default();
     let conflict = || ApiError::Conflict { resource: res.qualified(), name: name.clone() };
     for _ in 0..8 {
-        let (k, current) = read(api, call).await?;
+        let (k, current) = crud::read(api, call).await?;
         let mut obj = decode(&current)?;
         let scale = scale_of(&obj);
         let wanted = match call.media {
@@ -85,7 +75,7 @@ pub async fn set(api: &Api, call: &Call) -> Result<Response, ApiError> {
                 m.insert("generation".into(), json!(g));
             }
         }
-        let now = api.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+        let now = crud::now_rfc3339(api);
         let api_version = res.api_version();
         let w = managed::Writer { manager: &call.manager, api_version: &api_version, now: &now, subresource: Some("scale") };
         let old = decode(&current)?;

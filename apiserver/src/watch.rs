@@ -24,6 +24,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use serde_json::{Value, json};
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -51,25 +52,28 @@ impl Kind {
 
 /// The event a client with selector `sel` sees for one change, if any: `new` None is a
 /// delete, `prev` None a create.
-pub fn translate(revision: i64, new: Option<&Value>, prev: Option<&Value>, sel: &Selector) -> Option<(Kind, Value)> {
+///
+/// The object is borrowed from the cache's change (shared by every watcher), except for a
+/// delete, whose object carries the deletion's revision.
+pub fn translate<'a>(revision: i64, new: Option<&'a Value>, prev: Option<&'a Value>, sel: &Selector) -> Option<(Kind, Cow<'a, Value>)> {
     let was = prev.is_some_and(|p| sel.matches(p));
     let Some(obj) = new else {
         let mut obj = prev.filter(|_| was)?.clone();
         crate::meta::set_resource_version(&mut obj, revision);
-        return Some((Kind::Deleted, obj));
+        return Some((Kind::Deleted, Cow::Owned(obj)));
     };
-    match (prev.is_none(), was, sel.matches(obj)) {
-        (_, true, false) => Some((Kind::Deleted, obj.clone())),
-        (_, false, false) => None,
-        (true, _, true) | (false, false, true) => Some((Kind::Added, obj.clone())),
-        (false, true, true) => Some((Kind::Modified, obj.clone())),
-    }
+    let kind = match (prev.is_none(), was, sel.matches(obj)) {
+        (_, true, false) => Kind::Deleted,
+        (_, false, false) => return None,
+        (true, _, true) | (false, false, true) => Kind::Added,
+        (false, true, true) => Kind::Modified,
+    };
+    Some((kind, Cow::Borrowed(obj)))
 }
 
-fn line(v: &Value) -> bytes::Bytes {
-    let mut s = v.to_string();
-    s.push('\n');
-    s.into()
+/// One event line, written straight from the object (no copy of it).
+fn line(kind: &str, obj: &Value) -> bytes::Bytes {
+    format!("{{\"type\":\"{kind}\",\"object\":{obj}}}\n").into()
 }
 
 struct Stream {
@@ -84,27 +88,27 @@ struct Stream {
 
 impl Stream {
     /// Sends one event; false once the client is gone.
-    async fn send(&mut self, kind: &str, obj: Value) -> bool {
+    async fn send(&mut self, kind: &str, obj: &Value) -> bool {
         let res = self.call.target.res;
-        let obj = match (self.call.output, kind) {
+        let bytes = match (self.call.output, kind) {
             (Output::Table, "ADDED" | "MODIFIED" | "DELETED") => {
-                let rv = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("").to_string();
+                let rv = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("");
                 let now = self.api.clock.now().as_second();
-                let mut t = table::table(res.kind, std::slice::from_ref(&obj), &rv, None, now);
+                let mut t = table::table(res.kind, std::slice::from_ref(obj), rv, None, now);
                 if !self.first {
                     t["columnDefinitions"] = json!([]);
                 }
                 self.first = false;
-                t
+                line(kind, &t)
             }
-            _ => obj,
+            _ => line(kind, obj),
         };
-        self.out.send(line(&json!({"type": kind, "object": obj}))).await.is_ok()
+        self.out.send(bytes).await.is_ok()
     }
 
     async fn expired(&mut self, message: String) {
         let status = ApiError::Gone(message).status();
-        let _ = self.send("ERROR", status).await;
+        let _ = self.send("ERROR", &status).await;
     }
 
     /// Whether a change to `key` is in this watch's namespace.
@@ -115,12 +119,12 @@ impl Stream {
     /// Sends `change` if the client sees it; false once the client is gone.
     async fn forward(&mut self, change: &Change) -> bool {
         let Change::Event { revision, new, prev } = change else { return true };
-        let key = new.as_ref().or(prev.as_ref()).map_or("", |o| o.key.as_str());
+        let key = new.as_deref().or(prev.as_ref()).map_or("", |o| o.key.as_str());
         if !self.in_scope(key) {
             return true;
         }
         match translate(*revision, new.as_ref().map(|o| &o.value), prev.as_ref().map(|o| &o.value), &self.sel) {
-            Some((kind, obj)) => self.send(kind.name(), obj).await,
+            Some((kind, obj)) => self.send(kind.name(), &obj).await,
             None => true,
         }
     }
@@ -130,13 +134,13 @@ impl Stream {
         let start = match self.api.caches.of(res).await.and_then(|c| c.start(from)) {
             Ok(s) => s,
             Err(e) => {
-                let _ = self.send("ERROR", e.status()).await;
+                let _ = self.send("ERROR", &e.status()).await;
                 return;
             }
         };
         let mut after = start.revision;
         for obj in &start.initial {
-            if self.in_scope(&obj.key) && self.sel.matches(&obj.value) && !self.send("ADDED", obj.value.clone()).await {
+            if self.in_scope(&obj.key) && self.sel.matches(&obj.value) && !self.send("ADDED", &obj.value).await {
                 return;
             }
         }
@@ -164,7 +168,7 @@ impl Stream {
                         after = *rev;
                         let mark =
                             json!({"kind": res.kind, "apiVersion": res.api_version(), "metadata": {"resourceVersion": rev.to_string()}});
-                        if !self.send("BOOKMARK", mark).await {
+                        if !self.send("BOOKMARK", &mark).await {
                             return;
                         }
                     }
