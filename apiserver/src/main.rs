@@ -109,16 +109,22 @@ async fn main() -> anyhow::Result<()> {
         event_ttl: flags.event_ttl,
         event_lease: tokio::sync::Mutex::new(None),
     });
-    // The store may still be starting: retry the built-in namespaces for a while.
+    // The store may still be starting (a fresh cluster can change leader right after its first
+    // write): retry the built-in namespaces and the watch caches' first lists for a while. Both
+    // are idempotent: existing namespaces stay, started caches are kept.
     let mut tries = 0;
-    while let Err(e) = crud::bootstrap(&api).await {
+    while let Err(e) = async {
+        crud::bootstrap(&api).await?;
+        api.caches.start_all().await
+    }
+    .await
+    {
         tries += 1;
         if tries > 60 {
             anyhow::bail!("the store at {:?} did not answer: {e}", flags.etcd_servers);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    api.caches.start_all().await.map_err(|e| anyhow::anyhow!("starting the watch cache: {e}"))?;
     if let (Some(path), Some(ca)) = (&flags.write_kubeconfig, &files.ca) {
         let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
         std::fs::write(path, kubeconfig(&format!("https://{advertise}"), &pem)).with_context(|| format!("writing {}", path.display()))?;
