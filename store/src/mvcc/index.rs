@@ -10,6 +10,7 @@
 //!   if that entry is a tombstone.
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
@@ -99,10 +100,14 @@ impl KeyRange {
     }
 }
 
+/// One key's history. Most keys hold a single entry between compactions, so it lives inline
+/// in the map: a `Vec` would allocate room for four entries (192 B) on a key's first write.
+type History = SmallVec<[Entry; 1]>;
+
 /// All keys and their write history.
 #[derive(Default, Debug)]
 pub struct KeyIndex {
-    keys: BTreeMap<Bytes, Vec<Entry>>,
+    keys: BTreeMap<Bytes, History>,
 }
 
 /// The newest entry of `entries` at or below revision `at`, if it is not a tombstone.
@@ -159,6 +164,9 @@ impl KeyIndex {
             let last = &entries[n - 1];
             let drop_to = if last.tombstone && last.rev.main < at { n } else { n - 1 };
             removed.extend(entries.drain(..drop_to).map(|e| e.rev));
+            if entries.len() == 1 && entries.spilled() {
+                entries.shrink_to_fit(); // back inline: the key's one entry needs no allocation
+            }
             !entries.is_empty()
         });
         removed
