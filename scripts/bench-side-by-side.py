@@ -25,18 +25,35 @@ def hosts():
     return [f"127.0.0.{i}" for i in range(1, MEMBERS + 1)]
 
 
-def endpoints():
-    return ",".join(f"{h}:42379" for h in hosts())
+def endpoints(first=None):
+    """The client endpoints, `first` (a host) first: a 1-connection client uses only that one."""
+    order = sorted(hosts(), key=lambda h: h != first)
+    return ",".join(f"{h}:42379" for h in order)
+
+
+def leader_host():
+    """The host of the member that leads now (both systems answer etcdctl's endpoint status)."""
+    r = subprocess.run(["etcdctl", "--endpoints", endpoints(), "--command-timeout", "2s", "endpoint", "status", "-w", "json"],
+                       capture_output=True, text=True, env=dict(os.environ, ETCDCTL_API="3"))
+    for st in json.loads(r.stdout or "[]"):
+        if st["Status"]["header"]["member_id"] == st["Status"]["leader"]:
+            return st["Endpoint"].split("//")[-1].split(":")[0]
+    return None
 
 WORKLOADS = [
     # (label, keel-load arguments)
     ("put, 64 clients", ["--workload", "put", "--clients", "64", "--conns", "8"]),
-    ("put, 1 client", ["--workload", "put", "--clients", "1", "--conns", "1"]),
+    # One client on one connection: its latency depends on whether that member leads (a
+    # follower forwards), so it runs once against the leader and once against a follower.
+    ("put, 1 client on the leader", ["--workload", "put", "--clients", "1", "--conns", "1"]),
+    ("put, 1 client on a follower", ["--workload", "put", "--clients", "1", "--conns", "1"]),
     ("txn (k8s update), 64 clients", ["--workload", "txn", "--clients", "64", "--conns", "8", "--keyspace", "10000"]),
     ("range linearizable, 64 clients", ["--workload", "range", "--clients", "64", "--conns", "8", "--keyspace", "10000"]),
     ("range serializable, 64 clients", ["--workload", "range-serializable", "--clients", "64", "--conns", "8", "--keyspace", "10000"]),
     ("range prefix 100 keys, 16 clients", ["--workload", "range-prefix", "--clients", "16", "--conns", "4", "--prefix-keys", "100"]),
-    ("watch, 100 watchers", ["--workload", "watch", "--watchers", "100", "--conns", "4"]),
+    # The writer uses the first connection; the latency it sees depends on that member's role.
+    ("watch, 100 watchers, writer on the leader", ["--workload", "watch", "--watchers", "100", "--conns", "4"]),
+    ("watch, 100 watchers, writer on a follower", ["--workload", "watch", "--watchers", "100", "--conns", "4"]),
     ("lease churn, 16 clients", ["--workload", "lease", "--clients", "16", "--conns", "4"]),
 ]
 
@@ -115,8 +132,8 @@ def du_mib(path):
     return total / (1 << 20)
 
 
-def load(args, seconds):
-    out = subprocess.run([LOAD, "--endpoints", endpoints(), "--duration-secs", str(seconds), "--json"] + args,
+def load(args, seconds, first=None):
+    out = subprocess.run([LOAD, "--endpoints", endpoints(first), "--duration-secs", str(seconds), "--json"] + args,
                          check=True, capture_output=True, text=True, timeout=600)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -170,8 +187,15 @@ def main():
                     data = tempfile.mkdtemp(dir=work)
                     procs = start(system, data)
                     try:
-                        res = load(args, a.seconds)
+                        leader = leader_host() if MEMBERS > 1 else None
+                        first = None
+                        if label.endswith("on the leader"):
+                            first = leader
+                        elif label.endswith("on a follower"):
+                            first = next((h for h in hosts() if h != leader), None)
+                        res = load(args, a.seconds, first)
                         res["rss_mib"] = peak_rss_mib(procs)
+                        res["leader"], res["first_endpoint"] = leader, first or hosts()[0]
                     finally:
                         stop(procs)
                         shutil.rmtree(data, ignore_errors=True)

@@ -83,6 +83,13 @@ async fn writes_everywhere(n: usize) {
         for i in 0..n {
             let key = format!("w/{i}/{round}");
             put(&c, i, &key, "v").await.unwrap_or_else(|e| panic!("put through {}: {e}", c.nodes[i].name));
+            // As in etcd, a member answers a write only once it applied it itself: a
+            // serializable read on the member the write went through sees it.
+            assert!(
+                keys(&c, i, &key, true).await.contains(&key),
+                "serializable read of {key} on {} after writing through it",
+                c.nodes[i].name
+            );
             want.insert(key);
         }
     }

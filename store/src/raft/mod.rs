@@ -81,7 +81,7 @@ pub struct Replica {
     /// Linearizable reads waiting for a read index.
     reads: Rounds<(), u64>,
     /// Writes waiting to be forwarded to the leader.
-    forwards: Rounds<bytes::Bytes, Applied>,
+    forwards: Rounds<bytes::Bytes, (Applied, u64)>,
 }
 
 impl Replica {
@@ -176,13 +176,19 @@ impl Replica {
                 // Leadership came here meanwhile, or the leader lost it before proposing.
                 Err(Error::NotLeader) if Instant::now() + RETRY < deadline => tokio::time::sleep(RETRY).await,
                 Err(Error::NotLeader) => return Err(Error::Timeout),
-                other => return other,
+                // As etcd, answer once this member has applied the write too: a serializable
+                // read here then sees it, and this member's watchers have had its events.
+                Ok((applied, index)) => {
+                    self.shared()?.wait_applied(index, deadline).await?;
+                    return Ok(applied);
+                }
+                Err(e) => return Err(e),
             }
         }
     }
 
     /// Have the leader propose `raw`, in the next batch of forwarded writes.
-    async fn forward(&self, raw: bytes::Bytes, deadline: Instant) -> Result<Applied> {
+    async fn forward(&self, raw: bytes::Bytes, deadline: Instant) -> Result<(Applied, u64)> {
         let joined = self.forwards.join(raw);
         if joined.start_runner {
             let me = self.shared()?.replica()?.clone();
@@ -200,7 +206,7 @@ impl Replica {
                 let commands = commands.clone();
                 async move { c.forward(ForwardRequest { commands }).await }
             });
-            let results: Vec<Result<Applied>> = match sent.await {
+            let results: Vec<Result<(Applied, u64)>> = match sent.await {
                 Ok(resp) if resp.results.len() == batch.len() => resp.results.into_iter().map(from_forward_result).collect(),
                 Ok(_) => (0..batch.len())
                     .map(|_| Err(Error::Storage("the leader answered a forwarded batch with the wrong count".into())))
@@ -224,10 +230,19 @@ impl Replica {
 
     /// Propose on this member only: [`Error::NotLeader`] when it does not lead.
     pub async fn propose_here(&self, raw: bytes::Bytes, deadline: Instant) -> Result<Applied> {
+        self.propose_indexed(raw, deadline).await.map(|(applied, _)| applied)
+    }
+
+    /// [`Replica::propose_here`], with the log index the write was applied at.
+    pub async fn propose_indexed(&self, raw: bytes::Bytes, deadline: Instant) -> Result<(Applied, u64)> {
         let write = self.raft.client_write(LogCmd(raw));
         match tokio::time::timeout_at(deadline, write).await {
             Err(_) => Err(Error::Timeout),
-            Ok(Ok(resp)) => resp.data.0.unwrap_or_else(|| Err(Error::Storage("an applied entry produced no result".into()))),
+            Ok(Ok(resp)) => {
+                let index = resp.log_id.index;
+                let applied = resp.data.0.unwrap_or_else(|| Err(Error::Storage("an applied entry produced no result".into())));
+                applied.map(|a| (a, index))
+            }
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(Error::NotLeader),
             // The entry was appended and then replaced by another leader's: not applied.
             Ok(Err(RaftError::APIError(e))) => Err(Error::Remote(tonic::Code::Unavailable, format!("etcdserver: leader changed ({e})"))),
@@ -301,10 +316,13 @@ impl Replica {
     }
 }
 
-/// One forwarded command's outcome as this member's own result.
-fn from_forward_result(r: ForwardResult) -> Result<Applied> {
+/// One forwarded command's outcome as this member's own result, with the leader's log index.
+fn from_forward_result(r: ForwardResult) -> Result<(Applied, u64)> {
     match r.outcome {
-        Some(forward_result::Outcome::Reply(reply)) => from_forward_reply(reply),
+        Some(forward_result::Outcome::Reply(reply)) => {
+            let index = reply.index;
+            from_forward_reply(reply).map(|a| (a, index))
+        }
         Some(forward_result::Outcome::Failure(f)) => Err(Error::from_status(&tonic::Status::new(tonic::Code::from_i32(f.code), f.message))),
         None => Err(Error::Storage("the leader answered a forwarded write with nothing".into())),
     }
@@ -327,8 +345,8 @@ pub fn from_forward_reply(r: ForwardReply) -> Result<Applied> {
     Ok(Applied { output, revision: r.revision, events: Vec::new() })
 }
 
-/// A result as the answer to a forwarded write.
-pub fn to_forward_reply(a: Applied) -> ForwardReply {
+/// A result, applied at log `index`, as the answer to a forwarded write.
+pub fn to_forward_reply(a: Applied, index: u64) -> ForwardReply {
     use crate::apply::Output;
     let result = match a.output {
         Output::Put(x) => forward_reply::Result::Put(x),
@@ -340,5 +358,5 @@ pub fn to_forward_reply(a: Applied) -> ForwardReply {
         Output::Alarm(x) => forward_reply::Result::Alarm(x),
         Output::Auth(x) => forward_reply::Result::Auth(x),
     };
-    ForwardReply { revision: a.revision, result: Some(result) }
+    ForwardReply { revision: a.revision, result: Some(result), index }
 }

@@ -115,13 +115,13 @@ impl Peer for PeerService {
 
     async fn forward(&self, request: Request<ForwardRequest>) -> Result<Response<ForwardResponse>, Status> {
         let until = deadline();
-        let proposals = request.into_inner().commands.into_iter().map(|cmd| self.replica.propose_here(cmd, until));
+        let proposals = request.into_inner().commands.into_iter().map(|cmd| self.replica.propose_indexed(cmd, until));
         let results = futures::future::join_all(proposals)
             .await
             .into_iter()
             .map(|r| ForwardResult {
                 outcome: Some(match r {
-                    Ok(applied) => forward_result::Outcome::Reply(super::to_forward_reply(applied)),
+                    Ok((applied, index)) => forward_result::Outcome::Reply(super::to_forward_reply(applied, index)),
                     Err(e) => forward_result::Outcome::Failure(Failure { code: e.code() as i32, message: e.to_string() }),
                 }),
             })
