@@ -5,5 +5,10 @@
 # Extra arguments after -- are etcd flags for every member, e.g. scripts/run.sh -- --auto-compaction-retention 1h
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# keel-store links jemalloc, which tikv-jemalloc-sys builds from source with a C compiler and make.
+if ! command -v cc >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq gcc make >/dev/null
+fi
 cargo build --release -p keel-store --bins -p keel-apiserver
 exec target/release/keel up --data-dir data "$@"

@@ -14,6 +14,9 @@ command -v curl >/dev/null 2>&1 || missing="$missing curl"
 command -v kubectl >/dev/null 2>&1 || missing="$missing kubernetes-client"
 # The real etcd: the apiserver's kubectl conformance tests run against it too.
 command -v etcd >/dev/null 2>&1 || missing="$missing etcd-server"
+# A C compiler and make: keel-store links jemalloc, built from source by tikv-jemalloc-sys.
+command -v cc >/dev/null 2>&1 || missing="$missing gcc"
+command -v make >/dev/null 2>&1 || missing="$missing make"
 if [ -n "$missing" ]; then
   echo "installing$missing for the tests"
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
