@@ -4,6 +4,15 @@
 //! randomness and the process's signals.
 
 use anyhow::Context;
+use keel_store::config::{self, Config, Invocation};
+use keel_store::node::Member;
+use keel_store::raft::log_store::FileDisk;
+use keel_store::seams::{Bugs, Seams, SplitMix64, SystemClock, TokioClock};
+use keel_store::server::maintenance::ETCD_VERSION;
+use keel_store::storage::sled::SledBackend;
+use keel_store::tls::conn;
+use std::sync::Arc;
+use tokio::net::TcpListener;
 
 /// jemalloc instead of glibc's malloc: under load a member spent up to 40 % of its CPU in glibc's
 /// `_int_malloc`/`malloc_consolidate`, mostly for tonic's 8 KiB per-request codec buffers (above
@@ -20,15 +29,6 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[unsafe(export_name = "_rjem_malloc_conf")]
 static MALLOC_CONF: Option<&'static u8> =
     Some(&b"percpu_arena:percpu,background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0,tcache_max:8192\0"[0]);
-use keel_store::config::{self, Config, Invocation};
-use keel_store::node::Member;
-use keel_store::raft::log_store::FileDisk;
-use keel_store::seams::{Bugs, Seams, SplitMix64, SystemClock, TokioClock};
-use keel_store::server::maintenance::ETCD_VERSION;
-use keel_store::storage::sled::SledBackend;
-use keel_store::tls::conn;
-use std::sync::Arc;
-use tokio::net::TcpListener;
 
 /// sled's page cache per member (its nodes, keys and values as decoded in memory). Pages that
 /// fall out of it are read back from the file, usually from the kernel's page cache, which does

@@ -319,17 +319,15 @@ impl Replica {
 /// One forwarded command's outcome as this member's own result, with the leader's log index.
 fn from_forward_result(r: ForwardResult) -> Result<(Applied, u64)> {
     match r.outcome {
-        Some(forward_result::Outcome::Reply(reply)) => {
-            let index = reply.index;
-            from_forward_reply(reply).map(|a| (a, index))
-        }
+        Some(forward_result::Outcome::Reply(reply)) => from_forward_reply(reply),
         Some(forward_result::Outcome::Failure(f)) => Err(Error::from_status(&tonic::Status::new(tonic::Code::from_i32(f.code), f.message))),
         None => Err(Error::Storage("the leader answered a forwarded write with nothing".into())),
     }
 }
 
-/// The forwarded answer as this member's own result (its events come through local apply).
-pub fn from_forward_reply(r: ForwardReply) -> Result<Applied> {
+/// The forwarded answer as this member's own result (its events come through local apply),
+/// with the log index the leader applied it at; the inverse of [`to_forward_reply`].
+pub fn from_forward_reply(r: ForwardReply) -> Result<(Applied, u64)> {
     use crate::apply::Output;
     let output = match r.result {
         Some(forward_reply::Result::Put(x)) => Output::Put(x),
@@ -342,7 +340,7 @@ pub fn from_forward_reply(r: ForwardReply) -> Result<Applied> {
         Some(forward_reply::Result::Auth(x)) => Output::Auth(x),
         None => return Err(Error::Storage("the leader answered a forwarded write with nothing".into())),
     };
-    Ok(Applied { output, revision: r.revision, events: Vec::new() })
+    Ok((Applied { output, revision: r.revision, events: Vec::new() }, r.index))
 }
 
 /// A result, applied at log `index`, as the answer to a forwarded write.
