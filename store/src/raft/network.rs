@@ -2,9 +2,17 @@
 //! channel per peer, shared by every call to it, with a connect timeout, HTTP/2 keepalive (a
 //! cut-off connection is noticed and redialed) and a deadline on every call. Failures are
 //! reported as `Unreachable`, so openraft backs off before retrying.
+//!
+//! Replication is pipelined: `stream_append` keeps one bidirectional `AppendStream` call open
+//! per replication session and sends each request as openraft produces it, without waiting for
+//! the answer to the one before. A follower so learns of new entries and of a new commit index
+//! while it is still syncing earlier ones; a session whose oldest unanswered request waits
+//! longer than the call deadline ends with `Unreachable`.
 
 use super::codec::{self, from_json, to_json};
 use super::types::{PeerInfo, SnapshotFile, TypeConfig, typ};
+use futures::future::BoxFuture;
+use futures::stream::{BoxStream, Stream, StreamExt};
 use keel_proto::keelpeerpb::peer_client::PeerClient;
 use keel_proto::keelpeerpb::{RaftRequest, SnapshotChunk};
 use openraft::OptionalSend;
@@ -12,11 +20,13 @@ use openraft::RaftNetworkFactory;
 use openraft::errors::{RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::RPCOption;
 use openraft::network::v2::RaftNetworkV2;
-use std::collections::HashMap;
+use openraft::raft::StreamAppendResult;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io::Read;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
 /// Connect timeout for peer channels.
@@ -127,6 +137,40 @@ fn decode<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, RPCError<Type
     from_json(raw).map_err(unreachable)
 }
 
+/// The wire form of an AppendEntries request.
+fn append_request(rpc: &typ::AppendEntriesRequest) -> RaftRequest {
+    let meta = to_json(&(&rpc.vote, &rpc.prev_log_id, &rpc.leader_commit));
+    RaftRequest { meta: meta.into(), entries: rpc.entries.iter().map(codec::entry_bytes).collect() }
+}
+
+/// When each unanswered request of a pipelined session was sent, oldest first.
+type SendTimes = Arc<Mutex<VecDeque<Instant>>>;
+
+/// The next answer of a pipelined session, or `None` when the follower closed it. Fails when
+/// the oldest unanswered request has waited `ttl`; an idle session (nothing unanswered) waits
+/// on, as the connection's keepalive notices a dead peer.
+async fn next_answer(
+    replies: &mut tonic::Streaming<keel_proto::keelpeerpb::RaftReply>,
+    sent: &SendTimes,
+    ttl: Duration,
+    target: u64,
+) -> Option<Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>> {
+    loop {
+        let oldest = sent.lock().unwrap_or_else(|p| p.into_inner()).front().copied();
+        let wait = oldest.map_or(ttl, |t| ttl.saturating_sub(t.elapsed()));
+        match tokio::time::timeout(wait, replies.message()).await {
+            Ok(Ok(Some(reply))) => {
+                sent.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+                return Some(decode(&reply.meta));
+            }
+            Ok(Ok(None)) => return None,
+            Ok(Err(status)) => return Some(Err(unreachable(format!("peer {target:x}: {}", status.message())))),
+            Err(_) if oldest.is_some() => return Some(Err(unreachable(format!("peer {target:x}: no answer within {ttl:?}")))),
+            Err(_) => {}
+        }
+    }
+}
+
 impl RaftNetworkV2<TypeConfig> for Connection {
     type SnapshotData = SnapshotFile;
 
@@ -135,11 +179,52 @@ impl RaftNetworkV2<TypeConfig> for Connection {
         rpc: typ::AppendEntriesRequest,
         option: RPCOption,
     ) -> Result<typ::AppendEntriesResponse, typ::RpcError> {
-        let meta = to_json(&(rpc.vote, rpc.prev_log_id, rpc.leader_commit));
-        let entries = rpc.entries.iter().map(codec::entry_bytes).collect();
-        let req = RaftRequest { meta: meta.into(), entries };
+        let req = append_request(&rpc);
         let raw = self.call(option.hard_ttl(), |mut c| async move { c.append_entries(req).await }).await?;
         decode(&raw)
+    }
+
+    fn stream_append<'s, S>(
+        &'s mut self,
+        input: S,
+        option: RPCOption,
+    ) -> BoxFuture<'s, Result<BoxStream<'s, Result<StreamAppendResult<TypeConfig>, typ::RpcError>>, typ::RpcError>>
+    where
+        S: Stream<Item = typ::AppendEntriesRequest> + OptionalSend + Unpin + 'static,
+    {
+        Box::pin(async move {
+            let mut client = self.client()?;
+            let (ttl, target) = (option.hard_ttl(), self.target);
+            // openraft sleeps out its backoff while making a request, so the call opens only
+            // once the first request exists: a peer refusing connections is not redialed in a
+            // tight loop, and a session with nothing to send opens no call.
+            let mut input = input;
+            let Some(first) = input.next().await else {
+                return Ok(futures::stream::empty().boxed());
+            };
+            let sent = SendTimes::default();
+            let stamp = sent.clone();
+            let requests = futures::stream::once(async { first }).chain(input).map(move |rpc| {
+                stamp.lock().unwrap_or_else(|p| p.into_inner()).push_back(Instant::now());
+                append_request(&rpc)
+            });
+            let replies = match tokio::time::timeout(ttl, client.append_stream(requests)).await {
+                Ok(Ok(r)) => r.into_inner(),
+                Ok(Err(status)) => return Err(unreachable(format!("peer {target:x}: {}", status.message()))),
+                Err(_) => return Err(unreachable(format!("peer {target:x}: no answer within {ttl:?}"))),
+            };
+            let answers = futures::stream::unfold(Some(replies), move |state| {
+                let sent = sent.clone();
+                async move {
+                    let mut replies = state?;
+                    let answer = next_answer(&mut replies, &sent, ttl, target).await?;
+                    // openraft ends a session at its first failure; so does the stream.
+                    let more = matches!(answer, Ok(Ok(_))).then_some(replies);
+                    Some((answer, more))
+                }
+            });
+            Ok(answers.boxed())
+        })
     }
 
     async fn vote(&mut self, rpc: typ::VoteRequest, option: RPCOption) -> Result<typ::VoteResponse, typ::RpcError> {

@@ -8,6 +8,7 @@ use crate::error::Error;
 use crate::server::lease::LeaseService;
 use crate::server::state::Shared;
 use crate::server::{REQUEST_TIMEOUT, cluster};
+use futures::StreamExt;
 use keel_proto::etcdserverpb::{
     LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, Member, MemberAddRequest,
     MemberAddResponse, MemberPromoteRequest, MemberPromoteResponse, MemberRemoveRequest, MemberRemoveResponse, MemberUpdateRequest,
@@ -44,6 +45,16 @@ fn fatal(e: impl std::fmt::Display) -> Status {
     Status::unavailable(format!("raft stopped: {e}"))
 }
 
+/// An AppendEntries request from its wire form.
+fn decode_append(req: &RaftRequest) -> Result<typ::AppendEntriesRequest, Status> {
+    let (vote, prev_log_id, leader_commit): (typ::Vote, Option<typ::LogId>, Option<typ::LogId>) = from_json(&req.meta).map_err(bad)?;
+    // Copied out of the receive buffer: the log keeps entries until a snapshot, and a slice
+    // would pin the whole message buffer as long.
+    let entries =
+        req.entries.iter().map(|e| codec::decode_entry(bytes::Bytes::copy_from_slice(e))).collect::<Result<Vec<_>, _>>().map_err(bad)?;
+    Ok(typ::AppendEntriesRequest { vote, prev_log_id, entries, leader_commit })
+}
+
 fn reply<T: serde::Serialize>(t: &T) -> Result<Response<RaftReply>, Status> {
     Ok(Response::new(RaftReply { meta: to_json(t).into() }))
 }
@@ -55,18 +66,32 @@ fn deadline() -> Instant {
 #[tonic::async_trait]
 impl Peer for PeerService {
     async fn append_entries(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
-        let req = request.into_inner();
-        let (vote, prev_log_id, leader_commit): (typ::Vote, Option<typ::LogId>, Option<typ::LogId>) = from_json(&req.meta).map_err(bad)?;
-        // Copied out of the receive buffer: the log keeps entries until a snapshot, and a slice
-        // would pin the whole message buffer as long.
-        let entries = req
-            .entries
-            .iter()
-            .map(|e| codec::decode_entry(bytes::Bytes::copy_from_slice(e)))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(bad)?;
-        let rpc = typ::AppendEntriesRequest { vote, prev_log_id, entries, leader_commit };
+        let rpc = decode_append(&request.into_inner())?;
         reply(&self.replica.raft.append_entries(rpc).await.map_err(fatal)?)
+    }
+
+    type AppendStreamStream = futures::stream::BoxStream<'static, Result<RaftReply, Status>>;
+
+    async fn append_stream(&self, request: Request<Streaming<RaftRequest>>) -> Result<Response<Self::AppendStreamStream>, Status> {
+        // Requests go to openraft as they arrive; it answers each in order. The first one that
+        // does not decode ends the input, and its error follows the answers to those before it.
+        let failure = Arc::new(std::sync::Mutex::new(None::<Status>));
+        let noted = failure.clone();
+        let input = request.into_inner().scan((), move |_, req| {
+            let decoded = req.and_then(|r| decode_append(&r));
+            futures::future::ready(decoded.map_err(|e| *noted.lock().unwrap_or_else(|p| p.into_inner()) = Some(e)).ok())
+        });
+        // openraft spawns the task that feeds the requests in; its runtime draws that task's
+        // seed from the caller's scope, which a gRPC handler lacks. The task draws no random
+        // numbers, so any fixed seed keeps a simulation's replay exact.
+        let raft = &self.replica.raft;
+        let answers = super::types::Runtime::scope(self.replica.id, async move { raft.stream_append(input) }).await;
+        let answers = answers.map(|r| match r {
+            Ok(result) => Ok(RaftReply { meta: to_json(&result).into() }),
+            Err(e) => Err(fatal(e)),
+        });
+        let failed = futures::stream::once(async move { failure.lock().unwrap_or_else(|p| p.into_inner()).take().map(Err) });
+        Ok(Response::new(answers.chain(failed.filter_map(futures::future::ready)).boxed()))
     }
 
     async fn vote(&self, request: Request<RaftRequest>) -> Result<Response<RaftReply>, Status> {
