@@ -11,6 +11,7 @@ use super::codec::log_id;
 use super::snapshot;
 use super::types::{ApplyReply, SnapshotFile, TypeConfig, typ};
 use crate::apply::Command;
+use crate::mvcc::UnreadPrev;
 use crate::server::state::Shared;
 use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
@@ -94,6 +95,7 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         }
         let mut replies = Vec::with_capacity(batch.len());
         let mut events = Vec::new();
+        let mut unread = Vec::new();
         let mut last = None;
         let mut grew = false;
         let mut auth_changed = false;
@@ -121,6 +123,8 @@ impl RaftStateMachine<TypeConfig> for SmStore {
                         match sm.apply(id.index, cmd, guard.as_ref(), self.shared.lease_now()) {
                             Err(crate::error::Error::Storage(msg)) => return Err(storage(msg)),
                             Ok(mut applied) => {
+                                let offset = events.len();
+                                unread.extend(applied.unread.iter().map(|u| UnreadPrev { event: u.event + offset, ..*u }));
                                 events.append(&mut applied.events);
                                 Some(Ok(applied))
                             }
@@ -152,7 +156,9 @@ impl RaftStateMachine<TypeConfig> for SmStore {
             }
             self.shared.publish(rev);
             self.shared.set_applied_index(index);
-            self.shared.hub.notify(events, rev);
+            // Previous key-values no request asked for are read only if a watcher wants them.
+            let shared = &self.shared;
+            shared.hub.notify(events, rev, |evs| shared.read_state().mvcc.fill_prev(evs, &unread));
             if grew {
                 // As in etcd, only a growing write raises NOSPACE (again, after a disarm).
                 self.shared.check_quota();
