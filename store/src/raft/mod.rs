@@ -7,7 +7,8 @@
 //! - [`log_store`]: the Raft log file (group commit).
 //! - [`state_machine`]: committed entries applied to [`crate::apply::StateMachine`]; snapshots.
 //! - [`snapshot`]: the snapshot file format.
-//! - [`network`]: outgoing peer calls; [`peer`]: the peer gRPC service on 2380.
+//! - [`network`]: outgoing peer calls (appends pipelined on one stream per follower); [`peer`]:
+//!   the peer gRPC service on 2380.
 //! - [`membership`]: etcd's Cluster operations on the Raft membership.
 //! - [`rounds`]: requests served in rounds (read-index rounds, forwarded write batches).
 //!
