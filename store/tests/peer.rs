@@ -1,14 +1,15 @@
 //! The peer port (2380) against what no member sends: malformed Raft messages get
-//! `InvalidArgument`, a stale leader's appends are refused with the member's higher vote, and
-//! the member keeps serving clients.
+//! `InvalidArgument`, a stale leader's appends are refused with the member's higher vote,
+//! undecodable forwarded writes are refused, one by one, and the member keeps serving clients.
 
 mod common;
 
 use common::*;
 use futures::StreamExt;
 use keel_proto::etcdserverpb::{PutRequest, RangeRequest};
-use keel_proto::keelpeerpb::RaftRequest;
+use keel_proto::keelpeerpb::forward_result::Outcome;
 use keel_proto::keelpeerpb::peer_client::PeerClient;
+use keel_proto::keelpeerpb::{ForwardRequest, ForwardResponse, RaftRequest};
 use keel_store::raft::types::typ;
 use tonic::Code;
 use tonic::transport::{Channel, Endpoint};
@@ -67,6 +68,39 @@ async fn a_stale_leaders_appends_are_answered_with_the_higher_vote_and_end_the_s
     let text = String::from_utf8_lossy(&first.meta).to_string();
     assert!(text.contains("HigherVote"), "{text}");
     assert!(answers.next().await.is_none(), "a refused append ends the stream");
+
+    still_serves(&m).await;
+}
+
+fn refused(answer: &ForwardResponse) -> Vec<i32> {
+    answer
+        .results
+        .iter()
+        .map(|r| match &r.outcome {
+            Some(Outcome::Failure(f)) => f.code,
+            other => panic!("expected a refusal, got {other:?}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn undecodable_forwarded_writes_are_refused_unary_and_on_the_stream() {
+    let m = Member::start(&[]);
+    let mut peer = peer_client(&m).await;
+    let junk = || bytes::Bytes::from_static(b"\xff\xff not a command");
+
+    let one = peer.forward(ForwardRequest { commands: vec![junk(), junk()], id: 0 }).await.expect("answered").into_inner();
+    assert_eq!(refused(&one), vec![Code::InvalidArgument as i32; 2]);
+
+    let batches = vec![ForwardRequest { commands: vec![junk()], id: 7 }, ForwardRequest { commands: vec![junk(), junk()], id: 9 }];
+    let mut answers = peer.forward_stream(futures::stream::iter(batches)).await.expect("stream opens").into_inner();
+    let mut got = Vec::new();
+    while let Some(answer) = answers.message().await.expect("answers") {
+        got.push((answer.id, refused(&answer)));
+    }
+    got.sort();
+    let invalid = Code::InvalidArgument as i32;
+    assert_eq!(got, vec![(7, vec![invalid]), (9, vec![invalid, invalid])], "each batch answered once, by its id");
 
     still_serves(&m).await;
 }

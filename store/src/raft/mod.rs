@@ -11,10 +11,12 @@
 //!   the peer gRPC service on 2380.
 //! - [`membership`]: etcd's Cluster operations on the Raft membership.
 //! - [`rounds`]: requests served in rounds (read-index rounds, forwarded write batches).
+//! - [`forward`]: forwarded batches pipelined on one call to the leader.
 //!
 //! Flows are described in `store/docs/replication.md`.
 
 pub mod codec;
+pub mod forward;
 pub mod log_store;
 pub mod membership;
 pub mod network;
@@ -28,7 +30,7 @@ use crate::apply::{Applied, Command};
 use crate::error::{Error, Result};
 use crate::server::state::Shared;
 use keel_proto::keelpeerpb::peer_client::PeerClient;
-use keel_proto::keelpeerpb::{ForwardReply, ForwardRequest, ForwardResult, ReadIndexRequest, forward_reply, forward_result};
+use keel_proto::keelpeerpb::{ForwardReply, ForwardResult, ReadIndexRequest, forward_reply, forward_result};
 use network::Peers;
 use openraft::ReadPolicy;
 use openraft::async_runtime::WatchReceiver;
@@ -43,6 +45,10 @@ use types::{LogCmd, PeerInfo, Raft, typ};
 
 /// How long to wait between attempts while no leader is known.
 const RETRY: Duration = Duration::from_millis(25);
+
+/// Forwarded batches under way at once: a write that arrives while batches wait for their
+/// answers goes out in the next batch at once, up to this many (see [`forward`]).
+const FORWARDS_IN_FLIGHT: usize = 4;
 
 /// Raft timing and snapshot settings, from etcd's flags.
 pub fn config(heartbeat: Duration, election: Duration, snapshot_count: u64) -> Result<openraft::Config> {
@@ -83,12 +89,28 @@ pub struct Replica {
     reads: Rounds<(), u64>,
     /// Writes waiting to be forwarded to the leader.
     forwards: Rounds<bytes::Bytes, (Applied, u64)>,
+    /// Forwarded batches that may be under way at once.
+    forward_slots: Arc<tokio::sync::Semaphore>,
+    /// The open forwarding call to the leader, if any.
+    forward_link: tokio::sync::Mutex<Option<Arc<forward::Link>>>,
+    /// The next forwarded batch's id.
+    next_batch: std::sync::atomic::AtomicU64,
 }
 
 impl Replica {
     /// Wrap a built Raft node.
     pub fn new(raft: Raft, id: u64, peers: Peers, shared: &Arc<Shared>) -> Replica {
-        Replica { raft, id, peers, shared: Arc::downgrade(shared), reads: Rounds::default(), forwards: Rounds::default() }
+        Replica {
+            raft,
+            id,
+            peers,
+            shared: Arc::downgrade(shared),
+            reads: Rounds::default(),
+            forwards: Rounds::default(),
+            forward_slots: Arc::new(tokio::sync::Semaphore::new(FORWARDS_IN_FLIGHT)),
+            forward_link: Default::default(),
+            next_batch: Default::default(),
+        }
     }
 
     pub(crate) fn shared(&self) -> Result<Arc<Shared>> {
@@ -198,26 +220,74 @@ impl Replica {
         joined.answer(deadline).await
     }
 
-    /// Send forwarded writes in batches (one peer call each) until none waits.
-    async fn run_forwards(&self) {
-        while let Some(batch) = self.forwards.next() {
-            let commands: Vec<bytes::Bytes> = batch.iter().map(|(c, _)| c.clone()).collect();
-            let deadline = Instant::now() + crate::server::REQUEST_TIMEOUT;
-            let sent = self.call_leader(deadline, |mut c| {
-                let commands = commands.clone();
-                async move { c.forward(ForwardRequest { commands }).await }
+    /// Send forwarded writes in batches, up to [`FORWARDS_IN_FLIGHT`] under way at once, until
+    /// none waits.
+    async fn run_forwards(self: Arc<Self>) {
+        loop {
+            let Ok(slot) = self.forward_slots.clone().acquire_owned().await else { return };
+            let Some(batch) = self.forwards.next() else { return };
+            let me = self.clone();
+            tokio::spawn(async move {
+                me.forward_batch(batch).await;
+                drop(slot);
             });
-            let results: Vec<Result<(Applied, u64)>> = match sent.await {
-                Ok(resp) if resp.results.len() == batch.len() => resp.results.into_iter().map(from_forward_result).collect(),
-                Ok(_) => (0..batch.len())
-                    .map(|_| Err(Error::Storage("the leader answered a forwarded batch with the wrong count".into())))
-                    .collect(),
-                Err(e) => (0..batch.len()).map(|_| Err(e.clone())).collect(),
-            };
-            for ((_, tx), r) in batch.into_iter().zip(results) {
-                let _ = tx.send(r);
+        }
+    }
+
+    /// Send one batch of forwarded writes and hand out the answers.
+    async fn forward_batch(&self, batch: Vec<rounds::Waiter<bytes::Bytes, (Applied, u64)>>) {
+        let commands: Vec<bytes::Bytes> = batch.iter().map(|(c, _)| c.clone()).collect();
+        let deadline = Instant::now() + crate::server::REQUEST_TIMEOUT;
+        let results: Vec<Result<(Applied, u64)>> = match self.forward_on_link(commands, deadline).await {
+            Ok(resp) if resp.results.len() == batch.len() => resp.results.into_iter().map(from_forward_result).collect(),
+            Ok(_) => {
+                (0..batch.len()).map(|_| Err(Error::Storage("the leader answered a forwarded batch with the wrong count".into()))).collect()
+            }
+            Err(e) => (0..batch.len()).map(|_| Err(e.clone())).collect(),
+        };
+        for ((_, tx), r) in batch.into_iter().zip(results) {
+            let _ = tx.send(r);
+        }
+    }
+
+    /// Send a batch on the forwarding call, opening one when there is none (or it ended, or
+    /// the leader changed).
+    async fn forward_on_link(&self, commands: Vec<bytes::Bytes>, deadline: Instant) -> Result<keel_proto::keelpeerpb::ForwardResponse> {
+        loop {
+            let link = self.forward_link(deadline).await?;
+            let id = self.next_batch.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if let Some(answer) = link.send(id, commands.clone(), deadline).await {
+                return answer;
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout);
             }
         }
+    }
+
+    /// The forwarding call to the current leader, opened if needed.
+    async fn forward_link(&self, deadline: Instant) -> Result<Arc<forward::Link>> {
+        let mut slot = self.forward_link.lock().await;
+        let leader = self.leader_id();
+        if let Some(link) = slot.as_ref()
+            && !link.closed()
+            && link.leader == leader
+        {
+            return Ok(link.clone());
+        }
+        // Each attempt gets a fresh request side; the one of the attempt that opened is kept.
+        let opened = std::sync::Mutex::new(None);
+        let answers = self
+            .call_leader(deadline, |mut c| {
+                let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+                *opened.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+                async move { c.forward_stream(tokio_stream::wrappers::UnboundedReceiverStream::new(rx)).await }
+            })
+            .await?;
+        let batches = opened.into_inner().unwrap_or_else(|p| p.into_inner()).ok_or(Error::Stopped)?;
+        let link = forward::Link::start(leader, batches, answers);
+        *slot = Some(link.clone());
+        Ok(link)
     }
 
     /// Propose `cmd` only while this member leads, never forwarding it (lease expiry: a

@@ -55,6 +55,30 @@ fn decode_append(req: &RaftRequest) -> Result<typ::AppendEntriesRequest, Status>
     Ok(typ::AppendEntriesRequest { vote, prev_log_id, entries, leader_commit })
 }
 
+/// Propose a follower's batch of forwarded writes concurrently; one result per command. A
+/// command that does not decode is refused here: applied, it would stop every member's state
+/// machine.
+async fn propose_forwarded(replica: &Replica, batch: ForwardRequest) -> ForwardResponse {
+    let until = deadline();
+    let proposals = batch.commands.into_iter().map(|cmd| async move {
+        match crate::apply::Command::from_log_bytes(&cmd) {
+            Err(e) => Err(Error::InvalidArgument(format!("forwarded command: {e}"))),
+            Ok(_) => replica.propose_indexed(cmd, until).await,
+        }
+    });
+    let results = futures::future::join_all(proposals)
+        .await
+        .into_iter()
+        .map(|r| ForwardResult {
+            outcome: Some(match r {
+                Ok((applied, index)) => forward_result::Outcome::Reply(super::to_forward_reply(applied, index)),
+                Err(e) => forward_result::Outcome::Failure(Failure { code: e.code() as i32, message: e.to_string() }),
+            }),
+        })
+        .collect();
+    ForwardResponse { results, id: batch.id }
+}
+
 fn reply<T: serde::Serialize>(t: &T) -> Result<Response<RaftReply>, Status> {
     Ok(Response::new(RaftReply { meta: to_json(t).into() }))
 }
@@ -139,19 +163,26 @@ impl Peer for PeerService {
     }
 
     async fn forward(&self, request: Request<ForwardRequest>) -> Result<Response<ForwardResponse>, Status> {
-        let until = deadline();
-        let proposals = request.into_inner().commands.into_iter().map(|cmd| self.replica.propose_indexed(cmd, until));
-        let results = futures::future::join_all(proposals)
-            .await
-            .into_iter()
-            .map(|r| ForwardResult {
-                outcome: Some(match r {
-                    Ok((applied, index)) => forward_result::Outcome::Reply(super::to_forward_reply(applied, index)),
-                    Err(e) => forward_result::Outcome::Failure(Failure { code: e.code() as i32, message: e.to_string() }),
-                }),
-            })
-            .collect();
-        Ok(Response::new(ForwardResponse { results }))
+        Ok(Response::new(propose_forwarded(&self.replica, request.into_inner()).await))
+    }
+
+    type ForwardStreamStream = futures::stream::BoxStream<'static, Result<ForwardResponse, Status>>;
+
+    async fn forward_stream(&self, request: Request<Streaming<ForwardRequest>>) -> Result<Response<Self::ForwardStreamStream>, Status> {
+        // Each batch is proposed as it arrives and answered when done; the answers end after
+        // the last batch's, once the follower has closed its side.
+        let mut batches = request.into_inner();
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let replica = self.replica.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(batch)) = batches.message().await {
+                let (replica, tx) = (replica.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let _ = tx.send(Ok(propose_forwarded(&replica, batch).await));
+                });
+            }
+        });
+        Ok(Response::new(tokio_stream::wrappers::UnboundedReceiverStream::new(rx).boxed()))
     }
 
     async fn read_index(&self, _request: Request<ReadIndexRequest>) -> Result<Response<ReadIndexReply>, Status> {
