@@ -11,7 +11,6 @@ use super::codec::log_id;
 use super::snapshot;
 use super::types::{ApplyReply, SnapshotFile, TypeConfig, typ};
 use crate::apply::Command;
-use crate::mvcc::UnreadPrev;
 use crate::server::state::Shared;
 use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
@@ -95,7 +94,6 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         }
         let mut replies = Vec::with_capacity(batch.len());
         let mut events = Vec::new();
-        let mut unread = Vec::new();
         let mut last = None;
         let mut grew = false;
         let mut auth_changed = false;
@@ -123,8 +121,6 @@ impl RaftStateMachine<TypeConfig> for SmStore {
                         match sm.apply(id.index, cmd, guard.as_ref(), self.shared.lease_now()) {
                             Err(crate::error::Error::Storage(msg)) => return Err(storage(msg)),
                             Ok(mut applied) => {
-                                let offset = events.len();
-                                unread.extend(applied.unread.iter().map(|u| UnreadPrev { event: u.event + offset, ..*u }));
                                 events.append(&mut applied.events);
                                 Some(Ok(applied))
                             }
@@ -156,9 +152,7 @@ impl RaftStateMachine<TypeConfig> for SmStore {
             }
             self.shared.publish(rev);
             self.shared.set_applied_index(index);
-            // Previous key-values no request asked for are read only if a watcher wants them.
-            let shared = &self.shared;
-            shared.hub.notify(events, rev, |evs| shared.read_state().mvcc.fill_prev(evs, &unread));
+            self.shared.hub.notify(events, rev);
             if grew {
                 // As in etcd, only a growing write raises NOSPACE (again, after a disarm).
                 self.shared.check_quota();
