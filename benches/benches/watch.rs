@@ -68,7 +68,7 @@ fn watch(c: &mut Criterion) {
                     rev += 1;
                     (vec![event(rev)], rev)
                 },
-                |(events, rev)| hub.notify(events, rev),
+                |(events, rev)| hub.notify(events, rev, |_| {}),
                 BatchSize::PerIteration,
             );
         });

@@ -11,7 +11,7 @@ pub mod txn;
 use crate::auth::AuthStore;
 use crate::error::{Error, Result};
 use crate::lease::Leases;
-use crate::mvcc::{KeyRange, Mvcc, WriteCtx, codec};
+use crate::mvcc::{KeyRange, Mvcc, UnreadPrev, WriteCtx, codec};
 use crate::storage::WriteBatch;
 use keel_proto::etcdserverpb::{
     AlarmMember, AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
@@ -190,6 +190,41 @@ pub struct Applied {
     pub revision: i64,
     /// Events in revision order.
     pub events: Vec<Event>,
+    /// Events whose previous key-value was left unread.
+    pub unread: Vec<UnreadPrev>,
+}
+
+/// The watch events of a group of applied commands, some with their previous key-value still
+/// unread (see [`UnreadPrev`]). Those are read when a watcher wants them, after the group, or
+/// at once before a compaction in the group, which may drop the records they name.
+#[derive(Debug, Default)]
+pub struct GroupEvents {
+    /// Events in revision order.
+    pub events: Vec<Event>,
+    /// The events whose previous key-value is still unread.
+    pub unread: Vec<UnreadPrev>,
+}
+
+impl GroupEvents {
+    /// Take `applied`'s events into the group.
+    pub fn add(&mut self, applied: &mut Applied) {
+        let offset = self.events.len();
+        self.unread.extend(applied.unread.drain(..).map(|u| UnreadPrev { event: u.event + offset, ..u }));
+        self.events.append(&mut applied.events);
+    }
+
+    /// Call before applying `cmd`: a compaction first has every unread value read.
+    pub fn before(&mut self, cmd: &Command, mvcc: &Mvcc) {
+        if matches!(cmd, Command::Compact(_)) {
+            self.read_unread(mvcc);
+        }
+    }
+
+    /// Read every previous key-value still unread.
+    pub fn read_unread(&mut self, mvcc: &Mvcc) {
+        mvcc.fill_prev(&mut self.events, &self.unread);
+        self.unread.clear();
+    }
 }
 
 /// Metadata key: the index of the last applied log entry.
@@ -327,11 +362,11 @@ impl StateMachine {
             Command::Auth(req) => Output::Auth(AuthApplied { auth_revision: self.auth.apply(req, now, ctx.batch)? }),
         };
         self.mvcc.commit(&ctx);
-        let events = std::mem::take(&mut ctx.events);
+        let (events, unread) = (std::mem::take(&mut ctx.events), std::mem::take(&mut ctx.unread));
         // The applied position is stored by `record_position`, once per group.
         self.applied = index;
         self.unwritten.append(batch);
-        Ok(Applied { output, revision: self.mvcc.current(), events })
+        Ok(Applied { output, revision: self.mvcc.current(), events, unread })
     }
 
     /// A command that revokes a lease, or puts a key under one, needs write rights on every key
@@ -384,8 +419,8 @@ impl StateMachine {
     }
 
     pub(crate) fn put(&mut self, ctx: &mut WriteCtx<'_>, req: PutRequest, plan: txn::PutPlan) -> Result<PutResponse> {
-        let prev = self.mvcc.put(ctx, req.key.clone(), plan.value, plan.lease)?;
-        if let Some(p) = &prev
+        let (before, prev) = self.mvcc.put(ctx, req.key.clone(), plan.value, plan.lease, req.prev_kv)?;
+        if let Some(p) = &before
             && p.lease != plan.lease
         {
             self.leases.detach(p.lease, &req.key);
@@ -393,7 +428,7 @@ impl StateMachine {
         if plan.lease != 0 {
             self.leases.attach(plan.lease, req.key);
         }
-        Ok(PutResponse { prev_kv: if req.prev_kv { prev } else { None }, ..Default::default() })
+        Ok(PutResponse { prev_kv: prev, ..Default::default() })
     }
 
     pub(crate) fn delete(&mut self, ctx: &mut WriteCtx<'_>, req: DeleteRangeRequest) -> Result<DeleteRangeResponse> {
@@ -476,6 +511,66 @@ mod tests {
             vec![b"b".to_vec()],
             "a lost its lease when rewritten without one"
         );
+    }
+
+    #[tokio::test]
+    async fn a_put_reads_the_previous_value_only_when_asked_and_leaves_it_for_the_hub() {
+        let backend = MemoryBackend::new();
+        let mut sm = open(&backend);
+        let now = Instant::now();
+        sm.apply(1, Command::LeaseGrant(LeaseGrantRequest { id: 7, ttl: 60 }), None, now).unwrap();
+        sm.apply(2, put("a", "1", 7), None, now).unwrap();
+        sm.write_group().unwrap();
+        // Not asked: the index alone gives version and create revision, the lease is detached.
+        let mut plain = sm.apply(3, put("a", "2", 0), None, now).unwrap();
+        let Output::Put(resp) = &plain.output else { panic!("{:?}", plain.output) };
+        assert_eq!(resp.prev_kv, None);
+        assert_eq!(plain.events[0].prev_kv, None);
+        assert_eq!(plain.unread.len(), 1);
+        assert!(sm.leases.get(7).unwrap().keys.is_empty(), "the old lease let go of the key");
+        // The hub's fill reads it, from the backend or from what is not written out yet.
+        sm.mvcc.fill_prev(&mut plain.events, &plain.unread);
+        let prev = plain.events[0].prev_kv.as_ref().expect("filled");
+        assert_eq!((&prev.value[..], prev.version, prev.lease, prev.mod_revision), (&b"1"[..], 1, 7, 2));
+        let mut pending = sm.apply(4, put("a", "3", 0), None, now).unwrap();
+        sm.mvcc.fill_prev(&mut pending.events, &pending.unread);
+        assert_eq!(&pending.events[0].prev_kv.as_ref().unwrap().value[..], b"2");
+        let kv = pending.events[0].kv.as_ref().unwrap();
+        assert_eq!((kv.version, kv.create_revision), (3, 2));
+        // Asked: read at once, nothing left unread.
+        let req = PutRequest { prev_kv: true, key: Bytes::from_static(b"a"), value: Bytes::from_static(b"4"), ..Default::default() };
+        let asked = sm.apply(5, Command::Put(req), None, now).unwrap();
+        let Output::Put(resp) = &asked.output else { panic!("{:?}", asked.output) };
+        assert_eq!(&resp.prev_kv.as_ref().unwrap().value[..], b"3");
+        assert_eq!(&asked.events[0].prev_kv.as_ref().unwrap().value[..], b"3");
+        assert!(asked.unread.is_empty());
+        // A new key has no previous value to read.
+        let fresh = sm.apply(6, put("b", "1", 0), None, now).unwrap();
+        assert!(fresh.unread.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_compaction_in_the_group_has_the_unread_previous_values_read_first() {
+        // Found by the simulation (kube seed 124): a compaction later in the same group dropped
+        // the record an earlier put had left unread, and a prev_kv watcher got no previous value.
+        let backend = MemoryBackend::new();
+        let mut sm = open(&backend);
+        let now = Instant::now();
+        let mut group = GroupEvents::default();
+        for (index, cmd) in
+            [(1, put("a", "1", 0)), (2, put("a", "2", 0)), (3, Command::Compact(CompactionRequest { revision: 3, physical: false }))]
+        {
+            group.before(&cmd, &sm.mvcc);
+            group.add(&mut sm.apply(index, cmd, None, now).unwrap());
+        }
+        assert!(group.unread.is_empty(), "read before the compaction");
+        let prev = group.events[1].prev_kv.as_ref().expect("the overwritten value");
+        assert_eq!((&prev.value[..], prev.mod_revision), (&b"1"[..], 2));
+        // Left unread, the record would be gone by the time the hub asked.
+        let mut late = sm.apply(4, put("a", "3", 0), None, now).unwrap();
+        sm.apply(5, Command::Compact(CompactionRequest { revision: 4, physical: false }), None, now).unwrap();
+        sm.mvcc.fill_prev(&mut late.events, &late.unread);
+        assert_eq!(late.events[0].prev_kv, None);
     }
 
     #[tokio::test]

@@ -22,4 +22,4 @@ pub mod range;
 pub mod store;
 
 pub use index::{Entry, KeyIndex, KeyRange, Rev};
-pub use store::{Mvcc, WriteCtx};
+pub use store::{Mvcc, UnreadPrev, WriteCtx};

@@ -28,8 +28,21 @@ pub struct WriteCtx<'a> {
     /// Backend writes for this request.
     pub batch: &'a mut WriteBatch,
     /// Watch events, in order, each with its previous key-value (watchers that did not ask
-    /// for it get it stripped).
+    /// for it get it stripped) unless listed in `unread`.
     pub events: Vec<Event>,
+    /// Puts whose previous key-value was not read: no one had asked for it yet.
+    pub unread: Vec<UnreadPrev>,
+}
+
+/// A put's event whose previous key-value was left unread, as etcd leaves it: a put reads
+/// only the key index unless the request asks for the previous value. The watch hub has it
+/// read (see [`Mvcc::fill_prev`]) only when a watcher wants it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnreadPrev {
+    /// The event's position in its list.
+    pub event: usize,
+    /// Where the previous key-value is stored.
+    pub rev: Rev,
 }
 
 impl WriteCtx<'_> {
@@ -138,12 +151,15 @@ impl Mvcc {
     }
 
     fn load(&self, e: &Entry) -> Result<KeyValue> {
-        if let Some((kv, _)) = self.pending.get(&e.rev) {
+        self.load_at(e.rev)
+    }
+
+    fn load_at(&self, rev: Rev) -> Result<KeyValue> {
+        if let Some((kv, _)) = self.pending.get(&rev) {
             return Ok(kv.clone());
         }
-        let raw =
-            self.backend.get(&codec::rev_key(e.rev))?.ok_or_else(|| Error::Storage(format!("missing record for revision {:?}", e.rev)))?;
-        let (kv, _) = codec::decode_record(&raw).ok_or_else(|| Error::Storage(format!("corrupt record for revision {:?}", e.rev)))?;
+        let raw = self.backend.get(&codec::rev_key(rev))?.ok_or_else(|| Error::Storage(format!("missing record for revision {rev:?}")))?;
+        let (kv, _) = codec::decode_record(&raw).ok_or_else(|| Error::Storage(format!("corrupt record for revision {rev:?}")))?;
         Ok(kv)
     }
 
@@ -228,7 +244,7 @@ impl Mvcc {
 
     /// Start a write at the next revision.
     pub fn begin<'a>(&self, batch: &'a mut WriteBatch) -> WriteCtx<'a> {
-        WriteCtx { rev: self.current + 1, sub: 0, batch, events: Vec::new() }
+        WriteCtx { rev: self.current + 1, sub: 0, batch, events: Vec::new(), unread: Vec::new() }
     }
 
     /// Finish a write: the revision is taken only if something changed.
@@ -238,15 +254,31 @@ impl Mvcc {
         }
     }
 
-    /// Put `key`. `value`/`lease` are final (ignore_* already resolved). Returns the previous
-    /// key-value. The caller has checked the lease exists.
-    pub fn put(&mut self, ctx: &mut WriteCtx<'_>, key: Bytes, value: Bytes, lease: i64) -> Result<Option<KeyValue>> {
+    /// Put `key`. `value`/`lease` are final (ignore_* already resolved). Returns the key's
+    /// previous index entry, and its previous key-value when `want_prev` (otherwise that is
+    /// left unread, in `ctx.unread`). The caller has checked the lease exists.
+    pub fn put(
+        &mut self,
+        ctx: &mut WriteCtx<'_>,
+        key: Bytes,
+        value: Bytes,
+        lease: i64,
+        want_prev: bool,
+    ) -> Result<(Option<Entry>, Option<KeyValue>)> {
         // A request's bytes are slices of the whole received gRPC buffer: the index keeps its
         // own copy of the key, or every key would pin a buffer of kilobytes forever.
         let key = Bytes::copy_from_slice(&key);
-        let prev = self.live(&key, ctx.view(self.current))?;
-        let (create, version) = match &prev {
-            Some(p) => (p.create_revision, p.version + 1),
+        let before = self.index.get(&key, ctx.view(self.current)).copied();
+        let prev = match &before {
+            Some(e) if want_prev => Some(self.load(e)?),
+            Some(e) => {
+                ctx.unread.push(UnreadPrev { event: ctx.events.len(), rev: e.rev });
+                None
+            }
+            None => None,
+        };
+        let (create, version) = match &before {
+            Some(p) => (p.create, p.version + 1),
             None => (ctx.rev, 1),
         };
         let rev = Rev { main: ctx.rev, sub: ctx.sub };
@@ -256,7 +288,17 @@ impl Mvcc {
         self.pending.insert(rev, (kv.clone(), false));
         self.index.push(key, Entry { rev, create, version, lease, tombstone: false });
         ctx.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: prev.clone() });
-        Ok(prev)
+        Ok((before, prev))
+    }
+
+    /// Read the previous key-values left unread in `events`. One whose revision has been
+    /// compacted away stays empty, as etcd leaves it.
+    pub fn fill_prev(&self, events: &mut [Event], unread: &[UnreadPrev]) {
+        for u in unread {
+            if let Some(event) = events.get_mut(u.event) {
+                event.prev_kv = self.load_at(u.rev).ok();
+            }
+        }
     }
 
     /// Delete every live key in `kr`. Returns the deleted key-values.

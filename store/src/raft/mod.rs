@@ -411,7 +411,7 @@ pub fn from_forward_reply(r: ForwardReply) -> Result<(Applied, u64)> {
         Some(forward_reply::Result::Auth(x)) => Output::Auth(x),
         None => return Err(Error::Storage("the leader answered a forwarded write with nothing".into())),
     };
-    Ok((Applied { output, revision: r.revision, events: Vec::new() }, r.index))
+    Ok((Applied { output, revision: r.revision, events: Vec::new(), unread: Vec::new() }, r.index))
 }
 
 /// A result, applied at log `index`, as the answer to a forwarded write.

@@ -10,7 +10,7 @@
 use super::codec::log_id;
 use super::snapshot;
 use super::types::{ApplyReply, SnapshotFile, TypeConfig, typ};
-use crate::apply::Command;
+use crate::apply::{Command, GroupEvents};
 use crate::server::state::Shared;
 use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
@@ -93,7 +93,7 @@ impl RaftStateMachine<TypeConfig> for SmStore {
             batch.push(item);
         }
         let mut replies = Vec::with_capacity(batch.len());
-        let mut events = Vec::new();
+        let mut group = GroupEvents::default();
         let mut last = None;
         let mut grew = false;
         let mut auth_changed = false;
@@ -113,6 +113,7 @@ impl RaftStateMachine<TypeConfig> for SmStore {
                         let (cmd, guard) = Command::from_log_bytes(&cmd.0).map_err(storage)?;
                         grew |= cmd.grows_store();
                         auth_changed |= matches!(cmd, Command::Auth(_));
+                        group.before(&cmd, &sm.mvcc);
                         if matches!(cmd, Command::Compact(_)) {
                             // Compaction drops history readers at the visible revision may
                             // need: everything before it becomes visible first.
@@ -121,7 +122,7 @@ impl RaftStateMachine<TypeConfig> for SmStore {
                         match sm.apply(id.index, cmd, guard.as_ref(), self.shared.lease_now()) {
                             Err(crate::error::Error::Storage(msg)) => return Err(storage(msg)),
                             Ok(mut applied) => {
-                                events.append(&mut applied.events);
+                                group.add(&mut applied);
                                 Some(Ok(applied))
                             }
                             Err(e) => Some(Err(e)),
@@ -152,7 +153,9 @@ impl RaftStateMachine<TypeConfig> for SmStore {
             }
             self.shared.publish(rev);
             self.shared.set_applied_index(index);
-            self.shared.hub.notify(events, rev);
+            // Previous key-values no request asked for are read only if a watcher wants them.
+            let (shared, GroupEvents { events, unread }) = (&self.shared, group);
+            shared.hub.notify(events, rev, |evs| shared.read_state().mvcc.fill_prev(evs, &unread));
             if grew {
                 // As in etcd, only a growing write raises NOSPACE (again, after a disarm).
                 self.shared.check_quota();

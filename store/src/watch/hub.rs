@@ -279,8 +279,17 @@ impl WatchHub {
     }
 
     /// The writer's hand-off: `events` (revision order) are durable and `rev` is visible.
-    pub fn notify(&self, events: Vec<Event>, rev: i64) {
+    /// `fill_prev` reads the previous key-values the writer left unread; it is called (without
+    /// the hub's lock) only when a watcher that wants them is there to deliver to, and the
+    /// check and the delivery then happen under one hold of the lock, so a watcher created
+    /// meanwhile is not missed.
+    pub fn notify(&self, mut events: Vec<Event>, rev: i64, fill_prev: impl FnOnce(&mut [Event])) {
         let mut guard = self.lock();
+        if !events.is_empty() && guard.watchers.values().any(|w| w.synced && w.prev_kv) {
+            drop(guard);
+            fill_prev(&mut events);
+            guard = self.lock();
+        }
         let inner = &mut *guard;
         inner.rev = rev;
         if events.is_empty() {
@@ -439,7 +448,7 @@ mod tests {
         let hub = WatchHub::new(1);
         let s = hub.open_stream();
         hub.create(s.id, &watch("a", 0));
-        hub.notify(vec![put("a", 2), put("b", 2)], 2);
+        hub.notify(vec![put("a", 2), put("b", 2)], 2, |_| {});
         hub.request_progress(s.id);
         let out = hub.drain(s.id).unwrap();
         assert_eq!(out.len(), 3);
@@ -450,12 +459,34 @@ mod tests {
     }
 
     #[test]
+    fn previous_values_are_read_only_when_a_watcher_wants_them() {
+        let hub = WatchHub::new(1);
+        let s = hub.open_stream();
+        hub.create(s.id, &watch("a", 0));
+        let filled = std::cell::Cell::new(0);
+        let fill = |evs: &mut [Event]| {
+            filled.set(filled.get() + 1);
+            for e in evs {
+                e.prev_kv = Some(KeyValue { value: Bytes::from_static(b"old"), ..Default::default() });
+            }
+        };
+        hub.notify(vec![put("a", 2)], 2, fill);
+        assert_eq!(filled.get(), 0, "no watcher asked for previous values");
+        hub.create(s.id, &WatchCreateRequest { prev_kv: true, ..watch("a", 0) });
+        hub.notify(vec![put("a", 3)], 3, fill);
+        assert_eq!(filled.get(), 1);
+        let out = hub.drain(s.id).unwrap();
+        let prevs: Vec<_> = out.iter().flat_map(|r| r.events.iter().map(|e| e.prev_kv.is_some())).collect();
+        assert_eq!(prevs, vec![false, false, true], "only the watcher that asked sees it");
+    }
+
+    #[test]
     fn a_full_outbox_makes_the_watcher_lag_instead_of_queueing() {
         let hub = WatchHub::new(1);
         let s = hub.open_stream();
         hub.create(s.id, &watch("a", 0));
         for r in 2..(2 + OUTBOX_EVENT_RESPONSES_MAX as i64 + 5) {
-            hub.notify(vec![put("a", r)], r);
+            hub.notify(vec![put("a", r)], r, |_| {});
         }
         hub.request_progress(s.id);
         let out = hub.drain(s.id).unwrap();
