@@ -29,6 +29,7 @@ pub mod types;
 use crate::apply::{Applied, Command};
 use crate::error::{Error, Result};
 use crate::server::state::Shared;
+use futures::StreamExt;
 use keel_proto::keelpeerpb::peer_client::PeerClient;
 use keel_proto::keelpeerpb::{ForwardReply, ForwardResult, ReadIndexRequest, forward_reply, forward_result};
 use network::Peers;
@@ -309,16 +310,41 @@ impl Replica {
         let write = self.raft.client_write(LogCmd(raw));
         match tokio::time::timeout_at(deadline, write).await {
             Err(_) => Err(Error::Timeout),
-            Ok(Ok(resp)) => {
-                let index = resp.log_id.index;
-                let applied = resp.data.0.unwrap_or_else(|| Err(Error::Storage("an applied entry produced no result".into())));
-                applied.map(|a| (a, index))
-            }
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(Error::NotLeader),
-            // The entry was appended and then replaced by another leader's: not applied.
-            Ok(Err(RaftError::APIError(e))) => Err(Error::Remote(tonic::Code::Unavailable, format!("etcdserver: leader changed ({e})"))),
-            Ok(Err(RaftError::Fatal(e))) => Err(Error::Storage(format!("raft stopped: {e}"))),
+            Ok(Ok(resp)) => written(resp.log_id.index, resp.data),
+            Ok(Err(RaftError::APIError(e))) => Err(refused(e)),
+            Ok(Err(RaftError::Fatal(e))) => Err(stopped(e)),
         }
+    }
+
+    /// [`Replica::propose_indexed`] for several commands in one submission: openraft appends
+    /// and replicates them together (one log write, one message per follower) instead of one
+    /// by one. Answers come in the commands' order.
+    pub async fn propose_many(&self, raws: Vec<bytes::Bytes>, deadline: Instant) -> Vec<Result<(Applied, u64)>> {
+        let n = raws.len();
+        let mut out = Vec::with_capacity(n);
+        // What the commands left without an answer get: the deadline passed, or raft stopped.
+        let mut rest = Error::Timeout;
+        match tokio::time::timeout_at(deadline, self.raft.client_write_many(raws.into_iter().map(LogCmd))).await {
+            Err(_) => {}
+            Ok(Err(e)) => rest = stopped(e),
+            Ok(Ok(mut answers)) => {
+                let collect = async {
+                    while let Some(answer) = answers.next().await {
+                        match answer {
+                            Ok(Ok(w)) => out.push(written(w.log_id.index, w.response)),
+                            Ok(Err(e)) => out.push(Err(refused(e))),
+                            Err(e) => return stopped(e),
+                        }
+                    }
+                    Error::Timeout
+                };
+                if let Ok(e) = tokio::time::timeout_at(deadline, collect).await {
+                    rest = e;
+                }
+            }
+        }
+        out.resize_with(n, || Err(rest.clone()));
+        out
     }
 
     /// Wait until this member has applied everything committed before the call, as confirmed
@@ -385,6 +411,25 @@ impl Replica {
             Ok(Err(RaftError::Fatal(e))) => Err(Error::Storage(format!("raft stopped: {e}"))),
         }
     }
+}
+
+/// An applied entry's result, with its log index.
+fn written(index: u64, reply: types::ApplyReply) -> Result<(Applied, u64)> {
+    let applied = reply.0.unwrap_or_else(|| Err(Error::Storage("an applied entry produced no result".into())));
+    applied.map(|a| (a, index))
+}
+
+/// A write openraft refused or gave up on.
+fn refused(e: ClientWriteError<types::TypeConfig>) -> Error {
+    match e {
+        ClientWriteError::ForwardToLeader(_) => Error::NotLeader,
+        // The entry was appended and then replaced by another leader's: not applied.
+        e => Error::Remote(tonic::Code::Unavailable, format!("etcdserver: leader changed ({e})")),
+    }
+}
+
+fn stopped(e: impl std::fmt::Display) -> Error {
+    Error::Storage(format!("raft stopped: {e}"))
 }
 
 /// One forwarded command's outcome as this member's own result, with the leader's log index.

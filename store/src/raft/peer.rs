@@ -59,21 +59,27 @@ fn decode_append(req: &RaftRequest) -> Result<typ::AppendEntriesRequest, Status>
 /// command that does not decode is refused here: applied, it would stop every member's state
 /// machine.
 async fn propose_forwarded(replica: &Replica, batch: ForwardRequest) -> ForwardResponse {
-    let until = deadline();
-    let proposals = batch.commands.into_iter().map(|cmd| async move {
-        match crate::apply::Command::from_log_bytes(&cmd) {
-            Err(e) => Err(Error::InvalidArgument(format!("forwarded command: {e}"))),
-            Ok(_) => replica.propose_indexed(cmd, until).await,
-        }
-    });
-    let results = futures::future::join_all(proposals)
-        .await
+    // Commands that do not decode are refused; the rest go to openraft in one submission.
+    let refusals: Vec<Option<Error>> = batch
+        .commands
+        .iter()
+        .map(|cmd| crate::apply::Command::from_log_bytes(cmd).err().map(|e| Error::InvalidArgument(format!("forwarded command: {e}"))))
+        .collect();
+    let commands = batch.commands.into_iter().zip(&refusals).filter(|(_, refused)| refused.is_none()).map(|(cmd, _)| cmd).collect();
+    let mut proposed = replica.propose_many(commands, deadline()).await.into_iter();
+    let results = refusals
         .into_iter()
-        .map(|r| ForwardResult {
-            outcome: Some(match r {
-                Ok((applied, index)) => forward_result::Outcome::Reply(super::to_forward_reply(applied, index)),
-                Err(e) => forward_result::Outcome::Failure(Failure { code: e.code() as i32, message: e.to_string() }),
-            }),
+        .map(|refused| {
+            let r = match refused {
+                Some(e) => Err(e),
+                None => proposed.next().unwrap_or(Err(Error::Stopped)),
+            };
+            ForwardResult {
+                outcome: Some(match r {
+                    Ok((applied, index)) => forward_result::Outcome::Reply(super::to_forward_reply(applied, index)),
+                    Err(e) => forward_result::Outcome::Failure(Failure { code: e.code() as i32, message: e.to_string() }),
+                }),
+            }
         })
         .collect();
     ForwardResponse { results, id: batch.id }
