@@ -6,10 +6,14 @@
 //! vote, the commit index. Replaying the records in order rebuilds the log. A torn record at the
 //! end (a crash mid-write) is cut off; nothing after it was ever acknowledged.
 //!
-//! Durability: `append` writes the records and queues its `IOFlushed` callback; the syncer takes
-//! every queued callback, runs one `fdatasync`, then completes them all (group commit).
-//! `save_vote` syncs before it returns. When purges leave the file mostly dead, it is rewritten
-//! (temporary file, fsync, rename, directory fsync).
+//! Durability: `append` queues its records and its `IOFlushed` callback; the syncer takes every
+//! queued record and callback, writes the records in one `write`, runs one `fdatasync`, then
+//! completes the callbacks (group commit). Other records (truncations, purges, the commit
+//! index) wait in the queue for the next flush. `save_vote` flushes before it returns. Only
+//! the flush touches the file, never under the log's state lock: under load an ext4 `write`
+//! waits for a running `fdatasync` of the same file (the inode lock), and an async worker (or a
+//! replication task reading entries) must not wait with it. When purges leave the file mostly
+//! dead, it is rewritten (temporary file, fsync, rename, directory fsync).
 //!
 //! The bytes live on a [`LogDisk`]: [`FileDisk`] in production, [`MemoryLogDisk`] (which loses
 //! what was not synced when it "crashes") for tests and the simulation.
@@ -166,10 +170,22 @@ struct State {
     file_bytes: u64,
 }
 
+/// What waits for the next flush.
+#[derive(Default)]
+struct Pending {
+    /// Records not yet written, in order.
+    bytes: Vec<u8>,
+    /// Appends waiting for their records to be durable.
+    flushed: Vec<IOFlushed<TypeConfig>>,
+}
+
 struct Inner {
     disk: Arc<dyn LogDisk>,
     state: Mutex<State>,
-    pending: Mutex<Vec<IOFlushed<TypeConfig>>>,
+    pending: Mutex<Pending>,
+    /// Held by a flush from taking the queue until the sync is done, so a rewrite of the file
+    /// never races a flush of records it already contains.
+    io: Mutex<()>,
     wake: std::sync::Condvar,
     wake_task: tokio::sync::Notify,
 }
@@ -216,15 +232,15 @@ impl LogStore {
             inner: Arc::new(Inner {
                 disk,
                 state: Mutex::new(st),
-                pending: Mutex::new(Vec::new()),
+                pending: Default::default(),
+                io: Mutex::new(()),
                 wake: Default::default(),
                 wake_task: Default::default(),
             }),
         })
     }
 
-    /// Start the group-commit syncer: it waits for appends, takes every callback waiting, runs
-    /// one sync, and completes them all. For a disk that blocks, a thread of its own (living as
+    /// Start the group-commit syncer: it waits for appends and flushes ([`LogStore::flush`]). For a disk that blocks, a thread of its own (living as
     /// long as the process), so fsyncs never hold up (or make tokio replace) an async worker;
     /// otherwise the returned task, for the caller to run (and stop) with the member's tasks.
     pub fn start_syncer(&self) -> io::Result<Option<futures::future::BoxFuture<'static, ()>>> {
@@ -239,50 +255,57 @@ impl LogStore {
 
     fn sync_thread(&self) {
         loop {
-            let waiting = {
+            {
                 let mut pending = lock(&self.inner.pending);
-                while pending.is_empty() {
+                while pending.flushed.is_empty() {
                     pending = self.inner.wake.wait(pending).unwrap_or_else(|p| p.into_inner());
                 }
-                std::mem::take(&mut *pending)
-            };
-            self.complete(waiting);
+            }
+            self.log_failure(self.flush());
         }
     }
 
     async fn sync_task(&self) {
         loop {
             let notified = self.inner.wake_task.notified();
-            let waiting = std::mem::take(&mut *lock(&self.inner.pending));
-            if waiting.is_empty() {
+            if lock(&self.inner.pending).flushed.is_empty() {
                 notified.await;
                 continue;
             }
-            self.complete(waiting);
+            self.log_failure(self.flush());
         }
     }
 
-    /// One sync for every waiting append, then their callbacks.
-    fn complete(&self, waiting: Vec<IOFlushed<TypeConfig>>) {
-        let result = self.inner.disk.sync();
-        for cb in waiting {
+    fn log_failure(&self, result: io::Result<()>) {
+        if let Err(e) = result {
+            tracing::error!(error = %e, "Raft log write or fsync failed");
+        }
+    }
+
+    /// Write every queued record in one write, sync once, then complete every append that
+    /// waited (with the error, if either failed).
+    fn flush(&self) -> io::Result<()> {
+        let _io = lock(&self.inner.io);
+        let Pending { bytes, flushed } = std::mem::take(&mut *lock(&self.inner.pending));
+        let disk = &self.inner.disk;
+        let result = if bytes.is_empty() { Ok(()) } else { disk.append(&bytes) }.and_then(|()| disk.sync());
+        for cb in flushed {
             cb.io_completed(result.as_ref().map(|_| ()).map_err(|e| io::Error::new(e.kind(), e.to_string())));
         }
-        if let Err(e) = result {
-            tracing::error!(error = %e, "Raft log fsync failed");
-        }
+        result
     }
 
-    fn write(&self, st: &mut State, buf: &[u8]) -> io::Result<()> {
-        self.inner.disk.append(buf)?;
+    /// Queue records for the next flush. Called under the state lock, so records queue in the
+    /// order their changes reach the state.
+    fn write(&self, st: &mut State, buf: &[u8]) {
+        lock(&self.inner.pending).bytes.extend_from_slice(buf);
         st.file_bytes += buf.len() as u64;
-        Ok(())
     }
 
-    /// Make everything appended so far durable now (benchmarks; openraft's appends are made
-    /// durable by the syncer).
+    /// Make everything appended so far durable now (benchmarks and tests; openraft's appends
+    /// are made durable by the syncer).
     pub fn sync_now(&self) -> io::Result<()> {
-        self.inner.disk.sync()
+        self.flush()
     }
 
     fn rewrite(&self, st: &mut State) -> io::Result<()> {
@@ -302,6 +325,10 @@ impl LogStore {
             codec::encode_entry(entry, &mut e);
             record(ENTRY, &e, &mut buf);
         }
+        // The queued records' changes are in the state, so in `buf`: they are dropped, not
+        // written after it. Appends waiting stay queued; their flush syncs the new file.
+        let _io = lock(&self.inner.io);
+        lock(&self.inner.pending).bytes.clear();
         self.inner.disk.replace(&buf)?;
         st.file_bytes = buf.len() as u64;
         Ok(())
@@ -386,11 +413,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         record(VOTE, &codec::to_json(vote), &mut buf);
         {
             let mut st = lock(&self.inner.state);
-            self.write(&mut st, &buf)?;
+            self.write(&mut st, &buf);
             st.vote = Some(*vote);
         }
-        let disk = self.inner.disk.clone();
-        if disk.blocks() { run_blocking(move || disk.sync()).await } else { disk.sync() }
+        let me = self.clone();
+        if self.inner.disk.blocks() { run_blocking(move || me.flush()).await } else { me.flush() }
     }
 
     async fn save_committed(&mut self, committed: Option<typ::LogId>) -> io::Result<()> {
@@ -399,7 +426,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut buf = Vec::new();
         record(COMMITTED, &codec::to_json(&c), &mut buf);
         let mut st = lock(&self.inner.state);
-        self.write(&mut st, &buf)?;
+        self.write(&mut st, &buf);
         st.committed = Some(c);
         Ok(())
     }
@@ -424,12 +451,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 record(ENTRY, &e, &mut buf);
                 added.push(entry);
             }
-            self.write(&mut st, &buf)?;
             for entry in added {
                 st.entries.insert(entry.log_id.index, entry);
             }
+            // Queued with its records: a flush that writes them completes it.
+            self.write(&mut st, &buf);
+            lock(&self.inner.pending).flushed.push(callback);
         }
-        lock(&self.inner.pending).push(callback);
         self.inner.wake.notify_one();
         self.inner.wake_task.notify_one();
         Ok(())
@@ -440,7 +468,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut buf = Vec::new();
         record(TRUNCATE, &first.to_be_bytes(), &mut buf);
         let mut st = lock(&self.inner.state);
-        self.write(&mut st, &buf)?;
+        self.write(&mut st, &buf);
         st.entries.split_off(&first);
         Ok(())
     }
@@ -449,7 +477,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut buf = Vec::new();
         record(PURGE, &id_bytes(&upto), &mut buf);
         let mut st = lock(&self.inner.state);
-        self.write(&mut st, &buf)?;
+        self.write(&mut st, &buf);
         st.entries = st.entries.split_off(&(upto.index + 1));
         st.purged = Some(upto);
         if st.file_bytes > REWRITE_BYTES {
@@ -506,10 +534,29 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn records_reach_the_file_only_in_a_flush_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = open(dir.path());
+        append(&mut s, (1..=4).map(|i| entry(1, i)).collect()).await;
+        s.truncate_after(Some(log_id(1, 2))).await.unwrap();
+        append(&mut s, vec![entry(2, 3)]).await;
+        s.save_committed(Some(log_id(2, 3))).await.unwrap();
+        let len = || std::fs::metadata(dir.path().join(FILE)).unwrap().len();
+        assert_eq!(len(), 0, "appends do not write: the flush does, off the caller's thread");
+        s.sync_now().unwrap();
+        assert!(len() > 0);
+        drop(s);
+        let mut again = open(dir.path());
+        assert_eq!(indexes(&again), vec![(1, 1), (1, 2), (2, 3)]);
+        assert_eq!(again.read_committed().await.unwrap(), Some(log_id(2, 3)));
+    }
+
+    #[tokio::test]
     async fn a_torn_tail_is_cut_off_and_the_rest_kept() {
         let dir = tempfile::tempdir().unwrap();
         let mut s = open(dir.path());
         append(&mut s, (1..=3).map(|i| entry(1, i)).collect()).await;
+        s.sync_now().unwrap();
         drop(s);
         let path = dir.path().join(FILE);
         let len = std::fs::metadata(&path).unwrap().len();
@@ -517,6 +564,7 @@ mod tests {
         let mut again = open(dir.path());
         assert_eq!(indexes(&again), vec![(1, 1), (1, 2)]);
         append(&mut again, vec![entry(1, 3)]).await;
+        again.sync_now().unwrap();
         drop(again);
         assert_eq!(indexes(&open(dir.path())), vec![(1, 1), (1, 2), (1, 3)], "appends after the cut are readable");
     }
@@ -549,6 +597,7 @@ mod tests {
         s.purge(log_id(1, 68)).await.unwrap();
         assert!(std::fs::metadata(dir.path().join(FILE)).unwrap().len() < 4 << 20, "the file was rewritten");
         append(&mut s, vec![entry(1, 71)]).await;
+        s.sync_now().unwrap();
         drop(s);
         let again = open(dir.path());
         assert_eq!(indexes(&again), vec![(1, 69), (1, 70), (1, 71)]);
