@@ -240,9 +240,11 @@ impl LogStore {
         })
     }
 
-    /// Start the group-commit syncer: it waits for appends and flushes ([`LogStore::flush`]). For a disk that blocks, a thread of its own (living as
-    /// long as the process), so fsyncs never hold up (or make tokio replace) an async worker;
-    /// otherwise the returned task, for the caller to run (and stop) with the member's tasks.
+    /// Start the group-commit syncer: it waits for appends, then writes every queued record,
+    /// syncs once and completes the appends. For a disk that blocks, a thread of its own
+    /// (living as long as the process), so writes and fsyncs never hold up (or make tokio
+    /// replace) an async worker; otherwise the returned task, for the caller to run (and stop)
+    /// with the member's tasks.
     pub fn start_syncer(&self) -> io::Result<Option<futures::future::BoxFuture<'static, ()>>> {
         let me = self.clone();
         if self.inner.disk.blocks() {
