@@ -292,11 +292,18 @@ impl Mvcc {
     }
 
     /// Read the previous key-values left unread in `events`. One whose revision has been
-    /// compacted away stays empty, as etcd leaves it.
+    /// compacted away stays empty, as etcd leaves it (the apply loop reads them before a
+    /// compaction, so that is not expected); a read that fails is logged and also stays empty.
     pub fn fill_prev(&self, events: &mut [Event], unread: &[UnreadPrev]) {
         for u in unread {
             if let Some(event) = events.get_mut(u.event) {
-                event.prev_kv = self.load_at(u.rev).ok();
+                event.prev_kv = match self.load_at(u.rev) {
+                    Ok(kv) => Some(kv),
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading a previous value for a watch event failed");
+                        None
+                    }
+                };
             }
         }
     }

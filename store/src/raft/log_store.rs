@@ -263,7 +263,7 @@ impl LogStore {
                     pending = self.inner.wake.wait(pending).unwrap_or_else(|p| p.into_inner());
                 }
             }
-            self.log_failure(self.flush());
+            log_failure(self.flush());
         }
     }
 
@@ -274,13 +274,7 @@ impl LogStore {
                 notified.await;
                 continue;
             }
-            self.log_failure(self.flush());
-        }
-    }
-
-    fn log_failure(&self, result: io::Result<()>) {
-        if let Err(e) = result {
-            tracing::error!(error = %e, "Raft log write or fsync failed");
+            log_failure(self.flush());
         }
     }
 
@@ -371,6 +365,12 @@ fn replay(raw: &Bytes, st: &mut State) -> io::Result<usize> {
         pos += 8 + len;
     }
     Ok(pos)
+}
+
+fn log_failure(result: io::Result<()>) {
+    if let Err(e) = result {
+        tracing::error!(error = %e, "Raft log write or fsync failed");
+    }
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {

@@ -31,15 +31,17 @@ use crate::error::{Error, Result};
 use crate::server::state::Shared;
 use futures::StreamExt;
 use keel_proto::keelpeerpb::peer_client::PeerClient;
-use keel_proto::keelpeerpb::{ForwardReply, ForwardResult, ReadIndexRequest, forward_reply, forward_result};
+use keel_proto::keelpeerpb::{ForwardReply, ForwardResponse, ForwardResult, ReadIndexRequest, forward_reply, forward_result};
 use network::Peers;
 use openraft::ReadPolicy;
 use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
 use rounds::Rounds;
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 use types::{LogCmd, PeerInfo, Raft, typ};
@@ -91,11 +93,11 @@ pub struct Replica {
     /// Writes waiting to be forwarded to the leader.
     forwards: Rounds<bytes::Bytes, (Applied, u64)>,
     /// Forwarded batches that may be under way at once.
-    forward_slots: Arc<tokio::sync::Semaphore>,
+    forward_slots: Arc<Semaphore>,
     /// The open forwarding call to the leader, if any.
     forward_link: tokio::sync::Mutex<Option<Arc<forward::Link>>>,
     /// The next forwarded batch's id.
-    next_batch: std::sync::atomic::AtomicU64,
+    next_batch: AtomicU64,
 }
 
 impl Replica {
@@ -108,7 +110,7 @@ impl Replica {
             shared: Arc::downgrade(shared),
             reads: Rounds::default(),
             forwards: Rounds::default(),
-            forward_slots: Arc::new(tokio::sync::Semaphore::new(FORWARDS_IN_FLIGHT)),
+            forward_slots: Arc::new(Semaphore::new(FORWARDS_IN_FLIGHT)),
             forward_link: Default::default(),
             next_batch: Default::default(),
         }
@@ -253,10 +255,10 @@ impl Replica {
 
     /// Send a batch on the forwarding call, opening one when there is none (or it ended, or
     /// the leader changed).
-    async fn forward_on_link(&self, commands: Vec<bytes::Bytes>, deadline: Instant) -> Result<keel_proto::keelpeerpb::ForwardResponse> {
+    async fn forward_on_link(&self, commands: Vec<bytes::Bytes>, deadline: Instant) -> Result<ForwardResponse> {
         loop {
             let link = self.forward_link(deadline).await?;
-            let id = self.next_batch.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let id = self.next_batch.fetch_add(1, Ordering::Relaxed);
             if let Some(answer) = link.send(id, commands.clone(), deadline).await {
                 return answer;
             }
