@@ -334,6 +334,11 @@ impl StateMachine {
             }
             self.check_lease_rights(&cmd, &g.user)?;
         }
+        if cmd.grows_store() && self.nospace_alarm() {
+            // etcd's capped applier: refused in log order, so a write logged after the
+            // disarm is taken on every member, and one logged after the alarm is refused.
+            return Err(Error::NoSpace);
+        }
         let mut batch = WriteBatch::default();
         let mut ctx = self.mvcc.begin(&mut batch);
         let output = match cmd {
@@ -571,6 +576,34 @@ mod tests {
         sm.apply(5, Command::Compact(CompactionRequest { revision: 4, physical: false }), None, now).unwrap();
         sm.mvcc.fill_prev(&mut late.events, &late.unread);
         assert_eq!(late.events[0].prev_kv, None);
+    }
+
+    #[tokio::test]
+    async fn while_nospace_is_raised_only_writes_that_can_grow_the_store_are_refused() {
+        use keel_proto::etcdserverpb::{AlarmType, RequestOp, alarm_request::AlarmAction, request_op};
+        let backend = MemoryBackend::new();
+        let mut sm = open(&backend);
+        let now = Instant::now();
+        let alarm =
+            |action: AlarmAction| Command::Alarm(AlarmRequest { action: action as i32, member_id: 9, alarm: AlarmType::Nospace as i32 });
+        sm.apply(1, put("a", "1", 0), None, now).unwrap();
+        sm.apply(2, alarm(AlarmAction::Activate), None, now).unwrap();
+        assert_eq!(sm.apply(3, put("b", "1", 0), None, now).unwrap_err(), Error::NoSpace);
+        let grant = Command::LeaseGrant(LeaseGrantRequest { id: 5, ttl: 60 });
+        assert_eq!(sm.apply(3, grant, None, now).unwrap_err(), Error::NoSpace);
+        let txn_put = Command::Txn(TxnRequest {
+            success: vec![RequestOp {
+                request: Some(request_op::Request::RequestPut(PutRequest { key: Bytes::from_static(b"c"), ..Default::default() })),
+            }],
+            ..Default::default()
+        });
+        assert_eq!(sm.apply(3, txn_put.clone(), None, now).unwrap_err(), Error::NoSpace);
+        let del = Command::DeleteRange(DeleteRangeRequest { key: Bytes::from_static(b"a"), ..Default::default() });
+        sm.apply(3, del, None, now).expect("a delete frees space");
+        sm.apply(4, alarm(AlarmAction::Deactivate), None, now).unwrap();
+        sm.apply(5, put("b", "1", 0), None, now).expect("taken again after the disarm");
+        sm.apply(6, txn_put, None, now).expect("taken again after the disarm");
+        assert_eq!(sm.mvcc.current(), 5);
     }
 
     #[tokio::test]

@@ -81,9 +81,6 @@ pub async fn propose_as<T: FromOutput>(shared: &Shared, cmd: Command) -> Result<
 /// [`propose_as`] for a client's request, logged with the `guard` its rights were checked with
 /// ([`crate::auth::Authz::guard`]): applied only if the auth store has not changed since.
 pub async fn propose_at<T: FromOutput>(shared: &Shared, cmd: Command, guard: Option<Guard>) -> Result<T, Error> {
-    if cmd.grows_store() && shared.no_space() {
-        return Err(Error::NoSpace);
-    }
     let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
     let applied = shared.replica()?.propose(&cmd, guard.as_ref(), deadline).await?;
     let mut body = T::from_output(applied.output).ok_or_else(|| Error::Storage("a command produced the wrong kind of output".into()))?;
