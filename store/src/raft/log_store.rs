@@ -15,6 +15,11 @@
 //! replication task reading entries) must not wait with it. When purges leave the file mostly
 //! dead, it is rewritten (temporary file, fsync, rename, directory fsync).
 //!
+//! The file is reserved ahead in steps of [`GROW_BYTES`] (`fallocate`), so a flush overwrites
+//! reserved space instead of growing the file: its `fdatasync` then has no file size to commit
+//! to the filesystem's journal, which made it about a third slower on ext4. Reserved space reads
+//! as zeros, and replay stops at a zero length, so the log ends where the records do.
+//!
 //! The bytes live on a [`LogDisk`]: [`FileDisk`] in production, [`MemoryLogDisk`] (which loses
 //! what was not synced when it "crashes") for tests and the simulation.
 
@@ -28,6 +33,7 @@ use std::fmt::Debug;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::ops::RangeBounds;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -40,6 +46,8 @@ const COMMITTED: u8 = 5;
 const FILE: &str = "raft.log";
 /// Past this size, a purge that leaves most of the file dead rewrites it.
 const REWRITE_BYTES: u64 = 64 << 20;
+/// The log file is reserved ahead in steps of this size (see the module doc).
+pub const GROW_BYTES: u64 = 4 << 20;
 
 /// Where the log's bytes live.
 pub trait LogDisk: Send + Sync + 'static {
@@ -47,6 +55,11 @@ pub trait LogDisk: Send + Sync + 'static {
     fn read(&self) -> io::Result<Vec<u8>>;
     /// Cut the contents to `len` bytes, durably (a torn tail found at open).
     fn truncate(&self, len: u64) -> io::Result<()>;
+    /// The contents end at `len`; what [`LogDisk::read`] returned after it is reserved space
+    /// (zeros), where the next append goes.
+    fn resume(&self, _len: u64) -> io::Result<()> {
+        Ok(())
+    }
     /// Append bytes (durable only after [`LogDisk::sync`]).
     fn append(&self, buf: &[u8]) -> io::Result<()>;
     /// Make every append so far durable.
@@ -61,21 +74,42 @@ pub trait LogDisk: Send + Sync + 'static {
 /// The log as one file, `raft.log`, in a directory.
 pub struct FileDisk {
     dir: PathBuf,
-    file: Mutex<Arc<File>>,
+    file: Mutex<Slot>,
+}
+
+/// The open file, where the contents end and how far it is reserved.
+struct Slot {
+    file: Arc<File>,
+    end: u64,
+    size: u64,
+}
+
+impl Slot {
+    fn open(path: &Path, create: bool) -> io::Result<Slot> {
+        let file = OpenOptions::new().read(true).write(true).create(create).open(path)?;
+        let size = file.metadata()?.len();
+        Ok(Slot { file: Arc::new(file), end: size, size })
+    }
 }
 
 impl FileDisk {
     /// Open (or create) the log file in `dir`.
     pub fn open(dir: &Path) -> io::Result<FileDisk> {
         std::fs::create_dir_all(dir)?;
-        let file = OpenOptions::new().create(true).append(true).open(dir.join(FILE))?;
+        let slot = Slot::open(&dir.join(FILE), true)?;
         sync_dir(dir)?;
-        Ok(FileDisk { dir: dir.to_path_buf(), file: Mutex::new(Arc::new(file)) })
+        Ok(FileDisk { dir: dir.to_path_buf(), file: Mutex::new(slot) })
     }
 
     fn file(&self) -> Arc<File> {
-        lock(&self.file).clone()
+        lock(&self.file).file.clone()
     }
+}
+
+/// Reserve the file's bytes `from..to` (zeros, counted in its size). False where the
+/// filesystem cannot: appends then grow the file.
+fn reserve(file: &File, from: u64, to: u64) -> bool {
+    rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), from, to - from).is_ok()
 }
 
 impl LogDisk for FileDisk {
@@ -85,14 +119,30 @@ impl LogDisk for FileDisk {
         Ok(raw)
     }
     fn truncate(&self, len: u64) -> io::Result<()> {
-        let f = self.file();
-        f.set_len(len)?;
-        f.sync_all()
+        let mut slot = lock(&self.file);
+        slot.file.set_len(len)?;
+        slot.file.sync_all()?;
+        (slot.end, slot.size) = (len, len);
+        Ok(())
+    }
+    fn resume(&self, len: u64) -> io::Result<()> {
+        lock(&self.file).end = len;
+        Ok(())
     }
     fn append(&self, buf: &[u8]) -> io::Result<()> {
         // Under the lock: a concurrent `replace` cannot swap the file mid-write.
-        let file = lock(&self.file);
-        (&**file).write_all(buf)
+        let mut slot = lock(&self.file);
+        let end = slot.end + buf.len() as u64;
+        if end > slot.size {
+            let size = end.next_multiple_of(GROW_BYTES);
+            if reserve(&slot.file, slot.size, size) {
+                slot.size = size;
+            }
+        }
+        slot.file.write_all_at(buf, slot.end)?;
+        slot.end = end;
+        slot.size = slot.size.max(end);
+        Ok(())
     }
     fn sync(&self) -> io::Result<()> {
         // Outside the lock: appends go on while the device syncs.
@@ -105,7 +155,7 @@ impl LogDisk for FileDisk {
         f.sync_all()?;
         std::fs::rename(&tmp, self.dir.join(FILE))?;
         sync_dir(&self.dir)?;
-        *lock(&self.file) = Arc::new(OpenOptions::new().append(true).open(self.dir.join(FILE))?);
+        *lock(&self.file) = Slot::open(&self.dir.join(FILE), false)?;
         Ok(())
     }
     fn blocks(&self) -> bool {
@@ -223,9 +273,11 @@ impl LogStore {
         let mut st = State { entries: BTreeMap::new(), vote: None, committed: None, purged: None, file_bytes: 0 };
         let raw = Bytes::from(disk.read()?);
         let valid = replay(&raw, &mut st)?;
-        if valid < raw.len() {
+        if raw[valid..].iter().any(|b| *b != 0) {
             tracing::warn!(dropped = raw.len() - valid, "cut a torn record off the end of the Raft log");
             disk.truncate(valid as u64)?;
+        } else {
+            disk.resume(valid as u64)?;
         }
         st.file_bytes = valid as u64;
         Ok(LogStore {
@@ -561,14 +613,39 @@ mod tests {
         s.sync_now().unwrap();
         drop(s);
         let path = dir.path().join(FILE);
-        let len = std::fs::metadata(&path).unwrap().len();
-        OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 3).unwrap();
+        let raw = std::fs::read(&path).unwrap();
+        let end = raw.iter().rposition(|b| *b != 0).unwrap() as u64 + 1;
+        // A crash mid-write: the last record's end never reached the disk.
+        OpenOptions::new().write(true).open(&path).unwrap().write_all_at(&[0; 3], end - 3).unwrap();
         let mut again = open(dir.path());
         assert_eq!(indexes(&again), vec![(1, 1), (1, 2)]);
         append(&mut again, vec![entry(1, 3)]).await;
         again.sync_now().unwrap();
         drop(again);
         assert_eq!(indexes(&open(dir.path())), vec![(1, 1), (1, 2), (1, 3)], "appends after the cut are readable");
+    }
+
+    #[tokio::test]
+    async fn the_file_is_reserved_ahead_and_appends_resume_where_the_records_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(FILE);
+        let mut s = open(dir.path());
+        append(&mut s, (1..=2).map(|i| entry(1, i)).collect()).await;
+        s.sync_now().unwrap();
+        let used = lock(&s.inner.state).file_bytes;
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), GROW_BYTES, "a flush writes into reserved space");
+        drop(s);
+        let mut again = open(dir.path());
+        append(&mut again, vec![entry(1, 3)]).await;
+        again.sync_now().unwrap();
+        drop(again);
+        assert_eq!(indexes(&open(dir.path())), vec![(1, 1), (1, 2), (1, 3)], "entry 3 follows entry 2, not the reserved space");
+        // Bytes after the zeros (a write that reached the disk out of order before a crash)
+        // are cut off, so no later append can line up with them.
+        OpenOptions::new().write(true).open(&path).unwrap().write_all_at(b"stale", used + 4096).unwrap();
+        let again = open(dir.path());
+        assert_eq!(indexes(&again), vec![(1, 1), (1, 2), (1, 3)]);
+        assert!(!std::fs::read(&path).unwrap().windows(5).any(|w| w == b"stale"), "the stale bytes are gone");
     }
 
     #[tokio::test]
