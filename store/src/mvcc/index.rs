@@ -152,6 +152,16 @@ impl KeyIndex {
         self.keys.entry(key).or_default().push(entry);
     }
 
+    /// Record a write made from the key's live entry at revision `at` ([`KeyIndex::get`] then
+    /// [`KeyIndex::push`] with one lookup). Returns that live entry and the new one.
+    pub fn write(&mut self, key: Bytes, at: i64, make: impl FnOnce(Option<&Entry>) -> Entry) -> (Option<Entry>, Entry) {
+        let history = self.keys.entry(key).or_default();
+        let before = live_at(history, at).copied();
+        let entry = make(before.as_ref());
+        history.push(entry);
+        (before, entry)
+    }
+
     /// Drop history older than `at` (see the module invariants). Returns the revisions whose
     /// records are no longer reachable.
     pub fn compact(&mut self, at: i64) -> Vec<Rev> {

@@ -268,7 +268,14 @@ impl Mvcc {
         // A request's bytes are slices of the whole received gRPC buffer: the index keeps its
         // own copy of the key, or every key would pin a buffer of kilobytes forever.
         let key = Bytes::copy_from_slice(&key);
-        let before = self.index.get(&key, ctx.view(self.current)).copied();
+        let rev = Rev { main: ctx.rev, sub: ctx.sub };
+        let (before, entry) = self.index.write(key.clone(), ctx.view(self.current), |before| {
+            let (create, version) = before.map_or((rev.main, 1), |p| (p.create, p.version + 1));
+            Entry { rev, create, version, lease, tombstone: false }
+        });
+        ctx.sub += 1;
+        // (A failed read is a storage error, which stops the state machine: the index entry
+        // already pushed is never seen.)
         let prev = match &before {
             Some(e) if want_prev => Some(self.load(e)?),
             Some(e) => {
@@ -277,16 +284,9 @@ impl Mvcc {
             }
             None => None,
         };
-        let (create, version) = match &before {
-            Some(p) => (p.create, p.version + 1),
-            None => (ctx.rev, 1),
-        };
-        let rev = Rev { main: ctx.rev, sub: ctx.sub };
-        ctx.sub += 1;
-        let kv = KeyValue { key: key.clone(), create_revision: create, mod_revision: ctx.rev, version, value, lease };
+        let kv = KeyValue { key, create_revision: entry.create, mod_revision: ctx.rev, version: entry.version, value, lease };
         ctx.batch.put(codec::rev_key(rev), codec::encode_record(&kv, false));
         self.pending.insert(rev, (kv.clone(), false));
-        self.index.push(key, Entry { rev, create, version, lease, tombstone: false });
         ctx.events.push(Event { r#type: EventType::Put as i32, kv: Some(kv), prev_kv: prev.clone() });
         Ok((before, prev))
     }
