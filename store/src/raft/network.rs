@@ -1,7 +1,10 @@
 //! Outgoing peer traffic: openraft's network over Keel's peer gRPC service. One lazily connected
 //! channel per peer, shared by every call to it, with a connect timeout, HTTP/2 keepalive (a
-//! cut-off connection is noticed and redialed) and a deadline on every call. Failures are
-//! reported as `Unreachable`, so openraft backs off before retrying.
+//! cut-off connection is noticed and redialed) and a deadline on every call. A failed call is
+//! reported as `Unreachable`, so openraft backs off (200 ms) before retrying. A replication
+//! session that missed its deadline is a `Timeout`: openraft reopens it at once and backs off
+//! only after several in a row, so one slow fsync or scheduling hiccup on a busy follower
+//! costs a retry, not a pause of replication to it.
 //!
 //! Replication is pipelined: `stream_append` keeps one bidirectional `AppendStream` call open
 //! per replication session and sends each request as openraft produces it, without waiting for
@@ -15,12 +18,12 @@ use futures::future::BoxFuture;
 use futures::stream::{BoxStream, Stream, StreamExt};
 use keel_proto::keelpeerpb::peer_client::PeerClient;
 use keel_proto::keelpeerpb::{RaftRequest, SnapshotChunk};
-use openraft::OptionalSend;
 use openraft::RaftNetworkFactory;
-use openraft::errors::{RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::errors::{RPCError, ReplicationClosed, StreamingError, Timeout, Unreachable};
 use openraft::network::RPCOption;
 use openraft::network::v2::RaftNetworkV2;
 use openraft::raft::StreamAppendResult;
+use openraft::{OptionalSend, RPCTypes};
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io::Read;
@@ -100,7 +103,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
     async fn new_client(&mut self, target: u64, node: &PeerInfo) -> Connection {
         let client = if target == self.me { Err("refusing to dial this member itself".to_string()) } else { self.peers.member(node) };
-        Connection { client, target }
+        Connection { client, target, me: self.me }
     }
 }
 
@@ -108,10 +111,16 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub struct Connection {
     client: Result<PeerClient<Channel>, String>,
     target: u64,
+    me: u64,
 }
 
 fn unreachable(msg: impl ToString) -> RPCError<TypeConfig> {
     RPCError::Unreachable(Unreachable::from_string(msg))
+}
+
+/// A replication session from `me` to `target` got no answer within `ttl`.
+fn append_timeout(me: u64, target: u64, ttl: Duration) -> RPCError<TypeConfig> {
+    RPCError::Timeout(Timeout { action: RPCTypes::AppendEntries, id: me, target, timeout: ttl })
 }
 
 impl Connection {
@@ -146,14 +155,14 @@ fn append_request(rpc: &typ::AppendEntriesRequest) -> RaftRequest {
 /// When each unanswered request of a pipelined session was sent, oldest first.
 type SendTimes = Arc<Mutex<VecDeque<Instant>>>;
 
-/// The next answer of a pipelined session, or `None` when the follower closed it. Fails when
-/// the oldest unanswered request has waited `ttl`; an idle session (nothing unanswered) waits
-/// on, as the connection's keepalive notices a dead peer.
+/// The next answer of a pipelined session from `me` to `target`, or `None` when the follower
+/// closed it. Times out when the oldest unanswered request has waited `ttl`; an idle session
+/// (nothing unanswered) waits on, as the connection's keepalive notices a dead peer.
 async fn next_answer(
     replies: &mut tonic::Streaming<keel_proto::keelpeerpb::RaftReply>,
     sent: &SendTimes,
     ttl: Duration,
-    target: u64,
+    (me, target): (u64, u64),
 ) -> Option<Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>> {
     loop {
         let oldest = sent.lock().unwrap_or_else(|p| p.into_inner()).front().copied();
@@ -165,7 +174,7 @@ async fn next_answer(
             }
             Ok(Ok(None)) => return None,
             Ok(Err(status)) => return Some(Err(unreachable(format!("peer {target:x}: {}", status.message())))),
-            Err(_) if oldest.is_some() => return Some(Err(unreachable(format!("peer {target:x}: no answer within {ttl:?}")))),
+            Err(_) if oldest.is_some() => return Some(Err(append_timeout(me, target, ttl))),
             Err(_) => {}
         }
     }
@@ -194,7 +203,7 @@ impl RaftNetworkV2<TypeConfig> for Connection {
     {
         Box::pin(async move {
             let mut client = self.client()?;
-            let (ttl, target) = (option.hard_ttl(), self.target);
+            let (ttl, me, target) = (option.hard_ttl(), self.me, self.target);
             // openraft sleeps out its backoff while making a request, so the call opens only
             // once the first request exists: a peer refusing connections is not redialed in a
             // tight loop, and a session with nothing to send opens no call.
@@ -211,13 +220,13 @@ impl RaftNetworkV2<TypeConfig> for Connection {
             let replies = match tokio::time::timeout(ttl, client.append_stream(requests)).await {
                 Ok(Ok(r)) => r.into_inner(),
                 Ok(Err(status)) => return Err(unreachable(format!("peer {target:x}: {}", status.message()))),
-                Err(_) => return Err(unreachable(format!("peer {target:x}: no answer within {ttl:?}"))),
+                Err(_) => return Err(append_timeout(me, target, ttl)),
             };
             let answers = futures::stream::unfold(Some(replies), move |state| {
                 let sent = sent.clone();
                 async move {
                     let mut replies = state?;
-                    let answer = next_answer(&mut replies, &sent, ttl, target).await?;
+                    let answer = next_answer(&mut replies, &sent, ttl, (me, target)).await?;
                     // openraft ends a session at its first failure; so does the stream.
                     let more = matches!(answer, Ok(Ok(_))).then_some(replies);
                     Some((answer, more))
