@@ -16,9 +16,10 @@
 //! dead, it is rewritten (temporary file, fsync, rename, directory fsync).
 //!
 //! The file is reserved ahead in steps of [`GROW_BYTES`] (`fallocate`), so a flush overwrites
-//! reserved space instead of growing the file: its `fdatasync` then has no file size to commit
-//! to the filesystem's journal, which made it about a third slower on ext4. Reserved space reads
-//! as zeros, and replay stops at a zero length, so the log ends where the records do.
+//! reserved space instead of growing the file: its `fdatasync` then has no new file size to
+//! write along with the data (which made it about a third slower, and costlier in CPU, on this
+//! machine's ext4). Reserved space reads as zeros, and replay stops at a zero length, so the
+//! log ends where the records do.
 //!
 //! The bytes live on a [`LogDisk`]: [`FileDisk`] in production, [`MemoryLogDisk`] (which loses
 //! what was not synced when it "crashes") for tests and the simulation.
