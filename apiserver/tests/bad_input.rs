@@ -1,6 +1,6 @@
 //! Bad requests get a Kubernetes `Status` with the right code and reason, and write nothing.
 
-mod common;
+use keel_testkit as common;
 
 use common::Cluster;
 use serde_json::Value;

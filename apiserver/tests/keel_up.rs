@@ -1,7 +1,7 @@
 //! `keel up` (the README's way to run Keel) starts the apiserver in front of the members and
 //! writes a kubeconfig that the installed kubectl uses as is; Ctrl-C stops everything.
 
-mod common;
+use keel_testkit as common;
 
 use common::{eventually, text};
 use std::process::{Command, Stdio};
@@ -9,7 +9,7 @@ use std::time::Duration;
 
 #[test]
 fn keel_up_serves_kubectl_through_its_kubeconfig() {
-    let keel = common::store_bin().with_file_name("keel");
+    let keel = common::bin("keel");
     assert!(keel.exists(), "{} is missing: build the workspace first", keel.display());
     let dir = tempfile::tempdir().expect("tempdir");
     let up = Command::new(&keel)

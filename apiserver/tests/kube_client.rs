@@ -2,7 +2,7 @@
 //! keel-apiserver: typed create, list, watch resumed from a resourceVersion, patches, a 409 on a
 //! stale update, delete.
 
-mod common;
+use keel_testkit as common;
 
 use common::Cluster;
 use futures::{StreamExt, TryStreamExt};

@@ -1,7 +1,7 @@
 //! Conformance with the installed `kubectl` against keel-apiserver on a keel-store member: the
 //! commands users type, checked by what they print and by what the server then holds.
 
-mod common;
+use keel_testkit as common;
 
 use common::{Backend, Cluster, eventually, text};
 

@@ -1,7 +1,7 @@
 //! Secrets are encrypted at rest: etcdctl sees ciphertext under Kubernetes' prefix, the API
 //! (and kubectl) sees the Secret.
 
-mod common;
+use keel_testkit as common;
 
 use common::{Cluster, text};
 

@@ -1,7 +1,7 @@
 //! Client watches share the one store watch per resource (the watch cache), and each still sees
 //! exactly its own namespace and selector.
 
-mod common;
+use keel_testkit as common;
 
 use common::{Cluster, eventually, text};
 use std::process::{Command, Stdio};
