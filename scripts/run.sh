@@ -10,5 +10,5 @@ if ! command -v cc >/dev/null 2>&1 || ! command -v make >/dev/null 2>&1; then
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
   $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq gcc make >/dev/null
 fi
-cargo build --release -p keel-store --bins -p keel-apiserver
+cargo build --release -p keel-store -p keel-apiserver -p keel-up
 exec target/release/keel up --data-dir data "$@"
