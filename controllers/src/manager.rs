@@ -1,0 +1,121 @@
+//! One run of every enabled controller over one set of shared informers. `main.rs` calls
+//! [`run`] each time this instance becomes the leader and stops it (drops the future or fires
+//! `stop`) when leadership is lost; nothing survives from one run to the next.
+
+use crate::clock::SharedClock;
+use crate::context::Context;
+use crate::error::Result;
+use crate::events::Recorder;
+use crate::metrics::Metrics;
+use crate::replicaset::{self, ReplicaSetController};
+use crate::runner;
+use crate::shared::{Served, Shared};
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::task::JoinSet;
+
+/// Every controller's name, as `--controllers` spells them (kube's names).
+pub const ALL: &[&str] = &["replicaset"];
+
+/// What to run and how.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Enabled controllers (names from [`ALL`]).
+    pub enabled: BTreeSet<String>,
+    /// ReplicaSet controller tunables.
+    pub replicaset: replicaset::Config,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config { enabled: ALL.iter().map(|s| s.to_string()).collect(), replicaset: Default::default() }
+    }
+}
+
+/// `--controllers` as kube reads it: `*` enables the defaults, `foo` enables foo, `-foo`
+/// disables it. Unknown names are an error.
+pub fn parse_controllers(spec: &str) -> std::result::Result<BTreeSet<String>, String> {
+    let mut on = BTreeSet::new();
+    let mut off = BTreeSet::new();
+    let mut star = false;
+    for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (neg, name) = match item.strip_prefix('-') {
+            Some(n) => (true, n),
+            None => (false, item),
+        };
+        if name == "*" {
+            star = true;
+            continue;
+        }
+        if !ALL.contains(&name) {
+            return Err(format!("{name:?} is not a known controller (known: {})", ALL.join(", ")));
+        }
+        if neg {
+            off.insert(name.to_string())
+        } else {
+            on.insert(name.to_string())
+        };
+    }
+    if star {
+        on.extend(ALL.iter().map(|s| s.to_string()));
+    }
+    Ok(on.difference(&off).cloned().collect())
+}
+
+/// Which optional resources the apiserver serves.
+pub async fn discover(client: &kube::Client) -> Served {
+    let has = |group: &'static str, plural: &'static str| {
+        let client = client.clone();
+        async move {
+            match client.list_api_group_resources(group).await {
+                Ok(list) => list.resources.iter().any(|r| r.name == plural),
+                Err(_) => false,
+            }
+        }
+    };
+    Served {
+        controller_revisions: has("apps/v1", "controllerrevisions").await,
+        endpoint_slices: has("discovery.k8s.io/v1", "endpointslices").await,
+    }
+}
+
+/// Runs the enabled controllers until `stop` completes.
+pub async fn run(client: kube::Client, cfg: Config, clock: SharedClock, metrics: Metrics, stop: impl Future<Output = ()>) -> Result<()> {
+    let served = discover(&client).await;
+    tracing::info!(?served, "starting controllers: {}", cfg.enabled.iter().cloned().collect::<Vec<_>>().join(","));
+    let shared = Arc::new(Shared::new(&client, served));
+    let mut tasks = JoinSet::new();
+    let (recorder, send_events) = Recorder::new(client.clone(), clock.clone());
+    tasks.spawn(send_events);
+    let ctx = Context { client, shared: shared.clone(), clock, recorder, metrics };
+    let mut queues = Vec::new();
+    if cfg.enabled.contains("replicaset") {
+        let c = ReplicaSetController::new(&ctx, cfg.replicaset.clone());
+        queues.push(c.queue());
+        let workers = c.workers();
+        runner::spawn(&mut tasks, "replicaset", c.queue(), workers, c);
+    }
+    shared.start(&mut tasks);
+    stop.await;
+    for q in &queues {
+        q.shut_down();
+    }
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controllers_flag_reads_like_kubes() {
+        let all: BTreeSet<String> = ALL.iter().map(|s| s.to_string()).collect();
+        assert_eq!(parse_controllers("*").ok(), Some(all.clone()));
+        assert_eq!(parse_controllers("*,-replicaset").ok().map(|s| s.contains("replicaset")), Some(false));
+        assert_eq!(parse_controllers("replicaset").ok().map(|s| s.len()), Some(1));
+        assert!(parse_controllers("bogus").is_err());
+    }
+}

@@ -1,0 +1,50 @@
+//! Shared helpers of the controller-manager's black-box tests: a cluster with the
+//! controller-manager running, and a stand-in for the scheduler and kubelets.
+
+#![allow(dead_code, clippy::disallowed_methods)]
+
+pub mod kubelet;
+
+use keel_testkit::Cluster;
+use std::time::Duration;
+
+pub use kubelet::FakeKubelet;
+
+/// A store, an apiserver and one keel-controller-manager with `args`.
+pub fn cluster(args: &[&str]) -> Cluster {
+    let mut c = Cluster::start();
+    c.spawn("keel-controller-manager", true, args);
+    c
+}
+
+/// Polls `f` (async) every 100 ms for up to `limit`; panics with `what` and the logs if it never
+/// returns Some.
+pub async fn wait_for<T, F, Fut>(c: &Cluster, limit: Duration, what: &str, f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    match keel_testkit::eventually_async(limit, f).await {
+        Some(v) => v,
+        None => {
+            let state =
+                tokio::task::block_in_place(|| keel_testkit::text(&c.kubectl(&["get", "deploy,rs,pods,nodes", "-A", "-o", "wide"]).stdout));
+            panic!("timed out waiting for {what}\n{state}\n{}", c.logs())
+        }
+    }
+}
+
+/// kubectl off the async runtime's threads.
+pub async fn kubectl(c: &Cluster, args: &[&str]) -> std::process::Output {
+    tokio::task::block_in_place(|| c.kubectl(args))
+}
+
+/// kubectl that must succeed; its stdout.
+pub async fn ok(c: &Cluster, args: &[&str]) -> String {
+    tokio::task::block_in_place(|| c.ok(args))
+}
+
+/// `kubectl apply -f -`.
+pub async fn apply(c: &Cluster, yaml: &str) -> String {
+    tokio::task::block_in_place(|| c.apply(yaml, &[]))
+}
