@@ -17,10 +17,11 @@
 //! [`expectations`], [`ownership`] (controllerRefs), [`selector`], [`pod`] (pod status and
 //! deletion ranking), [`podcontrol`] (pod creation, slow start).
 //!
-//! Controllers: [`replicaset`].
+//! Controllers: [`replicaset`], [`deployment`].
 
 pub mod clock;
 pub mod context;
+pub mod deployment;
 pub mod error;
 pub mod events;
 pub mod expectations;

@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 use clap::Parser;
 use keel_controllers::clock::SystemClock;
-use keel_controllers::{manager, metrics::Metrics, replicaset};
+use keel_controllers::{deployment, manager, metrics::Metrics, replicaset};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -20,6 +20,9 @@ struct Flags {
     /// ReplicaSets synced at once.
     #[arg(long, default_value_t = 5)]
     concurrent_replicaset_syncs: usize,
+    /// Deployments synced at once.
+    #[arg(long, default_value_t = 5)]
+    concurrent_deployment_syncs: usize,
 }
 
 async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
@@ -41,8 +44,11 @@ async fn main() -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let flags = Flags::parse();
     let enabled = manager::parse_controllers(&flags.controllers).map_err(anyhow::Error::msg)?;
-    let cfg =
-        manager::Config { enabled, replicaset: replicaset::Config { workers: flags.concurrent_replicaset_syncs, ..Default::default() } };
+    let cfg = manager::Config {
+        enabled,
+        replicaset: replicaset::Config { workers: flags.concurrent_replicaset_syncs, ..Default::default() },
+        deployment: deployment::Config { workers: flags.concurrent_deployment_syncs },
+    };
     let client = client(flags.kubeconfig.as_ref()).await?;
     let metrics = Metrics::new();
     let stop = async {

@@ -4,6 +4,7 @@
 
 use crate::clock::SharedClock;
 use crate::context::Context;
+use crate::deployment::{self, DeploymentController};
 use crate::error::Result;
 use crate::events::Recorder;
 use crate::metrics::Metrics;
@@ -16,7 +17,7 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 
 /// Every controller's name, as `--controllers` spells them (kube's names).
-pub const ALL: &[&str] = &["replicaset"];
+pub const ALL: &[&str] = &["replicaset", "deployment"];
 
 /// What to run and how.
 #[derive(Clone, Debug)]
@@ -25,11 +26,13 @@ pub struct Config {
     pub enabled: BTreeSet<String>,
     /// ReplicaSet controller tunables.
     pub replicaset: replicaset::Config,
+    /// Deployment controller tunables.
+    pub deployment: deployment::Config,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { enabled: ALL.iter().map(|s| s.to_string()).collect(), replicaset: Default::default() }
+        Config { enabled: ALL.iter().map(|s| s.to_string()).collect(), replicaset: Default::default(), deployment: Default::default() }
     }
 }
 
@@ -95,6 +98,12 @@ pub async fn run(client: kube::Client, cfg: Config, clock: SharedClock, metrics:
         queues.push(c.queue());
         let workers = c.workers();
         runner::spawn(&mut tasks, "replicaset", c.queue(), workers, c);
+    }
+    if cfg.enabled.contains("deployment") {
+        let c = DeploymentController::new(&ctx, cfg.deployment.clone());
+        queues.push(c.queue());
+        let workers = c.workers();
+        runner::spawn(&mut tasks, "deployment", c.queue(), workers, c);
     }
     shared.start(&mut tasks);
     stop.await;
