@@ -102,7 +102,7 @@ pub async fn show(o: &Options) -> ExitCode {
         eprintln!("keel: no cluster is running in {} (keel up --data-dir {} starts one)", o.data_dir.display(), o.data_dir.display());
         return ExitCode::FAILURE;
     };
-    println!("{:<22} {:<16} {:>8}  {:<7} {}", "PART", "ADDRESS", "PID", "RUNNING", "HEALTH");
+    println!("{:<22} {:<16} {:>8}  {:<7} HEALTH", "PART", "ADDRESS", "PID", "RUNNING");
     let mut store_leader = None;
     for line in state.lines() {
         let f: Vec<&str> = line.split('\t').collect();
