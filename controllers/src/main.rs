@@ -1,9 +1,12 @@
-//! The composition root: flags, the kube client, the clock, metrics, and the controllers run.
+//! The composition root: flags, the kube client, the clock, metrics and health serving, and
+//! the controllers run while this instance leads.
 
 use anyhow::Context as _;
 use clap::Parser;
+use keel_component::{health::Health, metrics, serve, shutdown};
 use keel_controllers::clock::SystemClock;
 use keel_controllers::{deployment, manager, metrics::Metrics, replicaset};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -14,6 +17,12 @@ struct Flags {
     /// Kubeconfig of the apiserver to manage (its current context).
     #[arg(long)]
     kubeconfig: Option<PathBuf>,
+    /// Address to serve /healthz, /readyz and /metrics on.
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: String,
+    /// HTTPS port for /healthz and /metrics (0: do not serve).
+    #[arg(long, default_value_t = 10257)]
+    secure_port: u16,
     /// Controllers to run: `*` (all), `name` to enable, `-name` to disable.
     #[arg(long, default_value = "*")]
     controllers: String,
@@ -26,14 +35,10 @@ struct Flags {
 }
 
 async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
-    let config = match kubeconfig {
-        Some(path) => {
-            let kc = kube::config::Kubeconfig::read_from(path).with_context(|| format!("reading {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?
-        }
-        None => kube::Config::infer().await?,
-    };
-    Ok(kube::Client::try_from(config)?)
+    match kubeconfig {
+        Some(path) => Ok(keel_component::client::from_kubeconfig(path).await?),
+        None => Ok(kube::Client::try_from(kube::Config::infer().await.context("no --kubeconfig and no in-cluster config")?)?),
+    }
 }
 
 #[tokio::main]
@@ -50,10 +55,33 @@ async fn main() -> anyhow::Result<()> {
         deployment: deployment::Config { workers: flags.concurrent_deployment_syncs },
     };
     let client = client(flags.kubeconfig.as_ref()).await?;
-    let metrics = Metrics::new();
-    let stop = async {
-        let _ = tokio::signal::ctrl_c().await;
+    let registry = metrics::shared();
+    let ours = Metrics::new();
+    ours.register(&mut registry.lock().unwrap_or_else(|p| p.into_inner()));
+    let health = Health::new();
+    health.set_healthy("apiserver-client", true);
+    health.set_ready(true);
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
     };
-    manager::run(client, cfg, Arc::new(SystemClock), metrics, stop).await?;
+    let server = if flags.secure_port != 0 {
+        let addr: SocketAddr = format!("{}:{}", flags.bind_address, flags.secure_port).parse().context("--bind-address/--secure-port")?;
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("listening on {addr}"))?;
+        let tls = serve::self_signed(&[flags.bind_address.clone(), "localhost".into()])?;
+        let router = serve::router(health.clone(), registry.clone());
+        Some(tokio::spawn(serve::serve(listener, Some(tls), router, stopped(stop_rx.clone()))))
+    } else {
+        None
+    };
+    tokio::spawn(async move {
+        shutdown::signal().await;
+        let _ = stop_tx.send(true);
+    });
+    manager::run(client, cfg, Arc::new(SystemClock), ours, stopped(stop_rx)).await?;
+    if let Some(s) = server {
+        let _ = s.await;
+    }
     Ok(())
 }

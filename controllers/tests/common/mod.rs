@@ -10,11 +10,22 @@ use std::time::Duration;
 
 pub use kubelet::FakeKubelet;
 
-/// A store, an apiserver and one keel-controller-manager with `args`.
+/// A store, an apiserver and one keel-controller-manager with `args` (not serving /healthz
+/// unless `args` give a `--secure-port`).
 pub fn cluster(args: &[&str]) -> Cluster {
     let mut c = Cluster::start();
-    c.spawn("keel-controller-manager", true, args);
+    spawn_manager(&mut c, args);
     c
+}
+
+/// Starts one more keel-controller-manager; its index in `c.components`.
+pub fn spawn_manager(c: &mut Cluster, args: &[&str]) -> usize {
+    let mut all: Vec<&str> = Vec::new();
+    if !args.iter().any(|a| a.starts_with("--secure-port")) {
+        all.push("--secure-port=0");
+    }
+    all.extend_from_slice(args);
+    c.spawn("keel-controller-manager", true, &all)
 }
 
 /// Polls `f` (async) every 100 ms for up to `limit`; panics with `what` and the logs if it never
