@@ -14,10 +14,10 @@
 //!
 //! Shared machinery: [`key`] (object keys, uids), [`clock`] (wall-time seam), [`error`],
 //! [`queue`], [`runner`], [`informer`], [`shared`], [`context`], [`metrics`], [`events`],
-//! [`expectations`], [`ownership`] (controllerRefs), [`selector`], [`pod`] (pod status and
+//! [`expectations`], [`flags`], [`ownership`] (controllerRefs), [`selector`], [`pod`] (pod status and
 //! deletion ranking), [`podcontrol`] (pod creation, slow start).
 //!
-//! Controllers: [`replicaset`], [`deployment`].
+//! Controllers: [`replicaset`], [`deployment`], [`nodelifecycle`] (with its taint eviction).
 
 pub mod clock;
 pub mod context;
@@ -25,10 +25,12 @@ pub mod deployment;
 pub mod error;
 pub mod events;
 pub mod expectations;
+pub mod flags;
 pub mod informer;
 pub mod key;
 pub mod manager;
 pub mod metrics;
+pub mod nodelifecycle;
 pub mod ownership;
 pub mod pod;
 pub mod podcontrol;

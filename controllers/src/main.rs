@@ -5,10 +5,13 @@ use anyhow::Context as _;
 use clap::Parser;
 use keel_component::{health::Health, metrics, serve, shutdown};
 use keel_controllers::clock::SystemClock;
+use keel_controllers::flags::parse_duration;
+use keel_controllers::nodelifecycle::{self, zones::Rates};
 use keel_controllers::{deployment, manager, metrics::Metrics, replicaset};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// keel-controller-manager: ReplicaSet, Deployment, node lifecycle, … controllers for Keel.
 #[derive(Parser, Debug)]
@@ -32,6 +35,27 @@ struct Flags {
     /// Deployments synced at once.
     #[arg(long, default_value_t = 5)]
     concurrent_deployment_syncs: usize,
+    /// How often node health is checked.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    node_monitor_period: Duration,
+    /// How long a node may go unheard before it is marked Unknown.
+    #[arg(long, default_value = "50s", value_parser = parse_duration)]
+    node_monitor_grace_period: Duration,
+    /// How long a new node may take to post its first status.
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    node_startup_grace_period: Duration,
+    /// Nodes per second tainted for eviction in a healthy zone.
+    #[arg(long, default_value_t = 0.1)]
+    node_eviction_rate: f64,
+    /// Nodes per second tainted in a partially disrupted large zone.
+    #[arg(long, default_value_t = 0.01)]
+    secondary_node_eviction_rate: f64,
+    /// Fraction of not-ready nodes (at least 3) that makes a zone partially disrupted.
+    #[arg(long, default_value_t = 0.55)]
+    unhealthy_zone_threshold: f64,
+    /// Zones with at most this many nodes stop evicting when partially disrupted.
+    #[arg(long, default_value_t = 50)]
+    large_cluster_size_threshold: usize,
 }
 
 async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
@@ -53,6 +77,17 @@ async fn main() -> anyhow::Result<()> {
         enabled,
         replicaset: replicaset::Config { workers: flags.concurrent_replicaset_syncs, ..Default::default() },
         deployment: deployment::Config { workers: flags.concurrent_deployment_syncs },
+        nodelifecycle: nodelifecycle::Config {
+            monitor_period: flags.node_monitor_period,
+            grace_period: flags.node_monitor_grace_period,
+            startup_grace_period: flags.node_startup_grace_period,
+            rates: Rates {
+                eviction_qps: flags.node_eviction_rate,
+                secondary_qps: flags.secondary_node_eviction_rate,
+                unhealthy_threshold: flags.unhealthy_zone_threshold,
+                large_cluster: flags.large_cluster_size_threshold,
+            },
+        },
     };
     let client = client(flags.kubeconfig.as_ref()).await?;
     let registry = metrics::shared();

@@ -8,6 +8,7 @@ use crate::deployment::{self, DeploymentController};
 use crate::error::Result;
 use crate::events::Recorder;
 use crate::metrics::Metrics;
+use crate::nodelifecycle::{self, NodeLifecycleController, eviction::TaintEvictionController};
 use crate::replicaset::{self, ReplicaSetController};
 use crate::runner;
 use crate::shared::{Served, Shared};
@@ -17,7 +18,7 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 
 /// Every controller's name, as `--controllers` spells them (kube's names).
-pub const ALL: &[&str] = &["replicaset", "deployment"];
+pub const ALL: &[&str] = &["replicaset", "deployment", "nodelifecycle", "taint-eviction-controller"];
 
 /// What to run and how.
 #[derive(Clone, Debug)]
@@ -28,11 +29,18 @@ pub struct Config {
     pub replicaset: replicaset::Config,
     /// Deployment controller tunables.
     pub deployment: deployment::Config,
+    /// Node lifecycle controller tunables.
+    pub nodelifecycle: nodelifecycle::Config,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { enabled: ALL.iter().map(|s| s.to_string()).collect(), replicaset: Default::default(), deployment: Default::default() }
+        Config {
+            enabled: ALL.iter().map(|s| s.to_string()).collect(),
+            replicaset: Default::default(),
+            deployment: Default::default(),
+            nodelifecycle: Default::default(),
+        }
     }
 }
 
@@ -104,6 +112,17 @@ pub async fn run(client: kube::Client, cfg: Config, clock: SharedClock, metrics:
         queues.push(c.queue());
         let workers = c.workers();
         runner::spawn(&mut tasks, "deployment", c.queue(), workers, c);
+    }
+    if cfg.enabled.contains("nodelifecycle") {
+        let c = NodeLifecycleController::new(&ctx, cfg.nodelifecycle.clone());
+        queues.push(c.queue());
+        tasks.spawn(c.clone().run_monitor());
+        runner::spawn(&mut tasks, "nodelifecycle", c.queue(), 1, c);
+    }
+    if cfg.enabled.contains("taint-eviction-controller") {
+        let c = TaintEvictionController::new(&ctx);
+        queues.push(c.queue());
+        runner::spawn(&mut tasks, "taint-eviction-controller", c.queue(), 4, c);
     }
     shared.start(&mut tasks);
     stop.await;
