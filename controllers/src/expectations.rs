@@ -64,6 +64,14 @@ impl Expectations {
         })
     }
 
+    /// `key` is about to create `adds` objects and delete `victims` (kube's SetExpectations).
+    pub fn expect(&self, key: &ObjectKey, adds: usize, victims: &[ObjectKey], now: Instant) {
+        self.with(|m| {
+            let deleting: HashSet<ObjectKey> = victims.iter().cloned().collect();
+            m.insert(key.clone(), Entry { add: adds as i64, del: deleting.len() as i64, set_at: now, deleting });
+        })
+    }
+
     /// An object `key` created showed up (or a create failed and will not).
     pub fn creation_observed(&self, key: &ObjectKey) {
         self.with(|m| {

@@ -17,10 +17,12 @@
 //! [`expectations`], [`flags`], [`ownership`] (controllerRefs), [`selector`], [`pod`] (pod status and
 //! deletion ranking), [`podcontrol`] (pod creation, slow start).
 //!
-//! Controllers: [`replicaset`], [`deployment`], [`nodelifecycle`] (with its taint eviction).
+//! Controllers: [`replicaset`], [`deployment`], [`nodelifecycle`] (with its taint eviction),
+//! [`serviceaccount`], [`daemonset`].
 
 pub mod clock;
 pub mod context;
+pub mod daemonset;
 pub mod deployment;
 pub mod error;
 pub mod events;
@@ -38,6 +40,7 @@ pub mod queue;
 pub mod replicaset;
 pub mod runner;
 pub mod selector;
+pub mod serviceaccount;
 pub mod shared;
 
 pub use error::{Error, Result};

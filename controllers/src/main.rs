@@ -7,7 +7,7 @@ use keel_component::{health::Health, metrics, serve, shutdown};
 use keel_controllers::clock::SystemClock;
 use keel_controllers::flags::parse_duration;
 use keel_controllers::nodelifecycle::{self, zones::Rates};
-use keel_controllers::{deployment, manager, metrics::Metrics, replicaset};
+use keel_controllers::{daemonset, deployment, manager, metrics::Metrics, replicaset};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -35,6 +35,9 @@ struct Flags {
     /// Deployments synced at once.
     #[arg(long, default_value_t = 5)]
     concurrent_deployment_syncs: usize,
+    /// DaemonSets synced at once.
+    #[arg(long, default_value_t = 2)]
+    concurrent_daemonset_syncs: usize,
     /// How often node health is checked.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     node_monitor_period: Duration,
@@ -77,6 +80,7 @@ async fn main() -> anyhow::Result<()> {
         enabled,
         replicaset: replicaset::Config { workers: flags.concurrent_replicaset_syncs, ..Default::default() },
         deployment: deployment::Config { workers: flags.concurrent_deployment_syncs },
+        daemonset: daemonset::Config { workers: flags.concurrent_daemonset_syncs, ..Default::default() },
         nodelifecycle: nodelifecycle::Config {
             monitor_period: flags.node_monitor_period,
             grace_period: flags.node_monitor_grace_period,

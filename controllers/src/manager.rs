@@ -4,6 +4,7 @@
 
 use crate::clock::SharedClock;
 use crate::context::Context;
+use crate::daemonset::{self, DaemonSetController};
 use crate::deployment::{self, DeploymentController};
 use crate::error::Result;
 use crate::events::Recorder;
@@ -11,6 +12,7 @@ use crate::metrics::Metrics;
 use crate::nodelifecycle::{self, NodeLifecycleController, eviction::TaintEvictionController};
 use crate::replicaset::{self, ReplicaSetController};
 use crate::runner;
+use crate::serviceaccount::ServiceAccountController;
 use crate::shared::{Served, Shared};
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -18,7 +20,7 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 
 /// Every controller's name, as `--controllers` spells them (kube's names).
-pub const ALL: &[&str] = &["replicaset", "deployment", "nodelifecycle", "taint-eviction-controller"];
+pub const ALL: &[&str] = &["replicaset", "deployment", "nodelifecycle", "taint-eviction-controller", "serviceaccount", "daemonset"];
 
 /// What to run and how.
 #[derive(Clone, Debug)]
@@ -31,6 +33,8 @@ pub struct Config {
     pub deployment: deployment::Config,
     /// Node lifecycle controller tunables.
     pub nodelifecycle: nodelifecycle::Config,
+    /// DaemonSet controller tunables.
+    pub daemonset: daemonset::Config,
 }
 
 impl Default for Config {
@@ -40,6 +44,7 @@ impl Default for Config {
             replicaset: Default::default(),
             deployment: Default::default(),
             nodelifecycle: Default::default(),
+            daemonset: Default::default(),
         }
     }
 }
@@ -123,6 +128,17 @@ pub async fn run(client: kube::Client, cfg: Config, clock: SharedClock, metrics:
         let c = TaintEvictionController::new(&ctx);
         queues.push(c.queue());
         runner::spawn(&mut tasks, "taint-eviction-controller", c.queue(), 4, c);
+    }
+    if cfg.enabled.contains("serviceaccount") {
+        let c = ServiceAccountController::new(&ctx);
+        queues.push(c.queue());
+        runner::spawn(&mut tasks, "serviceaccount", c.queue(), 2, c);
+    }
+    if cfg.enabled.contains("daemonset") {
+        let c = DaemonSetController::new(&ctx, cfg.daemonset.clone());
+        queues.push(c.queue());
+        let workers = c.workers();
+        runner::spawn(&mut tasks, "daemonset", c.queue(), workers, c);
     }
     shared.start(&mut tasks);
     stop.await;
