@@ -18,12 +18,13 @@
 //! deletion ranking), [`podcontrol`] (pod creation, slow start).
 //!
 //! Controllers: [`replicaset`], [`deployment`], [`nodelifecycle`] (with its taint eviction),
-//! [`serviceaccount`], [`daemonset`].
+//! [`serviceaccount`], [`daemonset`], [`endpoints`] (Endpoints and EndpointSlices).
 
 pub mod clock;
 pub mod context;
 pub mod daemonset;
 pub mod deployment;
+pub mod endpoints;
 pub mod error;
 pub mod events;
 pub mod expectations;

@@ -6,6 +6,7 @@ use crate::clock::SharedClock;
 use crate::context::Context;
 use crate::daemonset::{self, DaemonSetController};
 use crate::deployment::{self, DeploymentController};
+use crate::endpoints::{EndpointsController, slices::EndpointSliceController};
 use crate::error::Result;
 use crate::events::Recorder;
 use crate::metrics::Metrics;
@@ -20,7 +21,8 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 
 /// Every controller's name, as `--controllers` spells them (kube's names).
-pub const ALL: &[&str] = &["replicaset", "deployment", "nodelifecycle", "taint-eviction-controller", "serviceaccount", "daemonset"];
+pub const ALL: &[&str] =
+    &["replicaset", "deployment", "nodelifecycle", "taint-eviction-controller", "serviceaccount", "daemonset", "endpoint", "endpointslice"];
 
 /// What to run and how.
 #[derive(Clone, Debug)]
@@ -139,6 +141,21 @@ pub async fn run(client: kube::Client, cfg: Config, clock: SharedClock, metrics:
         queues.push(c.queue());
         let workers = c.workers();
         runner::spawn(&mut tasks, "daemonset", c.queue(), workers, c);
+    }
+    if cfg.enabled.contains("endpoint") {
+        let c = EndpointsController::new(&ctx);
+        queues.push(c.queue());
+        runner::spawn(&mut tasks, "endpoint", c.queue(), 5, c);
+    }
+    if cfg.enabled.contains("endpointslice") {
+        match shared.endpoint_slices.clone() {
+            Some(slices) => {
+                let c = EndpointSliceController::new(&ctx, slices);
+                queues.push(c.queue());
+                runner::spawn(&mut tasks, "endpointslice", c.queue(), 5, c);
+            }
+            None => tracing::warn!("the apiserver does not serve discovery.k8s.io/v1 endpointslices: the endpointslice controller is off"),
+        }
     }
     shared.start(&mut tasks);
     stop.await;
