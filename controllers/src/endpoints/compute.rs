@@ -70,7 +70,10 @@ fn address(svc: &Service, p: &Pod) -> Option<EndpointAddress> {
     Some(EndpointAddress { ip: pod_ip(p)?, hostname, node_name: spec.and_then(|s| s.node_name.clone()), target_ref: Some(target_ref(p)) })
 }
 
-fn port_key(p: &EndpointPort) -> (String, i32, String) {
+/// A port's identity: (name, number, protocol).
+pub type PortKey = (String, i32, String);
+
+fn port_key(p: &EndpointPort) -> PortKey {
     (p.name.clone().unwrap_or_default(), p.port, p.protocol.clone().unwrap_or_default())
 }
 
@@ -130,7 +133,8 @@ pub fn endpoints(svc: &Service, pods: &[&Pod]) -> Vec<Endpoint> {
 
 /// `RepackSubsets`: the Endpoints object's subsets, one per distinct port set.
 pub fn subsets(eps: &[Endpoint]) -> Vec<EndpointSubset> {
-    let mut groups: BTreeMap<Vec<(String, i32, String)>, (Vec<EndpointPort>, Vec<EndpointAddress>, Vec<EndpointAddress>)> = BTreeMap::new();
+    type Group = (Vec<EndpointPort>, Vec<EndpointAddress>, Vec<EndpointAddress>);
+    let mut groups: BTreeMap<Vec<PortKey>, Group> = BTreeMap::new();
     for e in eps {
         let mut ports = e.ports.clone();
         ports.sort_by_key(port_key);

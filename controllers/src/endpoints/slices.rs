@@ -35,7 +35,7 @@ pub const MAX_PER_SLICE: usize = 100;
 
 /// The desired slices' contents: (ports, endpoints), one entry per slice, in a stable order.
 pub fn desired(eps: &[Endpoint], max_per_slice: usize) -> Vec<(Vec<EndpointPort>, Vec<SliceEndpoint>)> {
-    let mut groups: BTreeMap<Vec<(String, i32, String)>, (Vec<EndpointPort>, Vec<SliceEndpoint>)> = BTreeMap::new();
+    let mut groups: BTreeMap<Vec<compute::PortKey>, (Vec<EndpointPort>, Vec<SliceEndpoint>)> = BTreeMap::new();
     for e in eps {
         let mut ports: Vec<EndpointPort> = e
             .ports
