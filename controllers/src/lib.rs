@@ -18,7 +18,8 @@
 //! deletion ranking), [`podcontrol`] (pod creation, slow start).
 //!
 //! Controllers: [`replicaset`], [`deployment`], [`nodelifecycle`] (with its taint eviction),
-//! [`serviceaccount`], [`daemonset`], [`endpoints`] (Endpoints and EndpointSlices).
+//! [`serviceaccount`], [`daemonset`], [`endpoints`] (Endpoints and EndpointSlices),
+//! [`namespace`], [`gc`] (the garbage collector).
 
 pub mod clock;
 pub mod context;
@@ -29,10 +30,12 @@ pub mod error;
 pub mod events;
 pub mod expectations;
 pub mod flags;
+pub mod gc;
 pub mod informer;
 pub mod key;
 pub mod manager;
 pub mod metrics;
+pub mod namespace;
 pub mod nodelifecycle;
 pub mod ownership;
 pub mod pod;

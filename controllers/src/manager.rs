@@ -9,7 +9,9 @@ use crate::deployment::{self, DeploymentController};
 use crate::endpoints::{EndpointsController, slices::EndpointSliceController};
 use crate::error::Result;
 use crate::events::Recorder;
+use crate::gc::GarbageCollector;
 use crate::metrics::Metrics;
+use crate::namespace::NamespaceController;
 use crate::nodelifecycle::{self, NodeLifecycleController, eviction::TaintEvictionController};
 use crate::replicaset::{self, ReplicaSetController};
 use crate::runner;
@@ -21,8 +23,18 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 
 /// Every controller's name, as `--controllers` spells them (kube's names).
-pub const ALL: &[&str] =
-    &["replicaset", "deployment", "nodelifecycle", "taint-eviction-controller", "serviceaccount", "daemonset", "endpoint", "endpointslice"];
+pub const ALL: &[&str] = &[
+    "replicaset",
+    "deployment",
+    "nodelifecycle",
+    "taint-eviction-controller",
+    "serviceaccount",
+    "daemonset",
+    "endpoint",
+    "endpointslice",
+    "namespace",
+    "garbagecollector",
+];
 
 /// What to run and how.
 #[derive(Clone, Debug)]
@@ -156,6 +168,16 @@ pub async fn run(client: kube::Client, cfg: Config, clock: SharedClock, metrics:
             }
             None => tracing::warn!("the apiserver does not serve discovery.k8s.io/v1 endpointslices: the endpointslice controller is off"),
         }
+    }
+    if cfg.enabled.contains("namespace") {
+        let c = NamespaceController::new(&ctx);
+        queues.push(c.queue());
+        runner::spawn(&mut tasks, "namespace", c.queue(), 10, c);
+    }
+    if cfg.enabled.contains("garbagecollector") {
+        let c = GarbageCollector::new(&ctx);
+        queues.push(c.queue());
+        runner::spawn(&mut tasks, "garbagecollector", c.queue(), 20, c);
     }
     shared.start(&mut tasks);
     stop.await;

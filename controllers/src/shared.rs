@@ -5,6 +5,7 @@
 //! - [`ORPHANS`]: the namespace of objects without a controllerRef (candidates for adoption);
 //! - [`BY_NAMESPACE`]: the namespace;
 //! - [`BY_OWNER`]: the uid of every ownerReference (the garbage collector's graph edges);
+//! - [`BY_UID`]: the object's own uid;
 //! - [`BY_NODE`] (pods): `spec.nodeName`.
 //!
 //! Informers are started after every controller registered its handlers ([`Shared::start`]).
@@ -13,7 +14,7 @@ use crate::informer::{Cached, Informer};
 use crate::ownership::controller_of;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{Endpoints, Namespace, Node, Pod, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Node, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
@@ -28,6 +29,8 @@ pub const ORPHANS: &str = "orphans";
 pub const BY_NAMESPACE: &str = "namespace";
 /// Index: every ownerReference uid.
 pub const BY_OWNER: &str = "owner";
+/// Index: the object's own uid.
+pub const BY_UID: &str = "uid";
 /// Index (pods): node name.
 pub const BY_NODE: &str = "node";
 /// Namespace of node heartbeat Leases.
@@ -54,8 +57,8 @@ pub struct Shared {
     pub daemon_sets: Arc<Informer<DaemonSet>>,
     /// Nodes.
     pub nodes: Arc<Informer<Node>>,
-    /// Node heartbeat Leases (`kube-node-lease`).
-    pub node_leases: Arc<Informer<Lease>>,
+    /// Leases (all namespaces: node heartbeats live in `kube-node-lease`).
+    pub leases: Arc<Informer<Lease>>,
     /// Namespaces.
     pub namespaces: Arc<Informer<Namespace>>,
     /// Services.
@@ -64,6 +67,10 @@ pub struct Shared {
     pub endpoints: Arc<Informer<Endpoints>>,
     /// ServiceAccounts.
     pub service_accounts: Arc<Informer<ServiceAccount>>,
+    /// ConfigMaps (the garbage collector's).
+    pub config_maps: Arc<Informer<ConfigMap>>,
+    /// Secrets (the garbage collector's).
+    pub secrets: Arc<Informer<Secret>>,
     /// ControllerRevisions, when served.
     pub controller_revisions: Option<Arc<Informer<ControllerRevision>>>,
     /// EndpointSlices, when served.
@@ -83,6 +90,7 @@ where
     i.add_index(ORPHANS, |o: &K| if controller_of(o.meta()).is_none() { vec![ns_of(o)] } else { vec![] });
     i.add_index(BY_NAMESPACE, |o: &K| vec![ns_of(o)]);
     i.add_index(BY_OWNER, |o: &K| o.meta().owner_references.iter().flatten().map(|r| r.uid.clone()).collect());
+    i.add_index(BY_UID, |o: &K| o.meta().uid.clone().into_iter().collect());
     i
 }
 
@@ -98,11 +106,13 @@ impl Shared {
             deployments: standard("deployments", Api::all(c.clone())),
             daemon_sets: standard("daemonsets", Api::all(c.clone())),
             nodes: standard("nodes", Api::all(c.clone())),
-            node_leases: standard("leases", Api::namespaced(c.clone(), NODE_LEASE_NAMESPACE)),
+            leases: standard("leases", Api::all(c.clone())),
             namespaces: standard("namespaces", Api::all(c.clone())),
             services: standard("services", Api::all(c.clone())),
             endpoints: standard("endpoints", Api::all(c.clone())),
             service_accounts: standard("serviceaccounts", Api::all(c.clone())),
+            config_maps: standard("configmaps", Api::all(c.clone())),
+            secrets: standard("secrets", Api::all(c.clone())),
             controller_revisions: served.controller_revisions.then(|| standard("controllerrevisions", Api::all(c.clone()))),
             endpoint_slices: served.endpoint_slices.then(|| standard("endpointslices", Api::all(c.clone()))),
         }
@@ -123,11 +133,13 @@ impl Shared {
         go(set, &self.deployments);
         go(set, &self.daemon_sets);
         go(set, &self.nodes);
-        go(set, &self.node_leases);
+        go(set, &self.leases);
         go(set, &self.namespaces);
         go(set, &self.services);
         go(set, &self.endpoints);
         go(set, &self.service_accounts);
+        go(set, &self.config_maps);
+        go(set, &self.secrets);
         if let Some(i) = &self.controller_revisions {
             go(set, i);
         }

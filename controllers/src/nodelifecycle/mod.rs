@@ -87,7 +87,7 @@ impl NodeLifecycleController {
             ctx: ctx.clone(),
             cfg,
             nodes: ctx.shared.nodes.clone(),
-            leases: ctx.shared.node_leases.clone(),
+            leases: ctx.shared.leases.clone(),
             pods: ctx.shared.pods.clone(),
             queue: Queue::new("node_lifecycle_controller", Some(ctx.metrics.clone())),
             recorder: ctx.recorder.for_component("node-controller"),
