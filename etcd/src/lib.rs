@@ -27,6 +27,7 @@ pub mod watch;
 pub use client::{Client, Config, Page};
 pub use dial::{Dial, Io, Tcp};
 pub use error::Error;
+pub use keel_proto as proto;
 pub use keel_proto::mvccpb::KeyValue;
 pub use txn::{Guarded, prefix_end};
 pub use watch::{Resumable, WatchItem};

@@ -133,7 +133,8 @@ mod tests {
 
     #[test]
     fn outcomes_carry_the_revision_or_the_winner() {
-        let done = TxnResponse { succeeded: true, header: Some(ResponseHeader { revision: 9, ..Default::default() }), ..Default::default() };
+        let done =
+            TxnResponse { succeeded: true, header: Some(ResponseHeader { revision: 9, ..Default::default() }), ..Default::default() };
         assert_eq!(outcome(done), Guarded::Done(9));
         let kv = KeyValue { key: bytes("/k"), mod_revision: 8, ..Default::default() };
         let range = RangeResponse { kvs: vec![kv.clone()], ..Default::default() };

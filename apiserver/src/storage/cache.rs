@@ -2,25 +2,30 @@
 //! a thousand client watches cost one store watch (kube-apiserver's cacher).
 //!
 //! Every resource's [`Cache`] starts with the server ([`Caches::start_all`]; one a request
-//! needs first starts then): it lists the resource at revision X, then watches the store from X+1. It keeps
+//! needs first starts then): it lists the resource at revision X, then watches the store from
+//! X+1 with a [`keel_etcd::Resumable`] watch (a broken stream resumes where it left off). It keeps
 //! - `objects`: every object as of `revision` (watches from resourceVersion 0 start from it);
 //! - `window`: the last [`WINDOW`] changes, so a watch from any revision ≥ `oldest` replays
 //!   exactly what followed it; an older one is 410 Expired;
 //! - a broadcast channel of new changes. A client subscribes and copies the window under one
 //!   lock, so nothing falls between its replay and its live events.
 //!
-//! If the store watch breaks, the cache watches again from `revision + 1`; if the store has
-//! compacted past that, it lists again and sends [`Change::Reset`], which ends every client
-//! watch with 410 (clients list and watch again, as informers do).
+//! If the store has compacted past the revision the watch needs, the cache lists again and
+//! sends [`Change::Reset`], which ends every client watch with 410 (clients list and watch
+//! again, as informers do). The following tasks run in the server's task set ([`Spawner`]), so
+//! they stop with it.
 //!
 //! Lock order: `Caches::by_resource` (async, held while a cache starts) before a cache's
 //! `state` (std mutex, never held across an await).
 
-use crate::crud;
 use crate::error::ApiError;
 use crate::registry::Resource;
-use crate::store::{Store, Stored, open};
+use crate::storage::{Store, Stored, keys, open};
+use crate::tasks::Spawner;
 use futures::StreamExt;
+use keel_etcd::proto::etcdserverpb::WatchCreateRequest;
+use keel_etcd::proto::mvccpb::event::EventType;
+use keel_etcd::{Resumable, WatchItem};
 use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -95,7 +100,7 @@ pub struct Start {
 }
 
 fn decode(s: &Stored) -> Result<Object, ApiError> {
-    Ok(Object { key: s.key.clone(), value: crud::decode(s)? })
+    Ok(Object { key: s.key.clone(), value: crate::storage::decode(s)? })
 }
 
 impl Cache {
@@ -161,63 +166,58 @@ impl Cache {
     }
 }
 
-/// Follows the store from `cache.revision + 1` forever (until the process ends).
+/// Follows the store from `cache.revision + 1` until its task is stopped.
 async fn follow(store: Store, cache: Arc<Cache>, prefix: String) {
     loop {
         let after = cache.lock().revision;
-        let mut events = match store.watch(&prefix, after + 1).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!("watch cache {prefix}: {e}; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
+        let create = WatchCreateRequest {
+            key: prefix.as_bytes().to_vec().into(),
+            range_end: keel_etcd::prefix_end(prefix.as_bytes()).into(),
+            start_revision: after + 1,
+            progress_notify: true,
+            prev_kv: true,
+            ..Default::default()
         };
-        while let Some(msg) = events.next().await {
-            let Ok(resp) = msg else { break };
-            if resp.compact_revision > 0 {
-                tracing::warn!("watch cache {prefix}: compacted past {after}; listing again");
-                match store.list_all(&prefix).await {
-                    Ok((objects, revision)) if cache.reset(&objects, revision).is_ok() => cache.push(Change::Reset),
-                    _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        let mut items = std::pin::pin!(Resumable::new(store.client().clone(), create).into_stream());
+        while let Some(item) = items.next().await {
+            match item {
+                WatchItem::Progress(rev) => cache.push(Change::Progress(rev)),
+                WatchItem::Events(events) => {
+                    for ev in events {
+                        let revision = ev.kv.as_ref().map_or(0, |kv| kv.mod_revision);
+                        let deleted = ev.r#type == EventType::Delete as i32;
+                        let codec = store.codec();
+                        let new = match (deleted, ev.kv) {
+                            (false, Some(kv)) => open(codec, kv).and_then(|s| decode(&s)).ok().map(Arc::new),
+                            _ => None,
+                        };
+                        let prev = ev.prev_kv.and_then(|kv| open(codec, kv).and_then(|s| decode(&s)).ok());
+                        cache.push(Change::Event { revision, new, prev });
+                    }
                 }
-                break;
-            }
-            if resp.canceled {
-                break;
-            }
-            if resp.events.is_empty() {
-                if let Some(h) = resp.header.filter(|_| !resp.created) {
-                    cache.push(Change::Progress(h.revision));
-                }
-                continue;
-            }
-            for ev in resp.events {
-                let revision = ev.kv.as_ref().map_or(0, |kv| kv.mod_revision);
-                let deleted = ev.r#type == keel_proto::mvccpb::event::EventType::Delete as i32;
-                let codec = store.codec();
-                let new = match (deleted, ev.kv) {
-                    (false, Some(kv)) => open(codec, kv).and_then(|s| decode(&s)).ok().map(Arc::new),
-                    _ => None,
-                };
-                let prev = ev.prev_kv.and_then(|kv| open(codec, kv).and_then(|s| decode(&s)).ok());
-                cache.push(Change::Event { revision, new, prev });
+                WatchItem::Compacted(_) => break,
             }
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Compacted past what the cache has: list again, and tell every watcher.
+        tracing::warn!("watch cache {prefix}: compacted past {after}; listing again");
+        match store.list_all(&prefix).await {
+            Ok((objects, revision)) if cache.reset(&objects, revision).is_ok() => cache.push(Change::Reset),
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
     }
 }
 
 /// Every resource's cache, started on first use.
 pub struct Caches {
     store: Store,
+    spawner: Spawner,
     by_resource: tokio::sync::Mutex<BTreeMap<&'static str, Arc<Cache>>>,
 }
 
 impl Caches {
-    /// No caches yet.
-    pub fn new(store: Store) -> Caches {
-        Caches { store, by_resource: tokio::sync::Mutex::new(BTreeMap::new()) }
+    /// No caches yet; their followers will run in `spawner`'s task set.
+    pub fn new(store: Store, spawner: Spawner) -> Caches {
+        Caches { store, spawner, by_resource: tokio::sync::Mutex::new(BTreeMap::new()) }
     }
 
     /// Starts every served resource's cache (at server start, as kube-apiserver does: a watch
@@ -235,7 +235,7 @@ impl Caches {
         if let Some(c) = map.get(res.plural) {
             return Ok(c.clone());
         }
-        let prefix = crud::prefix(res, None);
+        let prefix = keys::prefix(res, None);
         let (objects, revision) = self.store.list_all(&prefix).await?;
         let (tx, _) = broadcast::channel(4096);
         let cache = Arc::new(Cache {
@@ -243,7 +243,7 @@ impl Caches {
             tx,
         });
         cache.reset(&objects, revision)?;
-        tokio::spawn(follow(self.store.clone(), cache.clone(), prefix));
+        self.spawner.spawn(follow(self.store.clone(), cache.clone(), prefix));
         map.insert(res.plural, cache.clone());
         Ok(cache)
     }

@@ -10,10 +10,10 @@
 //! - An apply (operation `Apply`) owns exactly the fields of its configuration: it conflicts
 //!   with another manager that owns a field it sets to a different value (unless forced, which
 //!   takes the field), merges its configuration into the object (lists by merge key, as
-//!   [`crate::smp`]), and removes fields it applied before and no longer applies, unless someone
+//!   [`crate::rest::smp`]), and removes fields it applied before and no longer applies, unless someone
 //!   else owns them.
 
-use crate::smp::{self, ListKind};
+use crate::rest::smp::{self, ListKind};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;
 
@@ -342,15 +342,7 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, w: &Writer, skip_stat
 }
 
 /// A field another manager owns with a different value.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Conflict {
-    /// The other manager.
-    pub manager: String,
-    /// The API version it wrote through.
-    pub api_version: String,
-    /// The field, printed as Kubernetes prints it.
-    pub field: String,
-}
+pub use crate::error::FieldConflict as Conflict;
 
 /// Server-side apply of `config` by `w` onto `live` (None: the object does not exist yet).
 /// The object to store, or the conflicts.

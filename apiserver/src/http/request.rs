@@ -1,44 +1,15 @@
-//! The HTTP shell: routes, request parsing (path → [`Target`], query, body media type and size)
-//! and answers (JSON or Table). The work is in [`crate::crud`] and [`crate::watch`].
+//! Request parsing: the path as a [`Target`] (resource, namespace, name, subresource), the
+//! query, the body's media type and size, the answer's form (JSON or Table) and the field
+//! manager, gathered in a [`Call`] for the REST layer.
 
-use crate::crud;
-use crate::discovery;
 use crate::error::ApiError;
 use crate::registry::{self, Resource, Subresource};
-use crate::seams::{Clock, Ids};
-use crate::store::Store;
-use axum::Router;
-use axum::body::Bytes;
-use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use serde_json::Value;
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, Method, header};
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 /// Largest request body Kubernetes accepts (3 MiB).
 pub const BODY_BYTES_MAX: usize = 3 * 1024 * 1024;
-
-/// Settings and seams of the server.
-pub struct Api {
-    /// The store.
-    pub store: Store,
-    /// Wall time.
-    pub clock: Arc<dyn Clock>,
-    /// uids and name suffixes.
-    pub ids: Ids,
-    /// The address clients reach this server at (legacy `/api` reports it).
-    pub advertise: String,
-    /// How long a watch without `timeoutSeconds` stays open.
-    pub watch_timeout: std::time::Duration,
-    /// One store watch per resource for every client watch.
-    pub caches: crate::cache::Caches,
-    /// How long events live (`--event-ttl`).
-    pub event_ttl: std::time::Duration,
-    /// The lease events are written with and when it was granted (seconds).
-    pub event_lease: tokio::sync::Mutex<Option<(i64, i64)>>,
-}
 
 /// What a request path names.
 #[derive(Clone, Debug)]
@@ -105,7 +76,8 @@ pub fn parse_path(path: &str) -> Result<Target, ApiError> {
 /// Query parameters (the last value of each).
 pub type Query = BTreeMap<String, String>;
 
-fn parse_query(q: Option<&str>) -> Query {
+/// The query string as a map.
+pub fn parse_query(q: Option<&str>) -> Query {
     let mut out = Query::new();
     for pair in q.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -148,7 +120,8 @@ pub enum Output {
     Table,
 }
 
-fn output(headers: &HeaderMap) -> Output {
+/// JSON, or a Table when the first Accept entry asks for one (kubectl get).
+pub fn output(headers: &HeaderMap) -> Output {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
     if accept.split(',').next().is_some_and(|first| first.contains("as=Table")) { Output::Table } else { Output::Json }
 }
@@ -187,12 +160,8 @@ fn media(headers: &HeaderMap) -> Result<Media, ApiError> {
     }
 }
 
-/// A JSON answer.
-pub fn json(code: StatusCode, v: &Value) -> Response {
-    (code, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
-}
-
 /// Everything a resource handler needs from the request.
+#[derive(Clone, Debug)]
 pub struct Call {
     /// What the path names.
     pub target: Target,
@@ -208,145 +177,47 @@ pub struct Call {
     pub manager: String,
 }
 
-async fn resource(State(api): State<Arc<Api>>, req: Request) -> Response {
-    match handle(&api, req).await {
-        Ok(r) => r,
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn handle(api: &Arc<Api>, req: Request) -> Result<Response, ApiError> {
-    let (parts, body) = req.into_parts();
-    let target = parse_path(parts.uri.path())?;
-    let query = parse_query(parts.uri.query());
-    let (method, headers) = (parts.method, parts.headers);
-    let output = output(&headers);
-    let media = if matches!(method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE) { media(&headers)? } else { Media::Json };
-    let body = axum::body::to_bytes(body, BODY_BYTES_MAX + 1).await.map_err(|_| ApiError::TooLarge { limit: BODY_BYTES_MAX })?;
-    if body.len() > BODY_BYTES_MAX {
-        return Err(ApiError::TooLarge { limit: BODY_BYTES_MAX });
-    }
-    let watching = query.get("watch").is_some_and(|w| w == "true" || w == "1");
-    let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown");
-    let manager = match query.get("fieldManager").filter(|m| !m.is_empty()) {
-        Some(m) => m.clone(),
-        None => agent.split('/').next().unwrap_or("unknown").to_string(),
-    };
-    let call = Call { target, query, output, media, body, manager };
-    let has_name = call.target.name.is_some();
-    if let Some(sub @ (Subresource::Binding | Subresource::Eviction)) = call.target.sub {
-        return match (method, sub) {
-            (Method::POST, Subresource::Binding) => crate::pods::bind(api, &call).await,
-            (Method::POST, _) => crate::pods::evict(api, &call).await,
-            _ => Err(ApiError::MethodNotAllowed),
+impl Call {
+    /// The call a request makes (reading its body, at most [`BODY_BYTES_MAX`]).
+    pub async fn read(method: &Method, uri: &axum::http::Uri, headers: &HeaderMap, body: Body) -> Result<Call, ApiError> {
+        let target = parse_path(uri.path())?;
+        let query = parse_query(uri.query());
+        let output = output(headers);
+        let media =
+            if matches!(*method, Method::POST | Method::PUT | Method::PATCH | Method::DELETE) { media(headers)? } else { Media::Json };
+        let body = axum::body::to_bytes(body, BODY_BYTES_MAX + 1).await.map_err(|_| ApiError::TooLarge { limit: BODY_BYTES_MAX })?;
+        if body.len() > BODY_BYTES_MAX {
+            return Err(ApiError::TooLarge { limit: BODY_BYTES_MAX });
+        }
+        let agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("unknown");
+        let manager = match query.get("fieldManager").filter(|m| !m.is_empty()) {
+            Some(m) => m.clone(),
+            None => agent.split('/').next().unwrap_or("unknown").to_string(),
         };
+        Ok(Call { target, query, output, media, body, manager })
     }
-    if call.target.sub == Some(Subresource::Scale) {
-        return match method {
-            Method::GET => crate::scale::get(api, &call).await,
-            Method::PUT | Method::PATCH => crate::scale::set(api, &call).await,
-            _ => Err(ApiError::MethodNotAllowed),
-        };
-    }
-    match (method, has_name) {
-        (Method::GET, false) if watching => crate::watch::serve(api.clone(), call).await,
-        (Method::GET, false) => crate::list::list(api, &call).await,
-        (Method::GET, true) => crud::get(api, &call).await,
-        (Method::POST, false) => crud::create(api, &call).await,
-        (Method::PUT, true) => crud::update(api, &call).await,
-        (Method::PATCH, true) => crud::patch(api, &call).await,
-        (Method::DELETE, true) => crud::delete(api, &call).await,
-        (Method::DELETE, false) => crate::list::delete_collection(api, &call).await,
-        _ => Err(ApiError::MethodNotAllowed),
-    }
-}
 
-fn accept(headers: &HeaderMap) -> &str {
-    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("")
-}
-
-async fn api_root(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
-    if discovery::wants_aggregated(accept(&headers)) {
-        let body = discovery::aggregated(true).to_string();
-        return (StatusCode::OK, [(header::CONTENT_TYPE, discovery::AGGREGATED_CONTENT_TYPE)], body).into_response();
-    }
-    json(StatusCode::OK, &discovery::api_versions(&api.advertise))
-}
-
-async fn apis_root(headers: HeaderMap) -> Response {
-    if discovery::wants_aggregated(accept(&headers)) {
-        let body = discovery::aggregated(false).to_string();
-        return (StatusCode::OK, [(header::CONTENT_TYPE, discovery::AGGREGATED_CONTENT_TYPE)], body).into_response();
-    }
-    json(StatusCode::OK, &discovery::group_list())
-}
-
-async fn core_v1() -> Response {
-    discovery::resource_list("", "v1").map_or_else(|| ApiError::NoSuchPath.into_response(), |d| json(StatusCode::OK, &d))
-}
-
-async fn group_or_version(axum::extract::Path(path): axum::extract::Path<String>) -> Response {
-    let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let doc = match parts.as_slice() {
-        [g] => discovery::group(g),
-        [g, v] => discovery::resource_list(g, v),
-        _ => None,
-    };
-    doc.map_or_else(|| ApiError::NoSuchPath.into_response(), |d| json(StatusCode::OK, &d))
-}
-
-async fn openapi_index() -> Response {
-    json(StatusCode::OK, &crate::openapi::index())
-}
-
-async fn openapi_doc(axum::extract::Path(path): axum::extract::Path<String>) -> Response {
-    crate::openapi::group_version(&path).map_or_else(|| ApiError::NoSuchPath.into_response(), |d| json(StatusCode::OK, &d))
-}
-
-async fn health(State(api): State<Arc<Api>>) -> Response {
-    match api.store.revision().await {
-        Ok(_) => (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "ok").into_response(),
-        Err(e) => {
-            (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], format!("[-]etcd failed: {e}")).into_response()
+    /// A call made by the server itself (bootstrap): a create of `res` as `manager`.
+    pub fn internal(res: &'static Resource, manager: &str) -> Call {
+        Call {
+            target: Target { res, namespace: None, name: None, sub: None },
+            query: Query::new(),
+            output: Output::Json,
+            media: Media::Json,
+            body: Bytes::new(),
+            manager: manager.into(),
         }
     }
-}
 
-async fn live() -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain")], "ok").into_response()
-}
+    /// Whether `?name=` is `true` (or `1`).
+    pub fn flag(&self, name: &str) -> bool {
+        self.query.get(name).is_some_and(|w| w == "true" || w == "1")
+    }
 
-async fn not_found() -> Response {
-    ApiError::NoSuchPath.into_response()
-}
-
-/// The whole HTTP surface.
-pub fn router(api: Arc<Api>) -> Router {
-    let resources = axum::routing::any(resource);
-    Router::new()
-        .route("/version", get(|| async { json(StatusCode::OK, &discovery::version()) }))
-        .route("/healthz", get(health))
-        .route("/readyz", get(health))
-        .route("/livez", get(live))
-        .route("/api", get(api_root))
-        .route("/api/", get(api_root))
-        .route("/apis", get(apis_root))
-        .route("/apis/", get(apis_root))
-        .route("/api/v1", get(core_v1))
-        .route("/api/v1/", get(core_v1))
-        .route("/apis/{group}", get(group_or_version))
-        .route(
-            "/apis/{group}/{version}",
-            get(|p: axum::extract::Path<(String, String)>| async move {
-                group_or_version(axum::extract::Path(format!("{}/{}", p.0.0, p.0.1))).await
-            }),
-        )
-        .route("/openapi/v3", get(openapi_index))
-        .route("/openapi/v3/{*path}", get(openapi_doc))
-        .route("/api/v1/{*rest}", resources.clone())
-        .route("/apis/{group}/{version}/{*rest}", resources)
-        .fallback(not_found)
-        .with_state(api)
+    /// The object name, for calls on one object.
+    pub fn name(&self) -> Result<&str, ApiError> {
+        self.target.name.as_deref().ok_or(ApiError::MethodNotAllowed)
+    }
 }
 
 #[cfg(test)]

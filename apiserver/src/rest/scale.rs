@@ -3,11 +3,13 @@
 //! Scale's resourceVersion as a precondition; a PATCH (merge or JSON patch) applies to the
 //! Scale and retries against a newer object if it loses a race.
 
-use crate::api::{Api, Call, Media, json};
-use crate::crud::{self, decode};
 use crate::error::ApiError;
-use crate::store::Written;
-use crate::{managed, meta};
+use crate::http::json;
+use crate::http::request::{Call, Media};
+use crate::registry::meta;
+use crate::rest::guarded::guarded_update;
+use crate::rest::{Api, conflict, managed, patch};
+use crate::storage::decode;
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
@@ -35,28 +37,29 @@ pub fn scale_of(obj: &Value) -> Value {
 
 /// GET `.../scale`.
 pub async fn get(api: &Api, call: &Call) -> Result<Response, ApiError> {
-    let (_, s) = crud::read(api, call).await?;
+    let (_, s) = api.read(call).await?;
     Ok(json(StatusCode::OK, &scale_of(&decode(&s)?)))
 }
 
-/// PUT or PATCH `.../scale`.
+/// PUT or PATCH `.../scale`. A PUT's Scale may carry a resourceVersion precondition.
 pub async fn set(api: &Api, call: &Call) -> Result<Response, ApiError> {
     let res = call.target.res;
-    let name = call.target.name.clone().unwrap_or_default();
-    let conflict = || ApiError::Conflict { resource: res.qualified(), name: name.clone() };
-    for _ in 0..8 {
-        let (k, current) = crud::read(api, call).await?;
-        let mut obj = decode(&current)?;
+    let name = call.name()?.to_string();
+    let now = api.now_rfc3339();
+    let api_version = res.api_version();
+    let w = managed::Writer { manager: &call.manager, api_version: &api_version, now: &now, subresource: Some("scale") };
+    let done = guarded_update(api, call, |current, old| {
+        let mut obj = old.clone();
         let scale = scale_of(&obj);
         let wanted = match call.media {
             // A PUT body is the whole Scale (kubectl sends it without a Content-Type).
             Media::Protobuf | Media::Yaml => return Err(ApiError::UnsupportedMediaType),
             Media::Json => serde_json::from_slice(&call.body).map_err(|e| ApiError::BadRequest(format!("invalid Scale: {e}")))?,
-            m => crud::apply_patch(m, &scale, &call.body)?,
+            m => patch::apply(m, &scale, &call.body)?,
         };
         let precondition = meta::resource_version_of(&wanted)?;
         if precondition != 0 && precondition != current.mod_revision {
-            return Err(conflict());
+            return Err(conflict(call));
         }
         let replicas = wanted.pointer("/spec/replicas").and_then(Value::as_i64).unwrap_or(0);
         if replicas < 0 {
@@ -75,21 +78,11 @@ pub async fn set(api: &Api, call: &Call) -> Result<Response, ApiError> {
                 m.insert("generation".into(), json!(g));
             }
         }
-        let now = crud::now_rfc3339(api);
-        let api_version = res.api_version();
-        let w = managed::Writer { manager: &call.manager, api_version: &api_version, now: &now, subresource: Some("scale") };
-        let old = decode(&current)?;
-        managed::record_update(Some(&old), &mut obj, &w, true);
-        match api.store.put_if(&k, meta::for_store(&obj), current.mod_revision, 0).await? {
-            Written::At(rev) => {
-                meta::set_resource_version(&mut obj, rev);
-                return Ok(json(StatusCode::OK, &scale_of(&obj)));
-            }
-            Written::Guard(_) if precondition != 0 => return Err(conflict()),
-            Written::Guard(_) => continue,
-        }
-    }
-    Err(conflict())
+        managed::record_update(Some(old), &mut obj, &w, true);
+        Ok(obj)
+    })
+    .await?;
+    Ok(json(StatusCode::OK, &scale_of(done.object())))
 }
 
 #[cfg(test)]

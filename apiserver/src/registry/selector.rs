@@ -1,9 +1,13 @@
 //! Label and field selectors, parsed once per request and matched against objects.
 //!
 //! Labels: `k=v`, `k==v`, `k!=v`, `k in (a,b)`, `k notin (a,b)`, `k` (exists), `!k`; comma is AND.
-//! Fields: `f=v`, `f==v`, `f!=v` over the fields Kubernetes lets each kind select on.
+//! Fields: `f=v`, `f==v`, `f!=v` over `metadata.name`, `metadata.namespace` and the fields the
+//! kind's strategy lets one select on ([`crate::registry::strategy::Strategy::selectable`]),
+//! read from its typed object (so a missing bool reads `false`, as in Kubernetes).
 
 use crate::error::ApiError;
+use crate::registry::Resource;
+use crate::registry::strategy::Behaviour;
 use serde_json::Value;
 
 /// One label requirement.
@@ -18,10 +22,12 @@ enum Label {
 }
 
 /// A parsed selector: every requirement must hold.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Default)]
 pub struct Selector {
     labels: Vec<Label>,
     fields: Vec<(String, bool, String)>,
+    /// Reads the kind's own fields (set when a requirement names one).
+    strategy: Option<&'static dyn Behaviour>,
 }
 
 /// Split on commas that are not inside parentheses.
@@ -76,50 +82,18 @@ fn parse_label(t: &str) -> Result<Label, ApiError> {
     }
 }
 
-/// Fields every kind can select on, and the extra ones per kind (as Kubernetes registers them).
-fn field_allowed(kind: &str, field: &str) -> bool {
-    if matches!(field, "metadata.name" | "metadata.namespace") {
-        return true;
-    }
-    match kind {
-        "Pod" => matches!(
-            field,
-            "spec.nodeName"
-                | "spec.restartPolicy"
-                | "spec.schedulerName"
-                | "spec.serviceAccountName"
-                | "spec.hostNetwork"
-                | "status.phase"
-                | "status.podIP"
-                | "status.nominatedNodeName"
-        ),
-        "Event" => field.starts_with("involvedObject.") || matches!(field, "reason" | "reportingComponent" | "source" | "type"),
-        "Secret" => field == "type",
-        "Node" => field == "spec.unschedulable",
-        "Namespace" => field == "status.phase",
-        "ReplicaSet" => field == "status.replicas",
-        _ => false,
-    }
-}
-
-fn field_value(obj: &Value, path: &str) -> String {
-    let mut v = obj;
-    for part in path.split('.') {
-        match v.get(part) {
-            Some(next) => v = next,
-            None => return String::new(),
-        }
-    }
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => String::new(),
-        other => other.to_string(),
-    }
+fn meta_field(obj: &Value, field: &str) -> Option<String> {
+    let key = match field {
+        "metadata.name" => "name",
+        "metadata.namespace" => "namespace",
+        _ => return None,
+    };
+    Some(obj.get("metadata").and_then(|m| m.get(key)).and_then(Value::as_str).unwrap_or("").to_string())
 }
 
 impl Selector {
-    /// Parses `labelSelector` and `fieldSelector` for objects of `kind`.
-    pub fn parse(kind: &str, labels: Option<&str>, fields: Option<&str>) -> Result<Selector, ApiError> {
+    /// Parses `labelSelector` and `fieldSelector` for objects of `res`.
+    pub fn parse(res: &Resource, labels: Option<&str>, fields: Option<&str>) -> Result<Selector, ApiError> {
         let mut sel = Selector::default();
         for t in labels.map(terms).unwrap_or_default() {
             sel.labels.push(parse_label(t)?);
@@ -133,8 +107,11 @@ impl Selector {
                 return Err(ApiError::BadRequest(format!("invalid field selector: {t:?}")));
             };
             let f = f.trim();
-            if !field_allowed(kind, f) {
-                return Err(ApiError::BadRequest(format!("field label not supported: {f}")));
+            if !matches!(f, "metadata.name" | "metadata.namespace") {
+                if !res.strategy.selectable().contains(&f) {
+                    return Err(ApiError::BadRequest(format!("field label not supported: {f}")));
+                }
+                sel.strategy = Some(res.strategy);
             }
             sel.fields.push((f.to_string(), eq, v.trim().to_string()));
         }
@@ -158,7 +135,14 @@ impl Selector {
             Label::Exists(k) => label(k).is_some(),
             Label::Absent(k) => label(k).is_none(),
         });
-        labels_ok && self.fields.iter().all(|(f, eq, v)| (field_value(obj, f) == *v) == *eq)
+        if !labels_ok {
+            return false;
+        }
+        let own = self.strategy.map(|s| s.fields(obj)).unwrap_or_default();
+        self.fields.iter().all(|(f, eq, v)| {
+            let got = meta_field(obj, f).or_else(|| own.get(f.as_str()).cloned()).unwrap_or_default();
+            (got == *v) == *eq
+        })
     }
 }
 
@@ -166,6 +150,11 @@ impl Selector {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn res(plural: &str) -> &'static Resource {
+        let group = if plural == "deployments" { "apps" } else { "" };
+        crate::registry::find(group, "v1", plural).unwrap_or_else(|| panic!("{plural} served"))
+    }
 
     fn pod(labels: Value, node: &str) -> Value {
         json!({"metadata": {"name": "p", "namespace": "default", "labels": labels}, "spec": {"nodeName": node}})
@@ -188,7 +177,7 @@ mod tests {
             ("app=web,tier=back", false),
         ];
         for (s, want) in table {
-            let sel = Selector::parse("Pod", Some(s), None).unwrap_or_else(|e| panic!("{s}: {e}"));
+            let sel = Selector::parse(res("pods"), Some(s), None).unwrap_or_else(|e| panic!("{s}: {e}"));
             assert_eq!(sel.matches(&p), want, "{s}");
         }
     }
@@ -196,13 +185,18 @@ mod tests {
     #[test]
     fn field_selectors_are_limited_to_registered_fields() {
         let p = pod(json!({}), "n1");
-        let sel = Selector::parse("Pod", None, Some("spec.nodeName=n1,metadata.namespace=default")).unwrap_or_else(|e| panic!("{e}"));
+        let sel = Selector::parse(res("pods"), None, Some("spec.nodeName=n1,metadata.namespace=default")).unwrap_or_else(|e| panic!("{e}"));
         assert!(sel.matches(&p));
-        let sel = Selector::parse("Pod", None, Some("spec.nodeName!=n1")).unwrap_or_else(|e| panic!("{e}"));
+        let sel = Selector::parse(res("pods"), None, Some("spec.nodeName!=n1")).unwrap_or_else(|e| panic!("{e}"));
         assert!(!sel.matches(&p));
-        assert!(Selector::parse("ConfigMap", None, Some("spec.nodeName=n1")).is_err());
+        assert!(Selector::parse(res("configmaps"), None, Some("spec.nodeName=n1")).is_err());
         let ev = json!({"metadata": {"name": "e"}, "involvedObject": {"name": "p", "uid": "u"}});
-        let sel = Selector::parse("Event", None, Some("involvedObject.name=p,involvedObject.uid=u")).unwrap_or_else(|e| panic!("{e}"));
+        let nodes = res("nodes");
+        let schedulable = Selector::parse(nodes, None, Some("spec.unschedulable=false")).unwrap_or_else(|e| panic!("{e}"));
+        assert!(schedulable.matches(&json!({"metadata": {"name": "n"}})), "no spec.unschedulable reads false");
+        assert!(!schedulable.matches(&json!({"metadata": {"name": "n"}, "spec": {"unschedulable": true}})));
+        let sel =
+            Selector::parse(res("events"), None, Some("involvedObject.name=p,involvedObject.uid=u")).unwrap_or_else(|e| panic!("{e}"));
         assert!(sel.matches(&ev));
     }
 }

@@ -2,13 +2,14 @@
 //! pages (the continue token carries it; a compacted one is 410 Expired), filtered by label and
 //! field selectors; and DELETE of a collection, which deletes what such a list matches.
 
-use crate::api::{Api, Call, Output, json};
-use crate::crud::{decode, key, prefix};
 use crate::error::ApiError;
-use crate::meta;
-use crate::selector::Selector;
-use crate::store::{Written, prefix_end};
-use crate::table;
+use crate::http::request::{Call, Output};
+use crate::http::{json, table};
+use crate::registry::meta;
+use crate::registry::selector::Selector;
+use crate::rest::Api;
+use crate::storage::keys::{key, prefix};
+use crate::storage::{Written, decode};
 use axum::http::StatusCode;
 use axum::response::Response;
 use base64::Engine;
@@ -42,7 +43,7 @@ pub async fn delete_collection(api: &Api, call: &Call) -> Result<Response, ApiEr
 /// Selectors of the call.
 pub fn selector(call: &Call) -> Result<Selector, ApiError> {
     Selector::parse(
-        call.target.res.kind,
+        call.target.res,
         call.query.get("labelSelector").map(String::as_str),
         call.query.get("fieldSelector").map(String::as_str),
     )
@@ -62,7 +63,7 @@ pub struct ListPage {
 /// Up to `limit` matching objects from `start` (a key under the collection's prefix) at
 /// `revision` (0: now).
 pub async fn list_page(api: &Api, call: &Call, sel: &Selector, revision: i64, start: &str, limit: i64) -> Result<ListPage, ApiError> {
-    let end = prefix_end(&prefix(call.target.res, call.target.namespace.as_deref()));
+    let end = keel_etcd::prefix_end(prefix(call.target.res, call.target.namespace.as_deref()).as_bytes());
     let mut items = Vec::new();
     let mut from = start.to_string();
     let mut revision = revision;
@@ -136,7 +137,7 @@ pub async fn list(api: &Api, call: &Call) -> Result<Response, ApiError> {
     let token = page.next.as_deref().map(|n| continue_token(page.revision, n, &collection));
     let rv = page.revision.to_string();
     let body = match call.output {
-        Output::Table => table::table(res.kind, &page.items, &rv, token.as_deref(), api.clock.now().as_second()),
+        Output::Table => table::table(res, &page.items, &rv, token.as_deref(), api.clock.now().as_second()),
         Output::Json => {
             let mut meta = json!({"resourceVersion": rv});
             if let Some(t) = &token {

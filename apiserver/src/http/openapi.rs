@@ -1,7 +1,7 @@
 //! `/openapi/v3`: the index of group-versions and, per group-version, a document with one PATCH
 //! operation per kind that declares the `fieldValidation` parameter. That is what kubectl looks
 //! for before `create -f`/`apply`: finding it, kubectl leaves validation to this server
-//! (`fieldValidation=Strict`, see [`crate::strict`]). The component schemas are `k8s-openapi`'s
+//! (`fieldValidation=Strict`, see [`crate::registry::strict`]). The component schemas are `k8s-openapi`'s
 //! (its `schemars` feature, named as Kubernetes names them, `io.k8s.api.apps.v1.Deployment`),
 //! each served kind marked with `x-kubernetes-group-version-kind`: `kubectl explain` reads them.
 
@@ -14,7 +14,7 @@ fn schemas() -> &'static Map<String, Value> {
     static SCHEMAS: OnceLock<Map<String, Value>> = OnceLock::new();
     SCHEMAS.get_or_init(|| {
         let mut g = schemars::generate::SchemaSettings::openapi3().into_generator();
-        let named: Vec<(String, &registry::Resource)> = RESOURCES.iter().map(|r| ((r.schema)(&mut g), r)).collect();
+        let named: Vec<(String, &registry::Resource)> = RESOURCES.iter().map(|r| (r.strategy.schema(&mut g), r)).collect();
         let mut defs = g.take_definitions(true);
         for (name, r) in named {
             if let Some(Value::Object(d)) = defs.get_mut(&name) {
@@ -70,7 +70,7 @@ pub fn group_version(path: &str) -> Option<Value> {
     }
     Some(json!({
         "openapi": "3.0.0",
-        "info": {"title": "Kubernetes", "version": format!("v1.{}.0", crate::discovery::KUBERNETES_MINOR)},
+        "info": {"title": "Kubernetes", "version": format!("v1.{}.0", crate::http::discovery::KUBERNETES_MINOR)},
         "paths": paths,
         "components": {"schemas": schemas()},
     }))

@@ -9,12 +9,12 @@
 //! Dependents are deleted with the same policy, so whole trees go (Deployment → ReplicaSets →
 //! Pods). A dependent with finalizers is marked for deletion instead.
 
-use crate::api::Api;
-use crate::crud::{decode, prefix};
 use crate::error::ApiError;
-use crate::meta;
+use crate::registry::meta;
 use crate::registry::{RESOURCES, Resource};
-use crate::store::{Stored, Written};
+use crate::rest::Api;
+use crate::storage::keys::prefix;
+use crate::storage::{Stored, Written, decode};
 use serde_json::Value;
 use std::sync::Arc;
 
@@ -72,7 +72,7 @@ async fn remove(api: Arc<Api>, s: Stored, mut obj: Value, policy: Policy) -> Res
     let finalizers = obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
     if finalizers {
         if obj.pointer("/metadata/deletionTimestamp").is_none_or(Value::is_null) {
-            meta::mark_deleting(&mut obj, &crate::crud::now_rfc3339(&api));
+            meta::mark_deleting(&mut obj, &api.now_rfc3339());
             api.store.put_if(&s.key, meta::for_store(&obj), s.mod_revision, 0).await?;
         }
     } else if let Written::Guard(_) = api.store.delete_if(&s.key, s.mod_revision).await? {

@@ -5,7 +5,7 @@
 //! set on the way out.
 
 use crate::error::ApiError;
-use crate::registry::Resource;
+use crate::registry::{Resource, Subresource};
 use serde_json::{Map, Value, json};
 
 /// What a create needs from outside: the time and fresh identifiers (seams, so tests and the
@@ -75,30 +75,6 @@ fn check_type(res: &Resource, obj: &mut Value) -> Result<(), ApiError> {
     Ok(())
 }
 
-const LABEL_MSG: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')";
-const SUBDOMAIN_MSG: &str = "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')";
-
-fn is_label(s: &str) -> bool {
-    let b = s.as_bytes();
-    !b.is_empty()
-        && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
-        && b[0] != b'-'
-        && b[b.len() - 1] != b'-'
-}
-
-fn is_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_label)
-}
-
-/// Why `name` is not a valid name for `res`, if it is not.
-pub fn name_problem(res: &Resource, name: &str) -> Option<String> {
-    // Namespaces and services become DNS labels; everything else here is a subdomain.
-    let label = matches!(res.plural, "namespaces" | "services");
-    let ok = if label { is_label(name) } else { is_subdomain(name) };
-    (!ok).then(|| format!("Invalid value: {name:?}: {}", if label { LABEL_MSG } else { SUBDOMAIN_MSG }))
-}
-
 /// The object a create stores: type checked, named, namespaced, stamped.
 pub fn prepare_create(res: &Resource, namespace: Option<&str>, mut obj: Value, fresh: Fresh) -> Result<Value, ApiError> {
     check_type(res, &mut obj)?;
@@ -116,7 +92,7 @@ pub fn prepare_create(res: &Resource, namespace: Option<&str>, mut obj: Value, f
             }
         },
     };
-    if let Some(problem) = name_problem(res, &name) {
+    if let Some(problem) = crate::registry::validation::name_problem(&name, res.label_names) {
         return Err(ApiError::Invalid { kind: res.kind.into(), name, causes: vec![("metadata.name".into(), problem)] });
     }
     m.insert("name".into(), Value::String(name));
@@ -160,7 +136,7 @@ pub fn prepare_update(res: &Resource, old: &Value, mut new: Value, status_only: 
         }
         return Ok(out);
     }
-    let keep_status = res.has(crate::registry::Subresource::Status);
+    let keep_status = res.has(Subresource::Status);
     let old_meta = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
     let m = meta_mut(&mut new)?;
     if let Some(given) = m.get("name").and_then(Value::as_str)

@@ -5,10 +5,10 @@
 //! compacted is always at least one interval old (watches and continue tokens younger than
 //! that stay valid).
 
-use crate::store::Store;
+use crate::storage::Store;
 use std::time::Duration;
 
-/// Runs until the process ends. `interval` zero: never compacts.
+/// Runs until its task is stopped. `interval` zero: never compacts.
 pub async fn run(store: Store, interval: Duration) {
     if interval.is_zero() {
         return;

@@ -11,14 +11,16 @@
 //!   and so does a client too slow to keep up with the cache's broadcast (it watches again from
 //!   its last revision).
 //!
-//! Events come from [`crate::cache`], one store watch per resource for all clients.
+//! Events come from [`crate::storage::cache`], one store watch per resource for all clients.
+//! The stream runs in the server's task set, so it ends with the server.
 
-use crate::api::{Api, Call, Output};
-use crate::cache::Change;
-use crate::crud;
 use crate::error::ApiError;
-use crate::selector::Selector;
-use crate::table;
+use crate::http::request::{Call, Output};
+use crate::http::table;
+use crate::registry::selector::Selector;
+use crate::rest::Api;
+use crate::storage::cache::Change;
+use crate::storage::keys;
 use axum::body::Body;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -59,7 +61,7 @@ pub fn translate<'a>(revision: i64, new: Option<&'a Value>, prev: Option<&'a Val
     let was = prev.is_some_and(|p| sel.matches(p));
     let Some(obj) = new else {
         let mut obj = prev.filter(|_| was)?.clone();
-        crate::meta::set_resource_version(&mut obj, revision);
+        crate::registry::meta::set_resource_version(&mut obj, revision);
         return Some((Kind::Deleted, Cow::Owned(obj)));
     };
     let kind = match (prev.is_none(), was, sel.matches(obj)) {
@@ -94,7 +96,7 @@ impl Stream {
             (Output::Table, "ADDED" | "MODIFIED" | "DELETED") => {
                 let rv = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("");
                 let now = self.api.clock.now().as_second();
-                let mut t = table::table(res.kind, std::slice::from_ref(obj), rv, None, now);
+                let mut t = table::table(res, std::slice::from_ref(obj), rv, None, now);
                 if !self.first {
                     t["columnDefinitions"] = json!([]);
                 }
@@ -188,7 +190,7 @@ impl Stream {
 
 /// Serves a watch request.
 pub async fn serve(api: Arc<Api>, call: Call) -> Result<Response, ApiError> {
-    let sel = crate::list::selector(&call)?;
+    let sel = crate::rest::list::selector(&call)?;
     let from = match call.query.get("resourceVersion").map(String::as_str) {
         None | Some("") | Some("0") => None,
         Some(r) => {
@@ -201,9 +203,10 @@ pub async fn serve(api: Arc<Api>, call: Call) -> Result<Response, ApiError> {
         _ => api.watch_timeout,
     };
     let (tx, rx) = mpsc::channel(256);
-    let scope = crud::prefix(call.target.res, call.target.namespace.as_deref());
+    let scope = keys::prefix(call.target.res, call.target.namespace.as_deref());
     let stream = Stream { api, call, sel, scope, out: tx, first: true };
-    tokio::spawn(async move {
+    let spawner = stream.api.spawner.clone();
+    spawner.spawn(async move {
         let _ = tokio::time::timeout(timeout, stream.run(from)).await;
     });
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx).map(Ok::<_, std::convert::Infallible>));
@@ -219,7 +222,8 @@ mod tests {
     }
 
     fn kind(new: Option<Value>, prev: Option<Value>, sel: &str) -> Option<Kind> {
-        let sel = Selector::parse("Pod", Some(sel), None).unwrap_or_else(|e| panic!("{e}"));
+        let Some(pods) = crate::registry::find("", "v1", "pods") else { panic!("served") };
+        let sel = Selector::parse(pods, Some(sel), None).unwrap_or_else(|e| panic!("{e}"));
         translate(9, new.as_ref(), prev.as_ref(), &sel).map(|(k, _)| k)
     }
 

@@ -1,9 +1,35 @@
-//! The resources this server serves: one row per resource with what discovery, storage and
-//! validation need. Discovery is generated from this table, so it lists exactly what is served.
+//! The registry: what this server serves and how each kind behaves, without I/O. One row per
+//! resource in [`RESOURCES`] (what discovery, storage and the handlers need) and one strategy
+//! module per kind ([`strategy::Strategy`], against the kind's `k8s-openapi` type), as
+//! kube-apiserver's `pkg/registry`. Discovery is generated from the table, so it lists exactly
+//! what is served.
+//!
+//! Adding a kind: a module with its strategy and its `RESOURCE` row, and the row in [`RESOURCES`].
+//!
+//! Shared rules: [`meta`] (what create and update do to metadata), [`validation`],
+//! [`selector`] (label and field selectors), [`strict`] (unknown fields).
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use serde_json::Value;
+pub mod meta;
+pub mod selector;
+pub mod strategy;
+pub mod strict;
+pub mod validation;
+
+pub mod configmaps;
+pub mod daemonsets;
+pub mod deployments;
+pub mod endpoints;
+pub mod events;
+pub mod leases;
+pub mod namespaces;
+pub mod nodes;
+pub mod pods;
+pub mod replicasets;
+pub mod secrets;
+pub mod serviceaccounts;
+pub mod services;
+
+use strategy::Behaviour;
 
 /// A subresource served on `<object>/<name>`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,7 +75,7 @@ impl Subresource {
 }
 
 /// One served resource.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct Resource {
     /// API group (`""` for core).
     pub group: &'static str,
@@ -71,215 +97,147 @@ pub struct Resource {
     pub subresources: &'static [Subresource],
     /// True when the kind has a `spec` whose changes bump `metadata.generation`.
     pub has_spec: bool,
-    /// Decodes an object into its `k8s-openapi` type and encodes it again: the schema check,
-    /// and with [`crate::strict`] the unknown-field check.
-    pub decode: fn(&Value) -> Result<Value, String>,
-    /// Adds the kind's OpenAPI schema (and those it refers to) to a generator; its name.
-    pub schema: fn(&mut schemars::SchemaGenerator) -> String,
+    /// Names are DNS labels (namespaces, services: they become DNS names), else subdomains.
+    pub label_names: bool,
+    /// The kind's rules.
+    pub strategy: &'static dyn Behaviour,
 }
 
-fn schema<T: schemars::JsonSchema>(g: &mut schemars::SchemaGenerator) -> String {
-    g.subschema_for::<T>();
-    T::schema_name().into_owned()
+impl std::fmt::Debug for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Resource({})", self.qualified())
+    }
 }
 
-fn decode<T: DeserializeOwned + Serialize>(v: &Value) -> Result<Value, String> {
-    let typed = T::deserialize(v).map_err(|e| e.to_string())?;
-    serde_json::to_value(typed).map_err(|e| e.to_string())
-}
+/// A row with the common values; kinds override what differs.
+pub const ROW: Resource = Resource {
+    group: "",
+    version: "v1",
+    kind: "",
+    plural: "",
+    singular: "",
+    namespaced: true,
+    short_names: &[],
+    categories: &[],
+    subresources: &[],
+    has_spec: false,
+    label_names: false,
+    strategy: &leases::Leases,
+};
 
-use k8s_openapi::api::apps::v1 as apps;
-use k8s_openapi::api::coordination::v1 as coordination;
-use k8s_openapi::api::core::v1 as core;
-
-const STATUS: &[Subresource] = &[Subresource::Status];
-const STATUS_SCALE: &[Subresource] = &[Subresource::Status, Subresource::Scale];
+/// `status` only.
+pub const STATUS: &[Subresource] = &[Subresource::Status];
+/// `status` and `scale`.
+pub const STATUS_SCALE: &[Subresource] = &[Subresource::Status, Subresource::Scale];
 const POD: &[Subresource] = &[Subresource::Status, Subresource::Binding, Subresource::Eviction];
 
 /// Every served resource.
-pub const RESOURCES: &[Resource] = &[
+pub static RESOURCES: &[Resource] = &[
     Resource {
-        group: "",
-        version: "v1",
         kind: "Namespace",
         plural: "namespaces",
         singular: "namespace",
         namespaced: false,
         short_names: &["ns"],
-        categories: &[],
         subresources: STATUS,
-        has_spec: false,
-        decode: decode::<core::Namespace>,
-        schema: schema::<core::Namespace>,
+        label_names: true,
+        strategy: &namespaces::Namespaces,
+        ..ROW
     },
     Resource {
-        group: "",
-        version: "v1",
         kind: "Node",
         plural: "nodes",
         singular: "node",
         namespaced: false,
         short_names: &["no"],
-        categories: &[],
         subresources: STATUS,
-        has_spec: false,
-        decode: decode::<core::Node>,
-        schema: schema::<core::Node>,
+        strategy: &nodes::Nodes,
+        ..ROW
     },
     Resource {
-        group: "",
-        version: "v1",
         kind: "Pod",
         plural: "pods",
         singular: "pod",
-        namespaced: true,
         short_names: &["po"],
         categories: &["all"],
         subresources: POD,
-        has_spec: false,
-        decode: decode::<core::Pod>,
-        schema: schema::<core::Pod>,
+        strategy: &pods::Pods,
+        ..ROW
     },
     Resource {
-        group: "",
-        version: "v1",
         kind: "Service",
         plural: "services",
         singular: "service",
-        namespaced: true,
         short_names: &["svc"],
         categories: &["all"],
         subresources: STATUS,
-        has_spec: false,
-        decode: decode::<core::Service>,
-        schema: schema::<core::Service>,
+        label_names: true,
+        strategy: &services::Services,
+        ..ROW
     },
     Resource {
-        group: "",
-        version: "v1",
         kind: "Endpoints",
         plural: "endpoints",
         singular: "endpoints",
-        namespaced: true,
         short_names: &["ep"],
-        categories: &[],
-        subresources: &[],
-        has_spec: false,
-        decode: decode::<core::Endpoints>,
-        schema: schema::<core::Endpoints>,
+        strategy: &endpoints::Endpoints,
+        ..ROW
     },
     Resource {
-        group: "",
-        version: "v1",
         kind: "ConfigMap",
         plural: "configmaps",
         singular: "configmap",
-        namespaced: true,
         short_names: &["cm"],
-        categories: &[],
-        subresources: &[],
-        has_spec: false,
-        decode: decode::<core::ConfigMap>,
-        schema: schema::<core::ConfigMap>,
+        strategy: &configmaps::ConfigMaps,
+        ..ROW
     },
+    Resource { kind: "Secret", plural: "secrets", singular: "secret", strategy: &secrets::Secrets, ..ROW },
+    Resource { kind: "Event", plural: "events", singular: "event", short_names: &["ev"], strategy: &events::Events, ..ROW },
     Resource {
-        group: "",
-        version: "v1",
-        kind: "Secret",
-        plural: "secrets",
-        singular: "secret",
-        namespaced: true,
-        short_names: &[],
-        categories: &[],
-        subresources: &[],
-        has_spec: false,
-        decode: decode::<core::Secret>,
-        schema: schema::<core::Secret>,
-    },
-    Resource {
-        group: "",
-        version: "v1",
-        kind: "Event",
-        plural: "events",
-        singular: "event",
-        namespaced: true,
-        short_names: &["ev"],
-        categories: &[],
-        subresources: &[],
-        has_spec: false,
-        decode: decode::<core::Event>,
-        schema: schema::<core::Event>,
-    },
-    Resource {
-        group: "",
-        version: "v1",
         kind: "ServiceAccount",
         plural: "serviceaccounts",
         singular: "serviceaccount",
-        namespaced: true,
         short_names: &["sa"],
-        categories: &[],
-        subresources: &[],
-        has_spec: false,
-        decode: decode::<core::ServiceAccount>,
-        schema: schema::<core::ServiceAccount>,
+        strategy: &serviceaccounts::ServiceAccounts,
+        ..ROW
     },
     Resource {
         group: "apps",
-        version: "v1",
         kind: "Deployment",
         plural: "deployments",
         singular: "deployment",
-        namespaced: true,
         short_names: &["deploy"],
         categories: &["all"],
         subresources: STATUS_SCALE,
         has_spec: true,
-        decode: decode::<apps::Deployment>,
-        schema: schema::<apps::Deployment>,
+        strategy: &deployments::Deployments,
+        ..ROW
     },
     Resource {
         group: "apps",
-        version: "v1",
         kind: "ReplicaSet",
         plural: "replicasets",
         singular: "replicaset",
-        namespaced: true,
         short_names: &["rs"],
         categories: &["all"],
         subresources: STATUS_SCALE,
         has_spec: true,
-        decode: decode::<apps::ReplicaSet>,
-        schema: schema::<apps::ReplicaSet>,
+        strategy: &replicasets::ReplicaSets,
+        ..ROW
     },
     Resource {
         group: "apps",
-        version: "v1",
         kind: "DaemonSet",
         plural: "daemonsets",
         singular: "daemonset",
-        namespaced: true,
         short_names: &["ds"],
         categories: &["all"],
         subresources: STATUS,
         has_spec: true,
-        decode: decode::<apps::DaemonSet>,
-        schema: schema::<apps::DaemonSet>,
+        strategy: &daemonsets::DaemonSets,
+        ..ROW
     },
-    Resource {
-        group: "coordination.k8s.io",
-        version: "v1",
-        kind: "Lease",
-        plural: "leases",
-        singular: "lease",
-        namespaced: true,
-        short_names: &[],
-        categories: &[],
-        subresources: &[],
-        has_spec: false,
-        decode: decode::<coordination::Lease>,
-        schema: schema::<coordination::Lease>,
-    },
+    Resource { group: "coordination.k8s.io", kind: "Lease", plural: "leases", singular: "lease", strategy: &leases::Leases, ..ROW },
 ];
 
 impl Resource {
@@ -335,10 +293,9 @@ mod tests {
 
     #[test]
     fn the_schema_check_rejects_wrong_types() {
-        let pods = find("", "v1", "pods").map(|r| r.decode);
-        let Some(decode) = pods else { panic!("pods served") };
-        assert!(decode(&serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": []}})).is_ok());
-        let err = decode(&serde_json::json!({"spec": {"containers": "nginx"}}));
+        let Some(pods) = find("", "v1", "pods") else { panic!("pods served") };
+        assert!(pods.strategy.round_trip(&serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": []}})).is_ok());
+        let err = pods.strategy.round_trip(&serde_json::json!({"spec": {"containers": "nginx"}}));
         assert!(err.is_err(), "{err:?}");
     }
 }
