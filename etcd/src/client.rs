@@ -189,12 +189,35 @@ impl Client {
         Ok(self.kv.clone().range(req).await?.into_inner().header.map_or(0, |h| h.revision))
     }
 
-    /// One watch stream for `create`. The request stream stays open (a closed request stream
-    /// ends the watch on etcd). See [`crate::watch`] for one that resumes.
-    pub async fn watch(&self, create: WatchCreateRequest) -> Result<tonic::Streaming<WatchResponse>, Error> {
+    /// One watch stream for `create`. See [`crate::watch`] for one that resumes.
+    pub async fn watch(&self, create: WatchCreateRequest) -> Result<WatchStream, Error> {
         use futures::StreamExt;
         let req = WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) };
-        let requests = futures::stream::once(async move { req }).chain(futures::stream::pending());
-        Ok(self.watch.clone().watch(requests).await?.into_inner())
+        // The request stream stays open while the WatchStream lives (a closed request stream
+        // ends the watch on etcd) and ends when it is dropped: then the store's watch goes too.
+        // (Dropping only the response would leave the HTTP/2 stream, and the watch, open.)
+        let (open, closed) = tokio::sync::oneshot::channel::<()>();
+        let until_dropped = futures::stream::once(async move {
+            let _ = closed.await;
+        })
+        .filter_map(|()| async { None::<WatchRequest> });
+        let requests = futures::stream::once(async move { req }).chain(until_dropped);
+        let inner = self.watch.clone().watch(requests).await?.into_inner();
+        Ok(WatchStream { inner, _open: open })
+    }
+}
+
+/// The responses of one watch; dropping it ends the watch on the store.
+pub struct WatchStream {
+    inner: tonic::Streaming<WatchResponse>,
+    // Dropped with the stream: ends the request stream.
+    _open: tokio::sync::oneshot::Sender<()>,
+}
+
+impl futures::Stream for WatchStream {
+    type Item = Result<WatchResponse, tonic::Status>;
+
+    fn poll_next(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Self::Item>> {
+        std::pin::Pin::new(&mut self.inner).poll_next(cx)
     }
 }

@@ -24,7 +24,7 @@ pub mod error;
 pub mod txn;
 pub mod watch;
 
-pub use client::{Client, Config, Page};
+pub use client::{Client, Config, Page, WatchStream};
 pub use dial::{Dial, Io, Tcp};
 pub use error::Error;
 pub use keel_proto as proto;

@@ -8,7 +8,7 @@
 //! stream), `Done` (compacted; nothing more). Between failed attempts it waits
 //! [`Resumable::RETRY`], on `tokio::time` (turmoil drives it in the simulation).
 
-use crate::client::Client;
+use crate::client::{Client, WatchStream};
 use futures::{Stream, StreamExt};
 use keel_proto::etcdserverpb::{WatchCreateRequest, WatchResponse};
 use keel_proto::mvccpb::Event;
@@ -27,7 +27,7 @@ pub enum WatchItem {
 
 enum State {
     Idle { wait: bool },
-    Open(tonic::Streaming<WatchResponse>),
+    Open(WatchStream),
     Done,
 }
 
