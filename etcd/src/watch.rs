@@ -27,7 +27,7 @@ pub enum WatchItem {
 
 enum State {
     Idle { wait: bool },
-    Open(WatchStream),
+    Open(Box<WatchStream>),
     Done,
 }
 
@@ -66,7 +66,7 @@ impl Resumable {
                         }
                         let create = WatchCreateRequest { start_revision: me.next, ..me.create.clone() };
                         state = match me.client.watch(create).await {
-                            Ok(s) => State::Open(s),
+                            Ok(s) => State::Open(Box::new(s)),
                             Err(e) => {
                                 tracing::debug!("watch from {}: {e}; again", me.next);
                                 State::Idle { wait: true }
