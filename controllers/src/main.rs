@@ -26,6 +26,16 @@ struct Flags {
     /// HTTPS port for /healthz and /metrics (0: do not serve).
     #[arg(long, default_value_t = 10257)]
     secure_port: u16,
+    /// Run only while holding the Lease `--leader-elect-resource-namespace`/`-name` (kube's
+    /// default). Until keel-leader is built in, only `--leader-elect=false` (one instance) runs.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// Namespace of the leader Lease.
+    #[arg(long, default_value = "kube-system")]
+    leader_elect_resource_namespace: String,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "kube-controller-manager")]
+    leader_elect_resource_name: String,
     /// Controllers to run: `*` (all), `name` to enable, `-name` to disable.
     #[arg(long, default_value = "*")]
     controllers: String,
@@ -75,6 +85,15 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let flags = Flags::parse();
+    if flags.leader_elect {
+        // Several unelected instances would each act (create pods for the same slots): refuse
+        // rather than run unfenced. keel-leader plugs in here once it is on main.
+        anyhow::bail!(
+            "leader election (Lease {}/{}) is not built into this keel-controller-manager yet; run a single instance with --leader-elect=false",
+            flags.leader_elect_resource_namespace,
+            flags.leader_elect_resource_name
+        );
+    }
     let enabled = manager::parse_controllers(&flags.controllers).map_err(anyhow::Error::msg)?;
     let cfg = manager::Config {
         enabled,

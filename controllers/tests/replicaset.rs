@@ -30,7 +30,9 @@ async fn web_pods(api: &Api<Pod>) -> Vec<Pod> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicaset_keeps_replicas_adopts_orphans_and_releases_mismatches() {
-    let c = cluster(&[]);
+    let serve = keel_testkit::net::free_addrs(1)[0];
+    let (ip, port) = (serve.ip().to_string(), serve.port().to_string());
+    let c = cluster(&[&format!("--bind-address={ip}"), &format!("--secure-port={port}")]);
     let _kubelet = FakeKubelet::start(c.kubeconfig.clone(), &["node-1", "node-2"]);
     let client = c.client().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -90,4 +92,22 @@ async fn replicaset_keeps_replicas_adopts_orphans_and_releases_mismatches() {
         (controller_of(&released.metadata).is_none() && replaced).then_some(())
     })
     .await;
+
+    // Health and the workqueue metrics over HTTPS (self-signed, as kube's components serve).
+    let curl = |path: &str| {
+        std::process::Command::new("curl")
+            .args(["-sk", &format!("https://{ip}:{port}{path}")])
+            .output()
+            .map(|o| keel_testkit::text(&o.stdout))
+            .unwrap_or_default()
+    };
+    assert_eq!(curl("/healthz").trim(), "ok");
+    let metrics = curl("/metrics");
+    let adds = metrics
+        .lines()
+        .find(|l| l.starts_with("workqueue_adds_total{name=\"replicaset\"}"))
+        .and_then(|l| l.split_whitespace().last()?.parse::<f64>().ok());
+    assert!(adds.is_some_and(|n| n > 0.0), "{metrics}");
+    assert!(metrics.contains("workqueue_work_duration_seconds_count{name=\"replicaset\"}"), "{metrics}");
+    assert!(metrics.contains("workqueue_depth{name=\"deployment\"}"), "{metrics}");
 }

@@ -24,6 +24,9 @@ pub fn spawn_manager(c: &mut Cluster, args: &[&str]) -> usize {
     if !args.iter().any(|a| a.starts_with("--secure-port")) {
         all.push("--secure-port=0");
     }
+    if !args.iter().any(|a| a.starts_with("--leader-elect")) {
+        all.push("--leader-elect=false");
+    }
     all.extend_from_slice(args);
     c.spawn("keel-controller-manager", true, &all)
 }
