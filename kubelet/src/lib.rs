@@ -1,0 +1,7 @@
+//! keel-kubelet
+pub mod clock;
+pub mod error;
+pub mod logs;
+pub mod node;
+pub mod pod;
+pub mod runtime;

@@ -1,0 +1,3 @@
+//! The node: registration, status, Lease heartbeat.
+
+pub mod conditions;
