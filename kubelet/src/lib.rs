@@ -1,6 +1,7 @@
 //! keel-kubelet
 pub mod clock;
 pub mod error;
+pub mod events;
 pub mod logs;
 pub mod node;
 pub mod pod;

@@ -33,6 +33,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 pub struct Features {
     /// Volumes are materialized as files (false for the simulated runtime).
     pub volumes: bool,
+    /// Containers run their `command` as a host program, so one without `command` cannot run.
+    pub needs_command: bool,
     /// What is missing on this host, one phrase each (`no cgroup pids controller`).
     pub degraded: Vec<String>,
 }

@@ -93,7 +93,7 @@ impl SimulatedRuntime {
 #[async_trait]
 impl Runtime for SimulatedRuntime {
     fn features(&self) -> Features {
-        Features { volumes: false, degraded: Vec::new() }
+        Features { volumes: false, needs_command: false, degraded: Vec::new() }
     }
 
     async fn ensure_sandbox(&self, cfg: &SandboxConfig) -> Result<Sandbox> {

@@ -162,7 +162,7 @@ impl LinuxRuntime {
 #[async_trait]
 impl Runtime for LinuxRuntime {
     fn features(&self) -> Features {
-        Features { volumes: true, degraded: self.degraded.clone() }
+        Features { volumes: true, needs_command: true, degraded: self.degraded.clone() }
     }
 
     async fn ensure_sandbox(&self, cfg: &SandboxConfig) -> Result<Sandbox> {
