@@ -116,6 +116,13 @@ pub async fn run(node: Arc<Node>, feed: Feed, s: PodsSettings, observed: Observa
             desired.insert(uid, PodUpdate { pod, removed: false, source: Source::File, status_name: p.metadata.name.clone().unwrap_or_default(), verdict: None });
         }
         verdicts.retain(|uid, _| desired.contains_key(uid));
+        {
+            let mut index = node.index.lock().unwrap_or_else(|e| e.into_inner());
+            index.clear();
+            for u in desired.values() {
+                index.insert((u.pod.metadata.namespace.clone().unwrap_or_default(), u.pod.metadata.name.clone().unwrap_or_default()), u.pod.clone());
+            }
+        }
         let wanted: BTreeSet<PodUid> = desired.keys().cloned().collect();
         // Before the first list, the apiserver's pods are unknown: start nothing yet, so a kubelet
         // restarted under running pods adopts them instead of racing their removal.

@@ -57,7 +57,12 @@ pub struct Node {
     pub pods_dir: PathBuf,
     /// Allocatable (cpu millis, memory bytes), for resourceFieldRef without limits.
     pub allocatable: (u64, u64),
+    /// The pods this node runs now, by (namespace, name), for the kubelet's HTTP server.
+    pub index: PodIndex,
 }
+
+/// (namespace, name) → the pod this node runs under that name.
+pub type PodIndex = Arc<std::sync::Mutex<std::collections::BTreeMap<(String, String), Arc<Pod>>>>;
 
 /// Where a pod came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
