@@ -21,10 +21,20 @@ pub struct Prepared {
     pub refs: Refs,
     /// The volumes' host paths, or why they could not be prepared.
     pub volumes: std::result::Result<BTreeMap<String, PathBuf>, String>,
+    /// The pod's managed `/etc/hosts` (kubelet writes one per pod with its own network, so the
+    /// pod's hostname resolves to its IP without DNS).
+    pub etc_hosts: Option<PathBuf>,
+}
+
+/// The hosts file kubelet writes for a pod (`managedHostsFileContent`).
+pub fn hosts_file(pod_ip: &str, hostname: &str) -> String {
+    format!(
+        "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nfe00::0\tip6-mcastprefix\nfe00::1\tip6-allnodes\nfe00::2\tip6-allrouters\n{pod_ip}\t{hostname}\n"
+    )
 }
 
 /// Fetches references and prepares volumes.
-pub async fn prepare(node: &Node, pod: &Pod) -> Prepared {
+pub async fn prepare(node: &Node, pod: &Pod, pod_ip: &str) -> Prepared {
     let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
     let (cms, secrets) = referenced(pod);
     let mut refs = Refs::default();
@@ -60,7 +70,17 @@ pub async fn prepare(node: &Node, pod: &Pod) -> Prepared {
     } else {
         Ok(BTreeMap::new())
     };
-    Prepared { refs, volumes }
+    let host_network = pod.spec.as_ref().and_then(|s| s.host_network).unwrap_or(false);
+    let mut etc_hosts = None;
+    if node.runtime.features().volumes && !host_network && !pod_ip.is_empty() {
+        let dir = node.pods_dir.join(pod.metadata.uid.as_deref().unwrap_or("none"));
+        let hostname = pod.spec.as_ref().and_then(|s| s.hostname.clone()).or(pod.metadata.name.clone()).unwrap_or_default();
+        let path = dir.join("etc-hosts");
+        if std::fs::create_dir_all(&dir).and_then(|_| std::fs::write(&path, hosts_file(pod_ip, &hostname))).is_ok() {
+            etc_hosts = Some(path);
+        }
+    }
+    Prepared { refs, volumes, etc_hosts }
 }
 
 fn quantity(c: &Container, which: &str, res: &str) -> Option<String> {
@@ -81,7 +101,12 @@ pub fn container_config(node: &Node, pod: &Pod, c: &Container, init: bool, attem
             c.image.clone().unwrap_or_default()
         )));
     }
-    let mounts = if node.runtime.features().volumes { volumes::mounts(c, vols)? } else { Vec::new() };
+    let mut mounts = if node.runtime.features().volumes { volumes::mounts(c, vols)? } else { Vec::new() };
+    if let Some(h) = &prepared.etc_hosts {
+        if !mounts.iter().any(|m| m.container_path == "/etc/hosts") {
+            mounts.push(crate::runtime::Mount { host_path: h.clone(), container_path: "/etc/hosts".into(), read_only: false });
+        }
+    }
     for m in &mounts {
         crate::runtime::linux::rootfs::relative(&m.container_path).map_err(Error::config)?;
     }

@@ -186,7 +186,7 @@ impl Worker {
         let mut wait_for = self.node.config.resync;
 
         if sandbox.is_some() {
-            let prepared = spec::prepare(&self.node, pod).await;
+            let prepared = spec::prepare(&self.node, pod, &pod_ip).await;
             let restart_policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
             // Init containers, one at a time.
             let mut init_done = true;

@@ -28,7 +28,6 @@ use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 
 fn start_error(dir: &Path, clock: &dyn Clock, message: String) -> i32 {
     let exit = Exit { exit_code: 128, finished_at: clock.now(), reason: Some("StartError".into()), message: Some(message) };
@@ -73,20 +72,22 @@ pub fn shim_main(dir: &Path) -> i32 {
     let state = State { shim_pid: std::process::id() as i32, pid, pid_start: process_start(pid).unwrap_or(0), started_at: clock.now() };
     let _ = write_json(&dir.join("state.json"), &state);
 
-    let (tx, rx) = mpsc::channel::<(Stream, bool, Vec<u8>)>();
-    let mut readers = Vec::new();
-    for (stream, pipe) in [(Stream::Stdout, child.stdout.take().map(|p| Box::new(p) as Box<dyn Read + Send>)), (Stream::Stderr, child.stderr.take().map(|p| Box::new(p) as Box<dyn Read + Send>))] {
-        let Some(pipe) = pipe else { continue };
-        let tx = tx.clone();
-        readers.push(std::thread::spawn(move || split_lines(pipe, stream, &tx)));
+    // No threads here: after unshare(CLONE_NEWPID) the kernel refuses to create them, so both
+    // pipes are read in one poll loop.
+    let mut pipes: Vec<(Stream, Box<dyn Read>, std::os::fd::OwnedFd, Vec<u8>)> = Vec::new();
+    if let Some(p) = child.stdout.take() {
+        let fd: std::os::fd::OwnedFd = p.into();
+        if let Ok(dup) = fd.try_clone() {
+            pipes.push((Stream::Stdout, Box::new(std::fs::File::from(dup)), fd, Vec::new()));
+        }
     }
-    drop(tx);
-    for (stream, partial, text) in rx {
-        let _ = log.line(clock.now(), stream, partial, &text);
+    if let Some(p) = child.stderr.take() {
+        let fd: std::os::fd::OwnedFd = p.into();
+        if let Ok(dup) = fd.try_clone() {
+            pipes.push((Stream::Stderr, Box::new(std::fs::File::from(dup)), fd, Vec::new()));
+        }
     }
-    for r in readers {
-        let _ = r.join();
-    }
+    copy_logs(&mut pipes, &mut log, &clock);
     let status = child.wait();
     let finished_at = clock.now();
     let exit_code = match status {
@@ -109,28 +110,53 @@ pub fn shim_main(dir: &Path) -> i32 {
     0
 }
 
-/// Splits a pipe into lines (at most [`MAX_LINE`] bytes each; longer ones become partials).
-fn split_lines(mut pipe: Box<dyn Read + Send>, stream: Stream, tx: &mpsc::Sender<(Stream, bool, Vec<u8>)>) {
+/// Copies the pipes into the log until both are closed, as lines of at most [`MAX_LINE`]
+/// bytes (longer ones become partial lines).
+fn copy_logs(pipes: &mut Vec<(Stream, Box<dyn Read>, std::os::fd::OwnedFd, Vec<u8>)>, log: &mut Writer, clock: &dyn Clock) {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
     let mut buf = vec![0u8; 8192];
-    let mut line: Vec<u8> = Vec::new();
-    loop {
-        let n = match pipe.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+    while !pipes.is_empty() {
+        let ready: Vec<bool> = {
+            let mut fds: Vec<PollFd<'_>> = pipes.iter().map(|(_, _, fd, _)| PollFd::new(fd.as_fd(), PollFlags::POLLIN)).collect();
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => fds.iter().map(|f| f.revents().is_some_and(|r| !r.is_empty())).collect(),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(_) => return,
+            }
         };
-        for &b in &buf[..n] {
-            if b == b'\n' {
-                let _ = tx.send((stream, false, std::mem::take(&mut line)));
-            } else {
-                line.push(b);
-                if line.len() >= MAX_LINE {
-                    let _ = tx.send((stream, true, std::mem::take(&mut line)));
+        let mut closed = Vec::new();
+        for (i, (stream, reader, _, line)) in pipes.iter_mut().enumerate() {
+            if !ready[i] {
+                continue;
+            }
+            let n = match reader.read(&mut buf) {
+                Ok(0) | Err(_) => {
+                    closed.push(i);
+                    if !line.is_empty() {
+                        let _ = log.line(clock.now(), *stream, false, line);
+                        line.clear();
+                    }
+                    continue;
+                }
+                Ok(n) => n,
+            };
+            for &b in &buf[..n] {
+                if b == b'\n' {
+                    let _ = log.line(clock.now(), *stream, false, line);
+                    line.clear();
+                } else {
+                    line.push(b);
+                    if line.len() >= MAX_LINE {
+                        let _ = log.line(clock.now(), *stream, true, line);
+                        line.clear();
+                    }
                 }
             }
         }
-    }
-    if !line.is_empty() {
-        let _ = tx.send((stream, false, line));
+        for i in closed.into_iter().rev() {
+            pipes.remove(i);
+        }
     }
 }
 
