@@ -162,7 +162,8 @@ impl Certs {
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
         let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
         let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await.expect("tls");
-        let q: String = command.iter().map(|c| format!("command={}", c.replace('%', "%25").replace(' ', "%20").replace('&', "%26").replace(';', "%3B").replace('|', "%7C").replace('$', "%24"))).collect::<Vec<_>>().join("&");
+        let enc = |s: &str| s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect::<String>();
+        let q: String = command.iter().map(|c| format!("command={}", enc(c))).collect::<Vec<_>>().join("&");
         let url = format!("wss://127.0.0.1:{port}/exec/{ns}/{pod}/{container}?{q}&stdout=1&stderr=1");
         let mut req = url.into_client_request().expect("request");
         req.headers_mut().insert("Sec-WebSocket-Protocol", "v5.channel.k8s.io".parse().expect("header"));
