@@ -50,7 +50,13 @@ impl Events {
     /// Records an event about `object`.
     pub async fn record(&self, object: &ObjectReference, kind: Kind, reason: &str, message: &str) {
         let ns = object.namespace.clone().unwrap_or_else(|| "default".into());
-        let key = format!("{}/{}/{}/{:?}/{reason}/{message}", ns, object.name.clone().unwrap_or_default(), object.uid.clone().unwrap_or_default(), object.field_path);
+        let key = format!(
+            "{}/{}/{}/{:?}/{reason}/{message}",
+            ns,
+            object.name.clone().unwrap_or_default(),
+            object.uid.clone().unwrap_or_default(),
+            object.field_path
+        );
         tracing::info!(object = ?object.name, reason, message, "event");
         let Some(client) = &self.client else { return };
         let now = self.clock.now();
@@ -84,11 +90,13 @@ impl Events {
             involved_object: object.clone(),
             reason: Some(reason.into()),
             message: Some(message.into()),
-            type_: Some(match kind {
-                Kind::Normal => "Normal",
-                Kind::Warning => "Warning",
-            }
-            .into()),
+            type_: Some(
+                match kind {
+                    Kind::Normal => "Normal",
+                    Kind::Warning => "Warning",
+                }
+                .into(),
+            ),
             source: Some(EventSource { component: Some("kubelet".into()), host: Some(self.node.clone()) }),
             reporting_component: Some("kubelet".into()),
             reporting_instance: Some(self.node.clone()),

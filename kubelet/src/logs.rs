@@ -96,7 +96,7 @@ pub fn files(path: &Path) -> Vec<PathBuf> {
             }
         }
     }
-    rotated.sort_by(|a, b| b.0.cmp(&a.0));
+    rotated.sort_by_key(|r| std::cmp::Reverse(r.0));
     let mut out: Vec<PathBuf> = rotated.into_iter().map(|(_, p)| p).collect();
     if path.exists() {
         out.push(path.to_path_buf());
@@ -207,7 +207,8 @@ mod tests {
         let path = dir.path().join("0.log");
         let mut w = Writer::open(&path, 1024, 3).unwrap_or_else(|e| panic!("{e}"));
         for i in 0..100 {
-            w.line(t(i), if i % 2 == 0 { Stream::Stdout } else { Stream::Stderr }, false, format!("line {i}").as_bytes()).unwrap_or_else(|e| panic!("{e}"));
+            w.line(t(i), if i % 2 == 0 { Stream::Stdout } else { Stream::Stderr }, false, format!("line {i}").as_bytes())
+                .unwrap_or_else(|e| panic!("{e}"));
         }
         let f = files(&path);
         assert_eq!(f.len(), 3, "{f:?}");

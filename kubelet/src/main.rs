@@ -6,6 +6,7 @@
 
 use anyhow::{Context, bail};
 use clap::Parser;
+use k8s_openapi::api::core::v1::Taint;
 use keel_kubelet::clock::{Clock, SystemClock};
 use keel_kubelet::events::Events;
 use keel_kubelet::node::agent::{self, NodeSettings, Observations};
@@ -21,7 +22,6 @@ use keel_kubelet::runtime::ipam::{Cidr, Ipam};
 use keel_kubelet::runtime::linux::{LinuxConfig, LinuxRuntime, shim};
 use keel_kubelet::runtime::simulated::{SimulatedRuntime, parse_duration};
 use keel_kubelet::server::{self, Server};
-use k8s_openapi::api::core::v1::Taint;
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
@@ -161,13 +161,20 @@ fn taints(s: &str) -> anyhow::Result<Vec<Taint>> {
 }
 
 fn labels(s: &str) -> anyhow::Result<BTreeMap<String, String>> {
-    s.split(',').filter(|l| !l.is_empty()).map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).with_context(|| format!("label {l:?} needs k=v"))).collect()
+    s.split(',')
+        .filter(|l| !l.is_empty())
+        .map(|l| l.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())).with_context(|| format!("label {l:?} needs k=v")))
+        .collect()
 }
 
 fn first_ipv4() -> String {
     let out = std::process::Command::new("ip").args(["-4", "-o", "addr", "show", "scope", "global"]).output();
     out.ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().find_map(|l| l.split_whitespace().skip_while(|w| *w != "inet").nth(1).and_then(|a| a.split('/').next()).map(String::from)))
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .find_map(|l| l.split_whitespace().skip_while(|w| *w != "inet").nth(1).and_then(|a| a.split('/').next()).map(String::from))
+        })
         .unwrap_or_else(|| "127.0.0.1".into())
 }
 
@@ -179,7 +186,9 @@ fn main() -> anyhow::Result<()> {
         Some("__init") => std::process::exit(shim::init_main(&PathBuf::from(args.get(2).cloned().unwrap_or_default()))),
         _ => {}
     }
-    tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+        .init();
     let rt = tokio::runtime::Runtime::new()?;
     if args.get(1).map(String::as_str) == Some("reset") {
         let f = ResetFlags::parse_from(args.iter().skip(1));
@@ -214,15 +223,30 @@ async fn run(f: Flags) -> anyhow::Result<()> {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let simulated = f.simulated_nodes.is_some() || f.runtime == "simulated";
     let count = f.simulated_nodes.unwrap_or(1).max(1);
-    let base_name = f.hostname_override.clone().unwrap_or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "keel-node".into()));
+    let base_name = f.hostname_override.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "keel-node".into())
+    });
     let node_ip = f.node_ip.map(|i| i.to_string()).unwrap_or_else(first_ipv4);
-    let eviction_memory = f.eviction_hard.split(',').find_map(|t| t.strip_prefix("memory.available<")).map(|q| memory_bytes(q).context("--eviction-hard memory.available")).transpose()?.unwrap_or(100 << 20);
-    let pod_config = PodConfig { resync: duration("sync-frequency", &f.sync_frequency)?, backoff: BackoffConfig { initial: duration("restart-backoff", &f.restart_backoff)?, max: Duration::from_secs(300) } };
+    let eviction_memory = f
+        .eviction_hard
+        .split(',')
+        .find_map(|t| t.strip_prefix("memory.available<"))
+        .map(|q| memory_bytes(q).context("--eviction-hard memory.available"))
+        .transpose()?
+        .unwrap_or(100 << 20);
+    let pod_config = PodConfig {
+        resync: duration("sync-frequency", &f.sync_frequency)?,
+        backoff: BackoffConfig { initial: duration("restart-backoff", &f.restart_backoff)?, max: Duration::from_secs(300) },
+    };
     let manifest_dir = f.pod_manifest_path.clone().or_else(|| Some(PathBuf::from("/etc/kubernetes/manifests")).filter(|p| p.is_dir()));
     std::fs::create_dir_all(&f.root_dir).with_context(|| format!("--root-dir {}", f.root_dir.display()))?;
 
     let feed = Feed::default();
-    let selector = if simulated && count > 1 { "spec.nodeName!=".to_string() } else { format!("spec.nodeName={}", if simulated { format!("{base_name}-0") } else { base_name.clone() }) };
+    let selector = if simulated && count > 1 {
+        "spec.nodeName!=".to_string()
+    } else {
+        format!("spec.nodeName={}", if simulated { format!("{base_name}-0") } else { base_name.clone() })
+    };
     tokio::spawn(feed.clone().run(client.clone(), selector));
 
     let sim_range: Cidr = f.simulated_pod_range.parse()?;
@@ -240,7 +264,12 @@ async fn run(f: Flags) -> anyhow::Result<()> {
                 ephemeral_storage: 100 << 30,
                 pods: f.max_pods,
             };
-            (Arc::new(SimulatedRuntime::new(clock.clone(), Ipam::new(cidr, None)?)), cap, Some(cidr.to_string()), "simulated://0.1.0".into())
+            (
+                Arc::new(SimulatedRuntime::new(clock.clone(), Ipam::new(cidr, None)?)),
+                cap,
+                Some(cidr.to_string()),
+                "simulated://0.1.0".into(),
+            )
         } else {
             let cfg = LinuxConfig {
                 root_dir: f.root_dir.clone(),
@@ -252,7 +281,8 @@ async fn run(f: Flags) -> anyhow::Result<()> {
                 self_exe: std::env::current_exe()?,
                 log_max_size: memory_bytes(&f.container_log_max_size).context("--container-log-max-size")?,
                 log_max_files: f.container_log_max_files,
-                default_path: std::env::var("PATH").unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
+                default_path: std::env::var("PATH")
+                    .unwrap_or_else(|_| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
                 pids_limit: f.pod_max_pids,
             };
             let rt = Arc::new(LinuxRuntime::new(cfg, clock.clone()).await?);
@@ -336,7 +366,9 @@ async fn run(f: Flags) -> anyhow::Result<()> {
     health.set_ready(true);
     let registry = keel_component::metrics::shared();
     if let (Some(node), false, true) = (first_node, simulated, f.port != 0) {
-        let listener = tokio::net::TcpListener::bind((f.address.as_str(), f.port)).await.with_context(|| format!("listen on {}:{}", f.address, f.port))?;
+        let listener = tokio::net::TcpListener::bind((f.address.as_str(), f.port))
+            .await
+            .with_context(|| format!("listen on {}:{}", f.address, f.port))?;
         let hosts = vec![node.name.clone(), node_ip.clone(), "localhost".into(), "127.0.0.1".into()];
         let cert = match (&f.tls_cert_file, &f.tls_private_key_file) {
             (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),

@@ -20,7 +20,9 @@ fn crash_loops_back_off_liveness_restarts_deletion_is_graceful_and_static_pods_a
     let flags = host.flags("n2", port, &certs, &manifests);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     c.spawn("keel-kubelet", true, &flags);
-    wait_for(&c, 30, "node Ready", || (jsonpath(&c, &["node", "n2"], "{.status.conditions[?(@.type==\"Ready\")].status}") == "True").then_some(()));
+    wait_for(&c, 30, "node Ready", || {
+        (jsonpath(&c, &["node", "n2"], "{.status.conditions[?(@.type==\"Ready\")].status}") == "True").then_some(())
+    });
 
     let pods = format!(
         r#"
@@ -100,7 +102,12 @@ spec:
     let mut windows = BTreeSet::new();
     wait_for(&c, 50, "growing back-off windows", || {
         let msg = jsonpath(&c, &["pod", "crash"], "{.status.containerStatuses[0].state.waiting.message}");
-        if let Some(w) = msg.strip_prefix("back-off ").and_then(|m| m.split_whitespace().next()).and_then(|w| w.strip_suffix('s')).and_then(|w| w.parse::<u32>().ok()) {
+        if let Some(w) = msg
+            .strip_prefix("back-off ")
+            .and_then(|m| m.split_whitespace().next())
+            .and_then(|w| w.strip_suffix('s'))
+            .and_then(|w| w.parse::<u32>().ok())
+        {
             windows.insert(w);
         }
         (windows.len() >= 3).then_some(())
@@ -114,7 +121,9 @@ spec:
     assert_eq!(prev, "crashing\n");
 
     // Liveness: a failing probe restarts the container.
-    wait_for(&c, 40, "live restarted", || (jsonpath(&c, &["pod", "live"], "{.status.containerStatuses[0].restartCount}").parse::<u32>().unwrap_or(0) >= 1).then_some(()));
+    wait_for(&c, 40, "live restarted", || {
+        (jsonpath(&c, &["pod", "live"], "{.status.containerStatuses[0].restartCount}").parse::<u32>().unwrap_or(0) >= 1).then_some(())
+    });
     let events = c.ok(&["get", "events", "--field-selector", "involvedObject.name=live", "-o", "jsonpath={.items[*].message}"]);
     assert!(events.contains("failed liveness probe, will be restarted"), "{events}");
 
@@ -124,7 +133,10 @@ spec:
     assert_eq!(jsonpath(&c, &["pod", "init"], "{.status.initContainerStatuses[1].state.terminated.reason}"), "Completed");
 
     // A configMap that does not exist: a clear waiting reason.
-    wait_for(&c, 30, "missing waits", || (jsonpath(&c, &["pod", "missing"], "{.status.containerStatuses[0].state.waiting.reason}") == "CreateContainerConfigError").then_some(()));
+    wait_for(&c, 30, "missing waits", || {
+        (jsonpath(&c, &["pod", "missing"], "{.status.containerStatuses[0].state.waiting.reason}") == "CreateContainerConfigError")
+            .then_some(())
+    });
     assert_eq!(jsonpath(&c, &["pod", "missing"], "{.status.containerStatuses[0].state.waiting.message}"), "configmap \"nope\" not found");
 
     // Deletion: SIGTERM; the polite process exits on it, the stubborn one is SIGKILLed after its

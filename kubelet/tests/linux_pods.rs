@@ -21,8 +21,12 @@ async fn pods_run_isolated_ready_reachable_logged_exec_oom_and_are_adopted_after
     let flags = host.flags("n1", port, &certs, &manifests);
     let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let k = c.spawn("keel-kubelet", true, &flags);
-    wait_for(&c, 30, "node Ready", || (jsonpath(&c, &["node", "n1"], "{.status.conditions[?(@.type==\"Ready\")].status}") == "True").then_some(()));
-    wait_for(&c, 30, "the node Lease", || (jsonpath(&c, &["lease", "-n", "kube-node-lease", "n1"], "{.spec.holderIdentity}") == "n1").then_some(()));
+    wait_for(&c, 30, "node Ready", || {
+        (jsonpath(&c, &["node", "n1"], "{.status.conditions[?(@.type==\"Ready\")].status}") == "True").then_some(())
+    });
+    wait_for(&c, 30, "the node Lease", || {
+        (jsonpath(&c, &["lease", "-n", "kube-node-lease", "n1"], "{.spec.holderIdentity}") == "n1").then_some(())
+    });
     assert_eq!(jsonpath(&c, &["node", "n1"], "{.spec.podCIDR}"), host.cidr);
 
     c.apply(
@@ -122,7 +126,15 @@ spec:
     assert!(followed.lines().filter(|l| l.contains("GET / HTTP/1.1")).count() >= 2, "follow streams new probe lines: {followed}");
 
     // Exec runs inside the container and sees only its own PID namespace.
-    let (out, _, status) = certs.exec(port, "default", "client", "client", &["sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline; echo; ls /proc | grep -c '^[0-9]'; hostname"]).await;
+    let (out, _, status) = certs
+        .exec(
+            port,
+            "default",
+            "client",
+            "client",
+            &["sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline; echo; ls /proc | grep -c '^[0-9]'; hostname"],
+        )
+        .await;
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines.first().is_some_and(|l| l.starts_with("sh -c until")), "PID 1 is the container's command: {out}");
     assert!(lines.get(1).and_then(|n| n.trim().parse::<u32>().ok()).is_some_and(|n| n < 10), "a handful of processes: {out}");
@@ -143,18 +155,28 @@ spec:
     assert_eq!(body, "env hello s3cr3t cfg\n640 /etc/keel-cfg/file.txt\n400 /etc/keel-sec/password\nfrom-configmap\ns3cr3t\n");
 
     // Over its memory limit: OOMKilled.
-    wait_for(&c, 30, "hog OOMKilled", || (jsonpath(&c, &["pod", "hog"], "{.status.containerStatuses[0].state.terminated.reason}") == "OOMKilled").then_some(()));
+    wait_for(&c, 30, "hog OOMKilled", || {
+        (jsonpath(&c, &["pod", "hog"], "{.status.containerStatuses[0].state.terminated.reason}") == "OOMKilled").then_some(())
+    });
     assert_eq!(jsonpath(&c, &["pod", "hog"], "{.status.phase}"), "Failed");
     assert_eq!(jsonpath(&c, &["pod", "hog"], "{.status.containerStatuses[0].state.terminated.exitCode}"), "137");
 
     // No command: a clear waiting reason, no crash.
-    wait_for(&c, 30, "nocommand waits", || (jsonpath(&c, &["pod", "nocommand"], "{.status.containerStatuses[0].state.waiting.reason}") == "CreateContainerConfigError").then_some(()));
+    wait_for(&c, 30, "nocommand waits", || {
+        (jsonpath(&c, &["pod", "nocommand"], "{.status.containerStatuses[0].state.waiting.reason}") == "CreateContainerConfigError")
+            .then_some(())
+    });
     assert!(jsonpath(&c, &["pod", "nocommand"], "{.status.containerStatuses[0].state.waiting.message}").contains("ENTRYPOINT"));
 
     // Stats.
     let (_, stats) = certs.curl(port, "/stats/summary", &[]);
     let stats: serde_json::Value = serde_json::from_str(&stats).unwrap_or_default();
-    let web_mem = stats["pods"].as_array().into_iter().flatten().find(|p| p["podRef"]["name"] == "web").map(|p| p["memory"]["workingSetBytes"].as_u64().unwrap_or(0));
+    let web_mem = stats["pods"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["podRef"]["name"] == "web")
+        .map(|p| p["memory"]["workingSetBytes"].as_u64().unwrap_or(0));
     assert!(web_mem.is_some_and(|m| m > 0), "{stats}");
 
     // kill -9 of the kubelet: the running containers are adopted, not started twice.
@@ -169,6 +191,8 @@ spec:
     assert_eq!(jsonpath(&c, &["pod", "web"], "{.status.containerStatuses[0].state.running.startedAt}"), started_before);
     assert_eq!(jsonpath(&c, &["pod", "web"], "{.status.containerStatuses[0].restartCount}"), "0");
     let uid = jsonpath(&c, &["pod", "web"], "{.metadata.uid}");
-    let runs: Vec<_> = std::fs::read_dir(host.root.join("pods").join(&uid).join("containers")).map(|rd| rd.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+    let runs: Vec<_> = std::fs::read_dir(host.root.join("pods").join(&uid).join("containers"))
+        .map(|rd| rd.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
     assert_eq!(runs.len(), 1, "one run of web, not two: {runs:?}");
 }

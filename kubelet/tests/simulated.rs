@@ -13,11 +13,30 @@ fn simulated_nodes_register_heartbeat_run_pods_and_evict_best_effort_first() {
     c.spawn(
         "keel-kubelet",
         true,
-        &["--simulated-nodes", "3", "--hostname-override", "hollow", "--simulated-memory", "1Gi", "--port", "0", "--root-dir", &c.path("sim-root").to_string_lossy(), "--sync-frequency", "500ms", "--node-status-update-frequency", "1s"],
+        &[
+            "--simulated-nodes",
+            "3",
+            "--hostname-override",
+            "hollow",
+            "--simulated-memory",
+            "1Gi",
+            "--port",
+            "0",
+            "--root-dir",
+            &c.path("sim-root").to_string_lossy(),
+            "--sync-frequency",
+            "500ms",
+            "--node-status-update-frequency",
+            "1s",
+        ],
     );
     for n in ["hollow-0", "hollow-1", "hollow-2"] {
-        wait_for(&c, 30, &format!("{n} Ready"), || (jsonpath(&c, &["node", n], "{.status.conditions[?(@.type==\"Ready\")].status}") == "True").then_some(()));
-        wait_for(&c, 30, &format!("{n}'s Lease"), || (jsonpath(&c, &["lease", "-n", "kube-node-lease", n], "{.spec.holderIdentity}") == n).then_some(()));
+        wait_for(&c, 30, &format!("{n} Ready"), || {
+            (jsonpath(&c, &["node", n], "{.status.conditions[?(@.type==\"Ready\")].status}") == "True").then_some(())
+        });
+        wait_for(&c, 30, &format!("{n}'s Lease"), || {
+            (jsonpath(&c, &["lease", "-n", "kube-node-lease", n], "{.spec.holderIdentity}") == n).then_some(())
+        });
     }
     assert_eq!(jsonpath(&c, &["node", "hollow-1"], "{.spec.podCIDR}"), "10.128.1.0/24");
     assert_eq!(jsonpath(&c, &["node", "hollow-1"], "{.status.capacity.memory}"), "1048576Ki");

@@ -14,7 +14,9 @@ use crate::node::conditions::{Observed, conditions, must_post};
 use crate::node::host::Capacity;
 use crate::pod::quantity::format_millis;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
-use k8s_openapi::api::core::v1::{DaemonEndpoint, Node as ApiNode, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus, NodeSystemInfo, Taint};
+use k8s_openapi::api::core::v1::{
+    DaemonEndpoint, Node as ApiNode, NodeAddress, NodeCondition, NodeDaemonEndpoints, NodeSpec, NodeStatus, NodeSystemInfo, Taint,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
 use kube::api::{Api, Patch, PatchParams, PostParams};
@@ -78,7 +80,10 @@ impl NodeSettings {
             capacity: Some(self.resources(false)),
             allocatable: Some(self.resources(true)),
             conditions: Some(conds),
-            addresses: Some(vec![NodeAddress { type_: "InternalIP".into(), address: self.address.clone() }, NodeAddress { type_: "Hostname".into(), address: self.hostname.clone() }]),
+            addresses: Some(vec![
+                NodeAddress { type_: "InternalIP".into(), address: self.address.clone() },
+                NodeAddress { type_: "Hostname".into(), address: self.hostname.clone() },
+            ]),
             daemon_endpoints: Some(NodeDaemonEndpoints { kubelet_endpoint: Some(DaemonEndpoint { port: self.kubelet_port as i32 }) }),
             node_info: Some(NodeSystemInfo {
                 architecture: std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
@@ -101,7 +106,13 @@ impl NodeSettings {
     pub fn node(&self) -> ApiNode {
         let mut labels = self.labels.clone();
         let arch = std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64");
-        for (k, v) in [("kubernetes.io/hostname", self.name.clone()), ("kubernetes.io/os", "linux".into()), ("kubernetes.io/arch", arch.clone()), ("beta.kubernetes.io/os", "linux".into()), ("beta.kubernetes.io/arch", arch)] {
+        for (k, v) in [
+            ("kubernetes.io/hostname", self.name.clone()),
+            ("kubernetes.io/os", "linux".into()),
+            ("kubernetes.io/arch", arch.clone()),
+            ("beta.kubernetes.io/os", "linux".into()),
+            ("beta.kubernetes.io/arch", arch),
+        ] {
             labels.entry(k.into()).or_insert(v);
         }
         ApiNode {
@@ -191,10 +202,23 @@ pub async fn lease_loop(client: kube::Client, s: NodeSettings, node_uid: String,
                         metadata: ObjectMeta {
                             name: Some(s.name.clone()),
                             namespace: Some("kube-node-lease".into()),
-                            owner_references: (!node_uid.is_empty()).then(|| vec![OwnerReference { api_version: "v1".into(), kind: "Node".into(), name: s.name.clone(), uid: node_uid.clone(), ..Default::default() }]),
+                            owner_references: (!node_uid.is_empty()).then(|| {
+                                vec![OwnerReference {
+                                    api_version: "v1".into(),
+                                    kind: "Node".into(),
+                                    name: s.name.clone(),
+                                    uid: node_uid.clone(),
+                                    ..Default::default()
+                                }]
+                            }),
                             ..Default::default()
                         },
-                        spec: Some(LeaseSpec { holder_identity: Some(s.name.clone()), lease_duration_seconds: Some(s.lease_duration.as_secs() as i32), renew_time: Some(now), ..Default::default() }),
+                        spec: Some(LeaseSpec {
+                            holder_identity: Some(s.name.clone()),
+                            lease_duration_seconds: Some(s.lease_duration.as_secs() as i32),
+                            renew_time: Some(now),
+                            ..Default::default()
+                        }),
                     };
                     api.create(&PostParams::default(), &l).await
                 }

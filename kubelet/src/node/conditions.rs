@@ -29,7 +29,13 @@ pub struct Observed {
 }
 
 fn cond(kind: &str, status: bool, reason: &str, message: String) -> NodeCondition {
-    NodeCondition { type_: kind.into(), status: if status { "True" } else { "False" }.into(), reason: Some(reason.into()), message: Some(message), ..Default::default() }
+    NodeCondition {
+        type_: kind.into(),
+        status: if status { "True" } else { "False" }.into(),
+        reason: Some(reason.into()),
+        message: Some(message),
+        ..Default::default()
+    }
 }
 
 /// The four conditions, with times carried over from `old` where the status stayed.

@@ -37,15 +37,17 @@ fn meminfo(key: &str) -> Option<u64> {
 /// The host's capacity, with `max_pods`.
 pub fn capacity(root_dir: &Path, max_pods: u64) -> Capacity {
     let cpus = std::thread::available_parallelism().map(|n| n.get() as u64).unwrap_or(1);
-    let storage = nix::sys::statvfs::statvfs(root_dir).map(|s| s.blocks() as u64 * s.fragment_size() as u64).unwrap_or(0);
+    let storage = nix::sys::statvfs::statvfs(root_dir).map(|s| s.blocks() * s.fragment_size()).unwrap_or(0);
     Capacity { cpu_millis: cpus * 1000, memory: meminfo("MemTotal:").unwrap_or(0), ephemeral_storage: storage, pods: max_pods }
 }
 
 /// The eviction signals now.
 pub fn signals(root_dir: &Path) -> Signals {
-    let nodefs = nix::sys::statvfs::statvfs(root_dir).ok().map(|s| s.blocks_available() as u64 * s.fragment_size() as u64);
+    let nodefs = nix::sys::statvfs::statvfs(root_dir).ok().map(|s| s.blocks_available() * s.fragment_size());
     let pid_max: Option<u64> = std::fs::read_to_string("/proc/sys/kernel/pid_max").ok().and_then(|s| s.trim().parse().ok());
-    let live = std::fs::read_dir("/proc").map(|rd| rd.flatten().filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit())).count() as u64).ok();
+    let live = std::fs::read_dir("/proc")
+        .map(|rd| rd.flatten().filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit())).count() as u64)
+        .ok();
     let pid_available = match (pid_max, live) {
         (Some(m), Some(l)) => Some(m.saturating_sub(l)),
         _ => None,

@@ -47,7 +47,13 @@ fn request_bytes(p: &Pod) -> u64 {
     p.spec
         .iter()
         .flat_map(|s| s.containers.iter())
-        .filter_map(|c| c.resources.as_ref().and_then(|r| r.requests.as_ref().or(r.limits.as_ref())).and_then(|m| m.get("memory")).and_then(|q| memory_bytes(&q.0)))
+        .filter_map(|c| {
+            c.resources
+                .as_ref()
+                .and_then(|r| r.requests.as_ref().or(r.limits.as_ref()))
+                .and_then(|m| m.get("memory"))
+                .and_then(|q| memory_bytes(&q.0))
+        })
         .sum()
 }
 
@@ -101,7 +107,16 @@ pub async fn run(node: Arc<Node>, feed: Feed, s: PodsSettings, observed: Observa
                 continue;
             }
             let uid = PodUid(uid.clone());
-            desired.insert(uid.clone(), PodUpdate { pod: p.clone(), removed: false, source: Source::Api, status_name: p.metadata.name.clone().unwrap_or_default(), verdict: verdicts.get(&uid).cloned() });
+            desired.insert(
+                uid.clone(),
+                PodUpdate {
+                    pod: p.clone(),
+                    removed: false,
+                    source: Source::Api,
+                    status_name: p.metadata.name.clone().unwrap_or_default(),
+                    verdict: verdicts.get(&uid).cloned(),
+                },
+            );
         }
         for p in statics.values() {
             // A static pod's status is read back from its mirror pod (the status last written).
@@ -113,14 +128,26 @@ pub async fn run(node: Arc<Node>, feed: Feed, s: PodsSettings, observed: Observa
                 Some(_) => Arc::new(with_status),
                 None => p.clone(),
             };
-            desired.insert(uid, PodUpdate { pod, removed: false, source: Source::File, status_name: p.metadata.name.clone().unwrap_or_default(), verdict: None });
+            desired.insert(
+                uid,
+                PodUpdate {
+                    pod,
+                    removed: false,
+                    source: Source::File,
+                    status_name: p.metadata.name.clone().unwrap_or_default(),
+                    verdict: None,
+                },
+            );
         }
         verdicts.retain(|uid, _| desired.contains_key(uid));
         {
             let mut index = node.index.lock().unwrap_or_else(|e| e.into_inner());
             index.clear();
             for u in desired.values() {
-                index.insert((u.pod.metadata.namespace.clone().unwrap_or_default(), u.pod.metadata.name.clone().unwrap_or_default()), u.pod.clone());
+                index.insert(
+                    (u.pod.metadata.namespace.clone().unwrap_or_default(), u.pod.metadata.name.clone().unwrap_or_default()),
+                    u.pod.clone(),
+                );
             }
         }
         let wanted: BTreeSet<PodUid> = desired.keys().cloned().collect();
@@ -132,7 +159,9 @@ pub async fn run(node: Arc<Node>, feed: Feed, s: PodsSettings, observed: Observa
                 next_orphans = now + Duration::from_secs(60);
                 manager.remove_orphans(&wanted).await;
             }
-            if s.manifest_dir.is_some() || api_pods.values().any(|p| p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(MIRROR))) {
+            if s.manifest_dir.is_some()
+                || api_pods.values().any(|p| p.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(MIRROR)))
+            {
                 static_pods::reconcile_mirrors(&node, &statics, &api_pods).await;
             }
         }
@@ -148,7 +177,13 @@ pub async fn run(node: Arc<Node>, feed: Feed, s: PodsSettings, observed: Observa
     }
 }
 
-async fn eviction_pass(node: &Node, s: &PodsSettings, observed: &Observations, desired: &BTreeMap<PodUid, PodUpdate>, verdicts: &BTreeMap<PodUid, Verdict>) -> Option<(PodUid, Verdict)> {
+async fn eviction_pass(
+    node: &Node,
+    s: &PodsSettings,
+    observed: &Observations,
+    desired: &BTreeMap<PodUid, PodUpdate>,
+    verdicts: &BTreeMap<PodUid, Verdict>,
+) -> Option<(PodUid, Verdict)> {
     let mut usage: BTreeMap<PodUid, (u64, Option<(String, u64)>)> = BTreeMap::new();
     for uid in desired.keys() {
         usage.insert(uid.clone(), pod_memory(node, uid).await);
@@ -174,15 +209,29 @@ async fn eviction_pass(node: &Node, s: &PodsSettings, observed: &Observations, d
     }
     let candidates: Vec<Candidate> = desired
         .iter()
-        .filter(|(uid, u)| u.source == Source::Api && !is_terminal(&u.pod) && !verdicts.contains_key(*uid) && u.pod.metadata.deletion_timestamp.is_none())
+        .filter(|(uid, u)| {
+            u.source == Source::Api && !is_terminal(&u.pod) && !verdicts.contains_key(*uid) && u.pod.metadata.deletion_timestamp.is_none()
+        })
         .map(|(uid, u)| {
             let (used, top) = usage.get(uid).cloned().unwrap_or((0, None));
             let spec = u.pod.spec.clone().unwrap_or_default();
             let top_container = top.map(|(name, m)| {
-                let req = spec.containers.iter().find(|c| c.name == name).and_then(|c| c.resources.as_ref()?.requests.as_ref()?.get("memory").and_then(|q| memory_bytes(&q.0))).unwrap_or(0);
+                let req = spec
+                    .containers
+                    .iter()
+                    .find(|c| c.name == name)
+                    .and_then(|c| c.resources.as_ref()?.requests.as_ref()?.get("memory").and_then(|q| memory_bytes(&q.0)))
+                    .unwrap_or(0);
                 (name, m, req)
             });
-            Candidate { key: uid.0.clone(), usage: used, request: request_bytes(&u.pod), priority: spec.priority.unwrap_or(0), qos: qos_class(&spec), top_container }
+            Candidate {
+                key: uid.0.clone(),
+                usage: used,
+                request: request_bytes(&u.pod),
+                priority: spec.priority.unwrap_or(0),
+                qos: qos_class(&spec),
+                top_container,
+            }
         })
         .collect();
     let victim = eviction::rank(candidates).into_iter().next()?;

@@ -73,12 +73,12 @@ impl Backoff {
     /// kubelet's `doBackOff` for a container of `key` whose last run finished at `finished_at`.
     /// `Restart` updates the entry (open or double), as `backOff.Next` does.
     pub fn decide(&mut self, key: &str, finished_at: Timestamp, now: Timestamp) -> Decision {
-        if let Some(e) = self.entries.get(key).copied() {
-            if !self.expired(&e, now) {
-                let elapsed = since(now, finished_at);
-                if elapsed < e.window {
-                    return Decision::Wait { remaining: e.window - elapsed, window: e.window };
-                }
+        if let Some(e) = self.entries.get(key).copied()
+            && !self.expired(&e, now)
+        {
+            let elapsed = since(now, finished_at);
+            if elapsed < e.window {
+                return Decision::Wait { remaining: e.window - elapsed, window: e.window };
             }
         }
         let window = match self.entries.get(key) {

@@ -25,13 +25,21 @@ impl Refs {
     /// The value of `key` in configMap `name` (data, then binaryData).
     pub fn config_map_key(&self, name: &str, key: &str) -> Option<Vec<u8>> {
         let cm = self.config_maps.get(name)?;
-        cm.data.as_ref().and_then(|d| d.get(key)).map(|v| v.as_bytes().to_vec()).or_else(|| cm.binary_data.as_ref().and_then(|d| d.get(key)).map(|b| b.0.clone()))
+        cm.data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map(|v| v.as_bytes().to_vec())
+            .or_else(|| cm.binary_data.as_ref().and_then(|d| d.get(key)).map(|b| b.0.clone()))
     }
 
     /// The value of `key` in secret `name` (data, then stringData).
     pub fn secret_key(&self, name: &str, key: &str) -> Option<Vec<u8>> {
         let s = self.secrets.get(name)?;
-        s.data.as_ref().and_then(|d| d.get(key)).map(|b| b.0.clone()).or_else(|| s.string_data.as_ref().and_then(|d| d.get(key)).map(|v| v.as_bytes().to_vec()))
+        s.data
+            .as_ref()
+            .and_then(|d| d.get(key))
+            .map(|b| b.0.clone())
+            .or_else(|| s.string_data.as_ref().and_then(|d| d.get(key)).map(|v| v.as_bytes().to_vec()))
     }
 }
 
@@ -94,14 +102,14 @@ pub fn expand(s: &str, vars: &BTreeMap<String, String>) -> String {
                 i += 2;
                 continue;
             }
-            if b[i + 1] == b'(' {
-                if let Some(end) = s[i + 2..].find(')') {
-                    let name = &s[i + 2..i + 2 + end];
-                    if let Some(v) = vars.get(name) {
-                        out.push_str(v);
-                        i += end + 3;
-                        continue;
-                    }
+            if b[i + 1] == b'('
+                && let Some(end) = s[i + 2..].find(')')
+            {
+                let name = &s[i + 2..i + 2 + end];
+                if let Some(v) = vars.get(name) {
+                    out.push_str(v);
+                    i += end + 3;
+                    continue;
                 }
             }
         }
@@ -123,7 +131,8 @@ pub fn field(pod: &Pod, f: &ObjectFieldSelector, host_ip: &str) -> Result<String
     if let Some(v) = map_key("metadata.labels", &m.labels).or_else(|| map_key("metadata.annotations", &m.annotations)) {
         return Ok(v.unwrap_or_default());
     }
-    let fmt_map = |map: &Option<BTreeMap<String, String>>| map.iter().flatten().map(|(k, v)| format!("{k}=\"{v}\"")).collect::<Vec<_>>().join("\n");
+    let fmt_map =
+        |map: &Option<BTreeMap<String, String>>| map.iter().flatten().map(|(k, v)| format!("{k}=\"{v}\"")).collect::<Vec<_>>().join("\n");
     let status = pod.status.clone().unwrap_or_default();
     Ok(match path {
         "metadata.name" => m.name.clone().unwrap_or_default(),
@@ -145,7 +154,9 @@ pub fn field(pod: &Pod, f: &ObjectFieldSelector, host_ip: &str) -> Result<String
 /// A missing limit reads the node's allocatable (`node_cpu_millis`, `node_memory`).
 pub fn resource(c: &Container, r: &ResourceFieldSelector, node_cpu_millis: u64, node_memory: u64) -> Result<String> {
     let res = c.resources.clone().unwrap_or_default();
-    let get = |m: &Option<BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, k: &str| m.as_ref().and_then(|m| m.get(k)).map(|q| q.0.clone());
+    let get = |m: &Option<BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>>, k: &str| {
+        m.as_ref().and_then(|m| m.get(k)).map(|q| q.0.clone())
+    };
     let (kind, value) = match r.resource.as_str() {
         "limits.cpu" => ("cpu", get(&res.limits, "cpu").and_then(|q| cpu_millis(&q)).unwrap_or(node_cpu_millis)),
         "requests.cpu" => ("cpu", get(&res.requests, "cpu").and_then(|q| cpu_millis(&q)).unwrap_or(0)),
@@ -282,8 +293,10 @@ mod tests {
     }
 
     fn refs() -> Refs {
-        let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "cm"}, "data": {"k": "v", "other": "o"}})).unwrap_or_else(|e| panic!("{e}"));
-        let s: Secret = serde_json::from_value(json!({"metadata": {"name": "s"}, "data": {"password": "czNjcjN0"}})).unwrap_or_else(|e| panic!("{e}"));
+        let cm: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": "cm"}, "data": {"k": "v", "other": "o"}})).unwrap_or_else(|e| panic!("{e}"));
+        let s: Secret =
+            serde_json::from_value(json!({"metadata": {"name": "s"}, "data": {"password": "czNjcjN0"}})).unwrap_or_else(|e| panic!("{e}"));
         Refs { config_maps: [("cm".to_string(), cm)].into(), secrets: [("s".to_string(), s)].into() }
     }
 

@@ -59,9 +59,17 @@ pub fn under_pressure(available: u64, threshold: u64) -> bool {
 
 /// kubelet's eviction message (`evictionMessage`).
 pub fn message(threshold: u64, available: u64, victim: &Candidate) -> String {
-    let mut m = format!("The node was low on resource: memory. Threshold quantity: {}, available: {}Ki. ", format_bytes(threshold), available / 1024);
+    let mut m = format!(
+        "The node was low on resource: memory. Threshold quantity: {}, available: {}Ki. ",
+        format_bytes(threshold),
+        available / 1024
+    );
     if let Some((name, usage, request)) = &victim.top_container {
-        m.push_str(&format!("Container {name} was using {}Ki, request is {}, has larger consumption of memory. ", usage / 1024, format_bytes(*request)));
+        m.push_str(&format!(
+            "Container {name} was using {}Ki, request is {}, has larger consumption of memory. ",
+            usage / 1024,
+            format_bytes(*request)
+        ));
     }
     m
 }
@@ -90,7 +98,10 @@ mod tests {
             c("besteffort-important", 900, 0, 1000),
         ];
         let order: Vec<String> = rank(pods).into_iter().map(|p| p.key).collect();
-        assert_eq!(order, ["besteffort-big", "besteffort-small", "besteffort-important", "burstable-over", "burstable-under", "guaranteed-big"]);
+        assert_eq!(
+            order,
+            ["besteffort-big", "besteffort-small", "besteffort-important", "burstable-over", "burstable-under", "guaranteed-big"]
+        );
     }
 
     #[test]

@@ -17,7 +17,12 @@ async fn run(node: &Node, pod: &Pod, c: &Container, id: &ContainerId, h: &Lifecy
         return Ok(());
     }
     let as_probe = Probe { exec: h.exec.clone(), http_get: h.http_get.clone(), tcp_socket: h.tcp_socket.clone(), ..Default::default() };
-    let ip = node.runtime.sandbox(&crate::runtime::PodUid(pod.metadata.uid.clone().unwrap_or_default())).await.and_then(|s| s.ip).unwrap_or_default();
+    let ip = node
+        .runtime
+        .sandbox(&crate::runtime::PodUid(pod.metadata.uid.clone().unwrap_or_default()))
+        .await
+        .and_then(|s| s.ip)
+        .unwrap_or_default();
     let act = action(&as_probe, c, &ip)?;
     match node.runtime.probe(id, ProbeKind::Liveness, &act, limit.max(Duration::from_secs(1))).await {
         Outcome::Success => Ok(()),

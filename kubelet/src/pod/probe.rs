@@ -138,7 +138,13 @@ mod tests {
     use super::*;
 
     fn timing(success: u32, failure: u32) -> Timing {
-        Timing { initial_delay: Duration::ZERO, period: Duration::from_secs(1), timeout: Duration::from_secs(1), success_threshold: success, failure_threshold: failure }
+        Timing {
+            initial_delay: Duration::ZERO,
+            period: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            success_threshold: success,
+            failure_threshold: failure,
+        }
     }
 
     fn run(kind: ProbeKind, t: Timing, outcomes: &str) -> String {
@@ -179,7 +185,8 @@ mod tests {
         assert!(!s.result);
         s.reset();
         assert!(s.result && s.streak == 0);
-        let p: Probe = serde_json::from_value(serde_json::json!({"periodSeconds": 0, "failureThreshold": 5})).unwrap_or_else(|e| panic!("{e}"));
+        let p: Probe =
+            serde_json::from_value(serde_json::json!({"periodSeconds": 0, "failureThreshold": 5})).unwrap_or_else(|e| panic!("{e}"));
         let t = Timing::of(&p);
         assert_eq!((t.period, t.failure_threshold, t.timeout, t.success_threshold), (Duration::from_secs(1), 5, Duration::from_secs(1), 1));
     }

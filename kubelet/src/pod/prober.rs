@@ -39,7 +39,9 @@ impl Drop for Prober {
 fn port_of(p: &IntOrString, c: &Container) -> Option<u16> {
     match p {
         IntOrString::Int(n) => u16::try_from(*n).ok(),
-        IntOrString::String(name) => c.ports.iter().flatten().find(|cp| cp.name.as_deref() == Some(name)).and_then(|cp| u16::try_from(cp.container_port).ok()),
+        IntOrString::String(name) => {
+            c.ports.iter().flatten().find(|cp| cp.name.as_deref() == Some(name)).and_then(|cp| u16::try_from(cp.container_port).ok())
+        }
     }
 }
 
@@ -49,16 +51,24 @@ pub fn action(p: &Probe, c: &Container, pod_ip: &str) -> Result<ProbeAction, Str
         return Ok(ProbeAction::Exec(e.command.clone().unwrap_or_default()));
     }
     if let Some(h) = &p.http_get {
-        let port = port_of(&h.port, c).ok_or_else(|| format!("httpGet port {:?} is not a port number or a named container port", h.port))?;
+        let port =
+            port_of(&h.port, c).ok_or_else(|| format!("httpGet port {:?} is not a port number or a named container port", h.port))?;
         let mut path = h.path.clone().unwrap_or_else(|| "/".into());
         if !path.starts_with('/') {
             path.insert(0, '/');
         }
         let headers = h.http_headers.iter().flatten().map(|x| (x.name.clone(), x.value.clone())).collect();
-        return Ok(ProbeAction::Http { scheme: h.scheme.clone().unwrap_or_else(|| "HTTP".into()), host: h.host.clone().unwrap_or_else(|| pod_ip.to_string()), port, path, headers });
+        return Ok(ProbeAction::Http {
+            scheme: h.scheme.clone().unwrap_or_else(|| "HTTP".into()),
+            host: h.host.clone().unwrap_or_else(|| pod_ip.to_string()),
+            port,
+            path,
+            headers,
+        });
     }
     if let Some(t) = &p.tcp_socket {
-        let port = port_of(&t.port, c).ok_or_else(|| format!("tcpSocket port {:?} is not a port number or a named container port", t.port))?;
+        let port =
+            port_of(&t.port, c).ok_or_else(|| format!("tcpSocket port {:?} is not a port number or a named container port", t.port))?;
         return Ok(ProbeAction::Tcp { host: t.host.clone().unwrap_or_else(|| pod_ip.to_string()), port });
     }
     if p.grpc.is_some() {
@@ -82,7 +92,9 @@ impl Prober {
     pub fn ensure(&mut self, pod: &Pod, c: &Container, id: &ContainerId, pod_ip: &str) -> Vec<String> {
         let mut problems = Vec::new();
         let has_startup = c.startup_probe.is_some();
-        for (kind, probe) in [(ProbeKind::Startup, &c.startup_probe), (ProbeKind::Liveness, &c.liveness_probe), (ProbeKind::Readiness, &c.readiness_probe)] {
+        for (kind, probe) in
+            [(ProbeKind::Startup, &c.startup_probe), (ProbeKind::Liveness, &c.liveness_probe), (ProbeKind::Readiness, &c.readiness_probe)]
+        {
             let Some(probe) = probe else { continue };
             let key = (id.clone(), kind);
             if self.tasks.contains_key(&key) {

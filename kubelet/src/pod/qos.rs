@@ -84,8 +84,14 @@ mod tests {
             (json!([{"name": "a"}]), QosClass::BestEffort),
             (json!([{"name": "a", "resources": {"requests": {"cpu": "100m"}}}]), QosClass::Burstable),
             (json!([{"name": "a", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]), QosClass::Guaranteed),
-            (json!([{"name": "a", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1000m", "memory": "1Gi"}}}]), QosClass::Guaranteed),
-            (json!([{"name": "a", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "500m"}}}]), QosClass::Burstable),
+            (
+                json!([{"name": "a", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "1000m", "memory": "1Gi"}}}]),
+                QosClass::Guaranteed,
+            ),
+            (
+                json!([{"name": "a", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}, "requests": {"cpu": "500m"}}}]),
+                QosClass::Burstable,
+            ),
             (json!([{"name": "a", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}, {"name": "b"}]), QosClass::Burstable),
             (json!([{"name": "a", "resources": {"limits": {"memory": "1Gi"}}}]), QosClass::Burstable),
             // Other resources do not count.

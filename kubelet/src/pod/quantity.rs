@@ -54,7 +54,7 @@ pub fn memory_bytes(s: &str) -> Option<u64> {
 /// Bytes as the shortest exact binary quantity (`1073741824` → `"1Gi"`), else plain bytes.
 pub fn format_bytes(b: u64) -> String {
     for (suffix, shift) in [("Ei", 60), ("Pi", 50), ("Ti", 40), ("Gi", 30), ("Mi", 20), ("Ki", 10)] {
-        if b != 0 && b % (1u64 << shift) == 0 {
+        if b != 0 && b.is_multiple_of(1u64 << shift) {
             return format!("{}{suffix}", b >> shift);
         }
     }
@@ -63,7 +63,7 @@ pub fn format_bytes(b: u64) -> String {
 
 /// Millicores as a quantity (`2000` → `"2"`, `250` → `"250m"`).
 pub fn format_millis(m: u64) -> String {
-    if m % 1000 == 0 { (m / 1000).to_string() } else { format!("{m}m") }
+    if m.is_multiple_of(1000) { (m / 1000).to_string() } else { format!("{m}m") }
 }
 
 #[cfg(test)]
@@ -72,11 +72,19 @@ mod tests {
 
     #[test]
     fn quantities_table() {
-        let cpu = [("250m", Some(250)), ("2", Some(2000)), ("0.5", Some(500)), ("1e3", Some(1_000_000)), ("x", None), ("-1", None), ("", None)];
+        let cpu =
+            [("250m", Some(250)), ("2", Some(2000)), ("0.5", Some(500)), ("1e3", Some(1_000_000)), ("x", None), ("-1", None), ("", None)];
         for (s, want) in cpu {
             assert_eq!(cpu_millis(s), want, "{s}");
         }
-        let mem = [("128Mi", Some(134_217_728)), ("1G", Some(1_000_000_000)), ("1Ki", Some(1024)), ("100", Some(100)), ("1.5Gi", Some(1_610_612_736)), ("5Zi", None)];
+        let mem = [
+            ("128Mi", Some(134_217_728)),
+            ("1G", Some(1_000_000_000)),
+            ("1Ki", Some(1024)),
+            ("100", Some(100)),
+            ("1.5Gi", Some(1_610_612_736)),
+            ("5Zi", None),
+        ];
         for (s, want) in mem {
             assert_eq!(memory_bytes(s), want, "{s}");
         }

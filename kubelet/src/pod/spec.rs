@@ -90,8 +90,19 @@ fn quantity(c: &Container, which: &str, res: &str) -> Option<String> {
 }
 
 /// The runtime config of one container run.
-pub fn container_config(node: &Node, pod: &Pod, c: &Container, init: bool, attempt: u32, prepared: &Prepared, pod_ref: &PodRef) -> Result<ContainerConfig> {
-    let vols = prepared.volumes.as_ref().map_err(|m| Error::PodSpec { reason: "ContainerCreating", message: format!("MountVolume.SetUp failed: {m}") })?;
+pub fn container_config(
+    node: &Node,
+    pod: &Pod,
+    c: &Container,
+    init: bool,
+    attempt: u32,
+    prepared: &Prepared,
+    pod_ref: &PodRef,
+) -> Result<ContainerConfig> {
+    let vols = prepared
+        .volumes
+        .as_ref()
+        .map_err(|m| Error::PodSpec { reason: "ContainerCreating", message: format!("MountVolume.SetUp failed: {m}") })?;
     let env = environment(pod, c, &prepared.refs, &node.host_ip, node.allocatable)?;
     let argv = argv(c, &env);
     if argv.is_empty() && node.runtime.features().needs_command {
@@ -102,10 +113,10 @@ pub fn container_config(node: &Node, pod: &Pod, c: &Container, init: bool, attem
         )));
     }
     let mut mounts = if node.runtime.features().volumes { volumes::mounts(c, vols)? } else { Vec::new() };
-    if let Some(h) = &prepared.etc_hosts {
-        if !mounts.iter().any(|m| m.container_path == "/etc/hosts") {
-            mounts.push(crate::runtime::Mount { host_path: h.clone(), container_path: "/etc/hosts".into(), read_only: false });
-        }
+    if let Some(h) = &prepared.etc_hosts
+        && !mounts.iter().any(|m| m.container_path == "/etc/hosts")
+    {
+        mounts.push(crate::runtime::Mount { host_path: h.clone(), container_path: "/etc/hosts".into(), read_only: false });
     }
     for m in &mounts {
         crate::runtime::linux::rootfs::relative(&m.container_path).map_err(Error::config)?;
@@ -125,7 +136,9 @@ pub fn container_config(node: &Node, pod: &Pod, c: &Container, init: bool, attem
         hostname: hostname.chars().take(63).collect(),
         memory_limit: quantity(c, "limits", "memory").and_then(|q| memory_bytes(&q)),
         cpu_limit_millis: quantity(c, "limits", "cpu").and_then(|q| cpu_millis(&q)),
-        cpu_request_millis: quantity(c, "requests", "cpu").and_then(|q| cpu_millis(&q)).or(quantity(c, "limits", "cpu").and_then(|q| cpu_millis(&q))),
+        cpu_request_millis: quantity(c, "requests", "cpu")
+            .and_then(|q| cpu_millis(&q))
+            .or(quantity(c, "limits", "cpu").and_then(|q| cpu_millis(&q))),
         annotations: pod.metadata.annotations.clone().unwrap_or_default(),
     })
 }

@@ -113,7 +113,11 @@ pub async fn reconcile_mirrors(node: &Node, statics: &BTreeMap<String, Arc<Pod>>
     let delete = |ns: String, name: String, uid: Option<String>| {
         let api: Api<Pod> = Api::namespaced(node.client.clone(), &ns);
         async move {
-            let dp = DeleteParams { grace_period_seconds: Some(0), preconditions: Some(Preconditions { uid, resource_version: None }), ..Default::default() };
+            let dp = DeleteParams {
+                grace_period_seconds: Some(0),
+                preconditions: Some(Preconditions { uid, resource_version: None }),
+                ..Default::default()
+            };
             if let Err(e) = api.delete(&name, &dp).await {
                 tracing::debug!(pod = %name, error = %e, "delete mirror pod");
             }
@@ -128,7 +132,10 @@ pub async fn reconcile_mirrors(node: &Node, statics: &BTreeMap<String, Arc<Pod>>
     }
     for ((ns, name), s) in &wanted {
         let current = have.get(&(ns.clone(), name.clone()));
-        let fine = current.is_some_and(|m| m.metadata.annotations.as_ref().and_then(|a| a.get(MIRROR)) == s.metadata.uid.as_ref() && m.metadata.deletion_timestamp.is_none());
+        let fine = current.is_some_and(|m| {
+            m.metadata.annotations.as_ref().and_then(|a| a.get(MIRROR)) == s.metadata.uid.as_ref()
+                && m.metadata.deletion_timestamp.is_none()
+        });
         if fine {
             continue;
         }
@@ -157,7 +164,8 @@ mod tests {
         assert_eq!(ann.get("kubernetes.io/config.source").map(String::as_str), Some("file"));
         let again = from_manifest("web.yaml", yaml, "n1", t).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(p.metadata.uid, again.metadata.uid, "same file, same uid");
-        let edited = from_manifest("web.yaml", &[yaml.as_slice(), b"    workingDir: /tmp\n"].concat(), "n1", t).unwrap_or_else(|e| panic!("{e}"));
+        let edited =
+            from_manifest("web.yaml", &[yaml.as_slice(), b"    workingDir: /tmp\n"].concat(), "n1", t).unwrap_or_else(|e| panic!("{e}"));
         assert_ne!(p.metadata.uid, edited.metadata.uid, "an edit is a new pod");
         assert!(from_manifest("x.yaml", b"kind: Pod\nmetadata: {}\n", "n1", t).is_err());
         assert!(from_manifest("x.yaml", b": : :", "n1", t).is_err());

@@ -11,8 +11,8 @@ use crate::pod::qos::qos_class;
 use crate::runtime::{ContainerRecord, ContainerState};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{
-    Container, ContainerState as ApiState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, HostIP, Pod, PodCondition, PodIP,
-    PodStatus,
+    Container, ContainerState as ApiState, ContainerStateRunning, ContainerStateTerminated, ContainerStateWaiting, ContainerStatus, HostIP,
+    Pod, PodCondition, PodIP, PodStatus,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use std::collections::BTreeMap;
@@ -120,7 +120,10 @@ fn container_status(c: &Container, input: &Input<'_>, init: bool, default_reason
             match terminated(r) {
                 None => {
                     let probe = input.probes.get(&c.name).copied().unwrap_or(ProbeView { ready: false, started: false });
-                    s.state = Some(ApiState { running: Some(ContainerStateRunning { started_at: Some(Time(r.started_at)) }), ..Default::default() });
+                    s.state = Some(ApiState {
+                        running: Some(ContainerStateRunning { started_at: Some(Time(r.started_at)) }),
+                        ..Default::default()
+                    });
                     s.started = Some(probe.started);
                     s.ready = probe.started && probe.ready;
                     s.last_state = previous.and_then(terminated).map(|t| ApiState { terminated: Some(t), ..Default::default() });
@@ -258,21 +261,40 @@ pub fn pod_status(input: &Input<'_>) -> PodStatus {
     let terminal = phase_now == "Succeeded" || phase_now == "Failed";
     let completed = phase_now == "Succeeded";
 
-    let incomplete: Vec<&str> = init.iter().filter(|s| !(s.ready || terminated_of(s).is_some_and(|t| t.exit_code == 0))).map(|s| s.name.as_str()).collect();
+    let incomplete: Vec<&str> =
+        init.iter().filter(|s| !(s.ready || terminated_of(s).is_some_and(|t| t.exit_code == 0))).map(|s| s.name.as_str()).collect();
     let unready: Vec<&str> = regular.iter().filter(|s| !s.ready).map(|s| s.name.as_str()).collect();
     let initialized = incomplete.is_empty() || completed;
     let containers_ready = unready.is_empty() && !terminal;
-    let gates_ok = spec.readiness_gates.iter().flatten().all(|g| old.conditions.iter().flatten().any(|c| c.type_ == g.condition_type && c.status == "True"));
+    let gates_ok = spec
+        .readiness_gates
+        .iter()
+        .flatten()
+        .all(|g| old.conditions.iter().flatten().any(|c| c.type_ == g.condition_type && c.status == "True"));
     let not_ready_reason = if completed { "PodCompleted" } else { "ContainersNotReady" };
     let mut owned = vec![
         condition("PodReadyToStartContainers", input.sandbox_ready && !terminal || completed, None, None),
-        condition("Initialized", initialized, Some(if completed { "PodCompleted" } else { "ContainersNotInitialized" }), Some(format!("containers with incomplete status: [{}]", incomplete.join(" ")))),
-        condition("ContainersReady", containers_ready, Some(not_ready_reason), Some(format!("containers with unready status: [{}]", unready.join(" ")))),
+        condition(
+            "Initialized",
+            initialized,
+            Some(if completed { "PodCompleted" } else { "ContainersNotInitialized" }),
+            Some(format!("containers with incomplete status: [{}]", incomplete.join(" "))),
+        ),
+        condition(
+            "ContainersReady",
+            containers_ready,
+            Some(not_ready_reason),
+            Some(format!("containers with unready status: [{}]", unready.join(" "))),
+        ),
         condition(
             "Ready",
             containers_ready && gates_ok,
             Some(if containers_ready { "ReadinessGatesNotReady" } else { not_ready_reason }),
-            Some(if containers_ready { "the status of pod readiness gate is not \"True\"".to_string() } else { format!("containers with unready status: [{}]", unready.join(" ")) }),
+            Some(if containers_ready {
+                "the status of pod readiness gate is not \"True\"".to_string()
+            } else {
+                format!("containers with unready status: [{}]", unready.join(" "))
+            }),
         ),
     ];
     if completed {
@@ -344,7 +366,9 @@ mod tests {
             started_at: t(attempt as i64 * 10),
             state: match exit {
                 None => ContainerState::Running,
-                Some(code) => ContainerState::Exited { finished_at: t(attempt as i64 * 10 + 5), exit_code: code, reason: None, message: None },
+                Some(code) => {
+                    ContainerState::Exited { finished_at: t(attempt as i64 * 10 + 5), exit_code: code, reason: None, message: None }
+                }
             },
         }
     }
@@ -380,24 +404,144 @@ mod tests {
         let on_failure = json!({"restartPolicy": "OnFailure", "containers": [{"name": "c"}]});
         let with_init = json!({"initContainers": [{"name": "i"}], "containers": [{"name": "c"}]});
         let cases = vec![
-            Case { name: "nothing ran yet", spec: one.clone(), records: vec![], waiting: vec![], ready: vec![], phase: "Pending", conditions: vec![("Ready", "False"), ("PodScheduled", "True"), ("Initialized", "True")], states: vec![("c", "waiting", "ContainerCreating")] },
-            Case { name: "running and ready", spec: one.clone(), records: vec![run("c", 0, false, None)], waiting: vec![], ready: vec!["c"], phase: "Running", conditions: vec![("Ready", "True"), ("ContainersReady", "True")], states: vec![("c", "running", "")] },
-            Case { name: "running, readiness failing", spec: one.clone(), records: vec![run("c", 0, false, None)], waiting: vec![], ready: vec![], phase: "Running", conditions: vec![("Ready", "False"), ("ContainersReady", "False")], states: vec![("c", "running", "")] },
-            Case { name: "crash loop keeps Running under Always", spec: one.clone(), records: vec![run("c", 0, false, Some(1)), run("c", 1, false, Some(1))], waiting: vec![("c", "CrashLoopBackOff")], ready: vec![], phase: "Running", conditions: vec![("Ready", "False")], states: vec![("c", "waiting", "CrashLoopBackOff")] },
-            Case { name: "Never and exit 0 succeeds", spec: never.clone(), records: vec![run("c", 0, false, Some(0))], waiting: vec![], ready: vec![], phase: "Succeeded", conditions: vec![("Ready", "False")], states: vec![("c", "terminated", "Completed")] },
-            Case { name: "Never and exit 1 fails", spec: never.clone(), records: vec![run("c", 0, false, Some(1))], waiting: vec![], ready: vec![], phase: "Failed", conditions: vec![], states: vec![("c", "terminated", "Error")] },
-            Case { name: "OnFailure, failed and restarting", spec: on_failure.clone(), records: vec![run("c", 0, false, Some(2))], waiting: vec![("c", "CrashLoopBackOff")], ready: vec![], phase: "Running", conditions: vec![], states: vec![("c", "waiting", "CrashLoopBackOff")] },
-            Case { name: "OnFailure, exit 0 succeeds", spec: on_failure.clone(), records: vec![run("c", 0, false, Some(0))], waiting: vec![], ready: vec![], phase: "Succeeded", conditions: vec![], states: vec![("c", "terminated", "Completed")] },
-            Case { name: "init container running", spec: with_init.clone(), records: vec![run("i", 0, true, None)], waiting: vec![], ready: vec![], phase: "Pending", conditions: vec![("Initialized", "False")], states: vec![("c", "waiting", "PodInitializing")] },
-            Case { name: "init done, main running", spec: with_init.clone(), records: vec![run("i", 0, true, Some(0)), run("c", 0, false, None)], waiting: vec![], ready: vec!["c"], phase: "Running", conditions: vec![("Initialized", "True"), ("Ready", "True")], states: vec![("c", "running", "")] },
-            Case { name: "init crash looping", spec: with_init.clone(), records: vec![run("i", 0, true, Some(1))], waiting: vec![("i", "CrashLoopBackOff")], ready: vec![], phase: "Pending", conditions: vec![("Initialized", "False")], states: vec![("c", "waiting", "PodInitializing")] },
-            Case { name: "bad config waits with its reason", spec: one.clone(), records: vec![], waiting: vec![("c", "CreateContainerConfigError")], ready: vec![], phase: "Pending", conditions: vec![], states: vec![("c", "waiting", "CreateContainerConfigError")] },
+            Case {
+                name: "nothing ran yet",
+                spec: one.clone(),
+                records: vec![],
+                waiting: vec![],
+                ready: vec![],
+                phase: "Pending",
+                conditions: vec![("Ready", "False"), ("PodScheduled", "True"), ("Initialized", "True")],
+                states: vec![("c", "waiting", "ContainerCreating")],
+            },
+            Case {
+                name: "running and ready",
+                spec: one.clone(),
+                records: vec![run("c", 0, false, None)],
+                waiting: vec![],
+                ready: vec!["c"],
+                phase: "Running",
+                conditions: vec![("Ready", "True"), ("ContainersReady", "True")],
+                states: vec![("c", "running", "")],
+            },
+            Case {
+                name: "running, readiness failing",
+                spec: one.clone(),
+                records: vec![run("c", 0, false, None)],
+                waiting: vec![],
+                ready: vec![],
+                phase: "Running",
+                conditions: vec![("Ready", "False"), ("ContainersReady", "False")],
+                states: vec![("c", "running", "")],
+            },
+            Case {
+                name: "crash loop keeps Running under Always",
+                spec: one.clone(),
+                records: vec![run("c", 0, false, Some(1)), run("c", 1, false, Some(1))],
+                waiting: vec![("c", "CrashLoopBackOff")],
+                ready: vec![],
+                phase: "Running",
+                conditions: vec![("Ready", "False")],
+                states: vec![("c", "waiting", "CrashLoopBackOff")],
+            },
+            Case {
+                name: "Never and exit 0 succeeds",
+                spec: never.clone(),
+                records: vec![run("c", 0, false, Some(0))],
+                waiting: vec![],
+                ready: vec![],
+                phase: "Succeeded",
+                conditions: vec![("Ready", "False")],
+                states: vec![("c", "terminated", "Completed")],
+            },
+            Case {
+                name: "Never and exit 1 fails",
+                spec: never.clone(),
+                records: vec![run("c", 0, false, Some(1))],
+                waiting: vec![],
+                ready: vec![],
+                phase: "Failed",
+                conditions: vec![],
+                states: vec![("c", "terminated", "Error")],
+            },
+            Case {
+                name: "OnFailure, failed and restarting",
+                spec: on_failure.clone(),
+                records: vec![run("c", 0, false, Some(2))],
+                waiting: vec![("c", "CrashLoopBackOff")],
+                ready: vec![],
+                phase: "Running",
+                conditions: vec![],
+                states: vec![("c", "waiting", "CrashLoopBackOff")],
+            },
+            Case {
+                name: "OnFailure, exit 0 succeeds",
+                spec: on_failure.clone(),
+                records: vec![run("c", 0, false, Some(0))],
+                waiting: vec![],
+                ready: vec![],
+                phase: "Succeeded",
+                conditions: vec![],
+                states: vec![("c", "terminated", "Completed")],
+            },
+            Case {
+                name: "init container running",
+                spec: with_init.clone(),
+                records: vec![run("i", 0, true, None)],
+                waiting: vec![],
+                ready: vec![],
+                phase: "Pending",
+                conditions: vec![("Initialized", "False")],
+                states: vec![("c", "waiting", "PodInitializing")],
+            },
+            Case {
+                name: "init done, main running",
+                spec: with_init.clone(),
+                records: vec![run("i", 0, true, Some(0)), run("c", 0, false, None)],
+                waiting: vec![],
+                ready: vec!["c"],
+                phase: "Running",
+                conditions: vec![("Initialized", "True"), ("Ready", "True")],
+                states: vec![("c", "running", "")],
+            },
+            Case {
+                name: "init crash looping",
+                spec: with_init.clone(),
+                records: vec![run("i", 0, true, Some(1))],
+                waiting: vec![("i", "CrashLoopBackOff")],
+                ready: vec![],
+                phase: "Pending",
+                conditions: vec![("Initialized", "False")],
+                states: vec![("c", "waiting", "PodInitializing")],
+            },
+            Case {
+                name: "bad config waits with its reason",
+                spec: one.clone(),
+                records: vec![],
+                waiting: vec![("c", "CreateContainerConfigError")],
+                ready: vec![],
+                phase: "Pending",
+                conditions: vec![],
+                states: vec![("c", "waiting", "CreateContainerConfigError")],
+            },
         ];
         for case in cases {
             let p = pod(case.spec.clone());
-            let waiting: BTreeMap<String, Waiting> = case.waiting.iter().map(|(c, r)| (c.to_string(), Waiting { reason: r.to_string(), message: None })).collect();
-            let probes: BTreeMap<String, ProbeView> = ["c", "i"].iter().map(|c| (c.to_string(), ProbeView { ready: case.ready.contains(c), started: true })).collect();
-            let input = Input { pod: &p, records: &case.records, waiting: &waiting, probes: &probes, sandbox_ready: true, pod_ip: Some("10.0.0.2".into()), host_ip: Some("192.0.2.1".into()), verdict: None, now: t(100) };
+            let waiting: BTreeMap<String, Waiting> =
+                case.waiting.iter().map(|(c, r)| (c.to_string(), Waiting { reason: r.to_string(), message: None })).collect();
+            let probes: BTreeMap<String, ProbeView> =
+                ["c", "i"].iter().map(|c| (c.to_string(), ProbeView { ready: case.ready.contains(c), started: true })).collect();
+            let input = Input {
+                pod: &p,
+                records: &case.records,
+                waiting: &waiting,
+                probes: &probes,
+                sandbox_ready: true,
+                pod_ip: Some("10.0.0.2".into()),
+                host_ip: Some("192.0.2.1".into()),
+                verdict: None,
+                now: t(100),
+            };
             let s = pod_status(&input);
             assert_eq!(s.phase.as_deref(), Some(case.phase), "{}", case.name);
             for (kind, want) in &case.conditions {
@@ -405,7 +549,12 @@ mod tests {
                 assert_eq!(got.as_deref(), Some(*want), "{}: condition {kind}", case.name);
             }
             for (c, kind, reason) in &case.states {
-                let cs = s.container_statuses.iter().flatten().find(|s| s.name == *c).unwrap_or_else(|| panic!("{}: no status for {c}", case.name));
+                let cs = s
+                    .container_statuses
+                    .iter()
+                    .flatten()
+                    .find(|s| s.name == *c)
+                    .unwrap_or_else(|| panic!("{}: no status for {c}", case.name));
                 assert_eq!(state_of(cs), (*kind, reason.to_string()), "{}: {c}", case.name);
             }
         }
@@ -417,7 +566,17 @@ mod tests {
         let records = vec![run("c", 0, false, Some(137)), run("c", 1, false, Some(1)), run("c", 2, false, None)];
         let probes: BTreeMap<String, ProbeView> = [("c".to_string(), ProbeView { ready: true, started: true })].into();
         let none = BTreeMap::new();
-        let input = Input { pod: &p, records: &records, waiting: &none, probes: &probes, sandbox_ready: true, pod_ip: None, host_ip: None, verdict: None, now: t(100) };
+        let input = Input {
+            pod: &p,
+            records: &records,
+            waiting: &none,
+            probes: &probes,
+            sandbox_ready: true,
+            pod_ip: None,
+            host_ip: None,
+            verdict: None,
+            now: t(100),
+        };
         let s = pod_status(&input);
         let cs = &s.container_statuses.clone().unwrap_or_default()[0];
         assert_eq!(cs.restart_count, 2);

@@ -46,7 +46,14 @@ fn write_file(dir: &Path, rel: &str, data: &[u8], mode: i32) -> Result<()> {
 }
 
 /// Writes keys of one object: all of `all` or the `items`.
-fn write_keys(dir: &Path, all: &BTreeMap<String, Vec<u8>>, items: &Option<Vec<KeyToPath>>, default_mode: i32, what: &str, optional: bool) -> Result<()> {
+fn write_keys(
+    dir: &Path,
+    all: &BTreeMap<String, Vec<u8>>,
+    items: &Option<Vec<KeyToPath>>,
+    default_mode: i32,
+    what: &str,
+    optional: bool,
+) -> Result<()> {
     match items {
         None => {
             for (k, v) in all {
@@ -86,7 +93,12 @@ fn downward(dir: &Path, pod: &Pod, items: &[DownwardAPIVolumeFile], default_mode
             field(pod, f, host_ip)?
         } else if let Some(r) = &it.resource_field_ref {
             let name = r.container_name.clone().unwrap_or_default();
-            let c = pod.spec.iter().flat_map(|s| s.containers.iter()).find(|c| c.name == name).ok_or_else(|| Error::config(format!("resourceFieldRef names unknown container {name:?}")))?;
+            let c = pod
+                .spec
+                .iter()
+                .flat_map(|s| s.containers.iter())
+                .find(|c| c.name == name)
+                .ok_or_else(|| Error::config(format!("resourceFieldRef names unknown container {name:?}")))?;
             resource(c, r, node.0, node.1)?
         } else {
             continue;
@@ -156,7 +168,10 @@ fn prepare_one(pod_dir: &Path, pod: &Pod, v: &Volume, refs: &Refs, host_ip: &str
             } else if let Some(d) = &src.downward_api {
                 downward(&dir, pod, d.items.as_deref().unwrap_or_default(), mode, host_ip, node)?;
             } else {
-                return Err(Error::config(format!("volume {:?}: this projected source is not supported by keel-kubelet (serviceAccountToken and clusterTrustBundle need APIs Keel lacks)", v.name)));
+                return Err(Error::config(format!(
+                    "volume {:?}: this projected source is not supported by keel-kubelet (serviceAccountToken and clusterTrustBundle need APIs Keel lacks)",
+                    v.name
+                )));
             }
         }
     } else if let Some(h) = &v.host_path {
@@ -176,14 +191,21 @@ fn prepare_one(pod_dir: &Path, pod: &Pod, v: &Volume, refs: &Refs, host_ip: &str
                 std::fs::File::create(&p).map_err(Error::io(&p))?;
                 std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).map_err(Error::io(&p))?;
             }
-            "Directory" | "DirectoryOrCreate" if !meta.as_ref().is_ok_and(|m| m.is_dir()) => return Err(Error::config(format!("hostPath type check failed: {} is not a directory", h.path))),
-            "File" | "FileOrCreate" if !meta.as_ref().is_ok_and(|m| m.is_file()) => return Err(Error::config(format!("hostPath type check failed: {} is not a file", h.path))),
+            "Directory" | "DirectoryOrCreate" if !meta.as_ref().is_ok_and(|m| m.is_dir()) => {
+                return Err(Error::config(format!("hostPath type check failed: {} is not a directory", h.path)));
+            }
+            "File" | "FileOrCreate" if !meta.as_ref().is_ok_and(|m| m.is_file()) => {
+                return Err(Error::config(format!("hostPath type check failed: {} is not a file", h.path)));
+            }
             "Directory" | "DirectoryOrCreate" | "File" | "FileOrCreate" | "Socket" | "CharDevice" | "BlockDevice" => {}
             other => return Err(Error::config(format!("hostPath type {other:?} is not known"))),
         }
         return Ok(p);
     } else {
-        return Err(Error::config(format!("volume {:?} has a volume source keel-kubelet does not support (emptyDir, configMap, secret, downwardAPI, projected and hostPath are)", v.name)));
+        return Err(Error::config(format!(
+            "volume {:?} has a volume source keel-kubelet does not support (emptyDir, configMap, secret, downwardAPI, projected and hostPath are)",
+            v.name
+        )));
     }
     Ok(dir)
 }
@@ -229,8 +251,10 @@ mod tests {
                 ]}
         }))
         .unwrap_or_else(|e| panic!("{e}"));
-        let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "cm"}, "data": {"k": "v", "j": "w"}})).unwrap_or_else(|e| panic!("{e}"));
-        let s: Secret = serde_json::from_value(json!({"metadata": {"name": "s"}, "data": {"pw": "aGk="}})).unwrap_or_else(|e| panic!("{e}"));
+        let cm: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": "cm"}, "data": {"k": "v", "j": "w"}})).unwrap_or_else(|e| panic!("{e}"));
+        let s: Secret =
+            serde_json::from_value(json!({"metadata": {"name": "s"}, "data": {"pw": "aGk="}})).unwrap_or_else(|e| panic!("{e}"));
         let refs = Refs { config_maps: [("cm".to_string(), cm)].into(), secrets: [("s".to_string(), s)].into() };
         let vols = prepare(dir.path(), &pod, &refs, "", (0, 0)).unwrap_or_else(|e| panic!("{e}"));
         let read = |v: &str, f: &str| std::fs::read_to_string(vols[v].join(f)).unwrap_or_default();
@@ -247,17 +271,26 @@ mod tests {
 
     #[test]
     fn paths_cannot_escape_and_unknown_sources_are_reported() {
-        assert!(safe_relative("../x").is_err() && safe_relative("/etc/passwd").is_err() && safe_relative("a/../../b").is_err() && safe_relative("").is_err());
+        assert!(
+            safe_relative("../x").is_err()
+                && safe_relative("/etc/passwd").is_err()
+                && safe_relative("a/../../b").is_err()
+                && safe_relative("").is_err()
+        );
         assert_eq!(safe_relative("./a/b").ok(), Some(PathBuf::from("a/b")));
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": [], "volumes": [
             {"name": "evil", "configMap": {"name": "cm", "items": [{"key": "k", "path": "../../escape"}]}}
         ]}}))
         .unwrap_or_else(|e| panic!("{e}"));
-        let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "cm"}, "data": {"k": "v"}})).unwrap_or_else(|e| panic!("{e}"));
+        let cm: ConfigMap =
+            serde_json::from_value(json!({"metadata": {"name": "cm"}, "data": {"k": "v"}})).unwrap_or_else(|e| panic!("{e}"));
         let refs = Refs { config_maps: [("cm".to_string(), cm)].into(), ..Default::default() };
         assert!(matches!(prepare(dir.path(), &pod, &refs, "", (0, 0)), Err(Error::PodSpec { .. })));
-        let nfs: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": [], "volumes": [{"name": "n", "nfs": {"server": "x", "path": "/"}}]}})).unwrap_or_else(|e| panic!("{e}"));
+        let nfs: Pod = serde_json::from_value(
+            json!({"metadata": {"name": "p"}, "spec": {"containers": [], "volumes": [{"name": "n", "nfs": {"server": "x", "path": "/"}}]}}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         let e = prepare(dir.path(), &nfs, &refs, "", (0, 0)).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("does not support"), "{e}");
     }

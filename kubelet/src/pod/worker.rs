@@ -15,8 +15,8 @@
 
 use crate::events::{Kind, pod_ref};
 use crate::pod::backoff::{Backoff, Decision, go_duration};
-use crate::pod::prober::Prober;
 use crate::pod::probe::ProbeKind;
+use crate::pod::prober::Prober;
 use crate::pod::status::{Input, ProbeView, Verdict, Waiting, pod_status};
 use crate::pod::{Node, PodUpdate, Source, lifecycle, spec};
 use crate::runtime::{ContainerId, ContainerRecord, ContainerState, PodRef, PodUid, SandboxConfig};
@@ -50,7 +50,12 @@ pub struct Worker {
 }
 
 fn format_pod(p: &Pod) -> String {
-    format!("{}_{}({})", p.metadata.name.clone().unwrap_or_default(), p.metadata.namespace.clone().unwrap_or_else(|| "default".into()), p.metadata.uid.clone().unwrap_or_default())
+    format!(
+        "{}_{}({})",
+        p.metadata.name.clone().unwrap_or_default(),
+        p.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+        p.metadata.uid.clone().unwrap_or_default()
+    )
 }
 
 fn latest<'a>(records: &'a [ContainerRecord], name: &str) -> Option<&'a ContainerRecord> {
@@ -101,7 +106,8 @@ impl Worker {
     }
 
     fn grace(pod: &Pod) -> Duration {
-        let secs = pod.metadata.deletion_grace_period_seconds.or(pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds)).unwrap_or(30);
+        let secs =
+            pod.metadata.deletion_grace_period_seconds.or(pod.spec.as_ref().and_then(|s| s.termination_grace_period_seconds)).unwrap_or(30);
         Duration::from_secs(secs.max(0) as u64)
     }
 
@@ -109,7 +115,7 @@ impl Worker {
     async fn stop_all(&self, pod: &Pod, records: &[ContainerRecord], grace: Duration, pre_stop: bool) {
         let spec = pod.spec.clone().unwrap_or_default();
         let running: Vec<&ContainerRecord> = records.iter().filter(|r| r.running()).collect();
-        let this = &*self;
+        let this = self;
         let stops = running.iter().map(|r| {
             let c = spec.containers.iter().chain(spec.init_containers.iter().flatten()).find(|c| c.name == r.name).cloned();
             async move {
@@ -147,7 +153,11 @@ impl Worker {
                 self.write_status(u, &records, false).await;
                 if u.source == Source::Api {
                     let api: Api<Pod> = Api::namespaced(self.node.client.clone(), pod.metadata.namespace.as_deref().unwrap_or("default"));
-                    let dp = DeleteParams { grace_period_seconds: Some(0), preconditions: Some(Preconditions { uid: pod.metadata.uid.clone(), resource_version: None }), ..Default::default() };
+                    let dp = DeleteParams {
+                        grace_period_seconds: Some(0),
+                        preconditions: Some(Preconditions { uid: pod.metadata.uid.clone(), resource_version: None }),
+                        ..Default::default()
+                    };
                     match api.delete(pod.metadata.name.as_deref().unwrap_or_default(), &dp).await {
                         Ok(_) => {}
                         Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
@@ -170,9 +180,18 @@ impl Worker {
             return Ok(Next::After(Duration::from_secs(10)));
         }
 
-        let pod_ref_rt = PodRef { uid: self.uid.clone(), namespace: pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()), name: pod.metadata.name.clone().unwrap_or_default() };
+        let pod_ref_rt = PodRef {
+            uid: self.uid.clone(),
+            namespace: pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
+            name: pod.metadata.name.clone().unwrap_or_default(),
+        };
         let mut waiting: BTreeMap<String, Waiting> = BTreeMap::new();
-        let sandbox = match self.node.runtime.ensure_sandbox(&SandboxConfig { pod: pod_ref_rt.clone(), host_network: spec.host_network.unwrap_or(false) }).await {
+        let sandbox = match self
+            .node
+            .runtime
+            .ensure_sandbox(&SandboxConfig { pod: pod_ref_rt.clone(), host_network: spec.host_network.unwrap_or(false) })
+            .await
+        {
             Ok(s) => Some(s),
             Err(e) => {
                 self.event(pod, None, Kind::Warning, "FailedCreatePodSandBox", &format!("Failed to create pod sandbox: {e}")).await;
@@ -217,11 +236,25 @@ impl Worker {
                     if let Some(r) = last.as_ref().filter(|r| r.running()) {
                         if self.prober.result(&r.id, ProbeKind::Liveness) == Some(false) {
                             let why = if self.prober.result(&r.id, ProbeKind::Startup) == Some(false) { "startup" } else { "liveness" };
-                            self.event(pod, Some(&c.name), Kind::Normal, "Killing", &format!("Container {} failed {why} probe, will be restarted", c.name)).await;
+                            self.event(
+                                pod,
+                                Some(&c.name),
+                                Kind::Normal,
+                                "Killing",
+                                &format!("Container {} failed {why} probe, will be restarted", c.name),
+                            )
+                            .await;
                             lifecycle::pre_stop(&self.node, pod, c, &r.id, Self::grace(pod)).await;
                             self.node.runtime.stop_container(&r.id, Self::grace(pod)).await?;
                             self.prober.retain(&BTreeSet::new());
-                            last = self.node.runtime.containers(&self.uid).await?.into_iter().filter(|x| x.name == c.name).max_by_key(|x| x.attempt);
+                            last = self
+                                .node
+                                .runtime
+                                .containers(&self.uid)
+                                .await?
+                                .into_iter()
+                                .filter(|x| x.name == c.name)
+                                .max_by_key(|x| x.attempt);
                         } else {
                             let problems = self.prober.ensure(pod, c, &r.id, &pod_ip);
                             for p in problems {
@@ -235,12 +268,12 @@ impl Worker {
                     let restart = match last.as_ref().map(|r| &r.state) {
                         None => true,
                         Some(ContainerState::Running) => false,
-                        Some(ContainerState::Exited { exit_code, .. }) => restart_policy == "Always" || restart_policy == "OnFailure" && *exit_code != 0,
-                    };
-                    if restart {
-                        if let Some(d) = self.start_or_wait(u, c, false, last.as_ref(), &prepared, &pod_ref_rt, &mut waiting).await {
-                            wait_for = wait_for.min(d);
+                        Some(ContainerState::Exited { exit_code, .. }) => {
+                            restart_policy == "Always" || restart_policy == "OnFailure" && *exit_code != 0
                         }
+                    };
+                    if restart && let Some(d) = self.start_or_wait(u, c, false, last.as_ref(), &prepared, &pod_ref_rt, &mut waiting).await {
+                        wait_for = wait_for.min(d);
                     }
                 }
             }
@@ -256,23 +289,46 @@ impl Worker {
 
     /// Starts the next run of `c` now, or records why it waits. Returns when to look again.
     #[allow(clippy::too_many_arguments)]
-    async fn start_or_wait(&mut self, u: &PodUpdate, c: &Container, init: bool, last: Option<&ContainerRecord>, prepared: &spec::Prepared, pod_ref_rt: &PodRef, waiting: &mut BTreeMap<String, Waiting>) -> Option<Duration> {
+    async fn start_or_wait(
+        &mut self,
+        u: &PodUpdate,
+        c: &Container,
+        init: bool,
+        last: Option<&ContainerRecord>,
+        prepared: &spec::Prepared,
+        pod_ref_rt: &PodRef,
+        waiting: &mut BTreeMap<String, Waiting>,
+    ) -> Option<Duration> {
         let pod = u.pod.as_ref();
         let key = format!("{}/{}", self.uid, c.name);
         let now = self.node.clock.now();
-        if let Some(ContainerRecord { state: ContainerState::Exited { finished_at, .. }, .. }) = last {
-            if let Decision::Wait { remaining, window } = self.backoff.decide(&key, *finished_at, now) {
-                let msg = format!("back-off {} restarting failed container={} pod={}", go_duration(window), c.name, format_pod(pod));
-                self.event(pod, Some(&c.name), Kind::Warning, "BackOff", &format!("Back-off restarting failed container {} in pod {}", c.name, format_pod(pod))).await;
-                waiting.insert(c.name.clone(), Waiting { reason: "CrashLoopBackOff".into(), message: Some(msg) });
-                return Some(remaining);
-            }
+        if let Some(ContainerRecord { state: ContainerState::Exited { finished_at, .. }, .. }) = last
+            && let Decision::Wait { remaining, window } = self.backoff.decide(&key, *finished_at, now)
+        {
+            let msg = format!("back-off {} restarting failed container={} pod={}", go_duration(window), c.name, format_pod(pod));
+            self.event(
+                pod,
+                Some(&c.name),
+                Kind::Warning,
+                "BackOff",
+                &format!("Back-off restarting failed container {} in pod {}", c.name, format_pod(pod)),
+            )
+            .await;
+            waiting.insert(c.name.clone(), Waiting { reason: "CrashLoopBackOff".into(), message: Some(msg) });
+            return Some(remaining);
         }
         let attempt = last.map(|r| r.attempt + 1).unwrap_or(0);
         let cfg = match spec::container_config(&self.node, pod, c, init, attempt, prepared, pod_ref_rt) {
             Ok(cfg) => cfg,
             Err(crate::error::Error::PodSpec { reason, message }) => {
-                self.event(pod, Some(&c.name), Kind::Warning, if reason == "ContainerCreating" { "FailedMount" } else { "Failed" }, &format!("Error: {message}")).await;
+                self.event(
+                    pod,
+                    Some(&c.name),
+                    Kind::Warning,
+                    if reason == "ContainerCreating" { "FailedMount" } else { "Failed" },
+                    &format!("Error: {message}"),
+                )
+                .await;
                 waiting.insert(c.name.clone(), Waiting { reason: reason.into(), message: Some(message) });
                 return Some(Duration::from_secs(5));
             }
@@ -283,7 +339,14 @@ impl Worker {
         };
         if attempt == 0 && self.node.runtime.features().volumes {
             let image = c.image.clone().unwrap_or_default();
-            self.event(pod, Some(&c.name), Kind::Normal, "Pulled", &format!("Container image \"{image}\" is not pulled: keel-kubelet runs the command as a host program")).await;
+            self.event(
+                pod,
+                Some(&c.name),
+                Kind::Normal,
+                "Pulled",
+                &format!("Container image \"{image}\" is not pulled: keel-kubelet runs the command as a host program"),
+            )
+            .await;
         }
         match self.node.runtime.start_container(&cfg).await {
             Ok(_) => {
@@ -321,7 +384,14 @@ impl Worker {
         self.write_status_with(u, records, &BTreeMap::new(), sandbox_ready, ip).await;
     }
 
-    async fn write_status_with(&mut self, u: &PodUpdate, records: &[ContainerRecord], waiting: &BTreeMap<String, Waiting>, sandbox_ready: bool, pod_ip: Option<String>) {
+    async fn write_status_with(
+        &mut self,
+        u: &PodUpdate,
+        records: &[ContainerRecord],
+        waiting: &BTreeMap<String, Waiting>,
+        sandbox_ready: bool,
+        pod_ip: Option<String>,
+    ) {
         let pod = u.pod.as_ref();
         let mut probes = BTreeMap::new();
         for r in records.iter().filter(|r| r.running()) {
@@ -337,7 +407,13 @@ impl Worker {
         if let Some(last) = &self.last_status {
             const OWNED: [&str; 4] = ["PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready"];
             let mut s = last.clone();
-            let mut conds: Vec<_> = pod.status.iter().flat_map(|s| s.conditions.iter().flatten()).filter(|c| !OWNED.contains(&c.type_.as_str())).cloned().collect();
+            let mut conds: Vec<_> = pod
+                .status
+                .iter()
+                .flat_map(|s| s.conditions.iter().flatten())
+                .filter(|c| !OWNED.contains(&c.type_.as_str()))
+                .cloned()
+                .collect();
             conds.extend(last.conditions.iter().flatten().filter(|c| OWNED.contains(&c.type_.as_str())).cloned());
             s.conditions = Some(conds);
             if pod.status.as_ref().and_then(|s| s.phase.as_deref()).is_some_and(|p| p == "Failed" || p == "Succeeded") {
@@ -346,7 +422,17 @@ impl Worker {
             basis.status = Some(s);
         }
         let pod = &basis;
-        let input = Input { pod, records, waiting, probes: &probes, sandbox_ready, pod_ip, host_ip: Some(self.node.host_ip.clone()), verdict: self.verdict.as_ref(), now: self.node.clock.now() };
+        let input = Input {
+            pod,
+            records,
+            waiting,
+            probes: &probes,
+            sandbox_ready,
+            pod_ip,
+            host_ip: Some(self.node.host_ip.clone()),
+            verdict: self.verdict.as_ref(),
+            now: self.node.clock.now(),
+        };
         let status = pod_status(&input);
         if self.last_status.as_ref() == Some(&status) || self.last_status.is_none() && u.pod.status.as_ref() == Some(&status) {
             return;

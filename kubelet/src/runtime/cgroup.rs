@@ -88,7 +88,12 @@ impl Cgroups {
             }
             Hierarchy::V2(base.to_path_buf())
         } else {
-            let h = Hierarchy::V1 { memory: mounted(&base.join("memory")), cpu: mounted(&base.join("cpu")), cpuacct: mounted(&base.join("cpuacct")), pids: mounted(&base.join("pids")) };
+            let h = Hierarchy::V1 {
+                memory: mounted(&base.join("memory")),
+                cpu: mounted(&base.join("cpu")),
+                cpuacct: mounted(&base.join("cpuacct")),
+                pids: mounted(&base.join("pids")),
+            };
             if let Hierarchy::V1 { memory, cpu, cpuacct, pids } = &h {
                 for (name, m) in [("memory", memory), ("cpu", cpu), ("cpuacct", cpuacct), ("pids", pids)] {
                     if m.is_none() {
@@ -114,7 +119,9 @@ impl Cgroups {
         let rel = self.rel(pod, container);
         match &self.hierarchy {
             Hierarchy::V2(base) => vec![base.join(rel)],
-            Hierarchy::V1 { memory, cpu, cpuacct, pids } => [memory, cpu, cpuacct, pids].into_iter().flatten().map(|m| m.join(&rel)).collect(),
+            Hierarchy::V1 { memory, cpu, cpuacct, pids } => {
+                [memory, cpu, cpuacct, pids].into_iter().flatten().map(|m| m.join(&rel)).collect()
+            }
         }
     }
 
@@ -206,7 +213,9 @@ impl Cgroups {
             Hierarchy::V2(base) => {
                 let d = base.join(rel);
                 let cpu = stat_field(&d.join("cpu.stat"), "usage_usec")? * 1000;
-                let mem = read_u64(&d.join("memory.current")).unwrap_or(0).saturating_sub(stat_field(&d.join("memory.stat"), "inactive_file").unwrap_or(0));
+                let mem = read_u64(&d.join("memory.current"))
+                    .unwrap_or(0)
+                    .saturating_sub(stat_field(&d.join("memory.stat"), "inactive_file").unwrap_or(0));
                 Some((cpu, mem))
             }
             Hierarchy::V1 { memory, cpuacct, .. } => {
@@ -215,7 +224,9 @@ impl Cgroups {
                     .as_ref()
                     .map(|m| {
                         let d = m.join(&rel);
-                        read_u64(&d.join("memory.usage_in_bytes")).unwrap_or(0).saturating_sub(stat_field(&d.join("memory.stat"), "total_inactive_file").unwrap_or(0))
+                        read_u64(&d.join("memory.usage_in_bytes"))
+                            .unwrap_or(0)
+                            .saturating_sub(stat_field(&d.join("memory.stat"), "total_inactive_file").unwrap_or(0))
                     })
                     .unwrap_or(0);
                 (cpuacct.is_some() || memory.is_some()).then_some((cpu, mem))
@@ -248,7 +259,9 @@ impl Cgroups {
     pub fn remove_all(&self) {
         let roots: Vec<PathBuf> = match &self.hierarchy {
             Hierarchy::V2(base) => vec![base.join(&self.root)],
-            Hierarchy::V1 { memory, cpu, cpuacct, pids } => [memory, cpu, cpuacct, pids].into_iter().flatten().map(|m| m.join(&self.root)).collect(),
+            Hierarchy::V1 { memory, cpu, cpuacct, pids } => {
+                [memory, cpu, cpuacct, pids].into_iter().flatten().map(|m| m.join(&self.root)).collect()
+            }
         };
         for r in roots {
             remove_tree(&r);
@@ -259,7 +272,9 @@ impl Cgroups {
     pub fn all_pids(&self) -> Vec<i32> {
         let roots: Vec<PathBuf> = match &self.hierarchy {
             Hierarchy::V2(base) => vec![base.join(&self.root)],
-            Hierarchy::V1 { memory, cpu, cpuacct, pids } => [memory, cpu, cpuacct, pids].into_iter().flatten().map(|m| m.join(&self.root)).collect(),
+            Hierarchy::V1 { memory, cpu, cpuacct, pids } => {
+                [memory, cpu, cpuacct, pids].into_iter().flatten().map(|m| m.join(&self.root)).collect()
+            }
         };
         let mut out = Vec::new();
         for r in roots {

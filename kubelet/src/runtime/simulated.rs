@@ -121,7 +121,15 @@ impl Runtime for SimulatedRuntime {
             return Err(Error::Runtime(format!("container {id} exists")));
         }
         pod.containers.push(SimContainer {
-            record: ContainerRecord { id: id.clone(), name: cfg.name.clone(), attempt: cfg.attempt, init: cfg.init, image: cfg.image.clone(), started_at: now, state: ContainerState::Running },
+            record: ContainerRecord {
+                id: id.clone(),
+                name: cfg.name.clone(),
+                attempt: cfg.attempt,
+                init: cfg.init,
+                image: cfg.image.clone(),
+                started_at: now,
+                state: ContainerState::Running,
+            },
             annotations: cfg.annotations.clone(),
             started: Instant::now(),
         });
@@ -179,7 +187,9 @@ impl Runtime for SimulatedRuntime {
         let name = &c.record.name;
         let fail = match kind {
             ProbeKind::Readiness => annotation(&c.annotations, "sim.keel.dev/fail-readiness", name) == Some("true"),
-            ProbeKind::Liveness => annotation(&c.annotations, "sim.keel.dev/fail-liveness-after", name).and_then(parse_duration).is_some_and(|d| c.started.elapsed() >= d),
+            ProbeKind::Liveness => annotation(&c.annotations, "sim.keel.dev/fail-liveness-after", name)
+                .and_then(parse_duration)
+                .is_some_and(|d| c.started.elapsed() >= d),
             ProbeKind::Startup => false,
         };
         if fail { Outcome::Failure("simulated failure".into()) } else { Outcome::Success }
@@ -225,7 +235,10 @@ mod tests {
         let pod = PodRef { uid: PodUid("u".into()), namespace: "default".into(), name: "p".into() };
         let sb = rt.ensure_sandbox(&SandboxConfig { pod: pod.clone(), host_network: false }).await.unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(sb.ip.as_deref(), Some("10.1.0.2"));
-        let annotations = BTreeMap::from([("sim.keel.dev/exit-after".to_string(), "5s".to_string()), ("sim.keel.dev/exit-code".to_string(), "3".to_string())]);
+        let annotations = BTreeMap::from([
+            ("sim.keel.dev/exit-after".to_string(), "5s".to_string()),
+            ("sim.keel.dev/exit-code".to_string(), "3".to_string()),
+        ]);
         let cfg = ContainerConfig {
             pod: pod.clone(),
             name: "c".into(),

@@ -20,15 +20,13 @@ fn decode(s: &str) -> String {
     while i < b.len() {
         match b[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    Ok(v) => {
-                        out.push(v);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
+            b'%' if i + 2 < b.len() => match u8::from_str_radix(std::str::from_utf8(&b[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                Ok(v) => {
+                    out.push(v);
+                    i += 2;
                 }
-            }
+                Err(_) => out.push(b'%'),
+            },
             c => out.push(c),
         }
         i += 1;
@@ -46,7 +44,12 @@ fn truthy(v: &str) -> bool {
 }
 
 /// The handler.
-pub async fn handler(State(s): State<Server>, Path((ns, name, container)): Path<(String, String, String)>, RawQuery(q): RawQuery, ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>) -> Result<Response, Failure> {
+pub async fn handler(
+    State(s): State<Server>,
+    Path((ns, name, container)): Path<(String, String, String)>,
+    RawQuery(q): RawQuery,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, Failure> {
     let q = pairs(q.as_deref().unwrap_or_default());
     let command: Vec<String> = q.iter().filter(|(k, _)| k == "command").map(|(_, v)| v.clone()).collect();
     let want = |k: &str, alt: &str| q.iter().any(|(key, v)| (key == k || key == alt) && truthy(v));
@@ -59,8 +62,13 @@ pub async fn handler(State(s): State<Server>, Path((ns, name, container)): Path<
         return Err(Failure(StatusCode::BAD_REQUEST, "exec needs a WebSocket upgrade with the v5.channel.k8s.io subprotocol".into()));
     };
     let (_, records) = s.pod(&ns, &name).await?;
-    let run = records.iter().filter(|r| r.name == container && r.running()).max_by_key(|r| r.attempt).ok_or_else(|| Failure(StatusCode::BAD_REQUEST, format!("container {container} is not running")))?;
-    let proc = s.node.runtime.exec(&run.id, &command, stdin, tty).await.map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let run = records
+        .iter()
+        .filter(|r| r.name == container && r.running())
+        .max_by_key(|r| r.attempt)
+        .ok_or_else(|| Failure(StatusCode::BAD_REQUEST, format!("container {container} is not running")))?;
+    let proc =
+        s.node.runtime.exec(&run.id, &command, stdin, tty).await.map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(ws.protocols(["v5.channel.k8s.io", "v4.channel.k8s.io"]).on_upgrade(move |socket| pump(socket, proc)))
 }
 
@@ -111,10 +119,10 @@ async fn pump(socket: WebSocket, p: crate::runtime::ExecProcess) {
             };
             match data.split_first() {
                 Some((0, rest)) => {
-                    if let Some(w) = stdin.as_mut() {
-                        if w.write_all(rest).await.is_err() {
-                            stdin = None;
-                        }
+                    if let Some(w) = stdin.as_mut()
+                        && w.write_all(rest).await.is_err()
+                    {
+                        stdin = None;
                     }
                 }
                 Some((255, rest)) if rest.first() == Some(&0) => {

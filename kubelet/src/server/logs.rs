@@ -20,7 +20,11 @@ fn flag(q: &HashMap<String, String>, k: &str) -> bool {
 }
 
 /// The handler.
-pub async fn handler(State(s): State<Server>, Path((ns, name, container)): Path<(String, String, String)>, Query(q): Query<HashMap<String, String>>) -> Result<Response, Failure> {
+pub async fn handler(
+    State(s): State<Server>,
+    Path((ns, name, container)): Path<(String, String, String)>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, Failure> {
     let (pod, records) = s.pod(&ns, &name).await?;
     let mut runs: Vec<&ContainerRecord> = records.iter().filter(|r| r.name == container).collect();
     runs.sort_by_key(|r| r.attempt);
@@ -39,12 +43,15 @@ pub async fn handler(State(s): State<Server>, Path((ns, name, container)): Path<
         return Err(Failure(StatusCode::BAD_REQUEST, msg));
     };
     let pref = PodRef { uid: PodUid(pod.metadata.uid.clone().unwrap_or_default()), namespace: ns.clone(), name: name.clone() };
-    let path = s.node.runtime.log_path(&pref, &container, run.attempt).ok_or_else(|| Failure(StatusCode::NOT_FOUND, "this runtime keeps no logs".into()))?;
+    let path = s
+        .node
+        .runtime
+        .log_path(&pref, &container, run.attempt)
+        .ok_or_else(|| Failure(StatusCode::NOT_FOUND, "this runtime keeps no logs".into()))?;
     let now = s.node.clock.now();
-    let since = q
-        .get("sinceTime")
-        .and_then(|t| t.parse::<Timestamp>().ok())
-        .or_else(|| q.get("sinceSeconds").and_then(|v| v.parse::<i64>().ok()).and_then(|secs| now.checked_sub(SignedDuration::from_secs(secs)).ok()));
+    let since = q.get("sinceTime").and_then(|t| t.parse::<Timestamp>().ok()).or_else(|| {
+        q.get("sinceSeconds").and_then(|v| v.parse::<i64>().ok()).and_then(|secs| now.checked_sub(SignedDuration::from_secs(secs)).ok())
+    });
     let opts = Options {
         tail_lines: q.get("tailLines").and_then(|v| v.parse::<i64>().ok()).map(|n| n.max(0) as usize),
         since,
@@ -104,6 +111,8 @@ pub async fn handler(State(s): State<Server>, Path((ns, name, container)): Path<
     Ok(Response::builder().header("content-type", "text/plain").body(Body::from_stream(stream)).unwrap_or_default())
 }
 
-fn tokio_stream_from(mut rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, std::io::Error>>) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
+fn tokio_stream_from(
+    mut rx: tokio::sync::mpsc::Receiver<Result<bytes::Bytes, std::io::Error>>,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, std::io::Error>> {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }

@@ -45,7 +45,9 @@ impl Server {
     /// The pod `namespace/name` this node runs and its container records.
     pub async fn pod(&self, namespace: &str, name: &str) -> std::result::Result<(Arc<Pod>, Vec<ContainerRecord>), Failure> {
         let pod = self.node.index.lock().unwrap_or_else(|e| e.into_inner()).get(&(namespace.to_string(), name.to_string())).cloned();
-        let pod = pod.ok_or_else(|| Failure(StatusCode::NOT_FOUND, format!("pod \"{name}\" in namespace \"{namespace}\" not found on node \"{}\"", self.node.name)))?;
+        let pod = pod.ok_or_else(|| {
+            Failure(StatusCode::NOT_FOUND, format!("pod \"{name}\" in namespace \"{namespace}\" not found on node \"{}\"", self.node.name))
+        })?;
         let uid = PodUid(pod.metadata.uid.clone().unwrap_or_default());
         let records = self.node.runtime.containers(&uid).await.map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
         Ok((pod, records))
@@ -75,13 +77,18 @@ pub fn router(server: Server, base: Router) -> Router {
 
 /// The TLS configuration: the serving certificate (files, or self-signed for the node's names)
 /// and, with a client CA, mandatory client-certificate authentication.
-pub fn tls(cert: Option<(&std::path::Path, &std::path::Path)>, client_ca: Option<&std::path::Path>, hosts: &[String]) -> Result<Arc<rustls::ServerConfig>> {
+pub fn tls(
+    cert: Option<(&std::path::Path, &std::path::Path)>,
+    client_ca: Option<&std::path::Path>,
+    hosts: &[String],
+) -> Result<Arc<rustls::ServerConfig>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let bad = |e: &dyn std::fmt::Display| Error::Invalid { what: "TLS configuration".into(), message: e.to_string() };
     let (chain, key): (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>) = match cert {
         Some((c, k)) => {
-            let chain = CertificateDer::pem_file_iter(c).map_err(|e| bad(&e))?.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| bad(&e))?;
+            let chain =
+                CertificateDer::pem_file_iter(c).map_err(|e| bad(&e))?.collect::<std::result::Result<Vec<_>, _>>().map_err(|e| bad(&e))?;
             (chain, PrivateKeyDer::from_pem_file(k).map_err(|e| bad(&e))?)
         }
         None => {
@@ -92,7 +99,8 @@ pub fn tls(cert: Option<(&std::path::Path, &std::path::Path)>, client_ca: Option
         }
     };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().map_err(|e| bad(&e))?;
+    let builder =
+        rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().map_err(|e| bad(&e))?;
     let mut config = match client_ca {
         None => builder.with_no_client_auth().with_single_cert(chain, key).map_err(|e| bad(&e))?,
         Some(ca) => {
@@ -100,7 +108,8 @@ pub fn tls(cert: Option<(&std::path::Path, &std::path::Path)>, client_ca: Option
             for c in CertificateDer::pem_file_iter(ca).map_err(|e| bad(&e))? {
                 roots.add(c.map_err(|e| bad(&e))?).map_err(|e| bad(&e))?;
             }
-            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build().map_err(|e| bad(&e))?;
+            let verifier =
+                rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider).build().map_err(|e| bad(&e))?;
             builder.with_client_cert_verifier(verifier).with_single_cert(chain, key).map_err(|e| bad(&e))?
         }
     };

@@ -50,10 +50,38 @@ impl Host {
     /// The kubelet flags for this host.
     pub fn flags(&self, node: &str, port: u16, certs: &Certs, manifests: &Path) -> Vec<String> {
         [
-            "--hostname-override", node, "--node-ip", "127.0.0.1", "--pod-cidr", &self.cidr, "--bridge-name", &self.bridge, "--cgroup-root", &self.cgroup,
-            "--root-dir", &self.root.to_string_lossy(), "--address", "127.0.0.1", "--port", &port.to_string(), "--sync-frequency", "500ms", "--restart-backoff", "1s",
-            "--node-status-update-frequency", "1s", "--pod-manifest-path", &manifests.to_string_lossy(), "--file-check-frequency", "1s",
-            "--tls-cert-file", &certs.server_cert.to_string_lossy(), "--tls-private-key-file", &certs.server_key.to_string_lossy(), "--client-ca-file", &certs.ca_cert.to_string_lossy(),
+            "--hostname-override",
+            node,
+            "--node-ip",
+            "127.0.0.1",
+            "--pod-cidr",
+            &self.cidr,
+            "--bridge-name",
+            &self.bridge,
+            "--cgroup-root",
+            &self.cgroup,
+            "--root-dir",
+            &self.root.to_string_lossy(),
+            "--address",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--sync-frequency",
+            "500ms",
+            "--restart-backoff",
+            "1s",
+            "--node-status-update-frequency",
+            "1s",
+            "--pod-manifest-path",
+            &manifests.to_string_lossy(),
+            "--file-check-frequency",
+            "1s",
+            "--tls-cert-file",
+            &certs.server_cert.to_string_lossy(),
+            "--tls-private-key-file",
+            &certs.server_key.to_string_lossy(),
+            "--client-ca-file",
+            &certs.ca_cert.to_string_lossy(),
         ]
         .iter()
         .map(|s| s.to_string())
@@ -94,7 +122,10 @@ impl Certs {
         let ca = ca_params.self_signed(&ca_key).expect("ca");
         let issuer = rcgen::Issuer::new(ca_params, ca_key);
         let server_key = KeyPair::generate().expect("key");
-        let server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).expect("params").signed_by(&server_key, &issuer).expect("server cert");
+        let server = CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .expect("params")
+            .signed_by(&server_key, &issuer)
+            .expect("server cert");
         let client_key = KeyPair::generate().expect("key");
         let mut cp = CertificateParams::new(Vec::<String>::new()).expect("params");
         cp.distinguished_name.push(rcgen::DnType::CommonName, "kube-apiserver-kubelet-client");
@@ -157,12 +188,21 @@ impl Certs {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let chain = vec![CertificateDer::from_pem_slice(self.client_cert_pem.as_bytes()).expect("cert")];
         let key = PrivateKeyDer::from_pem_slice(self.client_key_pem.as_bytes()).expect("key");
-        let mut cfg = rustls::ClientConfig::builder_with_provider(provider).with_safe_default_protocol_versions().expect("tls").with_root_certificates(roots).with_client_auth_cert(chain, key).expect("client auth");
+        let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("tls")
+            .with_root_certificates(roots)
+            .with_client_auth_cert(chain, key)
+            .expect("client auth");
         cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
         let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
         let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
         let tls = tokio_rustls::TlsConnector::from(Arc::new(cfg)).connect(name, tcp).await.expect("tls");
-        let enc = |s: &str| s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect::<String>();
+        let enc = |s: &str| {
+            s.bytes()
+                .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+                .collect::<String>()
+        };
         let q: String = command.iter().map(|c| format!("command={}", enc(c))).collect::<Vec<_>>().join("&");
         let url = format!("wss://127.0.0.1:{port}/exec/{ns}/{pod}/{container}?{q}&stdout=1&stderr=1");
         let mut req = url.into_client_request().expect("request");
@@ -185,7 +225,11 @@ impl Certs {
         };
         tokio::time::timeout(Duration::from_secs(30), read).await.expect("exec finished");
         let _ = ws.send(Message::Close(None)).await;
-        (String::from_utf8_lossy(&out).into_owned(), String::from_utf8_lossy(&err).into_owned(), String::from_utf8_lossy(&status).into_owned())
+        (
+            String::from_utf8_lossy(&out).into_owned(),
+            String::from_utf8_lossy(&err).into_owned(),
+            String::from_utf8_lossy(&status).into_owned(),
+        )
     }
 }
 

@@ -116,15 +116,30 @@ impl LinuxRuntime {
         let exit: Option<Exit> = read_json(&dir.join("exit.json"));
         let started_at = state.as_ref().map(|s| s.started_at).or(exit.as_ref().map(|e| e.finished_at)).unwrap_or_else(|| self.clock.now());
         let st = match (exit, &state) {
-            (Some(e), _) => ContainerState::Exited { finished_at: e.finished_at, exit_code: e.exit_code, reason: e.reason, message: e.message },
+            (Some(e), _) => {
+                ContainerState::Exited { finished_at: e.finished_at, exit_code: e.exit_code, reason: e.reason, message: e.message }
+            }
             (None, Some(s)) if record::alive(s) => ContainerState::Running,
             (None, Some(s)) if record::shim_alive(s) => {
                 // The process ended a moment ago; the shim is writing its exit record.
                 ContainerState::Running
             }
-            (None, _) => ContainerState::Exited { finished_at: self.clock.now(), exit_code: 255, reason: Some("Unknown".into()), message: Some("the container's shim is gone; its exit code was lost".into()) },
+            (None, _) => ContainerState::Exited {
+                finished_at: self.clock.now(),
+                exit_code: 255,
+                reason: Some("Unknown".into()),
+                message: Some("the container's shim is gone; its exit code was lost".into()),
+            },
         };
-        Some(ContainerRecord { id: c.id(), name: c.name.clone(), attempt: c.attempt, init: c.init, image: c.image.clone(), started_at, state: st })
+        Some(ContainerRecord {
+            id: c.id(),
+            name: c.name.clone(),
+            attempt: c.attempt,
+            init: c.init,
+            image: c.image.clone(),
+            started_at,
+            state: st,
+        })
     }
 
     fn state_of(&self, id: &ContainerId) -> Result<(PathBuf, Option<State>)> {
@@ -138,10 +153,10 @@ impl LinuxRuntime {
     pub async fn reset(&self) {
         for uid in self.pods().await.unwrap_or_default() {
             for r in self.containers(&uid).await.unwrap_or_default() {
-                if let Ok((_, Some(s))) = self.state_of(&r.id) {
-                    if record::alive(&s) {
-                        let _ = kill(Pid::from_raw(s.pid), Signal::SIGKILL);
-                    }
+                if let Ok((_, Some(s))) = self.state_of(&r.id)
+                    && record::alive(&s)
+                {
+                    let _ = kill(Pid::from_raw(s.pid), Signal::SIGKILL);
                 }
             }
         }
@@ -169,10 +184,10 @@ impl Runtime for LinuxRuntime {
         let uid = &cfg.pod.uid.0;
         let dir = self.pod_dir(uid);
         let path = dir.join("sandbox.json");
-        if let Some(s) = read_json::<Sandbox>(&path) {
-            if s.netns.as_ref().is_none_or(|n| n.exists()) {
-                return Ok(s);
-            }
+        if let Some(s) = read_json::<Sandbox>(&path)
+            && s.netns.as_ref().is_none_or(|n| n.exists())
+        {
+            return Ok(s);
         }
         std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
         write_json(&dir.join("pod.json"), &cfg.pod).map_err(Error::io(&dir))?;
@@ -203,11 +218,18 @@ impl Runtime for LinuxRuntime {
         }
         std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
         let run = format!("{}_{}", c.name, c.attempt);
-        let limits = Limits { memory: c.memory_limit, cpu_limit_millis: c.cpu_limit_millis, cpu_request_millis: c.cpu_request_millis, pids: self.cfg.pids_limit };
+        let limits = Limits {
+            memory: c.memory_limit,
+            cpu_limit_millis: c.cpu_limit_millis,
+            cpu_request_millis: c.cpu_request_millis,
+            pids: self.cfg.pids_limit,
+        };
         let procs = self.cgroups.create(uid, &run, &limits).map_err(|e| Error::Runtime(format!("cgroups for {id}: {e}")))?;
         let oom_file = match &self.cgroups.hierarchy {
             Hierarchy::V2(base) => Some(base.join(&self.cfg.cgroup_root).join(format!("pod{uid}")).join(&run).join("memory.events")),
-            Hierarchy::V1 { memory: Some(m), .. } => Some(m.join(&self.cfg.cgroup_root).join(format!("pod{uid}")).join(&run).join("memory.oom_control")),
+            Hierarchy::V1 { memory: Some(m), .. } => {
+                Some(m.join(&self.cfg.cgroup_root).join(format!("pod{uid}")).join(&run).join("memory.oom_control"))
+            }
             Hierarchy::V1 { .. } => None,
         };
         let log_path = Self::log_file(&self.cfg.root_dir, &c.pod, &c.name, c.attempt);
@@ -318,10 +340,10 @@ impl Runtime for LinuxRuntime {
     async fn remove_pod(&self, pod: &PodUid) -> Result<()> {
         let uid = &pod.0;
         let dir = self.pod_dir(uid);
-        if let Some(sb) = read_json::<Sandbox>(&dir.join("sandbox.json")) {
-            if sb.netns.is_some() {
-                network::teardown_pod(uid).await;
-            }
+        if let Some(sb) = read_json::<Sandbox>(&dir.join("sandbox.json"))
+            && sb.netns.is_some()
+        {
+            network::teardown_pod(uid).await;
         }
         if let Some(ipam) = &self.ipam {
             ipam.release(uid);
@@ -352,7 +374,8 @@ impl Runtime for LinuxRuntime {
     async fn exec(&self, id: &ContainerId, argv: &[String], stdin: bool, _tty: bool) -> Result<ExecProcess> {
         let (dir, state) = self.state_of(id)?;
         let s = state.filter(record::alive).ok_or_else(|| Error::Runtime(format!("container {id} is not running")))?;
-        let cfg: ShimConfig = read_json(&dir.join("config.json")).ok_or_else(|| Error::Corrupt { path: dir.join("config.json"), message: "unreadable".into() })?;
+        let cfg: ShimConfig = read_json(&dir.join("config.json"))
+            .ok_or_else(|| Error::Corrupt { path: dir.join("config.json"), message: "unreadable".into() })?;
         if argv.is_empty() {
             return Err(Error::Runtime("exec needs a command".into()));
         }
@@ -366,7 +389,10 @@ impl Runtime for LinuxRuntime {
         for (k, v) in &cfg.container.env {
             cmd.env(k, v);
         }
-        cmd.stdin(if stdin { std::process::Stdio::piped() } else { std::process::Stdio::null() }).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).kill_on_drop(true);
+        cmd.stdin(if stdin { std::process::Stdio::piped() } else { std::process::Stdio::null() })
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true);
         let mut child = cmd.spawn().map_err(|e| Error::Runtime(format!("nsenter: {e}")))?;
         let stdin_pipe = child.stdin.take().map(|p| Box::new(p) as Box<dyn tokio::io::AsyncWrite + Send + Unpin>);
         let stdout = child.stdout.take().ok_or_else(|| Error::Runtime("no stdout pipe".into()))?;

@@ -16,7 +16,11 @@ use tokio::process::Command;
 
 /// Runs `ip` with `args`.
 pub async fn ip(args: &[&str]) -> Result<String> {
-    let out = Command::new("ip").args(args).output().await.map_err(|e| Error::Command { program: "ip".into(), args: args.join(" "), stderr: e.to_string() })?;
+    let out = Command::new("ip").args(args).output().await.map_err(|e| Error::Command {
+        program: "ip".into(),
+        args: args.join(" "),
+        stderr: e.to_string(),
+    })?;
     if out.status.success() {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     } else {

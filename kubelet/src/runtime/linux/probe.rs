@@ -29,7 +29,11 @@ pub async fn exec_outcome(mut p: ExecProcess, timeout: Duration) -> Outcome {
             let mut text = String::from_utf8_lossy(&out).into_owned();
             text.push_str(&String::from_utf8_lossy(&err));
             let text = text.trim();
-            if text.is_empty() { Outcome::Failure(format!("command exited with {code}")) } else { Outcome::Failure(text.chars().take(1024).collect()) }
+            if text.is_empty() {
+                Outcome::Failure(format!("command exited with {code}"))
+            } else {
+                Outcome::Failure(text.chars().take(1024).collect())
+            }
         }
     }
 }
@@ -52,7 +56,8 @@ pub async fn http(scheme: &str, host: &str, port: u16, path: &str, headers: &[(S
     let url = format!("http://{host}:{port}{path}");
     let run = async {
         let mut s = TcpStream::connect((host, port)).await.map_err(|e| format!("Get \"{url}\": dial tcp {host}:{port}: {e}"))?;
-        let mut req = format!("GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\nConnection: close\r\n");
+        let mut req =
+            format!("GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\nConnection: close\r\n");
         for (k, v) in headers {
             if !k.contains(['\r', '\n']) && !v.contains(['\r', '\n']) {
                 req.push_str(&format!("{k}: {v}\r\n"));
@@ -70,7 +75,11 @@ pub async fn http(scheme: &str, host: &str, port: u16, path: &str, headers: &[(S
             head.extend_from_slice(&buf[..n]);
         }
         let line = String::from_utf8_lossy(&head).lines().next().unwrap_or_default().to_string();
-        let code: u16 = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| format!("Get \"{url}\": malformed HTTP response {line:?}"))?;
+        let code: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| format!("Get \"{url}\": malformed HTTP response {line:?}"))?;
         Ok::<u16, String>(code)
     };
     match tokio::time::timeout(timeout, run).await {

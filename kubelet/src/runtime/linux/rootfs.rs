@@ -15,7 +15,8 @@ use std::path::{Component, Path, PathBuf};
 use super::record::ShimConfig;
 
 fn m(src: Option<&Path>, target: &Path, fstype: Option<&str>, flags: MsFlags, data: Option<&str>) -> Result<(), String> {
-    mount(src, target, fstype, flags, data).map_err(|e| format!("mount {} on {}: {e}", src.map(|s| s.display().to_string()).unwrap_or_default(), target.display()))
+    mount(src, target, fstype, flags, data)
+        .map_err(|e| format!("mount {} on {}: {e}", src.map(|s| s.display().to_string()).unwrap_or_default(), target.display()))
 }
 
 /// A mountPath as relative components, or why it is refused.
@@ -77,7 +78,13 @@ pub fn build(cfg: &ShimConfig) -> Result<(), String> {
         let Ok(rel) = relative(&hide.to_string_lossy()) else { continue };
         let target = root.join(rel);
         if target.is_dir() {
-            m(Some(Path::new("tmpfs")), &target, Some("tmpfs"), MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("size=4k,mode=755"))?;
+            m(
+                Some(Path::new("tmpfs")),
+                &target,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                Some("size=4k,mode=755"),
+            )?;
         }
     }
     let mut ours: Vec<PathBuf> = vec![root.clone()];
@@ -100,14 +107,23 @@ fn set_mode(p: &Path, mode: u32) {
 }
 
 /// Finds or makes `root/rel` as a mount point without writing to a host folder.
-fn mount_point(cfg: &ShimConfig, root: &Path, rel: &Path, dir: bool, ours: &mut Vec<PathBuf>, overlays: &mut usize) -> Result<PathBuf, String> {
+fn mount_point(
+    cfg: &ShimConfig,
+    root: &Path,
+    rel: &Path,
+    dir: bool,
+    ours: &mut Vec<PathBuf>,
+    overlays: &mut usize,
+) -> Result<PathBuf, String> {
     let mut cur = root.to_path_buf();
     let parts: Vec<_> = rel.components().collect();
     for (i, c) in parts.iter().enumerate() {
         let next = cur.join(c);
         let last = i + 1 == parts.len();
         match std::fs::symlink_metadata(&next) {
-            Ok(meta) if meta.file_type().is_symlink() => return Err(format!("mountPath /{} goes through a symlink ({})", rel.display(), next.display())),
+            Ok(meta) if meta.file_type().is_symlink() => {
+                return Err(format!("mountPath /{} goes through a symlink ({})", rel.display(), next.display()));
+            }
             Ok(_) => {}
             Err(_) => {
                 if !ours.iter().any(|o| cur.starts_with(o)) {

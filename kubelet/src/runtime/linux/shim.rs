@@ -43,7 +43,8 @@ pub fn shim_main(dir: &Path) -> i32 {
     };
     let _ = nix::unistd::setsid();
     if let Some(ns) = &cfg.netns {
-        let joined = std::fs::File::open(ns).map_err(|e| e.to_string()).and_then(|f| setns(f, CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string()));
+        let joined =
+            std::fs::File::open(ns).map_err(|e| e.to_string()).and_then(|f| setns(f, CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string()));
         if let Err(e) = joined {
             return start_error(dir, &clock, format!("join the pod network namespace {}: {e}", ns.display()));
         }
@@ -63,7 +64,14 @@ pub fn shim_main(dir: &Path) -> i32 {
         Err(e) => return start_error(dir, &clock, format!("open the log {}: {e}", cfg.log_path.display())),
     };
     let _ = std::fs::remove_file(dir.join("init-error"));
-    let spawned = Command::new("/proc/self/exe").arg("__init").arg(dir).env_clear().stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn();
+    let spawned = Command::new("/proc/self/exe")
+        .arg("__init")
+        .arg(dir)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
     let mut child = match spawned {
         Ok(c) => c,
         Err(e) => return start_error(dir, &clock, format!("start the container's init: {e}")),
@@ -74,7 +82,7 @@ pub fn shim_main(dir: &Path) -> i32 {
 
     // No threads here: after unshare(CLONE_NEWPID) the kernel refuses to create them, so both
     // pipes are read in one poll loop.
-    let mut pipes: Vec<(Stream, Box<dyn Read>, std::os::fd::OwnedFd, Vec<u8>)> = Vec::new();
+    let mut pipes: Vec<Pipe> = Vec::new();
     if let Some(p) = child.stdout.take() {
         let fd: std::os::fd::OwnedFd = p.into();
         if let Ok(dup) = fd.try_clone() {
@@ -95,9 +103,10 @@ pub fn shim_main(dir: &Path) -> i32 {
         Err(_) => 255,
     };
     let init_error = std::fs::read_to_string(dir.join("init-error")).unwrap_or_default();
-    let oom = cfg.oom_file.as_ref().and_then(|f| std::fs::read_to_string(f).ok()).is_some_and(|t| {
-        t.lines().any(|l| l.strip_prefix("oom_kill ").and_then(|v| v.trim().parse::<u64>().ok()).is_some_and(|n| n > 0))
-    });
+    let oom =
+        cfg.oom_file.as_ref().and_then(|f| std::fs::read_to_string(f).ok()).is_some_and(|t| {
+            t.lines().any(|l| l.strip_prefix("oom_kill ").and_then(|v| v.trim().parse::<u64>().ok()).is_some_and(|n| n > 0))
+        });
     let (reason, message) = if !init_error.trim().is_empty() {
         (Some("StartError".to_string()), Some(init_error.trim().to_string()))
     } else if oom {
@@ -110,9 +119,12 @@ pub fn shim_main(dir: &Path) -> i32 {
     0
 }
 
+/// One output pipe of the container: its stream, a reader, the fd to poll, the line so far.
+type Pipe = (Stream, Box<dyn Read>, std::os::fd::OwnedFd, Vec<u8>);
+
 /// Copies the pipes into the log until both are closed, as lines of at most [`MAX_LINE`]
 /// bytes (longer ones become partial lines).
-fn copy_logs(pipes: &mut Vec<(Stream, Box<dyn Read>, std::os::fd::OwnedFd, Vec<u8>)>, log: &mut Writer, clock: &dyn Clock) {
+fn copy_logs(pipes: &mut Vec<Pipe>, log: &mut Writer, clock: &dyn Clock) {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     use std::os::fd::AsFd;
     let mut buf = vec![0u8; 8192];
@@ -163,7 +175,11 @@ fn copy_logs(pipes: &mut Vec<(Stream, Box<dyn Read>, std::os::fd::OwnedFd, Vec<u
 /// Looks `program` up as `execvp` would, inside `root`; the path inside the container.
 fn resolve(root: &Path, program: &str, path_var: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
-    let executable = |p: &Path| std::fs::metadata(root.join(p.strip_prefix("/").unwrap_or(p))).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false);
+    let executable = |p: &Path| {
+        std::fs::metadata(root.join(p.strip_prefix("/").unwrap_or(p)))
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
+    };
     if program.contains('/') {
         let p = PathBuf::from(program);
         return (p.is_absolute() && executable(&p)).then_some(p);
