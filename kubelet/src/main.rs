@@ -226,7 +226,9 @@ async fn run(f: Flags) -> anyhow::Result<()> {
     let base_name = f.hostname_override.clone().unwrap_or_else(|| {
         std::fs::read_to_string("/proc/sys/kernel/hostname").map(|s| s.trim().to_string()).unwrap_or_else(|_| "keel-node".into())
     });
-    let node_ip = f.node_ip.map(|i| i.to_string()).unwrap_or_else(first_ipv4);
+    // Several kubelets on one machine (keel up) listen on their own loopback address: that is
+    // the address the apiserver must reach them on, so it is the node's InternalIP too.
+    let node_ip = f.node_ip.map(|i| i.to_string()).or_else(|| f.address.parse::<Ipv4Addr>().ok().filter(|a| !a.is_unspecified()).map(|a| a.to_string())).unwrap_or_else(first_ipv4);
     let eviction_memory = f
         .eviction_hard
         .split(',')
@@ -365,17 +367,17 @@ async fn run(f: Flags) -> anyhow::Result<()> {
     let health = keel_component::health::Health::new();
     health.set_ready(true);
     let registry = keel_component::metrics::shared();
-    if let (Some(node), false, true) = (first_node, simulated, f.port != 0) {
-        let listener = tokio::net::TcpListener::bind((f.address.as_str(), f.port))
-            .await
-            .with_context(|| format!("listen on {}:{}", f.address, f.port))?;
+    if let (Some(node), true) = (first_node, f.port != 0) {
+        let listener = tokio::net::TcpListener::bind((f.address.as_str(), f.port)).await.with_context(|| format!("listen on {}:{}", f.address, f.port))?;
         let hosts = vec![node.name.clone(), node_ip.clone(), "localhost".into(), "127.0.0.1".into()];
         let cert = match (&f.tls_cert_file, &f.tls_private_key_file) {
             (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),
             _ => None,
         };
         let tls = server::tls(cert, f.client_ca_file.as_deref(), &hosts)?;
-        let router = server::router(Server { node, samples: Default::default() }, keel_component::serve::router(health, registry));
+        let base = keel_component::serve::router(health, registry);
+        // Simulated nodes have no logs or exec to serve: only the health and metrics endpoints.
+        let router = if simulated { base } else { server::router(Server { node, samples: Default::default() }, base) };
         let mut stop = stop_rx.clone();
         tokio::spawn(keel_component::serve::serve(listener, Some(tls), router, async move {
             let _ = stop.wait_for(|v| *v).await;
