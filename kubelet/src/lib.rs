@@ -21,12 +21,13 @@
 //!
 //! Modules: [`node`] (agent, pods loop, conditions, host), [`pod`] (cores and shells),
 //! [`runtime`] (the seam, Linux and simulated), [`server`], [`logs`] (CRI log files),
-//! [`events`], [`clock`] (wall-time seam), [`error`].
+//! [`events`], [`metrics`], [`clock`] (wall-time seam), [`error`].
 
 pub mod clock;
 pub mod error;
 pub mod events;
 pub mod logs;
+pub mod metrics;
 pub mod node;
 pub mod pod;
 pub mod runtime;

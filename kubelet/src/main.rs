@@ -228,7 +228,11 @@ async fn run(f: Flags) -> anyhow::Result<()> {
     });
     // Several kubelets on one machine (keel up) listen on their own loopback address: that is
     // the address the apiserver must reach them on, so it is the node's InternalIP too.
-    let node_ip = f.node_ip.map(|i| i.to_string()).or_else(|| f.address.parse::<Ipv4Addr>().ok().filter(|a| !a.is_unspecified()).map(|a| a.to_string())).unwrap_or_else(first_ipv4);
+    let node_ip = f
+        .node_ip
+        .map(|i| i.to_string())
+        .or_else(|| f.address.parse::<Ipv4Addr>().ok().filter(|a| !a.is_unspecified()).map(|a| a.to_string()))
+        .unwrap_or_else(first_ipv4);
     let eviction_memory = f
         .eviction_hard
         .split(',')
@@ -252,6 +256,8 @@ async fn run(f: Flags) -> anyhow::Result<()> {
     tokio::spawn(feed.clone().run(client.clone(), selector));
 
     let sim_range: Cidr = f.simulated_pod_range.parse()?;
+    let registry = keel_component::metrics::shared();
+    let metrics = keel_kubelet::metrics::Metrics::register(&mut registry.lock().unwrap_or_else(|e| e.into_inner()));
     let mut linux: Option<Arc<LinuxRuntime>> = None;
     let mut pod_loops = Vec::new();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -327,6 +333,7 @@ async fn run(f: Flags) -> anyhow::Result<()> {
             pods_dir: f.root_dir.join("pods"),
             allocatable: (capacity.cpu_millis, capacity.memory.saturating_sub(eviction_memory)),
             index: Arc::new(Mutex::new(BTreeMap::new())),
+            metrics: metrics.clone(),
         });
         if first_node.is_none() {
             first_node = Some(node.clone());
@@ -366,9 +373,10 @@ async fn run(f: Flags) -> anyhow::Result<()> {
 
     let health = keel_component::health::Health::new();
     health.set_ready(true);
-    let registry = keel_component::metrics::shared();
     if let (Some(node), true) = (first_node, f.port != 0) {
-        let listener = tokio::net::TcpListener::bind((f.address.as_str(), f.port)).await.with_context(|| format!("listen on {}:{}", f.address, f.port))?;
+        let listener = tokio::net::TcpListener::bind((f.address.as_str(), f.port))
+            .await
+            .with_context(|| format!("listen on {}:{}", f.address, f.port))?;
         let hosts = vec![node.name.clone(), node_ip.clone(), "localhost".into(), "127.0.0.1".into()];
         let cert = match (&f.tls_cert_file, &f.tls_private_key_file) {
             (Some(c), Some(k)) => Some((c.as_path(), k.as_path())),

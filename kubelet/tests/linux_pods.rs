@@ -145,6 +145,9 @@ spec:
     assert_ne!(certs.curl_anonymous(port, "/healthz"), 0, "no client certificate, no service");
     let (code, _) = certs.curl(port, "/healthz", &[]);
     assert_eq!(code, 200);
+    let (_, metrics) = certs.curl(port, "/metrics", &[]);
+    assert!(metrics.lines().any(|l| l.starts_with("kubelet_started_containers_total ") && !l.ends_with(" 0")), "{metrics}");
+    assert!(metrics.contains("kubelet_running_pods "), "{metrics}");
 
     // configMap/secret env and files.
     wait_for(&c, 30, "cfg logs", || {

@@ -1,7 +1,8 @@
 //! What the node reads about its host: capacity (cpu count, memory, root-dir file system size)
 //! and the eviction signals `memory.available` (MemAvailable from /proc/meminfo),
 //! `nodefs.available` (statvfs of the root dir) and `pid.available` (pid_max minus live pids).
-//! The simulated runtime's nodes use [`HostFacts::simulated`] instead.
+//! Simulated nodes measure memory as their capacity minus their pods' use instead (see
+//! `node::pods`).
 
 use std::path::Path;
 

@@ -71,6 +71,8 @@ pub async fn run(node: Arc<Node>, feed: Feed, s: PodsSettings, observed: Observa
     let mut next_file_check = tokio::time::Instant::now();
     let mut next_eviction = tokio::time::Instant::now() + s.eviction_interval;
     let mut next_orphans = tokio::time::Instant::now();
+    // What this node added to the process-wide running-pods gauge.
+    let mut counted = 0i64;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
@@ -155,6 +157,9 @@ pub async fn run(node: Arc<Node>, feed: Feed, s: PodsSettings, observed: Observa
         // restarted under running pods adopts them instead of racing their removal.
         if synced {
             manager.update(desired.clone());
+            let now_running = manager.active().len() as i64;
+            node.metrics.running_pods.inc_by(now_running - counted);
+            counted = now_running;
             if now >= next_orphans {
                 next_orphans = now + Duration::from_secs(60);
                 manager.remove_orphans(&wanted).await;
@@ -168,6 +173,7 @@ pub async fn run(node: Arc<Node>, feed: Feed, s: PodsSettings, observed: Observa
         if now >= next_eviction {
             next_eviction = now + s.eviction_interval;
             if let Some((uid, v)) = eviction_pass(&node, &s, &observed, &desired, &verdicts).await {
+                node.metrics.evictions.inc();
                 verdicts.insert(uid, v);
             }
         }

@@ -1,4 +1,4 @@
-//! Pods: the pure cores ([`status`], [`qos`], [`backoff`], [`probe`], [`eviction`], [`env`],
+//! Pods: the pure cores ([`status`], [`qos`], [`backoff`], [`probe`], [`eviction`], [`env`](mod@env),
 //! [`volumes`], [`quantity`]) and the shells that drive them: [`manager`] (which pods this node
 //! runs: the apiserver's, bound here, and the manifest folder's static pods), [`worker`] (one
 //! level-triggered task per pod), [`prober`], [`lifecycle`] (postStart/preStop hooks),
@@ -59,6 +59,8 @@ pub struct Node {
     pub allocatable: (u64, u64),
     /// The pods this node runs now, by (namespace, name), for the kubelet's HTTP server.
     pub index: PodIndex,
+    /// The process's metrics.
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// (namespace, name) → the pod this node runs under that name.

@@ -350,6 +350,7 @@ impl Worker {
         }
         match self.node.runtime.start_container(&cfg).await {
             Ok(_) => {
+                self.node.metrics.started_containers.inc();
                 self.event(pod, Some(&c.name), Kind::Normal, "Created", &format!("Created container: {}", c.name)).await;
                 self.event(pod, Some(&c.name), Kind::Normal, "Started", &format!("Started container {}", c.name)).await;
                 if let Some(h) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
