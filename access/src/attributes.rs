@@ -194,15 +194,13 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h * 16 + l);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 2;
                 }
-            }
+                _ => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
@@ -315,11 +313,7 @@ mod tests {
             ("PUT", "/api/v1/namespaces/other/status", t("update", "", "other", "namespaces", "status", "other")),
             ("GET", "/apis/apps/v1/namespaces/dev/deployments", t("list", "apps", "dev", "deployments", "", "")),
             ("GET", "/api/v1/proxy/namespaces/other/pods/foo/a/b", t("proxy", "", "other", "pods", "", "foo")),
-            (
-                "GET",
-                "/api/v1/namespaces/other/pods?fieldSelector=metadata.name%3Dfoo",
-                t("list", "", "other", "pods", "", "foo"),
-            ),
+            ("GET", "/api/v1/namespaces/other/pods?fieldSelector=metadata.name%3Dfoo", t("list", "", "other", "pods", "", "foo")),
             ("POST", "/api/v1/namespaces/dev/serviceaccounts/default/token", t("create", "", "dev", "serviceaccounts", "token", "default")),
         ];
         for (m, url, want) in cases {
@@ -329,7 +323,9 @@ mod tests {
 
     #[test]
     fn non_resource_requests_keep_method_and_path() {
-        for (m, p) in [("GET", "/healthz"), ("GET", "/api"), ("GET", "/api/v1"), ("GET", "/apis/apps/v1"), ("POST", "/"), ("GET", "/version/")] {
+        for (m, p) in
+            [("GET", "/healthz"), ("GET", "/api"), ("GET", "/api/v1"), ("GET", "/apis/apps/v1"), ("POST", "/"), ("GET", "/version/")]
+        {
             let a = Attributes::from_request(m, p, "");
             assert!(!a.resource_request, "{p}");
             assert_eq!(a.verb, m.to_lowercase());

@@ -163,10 +163,9 @@ impl Error {
                     ..Default::default()
                 }),
             ),
-            Error::NotFound { group, resource, name } => (
-                "NotFound",
-                Some(StatusDetails { group: some(group), kind: some(resource), name: some(name), ..Default::default() }),
-            ),
+            Error::NotFound { group, resource, name } => {
+                ("NotFound", Some(StatusDetails { group: some(group), kind: some(resource), name: some(name), ..Default::default() }))
+            }
             Error::Invalid { group, kind, name, causes } => (
                 "Invalid",
                 Some(StatusDetails {
@@ -244,7 +243,12 @@ mod tests {
     #[test]
     fn invalid_lists_causes() {
         let c = |f: &str| Cause { reason: "FieldValueInvalid".into(), message: "bad".into(), field: f.into() };
-        let one = Error::Invalid { group: "authentication.k8s.io".into(), kind: "TokenRequest".into(), name: "default".into(), causes: vec![c("a")] };
+        let one = Error::Invalid {
+            group: "authentication.k8s.io".into(),
+            kind: "TokenRequest".into(),
+            name: "default".into(),
+            causes: vec![c("a")],
+        };
         assert_eq!(one.to_string(), r#"TokenRequest.authentication.k8s.io "default" is invalid: a: bad"#);
         let two = Error::Invalid { group: String::new(), kind: "Pod".into(), name: "p".into(), causes: vec![c("a"), c("b")] };
         assert_eq!(two.to_string(), r#"Pod "p" is invalid: [a: bad, b: bad]"#);

@@ -127,7 +127,9 @@ mod tests {
     #[test]
     fn service_account_names_split_like_kube() {
         assert_eq!(split_service_account_username("system:serviceaccount:dev:default"), Some(("dev", "default")));
-        for bad in ["system:serviceaccount:dev", "system:serviceaccount::x", "system:serviceaccount:a:", "system:serviceaccount:a:b:c", "jane"] {
+        for bad in
+            ["system:serviceaccount:dev", "system:serviceaccount::x", "system:serviceaccount:a:", "system:serviceaccount:a:b:c", "jane"]
+        {
             assert_eq!(split_service_account_username(bad), None, "{bad}");
         }
         assert!(service_account_matches("dev", "default", "system:serviceaccount:dev:default"));

@@ -229,10 +229,14 @@ pub fn forbidden_message(attrs: &Attributes) -> String {
     if !attrs.resource_request {
         return format!("User {user} cannot {} path {}", attrs.verb, quote(&attrs.path));
     }
-    let resource =
-        if attrs.subresource.is_empty() { attrs.resource.clone() } else { format!("{}/{}", attrs.resource, attrs.subresource) };
+    let resource = if attrs.subresource.is_empty() { attrs.resource.clone() } else { format!("{}/{}", attrs.resource, attrs.subresource) };
     if attrs.namespace.is_empty() {
-        format!("User {user} cannot {} resource {} in API group {} at the cluster scope", attrs.verb, quote(&resource), quote(&attrs.api_group))
+        format!(
+            "User {user} cannot {} resource {} in API group {} at the cluster scope",
+            attrs.verb,
+            quote(&resource),
+            quote(&attrs.api_group)
+        )
     } else {
         format!(
             "User {user} cannot {} resource {} in API group {} in the namespace {}",

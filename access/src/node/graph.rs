@@ -153,7 +153,13 @@ fn pv_secrets(pv: &PersistentVolume) -> Vec<Key> {
         }
     };
     if let Some(c) = &spec.csi {
-        for r in [&c.controller_publish_secret_ref, &c.node_stage_secret_ref, &c.node_publish_secret_ref, &c.controller_expand_secret_ref, &c.node_expand_secret_ref] {
+        for r in [
+            &c.controller_publish_secret_ref,
+            &c.node_stage_secret_ref,
+            &c.node_publish_secret_ref,
+            &c.controller_expand_secret_ref,
+            &c.node_expand_secret_ref,
+        ] {
             add(r.as_ref());
         }
     }
@@ -205,11 +211,7 @@ impl NodeGraph {
     pub fn set_persistent_volume(&mut self, pv: &PersistentVolume) {
         let name = pv.metadata.name.clone().unwrap_or_default();
         self.remove_persistent_volume(&name);
-        let claim = pv
-            .spec
-            .as_ref()
-            .and_then(|s| s.claim_ref.as_ref())
-            .and_then(|c| Some((c.namespace.clone()?, c.name.clone()?)));
+        let claim = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref()).and_then(|c| Some((c.namespace.clone()?, c.name.clone()?)));
         let secrets = pv_secrets(pv);
         for s in &secrets {
             self.pv_secret_index.entry(s.clone()).or_default().insert(name.clone());

@@ -174,8 +174,7 @@ impl NodeAuthorizer {
         match (a.subresource.as_str(), a.verb.as_str()) {
             ("", "get") => self.get_only(node, a, None),
             ("", "list" | "watch") => {
-                let scoped =
-                    a.field_selector.iter().any(|r| r.field == "spec.nodeName" && r.op == FieldOp::Equals && r.value == node);
+                let scoped = a.field_selector.iter().any(|r| r.field == "spec.nodeName" && r.op == FieldOp::Equals && r.value == node);
                 if scoped {
                     yes()
                 } else if !a.name.is_empty() {

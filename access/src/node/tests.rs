@@ -115,8 +115,14 @@ fn writes_and_collections_of_referenced_kinds_are_refused() {
         (req("node0", "list", "", "pods", "", ""), "can only list/watch pods with spec.nodeName field selector"),
         (req("node0", "list", "", "nodes", "", ""), "node 'node0' cannot read all nodes, only its own Node object"),
         (req("node0", "get", "", "nodes", "", "node1"), "node 'node0' cannot read 'node1', only its own Node object"),
-        (req("node0", "update", "coordination.k8s.io", "leases", "kube-node-lease", "node1"), "can only access node lease with the same name as the requesting node"),
-        (req("node0", "get", "coordination.k8s.io", "leases", "default", "node0"), "can only access leases in the \"kube-node-lease\" system namespace"),
+        (
+            req("node0", "update", "coordination.k8s.io", "leases", "kube-node-lease", "node1"),
+            "can only access node lease with the same name as the requesting node",
+        ),
+        (
+            req("node0", "get", "coordination.k8s.io", "leases", "default", "node0"),
+            "can only access leases in the \"kube-node-lease\" system namespace",
+        ),
     ];
     for (r, reason) in cases {
         let v = a.authorize(&r);
@@ -152,7 +158,8 @@ fn node_objects_pods_leases_and_static_rules() {
 #[test]
 fn graph_follows_pod_updates_and_deletes() {
     let a = setup();
-    a.graph.update(|g| g.set_pod(&pod("ns0", "pod0-node0", "node0", json!({"volumes": [{"name": "s", "secret": {"secretName": "other"}}]}))));
+    a.graph
+        .update(|g| g.set_pod(&pod("ns0", "pod0-node0", "node0", json!({"volumes": [{"name": "s", "secret": {"secretName": "other"}}]}))));
     assert!(!allowed(&a, &req("node0", "get", "", "secrets", "ns0", "secret0")));
     assert!(allowed(&a, &req("node0", "get", "", "secrets", "ns0", "other")));
     a.graph.update(|g| g.remove_pod("ns0", "pod0-node0"));

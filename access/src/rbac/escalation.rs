@@ -78,7 +78,11 @@ fn semantic<T: Serialize>(v: &T) -> serde_json::Value {
 }
 
 /// kube's `IsOnlyMutatingGCFields`.
-fn only_gc_fields<T: Serialize + Clone>(new: &T, old: &T, meta: impl Fn(&mut T) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> bool {
+fn only_gc_fields<T: Serialize + Clone>(
+    new: &T,
+    old: &T,
+    meta: impl Fn(&mut T) -> &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+) -> bool {
     let mut copied = new.clone();
     let mut old_c = old.clone();
     let om = meta(&mut old_c).clone();
@@ -123,7 +127,13 @@ fn meta_name(m: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> 
 }
 
 /// May the writer of `request` create (`old` = None) or update this Role?
-pub fn check_role(authz: &dyn Authorizer, policy: &SharedPolicy, request: &Attributes, role: &Role, old: Option<&Role>) -> Result<(), Error> {
+pub fn check_role(
+    authz: &dyn Authorizer,
+    policy: &SharedPolicy,
+    request: &Attributes,
+    role: &Role,
+    old: Option<&Role>,
+) -> Result<(), Error> {
     if request.user.in_group(SYSTEM_MASTERS) || escalation_authorized(authz, request) {
         return Ok(());
     }
@@ -157,7 +167,8 @@ pub fn check_cluster_role(
         return Ok(());
     }
     let name = meta_name(&role.metadata);
-    confirm_no_escalation(policy, &request.user, "", rules_of(&role.rules)).map_err(|m| Error::forbidden(GROUP, "clusterroles", name, m))?;
+    confirm_no_escalation(policy, &request.user, "", rules_of(&role.rules))
+        .map_err(|m| Error::forbidden(GROUP, "clusterroles", name, m))?;
     if has_aggregation_rule(role) || old.is_some_and(has_aggregation_rule) {
         confirm_no_escalation(policy, &request.user, "", &full_authority())
             .map_err(|_| Error::forbidden(GROUP, "clusterroles", name, "must have cluster-admin privileges to use the aggregationRule"))?;

@@ -49,7 +49,10 @@ fn setup() -> (SharedPolicy, Chain) {
             cluster_role("rbac-writer", vec![rule(WRITER, &[GROUP], &["roles", "rolebindings"])]),
             cluster_role("pod-admin", vec![rule(&["*"], &[""], &["pods"])]),
             cluster_role("escalator", vec![rule(&["escalate"], &[GROUP], &["roles"])]),
-            cluster_role("binder", vec![PolicyRule { resource_names: Some(vec!["pod-admin".into()]), ..rule(&["bind"], &[GROUP], &["clusterroles"]) }]),
+            cluster_role(
+                "binder",
+                vec![PolicyRule { resource_names: Some(vec!["pod-admin".into()]), ..rule(&["bind"], &[GROUP], &["clusterroles"]) }],
+            ),
         ],
         [rb("dev", "jane-rbac", "ClusterRole", "rbac-writer", "jane"), rb("dev", "jane-read", "Role", "pod-reader", "jane")],
         [],
@@ -152,7 +155,10 @@ fn binding_a_missing_role_is_refused_with_not_found() {
     let (policy, chain) = setup();
     let b = rb("dev", "ghost", "Role", "nope", "bob");
     let err = check_role_binding(&chain, &policy, &write(&jane(), "create", "rolebindings", "dev"), &b, None).unwrap_err();
-    assert_eq!(err.to_string(), r#"rolebindings.rbac.authorization.k8s.io "ghost" is forbidden: roles.rbac.authorization.k8s.io "nope" not found"#);
+    assert_eq!(
+        err.to_string(),
+        r#"rolebindings.rbac.authorization.k8s.io "ghost" is forbidden: roles.rbac.authorization.k8s.io "nope" not found"#
+    );
 }
 
 #[test]
@@ -179,7 +185,10 @@ fn aggregation_rules_need_full_authority() {
     let mut agg = cluster_role("agg", vec![]);
     agg.aggregation_rule = Some(AggregationRule { cluster_role_selectors: Some(vec![LabelSelector::default()]) });
     let err = check_cluster_role(&chain, &policy, &write(&jane(), "create", "clusterroles", ""), &agg, None).unwrap_err();
-    assert_eq!(err.to_string(), r#"clusterroles.rbac.authorization.k8s.io "agg" is forbidden: must have cluster-admin privileges to use the aggregationRule"#);
+    assert_eq!(
+        err.to_string(),
+        r#"clusterroles.rbac.authorization.k8s.io "agg" is forbidden: must have cluster-admin privileges to use the aggregationRule"#
+    );
     let plain = cluster_role("plain", vec![rule(&["get"], &[GROUP], &["clusterroles"])]);
     assert!(check_cluster_role(&chain, &policy, &write(&jane(), "create", "clusterroles", ""), &plain, None).is_ok());
 }

@@ -303,11 +303,9 @@ impl Policy {
     pub fn role_reference_rules(&self, role_ref: &RoleRef, binding_namespace: &str) -> Result<&[PolicyRule], ResolveError> {
         let not_found = || ResolveError::RoleNotFound { kind: role_ref.kind.clone(), name: role_ref.name.clone() };
         match role_ref.kind.as_str() {
-            "Role" => self
-                .roles
-                .get(&(binding_namespace.to_string(), role_ref.name.clone()))
-                .map(|r| items_r(&r.rules))
-                .ok_or_else(not_found),
+            "Role" => {
+                self.roles.get(&(binding_namespace.to_string(), role_ref.name.clone())).map(|r| items_r(&r.rules)).ok_or_else(not_found)
+            }
             "ClusterRole" => self.cluster_roles.get(&role_ref.name).map(|r| items_r(&r.rules)).ok_or_else(not_found),
             other => Err(ResolveError::UnsupportedKind(other.to_string())),
         }

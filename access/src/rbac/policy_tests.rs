@@ -52,7 +52,12 @@ fn authorizer(policy: Policy) -> RbacAuthorizer {
 #[test]
 fn authorizer_cases_from_kube() {
     let all = || PolicyRule { non_resource_urls: Some(vec!["*".into()]), ..rule(&["*"], &["*"], &["*"]) };
-    let a = authorizer(Policy::from_objects([], [cr("admin", vec![all()])], [rb("ns1", "b", "ClusterRole", "admin", &["User:admin", "Group:admins"])], []));
+    let a = authorizer(Policy::from_objects(
+        [],
+        [cr("admin", vec![all()])],
+        [rb("ns1", "b", "ClusterRole", "admin", &["User:admin", "Group:admins"])],
+        [],
+    ));
     for ok in [
         res(user("admin", &[]), "get", "Pods", "", "ns1"),
         res(user("admin", &[]), "watch", "Pods", "", "ns1"),
@@ -71,12 +76,20 @@ fn authorizer_cases_from_kube() {
         assert!(!a.authorize(&no).allowed(), "{no:?}");
     }
 
-    let url = |verbs: &[&str], u: &str| PolicyRule { verbs: verbs.iter().map(|s| s.to_string()).collect(), non_resource_urls: Some(vec![u.into()]), ..Default::default() };
+    let url = |verbs: &[&str], u: &str| PolicyRule {
+        verbs: verbs.iter().map(|s| s.to_string()).collect(),
+        non_resource_urls: Some(vec![u.into()]),
+        ..Default::default()
+    };
     let a = authorizer(Policy::from_objects(
         [],
         [cr("getter", vec![url(&["get"], "/apis")]), cr("any", vec![url(&["*"], "/apis")]), cr("prefix", vec![url(&["get"], "/apis/*")])],
         [],
-        [crb("1", "getter", &["User:foo", "Group:bar"]), crb("2", "any", &["User:admin", "Group:admin"]), crb("3", "prefix", &["User:prefixed", "Group:prefixed"])],
+        [
+            crb("1", "getter", &["User:foo", "Group:bar"]),
+            crb("2", "any", &["User:admin", "Group:admin"]),
+            crb("3", "prefix", &["User:prefixed", "Group:prefixed"]),
+        ],
     ));
     let nr = |u: UserInfo, verb: &str, path: &str| Attributes::non_resource(u, verb, path);
     for ok in [
@@ -99,10 +112,20 @@ fn authorizer_cases_from_kube() {
         assert!(!a.authorize(&no).allowed(), "{no:?}");
     }
 
-    let a = authorizer(Policy::from_objects([], [cr("admin", vec![rule(&["*"], &["*"], &["pods"])])], [rb("ns1", "b", "ClusterRole", "admin", &["User:admin"])], []));
+    let a = authorizer(Policy::from_objects(
+        [],
+        [cr("admin", vec![rule(&["*"], &["*"], &["pods"])])],
+        [rb("ns1", "b", "ClusterRole", "admin", &["User:admin"])],
+        [],
+    ));
     assert!(a.authorize(&res(user("admin", &[]), "get", "pods", "", "ns1")).allowed());
     assert!(!a.authorize(&res(user("admin", &[]), "get", "pods", "status", "ns1")).allowed());
-    let a = authorizer(Policy::from_objects([], [cr("admin", vec![rule(&["*"], &["*"], &["pods/status"])])], [rb("ns1", "b", "ClusterRole", "admin", &["User:admin"])], []));
+    let a = authorizer(Policy::from_objects(
+        [],
+        [cr("admin", vec![rule(&["*"], &["*"], &["pods/status"])])],
+        [rb("ns1", "b", "ClusterRole", "admin", &["User:admin"])],
+        [],
+    ));
     assert!(a.authorize(&res(user("admin", &[]), "get", "pods", "status", "ns1")).allowed());
     assert!(!a.authorize(&res(user("admin", &[]), "get", "pods", "", "ns1")).allowed());
 }
@@ -134,7 +157,10 @@ fn applies_to_like_kube() {
 #[test]
 fn allowed_reason_names_the_binding() {
     let a = authorizer(Policy::from_objects(
-        [Role { metadata: ObjectMeta { name: Some("r".into()), namespace: Some("dev".into()), ..Default::default() }, rules: Some(vec![rule(&["get"], &[""], &["pods"])]) }],
+        [Role {
+            metadata: ObjectMeta { name: Some("r".into()), namespace: Some("dev".into()), ..Default::default() },
+            rules: Some(vec![rule(&["get"], &[""], &["pods"])]),
+        }],
         [cr("c", vec![rule(&["list"], &[""], &["pods"])])],
         [rb("dev", "jane-r", "Role", "r", &["User:jane"]), rb("dev", "sa", "ClusterRole", "c", &["ServiceAccount:default"])],
         [],
@@ -147,7 +173,8 @@ fn allowed_reason_names_the_binding() {
 
 #[test]
 fn missing_roles_are_reasons_not_grants() {
-    let a = authorizer(Policy::from_objects([], [], [rb("dev", "b", "Role", "gone", &["User:jane"])], [crb("c", "gone-too", &["User:jane"])]));
+    let a =
+        authorizer(Policy::from_objects([], [], [rb("dev", "b", "Role", "gone", &["User:jane"])], [crb("c", "gone-too", &["User:jane"])]));
     let v = a.authorize(&res(user("jane", &[]), "get", "pods", "", "dev"));
     assert_eq!(v.decision, Decision::NoOpinion);
     assert_eq!(
@@ -158,7 +185,8 @@ fn missing_roles_are_reasons_not_grants() {
 
 #[test]
 fn updates_and_deletes_reindex() {
-    let p = SharedPolicy::new(Policy::from_objects([], [cr("c", vec![rule(&["get"], &[""], &["pods"])])], [], [crb("b", "c", &["User:jane"])]));
+    let p =
+        SharedPolicy::new(Policy::from_objects([], [cr("c", vec![rule(&["get"], &[""], &["pods"])])], [], [crb("b", "c", &["User:jane"])]));
     let a = RbacAuthorizer::new(p.clone());
     let q = res(user("jane", &[]), "get", "pods", "", "dev");
     assert!(a.authorize(&q).allowed());

@@ -37,10 +37,7 @@ pub fn resource_matches(rule: &PolicyRule, combined: &str, subresource: &str) ->
     items(&rule.resources).iter().any(|r| {
         r == ALL
             || r == combined
-            || (!subresource.is_empty()
-                && r.len() == subresource.len() + 2
-                && r.starts_with("*/")
-                && r.ends_with(subresource))
+            || (!subresource.is_empty() && r.len() == subresource.len() + 2 && r.starts_with("*/") && r.ends_with(subresource))
     })
 }
 
@@ -131,9 +128,7 @@ fn resource_covers_all(set: &[String], covers: &[String]) -> bool {
     if has(set, ALL) || has_all(set, covers) {
         return true;
     }
-    covers.iter().all(|path| {
-        has(set, path) || path.split_once('/').is_some_and(|(_, sub)| has(set, &format!("*/{sub}")))
-    })
+    covers.iter().all(|path| has(set, path) || path.split_once('/').is_some_and(|(_, sub)| has(set, &format!("*/{sub}"))))
 }
 
 fn non_resource_urls_cover_all(set: &[String], covers: &[String]) -> bool {
@@ -214,7 +209,12 @@ pub fn compact_string(rule: &PolicyRule) -> String {
 
 /// A rule from string lists (tests and the bootstrap policy build rules this way).
 pub fn rule(verbs: &[&str], groups: &[&str], resources: &[&str]) -> PolicyRule {
-    PolicyRule { verbs: verbs.iter().map(|s| s.to_string()).collect(), api_groups: list(groups), resources: list(resources), ..Default::default() }
+    PolicyRule {
+        verbs: verbs.iter().map(|s| s.to_string()).collect(),
+        api_groups: list(groups),
+        resources: list(resources),
+        ..Default::default()
+    }
 }
 
 #[cfg(test)]

@@ -187,7 +187,13 @@ fn covers_like_kube() {
             false,
             vec![g(&["v1"], &["update"], &["pods"])],
         ),
-        ("APIGroupStarCoveringMultiple", vec![g(&["*"], &["get"], &["roles"])], vec![g(&["group1", "group2"], &["get"], &["roles"])], true, vec![]),
+        (
+            "APIGroupStarCoveringMultiple",
+            vec![g(&["*"], &["get"], &["roles"])],
+            vec![g(&["group1", "group2"], &["get"], &["roles"])],
+            true,
+            vec![],
+        ),
         (
             "EnumerationNotCoveringAPIGroupStar",
             vec![g(&["dummy-group"], &["get"], &["roles"])],
@@ -205,7 +211,13 @@ fn covers_like_kube() {
             vec![g(&["v1"], &["*"], &["roles"])],
         ),
         ("VerbStarCoveringStar", vec![g(&["v1"], &["*"], &["roles"])], vec![g(&["v1"], &["*"], &["roles"])], true, vec![]),
-        ("ResourceStarCoveringMultiple", vec![g(&["v1"], &["get"], &["*"])], vec![g(&["v1"], &["get"], &["resourcegroup:deployments"])], true, vec![]),
+        (
+            "ResourceStarCoveringMultiple",
+            vec![g(&["v1"], &["get"], &["*"])],
+            vec![g(&["v1"], &["get"], &["resourcegroup:deployments"])],
+            true,
+            vec![],
+        ),
         (
             "EnumerationNotCoveringResourceStar",
             vec![g(&["v1"], &["get"], &["roles", "resourcegroup:deployments"])],
@@ -237,7 +249,13 @@ fn covers_like_kube() {
             false,
             vec![urls(&["get"], &["/apis"])],
         ),
-        ("NonResourceURLsStarAfterPrefix", vec![urls(&["*"], &["/apis/*"])], vec![urls(&["get"], &["/apis/v1/foo", "/apis/v1"])], true, vec![]),
+        (
+            "NonResourceURLsStarAfterPrefix",
+            vec![urls(&["*"], &["/apis/*"])],
+            vec![urls(&["get"], &["/apis/v1/foo", "/apis/v1"])],
+            true,
+            vec![],
+        ),
         (
             "NonResourceURLsWithOtherFields",
             vec![PolicyRule { non_resource_urls: list(&["/apis"]), ..g(&["v1"], &["get"], &["builds"]) }],

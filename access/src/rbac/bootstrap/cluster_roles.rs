@@ -250,15 +250,24 @@ fn kube_controller_manager_rules() -> Vec<PolicyRule> {
 /// kube's default ClusterRoles (the `system:controller:*` ones are in `controller_roles`).
 pub fn cluster_roles() -> Vec<ClusterRole> {
     vec![
-        cluster_role(
-            "cluster-admin",
-            vec![new_rule(&["*"]).groups(&["*"]).resources(&["*"]).rule(), new_rule(&["*"]).urls(&["*"]).rule()],
-        ),
+        cluster_role("cluster-admin", vec![new_rule(&["*"]).groups(&["*"]).resources(&["*"]).rule(), new_rule(&["*"]).urls(&["*"]).rule()]),
         cluster_role(
             "system:discovery",
             vec![
                 new_rule(&["get"])
-                    .urls(&["/healthz", "/livez", "/readyz", "/version", "/version/", "/api", "/api/*", "/apis", "/apis/*", "/openapi", "/openapi/*"])
+                    .urls(&[
+                        "/healthz",
+                        "/livez",
+                        "/readyz",
+                        "/version",
+                        "/version/",
+                        "/api",
+                        "/api/*",
+                        "/apis",
+                        "/apis/*",
+                        "/openapi",
+                        "/openapi/*",
+                    ])
                     .rule(),
             ],
         ),
@@ -273,11 +282,17 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
         cluster_role(
             "system:basic-user",
             vec![
-                new_rule(&["create"]).groups(&["authorization.k8s.io"]).resources(&["selfsubjectaccessreviews", "selfsubjectrulesreviews"]).rule(),
+                new_rule(&["create"])
+                    .groups(&["authorization.k8s.io"])
+                    .resources(&["selfsubjectaccessreviews", "selfsubjectrulesreviews"])
+                    .rule(),
                 new_rule(&["create"]).groups(&["authentication.k8s.io"]).resources(&["selfsubjectreviews"]).rule(),
             ],
         ),
-        cluster_role("system:public-info-viewer", vec![new_rule(&["get"]).urls(&["/healthz", "/livez", "/readyz", "/version", "/version/"]).rule()]),
+        cluster_role(
+            "system:public-info-viewer",
+            vec![new_rule(&["get"]).urls(&["/healthz", "/livez", "/readyz", "/version", "/version/"]).rule()],
+        ),
         aggregating("admin", AGG_ADMIN, &[]),
         aggregating("edit", AGG_EDIT, &[(AGG_ADMIN, "true")]),
         aggregating("view", AGG_VIEW, &[(AGG_EDIT, "true")]),
@@ -310,7 +325,12 @@ pub fn cluster_roles() -> Vec<ClusterRole> {
         ),
         cluster_role(
             "system:node-bootstrapper",
-            vec![new_rule(&["create", "get", "list", "watch"]).groups(&["certificates.k8s.io"]).resources(&["certificatesigningrequests"]).rule()],
+            vec![
+                new_rule(&["create", "get", "list", "watch"])
+                    .groups(&["certificates.k8s.io"])
+                    .resources(&["certificatesigningrequests"])
+                    .rule(),
+            ],
         ),
         cluster_role(
             "system:auth-delegator",

@@ -37,7 +37,12 @@ fn rules(name: &str) -> Vec<PolicyRule> {
     let mut rules = match name {
         "clusterrole-aggregation-controller" => {
             // escalate lets it write rules it does not hold; it never writes events.
-            return vec![r(&["escalate", "get", "list", "watch", "update", "patch"]).groups(&["rbac.authorization.k8s.io"]).resources(&["clusterroles"]).rule()];
+            return vec![
+                r(&["escalate", "get", "list", "watch", "update", "patch"])
+                    .groups(&["rbac.authorization.k8s.io"])
+                    .resources(&["clusterroles"])
+                    .rule(),
+            ];
         }
         "cronjob-controller" => vec![
             r(&["get", "list", "watch", "update"]).groups(&["batch"]).resources(&["cronjobs"]).rule(),
@@ -53,13 +58,19 @@ fn rules(name: &str) -> Vec<PolicyRule> {
             r(&["list", "watch"]).groups(&[""]).resources(&["nodes"]).rule(),
             r(&["list", "watch", "create", "delete", "patch"]).groups(&[""]).resources(&["pods"]).rule(),
             r(&["create"]).groups(&[""]).resources(&["pods/binding"]).rule(),
-            r(&["get", "list", "watch", "create", "delete", "update", "patch"]).groups(&["apps"]).resources(&["controllerrevisions"]).rule(),
+            r(&["get", "list", "watch", "create", "delete", "update", "patch"])
+                .groups(&["apps"])
+                .resources(&["controllerrevisions"])
+                .rule(),
         ],
         "deployment-controller" => vec![
             r(&["get", "list", "watch", "update"]).groups(&["apps", "extensions"]).resources(&["deployments"]).rule(),
             r(&["update"]).groups(&["apps", "extensions"]).resources(&["deployments/status"]).rule(),
             r(&["update"]).groups(&["apps", "extensions"]).resources(&["deployments/finalizers"]).rule(),
-            r(&["get", "list", "watch", "create", "update", "patch", "delete"]).groups(&["apps", "extensions"]).resources(&["replicasets"]).rule(),
+            r(&["get", "list", "watch", "create", "update", "patch", "delete"])
+                .groups(&["apps", "extensions"])
+                .resources(&["replicasets"])
+                .rule(),
             // Pods are read to tell whether a Recreate rollout may proceed.
             r(&["get", "list", "watch", "update"]).groups(&[""]).resources(&["pods"]).rule(),
         ],
@@ -83,7 +94,9 @@ fn rules(name: &str) -> Vec<PolicyRule> {
             r(&["update"]).groups(&[""]).resources(&["services/finalizers"]).rule(),
             r(&["get", "list", "watch", "create", "update", "delete"]).groups(&["discovery.k8s.io"]).resources(&["endpointslices"]).rule(),
         ],
-        "generic-garbage-collector" => vec![r(&["get", "list", "watch", "patch", "update", "delete"]).groups(&["*"]).resources(&["*"]).rule()],
+        "generic-garbage-collector" => {
+            vec![r(&["get", "list", "watch", "patch", "update", "delete"]).groups(&["*"]).resources(&["*"]).rule()]
+        }
         "horizontal-pod-autoscaler" => vec![
             r(READ).groups(&["autoscaling"]).resources(&["horizontalpodautoscalers"]).rule(),
             r(&["update"]).groups(&["autoscaling"]).resources(&["horizontalpodautoscalers/status"]).rule(),
@@ -144,7 +157,10 @@ fn rules(name: &str) -> Vec<PolicyRule> {
             r(&["update"]).groups(&["apps"]).resources(&["statefulsets/status"]).rule(),
             r(&["update"]).groups(&["apps"]).resources(&["statefulsets/finalizers"]).rule(),
             r(&["get", "create", "delete", "update", "patch"]).groups(&[""]).resources(&["pods"]).rule(),
-            r(&["get", "create", "delete", "update", "patch", "list", "watch"]).groups(&["apps"]).resources(&["controllerrevisions"]).rule(),
+            r(&["get", "create", "delete", "update", "patch", "list", "watch"])
+                .groups(&["apps"])
+                .resources(&["controllerrevisions"])
+                .rule(),
             r(&["get", "create", "list", "watch"]).groups(&[""]).resources(&["persistentvolumeclaims"]).rule(),
             r(&["update", "delete"]).groups(&[""]).resources(&["persistentvolumeclaims"]).rule(),
             r(&["update"]).groups(&[""]).resources(&["pods/finalizers"]).rule(),
@@ -188,7 +204,11 @@ pub fn namespace_roles() -> Vec<Role> {
             ],
         ),
         role(ks, "system:controller:bootstrap-signer", vec![new_rule(READ).groups(&[""]).resources(&["secrets"]).rule()]),
-        role(ks, "system:controller:cloud-provider", vec![new_rule(&["create", "get", "list", "watch"]).groups(&[""]).resources(&["configmaps"]).rule()]),
+        role(
+            ks,
+            "system:controller:cloud-provider",
+            vec![new_rule(&["create", "get", "list", "watch"]).groups(&[""]).resources(&["configmaps"]).rule()],
+        ),
         role(
             ks,
             "system:controller:token-cleaner",

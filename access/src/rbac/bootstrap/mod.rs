@@ -156,7 +156,12 @@ pub fn cluster_role_bindings() -> Vec<ClusterRoleBinding> {
 pub fn namespace_role_bindings() -> Vec<RoleBinding> {
     let ks = "kube-system";
     vec![
-        role_binding("kube-public", "system:controller:bootstrap-signer", "system:controller:bootstrap-signer", &["ServiceAccount:kube-system/bootstrap-signer"]),
+        role_binding(
+            "kube-public",
+            "system:controller:bootstrap-signer",
+            "system:controller:bootstrap-signer",
+            &["ServiceAccount:kube-system/bootstrap-signer"],
+        ),
         role_binding(
             ks,
             "system::extension-apiserver-authentication-reader",
@@ -179,9 +184,24 @@ pub fn namespace_role_bindings() -> Vec<RoleBinding> {
             "system::leader-locking-kube-scheduler",
             &[&format!("User:{KUBE_SCHEDULER}"), "ServiceAccount:kube-system/kube-scheduler"],
         ),
-        role_binding(ks, "system:controller:bootstrap-signer", "system:controller:bootstrap-signer", &["ServiceAccount:kube-system/bootstrap-signer"]),
-        role_binding(ks, "system:controller:cloud-provider", "system:controller:cloud-provider", &["ServiceAccount:kube-system/cloud-provider"]),
-        role_binding(ks, "system:controller:token-cleaner", "system:controller:token-cleaner", &["ServiceAccount:kube-system/token-cleaner"]),
+        role_binding(
+            ks,
+            "system:controller:bootstrap-signer",
+            "system:controller:bootstrap-signer",
+            &["ServiceAccount:kube-system/bootstrap-signer"],
+        ),
+        role_binding(
+            ks,
+            "system:controller:cloud-provider",
+            "system:controller:cloud-provider",
+            &["ServiceAccount:kube-system/cloud-provider"],
+        ),
+        role_binding(
+            ks,
+            "system:controller:token-cleaner",
+            "system:controller:token-cleaner",
+            &["ServiceAccount:kube-system/token-cleaner"],
+        ),
     ]
 }
 
@@ -206,7 +226,12 @@ pub fn default_policy(aggregate: bool) -> DefaultPolicy {
     if aggregate {
         crate::rbac::aggregation::aggregate_in_place(&mut cluster_roles);
     }
-    DefaultPolicy { cluster_roles, cluster_role_bindings: cluster_role_bindings(), roles: namespace_roles(), role_bindings: namespace_role_bindings() }
+    DefaultPolicy {
+        cluster_roles,
+        cluster_role_bindings: cluster_role_bindings(),
+        roles: namespace_roles(),
+        role_bindings: namespace_role_bindings(),
+    }
 }
 
 impl DefaultPolicy {

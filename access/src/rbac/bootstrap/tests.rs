@@ -22,7 +22,19 @@ fn names_are_unique_and_bindings_reference_existing_roles() {
         let ns = b.metadata.namespace.as_deref();
         assert!(p.roles.iter().any(|r| r.metadata.namespace.as_deref() == ns && r.metadata.name == Some(b.role_ref.name.clone())));
     }
-    for name in ["cluster-admin", "admin", "edit", "view", "system:kube-scheduler", "system:kube-controller-manager", "system:node", "system:basic-user", "system:discovery", "system:public-info-viewer", "system:monitoring"] {
+    for name in [
+        "cluster-admin",
+        "admin",
+        "edit",
+        "view",
+        "system:kube-scheduler",
+        "system:kube-controller-manager",
+        "system:node",
+        "system:basic-user",
+        "system:discovery",
+        "system:public-info-viewer",
+        "system:monitoring",
+    ] {
         assert!(names.contains(name), "{name}");
     }
 }
@@ -73,7 +85,10 @@ fn scheduler_and_controller_manager_hold_what_they_use() {
     assert!(allowed(&c, &sched, "create", "", "pods", "dev") == false);
     assert!(c.authorize(&Attributes::resource(sched.clone(), "create", "", "pods", "dev", "p").with_subresource("binding")).allowed());
     assert!(allowed(&c, &sched, "watch", "", "nodes", ""));
-    assert!(c.authorize(&Attributes::resource(sched.clone(), "update", "coordination.k8s.io", "leases", "kube-system", "kube-scheduler")).allowed());
+    assert!(
+        c.authorize(&Attributes::resource(sched.clone(), "update", "coordination.k8s.io", "leases", "kube-system", "kube-scheduler"))
+            .allowed()
+    );
     assert!(!c.authorize(&Attributes::resource(sched, "update", "coordination.k8s.io", "leases", "kube-system", "other")).allowed());
 
     let kcm = UserInfo::new("system:kube-controller-manager", &["system:authenticated"]);
@@ -91,8 +106,12 @@ fn scheduler_and_controller_manager_hold_what_they_use() {
     ] {
         assert!(allowed(&c, &kcm, verb, group, resource, "dev"), "{verb} {group}/{resource}");
     }
-    assert!(c.authorize(&Attributes::resource(kcm.clone(), "update", "apps", "replicasets", "dev", "r").with_subresource("status")).allowed());
-    assert!(c.authorize(&Attributes::resource(kcm.clone(), "escalate", "rbac.authorization.k8s.io", "clusterroles", "", "admin")).allowed());
+    assert!(
+        c.authorize(&Attributes::resource(kcm.clone(), "update", "apps", "replicasets", "dev", "r").with_subresource("status")).allowed()
+    );
+    assert!(
+        c.authorize(&Attributes::resource(kcm.clone(), "escalate", "rbac.authorization.k8s.io", "clusterroles", "", "admin")).allowed()
+    );
     assert!(!allowed(&c, &kcm, "create", "rbac.authorization.k8s.io", "clusterrolebindings", ""));
 }
 
