@@ -120,12 +120,10 @@ impl Attributes {
             }
             .to_string();
         }
-        if parts[0] == "namespaces" {
-            if parts.len() > 1 {
-                a.namespace = parts[1].to_string();
-                if parts.len() > 2 && parts[2] != "status" && parts[2] != "finalize" {
-                    parts.drain(..2);
-                }
+        if parts[0] == "namespaces" && parts.len() > 1 {
+            a.namespace = parts[1].to_string();
+            if parts.len() > 2 && parts[2] != "status" && parts[2] != "finalize" {
+                parts.drain(..2);
             }
         }
         if parts.len() >= 3 && a.verb != "proxy" {

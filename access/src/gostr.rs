@@ -1,6 +1,6 @@
-//! Go's `fmt` verbs as kube's messages use them: `%q` of a string (`strconv.Quote`), `%q` of a
-//! `[]string` (`["a" "b"]`) and `%v` of a `[]string` (`[a b]`). Clients match these messages
-//! byte for byte, so the quoting must be Go's, not Rust's `{:?}`.
+//! Go's `fmt` verbs as kube's messages use them: `%q` of a string (`strconv.Quote`) and `%q` of
+//! a `[]string` (`["a" "b"]`). Clients match these messages byte for byte, so the quoting
+//! must be Go's, not Rust's `{:?}`.
 
 /// `%q` of a string: double quotes, Go escapes for quotes, backslashes and control characters.
 pub fn quote(s: &str) -> String {
@@ -31,12 +31,6 @@ pub fn quote_list<S: AsRef<str>>(items: &[S]) -> String {
     format!("[{}]", parts.join(" "))
 }
 
-/// `%v` of a `[]string`: `[a b]`.
-pub fn list<S: AsRef<str>>(items: &[S]) -> String {
-    let parts: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
-    format!("[{}]", parts.join(" "))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,6 +43,5 @@ mod tests {
         assert_eq!(quote("ü"), "\"ü\"");
         assert_eq!(quote_list(&["", "apps"]), r#"["" "apps"]"#);
         assert_eq!(quote_list::<&str>(&[]), "[]");
-        assert_eq!(list(&["get", "list"]), "[get list]");
     }
 }

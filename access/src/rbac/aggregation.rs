@@ -169,7 +169,7 @@ mod tests {
     fn aggregation_collects_deduplicates_and_skips_itself() {
         let get_pods = rule(&["get"], &[""], &["pods"]);
         let list_pods = rule(&["list"], &[""], &["pods"]);
-        let roles = vec![
+        let roles = [
             cr("agg", &[("x", "true")], vec![rule(&["*"], &["*"], &["*"])], Some(vec![match_labels("x", "true")])),
             cr("b", &[("x", "true")], vec![list_pods.clone(), get_pods.clone()], None),
             cr("a", &[("x", "true")], vec![get_pods.clone()], None),

@@ -26,7 +26,8 @@ fn named(mut p: PolicyRule, names: &[&str]) -> PolicyRule {
 
 #[test]
 fn rule_matches_like_kube() {
-    let cases: Vec<(&str, PolicyRule, Vec<(Attributes, bool)>)> = vec![
+    type Case = (&'static str, PolicyRule, Vec<(Attributes, bool)>);
+    let cases: Vec<Case> = vec![
         (
             "star verb, exact match other",
             r(&["*"], &["group1"], &["resource1"]),

@@ -82,7 +82,7 @@ fn authenticated_users_discover_and_ask_about_themselves() {
 fn scheduler_and_controller_manager_hold_what_they_use() {
     let c = chain();
     let sched = UserInfo::new("system:kube-scheduler", &["system:authenticated"]);
-    assert!(allowed(&c, &sched, "create", "", "pods", "dev") == false);
+    assert!(!allowed(&c, &sched, "create", "", "pods", "dev"));
     assert!(c.authorize(&Attributes::resource(sched.clone(), "create", "", "pods", "dev", "p").with_subresource("binding")).allowed());
     assert!(allowed(&c, &sched, "watch", "", "nodes", ""));
     assert!(
