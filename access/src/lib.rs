@@ -10,7 +10,7 @@
 //!  request ──► authn::Authenticator ──► authn::impersonation ──► authz::Chain ──► admission::* ──► store
 //!              x509 CN/O, token file,   Impersonate-* headers    PrivilegedGroups   NamespaceLifecycle
 //!              ServiceAccount JWT,      (impersonate checks       Node (node graph)  LimitRanger
-//!              anonymous                 through authz)           RBAC (policy)      ServiceAccount
+//!              anonymous                 through authz)           RBAC (policy)      ServiceAccount, NodeRestriction
 //!                  │ 401                     │ 403                AlwaysAllow/Deny   DefaultTolerationSeconds
 //!                  ▼                         ▼                        │ 403          ResourceQuota (charges)
 //!              error::Error::status() — kube's Status bodies          ▼

@@ -1,11 +1,13 @@
 //! Admission cores: pure functions the apiserver calls between authorization and the write,
 //! in kube's plugin order (mutating, then validating): NamespaceLifecycle, LimitRanger,
-//! ServiceAccount, DefaultTolerationSeconds, then LimitRanger's and ResourceQuota's checks.
+//! ServiceAccount, DefaultTolerationSeconds, NodeRestriction, then LimitRanger's and
+//! ResourceQuota's checks.
 //! Each takes the object and what the apiserver's caches know, and returns the mutated object
 //! or kube's Status error. None does I/O.
 
 pub mod lifecycle;
 pub mod limit_ranger;
+pub mod node_restriction;
 pub mod quantity;
 pub mod quota;
 pub mod resources;
@@ -28,6 +30,8 @@ pub enum Plugin {
     DefaultTolerationSeconds,
     /// ResourceQuota.
     ResourceQuota,
+    /// Kubelets limited to their own Node and pods (not in kube's defaults; kubeadm enables it).
+    NodeRestriction,
 }
 
 /// kube's default set (those of it keel-access implements), in kube's order.
@@ -47,6 +51,7 @@ pub fn enabled_plugins(enable: &str, disable: &str, known_elsewhere: &[&str]) ->
                 "ServiceAccount" => Plugin::ServiceAccount,
                 "DefaultTolerationSeconds" => Plugin::DefaultTolerationSeconds,
                 "ResourceQuota" => Plugin::ResourceQuota,
+                "NodeRestriction" => Plugin::NodeRestriction,
                 other if known_elsewhere.contains(&other) => continue,
                 other => return Err(Error::BadRequest(format!("admission-control plugin {} is unknown", quote(other)))),
             };
@@ -56,7 +61,11 @@ pub fn enabled_plugins(enable: &str, disable: &str, known_elsewhere: &[&str]) ->
     };
     let enabled = parse(enable)?;
     let disabled = parse(disable)?;
-    Ok(DEFAULT_PLUGINS.iter().copied().filter(|p| !disabled.contains(p) || enabled.contains(p)).collect())
+    let mut out: Vec<Plugin> = DEFAULT_PLUGINS.iter().copied().filter(|p| !disabled.contains(p) || enabled.contains(p)).collect();
+    out.extend(enabled.iter().copied().filter(|p| !DEFAULT_PLUGINS.contains(p)));
+    out.sort();
+    out.dedup();
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -66,7 +75,17 @@ mod tests {
     #[test]
     fn plugin_flags_add_to_and_remove_from_kubes_defaults() {
         assert_eq!(enabled_plugins("", "", &[]).unwrap(), DEFAULT_PLUGINS);
-        assert_eq!(enabled_plugins("NodeRestriction", "ResourceQuota", &["NodeRestriction"]).unwrap().len(), 4);
+        let with = enabled_plugins("NodeRestriction,EventRateLimit", "ResourceQuota", &["EventRateLimit"]).unwrap();
+        assert_eq!(
+            with,
+            [
+                Plugin::NamespaceLifecycle,
+                Plugin::LimitRanger,
+                Plugin::ServiceAccount,
+                Plugin::DefaultTolerationSeconds,
+                Plugin::NodeRestriction
+            ]
+        );
         assert!(enabled_plugins("AlwaysPullImages", "", &[]).is_err());
     }
 }
