@@ -22,6 +22,7 @@
 //! ```
 //!
 //! Modules:
+//! - [`access`]: the flags ([`AccessConfig`]) and the request front in one call ([`Access::check`]).
 //! - [`attributes`]: the authorization question, and kube's parse of method + path + query into it.
 //! - [`authn`]: client certificates, `--token-auth-file`, ServiceAccount tokens (issue and
 //!   validate), anonymous, impersonation.
@@ -39,6 +40,7 @@
 //!
 //! `INTEGRATION.md` (next to this crate's Cargo.toml) says where the apiserver calls each part.
 
+pub mod access;
 pub mod admission;
 pub mod attributes;
 pub mod audit;
@@ -52,4 +54,5 @@ pub mod rbac;
 pub mod review;
 pub mod user;
 
+pub use access::{Access, AccessConfig, Allowed, Refused, RequestHead};
 pub use error::Error;
