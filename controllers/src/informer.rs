@@ -139,7 +139,7 @@ where
         self.name
     }
 
-    /// Calls `f` for every change; register before [`Informer::start`].
+    /// Calls `f` for every change; register before [`Informer::runner`].
     pub fn on_change(&self, f: impl Fn(&Change<'_, K>) + Send + Sync + 'static) {
         self.handlers.write().unwrap_or_else(|p| p.into_inner()).push(Box::new(f));
     }

@@ -134,7 +134,7 @@ pub fn should_run(node: &Node, ds: &DaemonSet) -> (bool, bool) {
 }
 
 /// `ReplaceDaemonSetPodNodeNameNodeAffinity`: the required node affinity becomes exactly
-/// "`metadata.name` In [node]".
+/// "`metadata.name` In \[node\]".
 pub fn pin_to_node(affinity: Option<Affinity>, node: &str) -> Affinity {
     let mut a = affinity.unwrap_or_default();
     let na = a.node_affinity.get_or_insert_with(NodeAffinity::default);

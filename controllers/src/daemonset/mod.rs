@@ -1,7 +1,7 @@
 //! The DaemonSet controller (kube's `pkg/controller/daemon`): one pod per eligible node
 //! ([`eligibility`]), placed through the default scheduler by a required node affinity on the
 //! node's name, replaced by `RollingUpdate` (maxUnavailable / maxSurge) or on delete
-//! (`OnDelete`), with ControllerRevisions as history ([`history`]).
+//! (`OnDelete`), with ControllerRevisions as history (`history`).
 //!
 //! Invariants: pod counts change only when the DaemonSet's expectations are met (as the
 //! ReplicaSet controller); a node whose daemon pod keeps failing is retried with per-node
