@@ -80,7 +80,8 @@ mod tests {
         let s = Duration::from_secs;
         let ok = Config::new("kube-system", "kube-scheduler", "a");
         assert!(ok.validate().is_ok(), "kube's defaults are valid");
-        let table: Vec<(&str, Duration, Duration, Duration, &str, Option<&str>)> = vec![
+        type Row<'a> = (&'a str, Duration, Duration, Duration, &'a str, Option<&'a str>);
+        let table: Vec<Row> = vec![
             ("lease == renew", s(10), s(10), s(2), "a", Some("leaseDuration must be greater than renewDeadline")),
             ("renew too close to retry", s(15), s(2), s(2), "a", Some("renewDeadline must be greater than retryPeriod*JitterFactor")),
             ("renew just above retry*1.2", s(15), Duration::from_millis(2_500), s(2), "a", None),

@@ -148,7 +148,8 @@ mod tests {
         let d15 = Duration::from_secs(15);
         let s = Duration::from_secs;
         // (name, observed record, observed_at offset, now offset, expected kind, expected transitions)
-        let table: Vec<(&str, Option<Record>, Duration, Duration, &str, i32)> = vec![
+        type Row<'a> = (&'a str, Option<Record>, Duration, Duration, &'a str, i32);
+        let table: Vec<Row> = vec![
             ("no lease: create it", None, s(0), s(0), "create", 0),
             ("held by me: renew, keep transitions", Some(rec(Some("me"), 15, 4)), s(0), s(1), "renew", 4),
             ("held by me even when stale: renew", Some(rec(Some("me"), 15, 4)), s(0), s(100), "renew", 4),
