@@ -1,0 +1,10 @@
+//! x
+pub mod message;
+pub mod node;
+pub mod plugins;
+pub mod pod;
+pub mod preempt;
+pub mod quantity;
+pub mod resources;
+pub mod schedule;
+pub mod score;
