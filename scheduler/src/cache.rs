@@ -38,12 +38,18 @@ pub enum Change {
     Nothing,
 }
 
+#[derive(Debug)]
+struct Slot {
+    /// The Node object exists (a removed node with pods left keeps its slot).
+    exists: bool,
+    info: NodeInfo,
+}
+
 /// Nodes and the pods on them.
 #[derive(Debug, Default)]
 pub struct Cache {
-    nodes: BTreeMap<String, NodeInfo>,
-    /// Names of the nodes that exist (a removed node with pods left stays in `nodes`).
-    existing: BTreeSet<String>,
+    nodes: BTreeMap<String, Slot>,
+    existing: usize,
     pods: HashMap<PodKey, Placed>,
     nominated: Nominated,
     nominated_of: HashMap<PodKey, String>,
@@ -60,14 +66,19 @@ impl Cache {
     pub fn upsert_node(&mut self, node: &Node) -> (Change, Option<String>) {
         let (spec, problem) = NodeSpec::parse(node);
         let name = spec.name.clone();
-        let added = self.existing.insert(name.clone());
         let change = match self.nodes.get_mut(&name) {
-            Some(info) => {
-                let old = std::mem::replace(&mut info.spec, spec);
-                if added || old != info.spec { Change::MayHelp } else { Change::Nothing }
+            Some(slot) => {
+                let added = !slot.exists;
+                slot.exists = true;
+                let old = std::mem::replace(&mut slot.info.spec, spec);
+                if added {
+                    self.existing += 1;
+                }
+                if added || old != slot.info.spec { Change::MayHelp } else { Change::Nothing }
             }
             None => {
-                self.nodes.insert(name, NodeInfo::new(spec));
+                self.nodes.insert(name, Slot { exists: true, info: NodeInfo::new(spec) });
+                self.existing += 1;
                 Change::MayHelp
             }
         };
@@ -76,15 +87,19 @@ impl Cache {
 
     /// Removes a node (its pods stay accounted until they go).
     pub fn remove_node(&mut self, name: &str) {
-        self.existing.remove(name);
-        if self.nodes.get(name).is_some_and(|n| n.pods.is_empty()) {
+        let Some(slot) = self.nodes.get_mut(name) else { return };
+        if slot.exists {
+            slot.exists = false;
+            self.existing -= 1;
+        }
+        if slot.info.pods.is_empty() {
             self.nodes.remove(name);
         }
     }
 
     /// Replaces the node set after a relist: nodes not in `names` are removed.
     pub fn retain_nodes(&mut self, names: &BTreeSet<String>) {
-        let gone: Vec<String> = self.existing.difference(names).cloned().collect();
+        let gone: Vec<String> = self.nodes.iter().filter(|(n, s)| s.exists && !names.contains(*n)).map(|(n, _)| n.clone()).collect();
         for n in gone {
             self.remove_node(&n);
         }
@@ -92,9 +107,9 @@ impl Cache {
 
     fn unplace(&mut self, key: &PodKey) -> Option<Placed> {
         let placed = self.pods.remove(key)?;
-        if let Some(n) = self.nodes.get_mut(&placed.node) {
-            n.remove_pod(key);
-            if n.pods.is_empty() && !self.existing.contains(&placed.node) {
+        if let Some(slot) = self.nodes.get_mut(&placed.node) {
+            slot.info.remove_pod(key);
+            if slot.info.pods.is_empty() && !slot.exists {
                 self.nodes.remove(&placed.node);
             }
         }
@@ -103,7 +118,11 @@ impl Cache {
 
     fn place(&mut self, info: Arc<PodInfo>, node: &str, assumed: bool) {
         let key = info.key.clone();
-        self.nodes.entry(node.to_string()).or_insert_with(|| NodeInfo::new(NodeSpec { name: node.to_string(), ..Default::default() })).add_pod(info);
+        self.nodes
+            .entry(node.to_string())
+            .or_insert_with(|| Slot { exists: false, info: NodeInfo::new(NodeSpec { name: node.to_string(), ..Default::default() }) })
+            .info
+            .add_pod(info);
         self.pods.insert(key, Placed { node: node.to_string(), assumed, bound: false });
     }
 
@@ -149,7 +168,7 @@ impl Cache {
     /// in flight (the list may predate it).
     pub fn retain_pods(&mut self, keys: &BTreeSet<PodKey>) {
         let gone: Vec<PodKey> =
-            self.pods.iter().filter(|(k, p)| !(p.assumed && !p.bound) && !keys.contains(*k)).map(|(k, _)| k.clone()).collect();
+            self.pods.iter().filter(|(k, p)| (!p.assumed || p.bound) && !keys.contains(*k)).map(|(k, _)| k.clone()).collect();
         for k in gone {
             self.unplace(&k);
         }
@@ -194,17 +213,22 @@ impl Cache {
 
     /// The nodes pods may go to, by name.
     pub fn nodes(&self) -> Vec<&NodeInfo> {
-        self.existing.iter().filter_map(|n| self.nodes.get(n)).collect()
+        self.nodes.values().filter(|s| s.exists).map(|s| &s.info).collect()
     }
 
     /// One existing node.
     pub fn node(&self, name: &str) -> Option<&NodeInfo> {
-        self.nodes.get(name).filter(|_| self.existing.contains(name))
+        self.nodes.get(name).filter(|s| s.exists).map(|s| &s.info)
     }
 
     /// How many nodes exist.
     pub fn node_count(&self) -> usize {
-        self.existing.len()
+        self.existing
+    }
+
+    /// The pods counted on `node` by assumption whose binding has not finished.
+    pub fn binding_on(&self, node: &str) -> Vec<PodKey> {
+        self.pods.iter().filter(|(_, p)| p.node == node && p.assumed && !p.bound).map(|(k, _)| k.clone()).collect()
     }
 
     /// Nominated pods by node.
@@ -288,7 +312,11 @@ mod tests {
         c.upsert_node(&node("n1", "4"));
         c.update_pod(bound("a", "n1", "1"));
         c.update_pod(bound("b", "n1", "1"));
-        let done = Arc::new(pod_with("a", json!({"nodeName": "n1", "containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "1"}}}]}), json!({"phase": "Succeeded"})));
+        let done = Arc::new(pod_with(
+            "a",
+            json!({"nodeName": "n1", "containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "1"}}}]}),
+            json!({"phase": "Succeeded"}),
+        ));
         assert_eq!(c.update_pod(done), Change::MayHelp);
         assert_eq!(c.remove_pod(&PodKey::new("default", "b")), Change::MayHelp);
         assert_eq!(used(&c, "n1"), 0);

@@ -1,6 +1,36 @@
-//! x
+//! `keel-scheduler`: assigns pods to nodes through keel-apiserver, as kube-scheduler's default
+//! profile does, with Lease-based leader election so several replicas can run and exactly one
+//! acts.
+//!
+//! ```text
+//!            keel-apiserver (list/watch pods, nodes · POST pods/binding · PATCH pods/status · events)
+//!                ▲      │                                        ▲
+//!   informer ────┘      ▼                                        │
+//!   (reflectors) ──Update──► driver (one task) ──────────────────┘ binder / events (tasks)
+//!                              │  cache (nodes + assumed pods)
+//!                              │  queue (active / backoff / unschedulable)
+//!                              └─ schedule (plugins → score → select) ─ preempt
+//!   keel-leader ── Leadership::is_leader() checked before every bind and eviction
+//!   http: /healthz /readyz /metrics
+//! ```
+//!
+//! Pure cores (no I/O, table-tested): [`quantity`], [`resources`], [`pod`], [`node`],
+//! [`plugins`] (one module per kube-scheduler plugin), [`score`], [`schedule`],
+//! [`message`], [`preempt`], [`queue`], [`cache`].
+//! Shell: [`informer`], [`driver`], [`binder`], [`events`], [`metrics`], [`http`], [`flags`].
+//! The composition root is `main.rs`: it alone builds the `kube::Client`, the clock and the
+//! seeded randomness.
+
+pub mod binder;
 pub mod cache;
+pub mod driver;
+pub mod error;
+pub mod events;
+pub mod flags;
+pub mod http;
+pub mod informer;
 pub mod message;
+pub mod metrics;
 pub mod node;
 pub mod plugins;
 pub mod pod;
@@ -10,3 +40,5 @@ pub mod queue;
 pub mod resources;
 pub mod schedule;
 pub mod score;
+
+pub use error::Error;

@@ -68,7 +68,11 @@ mod tests {
     }
 
     fn err(statuses: Vec<(&str, Status)>, all: usize, post: Option<&str>) -> FitError {
-        FitError { num_all_nodes: all, statuses: statuses.into_iter().map(|(n, s)| (n.to_string(), s)).collect(), post_filter: post.map(String::from) }
+        FitError {
+            num_all_nodes: all,
+            statuses: statuses.into_iter().map(|(n, s)| (n.to_string(), s)).collect(),
+            post_filter: post.map(String::from),
+        }
     }
 
     #[test]
@@ -83,7 +87,9 @@ mod tests {
                         ("c", st(&["Insufficient cpu"])),
                     ],
                     3,
-                    Some("preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod."),
+                    Some(
+                        "preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod.",
+                    ),
                 ),
                 "0/3 nodes are available: 1 node(s) had untolerated taint {dedicated: gpu}, 2 Insufficient cpu. preemption: 0/3 nodes are available: 1 Preemption is not helpful for scheduling, 2 No preemption victims found for incoming pod..",
             ),
@@ -94,10 +100,25 @@ mod tests {
             ),
             (
                 "counts sort as strings, as kube's sort.Strings does",
-                err((0..12).map(|i| (["n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9", "na", "nb"][i], st(&[if i < 10 { "Too many pods" } else { "node(s) were unschedulable" }]))).collect(), 12, None),
+                err(
+                    (0..12)
+                        .map(|i| {
+                            (
+                                ["n0", "n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8", "n9", "na", "nb"][i],
+                                st(&[if i < 10 { "Too many pods" } else { "node(s) were unschedulable" }]),
+                            )
+                        })
+                        .collect(),
+                    12,
+                    None,
+                ),
                 "0/12 nodes are available: 10 Too many pods, 2 node(s) were unschedulable.",
             ),
-            ("not eligible for preemption", err(vec![("a", st(&["Insufficient cpu"]))], 1, Some("preemption: not eligible due to preemptionPolicy=Never.")), "0/1 nodes are available: 1 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never.."),
+            (
+                "not eligible for preemption",
+                err(vec![("a", st(&["Insufficient cpu"]))], 1, Some("preemption: not eligible due to preemptionPolicy=Never.")),
+                "0/1 nodes are available: 1 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never..",
+            ),
             ("no nodes at all", err(vec![], 0, None), "no nodes available to schedule pods"),
         ];
         for (name, e, want) in table {

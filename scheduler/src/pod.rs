@@ -176,8 +176,16 @@ mod tests {
     #[test]
     fn a_malformed_pod_is_marked_invalid_not_rejected() {
         let p = pod("bad", json!({"containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "one"}}}]}));
-        assert_eq!(p.invalid.as_deref(), Some("spec.containers[0].resources.requests[cpu]: Invalid value: \"one\": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"));
-        let p = pod("bad-affinity", json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "k", "operator": "Gt", "values": ["x"]}]}]}}}}));
+        assert_eq!(
+            p.invalid.as_deref(),
+            Some(
+                "spec.containers[0].resources.requests[cpu]: Invalid value: \"one\": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+            )
+        );
+        let p = pod(
+            "bad-affinity",
+            json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "k", "operator": "Gt", "values": ["x"]}]}]}}}}),
+        );
         assert!(p.invalid.as_deref().is_some_and(|m| m.contains("must be an integer")), "{:?}", p.invalid);
     }
 

@@ -86,13 +86,19 @@ pub fn select_victims_on_node(pod: &PodInfo, node: &NodeInfo, nominated: &Nomina
 fn rank(c: &Candidate) -> (i32, i64, usize, std::cmp::Reverse<i64>) {
     let highest = c.victims.first().map(|v| v.priority).unwrap_or(i32::MIN);
     let sum: i64 = c.victims.iter().map(|v| i64::from(v.priority) + (1i64 << 31)).sum();
-    let earliest_of_highest = c.victims.iter().filter(|v| v.priority == highest).map(|v| v.start_time.unwrap_or(i64::MAX)).min().unwrap_or(i64::MAX);
+    let earliest_of_highest =
+        c.victims.iter().filter(|v| v.priority == highest).map(|v| v.start_time.unwrap_or(i64::MAX)).min().unwrap_or(i64::MAX);
     (highest, sum, c.victims.len(), std::cmp::Reverse(earliest_of_highest))
 }
 
 /// Finds the best node to preempt on. `statuses` are the filter refusals of the failed attempt
 /// (every node's, since nothing fit). `Err` is the `preemption: …` message.
-pub fn preempt(pod: &PodInfo, nodes: &[&NodeInfo], statuses: &BTreeMap<String, Status>, nominated: &Nominated) -> Result<Candidate, String> {
+pub fn preempt(
+    pod: &PodInfo,
+    nodes: &[&NodeInfo],
+    statuses: &BTreeMap<String, Status>,
+    nominated: &Nominated,
+) -> Result<Candidate, String> {
     let nominated_node = pod.nominated_node.as_deref().and_then(|n| nodes.iter().find(|x| x.name() == n)).copied();
     eligible(pod, nominated_node).map_err(|m| format!("preemption: {m}"))?;
     let mut why: BTreeMap<&str, Status> = BTreeMap::new();
@@ -145,7 +151,8 @@ mod tests {
         for p in [prio("old-low", 1, "1", 100), prio("new-low", 1, "1", 200), prio("mid", 5, "1", 50), prio("high", 100, "1", 10)] {
             n.add_pod(p);
         }
-        let table: Vec<(&str, Arc<PodInfo>, Result<Vec<&str>, &str>)> = vec![
+        type Row<'a> = (&'a str, Arc<PodInfo>, Result<Vec<&'a str>, &'a str>);
+        let table: Vec<Row> = vec![
             ("needs one core: the newest lowest goes", prio("p", 10, "1", 0), Ok(vec!["new-low"])),
             ("needs two: both lowest go, mid is reprieved", prio("p", 10, "2", 0), Ok(vec!["old-low", "new-low"])),
             ("needs three: mid goes too", prio("p", 10, "3", 0), Ok(vec!["mid", "old-low", "new-low"])),
@@ -188,13 +195,27 @@ mod tests {
     fn preemption_explains_itself_as_kube_does() {
         let mut full = sized("full", "1", "1Gi");
         full.add_pod(prio("same", 10, "1", 0));
-        let tainted = node("tainted", json!({}), json!({"taints": [{"key": "k", "value": "v", "effect": "NoSchedule"}]}), json!({"cpu": "8", "pods": "10"}));
+        let tainted = node(
+            "tainted",
+            json!({}),
+            json!({"taints": [{"key": "k", "value": "v", "effect": "NoSchedule"}]}),
+            json!({"cpu": "8", "pods": "10"}),
+        );
         let p = prio("p", 10, "1", 0);
         let all = [&full, &tainted];
         let msg = preempt(&p, &all, &statuses(&p, &all), &Nominated::new()).expect_err("nothing to evict");
-        assert_eq!(msg, "preemption: 0/2 nodes are available: 1 No preemption victims found for incoming pod, 1 Preemption is not helpful for scheduling.");
-        let never = pod("p", json!({"priority": 100, "preemptionPolicy": "Never", "containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "1"}}}]}));
-        assert_eq!(preempt(&never, &all, &statuses(&never, &all), &Nominated::new()).err().as_deref(), Some("preemption: not eligible due to preemptionPolicy=Never."));
+        assert_eq!(
+            msg,
+            "preemption: 0/2 nodes are available: 1 No preemption victims found for incoming pod, 1 Preemption is not helpful for scheduling."
+        );
+        let never = pod(
+            "p",
+            json!({"priority": 100, "preemptionPolicy": "Never", "containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "1"}}}]}),
+        );
+        assert_eq!(
+            preempt(&never, &all, &statuses(&never, &all), &Nominated::new()).err().as_deref(),
+            Some("preemption: not eligible due to preemptionPolicy=Never.")
+        );
     }
 
     #[test]

@@ -39,7 +39,11 @@ pub struct QueueConfig {
 
 impl Default for QueueConfig {
     fn default() -> Self {
-        QueueConfig { initial_backoff: Duration::from_secs(1), max_backoff: Duration::from_secs(10), max_in_unschedulable: Duration::from_secs(300) }
+        QueueConfig {
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(10),
+            max_in_unschedulable: Duration::from_secs(300),
+        }
     }
 }
 
@@ -251,7 +255,9 @@ impl SchedulingQueue {
         let stale: Vec<PodKey> = self
             .unschedulable
             .iter()
-            .filter(|k| self.entries.get(*k).is_some_and(|e| now.saturating_duration_since(e.queued_at) >= self.config.max_in_unschedulable))
+            .filter(|k| {
+                self.entries.get(*k).is_some_and(|e| now.saturating_duration_since(e.queued_at) >= self.config.max_in_unschedulable)
+            })
             .cloned()
             .collect();
         for key in stale {
@@ -379,7 +385,11 @@ mod tests {
         assert_eq!(q.counts(), Counts { active: 1, ..Default::default() }, "one entry per pod");
         q.pop();
         q.requeue(&key("a"), true, t);
-        let status_only = Arc::new(crate::pod::testing::pod_with("a", json!({"priority": 0}), json!({"conditions": [{"type": "PodScheduled", "status": "False"}]})));
+        let status_only = Arc::new(crate::pod::testing::pod_with(
+            "a",
+            json!({"priority": 0}),
+            json!({"conditions": [{"type": "PodScheduled", "status": "False"}]}),
+        ));
         q.add(status_only, t + Duration::from_secs(5));
         assert_eq!(q.place(&key("a")), Some(Place::Unschedulable), "our own status write does not retry the pod");
         q.add(p("a", 7), t + Duration::from_secs(5));

@@ -1,10 +1,10 @@
 //! Request arithmetic: what a pod asks for, as kube-scheduler counts it.
 //!
 //! Invariants:
-//! - A pod's request is `max(sum of containers (+ sidecars), each init container at its turn)
-//!   + overhead` (component-helpers' `PodRequests`): init containers run one at a time before
-//!   the app containers, restartable init containers (sidecars, `restartPolicy: Always`) keep
-//!   running and add to everything after them.
+//! - A pod's request is the larger of the containers' sum (plus sidecars) and each init
+//!   container at its turn, plus the overhead (component-helpers' `PodRequests`): init
+//!   containers run one at a time before the app containers; restartable init containers
+//!   (sidecars, `restartPolicy: Always`) keep running and add to everything after them.
 //! - Only `requests` count (limits are the apiserver's defaulting to copy, not ours).
 //! - The *non-zero* request, used only for scoring, counts a container that states no CPU or
 //!   memory request as 100m / 200Mi, so that best-effort pods still spread.
@@ -280,6 +280,9 @@ mod tests {
         let s = spec(json!({"containers": [c("a", json!({"cpu": "1"})), c("b", json!({"cpu": "lots"}))]}));
         let e = pod_requests(&s).expect_err("malformed");
         assert_eq!(e.field, "spec.containers[1].resources.requests[cpu]");
-        assert_eq!(e.to_string(), "spec.containers[1].resources.requests[cpu]: Invalid value: \"lots\": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'");
+        assert_eq!(
+            e.to_string(),
+            "spec.containers[1].resources.requests[cpu]: Invalid value: \"lots\": quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"
+        );
     }
 }

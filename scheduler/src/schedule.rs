@@ -98,7 +98,13 @@ impl Algorithm {
     }
 
     /// Finds a node for `pod` among `nodes` (in a stable order), or says why none fits.
-    pub fn schedule(&mut self, pod: &PodInfo, nodes: &[&NodeInfo], nominated: &Nominated, rng: &mut impl Rng) -> Result<Placement, FitError> {
+    pub fn schedule(
+        &mut self,
+        pod: &PodInfo,
+        nodes: &[&NodeInfo],
+        nominated: &Nominated,
+        rng: &mut impl Rng,
+    ) -> Result<Placement, FitError> {
         let all = nodes.len();
         if all == 0 {
             return Err(FitError::default());
@@ -162,7 +168,19 @@ mod tests {
 
     #[test]
     fn feasible_node_counts_follow_kube() {
-        let table = [(0, 1, 1), (0, 99, 99), (0, 100, 100), (0, 1000, 420), (0, 5000, 500), (0, 6000, 300), (0, 100_000, 5000), (10, 1000, 100), (50, 1000, 500), (100, 1000, 1000), (200, 1000, 1000)];
+        let table = [
+            (0, 1, 1),
+            (0, 99, 99),
+            (0, 100, 100),
+            (0, 1000, 420),
+            (0, 5000, 500),
+            (0, 6000, 300),
+            (0, 100_000, 5000),
+            (10, 1000, 100),
+            (50, 1000, 500),
+            (100, 1000, 1000),
+            (200, 1000, 1000),
+        ];
         for (percentage, nodes, want) in table {
             assert_eq!(num_feasible_nodes_to_find(percentage, nodes), want, "{percentage}% of {nodes}");
         }
@@ -189,7 +207,12 @@ mod tests {
     fn the_best_scoring_feasible_node_wins() {
         let small = sized("small", "1", "1Gi");
         let big = sized("big", "8", "16Gi");
-        let tainted = node("tainted", json!({}), json!({"taints": [{"key": "k", "effect": "NoSchedule"}]}), json!({"cpu": "64", "memory": "64Gi", "pods": "10"}));
+        let tainted = node(
+            "tainted",
+            json!({}),
+            json!({"taints": [{"key": "k", "effect": "NoSchedule"}]}),
+            json!({"cpu": "64", "memory": "64Gi", "pods": "10"}),
+        );
         let mut alg = Algorithm::default();
         let mut rng = StdRng::seed_from_u64(0);
         let nodes = [&small, &big, &tainted];
@@ -221,12 +244,20 @@ mod tests {
     fn nominated_pods_of_higher_priority_hold_their_room() {
         let n = sized("n", "2", "4Gi");
         let mut nominated = Nominated::new();
-        nominated.insert("n".into(), vec![Arc::new(pod("big", json!({"priority": 100, "containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "2"}}}]})))]);
+        nominated.insert(
+            "n".into(),
+            vec![Arc::new(pod(
+                "big",
+                json!({"priority": 100, "containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "2"}}}]}),
+            ))],
+        );
         let low = pod("low", json!({"priority": 1, "containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "1"}}}]}));
-        let high = pod("high", json!({"priority": 1000, "containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "1"}}}]}));
+        let high =
+            pod("high", json!({"priority": 1000, "containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "1"}}}]}));
         assert!(filter_with_nominated(&low, &n, &nominated).is_err(), "a lower-priority pod may not take the nominated room");
         assert!(filter_with_nominated(&high, &n, &nominated).is_ok(), "a higher-priority pod ignores lower nominations");
-        let big_again = pod("big", json!({"priority": 100, "containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "2"}}}]}));
+        let big_again =
+            pod("big", json!({"priority": 100, "containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "2"}}}]}));
         assert!(filter_with_nominated(&big_again, &n, &nominated).is_ok(), "its own nomination does not count against it");
     }
 }

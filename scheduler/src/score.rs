@@ -87,7 +87,12 @@ mod tests {
     #[test]
     fn weights_combine_the_plugins() {
         let a = node("a", json!({"zone": "x"}), json!({}), json!({"cpu": "4", "memory": "8Gi", "pods": "10"}));
-        let b = node("b", json!({}), json!({"taints": [{"key": "soft", "effect": "PreferNoSchedule"}]}), json!({"cpu": "4", "memory": "8Gi", "pods": "10"}));
+        let b = node(
+            "b",
+            json!({}),
+            json!({"taints": [{"key": "soft", "effect": "PreferNoSchedule"}]}),
+            json!({"cpu": "4", "memory": "8Gi", "pods": "10"}),
+        );
         let p = requesting("p", "2", "4Gi");
         // fit 50 + balanced 100 + taints (a: 0 untolerated → 100 × 3, b: 1 → 0).
         assert_eq!(prioritize(&p, &[&a, &b], Strategy::LeastAllocated, Weights::default()), vec![450, 150]);

@@ -135,7 +135,12 @@ fn requirement(r: &NodeSelectorRequirement, field: &str, is_field: bool) -> Resu
             }
             bound = match values[0].parse::<i64>() {
                 Ok(b) => b,
-                Err(_) => return bad("values[0]", format!("Invalid value: {:?}: for 'Gt', 'Lt' operators, the value must be an integer", values[0])),
+                Err(_) => {
+                    return bad(
+                        "values[0]",
+                        format!("Invalid value: {:?}: for 'Gt', 'Lt' operators, the value must be an integer", values[0]),
+                    );
+                }
             };
         }
         _ => {}
@@ -174,13 +179,17 @@ impl PodAffinity {
         let base = "spec.affinity.nodeAffinity";
         if let Some(req) = &na.required_during_scheduling_ignored_during_execution {
             let f = format!("{base}.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms");
-            let terms = req.node_selector_terms.iter().enumerate().map(|(i, t)| compile_term(t, &format!("{f}[{i}]"))).collect::<Result<_, _>>()?;
+            let terms =
+                req.node_selector_terms.iter().enumerate().map(|(i, t)| compile_term(t, &format!("{f}[{i}]"))).collect::<Result<_, _>>()?;
             a.required = Some(terms);
         }
         for (i, p) in na.preferred_during_scheduling_ignored_during_execution.iter().flatten().enumerate() {
             let f = format!("{base}.preferredDuringSchedulingIgnoredDuringExecution[{i}]");
             if !(0..=100).contains(&p.weight) {
-                return Err(BadAffinity { field: format!("{f}.weight"), message: format!("Invalid value: {}: must be in the range 1-100", p.weight) });
+                return Err(BadAffinity {
+                    field: format!("{f}.weight"),
+                    message: format!("Invalid value: {}: must be in the range 1-100", p.weight),
+                });
             }
             let term = compile_term(&p.preference, &format!("{f}.preference"))?;
             if p.weight != 0 {
@@ -254,12 +263,24 @@ mod tests {
             ("Lt", required(json!([t(vec![expr("cores", "Lt", &["16"])])])), true),
             ("Gt on a label that is not an integer", required(json!([t(vec![expr("gen", "Gt", &["1"])])])), false),
             ("Lt on an absent label", required(json!([t(vec![expr("ram", "Lt", &["1"])])])), false),
-            ("expressions in a term are ANDed", required(json!([t(vec![expr("zone", "In", &["a"]), expr("disk", "In", &["hdd"])])])), false),
+            (
+                "expressions in a term are ANDed",
+                required(json!([t(vec![expr("zone", "In", &["a"]), expr("disk", "In", &["hdd"])])])),
+                false,
+            ),
             ("terms are ORed", required(json!([t(vec![expr("zone", "In", &["b"])]), t(vec![expr("disk", "In", &["ssd"])])])), true),
             ("an empty term matches nothing", required(json!([{}])), false),
             ("an empty term list matches nothing", required(json!([])), false),
-            ("matchFields on metadata.name", required(json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}])), true),
-            ("matchFields NotIn", required(json!([{"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["n1"]}]}])), false),
+            (
+                "matchFields on metadata.name",
+                required(json!([{"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]}])),
+                true,
+            ),
+            (
+                "matchFields NotIn",
+                required(json!([{"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["n1"]}]}])),
+                false,
+            ),
             (
                 "nodeSelector and affinity must both match",
                 {
@@ -290,7 +311,11 @@ mod tests {
             ("In without values", t(expr("zone", "In", &[])), "must be specified when `operator` is 'In' or 'NotIn'"),
             ("Exists with values", t(expr("zone", "Exists", &["a"])), "may not be specified"),
             ("unknown operator", t(expr("zone", "Near", &["a"])), "not a valid selector operator"),
-            ("matchFields on a label", required(json!([{"matchFields": [{"key": "zone", "operator": "In", "values": ["a"]}]}])), "not a valid field selector key"),
+            (
+                "matchFields on a label",
+                required(json!([{"matchFields": [{"key": "zone", "operator": "In", "values": ["a"]}]}])),
+                "not a valid field selector key",
+            ),
             (
                 "matchFields with Exists",
                 required(json!([{"matchFields": [{"key": "metadata.name", "operator": "Exists"}]}])),
@@ -304,7 +329,9 @@ mod tests {
         let p = pod("p", t(expr("cores", "Gt", &["x"])));
         assert_eq!(
             p.invalid.as_deref(),
-            Some("spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].values[0]: Invalid value: \"x\": for 'Gt', 'Lt' operators, the value must be an integer")
+            Some(
+                "spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].values[0]: Invalid value: \"x\": for 'Gt', 'Lt' operators, the value must be an integer"
+            )
         );
     }
 

@@ -143,13 +143,19 @@ mod tests {
             ("zero cpu on a full cpu node fits", requesting("p", "0", "1Gi"), vec![]),
             (
                 "init container max counts",
-                pod("p", json!({"containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "100m"}}}],
-                                 "initContainers": [{"name": "i", "image": "x", "resources": {"requests": {"cpu": "1"}}}]})),
+                pod(
+                    "p",
+                    json!({"containers": [{"name": "c", "image": "x", "resources": {"requests": {"cpu": "100m"}}}],
+                                 "initContainers": [{"name": "i", "image": "x", "resources": {"requests": {"cpu": "1"}}}]}),
+                ),
                 vec!["Insufficient cpu"],
             ),
             (
                 "ephemeral storage and extended resources",
-                pod("p", json!({"containers": [{"name": "c", "image": "x", "resources": {"requests": {"ephemeral-storage": "1Gi", "example.com/gpu": "1"}}}]})),
+                pod(
+                    "p",
+                    json!({"containers": [{"name": "c", "image": "x", "resources": {"requests": {"ephemeral-storage": "1Gi", "example.com/gpu": "1"}}}]}),
+                ),
                 vec!["Insufficient ephemeral-storage", "Insufficient example.com/gpu"],
             ),
         ];

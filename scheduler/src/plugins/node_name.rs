@@ -29,7 +29,11 @@ mod tests {
     #[test]
     fn only_the_named_node_fits() {
         let n1 = sized("n1", "1", "1Gi");
-        let table = [("no name: any node", json!({}), true), ("named n1", json!({"nodeName": "n1"}), true), ("named n2", json!({"nodeName": "n2"}), false)];
+        let table = [
+            ("no name: any node", json!({}), true),
+            ("named n1", json!({"nodeName": "n1"}), true),
+            ("named n2", json!({"nodeName": "n2"}), false),
+        ];
         for (name, spec, fits) in table {
             let got = filter(&pod("p", spec), &n1);
             assert_eq!(got.is_ok(), fits, "{name}");

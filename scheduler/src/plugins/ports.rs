@@ -72,7 +72,11 @@ mod tests {
         n.add_pod(Arc::new(with_port("b", json!({"containerPort": 53, "hostPort": 53, "protocol": "UDP", "hostIP": "10.0.0.1"}))));
         let table = [
             ("same port, default ip and protocol", json!({"containerPort": 80, "hostPort": 8080}), false),
-            ("same port, a specific ip still overlaps 0.0.0.0", json!({"containerPort": 80, "hostPort": 8080, "hostIP": "10.0.0.2"}), false),
+            (
+                "same port, a specific ip still overlaps 0.0.0.0",
+                json!({"containerPort": 80, "hostPort": 8080, "hostIP": "10.0.0.2"}),
+                false,
+            ),
             ("same port, other protocol", json!({"containerPort": 80, "hostPort": 8080, "protocol": "UDP"}), true),
             ("other port", json!({"containerPort": 80, "hostPort": 8081}), true),
             ("no host port", json!({"containerPort": 8080}), true),

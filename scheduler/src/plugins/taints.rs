@@ -82,7 +82,11 @@ mod tests {
     fn toleration_matching_follows_core_v1() {
         let gpu = taint("dedicated", "gpu", "NoSchedule");
         let table = [
-            ("Equal, same key/value/effect", json!({"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}), true),
+            (
+                "Equal, same key/value/effect",
+                json!({"key": "dedicated", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}),
+                true,
+            ),
             ("no operator means Equal", json!({"key": "dedicated", "value": "gpu"}), true),
             ("Equal, other value", json!({"key": "dedicated", "operator": "Equal", "value": "cpu"}), false),
             ("Exists ignores the value", json!({"key": "dedicated", "operator": "Exists"}), true),
@@ -97,7 +101,10 @@ mod tests {
             assert_eq!(tolerates(&tol(t), &gpu), want, "{name}");
         }
         let bare = taint("node.kubernetes.io/not-ready", "", "NoExecute");
-        assert!(tolerates(&tol(json!({"key": "node.kubernetes.io/not-ready", "operator": "Equal"})), &bare), "Equal with both values empty");
+        assert!(
+            tolerates(&tol(json!({"key": "node.kubernetes.io/not-ready", "operator": "Equal"})), &bare),
+            "Equal with both values empty"
+        );
     }
 
     #[test]
@@ -131,11 +138,21 @@ mod tests {
 
     #[test]
     fn prefer_no_schedule_counts_only_against_the_score() {
-        let n = tainted(json!([{"key": "a", "effect": "PreferNoSchedule"}, {"key": "b", "effect": "PreferNoSchedule"}, {"key": "c", "effect": "NoSchedule"}]));
+        let n = tainted(
+            json!([{"key": "a", "effect": "PreferNoSchedule"}, {"key": "b", "effect": "PreferNoSchedule"}, {"key": "c", "effect": "NoSchedule"}]),
+        );
         let table = [
             ("no tolerations: both soft taints count", json!({"tolerations": [{"key": "c", "operator": "Exists"}]}), 2),
-            ("tolerates a", json!({"tolerations": [{"key": "c", "operator": "Exists"}, {"key": "a", "operator": "Exists", "effect": "PreferNoSchedule"}]}), 1),
-            ("a NoSchedule toleration does not help the score", json!({"tolerations": [{"key": "a", "operator": "Exists", "effect": "NoSchedule"}]}), 2),
+            (
+                "tolerates a",
+                json!({"tolerations": [{"key": "c", "operator": "Exists"}, {"key": "a", "operator": "Exists", "effect": "PreferNoSchedule"}]}),
+                1,
+            ),
+            (
+                "a NoSchedule toleration does not help the score",
+                json!({"tolerations": [{"key": "a", "operator": "Exists", "effect": "NoSchedule"}]}),
+                2,
+            ),
             ("tolerates all", json!({"tolerations": [{"operator": "Exists"}]}), 0),
         ];
         for (name, spec, want) in table {

@@ -40,9 +40,19 @@ mod tests {
         let table = [
             ("open node, plain pod", &open, json!({}), true),
             ("cordoned, plain pod", &cordoned, json!({}), false),
-            ("cordoned, tolerates by key", &cordoned, json!({"tolerations": [{"key": TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]}), true),
+            (
+                "cordoned, tolerates by key",
+                &cordoned,
+                json!({"tolerations": [{"key": TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]}),
+                true,
+            ),
             ("cordoned, tolerates everything", &cordoned, json!({"tolerations": [{"operator": "Exists"}]}), true),
-            ("cordoned, wrong effect", &cordoned, json!({"tolerations": [{"key": TAINT_KEY, "operator": "Exists", "effect": "NoExecute"}]}), false),
+            (
+                "cordoned, wrong effect",
+                &cordoned,
+                json!({"tolerations": [{"key": TAINT_KEY, "operator": "Exists", "effect": "NoExecute"}]}),
+                false,
+            ),
         ];
         for (name, n, spec, fits) in table {
             assert_eq!(filter(&pod("p", spec), n).is_ok(), fits, "{name}");
