@@ -37,7 +37,6 @@ use rand::rngs::StdRng;
 use std::collections::{BTreeSet, HashMap};
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::time::Instant;
@@ -68,8 +67,8 @@ pub struct Parts {
     pub leadership: Option<Leadership>,
     /// This process's identity (the lease holder name when electing).
     pub identity: String,
-    /// Set once the informers have synced (for /readyz).
-    pub ready: Arc<AtomicBool>,
+    /// Marked ready once the informers have synced (for /readyz).
+    pub health: keel_component::health::Health,
     /// The Lease's name (the `leader_election_master_status` label).
     pub lease_name: String,
 }
@@ -294,7 +293,7 @@ impl Scheduler {
         }
         if !was && self.pods_synced && self.nodes_synced {
             tracing::info!(nodes = self.cache.node_count(), pending = self.queue.counts().active, "caches synced");
-            self.p.ready.store(true, Ordering::Relaxed);
+            self.p.health.set_ready(true);
         }
     }
 

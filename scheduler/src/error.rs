@@ -6,14 +6,9 @@ pub enum Error {
     /// The flags do not make sense together.
     #[error("invalid flags: {0}")]
     Flags(String),
-    /// The kubeconfig could not be read or used.
-    #[error("kubeconfig {path}: {message}")]
-    Kubeconfig {
-        /// The file.
-        path: String,
-        /// What is wrong.
-        message: String,
-    },
+    /// The kubeconfig, the client or the serving certificate could not be set up.
+    #[error(transparent)]
+    Component(#[from] keel_component::Error),
     /// Leader election could not be set up.
     #[error(transparent)]
     Leader(#[from] keel_leader::Error),

@@ -21,9 +21,15 @@ pub struct Flags {
     /// Address to serve /healthz, /readyz and /metrics on.
     #[arg(long, default_value = "0.0.0.0")]
     pub bind_address: IpAddr,
-    /// Port for /healthz, /readyz and /metrics (0: do not serve).
+    /// HTTPS port for /healthz, /readyz and /metrics (0: do not serve).
     #[arg(long, default_value_t = 10259)]
     pub secure_port: u16,
+    /// Serving certificate (PEM); without it a self-signed one is made at start, as kube does.
+    #[arg(long, requires = "tls_private_key_file")]
+    pub tls_cert_file: Option<PathBuf>,
+    /// The serving certificate's key (PEM).
+    #[arg(long, requires = "tls_cert_file")]
+    pub tls_private_key_file: Option<PathBuf>,
     /// Elect a leader through a Lease before scheduling (run several replicas for HA).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub leader_elect: bool,

@@ -17,7 +17,8 @@
 //! Pure cores (no I/O, table-tested): [`quantity`], [`resources`], [`pod`], [`node`],
 //! [`plugins`] (one module per kube-scheduler plugin), [`score`], [`schedule`],
 //! [`message`], [`preempt`], [`queue`], [`cache`].
-//! Shell: [`informer`], [`driver`], [`binder`], [`events`], [`metrics`], [`http`], [`flags`].
+//! Shell: [`informer`], [`driver`], [`binder`], [`events`], [`metrics`], [`flags`]; the
+//! endpoints, the client and the signals come from `keel-component`.
 //! The composition root is `main.rs`: it alone builds the `kube::Client`, the clock and the
 //! seeded randomness.
 
@@ -27,7 +28,6 @@ pub mod driver;
 pub mod error;
 pub mod events;
 pub mod flags;
-pub mod http;
 pub mod informer;
 pub mod message;
 pub mod metrics;

@@ -1,29 +1,19 @@
 //! The composition root: flags → kube client, clock, randomness, leader election, informers,
-//! the scheduling loop and the HTTP endpoints.
+//! the scheduling loop and the HTTPS endpoints.
 
 use anyhow::Context;
 use clap::Parser;
+use keel_component::{client, health::Health, metrics, serve, shutdown};
 use keel_leader::{Clock, Elector, SystemClock};
 use keel_scheduler::driver::{Parts, Scheduler};
 use keel_scheduler::flags::Flags;
 use keel_scheduler::metrics::Metrics;
-use keel_scheduler::{Error, events, http, informer};
+use keel_scheduler::{Error, events, informer};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
-
-async fn client(path: &std::path::Path) -> Result<(kube::Client, String), Error> {
-    use kube::config::{KubeConfigOptions, Kubeconfig};
-    let bad = |m: String| Error::Kubeconfig { path: path.display().to_string(), message: m };
-    let kc = Kubeconfig::read_from(path).map_err(|e| bad(e.to_string()))?;
-    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default()).await.map_err(|e| bad(e.to_string()))?;
-    let url = config.cluster_url.to_string();
-    let client = kube::Client::try_from(config).map_err(|e| bad(e.to_string()))?;
-    Ok((client, url))
-}
 
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -31,21 +21,6 @@ fn hostname() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "keel-scheduler".into())
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = tokio::signal::ctrl_c() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
 
 #[tokio::main]
@@ -57,7 +32,9 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     let config = flags.config()?;
-    let (client, url) = client(&flags.kubeconfig).await?;
+    let kube_config = client::config(&flags.kubeconfig).await.map_err(Error::from)?;
+    let url = kube_config.cluster_url.to_string();
+    let client = kube::Client::try_from(kube_config).map_err(|e| Error::from(keel_component::Error::Client(e)))?;
     match tokio::time::timeout(Duration::from_secs(5), client.apiserver_version()).await {
         Ok(Ok(v)) => tracing::info!(apiserver = %url, version = %v.git_version, "connected"),
         Ok(Err(e)) => tracing::error!(apiserver = %url, error = %e, "cannot reach the apiserver; will keep retrying"),
@@ -68,8 +45,9 @@ async fn main() -> anyhow::Result<()> {
     let seed = flags.seed.unwrap_or_else(|| rand::Rng::random(&mut os));
     let identity = format!("{}_{:016x}", hostname(), rand::Rng::random::<u64>(&mut os));
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let metrics = Metrics::new();
-    let ready = Arc::new(AtomicBool::new(false));
+    let registry = metrics::shared();
+    let metrics = Metrics::register(&mut registry.lock().unwrap_or_else(|p| p.into_inner()));
+    let health = Health::new();
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -77,15 +55,19 @@ async fn main() -> anyhow::Result<()> {
 
     if flags.secure_port != 0 {
         let addr = std::net::SocketAddr::new(flags.bind_address, flags.secure_port);
+        let tls = match (&flags.tls_cert_file, &flags.tls_private_key_file) {
+            (Some(cert), Some(key)) => serve::from_files(cert, key).map_err(Error::from)?,
+            _ => serve::self_signed(&["localhost".to_string(), flags.bind_address.to_string()]).map_err(Error::from)?,
+        };
         let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Serve { addr: addr.to_string(), source })?;
-        let router = http::router(metrics.clone(), ready.clone());
+        let router = serve::router(health.clone(), registry.clone());
         let stop = stopped(stop_rx.clone());
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, router).with_graceful_shutdown(stop).await {
+            if let Err(e) = serve::serve(listener, Some(tls), router, stop).await {
                 tracing::error!(error = %e, "serving /healthz and /metrics failed");
             }
         });
-        tracing::info!(%addr, "serving /healthz /readyz /metrics");
+        tracing::info!(%addr, "serving https /healthz /readyz /metrics");
     }
 
     let mut elector_task = None;
@@ -120,10 +102,10 @@ async fn main() -> anyhow::Result<()> {
         rng: StdRng::seed_from_u64(seed),
         leadership,
         identity,
-        ready,
+        health,
         lease_name: flags.leader_elect_resource_name.clone(),
     };
-    Scheduler::new(parts).run(shutdown_signal()).await;
+    Scheduler::new(parts).run(shutdown::signal()).await;
     tracing::info!("stopping");
     let _ = stop_tx.send(true);
     if let Some(t) = elector_task {

@@ -10,7 +10,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use std::sync::Arc;
 
 type Labels = Vec<(&'static str, String)>;
 
@@ -22,7 +21,6 @@ fn histogram() -> Histogram {
 /// The metrics, cheap to clone.
 #[derive(Clone)]
 pub struct Metrics {
-    registry: Arc<Registry>,
     /// `scheduler_schedule_attempts_total{result, profile}`.
     pub attempts: Family<Labels, Counter>,
     /// `scheduler_scheduling_attempt_duration_seconds{result, profile}`: the algorithm's time.
@@ -48,9 +46,8 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// Registers every metric.
-    pub fn new() -> Metrics {
-        let mut r = Registry::default();
+    /// Registers every metric in `r` (the process's shared registry).
+    pub fn register(r: &mut Registry) -> Metrics {
         let attempts = Family::<Labels, Counter>::default();
         r.register("scheduler_schedule_attempts", "Scheduling attempts by result (scheduled, unschedulable, error)", attempts.clone());
         let attempt_duration = Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(histogram as fn() -> Histogram);
@@ -78,7 +75,6 @@ impl Metrics {
         let leader = Family::<Labels, Gauge>::default();
         r.register("leader_election_master_status", "1 while this instance holds the lease", leader.clone());
         Metrics {
-            registry: Arc::new(r),
             attempts,
             attempt_duration,
             pending,
@@ -121,21 +117,6 @@ impl Metrics {
     pub fn set_leader(&self, name: &str, leading: bool) {
         self.leader.get_or_create(&vec![("name", name.to_string())]).set(i64::from(leading));
     }
-
-    /// The Prometheus text exposition.
-    pub fn encode(&self) -> String {
-        let mut s = String::new();
-        if prometheus_client::encoding::text::encode(&mut s, &self.registry).is_err() {
-            s.clear();
-        }
-        s
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Metrics::new()
-    }
 }
 
 #[cfg(test)]
@@ -144,11 +125,12 @@ mod tests {
 
     #[test]
     fn the_exposition_names_kube_schedulers_metrics() {
-        let m = Metrics::new();
+        let registry = keel_component::metrics::shared();
+        let m = Metrics::register(&mut registry.lock().expect("registry"));
         m.attempt("scheduled", "default-scheduler", 0.002);
         m.set_pending(Counts { active: 3, ..Default::default() });
         m.bound("host_abc", 2);
-        let text = m.encode();
+        let text = keel_component::metrics::render(&registry);
         for want in [
             "scheduler_schedule_attempts_total{result=\"scheduled\",profile=\"default-scheduler\"} 1",
             "scheduler_pending_pods{queue=\"active\"} 3",
