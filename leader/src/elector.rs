@@ -310,3 +310,29 @@ fn to_spec(r: &Record, preferred_holder: Option<String>) -> LeaseSpec {
         strategy: None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn handle(renew_deadline: Duration) -> (Leadership, Arc<Mutex<State>>, watch::Sender<bool>) {
+        let (publish, changes) = watch::channel(false);
+        let state = Arc::new(Mutex::new(State::default()));
+        (Leadership { identity: Arc::from("me"), renew_deadline, state: state.clone(), changes }, state, publish)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_handle_stops_answering_leader_at_the_renew_deadline_by_itself() {
+        let (l, state, _publish) = handle(Duration::from_secs(10));
+        assert!(!l.is_leader(), "never renewed");
+        if let Ok(mut s) = state.lock() {
+            s.renewed_at = Some(Instant::now());
+        }
+        assert!(l.is_leader());
+        // The loop is stuck (a hung request, SIGSTOP): nobody updates the state.
+        tokio::time::advance(Duration::from_millis(9_900)).await;
+        assert!(l.is_leader());
+        tokio::time::advance(Duration::from_millis(100)).await;
+        assert!(!l.is_leader(), "fenced at renewed_at + renewDeadline without any help from the loop");
+    }
+}
