@@ -107,6 +107,9 @@ impl Flags {
         if self.scheduler_name.is_empty() {
             return Err(Error::Flags("--scheduler-name must not be empty".into()));
         }
+        if self.leader_elect {
+            self.leader("identity-checked-at-start").validate()?;
+        }
         Ok(Config {
             scheduler_name: self.scheduler_name.clone(),
             algorithm: AlgorithmConfig {

@@ -19,7 +19,10 @@ async fn holder(client: &kube::Client) -> Option<String> {
 
 /// The component index whose log names `identity` as its own.
 fn index_of(cluster: &Cluster, identity: &str) -> Option<usize> {
-    cluster.components.iter().position(|p| p.log().contains(&format!("identity={identity} ")) || p.log().contains(&format!("identity={identity}\n")))
+    cluster
+        .components
+        .iter()
+        .position(|p| p.log().contains(&format!("identity={identity} ")) || p.log().contains(&format!("identity={identity}\n")))
 }
 
 async fn create_pods(client: &kube::Client, prefix: &str, n: usize, pause: Duration) {
@@ -92,11 +95,9 @@ async fn a_frozen_leader_does_not_bind_when_it_wakes() {
 
     // Freeze the leader past its lease; the standby takes over and binds.
     cluster.components[leader].signal("-STOP");
-    let second = keel_testkit::eventually_async(Duration::from_secs(15), || async {
-        holder(&client).await.filter(|h| h != &first)
-    })
-    .await
-    .expect("the standby took the lease");
+    let second = keel_testkit::eventually_async(Duration::from_secs(15), || async { holder(&client).await.filter(|h| h != &first) })
+        .await
+        .expect("the standby took the lease");
     create_pods(&client, "during", 10, Duration::ZERO).await;
     assert!(all_bound(&client, "during", 10, Duration::from_secs(20)).await, "{}", cluster.logs());
     let binds_when_frozen = binds_in_log(&cluster.components[leader].log()).len();

@@ -19,7 +19,13 @@ async fn pods_land_only_where_their_constraints_allow_and_refusals_are_explained
         node("small", "1", "2Gi", json!({"size": "small"}), json!({})),
         node("big", "8", "16Gi", json!({"zone": "a", "disk": "ssd", "cores": "8"}), json!({})),
         node("cordoned", "64", "64Gi", json!({}), json!({"unschedulable": true})),
-        node("gpu", "64", "64Gi", json!({"gpu": "true"}), json!({"taints": [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]})),
+        node(
+            "gpu",
+            "64",
+            "64Gi",
+            json!({"gpu": "true"}),
+            json!({"taints": [{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]}),
+        ),
         node("notready", "64", "64Gi", json!({}), json!({"taints": [{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]})),
     ] {
         create_node(&client, &n).await;
@@ -35,17 +41,32 @@ async fn pods_land_only_where_their_constraints_allow_and_refusals_are_explained
     create_pod(&client, &pod("selector-ssd", "100m", json!({"nodeSelector": {"disk": "ssd"}}))).await;
     create_pod(
         &client,
-        &pod("affinity-gt", "100m", json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-            {"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["4"]}]}]}}}})),
+        &pod(
+            "affinity-gt",
+            "100m",
+            json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["4"]}]}]}}}}),
+        ),
     )
     .await;
     create_pod(
         &client,
-        &pod("prefers-small", "100m", json!({"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
-            {"weight": 100, "preference": {"matchExpressions": [{"key": "size", "operator": "In", "values": ["small"]}]}}]}}})),
+        &pod(
+            "prefers-small",
+            "100m",
+            json!({"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 100, "preference": {"matchExpressions": [{"key": "size", "operator": "In", "values": ["small"]}]}}]}}}),
+        ),
     )
     .await;
-    for (pod, want) in [("needs-4-cores", "big"), ("named", "cordoned"), ("tolerates-gpu", "gpu"), ("selector-ssd", "big"), ("affinity-gt", "big"), ("prefers-small", "small")] {
+    for (pod, want) in [
+        ("needs-4-cores", "big"),
+        ("named", "cordoned"),
+        ("tolerates-gpu", "gpu"),
+        ("selector-ssd", "big"),
+        ("affinity-gt", "big"),
+        ("prefers-small", "small"),
+    ] {
         let got = wait_bound(&client, pod, WAIT).await;
         assert_eq!(got.as_deref(), Some(want), "{pod}\n{}", cluster.logs());
     }
@@ -81,8 +102,12 @@ async fn pods_land_only_where_their_constraints_allow_and_refusals_are_explained
     // no crash.
     create_pod(
         &client,
-        &pod("bad-affinity", "", json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
-            {"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["many"]}]}]}}}})),
+        &pod(
+            "bad-affinity",
+            "",
+            json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["many"]}]}]}}}}),
+        ),
     )
     .await;
     let bad = keel_testkit::eventually(WAIT, || {
@@ -114,7 +139,12 @@ async fn pods_land_only_where_their_constraints_allow_and_refusals_are_explained
     assert_eq!(curl(&format!("{base}/healthz")), "ok");
     assert_eq!(curl(&format!("{base}/readyz")), "ok");
     let metrics = curl(&format!("{base}/metrics"));
-    for want in ["scheduler_schedule_attempts_total{result=\"scheduled\",profile=\"default-scheduler\"}", "scheduler_pending_pods{queue=\"unschedulable\"}", "scheduler_e2e_scheduling_duration_seconds_count", "scheduler_binds_total{holder="] {
+    for want in [
+        "scheduler_schedule_attempts_total{result=\"scheduled\",profile=\"default-scheduler\"}",
+        "scheduler_pending_pods{queue=\"unschedulable\"}",
+        "scheduler_e2e_scheduling_duration_seconds_count",
+        "scheduler_binds_total{holder=",
+    ] {
         assert!(metrics.contains(want), "{want} missing:\n{metrics}");
     }
     assert!(cluster.components[i].running(), "the scheduler is still running");

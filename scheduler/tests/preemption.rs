@@ -48,7 +48,14 @@ async fn a_higher_priority_pod_preempts_a_lower_priority_one() {
     })
     .await;
     assert!(gone.is_some(), "the victim was deleted");
-    let events = cluster.ok(&["get", "events", "--field-selector", "involvedObject.name=low", "-o", "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}"]);
+    let events = cluster.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=low",
+        "-o",
+        "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}",
+    ]);
     assert!(events.contains("Preempted: Preempted by pod"), "the victim's event says why:\n{events}");
     let described = cluster.ok(&["describe", "pod", "urgent"]);
     assert!(described.contains("Successfully assigned default/urgent to only"), "{described}");

@@ -30,7 +30,8 @@ pub fn pod(name: &str, cpu: &str, extra: Value) -> Pod {
             s.insert(k.clone(), v.clone());
         }
     }
-    serde_json::from_value(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"}, "spec": spec})).expect("a pod")
+    serde_json::from_value(json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"}, "spec": spec}))
+        .expect("a pod")
 }
 
 /// Creates `n` through the API.
@@ -81,7 +82,10 @@ pub fn binds_in_log(log: &str) -> Vec<(String, String, String)> {
         let key = format!("{name}=");
         line.split_whitespace().find_map(|w| w.strip_prefix(&key)).unwrap_or("").trim_matches('"').to_string()
     };
-    log.lines().filter(|l| l.contains(" bound ") || l.ends_with(" bound")).map(|l| (field(l, "pod"), field(l, "node"), field(l, "holder"))).collect()
+    log.lines()
+        .filter(|l| l.contains(" bound ") || l.ends_with(" bound"))
+        .map(|l| (field(l, "pod"), field(l, "node"), field(l, "holder")))
+        .collect()
 }
 
 /// Every write to `/registry/pods/` in the store's history (from revision 1): the key and the
