@@ -10,7 +10,8 @@ use k8s_openapi::api::coordination::v1::Lease;
 use keel_testkit::Cluster;
 use kube::Api;
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 async fn holder(client: &kube::Client) -> Option<String> {
     let leases = Api::<Lease>::namespaced(client.clone(), "kube-system");
