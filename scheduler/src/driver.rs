@@ -27,7 +27,7 @@ use crate::informer::Update;
 use crate::metrics::Metrics;
 use crate::pod::{PodInfo, PodKey};
 use crate::preempt;
-use crate::queue::SchedulingQueue;
+use crate::queue::{Place, SchedulingQueue};
 use crate::schedule::Algorithm;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use keel_leader::{Clock, Leadership};
@@ -233,10 +233,11 @@ impl Scheduler {
                 self.queue.add(info, now);
             }
         } else {
-            self.queue.remove(&key);
-            if info.node_name.is_none() {
+            // Our own binding in flight reports its latency when it returns.
+            if self.queue.place(&key) != Some(Place::InFlight) {
                 self.first_queued.remove(&key);
             }
+            self.queue.remove(&key);
         }
         if change == Change::MayHelp {
             self.queue.move_all(now);
@@ -387,12 +388,14 @@ impl Scheduler {
                 });
             }
             Outcome::Conflict(m) => {
+                self.first_queued.remove(&key);
                 self.p.metrics.bind_failed("conflict");
                 tracing::info!(pod = %key, %node, message = %m, "binding lost a race; forgetting the assumption");
                 self.cache.forget(&key);
                 self.queue.remove(&key);
             }
             Outcome::NotFound => {
+                self.first_queued.remove(&key);
                 self.p.metrics.bind_failed("not_found");
                 self.cache.forget(&key);
                 self.queue.remove(&key);

@@ -107,7 +107,12 @@ pub struct SchedulingQueue {
     unschedulable: BTreeSet<PodKey>,
     move_cycle: u64,
     seq: u64,
+    /// When unschedulable pods were last checked for staleness (kube checks every 30 s).
+    leftover_checked: Option<Instant>,
 }
+
+/// How often [`SchedulingQueue::flush`] looks for pods unschedulable for too long.
+const LEFTOVER_INTERVAL: Duration = Duration::from_secs(30);
 
 impl SchedulingQueue {
     /// An empty queue.
@@ -240,7 +245,8 @@ impl SchedulingQueue {
         }
     }
 
-    /// Moves expired back-offs to active, and pods unschedulable for too long back to a retry.
+    /// Moves expired back-offs to active, and (looking every 30 s) pods unschedulable for too
+    /// long back to a retry.
     pub fn flush(&mut self, now: Instant) {
         while let Some(((until, _), _)) = self.backoff.first_key_value() {
             if *until > now {
@@ -252,6 +258,10 @@ impl SchedulingQueue {
                 self.link(key, e, Place::Active);
             }
         }
+        if self.leftover_checked.is_some_and(|t| now.saturating_duration_since(t) < LEFTOVER_INTERVAL) {
+            return;
+        }
+        self.leftover_checked = Some(now);
         let stale: Vec<PodKey> = self
             .unschedulable
             .iter()
@@ -372,8 +382,10 @@ mod tests {
         q.requeue(&key("a"), true, t);
         q.flush(t + Duration::from_secs(299));
         assert_eq!(q.place(&key("a")), Some(Place::Unschedulable));
-        q.flush(t + Duration::from_secs(300));
-        assert_eq!(q.place(&key("a")), Some(Place::Active));
+        q.flush(t + Duration::from_secs(310));
+        assert_eq!(q.place(&key("a")), Some(Place::Unschedulable), "looked at most every 30 s");
+        q.flush(t + Duration::from_secs(329));
+        assert_eq!(q.place(&key("a")), Some(Place::Active), "at the first look after 5 min");
     }
 
     #[tokio::test(start_paused = true)]

@@ -60,6 +60,9 @@ pub fn num_feasible_nodes_to_find(percentage: u32, num_all_nodes: usize) -> usiz
 
 /// Runs the filters for `pod` on `node`, with the nominated pods that outrank it counted.
 pub fn filter_with_nominated(pod: &PodInfo, node: &NodeInfo, nominated: &Nominated) -> Filtered {
+    if nominated.is_empty() {
+        return plugins::run_filters(pod, node);
+    }
     let extra: Vec<&Arc<PodInfo>> =
         nominated.get(node.name()).into_iter().flatten().filter(|n| n.key != pod.key && n.priority >= pod.priority).collect();
     if extra.is_empty() {

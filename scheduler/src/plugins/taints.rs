@@ -54,9 +54,12 @@ pub fn filter(pod: &PodInfo, node: &NodeInfo) -> Filtered {
 /// its tolerations with an empty or `PreferNoSchedule` effect). Normalised *reversed*: fewer is
 /// better.
 pub fn score(pod: &PodInfo, node: &NodeInfo) -> i64 {
-    let prefer: Vec<&Toleration> =
-        pod.tolerations.iter().filter(|t| t.effect.as_deref().is_none_or(|e| e.is_empty() || e == "PreferNoSchedule")).collect();
-    node.spec.taints.iter().filter(|taint| taint.effect == "PreferNoSchedule" && !prefer.iter().any(|t| tolerates(t, taint))).count() as i64
+    let prefer = |t: &&Toleration| t.effect.as_deref().is_none_or(|e| e.is_empty() || e == "PreferNoSchedule");
+    node.spec
+        .taints
+        .iter()
+        .filter(|taint| taint.effect == "PreferNoSchedule" && !pod.tolerations.iter().filter(prefer).any(|t| tolerates(t, taint)))
+        .count() as i64
 }
 
 #[cfg(test)]
