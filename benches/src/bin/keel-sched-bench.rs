@@ -16,7 +16,7 @@
 use anyhow::Context;
 use clap::Parser;
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Node, Pod};
+use k8s_openapi::api::core::v1::{Event, Node, Pod};
 use keel_testkit::Cluster;
 use kube::Api;
 use kube::api::PostParams;
@@ -187,6 +187,9 @@ async fn main() -> anyhow::Result<()> {
     }
     let cpu: Vec<(String, f64)> = pids.iter().zip(&cpu_before).map(|((n, p), b)| (n.clone(), cpu_seconds(*p) - b)).collect();
 
+    // How many `Scheduled` events the scheduler's best-effort writer got in (the rest it drops,
+    // as client-go's broadcaster does when behind).
+    let events = Api::<Event>::namespaced(client.clone(), "default").list(&Default::default()).await.map(|l| l.items.len()).unwrap_or(0);
     let bound = bound.lock().map(|m| m.clone()).unwrap_or_default();
     let created = created.lock().map(|m| m.clone()).unwrap_or_default();
     let first = bound.values().min().copied().unwrap_or(phase);
@@ -204,6 +207,7 @@ async fn main() -> anyhow::Result<()> {
         "phase_seconds": phase_secs,
         "cpu_seconds": cpu.iter().map(|(n, s)| (n.clone(), json!((s * 100.0).round() / 100.0))).collect::<serde_json::Map<_, _>>(),
         "loadavg_start": load_start, "loadavg_end": loadavg(),
+        "events_written": events,
     });
     println!("{summary}");
     Ok(())
