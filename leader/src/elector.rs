@@ -1,4 +1,4 @@
-//! The async shell around [`crate::decide`]: reads and writes the Lease through the apiserver
+//! The async shell around [`mod@crate::decide`]: reads and writes the Lease through the apiserver
 //! every retry period, and publishes the outcome through a [`Leadership`] handle.
 //!
 //! Invariants:

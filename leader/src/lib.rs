@@ -19,7 +19,7 @@
 //! The margin (`leaseDuration − renewDeadline`, 5 s by default) is what an act already sent may
 //! take to land.
 //!
-//! Modules: [`decide`] (pure decisions, table-tested), [`config`] (which Lease, the three
+//! Modules: [`mod@decide`] (pure decisions, table-tested), [`config`] (which Lease, the three
 //! durations, their validation), [`elector`] (the loop and the handle).
 //!
 //! ```no_run

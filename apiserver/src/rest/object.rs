@@ -1,7 +1,7 @@
 //! One object: get, create, update (also of `/status`), patch, server-side apply, delete.
 //! Objects are stored as JSON at their key ([`crate::storage::keys`]) and `resourceVersion`
 //! is the key's mod_revision. A create is guarded by "absent", every other change goes
-//! through [`guarded`], so a concurrent writer yields 409 Conflict rather than a lost update.
+//! through [`guarded()`], so a concurrent writer yields 409 Conflict rather than a lost update.
 //! Updates without a resourceVersion of their own (and patches) retry against the newer
 //! object instead.
 

@@ -9,7 +9,7 @@
 //! - `--mode live`: the scheduler runs first and pods are created as fast as
 //!   `--create-concurrency` allows; create → bound p50/p99 is the latency a user sees.
 //!
-//! CPU seconds of every process during the measured phase come from /proc/<pid>/stat;
+//! CPU seconds of every process during the measured phase come from `/proc/<pid>/stat`;
 //! `--perf <file>` also records a `perf record -g` profile of them for that phase.
 #![allow(clippy::disallowed_methods)]
 
