@@ -20,6 +20,7 @@ pub mod daemonsets;
 pub mod deployments;
 pub mod endpoints;
 pub mod events;
+pub mod events_v1;
 pub mod leases;
 pub mod namespaces;
 pub mod nodes;
@@ -235,6 +236,15 @@ pub static RESOURCES: &[Resource] = &[
         subresources: STATUS,
         has_spec: true,
         strategy: &daemonsets::DaemonSets,
+        ..ROW
+    },
+    Resource {
+        group: "events.k8s.io",
+        kind: "Event",
+        plural: "events",
+        singular: "event",
+        short_names: &["ev"],
+        strategy: &events_v1::EventsV1,
         ..ROW
     },
     Resource { group: "coordination.k8s.io", kind: "Lease", plural: "leases", singular: "lease", strategy: &leases::Leases, ..ROW },

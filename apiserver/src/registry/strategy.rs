@@ -88,6 +88,20 @@ pub trait Strategy: Send + Sync + 'static {
     fn deletion(&self, _obj: &Self::Object, _grace: Option<i64>) -> Deletion {
         Deletion::Now
     }
+
+    /// True when [`Self::to_storage`] and [`Self::from_storage`] convert (else they are the identity).
+    const CONVERTS: bool = false;
+
+    /// The stored form of an object (JSON of this kind): the same, unless the kind is stored as
+    /// another version (events.k8s.io Events are stored as core/v1 Events).
+    fn to_storage(&self, obj: Value) -> Result<Value, String> {
+        Ok(obj)
+    }
+
+    /// The object, of this kind, that a stored form is.
+    fn from_storage(&self, stored: Value) -> Value {
+        stored
+    }
 }
 
 /// A [`Strategy`] through JSON: what the rest of the server calls.
@@ -109,6 +123,12 @@ pub trait Behaviour: Send + Sync {
     fn deletion(&self, obj: &Value, grace: Option<i64>) -> Deletion;
     /// Adds the kind's OpenAPI schema (and those it refers to) to `g`; its name.
     fn schema(&self, g: &mut schemars::SchemaGenerator) -> String;
+    /// Whether stored forms are converted (else both conversions are the identity).
+    fn converts(&self) -> bool;
+    /// The stored form of an object of this resource.
+    fn to_storage(&self, obj: Value) -> Result<Value, ApiError>;
+    /// The object a stored form is, for this resource.
+    fn from_storage(&self, stored: Value) -> Value;
 }
 
 fn decode<S: Strategy>(kind: &str, obj: &Value) -> Result<S::Object, ApiError> {
@@ -180,6 +200,18 @@ impl<S: Strategy> Behaviour for S {
             Ok(typed) => Strategy::deletion(self, &typed, grace),
             Err(_) => Deletion::Now,
         }
+    }
+
+    fn converts(&self) -> bool {
+        S::CONVERTS
+    }
+
+    fn to_storage(&self, obj: Value) -> Result<Value, ApiError> {
+        Strategy::to_storage(self, obj).map_err(|e| ApiError::BadRequest(format!("converting for storage: {e}")))
+    }
+
+    fn from_storage(&self, stored: Value) -> Value {
+        Strategy::from_storage(self, stored)
     }
 
     fn schema(&self, g: &mut schemars::SchemaGenerator) -> String {

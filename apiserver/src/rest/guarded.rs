@@ -60,9 +60,11 @@ pub enum Action {
     Delete(Value),
 }
 
-/// Does `action` to `current` (the object `old` decoded from it), guarded by its revision;
-/// None when the guard failed.
-pub async fn perform(api: &Api, key: &str, current: &Stored, old: &Value, action: Action) -> Result<Option<Updated>, ApiError> {
+/// Does `action` (on the object as the call's resource shows it) to `current`, guarded by its
+/// revision; None when the guard failed. The write keeps the key's lease (an updated Event
+/// still expires).
+pub async fn perform(api: &Api, call: &Call, key: &str, current: &Stored, action: Action) -> Result<Option<Updated>, ApiError> {
+    let strategy = call.target.res.strategy;
     let mut new = match action {
         Action::Write(new) => new,
         Action::Delete(mut shown) => {
@@ -75,11 +77,14 @@ pub async fn perform(api: &Api, key: &str, current: &Stored, old: &Value, action
             });
         }
     };
-    if meta::for_store(&new) == current.value.as_ref() {
+    let old = storage::decode(current)?;
+    let stored = strategy.to_storage(new.clone())?;
+    let bytes = meta::for_store(&stored);
+    if bytes == current.value.as_ref() {
         meta::set_resource_version(&mut new, current.mod_revision);
         return Ok(Some(Updated::Stored(new)));
     }
-    if deletes(old, &new) {
+    if deletes(&old, &stored) {
         return Ok(match api.store.delete_if(key, current.mod_revision).await? {
             Written::At(rev) => {
                 meta::set_resource_version(&mut new, rev);
@@ -88,7 +93,7 @@ pub async fn perform(api: &Api, key: &str, current: &Stored, old: &Value, action
             Written::Guard(_) => None,
         });
     }
-    match api.store.put_if(key, meta::for_store(&new), current.mod_revision, 0).await? {
+    match api.store.put_if(key, bytes, current.mod_revision, current.lease).await? {
         Written::At(rev) => {
             meta::set_resource_version(&mut new, rev);
             Ok(Some(Updated::Stored(new)))
@@ -105,9 +110,9 @@ where
 {
     for _ in 0..RETRIES {
         let (key, current) = api.read(call).await?;
-        let old = storage::decode(&current)?;
+        let old = api.view(call, &current)?;
         let action = change(&current, &old)?;
-        if let Some(done) = perform(api, &key, &current, &old, action).await? {
+        if let Some(done) = perform(api, call, &key, &current, action).await? {
             return Ok(done);
         }
     }

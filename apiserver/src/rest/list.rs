@@ -8,8 +8,8 @@ use crate::http::{json, table};
 use crate::registry::meta;
 use crate::registry::selector::Selector;
 use crate::rest::Api;
+use crate::storage::Written;
 use crate::storage::keys::{key, prefix};
-use crate::storage::{Written, decode};
 use axum::http::StatusCode;
 use axum::response::Response;
 use base64::Engine;
@@ -76,7 +76,7 @@ pub async fn list_page(api: &Api, call: &Call, sel: &Selector, revision: i64, st
         }
         let last = page.kvs.last().map(|s| s.key.clone());
         for s in &page.kvs {
-            let obj = decode(s)?;
+            let obj = api.view(call, s)?;
             if sel.matches(&obj) {
                 items.push(obj);
             }

@@ -79,6 +79,11 @@ impl Api {
         }
     }
 
+    /// What `s` holds, as an object of the call's resource (converted from the stored version).
+    pub fn view(&self, call: &Call, s: &Stored) -> Result<Value, ApiError> {
+        Ok(call.target.res.strategy.from_storage(crate::storage::decode(s)?))
+    }
+
     /// The object the call's path names: its key and what is stored (404 if nothing).
     pub async fn read(&self, call: &Call) -> Result<(String, Stored), ApiError> {
         let name = call.name()?;

@@ -12,7 +12,7 @@ use crate::registry::strategy::Write;
 use crate::registry::{RESOURCES, Resource, Subresource};
 use crate::rest::guarded::{self, Action, Updated, guarded, guarded_update};
 use crate::rest::{Api, conflict, gc, managed, patch};
-use crate::storage::{self, Written, keys};
+use crate::storage::{Written, keys};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
@@ -39,7 +39,7 @@ fn finish(call: &Call, obj: Value, old: Option<&Value>) -> Result<Value, ApiErro
 /// GET of one object.
 pub async fn get(api: &Api, call: &Call) -> Result<Response, ApiError> {
     let (_, s) = api.read(call).await?;
-    Ok(api.answer(call, StatusCode::OK, &storage::decode(&s)?))
+    Ok(api.answer(call, StatusCode::OK, &api.view(call, &s)?))
 }
 
 async fn ensure_namespace(api: &Api, res: &Resource, namespace: Option<&str>) -> Result<(), ApiError> {
@@ -64,7 +64,8 @@ pub async fn create_object(api: &Api, call: &Call, obj: Value) -> Result<Value, 
     let name = meta::name_of(&obj).unwrap_or_default().to_string();
     let k = keys::key(res, ns, &name);
     let lease = if res.kind == "Event" { api.event_leases.lease(&api.store, api.now_secs()).await? } else { 0 };
-    match api.store.put_if(&k, meta::for_store(&obj), 0, lease).await? {
+    let stored = res.strategy.to_storage(obj.clone())?;
+    match api.store.put_if(&k, meta::for_store(&stored), 0, lease).await? {
         Written::At(rev) => {
             meta::set_resource_version(&mut obj, rev);
             Ok(obj)
@@ -215,7 +216,7 @@ pub async fn delete(api: &Arc<Api>, call: &Call) -> Result<Response, ApiError> {
     let policy = gc::policy(opts.as_ref(), call.query.get("propagationPolicy").map(String::as_str))?;
     let (want_rv, want_uid) = preconditions(opts.as_ref());
     let (_, first) = api.read(call).await?;
-    let first = storage::decode(&first)?;
+    let first = api.view(call, &first)?;
     let uid = first.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string();
     let ns = call.target.namespace.clone();
     if !has_finalizers(&first) {

@@ -125,10 +125,24 @@ impl Stream {
         if !self.in_scope(key) {
             return true;
         }
-        match translate(*revision, new.as_ref().map(|o| &o.value), prev.as_ref().map(|o| &o.value), &self.sel) {
+        let strategy = self.call.target.res.strategy;
+        let result = if strategy.converts() {
+            let new = new.as_ref().map(|o| strategy.from_storage(o.value.clone()));
+            let prev = prev.as_ref().map(|o| strategy.from_storage(o.value.clone()));
+            translate(*revision, new.as_ref(), prev.as_ref(), &self.sel).map(|(k, o)| (k, Cow::Owned(o.into_owned())))
+        } else {
+            translate(*revision, new.as_ref().map(|o| &o.value), prev.as_ref().map(|o| &o.value), &self.sel)
+        };
+        match result {
             Some((kind, obj)) => self.send(kind.name(), &obj).await,
             None => true,
         }
+    }
+
+    /// An object of the cache as the watched resource shows it.
+    fn view<'a>(&self, stored: &'a Value) -> Cow<'a, Value> {
+        let strategy = self.call.target.res.strategy;
+        if strategy.converts() { Cow::Owned(strategy.from_storage(stored.clone())) } else { Cow::Borrowed(stored) }
     }
 
     async fn run(mut self, from: Option<i64>) {
@@ -142,7 +156,11 @@ impl Stream {
         };
         let mut after = start.revision;
         for obj in &start.initial {
-            if self.in_scope(&obj.key) && self.sel.matches(&obj.value) && !self.send("ADDED", &obj.value).await {
+            if !self.in_scope(&obj.key) {
+                continue;
+            }
+            let shown = self.view(&obj.value);
+            if self.sel.matches(&shown) && !self.send("ADDED", &shown).await {
                 return;
             }
         }
