@@ -64,6 +64,17 @@ pub enum ApiError {
         /// Its node.
         node: String,
     },
+    /// The object's state does not allow the request (409 Conflict), with why: a precondition
+    /// that failed, a pod being deleted that cannot be bound.
+    #[error("Operation cannot be fulfilled on {resource} \"{name}\": {why}")]
+    Refused {
+        /// Plural resource name (`pods`, `pods/binding`).
+        resource: String,
+        /// Object name.
+        name: String,
+        /// Why.
+        why: String,
+    },
     /// The object fails validation (422 Invalid), with one cause per field.
     #[error("{kind} \"{name}\" is invalid: {}", causes.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join(", "))]
     Invalid {
@@ -123,7 +134,9 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } | ApiError::NamespaceNotFound(_) | ApiError::NoSuchPath => (404, "NotFound"),
             ApiError::AlreadyExists { .. } => (409, "AlreadyExists"),
-            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } | ApiError::AlreadyBound { .. } => (409, "Conflict"),
+            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } | ApiError::AlreadyBound { .. } | ApiError::Refused { .. } => {
+                (409, "Conflict")
+            }
             ApiError::Invalid { .. } => (422, "Invalid"),
             ApiError::BadRequest(_) => (400, "BadRequest"),
             ApiError::Gone(_) => (410, "Expired"),
@@ -148,7 +161,10 @@ impl ApiError {
             "code": code,
         });
         let details = match self {
-            ApiError::NotFound { resource, name } | ApiError::AlreadyExists { resource, name } | ApiError::Conflict { resource, name } => {
+            ApiError::NotFound { resource, name }
+            | ApiError::AlreadyExists { resource, name }
+            | ApiError::Conflict { resource, name }
+            | ApiError::Refused { resource, name, .. } => {
                 let (kind, group) = resource.split_once('.').unwrap_or((resource, ""));
                 Some(json!({ "name": name, "group": group, "kind": kind }))
             }

@@ -175,6 +175,8 @@ pub struct Call {
     pub body: Bytes,
     /// Who writes: `?fieldManager=`, else the client's User-Agent up to its first `/`.
     pub manager: String,
+    /// `?dryRun=All`: do everything but write.
+    pub dry_run: bool,
 }
 
 impl Call {
@@ -194,7 +196,12 @@ impl Call {
             Some(m) => m.clone(),
             None => agent.split('/').next().unwrap_or("unknown").to_string(),
         };
-        Ok(Call { target, query, output, media, body, manager })
+        let dry_run = match query.get("dryRun").map(String::as_str) {
+            None | Some("") => false,
+            Some("All") => true,
+            Some(other) => return Err(ApiError::BadRequest(format!("dryRun: Unsupported value: {other:?}: supported values: \"All\""))),
+        };
+        Ok(Call { target, query, output, media, body, manager, dry_run })
     }
 
     /// A call made by the server itself (bootstrap): a create of `res` as `manager`.
@@ -206,6 +213,7 @@ impl Call {
             media: Media::Json,
             body: Bytes::new(),
             manager: manager.into(),
+            dry_run: false,
         }
     }
 

@@ -1,4 +1,4 @@
-//! DaemonSets (`apps/v1`): a rolling update of one node at a time and ten revisions by default,
+//! DaemonSets (`apps/v1`): a create resets status; a rolling update of one node at a time and ten revisions by default,
 //! the selector that must match the template, kubectl's columns.
 
 use crate::registry::deployments::default_template;
@@ -13,6 +13,10 @@ pub struct DaemonSets;
 
 impl Strategy for DaemonSets {
     type Object = DaemonSet;
+
+    fn prepare_create(&self, d: &mut DaemonSet) {
+        d.status = Some(Default::default());
+    }
 
     fn default(&self, d: &mut DaemonSet) {
         let Some(s) = d.spec.as_mut() else { return };

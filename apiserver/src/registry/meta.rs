@@ -168,14 +168,6 @@ pub fn prepare_update(res: &Resource, old: &Value, mut new: Value, status_only: 
     Ok(new)
 }
 
-/// Marks `obj` as being deleted (it has finalizers left): `deletionTimestamp` now, no grace.
-pub fn mark_deleting(obj: &mut Value, now: &str) {
-    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.insert("deletionTimestamp".into(), json!(now));
-        m.insert("deletionGracePeriodSeconds".into(), json!(0));
-    }
-}
-
 /// The stored form: everything but `resourceVersion`.
 pub fn for_store(obj: &Value) -> Vec<u8> {
     let mut o = obj.clone();

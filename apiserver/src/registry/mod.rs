@@ -10,6 +10,7 @@
 //! [`selector`] (label and field selectors), [`strict`] (unknown fields).
 
 pub mod meta;
+pub mod quantity;
 pub mod selector;
 pub mod strategy;
 pub mod strict;

@@ -1,4 +1,5 @@
-//! Nodes (`core/v1`, cluster-scoped): kubectl's columns (a cordoned node reads
+//! Nodes (`core/v1`, cluster-scoped): a create keeps the status it is given (kubelets register
+//! with theirs, as in Kubernetes); kubectl's columns (a cordoned node reads
 //! `Ready,SchedulingDisabled`) and the `spec.unschedulable` field selector, which, as in
 //! Kubernetes, reads `false` for a node without the field.
 

@@ -4,8 +4,8 @@
 //! decode is the schema check and what the per-kind rules read).
 //!
 //! A write goes: decode (the schema check; unknown fields are dropped, or refused with
-//! `fieldValidation=Strict`) → on create [`Strategy::prepare_create`] (what a create resets,
-//! such as status) → [`Strategy::default`] → [`Strategy::validate`] (and on update
+//! `fieldValidation=Strict`) → [`Strategy::default`] → on create [`Strategy::prepare_create`]
+//! (what a create resets, such as status) → [`Strategy::validate`] (and on update
 //! [`Strategy::validate_update`] against the stored object) → encode.
 
 use crate::error::ApiError;
@@ -149,10 +149,10 @@ impl<S: Strategy> Behaviour for S {
                 return Err(ApiError::BadRequest(format!("strict decoding error: {}", list.join(", "))));
             }
         }
+        self.default(&mut typed);
         if write.old.is_none() {
             self.prepare_create(&mut typed);
         }
-        self.default(&mut typed);
         let mut causes = validation::object_meta(typed.metadata());
         causes.extend(self.validate(&typed));
         if let Some(old) = write.old {

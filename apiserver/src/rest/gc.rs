@@ -7,12 +7,13 @@
 //! - `Foreground`: the dependents go first, then the owner, before the DELETE returns.
 //!
 //! Dependents are deleted with the same policy, so whole trees go (Deployment → ReplicaSets →
-//! Pods). A dependent with finalizers is marked for deletion instead.
+//! Pods), each as a DELETE would delete it: a bound pod gracefully, one with finalizers marked.
 
 use crate::error::ApiError;
 use crate::registry::meta;
 use crate::registry::{RESOURCES, Resource};
 use crate::rest::Api;
+use crate::rest::deletion::{self, Plan};
 use crate::storage::keys::prefix;
 use crate::storage::{Stored, Written, decode};
 use serde_json::Value;
@@ -62,20 +63,20 @@ async fn dependents(api: &Api, uid: &str, namespace: Option<&str>) -> Result<Vec
     Ok(out)
 }
 
-/// Deletes (or, with finalizers, marks) one stored object, then its dependents by `policy`.
-async fn remove(api: Arc<Api>, s: Stored, mut obj: Value, policy: Policy) -> Result<(), ApiError> {
+/// Deletes one stored object as a DELETE would ([`crate::rest::deletion`]: a bound pod
+/// gracefully, an object with finalizers marked), then its dependents by `policy`.
+async fn remove(api: Arc<Api>, res: &Resource, s: Stored, obj: Value, policy: Policy) -> Result<(), ApiError> {
     let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string();
     let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string);
     if policy == Policy::Foreground {
         Box::pin(settle(api.clone(), uid.clone(), ns.clone(), policy)).await?;
     }
-    let finalizers = obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
-    if finalizers {
-        if obj.pointer("/metadata/deletionTimestamp").is_none_or(Value::is_null) {
-            meta::mark_deleting(&mut obj, &api.now_rfc3339());
-            api.store.put_if(&s.key, meta::for_store(&obj), s.mod_revision, 0).await?;
-        }
-    } else if let Written::Guard(_) = api.store.delete_if(&s.key, s.mod_revision).await? {
+    let written = match deletion::plan(res, &obj, None, api.clock.now()) {
+        Plan::Keep => None,
+        Plan::Mark(marked) => Some(api.store.put_if(&s.key, meta::for_store(&marked), s.mod_revision, s.lease).await?),
+        Plan::Delete => Some(api.store.delete_if(&s.key, s.mod_revision).await?),
+    };
+    if let Some(Written::Guard(_)) = written {
         // Changed meanwhile: its writer's version stands (the next delete will see it).
         return Ok(());
     }
@@ -90,7 +91,7 @@ pub async fn settle(api: Arc<Api>, uid: String, namespace: Option<String>, polic
     if uid.is_empty() {
         return Ok(());
     }
-    for (_, s, mut v) in dependents(&api, &uid, namespace.as_deref()).await? {
+    for (r, s, mut v) in dependents(&api, &uid, namespace.as_deref()).await? {
         match policy {
             Policy::Orphan => {
                 if let Some(refs) = v.pointer_mut("/metadata/ownerReferences").and_then(Value::as_array_mut) {
@@ -103,7 +104,7 @@ pub async fn settle(api: Arc<Api>, uid: String, namespace: Option<String>, polic
                 }
                 api.store.put_if(&s.key, meta::for_store(&v), s.mod_revision, 0).await?;
             }
-            _ => remove(api.clone(), s, v, policy).await?,
+            _ => remove(api.clone(), r, s, v, policy).await?,
         }
     }
     Ok(())

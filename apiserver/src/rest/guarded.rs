@@ -7,7 +7,8 @@
 //! The write is skipped when nothing changed, and becomes a delete when the object was being
 //! deleted without grace (`deletionGracePeriodSeconds` absent or 0) and its last finalizer is
 //! gone, as kube-apiserver's `shouldDeleteDuringUpdate`. A pod in its grace period is never
-//! deleted by an update: its kubelet deletes it.
+//! deleted by an update: its kubelet deletes it. With `dryRun=All` nothing is written: the
+//! answer is what would have been.
 
 use crate::error::ApiError;
 use crate::http::request::Call;
@@ -67,6 +68,10 @@ pub async fn perform(api: &Api, call: &Call, key: &str, current: &Stored, action
     let strategy = call.target.res.strategy;
     let mut new = match action {
         Action::Write(new) => new,
+        Action::Delete(mut shown) if call.dry_run => {
+            meta::set_resource_version(&mut shown, current.mod_revision);
+            return Ok(Some(Updated::Deleted(shown)));
+        }
         Action::Delete(mut shown) => {
             return Ok(match api.store.delete_if(key, current.mod_revision).await? {
                 Written::At(_) => {
@@ -83,6 +88,11 @@ pub async fn perform(api: &Api, call: &Call, key: &str, current: &Stored, action
     if bytes == current.value.as_ref() {
         meta::set_resource_version(&mut new, current.mod_revision);
         return Ok(Some(Updated::Stored(new)));
+    }
+    if call.dry_run {
+        // Everything was computed and checked; nothing is written.
+        meta::set_resource_version(&mut new, current.mod_revision);
+        return Ok(Some(if deletes(&old, &stored) { Updated::Deleted(new) } else { Updated::Stored(new) }));
     }
     if deletes(&old, &stored) {
         return Ok(match api.store.delete_if(key, current.mod_revision).await? {

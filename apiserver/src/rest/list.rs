@@ -3,13 +3,12 @@
 //! field selectors; and DELETE of a collection, which deletes what such a list matches.
 
 use crate::error::ApiError;
-use crate::http::request::{Call, Output};
+use crate::http::request::{Call, Output, Target};
 use crate::http::{json, table};
 use crate::registry::meta;
 use crate::registry::selector::Selector;
 use crate::rest::Api;
-use crate::storage::Written;
-use crate::storage::keys::{key, prefix};
+use crate::storage::keys::prefix;
 use axum::http::StatusCode;
 use axum::response::Response;
 use base64::Engine;
@@ -18,19 +17,26 @@ use serde_json::{Value, json};
 /// Objects per list page when the client sets no limit (the whole list is still returned).
 const PAGE: i64 = 500;
 
-/// DELETE of a collection: every object the selectors match, answered as a list of them.
+/// DELETE of a collection: every object the selectors match, each deleted as a DELETE of it
+/// would be ([`crate::rest::deletion`]: gracefully, or held by finalizers), answered as a list
+/// of them. One that changed or went meanwhile is left to its writer.
 pub async fn delete_collection(api: &Api, call: &Call) -> Result<Response, ApiError> {
     let res = call.target.res;
     let sel = selector(call)?;
+    let opts = crate::rest::patch::delete_options(call)?;
+    let grace = crate::rest::deletion::grace_of(opts.as_ref(), call.query.get("gracePeriodSeconds").map(String::as_str))?;
     let mut deleted = Vec::new();
     let mut page = list_page(api, call, &sel, 0, &prefix(res, call.target.namespace.as_deref()), PAGE).await?;
     loop {
         for obj in &page.items {
-            let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str);
-            let name = meta::name_of(obj).unwrap_or_default();
+            let ns = obj.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string);
+            let name = meta::name_of(obj).map(str::to_string);
             let rv = meta::resource_version_of(obj)?;
-            if let Written::At(_) = api.store.delete_if(&key(res, ns, name), rv).await? {
-                deleted.push(obj.clone());
+            let one = Call { target: Target { namespace: ns, name, ..call.target.clone() }, ..call.clone() };
+            match crate::rest::object::delete_one(api, &one, grace, &(Some(rv), None)).await {
+                Ok(done) => deleted.push(done.object().clone()),
+                Err(ApiError::NotFound { .. } | ApiError::Refused { .. } | ApiError::Conflict { .. }) => {}
+                Err(e) => return Err(e),
             }
         }
         let Some(next) = page.next.clone() else { break };

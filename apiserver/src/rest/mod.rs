@@ -10,6 +10,7 @@
 //!
 //! [`Api`] holds what the handlers share and implements [`crate::http::Backend`].
 
+pub mod deletion;
 pub mod gc;
 pub mod guarded;
 pub mod list;

@@ -10,6 +10,7 @@ use crate::http::request::{Call, Media};
 use crate::registry::meta::{self, Fresh};
 use crate::registry::strategy::Write;
 use crate::registry::{RESOURCES, Resource, Subresource};
+use crate::rest::deletion::{self, Plan};
 use crate::rest::guarded::{self, Action, Updated, guarded, guarded_update};
 use crate::rest::{Api, conflict, gc, managed, patch};
 use crate::storage::{Written, keys};
@@ -65,6 +66,12 @@ pub async fn create_object(api: &Api, call: &Call, obj: Value) -> Result<Value, 
     let k = keys::key(res, ns, &name);
     let lease = if res.kind == "Event" { api.event_leases.lease(&api.store, api.now_secs()).await? } else { 0 };
     let stored = res.strategy.to_storage(obj.clone())?;
+    if call.dry_run {
+        if api.store.get(&k).await?.is_some() {
+            return Err(ApiError::AlreadyExists { resource: res.qualified(), name });
+        }
+        return Ok(obj);
+    }
     match api.store.put_if(&k, meta::for_store(&stored), 0, lease).await? {
         Written::At(rev) => {
             meta::set_resource_version(&mut obj, rev);
@@ -195,10 +202,6 @@ async fn empty_namespace(api: &Api, ns: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn has_finalizers(obj: &Value) -> bool {
-    obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty())
-}
-
 /// The preconditions of a DELETE: (resourceVersion, uid).
 fn preconditions(opts: Option<&Value>) -> (Option<i64>, Option<String>) {
     let rv = opts.and_then(|o| o.pointer("/preconditions/resourceVersion")).and_then(Value::as_str).and_then(|r| r.parse::<i64>().ok());
@@ -206,20 +209,59 @@ fn preconditions(opts: Option<&Value>) -> (Option<i64>, Option<String>) {
     (rv, uid)
 }
 
-/// DELETE of an object: gone at once, or (with finalizers) marked with a deletionTimestamp
-/// until they are removed; its dependents by the request's propagationPolicy ([`gc`]).
-/// Deleting a namespace deletes what it holds first.
+/// 409 for a precondition `obj` (stored at `rv`) does not meet, as kube words it.
+pub fn check_preconditions(call: &Call, obj: &Value, rv: i64, want: &(Option<i64>, Option<String>)) -> Result<(), ApiError> {
+    let refused =
+        |why: String| ApiError::Refused { resource: call.target.res.qualified(), name: call.target.name.clone().unwrap_or_default(), why };
+    let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
+    if let Some(u) = want.1.as_deref().filter(|u| *u != uid) {
+        return Err(refused(format!("Precondition failed: UID in precondition: {u}, UID in object meta: {uid}")));
+    }
+    if let Some(r) = want.0.filter(|r| *r != rv) {
+        return Err(refused(format!("Precondition failed: ResourceVersion in precondition: {r}, ResourceVersion in object meta: {rv}")));
+    }
+    Ok(())
+}
+
+/// The one step of every delete path (see [`deletion`]): the guarded write or delete the plan
+/// asks for, on the object the call names.
+pub async fn delete_one(api: &Api, call: &Call, grace: Option<i64>, want: &(Option<i64>, Option<String>)) -> Result<Updated, ApiError> {
+    let res = call.target.res;
+    let now = api.clock.now();
+    guarded(api, call, |current, obj| {
+        check_preconditions(call, obj, current.mod_revision, want)?;
+        Ok(match deletion::plan(res, obj, grace, now) {
+            Plan::Keep => Action::Write(obj.clone()),
+            Plan::Mark(marked) => Action::Write(marked),
+            Plan::Delete => Action::Delete(obj.clone()),
+        })
+    })
+    .await
+}
+
+fn has_finalizers(obj: &Value) -> bool {
+    obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty())
+}
+
+/// DELETE of an object, as [`deletion`] plans it (at once, gracefully, or held by finalizers),
+/// with its dependents by the request's propagationPolicy ([`gc`]). Deleting a namespace
+/// deletes what it holds first.
 pub async fn delete(api: &Arc<Api>, call: &Call) -> Result<Response, ApiError> {
     let res = call.target.res;
     let name = call.name()?.to_string();
     let opts = patch::delete_options(call)?;
     let policy = gc::policy(opts.as_ref(), call.query.get("propagationPolicy").map(String::as_str))?;
-    let (want_rv, want_uid) = preconditions(opts.as_ref());
+    let grace = deletion::grace_of(opts.as_ref(), call.query.get("gracePeriodSeconds").map(String::as_str))?;
+    let want = preconditions(opts.as_ref());
+    let dry_run =
+        call.dry_run || opts.as_ref().and_then(|o| o.get("dryRun")).and_then(Value::as_array).is_some_and(|d| d.iter().any(|v| v == "All"));
+    let call = &Call { dry_run, ..call.clone() };
     let (_, first) = api.read(call).await?;
     let first = api.view(call, &first)?;
     let uid = first.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string();
     let ns = call.target.namespace.clone();
-    if !has_finalizers(&first) {
+    let immediate = deletion::plan(res, &first, grace, api.clock.now()) == Plan::Delete && !has_finalizers(&first);
+    if immediate && !dry_run {
         if policy == gc::Policy::Foreground {
             gc::settle(api.clone(), uid.clone(), ns.clone(), policy).await?;
         }
@@ -227,22 +269,8 @@ pub async fn delete(api: &Arc<Api>, call: &Call) -> Result<Response, ApiError> {
             empty_namespace(api, &name).await?;
         }
     }
-    let done = guarded(api, call, |current, obj| {
-        let uid_now = obj.pointer("/metadata/uid").and_then(Value::as_str);
-        if want_rv.is_some_and(|r| r != current.mod_revision) || want_uid.as_deref().is_some_and(|u| Some(u) != uid_now) {
-            return Err(conflict(call));
-        }
-        if !has_finalizers(obj) {
-            return Ok(Action::Delete(obj.clone()));
-        }
-        let mut marked = obj.clone();
-        if marked.pointer("/metadata/deletionTimestamp").is_none_or(Value::is_null) {
-            meta::mark_deleting(&mut marked, &api.now_rfc3339());
-        }
-        Ok(Action::Write(marked))
-    })
-    .await?;
-    if let Updated::Deleted(_) = &done {
+    let done = delete_one(api, call, grace, &want).await?;
+    if let (Updated::Deleted(_), false) = (&done, dry_run) {
         match policy {
             gc::Policy::Foreground => {}
             gc::Policy::Orphan => gc::settle(api.clone(), uid, ns, policy).await?,
