@@ -94,6 +94,15 @@ pub enum ApiError {
     /// A resourceVersion or continue token older than what is kept (410 Expired / Gone).
     #[error("{0}")]
     Gone(String),
+    /// A list asked for a resourceVersion newer than the store's (504 Timeout, with the
+    /// `ResourceVersionTooLarge` cause clients retry on).
+    #[error("Too large resource version: {requested}, current: {current}")]
+    TooLargeResourceVersion {
+        /// The resourceVersion asked for.
+        requested: i64,
+        /// The store's revision.
+        current: i64,
+    },
     /// The body's media type is not one this server decodes (415).
     #[error(
         "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf, application/merge-patch+json, application/json-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml"
@@ -140,6 +149,7 @@ impl ApiError {
             ApiError::Invalid { .. } => (422, "Invalid"),
             ApiError::BadRequest(_) => (400, "BadRequest"),
             ApiError::Gone(_) => (410, "Expired"),
+            ApiError::TooLargeResourceVersion { .. } => (504, "Timeout"),
             ApiError::UnsupportedMediaType | ApiError::Unsupported(_) => (415, "UnsupportedMediaType"),
             ApiError::MethodNotAllowed => (405, "MethodNotAllowed"),
             ApiError::TooLarge { .. } => (413, "RequestEntityTooLarge"),
@@ -177,6 +187,10 @@ impl ApiError {
                     .collect();
                 Some(json!({ "name": name, "group": group, "kind": kind, "causes": causes }))
             }
+            ApiError::TooLargeResourceVersion { .. } => Some(json!({
+                "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                "retryAfterSeconds": 1,
+            })),
             ApiError::Invalid { kind, name, causes } => Some(json!({
                 "name": name,
                 "kind": kind,

@@ -37,6 +37,9 @@ pub struct Config {
     pub bootstrap_attempts: usize,
     /// Pause between bootstrap attempts.
     pub bootstrap_pause: Duration,
+    /// How often a watch with `allowWatchBookmarks` hears how far the cache is (a minute, as
+    /// kube-apiserver's bookmarks).
+    pub bookmark_interval: Duration,
 }
 
 impl Default for Config {
@@ -49,6 +52,7 @@ impl Default for Config {
             codec: Arc::new(Codec::plain()),
             bootstrap_attempts: 60,
             bootstrap_pause: Duration::from_millis(500),
+            bookmark_interval: Duration::from_secs(60),
         }
     }
 }
@@ -115,7 +119,7 @@ impl Server {
         let spawner = tasks.spawner();
         let store = Store::new(store, config.codec.clone());
         let api = Arc::new(Api {
-            caches: Caches::new(store.clone(), spawner.clone()),
+            caches: Caches::new(store.clone(), spawner.clone(), config.bookmark_interval),
             store: store.clone(),
             clock: seams.clock,
             ids: seams.ids,

@@ -68,6 +68,7 @@ fn store_error(e: keel_etcd::Error) -> ApiError {
         keel_etcd::Error::Compacted => ApiError::Gone(
             "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into(),
         ),
+        keel_etcd::Error::FutureRevision => ApiError::TooLargeResourceVersion { requested: 0, current: 0 },
         other => ApiError::Store(other.to_string()),
     }
 }
