@@ -1,7 +1,7 @@
 //! The REST layer: what each request does, over the registry (per-kind rules) and storage.
 //!
-//! - [`object`]: get, create (and the built-in namespaces), update, patch, server-side apply,
-//!   delete; every change of a stored object goes through [`guarded::guarded_update`], the one
+//! - [`object`]: get, create (and the built-in namespaces), update, patch, delete; [`apply`]:
+//!   server-side apply (also of `/status`); [`deletion`]: what a delete does (graceful, finalizers); every change of a stored object goes through [`guarded::guarded_update`], the one
 //!   read → compute → guarded write → retry loop;
 //! - [`list`] (paged lists at one revision, deletecollection), [`watch`] (event streams from
 //!   the watch cache), [`scale`], [`pods`] (binding, eviction), [`gc`] (dependents on delete);
@@ -10,6 +10,7 @@
 //!
 //! [`Api`] holds what the handlers share and implements [`crate::http::Backend`].
 
+pub mod apply;
 pub mod deletion;
 pub mod gc;
 pub mod guarded;

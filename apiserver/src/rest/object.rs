@@ -11,7 +11,7 @@ use crate::registry::meta::{self, Fresh};
 use crate::registry::strategy::Write;
 use crate::registry::{RESOURCES, Resource, Subresource};
 use crate::rest::deletion::{self, Plan};
-use crate::rest::guarded::{self, Action, Updated, guarded, guarded_update};
+use crate::rest::guarded::{Action, Updated, guarded, guarded_update};
 use crate::rest::{Api, conflict, gc, managed, patch};
 use crate::storage::{Written, keys};
 use axum::http::StatusCode;
@@ -30,7 +30,7 @@ fn record(api: &Api, call: &Call, old: Option<&Value>, new: &mut Value) {
 
 /// The kind's rules applied to `obj` (decode, reset on create, defaults, validation, and with
 /// `fieldValidation=Strict` the unknown-field check): the object as stored.
-fn finish(call: &Call, obj: Value, old: Option<&Value>) -> Result<Value, ApiError> {
+pub(crate) fn finish(call: &Call, obj: Value, old: Option<&Value>) -> Result<Value, ApiError> {
     let res = call.target.res;
     let strict = call.query.get("fieldValidation").is_some_and(|v| v == "Strict");
     let write = Write { old, status: call.target.sub == Some(Subresource::Status) };
@@ -130,7 +130,7 @@ pub async fn update(api: &Api, call: &Call) -> Result<Response, ApiError> {
 /// PATCH of an object (or its `/status`); server-side apply for `application/apply-patch+yaml`.
 pub async fn patch(api: &Api, call: &Call) -> Result<Response, ApiError> {
     if call.media == Media::Apply {
-        return server_side_apply(api, call).await;
+        return crate::rest::apply::apply(api, call).await;
     }
     let done = guarded_update(api, call, |current, old| {
         let patched = patch::apply(call.media, old, &call.body)?;
@@ -143,55 +143,6 @@ pub async fn patch(api: &Api, call: &Call) -> Result<Response, ApiError> {
     })
     .await?;
     Ok(api.answer(call, StatusCode::OK, done.object()))
-}
-
-/// Server-side apply: a PATCH with `application/apply-patch+yaml` (the configuration as JSON,
-/// which kubectl and kube-rs send). Creates the object if it does not exist.
-async fn server_side_apply(api: &Api, call: &Call) -> Result<Response, ApiError> {
-    let res = call.target.res;
-    let name = call.name()?.to_string();
-    if call.query.get("fieldManager").is_none_or(|m| m.is_empty()) {
-        return Err(ApiError::BadRequest("PATCH, fieldManager is required for apply requests".into()));
-    }
-    let config: Value = serde_json::from_slice(&call.body).map_err(|_| {
-        ApiError::Unsupported(
-            "apply configurations are read as JSON (which kubectl and kube-rs send); YAML ones are not supported yet".into(),
-        )
-    })?;
-    if meta::name_of(&config).is_some_and(|n| n != name) {
-        return Err(ApiError::BadRequest("the name of the object does not match the name on the URL".into()));
-    }
-    let force = call.query.get("force").is_some_and(|f| f == "true");
-    let now = api.now_rfc3339();
-    let api_version = res.api_version();
-    let w = managed::Writer { manager: &call.manager, api_version: &api_version, now: &now, subresource: None };
-    let skip_status = res.has(Subresource::Status);
-    let conflicts =
-        |c: Vec<crate::error::FieldConflict>| ApiError::ApplyConflict { resource: res.qualified(), name: name.clone(), conflicts: c };
-    for _ in 0..guarded::RETRIES {
-        let applied = guarded_update(api, call, |_, old| {
-            let merged = managed::apply(Some(old), &config, &w, force, skip_status).map_err(conflicts)?;
-            let new = meta::prepare_update(res, old, merged, false)?;
-            finish(call, new, Some(old))
-        })
-        .await;
-        match applied {
-            Ok(done) => return Ok(api.answer(call, StatusCode::OK, done.object())),
-            Err(ApiError::NotFound { .. }) => {}
-            Err(e) => return Err(e),
-        }
-        let mut config = config.clone();
-        if let Some(m) = config.as_object_mut().and_then(|o| o.entry("metadata").or_insert_with(|| json!({})).as_object_mut()) {
-            m.insert("name".into(), json!(name));
-        }
-        let obj = managed::apply(None, &config, &w, force, skip_status).map_err(conflicts)?;
-        match create_object(api, call, obj).await {
-            Ok(created) => return Ok(api.answer(call, StatusCode::CREATED, &created)),
-            Err(ApiError::AlreadyExists { .. }) => continue,
-            Err(e) => return Err(e),
-        }
-    }
-    Err(conflict(call))
 }
 
 /// Deletes what namespace `ns` holds, every resource of it.

@@ -1,0 +1,84 @@
+//! Kubernetes API behaviours the components rely on, through kube-rs: create resets status
+//! where Kubernetes resets it (and keeps a node's), server-side apply on `/status` applies to
+//! status, `dryRun=All` writes nothing.
+
+mod support;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Service};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use serde_json::json;
+
+fn deployment(name: &str) -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"selector": {"matchLabels": {"app": name}}, "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}},
+        "status": {"replicas": 5, "readyReplicas": 5}
+    }))
+    .expect("deployment")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_resets_status_where_kubernetes_does_and_a_node_keeps_its_own() {
+    let s = support::start().await;
+    let deploys: Api<Deployment> = Api::default_namespaced(s.client.clone());
+    let d = deploys.create(&PostParams::default(), &deployment("d")).await.expect("deployment");
+    assert_eq!(d.status.map(|st| (st.replicas, st.ready_replicas)), Some((None, None)), "status starts empty");
+    let svcs: Api<Service> = Api::default_namespaced(s.client.clone());
+    let svc: Service = serde_json::from_value(
+        json!({"metadata": {"name": "s"}, "spec": {"ports": [{"port": 80}]}, "status": {"loadBalancer": {"ingress": [{"ip": "1.2.3.4"}]}}}),
+    )
+    .expect("service");
+    let svc = svcs.create(&PostParams::default(), &svc).await.expect("service");
+    assert_eq!(svc.status.and_then(|st| st.load_balancer).and_then(|lb| lb.ingress), None);
+    let nodes: Api<Node> = Api::all(s.client.clone());
+    let node: Node = serde_json::from_value(
+        json!({"metadata": {"name": "n1"}, "status": {"conditions": [{"type": "Ready", "status": "True"}], "capacity": {"cpu": "4"}}}),
+    )
+    .expect("node");
+    let node = nodes.create(&PostParams::default(), &node).await.expect("node");
+    let ready = node.status.and_then(|st| st.conditions).unwrap_or_default().into_iter().map(|c| (c.type_, c.status)).collect::<Vec<_>>();
+    assert_eq!(ready, vec![("Ready".to_string(), "True".to_string())], "a kubelet registers with its status");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_side_apply_on_status_applies_to_status_and_owns_it() {
+    let s = support::start().await;
+    let deploys: Api<Deployment> = Api::default_namespaced(s.client.clone());
+    deploys.create(&PostParams::default(), &deployment("d")).await.expect("deployment");
+    let config = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"}, "spec": {"replicas": 9}, "status": {"replicas": 3, "observedGeneration": 1}});
+    let applied =
+        deploys.patch_status("d", &PatchParams::apply("keel-controller").force(), &Patch::Apply(&config)).await.expect("apply status");
+    assert_eq!(applied.status.as_ref().and_then(|st| st.replicas), Some(3));
+    assert_eq!(applied.spec.as_ref().and_then(|sp| sp.replicas), Some(1), "the spec is not the status subresource's");
+    let owner = applied.metadata.managed_fields.unwrap_or_default().into_iter().find(|m| m.manager.as_deref() == Some("keel-controller"));
+    assert_eq!(owner.as_ref().and_then(|m| m.subresource.as_deref()), Some("status"));
+    assert_eq!(owner.and_then(|m| m.operation), Some("Apply".into()));
+    let mut other = config.clone();
+    other["metadata"]["name"] = json!("nope");
+    let missing = deploys.patch_status("nope", &PatchParams::apply("keel-controller").force(), &Patch::Apply(&other)).await;
+    assert!(matches!(missing, Err(kube::Error::Api(ref e)) if e.code == 404), "{missing:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_checks_everything_and_writes_nothing() {
+    let s = support::start().await;
+    let cms: Api<ConfigMap> = Api::default_namespaced(s.client.clone());
+    let mut c = ConfigMap::default();
+    c.metadata.name = Some("c".into());
+    let dry = PostParams { dry_run: true, ..Default::default() };
+    let answered = cms.create(&dry, &c).await.expect("a dry create answers");
+    assert!(answered.metadata.uid.is_some());
+    assert!(matches!(cms.get("c").await, Err(kube::Error::Api(ref e)) if e.code == 404), "nothing was created");
+    let mut bad = c.clone();
+    bad.data = Some([("bad/key".to_string(), "v".to_string())].into());
+    assert!(matches!(cms.create(&dry, &bad).await, Err(kube::Error::Api(ref e)) if e.code == 422), "still validated");
+    let stored = cms.create(&PostParams::default(), &c).await.expect("create");
+    let patch = Patch::Merge(json!({"data": {"k": "v"}}));
+    let patched = cms.patch("c", &PatchParams { dry_run: true, ..Default::default() }, &patch).await.expect("dry patch");
+    assert_eq!(patched.data.and_then(|d| d.get("k").cloned()).as_deref(), Some("v"));
+    let now = cms.get("c").await.expect("get");
+    assert_eq!((now.data, now.metadata.resource_version), (None, stored.metadata.resource_version.clone()), "unchanged");
+    cms.delete("c", &DeleteParams { dry_run: true, ..Default::default() }).await.expect("dry delete");
+    assert!(cms.get("c").await.is_ok(), "still there");
+}
