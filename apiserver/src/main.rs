@@ -43,6 +43,10 @@ struct Flags {
     /// Key of --tls-cert-file.
     #[arg(long, requires = "tls_cert_file")]
     tls_private_key_file: Option<PathBuf>,
+    /// Extra names and IPs the generated serving certificate is valid for (comma separated), so
+    /// clients verify it through a load balancer's address or a DNS name.
+    #[arg(long, value_delimiter = ',')]
+    tls_sans: Vec<String>,
     /// Plain-HTTP port on 127.0.0.1 for development (0: off).
     #[arg(long, default_value_t = 0)]
     insecure_port: u16,
@@ -96,7 +100,10 @@ async fn main() -> anyhow::Result<()> {
     let cert_dir = flags.cert_dir.clone().unwrap_or_else(|| flags.data_dir.join("certificates"));
     let files = match (&flags.tls_cert_file, &flags.tls_private_key_file) {
         (Some(cert), Some(key)) => tls::CertFiles { cert: cert.clone(), key: key.clone(), ca: None },
-        _ => tls::ensure_generated(&cert_dir, std::slice::from_ref(&flags.bind_address)).map_err(|e| anyhow::anyhow!(e))?,
+        _ => {
+            let hosts: Vec<String> = std::iter::once(flags.bind_address.clone()).chain(flags.tls_sans.iter().cloned()).collect();
+            tls::ensure_generated(&cert_dir, &hosts).map_err(|e| anyhow::anyhow!(e))?
+        }
     };
     let tls_config = tls::server_config(&files).map_err(|e| anyhow::anyhow!(e))?;
     let advertise = format!("{}:{}", flags.bind_address, flags.secure_port);
