@@ -75,6 +75,16 @@ pub enum ApiError {
         /// Why.
         why: String,
     },
+    /// An admission check refused the request (403 Forbidden), with why.
+    #[error("{}", if name.is_empty() { format!("{resource} is forbidden: {why}") } else { format!("{resource} \"{name}\" is forbidden: {why}") })]
+    Forbidden {
+        /// Plural resource name.
+        resource: String,
+        /// Object name (empty when it has none yet).
+        name: String,
+        /// Why.
+        why: String,
+    },
     /// The object fails validation (422 Invalid), with one cause per field.
     #[error("{kind} \"{name}\" is invalid: {}", causes.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join(", "))]
     Invalid {
@@ -147,6 +157,7 @@ impl ApiError {
                 (409, "Conflict")
             }
             ApiError::Invalid { .. } => (422, "Invalid"),
+            ApiError::Forbidden { .. } => (403, "Forbidden"),
             ApiError::BadRequest(_) => (400, "BadRequest"),
             ApiError::Gone(_) => (410, "Expired"),
             ApiError::TooLargeResourceVersion { .. } => (504, "Timeout"),
@@ -174,7 +185,8 @@ impl ApiError {
             ApiError::NotFound { resource, name }
             | ApiError::AlreadyExists { resource, name }
             | ApiError::Conflict { resource, name }
-            | ApiError::Refused { resource, name, .. } => {
+            | ApiError::Refused { resource, name, .. }
+            | ApiError::Forbidden { resource, name, .. } => {
                 let (kind, group) = resource.split_once('.').unwrap_or((resource, ""));
                 Some(json!({ "name": name, "group": group, "kind": kind }))
             }

@@ -26,6 +26,7 @@ on_both!(
     server_side_apply_owns_fields_and_conflicts_with_other_writers,
     pods_are_bound_once_and_drain_evicts_them,
     deletion_propagates_to_dependents_by_policy,
+    priority_classes_endpoint_slices_and_controller_revisions_are_served,
 );
 use std::time::Duration;
 
@@ -312,4 +313,28 @@ fn deletion_propagates_to_dependents_by_policy(c: Cluster) {
     let left = c.ok(&["get", "rs,pods", "-o", "name"]);
     assert!(!left.contains("fg-rs") && !left.contains("fg-pod"), "foreground deletion returns after the dependents: {left}");
     assert!(left.contains("keep-rs") && left.contains("keep-pod"), "{left}");
+}
+
+fn priority_classes_endpoint_slices_and_controller_revisions_are_served(c: Cluster) {
+    let pcs = c.ok(&["get", "priorityclasses"]);
+    assert!(pcs.contains("system-node-critical") && pcs.contains("2000001000") && pcs.contains("system-cluster-critical"), "{pcs}");
+    let namespaces = c.ok(&["get", "ns", "-o", "name"]);
+    for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
+        assert!(namespaces.contains(&format!("namespace/{ns}")), "{namespaces}");
+    }
+    c.apply("apiVersion: scheduling.k8s.io/v1\nkind: PriorityClass\nmetadata:\n  name: high\nvalue: 1000\n", &[]);
+    c.apply("apiVersion: v1\nkind: Pod\nmetadata:\n  name: urgent\nspec:\n  priorityClassName: high\n  containers:\n  - {name: c, image: busybox}\n", &[]);
+    assert_eq!(c.ok(&["get", "pod", "urgent", "-o", "jsonpath={.spec.priority}/{.spec.preemptionPolicy}"]), "1000/PreemptLowerPriority");
+    let refused = c.fails(&["run", "gold", "--image=busybox", "--overrides", r#"{"spec":{"priorityClassName":"gold"}}"#]);
+    assert!(refused.contains("Forbidden") && refused.contains("no PriorityClass with name gold was found"), "{refused}");
+    c.apply(
+        "apiVersion: discovery.k8s.io/v1\nkind: EndpointSlice\nmetadata:\n  name: web-1\n  labels: {kubernetes.io/service-name: web}\naddressType: IPv4\nendpoints:\n- addresses: [10.0.0.7]\nports:\n- {port: 80}\n",
+        &[],
+    );
+    let slices = c.ok(&["get", "endpointslices", "-l", "kubernetes.io/service-name=web"]);
+    assert!(slices.contains("web-1") && slices.contains("IPv4") && slices.contains("10.0.0.7"), "{slices}");
+    c.apply("apiVersion: apps/v1\nkind: ControllerRevision\nmetadata:\n  name: ds-1\nrevision: 1\ndata: {spec: {template: {}}}\n", &[]);
+    assert!(c.ok(&["get", "controllerrevisions"]).contains("ds-1"));
+    let changed = c.fails(&["patch", "controllerrevision", "ds-1", "--type=merge", "-p", r#"{"data":{"spec":{"x":1}}}"#]);
+    assert!(changed.contains("field is immutable"), "{changed}");
 }

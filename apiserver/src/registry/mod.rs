@@ -17,15 +17,18 @@ pub mod strict;
 pub mod validation;
 
 pub mod configmaps;
+pub mod controllerrevisions;
 pub mod daemonsets;
 pub mod deployments;
 pub mod endpoints;
+pub mod endpointslices;
 pub mod events;
 pub mod events_v1;
 pub mod leases;
 pub mod namespaces;
 pub mod nodes;
 pub mod pods;
+pub mod priorityclasses;
 pub mod replicasets;
 pub mod secrets;
 pub mod serviceaccounts;
@@ -237,6 +240,32 @@ pub static RESOURCES: &[Resource] = &[
         subresources: STATUS,
         has_spec: true,
         strategy: &daemonsets::DaemonSets,
+        ..ROW
+    },
+    Resource {
+        group: "apps",
+        kind: "ControllerRevision",
+        plural: "controllerrevisions",
+        singular: "controllerrevision",
+        strategy: &controllerrevisions::ControllerRevisions,
+        ..ROW
+    },
+    Resource {
+        group: "scheduling.k8s.io",
+        kind: "PriorityClass",
+        plural: "priorityclasses",
+        singular: "priorityclass",
+        namespaced: false,
+        short_names: &["pc"],
+        strategy: &priorityclasses::PriorityClasses,
+        ..ROW
+    },
+    Resource {
+        group: "discovery.k8s.io",
+        kind: "EndpointSlice",
+        plural: "endpointslices",
+        singular: "endpointslice",
+        strategy: &endpointslices::EndpointSlices,
         ..ROW
     },
     Resource {

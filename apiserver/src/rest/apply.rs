@@ -54,6 +54,7 @@ pub async fn apply(api: &Api, call: &Call) -> Result<Response, ApiError> {
     let w = managed::Writer { manager: &call.manager, api_version: &api_version, now: &now, subresource: sub };
     let skip_status = res.has(Subresource::Status) && !status;
     let conflicts = |c: Vec<FieldConflict>| ApiError::ApplyConflict { resource: res.qualified(), name: name.clone(), conflicts: c };
+    let adm = crate::rest::admission::prepare(api, call, false).await?;
     for _ in 0..guarded::RETRIES {
         let applied = guarded_update(api, call, |_, old| {
             let merged = managed::apply(Some(old), &config, &w, force, skip_status).map_err(conflicts)?;
@@ -67,7 +68,9 @@ pub async fn apply(api: &Api, call: &Call) -> Result<Response, ApiError> {
                     m.insert("managedFields".into(), fields.clone());
                 }
             }
-            finish(call, new, Some(old))
+            let mut new = finish(call, new, Some(old))?;
+            adm.admit(call, &mut new)?;
+            Ok(new)
         })
         .await;
         match applied {

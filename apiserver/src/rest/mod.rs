@@ -5,11 +5,13 @@
 //!   read → compute → guarded write → retry loop;
 //! - [`list`] (paged lists at one revision, deletecollection), [`watch`] (event streams from
 //!   the watch cache), [`scale`], [`pods`] (binding, eviction), [`gc`] (dependents on delete);
+//! - [`admission`]: the checks that read other objects (Priority, one default PriorityClass);
 //! - pure cores: [`patch`] (merge, JSON and strategic patches), [`smp`], [`managed`]
 //!   (managedFields and server-side apply).
 //!
 //! [`Api`] holds what the handlers share and implements [`crate::http::Backend`].
 
+pub mod admission;
 pub mod apply;
 pub mod deletion;
 pub mod gc;

@@ -8,8 +8,10 @@
 use crate::error::ApiError;
 use crate::http::request::{Call, Media};
 use crate::registry::meta::{self, Fresh};
+use crate::registry::priorityclasses;
 use crate::registry::strategy::Write;
 use crate::registry::{RESOURCES, Resource, Subresource};
+use crate::rest::admission::{self, Admission};
 use crate::rest::deletion::{self, Plan};
 use crate::rest::guarded::{Action, Updated, guarded, guarded_update};
 use crate::rest::{Api, conflict, gc, managed, patch};
@@ -56,7 +58,8 @@ pub async fn create_object(api: &Api, call: &Call, obj: Value) -> Result<Value, 
     let res = call.target.res;
     let ns = call.target.namespace.as_deref();
     let fresh = Fresh { now: api.now_rfc3339(), uid: api.ids.uid(), suffix: api.ids.suffix() };
-    let obj = meta::prepare_create(res, ns, obj, fresh)?;
+    let mut obj = meta::prepare_create(res, ns, obj, fresh)?;
+    admission::prepare(api, call, true).await?.admit(call, &mut obj)?;
     let mut obj = finish(call, obj, None)?;
     if obj.pointer("/metadata/managedFields").is_none() {
         record(api, call, None, &mut obj);
@@ -84,12 +87,18 @@ pub async fn create_object(api: &Api, call: &Call, obj: Value) -> Result<Value, 
 /// The namespaces every cluster has, created if missing.
 pub const BUILT_IN_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
-/// Creates the [`BUILT_IN_NAMESPACES`] that do not exist yet.
+/// Creates what every cluster has and is missing: the [`BUILT_IN_NAMESPACES`] and the system
+/// PriorityClasses.
 pub async fn bootstrap(api: &Api) -> Result<(), ApiError> {
-    let Some(res) = crate::registry::find("", "v1", "namespaces") else { return Ok(()) };
-    let call = Call::internal(res, "keel-apiserver");
-    for name in BUILT_IN_NAMESPACES {
-        match create_object(api, &call, json!({"metadata": {"name": name}})).await {
+    let mut wanted = Vec::new();
+    if let Some(res) = crate::registry::find("", "v1", "namespaces") {
+        wanted.extend(BUILT_IN_NAMESPACES.iter().map(|n| (res, json!({"metadata": {"name": n}}))));
+    }
+    if let Some(res) = crate::registry::find("scheduling.k8s.io", "v1", "priorityclasses") {
+        wanted.extend(priorityclasses::SYSTEM.iter().map(|(n, v, d)| (res, priorityclasses::system_class(n, *v, d))));
+    }
+    for (res, obj) in wanted {
+        match create_object(api, &Call::internal(res, "keel-apiserver"), obj).await {
             Ok(_) | Err(ApiError::AlreadyExists { .. }) => {}
             Err(e) => return Err(e),
         }
@@ -104,11 +113,12 @@ pub async fn create(api: &Api, call: &Call) -> Result<Response, ApiError> {
 }
 
 /// The object an update stores over `old`: `sent` with the server's metadata rules, the
-/// kind's rules, and the write recorded in managedFields.
-fn updated(api: &Api, call: &Call, old: &Value, sent: Value) -> Result<Value, ApiError> {
+/// kind's rules, admission, and the write recorded in managedFields.
+fn updated(api: &Api, call: &Call, adm: &Admission, old: &Value, sent: Value) -> Result<Value, ApiError> {
     let status = call.target.sub == Some(Subresource::Status);
     let new = meta::prepare_update(call.target.res, old, sent, status)?;
     let mut new = finish(call, new, Some(old))?;
+    adm.admit(call, &mut new)?;
     record(api, call, Some(old), &mut new);
     Ok(new)
 }
@@ -117,11 +127,12 @@ fn updated(api: &Api, call: &Call, old: &Value, sent: Value) -> Result<Value, Ap
 pub async fn update(api: &Api, call: &Call) -> Result<Response, ApiError> {
     let sent = patch::body(call)?;
     let precondition = meta::resource_version_of(&sent)?;
+    let adm = admission::prepare(api, call, false).await?;
     let done = guarded_update(api, call, |current, old| {
         if precondition != 0 && precondition != current.mod_revision {
             return Err(conflict(call));
         }
-        updated(api, call, old, sent.clone())
+        updated(api, call, &adm, old, sent.clone())
     })
     .await?;
     Ok(api.answer(call, StatusCode::OK, done.object()))
@@ -132,6 +143,7 @@ pub async fn patch(api: &Api, call: &Call) -> Result<Response, ApiError> {
     if call.media == Media::Apply {
         return crate::rest::apply::apply(api, call).await;
     }
+    let adm = admission::prepare(api, call, false).await?;
     let done = guarded_update(api, call, |current, old| {
         let patched = patch::apply(call.media, old, &call.body)?;
         // A resourceVersion the patch sets is a precondition, as in Kubernetes.
@@ -139,7 +151,7 @@ pub async fn patch(api: &Api, call: &Call) -> Result<Response, ApiError> {
         if wanted != 0 && wanted != current.mod_revision {
             return Err(conflict(call));
         }
-        updated(api, call, old, patched)
+        updated(api, call, &adm, old, patched)
     })
     .await?;
     Ok(api.answer(call, StatusCode::OK, done.object()))
