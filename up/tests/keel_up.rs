@@ -55,6 +55,13 @@ fn keel_up_serves_kubectl_through_the_balancer_and_survives_an_apiserver_kill() 
     for part in ["m1", "m2", "m3", "apiserver-1", "apiserver-2", "apiserver-3"] {
         assert!(status.contains(part), "{part} missing from keel status:\n{status}");
     }
+    // The members agree on one leader, as etcdctl sees them.
+    let eps = "127.0.0.1:2379,127.0.0.2:2379,127.0.0.3:2379";
+    let members =
+        Command::new("etcdctl").env("ETCDCTL_API", "3").args(["--endpoints", eps, "endpoint", "status"]).output().expect("etcdctl");
+    let members = text(&members.stdout);
+    assert_eq!(members.lines().count(), 3, "{members}");
+    assert_eq!(members.lines().filter(|l| l.contains(", true, false,")).count(), 1, "one leader: {members}");
 
     // kill -9 of the first apiserver: kubectl keeps working through the balancer, and keel up
     // starts it again (a new PID in its record).
@@ -78,6 +85,11 @@ fn keel_up_serves_kubectl_through_the_balancer_and_survives_an_apiserver_kill() 
     assert!(stderr.contains("apiserver-1 exited") && stderr.contains("apiserver-1 started again"), "{stderr}");
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("kubectl --kubeconfig") && stdout.contains("keel: stopped"), "{stdout}");
+    assert!(stdout.contains(&format!("etcdctl --endpoints={eps}")), "prints the etcdctl line: {stdout}");
+    for i in 1..=3 {
+        let log = std::fs::read_to_string(dir.path().join(format!("m{i}.log"))).expect("member log");
+        assert!(log.contains("stopped; all acknowledged writes are on disk"), "m{i} stopped cleanly:\n{log}");
+    }
     // Every process it started is gone: the ports are free again.
     for addr in ["127.0.0.1:6443", "127.0.0.1:6444", "127.0.0.2:6444", "127.0.0.1:2379", "127.0.0.3:2379"] {
         assert!(std::net::TcpStream::connect(addr).is_err(), "{addr} still answers");
