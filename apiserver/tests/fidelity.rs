@@ -82,3 +82,33 @@ async fn dry_run_checks_everything_and_writes_nothing() {
     cms.delete("c", &DeleteParams { dry_run: true, ..Default::default() }).await.expect("dry delete");
     assert!(cms.get("c").await.is_ok(), "still there");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quantities_and_node_affinity_are_checked_and_allocatable_defaults_to_capacity() {
+    use k8s_openapi::api::core::v1::Pod;
+    let s = support::start().await;
+    let pods: Api<Pod> = Api::default_namespaced(s.client.clone());
+    let pod = |resources: serde_json::Value, affinity: serde_json::Value| -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox", "resources": resources}], "affinity": affinity}})).expect("pod")
+    };
+    let err = |r: Result<Pod, kube::Error>| match r {
+        Err(kube::Error::Api(e)) => (e.code, e.message),
+        other => panic!("{other:?}"),
+    };
+    let (code, msg) = err(pods.create(&PostParams::default(), &pod(json!({"requests": {"cpu": "lots"}}), json!({}))).await);
+    assert_eq!(code, 400);
+    assert!(msg.contains("quantities must match the regular expression"), "{msg}");
+    let (code, msg) =
+        err(pods.create(&PostParams::default(), &pod(json!({"requests": {"cpu": "2"}, "limits": {"cpu": "1"}}), json!({}))).await);
+    assert!(code == 422 && msg.contains("must be less than or equal to cpu limit of 1"), "{msg}");
+    let gt = json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{"matchExpressions": [{"key": "cores", "operator": "Gt", "values": ["many"]}]}]}}});
+    let (code, msg) = err(pods.create(&PostParams::default(), &pod(json!({}), gt)).await);
+    assert!(code == 422 && msg.contains("for 'Gt', 'Lt' operators, the value must be an integer"), "{msg}");
+    let nodes: Api<Node> = Api::all(s.client.clone());
+    let node: Node =
+        serde_json::from_value(json!({"metadata": {"name": "n1"}, "status": {"capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"}}}))
+            .expect("node");
+    let node = nodes.create(&PostParams::default(), &node).await.expect("node");
+    let allocatable = node.status.and_then(|st| st.allocatable).unwrap_or_default();
+    assert_eq!(allocatable.get("cpu").map(|q| q.0.as_str()), Some("4"));
+}

@@ -172,6 +172,14 @@ impl Strategy for Pods {
         p.status.get_or_insert_with(PodStatus::default).phase.get_or_insert_with(|| "Pending".into());
     }
 
+    fn malformed(&self, p: &Pod) -> Option<String> {
+        let spec = p.spec.as_ref()?;
+        let containers = spec.containers.iter().chain(spec.init_containers.iter().flatten());
+        let resources = containers.filter_map(|c| c.resources.as_ref());
+        let quantities = resources.flat_map(|r| r.requests.iter().chain(r.limits.iter()).flat_map(|m| m.values()));
+        quantity::malformed(quantities.chain(spec.overhead.iter().flat_map(|m| m.values())).map(|q| &q.0))
+    }
+
     fn prepare_create(&self, p: &mut Pod) {
         let qos = p.spec.as_ref().map(|s| qos_class(s).to_string());
         p.status = Some(PodStatus { phase: Some("Pending".into()), qos_class: qos, ..Default::default() });

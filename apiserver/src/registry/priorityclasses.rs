@@ -103,7 +103,7 @@ mod tests {
     use crate::registry::strategy::Behaviour;
 
     fn causes(obj: Value, old: Option<&Value>) -> Vec<String> {
-        let w = crate::registry::strategy::Write { old, status: false };
+        let w = crate::registry::strategy::Write { old, status: false, version: "scheduling.k8s.io/v1" };
         match PriorityClasses.finish("PriorityClass", obj, w, false) {
             Ok(_) => vec![],
             Err(crate::error::ApiError::Invalid { causes, .. }) => causes.into_iter().map(|(f, _)| f).collect(),

@@ -1,5 +1,14 @@
 //! Kubernetes resource quantities (`500m`, `2`, `128Mi`, `1e3`, `1.5Gi`) as numbers, to compare
-//! them (QoS classes compare requests with limits; `1` and `1000m` are the same CPU).
+//! them (QoS classes compare requests with limits; `1` and `1000m` are the same CPU), and
+//! which strings are quantities at all (kube refuses the others when it decodes the object).
+
+/// kube's message for a string that is not a quantity.
+pub const MALFORMED: &str = "quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'";
+
+/// The first of `quantities` that is not a quantity, as kube's decode error.
+pub fn malformed<'a>(quantities: impl IntoIterator<Item = &'a String>) -> Option<String> {
+    quantities.into_iter().find(|q| value(q).is_none()).map(|_| MALFORMED.to_string())
+}
 
 /// The value of a quantity, or None when it is not one.
 pub fn value(q: &str) -> Option<f64> {
@@ -9,6 +18,8 @@ pub fn value(q: &str) -> Option<f64> {
     let n: f64 = num.parse().ok()?;
     let scale = match suffix {
         "" => 1.0,
+        "n" => 1e-9,
+        "u" => 1e-6,
         "m" => 1e-3,
         "k" => 1e3,
         "M" => 1e6,
@@ -44,6 +55,8 @@ mod tests {
             ("2Gi", Some(2_147_483_648.0)),
             ("x", None),
             ("1Q", None),
+            ("1n", Some(1e-9)),
+            ("", None),
         ];
         for (q, want) in table {
             assert_eq!(value(q), want, "{q}");

@@ -41,6 +41,8 @@ pub struct Write<'a> {
     pub old: Option<&'a Value>,
     /// Whether it came through `/status`.
     pub status: bool,
+    /// The API version written through (`v1`, `apps/v1`), for messages.
+    pub version: &'a str,
 }
 
 /// One kind's rules.
@@ -50,6 +52,12 @@ pub trait Strategy: Send + Sync + 'static {
 
     /// What a create resets (Kubernetes' PrepareForCreate: most kinds' status).
     fn prepare_create(&self, _obj: &mut Self::Object) {}
+
+    /// Why the object cannot be decoded as Kubernetes decodes it, when its JSON fits the type
+    /// but a value does not parse (a quantity that is not one): a 400.
+    fn malformed(&self, _obj: &Self::Object) -> Option<String> {
+        None
+    }
 
     /// Fills in what Kubernetes fills in, on create and update.
     fn default(&self, _obj: &mut Self::Object) {}
@@ -148,6 +156,9 @@ impl<S: Strategy> Behaviour for S {
                 let list: Vec<String> = unknown.iter().map(|f| format!("unknown field {f:?}")).collect();
                 return Err(ApiError::BadRequest(format!("strict decoding error: {}", list.join(", "))));
             }
+        }
+        if let Some(why) = self.malformed(&typed) {
+            return Err(ApiError::BadRequest(format!("{kind} in version {:?} cannot be handled as a {kind}: {why}", write.version)));
         }
         self.default(&mut typed);
         if write.old.is_none() {

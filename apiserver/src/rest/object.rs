@@ -35,7 +35,8 @@ fn record(api: &Api, call: &Call, old: Option<&Value>, new: &mut Value) {
 pub(crate) fn finish(call: &Call, obj: Value, old: Option<&Value>) -> Result<Value, ApiError> {
     let res = call.target.res;
     let strict = call.query.get("fieldValidation").is_some_and(|v| v == "Strict");
-    let write = Write { old, status: call.target.sub == Some(Subresource::Status) };
+    let version = res.api_version();
+    let write = Write { old, status: call.target.sub == Some(Subresource::Status), version: &version };
     res.strategy.finish(res.kind, obj, write, strict)
 }
 
