@@ -112,3 +112,35 @@ async fn quantities_and_node_affinity_are_checked_and_allocatable_defaults_to_ca
     let allocatable = node.status.and_then(|st| st.allocatable).unwrap_or_default();
     assert_eq!(allocatable.get("cpu").map(|q| q.0.as_str()), Some("4"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_writes_keep_what_kubes_status_strategies_keep_and_daemonsets_count_template_generations() {
+    use k8s_openapi::api::apps::v1::DaemonSet;
+    let s = support::start().await;
+    let deploys: Api<Deployment> = Api::default_namespaced(s.client.clone());
+    let mut d = deploys.create(&PostParams::default(), &deployment("d")).await.expect("deployment");
+    d.metadata.annotations.get_or_insert_with(Default::default).insert("deployment.kubernetes.io/revision".into(), "1".into());
+    d.metadata.labels = Some([("changed".to_string(), "by-status".to_string())].into());
+    d.status.get_or_insert_with(Default::default).observed_generation = Some(1);
+    let written = deploys.replace_status("d", &PostParams::default(), &d).await.expect("status");
+    let revision = written.metadata.annotations.as_ref().and_then(|a| a.get("deployment.kubernetes.io/revision")).cloned();
+    assert_eq!(revision.as_deref(), Some("1"), "annotations sent with the status are kept");
+    assert!(written.metadata.labels.unwrap_or_default().get("changed").is_none(), "labels stay as stored");
+    assert_eq!(written.status.and_then(|st| st.observed_generation), Some(1));
+
+    let dss: Api<DaemonSet> = Api::default_namespaced(s.client.clone());
+    let ds: DaemonSet = serde_json::from_value(json!({
+        "metadata": {"name": "ds"},
+        "spec": {"selector": {"matchLabels": {"app": "ds"}}, "template": {"metadata": {"labels": {"app": "ds"}}, "spec": {"containers": [{"name": "c", "image": "busybox:1"}]}}}
+    }))
+    .expect("ds");
+    let generation =
+        |d: &DaemonSet| d.metadata.annotations.as_ref().and_then(|a| a.get("deprecated.daemonset.template.generation")).cloned();
+    let ds = dss.create(&PostParams::default(), &ds).await.expect("create");
+    assert_eq!(generation(&ds).as_deref(), Some("1"));
+    let image = Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "busybox:2"}]}}}}));
+    let ds = dss.patch("ds", &PatchParams::default(), &image).await.expect("new template");
+    assert_eq!(generation(&ds).as_deref(), Some("2"));
+    let label = Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}}));
+    assert_eq!(generation(&dss.patch("ds", &PatchParams::default(), &label).await.expect("label")).as_deref(), Some("2"));
+}

@@ -11,11 +11,27 @@ use serde_json::{Value, json};
 /// The daemonsets strategy.
 pub struct DaemonSets;
 
+/// The annotation holding the template's generation (kube's `DeprecatedTemplateGeneration`),
+/// which the DaemonSet controller labels pods with (`pod-template-generation`).
+pub const TEMPLATE_GENERATION: &str = "deprecated.daemonset.template.generation";
+
 impl Strategy for DaemonSets {
     type Object = DaemonSet;
 
     fn prepare_create(&self, d: &mut DaemonSet) {
         d.status = Some(Default::default());
+        d.metadata.annotations.get_or_insert_with(Default::default).insert(TEMPLATE_GENERATION.into(), "1".into());
+    }
+
+    /// kube's daemonSetStrategy: a changed template counts one more template generation.
+    fn prepare_update(&self, new: &mut DaemonSet, old: &DaemonSet, status: bool) {
+        let template = |d: &DaemonSet| d.spec.as_ref().map(|s| s.template.clone());
+        if status || template(new) == template(old) {
+            return;
+        }
+        let previous =
+            old.metadata.annotations.as_ref().and_then(|a| a.get(TEMPLATE_GENERATION)).and_then(|g| g.parse::<i64>().ok()).unwrap_or(0);
+        new.metadata.annotations.get_or_insert_with(Default::default).insert(TEMPLATE_GENERATION.into(), (previous + 1).to_string());
     }
 
     fn default(&self, d: &mut DaemonSet) {

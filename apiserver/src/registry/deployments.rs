@@ -39,6 +39,12 @@ impl Strategy for Deployments {
         d.status = Some(Default::default());
     }
 
+    /// kube's deploymentStatusStrategy: a status write keeps the stored labels (annotations,
+    /// such as `deployment.kubernetes.io/revision`, come from the writer).
+    fn status_resets(&self) -> &'static [&'static str] {
+        &["labels"]
+    }
+
     fn default(&self, d: &mut Deployment) {
         let Some(s) = d.spec.as_mut() else { return };
         s.replicas.get_or_insert(1);

@@ -191,6 +191,22 @@ impl Strategy for Pods {
         out
     }
 
+    /// kube's podStatusStrategy: a status write keeps the pod's ownerReferences (old kubelets
+    /// corrupted them) and its QoS class when the writer dropped it.
+    fn status_resets(&self) -> &'static [&'static str] {
+        &["ownerReferences"]
+    }
+
+    fn prepare_update(&self, new: &mut Pod, old: &Pod, status: bool) {
+        let old_qos = old.status.as_ref().and_then(|s| s.qos_class.clone());
+        if status
+            && let Some(st) = new.status.as_mut()
+            && st.qos_class.as_deref().is_none_or(str::is_empty)
+        {
+            st.qos_class = old_qos;
+        }
+    }
+
     fn validate_update(&self, new: &Pod, old: &Pod, status: bool) -> Vec<Cause> {
         if status {
             return Vec::new();

@@ -62,6 +62,15 @@ pub trait Strategy: Send + Sync + 'static {
     /// Fills in what Kubernetes fills in, on create and update.
     fn default(&self, _obj: &mut Self::Object) {}
 
+    /// What an update changes beyond the client's object (kube's PrepareForUpdate): `status` is
+    /// whether it came through `/status`.
+    fn prepare_update(&self, _new: &mut Self::Object, _old: &Self::Object, _status: bool) {}
+
+    /// Metadata fields a write through `/status` keeps as stored (besides the server's own).
+    fn status_resets(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Why the (defaulted) object is invalid; empty when it is valid.
     fn validate(&self, _obj: &Self::Object) -> Vec<Cause> {
         Vec::new()
@@ -119,6 +128,8 @@ pub trait Behaviour: Send + Sync {
     fn finish(&self, kind: &str, obj: Value, write: Write<'_>, strict: bool) -> Result<Value, ApiError>;
     /// The object decoded into its type and encoded again (the schema's form).
     fn round_trip(&self, obj: &Value) -> Result<Value, String>;
+    /// Metadata fields a write through `/status` keeps as stored.
+    fn status_resets(&self) -> &'static [&'static str];
     /// Table columns.
     fn columns(&self) -> &'static [Column];
     /// One row's cells.
@@ -161,14 +172,15 @@ impl<S: Strategy> Behaviour for S {
             return Err(ApiError::BadRequest(format!("{kind} in version {:?} cannot be handled as a {kind}: {why}", write.version)));
         }
         self.default(&mut typed);
-        if write.old.is_none() {
-            self.prepare_create(&mut typed);
+        let old = write.old.map(|o| decode::<S>(kind, o)).transpose()?;
+        match &old {
+            None => self.prepare_create(&mut typed),
+            Some(old) => self.prepare_update(&mut typed, old, write.status),
         }
         let mut causes = validation::object_meta(typed.metadata());
         causes.extend(self.validate(&typed));
-        if let Some(old) = write.old {
-            let old = decode::<S>(kind, old)?;
-            causes.extend(self.validate_update(&typed, &old, write.status));
+        if let Some(old) = &old {
+            causes.extend(self.validate_update(&typed, old, write.status));
         }
         if !causes.is_empty() {
             return Err(ApiError::Invalid { kind: kind.into(), name: name(typed.metadata()).into(), causes });
@@ -179,6 +191,10 @@ impl<S: Strategy> Behaviour for S {
     fn round_trip(&self, obj: &Value) -> Result<Value, String> {
         let typed = S::Object::deserialize(obj).map_err(|e| e.to_string())?;
         serde_json::to_value(typed).map_err(|e| e.to_string())
+    }
+
+    fn status_resets(&self) -> &'static [&'static str] {
+        Strategy::status_resets(self)
     }
 
     fn columns(&self) -> &'static [Column] {
