@@ -85,6 +85,17 @@ pub enum ApiError {
         /// Why.
         why: String,
     },
+    /// A create in a namespace being deleted (403 Forbidden, kube's NamespaceLifecycle, with the
+    /// `NamespaceTerminating` cause controllers match on).
+    #[error("{resource} \"{name}\" is forbidden: unable to create new content in namespace {namespace} because it is being terminated")]
+    NamespaceTerminating {
+        /// Plural resource name.
+        resource: String,
+        /// Object name.
+        name: String,
+        /// The namespace.
+        namespace: String,
+    },
     /// The object fails validation (422 Invalid), with one cause per field.
     #[error("{kind} \"{name}\" is invalid: {}", causes.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join(", "))]
     Invalid {
@@ -157,7 +168,7 @@ impl ApiError {
                 (409, "Conflict")
             }
             ApiError::Invalid { .. } => (422, "Invalid"),
-            ApiError::Forbidden { .. } => (403, "Forbidden"),
+            ApiError::Forbidden { .. } | ApiError::NamespaceTerminating { .. } => (403, "Forbidden"),
             ApiError::BadRequest(_) => (400, "BadRequest"),
             ApiError::Gone(_) => (410, "Expired"),
             ApiError::TooLargeResourceVersion { .. } => (504, "Timeout"),
@@ -198,6 +209,14 @@ impl ApiError {
                     .map(|c| json!({"reason": "FieldManagerConflict", "message": format!("conflict with {:?} using {}", c.manager, c.api_version), "field": c.field}))
                     .collect();
                 Some(json!({ "name": name, "group": group, "kind": kind, "causes": causes }))
+            }
+            ApiError::NamespaceTerminating { resource, name, namespace } => {
+                let (kind, group) = resource.split_once('.').unwrap_or((resource, ""));
+                Some(json!({"name": name, "group": group, "kind": kind, "causes": [{
+                    "reason": "NamespaceTerminating",
+                    "message": format!("namespace {namespace} is being terminated"),
+                    "field": "metadata.namespace",
+                }]}))
             }
             ApiError::TooLargeResourceVersion { .. } => Some(json!({
                 "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],

@@ -60,6 +60,12 @@ struct Flags {
     /// --etcd-compaction-interval; 0 turns it off).
     #[arg(long, default_value = "300", value_parser = parse_secs)]
     etcd_compaction_interval: Duration,
+    /// Cascade deletions (propagationPolicy) and empty deleted namespaces in the apiserver;
+    /// `false` when keel-controller-manager's garbage collector and namespace controller run
+    /// (then a DELETE leaves kube's orphan/foregroundDeletion finalizers and a namespace goes
+    /// Terminating, as in Kubernetes).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    gc_in_apiserver: bool,
     /// How long a watch without timeoutSeconds stays open, in seconds.
     #[arg(long, default_value = "3600", value_parser = parse_secs)]
     watch_timeout: Duration,
@@ -113,6 +119,7 @@ async fn main() -> anyhow::Result<()> {
         event_ttl: flags.event_ttl,
         compaction_interval: flags.etcd_compaction_interval,
         codec: Arc::new(codec),
+        gc_in_apiserver: flags.gc_in_apiserver,
         ..Config::default()
     };
     let seams = Seams { clock: Arc::new(SystemClock), ids: Ids::seeded(seed.rotate_left(17)) };

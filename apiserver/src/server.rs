@@ -40,6 +40,9 @@ pub struct Config {
     /// How often a watch with `allowWatchBookmarks` hears how far the cache is (a minute, as
     /// kube-apiserver's bookmarks).
     pub bookmark_interval: Duration,
+    /// The apiserver cascades deletions and empties deleted namespaces itself; false once the
+    /// controller-manager's garbage collector and namespace controller do (kube's split).
+    pub gc_in_apiserver: bool,
 }
 
 impl Default for Config {
@@ -53,6 +56,7 @@ impl Default for Config {
             bootstrap_attempts: 60,
             bootstrap_pause: Duration::from_millis(500),
             bookmark_interval: Duration::from_secs(60),
+            gc_in_apiserver: true,
         }
     }
 }
@@ -127,6 +131,7 @@ impl Server {
             watch_timeout: config.watch_timeout,
             event_leases: EventLeases::new(config.event_ttl),
             spawner: spawner.clone(),
+            gc_in_apiserver: config.gc_in_apiserver,
         });
         let (tx, rx) = watch::channel(Bootstrap::Running);
         spawner.spawn(bootstrap(api.clone(), config.clone(), tx));

@@ -40,6 +40,7 @@ pub fn parse_path(path: &str) -> Result<Target, ApiError> {
             Some(&"scale") if res.has(Subresource::Scale) => Ok(Some(Subresource::Scale)),
             Some(&"binding") if res.has(Subresource::Binding) => Ok(Some(Subresource::Binding)),
             Some(&"eviction") if res.has(Subresource::Eviction) => Ok(Some(Subresource::Eviction)),
+            Some(&"finalize") if res.has(Subresource::Finalize) => Ok(Some(Subresource::Finalize)),
             Some(_) => Err(ApiError::NoSuchPath),
         }
     };
@@ -47,8 +48,8 @@ pub fn parse_path(path: &str) -> Result<Target, ApiError> {
         Ok(Target { res, namespace: ns.map(str::to_string), name: name.map(|n| n.to_string()), sub: sub(s, res)? })
     };
     match rest {
-        // /namespaces/<ns>/<plural>[/<name>[/<sub>]] for namespaced kinds; /namespaces/<name>[/status] otherwise.
-        ["namespaces", ns, plural, tail @ ..] if *plural != "status" => {
+        // /namespaces/<ns>/<plural>[/<name>[/<sub>]] for namespaced kinds; /namespaces/<name>[/status|/finalize] otherwise.
+        ["namespaces", ns, plural, tail @ ..] if *plural != "status" && *plural != "finalize" => {
             let res = find(plural)?;
             if !res.namespaced {
                 return Err(ApiError::NoSuchPath);

@@ -47,6 +47,8 @@ pub enum Subresource {
     Binding,
     /// `eviction` (pods): POST an Eviction to delete the pod.
     Eviction,
+    /// `finalize` (namespaces): PUT the namespace to change its `spec.finalizers`.
+    Finalize,
 }
 
 impl Subresource {
@@ -57,6 +59,7 @@ impl Subresource {
             Subresource::Scale => "scale",
             Subresource::Binding => "binding",
             Subresource::Eviction => "eviction",
+            Subresource::Finalize => "finalize",
         }
     }
 
@@ -67,6 +70,7 @@ impl Subresource {
             Subresource::Scale => Some(("autoscaling", "v1", "Scale")),
             Subresource::Binding => Some(("", "v1", "Binding")),
             Subresource::Eviction => Some(("policy", "v1", "Eviction")),
+            Subresource::Finalize => None,
         }
     }
 
@@ -75,6 +79,7 @@ impl Subresource {
         match self {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
             Subresource::Binding | Subresource::Eviction => &["create"],
+            Subresource::Finalize => &["update"],
         }
     }
 }
@@ -135,6 +140,7 @@ pub const STATUS: &[Subresource] = &[Subresource::Status];
 /// `status` and `scale`.
 pub const STATUS_SCALE: &[Subresource] = &[Subresource::Status, Subresource::Scale];
 const POD: &[Subresource] = &[Subresource::Status, Subresource::Binding, Subresource::Eviction];
+const NAMESPACE: &[Subresource] = &[Subresource::Status, Subresource::Finalize];
 
 /// Every served resource.
 pub static RESOURCES: &[Resource] = &[
@@ -144,7 +150,7 @@ pub static RESOURCES: &[Resource] = &[
         singular: "namespace",
         namespaced: false,
         short_names: &["ns"],
-        subresources: STATUS,
+        subresources: NAMESPACE,
         label_names: true,
         strategy: &namespaces::Namespaces,
         ..ROW

@@ -11,6 +11,13 @@ pub struct Namespaces;
 impl Strategy for Namespaces {
     type Object = Namespace;
 
+    /// kube's namespaceStrategy: an update keeps the stored `spec.finalizers` (only
+    /// `namespaces/<name>/finalize` changes them).
+    fn prepare_update(&self, new: &mut Namespace, old: &Namespace, _status: bool) {
+        let kept = old.spec.as_ref().and_then(|s| s.finalizers.clone());
+        new.spec.get_or_insert_with(NamespaceSpec::default).finalizers = kept;
+    }
+
     fn prepare_create(&self, ns: &mut Namespace) {
         ns.status = Some(NamespaceStatus { phase: Some("Active".into()), ..Default::default() });
     }

@@ -71,7 +71,7 @@ async fn remove(api: Arc<Api>, res: &Resource, s: Stored, obj: Value, policy: Po
     if policy == Policy::Foreground {
         Box::pin(settle(api.clone(), uid.clone(), ns.clone(), policy)).await?;
     }
-    let written = match deletion::plan(res, &obj, None, api.clock.now()) {
+    let written = match deletion::plan(res, &obj, None, api.clock.now(), None) {
         Plan::Keep => None,
         Plan::Mark(marked) => Some(api.store.put_if(&s.key, meta::for_store(&marked), s.mod_revision, s.lease).await?),
         Plan::Delete => Some(api.store.delete_if(&s.key, s.mod_revision).await?),

@@ -46,10 +46,12 @@ fn has_finalizers(v: &Value) -> bool {
     v.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty())
 }
 
-/// Whether writing `new` over `old` deletes the object instead (see the module doc).
+/// Whether writing `new` over `old` deletes the object instead (see the module doc; a
+/// namespace also waits for its `spec.finalizers`, kube's ShouldDeleteNamespaceDuringUpdate).
 pub fn deletes(old: &Value, new: &Value) -> bool {
     let grace = old.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0);
-    deleting(old) && !has_finalizers(new) && grace == 0
+    let spec_finalizers = new.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+    deleting(old) && !has_finalizers(new) && !spec_finalizers && grace == 0
 }
 
 /// What a change does to the stored object.

@@ -23,8 +23,7 @@ const PAGE: i64 = 500;
 pub async fn delete_collection(api: &Api, call: &Call) -> Result<Response, ApiError> {
     let res = call.target.res;
     let sel = selector(call)?;
-    let opts = crate::rest::patch::delete_options(call)?;
-    let grace = crate::rest::deletion::grace_of(opts.as_ref(), call.query.get("gracePeriodSeconds").map(String::as_str))?;
+    let req = crate::rest::delete::Request::of(call)?;
     let mut deleted = Vec::new();
     let mut page = list_page(api, call, &sel, 0, &prefix(res, call.target.namespace.as_deref()), PAGE).await?;
     loop {
@@ -33,7 +32,8 @@ pub async fn delete_collection(api: &Api, call: &Call) -> Result<Response, ApiEr
             let name = meta::name_of(obj).map(str::to_string);
             let rv = meta::resource_version_of(obj)?;
             let one = Call { target: Target { namespace: ns, name, ..call.target.clone() }, ..call.clone() };
-            match crate::rest::object::delete_one(api, &one, grace, &(Some(rv), None)).await {
+            let one_req = crate::rest::delete::Request { preconditions: (Some(rv), None), ..req.clone() };
+            match crate::rest::delete::delete_one(api, &one, &one_req).await {
                 Ok(done) => deleted.push(done.object().clone()),
                 Err(ApiError::NotFound { .. } | ApiError::Refused { .. } | ApiError::Conflict { .. }) => {}
                 Err(e) => return Err(e),

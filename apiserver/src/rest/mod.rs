@@ -1,7 +1,8 @@
 //! The REST layer: what each request does, over the registry (per-kind rules) and storage.
 //!
-//! - [`object`]: get, create (and the built-in namespaces), update, patch, delete; [`apply`]:
-//!   server-side apply (also of `/status`); [`deletion`]: what a delete does (graceful, finalizers); every change of a stored object goes through [`guarded::guarded_update`], the one
+//! - [`object`]: get, create (and the built-in namespaces), update, patch; [`apply`]:
+//!   server-side apply (also of `/status`); [`delete`] (DELETE, the namespace lifecycle) and
+//!   [`deletion`] (what a delete does to one object: graceful, finalizers); every change of a stored object goes through [`guarded::guarded_update`], the one
 //!   read → compute → guarded write → retry loop;
 //! - [`list`] (paged lists at one revision, deletecollection), [`watch`] (event streams from
 //!   the watch cache), [`scale`], [`pods`] (binding, eviction), [`gc`] (dependents on delete);
@@ -13,6 +14,7 @@
 
 pub mod admission;
 pub mod apply;
+pub mod delete;
 pub mod deletion;
 pub mod gc;
 pub mod guarded;
@@ -59,6 +61,9 @@ pub struct Api {
     pub event_leases: EventLeases,
     /// Where watch streams and background deletions run (the server's task set).
     pub spawner: Spawner,
+    /// The apiserver cascades deletions and empties namespaces itself (until the
+    /// controller-manager's garbage collector and namespace controller do; see [`delete`]).
+    pub gc_in_apiserver: bool,
 }
 
 impl Api {
@@ -107,6 +112,8 @@ impl Api {
             (Some(Subresource::Scale), &Method::GET) => return scale::get(api, &call).await,
             (Some(Subresource::Scale), &Method::PUT | &Method::PATCH) => return scale::set(api, &call).await,
             (Some(Subresource::Scale), _) => return Err(ApiError::MethodNotAllowed),
+            (Some(Subresource::Finalize), &Method::PUT) => return delete::finalize(api, &call).await,
+            (Some(Subresource::Finalize), _) => return Err(ApiError::MethodNotAllowed),
             _ => {}
         }
         match (method, call.target.name.is_some()) {
@@ -116,7 +123,7 @@ impl Api {
             (Method::POST, false) => object::create(api, &call).await,
             (Method::PUT, true) => object::update(api, &call).await,
             (Method::PATCH, true) => object::patch(api, &call).await,
-            (Method::DELETE, true) => object::delete(api, &call).await,
+            (Method::DELETE, true) => delete::delete(api, &call).await,
             (Method::DELETE, false) => list::delete_collection(api, &call).await,
             _ => Err(ApiError::MethodNotAllowed),
         }

@@ -1,25 +1,24 @@
-//! One object: get, create, update (also of `/status`), patch, server-side apply, delete.
+//! One object: get, create, update (also of `/status`), patch (server-side apply is
+//! [`crate::rest::apply`]'s, DELETE [`crate::rest::delete`]'s).
 //! Objects are stored as JSON at their key ([`crate::storage::keys`]) and `resourceVersion`
 //! is the key's mod_revision. A create is guarded by "absent", every other change goes
-//! through [`guarded`], so a concurrent writer yields 409 Conflict rather than a lost update.
+//! through [`crate::rest::guarded`], so a concurrent writer yields 409 Conflict rather than a lost update.
 //! Updates without a resourceVersion of their own (and patches) retry against the newer
 //! object instead.
 
 use crate::error::ApiError;
 use crate::http::request::{Call, Media};
+use crate::registry::Subresource;
 use crate::registry::meta::{self, Fresh};
 use crate::registry::priorityclasses;
 use crate::registry::strategy::Write;
-use crate::registry::{RESOURCES, Resource, Subresource};
 use crate::rest::admission::{self, Admission};
-use crate::rest::deletion::{self, Plan};
-use crate::rest::guarded::{Action, Updated, guarded, guarded_update};
-use crate::rest::{Api, conflict, gc, managed, patch};
+use crate::rest::guarded::guarded_update;
+use crate::rest::{Api, conflict, managed, patch};
 use crate::storage::{Written, keys};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
-use std::sync::Arc;
 
 /// Records `new` (over `old`) as written by the call's field manager.
 fn record(api: &Api, call: &Call, old: Option<&Value>, new: &mut Value) {
@@ -46,10 +45,11 @@ pub async fn get(api: &Api, call: &Call) -> Result<Response, ApiError> {
     Ok(api.answer(call, StatusCode::OK, &api.view(call, &s)?))
 }
 
-async fn ensure_namespace(api: &Api, res: &Resource, namespace: Option<&str>) -> Result<(), ApiError> {
+async fn ensure_namespace(api: &Api, call: &Call, name: &str, namespace: Option<&str>) -> Result<(), ApiError> {
+    let res = call.target.res;
     let Some(ns) = namespace.filter(|_| res.namespaced) else { return Ok(()) };
     match api.store.get(&format!("/registry/namespaces/{ns}")).await? {
-        Some(_) => Ok(()),
+        Some(s) => crate::rest::delete::refuse_if_terminating(call, name, &crate::storage::decode(&s)?),
         None => Err(ApiError::NamespaceNotFound(ns.into())),
     }
 }
@@ -65,8 +65,8 @@ pub async fn create_object(api: &Api, call: &Call, obj: Value) -> Result<Value, 
     if obj.pointer("/metadata/managedFields").is_none() {
         record(api, call, None, &mut obj);
     }
-    ensure_namespace(api, res, ns).await?;
     let name = meta::name_of(&obj).unwrap_or_default().to_string();
+    ensure_namespace(api, call, &name, ns).await?;
     let k = keys::key(res, ns, &name);
     let lease = if res.kind == "Event" { api.event_leases.lease(&api.store, api.now_secs()).await? } else { 0 };
     let stored = res.strategy.to_storage(obj.clone())?;
@@ -155,98 +155,5 @@ pub async fn patch(api: &Api, call: &Call) -> Result<Response, ApiError> {
         updated(api, call, &adm, old, patched)
     })
     .await?;
-    Ok(api.answer(call, StatusCode::OK, done.object()))
-}
-
-/// Deletes what namespace `ns` holds, every resource of it.
-async fn empty_namespace(api: &Api, ns: &str) -> Result<(), ApiError> {
-    for r in RESOURCES.iter().filter(|r| r.namespaced) {
-        api.store.delete_prefix(&keys::prefix(r, Some(ns))).await?;
-    }
-    Ok(())
-}
-
-/// The preconditions of a DELETE: (resourceVersion, uid).
-fn preconditions(opts: Option<&Value>) -> (Option<i64>, Option<String>) {
-    let rv = opts.and_then(|o| o.pointer("/preconditions/resourceVersion")).and_then(Value::as_str).and_then(|r| r.parse::<i64>().ok());
-    let uid = opts.and_then(|o| o.pointer("/preconditions/uid")).and_then(Value::as_str).map(str::to_string);
-    (rv, uid)
-}
-
-/// 409 for a precondition `obj` (stored at `rv`) does not meet, as kube words it.
-pub fn check_preconditions(call: &Call, obj: &Value, rv: i64, want: &(Option<i64>, Option<String>)) -> Result<(), ApiError> {
-    let refused =
-        |why: String| ApiError::Refused { resource: call.target.res.qualified(), name: call.target.name.clone().unwrap_or_default(), why };
-    let uid = obj.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or("");
-    if let Some(u) = want.1.as_deref().filter(|u| *u != uid) {
-        return Err(refused(format!("Precondition failed: UID in precondition: {u}, UID in object meta: {uid}")));
-    }
-    if let Some(r) = want.0.filter(|r| *r != rv) {
-        return Err(refused(format!("Precondition failed: ResourceVersion in precondition: {r}, ResourceVersion in object meta: {rv}")));
-    }
-    Ok(())
-}
-
-/// The one step of every delete path (see [`deletion`]): the guarded write or delete the plan
-/// asks for, on the object the call names.
-pub async fn delete_one(api: &Api, call: &Call, grace: Option<i64>, want: &(Option<i64>, Option<String>)) -> Result<Updated, ApiError> {
-    let res = call.target.res;
-    let now = api.clock.now();
-    guarded(api, call, |current, obj| {
-        check_preconditions(call, obj, current.mod_revision, want)?;
-        Ok(match deletion::plan(res, obj, grace, now) {
-            Plan::Keep => Action::Write(obj.clone()),
-            Plan::Mark(marked) => Action::Write(marked),
-            Plan::Delete => Action::Delete(obj.clone()),
-        })
-    })
-    .await
-}
-
-fn has_finalizers(obj: &Value) -> bool {
-    obj.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty())
-}
-
-/// DELETE of an object, as [`deletion`] plans it (at once, gracefully, or held by finalizers),
-/// with its dependents by the request's propagationPolicy ([`gc`]). Deleting a namespace
-/// deletes what it holds first.
-pub async fn delete(api: &Arc<Api>, call: &Call) -> Result<Response, ApiError> {
-    let res = call.target.res;
-    let name = call.name()?.to_string();
-    let opts = patch::delete_options(call)?;
-    let policy = gc::policy(opts.as_ref(), call.query.get("propagationPolicy").map(String::as_str))?;
-    let grace = deletion::grace_of(opts.as_ref(), call.query.get("gracePeriodSeconds").map(String::as_str))?;
-    let want = preconditions(opts.as_ref());
-    let dry_run =
-        call.dry_run || opts.as_ref().and_then(|o| o.get("dryRun")).and_then(Value::as_array).is_some_and(|d| d.iter().any(|v| v == "All"));
-    let call = &Call { dry_run, ..call.clone() };
-    let (_, first) = api.read(call).await?;
-    let first = api.view(call, &first)?;
-    let uid = first.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string();
-    let ns = call.target.namespace.clone();
-    let immediate = deletion::plan(res, &first, grace, api.clock.now()) == Plan::Delete && !has_finalizers(&first);
-    if immediate && !dry_run {
-        if policy == gc::Policy::Foreground {
-            gc::settle(api.clone(), uid.clone(), ns.clone(), policy).await?;
-        }
-        if res.kind == "Namespace" {
-            empty_namespace(api, &name).await?;
-        }
-    }
-    let done = delete_one(api, call, grace, &want).await?;
-    if let (Updated::Deleted(_), false) = (&done, dry_run) {
-        match policy {
-            gc::Policy::Foreground => {}
-            gc::Policy::Orphan => gc::settle(api.clone(), uid, ns, policy).await?,
-            gc::Policy::Background => {
-                let api2 = api.clone();
-                api.spawner.spawn(async move {
-                    if let Err(e) = gc::settle(api2, uid, ns, policy).await {
-                        tracing::warn!("deleting dependents: {e}");
-                    }
-                });
-            }
-        }
-    }
     Ok(api.answer(call, StatusCode::OK, done.object()))
 }

@@ -50,7 +50,7 @@ pub async fn bind(api: &Api, call: &Call) -> Result<Response, ApiError> {
     let now = api.now_rfc3339();
     guarded_update(api, call, |current, old| {
         let want = ((want_rv != 0).then_some(want_rv), want_uid.clone());
-        crate::rest::object::check_preconditions(call, old, current.mod_revision, &want)?;
+        crate::rest::delete::check_preconditions(call, old, current.mod_revision, &want)?;
         let mut pod = old.clone();
         if pod.pointer("/metadata/deletionTimestamp").is_some_and(|v| !v.is_null()) {
             return Err(refused(format!("pod {name} is being deleted, cannot be assigned to a host")));
@@ -101,10 +101,8 @@ fn scheduled(pod: &mut Value, now: &str) {
 pub async fn evict(api: &Api, call: &Call) -> Result<Response, ApiError> {
     let eviction = body(call, "Eviction")?;
     let opts = eviction.get("deleteOptions");
-    let grace = crate::rest::deletion::grace_of(opts, None)?;
-    let uid = opts.and_then(|o| o.pointer("/preconditions/uid")).and_then(Value::as_str).map(str::to_string);
-    let rv = opts.and_then(|o| o.pointer("/preconditions/resourceVersion")).and_then(Value::as_str).and_then(|r| r.parse().ok());
-    crate::rest::object::delete_one(api, call, grace, &(rv, uid)).await?;
+    let req = crate::rest::delete::Request::from_options(opts, call)?;
+    crate::rest::delete::delete_one(api, call, &req).await?;
     Ok(json(StatusCode::CREATED, &success(201)))
 }
 
