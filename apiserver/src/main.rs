@@ -66,6 +66,12 @@ struct Flags {
     /// Terminating, as in Kubernetes).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     gc_in_apiserver: bool,
+    /// Seconds a pod tolerates a not-ready node by default (DefaultTolerationSeconds).
+    #[arg(long, default_value_t = 300)]
+    default_not_ready_toleration_seconds: i64,
+    /// Seconds a pod tolerates an unreachable node by default (DefaultTolerationSeconds).
+    #[arg(long, default_value_t = 300)]
+    default_unreachable_toleration_seconds: i64,
     /// How long a watch without timeoutSeconds stays open, in seconds.
     #[arg(long, default_value = "3600", value_parser = parse_secs)]
     watch_timeout: Duration,
@@ -120,6 +126,7 @@ async fn main() -> anyhow::Result<()> {
         compaction_interval: flags.etcd_compaction_interval,
         codec: Arc::new(codec),
         gc_in_apiserver: flags.gc_in_apiserver,
+        default_toleration_seconds: (flags.default_not_ready_toleration_seconds, flags.default_unreachable_toleration_seconds),
         ..Config::default()
     };
     let seams = Seams { clock: Arc::new(SystemClock), ids: Ids::seeded(seed.rotate_left(17)) };

@@ -43,6 +43,8 @@ pub struct Config {
     /// The apiserver cascades deletions and empties deleted namespaces itself; false once the
     /// controller-manager's garbage collector and namespace controller do (kube's split).
     pub gc_in_apiserver: bool,
+    /// `--default-not-ready-toleration-seconds`, `--default-unreachable-toleration-seconds`.
+    pub default_toleration_seconds: (i64, i64),
 }
 
 impl Default for Config {
@@ -57,6 +59,7 @@ impl Default for Config {
             bootstrap_pause: Duration::from_millis(500),
             bookmark_interval: Duration::from_secs(60),
             gc_in_apiserver: true,
+            default_toleration_seconds: (300, 300),
         }
     }
 }
@@ -132,6 +135,7 @@ impl Server {
             event_leases: EventLeases::new(config.event_ttl),
             spawner: spawner.clone(),
             gc_in_apiserver: config.gc_in_apiserver,
+            default_toleration_seconds: config.default_toleration_seconds,
         });
         let (tx, rx) = watch::channel(Bootstrap::Running);
         spawner.spawn(bootstrap(api.clone(), config.clone(), tx));

@@ -144,3 +144,27 @@ async fn status_writes_keep_what_kubes_status_strategies_keep_and_daemonsets_cou
     let label = Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}}));
     assert_eq!(generation(&dss.patch("ds", &PatchParams::default(), &label).await.expect("label")).as_deref(), Some("2"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_pods_tolerate_unready_nodes_for_five_minutes_and_new_nodes_start_tainted() {
+    use k8s_openapi::api::core::v1::Pod;
+    let s = support::start().await;
+    let pods: Api<Pod> = Api::default_namespaced(s.client.clone());
+    let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}))
+        .expect("pod");
+    let p = pods.create(&PostParams::default(), &pod).await.expect("pod");
+    let tolerations: Vec<(String, Option<i64>)> = p
+        .spec
+        .and_then(|sp| sp.tolerations)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| (t.key.unwrap_or_default(), t.toleration_seconds))
+        .collect();
+    assert_eq!(tolerations, vec![("node.kubernetes.io/not-ready".into(), Some(300)), ("node.kubernetes.io/unreachable".into(), Some(300))]);
+    let nodes: Api<Node> = Api::all(s.client.clone());
+    let node: Node = serde_json::from_value(json!({"metadata": {"name": "n1"}})).expect("node");
+    let n = nodes.create(&PostParams::default(), &node).await.expect("node");
+    let taints: Vec<(String, String)> =
+        n.spec.and_then(|sp| sp.taints).unwrap_or_default().into_iter().map(|t| (t.key, t.effect)).collect();
+    assert_eq!(taints, vec![("node.kubernetes.io/not-ready".to_string(), "NoSchedule".to_string())]);
+}

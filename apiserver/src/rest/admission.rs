@@ -6,6 +6,11 @@
 //!   becomes `spec.priority` (and its preemptionPolicy the pod's); without a name, the class
 //!   marked `globalDefault` if there is one, else priority 0. A class that does not exist is
 //!   403 `no PriorityClass with name X was found`; a `spec.priority` that differs is 403.
+//! - DefaultTolerationSeconds (pods, on create): a pod that does not tolerate
+//!   `node.kubernetes.io/not-ready:NoExecute` (or `unreachable`) gets a toleration of it for
+//!   `--default-not-ready-toleration-seconds` (`--default-unreachable-toleration-seconds`), 300 s.
+//! - TaintNodesByCondition (nodes, on create): a new node carries
+//!   `node.kubernetes.io/not-ready:NoSchedule` until the node lifecycle controller sees it Ready.
 //! - PriorityClasses (create and update): only one may be `globalDefault`.
 
 use crate::error::ApiError;
@@ -18,11 +23,25 @@ use serde_json::{Value, json};
 pub enum Admission {
     /// Nothing to check for this kind.
     None,
-    /// A pod create: the PriorityClasses (name, value, preemptionPolicy, globalDefault).
-    Priority(Vec<Class>),
+    /// A pod create: the PriorityClasses, and the default toleration seconds.
+    Pod {
+        /// The PriorityClasses.
+        classes: Vec<Class>,
+        /// Seconds of the default `not-ready` toleration.
+        not_ready: i64,
+        /// Seconds of the default `unreachable` toleration.
+        unreachable: i64,
+    },
+    /// A node create: the not-ready taint.
+    Node,
     /// A PriorityClass write: the names of the classes marked globalDefault.
     OneDefault(Vec<String>),
 }
+
+/// The taint a node that is not Ready carries.
+pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
+/// The taint a node whose kubelet is silent carries.
+pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 
 /// A PriorityClass as admission needs it.
 #[derive(Clone, Debug)]
@@ -59,7 +78,11 @@ async fn classes(api: &Api) -> Result<Vec<Class>, ApiError> {
 /// Reads what admission of `call` (a create when `create`) needs.
 pub async fn prepare(api: &Api, call: &Call, create: bool) -> Result<Admission, ApiError> {
     if create && is(call, "", "Pod") {
-        return Ok(Admission::Priority(classes(api).await?));
+        let (not_ready, unreachable) = api.default_toleration_seconds;
+        return Ok(Admission::Pod { classes: classes(api).await?, not_ready, unreachable });
+    }
+    if create && is(call, "", "Node") {
+        return Ok(Admission::Node);
     }
     if is(call, "scheduling.k8s.io", "PriorityClass") {
         return Ok(Admission::OneDefault(classes(api).await?.into_iter().filter(|c| c.default).map(|c| c.name).collect()));
@@ -83,7 +106,12 @@ impl Admission {
                     _ => Ok(()),
                 }
             }
-            Admission::Priority(classes) => {
+            Admission::Node => {
+                taint_not_ready(obj);
+                Ok(())
+            }
+            Admission::Pod { classes, not_ready, unreachable } => {
+                default_tolerations(obj, *not_ready, *unreachable);
                 let spec = obj.get("spec");
                 let wanted = spec.and_then(|s| s.get("priorityClassName")).and_then(Value::as_str).filter(|n| !n.is_empty());
                 let class = match wanted {
@@ -124,6 +152,39 @@ impl Admission {
     }
 }
 
+/// TaintNodesByCondition: the not-ready NoSchedule taint, unless the node has it.
+fn taint_not_ready(node: &mut Value) {
+    let Some(o) = node.as_object_mut() else { return };
+    let spec = o.entry("spec").or_insert_with(|| json!({}));
+    let Some(spec) = spec.as_object_mut() else { return };
+    let taints = spec.entry("taints").or_insert_with(|| json!([]));
+    let Some(list) = taints.as_array_mut() else { return };
+    if !list.iter().any(|t| t["key"] == NOT_READY && t["effect"] == "NoSchedule") {
+        list.push(json!({"key": NOT_READY, "effect": "NoSchedule"}));
+    }
+}
+
+/// DefaultTolerationSeconds: tolerations of not-ready and unreachable nodes for a while,
+/// unless the pod tolerates them already (a toleration with that key, or with no key, whose
+/// effect is NoExecute or none).
+fn default_tolerations(pod: &mut Value, not_ready: i64, unreachable: i64) {
+    let Some(spec) = pod.get_mut("spec").and_then(Value::as_object_mut) else { return };
+    let tolerations = spec.entry("tolerations").or_insert_with(|| json!([]));
+    let Some(list) = tolerations.as_array_mut() else { return };
+    let tolerates = |list: &[Value], key: &str| {
+        list.iter().any(|t| {
+            let k = t.get("key").and_then(Value::as_str).unwrap_or("");
+            let e = t.get("effect").and_then(Value::as_str).unwrap_or("");
+            (k == key || k.is_empty()) && (e == "NoExecute" || e.is_empty())
+        })
+    };
+    for (key, secs) in [(NOT_READY, not_ready), (UNREACHABLE, unreachable)] {
+        if !tolerates(list, key) {
+            list.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": secs}));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,7 +200,8 @@ mod tests {
 
     #[test]
     fn a_pods_priority_comes_from_its_class_or_the_default() {
-        let classes = Admission::Priority(vec![class("high", 1000, false), class("normal", 10, true)]);
+        let classes =
+            Admission::Pod { classes: vec![class("high", 1000, false), class("normal", 10, true)], not_ready: 300, unreachable: 300 };
         let pods = call("pods", "");
         let mut named = json!({"metadata": {"name": "p"}, "spec": {"priorityClassName": "high"}});
         classes.admit(&pods, &mut named).unwrap_or_else(|e| panic!("{e}"));
@@ -155,10 +217,30 @@ mod tests {
         assert!(
             classes.admit(&pods, &mut json!({"metadata": {"name": "p"}, "spec": {"priorityClassName": "high", "priority": 5}})).is_err()
         );
-        let none = Admission::Priority(vec![]);
+        let none = Admission::Pod { classes: vec![], not_ready: 300, unreachable: 300 };
         let mut plain = json!({"metadata": {"name": "p"}, "spec": {}});
         none.admit(&pods, &mut plain).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(plain["spec"]["priority"], 0);
+    }
+
+    #[test]
+    fn pods_tolerate_unready_nodes_for_a_while_and_new_nodes_are_tainted() {
+        let mut pod = json!({"spec": {"tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 10}]}});
+        default_tolerations(&mut pod, 300, 200);
+        assert_eq!(
+            pod["spec"]["tolerations"],
+            json!([
+                {"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 10},
+                {"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300},
+            ])
+        );
+        let mut everything = json!({"spec": {"tolerations": [{"operator": "Exists"}]}});
+        default_tolerations(&mut everything, 300, 300);
+        assert_eq!(everything["spec"]["tolerations"].as_array().map(Vec::len), Some(1), "tolerates every taint already");
+        let mut node = json!({"metadata": {"name": "n"}});
+        taint_not_ready(&mut node);
+        taint_not_ready(&mut node);
+        assert_eq!(node["spec"]["taints"], json!([{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]));
     }
 
     #[test]

@@ -6,7 +6,8 @@
 //!   read → compute → guarded write → retry loop;
 //! - [`list`] (paged lists at one revision, deletecollection), [`watch`] (event streams from
 //!   the watch cache), [`scale`], [`pods`] (binding, eviction), [`gc`] (dependents on delete);
-//! - [`admission`]: the checks that read other objects (Priority, one default PriorityClass);
+//! - [`admission`]: kube's admission steps (Priority, DefaultTolerationSeconds, TaintNodesByCondition,
+//!   one default PriorityClass);
 //! - pure cores: [`patch`] (merge, JSON and strategic patches), [`smp`], [`managed`]
 //!   (managedFields and server-side apply).
 //!
@@ -64,6 +65,8 @@ pub struct Api {
     /// The apiserver cascades deletions and empties namespaces itself (until the
     /// controller-manager's garbage collector and namespace controller do; see [`delete`]).
     pub gc_in_apiserver: bool,
+    /// Seconds of the tolerations of not-ready and unreachable nodes a pod gets by default.
+    pub default_toleration_seconds: (i64, i64),
 }
 
 impl Api {
