@@ -66,6 +66,12 @@ struct Flags {
     /// Terminating, as in Kubernetes).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     gc_in_apiserver: bool,
+    /// Admission plugins to turn on beside the defaults (kube's names).
+    #[arg(long, value_delimiter = ',')]
+    enable_admission_plugins: Vec<String>,
+    /// Admission plugins to turn off (kube's names).
+    #[arg(long, value_delimiter = ',')]
+    disable_admission_plugins: Vec<String>,
     /// Seconds a pod tolerates a not-ready node by default (DefaultTolerationSeconds).
     #[arg(long, default_value_t = 300)]
     default_not_ready_toleration_seconds: i64,
@@ -119,7 +125,10 @@ async fn main() -> anyhow::Result<()> {
     };
     let tls_config = tls::server_config(&files).map_err(|e| anyhow::anyhow!(e))?;
     let advertise = format!("{}:{}", flags.bind_address, flags.secure_port);
+    let admission_plugins = keel_apiserver::rest::admission::plugins(&flags.enable_admission_plugins, &flags.disable_admission_plugins)
+        .map_err(|e| anyhow::anyhow!("--enable-admission-plugins: {e}"))?;
     let config = Config {
+        admission_plugins,
         advertise: advertise.clone(),
         watch_timeout: flags.watch_timeout,
         event_ttl: flags.event_ttl,

@@ -45,6 +45,8 @@ pub struct Config {
     pub gc_in_apiserver: bool,
     /// `--default-not-ready-toleration-seconds`, `--default-unreachable-toleration-seconds`.
     pub default_toleration_seconds: (i64, i64),
+    /// The admission plugins that run (kube's names; see [`crate::rest::admission::plugins`]).
+    pub admission_plugins: std::collections::BTreeSet<String>,
 }
 
 impl Default for Config {
@@ -60,6 +62,7 @@ impl Default for Config {
             bookmark_interval: Duration::from_secs(60),
             gc_in_apiserver: true,
             default_toleration_seconds: (300, 300),
+            admission_plugins: crate::rest::admission::DEFAULT_PLUGINS.iter().map(|s| s.to_string()).collect(),
         }
     }
 }
@@ -136,6 +139,7 @@ impl Server {
             spawner: spawner.clone(),
             gc_in_apiserver: config.gc_in_apiserver,
             default_toleration_seconds: config.default_toleration_seconds,
+            admission_plugins: config.admission_plugins.clone(),
         });
         let (tx, rx) = watch::channel(Bootstrap::Running);
         spawner.spawn(bootstrap(api.clone(), config.clone(), tx));

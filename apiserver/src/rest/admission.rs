@@ -19,18 +19,42 @@ use crate::rest::Api;
 use crate::storage::decode;
 use serde_json::{Value, json};
 
+/// The plugins this server has, by kube's names.
+pub const PLUGINS: &[&str] = &["DefaultTolerationSeconds", "NamespaceLifecycle", "Priority", "TaintNodesByCondition"];
+
+/// The plugins on unless `--disable-admission-plugins` names them. TaintNodesByCondition is
+/// kube's default too, but it waits here for keel-controller-manager's node lifecycle
+/// controller (which removes the taint) to be on main: until then `--enable-admission-plugins`
+/// turns it on.
+pub const DEFAULT_PLUGINS: &[&str] = &["DefaultTolerationSeconds", "NamespaceLifecycle", "Priority"];
+
+/// The plugins that run: the defaults, plus `enable`, less `disable` (a name this server does
+/// not have is refused).
+pub fn plugins(enable: &[String], disable: &[String]) -> Result<std::collections::BTreeSet<String>, String> {
+    for p in enable.iter().chain(disable) {
+        if !PLUGINS.contains(&p.as_str()) {
+            return Err(format!("admission plugin {p:?} is not served here (served: {})", PLUGINS.join(", ")));
+        }
+    }
+    let mut on: std::collections::BTreeSet<String> = DEFAULT_PLUGINS.iter().map(|s| s.to_string()).collect();
+    on.extend(enable.iter().cloned());
+    for d in disable {
+        on.remove(d);
+    }
+    Ok(on)
+}
+
 /// What admission read for one request.
 pub enum Admission {
     /// Nothing to check for this kind.
     None,
-    /// A pod create: the PriorityClasses, and the default toleration seconds.
+    /// A pod create: the PriorityClasses (Priority), and the default toleration seconds of
+    /// not-ready and unreachable nodes (DefaultTolerationSeconds), for the plugins that run.
     Pod {
         /// The PriorityClasses.
-        classes: Vec<Class>,
-        /// Seconds of the default `not-ready` toleration.
-        not_ready: i64,
-        /// Seconds of the default `unreachable` toleration.
-        unreachable: i64,
+        classes: Option<Vec<Class>>,
+        /// Seconds of the default `not-ready` and `unreachable` tolerations.
+        tolerations: Option<(i64, i64)>,
     },
     /// A node create: the not-ready taint.
     Node,
@@ -77,11 +101,14 @@ async fn classes(api: &Api) -> Result<Vec<Class>, ApiError> {
 
 /// Reads what admission of `call` (a create when `create`) needs.
 pub async fn prepare(api: &Api, call: &Call, create: bool) -> Result<Admission, ApiError> {
-    if create && is(call, "", "Pod") {
+    let on = |p: &str| api.admission_plugins.contains(p);
+    if create && is(call, "", "Pod") && (on("Priority") || on("DefaultTolerationSeconds")) {
         let (not_ready, unreachable) = api.default_toleration_seconds;
-        return Ok(Admission::Pod { classes: classes(api).await?, not_ready, unreachable });
+        let classes = if on("Priority") { Some(classes(api).await?) } else { None };
+        let tolerations = on("DefaultTolerationSeconds").then_some((not_ready, unreachable));
+        return Ok(Admission::Pod { classes, tolerations });
     }
-    if create && is(call, "", "Node") {
+    if create && is(call, "", "Node") && on("TaintNodesByCondition") {
         return Ok(Admission::Node);
     }
     if is(call, "scheduling.k8s.io", "PriorityClass") {
@@ -110,8 +137,11 @@ impl Admission {
                 taint_not_ready(obj);
                 Ok(())
             }
-            Admission::Pod { classes, not_ready, unreachable } => {
-                default_tolerations(obj, *not_ready, *unreachable);
+            Admission::Pod { classes, tolerations } => {
+                if let Some((not_ready, unreachable)) = tolerations {
+                    default_tolerations(obj, *not_ready, *unreachable);
+                }
+                let Some(classes) = classes else { return Ok(()) };
                 let spec = obj.get("spec");
                 let wanted = spec.and_then(|s| s.get("priorityClassName")).and_then(Value::as_str).filter(|n| !n.is_empty());
                 let class = match wanted {
@@ -200,8 +230,7 @@ mod tests {
 
     #[test]
     fn a_pods_priority_comes_from_its_class_or_the_default() {
-        let classes =
-            Admission::Pod { classes: vec![class("high", 1000, false), class("normal", 10, true)], not_ready: 300, unreachable: 300 };
+        let classes = Admission::Pod { classes: Some(vec![class("high", 1000, false), class("normal", 10, true)]), tolerations: None };
         let pods = call("pods", "");
         let mut named = json!({"metadata": {"name": "p"}, "spec": {"priorityClassName": "high"}});
         classes.admit(&pods, &mut named).unwrap_or_else(|e| panic!("{e}"));
@@ -217,7 +246,7 @@ mod tests {
         assert!(
             classes.admit(&pods, &mut json!({"metadata": {"name": "p"}, "spec": {"priorityClassName": "high", "priority": 5}})).is_err()
         );
-        let none = Admission::Pod { classes: vec![], not_ready: 300, unreachable: 300 };
+        let none = Admission::Pod { classes: Some(vec![]), tolerations: None };
         let mut plain = json!({"metadata": {"name": "p"}, "spec": {}});
         none.admit(&pods, &mut plain).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(plain["spec"]["priority"], 0);
@@ -241,6 +270,15 @@ mod tests {
         taint_not_ready(&mut node);
         taint_not_ready(&mut node);
         assert_eq!(node["spec"]["taints"], json!([{"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}]));
+    }
+
+    #[test]
+    fn plugins_are_kubes_names_on_by_default_or_as_asked() {
+        let on = plugins(&[], &[]).unwrap_or_default();
+        assert!(on.contains("Priority") && !on.contains("TaintNodesByCondition"));
+        let on = plugins(&["TaintNodesByCondition".into()], &["Priority".into()]).unwrap_or_default();
+        assert!(on.contains("TaintNodesByCondition") && !on.contains("Priority"));
+        assert!(plugins(&["PodSecurity".into()], &[]).is_err());
     }
 
     #[test]

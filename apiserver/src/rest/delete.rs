@@ -201,7 +201,10 @@ pub async fn finalize(api: &Api, call: &Call) -> Result<Response, ApiError> {
 }
 
 /// 403 when `namespace` (as stored) is terminating: nothing new is created in it.
-pub fn refuse_if_terminating(call: &Call, name: &str, namespace: &Value) -> Result<(), ApiError> {
+pub fn refuse_if_terminating(api: &Api, call: &Call, name: &str, namespace: &Value) -> Result<(), ApiError> {
+    if !api.admission_plugins.contains("NamespaceLifecycle") {
+        return Ok(());
+    }
     let terminating = namespace.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating")
         || namespace.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null());
     if !terminating {

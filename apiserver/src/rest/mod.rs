@@ -67,6 +67,8 @@ pub struct Api {
     pub gc_in_apiserver: bool,
     /// Seconds of the tolerations of not-ready and unreachable nodes a pod gets by default.
     pub default_toleration_seconds: (i64, i64),
+    /// The admission plugins that run ([`admission::PLUGINS`] by kube's names).
+    pub admission_plugins: std::collections::BTreeSet<String>,
 }
 
 impl Api {

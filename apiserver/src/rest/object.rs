@@ -49,7 +49,7 @@ async fn ensure_namespace(api: &Api, call: &Call, name: &str, namespace: Option<
     let res = call.target.res;
     let Some(ns) = namespace.filter(|_| res.namespaced) else { return Ok(()) };
     match api.store.get(&format!("/registry/namespaces/{ns}")).await? {
-        Some(s) => crate::rest::delete::refuse_if_terminating(call, name, &crate::storage::decode(&s)?),
+        Some(s) => crate::rest::delete::refuse_if_terminating(api, call, name, &crate::storage::decode(&s)?),
         None => Err(ApiError::NamespaceNotFound(ns.into())),
     }
 }
