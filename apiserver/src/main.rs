@@ -60,12 +60,6 @@ struct Flags {
     /// --etcd-compaction-interval; 0 turns it off).
     #[arg(long, default_value = "300", value_parser = parse_secs)]
     etcd_compaction_interval: Duration,
-    /// Cascade deletions (propagationPolicy) and empty deleted namespaces in the apiserver;
-    /// `false` when keel-controller-manager's garbage collector and namespace controller run
-    /// (then a DELETE leaves kube's orphan/foregroundDeletion finalizers and a namespace goes
-    /// Terminating, as in Kubernetes).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    gc_in_apiserver: bool,
     /// Admission plugins to turn on beside the defaults (kube's names).
     #[arg(long, value_delimiter = ',')]
     enable_admission_plugins: Vec<String>,
@@ -134,7 +128,6 @@ async fn main() -> anyhow::Result<()> {
         event_ttl: flags.event_ttl,
         compaction_interval: flags.etcd_compaction_interval,
         codec: Arc::new(codec),
-        gc_in_apiserver: flags.gc_in_apiserver,
         default_toleration_seconds: (flags.default_not_ready_toleration_seconds, flags.default_unreachable_toleration_seconds),
         ..Config::default()
     };

@@ -40,9 +40,6 @@ pub struct Config {
     /// How often a watch with `allowWatchBookmarks` hears how far the cache is (a minute, as
     /// kube-apiserver's bookmarks).
     pub bookmark_interval: Duration,
-    /// The apiserver cascades deletions and empties deleted namespaces itself; false once the
-    /// controller-manager's garbage collector and namespace controller do (kube's split).
-    pub gc_in_apiserver: bool,
     /// `--default-not-ready-toleration-seconds`, `--default-unreachable-toleration-seconds`.
     pub default_toleration_seconds: (i64, i64),
     /// The admission plugins that run (kube's names; see [`crate::rest::admission::plugins`]).
@@ -60,7 +57,6 @@ impl Default for Config {
             bootstrap_attempts: 60,
             bootstrap_pause: Duration::from_millis(500),
             bookmark_interval: Duration::from_secs(60),
-            gc_in_apiserver: true,
             default_toleration_seconds: (300, 300),
             admission_plugins: crate::rest::admission::DEFAULT_PLUGINS.iter().map(|s| s.to_string()).collect(),
         }
@@ -137,7 +133,6 @@ impl Server {
             watch_timeout: config.watch_timeout,
             event_leases: EventLeases::new(config.event_ttl),
             spawner: spawner.clone(),
-            gc_in_apiserver: config.gc_in_apiserver,
             default_toleration_seconds: config.default_toleration_seconds,
             admission_plugins: config.admission_plugins.clone(),
         });

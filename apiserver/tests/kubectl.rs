@@ -25,7 +25,7 @@ on_both!(
     kubectl_create_generators_send_protobuf_and_it_is_understood,
     server_side_apply_owns_fields_and_conflicts_with_other_writers,
     pods_are_bound_once_and_drain_evicts_them,
-    deletion_propagates_to_dependents_by_policy,
+    a_delete_leaves_the_cascade_to_the_garbage_collector,
     priority_classes_endpoint_slices_and_controller_revisions_are_served,
 );
 use std::time::Duration;
@@ -177,9 +177,12 @@ fn apply_get_edit_and_delete_a_deployment_like_a_user(c: Cluster) {
     let missing = c.fails(&["get", "cm", "settings", "-n", "shop"]);
     assert!(missing.contains("Error from server (NotFound): configmaps \"settings\" not found"), "{missing}");
 
-    // Deleting the namespace deletes what it holds.
-    c.ok(&["delete", "namespace", "shop"]);
-    assert!(c.ok(&["get", "deploy,svc,secret", "-A", "-o", "name"]).trim().is_empty());
+    // Deleting the namespace starts its termination; emptying it is the namespace controller's
+    // (keel-controller-manager, not running here), and nothing new goes in meanwhile.
+    c.ok(&["delete", "namespace", "shop", "--wait=false"]);
+    assert_eq!(c.ok(&["get", "ns", "shop", "-o", "jsonpath={.status.phase}"]), "Terminating");
+    let refused = c.fails(&["create", "configmap", "late", "-n", "shop"]);
+    assert!(refused.contains("because it is being terminated"), "{refused}");
 }
 
 fn cordon_taint_and_label_a_node(c: Cluster) {
@@ -290,29 +293,27 @@ fn tree(c: &Cluster, d: &str) {
     c.apply(&owned("Pod", &format!("{d}-pod"), "ReplicaSet", &format!("{d}-rs"), &rs_uid), &[]);
 }
 
-fn deletion_propagates_to_dependents_by_policy(c: Cluster) {
+fn a_delete_leaves_the_cascade_to_the_garbage_collector(c: Cluster) {
+    // kubectl's --cascade becomes the finalizer the collector (keel-controller-manager, not
+    // running here) acts on; the dependents are untouched until it does.
+    let marks = |d: &str| c.ok(&["get", "deploy", d, "-o", "jsonpath={.metadata.finalizers}/{.metadata.deletionTimestamp}"]);
     tree(&c, "keep");
-    c.ok(&["delete", "deploy", "keep", "--cascade=orphan"]);
-    assert_eq!(
-        c.ok(&["get", "rs", "keep-rs", "-o", "jsonpath={.metadata.name}:{.metadata.ownerReferences}"]),
-        "keep-rs:",
-        "orphaned, reference removed"
-    );
-    assert!(c.ok(&["get", "pod", "keep-pod", "-o", "name"]).contains("pod/keep-pod"));
-
+    c.ok(&["delete", "deploy", "keep", "--cascade=orphan", "--wait=false"]);
+    let m = marks("keep");
+    assert!(m.starts_with(r#"["orphan"]/"#) && m.len() > r#"["orphan"]/"#.len(), "{m}");
+    tree(&c, "fg");
+    c.ok(&["delete", "deploy", "fg", "--cascade=foreground", "--wait=false"]);
+    assert!(marks("fg").starts_with(r#"["foregroundDeletion"]/"#), "{}", marks("fg"));
     tree(&c, "bg");
     c.ok(&["delete", "deploy", "bg"]);
-    let gone = eventually(Duration::from_secs(15), || {
-        let left = c.ok(&["get", "rs,pods", "-o", "name"]);
-        (!left.contains("bg-rs") && !left.contains("bg-pod")).then_some(())
-    });
-    assert!(gone.is_some(), "background deletion left dependents: {}", c.ok(&["get", "rs,pods", "-o", "name"]));
-
-    tree(&c, "fg");
-    c.ok(&["delete", "deploy", "fg", "--cascade=foreground"]);
+    assert!(c.fails(&["get", "deploy", "bg"]).contains("NotFound"), "Background: the owner goes at once");
     let left = c.ok(&["get", "rs,pods", "-o", "name"]);
-    assert!(!left.contains("fg-rs") && !left.contains("fg-pod"), "foreground deletion returns after the dependents: {left}");
-    assert!(left.contains("keep-rs") && left.contains("keep-pod"), "{left}");
+    for d in ["keep", "fg", "bg"] {
+        assert!(left.contains(&format!("{d}-rs")) && left.contains(&format!("{d}-pod")), "dependents are the collector's: {left}");
+    }
+    // The collector's last step, removing the finalizer, deletes the owner.
+    c.ok(&["patch", "deploy", "keep", "--type=merge", "-p", r#"{"metadata":{"finalizers":null}}"#]);
+    assert!(c.fails(&["get", "deploy", "keep"]).contains("NotFound"));
 }
 
 fn priority_classes_endpoint_slices_and_controller_revisions_are_served(c: Cluster) {

@@ -1,13 +1,12 @@
-//! Deletion as Kubernetes splits it between the apiserver and the controller-manager, with
-//! `gc_in_apiserver` off: a DELETE leaves the `orphan` / `foregroundDeletion` finalizers its
+//! Deletion as Kubernetes splits it between the apiserver and the controller-manager: a DELETE
+//! leaves the `orphan` / `foregroundDeletion` finalizers its
 //! propagation asks for, a namespace goes Terminating until `namespaces/<name>/finalize` takes
-//! its last finalizer, nothing is created in a terminating namespace; and in both modes the
-//! built-in namespaces cannot be deleted.
+//! its last finalizer, nothing is created in a terminating namespace, and the built-in
+//! namespaces cannot be deleted.
 
 mod support;
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
-use keel_apiserver::Config;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, PropagationPolicy};
 use serde_json::json;
 
@@ -24,13 +23,9 @@ fn api_error<T: std::fmt::Debug>(r: Result<T, kube::Error>) -> kube::core::Statu
     }
 }
 
-async fn collected_by_controllers() -> support::InProcess {
-    support::start_config(Config { gc_in_apiserver: false, ..Config::default() }).await
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delete_leaves_the_finalizers_its_propagation_asks_for() {
-    let s = collected_by_controllers().await;
+    let s = support::start().await;
     let cms: Api<ConfigMap> = Api::default_namespaced(s.client.clone());
     let finalizers = |c: &ConfigMap| c.metadata.finalizers.clone().unwrap_or_default();
     for (name, policy, want) in [("o", PropagationPolicy::Orphan, "orphan"), ("f", PropagationPolicy::Foreground, "foregroundDeletion")] {
@@ -55,7 +50,7 @@ async fn a_delete_leaves_the_finalizers_its_propagation_asks_for() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_namespace_terminates_until_its_finalizers_go_and_refuses_new_content() {
-    let s = collected_by_controllers().await;
+    let s = support::start().await;
     let namespaces: Api<Namespace> = Api::all(s.client.clone());
     let mut ns = Namespace::default();
     ns.metadata.name = Some("shop".into());

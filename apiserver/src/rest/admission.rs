@@ -22,10 +22,11 @@ use serde_json::{Value, json};
 /// The plugins this server has, by kube's names.
 pub const PLUGINS: &[&str] = &["DefaultTolerationSeconds", "NamespaceLifecycle", "Priority", "TaintNodesByCondition"];
 
-/// The plugins on unless `--disable-admission-plugins` names them. TaintNodesByCondition is
-/// kube's default too, but it waits here for keel-controller-manager's node lifecycle
-/// controller (which removes the taint) to be on main: until then `--enable-admission-plugins`
-/// turns it on.
+/// The plugins on unless `--disable-admission-plugins` names them. TaintNodesByCondition is on
+/// in kube-apiserver by default, but here it needs `--enable-admission-plugins`: a new node then
+/// stays unschedulable until keel-controller-manager's node lifecycle controller sees it Ready,
+/// which a cluster without that controller (most component tests) would never see. keel up,
+/// which runs the controller-manager, turns it on.
 pub const DEFAULT_PLUGINS: &[&str] = &["DefaultTolerationSeconds", "NamespaceLifecycle", "Priority"];
 
 /// The plugins that run: the defaults, plus `enable`, less `disable` (a name this server does

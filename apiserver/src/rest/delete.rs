@@ -1,30 +1,24 @@
-//! DELETE: of an object, of a collection's members, by eviction, and the namespace lifecycle.
-//! What happens to one object is [`deletion::plan`]'s: at once, gracefully, or held by
-//! finalizers. What happens to its dependents depends on who collects garbage:
+//! DELETE: of an object, of a collection's members, by eviction, and the namespace lifecycle,
+//! as kube-apiserver splits the work with the controller-manager. What happens to one object
+//! is [`deletion::plan`]'s: at once, gracefully, or held by finalizers; its dependents are the
+//! garbage collector's (keel-controller-manager): a DELETE only leaves the finalizers its
+//! propagation asks for (`orphan`, `foregroundDeletion`). A namespace goes `Terminating` until
+//! its controller has emptied it and removed the `kubernetes` finalizer through
+//! `namespaces/<name>/finalize`.
 //!
-//! - the apiserver itself (`gc_in_apiserver`, today's default): [`gc`] cascades by the request's
-//!   propagationPolicy (Orphan strips the owner references before the owner goes; Foreground
-//!   deletes the dependents first; Background right after), and deleting a namespace deletes
-//!   what it holds;
-//! - the controller-manager's collector: the DELETE only leaves kube's finalizers (`orphan`,
-//!   `foregroundDeletion`), and a namespace goes `Terminating` until its controller has emptied
-//!   it and removed the `kubernetes` finalizer through `namespaces/<name>/finalize`.
-//!
-//! Always, as kube's NamespaceLifecycle: `default`, `kube-system` and `kube-public` cannot be
-//! deleted (403), and nothing new is created in a terminating namespace (403 with the
+//! As kube's NamespaceLifecycle: `default`, `kube-system` and `kube-public` cannot be deleted
+//! (403), and nothing new is created in a terminating namespace (403 with the
 //! `NamespaceTerminating` cause).
 
 use crate::error::ApiError;
 use crate::http::request::Call;
-use crate::registry::{RESOURCES, meta};
+use crate::registry::meta;
 use crate::rest::deletion::{self, Plan, Propagation};
 use crate::rest::guarded::{Action, Updated, guarded, guarded_update};
-use crate::rest::{Api, gc, patch};
-use crate::storage::keys;
+use crate::rest::{Api, patch};
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
-use std::sync::Arc;
 
 /// Namespaces that may not be deleted (kube's NamespaceLifecycle).
 pub const UNDELETABLE: &[&str] = &["default", "kube-system", "kube-public"];
@@ -79,10 +73,9 @@ pub fn check_preconditions(call: &Call, obj: &Value, rv: i64, want: &(Option<i64
 pub async fn delete_one(api: &Api, call: &Call, req: &Request) -> Result<Updated, ApiError> {
     let res = call.target.res;
     let now = api.clock.now();
-    let gc = (!api.gc_in_apiserver).then_some(&req.propagation);
     guarded(api, call, |current, obj| {
         check_preconditions(call, obj, current.mod_revision, &req.preconditions)?;
-        Ok(match deletion::plan(res, obj, req.grace, now, gc) {
+        Ok(match deletion::plan(res, obj, req.grace, now, Some(&req.propagation)) {
             Plan::Keep => Action::Write(obj.clone()),
             Plan::Mark(marked) => Action::Write(marked),
             Plan::Delete => Action::Delete(obj.clone()),
@@ -91,15 +84,7 @@ pub async fn delete_one(api: &Api, call: &Call, req: &Request) -> Result<Updated
     .await
 }
 
-/// Deletes what namespace `ns` holds, every resource of it (the apiserver's own collection).
-async fn empty_namespace(api: &Api, ns: &str) -> Result<(), ApiError> {
-    for r in RESOURCES.iter().filter(|r| r.namespaced) {
-        api.store.delete_prefix(&keys::prefix(r, Some(ns))).await?;
-    }
-    Ok(())
-}
-
-/// A namespace's first DELETE, with the controller-manager collecting: `deletionTimestamp`,
+/// A namespace's first DELETE: `deletionTimestamp`,
 /// phase `Terminating` and the propagation's finalizers; later ones delete it once its
 /// `spec.finalizers` are gone (kube's namespace REST Delete).
 async fn delete_namespace(api: &Api, call: &Call, req: &Request) -> Result<Updated, ApiError> {
@@ -135,7 +120,7 @@ async fn delete_namespace(api: &Api, call: &Call, req: &Request) -> Result<Updat
 }
 
 /// DELETE of an object (see the module doc).
-pub async fn delete(api: &Arc<Api>, call: &Call) -> Result<Response, ApiError> {
+pub async fn delete(api: &Api, call: &Call) -> Result<Response, ApiError> {
     let res = call.target.res;
     let name = call.name()?.to_string();
     let opts = patch::delete_options(call)?;
@@ -147,35 +132,7 @@ pub async fn delete(api: &Arc<Api>, call: &Call) -> Result<Response, ApiError> {
     if namespace && UNDELETABLE.contains(&name.as_str()) {
         return Err(ApiError::Forbidden { resource: "namespaces".into(), name, why: "this namespace may not be deleted".into() });
     }
-    if !api.gc_in_apiserver {
-        let done = if namespace { delete_namespace(api, call, &req).await? } else { delete_one(api, call, &req).await? };
-        return Ok(api.answer(call, StatusCode::OK, done.object()));
-    }
-    let policy = gc::policy(opts.as_ref(), call.query.get("propagationPolicy").map(String::as_str))?;
-    let (_, first) = api.read(call).await?;
-    let first = api.view(call, &first)?;
-    let uid = first.pointer("/metadata/uid").and_then(Value::as_str).unwrap_or_default().to_string();
-    let ns = call.target.namespace.clone();
-    let immediate = deletion::plan(res, &first, req.grace, api.clock.now(), None) == Plan::Delete;
-    if immediate && !dry_run {
-        // Dependents first for Foreground; for Orphan, their references go before the owner
-        // does, so a collector watching the owner never sees them owned by a deleted object.
-        if matches!(policy, gc::Policy::Foreground | gc::Policy::Orphan) {
-            gc::settle(api.clone(), uid.clone(), ns.clone(), policy).await?;
-        }
-        if namespace {
-            empty_namespace(api, &name).await?;
-        }
-    }
-    let done = delete_one(api, call, &req).await?;
-    if let (Updated::Deleted(_), false, gc::Policy::Background) = (&done, dry_run, policy) {
-        let api2 = api.clone();
-        api.spawner.spawn(async move {
-            if let Err(e) = gc::settle(api2, uid, ns, policy).await {
-                tracing::warn!("deleting dependents: {e}");
-            }
-        });
-    }
+    let done = if namespace { delete_namespace(api, call, &req).await? } else { delete_one(api, call, &req).await? };
     Ok(api.answer(call, StatusCode::OK, done.object()))
 }
 

@@ -5,7 +5,7 @@
 //!   [`deletion`] (what a delete does to one object: graceful, finalizers); every change of a stored object goes through [`guarded::guarded_update`], the one
 //!   read → compute → guarded write → retry loop;
 //! - [`list`] (paged lists at one revision, deletecollection), [`watch`] (event streams from
-//!   the watch cache), [`scale`], [`pods`] (binding, eviction), [`gc`] (dependents on delete);
+//!   the watch cache), [`scale`], [`pods`] (binding, eviction);
 //! - [`admission`]: kube's admission steps (Priority, DefaultTolerationSeconds, TaintNodesByCondition,
 //!   one default PriorityClass);
 //! - pure cores: [`patch`] (merge, JSON and strategic patches), [`smp`], [`managed`]
@@ -17,7 +17,6 @@ pub mod admission;
 pub mod apply;
 pub mod delete;
 pub mod deletion;
-pub mod gc;
 pub mod guarded;
 pub mod list;
 pub mod managed;
@@ -62,9 +61,6 @@ pub struct Api {
     pub event_leases: EventLeases,
     /// Where watch streams and background deletions run (the server's task set).
     pub spawner: Spawner,
-    /// The apiserver cascades deletions and empties namespaces itself (until the
-    /// controller-manager's garbage collector and namespace controller do; see [`delete`]).
-    pub gc_in_apiserver: bool,
     /// Seconds of the tolerations of not-ready and unreachable nodes a pod gets by default.
     pub default_toleration_seconds: (i64, i64),
     /// The admission plugins that run ([`admission::PLUGINS`] by kube's names).
