@@ -5,6 +5,9 @@
 //! Invariants (client-go's event broadcaster, simplified):
 //! - Recording never blocks: when the writer is behind, the event is dropped and counted
 //!   (`scheduler_events_dropped_total`), as client-go drops when its channel is full.
+//! - Warnings (`FailedScheduling`, which users read to learn why a pod waits) have their own
+//!   queue and are written before any Normal event (`Scheduled`, `Preempted`), so a burst of
+//!   bindings cannot crowd them out.
 //! - A repeat of the same (object, reason, message) updates the first event's `count` and
 //!   `lastTimestamp` instead of creating another (the correlator's aggregation), so a pod that
 //!   stays unschedulable shows `(x5 over 2m)` rather than five lines.
@@ -49,14 +52,19 @@ pub struct Note {
 /// The recording end, cheap to clone.
 #[derive(Clone)]
 pub struct Recorder {
-    tx: mpsc::Sender<Note>,
+    warnings: mpsc::Sender<Note>,
+    normal: mpsc::Sender<Note>,
     metrics: Metrics,
 }
 
 impl Recorder {
     /// Queues `note` for writing, or drops it if the writer is behind.
     pub fn record(&self, note: Note) {
-        if self.tx.try_send(note).is_err() {
+        let tx = match note.kind {
+            Kind::Warning => &self.warnings,
+            Kind::Normal => &self.normal,
+        };
+        if tx.try_send(note).is_err() {
             self.metrics.events_dropped.inc();
         }
     }
@@ -75,9 +83,10 @@ pub fn start(
     metrics: Metrics,
     timeout: Duration,
 ) -> Recorder {
-    let (tx, rx) = mpsc::channel(1024);
-    tokio::spawn(write(client, component, instance, clock, rx, timeout));
-    Recorder { tx, metrics }
+    let (warnings, warnings_rx) = mpsc::channel(1024);
+    let (normal, normal_rx) = mpsc::channel(1024);
+    tokio::spawn(write(client, component, instance, clock, warnings_rx, normal_rx, timeout));
+    Recorder { warnings, normal, metrics }
 }
 
 struct Seen {
@@ -90,11 +99,18 @@ async fn write(
     component: String,
     instance: String,
     clock: Arc<dyn Clock>,
-    mut rx: mpsc::Receiver<Note>,
+    mut warnings: mpsc::Receiver<Note>,
+    mut normal: mpsc::Receiver<Note>,
     timeout: Duration,
 ) {
     let mut seen: HashMap<(String, &'static str, String), Seen> = HashMap::new();
-    while let Some(n) = rx.recv().await {
+    loop {
+        let n = tokio::select! {
+            biased;
+            Some(n) = warnings.recv() => n,
+            Some(n) = normal.recv() => n,
+            else => return,
+        };
         let api: Api<Event> = Api::namespaced(client.clone(), &n.namespace);
         let now = clock.now();
         let key = (n.uid.clone(), n.reason, n.message.clone());

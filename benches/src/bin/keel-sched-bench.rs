@@ -163,7 +163,10 @@ async fn main() -> anyhow::Result<()> {
     let cpu_before: Vec<f64> = pids.iter().map(|(_, p)| cpu_seconds(*p)).collect();
     let mut perf = args.perf.as_ref().map(|out| {
         let list = pids.iter().take(pids.len() - 1).map(|(_, p)| p.to_string()).collect::<Vec<_>>().join(",");
-        std::process::Command::new("perf").args(["record", "-F", "499", "-g", "-o", out, "-p", &list]).stderr(std::process::Stdio::null()).spawn()
+        std::process::Command::new("perf")
+            .args(["record", "-F", "499", "-g", "-o", out, "-p", &list])
+            .stderr(std::process::Stdio::null())
+            .spawn()
     });
     let phase = Instant::now();
     if live {
