@@ -24,6 +24,13 @@ pub enum Error {
     /// A cache the reconcile needs has not finished its first list yet.
     #[error("cache of {0} not synced")]
     NotSynced(&'static str),
+    /// A write was not sent: this instance does not hold the leader Lease, or its last
+    /// renewal is older than the renew deadline (see `fence`).
+    #[error("not the leader: {identity} may not write now (lease not held or not renewed within the renew deadline)")]
+    Fenced {
+        /// This instance's identity.
+        identity: String,
+    },
     /// Some of a batch of writes failed; the first error is kept.
     #[error("{failed} of {attempted} {what} failed: {first}")]
     Partial {

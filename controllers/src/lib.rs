@@ -3,14 +3,18 @@
 //! de-duplicating, rate-limited work queues; they talk to keel-apiserver only, through kube-rs.
 //!
 //! ```text
-//!  main.rs ── leader election ──► manager::run (while leading)
-//!                                   │
+//!  main.rs ── keel-leader Elector ──► election::run_while_leading ──► manager::run (each term)
+//!              Leadership ──► fence::client: every write checked (is_leader) when sent,
+//!                                   │        acknowledged writes logged with holder + term
 //!   shared::Shared (informer::Informer per resource: watcher → Store + indexes → handlers)
 //!        │ handlers enqueue keys                      ▲ caches read by reconcilers
 //!        ▼                                            │
 //!   queue::Queue (dedup, delay, backoff) ─► runner (N workers) ─► <controller>::reconcile
 //!                                                               └► apiserver writes, events
 //! ```
+//!
+//! Leadership: [`election`] (controllers run only while leading), [`fence`] (the controllers'
+//! client: writes fenced and reported).
 //!
 //! Shared machinery: [`key`] (object keys, uids), [`clock`] (wall-time seam), [`error`],
 //! [`queue`], [`runner`], [`informer`], [`shared`], [`context`], [`metrics`], [`events`],
@@ -25,10 +29,12 @@ pub mod clock;
 pub mod context;
 pub mod daemonset;
 pub mod deployment;
+pub mod election;
 pub mod endpoints;
 pub mod error;
 pub mod events;
 pub mod expectations;
+pub mod fence;
 pub mod flags;
 pub mod gc;
 pub mod informer;

@@ -3,11 +3,13 @@
 
 #![allow(dead_code, clippy::disallowed_methods)]
 
+pub mod history;
 pub mod kubelet;
 
 use keel_testkit::Cluster;
 use std::time::Duration;
 
+#[allow(unused_imports)]
 pub use kubelet::FakeKubelet;
 
 /// A store, an apiserver and one keel-controller-manager with `args` (not serving /healthz
@@ -29,6 +31,77 @@ pub fn spawn_manager(c: &mut Cluster, args: &[&str]) -> usize {
     }
     all.extend_from_slice(args);
     c.spawn("keel-controller-manager", true, &all)
+}
+
+/// Starts the real keel-scheduler (no election, no HTTPS port).
+pub fn spawn_scheduler(c: &mut Cluster) -> usize {
+    c.spawn("keel-scheduler", true, &["--leader-elect=false", "--secure-port", "0"])
+}
+
+/// Starts one keel-kubelet hosting `n` simulated nodes `node-0` … `node-<n-1>` that report
+/// quickly (status every second, pod syncs every 500 ms); `extra` flags are appended.
+pub fn spawn_kubelets(c: &mut Cluster, n: usize, extra: &[&str]) -> usize {
+    let root = c.path("kubelet-root").to_string_lossy().into_owned();
+    let n = n.to_string();
+    let mut args = vec![
+        "--simulated-nodes",
+        n.as_str(),
+        "--hostname-override",
+        "node",
+        "--port",
+        "0",
+        "--root-dir",
+        root.as_str(),
+        "--sync-frequency",
+        "500ms",
+        "--node-status-update-frequency",
+        "1s",
+    ];
+    args.extend_from_slice(extra);
+    c.spawn("keel-kubelet", true, &args)
+}
+
+/// One acknowledged write a controller-manager logged (`created pod=ns/name … rv=… holder=…
+/// transitions=…`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LoggedAct {
+    /// `created`, `updated`, `deleted`.
+    pub verb: String,
+    /// `pod`, `replicaset`, …
+    pub kind: String,
+    /// `namespace/name`.
+    pub key: String,
+    /// The response's resourceVersion (the store revision of the write).
+    pub rv: Option<i64>,
+    /// The identity that sent it.
+    pub holder: String,
+    /// Its Lease's leaseTransitions when sent.
+    pub transitions: i32,
+}
+
+/// Every act in a controller-manager's log.
+pub fn acts_in_log(log: &str) -> Vec<LoggedAct> {
+    let field = |line: &str, name: &str| -> Option<String> {
+        let key = format!("{name}=");
+        line.split_whitespace().find_map(|w| w.strip_prefix(&key)).map(|v| v.trim_matches('"').to_string())
+    };
+    log.lines()
+        .filter(|l| l.contains("keel_controllers::acts:"))
+        .filter_map(|l| {
+            let after = l.split("keel_controllers::acts:").nth(1)?.trim();
+            let mut words = after.split_whitespace();
+            let verb = words.next()?.to_string();
+            let (kind, key) = words.next()?.split_once('=')?;
+            Some(LoggedAct {
+                verb,
+                kind: kind.to_string(),
+                key: key.to_string(),
+                rv: field(l, "rv").and_then(|r| r.parse().ok()),
+                holder: field(l, "holder")?,
+                transitions: field(l, "transitions")?.parse().ok()?,
+            })
+        })
+        .collect()
 }
 
 /// Polls `f` (async) every 100 ms for up to `limit`; panics with `what` and the logs if it never
