@@ -3,12 +3,12 @@
 //! outside the host so a crash and restart finds what was synced.
 
 use crate::net::{SimDialer, incoming};
+use keel_store::applied::Applied;
 use keel_store::config::{self, Invocation};
 use keel_store::node::Member;
 use keel_store::raft::Replica;
 use keel_store::raft::log_store::{LogDisk, MemoryLogDisk};
 use keel_store::seams::{Bugs, Seams, SplitMix64, WallClock};
-use keel_store::server::state::Shared;
 use keel_store::storage::memory::MemoryBackend;
 use std::cell::{Cell, RefCell};
 use std::net::IpAddr;
@@ -121,8 +121,8 @@ impl WallClock for SimClock {
 /// What the harness can see of a running member (for the Raft invariants).
 #[derive(Clone)]
 pub struct Running {
-    /// Shared state.
-    pub shared: Arc<Shared>,
+    /// What it has applied.
+    pub applied: Arc<Applied>,
     /// Replication.
     pub replica: Arc<Replica>,
 }
@@ -224,7 +224,7 @@ pub async fn run_member(
     };
     let log: Arc<dyn LogDisk> = if disk.lying { Arc::new(LyingLog(disk.log.clone())) } else { Arc::new(disk.log.clone()) };
     let member = Member::start(&cfg, Arc::new(disk.backend.clone()), log, &disk.dir, seams).await.map_err(|e| e.to_string())?;
-    *running.borrow_mut() = Some(Running { shared: member.shared.clone(), replica: member.replica.clone() });
+    *running.borrow_mut() = Some(Running { applied: member.applied.clone(), replica: member.replica.clone() });
     let peers = member.serve_peers(incoming(PEER_PORT).await?);
     tokio::spawn(async move {
         if let Err(e) = peers.await {

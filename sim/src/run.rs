@@ -291,12 +291,7 @@ fn run_here(opts: &Options) -> Outcome {
                 .map(|s| {
                     s.running.borrow().as_ref().map(|r| {
                         let m = r.replica.metrics();
-                        (
-                            r.replica.is_leader(),
-                            r.shared.visible(),
-                            r.shared.refuse_if_learner().is_err(),
-                            m.membership_config.membership().to_string(),
-                        )
+                        (r.replica.is_leader(), r.applied.visible().0, r.applied.is_learner(), m.membership_config.membership().to_string())
                     })
                 })
                 .collect();

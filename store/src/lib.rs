@@ -27,9 +27,11 @@
 //! - [`tls`]: rustls on both ports.
 //! - [`storage`]: backends. [`seams`]: randomness. [`types`]: typed IDs. [`error`]: the error table.
 
+pub mod applied;
 pub mod apply;
 pub mod auth;
 pub mod config;
+pub mod duration;
 pub mod error;
 pub mod http;
 pub mod lease;

@@ -8,29 +8,26 @@
 //! the members listed there for the ID that `MemberAdd` gave its peer URLs; both are stored on
 //! first start and read back afterwards, so a restart needs no cluster flags.
 
+use crate::applied::Applied;
 use crate::apply::StateMachine;
 use crate::config::{AutoCompaction, Config};
-use crate::error::{Error, Result};
+use crate::error::{Error, Internal, Result};
 use crate::http::{self, HttpState};
 use crate::mvcc::codec;
-use crate::raft::log_store::{LogDisk, LogStore};
+use crate::raft::log_store::{LogDisk, LogStore, Syncer};
 use crate::raft::network::{Network, Peers};
-use crate::raft::peer::PeerService;
 use crate::raft::state_machine::SmStore;
 use crate::raft::types::PeerInfo;
 use crate::raft::{self, Replica};
 use crate::seams::Seams;
-use crate::server::auth::AuthService;
-use crate::server::cluster::ClusterService;
-use crate::server::election::ElectionService;
-use crate::server::kv::KvService;
-use crate::server::lease::{self as lease_svc, LeaseService};
-use crate::server::lock::LockService;
-use crate::server::maintenance::MaintenanceService;
-use crate::server::state::{Identity, Limits, Shared};
-use crate::server::watch::WatchService;
+use crate::server::Services;
+use crate::server::context::{Context, Identity, Limits};
+use crate::server::lease as lease_svc;
+use crate::server::maintenance as maintenance_svc;
+use crate::server::metrics::RpcMetricsLayer;
+use crate::server::peer::PeerService;
 use crate::storage::{Backend, WriteBatch};
-use crate::types::{ClusterId, MemberId};
+use crate::types::{ClusterId, MemberId, Term};
 use crate::watch::syncer;
 use futures::Stream;
 use keel_proto::etcdserverpb::auth_server::AuthServer;
@@ -53,7 +50,6 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tonic::service::interceptor::InterceptedService;
 use tonic::transport::server::Connected;
 
 /// gRPC messages may exceed `--max-request-bytes` by this much on the wire, as in etcd, so the
@@ -69,31 +65,12 @@ const BACKEND_FLUSH_INTERVAL: Duration = Duration::from_secs(2);
 const META_MEMBER_ID: &[u8] = b"m/member_id";
 const META_CLUSTER_ID: &[u8] = b"m/cluster_id";
 
-/// The service objects, shared by gRPC and the HTTP gateway.
-#[derive(Clone)]
-pub struct Services {
-    /// KV.
-    pub kv: KvService,
-    /// Watch.
-    pub watch: WatchService,
-    /// Lease.
-    pub lease: LeaseService,
-    /// Cluster.
-    pub cluster: ClusterService,
-    /// Maintenance.
-    pub maintenance: MaintenanceService,
-    /// v3lock.
-    pub lock: LockService,
-    /// v3election.
-    pub election: ElectionService,
-    /// Auth.
-    pub auth: AuthService,
-}
-
-/// A running member's state, before it serves.
+/// A running member, before it serves. Dropping it stops its tasks and its log syncer.
 pub struct Member {
-    /// Shared state.
-    pub shared: Arc<Shared>,
+    /// What it has applied.
+    pub applied: Arc<Applied>,
+    /// What its services work with.
+    pub ctx: Arc<Context>,
     /// Service objects.
     pub services: Services,
     /// Replication.
@@ -101,6 +78,8 @@ pub struct Member {
     peer: PeerService,
     published: tokio::sync::watch::Receiver<bool>,
     tasks: JoinSet<()>,
+    /// Owns the Raft log's syncer; declared after `tasks` so the tasks stop first.
+    _syncer: Syncer,
 }
 
 impl Drop for Member {
@@ -126,7 +105,7 @@ fn meta(backend: &dyn Backend, key: &[u8]) -> Result<Option<i64>> {
 }
 
 /// The members of a new cluster, from `--initial-cluster` (name → peer URLs), with their IDs.
-fn initial_members(cfg: &Config) -> BTreeMap<u64, PeerInfo> {
+fn initial_members(cfg: &Config) -> BTreeMap<MemberId, PeerInfo> {
     let mut by_name: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     for (name, url) in &cfg.initial_cluster {
         by_name.entry(name).or_default().push(url.clone());
@@ -138,7 +117,7 @@ fn initial_members(cfg: &Config) -> BTreeMap<u64, PeerInfo> {
             let id = fnv64(&[&urls.join(","), &cfg.initial_cluster_token]);
             // Name and client URLs are published by each member once it runs (until then it is
             // "unstarted", as in etcd); every member must start from the very same membership.
-            (id, PeerInfo { name: String::new(), peer_urls: urls, client_urls: Vec::new() })
+            (MemberId(id), PeerInfo { name: String::new(), peer_urls: urls, client_urls: Vec::new() })
         })
         .collect()
 }
@@ -148,21 +127,21 @@ enum Start {
     /// The data dir already belongs to a member.
     Restart,
     /// First start of a member of a new cluster.
-    New(BTreeMap<u64, PeerInfo>),
+    New(BTreeMap<MemberId, PeerInfo>),
     /// First start of a member added to a running cluster.
     Join,
 }
 
 /// Work out this member's and the cluster's IDs (stored in the backend from the first start).
-async fn identify(cfg: &Config, backend: &dyn Backend, peers: &Peers) -> Result<(u64, u64, Start)> {
+async fn identify(cfg: &Config, backend: &dyn Backend, peers: &Peers) -> Result<(MemberId, ClusterId, Start)> {
     if let (Some(m), Some(c)) = (meta(backend, META_MEMBER_ID)?, meta(backend, META_CLUSTER_ID)?) {
-        return Ok((m as u64, c as u64, Start::Restart));
+        return Ok((MemberId(m as u64), ClusterId(c as u64), Start::Restart));
     }
     let mut own = cfg.initial_advertise_peer_urls.clone();
     own.sort();
     let (member_id, cluster_id, start) = if cfg.initial_cluster_state == "existing" {
         let (m, c) = ask_cluster(cfg, &own, peers).await?;
-        (m, c, Start::Join)
+        (MemberId(m), ClusterId(c), Start::Join)
     } else {
         let members = initial_members(cfg);
         let mut mine: Vec<String> = cfg.initial_cluster.iter().filter(|(n, _)| *n == cfg.name).map(|(_, u)| u.clone()).collect();
@@ -181,11 +160,11 @@ async fn identify(cfg: &Config, backend: &dyn Backend, peers: &Peers) -> Result<
         let mut all: Vec<String> = cfg.initial_cluster.iter().map(|(n, u)| format!("{n}={u}")).collect();
         all.sort();
         let cluster = fnv64(&[&all.join(","), &cfg.initial_cluster_token, "cluster"]);
-        (id, cluster, Start::New(members))
+        (id, ClusterId(cluster), Start::New(members))
     };
     let mut first = WriteBatch::default();
-    first.put(META_MEMBER_ID.to_vec(), codec::encode_i64(member_id as i64));
-    first.put(META_CLUSTER_ID.to_vec(), codec::encode_i64(cluster_id as i64));
+    first.put(META_MEMBER_ID.to_vec(), codec::encode_i64(member_id.0 as i64));
+    first.put(META_CLUSTER_ID.to_vec(), codec::encode_i64(cluster_id.0 as i64));
     backend.write(first)?;
     backend.sync().await?;
     Ok((member_id, cluster_id, start))
@@ -244,7 +223,7 @@ impl Member {
         raft_dir: &Path,
         seams: Seams,
     ) -> Result<Member> {
-        let Seams { rng, dialer, clock, bugs, lease_clock } = seams;
+        let Seams { mut rng, dialer, clock, bugs, lease_clock } = seams;
         let peers = Peers::new(dialer);
         let (member_id, cluster_id, start) = identify(cfg, &*backend, &peers).await?;
         let mut sm = StateMachine::open(backend.clone(), cfg.min_lease_ttl(), lease_clock.now())?;
@@ -253,34 +232,22 @@ impl Member {
             crate::auth::tokens::TokenKind::Simple => None,
         };
         sm.auth.configure_tokens(cfg.auth_token_ttl, jwt);
-        let identity = Identity {
-            name: cfg.name.clone(),
-            member_id: MemberId(member_id),
-            cluster_id: ClusterId(cluster_id),
-            peer_urls: cfg.initial_advertise_peer_urls.clone(),
-            client_urls: cfg.advertise_client_urls.clone(),
-        };
-        let limits =
-            Limits { max_request_bytes: cfg.max_request_bytes, max_txn_ops: cfg.max_txn_ops, quota_backend_bytes: cfg.quota_bytes() };
-        let shared = Arc::new(Shared::new(sm, backend, identity, limits, rng, crate::server::state::SharedSeams { bugs, lease_clock }));
-        let storage = |e: std::io::Error| Error::Storage(format!("opening the Raft log: {e}"));
+        // Built first: the state machine writes it, the replica waits on it, the services read it.
+        let applied = Arc::new(Applied::new(sm, backend, lease_clock));
+        let storage = |e: std::io::Error| Error::Internal(Internal::Storage(format!("opening the Raft log: {e}")));
         let log = LogStore::open(raft_log).map_err(storage)?;
         let snap_dir = raft_dir.join("snap");
-        let sm_store = SmStore::new(shared.clone(), snap_dir.clone()).map_err(storage)?;
+        let sm_store = SmStore::new(applied.clone(), member_id, snap_dir.clone()).map_err(storage)?;
         let config = Arc::new(raft::config(cfg.heartbeat_interval, cfg.election_timeout, cfg.snapshot_count)?);
         let network = Network { me: member_id, peers: peers.clone() };
-        let mut tasks = JoinSet::new();
-        if let Some(syncer) = log.start_syncer().map_err(storage)? {
-            tasks.spawn(syncer);
-        }
-        let raft_seed = shared.next_random();
+        let syncer = log.start_syncer().map_err(storage)?;
+        let raft_seed = rng.next_u64();
         let raft = raft::types::Runtime::scope(raft_seed, raft::types::Raft::new(member_id, config, network, log, sm_store))
             .await
-            .map_err(|e| Error::Storage(format!("starting Raft: {e}")))?;
-        let replica = Arc::new(Replica::new(raft.clone(), member_id, peers, &shared));
-        shared.set_replica(replica.clone());
+            .map_err(|e| Error::raft_stopped(format!("starting Raft: {e}")))?;
+        let replica = Arc::new(Replica::new(raft.clone(), member_id, peers, applied.clone()));
         if let Start::New(members) = start {
-            let initialized = raft.is_initialized().await.map_err(|e| Error::Storage(e.to_string()))?;
+            let initialized = raft.is_initialized().await.map_err(Error::raft_stopped)?;
             if !initialized {
                 // Every member of a new cluster initializes with the same membership; whichever
                 // runs first starts the election, the others' attempts are refused harmlessly.
@@ -289,27 +256,30 @@ impl Member {
                 }
             }
         }
-        tasks.spawn(run_flusher(shared.clone(), BACKEND_FLUSH_INTERVAL));
-        tasks.spawn(syncer::run(shared.clone(), cfg.watch_progress_notify_interval));
-        tasks.spawn(lease_svc::run_expiry(shared.clone()));
-        tasks.spawn(watch_raft(shared.clone(), replica.clone()));
+        let identity = Identity {
+            name: cfg.name.clone(),
+            member_id,
+            cluster_id,
+            peer_urls: cfg.initial_advertise_peer_urls.clone(),
+            client_urls: cfg.advertise_client_urls.clone(),
+        };
+        let limits =
+            Limits { max_request_bytes: cfg.max_request_bytes, max_txn_ops: cfg.max_txn_ops, quota_backend_bytes: cfg.quota_bytes() };
+        let ctx = Arc::new(Context::new(applied.clone(), replica.clone(), identity, limits, rng, bugs));
+        let services = Services::new(&ctx, cfg.bcrypt_cost);
+        let mut tasks = JoinSet::new();
+        tasks.spawn(run_flusher(applied.clone(), BACKEND_FLUSH_INTERVAL));
+        tasks.spawn(syncer::run(applied.clone(), cfg.watch_progress_notify_interval));
+        tasks.spawn(lease_svc::run_expiry(ctx.clone()));
+        tasks.spawn(maintenance_svc::run_quota_alarm(ctx.clone()));
+        tasks.spawn(watch_raft(applied.clone(), replica.clone()));
         let (published_tx, published) = tokio::sync::watch::channel(false);
         tasks.spawn(publish(replica.clone(), cfg.name.clone(), cfg.advertise_client_urls.clone(), published_tx));
         if cfg.auto_compaction != AutoCompaction::Off {
-            tasks.spawn(run_compactor(shared.clone(), cfg.auto_compaction));
+            tasks.spawn(run_compactor(services.kv.clone(), ctx.clone(), cfg.auto_compaction));
         }
-        let services = Services {
-            kv: KvService::new(shared.clone()),
-            watch: WatchService::new(shared.clone()),
-            lease: LeaseService::new(shared.clone()),
-            cluster: ClusterService::new(shared.clone()),
-            maintenance: MaintenanceService::new(shared.clone()),
-            lock: LockService::new(KvService::new(shared.clone()), WatchService::new(shared.clone())),
-            election: ElectionService::new(KvService::new(shared.clone()), WatchService::new(shared.clone())),
-            auth: AuthService::new(shared.clone(), cfg.bcrypt_cost),
-        };
-        let peer = PeerService::new(replica.clone(), shared.clone(), snap_dir);
-        Ok(Member { shared, services, replica, peer, published, tasks })
+        let peer = PeerService::new(ctx.clone(), snap_dir);
+        Ok(Member { applied, ctx, services, replica, peer, published, tasks, _syncer: syncer })
     }
 
     /// Wait until this member's name and client URLs are in the cluster's membership (which
@@ -332,7 +302,7 @@ impl Member {
             .http2_keepalive_timeout(Some(Duration::from_secs(3)))
             .add_service(svc)
             .serve_with_incoming(incoming);
-        async move { server.await.map_err(|e| Error::Storage(format!("serving peers failed: {e}"))) }
+        async move { server.await.map_err(|e| Error::Internal(Internal::Serve(format!("peers: {e}")))) }
     }
 
     /// Serve `/metrics` and `/health` (only) on `incoming` (`--listen-metrics-urls`).
@@ -342,34 +312,30 @@ impl Member {
         IO: AsyncRead + AsyncWrite + Connected + Unpin + Send + 'static,
         IE: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
     {
-        let router = http::metrics_router(HttpState { shared: self.shared.clone(), services: self.services.clone() });
+        let router = http::metrics_router(HttpState { ctx: self.ctx.clone(), services: self.services.clone() });
         let server = tonic::transport::Server::builder()
             .accept_http1(true)
             .add_routes(tonic::service::Routes::from(router))
             .serve_with_incoming(incoming);
-        async move { server.await.map_err(|e| Error::Storage(format!("serving metrics failed: {e}"))) }
+        async move { server.await.map_err(|e| Error::Internal(Internal::Serve(format!("metrics: {e}")))) }
     }
 
-    /// The gRPC services and HTTP routes of the client port.
+    /// The gRPC services and HTTP routes of the client port, every RPC timed and counted by
+    /// one layer. Services check their callers themselves (`server::rpc`).
     pub fn routes(&self) -> tonic::service::Routes {
-        let max = self.shared.limits.max_request_bytes + GRPC_OVERHEAD_BYTES;
+        let max = self.ctx.limits.max_request_bytes + GRPC_OVERHEAD_BYTES;
         let s = &self.services;
-        let http = http::router(HttpState { shared: self.shared.clone(), services: s.clone() });
-        // Services a learner refuses as a whole (KV and Maintenance check per call).
-        let shared = self.shared.clone();
-        let learner = move |req: tonic::Request<()>| shared.refuse_if_learner().map(|_| req).map_err(tonic::Status::from);
-        tonic::service::Routes::from(http)
+        let http = http::router(HttpState { ctx: self.ctx.clone(), services: s.clone() });
+        let routes = tonic::service::Routes::from(http)
             .add_service(KvServer::new(s.kv.clone()).max_decoding_message_size(max).max_encoding_message_size(usize::MAX))
-            .add_service(InterceptedService::new(
-                WatchServer::new(s.watch.clone()).max_decoding_message_size(max).max_encoding_message_size(usize::MAX),
-                learner.clone(),
-            ))
-            .add_service(InterceptedService::new(LeaseServer::new(s.lease.clone()).max_decoding_message_size(max), learner.clone()))
-            .add_service(InterceptedService::new(ClusterServer::new(s.cluster.clone()).max_decoding_message_size(max), learner.clone()))
+            .add_service(WatchServer::new(s.watch.clone()).max_decoding_message_size(max).max_encoding_message_size(usize::MAX))
+            .add_service(LeaseServer::new(s.lease.clone()).max_decoding_message_size(max))
+            .add_service(ClusterServer::new(s.cluster.clone()).max_decoding_message_size(max))
             .add_service(MaintenanceServer::new(s.maintenance.clone()).max_decoding_message_size(max))
-            .add_service(InterceptedService::new(AuthServer::new(s.auth.clone()).max_decoding_message_size(max), learner.clone()))
-            .add_service(InterceptedService::new(LockServer::new(s.lock.clone()).max_decoding_message_size(max), learner.clone()))
-            .add_service(InterceptedService::new(ElectionServer::new(s.election.clone()).max_decoding_message_size(max), learner.clone()))
+            .add_service(AuthServer::new(s.auth.clone()).max_decoding_message_size(max))
+            .add_service(LockServer::new(s.lock.clone()).max_decoding_message_size(max))
+            .add_service(ElectionServer::new(s.election.clone()).max_decoding_message_size(max));
+        tonic::service::Routes::from(routes.into_axum_router().layer(RpcMetricsLayer::new(self.ctx.metrics.clone())))
     }
 
     /// Serve gRPC and HTTP on `incoming` until `shutdown` resolves, then make everything durable.
@@ -404,9 +370,9 @@ impl Member {
         if let Err(e) = self.replica.raft.shutdown().await {
             tracing::warn!(error = %e, "stopping Raft");
         }
-        let written = self.shared.write_state().write_group();
-        let synced = self.shared.backend.sync().await;
-        result.map_err(|e| Error::Storage(format!("serving failed: {e}")))?;
+        let written = self.applied.write_state().write_group();
+        let synced = self.applied.backend.sync().await;
+        result.map_err(|e| Error::Internal(Internal::Serve(format!("clients: {e}"))))?;
         written?;
         synced?;
         Ok(())
@@ -414,23 +380,23 @@ impl Member {
 }
 
 /// Flush the backend every `interval`, so a restart re-applies only the log after it.
-async fn run_flusher(shared: Arc<Shared>, interval: Duration) {
+async fn run_flusher(applied: Arc<Applied>, interval: Duration) {
     let mut tick = tokio::time::interval(interval);
     tick.tick().await;
     loop {
         tick.tick().await;
-        if let Err(e) = shared.write_state().write_group() {
+        if let Err(e) = applied.write_state().write_group() {
             tracing::error!(error = %e, "writing to the backend failed");
             continue;
         }
-        if let Err(e) = shared.backend.sync().await {
+        if let Err(e) = applied.backend.sync().await {
             tracing::error!(error = %e, "flushing the backend failed");
         }
     }
 }
 
 /// Follow Raft's metrics: the term for response headers, and leader changes for the log.
-async fn watch_raft(shared: Arc<Shared>, replica: Arc<Replica>) {
+async fn watch_raft(applied: Arc<Applied>, replica: Arc<Replica>) {
     let mut rx = replica.raft.metrics();
     let mut leader = None;
     loop {
@@ -438,10 +404,10 @@ async fn watch_raft(shared: Arc<Shared>, replica: Arc<Replica>) {
             let m = rx.borrow_watched();
             (m.current_term, m.current_leader)
         };
-        shared.set_term(term);
+        applied.set_term(Term(term));
         if now != leader {
             match now {
-                Some(id) => tracing::info!(leader = format!("{id:x}"), term, "raft: leader elected"),
+                Some(id) => tracing::info!(leader = %id, term, "raft: leader elected"),
                 None => tracing::warn!(term, "raft: no leader"),
             }
             leader = now;
@@ -456,9 +422,9 @@ async fn watch_raft(shared: Arc<Shared>, replica: Arc<Replica>) {
 /// etcd does after it starts.
 async fn publish(replica: Arc<Replica>, name: String, client_urls: Vec<String>, done: tokio::sync::watch::Sender<bool>) {
     let me =
-        EtcdMember { id: replica.id, name: name.clone(), peer_ur_ls: Vec::new(), client_ur_ls: client_urls.clone(), is_learner: false };
+        EtcdMember { id: replica.id.0, name: name.clone(), peer_ur_ls: Vec::new(), client_ur_ls: client_urls.clone(), is_learner: false };
     loop {
-        let current = replica.members().into_iter().find(|m| m.id == replica.id);
+        let current = replica.members().into_iter().find(|m| m.id == replica.id.0);
         if current.as_ref().is_some_and(|m| m.name == name && m.client_ur_ls == client_urls) {
             let _ = done.send(true);
             return;
@@ -478,7 +444,7 @@ async fn publish(replica: Arc<Replica>, name: String, client_urls: Vec<String>, 
         let pause = if sent { 20 } else { 1 };
         for _ in 0..pause {
             tokio::time::sleep(Duration::from_millis(50)).await;
-            if replica.members().iter().any(|m| m.id == replica.id && m.name == name && m.client_ur_ls == client_urls) {
+            if replica.members().iter().any(|m| m.id == replica.id.0 && m.name == name && m.client_ur_ls == client_urls) {
                 break;
             }
         }
@@ -488,7 +454,7 @@ async fn publish(replica: Arc<Replica>, name: String, client_urls: Vec<String>, 
 /// Automatic compaction, as etcd's `--auto-compaction-*`: periodic mode compacts to the revision
 /// that was current one retention period ago (sampled every tenth of it); revision mode keeps the
 /// newest N revisions, checked every five minutes.
-async fn run_compactor(shared: Arc<Shared>, mode: AutoCompaction) {
+async fn run_compactor(kv: crate::server::kv::KvService, ctx: Arc<Context>, mode: AutoCompaction) {
     let (every, keep_revs, retention) = match mode {
         AutoCompaction::Off => return,
         AutoCompaction::Periodic(d) => ((d / 10).max(Duration::from_secs(1)), 0, d),
@@ -499,7 +465,7 @@ async fn run_compactor(shared: Arc<Shared>, mode: AutoCompaction) {
     loop {
         tick.tick().await;
         let now = Instant::now();
-        let current = shared.visible();
+        let current = ctx.applied.visible().0;
         let target = if keep_revs > 0 {
             current - keep_revs
         } else {
@@ -514,18 +480,16 @@ async fn run_compactor(shared: Arc<Shared>, mode: AutoCompaction) {
             }
             target
         };
-        let compacted = shared.read_state().mvcc.compacted();
+        let compacted = ctx.applied.read_state().mvcc.compacted().0;
         // Like etcd, only the leader compacts; the others keep sampling for when they lead.
-        let leads = shared.replica().is_ok_and(|r| r.is_leader());
-        if target > compacted && leads {
-            let kv = KvService::new(shared.clone());
+        if target > compacted && ctx.replica.is_leader() {
             match kv.compact(CompactionRequest { revision: target, physical: false }, &crate::auth::Caller::member()).await {
                 Ok(_) => tracing::info!(revision = target, "auto compaction finished"),
                 Err(e) => tracing::warn!(revision = target, error = %e, "auto compaction failed"),
             }
         }
         // Keep a read on the books so a broken store shows up in the log early.
-        let _ = KvService::new(shared.clone())
+        let _ = kv
             .range(
                 &RangeRequest { serializable: true, key: bytes::Bytes::from_static(b"\0"), count_only: true, ..Default::default() },
                 &crate::auth::Caller::member(),

@@ -144,7 +144,7 @@ async fn wait_deleted(watch: &WatchService, key: Bytes, from: i64) {
     };
     let first = WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) };
     let requests = futures::stream::iter([Ok(first)]).chain(futures::stream::pending());
-    let mut responses = watch.open(Box::pin(requests), Caller::member());
+    let Ok(mut responses) = watch.open(Box::pin(requests), Caller::member()) else { return };
     while let Some(Ok(resp)) = responses.next().await {
         if resp.canceled || resp.events.iter().any(|e| e.r#type == EventType::Delete as i32) {
             return;
