@@ -1,204 +1,227 @@
-//! `keel up`: start a local 3-member keel-store cluster (127.0.0.1, .2 and .3, client port 2379,
-//! peer port 2380) and keel-apiserver in front of it (https://127.0.0.1:6443, a kubeconfig in the
-//! data folder), with data under one folder; print the etcdctl and kubectl lines to use; stop
-//! everything cleanly on Ctrl-C.
-#![allow(clippy::disallowed_methods)]
+//! `keel`: the whole local Keel cluster in one command.
+//!
+//! `keel up` runs the seed's HA picture on one machine (see [`plan`]): N keel-store members on
+//! 127.0.0.1…N, a keel-apiserver per member address behind a TCP load balancer on
+//! 127.0.0.1:6443, and a scheduler, controller-manager and kubelet per member address (the
+//! scheduler and controller-manager leader-elected). It supervises them ([`supervise`]: a part
+//! that dies is started again) and stops them all on Ctrl-C. `keel status` shows each part, its
+//! address, its health and who leads ([`status`]).
+//!
+//! Modules: [`plan`] (what runs where, pure), [`supervise`] (processes), [`balancer`] (the TCP
+//! load balancer), [`status`] (`keel status`).
+#![allow(clippy::disallowed_methods)] // a command-line tool: it waits on the real clock
 
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode};
-use std::time::{Duration, Instant};
+mod balancer;
+mod plan;
+mod status;
+mod supervise;
 
-const USAGE: &str = "Usage: keel up [--data-dir DIR] [--members N] [--no-apiserver] [-- extra keel-store flags]
+use plan::{Options, Role, Spec};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+use supervise::Running;
 
-Starts N (default 3) keel-store members on 127.0.0.1..N, client port 2379 and peer port 2380,
-and keel-apiserver on https://127.0.0.1:6443 (unless --no-apiserver), with their data under DIR
-(default ./keel-data) and a kubeconfig at DIR/kubeconfig, and stops them all on Ctrl-C.
-Restarting with the same DIR continues the same cluster.";
+const USAGE: &str = "Usage: keel up [--data-dir DIR] [--members N] [--no-control-plane] [--simulated-nodes N] [-- extra keel-store flags]
+       keel status [--data-dir DIR]
 
-struct Options {
-    data_dir: PathBuf,
-    members: usize,
-    apiserver: bool,
-    extra: Vec<String>,
-}
+keel up starts N (default 3) keel-store members on 127.0.0.1..N (client port 2379, peer port
+2380), a keel-apiserver on each member address (port 6444) behind a load balancer on
+https://127.0.0.1:6443, and a keel-scheduler, keel-controller-manager and keel-kubelet on each
+member address (with --simulated-nodes, one kubelet hosting that many simulated nodes instead),
+with data and logs under DIR (default ./keel-data) and an admin kubeconfig at DIR/kubeconfig.
+A part that exits is started again. Ctrl-C stops everything. Restarting with the same DIR
+continues the same cluster. --no-control-plane runs the store members only.
 
-fn parse(args: &[String]) -> Result<Options, String> {
-    let mut o = Options { data_dir: PathBuf::from("keel-data"), members: 3, apiserver: true, extra: Vec::new() };
+keel status shows every part of the cluster keel up runs in DIR: address, pid, health, leader.";
+
+fn parse(args: &[String]) -> Result<(String, Options), String> {
+    let mut o =
+        Options { data_dir: PathBuf::from("keel-data"), members: 3, control_plane: true, simulated_nodes: None, store_flags: Vec::new() };
     let mut it = args.iter();
-    match it.next().map(String::as_str) {
-        Some("up") => {}
+    let command = match it.next().map(String::as_str) {
+        Some(c @ ("up" | "status")) => c.to_string(),
         Some("-h" | "--help" | "help") | None => return Err(USAGE.into()),
         Some(other) => return Err(format!("unknown command {other:?}\n\n{USAGE}")),
-    }
+    };
     while let Some(a) = it.next() {
         match a.as_str() {
             "--data-dir" => o.data_dir = it.next().ok_or("--data-dir needs a value")?.into(),
             "--members" => {
                 o.members = it.next().and_then(|n| n.parse().ok()).filter(|n| (1..=9).contains(n)).ok_or("--members takes 1 to 9")?
             }
-            "--no-apiserver" => o.apiserver = false,
-            "--" => o.extra = it.by_ref().cloned().collect(),
+            "--no-control-plane" | "--no-apiserver" => o.control_plane = false,
+            "--simulated-nodes" => {
+                o.simulated_nodes = Some(
+                    it.next()
+                        .and_then(|n| n.parse().ok())
+                        .filter(|n| (1..=10_000).contains(n))
+                        .ok_or("--simulated-nodes takes 1 to 10000")?,
+                )
+            }
+            "--" if command == "up" => o.store_flags = it.by_ref().cloned().collect(),
             other => return Err(format!("unknown flag {other:?}\n\n{USAGE}")),
         }
     }
-    Ok(o)
+    Ok((command, o))
 }
 
-fn sibling(name: &str) -> PathBuf {
-    let me = std::env::current_exe().unwrap_or_default();
-    me.with_file_name(name)
+fn bin_dir() -> PathBuf {
+    std::env::current_exe().ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or_default()
 }
 
-fn keel_store() -> PathBuf {
-    sibling("keel-store")
+/// Waits up to `limit` for `addr` to accept connections.
+async fn wait_listening(addr: &str, limit: Duration) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
 }
 
-fn signal(child: &Child, sig: &str) {
-    let _ = Command::new("kill").args([sig, &child.id().to_string()]).status();
+/// The admin kubeconfig pointed at the balancer: apiserver-1 writes one for its own address
+/// (with the shared CA); `keel up` rewrites its server line.
+fn write_kubeconfig(written: &Path, out: &Path) -> std::io::Result<()> {
+    let text = std::fs::read_to_string(written)?;
+    let lb = format!("server: https://127.0.0.1:{}", plan::BALANCER_PORT);
+    let rewritten: Vec<String> =
+        text.lines()
+            .map(|l| {
+                if l.trim_start().starts_with("server: ") { format!("{}{lb}", &l[..l.len() - l.trim_start().len()]) } else { l.to_string() }
+            })
+            .collect();
+    std::fs::write(out, rewritten.join("\n") + "\n")
 }
 
-fn main() -> ExitCode {
+async fn up(o: Options) -> ExitCode {
+    if let Err(e) = std::fs::create_dir_all(&o.data_dir) {
+        eprintln!("keel: creating {}: {e}", o.data_dir.display());
+        return ExitCode::FAILURE;
+    }
+    let bins = bin_dir();
+    let mut specs = plan::plan(&o);
+    let mut procs: Vec<Running> = Vec::new();
+    let first_kubeconfig = o.data_dir.join("kubeconfig.apiserver-1");
+    if let Some(api1) = specs.iter_mut().find(|s| s.name == "apiserver-1") {
+        api1.args.push("--write-kubeconfig".into());
+        api1.args.push(first_kubeconfig.display().to_string());
+    }
+    let stop = tokio::spawn(status::interrupted());
+    let mut missing: Vec<&'static str> = Vec::new();
+    for spec in specs {
+        let program = bins.join(spec.role.program());
+        if !program.exists() {
+            if !missing.contains(&spec.role.program()) {
+                missing.push(spec.role.program());
+            }
+            continue;
+        }
+        let (name, role, addr) = (spec.name.clone(), spec.role, spec.addr.clone());
+        match Running::start(spec, &bins, &o.data_dir) {
+            Ok(r) => procs.push(r),
+            Err(e) => {
+                eprintln!("keel: starting {name}: {e}");
+                supervise::stop_all(&mut procs).await;
+                return ExitCode::FAILURE;
+            }
+        }
+        // The members before anything that uses them; the first apiserver before the others
+        // (it generates the certificates they share) and before the kubeconfig is written.
+        let wait = match role {
+            Role::Store if name == format!("m{}", o.members) => true,
+            Role::Apiserver if name == "apiserver-1" => true,
+            _ => false,
+        };
+        if wait && !wait_listening(&addr, Duration::from_secs(60)).await {
+            eprintln!("keel: {name} did not start listening on {addr}; see {}", o.data_dir.join(format!("{name}.log")).display());
+        }
+        if name == "apiserver-1" {
+            let kubeconfig = plan::kubeconfig(&o.data_dir);
+            for _ in 0..100 {
+                if first_kubeconfig.exists() {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            if let Err(e) = write_kubeconfig(&first_kubeconfig, &kubeconfig) {
+                eprintln!("keel: writing {}: {e}", kubeconfig.display());
+            }
+            if !start_balancer(&o).await {
+                supervise::stop_all(&mut procs).await;
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    if let Err(e) = status::record(&o.data_dir, &procs) {
+        eprintln!("keel: recording the cluster in {}: {e}", o.data_dir.display());
+    }
+    let endpoints: Vec<String> = (1..=o.members).map(|i| format!("{}:2379", plan::host(i))).collect();
+    println!("keel: {} members running, data and logs in {}", o.members, o.data_dir.display());
+    println!("keel: use  etcdctl --endpoints={} endpoint status -w table", endpoints.join(","));
+    if o.control_plane {
+        println!(
+            "keel: Kubernetes API on https://127.0.0.1:{} ({} apiservers behind it); use  kubectl --kubeconfig {} get nodes",
+            plan::BALANCER_PORT,
+            o.members,
+            plan::kubeconfig(&o.data_dir).display()
+        );
+    }
+    for m in &missing {
+        eprintln!("keel: {m} is not built next to keel ({}); not starting it (cargo build --workspace)", bins.display());
+    }
+    println!("keel: keel status --data-dir {} shows every part; Ctrl-C stops the cluster", o.data_dir.display());
+    while !stop.is_finished() {
+        let now = tokio::time::Instant::now();
+        let mut changed = false;
+        for p in procs.iter_mut() {
+            if let Some(line) = p.tend(now) {
+                eprintln!("{line}");
+                changed = true;
+            }
+        }
+        if changed && let Err(e) = status::record(&o.data_dir, &procs) {
+            eprintln!("keel: recording the cluster in {}: {e}", o.data_dir.display());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!("keel: stopping");
+    supervise::stop_all(&mut procs).await;
+    let _ = std::fs::remove_file(status::record_path(&o.data_dir));
+    println!("keel: stopped");
+    ExitCode::SUCCESS
+}
+
+async fn start_balancer(o: &Options) -> bool {
+    let backends: Vec<SocketAddr> =
+        plan::plan(o).iter().filter(|s: &&Spec| s.role == Role::Apiserver).filter_map(|s| s.addr.parse().ok()).collect();
+    match tokio::net::TcpListener::bind(("127.0.0.1", plan::BALANCER_PORT)).await {
+        Ok(l) => {
+            tokio::spawn(balancer::run(l, balancer::Backends::new(backends)));
+            true
+        }
+        Err(e) => {
+            eprintln!("keel: binding the load balancer on 127.0.0.1:{}: {e}", plan::BALANCER_PORT);
+            false
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let o = match parse(&args) {
-        Ok(o) => o,
+    let (command, o) = match parse(&args) {
+        Ok(p) => p,
         Err(msg) => {
             eprintln!("{msg}");
             return if args.iter().any(|a| a == "-h" || a == "--help" || a == "help") { ExitCode::SUCCESS } else { ExitCode::from(2) };
         }
     };
-    if let Err(e) = std::fs::create_dir_all(&o.data_dir) {
-        eprintln!("keel: creating {}: {e}", o.data_dir.display());
-        return ExitCode::FAILURE;
+    match command.as_str() {
+        "status" => status::show(&o).await,
+        _ => up(o).await,
     }
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        let handler = move || stop.store(true, std::sync::atomic::Ordering::SeqCst);
-        if let Err(e) = set_handler(handler) {
-            eprintln!("keel: cannot catch Ctrl-C ({e}); stop the members with kill");
-        }
-    }
-    let host = |i: usize| format!("127.0.0.{i}");
-    let initial: Vec<String> = (1..=o.members).map(|i| format!("m{i}=http://{}:2380", host(i))).collect();
-    let mut children: Vec<Child> = Vec::new();
-    for i in 1..=o.members {
-        let (client, peer) = (format!("http://{}:2379", host(i)), format!("http://{}:2380", host(i)));
-        let path = o.data_dir.join(format!("m{i}.log"));
-        let logs = std::fs::OpenOptions::new().create(true).append(true).open(&path).and_then(|f| Ok((f.try_clone()?, f)));
-        let (out, log) = match logs {
-            Ok(pair) => pair,
-            Err(e) => {
-                eprintln!("keel: opening the log of m{i}: {e}");
-                for c in &children {
-                    signal(c, "-TERM");
-                }
-                return ExitCode::FAILURE;
-            }
-        };
-        let spawned = Command::new(keel_store())
-            .args(["--name", &format!("m{i}"), "--data-dir"])
-            .arg(o.data_dir.join(format!("m{i}.etcd")))
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
-            .args(["--initial-cluster", &initial.join(","), "--initial-cluster-state", "new", "--initial-cluster-token", "keel-up"])
-            .args(["--logger", "capnslog"])
-            .args(&o.extra)
-            .stdout(out)
-            .stderr(log)
-            .spawn();
-        match spawned {
-            Ok(c) => children.push(c),
-            Err(e) => {
-                eprintln!("keel: starting {}: {e} (build it with `cargo build -p keel-store`)", keel_store().display());
-                for c in &children {
-                    signal(c, "-TERM");
-                }
-                return ExitCode::FAILURE;
-            }
-        }
-    }
-    let endpoints: Vec<String> = (1..=o.members).map(|i| format!("{}:2379", host(i))).collect();
-    let mut names: Vec<String> = (1..=o.members).map(|i| format!("m{i}")).collect();
-    println!("keel: {} members running, data and logs in {}", o.members, o.data_dir.display());
-    println!("keel: use  etcdctl --endpoints={} endpoint status -w table", endpoints.join(","));
-    if o.apiserver {
-        let kubeconfig = o.data_dir.join("kubeconfig");
-        let urls: Vec<String> = endpoints.iter().map(|e| format!("http://{e}")).collect();
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(o.data_dir.join("apiserver.log"));
-        let spawned = log.and_then(|log| {
-            Command::new(sibling("keel-apiserver"))
-                .args(["--etcd-servers", &urls.join(","), "--bind-address", "127.0.0.1", "--secure-port", "6443"])
-                .arg("--data-dir")
-                .arg(o.data_dir.join("apiserver"))
-                .arg("--write-kubeconfig")
-                .arg(&kubeconfig)
-                .stdout(log.try_clone()?)
-                .stderr(log)
-                .spawn()
-        });
-        match spawned {
-            Ok(c) => {
-                children.push(c);
-                names.push("apiserver".into());
-                println!("keel: Kubernetes API on https://127.0.0.1:6443; use  kubectl --kubeconfig {} get nodes", kubeconfig.display());
-            }
-            Err(e) => eprintln!("keel: not starting keel-apiserver ({e}); build it with `cargo build -p keel-apiserver`"),
-        }
-    }
-    println!("keel: Ctrl-C stops the cluster");
-    let mut exited = vec![false; children.len()];
-    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-        for (i, c) in children.iter_mut().enumerate() {
-            if !exited[i]
-                && let Ok(Some(status)) = c.try_wait()
-            {
-                exited[i] = true;
-                eprintln!("keel: {} exited ({status}); see {}", names[i], o.data_dir.join(format!("{}.log", names[i])).display());
-            }
-        }
-        if exited.iter().all(|e| *e) {
-            return ExitCode::FAILURE;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    println!("keel: stopping");
-    for c in &children {
-        signal(c, "-TERM");
-    }
-    let deadline = Instant::now() + Duration::from_secs(15);
-    for (i, c) in children.iter_mut().enumerate() {
-        loop {
-            match c.try_wait() {
-                Ok(Some(_)) | Err(_) => break,
-                Ok(None) if Instant::now() > deadline => {
-                    eprintln!("keel: {} did not stop; killing it", names[i]);
-                    let _ = c.kill();
-                    let _ = c.wait();
-                    break;
-                }
-                Ok(None) => std::thread::sleep(Duration::from_millis(50)),
-            }
-        }
-    }
-    println!("keel: stopped");
-    ExitCode::SUCCESS
-}
-
-/// Run `f` on SIGINT or SIGTERM (a small tokio runtime waits for them on its own thread).
-fn set_handler(f: impl Fn() + Send + 'static) -> std::io::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    std::thread::spawn(move || {
-        rt.block_on(async {
-            use tokio::signal::unix::{SignalKind, signal};
-            let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else { return };
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-            f();
-        })
-    });
-    // Give the thread a moment to install the handlers before children start answering.
-    std::thread::sleep(Duration::from_millis(50));
-    Ok(())
 }

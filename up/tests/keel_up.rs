@@ -1,0 +1,85 @@
+//! `keel up` (the README's way to run Keel) starts the members and an apiserver per member
+//! address behind the load balancer on 127.0.0.1:6443, writes a kubeconfig the installed
+//! kubectl uses as is, survives kill -9 of an apiserver (clients fail over through the balancer
+//! and keel up starts it again), shows it all in `keel status`, and stops everything on Ctrl-C.
+
+use keel_testkit::{bin, eventually, text};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+fn kubectl(kubeconfig: &std::path::Path, cache: &std::path::Path, args: &[&str]) -> Option<Output> {
+    Command::new("kubectl").arg("--kubeconfig").arg(kubeconfig).arg("--cache-dir").arg(cache).args(args).output().ok()
+}
+
+fn pid_of(state: &str, name: &str) -> Option<u32> {
+    state.lines().find(|l| l.starts_with(&format!("{name}\t")))?.split('\t').nth(3)?.parse().ok()
+}
+
+#[test]
+fn keel_up_serves_kubectl_through_the_balancer_and_survives_an_apiserver_kill() {
+    let keel = bin("keel");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut up = Command::new(&keel)
+        .args(["up", "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn keel up");
+    let stop = |up: &mut std::process::Child| {
+        let _ = Command::new("kill").args(["-INT", &up.id().to_string()]).status();
+    };
+    let kubeconfig = dir.path().join("kubeconfig");
+    let cache = dir.path().join("kube-cache");
+    let listed = eventually(Duration::from_secs(60), || {
+        let o = kubectl(&kubeconfig, &cache, &["get", "namespaces"]).filter(|_| kubeconfig.exists())?;
+        (o.status.success() && text(&o.stdout).contains("kube-system")).then(|| text(&o.stdout))
+    });
+    if listed.is_none() {
+        stop(&mut up);
+        let out = up.wait_with_output().expect("keel up exits");
+        panic!("kubectl never listed namespaces: {}{}", text(&out.stdout), text(&out.stderr));
+    }
+    assert!(std::fs::read_to_string(&kubeconfig).expect("kubeconfig").contains("server: https://127.0.0.1:6443"));
+
+    // keel status: every member and apiserver, healthy, and a store leader.
+    let status = eventually(Duration::from_secs(30), || {
+        let o = Command::new(&keel).args(["status", "--data-dir"]).arg(dir.path()).output().ok()?;
+        let s = text(&o.stdout);
+        (o.status.success() && s.matches(" yes ").count() >= 6 && !s.contains("store leader:              none")).then_some(s)
+    });
+    let Some(status) = status else {
+        stop(&mut up);
+        panic!("keel status never showed a healthy cluster");
+    };
+    for part in ["m1", "m2", "m3", "apiserver-1", "apiserver-2", "apiserver-3"] {
+        assert!(status.contains(part), "{part} missing from keel status:\n{status}");
+    }
+
+    // kill -9 of the first apiserver: kubectl keeps working through the balancer, and keel up
+    // starts it again (a new PID in its record).
+    let state = std::fs::read_to_string(dir.path().join("keel-up.state")).expect("keel up's record");
+    let api1 = pid_of(&state, "apiserver-1").expect("apiserver-1's pid");
+    let _ = Command::new("kill").args(["-9", &api1.to_string()]).status();
+    for i in 0..5 {
+        let o = kubectl(&kubeconfig, &cache, &["create", "configmap", &format!("after-kill-{i}"), "--from-literal=k=v"]).expect("kubectl");
+        assert!(o.status.success(), "write {i} after the kill failed: {}", text(&o.stderr));
+    }
+    let restarted = eventually(Duration::from_secs(20), || {
+        let o = Command::new(&keel).args(["status", "--data-dir"]).arg(dir.path()).output().ok()?;
+        let s = text(&o.stdout);
+        s.lines().any(|l| l.starts_with("apiserver-1 ") && l.contains(" yes ")).then_some(())
+    });
+
+    stop(&mut up);
+    let out = up.wait_with_output().expect("keel up exits");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(restarted.is_some(), "apiserver-1 was not started again: {stderr}");
+    assert!(stderr.contains("apiserver-1 exited") && stderr.contains("apiserver-1 started again"), "{stderr}");
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(stdout.contains("kubectl --kubeconfig") && stdout.contains("keel: stopped"), "{stdout}");
+    // Every process it started is gone: the ports are free again.
+    for addr in ["127.0.0.1:6443", "127.0.0.1:6444", "127.0.0.2:6444", "127.0.0.1:2379", "127.0.0.3:2379"] {
+        assert!(std::net::TcpStream::connect(addr).is_err(), "{addr} still answers");
+    }
+}
