@@ -320,11 +320,7 @@ async fn serializable_get(rec: &Recorder, conn: &mut Conn, key: String) {
 }
 
 fn prefix_end(prefix: &str) -> Vec<u8> {
-    let mut end = prefix.as_bytes().to_vec();
-    if let Some(last) = end.last_mut() {
-        *last += 1;
-    }
-    end
+    keel_store::mvcc::prefix_end(prefix.as_bytes()).to_vec()
 }
 
 /// List `prefix` in pages of `limit` at the revision of the first page (Kubernetes' list with

@@ -434,6 +434,16 @@ mod tests {
         LogStore::open(Arc::new(FileDisk::open(dir).unwrap())).unwrap()
     }
 
+    #[tokio::test]
+    async fn dropping_the_syncer_ends_its_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let syncer = s.start_syncer().unwrap();
+        assert_eq!(Arc::strong_count(&s.inner), 3, "the store, the guard and the thread hold the log");
+        drop(syncer);
+        assert_eq!(Arc::strong_count(&s.inner), 1, "the thread ended and let go of the log");
+    }
+
     fn indexes(s: &LogStore) -> Vec<(u64, u64)> {
         lock(&s.inner.state).entries.values().map(|e| (e.log_id.leader_id.term, e.log_id.index)).collect()
     }

@@ -45,7 +45,10 @@ use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tonic::transport::Channel;
-use types::{LogCmd, PeerInfo, Raft, typ};
+use types::{LogCmd, PeerInfo, typ};
+
+/// The Raft handle.
+pub type Raft = openraft::Raft<types::TypeConfig, state_machine::SmStore>;
 
 /// How long a request may wait for Raft before the client is told it timed out.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);

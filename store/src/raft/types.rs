@@ -70,12 +70,9 @@ openraft::declare_raft_types!(
 
 /// Tokio, with openraft's randomness (election timeouts, tick jitter) drawn from a seed the
 /// member is given ([`crate::seams::Seams::rng`]), so a simulation replays exactly. Openraft
-/// keeps the seed task-local: [`Raft`] must be created inside [`Runtime::scope`]; every task
+/// keeps the seed task-local: [`super::Raft`] must be created inside [`Runtime::scope`]; every task
 /// openraft spawns inherits a seed derived from it.
 pub type Runtime = openraft::rt::deterministic_rng::DeterministicRng<openraft_rt_tokio::TokioRuntime>;
-
-/// The Raft handle.
-pub type Raft = openraft::Raft<TypeConfig, super::state_machine::SmStore>;
 
 /// Short names for openraft's types under [`TypeConfig`].
 pub mod typ {

@@ -3,6 +3,7 @@
 //! limits, its seeded randomness and its request metrics. Nothing it holds points back at it.
 
 use super::metrics::Metrics;
+use super::rpc::{Access, OnLearner, Rpc};
 use crate::applied::Applied;
 use crate::auth::{Authz, Caller};
 use crate::error::{Error, Internal, Result};
@@ -124,5 +125,36 @@ impl Context {
             }
             other => other,
         }
+    }
+}
+
+/// The access rules of [`super::rpc`], applied.
+impl Context {
+    /// etcd's learner interceptor for `rpc`, the first check of every call (`serializable`:
+    /// the request reads without a read barrier).
+    pub fn gate(&self, rpc: Rpc, serializable: bool) -> Result<()> {
+        match rpc.on_learner() {
+            OnLearner::Served => Ok(()),
+            OnLearner::IfSerializable if serializable => Ok(()),
+            _ => self.applied.refuse_if_learner(),
+        }
+    }
+
+    /// The caller's rights for `rpc` (after [`Context::gate`]): refused without the root role
+    /// where the rule asks for it. Not called for [`Access::Open`] RPCs.
+    pub async fn admit(&self, rpc: Rpc, caller: &Caller) -> Result<Authz> {
+        debug_assert_ne!(rpc.access(), Access::Open, "{rpc:?} does not look at the caller");
+        let authz = self.authorize(caller).await?;
+        if rpc.access() == Access::Admin {
+            authz.check_admin()?;
+        }
+        Ok(authz)
+    }
+
+    /// [`Context::gate`] and [`Context::admit`] together, for calls that validate nothing
+    /// before they look at the caller.
+    pub async fn enter(&self, rpc: Rpc, caller: &Caller) -> Result<Authz> {
+        self.gate(rpc, false)?;
+        self.admit(rpc, caller).await
     }
 }

@@ -1,18 +1,14 @@
 //! Every RPC the client port serves, and who may call it: the one table of access rules. Each
-//! service method opens with [`Context::admit`] (or, where etcd validates a request before it
-//! looks at the caller, with [`Context::gate`] first and [`Context::admit`] after validating),
-//! so the gRPC shells and the HTTP gateway, which only call those methods, check exactly the
-//! same things.
+//! service method opens with `Context::enter` (or, where etcd validates a request before it
+//! looks at the caller, with `Context::gate` first and `Context::admit` after validating;
+//! [`Access::Open`] RPCs only `gate`), so the gRPC shells and the HTTP gateway, which only call
+//! those methods, check exactly the same things.
 //!
 //! Rules, etcd's: a learner serves only Status and serializable Range
 //! (`v3rpc/interceptor.go`'s `isRPCSupportedForLearner`); while auth is on, changing the
 //! cluster, maintenance that reads or rewrites the whole store, compaction and auth
 //! administration need the root role; other calls check the caller's rights on the keys
 //! they touch.
-
-use super::context::Context;
-use crate::auth::{Authz, Caller};
-use crate::error::Result;
 
 /// One RPC of etcd's API (KV, Watch, Lease, Cluster, Maintenance, Auth) or of v3lock and
 /// v3election.
@@ -184,36 +180,6 @@ impl Rpc {
             Range | Put | DeleteRange | Txn | Watch | LeaseRevoke | LeaseTimeToLive | Lock | Unlock | Campaign | Proclaim | Leader
             | Observe | Resign => Access::Keys,
         }
-    }
-}
-
-impl Context {
-    /// etcd's learner interceptor for `rpc`, the first check of every call (`serializable`:
-    /// the request reads without a read barrier).
-    pub fn gate(&self, rpc: Rpc, serializable: bool) -> Result<()> {
-        match rpc.on_learner() {
-            OnLearner::Served => Ok(()),
-            OnLearner::IfSerializable if serializable => Ok(()),
-            _ => self.applied.refuse_if_learner(),
-        }
-    }
-
-    /// The caller's rights for `rpc` (after [`Context::gate`]): refused without the root role
-    /// where the rule asks for it. Not called for [`Access::Open`] RPCs.
-    pub async fn admit(&self, rpc: Rpc, caller: &Caller) -> Result<Authz> {
-        debug_assert_ne!(rpc.access(), Access::Open, "{rpc:?} does not look at the caller");
-        let authz = self.authorize(caller).await?;
-        if rpc.access() == Access::Admin {
-            authz.check_admin()?;
-        }
-        Ok(authz)
-    }
-
-    /// [`Context::gate`] and [`Context::admit`] together, for calls that validate nothing
-    /// before they look at the caller.
-    pub async fn enter(&self, rpc: Rpc, caller: &Caller) -> Result<Authz> {
-        self.gate(rpc, false)?;
-        self.admit(rpc, caller).await
     }
 }
 
