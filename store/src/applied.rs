@@ -16,7 +16,7 @@
 use crate::apply::StateMachine;
 use crate::auth::{AuthView, Authz, Caller};
 use crate::error::{Error, Result};
-use crate::seams::LeaseClock;
+use crate::seams::{Bugs, LeaseClock};
 use crate::storage::Backend;
 use crate::types::{LogIndex, Revision, Term};
 use crate::watch::WatchHub;
@@ -48,8 +48,9 @@ pub struct Applied {
 }
 
 impl Applied {
-    /// Wrap the state machine opened on `backend`; lease deadlines are kept by `lease_clock`.
-    pub fn new(sm: StateMachine, backend: Arc<dyn Backend>, lease_clock: Arc<dyn LeaseClock>) -> Applied {
+    /// Wrap the state machine opened on `backend`; lease deadlines are kept by `lease_clock`;
+    /// `bugs` reach the watch hub (none in the binary).
+    pub fn new(sm: StateMachine, backend: Arc<dyn Backend>, lease_clock: Arc<dyn LeaseClock>, bugs: Bugs) -> Applied {
         let rev = sm.mvcc.current();
         let applied_index = sm.applied;
         let auth = sm.auth.view();
@@ -64,7 +65,7 @@ impl Applied {
             auth: Mutex::new(auth),
             grown: Notify::new(),
             backend,
-            hub: WatchHub::new(rev),
+            hub: WatchHub::with_bugs(rev, bugs),
             lease_clock,
         }
     }

@@ -49,7 +49,7 @@
 //!  config  -> auth tls duration
 //!  auth    -> duration seams storage error
 //!  lease   -> mvcc storage types error
-//!  watch   -> mvcc types error
+//!  watch   -> mvcc seams types error
 //!  mvcc    -> storage types error
 //!  tls     -> seams
 //!  error   -> storage

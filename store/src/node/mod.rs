@@ -110,9 +110,9 @@ impl Member {
         };
         sm.auth.configure_tokens(cfg.auth_token_ttl, jwt);
         // Built first: the state machine writes it, the replica waits on it, the services read it.
-        let applied = Arc::new(Applied::new(sm, backend, lease_clock));
+        let applied = Arc::new(Applied::new(sm, backend, lease_clock, bugs));
         let storage = |e: std::io::Error| Error::Internal(Internal::Storage(format!("opening the Raft log: {e}")));
-        let log = LogStore::open(raft_log).map_err(storage)?;
+        let log = LogStore::open_with_bugs(raft_log, bugs).map_err(storage)?;
         let snap_dir = raft_dir.join("snap");
         let sm_store = SmStore::new(applied.clone(), member_id, snap_dir.clone()).map_err(storage)?;
         let config = Arc::new(raft::config(cfg.heartbeat_interval, cfg.election_timeout, cfg.snapshot_count)?);

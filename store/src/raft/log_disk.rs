@@ -28,6 +28,15 @@ pub trait LogDisk: Send + Sync + 'static {
     fn append(&self, buf: &[u8]) -> io::Result<()>;
     /// Make every append so far durable.
     fn sync(&self) -> io::Result<()>;
+    /// For a disk that does not block ([`LogDisk::blocks`] is false): make every append so
+    /// far durable, taking the time the device takes (the simulation's disk waits in simulated
+    /// time, and a crash meanwhile loses what it had not synced). The syncer task awaits it
+    /// without the log's locks, so a [`LogDisk::replace`] may come meanwhile; that makes
+    /// everything durable itself. The default syncs at once.
+    fn sync_later(&self) -> futures::future::BoxFuture<'static, io::Result<()>> {
+        let synced = self.sync();
+        Box::pin(async move { synced })
+    }
     /// Replace the whole contents, atomically and durably.
     fn replace(&self, contents: &[u8]) -> io::Result<()>;
     /// True when `sync` blocks on a device: the syncer then gets a thread of its own, else it

@@ -9,7 +9,10 @@
 //! Durability: `append` queues its records and its `IOFlushed` callback; the syncer takes every
 //! queued record and callback, writes the records in one `write`, runs one `fdatasync`, then
 //! completes the callbacks (group commit). Other records (truncations, purges, the commit
-//! index) wait in the queue for the next flush. `save_vote` flushes before it returns. Only
+//! index) wait in the queue for the next flush. `save_vote` flushes before it returns. On a
+//! disk that does not block (the simulation's), the syncer is a task and awaits the disk's
+//! own sync ([`LogDisk::sync_later`], which takes simulated time), completing the callbacks
+//! only after it. Only
 //! the flush touches the file, never under the log's state lock: under load an ext4 `write`
 //! waits for a running `fdatasync` of the same file (the inode lock), and an async worker (or a
 //! replication task reading entries) must not wait with it. When purges leave the file mostly
@@ -27,6 +30,7 @@
 use super::codec::{self, log_id};
 pub use super::log_disk::{FileDisk, GROW_BYTES, LogDisk, MemoryLogDisk};
 use super::types::{TypeConfig, typ};
+use crate::seams::Bugs;
 use bytes::{Buf, BufMut, Bytes};
 use openraft::storage::{IOFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader};
@@ -60,10 +64,15 @@ struct Pending {
     bytes: Vec<u8>,
     /// Appends waiting for their records to be durable.
     flushed: Vec<IOFlushed<TypeConfig>>,
+    /// An append asked for a flush (its callback may be in `flushed`, or, with the
+    /// `ack_before_sync` bug, already completed).
+    wanted: bool,
 }
 
 struct Inner {
     disk: Arc<dyn LogDisk>,
+    /// Known bugs switched on by a simulation (none in the binary).
+    bugs: Bugs,
     state: Mutex<State>,
     pending: Mutex<Pending>,
     /// Held by a flush from taking the queue until the sync is done, so a rewrite of the file
@@ -105,6 +114,11 @@ fn id_bytes(id: &typ::LogId) -> [u8; 16] {
 impl LogStore {
     /// Open (or create) the log on `disk`.
     pub fn open(disk: Arc<dyn LogDisk>) -> io::Result<LogStore> {
+        LogStore::open_with_bugs(disk, Bugs::default())
+    }
+
+    /// [`LogStore::open`], with known bugs switched on (the simulation proves its checkers).
+    pub fn open_with_bugs(disk: Arc<dyn LogDisk>, bugs: Bugs) -> io::Result<LogStore> {
         let mut st = State { entries: BTreeMap::new(), vote: None, committed: None, purged: None, file_bytes: 0 };
         let raw = Bytes::from(disk.read()?);
         let valid = replay(&raw, &mut st)?;
@@ -118,6 +132,7 @@ impl LogStore {
         Ok(LogStore {
             inner: Arc::new(Inner {
                 disk,
+                bugs,
                 state: Mutex::new(st),
                 pending: Default::default(),
                 io: Mutex::new(()),
@@ -148,10 +163,10 @@ impl LogStore {
         loop {
             {
                 let mut pending = lock(&self.inner.pending);
-                while pending.flushed.is_empty() && !self.inner.stopping.load(Ordering::Acquire) {
+                while !pending.wanted && !self.inner.stopping.load(Ordering::Acquire) {
                     pending = self.inner.wake.wait(pending).unwrap_or_else(|p| p.into_inner());
                 }
-                if pending.flushed.is_empty() {
+                if !pending.wanted {
                     return;
                 }
             }
@@ -162,11 +177,11 @@ impl LogStore {
     async fn sync_task(&self) {
         loop {
             let notified = self.inner.wake_task.notified();
-            if lock(&self.inner.pending).flushed.is_empty() {
+            if !lock(&self.inner.pending).wanted {
                 notified.await;
                 continue;
             }
-            log_failure(self.flush());
+            log_failure(self.flush_later().await);
         }
     }
 
@@ -174,13 +189,37 @@ impl LogStore {
     /// waited (with the error, if either failed).
     fn flush(&self) -> io::Result<()> {
         let _io = lock(&self.inner.io);
-        let Pending { bytes, flushed } = std::mem::take(&mut *lock(&self.inner.pending));
+        let Pending { bytes, flushed, .. } = std::mem::take(&mut *lock(&self.inner.pending));
         let disk = &self.inner.disk;
-        let result = if bytes.is_empty() { Ok(()) } else { disk.append(&bytes) }.and_then(|()| disk.sync());
-        for cb in flushed {
-            cb.io_completed(result.as_ref().map(|_| ()).map_err(|e| io::Error::new(e.kind(), e.to_string())));
-        }
+        let result = if bytes.is_empty() { Ok(()) } else { disk.append(&bytes) }.and_then(|()| self.sync(bytes.len()));
+        complete(flushed, &result);
         result
+    }
+
+    /// [`LogStore::flush`] on a disk that does not block: the sync takes the disk's time
+    /// ([`LogDisk::sync_later`]), awaited without the log's locks.
+    async fn flush_later(&self) -> io::Result<()> {
+        let (written, flushed, len) = {
+            let _io = lock(&self.inner.io);
+            let Pending { bytes, flushed, .. } = std::mem::take(&mut *lock(&self.inner.pending));
+            (if bytes.is_empty() { Ok(()) } else { self.inner.disk.append(&bytes) }, flushed, bytes.len())
+        };
+        let result = match written {
+            Ok(()) if self.skips_sync(len) => Ok(()),
+            Ok(()) => self.inner.disk.sync_later().await,
+            Err(e) => Err(e),
+        };
+        complete(flushed, &result);
+        result
+    }
+
+    fn sync(&self, len: usize) -> io::Result<()> {
+        if self.skips_sync(len) { Ok(()) } else { self.inner.disk.sync() }
+    }
+
+    /// The `skip_small_syncs` bug: a batch under 256 bytes is not synced.
+    fn skips_sync(&self, len: usize) -> bool {
+        self.inner.bugs.skip_small_syncs && len > 0 && len < 256
     }
 
     /// Queue records for the next flush. Called under the state lock, so records queue in the
@@ -289,6 +328,13 @@ fn replay(raw: &Bytes, st: &mut State) -> io::Result<usize> {
     Ok(pos)
 }
 
+/// Complete the appends of a flush with its result.
+fn complete(flushed: Vec<IOFlushed<TypeConfig>>, result: &io::Result<()>) {
+    for cb in flushed {
+        cb.io_completed(result.as_ref().map(|_| ()).map_err(|e| io::Error::new(e.kind(), e.to_string())));
+    }
+}
+
 fn log_failure(result: io::Result<()>) {
     if let Err(e) = result {
         tracing::error!(error = %e, "Raft log write or fsync failed");
@@ -376,7 +422,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
             // Queued with its records: a flush that writes them completes it.
             self.write(&mut st, &buf);
-            lock(&self.inner.pending).flushed.push(callback);
+            let mut pending = lock(&self.inner.pending);
+            pending.wanted = true;
+            if self.inner.bugs.ack_before_sync {
+                callback.io_completed(Ok(()));
+            } else {
+                pending.flushed.push(callback);
+            }
         }
         self.inner.wake.notify_one();
         self.inner.wake_task.notify_one();

@@ -2,6 +2,7 @@
 
 use crate::error::Error;
 use crate::mvcc::KeyRange;
+use crate::seams::Bugs;
 use crate::types::{Revision, WatchId};
 use bytes::Bytes;
 use keel_proto::etcdserverpb::watch_create_request::FilterType;
@@ -74,6 +75,9 @@ pub struct Watcher {
     pub synced: bool,
     /// True when an event was queued since the last progress tick.
     pub active: bool,
+    /// The `watch_drops_without_prev_kv` bug: this watcher (created without prev_kv) misses
+    /// the events of revisions divisible by 7.
+    pub drops_sevenths: bool,
 }
 
 impl Watcher {
@@ -84,7 +88,11 @@ impl Watcher {
             .filter(|e| {
                 let Some(kv) = &e.kv else { return false };
                 let put = e.r#type == EventType::Put as i32;
-                kv.mod_revision >= self.min_rev.0 && self.range.contains(&kv.key) && !(put && self.no_put) && (put || !self.no_delete)
+                kv.mod_revision >= self.min_rev.0
+                    && self.range.contains(&kv.key)
+                    && !(put && self.no_put)
+                    && (put || !self.no_delete)
+                    && !(self.drops_sevenths && kv.mod_revision % 7 == 0)
             })
             // Copies only what the watcher gets (the fields are reference-counted `Bytes`).
             .map(|e| Event { r#type: e.r#type, kv: e.kv.clone(), prev_kv: if self.prev_kv { e.prev_kv.clone() } else { None } })
@@ -116,6 +124,8 @@ struct Inner {
 pub struct WatchHub {
     inner: Mutex<Inner>,
     syncer_wake: Notify,
+    /// Known bugs switched on by a simulation (none in the binary).
+    bugs: Bugs,
 }
 
 /// A stream's registration: its ID and the signal its sender waits on.
@@ -145,7 +155,12 @@ fn refusal(rev: Revision, why: Error) -> WatchResponse {
 impl WatchHub {
     /// A hub whose watchers start after revision `rev`.
     pub fn new(rev: Revision) -> Self {
-        let hub = WatchHub::default();
+        WatchHub::with_bugs(rev, Bugs::default())
+    }
+
+    /// [`WatchHub::new`], with known bugs switched on (the simulation proves its checkers).
+    pub fn with_bugs(rev: Revision, bugs: Bugs) -> Self {
+        let hub = WatchHub { bugs, ..WatchHub::default() };
         hub.lock().rev = rev;
         hub
     }
@@ -240,6 +255,7 @@ impl WatchHub {
             next_rev: if synced { rev.next() } else { Revision(start.max(1)) },
             synced,
             active: false,
+            drops_sevenths: self.bugs.watch_drops_without_prev_kv && !req.prev_kv,
         };
         inner.watchers.insert((stream, id), watcher);
         let Some(outbox) = inner.streams.get_mut(&stream) else { return };
