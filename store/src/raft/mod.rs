@@ -80,6 +80,13 @@ pub fn config(heartbeat: Duration, election: Duration, snapshot_count: u64) -> R
         // Replicate entries while the leader syncs them itself (as etcd does), not after.
         broadcast_submitted_on_append: Some(true),
         install_snapshot_timeout: 10_000,
+        // A restarted leader campaigns again, in a new term, as in standard Raft. Restoring its
+        // leadership in the same term (openraft's default) reuses log positions: entries it had
+        // sent to followers but lost itself (not yet synced when the power went) are replaced by
+        // new ones with the same (term, index), which the followers holding the old ones take
+        // as matching, and the members' states diverge (found by the simulation's torn-write
+        // disk: `keel-sim --reproduce 7 --scenario crash`, HashKV differed after a power loss).
+        enable_leader_restore: Some(false),
         ..Default::default()
     }
     .validate()
