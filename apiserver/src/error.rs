@@ -6,6 +6,17 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+/// A field another manager owns with a different value (a server-side apply conflict).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldConflict {
+    /// The other manager.
+    pub manager: String,
+    /// The API version it wrote through.
+    pub api_version: String,
+    /// The field, printed as Kubernetes prints it.
+    pub field: String,
+}
+
 /// Everything a request can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -43,7 +54,7 @@ pub enum ApiError {
         /// Object name.
         name: String,
         /// The conflicting fields.
-        conflicts: Vec<crate::managed::Conflict>,
+        conflicts: Vec<FieldConflict>,
     },
     /// A Binding for a pod that already has a node (409 Conflict).
     #[error("Operation cannot be fulfilled on pods/binding \"{name}\": pod {name} is already assigned to node \"{node}\"")]
@@ -170,12 +181,6 @@ impl IntoResponse for ApiError {
         let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let body = self.status().to_string();
         (code, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
-    }
-}
-
-impl From<tonic::Status> for ApiError {
-    fn from(s: tonic::Status) -> ApiError {
-        ApiError::Store(format!("{:?}: {}", s.code(), s.message()))
     }
 }
 

@@ -1,14 +1,15 @@
 //! `keel-apiserver`: the composition root. Parses kube-apiserver's flags (the subset Keel
-//! serves), connects to the store, makes sure the serving certificate and the built-in
-//! namespaces exist, writes a kubeconfig if asked, and serves until SIGINT/SIGTERM.
+//! serves), picks the real seams (TCP to the store, the system clock, an OS-seeded generator),
+//! makes sure the serving certificate exists, starts the [`Server`], writes a kubeconfig if
+//! asked once it is ready, binds the listeners and serves until SIGINT/SIGTERM.
 
 use anyhow::Context;
 use base64::Engine;
 use clap::Parser;
-use keel_apiserver::encryption::Codec;
+use keel_apiserver::http::{serve, tls};
 use keel_apiserver::seams::{Ids, SystemClock};
-use keel_apiserver::store::Store;
-use keel_apiserver::{Api, api, crud, serve, tls};
+use keel_apiserver::storage::encryption::Codec;
+use keel_apiserver::{Config, Seams, Server};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -90,7 +91,8 @@ async fn main() -> anyhow::Result<()> {
     let seed = rand_seed();
     let key_file = flags.encryption_key_file.clone().unwrap_or_else(|| flags.data_dir.join("encryption-keys"));
     let codec = Codec::load_or_create(&key_file, seed).map_err(|e| anyhow::anyhow!("--encryption-key-file: {e}"))?;
-    let store = Store::connect(&flags.etcd_servers, Arc::new(codec)).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let client = keel_etcd::Client::connect(&flags.etcd_servers, &keel_etcd::Config::default(), Arc::new(keel_etcd::Tcp))
+        .map_err(|e| anyhow::anyhow!("--etcd-servers: {e}"))?;
     let cert_dir = flags.cert_dir.clone().unwrap_or_else(|| flags.data_dir.join("certificates"));
     let files = match (&flags.tls_cert_file, &flags.tls_private_key_file) {
         (Some(cert), Some(key)) => tls::CertFiles { cert: cert.clone(), key: key.clone(), ca: None },
@@ -98,61 +100,46 @@ async fn main() -> anyhow::Result<()> {
     };
     let tls_config = tls::server_config(&files).map_err(|e| anyhow::anyhow!(e))?;
     let advertise = format!("{}:{}", flags.bind_address, flags.secure_port);
-    tokio::spawn(keel_apiserver::compactor::run(store.clone(), flags.etcd_compaction_interval));
-    let api = Arc::new(Api {
-        caches: keel_apiserver::cache::Caches::new(store.clone()),
-        store,
-        clock: Arc::new(SystemClock),
-        ids: Ids::seeded(seed.rotate_left(17)),
+    let config = Config {
         advertise: advertise.clone(),
         watch_timeout: flags.watch_timeout,
         event_ttl: flags.event_ttl,
-        event_lease: tokio::sync::Mutex::new(None),
-    });
+        compaction_interval: flags.etcd_compaction_interval,
+        codec: Arc::new(codec),
+        ..Config::default()
+    };
+    let seams = Seams { clock: Arc::new(SystemClock), ids: Ids::seeded(seed.rotate_left(17)) };
+    let server = Server::start(config, client, seams);
     // The store may still be starting (a fresh cluster can change leader right after its first
-    // write): retry the built-in namespaces and the watch caches' first lists for a while. Both
-    // are idempotent: existing namespaces stay, started caches are kept.
-    let mut tries = 0;
-    while let Err(e) = async {
-        crud::bootstrap(&api).await?;
-        api.caches.start_all().await
-    }
-    .await
-    {
-        tries += 1;
-        if tries > 60 {
-            anyhow::bail!("the store at {:?} did not answer: {e}", flags.etcd_servers);
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    // write): the server retries its bootstrap for a while.
+    server.ready().await.map_err(|e| anyhow::anyhow!("the store at {:?} did not answer: {e}", flags.etcd_servers))?;
     if let (Some(path), Some(ca)) = (&flags.write_kubeconfig, &files.ca) {
         let pem = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
         std::fs::write(path, kubeconfig(&format!("https://{advertise}"), &pem)).with_context(|| format!("writing {}", path.display()))?;
     }
-    let router = api::router(api);
     let secure = tokio::net::TcpListener::bind((flags.bind_address.as_str(), flags.secure_port))
         .await
         .with_context(|| format!("binding {advertise}"))?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut plain = None;
-    if flags.insecure_port != 0 {
-        let l = tokio::net::TcpListener::bind(("127.0.0.1", flags.insecure_port)).await.context("binding the insecure port")?;
-        let mut rx = stop_rx.clone();
-        plain = Some(tokio::spawn(serve::http(l, router.clone(), async move {
-            let _ = rx.changed().await;
-        })));
-    }
+    let plain = match flags.insecure_port {
+        0 => None,
+        port => Some(tokio::net::TcpListener::bind(("127.0.0.1", port)).await.context("binding the insecure port")?),
+    };
     eprintln!("keel-apiserver serving on https://{advertise} (store: {})", flags.etcd_servers.join(","));
-    let mut rx = stop_rx;
-    let https = tokio::spawn(serve::https(secure, tls_config, router, async move {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.changed().await;
-    }));
-    shutdown_signal().await;
-    let _ = stop_tx.send(true);
-    let _ = https.await;
-    if let Some(p) = plain {
-        let _ = p.await;
-    }
+    };
+    let https = server.serve_tls(serve::tcp(secure), tls_config, stopped(stop_rx.clone()));
+    let http = async {
+        if let Some(l) = plain {
+            server.serve(serve::tcp(l), stopped(stop_rx.clone())).await;
+        }
+    };
+    let signal = async {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    };
+    tokio::join!(https, http, signal);
     Ok(())
 }
 

@@ -9,9 +9,7 @@
 
 use bytes::Bytes;
 use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main, measurement::WallTime};
-use keel_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
-use keel_proto::etcdserverpb::request_op::Request as Op;
-use keel_proto::etcdserverpb::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest};
+use keel_proto::etcdserverpb::{PutRequest, RangeRequest};
 use keel_store::apply::{Command, Output, StateMachine};
 use keel_store::storage::Backend;
 use keel_store::storage::memory::MemoryBackend;
@@ -37,8 +35,7 @@ fn key(ns: usize, pod: usize) -> Bytes {
 
 fn ns_prefix(ns: usize) -> (Bytes, Bytes) {
     let prefix = format!("/registry/pods/ns-{ns:03}/");
-    // The prefix's range end: the last byte plus one ('/' + 1 = '0').
-    let end = format!("/registry/pods/ns-{ns:03}0");
+    let end = keel_etcd::prefix_end(prefix.as_bytes());
     (Bytes::from(prefix), Bytes::from(end))
 }
 
@@ -136,19 +133,7 @@ fn bench_backend(group: &mut BenchmarkGroup<'_, WallTime>, open: fn() -> Fixture
         b.iter(|| {
             i = (i + 1) % f.keys.len();
             let key = f.keys[i].clone();
-            let txn = TxnRequest {
-                compare: vec![Compare {
-                    key: key.clone(),
-                    target: CompareTarget::Mod as i32,
-                    result: CompareResult::Equal as i32,
-                    target_union: Some(TargetUnion::ModRevision(mod_revs[i])),
-                    range_end: Bytes::new(),
-                }],
-                success: vec![RequestOp {
-                    request: Some(Op::RequestPut(PutRequest { key: key.clone(), value: f.value.clone(), ..Default::default() })),
-                }],
-                failure: vec![RequestOp { request: Some(Op::RequestRange(RangeRequest { key, ..Default::default() })) }],
-            };
+            let txn = keel_etcd::txn::put_if(&key, f.value.clone(), mod_revs[i], 0);
             let (out, rev) = f.apply(Command::Txn(txn));
             assert!(matches!(out, Output::Txn(ref t) if t.succeeded), "the compare must hold: nothing else writes");
             mod_revs[i] = rev;

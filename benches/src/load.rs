@@ -1,15 +1,17 @@
 //! Workloads of the load generator. Every workload speaks the etcd v3 gRPC API only, so the same
 //! run can target etcd or Keel.
+//!
+//! Its Txns come from `keel_etcd::txn` (the shapes the apiserver sends), but it keeps raw tonic
+//! clients on its own connections instead of `keel_etcd::Client`: a run spreads `--conns`
+//! separate HTTP/2 connections over the endpoints and adds an auth token to every request,
+//! and measuring the store means nothing may sit between the client loop and the wire.
 
 use crate::report::{RunResult, process_cpu_secs};
 use anyhow::Context;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
-use keel_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use keel_proto::etcdserverpb::kv_client::KvClient;
 use keel_proto::etcdserverpb::lease_client::LeaseClient;
-use keel_proto::etcdserverpb::request_op::Request as Op;
-use keel_proto::etcdserverpb::response_op::Response as OpResp;
 use keel_proto::etcdserverpb::watch_client::WatchClient;
 use keel_proto::etcdserverpb::watch_request::RequestUnion;
 use keel_proto::etcdserverpb::*;
@@ -281,29 +283,13 @@ async fn client_loop(workload: Workload, c: usize, ch: Chan, cfg: &LoadConfig, s
                 let n = (rng.next() % (cfg.keyspace / cfg.clients as u64).max(1)) * cfg.clients as u64 + c as u64;
                 let k = key("k/", n % cfg.keyspace, cfg.key_size);
                 let rev = *known_rev.get(&n).unwrap_or(&0);
-                let txn = TxnRequest {
-                    compare: vec![Compare {
-                        key: k.clone(),
-                        target: CompareTarget::Mod as i32,
-                        result: CompareResult::Equal as i32,
-                        target_union: Some(TargetUnion::ModRevision(rev)),
-                        range_end: Bytes::new(),
-                    }],
-                    success: vec![RequestOp {
-                        request: Some(Op::RequestPut(PutRequest { key: k.clone(), value: value.clone(), ..Default::default() })),
-                    }],
-                    failure: vec![RequestOp { request: Some(Op::RequestRange(RangeRequest { key: k, ..Default::default() })) }],
-                };
+                let txn = keel_etcd::txn::put_if(&k, value.clone(), rev, 0);
                 match kv.txn(txn).await {
                     Ok(r) => {
                         let r = r.into_inner();
-                        let new_rev = if r.succeeded {
-                            r.header.map_or(0, |h| h.revision)
-                        } else {
-                            match r.responses.first().and_then(|o| o.response.as_ref()) {
-                                Some(OpResp::ResponseRange(rr)) => rr.kvs.first().map_or(0, |kv| kv.mod_revision),
-                                _ => 0,
-                            }
+                        let new_rev = match keel_etcd::txn::outcome(r) {
+                            keel_etcd::Guarded::Done(rev) => rev,
+                            keel_etcd::Guarded::Failed(current) => current.map_or(0, |kv| kv.mod_revision),
                         };
                         known_rev.insert(n, new_rev);
                         true

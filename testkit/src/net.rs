@@ -25,9 +25,9 @@ pub fn own_ip() -> Ipv4Addr {
     })
 }
 
-/// Waits up to 30 s until `addr` accepts connections; panics with `log`'s contents if not.
+/// Waits up to 60 s (a loaded machine starts debug binaries slowly) until `addr` accepts connections; panics with `log`'s contents if not.
 pub fn wait_port(addr: SocketAddr, what: &str, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
         assert!(Instant::now() < deadline, "{what} did not listen on {addr}: {}", std::fs::read_to_string(log).unwrap_or_default());
         std::thread::sleep(Duration::from_millis(50));

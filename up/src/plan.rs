@@ -10,7 +10,7 @@
 //!   127.0.0.1:6443        keel's TCP load balancer (the kubeconfig's server) ─▶ every apiserver
 //!   127.0.0.i:10259       keel-scheduler           (leader-elected through a Lease)
 //!   127.0.0.i:10257       keel-controller-manager  (leader-elected through a Lease)
-//!   127.0.0.i:10250       keel-kubelet, node keel-i (pod CIDR 10.244.i.0/24)
+//!   127.0.0.i:10250       keel-kubelet, node keel-i (pod CIDR 10.244.i.0/24, bridge keeli)
 //! ```
 //!
 //! The apiservers listen on 6444 (as k3s' apiserver behind its own balancer does) because the
@@ -163,6 +163,8 @@ pub fn plan(o: &Options) -> Vec<Spec> {
                 path(o.data_dir.join("kubelet-simulated")),
                 "--simulated-nodes".into(),
                 nodes.to_string(),
+                "--hostname-override".into(),
+                "keel-sim".into(),
             ];
             out.push(Spec { name: "kubelet-simulated".into(), role: Role::Kubelet, args, addr: format!("{}:10250", host(1)) });
         }
@@ -181,12 +183,34 @@ pub fn plan(o: &Options) -> Vec<Spec> {
                     path(o.data_dir.join(format!("kubelet-{i}"))),
                     "--pod-cidr".into(),
                     format!("10.244.{i}.0/24"),
+                    // Each node its own bridge and cgroup subtree, as separate hosts would have:
+                    // one kubelet's shutdown never takes another's pods' network away.
+                    "--bridge-name".into(),
+                    format!("keel{i}"),
+                    "--cgroup-root".into(),
+                    format!("keel-{i}"),
+                    "--stop-pods-on-shutdown".into(),
                 ];
                 out.push(Spec { name: format!("kubelet-{i}"), role: Role::Kubelet, args, addr: format!("{}:10250", host(i)) });
             }
         }
     }
     out
+}
+
+/// `keel-kubelet reset` arguments for a real (linux-runtime) kubelet's spec: what removes
+/// whatever it left behind if it had to be killed (processes, namespaces, bridge, cgroups).
+pub fn kubelet_reset(spec: &Spec) -> Option<Vec<String>> {
+    if spec.role != Role::Kubelet || spec.args.iter().any(|a| a == "--simulated-nodes") {
+        return None;
+    }
+    let mut out = vec!["reset".to_string()];
+    for flag in ["--root-dir", "--bridge-name", "--cgroup-root", "--pod-cidr"] {
+        let at = spec.args.iter().position(|a| a == flag)?;
+        out.push(flag.to_string());
+        out.push(spec.args.get(at + 1)?.clone());
+    }
+    Some(out)
 }
 
 #[cfg(test)]
@@ -245,5 +269,18 @@ mod tests {
         assert_eq!(sim, ["m1", "apiserver-1", "scheduler-1", "controller-manager-1", "kubelet-simulated"]);
         let p = plan(&opts(1, true, Some(500)));
         assert!(p[4].args.windows(2).any(|w| w == ["--simulated-nodes", "500"]));
+        assert_eq!(kubelet_reset(&p[4]), None, "simulated nodes leave nothing behind");
+    }
+
+    #[test]
+    fn a_real_kubelet_is_reset_with_its_own_folder_bridge_cgroups_and_range() {
+        let p = plan(&opts(2, true, None));
+        let k2 = p.iter().find(|s| s.name == "kubelet-2").expect("kubelet-2");
+        let reset = kubelet_reset(k2).expect("a reset");
+        assert_eq!(
+            reset,
+            ["reset", "--root-dir", "/d/kubelet-2", "--bridge-name", "keel2", "--cgroup-root", "keel-2", "--pod-cidr", "10.244.2.0/24"]
+        );
+        assert_eq!(kubelet_reset(&p[0]), None, "only kubelets");
     }
 }

@@ -15,6 +15,9 @@ const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
 const RESET_AFTER: Duration = Duration::from_secs(60);
 const STOP_GRACE: Duration = Duration::from_secs(15);
+// Kubelets stop their pods first, each with its own grace period (30 s unless the pod says
+// otherwise; a container that is PID 1 of its namespace ignores SIGTERM unless it handles it).
+const KUBELET_STOP_GRACE: Duration = Duration::from_secs(40);
 
 /// One supervised process.
 pub struct Running {
@@ -103,7 +106,9 @@ impl Running {
 }
 
 /// Stops everything: SIGTERM by role (components, then apiservers, then members), waiting for
-/// each group up to 15 s before SIGKILL.
+/// each group up to 15 s (kubelets 40 s: their pods' grace) before SIGKILL; then runs
+/// `keel-kubelet reset` for every real kubelet, so a killed one leaves no container, namespace,
+/// bridge or cgroup behind.
 pub async fn stop_all(procs: &mut [Running]) {
     let groups: [&[Role]; 3] = [&[Role::Kubelet, Role::Scheduler, Role::ControllerManager], &[Role::Apiserver], &[Role::Store]];
     for roles in groups {
@@ -112,7 +117,8 @@ pub async fn stop_all(procs: &mut [Running]) {
             p.restart_at = None;
             p.signal(rustix::process::Signal::TERM);
         }
-        let deadline = Instant::now() + STOP_GRACE;
+        let grace = if roles.contains(&Role::Kubelet) { KUBELET_STOP_GRACE } else { STOP_GRACE };
+        let deadline = Instant::now() + grace;
         loop {
             let mut left = 0;
             for p in procs.iter_mut().filter(|p| in_group(p)) {
@@ -137,6 +143,15 @@ pub async fn stop_all(procs: &mut [Running]) {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if roles.contains(&Role::Kubelet) {
+            for p in procs.iter().filter(|p| in_group(p)) {
+                let Some(args) = crate::plan::kubelet_reset(&p.spec) else { continue };
+                match Command::new(&p.program).args(&args).stdout(Stdio::null()).stderr(Stdio::null()).status() {
+                    Ok(s) if s.success() => {}
+                    other => eprintln!("keel: keel-kubelet reset for {} failed ({other:?}); see {}", p.spec.name, p.log.display()),
+                }
+            }
         }
     }
 }

@@ -1,7 +1,8 @@
 //! `keel up` (the README's way to run Keel) starts the members and an apiserver per member
 //! address behind the load balancer on 127.0.0.1:6443, writes a kubeconfig the installed
 //! kubectl uses as is, survives kill -9 of an apiserver (clients fail over through the balancer
-//! and keel up starts it again), shows it all in `keel status`, and stops everything on Ctrl-C.
+//! and keel up starts it again), runs pods on a kubelet per member address, shows it all in
+//! `keel status`, and stops everything on Ctrl-C, leaving no container, bridge or port behind.
 
 use keel_testkit::{bin, eventually, text};
 use std::process::{Command, Output, Stdio};
@@ -55,6 +56,40 @@ fn keel_up_serves_kubectl_through_the_balancer_and_survives_an_apiserver_kill() 
     for part in ["m1", "m2", "m3", "apiserver-1", "apiserver-2", "apiserver-3"] {
         assert!(status.contains(part), "{part} missing from keel status:\n{status}");
     }
+    // The members agree on one leader, as etcdctl sees them.
+    let eps = "127.0.0.1:2379,127.0.0.2:2379,127.0.0.3:2379";
+    let members =
+        Command::new("etcdctl").env("ETCDCTL_API", "3").args(["--endpoints", eps, "endpoint", "status"]).output().expect("etcdctl");
+    let members = text(&members.stdout);
+    assert_eq!(members.lines().count(), 3, "{members}");
+    assert_eq!(members.lines().filter(|l| l.contains(", true, false,")).count(), 1, "one leader: {members}");
+
+    // A kubelet per member address registers its node; a pod bound to one of them runs.
+    let nodes = eventually(Duration::from_secs(60), || {
+        let o = kubectl(&kubeconfig, &cache, &["get", "nodes", "--no-headers"])?;
+        let s = text(&o.stdout);
+        (s.lines().filter(|l| l.contains(" Ready ")).count() == 3).then_some(s)
+    });
+    assert!(nodes.is_some_and(|s| s.contains("keel-1") && s.contains("keel-3")), "three Ready nodes");
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata: {name: sleeper}\nspec:\n  nodeName: keel-2\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {name: c, image: busybox, command: [sleep, '3600']}\n";
+    let mut apply = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--cache-dir")
+        .arg(&cache)
+        .args(["apply", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("kubectl apply");
+    use std::io::Write;
+    apply.stdin.take().expect("stdin").write_all(pod.as_bytes()).expect("write the pod");
+    assert!(apply.wait().expect("kubectl apply").success());
+    let running = eventually(Duration::from_secs(60), || {
+        let o = kubectl(&kubeconfig, &cache, &["get", "pod", "sleeper", "-o", "jsonpath={.status.phase}"])?;
+        (text(&o.stdout) == "Running").then_some(())
+    });
+    assert!(running.is_some(), "the pod bound to keel-2 never ran");
 
     // kill -9 of the first apiserver: kubectl keeps working through the balancer, and keel up
     // starts it again (a new PID in its record).
@@ -78,6 +113,16 @@ fn keel_up_serves_kubectl_through_the_balancer_and_survives_an_apiserver_kill() 
     assert!(stderr.contains("apiserver-1 exited") && stderr.contains("apiserver-1 started again"), "{stderr}");
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(stdout.contains("kubectl --kubeconfig") && stdout.contains("keel: stopped"), "{stdout}");
+    assert!(stdout.contains(&format!("etcdctl --endpoints={eps}")), "prints the etcdctl line: {stdout}");
+    for i in 1..=3 {
+        let log = std::fs::read_to_string(dir.path().join(format!("m{i}.log"))).expect("member log");
+        assert!(log.contains("stopped; all acknowledged writes are on disk"), "m{i} stopped cleanly:\n{log}");
+    }
+    // The kubelets stopped their pods and removed their bridges.
+    let links = Command::new("ip").args(["-br", "link"]).output().expect("ip link");
+    assert!(!text(&links.stdout).lines().any(|l| l.starts_with("keel2 ")), "keel2's bridge is left: {}", text(&links.stdout));
+    let sleepers = Command::new("pgrep").args(["-f", "sleep 3600"]).output().expect("pgrep");
+    assert!(text(&sleepers.stdout).trim().is_empty(), "the pod's process is left behind");
     // Every process it started is gone: the ports are free again.
     for addr in ["127.0.0.1:6443", "127.0.0.1:6444", "127.0.0.2:6444", "127.0.0.1:2379", "127.0.0.3:2379"] {
         assert!(std::net::TcpStream::connect(addr).is_err(), "{addr} still answers");

@@ -1,0 +1,127 @@
+//! The HTTP layer: routes, request parsing ([`request`]), answers (JSON, [`table`]),
+//! [`discovery`], [`openapi`], [`protobuf`] request bodies, [`tls`] and the connection loop
+//! ([`serve`]). It knows the registry (what is served) but not what a request does: resource
+//! requests go to a [`Backend`] (the REST layer implements it), so `http` never imports `rest`.
+
+pub mod discovery;
+pub mod openapi;
+pub mod protobuf;
+pub mod request;
+pub mod serve;
+pub mod table;
+pub mod tls;
+
+use crate::error::ApiError;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use futures::future::BoxFuture;
+use request::Call;
+use serde_json::Value;
+use std::sync::Arc;
+
+/// What serves resource requests and health.
+pub trait Backend: Send + Sync + 'static {
+    /// Answers one resource request.
+    fn resource(self: Arc<Self>, method: Method, call: Call) -> BoxFuture<'static, Result<Response, ApiError>>;
+    /// Whether the store answers (`/healthz`, `/readyz`); why not.
+    fn health(self: Arc<Self>) -> BoxFuture<'static, Result<(), String>>;
+    /// The address clients reach this server at (legacy `/api` reports it).
+    fn advertise(&self) -> &str;
+}
+
+type Shared = Arc<dyn Backend>;
+
+/// A JSON answer.
+pub fn json(code: StatusCode, v: &Value) -> Response {
+    (code, [(header::CONTENT_TYPE, "application/json")], v.to_string()).into_response()
+}
+
+async fn resource(State(b): State<Shared>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let call = match Call::read(&parts.method, &parts.uri, &parts.headers, body).await {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    b.resource(parts.method, call).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+fn accept(headers: &HeaderMap) -> &str {
+    headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+fn aggregated(core: bool) -> Response {
+    let body = discovery::aggregated(core).to_string();
+    (StatusCode::OK, [(header::CONTENT_TYPE, discovery::AGGREGATED_CONTENT_TYPE)], body).into_response()
+}
+
+async fn api_root(State(b): State<Shared>, headers: HeaderMap) -> Response {
+    if discovery::wants_aggregated(accept(&headers)) {
+        return aggregated(true);
+    }
+    json(StatusCode::OK, &discovery::api_versions(b.advertise()))
+}
+
+async fn apis_root(headers: HeaderMap) -> Response {
+    if discovery::wants_aggregated(accept(&headers)) {
+        return aggregated(false);
+    }
+    json(StatusCode::OK, &discovery::group_list())
+}
+
+fn found(doc: Option<Value>) -> Response {
+    doc.map_or_else(|| ApiError::NoSuchPath.into_response(), |d| json(StatusCode::OK, &d))
+}
+
+async fn core_v1() -> Response {
+    found(discovery::resource_list("", "v1"))
+}
+
+async fn group(axum::extract::Path(g): axum::extract::Path<String>) -> Response {
+    found(discovery::group(&g))
+}
+
+async fn group_version(axum::extract::Path((g, v)): axum::extract::Path<(String, String)>) -> Response {
+    found(discovery::resource_list(&g, &v))
+}
+
+async fn openapi_doc(axum::extract::Path(path): axum::extract::Path<String>) -> Response {
+    found(openapi::group_version(&path))
+}
+
+fn text(code: StatusCode, body: String) -> Response {
+    (code, [(header::CONTENT_TYPE, "text/plain")], body).into_response()
+}
+
+async fn health(State(b): State<Shared>) -> Response {
+    match b.health().await {
+        Ok(()) => text(StatusCode::OK, "ok".into()),
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, format!("[-]etcd failed: {e}")),
+    }
+}
+
+/// The whole HTTP surface over `backend`.
+pub fn router(backend: Shared) -> Router {
+    let resources = axum::routing::any(resource);
+    Router::new()
+        .route("/version", get(|| async { json(StatusCode::OK, &discovery::version()) }))
+        .route("/healthz", get(health))
+        .route("/readyz", get(health))
+        .route("/livez", get(|| async { text(StatusCode::OK, "ok".into()) }))
+        .route("/api", get(api_root))
+        .route("/api/", get(api_root))
+        .route("/apis", get(apis_root))
+        .route("/apis/", get(apis_root))
+        .route("/api/v1", get(core_v1))
+        .route("/api/v1/", get(core_v1))
+        .route("/apis/{group}", get(group))
+        .route("/apis/{group}/{version}", get(group_version))
+        .route("/openapi/v3", get(|| async { json(StatusCode::OK, &openapi::index()) }))
+        .route("/openapi/v3/{*path}", get(openapi_doc))
+        .route("/api/v1/{*rest}", resources.clone())
+        .route("/apis/{group}/{version}/{*rest}", resources)
+        .fallback(|| async { ApiError::NoSuchPath.into_response() })
+        .with_state(backend)
+}

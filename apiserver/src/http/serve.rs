@@ -1,0 +1,83 @@
+//! The connection loop: serves the router (HTTP/2 and HTTP/1.1, with upgrades) on every
+//! connection a stream yields, in plain HTTP or behind TLS (rustls), until `shutdown` resolves.
+//! The stream is any source of byte streams: accepted TCP connections ([`tcp`]), the
+//! simulation's TCP, or in-memory pipes in tests. Connections run in a set owned by the loop,
+//! so they end when it returns.
+
+use axum::Router;
+use futures::{Stream, StreamExt};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::service::TowerToHyperService;
+use rustls::ServerConfig;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+/// A connection the server can speak HTTP over.
+pub trait Conn: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn for T {}
+
+/// Pause after a failed accept (out of file descriptors, say) before the next one.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
+
+async fn speak<C: Conn>(io: C, router: Router) {
+    let service = TowerToHyperService::new(router);
+    if let Err(e) = Builder::new(TokioExecutor::new()).serve_connection_with_upgrades(TokioIo::new(io), service).await {
+        tracing::debug!("connection: {e}");
+    }
+}
+
+/// Serves `router` on each connection of `incoming` (behind `tls` when given) until `shutdown`.
+pub async fn serve<S, C>(incoming: S, tls: Option<Arc<ServerConfig>>, router: Router, shutdown: impl Future<Output = ()>)
+where
+    S: Stream<Item = std::io::Result<C>>,
+    C: Conn,
+{
+    let acceptor = tls.map(TlsAcceptor::from);
+    let mut conns = JoinSet::new();
+    tokio::pin!(shutdown);
+    tokio::pin!(incoming);
+    loop {
+        let next = tokio::select! {
+            biased;
+            () = &mut shutdown => return,
+            Some(_) = conns.join_next(), if !conns.is_empty() => continue,
+            next = incoming.next() => next,
+        };
+        let io = match next {
+            Some(Ok(io)) => io,
+            Some(Err(e)) => {
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+            None => return,
+        };
+        let router = router.clone();
+        match acceptor.clone() {
+            Some(acceptor) => conns.spawn(async move {
+                match acceptor.accept(io).await {
+                    Ok(stream) => speak(stream, router).await,
+                    Err(e) => tracing::debug!("TLS handshake: {e}"),
+                }
+            }),
+            None => conns.spawn(speak(io, router)),
+        };
+    }
+}
+
+/// The connections a TCP listener accepts (Nagle off: API calls are small and latency-bound).
+pub fn tcp(listener: tokio::net::TcpListener) -> impl Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    futures::stream::unfold(listener, |l| async move {
+        let next = l.accept().await.map(|(s, _)| {
+            let _ = s.set_nodelay(true);
+            s
+        });
+        Some((next, l))
+    })
+}

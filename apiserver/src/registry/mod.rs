@@ -1,0 +1,301 @@
+//! The registry: what this server serves and how each kind behaves, without I/O. One row per
+//! resource in [`RESOURCES`] (what discovery, storage and the handlers need) and one strategy
+//! module per kind ([`strategy::Strategy`], against the kind's `k8s-openapi` type), as
+//! kube-apiserver's `pkg/registry`. Discovery is generated from the table, so it lists exactly
+//! what is served.
+//!
+//! Adding a kind: a module with its strategy and its `RESOURCE` row, and the row in [`RESOURCES`].
+//!
+//! Shared rules: [`meta`] (what create and update do to metadata), [`validation`],
+//! [`selector`] (label and field selectors), [`strict`] (unknown fields).
+
+pub mod meta;
+pub mod selector;
+pub mod strategy;
+pub mod strict;
+pub mod validation;
+
+pub mod configmaps;
+pub mod daemonsets;
+pub mod deployments;
+pub mod endpoints;
+pub mod events;
+pub mod leases;
+pub mod namespaces;
+pub mod nodes;
+pub mod pods;
+pub mod replicasets;
+pub mod secrets;
+pub mod serviceaccounts;
+pub mod services;
+
+use strategy::Behaviour;
+
+/// A subresource served on `<object>/<name>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Subresource {
+    /// `status`: PUT/PATCH change only `.status`; the main resource ignores `.status` changes.
+    Status,
+    /// `scale`: `spec.replicas` seen and set as an `autoscaling/v1` Scale.
+    Scale,
+    /// `binding` (pods): POST a Binding to assign the pod to a node, once.
+    Binding,
+    /// `eviction` (pods): POST an Eviction to delete the pod.
+    Eviction,
+}
+
+impl Subresource {
+    /// The path segment.
+    pub fn name(self) -> &'static str {
+        match self {
+            Subresource::Status => "status",
+            Subresource::Scale => "scale",
+            Subresource::Binding => "binding",
+            Subresource::Eviction => "eviction",
+        }
+    }
+
+    /// The (group, version, kind) this subresource answers with, when not the resource's own.
+    pub fn response_kind(self) -> Option<(&'static str, &'static str, &'static str)> {
+        match self {
+            Subresource::Status => None,
+            Subresource::Scale => Some(("autoscaling", "v1", "Scale")),
+            Subresource::Binding => Some(("", "v1", "Binding")),
+            Subresource::Eviction => Some(("policy", "v1", "Eviction")),
+        }
+    }
+
+    /// The verbs served on the subresource.
+    pub fn verbs(self) -> &'static [&'static str] {
+        match self {
+            Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
+            Subresource::Binding | Subresource::Eviction => &["create"],
+        }
+    }
+}
+
+/// One served resource.
+#[derive(Clone, Copy)]
+pub struct Resource {
+    /// API group (`""` for core).
+    pub group: &'static str,
+    /// Version (`v1`).
+    pub version: &'static str,
+    /// Kind (`Pod`).
+    pub kind: &'static str,
+    /// Plural, the URL segment and the store folder (`pods`).
+    pub plural: &'static str,
+    /// Singular (`pod`).
+    pub singular: &'static str,
+    /// Namespaced or cluster-scoped.
+    pub namespaced: bool,
+    /// kubectl's short names (`po`).
+    pub short_names: &'static [&'static str],
+    /// Categories (`all`).
+    pub categories: &'static [&'static str],
+    /// Subresources served.
+    pub subresources: &'static [Subresource],
+    /// True when the kind has a `spec` whose changes bump `metadata.generation`.
+    pub has_spec: bool,
+    /// Names are DNS labels (namespaces, services: they become DNS names), else subdomains.
+    pub label_names: bool,
+    /// The kind's rules.
+    pub strategy: &'static dyn Behaviour,
+}
+
+impl std::fmt::Debug for Resource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Resource({})", self.qualified())
+    }
+}
+
+/// A row with the common values; kinds override what differs.
+pub const ROW: Resource = Resource {
+    group: "",
+    version: "v1",
+    kind: "",
+    plural: "",
+    singular: "",
+    namespaced: true,
+    short_names: &[],
+    categories: &[],
+    subresources: &[],
+    has_spec: false,
+    label_names: false,
+    strategy: &leases::Leases,
+};
+
+/// `status` only.
+pub const STATUS: &[Subresource] = &[Subresource::Status];
+/// `status` and `scale`.
+pub const STATUS_SCALE: &[Subresource] = &[Subresource::Status, Subresource::Scale];
+const POD: &[Subresource] = &[Subresource::Status, Subresource::Binding, Subresource::Eviction];
+
+/// Every served resource.
+pub static RESOURCES: &[Resource] = &[
+    Resource {
+        kind: "Namespace",
+        plural: "namespaces",
+        singular: "namespace",
+        namespaced: false,
+        short_names: &["ns"],
+        subresources: STATUS,
+        label_names: true,
+        strategy: &namespaces::Namespaces,
+        ..ROW
+    },
+    Resource {
+        kind: "Node",
+        plural: "nodes",
+        singular: "node",
+        namespaced: false,
+        short_names: &["no"],
+        subresources: STATUS,
+        strategy: &nodes::Nodes,
+        ..ROW
+    },
+    Resource {
+        kind: "Pod",
+        plural: "pods",
+        singular: "pod",
+        short_names: &["po"],
+        categories: &["all"],
+        subresources: POD,
+        strategy: &pods::Pods,
+        ..ROW
+    },
+    Resource {
+        kind: "Service",
+        plural: "services",
+        singular: "service",
+        short_names: &["svc"],
+        categories: &["all"],
+        subresources: STATUS,
+        label_names: true,
+        strategy: &services::Services,
+        ..ROW
+    },
+    Resource {
+        kind: "Endpoints",
+        plural: "endpoints",
+        singular: "endpoints",
+        short_names: &["ep"],
+        strategy: &endpoints::Endpoints,
+        ..ROW
+    },
+    Resource {
+        kind: "ConfigMap",
+        plural: "configmaps",
+        singular: "configmap",
+        short_names: &["cm"],
+        strategy: &configmaps::ConfigMaps,
+        ..ROW
+    },
+    Resource { kind: "Secret", plural: "secrets", singular: "secret", strategy: &secrets::Secrets, ..ROW },
+    Resource { kind: "Event", plural: "events", singular: "event", short_names: &["ev"], strategy: &events::Events, ..ROW },
+    Resource {
+        kind: "ServiceAccount",
+        plural: "serviceaccounts",
+        singular: "serviceaccount",
+        short_names: &["sa"],
+        strategy: &serviceaccounts::ServiceAccounts,
+        ..ROW
+    },
+    Resource {
+        group: "apps",
+        kind: "Deployment",
+        plural: "deployments",
+        singular: "deployment",
+        short_names: &["deploy"],
+        categories: &["all"],
+        subresources: STATUS_SCALE,
+        has_spec: true,
+        strategy: &deployments::Deployments,
+        ..ROW
+    },
+    Resource {
+        group: "apps",
+        kind: "ReplicaSet",
+        plural: "replicasets",
+        singular: "replicaset",
+        short_names: &["rs"],
+        categories: &["all"],
+        subresources: STATUS_SCALE,
+        has_spec: true,
+        strategy: &replicasets::ReplicaSets,
+        ..ROW
+    },
+    Resource {
+        group: "apps",
+        kind: "DaemonSet",
+        plural: "daemonsets",
+        singular: "daemonset",
+        short_names: &["ds"],
+        categories: &["all"],
+        subresources: STATUS,
+        has_spec: true,
+        strategy: &daemonsets::DaemonSets,
+        ..ROW
+    },
+    Resource { group: "coordination.k8s.io", kind: "Lease", plural: "leases", singular: "lease", strategy: &leases::Leases, ..ROW },
+];
+
+impl Resource {
+    /// `apps/v1`, or `v1` for the core group.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() { self.version.to_string() } else { format!("{}/{}", self.group, self.version) }
+    }
+
+    /// The name Kubernetes uses in messages: `pods`, `deployments.apps`.
+    pub fn qualified(&self) -> String {
+        if self.group.is_empty() { self.plural.to_string() } else { format!("{}.{}", self.plural, self.group) }
+    }
+
+    /// The verbs served on the collection and its objects.
+    pub fn verbs(&self) -> &'static [&'static str] {
+        &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
+    }
+
+    /// Whether `sub` is served.
+    pub fn has(&self, sub: Subresource) -> bool {
+        self.subresources.contains(&sub)
+    }
+}
+
+/// The resource served at `group`/`version`/`plural`.
+pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Resource> {
+    RESOURCES.iter().find(|r| r.group == group && r.version == version && r.plural == plural)
+}
+
+/// The groups served, core (`""`) first, each with its versions (one each here).
+pub fn groups() -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for r in RESOURCES {
+        if !out.contains(&(r.group, r.version)) {
+            out.push((r.group, r.version));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_resource_is_found_by_its_path() {
+        for r in RESOURCES {
+            let found = find(r.group, r.version, r.plural).map(|f| f.kind);
+            assert_eq!(found, Some(r.kind));
+        }
+        assert!(find("", "v1", "deployments").is_none(), "deployments live in apps");
+    }
+
+    #[test]
+    fn the_schema_check_rejects_wrong_types() {
+        let Some(pods) = find("", "v1", "pods") else { panic!("pods served") };
+        assert!(pods.strategy.round_trip(&serde_json::json!({"metadata": {"name": "p"}, "spec": {"containers": []}})).is_ok());
+        let err = pods.strategy.round_trip(&serde_json::json!({"spec": {"containers": "nginx"}}));
+        assert!(err.is_err(), "{err:?}");
+    }
+}

@@ -1,0 +1,152 @@
+//! The one loop every change of a stored object goes through (kube-apiserver's
+//! `GuaranteedUpdate`): read the object, compute the new one from it, write it guarded by the
+//! revision it was read at; if someone wrote in between, read again and recompute, up to
+//! [`RETRIES`] times, then 409 Conflict. Preconditions (a resourceVersion or uid the client
+//! sent) are the closure's to check: it sees what is stored and answers Conflict itself.
+//!
+//! The write is skipped when nothing changed, and becomes a delete when the object was being
+//! deleted without grace (`deletionGracePeriodSeconds` absent or 0) and its last finalizer is
+//! gone, as kube-apiserver's `shouldDeleteDuringUpdate`. A pod in its grace period is never
+//! deleted by an update: its kubelet deletes it.
+
+use crate::error::ApiError;
+use crate::http::request::Call;
+use crate::registry::meta;
+use crate::rest::{Api, conflict};
+use crate::storage::{self, Stored, Written};
+use serde_json::Value;
+
+/// Attempts before a change that keeps losing races is answered with 409.
+pub const RETRIES: usize = 8;
+
+/// What a guarded update ended with.
+#[derive(Debug)]
+pub enum Updated {
+    /// The object as written (with its new resourceVersion), or unchanged.
+    Stored(Value),
+    /// The change removed the last finalizer of an object being deleted: it is gone.
+    Deleted(Value),
+}
+
+impl Updated {
+    /// The object, written or deleted.
+    pub fn object(&self) -> &Value {
+        match self {
+            Updated::Stored(v) | Updated::Deleted(v) => v,
+        }
+    }
+}
+
+fn deleting(v: &Value) -> bool {
+    v.pointer("/metadata/deletionTimestamp").is_some_and(|t| !t.is_null())
+}
+
+fn has_finalizers(v: &Value) -> bool {
+    v.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty())
+}
+
+/// Whether writing `new` over `old` deletes the object instead (see the module doc).
+pub fn deletes(old: &Value, new: &Value) -> bool {
+    let grace = old.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0);
+    deleting(old) && !has_finalizers(new) && grace == 0
+}
+
+/// What a change does to the stored object.
+#[derive(Debug)]
+pub enum Action {
+    /// Store this object instead (or delete it, see [`deletes`]).
+    Write(Value),
+    /// Delete the object; this is what the answer shows.
+    Delete(Value),
+}
+
+/// Does `action` to `current` (the object `old` decoded from it), guarded by its revision;
+/// None when the guard failed.
+pub async fn perform(api: &Api, key: &str, current: &Stored, old: &Value, action: Action) -> Result<Option<Updated>, ApiError> {
+    let mut new = match action {
+        Action::Write(new) => new,
+        Action::Delete(mut shown) => {
+            return Ok(match api.store.delete_if(key, current.mod_revision).await? {
+                Written::At(_) => {
+                    meta::set_resource_version(&mut shown, current.mod_revision);
+                    Some(Updated::Deleted(shown))
+                }
+                Written::Guard(_) => None,
+            });
+        }
+    };
+    if meta::for_store(&new) == current.value.as_ref() {
+        meta::set_resource_version(&mut new, current.mod_revision);
+        return Ok(Some(Updated::Stored(new)));
+    }
+    if deletes(old, &new) {
+        return Ok(match api.store.delete_if(key, current.mod_revision).await? {
+            Written::At(rev) => {
+                meta::set_resource_version(&mut new, rev);
+                Some(Updated::Deleted(new))
+            }
+            Written::Guard(_) => None,
+        });
+    }
+    match api.store.put_if(key, meta::for_store(&new), current.mod_revision, 0).await? {
+        Written::At(rev) => {
+            meta::set_resource_version(&mut new, rev);
+            Ok(Some(Updated::Stored(new)))
+        }
+        Written::Guard(_) => Ok(None),
+    }
+}
+
+/// Does `change(stored, old)` to the object the call names (see the module doc); 404 when it
+/// does not exist.
+pub async fn guarded<F>(api: &Api, call: &Call, mut change: F) -> Result<Updated, ApiError>
+where
+    F: FnMut(&Stored, &Value) -> Result<Action, ApiError>,
+{
+    for _ in 0..RETRIES {
+        let (key, current) = api.read(call).await?;
+        let old = storage::decode(&current)?;
+        let action = change(&current, &old)?;
+        if let Some(done) = perform(api, &key, &current, &old, action).await? {
+            return Ok(done);
+        }
+    }
+    Err(conflict(call))
+}
+
+/// Changes the object the call names to `change(stored, old)`: update, patch, apply, status,
+/// scale and binding all write through here.
+pub async fn guarded_update<F>(api: &Api, call: &Call, mut change: F) -> Result<Updated, ApiError>
+where
+    F: FnMut(&Stored, &Value) -> Result<Value, ApiError>,
+{
+    guarded(api, call, |s, old| change(s, old).map(Action::Write)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn only_an_update_that_removes_the_last_finalizer_of_an_object_deleted_without_grace_deletes_it() {
+        let marked = |grace: Option<i64>, finalizers: Value| {
+            let mut m = json!({"name": "x", "deletionTimestamp": "2026-01-01T00:00:00Z", "finalizers": finalizers});
+            if let Some(g) = grace {
+                m["deletionGracePeriodSeconds"] = json!(g);
+            }
+            json!({ "metadata": m })
+        };
+        let without = json!({"metadata": {"name": "x"}});
+        let table = [
+            (marked(Some(0), json!(["f"])), without.clone(), true),
+            (marked(None, json!(["f"])), without.clone(), true),
+            (marked(Some(0), json!(["f", "g"])), marked(Some(0), json!(["g"])), false),
+            (marked(Some(30), json!([])), without.clone(), false),
+            (json!({"metadata": {"name": "x", "finalizers": ["f"]}}), without, false),
+        ];
+        for (old, new, want) in table {
+            assert_eq!(deletes(&old, &new), want, "{old} -> {new}");
+        }
+    }
+}

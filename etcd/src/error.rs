@@ -1,0 +1,27 @@
+//! The crate's one error type.
+
+/// What a call to the store can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An endpoint is not `host:port` or `http://host:port`, or none was given.
+    #[error("etcd endpoint {endpoint:?}: {reason}")]
+    Endpoint {
+        /// The endpoint as given.
+        endpoint: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The revision asked for is older than the store's compaction (etcd's OutOfRange,
+    /// `required revision has been compacted`).
+    #[error("required revision has been compacted")]
+    Compacted,
+    /// The store answered with an error, or could not be reached before the deadline.
+    #[error("etcd: {:?}: {}", .0.code(), .0.message())]
+    Rpc(tonic::Status),
+}
+
+impl From<tonic::Status> for Error {
+    fn from(s: tonic::Status) -> Error {
+        if s.code() == tonic::Code::OutOfRange { Error::Compacted } else { Error::Rpc(s) }
+    }
+}
