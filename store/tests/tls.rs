@@ -180,6 +180,16 @@ fn three_members_with_peer_auto_tls_and_client_certificates() {
     let (okay, out, err) = ctl(&pki, &all, Some("root"), &["member", "list"]);
     assert!(okay && out.lines().count() == 3 && out.matches("https://").count() == 6, "{out}{err}");
     assert!(ctl(&pki, &all, Some("root"), &["endpoint", "health"]).0);
+    // Commands that dial each endpoint on its own send the https:// URL as the HTTP/2 authority.
+    let (okay, out, err) = ctl(&pki, &endpoints[0], Some("root"), &["endpoint", "status", "--cluster"]);
+    assert!(okay && out.lines().count() == 3, "{out}{err}");
+    let (okay, out, err) = ctl(&pki, &endpoints[1], Some("root"), &["endpoint", "hashkv", "--cluster"]);
+    assert!(okay && out.lines().count() == 3, "{out}{err}");
+    let (okay, out, err) = ctl(&pki, &all, Some("root"), &["defrag"]);
+    assert!(okay && out.matches("Finished defragmenting etcd member[https://").count() == 3, "{out}{err}");
+    let snap = dir.path().join("tls-snap.db");
+    let (okay, out, err) = ctl(&pki, &endpoints[2], Some("root"), &["snapshot", "save", snap.to_str().expect("path")]);
+    assert!(okay && out.contains("Snapshot saved at"), "{out}{err}");
 
     // No client certificate, or a revoked one: the connection is refused.
     let (okay, _, err) = ctl(&pki, &endpoints[1], None, &["get", "secret"]);
