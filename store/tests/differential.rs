@@ -37,9 +37,14 @@ struct Etcd {
 
 impl Etcd {
     fn start() -> Etcd {
-        let dir = tempfile::tempdir().expect("tempdir");
         let a = free_addrs(2);
-        let (client, peer) = (format!("http://{}", a[0]), format!("http://{}", a[1]));
+        Etcd::start_with(&format!("http://{}", a[0]), &format!("http://{}", a[1]), &[])
+    }
+
+    /// An etcd named `diff` on `client` and `peer`, with `extra` flags.
+    fn start_with(client: &str, peer: &str, extra: &[&str]) -> Etcd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (client, peer) = (client.to_string(), peer.to_string());
         let log = std::fs::File::create(dir.path().join("etcd.log")).expect("log");
         let child = Command::new("etcd")
             .env_clear()
@@ -48,6 +53,7 @@ impl Etcd {
             .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
             .args(["--initial-cluster", &format!("diff={peer}")])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -76,9 +82,10 @@ async fn side(url: &str) -> Side {
     loop {
         let ep = Endpoint::from_shared(url.to_string()).expect("url").timeout(Duration::from_secs(10));
         if let Ok(ch) = ep.connect().await {
-            let mut kv = KvClient::new(ch.clone()).max_encoding_message_size(8 << 20);
+            // Large enough that no response (values of 1.5 MiB, batched events) hits a client limit.
+            let mut kv = KvClient::new(ch.clone()).max_encoding_message_size(8 << 20).max_decoding_message_size(256 << 20);
             if kv.range(RangeRequest { key: "x".into(), ..Default::default() }).await.is_ok() {
-                return Side { kv, lease: LeaseClient::new(ch.clone()), watch: WatchClient::new(ch) };
+                return Side { kv, lease: LeaseClient::new(ch.clone()), watch: WatchClient::new(ch).max_decoding_message_size(256 << 20) };
             }
         }
         assert!(Instant::now() < deadline, "{url} not serving after 30 s");
@@ -244,5 +251,63 @@ fn ops() -> usize {
 async fn keel_answers_every_request_as_etcd_does() {
     for seed in seeds() {
         run_seed(seed, ops()).await;
+    }
+}
+
+/// `(member ID, cluster ID)` as `etcdctl endpoint status -w json` reports them.
+fn ids(endpoint: &str) -> (u64, u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let o = Command::new("etcdctl")
+            .env("ETCDCTL_API", "3")
+            .args(["--dial-timeout", "2s", "--endpoints", endpoint, "endpoint", "status", "-w", "json"])
+            .output()
+            .expect("etcdctl (apt-get install etcd-client)");
+        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&o.stdout) {
+            let h = &v[0]["Status"]["header"];
+            if let (Some(m), Some(c)) = (h["member_id"].as_u64(), h["cluster_id"].as_u64()) {
+                return (m, c);
+            }
+        }
+        assert!(Instant::now() < deadline, "no status from {endpoint}: {}", String::from_utf8_lossy(&o.stderr));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn member_and_cluster_ids_are_etcds_for_the_same_flags() {
+    let a = free_addrs(2);
+    let (client, peer) = (format!("http://{}", a[0]), format!("http://{}", a[1]));
+    let token = ["--initial-cluster-token", "keel-diff-token"];
+    let etcd = Etcd::start_with(&client, &peer, &token);
+    let want = ids(&client);
+    drop(etcd);
+    // The same name, URLs and token (the same ports too: IDs hash the URLs as written).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = std::fs::File::create(dir.path().join("keel.log")).expect("log");
+    let keel = Command::new(common::BIN)
+        .args(["--name", "diff", "--data-dir"])
+        .arg(dir.path().join("keel.etcd"))
+        .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+        .args(["--listen-peer-urls", &peer, "--initial-advertise-peer-urls", &peer])
+        .args(["--initial-cluster", &format!("diff={peer}")])
+        .args(token)
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("keel-store");
+    let keel = KillOnDrop(keel);
+    let got = ids(&client);
+    drop(keel);
+    assert_eq!(format!("{:x}/{:x}", got.0, got.1), format!("{:x}/{:x}", want.0, want.1), "keel-store's member/cluster ID vs etcd's");
+}
+
+/// A child process killed (by PID) and reaped when dropped, also when the test panics.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

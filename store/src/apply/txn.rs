@@ -239,17 +239,26 @@ fn choose<'t>(mvcc: &Mvcc, t: &'t TxnRequest, at: Revision) -> Result<(bool, &'t
     Ok((true, &t.success))
 }
 
-/// Check every op that will run, so a failing txn changes nothing.
-fn precheck(sm: &StateMachine, ops: &[RequestOp]) -> Result<()> {
+/// What [`precheck`] checks in one pass over the ops that will run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Puts,
+    Ranges,
+}
+
+/// Check every op that will run, so a failing txn changes nothing: every put of the path
+/// first, then every range (etcd's two `checkRequests` passes, so a txn failing both ways
+/// reports the put's error).
+fn precheck(sm: &StateMachine, ops: &[RequestOp], pass: Pass) -> Result<()> {
     for op in ops {
         match &op.request {
-            Some(Request::RequestPut(p)) => {
+            Some(Request::RequestPut(p)) if pass == Pass::Puts => {
                 check_put(&sm.mvcc, &sm.leases, p, CheckOrder::KeyFirst)?;
             }
-            Some(Request::RequestRange(r)) => check_range(&sm.mvcc, r, sm.mvcc.current())?,
+            Some(Request::RequestRange(r)) if pass == Pass::Ranges => check_range(&sm.mvcc, r, sm.mvcc.current())?,
             Some(Request::RequestTxn(n)) => {
                 let (_, branch) = choose(&sm.mvcc, n, sm.mvcc.current())?;
-                precheck(sm, branch)?;
+                precheck(sm, branch, pass)?;
             }
             _ => {}
         }
@@ -285,7 +294,8 @@ fn precheck_reads(mvcc: &Mvcc, t: &TxnRequest, at: Revision) -> Result<()> {
 /// Execute a validated txn at `ctx`'s revision.
 pub fn apply(sm: &mut StateMachine, ctx: &mut WriteCtx<'_>, t: TxnRequest) -> Result<TxnResponse> {
     let (succeeded, ops) = choose(&sm.mvcc, &t, sm.mvcc.current())?;
-    precheck(sm, ops)?;
+    precheck(sm, ops, Pass::Puts)?;
+    precheck(sm, ops, Pass::Ranges)?;
     let ops = ops.to_vec();
     let mut responses = Vec::with_capacity(ops.len());
     // Each response inside a txn carries only the revision its op saw: the txn's starting
