@@ -148,8 +148,37 @@ async fn send(s: &mut Side, op: &Op) -> (Outcome, i64) {
             },
             &mut rev,
         ),
+        Op::WatchCompacted(create) => watch_compacted(s, create).await,
     };
     (out, rev)
+}
+
+/// Open a watch stream with `create` and return its first two responses (created, then the
+/// cancel), headers normalised; an empty key is refused with the first response alone.
+async fn watch_compacted(s: &mut Side, create: WatchCreateRequest) -> Outcome {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tx.send(WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) }).expect("send");
+    let mut stream = match s.watch.watch(tokio_stream::wrappers::UnboundedReceiverStream::new(rx)).await {
+        Ok(st) => st.into_inner(),
+        Err(e) => return Err((e.code(), e.message().to_string())),
+    };
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        match tokio::time::timeout(Duration::from_secs(5), stream.message()).await {
+            Ok(Ok(Some(mut r))) => {
+                norm_header(&mut r.header);
+                let done = r.canceled;
+                seen.push(format!("{r:?}"));
+                if done {
+                    break;
+                }
+            }
+            Ok(Err(e)) => return Err((e.code(), e.message().to_string())),
+            _ => break,
+        }
+    }
+    drop(tx);
+    Ok(seen.join("; "))
 }
 
 /// A watch over every key from revision 1; its events arrive on the returned channel.
@@ -212,6 +241,7 @@ async fn run_seed(seed: u64, ops: usize) {
                     g.model.next_lease = g.model.next_lease.max(r.id + 1);
                 }
                 Op::Revoke(r) => g.model.leases.retain(|l| *l != r.id),
+                Op::Compact(r) if r.revision > 0 => g.model.compacted = r.revision,
                 _ => {}
             }
         }

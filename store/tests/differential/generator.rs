@@ -8,7 +8,7 @@ use keel_proto::etcdserverpb::range_request::{SortOrder, SortTarget};
 use keel_proto::etcdserverpb::request_op::Request;
 use keel_proto::etcdserverpb::{
     CompactionRequest, Compare, DeleteRangeRequest, LeaseGrantRequest, LeaseLeasesRequest, LeaseRevokeRequest, LeaseTimeToLiveRequest,
-    PutRequest, RangeRequest, RequestOp, TxnRequest,
+    PutRequest, RangeRequest, RequestOp, TxnRequest, WatchCreateRequest,
 };
 
 /// SplitMix64: everything a run does follows from its seed.
@@ -48,6 +48,8 @@ pub enum Op {
     Revoke(LeaseRevokeRequest),
     TimeToLive(LeaseTimeToLiveRequest),
     Leases(LeaseLeasesRequest),
+    /// A watch created below the compacted revision: created, then cancelled with it.
+    WatchCompacted(WatchCreateRequest),
 }
 
 /// Keys that collide: prefixes of each other, the smallest and largest bytes.
@@ -64,6 +66,8 @@ pub struct Model {
     pub leases: Vec<i64>,
     /// Lease IDs ever granted (revoked ones give "requested lease not found").
     pub next_lease: i64,
+    /// The revision of the last successful compaction (0: none yet).
+    pub compacted: i64,
 }
 
 pub struct Gen {
@@ -77,7 +81,12 @@ pub struct Gen {
 
 impl Gen {
     pub fn new(seed: u64, max_request_bytes: usize) -> Gen {
-        Gen { rng: Rng::new(seed), model: Model { revision: 1, leases: Vec::new(), next_lease: 1000 }, max_request_bytes, in_txn: false }
+        Gen {
+            rng: Rng::new(seed),
+            model: Model { revision: 1, leases: Vec::new(), next_lease: 1000, compacted: 0 },
+            max_request_bytes,
+            in_txn: false,
+        }
     }
 
     fn key(&mut self) -> Bytes {
@@ -222,6 +231,13 @@ impl Gen {
                 Op::Revoke(LeaseRevokeRequest { id })
             }
             95..=97 => Op::TimeToLive(LeaseTimeToLiveRequest { id: self.lease(), keys: self.rng.chance(50) }),
+            98 if self.model.compacted > 1 => Op::WatchCompacted(WatchCreateRequest {
+                key: self.key(),
+                range_end: self.end(),
+                start_revision: 1 + self.rng.below((self.model.compacted - 1) as u64) as i64,
+                prev_kv: self.rng.chance(50),
+                ..Default::default()
+            }),
             _ => Op::Leases(LeaseLeasesRequest {}),
         }
     }
