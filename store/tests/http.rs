@@ -69,6 +69,9 @@ fn gateway_errors_carry_grpc_codes() {
     let v = json(&body);
     assert_eq!((code, v["code"].as_i64()), (400, Some(11)));
     assert_eq!(v["message"], "etcdserver: mvcc: required revision has been compacted");
+    // Byte for byte what etcd 3.4.23's grpc-gateway answers (keys in its order).
+    let msg = "etcdserver: mvcc: required revision has been compacted";
+    assert_eq!(body, format!(r#"{{"error":"{msg}","message":"{msg}","code":11}}"#));
     let (code, body) = m.http("POST", "/v3/lease/revoke", r#"{"ID":"999"}"#);
     assert_eq!((code, json(&body)["message"].as_str()), (404, Some("etcdserver: requested lease not found")));
     let (code, body) = m.http("POST", "/v3/maintenance/downgrade", "{}");
@@ -104,4 +107,28 @@ fn gateway_watch_streams_events() {
     assert_eq!(results[1]["result"]["events"][0]["kv"]["value"], "MQ==");
     assert_eq!(results[2]["result"]["events"][0]["kv"]["value"], "Mg==");
     assert_eq!(results[2]["result"]["events"][0]["kv"]["mod_revision"], "3");
+}
+
+/// `curl -s -X POST -d BODY URL`: the response body.
+fn curl(url: &str, body: &str) -> String {
+    let o = std::process::Command::new("curl")
+        .args(["-s", "--max-time", "10", "-X", "POST", "-d", body, url])
+        .output()
+        .expect("curl (apt-get install curl)");
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+#[test]
+fn the_gateway_also_answers_under_v3beta_and_v3alpha() {
+    let m = Member::start(&[]);
+    let url = m.url();
+    let put = curl(&format!("{url}/v3beta/kv/put"), r#"{"key":"Zm9v","value":"YmFy"}"#);
+    assert_eq!(json(&put)["header"]["revision"], "2", "{put}");
+    for prefix in ["v3", "v3beta", "v3alpha"] {
+        let got = curl(&format!("{url}/{prefix}/kv/range"), r#"{"key":"Zm9v"}"#);
+        assert_eq!(json(&got)["kvs"][0]["value"], "YmFy", "/{prefix}: {got}");
+        let err = curl(&format!("{url}/{prefix}/kv/range"), r#"{"key":""}"#);
+        let msg = "etcdserver: key is not provided";
+        assert_eq!(err, format!(r#"{{"error":"{msg}","message":"{msg}","code":3}}"#), "/{prefix}");
+    }
 }

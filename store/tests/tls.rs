@@ -180,6 +180,16 @@ fn three_members_with_peer_auto_tls_and_client_certificates() {
     let (okay, out, err) = ctl(&pki, &all, Some("root"), &["member", "list"]);
     assert!(okay && out.lines().count() == 3 && out.matches("https://").count() == 6, "{out}{err}");
     assert!(ctl(&pki, &all, Some("root"), &["endpoint", "health"]).0);
+    // Commands that dial each endpoint on its own send the https:// URL as the HTTP/2 authority.
+    let (okay, out, err) = ctl(&pki, &endpoints[0], Some("root"), &["endpoint", "status", "--cluster"]);
+    assert!(okay && out.lines().count() == 3, "{out}{err}");
+    let (okay, out, err) = ctl(&pki, &endpoints[1], Some("root"), &["endpoint", "hashkv", "--cluster"]);
+    assert!(okay && out.lines().count() == 3, "{out}{err}");
+    let (okay, out, err) = ctl(&pki, &all, Some("root"), &["defrag"]);
+    assert!(okay && out.matches("Finished defragmenting etcd member[https://").count() == 3, "{out}{err}");
+    let snap = dir.path().join("tls-snap.db");
+    let (okay, out, err) = ctl(&pki, &endpoints[2], Some("root"), &["snapshot", "save", snap.to_str().expect("path")]);
+    assert!(okay && out.contains("Snapshot saved at"), "{out}{err}");
 
     // No client certificate, or a revoked one: the connection is refused.
     let (okay, _, err) = ctl(&pki, &endpoints[1], None, &["get", "secret"]);
@@ -290,4 +300,40 @@ fn peers_with_ca_signed_certificates_must_carry_the_allowed_cn() {
     let refused = procs[..2].iter().any(|p| std::fs::read_to_string(&p.log).unwrap_or_default().contains("CommonName"));
     assert!(refused, "no member logged refusing the intruder's certificate");
     assert!(!plain(2, &["get", "k"]).0, "the intruder joined and serves clients");
+}
+
+#[test]
+fn a_peer_whose_certificate_the_peer_crl_revokes_is_refused() {
+    let addrs: Vec<Vec<SocketAddr>> = (0..3).map(|_| free_addrs(2)).collect();
+    let ips: Vec<String> = addrs.iter().map(|a| a[1].ip().to_string()).collect();
+    let pki = Pki::new(&ips);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster: Vec<String> = addrs.iter().enumerate().map(|(i, a)| format!("m{i}=https://{}", a[1])).collect();
+    let cluster = cluster.join(",");
+    // m2's certificate is signed by the same CA but revoked by the CRL every member loads.
+    let procs: Vec<Proc> = addrs
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let cert = if i == 2 { "revoked" } else { "peer" };
+            let mut args = urls(&format!("http://{}", a[0]), &format!("https://{}", a[1]), &cluster);
+            let (c, k) = (pki.path(&format!("{cert}.pem")), pki.path(&format!("{cert}-key.pem")));
+            args.extend(["--peer-cert-file", &c, "--peer-key-file", &k, "--peer-trusted-ca-file", &pki.path("ca.pem")].map(String::from));
+            args.extend(["--peer-client-cert-auth", "--peer-crl-file", &pki.path("crl.pem")].map(String::from));
+            start(dir.path(), &format!("m{i}"), &args)
+        })
+        .collect();
+    let plain = |i: usize, args: &[&str]| etcdctl(&[&["--endpoints", &addrs[i][0].to_string()][..], args].concat()).0;
+    let until = Instant::now() + Duration::from_secs(40);
+    while !plain(0, &["put", "k", "v"]) {
+        assert!(Instant::now() < until, "the two members with valid certificates did not form a quorum");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let until = Instant::now() + Duration::from_secs(20);
+    let revoked = || procs[..2].iter().any(|p| std::fs::read_to_string(&p.log).unwrap_or_default().contains("Revoked"));
+    while !revoked() {
+        assert!(Instant::now() < until, "no member logged refusing the revoked peer certificate");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!plain(2, &["get", "k"]), "the member with a revoked certificate joined and serves clients");
 }

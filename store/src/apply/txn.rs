@@ -124,114 +124,104 @@ fn check_ops(t: &TxnRequest, max_ops: usize) -> Result<()> {
 #[derive(Default)]
 struct Writes {
     puts: BTreeSet<Bytes>,
-    /// Deleted ranges as disjoint `[start, end)` intervals, `None` = no end.
-    dels: BTreeMap<Bytes, Option<Bytes>>,
+    /// Deleted ranges as disjoint `[start, end)` intervals.
+    dels: BTreeMap<Bytes, Bytes>,
 }
 
 impl Writes {
     fn deletes(&self, k: &[u8]) -> bool {
         match self.dels.range::<[u8], _>((Bound::Unbounded, Bound::Included(k))).next_back() {
-            Some((_, None)) => true,
-            Some((_, Some(end))) => k < end.as_ref(),
+            Some((_, end)) => k < end.as_ref(),
             None => false,
         }
     }
 
-    fn puts_in(&self, start: &Bytes, end: &Option<Bytes>) -> bool {
-        let upper = match end {
-            Some(e) => Bound::Excluded(e.clone()),
-            None => Bound::Unbounded,
-        };
-        self.puts.range((Bound::Included(start.clone()), upper)).next().is_some()
-    }
-
-    fn add_put(&mut self, k: Bytes) -> Result<()> {
-        if self.puts.contains(&k) || self.deletes(&k) {
+    /// Check a put against the puts and deletes so far, then add it.
+    fn add_put(&mut self, k: &Bytes) -> Result<()> {
+        if self.puts.contains(k) || self.deletes(k) {
             return Err(Error::DuplicateKey);
         }
-        self.puts.insert(k);
+        self.puts.insert(k.clone());
         Ok(())
     }
 
-    fn add_del(&mut self, kr: &KeyRange) -> Result<()> {
-        let (mut start, mut end) = match kr {
-            KeyRange::Single(k) => {
-                let mut e = k.to_vec();
-                e.push(0);
-                (k.clone(), Some(Bytes::from(e)))
-            }
-            KeyRange::Span(k, e) if e.as_ref() > k.as_ref() => (k.clone(), Some(e.clone())),
-            KeyRange::Span(..) => return Ok(()),
-            KeyRange::From(k) => (k.clone(), None),
-        };
-        if self.puts_in(&start, &end) {
-            return Err(Error::DuplicateKey);
+    /// Add a DeleteRange's interval as etcd's interval tree holds it: a key alone is
+    /// `[key, key\0)`; a range end at or below the key (so `"\0"`, a from-key delete) is an
+    /// empty interval that conflicts with nothing.
+    fn add_del(&mut self, key: &Bytes, range_end: &Bytes) {
+        if range_end.is_empty() {
+            let mut e = key.to_vec();
+            e.push(0);
+            self.union(key.clone(), Bytes::from(e));
+        } else if range_end > key {
+            self.union(key.clone(), range_end.clone());
         }
-        // Merge with every overlapping or touching interval. They are disjoint and sorted, so
-        // they are the one starting at or before `start` (if it reaches it) and those starting
-        // within `(start, end]`.
+    }
+
+    /// Merge `[start, end)` into the disjoint, sorted intervals.
+    fn union(&mut self, mut start: Bytes, mut end: Bytes) {
+        // Merge with every overlapping or touching interval: the one starting at or before
+        // `start` (if it reaches it) and those starting within `(start, end]`.
         let mut overlapping: Vec<Bytes> = Vec::new();
         if let Some((s, e)) = self.dels.range::<Bytes, _>((Bound::Unbounded, Bound::Included(start.clone()))).next_back()
-            && e.as_ref().is_none_or(|e| e.as_ref() >= start.as_ref())
+            && e.as_ref() >= start.as_ref()
         {
             overlapping.push(s.clone());
         }
-        let upper = end.clone().map_or(Bound::Unbounded, Bound::Included);
-        overlapping.extend(self.dels.range::<Bytes, _>((Bound::Excluded(start.clone()), upper)).map(|(s, _)| s.clone()));
+        overlapping
+            .extend(self.dels.range::<Bytes, _>((Bound::Excluded(start.clone()), Bound::Included(end.clone()))).map(|(s, _)| s.clone()));
         for s in overlapping {
             if let Some(e) = self.dels.remove(&s) {
                 if s < start {
                     start = s;
                 }
-                end = match (end, e) {
-                    (Some(a), Some(b)) => Some(a.max(b)),
-                    _ => None,
-                };
+                end = end.max(e);
             }
         }
         self.dels.insert(start, end);
-        Ok(())
-    }
-
-    fn absorb(&mut self, other: Writes) -> Result<()> {
-        for (s, e) in other.dels {
-            let kr = match e {
-                Some(e) => KeyRange::Span(s, e),
-                None => KeyRange::From(s),
-            };
-            self.add_del(&kr)?;
-        }
-        for k in other.puts {
-            self.add_put(k)?;
-        }
-        Ok(())
     }
 }
 
 fn check_dups(t: &TxnRequest) -> Result<()> {
-    branch_writes(&t.success)?;
-    branch_writes(&t.failure)?;
+    intervals(&t.success)?;
+    intervals(&t.failure)?;
     Ok(())
 }
 
-fn branch_writes(ops: &[RequestOp]) -> Result<Writes> {
+/// etcd's `checkIntervals` for one branch, rule for rule (only one branch of a txn runs, so
+/// each is checked on its own): this level's deletes first; then each nested txn's puts
+/// against the puts and deletes gathered so far (its two branches may repeat each other's
+/// puts), after which its deletes join; last this level's puts against everything.
+fn intervals(ops: &[RequestOp]) -> Result<Writes> {
     let mut w = Writes::default();
     for op in ops {
-        match &op.request {
-            Some(Request::RequestPut(p)) => w.add_put(p.key.clone())?,
-            Some(Request::RequestDeleteRange(d)) => w.add_del(&KeyRange::new(&d.key, &d.range_end))?,
-            Some(Request::RequestTxn(n)) => {
-                // Only one nested branch runs, so they may write the same keys as each other, but
-                // neither may repeat a key of this branch.
-                let mut both = branch_writes(&n.success)?;
-                let f = branch_writes(&n.failure)?;
-                for (s, e) in f.dels {
-                    both.dels.entry(s).or_insert(e);
+        if let Some(Request::RequestDeleteRange(d)) = &op.request {
+            w.add_del(&d.key, &d.range_end);
+        }
+    }
+    for op in ops {
+        let Some(Request::RequestTxn(n)) = &op.request else { continue };
+        let then = intervals(&n.success)?;
+        let other = intervals(&n.failure)?;
+        for k in &then.puts {
+            w.add_put(k)?;
+        }
+        for k in &other.puts {
+            if then.puts.contains(k) {
+                if w.deletes(k) {
+                    return Err(Error::DuplicateKey);
                 }
-                both.puts.extend(f.puts);
-                w.absorb(both)?;
+            } else {
+                w.add_put(k)?;
             }
-            _ => {}
+        }
+        for (s, e) in then.dels.into_iter().chain(other.dels) {
+            w.union(s, e);
+        }
+    }
+    for op in ops {
+        if let Some(Request::RequestPut(p)) = &op.request {
+            w.add_put(&p.key)?;
         }
     }
     Ok(w)
@@ -249,20 +239,52 @@ fn choose<'t>(mvcc: &Mvcc, t: &'t TxnRequest, at: Revision) -> Result<(bool, &'t
     Ok((true, &t.success))
 }
 
-/// Check every op that will run, so a failing txn changes nothing.
-fn precheck(sm: &StateMachine, ops: &[RequestOp]) -> Result<()> {
+/// What [`precheck`] checks in one pass over the ops that will run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pass {
+    Puts,
+    Ranges,
+}
+
+/// Check every op that will run, so a failing txn changes nothing: every put of the path
+/// first, then every range (etcd's two `checkRequests` passes, so a txn failing both ways
+/// reports the put's error).
+fn precheck(sm: &StateMachine, ops: &[RequestOp], pass: Pass) -> Result<()> {
     for op in ops {
         match &op.request {
-            Some(Request::RequestPut(p)) => {
+            Some(Request::RequestPut(p)) if pass == Pass::Puts => {
                 check_put(&sm.mvcc, &sm.leases, p, CheckOrder::KeyFirst)?;
             }
-            Some(Request::RequestRange(r)) => {
-                sm.mvcc.read_revision(r.revision, sm.mvcc.current())?;
-            }
+            Some(Request::RequestRange(r)) if pass == Pass::Ranges => check_range(&sm.mvcc, r, sm.mvcc.current())?,
             Some(Request::RequestTxn(n)) => {
                 let (_, branch) = choose(&sm.mvcc, n, sm.mvcc.current())?;
-                precheck(sm, branch)?;
+                precheck(sm, branch, pass)?;
             }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// etcd's `checkRequestRange` for a Range inside a Txn: a non-zero revision must lie between
+/// the first revision ([`Mvcc::first_rev`], -1 before any compaction) and `current`. So, unlike
+/// a plain Range, a negative revision below the first one is "compacted".
+fn check_range(mvcc: &Mvcc, r: &keel_proto::etcdserverpb::RangeRequest, current: Revision) -> Result<()> {
+    match r.revision {
+        0 => Ok(()),
+        rev if rev > current.0 => Err(Error::FutureRevision),
+        rev if rev < mvcc.first_rev().0 => Err(Error::Compacted),
+        _ => Ok(()),
+    }
+}
+
+/// [`check_range`] for every Range on the path a read-only txn takes.
+fn precheck_reads(mvcc: &Mvcc, t: &TxnRequest, at: Revision) -> Result<()> {
+    let (_, ops) = choose(mvcc, t, at)?;
+    for op in ops {
+        match &op.request {
+            Some(Request::RequestRange(r)) => check_range(mvcc, r, at)?,
+            Some(Request::RequestTxn(n)) => precheck_reads(mvcc, n, at)?,
             _ => {}
         }
     }
@@ -272,7 +294,8 @@ fn precheck(sm: &StateMachine, ops: &[RequestOp]) -> Result<()> {
 /// Execute a validated txn at `ctx`'s revision.
 pub fn apply(sm: &mut StateMachine, ctx: &mut WriteCtx<'_>, t: TxnRequest) -> Result<TxnResponse> {
     let (succeeded, ops) = choose(&sm.mvcc, &t, sm.mvcc.current())?;
-    precheck(sm, ops)?;
+    precheck(sm, ops, Pass::Puts)?;
+    precheck(sm, ops, Pass::Ranges)?;
     let ops = ops.to_vec();
     let mut responses = Vec::with_capacity(ops.len());
     // Each response inside a txn carries only the revision its op saw: the txn's starting
@@ -312,6 +335,7 @@ pub fn apply(sm: &mut StateMachine, ctx: &mut WriteCtx<'_>, t: TxnRequest) -> Re
 /// Serve a txn that writes nothing (see [`has_writes`]) as a read at revision `at`, without
 /// going through the writer, as etcd serves read-only txns.
 pub fn read_only(sm: &StateMachine, t: &TxnRequest, at: Revision) -> Result<TxnResponse> {
+    precheck_reads(&sm.mvcc, t, at)?;
     let (succeeded, ops) = choose(&sm.mvcc, t, at)?;
     let mut responses = Vec::with_capacity(ops.len());
     for op in ops {
@@ -370,7 +394,20 @@ mod tests {
             (vec![del("a", "c"), del("b", "d"), put("c")], false),
             (vec![del("a", "c"), del("b", "d"), put("d")], true),
             (vec![del("b", "c"), del("a", "b"), put("a")], false),
-            (vec![put("z"), del("a", "\0")], false),
+            // etcd's interval tree holds a from-key delete as an empty interval.
+            (vec![put("z"), del("a", "\0")], true),
+            (vec![del("b", "a"), put("b")], true),
+            // Only one branch of a nested txn runs: each is checked on its own.
+            (vec![nested(vec![del("a", "c")], vec![put("b")])], true),
+            (vec![nested(vec![put("b")], vec![del("a", "c")])], true),
+            (vec![nested(vec![put("b")], vec![put("b"), del("b", "")])], false),
+            // This level's puts see every delete below; a nested txn's puts see the deletes of
+            // this level and of the nested txns before it (etcd's order), not those after it.
+            (vec![put("b"), nested(vec![del("a", "c")], vec![])], false),
+            (vec![nested(vec![del("a", "c")], vec![]), nested(vec![put("b")], vec![])], false),
+            (vec![nested(vec![put("b")], vec![]), nested(vec![del("a", "c")], vec![])], true),
+            (vec![del("a", "c"), nested(vec![], vec![put("b")])], false),
+            (vec![nested(vec![put("b")], vec![]), nested(vec![], vec![put("b")])], false),
         ];
         for (i, (ops, ok)) in table.into_iter().enumerate() {
             let t = TxnRequest { compare: vec![], success: ops, failure: vec![] };

@@ -40,9 +40,14 @@ fn http_status(code: Code) -> StatusCode {
     }
 }
 
+/// grpc-gateway's error body, keys in its order (`serde_json::json!` would sort them).
+fn error_body(code: Code, message: &str) -> String {
+    let m = serde_json::Value::from(message).to_string();
+    format!(r#"{{"error":{m},"message":{m},"code":{}}}"#, code as i32)
+}
+
 fn error_response(code: Code, message: &str) -> Response {
-    let body = serde_json::json!({"error": message, "message": message, "code": code as i32});
-    (http_status(code), [(CONTENT_TYPE, "application/json")], body.to_string()).into_response()
+    (http_status(code), [(CONTENT_TYPE, "application/json")], error_body(code, message)).into_response()
 }
 
 fn error(e: Error) -> Response {
@@ -106,83 +111,70 @@ macro_rules! route {
     };
 }
 
-/// Every `/v3/` route.
+/// Every gateway route, under `/v3/` and under etcd 3.4's `/v3beta/` and 3.3's `/v3alpha/`
+/// (aliases: 3.4 clients and tools still use them).
 pub fn routes() -> Router<HttpState> {
+    let api = api_routes();
+    Router::new().nest("/v3", api.clone()).nest("/v3beta", api.clone()).nest("/v3alpha", api)
+}
+
+/// The routes below a gateway prefix.
+fn api_routes() -> Router<HttpState> {
     let mut r = Router::new();
-    route!(r, "/v3/kv/range", pb::RangeRequest, |st, req, c| st.services.kv.range(&req, &c).await);
-    route!(r, "/v3/kv/put", pb::PutRequest, |st, req, c| st.services.kv.put(req, &c).await);
-    route!(r, "/v3/kv/deleterange", pb::DeleteRangeRequest, |st, req, c| st.services.kv.delete_range(req, &c).await);
-    route!(r, "/v3/kv/txn", pb::TxnRequest, |st, req, c| st.services.kv.txn(req, &c).await);
-    route!(r, "/v3/kv/compaction", pb::CompactionRequest, |st, req, c| st.services.kv.compact(req, &c).await);
-    route!(r, "/v3/lease/grant", pb::LeaseGrantRequest, |st, req, _c| st.services.lease.grant(req).await);
-    route!(r, "/v3/lease/revoke", pb::LeaseRevokeRequest, |st, req, c| st.services.lease.revoke(req, &c).await);
-    route!(r, "/v3/kv/lease/revoke", pb::LeaseRevokeRequest, |st, req, c| st.services.lease.revoke(req, &c).await);
-    route!(r, "/v3/lease/timetolive", pb::LeaseTimeToLiveRequest, |st, req, c| st.services.lease.time_to_live(&req, &c).await);
-    route!(r, "/v3/kv/lease/timetolive", pb::LeaseTimeToLiveRequest, |st, req, c| st.services.lease.time_to_live(&req, &c).await);
-    route!(r, "/v3/lease/leases", pb::LeaseLeasesRequest, |st, _req, _c| st.services.lease.leases());
-    route!(r, "/v3/kv/lease/leases", pb::LeaseLeasesRequest, |st, _req, _c| st.services.lease.leases());
-    route!(r, "/v3/cluster/member/list", pb::MemberListRequest, |st, req, _c| st.services.cluster.member_list(&req).await);
-    route!(r, "/v3/cluster/member/add", pb::MemberAddRequest, |st, req, c| st.services.cluster.member_add(req, &c).await);
-    route!(r, "/v3/cluster/member/remove", pb::MemberRemoveRequest, |st, req, c| st.services.cluster.member_remove(req, &c).await);
-    route!(r, "/v3/cluster/member/update", pb::MemberUpdateRequest, |st, req, c| st.services.cluster.member_update(req, &c).await);
-    route!(r, "/v3/cluster/member/promote", pb::MemberPromoteRequest, |st, req, c| st.services.cluster.member_promote(req, &c).await);
-    route!(r, "/v3/maintenance/defragment", pb::DefragmentRequest, |st, _req, c| st.services.maintenance.defragment(&c).await);
-    route!(r, "/v3/maintenance/transfer-leadership", pb::MoveLeaderRequest, |st, req, c| st
-        .services
-        .maintenance
-        .move_leader(&req, &c)
-        .await);
-    route!(r, "/v3/maintenance/status", pb::StatusRequest, |st, _req, _c| st.services.maintenance.status());
-    route!(r, "/v3/maintenance/alarm", pb::AlarmRequest, |st, req, c| st.services.maintenance.alarm(req, &c).await);
-    route!(r, "/v3/maintenance/hash", pb::HashRequest, |st, _req, c| st.services.maintenance.hash(&c).await);
-    route!(r, "/v3/maintenance/hashkv", pb::HashKvRequest, |st, req, c| st.services.maintenance.hash_kv(&req, &c).await);
-    route!(r, "/v3/lock/lock", keel_proto::v3lockpb::LockRequest, |st, req, c| st.services.lock.lock(req, &c).await);
-    route!(r, "/v3/lock/unlock", keel_proto::v3lockpb::UnlockRequest, |st, req, c| st.services.lock.unlock(req, &c).await);
-    route!(r, "/v3/election/campaign", keel_proto::v3electionpb::CampaignRequest, |st, req, c| st
-        .services
-        .election
-        .campaign(req, &c)
-        .await);
-    route!(r, "/v3/election/proclaim", keel_proto::v3electionpb::ProclaimRequest, |st, req, c| st
-        .services
-        .election
-        .proclaim(req, &c)
-        .await);
-    route!(r, "/v3/election/leader", keel_proto::v3electionpb::LeaderRequest, |st, req, c| st.services.election.leader(&req, &c).await);
-    route!(r, "/v3/election/resign", keel_proto::v3electionpb::ResignRequest, |st, req, c| st.services.election.resign(req, &c).await);
-    route!(r, "/v3/auth/enable", pb::AuthEnableRequest, |st, _req, c| st.services.auth.enable(&c).await);
-    route!(r, "/v3/auth/disable", pb::AuthDisableRequest, |st, _req, c| st.services.auth.disable(&c).await);
-    route!(r, "/v3/auth/status", pb::AuthStatusRequest, |st, _req, _c| st.services.auth.status().await);
-    route!(r, "/v3/auth/authenticate", pb::AuthenticateRequest, |st, req, _c| st.services.auth.authenticate(req).await);
-    route!(r, "/v3/auth/user/add", pb::AuthUserAddRequest, |st, req, c| st.services.auth.user_add(&c, req).await);
-    route!(r, "/v3/auth/user/get", pb::AuthUserGetRequest, |st, req, c| st.services.auth.user_get(&c, req).await);
-    route!(r, "/v3/auth/user/list", pb::AuthUserListRequest, |st, _req, c| st.services.auth.user_list(&c).await);
-    route!(r, "/v3/auth/user/delete", pb::AuthUserDeleteRequest, |st, req, c| st.services.auth.user_delete(&c, req).await);
-    route!(r, "/v3/auth/user/changepw", pb::AuthUserChangePasswordRequest, |st, req, c| st
-        .services
-        .auth
-        .user_change_password(&c, req)
-        .await);
-    route!(r, "/v3/auth/user/grant", pb::AuthUserGrantRoleRequest, |st, req, c| st.services.auth.user_grant_role(&c, req).await);
-    route!(r, "/v3/auth/user/revoke", pb::AuthUserRevokeRoleRequest, |st, req, c| st.services.auth.user_revoke_role(&c, req).await);
-    route!(r, "/v3/auth/role/add", pb::AuthRoleAddRequest, |st, req, c| st.services.auth.role_add(&c, req).await);
-    route!(r, "/v3/auth/role/get", pb::AuthRoleGetRequest, |st, req, c| st.services.auth.role_get(&c, req).await);
-    route!(r, "/v3/auth/role/list", pb::AuthRoleListRequest, |st, _req, c| st.services.auth.role_list(&c).await);
-    route!(r, "/v3/auth/role/delete", pb::AuthRoleDeleteRequest, |st, req, c| st.services.auth.role_delete(&c, req).await);
-    route!(r, "/v3/auth/role/grant", pb::AuthRoleGrantPermissionRequest, |st, req, c| st
-        .services
-        .auth
-        .role_grant_permission(&c, req)
-        .await);
-    route!(r, "/v3/auth/role/revoke", pb::AuthRoleRevokePermissionRequest, |st, req, c| st
+    route!(r, "/kv/range", pb::RangeRequest, |st, req, c| st.services.kv.range(&req, &c).await);
+    route!(r, "/kv/put", pb::PutRequest, |st, req, c| st.services.kv.put(req, &c).await);
+    route!(r, "/kv/deleterange", pb::DeleteRangeRequest, |st, req, c| st.services.kv.delete_range(req, &c).await);
+    route!(r, "/kv/txn", pb::TxnRequest, |st, req, c| st.services.kv.txn(req, &c).await);
+    route!(r, "/kv/compaction", pb::CompactionRequest, |st, req, c| st.services.kv.compact(req, &c).await);
+    route!(r, "/lease/grant", pb::LeaseGrantRequest, |st, req, _c| st.services.lease.grant(req).await);
+    route!(r, "/lease/revoke", pb::LeaseRevokeRequest, |st, req, c| st.services.lease.revoke(req, &c).await);
+    route!(r, "/kv/lease/revoke", pb::LeaseRevokeRequest, |st, req, c| st.services.lease.revoke(req, &c).await);
+    route!(r, "/lease/timetolive", pb::LeaseTimeToLiveRequest, |st, req, c| st.services.lease.time_to_live(&req, &c).await);
+    route!(r, "/kv/lease/timetolive", pb::LeaseTimeToLiveRequest, |st, req, c| st.services.lease.time_to_live(&req, &c).await);
+    route!(r, "/lease/leases", pb::LeaseLeasesRequest, |st, _req, _c| st.services.lease.leases());
+    route!(r, "/kv/lease/leases", pb::LeaseLeasesRequest, |st, _req, _c| st.services.lease.leases());
+    route!(r, "/cluster/member/list", pb::MemberListRequest, |st, req, _c| st.services.cluster.member_list(&req).await);
+    route!(r, "/cluster/member/add", pb::MemberAddRequest, |st, req, c| st.services.cluster.member_add(req, &c).await);
+    route!(r, "/cluster/member/remove", pb::MemberRemoveRequest, |st, req, c| st.services.cluster.member_remove(req, &c).await);
+    route!(r, "/cluster/member/update", pb::MemberUpdateRequest, |st, req, c| st.services.cluster.member_update(req, &c).await);
+    route!(r, "/cluster/member/promote", pb::MemberPromoteRequest, |st, req, c| st.services.cluster.member_promote(req, &c).await);
+    route!(r, "/maintenance/defragment", pb::DefragmentRequest, |st, _req, c| st.services.maintenance.defragment(&c).await);
+    route!(r, "/maintenance/transfer-leadership", pb::MoveLeaderRequest, |st, req, c| st.services.maintenance.move_leader(&req, &c).await);
+    route!(r, "/maintenance/status", pb::StatusRequest, |st, _req, _c| st.services.maintenance.status());
+    route!(r, "/maintenance/alarm", pb::AlarmRequest, |st, req, c| st.services.maintenance.alarm(req, &c).await);
+    route!(r, "/maintenance/hash", pb::HashRequest, |st, _req, c| st.services.maintenance.hash(&c).await);
+    route!(r, "/maintenance/hashkv", pb::HashKvRequest, |st, req, c| st.services.maintenance.hash_kv(&req, &c).await);
+    route!(r, "/lock/lock", keel_proto::v3lockpb::LockRequest, |st, req, c| st.services.lock.lock(req, &c).await);
+    route!(r, "/lock/unlock", keel_proto::v3lockpb::UnlockRequest, |st, req, c| st.services.lock.unlock(req, &c).await);
+    route!(r, "/election/campaign", keel_proto::v3electionpb::CampaignRequest, |st, req, c| st.services.election.campaign(req, &c).await);
+    route!(r, "/election/proclaim", keel_proto::v3electionpb::ProclaimRequest, |st, req, c| st.services.election.proclaim(req, &c).await);
+    route!(r, "/election/leader", keel_proto::v3electionpb::LeaderRequest, |st, req, c| st.services.election.leader(&req, &c).await);
+    route!(r, "/election/resign", keel_proto::v3electionpb::ResignRequest, |st, req, c| st.services.election.resign(req, &c).await);
+    route!(r, "/auth/enable", pb::AuthEnableRequest, |st, _req, c| st.services.auth.enable(&c).await);
+    route!(r, "/auth/disable", pb::AuthDisableRequest, |st, _req, c| st.services.auth.disable(&c).await);
+    route!(r, "/auth/status", pb::AuthStatusRequest, |st, _req, _c| st.services.auth.status().await);
+    route!(r, "/auth/authenticate", pb::AuthenticateRequest, |st, req, _c| st.services.auth.authenticate(req).await);
+    route!(r, "/auth/user/add", pb::AuthUserAddRequest, |st, req, c| st.services.auth.user_add(&c, req).await);
+    route!(r, "/auth/user/get", pb::AuthUserGetRequest, |st, req, c| st.services.auth.user_get(&c, req).await);
+    route!(r, "/auth/user/list", pb::AuthUserListRequest, |st, _req, c| st.services.auth.user_list(&c).await);
+    route!(r, "/auth/user/delete", pb::AuthUserDeleteRequest, |st, req, c| st.services.auth.user_delete(&c, req).await);
+    route!(r, "/auth/user/changepw", pb::AuthUserChangePasswordRequest, |st, req, c| st.services.auth.user_change_password(&c, req).await);
+    route!(r, "/auth/user/grant", pb::AuthUserGrantRoleRequest, |st, req, c| st.services.auth.user_grant_role(&c, req).await);
+    route!(r, "/auth/user/revoke", pb::AuthUserRevokeRoleRequest, |st, req, c| st.services.auth.user_revoke_role(&c, req).await);
+    route!(r, "/auth/role/add", pb::AuthRoleAddRequest, |st, req, c| st.services.auth.role_add(&c, req).await);
+    route!(r, "/auth/role/get", pb::AuthRoleGetRequest, |st, req, c| st.services.auth.role_get(&c, req).await);
+    route!(r, "/auth/role/list", pb::AuthRoleListRequest, |st, _req, c| st.services.auth.role_list(&c).await);
+    route!(r, "/auth/role/delete", pb::AuthRoleDeleteRequest, |st, req, c| st.services.auth.role_delete(&c, req).await);
+    route!(r, "/auth/role/grant", pb::AuthRoleGrantPermissionRequest, |st, req, c| st.services.auth.role_grant_permission(&c, req).await);
+    route!(r, "/auth/role/revoke", pb::AuthRoleRevokePermissionRequest, |st, req, c| st
         .services
         .auth
         .role_revoke_permission(&c, req)
         .await);
-    for (path, rpc) in [("/v3/maintenance/snapshot", "Maintenance.Snapshot"), ("/v3/maintenance/downgrade", "Maintenance.Downgrade")] {
+    for (path, rpc) in [("/maintenance/snapshot", "Maintenance.Snapshot"), ("/maintenance/downgrade", "Maintenance.Downgrade")] {
         r = r.route(path, post(move || async move { error(Error::Unimplemented(rpc)) }));
     }
-    r.route("/v3/watch", post(watch)).route("/v3/election/observe", post(observe)).route("/v3/lease/keepalive", post(keep_alive))
+    r.route("/watch", post(watch)).route("/election/observe", post(observe)).route("/lease/keepalive", post(keep_alive))
 }
 
 /// Parse a body holding one or more JSON objects.
@@ -197,7 +189,16 @@ fn result_line<T: Serialize>(item: std::result::Result<T, tonic::Status>) -> Byt
     let v = match item {
         Ok(m) => serde_json::json!({ "result": m }),
         Err(s) => {
-            serde_json::json!({"error": {"grpc_code": s.code() as i32, "http_code": http_status(s.code()).as_u16(), "message": s.message(), "http_status": http_status(s.code()).canonical_reason()}})
+            // grpc-gateway's stream error, keys in its order.
+            let status = http_status(s.code());
+            let (m, reason) = (serde_json::Value::from(s.message()), serde_json::Value::from(status.canonical_reason()));
+            return Bytes::from(
+                format!(
+                    r#"{{"error":{{"grpc_code":{},"http_code":{},"message":{m},"http_status":{reason}}}}}"#,
+                    s.code() as i32,
+                    status.as_u16()
+                ) + "\n",
+            );
         }
     };
     let mut s = v.to_string();

@@ -8,7 +8,8 @@ use keel_proto::mvccpb::KeyValue;
 /// How many key-values to load for `req` (0 = all). Sorting and filtering need everything; a
 /// plain limited read loads one extra to learn whether there are more.
 pub fn fetch_limit(req: &RangeRequest) -> usize {
-    if req.sort_order() != SortOrder::None
+    // The raw value, as etcd tests it: an unknown sort order also fetches everything.
+    if req.sort_order != SortOrder::None as i32
         || req.min_mod_revision != 0
         || req.max_mod_revision != 0
         || req.min_create_revision != 0
@@ -28,12 +29,13 @@ pub fn finish(req: &RangeRequest, kvs: &mut Vec<KeyValue>) -> bool {
             && (req.min_create_revision == 0 || kv.create_revision >= req.min_create_revision)
             && (req.max_create_revision == 0 || kv.create_revision <= req.max_create_revision)
     });
-    let mut order = req.sort_order();
-    if req.sort_target() != SortTarget::Key && order == SortOrder::None {
+    // etcd compares the raw value: an unknown order (not NONE, ASCEND or DESCEND) sorts nothing.
+    let mut order = SortOrder::try_from(req.sort_order).ok();
+    if req.sort_target() != SortTarget::Key && order == Some(SortOrder::None) {
         // Results come in ascending key order; another target defaults to ascending.
-        order = SortOrder::Ascend;
+        order = Some(SortOrder::Ascend);
     }
-    if order != SortOrder::None {
+    if let Some(order @ (SortOrder::Ascend | SortOrder::Descend)) = order {
         let target = req.sort_target();
         // Stable, so equal targets stay in key order.
         kvs.sort_by(|a, b| {
@@ -90,6 +92,15 @@ mod tests {
             (req(&|r| r.limit = 2), vec!["a", "b"], true),
             (req(&|r| r.set_sort_order(SortOrder::Descend)), vec!["c", "b", "a"], false),
             (req(&|r| r.set_sort_target(SortTarget::Create)), vec!["b", "c", "a"], false),
+            // An unknown order sorts nothing, whatever the target (etcd 3.4 compares raw values).
+            (
+                req(&|r| {
+                    r.set_sort_target(SortTarget::Create);
+                    r.sort_order = 3
+                }),
+                vec!["a", "b", "c"],
+                false,
+            ),
             (
                 req(&|r| {
                     r.set_sort_target(SortTarget::Mod);

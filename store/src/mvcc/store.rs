@@ -112,6 +112,8 @@ pub struct Mvcc {
     backend: Arc<dyn Backend>,
     index: KeyIndex,
     current: i64,
+    /// The revision of the last compaction, -1 before the first (etcd's `compactMainRev`: a
+    /// fresh store accepts `Compact(0)`, and HashKV reports -1).
     compacted: i64,
     /// Records written by the request being applied, not yet in the backend (a txn may read
     /// its own writes, and the next request of a group reads them). Emptied by
@@ -132,7 +134,7 @@ impl Mvcc {
             index.push(kv.key.clone(), Entry { rev, create: kv.create_revision, version: kv.version, lease: kv.lease, tombstone });
             Ok(ControlFlow::Continue(()))
         })?;
-        let compacted = backend.get(META_COMPACTED)?.and_then(|v| codec::decode_i64(&v)).unwrap_or(0);
+        let compacted = backend.get(META_COMPACTED)?.and_then(|v| codec::decode_i64(&v)).unwrap_or(-1);
         Ok(Mvcc { backend, index, current: current.max(compacted), compacted, pending: BTreeMap::new() })
     }
 
@@ -143,6 +145,12 @@ impl Mvcc {
 
     /// The revision history was compacted at (0 if never).
     pub fn compacted(&self) -> Revision {
+        Revision(self.compacted.max(0))
+    }
+
+    /// etcd's first revision: the last compaction's, -1 before any (what HashKV reports as
+    /// `compact_revision` and what a Range inside a Txn is checked against).
+    pub fn first_rev(&self) -> Revision {
         Revision(self.compacted)
     }
 
@@ -315,13 +323,21 @@ impl Mvcc {
     pub fn delete(&mut self, ctx: &mut WriteCtx<'_>, kr: &KeyRange) -> Result<Vec<KeyValue>> {
         let prevs = self.live_in(kr, ctx.view(self.current()))?;
         for prev in &prevs {
+            // A watcher's previous key-value is the key as of the revision before (etcd reads it
+            // at `mod_revision - 1`): for a key written earlier in this same txn, that is what
+            // it held before the txn, or nothing.
+            let watch_prev = if prev.mod_revision == ctx.rev {
+                self.index.get(&prev.key, ctx.rev - 1).map(|e| self.load(e)).transpose()?
+            } else {
+                Some(prev.clone())
+            };
             let rev = Rev { main: ctx.rev, sub: ctx.sub };
             ctx.sub += 1;
             let kv = KeyValue { key: prev.key.clone(), mod_revision: ctx.rev, ..Default::default() };
             ctx.batch.put(codec::rev_key(rev), codec::encode_record(&kv, true));
             self.pending.insert(rev, (kv.clone(), true));
             self.index.push(prev.key.clone(), Entry { rev, create: 0, version: 0, lease: 0, tombstone: true });
-            ctx.events.push(Event { r#type: EventType::Delete as i32, kv: Some(kv), prev_kv: Some(prev.clone()) });
+            ctx.events.push(Event { r#type: EventType::Delete as i32, kv: Some(kv), prev_kv: watch_prev });
         }
         Ok(prevs)
     }

@@ -1,5 +1,6 @@
 //! Identity, like etcd's: a member of a new cluster derives its ID (and the cluster's) from
-//! `--initial-cluster` and `--initial-cluster-token`; a member joining an existing cluster asks
+//! `--initial-cluster` and `--initial-cluster-token` exactly as etcd does (`membership.NewMember`
+//! and `RaftCluster.genID`), so the same flags give etcd's IDs; a member joining an existing cluster asks
 //! the members listed there for the ID that `MemberAdd` gave its peer URLs; both are stored on
 //! first start and read back afterwards, so a restart needs no cluster flags.
 
@@ -18,16 +19,21 @@ use std::time::Duration;
 const META_MEMBER_ID: &[u8] = b"m/member_id";
 const META_CLUSTER_ID: &[u8] = b"m/cluster_id";
 
-/// FNV-1a, for IDs derived from configuration (stable across restarts and builds).
-fn fnv64(parts: &[&str]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for p in parts {
-        for b in p.bytes().chain(std::iter::once(0)) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
-    h
+/// etcd's member ID: SHA-1 over the sorted peer URLs and the cluster token, concatenated.
+pub fn etcd_member_id(peer_urls: &[String], token: &str) -> MemberId {
+    let mut urls = peer_urls.to_vec();
+    urls.sort();
+    let mut b: Vec<u8> = urls.concat().into_bytes();
+    b.extend_from_slice(token.as_bytes());
+    MemberId(super::sha1::id(&b))
+}
+
+/// etcd's cluster ID: SHA-1 over the sorted member IDs, 8 big-endian bytes each.
+pub fn etcd_cluster_id(members: impl IntoIterator<Item = MemberId>) -> ClusterId {
+    let mut ids: Vec<u64> = members.into_iter().map(|m| m.0).collect();
+    ids.sort_unstable();
+    let b: Vec<u8> = ids.iter().flat_map(|id| id.to_be_bytes()).collect();
+    ClusterId(super::sha1::id(&b))
 }
 
 fn meta(backend: &dyn Backend, key: &[u8]) -> Result<Option<i64>> {
@@ -44,7 +50,7 @@ fn initial_members(cfg: &Config) -> BTreeMap<MemberId, PeerInfo> {
         .into_values()
         .map(|mut urls| {
             urls.sort();
-            let id = fnv64(&[&urls.join(","), &cfg.initial_cluster_token]);
+            let id = etcd_member_id(&urls, &cfg.initial_cluster_token).0;
             // Name and client URLs are published by each member once it runs (until then it is
             // "unstarted", as in etcd); every member must start from the very same membership.
             (MemberId(id), PeerInfo { name: String::new(), peer_urls: urls, client_urls: Vec::new() })
@@ -87,10 +93,8 @@ pub async fn identify(cfg: &Config, backend: &dyn Backend, peers: &Peers) -> Res
                 own.join(",")
             )));
         }
-        let mut all: Vec<String> = cfg.initial_cluster.iter().map(|(n, u)| format!("{n}={u}")).collect();
-        all.sort();
-        let cluster = fnv64(&[&all.join(","), &cfg.initial_cluster_token, "cluster"]);
-        (id, ClusterId(cluster), Start::New(members))
+        let cluster = etcd_cluster_id(members.keys().copied());
+        (id, cluster, Start::New(members))
     };
     let mut first = WriteBatch::default();
     first.put(META_MEMBER_ID.to_vec(), codec::encode_i64(member_id.0 as i64));
@@ -138,5 +142,19 @@ async fn ask_cluster(cfg: &Config, own: &[String], peers: &Peers) -> Result<(u64
             }));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// IDs printed by etcd 3.4.23 for the same flags.
+    #[test]
+    fn ids_are_etcds_for_the_same_flags() {
+        // `etcd` with no flags: default=http://localhost:2380, token etcd-cluster.
+        let m = etcd_member_id(&["http://localhost:2380".into()], "etcd-cluster");
+        assert_eq!(format!("{:x}", m.0), "8e9e05c52164694d");
+        assert_eq!(format!("{:x}", etcd_cluster_id([m]).0), "cdf818194e3a8c32");
     }
 }

@@ -12,6 +12,7 @@
 //! from something built earlier.
 
 pub mod identity;
+pub mod sha1;
 
 use crate::applied::Applied;
 use crate::apply::StateMachine;

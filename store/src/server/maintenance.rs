@@ -169,7 +169,7 @@ impl MaintenanceService {
             return Err(Error::FutureRevision);
         }
         let (hash, rev) = sm.mvcc.hash_kv(rev)?;
-        Ok(HashKvResponse { header: self.ctx.header_now(), hash, compact_revision: sm.mvcc.compacted().0, hash_revision: rev.0 })
+        Ok(HashKvResponse { header: self.ctx.header_now(), hash, compact_revision: sm.mvcc.first_rev().0, hash_revision: rev.0 })
     }
 
     /// Maintenance.Hash: every record of the backend (revision records, leases, the compacted

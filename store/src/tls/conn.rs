@@ -1,6 +1,8 @@
 //! Connections: the listener side (plain or TLS, handshakes run concurrently so a slow or
-//! hostile client cannot hold up the others) and the dialing side for peers.
+//! hostile client cannot hold up the others; what the client sends passes through the
+//! [`Rewriter`] for etcdctl 3.4's URL authorities) and the dialing side for peers.
 
+use super::authority::Rewriter;
 use futures::Stream;
 use std::io;
 use std::net::SocketAddr;
@@ -19,7 +21,20 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MAX_HANDSHAKES: usize = 256;
 
 /// An accepted connection.
-pub enum Conn {
+pub struct Conn {
+    io: Io,
+    /// Every byte the client sends passes through it before the HTTP server reads it.
+    rewriter: Box<Rewriter>,
+}
+
+impl Conn {
+    fn new(io: Io) -> Conn {
+        Conn { io, rewriter: Box::default() }
+    }
+}
+
+/// The transport of an accepted connection.
+enum Io {
     /// Plain TCP (`http://` URLs).
     Plain(TcpStream),
     /// TLS over TCP (`https://` URLs); true when the client certificate's CN names the user
@@ -40,9 +55,9 @@ impl Connected for Conn {
     type ConnectInfo = ConnInfo;
 
     fn connect_info(&self) -> ConnInfo {
-        match self {
-            Conn::Plain(s) => ConnInfo { remote: s.peer_addr().ok(), cert_cn: None },
-            Conn::Tls(s, cn_is_user) => {
+        match &self.io {
+            Io::Plain(s) => ConnInfo { remote: s.peer_addr().ok(), cert_cn: None },
+            Io::Tls(s, cn_is_user) => {
                 let (tcp, session) = s.get_ref();
                 let cert_cn =
                     session.peer_certificates().and_then(|c| c.first()).filter(|_| *cn_is_user).and_then(|c| super::common_name(c));
@@ -54,46 +69,53 @@ impl Connected for Conn {
 
 impl AsyncRead for Conn {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        this.rewriter.poll_read(Pin::new(&mut this.io), cx, buf)
+    }
+}
+
+impl AsyncRead for Io {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Io::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Io::Tls(s, _) => Pin::new(s.as_mut()).poll_read(cx, buf),
         }
     }
 }
 
 impl AsyncWrite for Conn {
     fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Io::Tls(s, _) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
-            Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_flush(cx),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_flush(cx),
+            Io::Tls(s, _) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Io::Tls(s, _) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 
     fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
-            Conn::Tls(s, _) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
+        match &mut self.get_mut().io {
+            Io::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Io::Tls(s, _) => Pin::new(s.as_mut()).poll_write_vectored(cx, bufs),
         }
     }
 
     fn is_write_vectored(&self) -> bool {
-        match self {
-            Conn::Plain(s) => s.is_write_vectored(),
-            Conn::Tls(s, _) => s.is_write_vectored(),
+        match &self.io {
+            Io::Plain(s) => s.is_write_vectored(),
+            Io::Tls(s, _) => s.is_write_vectored(),
         }
     }
 }
@@ -123,7 +145,7 @@ pub fn incoming(
             let _ = tcp.set_nodelay(true);
             match &acceptor {
                 None => {
-                    if tx.send(Ok(Conn::Plain(tcp))).await.is_err() {
+                    if tx.send(Ok(Conn::new(Io::Plain(tcp)))).await.is_err() {
                         return;
                     }
                 }
@@ -134,7 +156,7 @@ pub fn incoming(
                         let _permit = permit;
                         match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                             Ok(Ok(s)) => {
-                                let _ = tx.send(Ok(Conn::Tls(Box::new(s), cn_is_user))).await;
+                                let _ = tx.send(Ok(Conn::new(Io::Tls(Box::new(s), cn_is_user)))).await;
                             }
                             Ok(Err(e)) => tracing::warn!(%remote, error = %e, "rejected connection (TLS handshake failed)"),
                             Err(_) => tracing::warn!(%remote, "rejected connection (TLS handshake timed out)"),

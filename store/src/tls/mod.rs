@@ -4,10 +4,15 @@
 //!
 //! - [`conn`]: accepted connections (plain or TLS) with the client's certificate CN, and the
 //!   connector peers dial each other with.
+//! - [`authority`]: the HTTP/2 frame scanner every accepted connection's requests pass through,
+//!   so etcdctl 3.4's `--endpoints=http://…` (a URL as `:authority`) reaches the server.
+//! - [`hpack`]: its pure core, a mirror of the server's header decoder that rewrites such values.
 //!
 //! One crypto provider (ring) serves every config, so no process-wide default is needed.
 
+pub mod authority;
 pub mod conn;
+pub mod hpack;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
