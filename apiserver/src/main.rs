@@ -75,6 +75,23 @@ struct Flags {
     /// How long a watch without timeoutSeconds stays open, in seconds.
     #[arg(long, default_value = "3600", value_parser = parse_secs)]
     watch_timeout: Duration,
+    /// Client certificate (PEM) presented to kubelets (logs, exec, node proxy, metrics).
+    #[arg(long, requires = "kubelet_client_key")]
+    kubelet_client_certificate: Option<PathBuf>,
+    /// Key of --kubelet-client-certificate.
+    #[arg(long, requires = "kubelet_client_certificate")]
+    kubelet_client_key: Option<PathBuf>,
+    /// CA that signs kubelets' serving certificates; without it they are not verified (as
+    /// kube-apiserver).
+    #[arg(long)]
+    kubelet_certificate_authority: Option<PathBuf>,
+    /// Node address types tried in order to reach a kubelet (Keel puts InternalIP first:
+    /// node names need not resolve).
+    #[arg(long, value_delimiter = ',')]
+    kubelet_preferred_address_types: Vec<String>,
+    /// How long connecting to a kubelet may take, in seconds.
+    #[arg(long, default_value = "5", value_parser = parse_secs)]
+    kubelet_timeout: Duration,
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -121,7 +138,17 @@ async fn main() -> anyhow::Result<()> {
     let advertise = format!("{}:{}", flags.bind_address, flags.secure_port);
     let admission_plugins = keel_apiserver::rest::admission::plugins(&flags.enable_admission_plugins, &flags.disable_admission_plugins)
         .map_err(|e| anyhow::anyhow!("--enable-admission-plugins: {e}"))?;
+    let cert_key = flags.kubelet_client_certificate.as_deref().zip(flags.kubelet_client_key.as_deref());
+    let kubelet_tls = keel_apiserver::kubelet::tls::client_config(cert_key, flags.kubelet_certificate_authority.as_deref())
+        .map_err(|e| anyhow::anyhow!("kubelet client: {e}"))?;
+    let kubelet = keel_apiserver::kubelet::Config {
+        tls: Some(kubelet_tls),
+        preferred: keel_apiserver::kubelet::location::parse_preferred(&flags.kubelet_preferred_address_types)
+            .map_err(|e| anyhow::anyhow!("--kubelet-preferred-address-types: {e}"))?,
+        connect_timeout: flags.kubelet_timeout,
+    };
     let config = Config {
+        kubelet,
         admission_plugins,
         advertise: advertise.clone(),
         watch_timeout: flags.watch_timeout,

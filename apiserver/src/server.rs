@@ -44,6 +44,8 @@ pub struct Config {
     pub default_toleration_seconds: (i64, i64),
     /// The admission plugins that run (kube's names; see [`crate::rest::admission::plugins`]).
     pub admission_plugins: std::collections::BTreeSet<String>,
+    /// How kubelets are reached (`--kubelet-*`).
+    pub kubelet: crate::kubelet::Config,
 }
 
 impl Default for Config {
@@ -59,6 +61,7 @@ impl Default for Config {
             bookmark_interval: Duration::from_secs(60),
             default_toleration_seconds: (300, 300),
             admission_plugins: crate::rest::admission::DEFAULT_PLUGINS.iter().map(|s| s.to_string()).collect(),
+            kubelet: crate::kubelet::Config::default(),
         }
     }
 }
@@ -135,6 +138,7 @@ impl Server {
             spawner: spawner.clone(),
             default_toleration_seconds: config.default_toleration_seconds,
             admission_plugins: config.admission_plugins.clone(),
+            kubelets: crate::kubelet::KubeletClient::new(config.kubelet.clone(), spawner.clone()),
         });
         let (tx, rx) = watch::channel(Bootstrap::Running);
         spawner.spawn(bootstrap(api.clone(), config.clone(), tx));

@@ -49,6 +49,12 @@ pub enum Subresource {
     Eviction,
     /// `finalize` (namespaces): PUT the namespace to change its `spec.finalizers`.
     Finalize,
+    /// `log` (pods): the container's log, from its kubelet.
+    Log,
+    /// `exec` (pods): a command in the container, over a WebSocket to its kubelet.
+    Exec,
+    /// `proxy` (nodes): any request to the node's kubelet (`proxy/<path>`).
+    Proxy,
 }
 
 impl Subresource {
@@ -60,6 +66,9 @@ impl Subresource {
             Subresource::Binding => "binding",
             Subresource::Eviction => "eviction",
             Subresource::Finalize => "finalize",
+            Subresource::Log => "log",
+            Subresource::Exec => "exec",
+            Subresource::Proxy => "proxy",
         }
     }
 
@@ -71,6 +80,9 @@ impl Subresource {
             Subresource::Binding => Some(("", "v1", "Binding")),
             Subresource::Eviction => Some(("policy", "v1", "Eviction")),
             Subresource::Finalize => None,
+            Subresource::Log => Some(("", "v1", "Pod")),
+            Subresource::Exec => Some(("", "v1", "PodExecOptions")),
+            Subresource::Proxy => Some(("", "v1", "NodeProxyOptions")),
         }
     }
 
@@ -80,7 +92,15 @@ impl Subresource {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
             Subresource::Binding | Subresource::Eviction => &["create"],
             Subresource::Finalize => &["update"],
+            Subresource::Log => &["get"],
+            Subresource::Exec => &["create", "get"],
+            Subresource::Proxy => &["create", "delete", "get", "patch", "update"],
         }
+    }
+
+    /// Whether a kubelet answers it (proxied by [`crate::kubelet`], not stored).
+    pub fn connects(self) -> bool {
+        matches!(self, Subresource::Log | Subresource::Exec | Subresource::Proxy)
     }
 }
 
@@ -139,7 +159,8 @@ pub const ROW: Resource = Resource {
 pub const STATUS: &[Subresource] = &[Subresource::Status];
 /// `status` and `scale`.
 pub const STATUS_SCALE: &[Subresource] = &[Subresource::Status, Subresource::Scale];
-const POD: &[Subresource] = &[Subresource::Status, Subresource::Binding, Subresource::Eviction];
+const POD: &[Subresource] = &[Subresource::Status, Subresource::Binding, Subresource::Eviction, Subresource::Log, Subresource::Exec];
+const NODE: &[Subresource] = &[Subresource::Status, Subresource::Proxy];
 const NAMESPACE: &[Subresource] = &[Subresource::Status, Subresource::Finalize];
 
 /// Every served resource.
@@ -161,7 +182,7 @@ pub static RESOURCES: &[Resource] = &[
         singular: "node",
         namespaced: false,
         short_names: &["no"],
-        subresources: STATUS,
+        subresources: NODE,
         strategy: &nodes::Nodes,
         ..ROW
     },

@@ -6,6 +6,8 @@
 //!   read → compute → guarded write → retry loop;
 //! - [`list`] (paged lists at one revision, deletecollection), [`watch`] (event streams from
 //!   the watch cache), [`scale`], [`pods`] (binding, eviction);
+//! - what kubelets answer: [`connect`] (`pods/log`, `pods/exec`, `nodes/proxy`) and
+//!   [`metrics`] (metrics.k8s.io), through [`crate::kubelet`];
 //! - [`admission`]: kube's admission steps (Priority, DefaultTolerationSeconds, TaintNodesByCondition,
 //!   one default PriorityClass);
 //! - pure cores: [`patch`] (merge, JSON and strategic patches), [`smp`], [`managed`]
@@ -15,11 +17,13 @@
 
 pub mod admission;
 pub mod apply;
+pub mod connect;
 pub mod delete;
 pub mod deletion;
 pub mod guarded;
 pub mod list;
 pub mod managed;
+pub mod metrics;
 pub mod object;
 pub mod patch;
 pub mod pods;
@@ -65,6 +69,8 @@ pub struct Api {
     pub default_toleration_seconds: (i64, i64),
     /// The admission plugins that run ([`admission::PLUGINS`] by kube's names).
     pub admission_plugins: std::collections::BTreeSet<String>,
+    /// The client to kubelets (logs, exec, node proxy, metrics).
+    pub kubelets: crate::kubelet::KubeletClient,
 }
 
 impl Api {
@@ -144,6 +150,18 @@ pub fn conflict(call: &Call) -> ApiError {
 impl Backend for Api {
     fn resource(self: Arc<Self>, method: Method, call: Call) -> BoxFuture<'static, Result<Response, ApiError>> {
         Box::pin(self.dispatch(method, call))
+    }
+
+    fn connect(self: Arc<Self>, method: Method, call: Call, parts: http::request::Parts) -> BoxFuture<'static, Result<Response, ApiError>> {
+        Box::pin(async move { connect::serve(&self, method, call, parts).await })
+    }
+
+    fn metrics(
+        self: Arc<Self>,
+        target: crate::http::MetricsTarget,
+        query: crate::http::request::Query,
+    ) -> BoxFuture<'static, Result<Response, ApiError>> {
+        Box::pin(async move { metrics::serve(&self, target, query).await })
     }
 
     fn health(self: Arc<Self>) -> BoxFuture<'static, Result<(), String>> {
