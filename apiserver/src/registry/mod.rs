@@ -31,6 +31,7 @@ pub mod pods;
 pub mod priorityclasses;
 pub mod replicasets;
 pub mod secrets;
+pub mod service_alloc;
 pub mod serviceaccounts;
 pub mod services;
 
