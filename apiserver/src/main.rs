@@ -89,6 +89,13 @@ struct Flags {
     /// node names need not resolve).
     #[arg(long, value_delimiter = ',')]
     kubelet_preferred_address_types: Vec<String>,
+    /// The range Service ClusterIPs are allocated from (its first IP is the kubernetes
+    /// Service's).
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cluster_ip_range: String,
+    /// The range NodePorts are allocated from.
+    #[arg(long, default_value = "30000-32767")]
+    service_node_port_range: String,
     /// How long connecting to a kubelet may take, in seconds.
     #[arg(long, default_value = "5", value_parser = parse_secs)]
     kubelet_timeout: Duration,
@@ -147,8 +154,15 @@ async fn main() -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("--kubelet-preferred-address-types: {e}"))?,
         connect_timeout: flags.kubelet_timeout,
     };
+    let service_ranges = keel_apiserver::registry::service_alloc::Ranges {
+        ips: keel_apiserver::registry::service_alloc::Cidr::parse(&flags.service_cluster_ip_range)
+            .map_err(|e| anyhow::anyhow!("--service-cluster-ip-range: {e}"))?,
+        ports: keel_apiserver::registry::service_alloc::parse_ports(&flags.service_node_port_range)
+            .map_err(|e| anyhow::anyhow!("--service-node-port-range: {e}"))?,
+    };
     let config = Config {
         kubelet,
+        service_ranges,
         admission_plugins,
         advertise: advertise.clone(),
         watch_timeout: flags.watch_timeout,

@@ -46,6 +46,8 @@ pub struct Config {
     pub admission_plugins: std::collections::BTreeSet<String>,
     /// How kubelets are reached (`--kubelet-*`).
     pub kubelet: crate::kubelet::Config,
+    /// `--service-cluster-ip-range` (10.96.0.0/12, kubeadm's) and `--service-node-port-range`.
+    pub service_ranges: crate::registry::service_alloc::Ranges,
 }
 
 impl Default for Config {
@@ -62,6 +64,7 @@ impl Default for Config {
             default_toleration_seconds: (300, 300),
             admission_plugins: crate::rest::admission::DEFAULT_PLUGINS.iter().map(|s| s.to_string()).collect(),
             kubelet: crate::kubelet::Config::default(),
+            service_ranges: crate::registry::service_alloc::Ranges::default(),
         }
     }
 }
@@ -104,6 +107,7 @@ async fn bootstrap(api: Arc<Api>, config: Config, tx: watch::Sender<Bootstrap>) 
         };
         match attempt.await {
             Ok(()) => {
+                api.spawner.spawn(crate::rest::services::run_endpoints(api.clone()));
                 let _ = tx.send(Bootstrap::Done);
                 return;
             }
@@ -139,6 +143,7 @@ impl Server {
             default_toleration_seconds: config.default_toleration_seconds,
             admission_plugins: config.admission_plugins.clone(),
             kubelets: crate::kubelet::KubeletClient::new(config.kubelet.clone(), spawner.clone()),
+            service_ranges: config.service_ranges,
         });
         let (tx, rx) = watch::channel(Bootstrap::Running);
         spawner.spawn(bootstrap(api.clone(), config.clone(), tx));

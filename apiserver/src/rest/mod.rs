@@ -5,7 +5,8 @@
 //!   [`deletion`] (what a delete does to one object: graceful, finalizers); every change of a stored object goes through [`guarded::guarded_update`], the one
 //!   read → compute → guarded write → retry loop;
 //! - [`list`] (paged lists at one revision, deletecollection), [`watch`] (event streams from
-//!   the watch cache), [`scale`], [`pods`] (binding, eviction);
+//!   the watch cache), [`scale`], [`pods`] (binding, eviction), [`services`] (ClusterIP and
+//!   NodePort allocation in the Service's write, the `default/kubernetes` Service and Endpoints);
 //! - what kubelets answer: [`connect`] (`pods/log`, `pods/exec`, `nodes/proxy`) and
 //!   [`metrics`] (metrics.k8s.io), through [`crate::kubelet`];
 //! - [`admission`]: kube's admission steps (Priority, DefaultTolerationSeconds, TaintNodesByCondition,
@@ -28,6 +29,7 @@ pub mod object;
 pub mod patch;
 pub mod pods;
 pub mod scale;
+pub mod services;
 pub mod smp;
 pub mod watch;
 
@@ -71,6 +73,8 @@ pub struct Api {
     pub admission_plugins: std::collections::BTreeSet<String>,
     /// The client to kubelets (logs, exec, node proxy, metrics).
     pub kubelets: crate::kubelet::KubeletClient,
+    /// `--service-cluster-ip-range` and `--service-node-port-range`.
+    pub service_ranges: crate::registry::service_alloc::Ranges,
 }
 
 impl Api {
