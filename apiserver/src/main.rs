@@ -96,6 +96,19 @@ struct Flags {
     /// The range NodePorts are allocated from.
     #[arg(long, default_value = "30000-32767")]
     service_node_port_range: String,
+    /// CA whose client certificates authenticate users (CN the user, O the groups).
+    #[arg(long)]
+    client_ca_file: Option<PathBuf>,
+    /// Static bearer tokens, kube's CSV: token,user,uid,"group1,group2".
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
+    /// Whether requests without credentials are served as system:anonymous.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    anonymous_auth: bool,
+    /// Authorizers in order (AlwaysAllow, AlwaysDeny, Node, RBAC). Authentication and
+    /// authorization run once any of these four flags differs from its default.
+    #[arg(long, default_value = "AlwaysAllow")]
+    authorization_mode: String,
     /// How long connecting to a kubelet may take, in seconds.
     #[arg(long, default_value = "5", value_parser = parse_secs)]
     kubelet_timeout: Duration,
@@ -141,7 +154,25 @@ async fn main() -> anyhow::Result<()> {
             tls::ensure_generated(&cert_dir, &hosts).map_err(|e| anyhow::anyhow!(e))?
         }
     };
-    let tls_config = tls::server_config(&files).map_err(|e| anyhow::anyhow!(e))?;
+    let secured = flags.client_ca_file.is_some()
+        || flags.token_auth_file.is_some()
+        || !flags.anonymous_auth
+        || flags.authorization_mode != "AlwaysAllow";
+    let access = match secured {
+        false => None,
+        true => {
+            let cfg = keel_access::AccessConfig {
+                client_ca_file: flags.client_ca_file.clone(),
+                token_auth_file: flags.token_auth_file.clone(),
+                anonymous_auth: flags.anonymous_auth,
+                authorization_mode: flags.authorization_mode.clone(),
+                ..Default::default()
+            };
+            Some(Arc::new(keel_access::Access::from_config(&cfg).map_err(|e| anyhow::anyhow!("{e}"))?))
+        }
+    };
+    let verifier = access.as_ref().and_then(|a| a.client_verifier.clone());
+    let tls_config = tls::server_config(&files, verifier).map_err(|e| anyhow::anyhow!(e))?;
     let advertise = format!("{}:{}", flags.bind_address, flags.secure_port);
     let admission_plugins = keel_apiserver::rest::admission::plugins(&flags.enable_admission_plugins, &flags.disable_admission_plugins)
         .map_err(|e| anyhow::anyhow!("--enable-admission-plugins: {e}"))?;
@@ -161,6 +192,7 @@ async fn main() -> anyhow::Result<()> {
             .map_err(|e| anyhow::anyhow!("--service-node-port-range: {e}"))?,
     };
     let config = Config {
+        access,
         kubelet,
         service_ranges,
         admission_plugins,

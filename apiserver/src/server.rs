@@ -48,6 +48,9 @@ pub struct Config {
     pub kubelet: crate::kubelet::Config,
     /// `--service-cluster-ip-range` (10.96.0.0/12, kubeadm's) and `--service-node-port-range`.
     pub service_ranges: crate::registry::service_alloc::Ranges,
+    /// Authentication and authorization (keel-access, from the security flags); None: every
+    /// request is served (see [`crate::http::access`]).
+    pub access: Option<Arc<keel_access::Access>>,
 }
 
 impl Default for Config {
@@ -65,6 +68,7 @@ impl Default for Config {
             admission_plugins: crate::rest::admission::DEFAULT_PLUGINS.iter().map(|s| s.to_string()).collect(),
             kubelet: crate::kubelet::Config::default(),
             service_ranges: crate::registry::service_alloc::Ranges::default(),
+            access: None,
         }
     }
 }
@@ -129,6 +133,7 @@ impl Server {
     /// Must be called inside a tokio runtime.
     pub fn start(config: Config, store: keel_etcd::Client, seams: Seams) -> Server {
         let tasks = Tasks::new();
+        let front = config.access.clone().map(|access| Arc::new(http::access::Front { access, clock: seams.clock.clone() }));
         let spawner = tasks.spawner();
         let store = Store::new(store, config.codec.clone());
         let api = Arc::new(Api {
@@ -148,7 +153,7 @@ impl Server {
         let (tx, rx) = watch::channel(Bootstrap::Running);
         spawner.spawn(bootstrap(api.clone(), config.clone(), tx));
         spawner.spawn(compactor::run(store, config.compaction_interval));
-        let router = http::router(api.clone());
+        let router = http::router(api.clone(), front);
         Server { api, router, bootstrap: rx, tasks }
     }
 

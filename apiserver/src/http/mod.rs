@@ -5,6 +5,7 @@
 //! so do the subresources kubelets answer (`log`, `exec`, `proxy`, with the request's head for
 //! upgrades) and metrics.k8s.io ([`MetricsTarget`]).
 
+pub mod access;
 pub mod discovery;
 pub mod openapi;
 pub mod protobuf;
@@ -146,10 +147,11 @@ async fn health(State(b): State<Shared>) -> Response {
     }
 }
 
-/// The whole HTTP surface over `backend`.
-pub fn router(backend: Shared) -> Router {
+/// The whole HTTP surface over `backend`, behind `front` (authentication and authorization)
+/// when given.
+pub fn router(backend: Shared, front: Option<Arc<access::Front>>) -> Router {
     let resources = axum::routing::any(resource);
-    Router::new()
+    let router = Router::new()
         .route("/version", get(|| async { json(StatusCode::OK, &discovery::version()) }))
         .route("/healthz", get(health))
         .route("/readyz", get(health))
@@ -168,7 +170,11 @@ pub fn router(backend: Shared) -> Router {
         .route("/apis/metrics.k8s.io/v1beta1/{*rest}", get(metrics))
         .route("/apis/{group}/{version}/{*rest}", resources)
         .fallback(|| async { ApiError::NoSuchPath.into_response() })
-        .with_state(backend)
+        .with_state(backend);
+    match front {
+        Some(f) => router.layer(axum::middleware::from_fn_with_state(f, access::check)),
+        None => router,
+    }
 }
 
 #[cfg(test)]
