@@ -195,6 +195,9 @@ pub fn plan(svc: &mut Value, old: Option<&Value>, ranges: &Ranges, taken: &Taken
     let external = spec.get("type").and_then(Value::as_str) == Some("ExternalName");
     let given = spec.get("clusterIP").and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
     let old_type_external = old.is_some_and(|o| ty(o) == "ExternalName");
+    // A headless Service stays headless when an update leaves clusterIP out.
+    let old_headless = !old_type_external && old.and_then(cluster_ip) == Some("None");
+    let given = given.or_else(|| old_headless.then(|| "None".to_string()));
     let mut ip_now: Option<Ipv4Addr> = None;
     if external {
         // To ExternalName: an IP left as it was is dropped (kube's dropTypeDependentFields).
@@ -207,6 +210,7 @@ pub fn plan(svc: &mut Value, old: Option<&Value>, ranges: &Ranges, taken: &Taken
         if old.is_some() && !old_type_external && old.and_then(cluster_ip) != Some("None") {
             causes.push(("spec.clusterIPs[0]".into(), "Invalid value: \"None\": may not change once set".into()));
         }
+        spec.insert("clusterIP".into(), json!("None"));
         spec.insert("clusterIPs".into(), json!(["None"]));
     } else {
         let kept = if old_type_external { None } else { old.and_then(cluster_ip).map(str::to_string) };

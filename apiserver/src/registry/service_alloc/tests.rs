@@ -185,6 +185,11 @@ fn updates_keep_the_ip_free_what_they_drop_and_refuse_changes() {
     let mut back = svc("ClusterIP", None, &[None]);
     let c = plan(&mut back, Some(&ext), &r, &taken(&[], &[])).unwrap_or_else(|e| panic!("{e:?}"));
     assert!(c.picked && c.take.len() == 1 && c.free.is_empty(), "{c:?}");
+    // A headless Service stays headless when the update leaves clusterIP out.
+    let headless = svc("ClusterIP", Some("None"), &[None]);
+    let mut again = svc("ClusterIP", None, &[None]);
+    let c = plan(&mut again, Some(&headless), &r, &t).unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!((again["spec"]["clusterIP"].clone(), c.is_empty()), (json!("None"), true));
     // Deleting frees everything held.
     assert_eq!(keys(&release(&old)), (vec![], vec![format!("{IP_PREFIX}10.0.0.3"), format!("{PORT_PREFIX}30000")]));
 }
