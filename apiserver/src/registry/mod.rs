@@ -29,6 +29,7 @@ pub mod namespaces;
 pub mod nodes;
 pub mod pods;
 pub mod priorityclasses;
+pub mod rbac;
 pub mod replicasets;
 pub mod secrets;
 pub mod service_alloc;
@@ -130,6 +131,9 @@ pub struct Resource {
     pub has_spec: bool,
     /// Names are DNS labels (namespaces, services: they become DNS names), else subdomains.
     pub label_names: bool,
+    /// Names are path segments only (RBAC objects: `system:discovery`; kube's
+    /// `ValidatePathSegmentName`), not DNS names.
+    pub segment_names: bool,
     /// The kind's rules.
     pub strategy: &'static dyn Behaviour,
 }
@@ -153,6 +157,7 @@ pub const ROW: Resource = Resource {
     subresources: &[],
     has_spec: false,
     label_names: false,
+    segment_names: false,
     strategy: &leases::Leases,
 };
 
@@ -306,7 +311,39 @@ pub static RESOURCES: &[Resource] = &[
         ..ROW
     },
     Resource { group: "coordination.k8s.io", kind: "Lease", plural: "leases", singular: "lease", strategy: &leases::Leases, ..ROW },
+    Resource { group: RBAC, kind: "Role", plural: "roles", singular: "role", segment_names: true, strategy: &rbac::Roles, ..ROW },
+    Resource {
+        group: RBAC,
+        kind: "ClusterRole",
+        plural: "clusterroles",
+        singular: "clusterrole",
+        namespaced: false,
+        segment_names: true,
+        strategy: &rbac::ClusterRoles,
+        ..ROW
+    },
+    Resource {
+        group: RBAC,
+        kind: "RoleBinding",
+        plural: "rolebindings",
+        singular: "rolebinding",
+        segment_names: true,
+        strategy: &rbac::RoleBindings,
+        ..ROW
+    },
+    Resource {
+        group: RBAC,
+        kind: "ClusterRoleBinding",
+        plural: "clusterrolebindings",
+        singular: "clusterrolebinding",
+        namespaced: false,
+        segment_names: true,
+        strategy: &rbac::ClusterRoleBindings,
+        ..ROW
+    },
 ];
+
+const RBAC: &str = "rbac.authorization.k8s.io";
 
 impl Resource {
     /// `apps/v1`, or `v1` for the core group.
