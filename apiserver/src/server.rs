@@ -107,11 +107,17 @@ async fn bootstrap(api: Arc<Api>, config: Config, tx: watch::Sender<Bootstrap>) 
         // Both steps are idempotent: existing namespaces stay, started caches are kept.
         let attempt = async {
             object::bootstrap(&api).await?;
+            if config.access.is_some() {
+                crate::rest::rbac::bootstrap_policy(&api).await?;
+            }
             api.caches.start_all().await
         };
         match attempt.await {
             Ok(()) => {
                 api.spawner.spawn(crate::rest::services::run_endpoints(api.clone()));
+                if let Some(access) = &config.access {
+                    crate::rest::rbac::feed(&api, &access.policy);
+                }
                 let _ = tx.send(Bootstrap::Done);
                 return;
             }

@@ -8,10 +8,10 @@
 //! namespace "dev"`).
 //!
 //! Keel differs from kube in one way for now: the front is on only when one of those flags is
-//! given (see `main.rs`), because the kubeconfigs Keel writes carry a token nobody checks yet;
-//! and RBAC objects are not served yet, so `RBAC` allows only `system:masters` (what keel-access
-//! grants without a policy). ServiceAccount tokens are not accepted (no issuer flags yet): the
-//! lookup below knows no objects.
+//! given (see `main.rs`), because the kubeconfigs Keel writes carry a token nobody checks yet.
+//! `RBAC` decides over the RBAC objects the feeders of [`crate::rest::rbac`] keep in keel-access's
+//! policy. ServiceAccount tokens are not accepted (no issuer flags yet): the lookup below knows
+//! no objects.
 
 use crate::http::serve::PeerCertificates;
 use crate::seams::Clock;

@@ -9,6 +9,7 @@
 //!   NodePort allocation in the Service's write, the `default/kubernetes` Service and Endpoints);
 //! - what kubelets answer: [`connect`] (`pods/log`, `pods/exec`, `nodes/proxy`) and
 //!   [`metrics`] (metrics.k8s.io), through [`crate::kubelet`];
+//! - [`rbac`]: the default RBAC policy and the feeders of keel-access's policy;
 //! - [`admission`]: kube's admission steps (Priority, DefaultTolerationSeconds, TaintNodesByCondition,
 //!   one default PriorityClass);
 //! - pure cores: [`patch`] (merge, JSON and strategic patches), [`smp`], [`managed`]
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod object;
 pub mod patch;
 pub mod pods;
+pub mod rbac;
 pub mod scale;
 pub mod services;
 pub mod smp;
