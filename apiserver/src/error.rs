@@ -148,6 +148,16 @@ pub enum ApiError {
     /// The store failed or is unreachable (503 ServiceUnavailable / 500 InternalError).
     #[error("storage: {0}")]
     Store(String),
+    /// A kubelet could not be reached, or answered a proxied `log`/`exec` with an error: its
+    /// status code (400 for a waiting container, 404 for a pod it does not run, 500 when
+    /// unreachable) and its text, as kube's `GenericHttpResponseChecker` reports it.
+    #[error("{message}")]
+    Kubelet {
+        /// The HTTP code answered.
+        code: u16,
+        /// The kubelet's text (or why it could not be reached).
+        message: String,
+    },
     /// A value read from the store is not an object this server wrote (500).
     #[error("stored object at {key} is corrupt: {reason}")]
     Corrupt {
@@ -177,6 +187,7 @@ impl ApiError {
             ApiError::TooLarge { .. } => (413, "RequestEntityTooLarge"),
             ApiError::Store(_) => (503, "ServiceUnavailable"),
             ApiError::Corrupt { .. } => (500, "InternalError"),
+            ApiError::Kubelet { code, .. } => (*code, reason_of(*code)),
         }
     }
 
@@ -233,6 +244,38 @@ impl ApiError {
             status["details"] = d;
         }
         status
+    }
+}
+
+/// The `Status` reason Kubernetes gives an HTTP code (apimachinery's
+/// `NewGenericServerResponse`).
+pub fn reason_of(code: u16) -> &'static str {
+    match code {
+        400 => "BadRequest",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "NotFound",
+        405 => "MethodNotAllowed",
+        409 => "Conflict",
+        415 => "UnsupportedMediaType",
+        422 => "Invalid",
+        429 => "TooManyRequests",
+        500 => "InternalError",
+        503 => "ServiceUnavailable",
+        504 => "Timeout",
+        _ => "Unknown",
+    }
+}
+
+impl ApiError {
+    /// A kubelet's error answer (`code`, `body`) as kube-apiserver passes it on: a 500 becomes
+    /// `Internal error occurred: …`, anything else keeps its code with the kubelet's text.
+    pub fn from_kubelet(code: u16, body: &str) -> ApiError {
+        let text = body.trim_end().to_string();
+        match code {
+            500 => ApiError::Kubelet { code, message: format!("Internal error occurred: {text}") },
+            _ => ApiError::Kubelet { code, message: text },
+        }
     }
 }
 

@@ -17,17 +17,22 @@
 //!   selectors, status reset, delete behaviour     keel-etcd ──gRPC──▶ keel-store or etcd
 //! ```
 //!
-//! Module graph (an arrow is "uses"; no circles): `server` → `http`, `rest`, `storage`, `tasks`;
-//! `rest` → `http`, `registry`, `storage`, `tasks`; `http` → `registry`; `storage` → `registry`,
-//! `tasks`, `keel_etcd`; `registry` → nothing of the crate but `error`. Every module may use
-//! [`error`] and [`seams`].
+//! `rest` also reaches kubelets (logs, exec, node proxy, metrics) through [`kubelet`], the
+//! outgoing HTTPS client (`rest ──▶ kubelet ──TLS :10250──▶ keel-kubelet`).
+//!
+//! Module graph (an arrow is "uses"; no circles): `server` → `http`, `rest`, `storage`, `tasks`,
+//! `kubelet`; `rest` → `http`, `registry`, `storage`, `tasks`, `kubelet`; `http` → `registry`;
+//! `storage` → `registry`, `tasks`, `keel_etcd`; `kubelet` → `tasks`; `registry` → nothing of
+//! the crate but `error`. Every module may use [`error`] and [`seams`].
 //!
 //! Modules: [`server`] (Server, Config, Seams), [`http`], [`rest`], [`registry`], [`storage`],
+//! [`kubelet`] (the client to kubelets),
 //! [`tasks`] (the task set that stops with the server), [`seams`] (clock and ids), [`error`]
 //! (the one error type and its `Status` mapping).
 
 pub mod error;
 pub mod http;
+pub mod kubelet;
 pub mod registry;
 pub mod rest;
 pub mod seams;

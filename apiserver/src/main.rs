@@ -75,6 +75,43 @@ struct Flags {
     /// How long a watch without timeoutSeconds stays open, in seconds.
     #[arg(long, default_value = "3600", value_parser = parse_secs)]
     watch_timeout: Duration,
+    /// Client certificate (PEM) presented to kubelets (logs, exec, node proxy, metrics).
+    #[arg(long, requires = "kubelet_client_key")]
+    kubelet_client_certificate: Option<PathBuf>,
+    /// Key of --kubelet-client-certificate.
+    #[arg(long, requires = "kubelet_client_certificate")]
+    kubelet_client_key: Option<PathBuf>,
+    /// CA that signs kubelets' serving certificates; without it they are not verified (as
+    /// kube-apiserver).
+    #[arg(long)]
+    kubelet_certificate_authority: Option<PathBuf>,
+    /// Node address types tried in order to reach a kubelet (Keel puts InternalIP first:
+    /// node names need not resolve).
+    #[arg(long, value_delimiter = ',')]
+    kubelet_preferred_address_types: Vec<String>,
+    /// The range Service ClusterIPs are allocated from (its first IP is the kubernetes
+    /// Service's).
+    #[arg(long, default_value = "10.96.0.0/12")]
+    service_cluster_ip_range: String,
+    /// The range NodePorts are allocated from.
+    #[arg(long, default_value = "30000-32767")]
+    service_node_port_range: String,
+    /// CA whose client certificates authenticate users (CN the user, O the groups).
+    #[arg(long)]
+    client_ca_file: Option<PathBuf>,
+    /// Static bearer tokens, kube's CSV: token,user,uid,"group1,group2".
+    #[arg(long)]
+    token_auth_file: Option<PathBuf>,
+    /// Whether requests without credentials are served as system:anonymous.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    anonymous_auth: bool,
+    /// Authorizers in order (AlwaysAllow, AlwaysDeny, Node, RBAC). Authentication and
+    /// authorization run once any of these four flags differs from its default.
+    #[arg(long, default_value = "AlwaysAllow")]
+    authorization_mode: String,
+    /// How long connecting to a kubelet may take, in seconds.
+    #[arg(long, default_value = "5", value_parser = parse_secs)]
+    kubelet_timeout: Duration,
 }
 
 fn parse_secs(s: &str) -> Result<Duration, String> {
@@ -117,11 +154,47 @@ async fn main() -> anyhow::Result<()> {
             tls::ensure_generated(&cert_dir, &hosts).map_err(|e| anyhow::anyhow!(e))?
         }
     };
-    let tls_config = tls::server_config(&files).map_err(|e| anyhow::anyhow!(e))?;
+    let secured = flags.client_ca_file.is_some()
+        || flags.token_auth_file.is_some()
+        || !flags.anonymous_auth
+        || flags.authorization_mode != "AlwaysAllow";
+    let access = match secured {
+        false => None,
+        true => {
+            let cfg = keel_access::AccessConfig {
+                client_ca_file: flags.client_ca_file.clone(),
+                token_auth_file: flags.token_auth_file.clone(),
+                anonymous_auth: flags.anonymous_auth,
+                authorization_mode: flags.authorization_mode.clone(),
+                ..Default::default()
+            };
+            Some(Arc::new(keel_access::Access::from_config(&cfg).map_err(|e| anyhow::anyhow!("{e}"))?))
+        }
+    };
+    let verifier = access.as_ref().and_then(|a| a.client_verifier.clone());
+    let tls_config = tls::server_config(&files, verifier).map_err(|e| anyhow::anyhow!(e))?;
     let advertise = format!("{}:{}", flags.bind_address, flags.secure_port);
     let admission_plugins = keel_apiserver::rest::admission::plugins(&flags.enable_admission_plugins, &flags.disable_admission_plugins)
         .map_err(|e| anyhow::anyhow!("--enable-admission-plugins: {e}"))?;
+    let cert_key = flags.kubelet_client_certificate.as_deref().zip(flags.kubelet_client_key.as_deref());
+    let kubelet_tls = keel_apiserver::kubelet::tls::client_config(cert_key, flags.kubelet_certificate_authority.as_deref())
+        .map_err(|e| anyhow::anyhow!("kubelet client: {e}"))?;
+    let kubelet = keel_apiserver::kubelet::Config {
+        tls: Some(kubelet_tls),
+        preferred: keel_apiserver::kubelet::location::parse_preferred(&flags.kubelet_preferred_address_types)
+            .map_err(|e| anyhow::anyhow!("--kubelet-preferred-address-types: {e}"))?,
+        connect_timeout: flags.kubelet_timeout,
+    };
+    let service_ranges = keel_apiserver::registry::service_alloc::Ranges {
+        ips: keel_apiserver::registry::service_alloc::Cidr::parse(&flags.service_cluster_ip_range)
+            .map_err(|e| anyhow::anyhow!("--service-cluster-ip-range: {e}"))?,
+        ports: keel_apiserver::registry::service_alloc::parse_ports(&flags.service_node_port_range)
+            .map_err(|e| anyhow::anyhow!("--service-node-port-range: {e}"))?,
+    };
     let config = Config {
+        access,
+        kubelet,
+        service_ranges,
         admission_plugins,
         advertise: advertise.clone(),
         watch_timeout: flags.watch_timeout,

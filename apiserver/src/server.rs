@@ -44,6 +44,13 @@ pub struct Config {
     pub default_toleration_seconds: (i64, i64),
     /// The admission plugins that run (kube's names; see [`crate::rest::admission::plugins`]).
     pub admission_plugins: std::collections::BTreeSet<String>,
+    /// How kubelets are reached (`--kubelet-*`).
+    pub kubelet: crate::kubelet::Config,
+    /// `--service-cluster-ip-range` (10.96.0.0/12, kubeadm's) and `--service-node-port-range`.
+    pub service_ranges: crate::registry::service_alloc::Ranges,
+    /// Authentication and authorization (keel-access, from the security flags); None: every
+    /// request is served (see [`crate::http::access`]).
+    pub access: Option<Arc<keel_access::Access>>,
 }
 
 impl Default for Config {
@@ -59,6 +66,9 @@ impl Default for Config {
             bookmark_interval: Duration::from_secs(60),
             default_toleration_seconds: (300, 300),
             admission_plugins: crate::rest::admission::DEFAULT_PLUGINS.iter().map(|s| s.to_string()).collect(),
+            kubelet: crate::kubelet::Config::default(),
+            service_ranges: crate::registry::service_alloc::Ranges::default(),
+            access: None,
         }
     }
 }
@@ -97,10 +107,17 @@ async fn bootstrap(api: Arc<Api>, config: Config, tx: watch::Sender<Bootstrap>) 
         // Both steps are idempotent: existing namespaces stay, started caches are kept.
         let attempt = async {
             object::bootstrap(&api).await?;
+            if config.access.is_some() {
+                crate::rest::rbac::bootstrap_policy(&api).await?;
+            }
             api.caches.start_all().await
         };
         match attempt.await {
             Ok(()) => {
+                api.spawner.spawn(crate::rest::services::run_endpoints(api.clone()));
+                if let Some(access) = &config.access {
+                    crate::rest::rbac::feed(&api, &access.policy);
+                }
                 let _ = tx.send(Bootstrap::Done);
                 return;
             }
@@ -122,6 +139,7 @@ impl Server {
     /// Must be called inside a tokio runtime.
     pub fn start(config: Config, store: keel_etcd::Client, seams: Seams) -> Server {
         let tasks = Tasks::new();
+        let front = config.access.clone().map(|access| Arc::new(http::access::Front { access, clock: seams.clock.clone() }));
         let spawner = tasks.spawner();
         let store = Store::new(store, config.codec.clone());
         let api = Arc::new(Api {
@@ -135,11 +153,13 @@ impl Server {
             spawner: spawner.clone(),
             default_toleration_seconds: config.default_toleration_seconds,
             admission_plugins: config.admission_plugins.clone(),
+            kubelets: crate::kubelet::KubeletClient::new(config.kubelet.clone(), spawner.clone()),
+            service_ranges: config.service_ranges,
         });
         let (tx, rx) = watch::channel(Bootstrap::Running);
         spawner.spawn(bootstrap(api.clone(), config.clone(), tx));
         spawner.spawn(compactor::run(store, config.compaction_interval));
-        let router = http::router(api.clone());
+        let router = http::router(api.clone(), front);
         Server { api, router, bootstrap: rx, tasks }
     }
 

@@ -125,7 +125,7 @@ async fn status_writes_keep_what_kubes_status_strategies_keep_and_daemonsets_cou
     let written = deploys.replace_status("d", &PostParams::default(), &d).await.expect("status");
     let revision = written.metadata.annotations.as_ref().and_then(|a| a.get("deployment.kubernetes.io/revision")).cloned();
     assert_eq!(revision.as_deref(), Some("1"), "annotations sent with the status are kept");
-    assert!(written.metadata.labels.unwrap_or_default().get("changed").is_none(), "labels stay as stored");
+    assert!(!written.metadata.labels.unwrap_or_default().contains_key("changed"), "labels stay as stored");
     assert_eq!(written.status.and_then(|st| st.observed_generation), Some(1));
 
     let dss: Api<DaemonSet> = Api::default_namespaced(s.client.clone());

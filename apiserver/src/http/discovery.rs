@@ -70,6 +70,33 @@ fn aggregated_resource(r: &Resource) -> Value {
     v
 }
 
+/// metrics.k8s.io, served from the kubelets' summaries (not stored, so not in the registry):
+/// (resource, kind, namespaced), verbs get and list, as metrics-server registers them.
+pub const METRICS_GROUP: &str = "metrics.k8s.io";
+/// Its one version.
+pub const METRICS_VERSION: &str = "v1beta1";
+const METRICS: &[(&str, &str, bool)] = &[("nodes", "NodeMetrics", false), ("pods", "PodMetrics", true)];
+const METRICS_VERBS: &[&str] = &["get", "list"];
+
+fn metrics_aggregated() -> Value {
+    let resources: Vec<Value> = METRICS
+        .iter()
+        .map(|(plural, kind, namespaced)| {
+            json!({
+                "resource": plural,
+                "responseKind": {"group": METRICS_GROUP, "version": METRICS_VERSION, "kind": kind},
+                "scope": if *namespaced { "Namespaced" } else { "Cluster" },
+                "singularResource": "",
+                "verbs": METRICS_VERBS,
+            })
+        })
+        .collect();
+    json!({
+        "metadata": {"name": METRICS_GROUP, "creationTimestamp": null},
+        "versions": [{"version": METRICS_VERSION, "resources": resources, "freshness": "Current"}],
+    })
+}
+
 /// The aggregated document for the core group (`core: true`, `/api`) or every other group (`/apis`).
 pub fn aggregated(core: bool) -> Value {
     let items: Vec<Value> = registry::groups()
@@ -82,6 +109,7 @@ pub fn aggregated(core: bool) -> Value {
                 "versions": [{"version": v, "resources": resources, "freshness": "Current"}],
             })
         })
+        .chain((!core).then(metrics_aggregated))
         .collect();
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
 }
@@ -102,13 +130,18 @@ fn group_doc(g: &str, v: &str) -> Value {
 
 /// Legacy `/apis`.
 pub fn group_list() -> Value {
-    let groups: Vec<Value> = registry::groups().into_iter().filter(|(g, _)| !g.is_empty()).map(|(g, v)| group_doc(g, v)).collect();
+    let groups: Vec<Value> = registry::groups()
+        .into_iter()
+        .filter(|(g, _)| !g.is_empty())
+        .chain([(METRICS_GROUP, METRICS_VERSION)])
+        .map(|(g, v)| group_doc(g, v))
+        .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// Legacy `/apis/<group>`, if served.
 pub fn group(g: &str) -> Option<Value> {
-    let (g, v) = registry::groups().into_iter().find(|(name, _)| *name == g && !g.is_empty())?;
+    let (g, v) = registry::groups().into_iter().chain([(METRICS_GROUP, METRICS_VERSION)]).find(|(name, _)| *name == g && !g.is_empty())?;
     let mut doc = group_doc(g, v);
     doc["kind"] = json!("APIGroup");
     doc["apiVersion"] = json!("v1");
@@ -118,6 +151,11 @@ pub fn group(g: &str) -> Option<Value> {
 /// Legacy `/api/v1` and `/apis/<group>/<version>`, if served.
 pub fn resource_list(g: &str, v: &str) -> Option<Value> {
     let mut resources = Vec::new();
+    if (g, v) == (METRICS_GROUP, METRICS_VERSION) {
+        for (plural, kind, namespaced) in METRICS {
+            resources.push(json!({"name": plural, "singularName": "", "namespaced": namespaced, "kind": kind, "verbs": METRICS_VERBS}));
+        }
+    }
     for r in of_group(g, v) {
         let mut entry = json!({
             "name": r.plural,
@@ -167,7 +205,7 @@ mod tests {
         let count = |d: &Value| -> usize {
             d["items"].as_array().into_iter().flatten().map(|i| i["versions"][0]["resources"].as_array().map_or(0, Vec::len)).sum()
         };
-        assert_eq!(count(&core) + count(&others), RESOURCES.len());
+        assert_eq!(count(&core) + count(&others), RESOURCES.len() + METRICS.len());
         assert_eq!(core["items"][0]["metadata"]["name"], "");
         let apps = others["items"].as_array().into_iter().flatten().find(|i| i["metadata"]["name"] == "apps");
         let Some(apps) = apps else { panic!("apps served: {others}") };

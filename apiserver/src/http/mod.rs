@@ -1,8 +1,11 @@
 //! The HTTP layer: routes, request parsing ([`request`]), answers (JSON, [`table`]),
 //! [`discovery`], [`openapi`], [`protobuf`] request bodies, [`tls`] and the connection loop
 //! ([`serve`]). It knows the registry (what is served) but not what a request does: resource
-//! requests go to a [`Backend`] (the REST layer implements it), so `http` never imports `rest`.
+//! requests go to a [`Backend`] (the REST layer implements it), so `http` never imports `rest`;
+//! so do the subresources kubelets answer (`log`, `exec`, `proxy`, with the request's head for
+//! upgrades) and metrics.k8s.io ([`MetricsTarget`]).
 
+pub mod access;
 pub mod discovery;
 pub mod openapi;
 pub mod protobuf;
@@ -26,6 +29,11 @@ use std::sync::Arc;
 pub trait Backend: Send + Sync + 'static {
     /// Answers one resource request.
     fn resource(self: Arc<Self>, method: Method, call: Call) -> BoxFuture<'static, Result<Response, ApiError>>;
+    /// Answers a subresource a kubelet serves (`pods/log`, `pods/exec`, `nodes/proxy`): `parts`
+    /// is the request's head (headers, raw query, the connection's upgrade).
+    fn connect(self: Arc<Self>, method: Method, call: Call, parts: http::request::Parts) -> BoxFuture<'static, Result<Response, ApiError>>;
+    /// Answers a metrics.k8s.io request.
+    fn metrics(self: Arc<Self>, target: MetricsTarget, query: request::Query) -> BoxFuture<'static, Result<Response, ApiError>>;
     /// Whether the store answers (`/healthz`, `/readyz`); why not.
     fn health(self: Arc<Self>) -> BoxFuture<'static, Result<(), String>>;
     /// The address clients reach this server at (legacy `/api` reports it).
@@ -33,6 +41,35 @@ pub trait Backend: Send + Sync + 'static {
 }
 
 type Shared = Arc<dyn Backend>;
+
+/// What a metrics.k8s.io/v1beta1 path names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricsTarget {
+    /// PodMetrics (else NodeMetrics).
+    pub pods: bool,
+    /// The namespace in the path (pods only).
+    pub namespace: Option<String>,
+    /// The object name, if the path names one.
+    pub name: Option<String>,
+}
+
+/// Parses what follows `/apis/metrics.k8s.io/v1beta1/`.
+pub fn metrics_target(rest: &str) -> Option<MetricsTarget> {
+    let parts: Vec<&str> = rest.trim_matches('/').split('/').collect();
+    let t = |pods, ns: Option<&&str>, name: Option<&&str>| MetricsTarget {
+        pods,
+        namespace: ns.map(|s| s.to_string()),
+        name: name.map(|s| s.to_string()),
+    };
+    match parts.as_slice() {
+        ["nodes"] => Some(t(false, None, None)),
+        ["nodes", name] => Some(t(false, None, Some(name))),
+        ["pods"] => Some(t(true, None, None)),
+        ["namespaces", ns, "pods"] => Some(t(true, Some(ns), None)),
+        ["namespaces", ns, "pods", name] => Some(t(true, Some(ns), Some(name))),
+        _ => None,
+    }
+}
 
 /// A JSON answer.
 pub fn json(code: StatusCode, v: &Value) -> Response {
@@ -45,7 +82,15 @@ async fn resource(State(b): State<Shared>, req: Request) -> Response {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
+    if call.target.sub.is_some_and(crate::registry::Subresource::connects) {
+        return b.connect(parts.method.clone(), call, parts).await.unwrap_or_else(IntoResponse::into_response);
+    }
     b.resource(parts.method, call).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn metrics(State(b): State<Shared>, axum::extract::Path(rest): axum::extract::Path<String>, uri: axum::http::Uri) -> Response {
+    let Some(target) = metrics_target(&rest) else { return ApiError::NoSuchPath.into_response() };
+    b.metrics(target, request::parse_query(uri.query())).await.unwrap_or_else(IntoResponse::into_response)
 }
 
 fn accept(headers: &HeaderMap) -> &str {
@@ -102,10 +147,11 @@ async fn health(State(b): State<Shared>) -> Response {
     }
 }
 
-/// The whole HTTP surface over `backend`.
-pub fn router(backend: Shared) -> Router {
+/// The whole HTTP surface over `backend`, behind `front` (authentication and authorization)
+/// when given.
+pub fn router(backend: Shared, front: Option<Arc<access::Front>>) -> Router {
     let resources = axum::routing::any(resource);
-    Router::new()
+    let router = Router::new()
         .route("/version", get(|| async { json(StatusCode::OK, &discovery::version()) }))
         .route("/healthz", get(health))
         .route("/readyz", get(health))
@@ -121,7 +167,31 @@ pub fn router(backend: Shared) -> Router {
         .route("/openapi/v3", get(|| async { json(StatusCode::OK, &openapi::index()) }))
         .route("/openapi/v3/{*path}", get(openapi_doc))
         .route("/api/v1/{*rest}", resources.clone())
+        .route("/apis/metrics.k8s.io/v1beta1/{*rest}", get(metrics))
         .route("/apis/{group}/{version}/{*rest}", resources)
         .fallback(|| async { ApiError::NoSuchPath.into_response() })
-        .with_state(backend)
+        .with_state(backend);
+    match front {
+        Some(f) => router.layer(axum::middleware::from_fn_with_state(f, access::check)),
+        None => router,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_paths_name_node_and_pod_metrics() {
+        let t = |pods, ns: Option<&str>, name: Option<&str>| {
+            Some(MetricsTarget { pods, namespace: ns.map(str::to_string), name: name.map(str::to_string) })
+        };
+        assert_eq!(metrics_target("nodes"), t(false, None, None));
+        assert_eq!(metrics_target("nodes/n1"), t(false, None, Some("n1")));
+        assert_eq!(metrics_target("pods"), t(true, None, None));
+        assert_eq!(metrics_target("namespaces/d/pods/p"), t(true, Some("d"), Some("p")));
+        assert_eq!(metrics_target("namespaces/d/pods"), t(true, Some("d"), None));
+        assert_eq!(metrics_target("namespaces/d/nodes"), None);
+        assert_eq!(metrics_target("widgets"), None);
+    }
 }

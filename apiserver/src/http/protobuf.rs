@@ -13,6 +13,7 @@ use crate::error::ApiError;
 use base64::Engine;
 use k8s_pb::api::apps::v1 as apps;
 use k8s_pb::api::core::v1 as core;
+use k8s_pb::api::rbac::v1 as rbac;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
 use k8s_pb::apimachinery::pkg::runtime::Unknown;
 use prost::Message;
@@ -255,6 +256,59 @@ fn with_type(mut obj: Value, api_version: &str, kind: &str) -> Value {
     obj
 }
 
+fn strings(v: Vec<String>) -> Vec<Value> {
+    v.into_iter().map(Value::from).collect()
+}
+
+/// A binding (`kubectl create rolebinding|clusterrolebinding`): roleRef and subjects.
+fn binding(md: Option<meta::ObjectMeta>, subjects: Vec<rbac::Subject>, role_ref: Option<rbac::RoleRef>) -> Result<Value, ApiError> {
+    let mut m = Map::new();
+    if let Some(md) = md {
+        m.insert("metadata".into(), object_meta(md)?);
+    }
+    let subjects: Vec<Value> = subjects
+        .into_iter()
+        .map(|s| {
+            let mut o = Map::new();
+            put(&mut o, "kind", text(s.kind));
+            put(&mut o, "apiGroup", s.api_group);
+            put(&mut o, "name", text(s.name));
+            put(&mut o, "namespace", text(s.namespace));
+            Value::Object(o)
+        })
+        .collect();
+    put_list(&mut m, "subjects", subjects);
+    if let Some(r) = role_ref {
+        m.insert(
+            "roleRef".into(),
+            json!({"apiGroup": r.api_group.unwrap_or_default(), "kind": r.kind.unwrap_or_default(), "name": r.name.unwrap_or_default()}),
+        );
+    }
+    Ok(Value::Object(m))
+}
+
+/// A role's rules (`kubectl create role|clusterrole`).
+fn role(md: Option<meta::ObjectMeta>, rules: Vec<rbac::PolicyRule>) -> Result<Value, ApiError> {
+    let mut m = Map::new();
+    if let Some(md) = md {
+        m.insert("metadata".into(), object_meta(md)?);
+    }
+    let rules: Vec<Value> = rules
+        .into_iter()
+        .map(|r| {
+            let mut o = Map::new();
+            o.insert("verbs".into(), Value::Array(strings(r.verbs)));
+            put_list(&mut o, "apiGroups", strings(r.api_groups));
+            put_list(&mut o, "resources", strings(r.resources));
+            put_list(&mut o, "resourceNames", strings(r.resource_names));
+            put_list(&mut o, "nonResourceURLs", strings(r.non_resource_ur_ls));
+            Value::Object(o)
+        })
+        .collect();
+    put_list(&mut m, "rules", rules);
+    Ok(Value::Object(m))
+}
+
 /// The JSON object a protobuf request body holds.
 pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
     let bad = |e: String| ApiError::BadRequest(format!("protobuf body: {e}"));
@@ -321,6 +375,25 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
             Value::Object(m)
         }
         ("apps/v1", "Deployment") => deployment(apps::Deployment::decode(raw).map_err(|e| bad(e.to_string()))?)?,
+        ("rbac.authorization.k8s.io/v1", "RoleBinding") => {
+            let b = rbac::RoleBinding::decode(raw).map_err(|e| bad(e.to_string()))?;
+            binding(b.metadata, b.subjects, b.role_ref)?
+        }
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
+            let b = rbac::ClusterRoleBinding::decode(raw).map_err(|e| bad(e.to_string()))?;
+            binding(b.metadata, b.subjects, b.role_ref)?
+        }
+        ("rbac.authorization.k8s.io/v1", "Role") => {
+            let r = rbac::Role::decode(raw).map_err(|e| bad(e.to_string()))?;
+            role(r.metadata, r.rules)?
+        }
+        ("rbac.authorization.k8s.io/v1", "ClusterRole") => {
+            let r = rbac::ClusterRole::decode(raw).map_err(|e| bad(e.to_string()))?;
+            if r.aggregation_rule.as_ref().is_some_and(|a| !a.cluster_role_selectors.is_empty()) {
+                return Err(ApiError::Unsupported("protobuf aggregationRule bodies are not decoded by this server; send JSON".into()));
+            }
+            role(r.metadata, r.rules)?
+        }
         _ => {
             return Err(ApiError::Unsupported(format!(
                 "protobuf bodies of {api_version} {kind} are not decoded by this server; send JSON"
@@ -396,6 +469,38 @@ mod tests {
         }
         let refused = decode(&envelope("apps/v1", "Deployment", odd.encode_to_vec()));
         assert!(matches!(refused, Err(ApiError::Unsupported(_))), "{refused:?}");
+    }
+
+    #[test]
+    fn role_bindings_from_kubectl_create_decode() {
+        let b = rbac::RoleBinding {
+            metadata: Some(meta::ObjectMeta { name: Some("jane-edit".into()), ..Default::default() }),
+            subjects: vec![rbac::Subject {
+                kind: Some("User".into()),
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                name: Some("jane".into()),
+                namespace: None,
+            }],
+            role_ref: Some(rbac::RoleRef {
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                kind: Some("ClusterRole".into()),
+                name: Some("edit".into()),
+            }),
+        };
+        let obj = decode(&envelope("rbac.authorization.k8s.io/v1", "RoleBinding", b.encode_to_vec())).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(obj["roleRef"], json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"}));
+        assert_eq!(obj["subjects"], json!([{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "jane"}]));
+        let r = rbac::Role {
+            metadata: Some(meta::ObjectMeta { name: Some("reader".into()), ..Default::default() }),
+            rules: vec![rbac::PolicyRule {
+                verbs: vec!["get".into()],
+                api_groups: vec![String::new()],
+                resources: vec!["pods".into()],
+                ..Default::default()
+            }],
+        };
+        let obj = decode(&envelope("rbac.authorization.k8s.io/v1", "Role", r.encode_to_vec())).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(obj["rules"], json!([{"verbs": ["get"], "apiGroups": [""], "resources": ["pods"]}]));
     }
 
     #[test]

@@ -22,6 +22,8 @@ pub struct Target {
     pub name: Option<String>,
     /// The subresource, if any.
     pub sub: Option<Subresource>,
+    /// What follows `proxy/` in a proxy path (`nodes/n1/proxy/stats/summary`: `stats/summary`).
+    pub tail: Option<String>,
 }
 
 /// Parses `/api/v1/...` and `/apis/<group>/<version>/...`.
@@ -41,12 +43,24 @@ pub fn parse_path(path: &str) -> Result<Target, ApiError> {
             Some(&"binding") if res.has(Subresource::Binding) => Ok(Some(Subresource::Binding)),
             Some(&"eviction") if res.has(Subresource::Eviction) => Ok(Some(Subresource::Eviction)),
             Some(&"finalize") if res.has(Subresource::Finalize) => Ok(Some(Subresource::Finalize)),
+            Some(&"log") if res.has(Subresource::Log) => Ok(Some(Subresource::Log)),
+            Some(&"exec") if res.has(Subresource::Exec) => Ok(Some(Subresource::Exec)),
+            Some(&"proxy") if res.has(Subresource::Proxy) => Ok(Some(Subresource::Proxy)),
             Some(_) => Err(ApiError::NoSuchPath),
         }
     };
     let target = |res: &'static Resource, ns: Option<&str>, name: Option<&&str>, s: Option<&&str>| -> Result<Target, ApiError> {
-        Ok(Target { res, namespace: ns.map(str::to_string), name: name.map(|n| n.to_string()), sub: sub(s, res)? })
+        Ok(Target { res, namespace: ns.map(str::to_string), name: name.map(|n| n.to_string()), sub: sub(s, res)?, tail: None })
     };
+    // `<plural>/<name>/proxy/<path…>` of a cluster-scoped kind with a proxy (nodes).
+    if let [plural, name, "proxy", tail @ ..] = rest
+        && let Ok(res) = find(plural)
+        && res.has(Subresource::Proxy)
+        && !res.namespaced
+    {
+        let name = Some(name.to_string());
+        return Ok(Target { res, namespace: None, name, sub: Some(Subresource::Proxy), tail: Some(tail.join("/")) });
+    }
     match rest {
         // /namespaces/<ns>/<plural>[/<name>[/<sub>]] for namespaced kinds; /namespaces/<name>[/status|/finalize] otherwise.
         ["namespaces", ns, plural, tail @ ..] if *plural != "status" && *plural != "finalize" => {
@@ -208,7 +222,7 @@ impl Call {
     /// A call made by the server itself (bootstrap): a create of `res` as `manager`.
     pub fn internal(res: &'static Resource, manager: &str) -> Call {
         Call {
-            target: Target { res, namespace: None, name: None, sub: None },
+            target: Target { res, namespace: None, name: None, sub: None, tail: None },
             query: Query::new(),
             output: Output::Json,
             media: Media::Json,
@@ -254,6 +268,13 @@ mod tests {
         assert!(t("/api/v1/namespaces/d/configmaps/c/status").is_none(), "configmaps have no status");
         assert!(t("/apis/apps/v1/namespaces/d/pods").is_none());
         assert!(t("/api/v1/widgets").is_none());
+        assert_eq!(t("/api/v1/namespaces/d/pods/p/log"), Some(("pods".into(), s("d"), s("p"), Some("log"))));
+        assert_eq!(t("/api/v1/namespaces/d/pods/p/exec"), Some(("pods".into(), s("d"), s("p"), Some("exec"))));
+        assert!(t("/api/v1/namespaces/d/configmaps/c/log").is_none());
+        let proxy = parse_path("/api/v1/nodes/n1/proxy/stats/summary").map(|t| (t.name, t.sub.map(Subresource::name), t.tail));
+        assert_eq!(proxy.ok(), Some((s("n1"), Some("proxy"), s("stats/summary"))));
+        assert_eq!(parse_path("/api/v1/nodes/n1/proxy").ok().and_then(|t| t.tail), s(""));
+        assert!(t("/api/v1/namespaces/d/pods/p/proxy/x").is_none(), "pods/proxy is not served");
     }
 
     #[test]

@@ -25,8 +25,19 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Conn for T {}
 /// Pause after a failed accept (out of file descriptors, say) before the next one.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
-async fn speak<C: Conn>(io: C, router: Router) {
-    let service = TowerToHyperService::new(router);
+/// The client certificate chain the TLS handshake verified, in every request's extensions
+/// (what authentication reads; absent on plain connections or without a certificate).
+#[derive(Clone, Debug)]
+pub struct PeerCertificates(pub Arc<Vec<rustls::pki_types::CertificateDer<'static>>>);
+
+async fn speak<C: Conn>(io: C, router: Router, peer: Option<PeerCertificates>) {
+    use tower::ServiceExt;
+    let service = TowerToHyperService::new(router.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
+        if let Some(p) = &peer {
+            req.extensions_mut().insert(p.clone());
+        }
+        req
+    }));
     if let Err(e) = Builder::new(TokioExecutor::new()).serve_connection_with_upgrades(TokioIo::new(io), service).await {
         tracing::debug!("connection: {e}");
     }
@@ -62,11 +73,18 @@ where
         match acceptor.clone() {
             Some(acceptor) => conns.spawn(async move {
                 match acceptor.accept(io).await {
-                    Ok(stream) => speak(stream, router).await,
+                    Ok(stream) => {
+                        let peer = stream
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .map(|c| PeerCertificates(Arc::new(c.iter().map(|d| d.clone().into_owned()).collect())));
+                        speak(stream, router, peer).await
+                    }
                     Err(e) => tracing::debug!("TLS handshake: {e}"),
                 }
             }),
-            None => conns.spawn(speak(io, router)),
+            None => conns.spawn(speak(io, router, None)),
         };
     }
 }

@@ -74,19 +74,24 @@ pub fn ensure_generated(dir: &Path, hosts: &[String]) -> Result<CertFiles, Strin
     Ok(files)
 }
 
-/// The rustls server config for `files` (ALPN h2 and HTTP/1.1: kubectl speaks both).
-pub fn server_config(files: &CertFiles) -> Result<Arc<ServerConfig>, String> {
+/// The rustls server config for `files` (ALPN h2 and HTTP/1.1: kubectl speaks both), asking
+/// clients for a certificate through `client_verifier` (`--client-ca-file`) when given.
+pub fn server_config(
+    files: &CertFiles,
+    client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
+) -> Result<Arc<ServerConfig>, String> {
     let chain = CertificateDer::pem_file_iter(&files.cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| format!("reading {}: {e}", files.cert.display()))?;
     let key = PrivateKeyDer::from_pem_file(&files.key).map_err(|e| format!("reading {}: {e}", files.key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .map_err(|e| format!("serving certificate: {e}"))?;
+    let builder = ServerConfig::builder_with_provider(provider).with_safe_default_protocol_versions().map_err(|e| e.to_string())?;
+    let mut cfg = match client_verifier {
+        Some(v) => builder.with_client_cert_verifier(v),
+        None => builder.with_no_client_auth(),
+    }
+    .with_single_cert(chain, key)
+    .map_err(|e| format!("serving certificate: {e}"))?;
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
@@ -127,7 +132,7 @@ mod tests {
         let first = read(&files.cert);
         let again = ensure_generated(dir.path(), &[]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(read(&again.cert), first, "reused, not regenerated");
-        assert!(server_config(&files).is_ok());
+        assert!(server_config(&files, None).is_ok());
         assert!(verifies(&files, "10.0.0.1") && verifies(&files, "localhost"));
         assert!(!verifies(&files, "10.0.0.2"), "the check can fail");
     }

@@ -92,7 +92,12 @@ pub fn prepare_create(res: &Resource, namespace: Option<&str>, mut obj: Value, f
             }
         },
     };
-    if let Some(problem) = crate::registry::validation::name_problem(&name, res.label_names) {
+    let problem = if res.segment_names {
+        crate::registry::validation::segment_problem(&name)
+    } else {
+        crate::registry::validation::name_problem(&name, res.label_names)
+    };
+    if let Some(problem) = problem {
         return Err(ApiError::Invalid { kind: res.kind.into(), name, causes: vec![("metadata.name".into(), problem)] });
     }
     m.insert("name".into(), Value::String(name));

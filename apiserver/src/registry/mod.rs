@@ -29,8 +29,10 @@ pub mod namespaces;
 pub mod nodes;
 pub mod pods;
 pub mod priorityclasses;
+pub mod rbac;
 pub mod replicasets;
 pub mod secrets;
+pub mod service_alloc;
 pub mod serviceaccounts;
 pub mod services;
 
@@ -49,6 +51,12 @@ pub enum Subresource {
     Eviction,
     /// `finalize` (namespaces): PUT the namespace to change its `spec.finalizers`.
     Finalize,
+    /// `log` (pods): the container's log, from its kubelet.
+    Log,
+    /// `exec` (pods): a command in the container, over a WebSocket to its kubelet.
+    Exec,
+    /// `proxy` (nodes): any request to the node's kubelet (`proxy/<path>`).
+    Proxy,
 }
 
 impl Subresource {
@@ -60,6 +68,9 @@ impl Subresource {
             Subresource::Binding => "binding",
             Subresource::Eviction => "eviction",
             Subresource::Finalize => "finalize",
+            Subresource::Log => "log",
+            Subresource::Exec => "exec",
+            Subresource::Proxy => "proxy",
         }
     }
 
@@ -71,6 +82,9 @@ impl Subresource {
             Subresource::Binding => Some(("", "v1", "Binding")),
             Subresource::Eviction => Some(("policy", "v1", "Eviction")),
             Subresource::Finalize => None,
+            Subresource::Log => Some(("", "v1", "Pod")),
+            Subresource::Exec => Some(("", "v1", "PodExecOptions")),
+            Subresource::Proxy => Some(("", "v1", "NodeProxyOptions")),
         }
     }
 
@@ -80,7 +94,15 @@ impl Subresource {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
             Subresource::Binding | Subresource::Eviction => &["create"],
             Subresource::Finalize => &["update"],
+            Subresource::Log => &["get"],
+            Subresource::Exec => &["create", "get"],
+            Subresource::Proxy => &["create", "delete", "get", "patch", "update"],
         }
+    }
+
+    /// Whether a kubelet answers it (proxied by [`crate::kubelet`], not stored).
+    pub fn connects(self) -> bool {
+        matches!(self, Subresource::Log | Subresource::Exec | Subresource::Proxy)
     }
 }
 
@@ -109,6 +131,9 @@ pub struct Resource {
     pub has_spec: bool,
     /// Names are DNS labels (namespaces, services: they become DNS names), else subdomains.
     pub label_names: bool,
+    /// Names are path segments only (RBAC objects: `system:discovery`; kube's
+    /// `ValidatePathSegmentName`), not DNS names.
+    pub segment_names: bool,
     /// The kind's rules.
     pub strategy: &'static dyn Behaviour,
 }
@@ -132,6 +157,7 @@ pub const ROW: Resource = Resource {
     subresources: &[],
     has_spec: false,
     label_names: false,
+    segment_names: false,
     strategy: &leases::Leases,
 };
 
@@ -139,7 +165,8 @@ pub const ROW: Resource = Resource {
 pub const STATUS: &[Subresource] = &[Subresource::Status];
 /// `status` and `scale`.
 pub const STATUS_SCALE: &[Subresource] = &[Subresource::Status, Subresource::Scale];
-const POD: &[Subresource] = &[Subresource::Status, Subresource::Binding, Subresource::Eviction];
+const POD: &[Subresource] = &[Subresource::Status, Subresource::Binding, Subresource::Eviction, Subresource::Log, Subresource::Exec];
+const NODE: &[Subresource] = &[Subresource::Status, Subresource::Proxy];
 const NAMESPACE: &[Subresource] = &[Subresource::Status, Subresource::Finalize];
 
 /// Every served resource.
@@ -161,7 +188,7 @@ pub static RESOURCES: &[Resource] = &[
         singular: "node",
         namespaced: false,
         short_names: &["no"],
-        subresources: STATUS,
+        subresources: NODE,
         strategy: &nodes::Nodes,
         ..ROW
     },
@@ -284,7 +311,39 @@ pub static RESOURCES: &[Resource] = &[
         ..ROW
     },
     Resource { group: "coordination.k8s.io", kind: "Lease", plural: "leases", singular: "lease", strategy: &leases::Leases, ..ROW },
+    Resource { group: RBAC, kind: "Role", plural: "roles", singular: "role", segment_names: true, strategy: &rbac::Roles, ..ROW },
+    Resource {
+        group: RBAC,
+        kind: "ClusterRole",
+        plural: "clusterroles",
+        singular: "clusterrole",
+        namespaced: false,
+        segment_names: true,
+        strategy: &rbac::ClusterRoles,
+        ..ROW
+    },
+    Resource {
+        group: RBAC,
+        kind: "RoleBinding",
+        plural: "rolebindings",
+        singular: "rolebinding",
+        segment_names: true,
+        strategy: &rbac::RoleBindings,
+        ..ROW
+    },
+    Resource {
+        group: RBAC,
+        kind: "ClusterRoleBinding",
+        plural: "clusterrolebindings",
+        singular: "clusterrolebinding",
+        namespaced: false,
+        segment_names: true,
+        strategy: &rbac::ClusterRoleBindings,
+        ..ROW
+    },
 ];
+
+const RBAC: &str = "rbac.authorization.k8s.io";
 
 impl Resource {
     /// `apps/v1`, or `v1` for the core group.

@@ -329,11 +329,10 @@ mod tests {
 
     #[test]
     fn a_bound_running_pod_is_deleted_gracefully_and_others_at_once() {
-        let pod = |node: Option<&str>, phase: &str, tgps: Option<i64>| {
-            let mut p = Pod::default();
-            p.spec = Some(PodSpec { node_name: node.map(str::to_string), termination_grace_period_seconds: tgps, ..Default::default() });
-            p.status = Some(PodStatus { phase: Some(phase.into()), ..Default::default() });
-            p
+        let pod = |node: Option<&str>, phase: &str, tgps: Option<i64>| Pod {
+            spec: Some(PodSpec { node_name: node.map(str::to_string), termination_grace_period_seconds: tgps, ..Default::default() }),
+            status: Some(PodStatus { phase: Some(phase.into()), ..Default::default() }),
+            ..Default::default()
         };
         let table = [
             (pod(Some("n"), "Running", Some(30)), None, Deletion::Graceful(30)),

@@ -116,6 +116,8 @@ pub trait Strategy: Send + Sync + 'static {
     }
 
     /// The object, of this kind, that a stored form is.
+    // The pair to_storage/from_storage reads better than a new name; the strategy is the self.
+    #[allow(clippy::wrong_self_convention)]
     fn from_storage(&self, stored: Value) -> Value {
         stored
     }
@@ -147,6 +149,7 @@ pub trait Behaviour: Send + Sync {
     /// The stored form of an object of this resource.
     fn to_storage(&self, obj: Value) -> Result<Value, ApiError>;
     /// The object a stored form is, for this resource.
+    #[allow(clippy::wrong_self_convention)]
     fn from_storage(&self, stored: Value) -> Value;
 }
 

@@ -27,6 +27,15 @@ pub fn is_dns_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
+/// Why `name` is not a valid path segment name (kube's `ValidatePathSegmentName`, for RBAC
+/// objects).
+pub fn segment_problem(name: &str) -> Option<String> {
+    if name == "." || name == ".." {
+        return Some(format!("Invalid value: {name:?}: may not be '{name}'"));
+    }
+    ["/", "%"].iter().find(|c| name.contains(**c)).map(|c| format!("Invalid value: {name:?}: may not contain '{c}'"))
+}
+
 /// Why `name` is not a valid object name (a DNS label when `label`, else a subdomain).
 pub fn name_problem(name: &str, label: bool) -> Option<String> {
     let ok = if label { is_dns_label(name) } else { is_dns_subdomain(name) };
@@ -271,6 +280,13 @@ pub fn node_affinity(a: Option<&k8s_openapi::api::core::v1::Affinity>, path: &st
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn path_segment_names_allow_colons_but_not_slashes() {
+        assert_eq!(segment_problem("system:discovery"), None);
+        assert_eq!(segment_problem("a/b"), Some("Invalid value: \"a/b\": may not contain '/'".into()));
+        assert_eq!(segment_problem(".."), Some("Invalid value: \"..\": may not be '..'".into()));
+    }
     use serde_json::json;
 
     fn spec_causes(spec: serde_json::Value) -> Vec<String> {

@@ -8,12 +8,13 @@
 //! deleted without grace (`deletionGracePeriodSeconds` absent or 0) and its last finalizer is
 //! gone, as kube-apiserver's `shouldDeleteDuringUpdate`. A pod in its grace period is never
 //! deleted by an update: its kubelet deletes it. With `dryRun=All` nothing is written: the
-//! answer is what would have been.
+//! answer is what would have been. A Service's IP and node port allocations are taken and
+//! freed in the same Txn as its write ([`crate::rest::services`]).
 
 use crate::error::ApiError;
 use crate::http::request::Call;
 use crate::registry::meta;
-use crate::rest::{Api, conflict};
+use crate::rest::{Api, conflict, services};
 use crate::storage::{self, Stored, Written};
 use serde_json::Value;
 
@@ -75,7 +76,8 @@ pub async fn perform(api: &Api, call: &Call, key: &str, current: &Stored, action
             return Ok(Some(Updated::Deleted(shown)));
         }
         Action::Delete(mut shown) => {
-            return Ok(match api.store.delete_if(key, current.mod_revision).await? {
+            let claims = if services::allocates(call) { services::release(call, &storage::decode(current)?) } else { Default::default() };
+            return Ok(match api.store.write_with(key, None, current.mod_revision, &[], &claims.free).await? {
                 Written::At(_) => {
                     meta::set_resource_version(&mut shown, current.mod_revision);
                     Some(Updated::Deleted(shown))
@@ -85,6 +87,7 @@ pub async fn perform(api: &Api, call: &Call, key: &str, current: &Stored, action
         }
     };
     let old = storage::decode(current)?;
+    let claims = services::plan(api, call, &mut new, Some(&old)).await?;
     let stored = strategy.to_storage(new.clone())?;
     let bytes = meta::for_store(&stored);
     if bytes == current.value.as_ref() {
@@ -97,7 +100,8 @@ pub async fn perform(api: &Api, call: &Call, key: &str, current: &Stored, action
         return Ok(Some(if deletes(&old, &stored) { Updated::Deleted(new) } else { Updated::Stored(new) }));
     }
     if deletes(&old, &stored) {
-        return Ok(match api.store.delete_if(key, current.mod_revision).await? {
+        let freed = services::release(call, &old);
+        return Ok(match api.store.write_with(key, None, current.mod_revision, &[], &freed.free).await? {
             Written::At(rev) => {
                 meta::set_resource_version(&mut new, rev);
                 Some(Updated::Deleted(new))
@@ -105,7 +109,8 @@ pub async fn perform(api: &Api, call: &Call, key: &str, current: &Stored, action
             Written::Guard(_) => None,
         });
     }
-    match api.store.put_if(key, bytes, current.mod_revision, current.lease).await? {
+    match api.store.write_with(key, Some((bytes, current.lease)), current.mod_revision, &services::side_keys(&claims), &claims.free).await?
+    {
         Written::At(rev) => {
             meta::set_resource_version(&mut new, rev);
             Ok(Some(Updated::Stored(new)))

@@ -5,7 +5,11 @@
 //!   [`deletion`] (what a delete does to one object: graceful, finalizers); every change of a stored object goes through [`guarded::guarded_update`], the one
 //!   read → compute → guarded write → retry loop;
 //! - [`list`] (paged lists at one revision, deletecollection), [`watch`] (event streams from
-//!   the watch cache), [`scale`], [`pods`] (binding, eviction);
+//!   the watch cache), [`scale`], [`pods`] (binding, eviction), [`services`] (ClusterIP and
+//!   NodePort allocation in the Service's write, the `default/kubernetes` Service and Endpoints);
+//! - what kubelets answer: [`connect`] (`pods/log`, `pods/exec`, `nodes/proxy`) and
+//!   [`metrics`] (metrics.k8s.io), through [`crate::kubelet`];
+//! - [`rbac`]: the default RBAC policy and the feeders of keel-access's policy;
 //! - [`admission`]: kube's admission steps (Priority, DefaultTolerationSeconds, TaintNodesByCondition,
 //!   one default PriorityClass);
 //! - pure cores: [`patch`] (merge, JSON and strategic patches), [`smp`], [`managed`]
@@ -15,15 +19,19 @@
 
 pub mod admission;
 pub mod apply;
+pub mod connect;
 pub mod delete;
 pub mod deletion;
 pub mod guarded;
 pub mod list;
 pub mod managed;
+pub mod metrics;
 pub mod object;
 pub mod patch;
 pub mod pods;
+pub mod rbac;
 pub mod scale;
+pub mod services;
 pub mod smp;
 pub mod watch;
 
@@ -65,6 +73,10 @@ pub struct Api {
     pub default_toleration_seconds: (i64, i64),
     /// The admission plugins that run ([`admission::PLUGINS`] by kube's names).
     pub admission_plugins: std::collections::BTreeSet<String>,
+    /// The client to kubelets (logs, exec, node proxy, metrics).
+    pub kubelets: crate::kubelet::KubeletClient,
+    /// `--service-cluster-ip-range` and `--service-node-port-range`.
+    pub service_ranges: crate::registry::service_alloc::Ranges,
 }
 
 impl Api {
@@ -144,6 +156,18 @@ pub fn conflict(call: &Call) -> ApiError {
 impl Backend for Api {
     fn resource(self: Arc<Self>, method: Method, call: Call) -> BoxFuture<'static, Result<Response, ApiError>> {
         Box::pin(self.dispatch(method, call))
+    }
+
+    fn connect(self: Arc<Self>, method: Method, call: Call, parts: http::request::Parts) -> BoxFuture<'static, Result<Response, ApiError>> {
+        Box::pin(async move { connect::serve(&self, method, call, parts).await })
+    }
+
+    fn metrics(
+        self: Arc<Self>,
+        target: crate::http::MetricsTarget,
+        query: crate::http::request::Query,
+    ) -> BoxFuture<'static, Result<Response, ApiError>> {
+        Box::pin(async move { metrics::serve(&self, target, query).await })
     }
 
     fn health(self: Arc<Self>) -> BoxFuture<'static, Result<(), String>> {

@@ -14,7 +14,7 @@ use crate::registry::priorityclasses;
 use crate::registry::strategy::Write;
 use crate::rest::admission::{self, Admission};
 use crate::rest::guarded::guarded_update;
-use crate::rest::{Api, conflict, managed, patch};
+use crate::rest::{Api, conflict, managed, patch, services};
 use crate::storage::{Written, keys};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -69,27 +69,40 @@ pub async fn create_object(api: &Api, call: &Call, obj: Value) -> Result<Value, 
     ensure_namespace(api, call, &name, ns).await?;
     let k = keys::key(res, ns, &name);
     let lease = if res.kind == "Event" { api.event_leases.lease(&api.store, api.now_secs()).await? } else { 0 };
-    let stored = res.strategy.to_storage(obj.clone())?;
-    if call.dry_run {
-        if api.store.get(&k).await?.is_some() {
-            return Err(ApiError::AlreadyExists { resource: res.qualified(), name });
+    // A Service's allocations are planned again when a claim lost a race (see rest::services).
+    for _ in 0..crate::rest::guarded::RETRIES {
+        let mut obj = obj.clone();
+        let claims = services::plan(api, call, &mut obj, None).await?;
+        let stored = res.strategy.to_storage(obj.clone())?;
+        if call.dry_run {
+            if api.store.get(&k).await?.is_some() {
+                return Err(ApiError::AlreadyExists { resource: res.qualified(), name });
+            }
+            return Ok(obj);
         }
-        return Ok(obj);
-    }
-    match api.store.put_if(&k, meta::for_store(&stored), 0, lease).await? {
-        Written::At(rev) => {
-            meta::set_resource_version(&mut obj, rev);
-            Ok(obj)
+        let written = if claims.is_empty() {
+            api.store.put_if(&k, meta::for_store(&stored), 0, lease).await?
+        } else {
+            api.store.write_with(&k, Some((meta::for_store(&stored), lease)), 0, &services::side_keys(&claims), &claims.free).await?
+        };
+        match written {
+            Written::At(rev) => {
+                meta::set_resource_version(&mut obj, rev);
+                return Ok(obj);
+            }
+            Written::Guard(None) if !claims.is_empty() => continue,
+            Written::Guard(_) => return Err(ApiError::AlreadyExists { resource: res.qualified(), name }),
         }
-        Written::Guard(_) => Err(ApiError::AlreadyExists { resource: res.qualified(), name }),
     }
+    Err(conflict(call))
 }
 
 /// The namespaces every cluster has, created if missing.
 pub const BUILT_IN_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public", "kube-node-lease"];
 
-/// Creates what every cluster has and is missing: the [`BUILT_IN_NAMESPACES`] and the system
-/// PriorityClasses.
+/// Creates what every cluster has and is missing: the [`BUILT_IN_NAMESPACES`], the system
+/// PriorityClasses and the `default/kubernetes` Service (its Endpoints are
+/// [`services::run_endpoints`]'s).
 pub async fn bootstrap(api: &Api) -> Result<(), ApiError> {
     let mut wanted = Vec::new();
     if let Some(res) = crate::registry::find("", "v1", "namespaces") {
@@ -98,8 +111,14 @@ pub async fn bootstrap(api: &Api) -> Result<(), ApiError> {
     if let Some(res) = crate::registry::find("scheduling.k8s.io", "v1", "priorityclasses") {
         wanted.extend(priorityclasses::SYSTEM.iter().map(|(n, v, d)| (res, priorityclasses::system_class(n, *v, d))));
     }
+    if let Some(res) = crate::registry::find("", "v1", "services") {
+        let port = api.advertise.rsplit_once(':').and_then(|(_, p)| p.parse().ok()).unwrap_or(6443);
+        wanted.push((res, services::kubernetes_service(port)));
+    }
     for (res, obj) in wanted {
-        match create_object(api, &Call::internal(res, "keel-apiserver"), obj).await {
+        let mut call = Call::internal(res, "keel-apiserver");
+        call.target.namespace = obj.pointer("/metadata/namespace").and_then(Value::as_str).map(str::to_string);
+        match create_object(api, &call, obj).await {
             Ok(_) | Err(ApiError::AlreadyExists { .. }) => {}
             Err(e) => return Err(e),
         }

@@ -156,6 +156,39 @@ impl Store {
         self.written(g)
     }
 
+    /// `put_if` (with `value`: bytes and lease) or `delete_if` (without) of `key`, in one Txn
+    /// with side keys: each of `take` must not exist and is written, each of `free` is
+    /// deleted (a Service's IP and node port allocations). A failed guard reads `key` only, so
+    /// `Guard(Some(_))` is "the object changed" and `Guard(None)` on a create is "a side key is
+    /// taken".
+    pub async fn write_with(
+        &self,
+        key: &str,
+        value: Option<(Vec<u8>, i64)>,
+        expected: i64,
+        take: &[(String, Vec<u8>)],
+        free: &[String],
+    ) -> Result<Written, ApiError> {
+        use keel_etcd::txn;
+        let mut compare = vec![txn::compare_mod(key, expected)];
+        compare.extend(take.iter().map(|(k, _)| txn::compare_version(k, 0)));
+        let mut success = vec![match value {
+            Some((v, lease)) => txn::put(key, self.codec.seal(key, v), lease),
+            None => txn::delete(key),
+        }];
+        success.extend(take.iter().map(|(k, v)| txn::put(k, v.clone(), 0)));
+        success.extend(free.iter().map(txn::delete));
+        let req = keel_etcd::proto::etcdserverpb::TxnRequest { compare, success, failure: vec![txn::get(key)] };
+        let resp = self.client.txn(req).await?;
+        self.written(txn::outcome(resp))
+    }
+
+    /// The keys under `prefix` (values not opened: allocation keys hold plain JSON).
+    pub async fn keys(&self, prefix: &str) -> Result<Vec<String>, ApiError> {
+        let (kvs, _) = self.client.list(prefix, LIST_PAGE).await?;
+        Ok(kvs.into_iter().map(|kv| String::from_utf8_lossy(&kv.key).into_owned()).collect())
+    }
+
     /// Deletes every key under `prefix`; how many there were.
     pub async fn delete_prefix(&self, prefix: &str) -> Result<i64, ApiError> {
         Ok(self.client.delete_prefix(prefix).await?)

@@ -156,7 +156,10 @@ async fn pump(socket: WebSocket, p: crate::runtime::ExecProcess) {
     let _ = tx.send(status(code)).await;
     drop(tx);
     if let Ok(Some(mut sink)) = writer.await {
-        let _ = sink.send(Message::Close(None)).await;
+        // A normal closure (1000): client-go's WebSocket executor treats a close without a
+        // status code (1005) as a failed stream and kubectl exec fails.
+        let normal = axum::extract::ws::CloseFrame { code: axum::extract::ws::close_code::NORMAL, reason: "".into() };
+        let _ = sink.send(Message::Close(Some(normal))).await;
     }
 }
 
