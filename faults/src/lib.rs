@@ -34,6 +34,9 @@ pub mod rng;
 pub mod schedule;
 pub mod workload;
 
+#[cfg(feature = "real")]
+pub mod real;
+
 #[cfg(test)]
 mod testutil;
 
