@@ -64,6 +64,38 @@ pub enum ApiError {
         /// Its node.
         node: String,
     },
+    /// The object's state does not allow the request (409 Conflict), with why: a precondition
+    /// that failed, a pod being deleted that cannot be bound.
+    #[error("Operation cannot be fulfilled on {resource} \"{name}\": {why}")]
+    Refused {
+        /// Plural resource name (`pods`, `pods/binding`).
+        resource: String,
+        /// Object name.
+        name: String,
+        /// Why.
+        why: String,
+    },
+    /// An admission check refused the request (403 Forbidden), with why.
+    #[error("{}", if name.is_empty() { format!("{resource} is forbidden: {why}") } else { format!("{resource} \"{name}\" is forbidden: {why}") })]
+    Forbidden {
+        /// Plural resource name.
+        resource: String,
+        /// Object name (empty when it has none yet).
+        name: String,
+        /// Why.
+        why: String,
+    },
+    /// A create in a namespace being deleted (403 Forbidden, kube's NamespaceLifecycle, with the
+    /// `NamespaceTerminating` cause controllers match on).
+    #[error("{resource} \"{name}\" is forbidden: unable to create new content in namespace {namespace} because it is being terminated")]
+    NamespaceTerminating {
+        /// Plural resource name.
+        resource: String,
+        /// Object name.
+        name: String,
+        /// The namespace.
+        namespace: String,
+    },
     /// The object fails validation (422 Invalid), with one cause per field.
     #[error("{kind} \"{name}\" is invalid: {}", causes.iter().map(|(f, m)| format!("{f}: {m}")).collect::<Vec<_>>().join(", "))]
     Invalid {
@@ -83,6 +115,15 @@ pub enum ApiError {
     /// A resourceVersion or continue token older than what is kept (410 Expired / Gone).
     #[error("{0}")]
     Gone(String),
+    /// A list asked for a resourceVersion newer than the store's (504 Timeout, with the
+    /// `ResourceVersionTooLarge` cause clients retry on).
+    #[error("Too large resource version: {requested}, current: {current}")]
+    TooLargeResourceVersion {
+        /// The resourceVersion asked for.
+        requested: i64,
+        /// The store's revision.
+        current: i64,
+    },
     /// The body's media type is not one this server decodes (415).
     #[error(
         "the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf, application/merge-patch+json, application/json-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml"
@@ -123,10 +164,14 @@ impl ApiError {
         match self {
             ApiError::NotFound { .. } | ApiError::NamespaceNotFound(_) | ApiError::NoSuchPath => (404, "NotFound"),
             ApiError::AlreadyExists { .. } => (409, "AlreadyExists"),
-            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } | ApiError::AlreadyBound { .. } => (409, "Conflict"),
+            ApiError::Conflict { .. } | ApiError::ApplyConflict { .. } | ApiError::AlreadyBound { .. } | ApiError::Refused { .. } => {
+                (409, "Conflict")
+            }
             ApiError::Invalid { .. } => (422, "Invalid"),
+            ApiError::Forbidden { .. } | ApiError::NamespaceTerminating { .. } => (403, "Forbidden"),
             ApiError::BadRequest(_) => (400, "BadRequest"),
             ApiError::Gone(_) => (410, "Expired"),
+            ApiError::TooLargeResourceVersion { .. } => (504, "Timeout"),
             ApiError::UnsupportedMediaType | ApiError::Unsupported(_) => (415, "UnsupportedMediaType"),
             ApiError::MethodNotAllowed => (405, "MethodNotAllowed"),
             ApiError::TooLarge { .. } => (413, "RequestEntityTooLarge"),
@@ -148,7 +193,11 @@ impl ApiError {
             "code": code,
         });
         let details = match self {
-            ApiError::NotFound { resource, name } | ApiError::AlreadyExists { resource, name } | ApiError::Conflict { resource, name } => {
+            ApiError::NotFound { resource, name }
+            | ApiError::AlreadyExists { resource, name }
+            | ApiError::Conflict { resource, name }
+            | ApiError::Refused { resource, name, .. }
+            | ApiError::Forbidden { resource, name, .. } => {
                 let (kind, group) = resource.split_once('.').unwrap_or((resource, ""));
                 Some(json!({ "name": name, "group": group, "kind": kind }))
             }
@@ -161,6 +210,18 @@ impl ApiError {
                     .collect();
                 Some(json!({ "name": name, "group": group, "kind": kind, "causes": causes }))
             }
+            ApiError::NamespaceTerminating { resource, name, namespace } => {
+                let (kind, group) = resource.split_once('.').unwrap_or((resource, ""));
+                Some(json!({"name": name, "group": group, "kind": kind, "causes": [{
+                    "reason": "NamespaceTerminating",
+                    "message": format!("namespace {namespace} is being terminated"),
+                    "field": "metadata.namespace",
+                }]}))
+            }
+            ApiError::TooLargeResourceVersion { .. } => Some(json!({
+                "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+                "retryAfterSeconds": 1,
+            })),
             ApiError::Invalid { kind, name, causes } => Some(json!({
                 "name": name,
                 "kind": kind,

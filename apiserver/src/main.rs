@@ -43,6 +43,10 @@ struct Flags {
     /// Key of --tls-cert-file.
     #[arg(long, requires = "tls_cert_file")]
     tls_private_key_file: Option<PathBuf>,
+    /// Extra names and IPs the generated serving certificate is valid for (comma separated), so
+    /// clients verify it through a load balancer's address or a DNS name.
+    #[arg(long, value_delimiter = ',')]
+    tls_sans: Vec<String>,
     /// Plain-HTTP port on 127.0.0.1 for development (0: off).
     #[arg(long, default_value_t = 0)]
     insecure_port: u16,
@@ -56,6 +60,18 @@ struct Flags {
     /// --etcd-compaction-interval; 0 turns it off).
     #[arg(long, default_value = "300", value_parser = parse_secs)]
     etcd_compaction_interval: Duration,
+    /// Admission plugins to turn on beside the defaults (kube's names).
+    #[arg(long, value_delimiter = ',')]
+    enable_admission_plugins: Vec<String>,
+    /// Admission plugins to turn off (kube's names).
+    #[arg(long, value_delimiter = ',')]
+    disable_admission_plugins: Vec<String>,
+    /// Seconds a pod tolerates a not-ready node by default (DefaultTolerationSeconds).
+    #[arg(long, default_value_t = 300)]
+    default_not_ready_toleration_seconds: i64,
+    /// Seconds a pod tolerates an unreachable node by default (DefaultTolerationSeconds).
+    #[arg(long, default_value_t = 300)]
+    default_unreachable_toleration_seconds: i64,
     /// How long a watch without timeoutSeconds stays open, in seconds.
     #[arg(long, default_value = "3600", value_parser = parse_secs)]
     watch_timeout: Duration,
@@ -96,16 +112,23 @@ async fn main() -> anyhow::Result<()> {
     let cert_dir = flags.cert_dir.clone().unwrap_or_else(|| flags.data_dir.join("certificates"));
     let files = match (&flags.tls_cert_file, &flags.tls_private_key_file) {
         (Some(cert), Some(key)) => tls::CertFiles { cert: cert.clone(), key: key.clone(), ca: None },
-        _ => tls::ensure_generated(&cert_dir, std::slice::from_ref(&flags.bind_address)).map_err(|e| anyhow::anyhow!(e))?,
+        _ => {
+            let hosts: Vec<String> = std::iter::once(flags.bind_address.clone()).chain(flags.tls_sans.iter().cloned()).collect();
+            tls::ensure_generated(&cert_dir, &hosts).map_err(|e| anyhow::anyhow!(e))?
+        }
     };
     let tls_config = tls::server_config(&files).map_err(|e| anyhow::anyhow!(e))?;
     let advertise = format!("{}:{}", flags.bind_address, flags.secure_port);
+    let admission_plugins = keel_apiserver::rest::admission::plugins(&flags.enable_admission_plugins, &flags.disable_admission_plugins)
+        .map_err(|e| anyhow::anyhow!("--enable-admission-plugins: {e}"))?;
     let config = Config {
+        admission_plugins,
         advertise: advertise.clone(),
         watch_timeout: flags.watch_timeout,
         event_ttl: flags.event_ttl,
         compaction_interval: flags.etcd_compaction_interval,
         codec: Arc::new(codec),
+        default_toleration_seconds: (flags.default_not_ready_toleration_seconds, flags.default_unreachable_toleration_seconds),
         ..Config::default()
     };
     let seams = Seams { clock: Arc::new(SystemClock), ids: Ids::seeded(seed.rotate_left(17)) };

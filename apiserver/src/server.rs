@@ -37,6 +37,13 @@ pub struct Config {
     pub bootstrap_attempts: usize,
     /// Pause between bootstrap attempts.
     pub bootstrap_pause: Duration,
+    /// How often a watch with `allowWatchBookmarks` hears how far the cache is (a minute, as
+    /// kube-apiserver's bookmarks).
+    pub bookmark_interval: Duration,
+    /// `--default-not-ready-toleration-seconds`, `--default-unreachable-toleration-seconds`.
+    pub default_toleration_seconds: (i64, i64),
+    /// The admission plugins that run (kube's names; see [`crate::rest::admission::plugins`]).
+    pub admission_plugins: std::collections::BTreeSet<String>,
 }
 
 impl Default for Config {
@@ -49,6 +56,9 @@ impl Default for Config {
             codec: Arc::new(Codec::plain()),
             bootstrap_attempts: 60,
             bootstrap_pause: Duration::from_millis(500),
+            bookmark_interval: Duration::from_secs(60),
+            default_toleration_seconds: (300, 300),
+            admission_plugins: crate::rest::admission::DEFAULT_PLUGINS.iter().map(|s| s.to_string()).collect(),
         }
     }
 }
@@ -115,7 +125,7 @@ impl Server {
         let spawner = tasks.spawner();
         let store = Store::new(store, config.codec.clone());
         let api = Arc::new(Api {
-            caches: Caches::new(store.clone(), spawner.clone()),
+            caches: Caches::new(store.clone(), spawner.clone(), config.bookmark_interval),
             store: store.clone(),
             clock: seams.clock,
             ids: seams.ids,
@@ -123,6 +133,8 @@ impl Server {
             watch_timeout: config.watch_timeout,
             event_leases: EventLeases::new(config.event_ttl),
             spawner: spawner.clone(),
+            default_toleration_seconds: config.default_toleration_seconds,
+            admission_plugins: config.admission_plugins.clone(),
         });
         let (tx, rx) = watch::channel(Bootstrap::Running);
         spawner.spawn(bootstrap(api.clone(), config.clone(), tx));

@@ -134,3 +134,53 @@ async fn a_watcher_on_node_leases_sees_every_renewal_in_order() {
     let want: Vec<Option<String>> = std::iter::once(None).chain((1..=3).map(|i| Some(format!("2030-01-01T00:00:0{i}Z")))).collect();
     assert_eq!(renewals, want);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_recorders_events_k8s_io_events_show_as_core_events_and_keep_their_lease_when_they_repeat() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use k8s_openapi::api::events::v1::Event;
+    use kube::api::ListParams;
+    use kube::runtime::events::{Event as Note, EventType, Recorder, Reporter};
+    let s = support::start().await;
+    let pods: Api<Pod> = Api::default_namespaced(s.client.clone());
+    let p = pods.create(&PostParams::default(), &pod("p1")).await.expect("create");
+    let reference = k8s_openapi::api::core::v1::ObjectReference {
+        api_version: Some("v1".into()),
+        kind: Some("Pod".into()),
+        name: p.metadata.name.clone(),
+        namespace: p.metadata.namespace.clone(),
+        uid: p.metadata.uid.clone(),
+        ..Default::default()
+    };
+    let recorder = Recorder::new(s.client.clone(), Reporter { controller: "keel-test".into(), instance: Some("test-1".into()) });
+    let note = Note {
+        type_: EventType::Normal,
+        reason: "Scheduled".into(),
+        note: Some("assigned to node-a".into()),
+        action: "Binding".into(),
+        secondary: None,
+    };
+    recorder.publish(&note, &reference).await.expect("the first event is a create");
+    recorder.publish(&note, &reference).await.expect("the second is a patch of its series");
+
+    let v1: Api<Event> = Api::default_namespaced(s.client.clone());
+    let listed = v1.list(&ListParams::default()).await.expect("events.k8s.io list");
+    assert_eq!(listed.items.len(), 1, "{listed:?}");
+    let e = &listed.items[0];
+    assert_eq!((e.series.as_ref().map(|s| s.count), e.note.as_deref()), (Some(2), Some("assigned to node-a")));
+    let core: Api<CoreEvent> = Api::default_namespaced(s.client.clone());
+    let described = core.list(&ListParams::default().fields("involvedObject.name=p1,involvedObject.kind=Pod")).await.expect("core list");
+    assert_eq!(described.items.len(), 1, "kubectl describe's query finds it");
+    let c = &described.items[0];
+    assert_eq!(
+        (c.message.as_deref(), c.reporting_component.as_deref(), c.reason.as_deref()),
+        (Some("assigned to node-a"), Some("keel-test"), Some("Scheduled"))
+    );
+    assert_eq!(c.series.as_ref().and_then(|s| s.count), Some(2));
+
+    let etcd = keel_etcd::Client::connect(&[s.cluster.etcd_servers()], &keel_etcd::Config::default(), std::sync::Arc::new(keel_etcd::Tcp))
+        .expect("etcd");
+    let key = format!("/registry/events/default/{}", c.metadata.name.clone().unwrap_or_default());
+    let kv = etcd.get(&key).await.expect("get").expect("stored under the core events folder");
+    assert!(kv.version >= 2 && kv.lease != 0, "patched (version {}) and still on its TTL lease ({})", kv.version, kv.lease);
+}

@@ -12,6 +12,7 @@ use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main, meas
 use keel_proto::etcdserverpb::{PutRequest, RangeRequest};
 use keel_store::apply::{Command, Output, StateMachine};
 use keel_store::storage::Backend;
+use keel_store::types::{LogIndex, Revision};
 use keel_store::storage::memory::MemoryBackend;
 use keel_store::storage::sled::SledBackend;
 use std::hint::black_box;
@@ -74,10 +75,10 @@ impl Fixture {
     }
 
     fn apply(&mut self, cmd: Command) -> (Output, i64) {
-        let applied = self.sm.apply(self.next_index, cmd, None, self.now).expect("apply");
+        let applied = self.sm.apply(LogIndex(self.next_index), cmd, None, self.now).expect("no fatal failure").expect("apply");
         self.sm.write_group().expect("write");
         self.next_index += 1;
-        (applied.output, applied.revision)
+        (applied.output, applied.revision.0)
     }
 
     fn put(&mut self, i: usize) -> i64 {
@@ -85,7 +86,7 @@ impl Fixture {
         self.apply(Command::Put(req)).1
     }
 
-    fn latest(&self) -> i64 {
+    fn latest(&self) -> Revision {
         self.sm.mvcc.current()
     }
 }

@@ -9,7 +9,9 @@ use bytes::Bytes;
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use keel_proto::etcdserverpb::WatchCreateRequest;
 use keel_proto::mvccpb::{Event, KeyValue, event::EventType};
+use keel_store::types::Revision;
 use keel_store::watch::WatchHub;
+use keel_store::watch::hub::StreamId;
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -18,11 +20,11 @@ const VALUE_BYTES: usize = 256;
 const PREFIX: &[u8] = b"/registry/pods/";
 
 /// A hub at revision 1 with `streams` streams of `per_stream` prefix watchers each.
-fn hub(streams: usize, per_stream: usize) -> (WatchHub, Vec<u64>) {
-    let hub = WatchHub::new(1);
+fn hub(streams: usize, per_stream: usize) -> (WatchHub, Vec<StreamId>) {
+    let hub = WatchHub::new(Revision(1));
     let req =
         WatchCreateRequest { key: Bytes::from_static(PREFIX), range_end: Bytes::from_static(b"/registry/pods0"), ..Default::default() };
-    let ids: Vec<u64> = (0..streams)
+    let ids: Vec<StreamId> = (0..streams)
         .map(|_| {
             let s = hub.open_stream();
             for _ in 0..per_stream {
@@ -36,7 +38,7 @@ fn hub(streams: usize, per_stream: usize) -> (WatchHub, Vec<u64>) {
     (hub, ids)
 }
 
-fn drain_all(hub: &WatchHub, streams: &[u64]) {
+fn drain_all(hub: &WatchHub, streams: &[StreamId]) {
     for &s in streams {
         black_box(hub.drain(s).expect("stream open"));
     }
@@ -68,7 +70,7 @@ fn watch(c: &mut Criterion) {
                     rev += 1;
                     (vec![event(rev)], rev)
                 },
-                |(events, rev)| hub.notify(events, rev, |_| {}),
+                |(events, rev)| hub.notify(events, Revision(rev), |_| {}),
                 BatchSize::PerIteration,
             );
         });

@@ -15,6 +15,10 @@ pub enum Error {
     /// `required revision has been compacted`).
     #[error("required revision has been compacted")]
     Compacted,
+    /// The revision asked for is newer than the store's (etcd's OutOfRange,
+    /// `required revision is a future revision`).
+    #[error("required revision is a future revision")]
+    FutureRevision,
     /// The store answered with an error, or could not be reached before the deadline.
     #[error("etcd: {:?}: {}", .0.code(), .0.message())]
     Rpc(tonic::Status),
@@ -22,6 +26,11 @@ pub enum Error {
 
 impl From<tonic::Status> for Error {
     fn from(s: tonic::Status) -> Error {
-        if s.code() == tonic::Code::OutOfRange { Error::Compacted } else { Error::Rpc(s) }
+        match s.code() {
+            // etcd answers both with OutOfRange; only the message tells them apart.
+            tonic::Code::OutOfRange if s.message().contains("future revision") => Error::FutureRevision,
+            tonic::Code::OutOfRange => Error::Compacted,
+            _ => Error::Rpc(s),
+        }
     }
 }

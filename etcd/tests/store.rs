@@ -79,6 +79,8 @@ async fn a_paged_list_reads_every_key_at_the_first_pages_revision() {
     etcd.compact(compacted_at).await.expect("compact");
     let old = etcd.range("/p/", keel_etcd::prefix_end(b"/p/"), page.revision, 0).await;
     assert!(matches!(old, Err(keel_etcd::Error::Compacted)), "{old:?}");
+    let future = etcd.range("/p/", keel_etcd::prefix_end(b"/p/"), compacted_at + 100, 0).await;
+    assert!(matches!(future, Err(keel_etcd::Error::FutureRevision)), "{future:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

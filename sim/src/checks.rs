@@ -4,19 +4,22 @@
 
 use crate::history::{History, Operation, Request, Response};
 use crate::linearizable_kv::{self, Failure};
+use crate::lost_writes;
 use crate::model::KvState;
 use crate::record::{Recorded, WatchChain};
-use crate::watch::{self, Event, Kind, Received, WatchLog};
+use crate::watch::{self, Event, Kind, Received, Shape, WatchLog};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Every violation in `r`; sets `undecided` when the linearizability search gave up.
 pub fn judge(r: &Recorded, undecided: &mut bool) -> Vec<String> {
     let mut v = Vec::new();
+    v.extend(lost_writes::check(r));
     match &r.liveness {
         Some(Ok(_)) => {}
         Some(Err(e)) => v.push(format!("liveness: {e}")),
         None => v.push("liveness: the check did not finish".into()),
     }
+
     let reference = events_of(&r.reference);
     let covered = reference.last().map_or(1, |e| e.revision);
     // The reference must have seen everything up to the liveness check's last write (it is the
@@ -55,6 +58,12 @@ pub fn judge(r: &Recorded, undecided: &mut bool) -> Vec<String> {
     for (i, chain) in r.watchers.iter().enumerate() {
         if let Err(e) = check_chain(chain, &reference, covered) {
             v.push(format!("watcher {i}: {e}"));
+        }
+    }
+    for chain in &r.shaped {
+        if let Err(e) = check_chain(chain, &reference, covered) {
+            let shape = chain.links.first().map(|l| describe(&l.shape)).unwrap_or_default();
+            v.push(format!("watcher of {shape}: {e}"));
         }
     }
     for life in &r.leases {
@@ -228,6 +237,26 @@ pub fn deleters<'h>(h: &'h History, reference: &[Event]) -> (BTreeMap<usize, i64
         settled.insert(key);
     }
     (deleted_at, settled)
+}
+
+/// A watch's shape as the violation names it: `prefix "k/", no prev_kv, NOPUT, progress`.
+fn describe(s: &Shape) -> String {
+    let mut d = match (s.prefix, s.key.is_empty()) {
+        (true, true) => "every key".to_string(),
+        (true, false) => format!("prefix {:?}", s.key),
+        (false, _) => format!("key {:?}", s.key),
+    };
+    d.push_str(if s.prev_kv { ", prev_kv" } else { ", no prev_kv" });
+    if s.no_put {
+        d.push_str(", NOPUT");
+    }
+    if s.no_delete {
+        d.push_str(", NODELETE");
+    }
+    if s.progress_notify {
+        d.push_str(", progress");
+    }
+    d
 }
 
 fn events_of(chain: &WatchChain) -> Vec<Event> {

@@ -2,13 +2,14 @@
 //! simulated TCP, with its "disk" — state machine backend, Raft log, snapshot folder — kept
 //! outside the host so a crash and restart finds what was synced.
 
+use crate::disk::SimLogDisk;
 use crate::net::{SimDialer, incoming};
+use keel_store::applied::Applied;
 use keel_store::config::{self, Invocation};
 use keel_store::node::Member;
 use keel_store::raft::Replica;
-use keel_store::raft::log_store::{LogDisk, MemoryLogDisk};
+use keel_store::raft::log_store::LogDisk;
 use keel_store::seams::{Bugs, Seams, SplitMix64, WallClock};
-use keel_store::server::state::Shared;
 use keel_store::storage::memory::MemoryBackend;
 use std::cell::{Cell, RefCell};
 use std::net::IpAddr;
@@ -26,10 +27,8 @@ pub const PEER_PORT: u16 = 2380;
 pub struct Disk {
     /// The state machine's backend.
     pub backend: MemoryBackend,
-    /// The Raft log's bytes.
-    pub log: MemoryLogDisk,
-    /// When set, `sync` of the Raft log does nothing (the "fsync that lies" bug).
-    pub lying: bool,
+    /// The Raft log's bytes (syncs take simulated time; a crash may tear the unsynced tail).
+    pub log: SimLogDisk,
     /// The member's lease clock (it drifts under the drift fault).
     pub clock: Arc<DriftClock>,
     /// Snapshot files (real files; a run stays below the snapshot threshold).
@@ -37,34 +36,10 @@ pub struct Disk {
 }
 
 impl Disk {
-    /// Lose what was not synced, as a power cut would.
-    pub fn crash(&self) {
+    /// Lose what was not synced, as a power cut would; the Raft log bytes lost.
+    pub fn crash(&self) -> usize {
         self.backend.crash();
-        self.log.crash();
-    }
-}
-
-/// A Raft log whose `sync` is a lie: nothing becomes durable (a simulation-only bug).
-struct LyingLog(MemoryLogDisk);
-
-impl LogDisk for LyingLog {
-    fn read(&self) -> std::io::Result<Vec<u8>> {
-        self.0.read()
-    }
-    fn truncate(&self, len: u64) -> std::io::Result<()> {
-        self.0.truncate(len)
-    }
-    fn append(&self, buf: &[u8]) -> std::io::Result<()> {
-        self.0.append(buf)
-    }
-    fn sync(&self) -> std::io::Result<()> {
-        Ok(())
-    }
-    fn replace(&self, contents: &[u8]) -> std::io::Result<()> {
-        self.0.replace(contents)
-    }
-    fn blocks(&self) -> bool {
-        false
+        self.log.crash()
     }
 }
 
@@ -121,8 +96,8 @@ impl WallClock for SimClock {
 /// What the harness can see of a running member (for the Raft invariants).
 #[derive(Clone)]
 pub struct Running {
-    /// Shared state.
-    pub shared: Arc<Shared>,
+    /// What it has applied.
+    pub applied: Arc<Applied>,
     /// Replication.
     pub replica: Arc<Replica>,
 }
@@ -222,9 +197,9 @@ pub async fn run_member(
         bugs: spec.bugs,
         lease_clock: disk.clock.clone(),
     };
-    let log: Arc<dyn LogDisk> = if disk.lying { Arc::new(LyingLog(disk.log.clone())) } else { Arc::new(disk.log.clone()) };
+    let log: Arc<dyn LogDisk> = Arc::new(disk.log.clone());
     let member = Member::start(&cfg, Arc::new(disk.backend.clone()), log, &disk.dir, seams).await.map_err(|e| e.to_string())?;
-    *running.borrow_mut() = Some(Running { shared: member.shared.clone(), replica: member.replica.clone() });
+    *running.borrow_mut() = Some(Running { applied: member.applied.clone(), replica: member.replica.clone() });
     let peers = member.serve_peers(incoming(PEER_PORT).await?);
     tokio::spawn(async move {
         if let Err(e) = peers.await {

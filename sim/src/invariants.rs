@@ -3,7 +3,7 @@
 //! index any member reported committed, the entry reported there; the nearest entries every
 //! step, all of them every 100 steps), applied ≤ committed, and a member's commit index and
 //! revision never go back within one incarnation (a restart re-applies; the revision check
-//! guards `Shared::publish`, which only ever raises it).
+//! guards `Applied::publish`, which only ever raises it).
 
 use crate::cluster::Slot;
 use keel_store::raft::types::typ;
@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 /// What the invariants remember between steps.
 #[derive(Default)]
 pub struct Invariants {
-    leaders: BTreeMap<u64, u64>,
+    leaders: BTreeMap<u64, keel_store::types::MemberId>,
     committed: BTreeMap<u64, typ::LogId>,
     /// Per member slot: (incarnation, last revision, last committed index).
     last: BTreeMap<usize, (u64, i64, u64)>,
@@ -63,7 +63,7 @@ impl Invariants {
                     }
                 }
             }
-            let revision = running.shared.visible();
+            let revision = running.applied.visible().0;
             let incarnation = slot.incarnations.get();
             if let Some(&(inc, rev, com)) = self.last.get(&i)
                 && inc == incarnation

@@ -3,9 +3,11 @@
 //!
 //! The harness:
 //! - [`cluster`]: real `keel-store` members as turmoil hosts, each with a disk kept outside the
-//!   host (what was synced survives a crash);
+//!   host (what was synced survives a crash); [`disk`]: the Raft log's disk, whose syncs take
+//!   simulated time and whose unsynced tail a crash tears;
 //! - [`net`]: turmoil's TCP plugged into the store's seams and into tonic;
-//! - [`workload`]: simulated clients (KV, Kubernetes-style, watchers, compaction, liveness);
+//! - [`workload`]: simulated clients (KV, Kubernetes-style, compaction, leases, liveness);
+//!   [`watchers`]: informers, watchers of every shape, the reference, the final history;
 //! - [`nemesis`]: the seeded fault schedule and how faults are applied and healed;
 //! - [`membership`]: the admin client that adds, promotes and removes members during faults;
 //! - [`invariants`]: Raft invariants checked after every step;
@@ -19,7 +21,8 @@
 //! - [`linearizable_kv`]: is the history linearizable against the model (Wing–Gong search with
 //!   memoisation)?
 //! - [`watch`]: the watch guarantees (ordered, unique, reliable, atomic, bookmarkable, prev_kv,
-//!   resumable, events equal to the KV history).
+//!   resumable, events equal to the KV history), for watches of every shape;
+//! - [`lost_writes`]: no acknowledged write is missing from the store's final history.
 
 // Without tokio_unstable turmoil cannot seed each host's tokio RNG, and a seed would not replay
 // (a RUSTFLAGS variable replaces the flags in .cargo/config.toml).
@@ -28,9 +31,11 @@ compile_error!("keel-sim needs --cfg tokio_unstable (set in .cargo/config.toml; 
 
 pub mod checks;
 pub mod cluster;
+pub mod disk;
 pub mod history;
 pub mod invariants;
 pub mod linearizable_kv;
+pub mod lost_writes;
 pub mod membership;
 pub mod model;
 pub mod nemesis;
@@ -38,4 +43,5 @@ pub mod net;
 pub mod record;
 pub mod run;
 pub mod watch;
+pub mod watchers;
 pub mod workload;

@@ -150,6 +150,8 @@ pub struct Nemesis {
     last_flap: Duration,
     /// What was done, when: each fault as applied, or why it did nothing.
     pub log: Vec<String>,
+    /// Every crash: when, which member, and how many unsynced Raft log bytes it lost.
+    pub crashes: Vec<(Duration, String, usize)>,
 }
 
 /// The members a fault names, if any.
@@ -165,7 +167,7 @@ fn named(fault: &Fault) -> Vec<usize> {
 impl Nemesis {
     /// A nemesis for `plan`, with its own randomness for flapping links.
     pub fn new(plan: Vec<Planned>, seed: u64) -> Nemesis {
-        Nemesis { plan, next: 0, active: None, rng: SplitMix64(seed), last_flap: Duration::ZERO, log: Vec::new() }
+        Nemesis { plan, next: 0, active: None, rng: SplitMix64(seed), last_flap: Duration::ZERO, log: Vec::new(), crashes: Vec::new() }
     }
 
     /// The fastest a drifting lease clock runs, relative to true time.
@@ -204,7 +206,8 @@ impl Nemesis {
                 return;
             }
             self.log.push(format!("{} ms {:?}", now.as_millis(), p.fault));
-            let touched = apply(sim, slots, &p.fault, now);
+            let (touched, lost) = apply(sim, slots, &p.fault, now);
+            self.crashes.extend(lost.into_iter().map(|(m, bytes)| (now, slots[m].name.clone(), bytes)));
             self.active = Some((p.clone(), touched));
         }
     }
@@ -237,17 +240,26 @@ fn cut(sim: &turmoil::Sim<'_>, slots: &[Slot], side: &[usize]) {
     }
 }
 
-fn crash(sim: &mut turmoil::Sim<'_>, slot: &Slot, lose_unsynced: bool) {
+/// Crash `slot`'s member; the unsynced Raft log bytes it lost.
+fn crash(sim: &mut turmoil::Sim<'_>, slot: &Slot, lose_unsynced: bool) -> usize {
     sim.crash(slot.name.as_str());
     *slot.running.borrow_mut() = None;
-    if lose_unsynced {
-        slot.disk.crash();
-    }
+    if lose_unsynced { slot.disk.crash() } else { 0 }
 }
 
-/// Apply `fault`; the members it touched.
-fn apply(sim: &mut turmoil::Sim<'_>, slots: &[Slot], fault: &Fault, now: Duration) -> Vec<usize> {
-    match fault {
+/// Apply `fault`; the members it touched, and for each member it crashed the unsynced Raft
+/// log bytes lost.
+fn apply(sim: &mut turmoil::Sim<'_>, slots: &[Slot], fault: &Fault, now: Duration) -> (Vec<usize>, Vec<(usize, usize)>) {
+    if let Fault::Crash { member, lose_unsynced } = fault {
+        let lost = crash(sim, &slots[*member], *lose_unsynced);
+        return (vec![*member], vec![(*member, lost)]);
+    }
+    if *fault == Fault::CrashAll {
+        let all: Vec<usize> = hosted(slots).filter(|(_, s)| !s.removed.get()).map(|(i, _)| i).collect();
+        let lost = all.iter().map(|&i| (i, crash(sim, &slots[i], true))).collect();
+        return (all, lost);
+    }
+    let touched = match fault {
         Fault::Partition { side } => {
             cut(sim, slots, side);
             side.clone()
@@ -276,22 +288,13 @@ fn apply(sim: &mut turmoil::Sim<'_>, slots: &[Slot], fault: &Fault, now: Duratio
             }
             vec![*member]
         }
-        Fault::Crash { member, lose_unsynced } => {
-            crash(sim, &slots[*member], *lose_unsynced);
-            vec![*member]
-        }
         Fault::Drift { member, percent } => {
             slots[*member].disk.clock.set_rate(*percent as f64 / 100.0, now);
             vec![*member]
         }
-        Fault::CrashAll => {
-            let all: Vec<usize> = hosted(slots).filter(|(_, s)| !s.removed.get()).map(|(i, _)| i).collect();
-            for &i in &all {
-                crash(sim, &slots[i], true);
-            }
-            all
-        }
-    }
+        Fault::Crash { .. } | Fault::CrashAll => Vec::new(),
+    };
+    (touched, Vec::new())
 }
 
 fn heal(sim: &mut turmoil::Sim<'_>, slots: &[Slot], fault: &Fault, touched: &[usize], now: Duration) {

@@ -57,6 +57,19 @@ pub struct WatchChain {
     pub links: Vec<WatchLog>,
 }
 
+/// One member's history once the run is over: every event from the oldest revision it still
+/// holds (1, or its compacted revision) up to the last it delivered, read in one watch after
+/// the liveness check.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FinalHistory {
+    /// The first revision it covers.
+    pub from: i64,
+    /// The last revision it covers (its last event or progress notification).
+    pub to: i64,
+    /// Its events, in revision order.
+    pub events: Vec<crate::watch::Event>,
+}
+
 /// Everything recorded in one run.
 #[derive(Debug, Default)]
 pub struct Recorded {
@@ -69,6 +82,8 @@ pub struct Recorded {
     pub lists: Vec<ListRead>,
     /// Watchers (Kubernetes-style: list, then watch from the list's revision).
     pub watchers: Vec<WatchChain>,
+    /// Watchers of every shape (prefix or key, prev_kv or not, filters, progress or not).
+    pub shaped: Vec<WatchChain>,
     /// The reference watcher: every key from revision 1.
     pub reference: WatchChain,
     /// The reference watcher could not resume (compacted past it): history checks are skipped.
@@ -87,6 +102,14 @@ pub struct Recorded {
     pub deletions: Vec<(String, i64, std::time::Duration)>,
     /// Faults as applied (or found to be no-ops), with their simulated times.
     pub faults: Vec<String>,
+    /// Crashes: when, which member, and the unsynced Raft log bytes it lost.
+    pub crashes: Vec<(std::time::Duration, String, usize)>,
+    /// The simulated time of every answer, by its logical return instant.
+    pub returned_at: std::collections::BTreeMap<u64, std::time::Duration>,
+    /// Each member's history after the run (member, or why it could not be read).
+    pub final_histories: Vec<(String, Result<FinalHistory, String>)>,
+    /// Member names by client address (set by the harness).
+    pub member_names: std::collections::BTreeMap<std::net::SocketAddr, String>,
     /// Workload clients still running (the liveness check waits for none).
     pub active_clients: u32,
     /// Set by the harness when faults have stopped: the members the liveness check asks.
@@ -106,6 +129,9 @@ impl Recorded {
     /// Record an operation invoked at `call` that returned `response` now (`None`: no answer).
     pub fn finish(&mut self, client: u32, call: u64, request: Request, response: Option<Response>) {
         let ret = response.as_ref().map(|_| self.tick());
+        if let Some(ret) = ret {
+            self.returned_at.insert(ret, turmoil::sim_elapsed().unwrap_or_default());
+        }
         self.history.push(Operation { client, call, ret, request, response });
     }
 
@@ -118,7 +144,7 @@ impl Recorded {
         for l in &self.lists {
             let _ = writeln!(s, "list {l:?}");
         }
-        for (i, w) in self.watchers.iter().chain(std::iter::once(&self.reference)).enumerate() {
+        for (i, w) in self.watchers.iter().chain(&self.shaped).chain(std::iter::once(&self.reference)).enumerate() {
             for l in &w.links {
                 let _ = writeln!(s, "watch {i} {l:?}");
             }
@@ -128,6 +154,12 @@ impl Recorded {
         }
         for f in &self.faults {
             let _ = writeln!(s, "fault {f}");
+        }
+        for c in &self.crashes {
+            let _ = writeln!(s, "crash {c:?}");
+        }
+        for f in &self.final_histories {
+            let _ = writeln!(s, "final history {f:?}");
         }
         for l in &self.leases {
             let _ = writeln!(s, "lease {l:?}");

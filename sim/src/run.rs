@@ -3,10 +3,12 @@
 //! invariants are checked, heals everything, checks liveness, then judges the history.
 
 use crate::cluster::{CLIENT_PORT, Disk, DriftClock, MemberSpec, PEER_PORT, Slot, run_member};
+use crate::disk::SimLogDisk;
 use crate::invariants::Invariants;
 use crate::membership::{self, Signals};
 use crate::nemesis::{self, BASE_LATENCY, Menu, Nemesis, Planned};
 use crate::record::{Recorded, Recorder};
+use crate::watchers;
 use crate::workload::{self, Traffic};
 use crate::{checks, linearizable_kv};
 use keel_store::seams::{Bugs, Rng, SplitMix64};
@@ -126,6 +128,9 @@ pub struct Outcome {
     pub elapsed: Duration,
 }
 
+/// Watchers of every shape in every run (`watchers::shaped`).
+const SHAPED_WATCHERS: u64 = 3;
+
 /// How long after the faults stop the cluster has to recover.
 const RECOVERY: Duration = Duration::from_secs(20);
 
@@ -185,8 +190,7 @@ fn run_here(opts: &Options) -> Outcome {
             ip: *ip,
             disk: Disk {
                 backend: MemoryBackend::new(),
-                log: Default::default(),
-                lying: opts.lying_disks,
+                log: SimLogDisk::new(opts.seed ^ (i as u64 + 1).wrapping_mul(0xD6E8_FEB8_6659_FD93), opts.lying_disks),
                 clock: Arc::new(DriftClock::new()),
                 dir: base.join(name),
             },
@@ -211,6 +215,7 @@ fn run_here(opts: &Options) -> Outcome {
     }
     let members: Vec<SocketAddr> = ips.iter().map(|ip| SocketAddr::new(*ip, CLIENT_PORT)).collect();
     let rec: Recorder = Rc::new(RefCell::new(Recorded::default()));
+    rec.borrow_mut().member_names = names.iter().zip(&ips).map(|(n, ip)| (SocketAddr::new(*ip, CLIENT_PORT), n.clone())).collect();
     let stop = opts.faults_until + Duration::from_millis(500);
     let traffic = if opts.scenario == Scenario::Kube { Traffic::Kube } else { Traffic::Kv };
     let seed = |k: u64| opts.seed ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
@@ -219,9 +224,13 @@ fn run_here(opts: &Options) -> Outcome {
         sim.client(format!("client{c}").as_str(), f);
     }
     sim.client("leases", workload::lease_keeper(rec.clone(), 800, members.clone(), seed(700), stop));
+    for w in 0..SHAPED_WATCHERS {
+        let kube = opts.scenario == Scenario::Kube;
+        sim.client(format!("shaped{w}").as_str(), watchers::shaped(rec.clone(), w, members.clone(), seed(250 + w), kube, stop));
+    }
     if opts.scenario == Scenario::Kube {
         for w in 0..2u64 {
-            sim.client(format!("watcher{w}").as_str(), workload::watcher(rec.clone(), members.clone(), seed(200 + w), stop));
+            sim.client(format!("watcher{w}").as_str(), watchers::watcher(rec.clone(), members.clone(), seed(200 + w), stop));
         }
         let every = Duration::from_secs(3);
         sim.client("compactor", workload::compactor(rec.clone(), 900, members.clone(), seed(300), every, stop));
@@ -243,7 +252,7 @@ fn run_here(opts: &Options) -> Outcome {
         );
         sim.client("admin", admin);
     }
-    sim.client("reference", workload::reference(rec.clone(), members.clone(), seed(400), end));
+    sim.client("reference", watchers::reference(rec.clone(), members.clone(), seed(400), end));
     sim.client("liveness", workload::liveness(rec.clone(), 999, end));
     let mut nemesis = Nemesis::new(opts.plan.clone(), seed(500));
     let mut invariants = Invariants::default();
@@ -291,12 +300,7 @@ fn run_here(opts: &Options) -> Outcome {
                 .map(|s| {
                     s.running.borrow().as_ref().map(|r| {
                         let m = r.replica.metrics();
-                        (
-                            r.replica.is_leader(),
-                            r.shared.visible(),
-                            r.shared.refuse_if_learner().is_err(),
-                            m.membership_config.membership().to_string(),
-                        )
+                        (r.replica.is_leader(), r.applied.visible().0, r.applied.is_learner(), m.membership_config.membership().to_string())
                     })
                 })
                 .collect();
@@ -331,6 +335,7 @@ fn run_here(opts: &Options) -> Outcome {
     }
     rec.borrow_mut().membership = std::mem::take(&mut signals.borrow_mut().steps);
     rec.borrow_mut().faults = std::mem::take(&mut nemesis.log);
+    rec.borrow_mut().crashes = std::mem::take(&mut nemesis.crashes);
     let recorded = Rc::try_unwrap(rec).map(RefCell::into_inner).unwrap_or_else(|rc| std::mem::take(&mut *rc.borrow_mut()));
     let mut undecided = false;
     violations.extend(checks::judge(&recorded, &mut undecided));

@@ -7,7 +7,8 @@
 //! - atomic: a revision's events arrive in one response;
 //! - reliable: no gaps between the start revision and the last revision seen;
 //! - bookmarkable: a progress notification at R comes after every event up to R;
-//! - prev_kv: the previous value sent is the key's value before the change;
+//! - prev_kv: the previous value sent is the key's value before the change, and none is sent
+//!   to a watcher that did not ask for it;
 //! - resumable: a watch resumed after the last revision seen continues without gap or repeat;
 //! - equal to the KV history: every acknowledged write is an event at its revision, and every
 //!   event was written by some client.
@@ -48,20 +49,58 @@ pub enum Received {
     Progress(i64),
 }
 
+/// What a watch asks for, as its create request says it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Shape {
+    /// The key, or with `prefix` every key starting with it (`""`: every key).
+    pub key: String,
+    /// `key` is a prefix (the range end is its prefix end), not a single key.
+    pub prefix: bool,
+    /// prev_kv was asked for.
+    pub prev_kv: bool,
+    /// The NOPUT filter: no put events.
+    pub no_put: bool,
+    /// The NODELETE filter: no delete events.
+    pub no_delete: bool,
+    /// Periodic progress notifications were asked for.
+    pub progress_notify: bool,
+}
+
+impl Shape {
+    /// Every key under `prefix`, with prev_kv and progress notifications (informers, the
+    /// reference).
+    pub fn informer(prefix: &str) -> Shape {
+        Shape { key: prefix.into(), prefix: true, prev_kv: true, no_put: false, no_delete: false, progress_notify: true }
+    }
+
+    /// True when an event is one this watch selects (revisions aside).
+    pub fn selects(&self, e: &Event) -> bool {
+        let key = if self.prefix { e.key.starts_with(&self.key) } else { e.key == self.key };
+        let kind = match e.kind {
+            Kind::Put => !self.no_put,
+            Kind::Delete => !self.no_delete,
+        };
+        key && kind
+    }
+}
+
 /// What one watcher asked for and got.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WatchLog {
-    /// Keys watched: every key starting with this prefix.
-    pub prefix: String,
+    /// What it watches.
+    pub shape: Shape,
     /// The start revision asked for.
     pub start_revision: i64,
-    /// prev_kv was asked for.
-    pub prev_kv: bool,
     /// What arrived, in order.
     pub received: Vec<Received>,
 }
 
 impl WatchLog {
+    /// A log for a watch of `shape` from `start_revision`, nothing received yet.
+    pub fn new(shape: Shape, start_revision: i64) -> WatchLog {
+        WatchLog { shape, start_revision, received: Vec::new() }
+    }
+
     fn events(&self) -> impl Iterator<Item = &Event> {
         self.received.iter().flat_map(|r| match r {
             Received::Events(e) => e.as_slice(),
@@ -70,7 +109,7 @@ impl WatchLog {
     }
 
     fn wants(&self, e: &Event) -> bool {
-        e.key.starts_with(&self.prefix) && e.revision >= self.start_revision
+        self.shape.selects(e) && e.revision >= self.start_revision
     }
 }
 
@@ -159,10 +198,14 @@ pub fn bookmarkable(w: &WatchLog, reference: &[Event]) -> Result<(), String> {
     Ok(())
 }
 
-/// prev_kv: each event's previous value is the key's value just before the change.
+/// prev_kv: each event's previous value is the key's value just before the change; a watch
+/// that did not ask for previous values gets none.
 pub fn prev_kv(w: &WatchLog, reference: &[Event]) -> Result<(), String> {
-    if !w.prev_kv {
-        return Ok(());
+    if !w.shape.prev_kv {
+        return match w.events().find(|e| e.prev.is_some()) {
+            Some(e) => Err(format!("a previous value of {} at revision {} sent unasked", e.key, e.revision)),
+            None => Ok(()),
+        };
     }
     let mut before: BTreeMap<(i64, &str), Option<String>> = BTreeMap::new();
     let mut current: BTreeMap<&str, String> = BTreeMap::new();
@@ -190,9 +233,8 @@ pub fn resumable(first: &WatchLog, second: &WatchLog, reference: &[Event]) -> Re
         return Err(format!("resumed at {} after delivering up to {last}", second.start_revision));
     }
     let joined = WatchLog {
-        prefix: first.prefix.clone(),
+        shape: first.shape.clone(),
         start_revision: first.start_revision,
-        prev_kv: first.prev_kv,
         received: first.received.iter().chain(&second.received).cloned().collect(),
     };
     unique(&joined)?;
@@ -284,7 +326,7 @@ mod tests {
     }
 
     fn log(received: Vec<Received>) -> WatchLog {
-        WatchLog { prefix: String::new(), start_revision: 2, prev_kv: true, received }
+        WatchLog { shape: Shape::informer(""), start_revision: 2, received }
     }
 
     fn good() -> WatchLog {
@@ -341,13 +383,35 @@ mod tests {
     #[test]
     fn prefixes_select_what_a_watch_must_see() {
         let r = reference();
+        let mut unasked = r[3].clone();
+        unasked.prev = None;
         let only_a = WatchLog {
-            prefix: "a".into(),
+            shape: Shape { prev_kv: false, ..Shape::informer("a") },
             start_revision: 3,
-            prev_kv: false,
-            received: vec![Received::Events(vec![r[3].clone()]), Received::Progress(5)],
+            received: vec![Received::Events(vec![unasked]), Received::Progress(5)],
         };
         assert_eq!(check_all(&only_a, &r), Ok(()));
+        let mut sent = only_a.clone();
+        sent.received[0] = Received::Events(vec![r[3].clone()]);
+        assert!(prev_kv(&sent, &r).unwrap_err().contains("unasked"), "a previous value nobody asked for");
+    }
+
+    #[test]
+    fn filters_and_single_keys_select_what_a_watch_must_see() {
+        let r = reference();
+        let deletes = Shape { no_put: true, ..Shape::informer("") };
+        let only_deletes = WatchLog::new(deletes, 2);
+        let mut got = only_deletes.clone();
+        got.received = vec![Received::Events(vec![r[4].clone()]), Received::Progress(5)];
+        assert_eq!(check_all(&got, &r), Ok(()), "NOPUT: the delete of b alone");
+        got.received = vec![Received::Events(vec![r[3].clone(), r[4].clone()])];
+        assert!(check_all(&got, &r).is_err(), "a put through a NOPUT filter");
+        let puts_of_b = WatchLog::new(Shape { key: "b".into(), prefix: false, no_delete: true, ..Shape::informer("") }, 2);
+        let mut got = puts_of_b.clone();
+        got.received = vec![Received::Events(vec![r[1].clone()]), Received::Progress(5)];
+        assert_eq!(check_all(&got, &r), Ok(()), "NODELETE on the single key b: its put");
+        got.received = vec![Received::Progress(5)];
+        assert!(reliable(&got, &r).unwrap_err().contains("missing"), "the put of b left out");
     }
 
     #[test]

@@ -1,38 +1,34 @@
-//! The simulated clients: KV traffic, Kubernetes-style traffic, watchers that disconnect and
-//! resume, kube-apiserver's compaction loop, the reference watcher, and the liveness check run
-//! once faults stop. Each records what it saw in the [`Recorder`].
+//! The simulated clients: KV traffic, Kubernetes-style traffic, kube-apiserver's compaction
+//! loop, the lease keeper, and the liveness check run once faults stop (the watchers are in
+//! [`crate::watchers`]). Each records what it saw in the [`Recorder`].
 
 use crate::history::{Request, Response};
 use crate::nemesis::Nemesis;
 use crate::net::channel;
-use crate::record::{LeaseLife, ListRead, Recorder, StaleRead, WatchChain};
-use crate::watch::{Event, Kind, Received, WatchLog};
+use crate::record::{LeaseLife, ListRead, Recorder, StaleRead};
 use keel_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
 use keel_proto::etcdserverpb::kv_client::KvClient;
 use keel_proto::etcdserverpb::lease_client::LeaseClient;
 use keel_proto::etcdserverpb::maintenance_client::MaintenanceClient;
 use keel_proto::etcdserverpb::request_op::Request as Op;
 use keel_proto::etcdserverpb::response_op::Response as OpResp;
-use keel_proto::etcdserverpb::watch_client::WatchClient;
-use keel_proto::etcdserverpb::watch_request::RequestUnion;
 use keel_proto::etcdserverpb::*;
-use keel_proto::mvccpb;
 use keel_store::seams::{Rng, SplitMix64};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tonic::transport::Channel;
 
-fn trace(msg: &str) {
+pub(crate) fn trace(msg: &str) {
     if std::env::var_os("KEEL_SIM_TRACE").is_some() {
         eprintln!("{} ms: {msg}", now().as_millis());
     }
 }
 
 /// Counts a workload client as running while it lives (the liveness check waits for none).
-struct Active(Recorder);
+pub(crate) struct Active(Recorder);
 
 impl Active {
-    fn enter(rec: &Recorder) -> Active {
+    pub(crate) fn enter(rec: &Recorder) -> Active {
         rec.borrow_mut().active_clients += 1;
         Active(rec.clone())
     }
@@ -47,7 +43,7 @@ impl Drop for Active {
 }
 
 /// Sim time now.
-fn now() -> Duration {
+pub(crate) fn now() -> Duration {
     turmoil::sim_elapsed().unwrap_or_default()
 }
 
@@ -55,7 +51,7 @@ fn now() -> Duration {
 pub struct Conn {
     members: Vec<SocketAddr>,
     at: usize,
-    ch: Channel,
+    pub(crate) ch: Channel,
     /// Seeded randomness of this client.
     pub rng: SplitMix64,
 }
@@ -219,8 +215,10 @@ pub enum Traffic {
     Kube,
 }
 
-const KV_KEYS: u64 = 5;
-const KUBE_PREFIX: &str = "/registry/pods/default/";
+/// Keys of the KV traffic: `k/0` … `k/4`.
+pub const KV_KEYS: u64 = 5;
+/// The prefix of the Kubernetes-style traffic's keys.
+pub const KUBE_PREFIX: &str = "/registry/pods/default/";
 
 /// One workload client.
 pub async fn client(rec: Recorder, id: u32, members: Vec<SocketAddr>, seed: u64, traffic: Traffic, stop: Duration) -> turmoil::Result {
@@ -319,12 +317,8 @@ async fn serializable_get(rec: &Recorder, conn: &mut Conn, key: String) {
     }
 }
 
-fn prefix_end(prefix: &str) -> Vec<u8> {
-    let mut end = prefix.as_bytes().to_vec();
-    if let Some(last) = end.last_mut() {
-        *last += 1;
-    }
-    end
+pub(crate) fn prefix_end(prefix: &str) -> Vec<u8> {
+    keel_store::mvcc::prefix_end(prefix.as_bytes()).to_vec()
 }
 
 /// List `prefix` in pages of `limit` at the revision of the first page (Kubernetes' list with
@@ -359,167 +353,6 @@ pub async fn paged_list(conn: &mut Conn, prefix: &str, limit: i64) -> Option<Lis
             _ => return Some(ListRead { prefix: prefix.to_string(), revision, pages, kvs }),
         }
     }
-}
-
-fn event(e: &mvccpb::Event) -> Option<Event> {
-    let kv = e.kv.as_ref()?;
-    let delete = e.r#type == mvccpb::event::EventType::Delete as i32;
-    Some(Event {
-        revision: kv.mod_revision,
-        key: text(&kv.key),
-        kind: if delete { Kind::Delete } else { Kind::Put },
-        value: (!delete).then(|| text(&kv.value)),
-        prev: e.prev_kv.as_ref().map(|p| text(&p.value)),
-    })
-}
-
-/// How one watch stream ended.
-enum Ended {
-    /// The client chose to drop it (or the run is over).
-    Dropped,
-    /// An error or the stream ended: resume elsewhere.
-    Broken,
-    /// The start revision was compacted.
-    Compacted,
-}
-
-/// Watch `prefix` from `start` (prev_kv, progress notifications) until `until` or failure,
-/// appending what arrives to `log`.
-async fn watch_once(conn: &Conn, prefix: &str, start: i64, until: Duration, log: &mut WatchLog, mut deletions: Option<&Recorder>) -> Ended {
-    let (tx, rx) = tokio::sync::mpsc::channel(4);
-    let create = WatchRequest {
-        request_union: Some(RequestUnion::CreateRequest(WatchCreateRequest {
-            key: prefix.as_bytes().to_vec().into(),
-            range_end: if prefix.is_empty() { vec![0u8].into() } else { prefix_end(prefix).into() },
-            start_revision: start,
-            progress_notify: true,
-            prev_kv: true,
-            ..Default::default()
-        })),
-    };
-    if tx.send(create).await.is_err() {
-        return Ended::Broken;
-    }
-    let mut stream = match WatchClient::new(conn.ch.clone()).watch(tokio_stream_wrapper(rx)).await {
-        Ok(s) => s.into_inner(),
-        Err(e) => {
-            trace(&format!("watch failed: {e}"));
-            return Ended::Broken;
-        }
-    };
-    loop {
-        let left = until.saturating_sub(now());
-        if left.is_zero() {
-            return Ended::Dropped;
-        }
-        // A silent stream for 3 s (progress comes every second) is treated as broken.
-        let next = tokio::time::timeout(left.min(Duration::from_secs(3)), stream.message()).await;
-        let resp = match next {
-            Err(_) if left <= Duration::from_secs(3) => return Ended::Dropped,
-            Err(_) => return Ended::Broken,
-            Ok(Ok(Some(r))) => r,
-            Ok(other) => {
-                trace(&format!("watch ended: {other:?}"));
-                return Ended::Broken;
-            }
-        };
-        if resp.compact_revision > 0 {
-            return Ended::Compacted;
-        }
-        if resp.canceled {
-            trace(&format!("watch canceled: {}", resp.cancel_reason));
-            return Ended::Broken;
-        }
-        if resp.created {
-            continue;
-        }
-        let events: Vec<Event> = resp.events.iter().filter_map(event).collect();
-        if let Some(rec) = deletions.as_mut() {
-            for e in events.iter().filter(|e| e.kind == Kind::Delete) {
-                rec.borrow_mut().deletions.push((e.key.clone(), e.revision, now()));
-            }
-        }
-        if events.is_empty() {
-            log.received.push(Received::Progress(resp.header.as_ref().map_or(0, |h| h.revision)));
-        } else {
-            log.received.push(Received::Events(events));
-        }
-    }
-}
-
-fn tokio_stream_wrapper(rx: tokio::sync::mpsc::Receiver<WatchRequest>) -> impl futures::Stream<Item = WatchRequest> + Send + 'static {
-    futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|r| (r, rx)) })
-}
-
-fn last_event(log: &WatchLog) -> Option<i64> {
-    log.received.iter().rev().find_map(|r| if let Received::Events(e) = r { e.last().map(|e| e.revision) } else { None })
-}
-
-/// A Kubernetes-style watcher (an informer): list the prefix, watch from the list's revision,
-/// drop the stream now and then and resume after the last event; relist when compacted.
-pub async fn watcher(rec: Recorder, members: Vec<SocketAddr>, seed: u64, stop: Duration) -> turmoil::Result {
-    let _active = Active::enter(&rec);
-    let mut conn = Conn::new(members, seed);
-    'relist: while now() < stop {
-        let Some(list) = paged_list(&mut conn, KUBE_PREFIX, 100).await else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        let mut start = list.revision + 1;
-        rec.borrow_mut().lists.push(list);
-        let mut chain = WatchChain::default();
-        while now() < stop {
-            let mut log = WatchLog { prefix: KUBE_PREFIX.into(), start_revision: start, prev_kv: true, received: Vec::new() };
-            let until = (now() + Duration::from_millis(500 + conn.pick(3000))).min(stop);
-            let ended = watch_once(&conn, KUBE_PREFIX, start, until, &mut log, None).await;
-            start = last_event(&log).map_or(start, |r| r + 1);
-            chain.links.push(log);
-            match ended {
-                Ended::Dropped => {}
-                Ended::Broken => {
-                    conn.switch();
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Ended::Compacted => {
-                    rec.borrow_mut().watchers.push(std::mem::take(&mut chain));
-                    continue 'relist;
-                }
-            }
-        }
-        rec.borrow_mut().watchers.push(chain);
-    }
-    Ok(())
-}
-
-/// The reference watcher: every key from revision 1, resumed after every break, until `stop`.
-/// Its events are the store's history the other checks are held to.
-pub async fn reference(rec: Recorder, members: Vec<SocketAddr>, seed: u64, stop: Duration) -> turmoil::Result {
-    let mut conn = Conn::new(members, seed);
-    let mut start = 1;
-    let done = |rec: &Recorder, start: i64| {
-        let r = rec.borrow();
-        r.liveness.is_some() && start > r.final_revision
-    };
-    while now() < stop && !done(&rec, start) {
-        let mut log = WatchLog { prefix: String::new(), start_revision: start, prev_kv: true, received: Vec::new() };
-        // In short stretches, so the watcher notices when the liveness check is done.
-        let until = (now() + Duration::from_secs(1)).min(stop);
-        let ended = watch_once(&conn, "", start, until, &mut log, Some(&rec)).await;
-        start = last_event(&log).map_or(start, |r| r + 1);
-        rec.borrow_mut().reference.links.push(log);
-        // Another member for the next stretch, so one that lags (cut off, yet still sending
-        // progress notifications) cannot hold the reference back.
-        conn.switch();
-        match ended {
-            Ended::Dropped => {}
-            Ended::Broken => tokio::time::sleep(Duration::from_millis(50)).await,
-            Ended::Compacted => {
-                rec.borrow_mut().reference_lost = true;
-                return Ok(());
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The lease keeper: grant a lease (TTL 5 s), attach keys to it, keep it alive for 1–4 s, then
@@ -613,7 +446,7 @@ pub async fn compactor(rec: Recorder, id: u32, members: Vec<SocketAddr>, seed: u
         match run_op(&rec, id, &mut conn, req).await {
             Some(Response::Txn { succeeded: true, revision, .. }) => {
                 // Never past what the reference watcher has seen: it judges everything else.
-                let seen = rec.borrow().reference.links.iter().filter_map(last_event).max().unwrap_or(0);
+                let seen = rec.borrow().reference.links.iter().filter_map(crate::watchers::last_event).max().unwrap_or(0);
                 let target = previous.min(seen + 1);
                 if target > 1 {
                     let _ = conn.kv().compact(CompactionRequest { revision: target, physical: false }).await;
@@ -627,6 +460,9 @@ pub async fn compactor(rec: Recorder, id: u32, members: Vec<SocketAddr>, seed: u
     }
     Ok(())
 }
+
+/// How long one member's final history may take to read.
+const FINAL_READ: Duration = Duration::from_secs(4);
 
 /// Once faults have stopped: every member must serve a linearizable write within `deadline`,
 /// and all members must then agree on the HashKV of the latest revision.
@@ -645,8 +481,24 @@ pub async fn liveness(rec: Recorder, id: u32, deadline: Duration) -> turmoil::Re
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     let verdict = check_liveness(&rec, id, &members, deadline).await;
-    let mut r = rec.borrow_mut();
-    r.liveness = Some(verdict);
+    rec.borrow_mut().liveness = Some(verdict);
+    // Each member's history, whatever the verdict: a member that lost acknowledged writes is
+    // named by what its own history lacks.
+    let upto = {
+        let r = rec.borrow();
+        r.history
+            .ops
+            .iter()
+            .filter_map(|op| crate::lost_writes::acknowledged(op).map(|(_, rev)| rev))
+            .max()
+            .unwrap_or(0)
+            .max(r.final_revision)
+    };
+    for addr in &members {
+        let read = crate::watchers::final_history(*addr, upto, now() + FINAL_READ).await;
+        let name = rec.borrow().member_names.get(addr).cloned().unwrap_or_else(|| addr.to_string());
+        rec.borrow_mut().final_histories.push((name, read));
+    }
     Ok(())
 }
 

@@ -1,6 +1,12 @@
 //! The store's one error type, and the one place that maps it to gRPC status codes with etcd's
 //! exact messages (`etcdserver/api/v3rpc/rpctypes/error.go`). Clients such as etcdctl and
 //! kube-apiserver match on these strings, so they must not be reworded.
+//!
+//! [`Error`]'s variants are what a client is told; all but one are etcd's. The one left,
+//! [`Error::Internal`], is this member's own failure, of a kind named by [`Internal`]. Applying a
+//! committed entry keeps them apart by type: [`crate::apply::StateMachine::apply`] answers a
+//! client error inside its result and a failure of the member as [`Fatal`], which stops Raft
+//! on this member (its state machine cannot go on without the entry applied).
 
 use tonic::{Code, Status};
 
@@ -157,10 +163,52 @@ pub enum Error {
     /// A malformed request that etcd would reject without a dedicated message.
     #[error("{0}")]
     InvalidArgument(String),
-    /// The storage backend failed; the member should not keep serving writes.
-    #[error("etcdserver: storage error: {0}")]
-    Storage(String),
+    /// This member failed at something that is not the client's doing.
+    #[error("etcdserver: {0}")]
+    Internal(#[from] Internal),
 }
+
+/// What failed inside the member.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum Internal {
+    /// The storage backend failed.
+    #[error("storage error: {0}")]
+    Storage(String),
+    /// A stored record (log entry, revision record, lease, membership, auth store) does not
+    /// decode, or one that must exist is missing.
+    #[error("storage error: {0}")]
+    Corrupt(String),
+    /// Raft stopped on this member (its log failed, or it is shutting down).
+    #[error("raft stopped: {0}")]
+    RaftStopped(String),
+    /// The leader answered a forwarded request with something that does not fit it.
+    #[error("unexpected answer from the leader: {0}")]
+    Peer(&'static str),
+    /// A command produced the output of another kind of command.
+    #[error("a command produced the wrong kind of output")]
+    WrongOutput,
+    /// An applied entry handed its proposer no result.
+    #[error("an applied entry produced no result")]
+    NoOutput,
+    /// A blocking task (a hash, a backend rewrite) panicked or was cancelled.
+    #[error("a background task failed: {0}")]
+    Task(String),
+    /// The system's secure random generator failed.
+    #[error("the system random generator failed")]
+    Random,
+    /// A password could not be hashed.
+    #[error("hashing a password: {0}")]
+    Hash(String),
+    /// A server (client, peer or metrics port) stopped with an error.
+    #[error("serving failed: {0}")]
+    Serve(String),
+}
+
+/// A failure while applying a committed entry: the state machine cannot go past it, so Raft
+/// stops on this member (openraft is told through its storage error).
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[error("applying a committed entry failed: {0}")]
+pub struct Fatal(pub Internal);
 
 impl Error {
     /// The gRPC code etcd uses for this error.
@@ -209,7 +257,7 @@ impl Error {
             Error::Unimplemented(_) => Code::Unimplemented,
             // etcd's election server returns these as plain errors, which gRPC reports as Unknown.
             Error::ElectionNoLeader | Error::ElectionNotLeader | Error::MissingLeaderKey => Code::Unknown,
-            Error::Storage(_) => Code::Internal,
+            Error::Internal(_) => Code::Internal,
         }
     }
 }
@@ -277,9 +325,32 @@ impl From<Error> for Status {
     }
 }
 
+impl From<crate::storage::StorageError> for Internal {
+    fn from(e: crate::storage::StorageError) -> Internal {
+        Internal::Storage(e.to_string())
+    }
+}
+
 impl From<crate::storage::StorageError> for Error {
     fn from(e: crate::storage::StorageError) -> Error {
-        Error::Storage(e.to_string())
+        Error::Internal(e.into())
+    }
+}
+
+impl Error {
+    /// A record that does not decode (or is missing).
+    pub fn corrupt(what: impl std::fmt::Display) -> Error {
+        Error::Internal(Internal::Corrupt(what.to_string()))
+    }
+
+    /// Raft stopped under the request.
+    pub fn raft_stopped(why: impl std::fmt::Display) -> Error {
+        Error::Internal(Internal::RaftStopped(why.to_string()))
+    }
+
+    /// A blocking task failed.
+    pub fn task(e: impl std::fmt::Display) -> Error {
+        Error::Internal(Internal::Task(e.to_string()))
     }
 }
 

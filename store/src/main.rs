@@ -114,7 +114,7 @@ async fn run(cfg: Config) -> anyhow::Result<()> {
     let peer_server = tokio::spawn(member.serve_peers(futures::stream::select_all(peer_listeners)));
     // Like etcd, clients are served once this member is in the cluster's membership.
     member.wait_published().await;
-    let id = &member.shared.identity;
+    let id = &member.ctx.identity;
     tracing::info!("published {{name:{}, clientURLs:[{}]}} to cluster {}", id.name, id.client_urls.join(" "), id.cluster_id);
     tracing::info!("enabled capabilities for version 3.5");
     tracing::info!(member_id = %id.member_id, "ready to serve client requests");

@@ -71,6 +71,14 @@ pub struct Bugs {
     pub stale_follower_reads: bool,
     /// Watch responses leave out the events of every revision ending in 7.
     pub watch_skips_revisions: bool,
+    /// Watchers created without `prev_kv` miss the events of every revision divisible by 7
+    /// (the watch hub's selection).
+    pub watch_drops_without_prev_kv: bool,
+    /// The Raft log acknowledges an append as soon as it is queued, before the flush that
+    /// makes it durable (the log store's `append`).
+    pub ack_before_sync: bool,
+    /// The Raft log's flush skips the sync when the batch is small (under 256 bytes).
+    pub skip_small_syncs: bool,
 }
 
 /// A source of random numbers, seeded by whoever builds the member.

@@ -391,6 +391,15 @@ async fn a_learner_is_added_catches_up_and_is_promoted_with_etcdctl() {
     assert!(!ok && err.contains("etcdserver: rpc not supported for learner"), "{err}");
     let (ok, _, err) = etcdctl(&learner_ep, &["get", "l/1"]);
     assert!(!ok && err.contains("etcdserver: rpc not supported for learner"), "{err}");
+    let (ok, _, err) = etcdctl(&learner_ep, &["lease", "grant", "10"]);
+    assert!(!ok && err.contains("etcdserver: rpc not supported for learner"), "{err}");
+    // The JSON gateway applies the same per-RPC rule as gRPC.
+    let put = std::process::Command::new("curl")
+        .args(["-s", "-X", "POST", &format!("{}/v3/kv/put", c.nodes[n].url()), "-d", r#"{"key":"eA==","value":"eA=="}"#])
+        .output()
+        .expect("curl");
+    let body = String::from_utf8_lossy(&put.stdout);
+    assert!(body.contains("etcdserver: rpc not supported for learner"), "{body}");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (ok, out, err) = etcdctl(&eps, &["member", "promote", &id]);

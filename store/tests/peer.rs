@@ -25,7 +25,7 @@ fn garbage() -> RaftRequest {
 
 /// An append from a leader of term 0: every member has a higher vote.
 fn stale_append() -> RaftRequest {
-    let vote = typ::Vote::new(0, 7);
+    let vote = typ::Vote::new(0, keel_store::types::MemberId(7));
     let meta = serde_json::to_vec(&(vote, None::<typ::LogId>, None::<typ::LogId>)).expect("json");
     RaftRequest { meta: meta.into(), entries: vec![] }
 }

@@ -67,17 +67,27 @@ async fn kube_client(o: &Options, addr: Option<&str>) -> Option<kube::Client> {
     kube::Client::try_from(config).ok()
 }
 
-async fn healthz(o: &Options, addr: &str) -> String {
-    let Some(c) = kube_client(o, Some(addr)).await else { return "no kubeconfig".into() };
-    let req = http::Request::get("/healthz").body(Vec::new());
-    match req {
-        Ok(req) => match tokio::time::timeout(Duration::from_secs(3), c.request_text(req)).await {
-            Ok(Ok(body)) => body.trim().to_string(),
-            Ok(Err(e)) => format!("unhealthy: {e}"),
-            Err(_) => "no answer".into(),
-        },
-        Err(e) => e.to_string(),
+/// `GET path` on a component's own HTTPS port: the body, or what went wrong.
+async fn get(o: &Options, addr: &str, path: &str) -> Result<String, String> {
+    let c = kube_client(o, Some(addr)).await.ok_or("no kubeconfig")?;
+    let req = http::Request::get(path).body(Vec::new()).map_err(|e| e.to_string())?;
+    match tokio::time::timeout(Duration::from_secs(3), c.request_text(req)).await {
+        Ok(Ok(body)) => Ok(body),
+        Ok(Err(e)) => Err(format!("unhealthy: {e}")),
+        Err(_) => Err("no answer".into()),
     }
+}
+
+async fn healthz(o: &Options, addr: &str) -> String {
+    get(o, addr, "/healthz").await.map(|b| b.trim().to_string()).unwrap_or_else(|e| e)
+}
+
+/// Whether a leader-elected component says it holds its Lease (kube's
+/// `leader_election_master_status` gauge on its /metrics).
+async fn leads(o: &Options, addr: &str) -> Option<bool> {
+    let metrics = get(o, addr, "/metrics").await.ok()?;
+    let line = metrics.lines().find(|l| l.starts_with("leader_election_master_status"))?;
+    Some(line.trim_end().ends_with(" 1"))
 }
 
 async fn lease_holder(o: &Options, name: &str) -> String {
@@ -121,6 +131,13 @@ pub async fn show(o: &Options) -> ExitCode {
                 }
             }
             h
+        } else if program == Role::Scheduler.program() || program == Role::ControllerManager.program() {
+            let role = match leads(o, addr).await {
+                Some(true) => ", leader",
+                Some(false) => ", standby",
+                None => "",
+            };
+            format!("{}{role}", healthz(o, addr).await)
         } else {
             healthz(o, addr).await
         };

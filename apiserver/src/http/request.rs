@@ -40,6 +40,7 @@ pub fn parse_path(path: &str) -> Result<Target, ApiError> {
             Some(&"scale") if res.has(Subresource::Scale) => Ok(Some(Subresource::Scale)),
             Some(&"binding") if res.has(Subresource::Binding) => Ok(Some(Subresource::Binding)),
             Some(&"eviction") if res.has(Subresource::Eviction) => Ok(Some(Subresource::Eviction)),
+            Some(&"finalize") if res.has(Subresource::Finalize) => Ok(Some(Subresource::Finalize)),
             Some(_) => Err(ApiError::NoSuchPath),
         }
     };
@@ -47,8 +48,8 @@ pub fn parse_path(path: &str) -> Result<Target, ApiError> {
         Ok(Target { res, namespace: ns.map(str::to_string), name: name.map(|n| n.to_string()), sub: sub(s, res)? })
     };
     match rest {
-        // /namespaces/<ns>/<plural>[/<name>[/<sub>]] for namespaced kinds; /namespaces/<name>[/status] otherwise.
-        ["namespaces", ns, plural, tail @ ..] if *plural != "status" => {
+        // /namespaces/<ns>/<plural>[/<name>[/<sub>]] for namespaced kinds; /namespaces/<name>[/status|/finalize] otherwise.
+        ["namespaces", ns, plural, tail @ ..] if *plural != "status" && *plural != "finalize" => {
             let res = find(plural)?;
             if !res.namespaced {
                 return Err(ApiError::NoSuchPath);
@@ -175,6 +176,8 @@ pub struct Call {
     pub body: Bytes,
     /// Who writes: `?fieldManager=`, else the client's User-Agent up to its first `/`.
     pub manager: String,
+    /// `?dryRun=All`: do everything but write.
+    pub dry_run: bool,
 }
 
 impl Call {
@@ -194,7 +197,12 @@ impl Call {
             Some(m) => m.clone(),
             None => agent.split('/').next().unwrap_or("unknown").to_string(),
         };
-        Ok(Call { target, query, output, media, body, manager })
+        let dry_run = match query.get("dryRun").map(String::as_str) {
+            None | Some("") => false,
+            Some("All") => true,
+            Some(other) => return Err(ApiError::BadRequest(format!("dryRun: Unsupported value: {other:?}: supported values: \"All\""))),
+        };
+        Ok(Call { target, query, output, media, body, manager, dry_run })
     }
 
     /// A call made by the server itself (bootstrap): a create of `res` as `manager`.
@@ -206,6 +214,7 @@ impl Call {
             media: Media::Json,
             body: Bytes::new(),
             manager: manager.into(),
+            dry_run: false,
         }
     }
 

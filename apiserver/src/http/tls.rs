@@ -19,36 +19,58 @@ pub struct CertFiles {
     pub ca: Option<PathBuf>,
 }
 
-/// The files in `dir`, generated for `hosts` (names and IPs) if they are not there yet.
+/// The names every generated serving certificate carries.
+const DEFAULT_NAMES: &[&str] = &["localhost", "127.0.0.1", "kubernetes", "kubernetes.default"];
+
+/// The file that records which names the serving certificate in a folder was made for.
+const NAMES_FILE: &str = "apiserver.names";
+
+fn ca_params() -> Result<rcgen::CertificateParams, rcgen::Error> {
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "keel-ca");
+    Ok(ca)
+}
+
+/// The files in `dir`: a CA and a serving certificate for `hosts` (names and IPs: the bind
+/// address, `--tls-sans`, a load balancer's address) and the default names. Generated on first
+/// start and reused after; when a host is asked for that the serving certificate lacks, a new
+/// one is signed by the same CA (so kubeconfigs that trust the CA keep working).
 pub fn ensure_generated(dir: &Path, hosts: &[String]) -> Result<CertFiles, String> {
     let files = CertFiles { cert: dir.join("apiserver.crt"), key: dir.join("apiserver.key"), ca: Some(dir.join("ca.crt")) };
-    if files.cert.exists() && files.key.exists() {
+    let mut names: Vec<String> = DEFAULT_NAMES.iter().map(|s| s.to_string()).collect();
+    names.extend(hosts.iter().filter(|h| !h.is_empty()).cloned());
+    names.sort();
+    names.dedup();
+    let recorded = std::fs::read_to_string(dir.join(NAMES_FILE)).unwrap_or_default();
+    let covered = |n: &String| recorded.lines().any(|l| l == n);
+    if files.cert.exists() && files.key.exists() && names.iter().all(covered) {
         return Ok(files);
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let err = |e: rcgen::Error| e.to_string();
-    let ca_key = rcgen::KeyPair::generate().map_err(err)?;
-    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(err)?;
-    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::DigitalSignature];
-    ca.distinguished_name.push(rcgen::DnType::CommonName, "keel-ca");
-    let ca_pem = ca.self_signed(&ca_key).map_err(err)?.pem();
-    let issuer = rcgen::Issuer::new(ca, &ca_key);
+    let write = |p: &Path, s: &str| std::fs::write(p, s).map_err(|e| format!("writing {}: {e}", p.display()));
+    let (ca_crt, ca_key_file) = (dir.join("ca.crt"), dir.join("ca.key"));
+    let ca_key = match std::fs::read_to_string(&ca_key_file) {
+        Ok(pem) if ca_crt.exists() => rcgen::KeyPair::from_pem(&pem).map_err(err)?,
+        _ => {
+            let key = rcgen::KeyPair::generate().map_err(err)?;
+            write(&ca_crt, &ca_params().map_err(err)?.self_signed(&key).map_err(err)?.pem())?;
+            write(&ca_key_file, &key.serialize_pem())?;
+            key
+        }
+    };
+    // The same subject and key as the stored CA certificate: what it signs verifies against it.
+    let issuer = rcgen::Issuer::new(ca_params().map_err(err)?, &ca_key);
     let key = rcgen::KeyPair::generate().map_err(err)?;
-    let mut names = vec!["localhost".to_string(), "127.0.0.1".to_string(), "kubernetes".to_string(), "kubernetes.default".to_string()];
-    names.extend(hosts.iter().filter(|h| !h.is_empty()).cloned());
-    names.dedup();
-    let mut leaf = rcgen::CertificateParams::new(names).map_err(err)?;
+    let mut leaf = rcgen::CertificateParams::new(names.clone()).map_err(err)?;
     leaf.distinguished_name.push(rcgen::DnType::CommonName, "kube-apiserver");
     leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     let cert_pem = leaf.signed_by(&key, &issuer).map_err(err)?.pem();
-    let write = |p: &Path, s: &str| std::fs::write(p, s).map_err(|e| format!("writing {}: {e}", p.display()));
-    if let Some(ca) = &files.ca {
-        write(ca, &ca_pem)?;
-    }
-    write(&dir.join("ca.key"), &ca_key.serialize_pem())?;
     write(&files.key, &key.serialize_pem())?;
     write(&files.cert, &cert_pem)?;
+    write(&dir.join(NAMES_FILE), &names.join("\n"))?;
     Ok(files)
 }
 
@@ -72,14 +94,52 @@ pub fn server_config(files: &CertFiles) -> Result<Arc<ServerConfig>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::client::danger::ServerCertVerifier;
+
+    fn read(p: &Path) -> Vec<u8> {
+        std::fs::read(p).unwrap_or_default()
+    }
+
+    /// Whether the serving certificate in `files` verifies for `name` against the CA.
+    fn verifies(files: &CertFiles, name: &str) -> bool {
+        let Some(ca) = &files.ca else { return false };
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_file_iter(ca).into_iter().flatten().flatten() {
+            let _ = roots.add(c);
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let Ok(verifier) = rustls::client::WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider).build() else {
+            return false;
+        };
+        let Some(leaf) = CertificateDer::pem_file_iter(&files.cert).ok().and_then(|mut it| it.next()).and_then(Result::ok) else {
+            return false;
+        };
+        let Ok(server) = rustls::pki_types::ServerName::try_from(name.to_string()) else { return false };
+        // A fixed instant inside the certificates' validity (rcgen's default runs to 4096).
+        let at = rustls::pki_types::UnixTime::since_unix_epoch(std::time::Duration::from_secs(1_900_000_000));
+        verifier.verify_server_cert(&leaf, &[], &server, &[], at).is_ok()
+    }
 
     #[test]
     fn certificates_are_generated_once_and_load() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let files = ensure_generated(dir.path(), &["10.0.0.1".into()]).unwrap_or_else(|e| panic!("{e}"));
-        let first = std::fs::read(&files.cert).unwrap_or_default();
+        let first = read(&files.cert);
         let again = ensure_generated(dir.path(), &[]).unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(std::fs::read(&again.cert).unwrap_or_default(), first, "reused, not regenerated");
+        assert_eq!(read(&again.cert), first, "reused, not regenerated");
         assert!(server_config(&files).is_ok());
+        assert!(verifies(&files, "10.0.0.1") && verifies(&files, "localhost"));
+        assert!(!verifies(&files, "10.0.0.2"), "the check can fail");
+    }
+
+    #[test]
+    fn an_extra_san_gets_a_new_serving_certificate_from_the_same_ca() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let files = ensure_generated(dir.path(), &["127.0.0.2".into()]).unwrap_or_else(|e| panic!("{e}"));
+        let ca = files.ca.as_ref().map(|c| read(c)).unwrap_or_default();
+        let balancer =
+            ensure_generated(dir.path(), &["127.0.0.2".into(), "lb.example".into(), "10.9.9.9".into()]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(balancer.ca.as_ref().map(|c| read(c)).unwrap_or_default(), ca, "the CA stays");
+        assert!(verifies(&balancer, "lb.example") && verifies(&balancer, "10.9.9.9") && verifies(&balancer, "127.0.0.2"));
     }
 }

@@ -1,4 +1,4 @@
-//! DaemonSets (`apps/v1`): a rolling update of one node at a time and ten revisions by default,
+//! DaemonSets (`apps/v1`): a create resets status; a rolling update of one node at a time and ten revisions by default,
 //! the selector that must match the template, kubectl's columns.
 
 use crate::registry::deployments::default_template;
@@ -11,8 +11,28 @@ use serde_json::{Value, json};
 /// The daemonsets strategy.
 pub struct DaemonSets;
 
+/// The annotation holding the template's generation (kube's `DeprecatedTemplateGeneration`),
+/// which the DaemonSet controller labels pods with (`pod-template-generation`).
+pub const TEMPLATE_GENERATION: &str = "deprecated.daemonset.template.generation";
+
 impl Strategy for DaemonSets {
     type Object = DaemonSet;
+
+    fn prepare_create(&self, d: &mut DaemonSet) {
+        d.status = Some(Default::default());
+        d.metadata.annotations.get_or_insert_with(Default::default).insert(TEMPLATE_GENERATION.into(), "1".into());
+    }
+
+    /// kube's daemonSetStrategy: a changed template counts one more template generation.
+    fn prepare_update(&self, new: &mut DaemonSet, old: &DaemonSet, status: bool) {
+        let template = |d: &DaemonSet| d.spec.as_ref().map(|s| s.template.clone());
+        if status || template(new) == template(old) {
+            return;
+        }
+        let previous =
+            old.metadata.annotations.as_ref().and_then(|a| a.get(TEMPLATE_GENERATION)).and_then(|g| g.parse::<i64>().ok()).unwrap_or(0);
+        new.metadata.annotations.get_or_insert_with(Default::default).insert(TEMPLATE_GENERATION.into(), (previous + 1).to_string());
+    }
 
     fn default(&self, d: &mut DaemonSet) {
         let Some(s) = d.spec.as_mut() else { return };

@@ -1,4 +1,4 @@
-//! Deployments (`apps/v1`): Kubernetes' defaults (one replica, 25 % surge and unavailability,
+//! Deployments (`apps/v1`): a create resets status; Kubernetes' defaults (one replica, 25 % surge and unavailability,
 //! ten revisions, 600 s progress deadline, and the pod template's), the selector that must
 //! match the template, kubectl's columns.
 
@@ -34,6 +34,16 @@ pub fn default_template(t: &mut PodTemplateSpec) {
 
 impl Strategy for Deployments {
     type Object = Deployment;
+
+    fn prepare_create(&self, d: &mut Deployment) {
+        d.status = Some(Default::default());
+    }
+
+    /// kube's deploymentStatusStrategy: a status write keeps the stored labels (annotations,
+    /// such as `deployment.kubernetes.io/revision`, come from the writer).
+    fn status_resets(&self) -> &'static [&'static str] {
+        &["labels"]
+    }
 
     fn default(&self, d: &mut Deployment) {
         let Some(s) = d.spec.as_mut() else { return };

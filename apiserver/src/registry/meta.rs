@@ -124,19 +124,38 @@ pub fn prepare_create(res: &Resource, namespace: Option<&str>, mut obj: Value, f
     Ok(obj)
 }
 
+/// The metadata a write never changes: the server's fields.
+const SYSTEM_FIELDS: &[&str] =
+    &["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"];
+
+/// On `/status`: every top-level field but metadata and status as stored, and the metadata
+/// fields the kind's status strategy resets (kube's status strategies reset spec; deployments
+/// also labels, pods also ownerReferences).
+fn keep_all_but_status(res: &Resource, old: &Value, new: &mut Value) {
+    let Some(o) = new.as_object_mut() else { return };
+    let own = |k: &str| matches!(k, "metadata" | "status" | "apiVersion" | "kind");
+    o.retain(|k, _| own(k));
+    for (k, v) in old.as_object().into_iter().flatten().filter(|(k, _)| !own(k)) {
+        o.insert(k.clone(), v.clone());
+    }
+    let old_meta = old.get("metadata");
+    if let Some(m) = o.get_mut("metadata").and_then(Value::as_object_mut) {
+        for field in res.strategy.status_resets() {
+            match old_meta.and_then(|om| om.get(*field)) {
+                Some(v) => m.insert(field.to_string(), v.clone()),
+                None => m.remove(*field),
+            };
+        }
+    }
+}
+
 /// The object an update stores, from what is stored (`old`) and what the client sent (`new`).
 /// On the main resource `status` stays as stored when the resource has a status subresource;
-/// on `/status` (`status_only`) only `status` changes.
+/// on `/status` (`status_only`) everything else stays as stored but the metadata the client
+/// may change (labels, annotations, finalizers: as kube's status strategies).
 pub fn prepare_update(res: &Resource, old: &Value, mut new: Value, status_only: bool) -> Result<Value, ApiError> {
     check_type(res, &mut new)?;
-    if status_only {
-        let mut out = old.clone();
-        if let (Some(o), Some(status)) = (out.as_object_mut(), new.get("status")) {
-            o.insert("status".into(), status.clone());
-        }
-        return Ok(out);
-    }
-    let keep_status = res.has(Subresource::Status);
+    let keep_status = res.has(Subresource::Status) && !status_only;
     let old_meta = old.get("metadata").cloned().unwrap_or_else(|| json!({}));
     let m = meta_mut(&mut new)?;
     if let Some(given) = m.get("name").and_then(Value::as_str)
@@ -144,13 +163,17 @@ pub fn prepare_update(res: &Resource, old: &Value, mut new: Value, status_only: 
     {
         return Err(ApiError::BadRequest("the name of the object does not match the name on the URL".into()));
     }
-    for field in ["name", "namespace", "uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
-        match old_meta.get(field) {
-            Some(v) => m.insert(field.into(), v.clone()),
-            None => m.remove(field),
+    for field in SYSTEM_FIELDS {
+        match old_meta.get(*field) {
+            Some(v) => m.insert(field.to_string(), v.clone()),
+            None => m.remove(*field),
         };
     }
     m.remove("resourceVersion");
+    if status_only {
+        keep_all_but_status(res, old, &mut new);
+        return Ok(new);
+    }
     if let Some(o) = new.as_object_mut()
         && keep_status
     {
@@ -166,14 +189,6 @@ pub fn prepare_update(res: &Resource, old: &Value, mut new: Value, status_only: 
         }
     }
     Ok(new)
-}
-
-/// Marks `obj` as being deleted (it has finalizers left): `deletionTimestamp` now, no grace.
-pub fn mark_deleting(obj: &mut Value, now: &str) {
-    if let Some(m) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        m.insert("deletionTimestamp".into(), json!(now));
-        m.insert("deletionGracePeriodSeconds".into(), json!(0));
-    }
 }
 
 /// The stored form: everything but `resourceVersion`.

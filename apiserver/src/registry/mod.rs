@@ -10,20 +10,25 @@
 //! [`selector`] (label and field selectors), [`strict`] (unknown fields).
 
 pub mod meta;
+pub mod quantity;
 pub mod selector;
 pub mod strategy;
 pub mod strict;
 pub mod validation;
 
 pub mod configmaps;
+pub mod controllerrevisions;
 pub mod daemonsets;
 pub mod deployments;
 pub mod endpoints;
+pub mod endpointslices;
 pub mod events;
+pub mod events_v1;
 pub mod leases;
 pub mod namespaces;
 pub mod nodes;
 pub mod pods;
+pub mod priorityclasses;
 pub mod replicasets;
 pub mod secrets;
 pub mod serviceaccounts;
@@ -42,6 +47,8 @@ pub enum Subresource {
     Binding,
     /// `eviction` (pods): POST an Eviction to delete the pod.
     Eviction,
+    /// `finalize` (namespaces): PUT the namespace to change its `spec.finalizers`.
+    Finalize,
 }
 
 impl Subresource {
@@ -52,6 +59,7 @@ impl Subresource {
             Subresource::Scale => "scale",
             Subresource::Binding => "binding",
             Subresource::Eviction => "eviction",
+            Subresource::Finalize => "finalize",
         }
     }
 
@@ -62,6 +70,7 @@ impl Subresource {
             Subresource::Scale => Some(("autoscaling", "v1", "Scale")),
             Subresource::Binding => Some(("", "v1", "Binding")),
             Subresource::Eviction => Some(("policy", "v1", "Eviction")),
+            Subresource::Finalize => None,
         }
     }
 
@@ -70,6 +79,7 @@ impl Subresource {
         match self {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
             Subresource::Binding | Subresource::Eviction => &["create"],
+            Subresource::Finalize => &["update"],
         }
     }
 }
@@ -130,6 +140,7 @@ pub const STATUS: &[Subresource] = &[Subresource::Status];
 /// `status` and `scale`.
 pub const STATUS_SCALE: &[Subresource] = &[Subresource::Status, Subresource::Scale];
 const POD: &[Subresource] = &[Subresource::Status, Subresource::Binding, Subresource::Eviction];
+const NAMESPACE: &[Subresource] = &[Subresource::Status, Subresource::Finalize];
 
 /// Every served resource.
 pub static RESOURCES: &[Resource] = &[
@@ -139,7 +150,7 @@ pub static RESOURCES: &[Resource] = &[
         singular: "namespace",
         namespaced: false,
         short_names: &["ns"],
-        subresources: STATUS,
+        subresources: NAMESPACE,
         label_names: true,
         strategy: &namespaces::Namespaces,
         ..ROW
@@ -235,6 +246,41 @@ pub static RESOURCES: &[Resource] = &[
         subresources: STATUS,
         has_spec: true,
         strategy: &daemonsets::DaemonSets,
+        ..ROW
+    },
+    Resource {
+        group: "apps",
+        kind: "ControllerRevision",
+        plural: "controllerrevisions",
+        singular: "controllerrevision",
+        strategy: &controllerrevisions::ControllerRevisions,
+        ..ROW
+    },
+    Resource {
+        group: "scheduling.k8s.io",
+        kind: "PriorityClass",
+        plural: "priorityclasses",
+        singular: "priorityclass",
+        namespaced: false,
+        short_names: &["pc"],
+        strategy: &priorityclasses::PriorityClasses,
+        ..ROW
+    },
+    Resource {
+        group: "discovery.k8s.io",
+        kind: "EndpointSlice",
+        plural: "endpointslices",
+        singular: "endpointslice",
+        strategy: &endpointslices::EndpointSlices,
+        ..ROW
+    },
+    Resource {
+        group: "events.k8s.io",
+        kind: "Event",
+        plural: "events",
+        singular: "event",
+        short_names: &["ev"],
+        strategy: &events_v1::EventsV1,
         ..ROW
     },
     Resource { group: "coordination.k8s.io", kind: "Lease", plural: "leases", singular: "lease", strategy: &leases::Leases, ..ROW },

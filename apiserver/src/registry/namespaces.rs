@@ -1,4 +1,4 @@
-//! Namespaces (`core/v1`, cluster-scoped): the `kubernetes.io/metadata.name` label and the
+//! Namespaces (`core/v1`, cluster-scoped): a create resets status to `Active`; the `kubernetes.io/metadata.name` label and the
 //! `kubernetes` finalizer every namespace gets, phase `Active`, and the `status.phase` field.
 
 use crate::registry::strategy::{Column, Strategy, age, name};
@@ -10,6 +10,17 @@ pub struct Namespaces;
 
 impl Strategy for Namespaces {
     type Object = Namespace;
+
+    /// kube's namespaceStrategy: an update keeps the stored `spec.finalizers` (only
+    /// `namespaces/<name>/finalize` changes them).
+    fn prepare_update(&self, new: &mut Namespace, old: &Namespace, _status: bool) {
+        let kept = old.spec.as_ref().and_then(|s| s.finalizers.clone());
+        new.spec.get_or_insert_with(NamespaceSpec::default).finalizers = kept;
+    }
+
+    fn prepare_create(&self, ns: &mut Namespace) {
+        ns.status = Some(NamespaceStatus { phase: Some("Active".into()), ..Default::default() });
+    }
 
     fn default(&self, ns: &mut Namespace) {
         let n = name(&ns.metadata).to_string();

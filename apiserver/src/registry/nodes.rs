@@ -1,8 +1,12 @@
-//! Nodes (`core/v1`, cluster-scoped): kubectl's columns (a cordoned node reads
+//! Nodes (`core/v1`, cluster-scoped): `status.allocatable` defaults to the capacity, quantities
+//! must parse and not be negative; a create keeps the status it is given (kubelets register
+//! with theirs, as in Kubernetes); kubectl's columns (a cordoned node reads
 //! `Ready,SchedulingDisabled`) and the `spec.unschedulable` field selector, which, as in
 //! Kubernetes, reads `false` for a node without the field.
 
+use crate::registry::quantity;
 use crate::registry::strategy::{Column, Strategy, age, name, or_none};
+use crate::registry::validation::{self, Cause};
 use k8s_openapi::api::core::v1::Node;
 use serde_json::{Value, json};
 
@@ -13,6 +17,28 @@ const COLUMNS: &[Column] = &[("Name", 0), ("Status", 0), ("Roles", 0), ("Age", 0
 
 impl Strategy for Nodes {
     type Object = Node;
+
+    fn malformed(&self, n: &Node) -> Option<String> {
+        let st = n.status.as_ref()?;
+        quantity::malformed(st.capacity.iter().chain(st.allocatable.iter()).flat_map(|m| m.values()).map(|q| &q.0))
+    }
+
+    /// kube's SetDefaults_NodeStatus: allocatable is the capacity when not given.
+    fn default(&self, n: &mut Node) {
+        if let Some(st) = n.status.as_mut()
+            && st.allocatable.is_none()
+        {
+            st.allocatable = st.capacity.clone();
+        }
+    }
+
+    fn validate(&self, n: &Node) -> Vec<Cause> {
+        let mut out = Vec::new();
+        let st = n.status.as_ref();
+        validation::non_negative(st.and_then(|s| s.capacity.as_ref()), "status.capacity", &mut out);
+        validation::non_negative(st.and_then(|s| s.allocatable.as_ref()), "status.allocatable", &mut out);
+        out
+    }
 
     fn columns(&self) -> &'static [Column] {
         COLUMNS

@@ -1,4 +1,4 @@
-//! ReplicaSets (`apps/v1`): one replica by default, the selector that must match the template,
+//! ReplicaSets (`apps/v1`): a create resets status; one replica by default, the selector that must match the template,
 //! kubectl's columns, and the `status.replicas` field selector.
 
 use crate::registry::deployments::{containers, default_template, selector};
@@ -12,6 +12,10 @@ pub struct ReplicaSets;
 
 impl Strategy for ReplicaSets {
     type Object = ReplicaSet;
+
+    fn prepare_create(&self, r: &mut ReplicaSet) {
+        r.status = Some(Default::default());
+    }
 
     fn default(&self, r: &mut ReplicaSet) {
         let Some(s) = r.spec.as_mut() else { return };

@@ -1,9 +1,9 @@
-//! Services (`core/v1`): type `ClusterIP`, session affinity `None`, port protocol `TCP` and
+//! Services (`core/v1`): a create resets status; type `ClusterIP`, session affinity `None`, port protocol `TCP` and
 //! `targetPort` = `port` by default; ports must be valid; kubectl's columns.
 
 use crate::registry::strategy::{Column, Strategy, age, name, or_none, pairs};
 use crate::registry::validation::{self, Cause};
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Service, ServiceStatus};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::{Value, json};
 
@@ -14,6 +14,10 @@ const COLUMNS: &[Column] = &[("Name", 0), ("Type", 0), ("Cluster-IP", 0), ("Exte
 
 impl Strategy for Services {
     type Object = Service;
+
+    fn prepare_create(&self, s: &mut Service) {
+        s.status = Some(ServiceStatus { load_balancer: Some(Default::default()), ..Default::default() });
+    }
 
     fn default(&self, s: &mut Service) {
         let Some(spec) = s.spec.as_mut() else { return };

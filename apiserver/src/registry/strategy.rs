@@ -4,8 +4,8 @@
 //! decode is the schema check and what the per-kind rules read).
 //!
 //! A write goes: decode (the schema check; unknown fields are dropped, or refused with
-//! `fieldValidation=Strict`) → on create [`Strategy::prepare_create`] (what a create resets,
-//! such as status) → [`Strategy::default`] → [`Strategy::validate`] (and on update
+//! `fieldValidation=Strict`) → [`Strategy::default`] → on create [`Strategy::prepare_create`]
+//! (what a create resets, such as status) → [`Strategy::validate`] (and on update
 //! [`Strategy::validate_update`] against the stored object) → encode.
 
 use crate::error::ApiError;
@@ -41,6 +41,8 @@ pub struct Write<'a> {
     pub old: Option<&'a Value>,
     /// Whether it came through `/status`.
     pub status: bool,
+    /// The API version written through (`v1`, `apps/v1`), for messages.
+    pub version: &'a str,
 }
 
 /// One kind's rules.
@@ -51,8 +53,23 @@ pub trait Strategy: Send + Sync + 'static {
     /// What a create resets (Kubernetes' PrepareForCreate: most kinds' status).
     fn prepare_create(&self, _obj: &mut Self::Object) {}
 
+    /// Why the object cannot be decoded as Kubernetes decodes it, when its JSON fits the type
+    /// but a value does not parse (a quantity that is not one): a 400.
+    fn malformed(&self, _obj: &Self::Object) -> Option<String> {
+        None
+    }
+
     /// Fills in what Kubernetes fills in, on create and update.
     fn default(&self, _obj: &mut Self::Object) {}
+
+    /// What an update changes beyond the client's object (kube's PrepareForUpdate): `status` is
+    /// whether it came through `/status`.
+    fn prepare_update(&self, _new: &mut Self::Object, _old: &Self::Object, _status: bool) {}
+
+    /// Metadata fields a write through `/status` keeps as stored (besides the server's own).
+    fn status_resets(&self) -> &'static [&'static str] {
+        &[]
+    }
 
     /// Why the (defaulted) object is invalid; empty when it is valid.
     fn validate(&self, _obj: &Self::Object) -> Vec<Cause> {
@@ -88,6 +105,20 @@ pub trait Strategy: Send + Sync + 'static {
     fn deletion(&self, _obj: &Self::Object, _grace: Option<i64>) -> Deletion {
         Deletion::Now
     }
+
+    /// True when [`Self::to_storage`] and [`Self::from_storage`] convert (else they are the identity).
+    const CONVERTS: bool = false;
+
+    /// The stored form of an object (JSON of this kind): the same, unless the kind is stored as
+    /// another version (events.k8s.io Events are stored as core/v1 Events).
+    fn to_storage(&self, obj: Value) -> Result<Value, String> {
+        Ok(obj)
+    }
+
+    /// The object, of this kind, that a stored form is.
+    fn from_storage(&self, stored: Value) -> Value {
+        stored
+    }
 }
 
 /// A [`Strategy`] through JSON: what the rest of the server calls.
@@ -97,6 +128,8 @@ pub trait Behaviour: Send + Sync {
     fn finish(&self, kind: &str, obj: Value, write: Write<'_>, strict: bool) -> Result<Value, ApiError>;
     /// The object decoded into its type and encoded again (the schema's form).
     fn round_trip(&self, obj: &Value) -> Result<Value, String>;
+    /// Metadata fields a write through `/status` keeps as stored.
+    fn status_resets(&self) -> &'static [&'static str];
     /// Table columns.
     fn columns(&self) -> &'static [Column];
     /// One row's cells.
@@ -109,6 +142,12 @@ pub trait Behaviour: Send + Sync {
     fn deletion(&self, obj: &Value, grace: Option<i64>) -> Deletion;
     /// Adds the kind's OpenAPI schema (and those it refers to) to `g`; its name.
     fn schema(&self, g: &mut schemars::SchemaGenerator) -> String;
+    /// Whether stored forms are converted (else both conversions are the identity).
+    fn converts(&self) -> bool;
+    /// The stored form of an object of this resource.
+    fn to_storage(&self, obj: Value) -> Result<Value, ApiError>;
+    /// The object a stored form is, for this resource.
+    fn from_storage(&self, stored: Value) -> Value;
 }
 
 fn decode<S: Strategy>(kind: &str, obj: &Value) -> Result<S::Object, ApiError> {
@@ -129,15 +168,19 @@ impl<S: Strategy> Behaviour for S {
                 return Err(ApiError::BadRequest(format!("strict decoding error: {}", list.join(", "))));
             }
         }
-        if write.old.is_none() {
-            self.prepare_create(&mut typed);
+        if let Some(why) = self.malformed(&typed) {
+            return Err(ApiError::BadRequest(format!("{kind} in version {:?} cannot be handled as a {kind}: {why}", write.version)));
         }
         self.default(&mut typed);
+        let old = write.old.map(|o| decode::<S>(kind, o)).transpose()?;
+        match &old {
+            None => self.prepare_create(&mut typed),
+            Some(old) => self.prepare_update(&mut typed, old, write.status),
+        }
         let mut causes = validation::object_meta(typed.metadata());
         causes.extend(self.validate(&typed));
-        if let Some(old) = write.old {
-            let old = decode::<S>(kind, old)?;
-            causes.extend(self.validate_update(&typed, &old, write.status));
+        if let Some(old) = &old {
+            causes.extend(self.validate_update(&typed, old, write.status));
         }
         if !causes.is_empty() {
             return Err(ApiError::Invalid { kind: kind.into(), name: name(typed.metadata()).into(), causes });
@@ -148,6 +191,10 @@ impl<S: Strategy> Behaviour for S {
     fn round_trip(&self, obj: &Value) -> Result<Value, String> {
         let typed = S::Object::deserialize(obj).map_err(|e| e.to_string())?;
         serde_json::to_value(typed).map_err(|e| e.to_string())
+    }
+
+    fn status_resets(&self) -> &'static [&'static str] {
+        Strategy::status_resets(self)
     }
 
     fn columns(&self) -> &'static [Column] {
@@ -180,6 +227,18 @@ impl<S: Strategy> Behaviour for S {
             Ok(typed) => Strategy::deletion(self, &typed, grace),
             Err(_) => Deletion::Now,
         }
+    }
+
+    fn converts(&self) -> bool {
+        S::CONVERTS
+    }
+
+    fn to_storage(&self, obj: Value) -> Result<Value, ApiError> {
+        Strategy::to_storage(self, obj).map_err(|e| ApiError::BadRequest(format!("converting for storage: {e}")))
+    }
+
+    fn from_storage(&self, stored: Value) -> Value {
+        Strategy::from_storage(self, stored)
     }
 
     fn schema(&self, g: &mut schemars::SchemaGenerator) -> String {

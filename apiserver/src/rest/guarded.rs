@@ -7,7 +7,8 @@
 //! The write is skipped when nothing changed, and becomes a delete when the object was being
 //! deleted without grace (`deletionGracePeriodSeconds` absent or 0) and its last finalizer is
 //! gone, as kube-apiserver's `shouldDeleteDuringUpdate`. A pod in its grace period is never
-//! deleted by an update: its kubelet deletes it.
+//! deleted by an update: its kubelet deletes it. With `dryRun=All` nothing is written: the
+//! answer is what would have been.
 
 use crate::error::ApiError;
 use crate::http::request::Call;
@@ -45,10 +46,12 @@ fn has_finalizers(v: &Value) -> bool {
     v.pointer("/metadata/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty())
 }
 
-/// Whether writing `new` over `old` deletes the object instead (see the module doc).
+/// Whether writing `new` over `old` deletes the object instead (see the module doc; a
+/// namespace also waits for its `spec.finalizers`, kube's ShouldDeleteNamespaceDuringUpdate).
 pub fn deletes(old: &Value, new: &Value) -> bool {
     let grace = old.pointer("/metadata/deletionGracePeriodSeconds").and_then(Value::as_i64).unwrap_or(0);
-    deleting(old) && !has_finalizers(new) && grace == 0
+    let spec_finalizers = new.pointer("/spec/finalizers").and_then(Value::as_array).is_some_and(|f| !f.is_empty());
+    deleting(old) && !has_finalizers(new) && !spec_finalizers && grace == 0
 }
 
 /// What a change does to the stored object.
@@ -60,11 +63,17 @@ pub enum Action {
     Delete(Value),
 }
 
-/// Does `action` to `current` (the object `old` decoded from it), guarded by its revision;
-/// None when the guard failed.
-pub async fn perform(api: &Api, key: &str, current: &Stored, old: &Value, action: Action) -> Result<Option<Updated>, ApiError> {
+/// Does `action` (on the object as the call's resource shows it) to `current`, guarded by its
+/// revision; None when the guard failed. The write keeps the key's lease (an updated Event
+/// still expires).
+pub async fn perform(api: &Api, call: &Call, key: &str, current: &Stored, action: Action) -> Result<Option<Updated>, ApiError> {
+    let strategy = call.target.res.strategy;
     let mut new = match action {
         Action::Write(new) => new,
+        Action::Delete(mut shown) if call.dry_run => {
+            meta::set_resource_version(&mut shown, current.mod_revision);
+            return Ok(Some(Updated::Deleted(shown)));
+        }
         Action::Delete(mut shown) => {
             return Ok(match api.store.delete_if(key, current.mod_revision).await? {
                 Written::At(_) => {
@@ -75,11 +84,19 @@ pub async fn perform(api: &Api, key: &str, current: &Stored, old: &Value, action
             });
         }
     };
-    if meta::for_store(&new) == current.value.as_ref() {
+    let old = storage::decode(current)?;
+    let stored = strategy.to_storage(new.clone())?;
+    let bytes = meta::for_store(&stored);
+    if bytes == current.value.as_ref() {
         meta::set_resource_version(&mut new, current.mod_revision);
         return Ok(Some(Updated::Stored(new)));
     }
-    if deletes(old, &new) {
+    if call.dry_run {
+        // Everything was computed and checked; nothing is written.
+        meta::set_resource_version(&mut new, current.mod_revision);
+        return Ok(Some(if deletes(&old, &stored) { Updated::Deleted(new) } else { Updated::Stored(new) }));
+    }
+    if deletes(&old, &stored) {
         return Ok(match api.store.delete_if(key, current.mod_revision).await? {
             Written::At(rev) => {
                 meta::set_resource_version(&mut new, rev);
@@ -88,7 +105,7 @@ pub async fn perform(api: &Api, key: &str, current: &Stored, old: &Value, action
             Written::Guard(_) => None,
         });
     }
-    match api.store.put_if(key, meta::for_store(&new), current.mod_revision, 0).await? {
+    match api.store.put_if(key, bytes, current.mod_revision, current.lease).await? {
         Written::At(rev) => {
             meta::set_resource_version(&mut new, rev);
             Ok(Some(Updated::Stored(new)))
@@ -105,9 +122,9 @@ where
 {
     for _ in 0..RETRIES {
         let (key, current) = api.read(call).await?;
-        let old = storage::decode(&current)?;
+        let old = api.view(call, &current)?;
         let action = change(&current, &old)?;
-        if let Some(done) = perform(api, &key, &current, &old, action).await? {
+        if let Some(done) = perform(api, call, &key, &current, action).await? {
             return Ok(done);
         }
     }

@@ -1,16 +1,22 @@
 //! The REST layer: what each request does, over the registry (per-kind rules) and storage.
 //!
-//! - [`object`]: get, create (and the built-in namespaces), update, patch, server-side apply,
-//!   delete; every change of a stored object goes through [`guarded::guarded_update`], the one
+//! - [`object`]: get, create (and the built-in namespaces), update, patch; [`apply`]:
+//!   server-side apply (also of `/status`); [`delete`] (DELETE, the namespace lifecycle) and
+//!   [`deletion`] (what a delete does to one object: graceful, finalizers); every change of a stored object goes through [`guarded::guarded_update`], the one
 //!   read → compute → guarded write → retry loop;
 //! - [`list`] (paged lists at one revision, deletecollection), [`watch`] (event streams from
-//!   the watch cache), [`scale`], [`pods`] (binding, eviction), [`gc`] (dependents on delete);
+//!   the watch cache), [`scale`], [`pods`] (binding, eviction);
+//! - [`admission`]: kube's admission steps (Priority, DefaultTolerationSeconds, TaintNodesByCondition,
+//!   one default PriorityClass);
 //! - pure cores: [`patch`] (merge, JSON and strategic patches), [`smp`], [`managed`]
 //!   (managedFields and server-side apply).
 //!
 //! [`Api`] holds what the handlers share and implements [`crate::http::Backend`].
 
-pub mod gc;
+pub mod admission;
+pub mod apply;
+pub mod delete;
+pub mod deletion;
 pub mod guarded;
 pub mod list;
 pub mod managed;
@@ -55,6 +61,10 @@ pub struct Api {
     pub event_leases: EventLeases,
     /// Where watch streams and background deletions run (the server's task set).
     pub spawner: Spawner,
+    /// Seconds of the tolerations of not-ready and unreachable nodes a pod gets by default.
+    pub default_toleration_seconds: (i64, i64),
+    /// The admission plugins that run ([`admission::PLUGINS`] by kube's names).
+    pub admission_plugins: std::collections::BTreeSet<String>,
 }
 
 impl Api {
@@ -79,6 +89,11 @@ impl Api {
         }
     }
 
+    /// What `s` holds, as an object of the call's resource (converted from the stored version).
+    pub fn view(&self, call: &Call, s: &Stored) -> Result<Value, ApiError> {
+        Ok(call.target.res.strategy.from_storage(crate::storage::decode(s)?))
+    }
+
     /// The object the call's path names: its key and what is stored (404 if nothing).
     pub async fn read(&self, call: &Call) -> Result<(String, Stored), ApiError> {
         let name = call.name()?;
@@ -98,6 +113,8 @@ impl Api {
             (Some(Subresource::Scale), &Method::GET) => return scale::get(api, &call).await,
             (Some(Subresource::Scale), &Method::PUT | &Method::PATCH) => return scale::set(api, &call).await,
             (Some(Subresource::Scale), _) => return Err(ApiError::MethodNotAllowed),
+            (Some(Subresource::Finalize), &Method::PUT) => return delete::finalize(api, &call).await,
+            (Some(Subresource::Finalize), _) => return Err(ApiError::MethodNotAllowed),
             _ => {}
         }
         match (method, call.target.name.is_some()) {
@@ -107,7 +124,7 @@ impl Api {
             (Method::POST, false) => object::create(api, &call).await,
             (Method::PUT, true) => object::update(api, &call).await,
             (Method::PATCH, true) => object::patch(api, &call).await,
-            (Method::DELETE, true) => object::delete(api, &call).await,
+            (Method::DELETE, true) => delete::delete(api, &call).await,
             (Method::DELETE, false) => list::delete_collection(api, &call).await,
             _ => Err(ApiError::MethodNotAllowed),
         }

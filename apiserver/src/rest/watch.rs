@@ -2,9 +2,15 @@
 //!
 //! - `resourceVersion=R` (R > 0): every change after R, in revision order, none twice.
 //! - no resourceVersion or `0`: the current objects as ADDED, then every change after them.
+//! - `sendInitialEvents=true` (with `resourceVersionMatch=NotOlderThan` and bookmarks, kube's
+//!   streaming list): the current objects as ADDED, a BOOKMARK annotated
+//!   `k8s.io/initial-events-end: "true"`, then every change; a resourceVersion the cache has not
+//!   reached within 3 s is an ERROR (504 ResourceVersionTooLarge).
 //! - Selectors apply to events: an object that stops matching is sent as DELETED, one that
 //!   starts matching as ADDED.
-//! - `allowWatchBookmarks=true`: the store's progress notifications become BOOKMARKs.
+//! - `allowWatchBookmarks=true`: the cache's progress (the store's progress notifications, and
+//!   its own every `bookmark_interval`, a minute by default) becomes BOOKMARKs, so a watch whose
+//!   selector sees nothing still learns recent resourceVersions and can resume after a restart.
 //! - A revision older than the watch cache's window: one ERROR event (410 Expired), then the
 //!   end; so when the cache itself had to list again after a compaction.
 //! - `timeoutSeconds` (default: the server's watch timeout) ends the stream; so does the client,
@@ -20,6 +26,7 @@ use crate::http::table;
 use crate::registry::selector::Selector;
 use crate::rest::Api;
 use crate::storage::cache::Change;
+use crate::storage::cache::Start;
 use crate::storage::keys;
 use axum::body::Body;
 use axum::http::{StatusCode, header};
@@ -30,6 +37,12 @@ use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
+
+/// The annotation of the bookmark that ends a streaming list's initial events.
+pub const INITIAL_EVENTS_END: &str = "k8s.io/initial-events-end";
+
+/// How long a streaming list waits for the watch cache to reach the revision asked for.
+const CATCH_UP: Duration = Duration::from_secs(3);
 
 /// Watch event types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +91,16 @@ fn line(kind: &str, obj: &Value) -> bytes::Bytes {
     format!("{{\"type\":\"{kind}\",\"object\":{obj}}}\n").into()
 }
 
+/// What became of a change.
+enum Forwarded {
+    /// The client got it.
+    Sent,
+    /// Not the client's (another namespace, or outside its selector).
+    Skipped,
+    /// The client is gone.
+    Gone,
+}
+
 struct Stream {
     api: Arc<Api>,
     call: Call,
@@ -118,38 +141,93 @@ impl Stream {
         key.starts_with(&self.scope)
     }
 
-    /// Sends `change` if the client sees it; false once the client is gone.
-    async fn forward(&mut self, change: &Change) -> bool {
-        let Change::Event { revision, new, prev } = change else { return true };
+    /// Sends `change` if the client sees it.
+    async fn forward(&mut self, change: &Change) -> Forwarded {
+        let Change::Event { revision, new, prev } = change else { return Forwarded::Skipped };
         let key = new.as_deref().or(prev.as_ref()).map_or("", |o| o.key.as_str());
         if !self.in_scope(key) {
-            return true;
+            return Forwarded::Skipped;
         }
-        match translate(*revision, new.as_ref().map(|o| &o.value), prev.as_ref().map(|o| &o.value), &self.sel) {
-            Some((kind, obj)) => self.send(kind.name(), &obj).await,
-            None => true,
+        let strategy = self.call.target.res.strategy;
+        let result = if strategy.converts() {
+            let new = new.as_ref().map(|o| strategy.from_storage(o.value.clone()));
+            let prev = prev.as_ref().map(|o| strategy.from_storage(o.value.clone()));
+            translate(*revision, new.as_ref(), prev.as_ref(), &self.sel).map(|(k, o)| (k, Cow::Owned(o.into_owned())))
+        } else {
+            translate(*revision, new.as_ref().map(|o| &o.value), prev.as_ref().map(|o| &o.value), &self.sel)
+        };
+        match result {
+            Some((kind, obj)) if self.send(kind.name(), &obj).await => Forwarded::Sent,
+            Some(_) => Forwarded::Gone,
+            None => Forwarded::Skipped,
         }
     }
 
-    async fn run(mut self, from: Option<i64>) {
+    /// An object of the cache as the watched resource shows it.
+    fn view<'a>(&self, stored: &'a Value) -> Cow<'a, Value> {
+        let strategy = self.call.target.res.strategy;
+        if strategy.converts() { Cow::Owned(strategy.from_storage(stored.clone())) } else { Cow::Borrowed(stored) }
+    }
+
+    async fn bookmark(&mut self, rev: i64, initial_events_end: bool) -> bool {
         let res = self.call.target.res;
-        let start = match self.api.caches.of(res).await.and_then(|c| c.start(from)) {
+        let mut mark = json!({"kind": res.kind, "apiVersion": res.api_version(), "metadata": {"resourceVersion": rev.to_string()}});
+        if initial_events_end {
+            mark["metadata"]["annotations"] = json!({INITIAL_EVENTS_END: "true"});
+        }
+        self.send("BOOKMARK", &mark).await
+    }
+
+    /// Where the stream starts, from the cache (waiting, for a streaming list, until the cache
+    /// has caught up with the revision asked for).
+    async fn start(&self, from: From) -> Result<Start, ApiError> {
+        let cache = self.api.caches.of(self.call.target.res).await?;
+        match from {
+            From::Now => cache.start(None),
+            From::After(r) => cache.start(Some(r)),
+            From::Initial { at_least } => {
+                let deadline = tokio::time::Instant::now() + CATCH_UP;
+                while cache.revision() < at_least {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(ApiError::TooLargeResourceVersion { requested: at_least, current: cache.revision() });
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                cache.start(None)
+            }
+        }
+    }
+
+    async fn run(mut self, from: From) {
+        let start = match self.start(from).await {
             Ok(s) => s,
             Err(e) => {
                 let _ = self.send("ERROR", &e.status()).await;
                 return;
             }
         };
+        // `after`: the last revision processed (changes at or before it are not sent again);
+        // `told`: the last one the client heard of (an event or a bookmark).
         let mut after = start.revision;
+        let mut told = after;
         for obj in &start.initial {
-            if self.in_scope(&obj.key) && self.sel.matches(&obj.value) && !self.send("ADDED", &obj.value).await {
+            if !self.in_scope(&obj.key) {
+                continue;
+            }
+            let shown = self.view(&obj.value);
+            if self.sel.matches(&shown) && !self.send("ADDED", &shown).await {
                 return;
             }
         }
         let bookmarks = self.call.query.get("allowWatchBookmarks").is_some_and(|b| b == "true");
+        if matches!(from, From::Initial { .. }) && !self.bookmark(after, true).await {
+            return;
+        }
         for change in &start.replay {
-            if !self.forward(change).await {
-                return;
+            match self.forward(change).await {
+                Forwarded::Gone => return,
+                Forwarded::Sent => told = told.max(change.revision()),
+                Forwarded::Skipped => {}
             }
             after = after.max(change.revision());
         }
@@ -166,11 +244,10 @@ impl Stream {
                     return;
                 }
                 Change::Progress(rev) => {
-                    if bookmarks && *rev > after {
-                        after = *rev;
-                        let mark =
-                            json!({"kind": res.kind, "apiVersion": res.api_version(), "metadata": {"resourceVersion": rev.to_string()}});
-                        if !self.send("BOOKMARK", &mark).await {
+                    after = after.max(*rev);
+                    if bookmarks && *rev > told {
+                        told = *rev;
+                        if !self.bookmark(told, false).await {
                             return;
                         }
                     }
@@ -178,8 +255,10 @@ impl Stream {
                 Change::Event { revision, .. } if *revision <= after => {}
                 Change::Event { revision, .. } => {
                     let rev = *revision;
-                    if !self.forward(&change).await {
-                        return;
+                    match self.forward(&change).await {
+                        Forwarded::Gone => return,
+                        Forwarded::Sent => told = rev,
+                        Forwarded::Skipped => {}
                     }
                     after = rev;
                 }
@@ -188,15 +267,58 @@ impl Stream {
     }
 }
 
+/// Where a watch starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum From {
+    /// The current objects as ADDED, then what follows (no resourceVersion, or `0`).
+    Now,
+    /// Every change after this revision.
+    After(i64),
+    /// `sendInitialEvents=true`: the current objects (at a revision at least this one) as ADDED,
+    /// a BOOKMARK marked `k8s.io/initial-events-end`, then what follows: a streaming list.
+    Initial {
+        /// The revision the initial state must have reached (0: any).
+        at_least: i64,
+    },
+}
+
+/// The [`From`] of a watch's query (kube's ValidateListOptions for watches).
+pub fn from_query(q: &crate::http::request::Query) -> Result<From, ApiError> {
+    let get = |k: &str| q.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    let bad = |m: &str| Err(ApiError::BadRequest(m.into()));
+    let rv = match get("resourceVersion") {
+        None => 0,
+        Some(r) => {
+            r.parse::<i64>().ok().filter(|r| *r >= 0).ok_or_else(|| ApiError::BadRequest(format!("invalid resourceVersion {r:?}")))?
+        }
+    };
+    let matching = get("resourceVersionMatch");
+    match get("sendInitialEvents") {
+        Some("true") => {
+            if matching != Some("NotOlderThan") {
+                return bad("resourceVersionMatch: Forbidden: sendInitialEvents requires setting resourceVersionMatch to NotOlderThan");
+            }
+            if get("allowWatchBookmarks") != Some("true") {
+                return bad("allowWatchBookmarks: Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true");
+            }
+            Ok(From::Initial { at_least: rv })
+        }
+        Some("false") | None => {
+            if matching.is_some() {
+                return bad(
+                    "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+                );
+            }
+            Ok(if rv == 0 { From::Now } else { From::After(rv) })
+        }
+        Some(other) => Err(ApiError::BadRequest(format!("sendInitialEvents: Invalid value: {other:?}"))),
+    }
+}
+
 /// Serves a watch request.
 pub async fn serve(api: Arc<Api>, call: Call) -> Result<Response, ApiError> {
     let sel = crate::rest::list::selector(&call)?;
-    let from = match call.query.get("resourceVersion").map(String::as_str) {
-        None | Some("") | Some("0") => None,
-        Some(r) => {
-            Some(r.parse::<i64>().ok().filter(|r| *r > 0).ok_or_else(|| ApiError::BadRequest(format!("invalid resourceVersion {r:?}")))?)
-        }
-    };
+    let from = from_query(&call.query)?;
     let timeout = match call.query.get("timeoutSeconds").map(|t| t.parse::<u64>()) {
         Some(Ok(t)) if t > 0 => Duration::from_secs(t),
         Some(Err(_)) => return Err(ApiError::BadRequest("timeoutSeconds must be a number".into())),

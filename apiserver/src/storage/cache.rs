@@ -7,7 +7,8 @@
 //! - `objects`: every object as of `revision` (watches from resourceVersion 0 start from it);
 //! - `window`: the last [`WINDOW`] changes, so a watch from any revision ≥ `oldest` replays
 //!   exactly what followed it; an older one is 410 Expired;
-//! - a broadcast channel of new changes. A client subscribes and copies the window under one
+//! - a broadcast channel of new changes, and every `bookmark_every` a [`Change::Progress`] at
+//!   the revision it has reached (kube's cacher bookmarks a quiet watch about once a minute). A client subscribes and copies the window under one
 //!   lock, so nothing falls between its replay and its live events.
 //!
 //! If the store has compacted past the revision the watch needs, the cache lists again and
@@ -108,6 +109,11 @@ impl Cache {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// The revision the cache has reached.
+    pub fn revision(&self) -> i64 {
+        self.lock().revision
+    }
+
     /// A watch from `from` (None: the current objects, then what follows).
     pub fn start(&self, from: Option<i64>) -> Result<Start, ApiError> {
         let st = self.lock();
@@ -166,8 +172,11 @@ impl Cache {
     }
 }
 
-/// Follows the store from `cache.revision + 1` until its task is stopped.
-async fn follow(store: Store, cache: Arc<Cache>, prefix: String) {
+/// Follows the store from `cache.revision + 1` until its task is stopped; every
+/// `bookmark_every` it tells its watchers how far it is (they turn that into BOOKMARKs).
+async fn follow(store: Store, cache: Arc<Cache>, prefix: String, bookmark_every: Duration) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + bookmark_every, bookmark_every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let after = cache.lock().revision;
         let create = WatchCreateRequest {
@@ -179,7 +188,17 @@ async fn follow(store: Store, cache: Arc<Cache>, prefix: String) {
             ..Default::default()
         };
         let mut items = std::pin::pin!(Resumable::new(store.client().clone(), create).into_stream());
-        while let Some(item) = items.next().await {
+        loop {
+            let item = tokio::select! {
+                biased;
+                item = items.next() => item,
+                _ = ticks.tick() => {
+                    let rev = cache.revision();
+                    cache.push(Change::Progress(rev));
+                    continue;
+                }
+            };
+            let Some(item) = item else { break };
             match item {
                 WatchItem::Progress(rev) => cache.push(Change::Progress(rev)),
                 WatchItem::Events(events) => {
@@ -211,13 +230,15 @@ async fn follow(store: Store, cache: Arc<Cache>, prefix: String) {
 pub struct Caches {
     store: Store,
     spawner: Spawner,
+    bookmark_every: Duration,
     by_resource: tokio::sync::Mutex<BTreeMap<&'static str, Arc<Cache>>>,
 }
 
 impl Caches {
-    /// No caches yet; their followers will run in `spawner`'s task set.
-    pub fn new(store: Store, spawner: Spawner) -> Caches {
-        Caches { store, spawner, by_resource: tokio::sync::Mutex::new(BTreeMap::new()) }
+    /// No caches yet; their followers will run in `spawner`'s task set and report progress
+    /// every `bookmark_every`.
+    pub fn new(store: Store, spawner: Spawner, bookmark_every: Duration) -> Caches {
+        Caches { store, spawner, bookmark_every, by_resource: tokio::sync::Mutex::new(BTreeMap::new()) }
     }
 
     /// Starts every served resource's cache (at server start, as kube-apiserver does: a watch
@@ -243,7 +264,7 @@ impl Caches {
             tx,
         });
         cache.reset(&objects, revision)?;
-        self.spawner.spawn(follow(self.store.clone(), cache.clone(), prefix));
+        self.spawner.spawn(follow(self.store.clone(), cache.clone(), prefix, self.bookmark_every));
         map.insert(res.plural, cache.clone());
         Ok(cache)
     }

@@ -32,6 +32,8 @@ pub struct Stored {
     pub mod_revision: i64,
     /// Revision it was created at.
     pub create_revision: i64,
+    /// The lease the key is attached to (0: none; events expire through theirs).
+    pub lease: i64,
 }
 
 /// One page of a range read.
@@ -66,6 +68,7 @@ fn store_error(e: keel_etcd::Error) -> ApiError {
         keel_etcd::Error::Compacted => ApiError::Gone(
             "The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.".into(),
         ),
+        keel_etcd::Error::FutureRevision => ApiError::TooLargeResourceVersion { requested: 0, current: 0 },
         other => ApiError::Store(other.to_string()),
     }
 }
@@ -80,7 +83,7 @@ impl From<keel_etcd::Error> for ApiError {
 pub fn open(codec: &Codec, kv: KeyValue) -> Result<Stored, ApiError> {
     let key = String::from_utf8_lossy(&kv.key).into_owned();
     let value = codec.open(&key, &kv.value).map_err(|reason| ApiError::Corrupt { key: key.clone(), reason })?;
-    Ok(Stored { key, value: value.into(), mod_revision: kv.mod_revision, create_revision: kv.create_revision })
+    Ok(Stored { key, value: value.into(), mod_revision: kv.mod_revision, create_revision: kv.create_revision, lease: kv.lease })
 }
 
 /// The object stored in `s`, with its resourceVersion.

@@ -79,10 +79,19 @@ pub async fn start() -> InProcess {
 
 /// [`start`] with a clock and an id seed of the test's choosing.
 pub async fn start_with(clock: Arc<dyn Clock>, seed: u64) -> InProcess {
+    start_configured(Config::default(), clock, seed).await
+}
+
+/// [`start`] with settings of the test's choosing.
+pub async fn start_config(config: Config) -> InProcess {
+    start_configured(config, Arc::new(SystemClock), 7).await
+}
+
+async fn start_configured(config: Config, clock: Arc<dyn Clock>, seed: u64) -> InProcess {
     let cluster = tokio::task::spawn_blocking(|| Cluster::builder().apiservers(0).start()).await.expect("start the store");
     let store =
         keel_etcd::Client::connect(&[cluster.etcd_servers()], &keel_etcd::Config::default(), Arc::new(keel_etcd::Tcp)).expect("client");
-    let server = Arc::new(Server::start(Config::default(), store, Seams { clock, ids: Ids::seeded(seed) }));
+    let server = Arc::new(Server::start(config, store, Seams { clock, ids: Ids::seeded(seed) }));
     server.ready().await.expect("the server bootstraps");
     let (conns_tx, conns_rx) = mpsc::channel::<DuplexStream>(64);
     let (stop_tx, stop_rx) = oneshot::channel::<()>();

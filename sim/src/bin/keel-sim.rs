@@ -6,6 +6,7 @@
 
 use clap::Parser;
 use keel_sim::run::{Options, Scenario, run};
+use keel_store::seams::Bugs;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -29,15 +30,37 @@ struct Args {
     /// Print only failures and the summary.
     #[arg(long)]
     quiet: bool,
+    /// Switch on a known bug (to see a checker catch it): stale_follower_reads,
+    /// watch_skips_revisions, watch_drops_without_prev_kv, ack_before_sync, skip_small_syncs.
+    #[arg(long)]
+    bug: Vec<String>,
     /// Run one seed of one scenario in this process (what --seeds runs in a child per seed):
     /// exit 0 passed, 1 failed, 3 undecided.
     #[arg(long, hide = true)]
     one: Option<u64>,
 }
 
+/// The bugs named (unknown names are refused).
+fn bugs(names: &[String]) -> Result<Bugs, String> {
+    let mut b = Bugs::default();
+    for n in names {
+        let flag = match n.as_str() {
+            "stale_follower_reads" => &mut b.stale_follower_reads,
+            "watch_skips_revisions" => &mut b.watch_skips_revisions,
+            "watch_drops_without_prev_kv" => &mut b.watch_drops_without_prev_kv,
+            "ack_before_sync" => &mut b.ack_before_sync,
+            "skip_small_syncs" => &mut b.skip_small_syncs,
+            other => return Err(format!("unknown bug {other:?}")),
+        };
+        *flag = true;
+    }
+    Ok(b)
+}
+
 /// One seed of one scenario, reported; the exit code says how it went.
-fn one(seed: u64, s: Scenario, quiet: bool) -> ExitCode {
-    let opts = Options::new(seed, s);
+fn one(seed: u64, s: Scenario, quiet: bool, bugs: Bugs) -> ExitCode {
+    let mut opts = Options::new(seed, s);
+    opts.bugs = bugs;
     #[allow(clippy::disallowed_methods)] // The run's real duration, for humans; never simulated.
     let started = std::time::Instant::now();
     let out = run(&opts);
@@ -80,6 +103,13 @@ fn one(seed: u64, s: Scenario, quiet: bool) -> ExitCode {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let bugs = match bugs(&args.bug) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
     let scenarios: Vec<Scenario> = if args.scenario == "all" {
         Scenario::ALL.to_vec()
     } else {
@@ -96,12 +126,13 @@ fn main() -> ExitCode {
             eprintln!("--one takes exactly one --scenario");
             return ExitCode::from(2);
         };
-        return one(seed, s, args.quiet);
+        return one(seed, s, args.quiet, bugs);
     }
     if let Some(seed) = args.reproduce {
         let mut failed = false;
         for &s in &scenarios {
-            let opts = Options::new(seed, s);
+            let mut opts = Options::new(seed, s);
+            opts.bugs = bugs;
             print!("{opts}");
             let out = run(&opts);
             println!("{}", out.recorded.render());
@@ -115,7 +146,7 @@ fn main() -> ExitCode {
         }
         return if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS };
     }
-    let (mut runs, mut failures, mut undecided) = (0u64, 0u64, 0u64);
+    let (mut runs, mut failures, mut undecided, mut no_verdict) = (0u64, 0u64, 0u64, 0u64);
     // Every run in a process of its own: a run's schedule must not depend on what ran before
     // it in the same process, so a failure here replays with --reproduce.
     let Ok(me) = std::env::current_exe() else {
@@ -129,11 +160,30 @@ fn main() -> ExitCode {
             if args.quiet {
                 child.arg("--quiet");
             }
-            let code = match child.status() {
-                Ok(status) => status.code().unwrap_or(1),
+            for b in &args.bug {
+                child.args(["--bug", b]);
+            }
+            let status = match child.status() {
+                Ok(status) => status,
                 Err(e) => {
                     eprintln!("cannot run seed {seed}: {e}");
                     return ExitCode::from(2);
+                }
+            };
+            // 0 passed, 1 failed, 3 undecided; anything else (a panic, an abort, a signal) means
+            // the run ended without a verdict, which is never a pass.
+            let code = match status.code() {
+                Some(c @ (0 | 1 | 3)) => c,
+                other => {
+                    no_verdict += 1;
+                    let how = match (other, std::os::unix::process::ExitStatusExt::signal(&status)) {
+                        (_, Some(sig)) => format!("killed by signal {sig}"),
+                        (Some(c), None) => format!("exited with code {c}"),
+                        (None, None) => "ended".into(),
+                    };
+                    println!("seed {seed} scenario {}: NO VERDICT: the run's process {how}", s.name());
+                    println!("  reproduce: cargo run -p keel-sim --release -- --reproduce {seed} --scenario {}", s.name());
+                    1
                 }
             };
             runs += 1;
@@ -144,16 +194,20 @@ fn main() -> ExitCode {
                 failures += 1;
             }
             if args.quiet && runs % 100 == 0 {
-                println!("{runs} runs, {failures} failed, {undecided} undecided (seed {seed})");
+                println!("{runs} runs, {failures} failed, {undecided} undecided, {no_verdict} without a verdict (seed {seed})");
                 use std::io::Write;
                 let _ = std::io::stdout().flush();
             }
             if code != 0 && !args.keep_going {
-                println!("{runs} runs, {failures} failed (undecided ones included), {undecided} undecided");
+                println!(
+                    "{runs} runs, {failures} failed (undecided and verdict-less ones included), {undecided} undecided, {no_verdict} without a verdict"
+                );
                 return ExitCode::FAILURE;
             }
         }
     }
-    println!("{runs} runs, {failures} failed (undecided ones included), {undecided} undecided");
+    println!(
+        "{runs} runs, {failures} failed (undecided and verdict-less ones included), {undecided} undecided, {no_verdict} without a verdict"
+    );
     if failures > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS }
 }

@@ -8,11 +8,12 @@
 
 pub mod txn;
 
-use crate::auth::AuthStore;
-use crate::error::{Error, Result};
+use crate::auth::{AuthStore, Guard};
+use crate::error::{Error, Fatal, Result};
 use crate::lease::Leases;
 use crate::mvcc::{KeyRange, Mvcc, UnreadPrev, WriteCtx, codec};
 use crate::storage::WriteBatch;
+use crate::types::{LeaseId, LogIndex, Revision, Term};
 use keel_proto::etcdserverpb::{
     AlarmMember, AlarmRequest, AlarmResponse, CompactionRequest, CompactionResponse, DeleteRangeRequest, DeleteRangeResponse,
     LeaseGrantRequest, LeaseGrantResponse, LeaseRevokeRequest, LeaseRevokeResponse, PutRequest, PutResponse, ResponseHeader, TxnRequest,
@@ -67,16 +68,6 @@ pub struct LoggedCommand {
     pub auth_user: Option<String>,
 }
 
-/// What a client's command was checked against: the auth revision and the user (empty for
-/// none). Applying it re-checks what only the applied state can tell (the keys of a lease).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Guard {
-    /// The auth revision the request was checked at (0: auth was off).
-    pub revision: u64,
-    /// The user it was checked for.
-    pub user: String,
-}
-
 impl Command {
     /// The log encoding, with the guard of a client's request.
     pub fn to_log_bytes(&self, guard: Option<&Guard>) -> Vec<u8> {
@@ -95,8 +86,8 @@ impl Command {
 
     /// Decode a log record: the command and its guard.
     pub fn from_log_bytes(raw: &[u8]) -> Result<(Command, Option<Guard>)> {
-        let logged: LoggedCommand = prost::Message::decode(raw).map_err(|e| Error::Storage(format!("undecodable log record: {e}")))?;
-        let cmd = logged.command.ok_or_else(|| Error::Storage("empty log record".into()))?;
+        let logged: LoggedCommand = prost::Message::decode(raw).map_err(|e| Error::corrupt(format!("undecodable log record: {e}")))?;
+        let cmd = logged.command.ok_or_else(|| Error::corrupt("empty log record"))?;
         let guard = logged.auth_revision.map(|revision| Guard { revision, user: logged.auth_user.unwrap_or_default() });
         Ok((cmd, guard))
     }
@@ -181,13 +172,14 @@ impl FromOutput for AuthApplied {
     fn set_header(&mut self, _h: Option<ResponseHeader>) {}
 }
 
-/// An applied command: its output, the store revision after it, and its watch events.
+/// What applying one command gave: its output, the store revision after it, and its watch
+/// events.
 #[derive(Debug)]
-pub struct Applied {
+pub struct Outcome {
     /// The response body.
     pub output: Output,
     /// Store revision after the command.
-    pub revision: i64,
+    pub revision: Revision,
     /// Events in revision order.
     pub events: Vec<Event>,
     /// Events whose previous key-value was left unread.
@@ -207,7 +199,7 @@ pub struct GroupEvents {
 
 impl GroupEvents {
     /// Take `applied`'s events into the group.
-    pub fn add(&mut self, applied: &mut Applied) {
+    pub fn add(&mut self, applied: &mut Outcome) {
         let offset = self.events.len();
         self.unread.extend(applied.unread.drain(..).map(|u| UnreadPrev { event: u.event + offset, ..u }));
         self.events.append(&mut applied.events);
@@ -246,9 +238,9 @@ pub struct StateMachine {
     /// Leases and their keys.
     pub leases: Leases,
     /// Index of the last applied log entry (stored with every command's changes).
-    pub applied: u64,
+    pub applied: LogIndex,
     /// Term of the last applied log entry.
-    pub applied_term: u64,
+    pub applied_term: Term,
     /// The last applied membership, as the replication layer encoded it.
     pub membership: Option<Vec<u8>>,
     /// Active alarms: (member ID, alarm type).
@@ -264,8 +256,8 @@ impl StateMachine {
     /// Open the state machine kept in `backend`: the key index rebuilt from the revision
     /// records, the leases with fresh deadlines from `now`, the applied index from metadata.
     pub fn open(backend: std::sync::Arc<dyn crate::storage::Backend>, min_lease_ttl: i64, now: Instant) -> Result<StateMachine> {
-        let applied = backend.get(META_APPLIED)?.and_then(|v| codec::decode_i64(&v)).unwrap_or(0) as u64;
-        let applied_term = backend.get(META_APPLIED_TERM)?.and_then(|v| codec::decode_i64(&v)).unwrap_or(0) as u64;
+        let applied = LogIndex(backend.get(META_APPLIED)?.and_then(|v| codec::decode_i64(&v)).unwrap_or(0) as u64);
+        let applied_term = Term(backend.get(META_APPLIED_TERM)?.and_then(|v| codec::decode_i64(&v)).unwrap_or(0) as u64);
         let membership = backend.get(META_MEMBERSHIP)?.map(|v| v.to_vec());
         let alarms = backend
             .get(META_ALARMS)?
@@ -284,10 +276,10 @@ impl StateMachine {
     }
 
     /// Record that log entries up to (`term`, `index`) are applied; stored with the group.
-    pub fn record_position(&mut self, term: u64, index: u64) {
+    pub fn record_position(&mut self, term: Term, index: LogIndex) {
         let mut batch = WriteBatch::default();
-        batch.put(META_APPLIED.to_vec(), codec::encode_i64(index as i64));
-        batch.put(META_APPLIED_TERM.to_vec(), codec::encode_i64(term as i64));
+        batch.put(META_APPLIED.to_vec(), codec::encode_i64(index.0 as i64));
+        batch.put(META_APPLIED_TERM.to_vec(), codec::encode_i64(term.0 as i64));
         self.applied = index;
         self.applied_term = term;
         self.unwritten.append(batch);
@@ -324,7 +316,17 @@ impl StateMachine {
     /// group's batch ([`StateMachine::write_group`]); the caller records the applied position
     /// ([`StateMachine::record_position`]) before the group is written. On failure nothing
     /// changes.
-    pub fn apply(&mut self, index: u64, cmd: Command, guard: Option<&Guard>, now: Instant) -> Result<Applied> {
+    ///
+    /// A failure of the member itself (the backend, a record that does not decode) is
+    /// [`Fatal`]: the entry cannot be applied, and nothing after it may be.
+    pub fn apply(&mut self, index: LogIndex, cmd: Command, guard: Option<&Guard>, now: Instant) -> Result<Result<Outcome>, Fatal> {
+        match self.apply_one(index, cmd, guard, now) {
+            Err(Error::Internal(e)) => Err(Fatal(e)),
+            answer => Ok(answer),
+        }
+    }
+
+    fn apply_one(&mut self, index: LogIndex, cmd: Command, guard: Option<&Guard>, now: Instant) -> Result<Outcome> {
         if let Some(g) = guard
             && self.auth.enabled()
         {
@@ -349,15 +351,15 @@ impl StateMachine {
             Command::DeleteRange(req) => Output::DeleteRange(self.delete(&mut ctx, req)?),
             Command::Txn(req) => Output::Txn(txn::apply(self, &mut ctx, req)?),
             Command::Compact(req) => {
-                self.mvcc.compact(req.revision, ctx.batch)?;
+                self.mvcc.compact(Revision(req.revision), ctx.batch)?;
                 Output::Compact(CompactionResponse::default())
             }
             Command::LeaseGrant(req) => {
-                let ttl = self.leases.grant(req.id, req.ttl, now, index, ctx.batch)?;
+                let ttl = self.leases.grant(LeaseId(req.id), req.ttl, now, index, ctx.batch)?;
                 Output::LeaseGrant(LeaseGrantResponse { id: req.id, ttl, ..Default::default() })
             }
             Command::LeaseRevoke(req) => {
-                let keys = self.leases.revoke(req.id, index, ctx.batch)?;
+                let keys = self.leases.revoke(LeaseId(req.id), index, ctx.batch)?;
                 for key in keys {
                     self.mvcc.delete(&mut ctx, &KeyRange::Single(key))?;
                 }
@@ -371,15 +373,15 @@ impl StateMachine {
         // The applied position is stored by `record_position`, once per group.
         self.applied = index;
         self.unwritten.append(batch);
-        Ok(Applied { output, revision: self.mvcc.current(), events, unread })
+        Ok(Outcome { output, revision: self.mvcc.current(), events, unread })
     }
 
     /// A command that revokes a lease, or puts a key under one, needs write rights on every key
     /// the lease holds when it is applied (the keys may have changed since the request's check).
     fn check_lease_rights(&self, cmd: &Command, user: &str) -> Result<()> {
         let leases = match cmd {
-            Command::Put(p) if p.lease != 0 => vec![p.lease],
-            Command::LeaseRevoke(r) => vec![r.id],
+            Command::Put(p) if p.lease != 0 => vec![LeaseId(p.lease)],
+            Command::LeaseRevoke(r) => vec![LeaseId(r.id)],
             Command::Txn(t) => txn::put_leases(t),
             _ => return Ok(()),
         };
@@ -426,11 +428,11 @@ impl StateMachine {
     pub(crate) fn put(&mut self, ctx: &mut WriteCtx<'_>, req: PutRequest, plan: txn::PutPlan) -> Result<PutResponse> {
         let (before, prev) = self.mvcc.put(ctx, req.key.clone(), plan.value, plan.lease, req.prev_kv)?;
         if let Some(p) = &before
-            && p.lease != plan.lease
+            && p.lease != plan.lease.0
         {
-            self.leases.detach(p.lease, &req.key);
+            self.leases.detach(LeaseId(p.lease), &req.key);
         }
-        if plan.lease != 0 {
+        if plan.lease.0 != 0 {
             self.leases.attach(plan.lease, req.key);
         }
         Ok(PutResponse { prev_kv: prev, ..Default::default() })
@@ -441,7 +443,7 @@ impl StateMachine {
         let prevs = self.mvcc.delete(ctx, &kr)?;
         for p in &prevs {
             if p.lease != 0 {
-                self.leases.detach(p.lease, &p.key);
+                self.leases.detach(LeaseId(p.lease), &p.key);
             }
         }
         Ok(DeleteRangeResponse {
@@ -474,202 +476,4 @@ pub fn validate(cmd: &Command, max_txn_ops: usize) -> Result<()> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::storage::Backend;
-    use crate::storage::memory::MemoryBackend;
-    use bytes::Bytes;
-    use std::sync::Arc;
-
-    fn open(backend: &MemoryBackend) -> StateMachine {
-        StateMachine::open(Arc::new(backend.clone()), 2, Instant::now()).unwrap()
-    }
-
-    fn put(k: &str, v: &str, lease: i64) -> Command {
-        Command::Put(PutRequest {
-            key: Bytes::copy_from_slice(k.as_bytes()),
-            value: Bytes::copy_from_slice(v.as_bytes()),
-            lease,
-            ..Default::default()
-        })
-    }
-
-    #[tokio::test]
-    async fn reopening_the_backend_restores_revisions_leases_and_the_applied_index() {
-        let backend = MemoryBackend::new();
-        let mut sm = open(&backend);
-        let now = Instant::now();
-        sm.apply(1, Command::LeaseGrant(LeaseGrantRequest { id: 7, ttl: 60 }), None, now).unwrap();
-        sm.apply(2, put("a", "1", 7), None, now).unwrap();
-        sm.apply(3, put("a", "2", 0), None, now).unwrap();
-        sm.apply(4, put("b", "1", 7), None, now).unwrap();
-        assert_eq!(sm.apply(5, put("c", "1", 99), None, now).unwrap_err(), Error::LeaseNotFound, "a failed command changes nothing");
-        sm.apply(5, Command::Compact(CompactionRequest { revision: 3, physical: true }), None, now).unwrap();
-        sm.record_position(1, 5);
-        sm.write_group().unwrap();
-        backend.sync().await.unwrap();
-        let again = open(&backend);
-        assert_eq!((again.mvcc.current(), again.mvcc.compacted(), again.applied), (4, 3, 5));
-        let lease = again.leases.get(7).unwrap();
-        assert_eq!(
-            lease.keys.iter().map(|k| k.to_vec()).collect::<Vec<_>>(),
-            vec![b"b".to_vec()],
-            "a lost its lease when rewritten without one"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_put_reads_the_previous_value_only_when_asked_and_leaves_it_for_the_hub() {
-        let backend = MemoryBackend::new();
-        let mut sm = open(&backend);
-        let now = Instant::now();
-        sm.apply(1, Command::LeaseGrant(LeaseGrantRequest { id: 7, ttl: 60 }), None, now).unwrap();
-        sm.apply(2, put("a", "1", 7), None, now).unwrap();
-        sm.write_group().unwrap();
-        // Not asked: the index alone gives version and create revision, the lease is detached.
-        let mut plain = sm.apply(3, put("a", "2", 0), None, now).unwrap();
-        let Output::Put(resp) = &plain.output else { panic!("{:?}", plain.output) };
-        assert_eq!(resp.prev_kv, None);
-        assert_eq!(plain.events[0].prev_kv, None);
-        assert_eq!(plain.unread.len(), 1);
-        assert!(sm.leases.get(7).unwrap().keys.is_empty(), "the old lease let go of the key");
-        // The hub's fill reads it, from the backend or from what is not written out yet.
-        sm.mvcc.fill_prev(&mut plain.events, &plain.unread);
-        let prev = plain.events[0].prev_kv.as_ref().expect("filled");
-        assert_eq!((&prev.value[..], prev.version, prev.lease, prev.mod_revision), (&b"1"[..], 1, 7, 2));
-        let mut pending = sm.apply(4, put("a", "3", 0), None, now).unwrap();
-        sm.mvcc.fill_prev(&mut pending.events, &pending.unread);
-        assert_eq!(&pending.events[0].prev_kv.as_ref().unwrap().value[..], b"2");
-        let kv = pending.events[0].kv.as_ref().unwrap();
-        assert_eq!((kv.version, kv.create_revision), (3, 2));
-        // Asked: read at once, nothing left unread.
-        let req = PutRequest { prev_kv: true, key: Bytes::from_static(b"a"), value: Bytes::from_static(b"4"), ..Default::default() };
-        let asked = sm.apply(5, Command::Put(req), None, now).unwrap();
-        let Output::Put(resp) = &asked.output else { panic!("{:?}", asked.output) };
-        assert_eq!(&resp.prev_kv.as_ref().unwrap().value[..], b"3");
-        assert_eq!(&asked.events[0].prev_kv.as_ref().unwrap().value[..], b"3");
-        assert!(asked.unread.is_empty());
-        // A new key has no previous value to read.
-        let fresh = sm.apply(6, put("b", "1", 0), None, now).unwrap();
-        assert!(fresh.unread.is_empty());
-    }
-
-    #[tokio::test]
-    async fn a_compaction_in_the_group_has_the_unread_previous_values_read_first() {
-        // Found by the simulation (kube seed 124): a compaction later in the same group dropped
-        // the record an earlier put had left unread, and a prev_kv watcher got no previous value.
-        let backend = MemoryBackend::new();
-        let mut sm = open(&backend);
-        let now = Instant::now();
-        let mut group = GroupEvents::default();
-        for (index, cmd) in
-            [(1, put("a", "1", 0)), (2, put("a", "2", 0)), (3, Command::Compact(CompactionRequest { revision: 3, physical: false }))]
-        {
-            group.before(&cmd, &sm.mvcc);
-            group.add(&mut sm.apply(index, cmd, None, now).unwrap());
-        }
-        assert!(group.unread.is_empty(), "read before the compaction");
-        let prev = group.events[1].prev_kv.as_ref().expect("the overwritten value");
-        assert_eq!((&prev.value[..], prev.mod_revision), (&b"1"[..], 2));
-        // Left unread, the record would be gone by the time the hub asked.
-        let mut late = sm.apply(4, put("a", "3", 0), None, now).unwrap();
-        sm.apply(5, Command::Compact(CompactionRequest { revision: 4, physical: false }), None, now).unwrap();
-        sm.mvcc.fill_prev(&mut late.events, &late.unread);
-        assert_eq!(late.events[0].prev_kv, None);
-    }
-
-    #[tokio::test]
-    async fn while_nospace_is_raised_only_writes_that_can_grow_the_store_are_refused() {
-        use keel_proto::etcdserverpb::{AlarmType, RequestOp, alarm_request::AlarmAction, request_op};
-        let backend = MemoryBackend::new();
-        let mut sm = open(&backend);
-        let now = Instant::now();
-        let alarm =
-            |action: AlarmAction| Command::Alarm(AlarmRequest { action: action as i32, member_id: 9, alarm: AlarmType::Nospace as i32 });
-        sm.apply(1, put("a", "1", 0), None, now).unwrap();
-        sm.apply(2, alarm(AlarmAction::Activate), None, now).unwrap();
-        assert_eq!(sm.apply(3, put("b", "1", 0), None, now).unwrap_err(), Error::NoSpace);
-        let grant = Command::LeaseGrant(LeaseGrantRequest { id: 5, ttl: 60 });
-        assert_eq!(sm.apply(3, grant, None, now).unwrap_err(), Error::NoSpace);
-        let txn_put = Command::Txn(TxnRequest {
-            success: vec![RequestOp {
-                request: Some(request_op::Request::RequestPut(PutRequest { key: Bytes::from_static(b"c"), ..Default::default() })),
-            }],
-            ..Default::default()
-        });
-        assert_eq!(sm.apply(3, txn_put.clone(), None, now).unwrap_err(), Error::NoSpace);
-        let del = Command::DeleteRange(DeleteRangeRequest { key: Bytes::from_static(b"a"), ..Default::default() });
-        sm.apply(3, del, None, now).expect("a delete frees space");
-        sm.apply(4, alarm(AlarmAction::Deactivate), None, now).unwrap();
-        sm.apply(5, put("b", "1", 0), None, now).expect("taken again after the disarm");
-        sm.apply(6, txn_put, None, now).expect("taken again after the disarm");
-        assert_eq!(sm.mvcc.current(), 5);
-    }
-
-    #[tokio::test]
-    async fn lease_rights_are_checked_against_the_keys_the_lease_holds_when_applied() {
-        use keel_proto::etcdserverpb as pb;
-        use keel_proto::keelpeerpb::auth_command::Change;
-        let backend = MemoryBackend::new();
-        let mut sm = open(&backend);
-        let now = Instant::now();
-        let auth = |c: Change| Command::Auth(AuthCommand { change: Some(c) });
-        let perm = keel_proto::authpb::Permission { perm_type: 1, key: Bytes::from_static(b"mine"), range_end: Bytes::new() };
-        for c in [
-            Change::UserAdd(pb::AuthUserAddRequest { name: "root".into(), hashed_password: "x".into(), ..Default::default() }),
-            Change::UserGrantRole(pb::AuthUserGrantRoleRequest { user: "root".into(), role: "root".into() }),
-            Change::UserAdd(pb::AuthUserAddRequest { name: "u".into(), hashed_password: "x".into(), ..Default::default() }),
-            Change::RoleAdd(pb::AuthRoleAddRequest { name: "r".into() }),
-            Change::RoleGrantPermission(pb::AuthRoleGrantPermissionRequest { name: "r".into(), perm: Some(perm) }),
-            Change::UserGrantRole(pb::AuthUserGrantRoleRequest { user: "u".into(), role: "r".into() }),
-            Change::Enable(pb::AuthEnableRequest {}),
-        ] {
-            sm.apply(1, auth(c), None, now).unwrap();
-        }
-        let rev = sm.auth.revision();
-        let (u, root) = (Guard { revision: rev, user: "u".into() }, Guard { revision: rev, user: "root".into() });
-        sm.apply(2, Command::LeaseGrant(LeaseGrantRequest { id: 7, ttl: 60 }), Some(&u), now).unwrap();
-        sm.apply(3, put("mine", "1", 7), Some(&u), now).unwrap();
-        // Another user attaches a key u may not write; u's revoke would delete it.
-        sm.apply(4, put("theirs", "1", 7), Some(&root), now).unwrap();
-        let revoke = || Command::LeaseRevoke(LeaseRevokeRequest { id: 7 });
-        assert_eq!(sm.apply(5, revoke(), Some(&u), now).unwrap_err(), Error::PermissionDenied);
-        assert_eq!(sm.apply(5, put("mine", "2", 7), Some(&u), now).unwrap_err(), Error::PermissionDenied);
-        let stale = Guard { revision: rev - 1, user: "root".into() };
-        assert_eq!(sm.apply(5, revoke(), Some(&stale), now).unwrap_err(), Error::AuthOldRevision);
-        assert_eq!(sm.apply(5, put("x", "1", 0), Some(&Guard::default()), now).unwrap_err(), Error::UserEmpty);
-        sm.apply(5, revoke(), Some(&root), now).unwrap();
-    }
-
-    #[test]
-    fn log_records_round_trip_and_match_the_logged_message() {
-        let cmd = put("k", "v", 7);
-        let raw = cmd.to_log_bytes(None);
-        assert_eq!(raw, prost::Message::encode_to_vec(&LoggedCommand { command: Some(cmd.clone()), auth_revision: None, auth_user: None }));
-        assert_eq!(Command::from_log_bytes(&raw).unwrap(), (cmd.clone(), None));
-        let g = Guard { revision: 9, user: "alice".into() };
-        let guarded = cmd.to_log_bytes(Some(&g));
-        let logged = LoggedCommand { command: Some(cmd.clone()), auth_revision: Some(9), auth_user: Some("alice".into()) };
-        assert_eq!(guarded, prost::Message::encode_to_vec(&logged));
-        assert_eq!(Command::from_log_bytes(&guarded).unwrap(), (cmd, Some(g)));
-        assert!(Command::from_log_bytes(b"").is_err(), "an empty record is refused");
-    }
-
-    #[tokio::test]
-    async fn a_crash_loses_exactly_what_was_not_synced() {
-        let backend = MemoryBackend::new();
-        let mut sm = open(&backend);
-        let now = Instant::now();
-        sm.apply(1, put("a", "1", 0), None, now).unwrap();
-        sm.record_position(1, 1);
-        sm.write_group().unwrap();
-        backend.sync().await.unwrap();
-        sm.apply(2, put("b", "1", 0), None, now).unwrap();
-        sm.record_position(1, 2);
-        sm.write_group().unwrap();
-        backend.crash();
-        let again = open(&backend);
-        assert_eq!((again.mvcc.current(), again.applied), (2, 1), "only the synced command survives; the log replays the rest");
-        assert!(again.mvcc.latest(b"b").unwrap().is_none());
-    }
-}
+mod tests;

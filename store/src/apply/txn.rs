@@ -5,6 +5,7 @@ use super::{Command, StateMachine, validate as validate_cmd};
 use crate::error::{Error, Result};
 use crate::lease::Leases;
 use crate::mvcc::{KeyRange, Mvcc, WriteCtx, compare};
+use crate::types::{LeaseId, Revision};
 use bytes::Bytes;
 use keel_proto::etcdserverpb::request_op::Request;
 use keel_proto::etcdserverpb::response_op::Response;
@@ -17,7 +18,7 @@ pub struct PutPlan {
     /// Value to write.
     pub value: Bytes,
     /// Lease to attach (0 for none).
-    pub lease: i64,
+    pub lease: LeaseId,
 }
 
 /// Which check a put fails first when both would: a plain Put checks its lease first, a put
@@ -32,18 +33,18 @@ pub enum CheckOrder {
 
 /// Resolve and check a put against the current state, without changing anything.
 pub fn check_put(mvcc: &Mvcc, leases: &Leases, req: &PutRequest, order: CheckOrder) -> Result<PutPlan> {
-    let lease_ok = |lease: i64| if lease != 0 && !leases.contains(lease) { Err(Error::LeaseNotFound) } else { Ok(()) };
+    let lease_ok = |lease: LeaseId| if lease.0 != 0 && !leases.contains(lease) { Err(Error::LeaseNotFound) } else { Ok(()) };
     if order == CheckOrder::LeaseFirst && !req.ignore_lease {
-        lease_ok(req.lease)?;
+        lease_ok(LeaseId(req.lease))?;
     }
-    let mut plan = PutPlan { value: req.value.clone(), lease: req.lease };
+    let mut plan = PutPlan { value: req.value.clone(), lease: LeaseId(req.lease) };
     if req.ignore_value || req.ignore_lease {
         let prev = mvcc.latest(&req.key)?.ok_or(Error::KeyNotFound)?;
         if req.ignore_value {
             plan.value = prev.value;
         }
         if req.ignore_lease {
-            plan.lease = prev.lease;
+            plan.lease = LeaseId(prev.lease);
         }
     }
     lease_ok(plan.lease)?;
@@ -56,11 +57,11 @@ pub fn has_top_level_puts(t: &TxnRequest) -> bool {
 }
 
 /// The leases of every put in the txn (either branch, nested included).
-pub fn put_leases(t: &TxnRequest) -> Vec<i64> {
+pub fn put_leases(t: &TxnRequest) -> Vec<LeaseId> {
     let mut out = Vec::new();
     for op in t.success.iter().chain(&t.failure) {
         match &op.request {
-            Some(Request::RequestPut(p)) if p.lease != 0 => out.push(p.lease),
+            Some(Request::RequestPut(p)) if p.lease != 0 => out.push(LeaseId(p.lease)),
             Some(Request::RequestTxn(t)) => out.extend(put_leases(t)),
             _ => {}
         }
@@ -237,7 +238,7 @@ fn branch_writes(ops: &[RequestOp]) -> Result<Writes> {
 }
 
 /// Which ops run: compares decide the branch, recursively for nested txns.
-fn choose<'t>(mvcc: &Mvcc, t: &'t TxnRequest, at: i64) -> Result<(bool, &'t [RequestOp])> {
+fn choose<'t>(mvcc: &Mvcc, t: &'t TxnRequest, at: Revision) -> Result<(bool, &'t [RequestOp])> {
     for c in &t.compare {
         // Every compare, nested ones included, sees the store as the txn found it.
         let kvs = mvcc.live_in(&KeyRange::new(&c.key, &c.range_end), at)?;
@@ -276,7 +277,8 @@ pub fn apply(sm: &mut StateMachine, ctx: &mut WriteCtx<'_>, t: TxnRequest) -> Re
     let mut responses = Vec::with_capacity(ops.len());
     // Each response inside a txn carries only the revision its op saw: the txn's starting
     // revision until the txn writes, the txn's own revision after that (as etcd reports it).
-    let seen = |sm: &StateMachine, ctx: &WriteCtx<'_>| Some(ResponseHeader { revision: ctx.view(sm.mvcc.current()), ..Default::default() });
+    let seen =
+        |sm: &StateMachine, ctx: &WriteCtx<'_>| Some(ResponseHeader { revision: ctx.view(sm.mvcc.current()).0, ..Default::default() });
     for op in ops {
         let response = match op.request {
             Some(Request::RequestRange(r)) => {
@@ -309,7 +311,7 @@ pub fn apply(sm: &mut StateMachine, ctx: &mut WriteCtx<'_>, t: TxnRequest) -> Re
 
 /// Serve a txn that writes nothing (see [`has_writes`]) as a read at revision `at`, without
 /// going through the writer, as etcd serves read-only txns.
-pub fn read_only(sm: &StateMachine, t: &TxnRequest, at: i64) -> Result<TxnResponse> {
+pub fn read_only(sm: &StateMachine, t: &TxnRequest, at: Revision) -> Result<TxnResponse> {
     let (succeeded, ops) = choose(&sm.mvcc, t, at)?;
     let mut responses = Vec::with_capacity(ops.len());
     for op in ops {
@@ -317,7 +319,7 @@ pub fn read_only(sm: &StateMachine, t: &TxnRequest, at: i64) -> Result<TxnRespon
             Some(Request::RequestRange(r)) => {
                 let rr = sm.mvcc.range(r, at)?;
                 Response::ResponseRange(RangeResponse {
-                    header: Some(ResponseHeader { revision: at, ..Default::default() }),
+                    header: Some(ResponseHeader { revision: at.0, ..Default::default() }),
                     kvs: rr.kvs,
                     more: rr.more,
                     count: rr.count,

@@ -31,6 +31,16 @@ pub const META_AUTH: &[u8] = b"m/auth";
 /// The user and the role that may do everything.
 pub const ROOT: &str = "root";
 
+/// What a client's command was checked against: the auth revision and the user (empty for
+/// none). Applying it re-checks what only the applied state can tell (the keys of a lease).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Guard {
+    /// The auth revision the request was checked at (0: auth was off).
+    pub revision: u64,
+    /// The user it was checked for.
+    pub user: String,
+}
+
 /// A user as stored.
 #[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct User {
@@ -166,14 +176,14 @@ impl Authz {
         Authz { member: false, enabled: false, revision: 0, user: None, perms: None }
     }
 
-    /// What to log with the request's write (see [`crate::apply::Guard`]); none for the
+    /// What to log with the request's write (see [`Guard`]); none for the
     /// member's own writes, which are never refused.
-    pub fn guard(&self) -> Option<crate::apply::Guard> {
+    pub fn guard(&self) -> Option<Guard> {
         if self.member {
             return None;
         }
         let revision = if self.enabled { self.revision } else { 0 };
-        Some(crate::apply::Guard { revision, user: self.user.clone().unwrap_or_default() })
+        Some(Guard { revision, user: self.user.clone().unwrap_or_default() })
     }
 
     /// True when auth is on (and the caller is a client).
@@ -279,7 +289,7 @@ impl AuthStore {
     /// The auth store kept in `backend` (empty and off when none is).
     pub fn open(backend: &dyn Backend, token_ttl: std::time::Duration) -> Result<AuthStore> {
         let stored = match backend.get(META_AUTH)? {
-            Some(raw) => serde_json::from_slice(&raw).map_err(|e| Error::Storage(format!("unreadable auth store: {e}")))?,
+            Some(raw) => serde_json::from_slice(&raw).map_err(|e| Error::corrupt(format!("unreadable auth store: {e}")))?,
             None => Stored::default(),
         };
         let mut store = AuthStore { stored, view: Default::default(), tokens: Arc::new(SimpleTokens::new(token_ttl)), jwt: None };
@@ -380,7 +390,7 @@ impl AuthStore {
         let changed = apply_change(&mut next, change, &self.tokens, now)?;
         if changed {
             next.revision += 1;
-            let raw = serde_json::to_vec(&next).map_err(|e| Error::Storage(format!("encoding the auth store: {e}")))?;
+            let raw = serde_json::to_vec(&next).map_err(|e| Error::corrupt(format!("encoding the auth store: {e}")))?;
             batch.put(META_AUTH.to_vec(), raw);
             self.stored = next;
             self.rebuild();

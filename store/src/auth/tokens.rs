@@ -122,7 +122,7 @@ impl Jwt {
         let method = opts.get("sign-method").copied().ok_or("jwt needs sign-method")?;
         let alg: Algorithm = method.parse().map_err(|_| format!("unsupported sign-method {method:?}"))?;
         let ttl = match opts.get("ttl") {
-            Some(t) => crate::config::duration::parse(t)?,
+            Some(t) => crate::duration::parse(t)?,
             None => Duration::from_secs(300),
         };
         let read = |k: &str| -> std::result::Result<Option<Vec<u8>>, String> {

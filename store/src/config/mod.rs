@@ -2,10 +2,10 @@
 //! them, into a [`Config`]. Every flag etcd 3.4/3.5 knows is accepted ([`etcd_flags`]); the ones
 //! Keel does not act on are reported once at start-up; unknown flags are refused.
 
-pub mod duration;
 pub mod etcd_flags;
 pub mod urls;
 
+use crate::duration;
 use crate::tls::TlsFlags;
 use etcd_flags::{ETCD_FLAGS, ETCD_IGNORED_FLAGS, FlagKind};
 use std::collections::BTreeMap;

@@ -119,43 +119,23 @@ pub fn routes() -> Router<HttpState> {
     route!(r, "/v3/kv/lease/revoke", pb::LeaseRevokeRequest, |st, req, c| st.services.lease.revoke(req, &c).await);
     route!(r, "/v3/lease/timetolive", pb::LeaseTimeToLiveRequest, |st, req, c| st.services.lease.time_to_live(&req, &c).await);
     route!(r, "/v3/kv/lease/timetolive", pb::LeaseTimeToLiveRequest, |st, req, c| st.services.lease.time_to_live(&req, &c).await);
-    route!(r, "/v3/lease/leases", pb::LeaseLeasesRequest, |st, _req, _c| Ok(st.services.lease.leases()));
-    route!(r, "/v3/kv/lease/leases", pb::LeaseLeasesRequest, |st, _req, _c| Ok(st.services.lease.leases()));
-    route!(r, "/v3/cluster/member/list", pb::MemberListRequest, |st, _req, _c| st.services.cluster.member_list());
-    route!(r, "/v3/cluster/member/add", pb::MemberAddRequest, |st, req, c| {
-        st.shared.require_admin(&c).await?;
-        st.services.cluster.member_add(req).await
-    });
-    route!(r, "/v3/cluster/member/remove", pb::MemberRemoveRequest, |st, req, c| {
-        st.shared.require_admin(&c).await?;
-        st.services.cluster.member_remove(req).await
-    });
-    route!(r, "/v3/cluster/member/update", pb::MemberUpdateRequest, |st, req, c| {
-        st.shared.require_admin(&c).await?;
-        st.services.cluster.member_update(req).await
-    });
-    route!(r, "/v3/cluster/member/promote", pb::MemberPromoteRequest, |st, req, c| {
-        st.shared.require_admin(&c).await?;
-        st.services.cluster.member_promote(req).await
-    });
-    route!(r, "/v3/maintenance/defragment", pb::DefragmentRequest, |st, _req, c| {
-        st.shared.require_admin(&c).await?;
-        st.services.maintenance.defragment().await
-    });
-    route!(r, "/v3/maintenance/transfer-leadership", pb::MoveLeaderRequest, |st, req, c| {
-        st.shared.require_admin(&c).await?;
-        st.services.maintenance.move_leader(&req).await
-    });
+    route!(r, "/v3/lease/leases", pb::LeaseLeasesRequest, |st, _req, _c| st.services.lease.leases());
+    route!(r, "/v3/kv/lease/leases", pb::LeaseLeasesRequest, |st, _req, _c| st.services.lease.leases());
+    route!(r, "/v3/cluster/member/list", pb::MemberListRequest, |st, req, _c| st.services.cluster.member_list(&req).await);
+    route!(r, "/v3/cluster/member/add", pb::MemberAddRequest, |st, req, c| st.services.cluster.member_add(req, &c).await);
+    route!(r, "/v3/cluster/member/remove", pb::MemberRemoveRequest, |st, req, c| st.services.cluster.member_remove(req, &c).await);
+    route!(r, "/v3/cluster/member/update", pb::MemberUpdateRequest, |st, req, c| st.services.cluster.member_update(req, &c).await);
+    route!(r, "/v3/cluster/member/promote", pb::MemberPromoteRequest, |st, req, c| st.services.cluster.member_promote(req, &c).await);
+    route!(r, "/v3/maintenance/defragment", pb::DefragmentRequest, |st, _req, c| st.services.maintenance.defragment(&c).await);
+    route!(r, "/v3/maintenance/transfer-leadership", pb::MoveLeaderRequest, |st, req, c| st
+        .services
+        .maintenance
+        .move_leader(&req, &c)
+        .await);
     route!(r, "/v3/maintenance/status", pb::StatusRequest, |st, _req, _c| st.services.maintenance.status());
     route!(r, "/v3/maintenance/alarm", pb::AlarmRequest, |st, req, c| st.services.maintenance.alarm(req, &c).await);
-    route!(r, "/v3/maintenance/hash", pb::HashRequest, |st, _req, c| {
-        st.shared.require_admin(&c).await?;
-        st.services.maintenance.hash()
-    });
-    route!(r, "/v3/maintenance/hashkv", pb::HashKvRequest, |st, req, c| {
-        st.shared.require_admin(&c).await?;
-        st.services.maintenance.hash_kv(&req)
-    });
+    route!(r, "/v3/maintenance/hash", pb::HashRequest, |st, _req, c| st.services.maintenance.hash(&c).await);
+    route!(r, "/v3/maintenance/hashkv", pb::HashKvRequest, |st, req, c| st.services.maintenance.hash_kv(&req, &c).await);
     route!(r, "/v3/lock/lock", keel_proto::v3lockpb::LockRequest, |st, req, c| st.services.lock.lock(req, &c).await);
     route!(r, "/v3/lock/unlock", keel_proto::v3lockpb::UnlockRequest, |st, req, c| st.services.lock.unlock(req, &c).await);
     route!(r, "/v3/election/campaign", keel_proto::v3electionpb::CampaignRequest, |st, req, c| st
@@ -232,7 +212,10 @@ async fn watch(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -> 
     };
     // The requests, then silence: the stream stays open until the client hangs up.
     let input = futures::stream::iter(reqs.into_iter().map(Ok)).chain(futures::stream::pending());
-    let out = st.services.watch.open(Box::pin(input), caller(&headers)).map(|item| Ok::<_, std::convert::Infallible>(result_line(item)));
+    let out = match st.services.watch.open(Box::pin(input), caller(&headers)) {
+        Ok(stream) => stream.map(|item| Ok::<_, std::convert::Infallible>(result_line(item))),
+        Err(status) => return error_response(status.code(), status.message()),
+    };
     (StatusCode::OK, [(CONTENT_TYPE, "application/json")], Body::from_stream(out)).into_response()
 }
 
@@ -243,7 +226,7 @@ async fn keep_alive(State(st): State<HttpState>, body: Bytes) -> Response {
     };
     let mut lines: Vec<std::result::Result<Bytes, std::convert::Infallible>> = Vec::with_capacity(reqs.len());
     for r in &reqs {
-        lines.push(Ok(result_line(st.services.lease.keep_alive_once(r.id).await.map_err(tonic::Status::from))));
+        lines.push(Ok(result_line(st.services.lease.keep_alive_once(crate::types::LeaseId(r.id)).await.map_err(tonic::Status::from))));
     }
     (StatusCode::OK, [(CONTENT_TYPE, "application/json")], Body::from_stream(futures::stream::iter(lines))).into_response()
 }
@@ -253,6 +236,9 @@ async fn observe(State(st): State<HttpState>, headers: HeaderMap, body: Bytes) -
         Ok(r) => r,
         Err(bad) => return bad.response(),
     };
-    let out = st.services.election.observe(req, caller(&headers)).map(|item| Ok::<_, std::convert::Infallible>(result_line(item)));
+    let out = match st.services.election.observe(req, caller(&headers)) {
+        Ok(stream) => stream.map(|item| Ok::<_, std::convert::Infallible>(result_line(item))),
+        Err(e) => return error(e),
+    };
     (StatusCode::OK, [(CONTENT_TYPE, "application/json")], Body::from_stream(out)).into_response()
 }

@@ -1,15 +1,13 @@
 //! HTTP on the client port, beside gRPC, as etcd serves it: `/health`, `/livez`, `/readyz`,
 //! `/version`, `/metrics`, and the JSON gateway under `/v3/` ([`gateway`]).
 //!
-//! - [`metrics`]: per-RPC counters and latency histograms.
 //! - [`gateway`]: etcd's grpc-gateway routes over the same service code as gRPC.
 
 pub mod gateway;
-pub mod metrics;
 
-use crate::server::kv::KvService;
+use crate::server::Services;
+use crate::server::context::Context;
 use crate::server::maintenance::{ETCD_CLUSTER_VERSION, ETCD_VERSION};
-use crate::server::state::Shared;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -22,10 +20,10 @@ use std::sync::Arc;
 /// Everything the HTTP handlers reach.
 #[derive(Clone)]
 pub struct HttpState {
-    /// The member's shared state.
-    pub shared: Arc<Shared>,
+    /// The member the services serve.
+    pub ctx: Arc<Context>,
     /// The services the gateway calls.
-    pub services: crate::node::Services,
+    pub services: Services,
 }
 
 /// Health, version and metrics.
@@ -54,14 +52,13 @@ fn json(status: StatusCode, body: String) -> Response {
 }
 
 async fn health(State(st): State<HttpState>) -> Response {
-    if st.shared.no_space() {
+    if st.ctx.applied.no_space() {
         return json(StatusCode::SERVICE_UNAVAILABLE, r#"{"health":"false","reason":"ALARM NOSPACE"}"#.into());
     }
     // Like etcd's QGET: a linearizable read through the same path clients use, given 1 s.
     let probe = RangeRequest { key: bytes::Bytes::from_static(b"health"), ..Default::default() };
-    let read = KvService::new(st.shared.clone());
     let anyone = crate::auth::Caller::default();
-    let answer = tokio::time::timeout(std::time::Duration::from_secs(1), read.range(&probe, &anyone)).await;
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(1), st.services.kv.range(&probe, &anyone)).await;
     match answer.unwrap_or(Err(crate::error::Error::Timeout)) {
         // With auth on, an anonymous read is refused after the read went through: healthy
         // (etcd's rule).
@@ -81,18 +78,15 @@ async fn version() -> Response {
 }
 
 async fn metrics(State(st): State<HttpState>) -> Response {
-    let s = &st.shared;
-    let (has_leader, is_leader) = match s.replica() {
-        Ok(r) => (r.leader_id().is_some(), r.is_leader()),
-        Err(_) => (false, false),
-    };
+    let (a, r) = (&st.ctx.applied, &st.ctx.replica);
+    let (has_leader, is_leader) = (r.leader_id().is_some(), r.is_leader());
     let gauges = [
-        ("etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database in bytes.", s.backend.size_bytes() as f64),
-        ("etcd_debugging_mvcc_current_revision", "The current revision of the store.", s.visible() as f64),
-        ("etcd_debugging_mvcc_watcher_total", "Total number of watchers.", s.hub.watcher_count() as f64),
+        ("etcd_mvcc_db_total_size_in_bytes", "Total size of the underlying database in bytes.", a.backend.size_bytes() as f64),
+        ("etcd_debugging_mvcc_current_revision", "The current revision of the store.", a.visible().0 as f64),
+        ("etcd_debugging_mvcc_watcher_total", "Total number of watchers.", a.hub.watcher_count() as f64),
         ("etcd_server_has_leader", "Whether or not a leader exists. 1 is existence, 0 is not.", f64::from(u8::from(has_leader))),
         ("etcd_server_is_leader", "Whether or not this member is a leader.", f64::from(u8::from(is_leader))),
-        ("keel_applied_index", "Commands applied by this member.", s.applied_index() as f64),
+        ("keel_applied_index", "Commands applied by this member.", a.applied_index().0 as f64),
     ];
-    (StatusCode::OK, [(CONTENT_TYPE, "text/plain; version=0.0.4")], s.metrics.render(&gauges)).into_response()
+    (StatusCode::OK, [(CONTENT_TYPE, "text/plain; version=0.0.4")], st.ctx.metrics.render(&gauges)).into_response()
 }

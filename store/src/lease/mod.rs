@@ -12,6 +12,7 @@
 use crate::error::{Error, Result};
 use crate::mvcc::{KeyIndex, codec};
 use crate::storage::{Backend, WriteBatch};
+use crate::types::{LeaseId, LogIndex, Revision, Term};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -30,18 +31,18 @@ pub struct Lease {
     /// When it expires unless renewed.
     pub expiry: Instant,
     /// Log index of the grant.
-    pub granted_at: u64,
+    pub granted_at: LogIndex,
 }
 
 /// All leases.
 #[derive(Debug, Default)]
 pub struct Leases {
-    map: BTreeMap<i64, Lease>,
+    map: BTreeMap<LeaseId, Lease>,
     min_ttl: i64,
     /// Leases revoked at a log index that may not be durable yet: (index, id, lease).
-    revoked: Vec<(u64, i64, Lease)>,
+    revoked: Vec<(LogIndex, LeaseId, Lease)>,
     /// The leader term whose start every deadline was last extended for (0: none yet).
-    led_term: u64,
+    led_term: Term,
 }
 
 fn deadline(now: Instant, ttl: i64) -> Instant {
@@ -50,19 +51,19 @@ fn deadline(now: Instant, ttl: i64) -> Instant {
 
 impl Leases {
     /// Restore leases from the backend and re-attach keys from the index.
-    pub fn load(backend: &dyn Backend, index: &KeyIndex, at: i64, min_ttl: i64, now: Instant) -> Result<Leases> {
+    pub fn load(backend: &dyn Backend, index: &KeyIndex, at: Revision, min_ttl: i64, now: Instant) -> Result<Leases> {
         let mut map = BTreeMap::new();
         for (k, v) in backend.scan(&[codec::LEASE_PREFIX], &[codec::LEASE_PREFIX + 1], usize::MAX)? {
             let (Some(id), Some(ttl)) = (k.get(1..).and_then(codec::decode_i64), codec::decode_i64(&v)) else {
-                return Err(Error::Storage(format!("corrupt lease record {k:?}")));
+                return Err(Error::corrupt(format!("lease record {k:?}")));
             };
-            map.insert(id, Lease { ttl, keys: BTreeSet::new(), expiry: deadline(now, ttl), granted_at: 0 });
+            map.insert(LeaseId(id), Lease { ttl, keys: BTreeSet::new(), expiry: deadline(now, ttl), granted_at: LogIndex(0) });
         }
-        let mut leases = Leases { map, min_ttl, revoked: Vec::new(), led_term: 0 };
+        let mut leases = Leases { map, min_ttl, revoked: Vec::new(), led_term: Term(0) };
         let all = crate::mvcc::KeyRange::From(Bytes::from_static(b"\0"));
-        for (key, e) in index.range(&all, at) {
+        for (key, e) in index.range(&all, at.0) {
             if e.lease != 0 {
-                leases.attach(e.lease, key.clone());
+                leases.attach(LeaseId(e.lease), key.clone());
             }
         }
         Ok(leases)
@@ -74,44 +75,44 @@ impl Leases {
     }
 
     /// True when the lease exists.
-    pub fn contains(&self, id: i64) -> bool {
+    pub fn contains(&self, id: LeaseId) -> bool {
         self.map.contains_key(&id)
     }
 
     /// Grant a lease at log index `index`; returns the TTL actually granted.
-    pub fn grant(&mut self, id: i64, ttl: i64, now: Instant, index: u64, batch: &mut WriteBatch) -> Result<i64> {
+    pub fn grant(&mut self, id: LeaseId, ttl: i64, now: Instant, index: LogIndex, batch: &mut WriteBatch) -> Result<i64> {
         if ttl > MAX_TTL_SECS {
             return Err(Error::LeaseTtlTooLarge);
         }
-        if id == 0 {
+        if id.0 == 0 {
             return Err(Error::InvalidArgument("etcdserver: lease ID must be non-zero".into()));
         }
         if self.map.contains_key(&id) {
             return Err(Error::LeaseExists);
         }
         let ttl = ttl.max(self.min_ttl);
-        batch.put(codec::lease_key(id), codec::encode_i64(ttl));
+        batch.put(codec::lease_key(id.0), codec::encode_i64(ttl));
         self.map.insert(id, Lease { ttl, keys: BTreeSet::new(), expiry: deadline(now, ttl), granted_at: index });
         Ok(ttl)
     }
 
     /// Remove a lease at log index `index`; returns the keys that were attached (the caller
     /// deletes them).
-    pub fn revoke(&mut self, id: i64, index: u64, batch: &mut WriteBatch) -> Result<BTreeSet<Bytes>> {
+    pub fn revoke(&mut self, id: LeaseId, index: LogIndex, batch: &mut WriteBatch) -> Result<BTreeSet<Bytes>> {
         let lease = self.map.remove(&id).ok_or(Error::LeaseNotFound)?;
-        batch.delete(codec::lease_key(id));
+        batch.delete(codec::lease_key(id.0));
         let keys = lease.keys.clone();
         self.revoked.push((index, id, lease));
         Ok(keys)
     }
 
     /// Forget revokes that are durable (log index `<= durable`).
-    pub fn prune(&mut self, durable: u64) {
+    pub fn prune(&mut self, durable: LogIndex) {
         self.revoked.retain(|(index, _, _)| *index > durable);
     }
 
     /// The lease as readers may see it when log records up to `durable` are durable.
-    pub fn visible(&self, id: i64, durable: u64) -> Option<&Lease> {
+    pub fn visible(&self, id: LeaseId, durable: LogIndex) -> Option<&Lease> {
         match self.map.get(&id) {
             Some(l) if l.granted_at <= durable => Some(l),
             Some(_) => None,
@@ -120,8 +121,8 @@ impl Leases {
     }
 
     /// Every lease ID readers may see, ascending.
-    pub fn visible_ids(&self, durable: u64) -> Vec<i64> {
-        let mut ids: Vec<i64> = self.map.iter().filter(|(_, l)| l.granted_at <= durable).map(|(id, _)| *id).collect();
+    pub fn visible_ids(&self, durable: LogIndex) -> Vec<LeaseId> {
+        let mut ids: Vec<LeaseId> = self.map.iter().filter(|(_, l)| l.granted_at <= durable).map(|(id, _)| *id).collect();
         ids.extend(self.revoked.iter().filter(|(index, _, _)| *index > durable).map(|(_, id, _)| *id));
         ids.sort_unstable();
         ids.dedup();
@@ -129,7 +130,7 @@ impl Leases {
     }
 
     /// Attach `key` to lease `id` (no-op for 0 or an unknown lease).
-    pub fn attach(&mut self, id: i64, key: Bytes) {
+    pub fn attach(&mut self, id: LeaseId, key: Bytes) {
         if let Some(l) = self.map.get_mut(&id) {
             // Own copy: a request's key may be a slice of a large receive buffer.
             l.keys.insert(Bytes::copy_from_slice(&key));
@@ -137,7 +138,7 @@ impl Leases {
     }
 
     /// Detach `key` from lease `id`.
-    pub fn detach(&mut self, id: i64, key: &[u8]) {
+    pub fn detach(&mut self, id: LeaseId, key: &[u8]) {
         if let Some(l) = self.map.get_mut(&id) {
             l.keys.remove(key);
         }
@@ -145,7 +146,7 @@ impl Leases {
 
     /// Keep a lease alive; returns its TTL. An expired (not yet revoked) lease is not found; one
     /// whose revoke is not durable yet still answers its TTL.
-    pub fn renew(&mut self, id: i64, now: Instant, durable: u64) -> Result<i64> {
+    pub fn renew(&mut self, id: LeaseId, now: Instant, durable: LogIndex) -> Result<i64> {
         if !self.map.contains_key(&id) {
             return self.visible(id, durable).map(|l| l.ttl).ok_or(Error::LeaseNotFound);
         }
@@ -161,7 +162,7 @@ impl Leases {
     }
 
     /// One lease in the writer's view (durable or not).
-    pub fn get(&self, id: i64) -> Option<&Lease> {
+    pub fn get(&self, id: LeaseId) -> Option<&Lease> {
         self.map.get(&id)
     }
 
@@ -169,7 +170,7 @@ impl Leases {
     /// deadline is extended to a full TTL from `now` (renewals went to whoever led before, so
     /// its own deadlines are stale — even if it led before, lost the lead unnoticed and won it
     /// back). True when it extended.
-    pub fn lead(&mut self, term: u64, now: Instant) -> bool {
+    pub fn lead(&mut self, term: Term, now: Instant) -> bool {
         if self.led_term == term {
             return false;
         }
@@ -186,7 +187,7 @@ impl Leases {
     }
 
     /// Leases whose deadline has passed.
-    pub fn expired(&self, now: Instant) -> Vec<i64> {
+    pub fn expired(&self, now: Instant) -> Vec<LeaseId> {
         self.map.iter().filter(|(_, l)| l.expiry <= now).map(|(id, _)| *id).collect()
     }
 }
@@ -194,22 +195,26 @@ impl Leases {
 #[cfg(test)]
 mod tests {
     use super::*;
+    const L7: LeaseId = LeaseId(7);
+    fn at(i: u64) -> LogIndex {
+        LogIndex(i)
+    }
 
     #[tokio::test(start_paused = true)]
     async fn grant_renew_expire() {
         let mut ls = Leases { min_ttl: 2, ..Default::default() };
         let mut b = WriteBatch::default();
         let now = Instant::now();
-        assert_eq!(ls.grant(7, 1, now, 1, &mut b).unwrap(), 2, "raised to the minimum TTL");
-        assert_eq!(ls.grant(7, 5, now, 2, &mut b), Err(Error::LeaseExists));
-        assert_eq!(ls.grant(8, MAX_TTL_SECS + 1, now, 2, &mut b), Err(Error::LeaseTtlTooLarge));
+        assert_eq!(ls.grant(L7, 1, now, at(1), &mut b).unwrap(), 2, "raised to the minimum TTL");
+        assert_eq!(ls.grant(L7, 5, now, at(2), &mut b), Err(Error::LeaseExists));
+        assert_eq!(ls.grant(LeaseId(8), MAX_TTL_SECS + 1, now, at(2), &mut b), Err(Error::LeaseTtlTooLarge));
         tokio::time::advance(Duration::from_millis(1500)).await;
-        assert_eq!(ls.renew(7, Instant::now(), 1).unwrap(), 2);
+        assert_eq!(ls.renew(L7, Instant::now(), at(1)).unwrap(), 2);
         tokio::time::advance(Duration::from_millis(1500)).await;
         assert!(ls.expired(Instant::now()).is_empty());
         tokio::time::advance(Duration::from_millis(600)).await;
-        assert_eq!(ls.expired(Instant::now()), vec![7]);
-        assert_eq!(ls.renew(7, Instant::now(), 1), Err(Error::LeaseNotFound));
+        assert_eq!(ls.expired(Instant::now()), vec![L7]);
+        assert_eq!(ls.renew(L7, Instant::now(), at(1)), Err(Error::LeaseNotFound));
     }
 
     #[tokio::test(start_paused = true)]
@@ -217,14 +222,14 @@ mod tests {
         let mut ls = Leases { min_ttl: 2, ..Default::default() };
         let mut b = WriteBatch::default();
         let now = Instant::now();
-        ls.grant(7, 60, now, 5, &mut b).unwrap();
-        assert!(ls.visible(7, 4).is_none(), "a grant is not visible before it is durable");
-        assert_eq!(ls.visible_ids(5), vec![7]);
-        ls.revoke(7, 6, &mut b).unwrap();
-        assert_eq!(ls.visible(7, 5).map(|l| l.ttl), Some(60), "a revoke is not visible before it is durable");
-        assert_eq!(ls.renew(7, now, 5), Ok(60));
-        assert!(ls.visible(7, 6).is_none());
-        ls.prune(6);
-        assert!(ls.visible_ids(5).is_empty(), "pruned once durable");
+        ls.grant(L7, 60, now, at(5), &mut b).unwrap();
+        assert!(ls.visible(L7, at(4)).is_none(), "a grant is not visible before it is durable");
+        assert_eq!(ls.visible_ids(at(5)), vec![L7]);
+        ls.revoke(L7, at(6), &mut b).unwrap();
+        assert_eq!(ls.visible(L7, at(5)).map(|l| l.ttl), Some(60), "a revoke is not visible before it is durable");
+        assert_eq!(ls.renew(L7, now, at(5)), Ok(60));
+        assert!(ls.visible(L7, at(6)).is_none());
+        ls.prune(at(6));
+        assert!(ls.visible_ids(at(5)).is_empty(), "pruned once durable");
     }
 }

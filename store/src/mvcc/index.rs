@@ -100,6 +100,18 @@ impl KeyRange {
     }
 }
 
+/// The first key after every key starting with `prefix` (etcd's `GetPrefixRangeEnd`).
+pub fn prefix_end(prefix: &[u8]) -> Bytes {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return Bytes::from(end);
+        }
+    }
+    Bytes::from_static(b"\0")
+}
+
 /// One key's history. Most keys hold a single entry between compactions, so it lives inline
 /// in the map: a `Vec` would allocate room for four entries (192 B) on a key's first write.
 type History = SmallVec<[Entry; 1]>;
@@ -242,6 +254,13 @@ mod tests {
         // A later compaction takes the tombstone too.
         let removed = ix.compact(6);
         assert_eq!(removed.iter().map(|r| r.main).collect::<Vec<_>>(), [5]);
+    }
+
+    #[test]
+    fn prefix_ends() {
+        assert_eq!(&prefix_end(b"a/")[..], b"a0");
+        assert_eq!(&prefix_end(b"a\xff")[..], b"b");
+        assert_eq!(&prefix_end(b"\xff\xff")[..], b"\0");
     }
 
     #[test]

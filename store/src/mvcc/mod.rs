@@ -21,5 +21,5 @@ pub mod index;
 pub mod range;
 pub mod store;
 
-pub use index::{Entry, KeyIndex, KeyRange, Rev};
+pub use index::{Entry, KeyIndex, KeyRange, Rev, prefix_end};
 pub use store::{Mvcc, UnreadPrev, WriteCtx};

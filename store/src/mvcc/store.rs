@@ -9,6 +9,7 @@ use super::index::{Entry, KeyIndex, KeyRange, Rev};
 use super::range;
 use crate::error::{Error, Result};
 use crate::storage::{Backend, WriteBatch, scan_each};
+use crate::types::{LeaseId, Revision};
 use bytes::Bytes;
 use keel_proto::etcdserverpb::RangeRequest;
 use keel_proto::mvccpb::{Event, KeyValue, event::EventType};
@@ -48,8 +49,8 @@ pub struct UnreadPrev {
 impl WriteCtx<'_> {
     /// The revision this request's reads see: the store's before its first write, its own
     /// revision after (so later ops of a txn see earlier ones).
-    pub fn view(&self, current: i64) -> i64 {
-        if self.sub > 0 { self.rev } else { current }
+    pub fn view(&self, current: Revision) -> Revision {
+        if self.sub > 0 { Revision(self.rev) } else { current }
     }
 }
 
@@ -92,7 +93,7 @@ impl RangePlan {
                 Planned::Ready(kv) => kv,
                 Planned::Load(rev) => {
                     let raw = self.backend.get(&codec::rev_key(rev))?.ok_or(Error::Compacted)?;
-                    codec::decode_record(&raw).ok_or_else(|| Error::Storage(format!("corrupt record for revision {rev:?}")))?.0
+                    codec::decode_record(&raw).ok_or_else(|| Error::corrupt(format!("record for revision {rev:?}")))?.0
                 }
             });
         }
@@ -125,7 +126,7 @@ impl Mvcc {
         let mut current = 1;
         scan_each(&*backend, &[REV_PREFIX], &[REV_PREFIX + 1], SCAN_CHUNK, |k, v| {
             let (Some(rev), Some((kv, tombstone))) = (codec::parse_rev_key(k), codec::decode_record(v)) else {
-                return Err(Error::Storage(format!("corrupt revision record {k:?}")));
+                return Err(Error::corrupt(format!("revision record {k:?}")));
             };
             current = current.max(rev.main);
             index.push(kv.key.clone(), Entry { rev, create: kv.create_revision, version: kv.version, lease: kv.lease, tombstone });
@@ -136,13 +137,13 @@ impl Mvcc {
     }
 
     /// The newest applied revision.
-    pub fn current(&self) -> i64 {
-        self.current
+    pub fn current(&self) -> Revision {
+        Revision(self.current)
     }
 
     /// The revision history was compacted at (0 if never).
-    pub fn compacted(&self) -> i64 {
-        self.compacted
+    pub fn compacted(&self) -> Revision {
+        Revision(self.compacted)
     }
 
     /// The key index (read-only).
@@ -158,8 +159,8 @@ impl Mvcc {
         if let Some((kv, _)) = self.pending.get(&rev) {
             return Ok(kv.clone());
         }
-        let raw = self.backend.get(&codec::rev_key(rev))?.ok_or_else(|| Error::Storage(format!("missing record for revision {rev:?}")))?;
-        let (kv, _) = codec::decode_record(&raw).ok_or_else(|| Error::Storage(format!("corrupt record for revision {rev:?}")))?;
+        let raw = self.backend.get(&codec::rev_key(rev))?.ok_or_else(|| Error::corrupt(format!("missing record for revision {rev:?}")))?;
+        let (kv, _) = codec::decode_record(&raw).ok_or_else(|| Error::corrupt(format!("record for revision {rev:?}")))?;
         Ok(kv)
     }
 
@@ -176,9 +177,10 @@ impl Mvcc {
 
     /// Check that `rev` (0 = latest) can be read when the newest readable revision is `latest`,
     /// and resolve it.
-    pub fn read_revision(&self, rev: i64, latest: i64) -> Result<i64> {
+    pub fn read_revision(&self, rev: i64, latest: Revision) -> Result<Revision> {
+        let latest = latest.0;
         if rev <= 0 {
-            return Ok(latest);
+            return Ok(Revision(latest));
         }
         if rev > latest {
             return Err(Error::FutureRevision);
@@ -186,19 +188,19 @@ impl Mvcc {
         if rev < self.compacted {
             return Err(Error::Compacted);
         }
-        Ok(rev)
+        Ok(Revision(rev))
     }
 
     /// Serve a Range as of revision `latest` (the newest revision readers may see).
-    pub fn range(&self, req: &RangeRequest, latest: i64) -> Result<RangeResult> {
+    pub fn range(&self, req: &RangeRequest, latest: Revision) -> Result<RangeResult> {
         self.plan_range(req, latest)?.load(req)
     }
 
     /// The first half of a Range, done under the state lock: pick the keys (and take values
     /// still held in the overlay). [`RangePlan::load`] then reads the values from the backend
     /// without the lock, so a large range does not hold up writers.
-    pub fn plan_range(&self, req: &RangeRequest, latest: i64) -> Result<RangePlan> {
-        let at = self.read_revision(req.revision, latest)?;
+    pub fn plan_range(&self, req: &RangeRequest, latest: Revision) -> Result<RangePlan> {
+        let at = self.read_revision(req.revision, latest)?.0;
         let kr = KeyRange::new(&req.key, &req.range_end);
         let limit = range::fetch_limit(req);
         let mut count = 0i64;
@@ -220,13 +222,13 @@ impl Mvcc {
     }
 
     /// Live key-values in `kr` as of revision `at`.
-    pub fn live_in(&self, kr: &KeyRange, at: i64) -> Result<Vec<KeyValue>> {
-        self.index.range(kr, at).map(|(_, e)| self.load(e)).collect()
+    pub fn live_in(&self, kr: &KeyRange, at: Revision) -> Result<Vec<KeyValue>> {
+        self.index.range(kr, at.0).map(|(_, e)| self.load(e)).collect()
     }
 
     /// The live key-value of `key` as of revision `at`.
-    pub fn live(&self, key: &[u8], at: i64) -> Result<Option<KeyValue>> {
-        match self.index.get(key, at) {
+    pub fn live(&self, key: &[u8], at: Revision) -> Result<Option<KeyValue>> {
+        match self.index.get(key, at.0) {
             Some(e) => Ok(Some(self.load(e)?)),
             None => Ok(None),
         }
@@ -234,7 +236,7 @@ impl Mvcc {
 
     /// The live key-value of `key` in the writer's view (before the current request).
     pub fn latest(&self, key: &[u8]) -> Result<Option<KeyValue>> {
-        self.live(key, self.current)
+        self.live(key, self.current())
     }
 
     /// The lease of `key` in the writer's view without touching the disk.
@@ -262,14 +264,15 @@ impl Mvcc {
         ctx: &mut WriteCtx<'_>,
         key: Bytes,
         value: Bytes,
-        lease: i64,
+        lease: LeaseId,
         want_prev: bool,
     ) -> Result<(Option<Entry>, Option<KeyValue>)> {
         // A request's bytes are slices of the whole received gRPC buffer: the index keeps its
         // own copy of the key, or every key would pin a buffer of kilobytes forever.
         let key = Bytes::copy_from_slice(&key);
         let rev = Rev { main: ctx.rev, sub: ctx.sub };
-        let (before, entry) = self.index.write(key.clone(), ctx.view(self.current), |before| {
+        let lease = lease.0;
+        let (before, entry) = self.index.write(key.clone(), ctx.view(self.current()).0, |before| {
             let (create, version) = before.map_or((rev.main, 1), |p| (p.create, p.version + 1));
             Entry { rev, create, version, lease, tombstone: false }
         });
@@ -310,7 +313,7 @@ impl Mvcc {
 
     /// Delete every live key in `kr`. Returns the deleted key-values.
     pub fn delete(&mut self, ctx: &mut WriteCtx<'_>, kr: &KeyRange) -> Result<Vec<KeyValue>> {
-        let prevs = self.live_in(kr, ctx.view(self.current))?;
+        let prevs = self.live_in(kr, ctx.view(self.current()))?;
         for prev in &prevs {
             let rev = Rev { main: ctx.rev, sub: ctx.sub };
             ctx.sub += 1;
@@ -334,7 +337,8 @@ impl Mvcc {
     }
 
     /// Check a compaction request against the current state.
-    pub fn check_compact(&self, rev: i64) -> Result<()> {
+    pub fn check_compact(&self, rev: Revision) -> Result<()> {
+        let rev = rev.0;
         if rev <= self.compacted {
             return Err(Error::Compacted);
         }
@@ -346,8 +350,9 @@ impl Mvcc {
 
     /// Compact history at `rev`: drop every record no read at `>= rev` needs. Records at exactly
     /// `rev` stay, so a watch may still start at the compacted revision.
-    pub fn compact(&mut self, rev: i64, batch: &mut WriteBatch) -> Result<()> {
+    pub fn compact(&mut self, rev: Revision, batch: &mut WriteBatch) -> Result<()> {
         self.check_compact(rev)?;
+        let rev = rev.0;
         // The index knows every record, so compaction deletes exactly what it dropped: no scan
         // of the history, and the cost follows what is freed, not the store's size.
         for r in self.index.compact(rev) {
@@ -361,10 +366,11 @@ impl Mvcc {
 
     /// History events with `from <= revision <= to`, at most `max_events` but never splitting a
     /// revision, and the last revision they cover. `prev_kv` attaches each event's previous key-value where history still has it.
-    pub fn events(&self, from: i64, to: i64, max_events: usize, prev_kv: bool) -> Result<(Vec<Event>, i64)> {
+    pub fn events(&self, from: Revision, to: Revision, max_events: usize, prev_kv: bool) -> Result<(Vec<Event>, Revision)> {
+        let (from, to) = (from.0, to.0);
         let mut out: Vec<Event> = Vec::new();
         if from > to {
-            return Ok((out, to));
+            return Ok((out, Revision(to)));
         }
         let start = codec::rev_key(Rev { main: from, sub: 0 });
         let end = codec::rev_key(Rev { main: to + 1, sub: 0 });
@@ -399,7 +405,7 @@ impl Mvcc {
                 }
             }
         }
-        Ok((out, covered))
+        Ok((out, Revision(covered)))
     }
 
     /// True when records wait to be handed to the backend (see [`Mvcc::write_out`]).
@@ -409,9 +415,9 @@ impl Mvcc {
 
     /// etcd's HashKV: a hash of every record up to `rev` (0 = latest), and the revision it covers.
     /// The caller writes pending records out first, so the hash does not depend on timing.
-    pub fn hash_kv(&self, rev: i64) -> Result<(u32, i64)> {
+    pub fn hash_kv(&self, rev: Revision) -> Result<(u32, Revision)> {
         debug_assert!(!self.has_pending(), "hash_kv with records not yet in the backend");
-        let rev = if rev <= 0 { self.current } else { rev };
+        let rev = if rev.0 <= 0 { self.current } else { rev.0 };
         if rev > self.current {
             return Err(Error::FutureRevision);
         }
@@ -425,6 +431,6 @@ impl Mvcc {
             h.update(v);
             Ok::<_, Error>(ControlFlow::Continue(()))
         })?;
-        Ok((h.finalize(), rev))
+        Ok((h.finalize(), Revision(rev)))
     }
 }

@@ -86,13 +86,16 @@ fn invalid(msg: &str) -> io::Error {
 mod tests {
     use super::*;
     use crate::raft::types::PeerInfo;
+    use crate::types::MemberId;
     use std::collections::{BTreeMap, BTreeSet};
 
     #[test]
     fn entries_round_trip() {
-        let members =
-            typ::Membership::new(vec![BTreeSet::from([1, 2])], BTreeMap::from([(1, PeerInfo::default()), (2, PeerInfo::default())]))
-                .unwrap();
+        let members = typ::Membership::new(
+            vec![BTreeSet::from([MemberId(1), MemberId(2)])],
+            BTreeMap::from([(MemberId(1), PeerInfo::default()), (MemberId(2), PeerInfo::default())]),
+        )
+        .unwrap();
         for payload in [EntryPayload::Blank, EntryPayload::Normal(LogCmd(Bytes::from_static(b"cmd"))), EntryPayload::Membership(members)] {
             let e = typ::Entry::new(log_id(3, 9), payload);
             let back = decode_entry(entry_bytes(&e)).unwrap();

@@ -10,6 +10,7 @@
 //! proposed.
 
 use crate::error::{Error, Result};
+use crate::types::MemberId;
 use keel_proto::keelpeerpb::{ForwardRequest, ForwardResponse};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -22,7 +23,7 @@ type Waiting = Mutex<Option<HashMap<u64, oneshot::Sender<Result<ForwardResponse>
 /// One open forwarding call to a leader.
 pub struct Link {
     /// The leader the call went to.
-    pub leader: Option<u64>,
+    pub leader: Option<MemberId>,
     batches: mpsc::UnboundedSender<ForwardRequest>,
     waiting: Arc<Waiting>,
 }
@@ -35,7 +36,7 @@ impl Link {
     /// A link over an opened call: `batches` feeds its request side, `answers` is its response
     /// side (read by a task of its own until the call ends).
     pub fn start(
-        leader: Option<u64>,
+        leader: Option<MemberId>,
         batches: mpsc::UnboundedSender<ForwardRequest>,
         mut answers: tonic::Streaming<ForwardResponse>,
     ) -> Arc<Link> {

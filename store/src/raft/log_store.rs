@@ -9,7 +9,10 @@
 //! Durability: `append` queues its records and its `IOFlushed` callback; the syncer takes every
 //! queued record and callback, writes the records in one `write`, runs one `fdatasync`, then
 //! completes the callbacks (group commit). Other records (truncations, purges, the commit
-//! index) wait in the queue for the next flush. `save_vote` flushes before it returns. Only
+//! index) wait in the queue for the next flush. `save_vote` flushes before it returns. On a
+//! disk that does not block (the simulation's), the syncer is a task and awaits the disk's
+//! own sync ([`LogDisk::sync_later`], which takes simulated time), completing the callbacks
+//! only after it. Only
 //! the flush touches the file, never under the log's state lock: under load an ext4 `write`
 //! waits for a running `fdatasync` of the same file (the inode lock), and an async worker (or a
 //! replication task reading entries) must not wait with it. When purges leave the file mostly
@@ -25,17 +28,16 @@
 //! what was not synced when it "crashes") for tests and the simulation.
 
 use super::codec::{self, log_id};
+pub use super::log_disk::{FileDisk, GROW_BYTES, LogDisk, MemoryLogDisk};
 use super::types::{TypeConfig, typ};
+use crate::seams::Bugs;
 use bytes::{Buf, BufMut, Bytes};
 use openraft::storage::{IOFlushed, RaftLogStorage};
 use openraft::{LogState, OptionalSend, RaftLogReader};
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io;
 use std::ops::RangeBounds;
-use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 const ENTRY: u8 = 1;
@@ -44,174 +46,8 @@ const PURGE: u8 = 3;
 const VOTE: u8 = 4;
 const COMMITTED: u8 = 5;
 
-const FILE: &str = "raft.log";
 /// Past this size, a purge that leaves most of the file dead rewrites it.
 const REWRITE_BYTES: u64 = 64 << 20;
-/// The log file is reserved ahead in steps of this size (see the module doc).
-pub const GROW_BYTES: u64 = 4 << 20;
-
-/// Where the log's bytes live.
-pub trait LogDisk: Send + Sync + 'static {
-    /// Everything written (after a crash: what was synced, perhaps more).
-    fn read(&self) -> io::Result<Vec<u8>>;
-    /// Cut the contents to `len` bytes, durably (a torn tail found at open).
-    fn truncate(&self, len: u64) -> io::Result<()>;
-    /// The contents end at `len`; what [`LogDisk::read`] returned after it is reserved space
-    /// (zeros), where the next append goes.
-    fn resume(&self, _len: u64) -> io::Result<()> {
-        Ok(())
-    }
-    /// Append bytes (durable only after [`LogDisk::sync`]).
-    fn append(&self, buf: &[u8]) -> io::Result<()>;
-    /// Make every append so far durable.
-    fn sync(&self) -> io::Result<()>;
-    /// Replace the whole contents, atomically and durably.
-    fn replace(&self, contents: &[u8]) -> io::Result<()>;
-    /// True when `sync` blocks on a device: the syncer then gets a thread of its own, else it
-    /// runs as a task (the simulation's disk, which must stay on the simulated runtime).
-    fn blocks(&self) -> bool;
-}
-
-/// The log as one file, `raft.log`, in a directory.
-pub struct FileDisk {
-    dir: PathBuf,
-    file: Mutex<Slot>,
-}
-
-/// The open file, where the contents end and how far it is reserved.
-struct Slot {
-    file: Arc<File>,
-    end: u64,
-    size: u64,
-}
-
-impl Slot {
-    fn open(path: &Path, create: bool) -> io::Result<Slot> {
-        let file = OpenOptions::new().read(true).write(true).create(create).open(path)?;
-        let size = file.metadata()?.len();
-        Ok(Slot { file: Arc::new(file), end: size, size })
-    }
-}
-
-impl FileDisk {
-    /// Open (or create) the log file in `dir`.
-    pub fn open(dir: &Path) -> io::Result<FileDisk> {
-        std::fs::create_dir_all(dir)?;
-        let slot = Slot::open(&dir.join(FILE), true)?;
-        sync_dir(dir)?;
-        Ok(FileDisk { dir: dir.to_path_buf(), file: Mutex::new(slot) })
-    }
-
-    fn file(&self) -> Arc<File> {
-        lock(&self.file).file.clone()
-    }
-}
-
-/// Reserve the file's bytes `from..to` (zeros, counted in its size). False where the
-/// filesystem cannot: appends then grow the file.
-fn reserve(file: &File, from: u64, to: u64) -> bool {
-    rustix::fs::fallocate(file, rustix::fs::FallocateFlags::empty(), from, to - from).is_ok()
-}
-
-impl LogDisk for FileDisk {
-    fn read(&self) -> io::Result<Vec<u8>> {
-        let mut raw = Vec::new();
-        File::open(self.dir.join(FILE))?.read_to_end(&mut raw)?;
-        Ok(raw)
-    }
-    fn truncate(&self, len: u64) -> io::Result<()> {
-        let mut slot = lock(&self.file);
-        slot.file.set_len(len)?;
-        slot.file.sync_all()?;
-        (slot.end, slot.size) = (len, len);
-        Ok(())
-    }
-    fn resume(&self, len: u64) -> io::Result<()> {
-        lock(&self.file).end = len;
-        Ok(())
-    }
-    fn append(&self, buf: &[u8]) -> io::Result<()> {
-        // Under the lock: a concurrent `replace` cannot swap the file mid-write.
-        let mut slot = lock(&self.file);
-        let end = slot.end + buf.len() as u64;
-        if end > slot.size {
-            let size = end.next_multiple_of(GROW_BYTES);
-            if reserve(&slot.file, slot.size, size) {
-                slot.size = size;
-            }
-        }
-        slot.file.write_all_at(buf, slot.end)?;
-        slot.end = end;
-        slot.size = slot.size.max(end);
-        Ok(())
-    }
-    fn sync(&self) -> io::Result<()> {
-        // Outside the lock: appends go on while the device syncs.
-        self.file().sync_data()
-    }
-    fn replace(&self, contents: &[u8]) -> io::Result<()> {
-        let tmp = self.dir.join(format!("{FILE}.tmp"));
-        let mut f = File::create(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, self.dir.join(FILE))?;
-        sync_dir(&self.dir)?;
-        *lock(&self.file) = Slot::open(&self.dir.join(FILE), false)?;
-        Ok(())
-    }
-    fn blocks(&self) -> bool {
-        true
-    }
-}
-
-/// A log disk in memory that keeps, across [`MemoryLogDisk::crash`], only what was synced.
-/// Clones share the disk (the simulation keeps one outside the member it restarts).
-#[derive(Clone, Default)]
-pub struct MemoryLogDisk {
-    bytes: Arc<Mutex<(Vec<u8>, usize)>>,
-}
-
-impl MemoryLogDisk {
-    /// An empty disk.
-    pub fn new() -> MemoryLogDisk {
-        MemoryLogDisk::default()
-    }
-
-    /// Lose everything written since the last sync, as a power cut would.
-    pub fn crash(&self) {
-        let mut b = lock(&self.bytes);
-        let synced = b.1;
-        b.0.truncate(synced);
-    }
-}
-
-impl LogDisk for MemoryLogDisk {
-    fn read(&self) -> io::Result<Vec<u8>> {
-        Ok(lock(&self.bytes).0.clone())
-    }
-    fn truncate(&self, len: u64) -> io::Result<()> {
-        let mut b = lock(&self.bytes);
-        b.0.truncate(len as usize);
-        b.1 = b.0.len();
-        Ok(())
-    }
-    fn append(&self, buf: &[u8]) -> io::Result<()> {
-        lock(&self.bytes).0.extend_from_slice(buf);
-        Ok(())
-    }
-    fn sync(&self) -> io::Result<()> {
-        let mut b = lock(&self.bytes);
-        b.1 = b.0.len();
-        Ok(())
-    }
-    fn replace(&self, contents: &[u8]) -> io::Result<()> {
-        *lock(&self.bytes) = (contents.to_vec(), contents.len());
-        Ok(())
-    }
-    fn blocks(&self) -> bool {
-        false
-    }
-}
 
 struct State {
     entries: BTreeMap<u64, typ::Entry>,
@@ -228,10 +64,15 @@ struct Pending {
     bytes: Vec<u8>,
     /// Appends waiting for their records to be durable.
     flushed: Vec<IOFlushed<TypeConfig>>,
+    /// An append asked for a flush (its callback may be in `flushed`, or, with the
+    /// `ack_before_sync` bug, already completed).
+    wanted: bool,
 }
 
 struct Inner {
     disk: Arc<dyn LogDisk>,
+    /// Known bugs switched on by a simulation (none in the binary).
+    bugs: Bugs,
     state: Mutex<State>,
     pending: Mutex<Pending>,
     /// Held by a flush from taking the queue until the sync is done, so a rewrite of the file
@@ -239,6 +80,8 @@ struct Inner {
     io: Mutex<()>,
     wake: std::sync::Condvar,
     wake_task: tokio::sync::Notify,
+    /// Set by [`Syncer`]'s drop: the syncer thread ends (after a last flush).
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// The log store; clones share it (the same object is openraft's reader).
@@ -271,6 +114,11 @@ fn id_bytes(id: &typ::LogId) -> [u8; 16] {
 impl LogStore {
     /// Open (or create) the log on `disk`.
     pub fn open(disk: Arc<dyn LogDisk>) -> io::Result<LogStore> {
+        LogStore::open_with_bugs(disk, Bugs::default())
+    }
+
+    /// [`LogStore::open`], with known bugs switched on (the simulation proves its checkers).
+    pub fn open_with_bugs(disk: Arc<dyn LogDisk>, bugs: Bugs) -> io::Result<LogStore> {
         let mut st = State { entries: BTreeMap::new(), vote: None, committed: None, purged: None, file_bytes: 0 };
         let raw = Bytes::from(disk.read()?);
         let valid = replay(&raw, &mut st)?;
@@ -284,36 +132,42 @@ impl LogStore {
         Ok(LogStore {
             inner: Arc::new(Inner {
                 disk,
+                bugs,
                 state: Mutex::new(st),
                 pending: Default::default(),
                 io: Mutex::new(()),
                 wake: Default::default(),
                 wake_task: Default::default(),
+                stopping: Default::default(),
             }),
         })
     }
 
     /// Start the group-commit syncer: it waits for appends, then writes every queued record,
-    /// syncs once and completes the appends. For a disk that blocks, a thread of its own
-    /// (living as long as the process), so writes and fsyncs never hold up (or make tokio
-    /// replace) an async worker; otherwise the returned task, for the caller to run (and stop)
-    /// with the member's tasks.
-    pub fn start_syncer(&self) -> io::Result<Option<futures::future::BoxFuture<'static, ()>>> {
+    /// syncs once and completes the appends. For a disk that blocks, a thread of its own, so
+    /// writes and fsyncs never hold up (or make tokio replace) an async worker; otherwise a
+    /// task on the caller's runtime (the simulation's disk, which must stay on the simulated
+    /// runtime). Either runs until the returned guard is dropped.
+    pub fn start_syncer(&self) -> io::Result<Syncer> {
         let me = self.clone();
         if self.inner.disk.blocks() {
-            std::thread::Builder::new().name("raft-log-sync".into()).spawn(move || me.sync_thread())?;
-            Ok(None)
+            let thread = std::thread::Builder::new().name("raft-log-sync".into()).spawn(move || me.sync_thread())?;
+            Ok(Syncer(Running::Thread(self.clone(), Some(thread))))
         } else {
-            Ok(Some(Box::pin(async move { me.sync_task().await })))
+            Ok(Syncer(Running::Task(tokio::spawn(async move { me.sync_task().await }))))
         }
     }
 
     fn sync_thread(&self) {
+        use std::sync::atomic::Ordering;
         loop {
             {
                 let mut pending = lock(&self.inner.pending);
-                while pending.flushed.is_empty() {
+                while !pending.wanted && !self.inner.stopping.load(Ordering::Acquire) {
                     pending = self.inner.wake.wait(pending).unwrap_or_else(|p| p.into_inner());
+                }
+                if !pending.wanted {
+                    return;
                 }
             }
             log_failure(self.flush());
@@ -323,11 +177,11 @@ impl LogStore {
     async fn sync_task(&self) {
         loop {
             let notified = self.inner.wake_task.notified();
-            if lock(&self.inner.pending).flushed.is_empty() {
+            if !lock(&self.inner.pending).wanted {
                 notified.await;
                 continue;
             }
-            log_failure(self.flush());
+            log_failure(self.flush_later().await);
         }
     }
 
@@ -335,13 +189,37 @@ impl LogStore {
     /// waited (with the error, if either failed).
     fn flush(&self) -> io::Result<()> {
         let _io = lock(&self.inner.io);
-        let Pending { bytes, flushed } = std::mem::take(&mut *lock(&self.inner.pending));
+        let Pending { bytes, flushed, .. } = std::mem::take(&mut *lock(&self.inner.pending));
         let disk = &self.inner.disk;
-        let result = if bytes.is_empty() { Ok(()) } else { disk.append(&bytes) }.and_then(|()| disk.sync());
-        for cb in flushed {
-            cb.io_completed(result.as_ref().map(|_| ()).map_err(|e| io::Error::new(e.kind(), e.to_string())));
-        }
+        let result = if bytes.is_empty() { Ok(()) } else { disk.append(&bytes) }.and_then(|()| self.sync(bytes.len()));
+        complete(flushed, &result);
         result
+    }
+
+    /// [`LogStore::flush`] on a disk that does not block: the sync takes the disk's time
+    /// ([`LogDisk::sync_later`]), awaited without the log's locks.
+    async fn flush_later(&self) -> io::Result<()> {
+        let (written, flushed, len) = {
+            let _io = lock(&self.inner.io);
+            let Pending { bytes, flushed, .. } = std::mem::take(&mut *lock(&self.inner.pending));
+            (if bytes.is_empty() { Ok(()) } else { self.inner.disk.append(&bytes) }, flushed, bytes.len())
+        };
+        let result = match written {
+            Ok(()) if self.skips_sync(len) => Ok(()),
+            Ok(()) => self.inner.disk.sync_later().await,
+            Err(e) => Err(e),
+        };
+        complete(flushed, &result);
+        result
+    }
+
+    fn sync(&self, len: usize) -> io::Result<()> {
+        if self.skips_sync(len) { Ok(()) } else { self.inner.disk.sync() }
+    }
+
+    /// The `skip_small_syncs` bug: a batch under 256 bytes is not synced.
+    fn skips_sync(&self, len: usize) -> bool {
+        self.inner.bugs.skip_small_syncs && len > 0 && len < 256
     }
 
     /// Queue records for the next flush. Called under the state lock, so records queue in the
@@ -384,6 +262,36 @@ impl LogStore {
     }
 }
 
+/// The running syncer ([`LogStore::start_syncer`]); dropping it stops it: the thread finishes
+/// the flush under way (and any append queued before the drop) and is joined, the task is
+/// aborted.
+pub struct Syncer(Running);
+
+enum Running {
+    Thread(LogStore, Option<std::thread::JoinHandle<()>>),
+    Task(tokio::task::JoinHandle<()>),
+}
+
+impl Drop for Syncer {
+    fn drop(&mut self) {
+        match &mut self.0 {
+            Running::Thread(store, thread) => {
+                store.inner.stopping.store(true, std::sync::atomic::Ordering::Release);
+                // Under the queue's lock: the thread is either waiting (and is woken) or will
+                // see the flag before it waits again.
+                drop(lock(&store.inner.pending));
+                store.inner.wake.notify_all();
+                if let Some(t) = thread.take()
+                    && t.join().is_err()
+                {
+                    tracing::error!("the Raft log syncer thread panicked");
+                }
+            }
+            Running::Task(task) => task.abort(),
+        }
+    }
+}
+
 fn replay(raw: &Bytes, st: &mut State) -> io::Result<usize> {
     let mut pos = 0;
     while raw.len() - pos >= 9 {
@@ -420,14 +328,17 @@ fn replay(raw: &Bytes, st: &mut State) -> io::Result<usize> {
     Ok(pos)
 }
 
+/// Complete the appends of a flush with its result.
+fn complete(flushed: Vec<IOFlushed<TypeConfig>>, result: &io::Result<()>) {
+    for cb in flushed {
+        cb.io_completed(result.as_ref().map(|_| ()).map_err(|e| io::Error::new(e.kind(), e.to_string())));
+    }
+}
+
 fn log_failure(result: io::Result<()>) {
     if let Err(e) = result {
         tracing::error!(error = %e, "Raft log write or fsync failed");
     }
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 /// Run a blocking call. On a multi-threaded runtime the caller's worker does it in place (a
@@ -511,7 +422,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
             // Queued with its records: a flush that writes them completes it.
             self.write(&mut st, &buf);
-            lock(&self.inner.pending).flushed.push(callback);
+            let mut pending = lock(&self.inner.pending);
+            pending.wanted = true;
+            if self.inner.bugs.ack_before_sync {
+                callback.io_completed(Ok(()));
+            } else {
+                pending.flushed.push(callback);
+            }
         }
         self.inner.wake.notify_one();
         self.inner.wake_task.notify_one();
@@ -548,9 +465,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::raft::log_disk::FILE;
     use crate::raft::types::LogCmd;
+    use crate::types::MemberId;
     use openraft::EntryPayload;
     use openraft::entry::RaftEntry;
+    use std::fs::OpenOptions;
+    use std::os::unix::fs::FileExt;
+    use std::path::Path;
 
     fn entry(term: u64, index: u64) -> typ::Entry {
         typ::Entry::new(log_id(term, index), EntryPayload::Normal(LogCmd(Bytes::from(format!("{term}/{index}")))))
@@ -562,6 +484,16 @@ mod tests {
 
     fn open(dir: &Path) -> LogStore {
         LogStore::open(Arc::new(FileDisk::open(dir).unwrap())).unwrap()
+    }
+
+    #[tokio::test]
+    async fn dropping_the_syncer_ends_its_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let syncer = s.start_syncer().unwrap();
+        assert_eq!(Arc::strong_count(&s.inner), 3, "the store, the guard and the thread hold the log");
+        drop(syncer);
+        assert_eq!(Arc::strong_count(&s.inner), 1, "the thread ended and let go of the log");
     }
 
     fn indexes(s: &LogStore) -> Vec<(u64, u64)> {
@@ -576,7 +508,7 @@ mod tests {
         s.truncate_after(Some(log_id(1, 3))).await.unwrap();
         append(&mut s, vec![entry(2, 4)]).await;
         s.purge(log_id(1, 1)).await.unwrap();
-        let vote = typ::Vote::new(2, 7);
+        let vote = typ::Vote::new(2, MemberId(7));
         s.save_vote(&vote).await.unwrap();
         let before = indexes(&s);
         assert_eq!(before, vec![(1, 2), (1, 3), (2, 4)]);
@@ -656,7 +588,7 @@ mod tests {
         append(&mut s, (1..=3).map(|i| entry(1, i)).collect()).await;
         s.sync_now().unwrap();
         append(&mut s, vec![entry(1, 4)]).await;
-        let vote = typ::Vote::new(1, 2);
+        let vote = typ::Vote::new(1, MemberId(2));
         s.save_vote(&vote).await.unwrap();
         append(&mut s, vec![entry(1, 5)]).await;
         drop(s);

@@ -10,6 +10,7 @@
 use super::Replica;
 use super::types::{PeerInfo, typ};
 use crate::error::{Error, Result};
+use crate::types::MemberId;
 use keel_proto::etcdserverpb::Member;
 use openraft::ChangeMembers;
 use openraft::errors::{ChangeMembershipError, ClientWriteError, RaftError};
@@ -25,7 +26,7 @@ fn err(e: RaftError<super::types::TypeConfig, ClientWriteError<super::types::Typ
             tracing::warn!(error = %e, "membership change refused");
             Error::UnhealthyCluster
         }
-        RaftError::Fatal(e) => Error::Storage(format!("raft stopped: {e}")),
+        RaftError::Fatal(e) => Error::raft_stopped(e),
     }
 }
 
@@ -35,7 +36,7 @@ const CHANGE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 impl Replica {
     /// Propose a membership change, waiting (a while) for one already in progress to commit:
     /// openraft takes one change at a time, and members publish themselves as they start.
-    async fn change(&self, changes: ChangeMembers<u64, PeerInfo>) -> Result<()> {
+    async fn change(&self, changes: ChangeMembers<MemberId, PeerInfo>) -> Result<()> {
         let deadline = tokio::time::Instant::now() + CHANGE_WAIT;
         loop {
             match self.raft.change_membership(changes.clone(), false).await {
@@ -52,8 +53,7 @@ impl Replica {
 
     /// The membership this member has applied (committed), as openraft stores it.
     fn applied_membership(&self) -> typ::StoredMembership {
-        let Ok(shared) = self.shared() else { return Default::default() };
-        let sm = shared.read_state();
+        let sm = self.applied.read_state();
         super::state_machine::decode_membership(sm.membership.as_deref()).unwrap_or_else(|e| {
             // The member cannot have started on such a record (Raft reads it first); say so.
             tracing::error!(error = %e, "the applied membership does not decode");
@@ -65,11 +65,11 @@ impl Replica {
     pub fn members(&self) -> Vec<Member> {
         let stored = self.applied_membership();
         let membership = stored.membership();
-        let voters: BTreeSet<u64> = membership.voter_ids().collect();
+        let voters: BTreeSet<MemberId> = membership.voter_ids().collect();
         membership
             .nodes()
             .map(|(id, info)| Member {
-                id: *id,
+                id: id.0,
                 name: info.name.clone(),
                 peer_ur_ls: info.peer_urls.clone(),
                 client_ur_ls: info.client_urls.clone(),
@@ -78,12 +78,12 @@ impl Replica {
             .collect()
     }
 
-    fn node(&self, id: u64) -> Option<PeerInfo> {
+    fn node(&self, id: MemberId) -> Option<PeerInfo> {
         self.metrics().membership_config.membership().get_node(&id).cloned()
     }
 
     /// Cluster.MemberAdd on the leader; returns the new member.
-    pub async fn add_member(&self, new_id: u64, peer_urls: Vec<String>, learner: bool) -> Result<Member> {
+    pub async fn add_member(&self, new_id: MemberId, peer_urls: Vec<String>, learner: bool) -> Result<Member> {
         if !self.is_leader() {
             return Err(Error::NotLeader);
         }
@@ -102,16 +102,16 @@ impl Replica {
         if !learner {
             self.change(ChangeMembers::AddVoterIds(BTreeSet::from([new_id]))).await?;
         }
-        Ok(Member { id: new_id, name: String::new(), peer_ur_ls: peer_urls, client_ur_ls: Vec::new(), is_learner: learner })
+        Ok(Member { id: new_id.0, name: String::new(), peer_ur_ls: peer_urls, client_ur_ls: Vec::new(), is_learner: learner })
     }
 
     /// Cluster.MemberRemove on the leader.
-    pub async fn remove_member(&self, id: u64) -> Result<()> {
+    pub async fn remove_member(&self, id: MemberId) -> Result<()> {
         if !self.is_leader() {
             return Err(Error::NotLeader);
         }
         let members = self.members();
-        let Some(m) = members.iter().find(|m| m.id == id) else { return Err(Error::MemberNotFound) };
+        let Some(m) = members.iter().find(|m| m.id == id.0) else { return Err(Error::MemberNotFound) };
         if !m.is_learner {
             self.change(ChangeMembers::RemoveVoters(BTreeSet::from([id]))).await?;
         }
@@ -122,12 +122,12 @@ impl Replica {
     }
 
     /// Cluster.MemberUpdate on the leader: new peer URLs.
-    pub async fn update_member(&self, id: u64, peer_urls: Vec<String>) -> Result<()> {
+    pub async fn update_member(&self, id: MemberId, peer_urls: Vec<String>) -> Result<()> {
         if !self.is_leader() {
             return Err(Error::NotLeader);
         }
         let Some(mut info) = self.node(id) else { return Err(Error::MemberNotFound) };
-        if self.members().iter().any(|m| m.id != id && m.peer_ur_ls.iter().any(|u| peer_urls.contains(u))) {
+        if self.members().iter().any(|m| m.id != id.0 && m.peer_ur_ls.iter().any(|u| peer_urls.contains(u))) {
             return Err(Error::PeerUrlExists);
         }
         info.peer_urls = peer_urls;
@@ -136,12 +136,12 @@ impl Replica {
     }
 
     /// Cluster.MemberPromote on the leader.
-    pub async fn promote_member(&self, id: u64) -> Result<()> {
+    pub async fn promote_member(&self, id: MemberId) -> Result<()> {
         if !self.is_leader() {
             return Err(Error::NotLeader);
         }
         let members = self.members();
-        let Some(m) = members.iter().find(|m| m.id == id) else { return Err(Error::MemberNotFound) };
+        let Some(m) = members.iter().find(|m| m.id == id.0) else { return Err(Error::MemberNotFound) };
         if !m.is_learner {
             return Err(Error::MemberNotLearner);
         }
@@ -156,7 +156,7 @@ impl Replica {
     }
 
     /// A member's own name and client URLs, set by the leader.
-    pub async fn publish_member(&self, id: u64, name: String, client_urls: Vec<String>) -> Result<()> {
+    pub async fn publish_member(&self, id: MemberId, name: String, client_urls: Vec<String>) -> Result<()> {
         if !self.is_leader() {
             return Err(Error::NotLeader);
         }
@@ -171,17 +171,17 @@ impl Replica {
     }
 
     /// Cluster.MoveLeader on the leader: hand leadership to `target` and wait until it leads.
-    pub async fn move_leader(&self, target: u64, deadline: tokio::time::Instant) -> Result<()> {
+    pub async fn move_leader(&self, target: MemberId, deadline: tokio::time::Instant) -> Result<()> {
         if !self.is_leader() {
             return Err(Error::NotLeader);
         }
         let members = self.members();
-        match members.iter().find(|m| m.id == target) {
+        match members.iter().find(|m| m.id == target.0) {
             None => return Err(Error::MemberNotFound),
             Some(m) if m.is_learner || target == self.id => return Err(Error::BadLeaderTransferee),
             Some(_) => {}
         }
-        self.raft.trigger().transfer_leader(target).await.map_err(|e| Error::Storage(format!("raft stopped: {e}")))?;
+        self.raft.trigger().transfer_leader(target).await.map_err(Error::raft_stopped)?;
         while self.metrics().current_leader != Some(target) {
             if tokio::time::Instant::now() >= deadline {
                 return Err(Error::Timeout);

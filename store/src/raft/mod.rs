@@ -4,11 +4,11 @@
 //!
 //! - [`types`]: the type configuration and the types it carries.
 //! - [`codec`]: log entries in binary, openraft structures as JSON.
-//! - [`log_store`]: the Raft log file (group commit).
+//! - [`log_store`]: the Raft log (group commit); [`log_disk`]: where its bytes live.
 //! - [`state_machine`]: committed entries applied to [`crate::apply::StateMachine`]; snapshots.
 //! - [`snapshot`]: the snapshot file format.
-//! - [`network`]: outgoing peer calls (appends pipelined on one stream per follower); [`peer`]:
-//!   the peer gRPC service on 2380.
+//! - [`network`]: outgoing peer calls (appends pipelined on one stream per follower); the peer
+//!   gRPC service that answers them is `server::peer`.
 //! - [`membership`]: etcd's Cluster operations on the Raft membership.
 //! - [`rounds`]: requests served in rounds (read-index rounds, forwarded write batches).
 //! - [`forward`]: forwarded batches pipelined on one call to the leader.
@@ -17,18 +17,19 @@
 
 pub mod codec;
 pub mod forward;
+pub mod log_disk;
 pub mod log_store;
 pub mod membership;
 pub mod network;
-pub mod peer;
 pub mod rounds;
 pub mod snapshot;
 pub mod state_machine;
 pub mod types;
 
-use crate::apply::{Applied, Command};
-use crate::error::{Error, Result};
-use crate::server::state::Shared;
+use crate::applied::Applied;
+use crate::apply::{Command, Outcome};
+use crate::error::{Error, Internal, Result};
+use crate::types::{LogIndex, MemberId, Term};
 use futures::StreamExt;
 use keel_proto::keelpeerpb::peer_client::PeerClient;
 use keel_proto::keelpeerpb::{ForwardReply, ForwardResponse, ForwardResult, ReadIndexRequest, forward_reply, forward_result};
@@ -38,13 +39,19 @@ use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, LinearizableReadError, RaftError};
 use rounds::Rounds;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tonic::transport::Channel;
-use types::{LogCmd, PeerInfo, Raft, typ};
+use types::{LogCmd, PeerInfo, typ};
+
+/// The Raft handle.
+pub type Raft = openraft::Raft<types::TypeConfig, state_machine::SmStore>;
+
+/// How long a request may wait for Raft before the client is told it timed out.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
 
 /// How long to wait between attempts while no leader is known.
 const RETRY: Duration = Duration::from_millis(25);
@@ -73,6 +80,13 @@ pub fn config(heartbeat: Duration, election: Duration, snapshot_count: u64) -> R
         // Replicate entries while the leader syncs them itself (as etcd does), not after.
         broadcast_submitted_on_append: Some(true),
         install_snapshot_timeout: 10_000,
+        // A restarted leader campaigns again, in a new term, as in standard Raft. Restoring its
+        // leadership in the same term (openraft's default) reuses log positions: entries it had
+        // sent to followers but lost itself (not yet synced when the power went) are replaced by
+        // new ones with the same (term, index), which the followers holding the old ones take
+        // as matching, and the members' states diverge (found by the simulation's torn-write
+        // disk: `keel-sim --reproduce 7 --scenario crash`, HashKV differed after a power loss).
+        enable_leader_restore: Some(false),
         ..Default::default()
     }
     .validate()
@@ -84,14 +98,15 @@ pub struct Replica {
     /// openraft.
     pub raft: Raft,
     /// This member's ID.
-    pub id: u64,
+    pub id: MemberId,
     /// Channels to peers.
     pub peers: Peers,
-    shared: Weak<Shared>,
+    /// What this member has applied (proposers wait on its applied index).
+    applied: Arc<Applied>,
     /// Linearizable reads waiting for a read index.
-    reads: Rounds<(), u64>,
+    reads: Rounds<(), LogIndex>,
     /// Writes waiting to be forwarded to the leader.
-    forwards: Rounds<bytes::Bytes, (Applied, u64)>,
+    forwards: Rounds<bytes::Bytes, (Outcome, LogIndex)>,
     /// Forwarded batches that may be under way at once.
     forward_slots: Arc<Semaphore>,
     /// The open forwarding call to the leader, if any.
@@ -102,12 +117,12 @@ pub struct Replica {
 
 impl Replica {
     /// Wrap a built Raft node.
-    pub fn new(raft: Raft, id: u64, peers: Peers, shared: &Arc<Shared>) -> Replica {
+    pub fn new(raft: Raft, id: MemberId, peers: Peers, applied: Arc<Applied>) -> Replica {
         Replica {
             raft,
             id,
             peers,
-            shared: Arc::downgrade(shared),
+            applied,
             reads: Rounds::default(),
             forwards: Rounds::default(),
             forward_slots: Arc::new(Semaphore::new(FORWARDS_IN_FLIGHT)),
@@ -116,17 +131,13 @@ impl Replica {
         }
     }
 
-    pub(crate) fn shared(&self) -> Result<Arc<Shared>> {
-        self.shared.upgrade().ok_or(Error::Stopped)
-    }
-
     /// The latest metrics (cloned at once: holding the borrow would stall Raft).
     pub fn metrics(&self) -> typ::Metrics {
         self.raft.metrics().borrow_watched().clone()
     }
 
     /// The current leader and its addresses.
-    pub fn leader(&self) -> Option<(u64, PeerInfo)> {
+    pub fn leader(&self) -> Option<(MemberId, PeerInfo)> {
         let m = self.raft.metrics();
         let m = m.borrow_watched();
         let id = m.current_leader?;
@@ -135,15 +146,15 @@ impl Replica {
     }
 
     /// The current leader's ID, if one is known.
-    pub fn leader_id(&self) -> Option<u64> {
+    pub fn leader_id(&self) -> Option<MemberId> {
         self.raft.metrics().borrow_watched().current_leader
     }
 
     /// The term this member leads in, if it leads.
-    pub fn leader_term(&self) -> Option<u64> {
+    pub fn leader_term(&self) -> Option<Term> {
         let m = self.raft.metrics();
         let m = m.borrow_watched();
-        (m.current_leader == Some(self.id)).then_some(m.current_term)
+        (m.current_leader == Some(self.id)).then_some(Term(m.current_term))
     }
 
     /// True while this member leads.
@@ -187,7 +198,7 @@ impl Replica {
 
     /// Propose `cmd` and wait until it is committed and applied; from a follower, the leader
     /// proposes it. Gives up with etcd's errors at `deadline`.
-    pub async fn propose(&self, cmd: &Command, guard: Option<&crate::apply::Guard>, deadline: Instant) -> Result<Applied> {
+    pub async fn propose(self: &Arc<Self>, cmd: &Command, guard: Option<&crate::auth::Guard>, deadline: Instant) -> Result<Outcome> {
         let raw = bytes::Bytes::from(cmd.to_log_bytes(guard));
         loop {
             // A member that knows another leader forwards at once; otherwise openraft decides.
@@ -205,7 +216,7 @@ impl Replica {
                 // As etcd, answer once this member has applied the write too: a serializable
                 // read here then sees it, and this member's watchers have had its events.
                 Ok((applied, index)) => {
-                    self.shared()?.wait_applied(index, deadline).await?;
+                    self.applied.wait_applied(index, deadline).await?;
                     return Ok(applied);
                 }
                 Err(e) => return Err(e),
@@ -214,10 +225,10 @@ impl Replica {
     }
 
     /// Have the leader propose `raw`, in the next batch of forwarded writes.
-    async fn forward(&self, raw: bytes::Bytes, deadline: Instant) -> Result<(Applied, u64)> {
+    async fn forward(self: &Arc<Self>, raw: bytes::Bytes, deadline: Instant) -> Result<(Outcome, LogIndex)> {
         let joined = self.forwards.join(raw);
         if joined.start_runner {
-            let me = self.shared()?.replica()?.clone();
+            let me = self.clone();
             tokio::spawn(async move { me.run_forwards().await });
         }
         joined.answer(deadline).await
@@ -238,14 +249,12 @@ impl Replica {
     }
 
     /// Send one batch of forwarded writes and hand out the answers.
-    async fn forward_batch(&self, batch: Vec<rounds::Waiter<bytes::Bytes, (Applied, u64)>>) {
+    async fn forward_batch(&self, batch: Vec<rounds::Waiter<bytes::Bytes, (Outcome, LogIndex)>>) {
         let commands: Vec<bytes::Bytes> = batch.iter().map(|(c, _)| c.clone()).collect();
-        let deadline = Instant::now() + crate::server::REQUEST_TIMEOUT;
-        let results: Vec<Result<(Applied, u64)>> = match self.forward_on_link(commands, deadline).await {
+        let deadline = Instant::now() + REQUEST_TIMEOUT;
+        let results: Vec<Result<(Outcome, LogIndex)>> = match self.forward_on_link(commands, deadline).await {
             Ok(resp) if resp.results.len() == batch.len() => resp.results.into_iter().map(from_forward_result).collect(),
-            Ok(_) => {
-                (0..batch.len()).map(|_| Err(Error::Storage("the leader answered a forwarded batch with the wrong count".into()))).collect()
-            }
+            Ok(_) => (0..batch.len()).map(|_| Err(Internal::Peer("a forwarded batch answered with the wrong count").into())).collect(),
             Err(e) => (0..batch.len()).map(|_| Err(e.clone())).collect(),
         };
         for ((_, tx), r) in batch.into_iter().zip(results) {
@@ -295,7 +304,7 @@ impl Replica {
 
     /// Propose `cmd` only while this member leads, never forwarding it (lease expiry: a
     /// decision taken from this member's clock). `NotLeader` when it does not lead.
-    pub async fn propose_if_leader(&self, cmd: &Command, deadline: Instant) -> Result<Applied> {
+    pub async fn propose_if_leader(&self, cmd: &Command, deadline: Instant) -> Result<Outcome> {
         if !self.is_leader() {
             return Err(Error::NotLeader);
         }
@@ -303,12 +312,12 @@ impl Replica {
     }
 
     /// Propose on this member only: [`Error::NotLeader`] when it does not lead.
-    pub async fn propose_here(&self, raw: bytes::Bytes, deadline: Instant) -> Result<Applied> {
+    pub async fn propose_here(&self, raw: bytes::Bytes, deadline: Instant) -> Result<Outcome> {
         self.propose_indexed(raw, deadline).await.map(|(applied, _)| applied)
     }
 
     /// [`Replica::propose_here`], with the log index the write was applied at.
-    pub async fn propose_indexed(&self, raw: bytes::Bytes, deadline: Instant) -> Result<(Applied, u64)> {
+    pub async fn propose_indexed(&self, raw: bytes::Bytes, deadline: Instant) -> Result<(Outcome, LogIndex)> {
         let write = self.raft.client_write(LogCmd(raw));
         match tokio::time::timeout_at(deadline, write).await {
             Err(_) => Err(Error::Timeout),
@@ -321,7 +330,7 @@ impl Replica {
     /// [`Replica::propose_indexed`] for several commands in one submission: openraft appends
     /// and replicates them together (one log write, one message per follower) instead of one
     /// by one. Answers come in the commands' order.
-    pub async fn propose_many(&self, raws: Vec<bytes::Bytes>, deadline: Instant) -> Vec<Result<(Applied, u64)>> {
+    pub async fn propose_many(&self, raws: Vec<bytes::Bytes>, deadline: Instant) -> Vec<Result<(Outcome, LogIndex)>> {
         let n = raws.len();
         let mut out = Vec::with_capacity(n);
         // What the commands left without an answer get: the deadline passed, or raft stopped.
@@ -351,10 +360,10 @@ impl Replica {
 
     /// Wait until this member has applied everything committed before the call, as confirmed
     /// by the leader with a quorum (read-index), so a read after it is linearizable.
-    pub async fn read_barrier(&self, deadline: Instant) -> Result<()> {
+    pub async fn read_barrier(self: &Arc<Self>, deadline: Instant) -> Result<()> {
         loop {
             match self.batched_read_index(deadline).await {
-                Ok(index) => return self.shared()?.wait_applied(index, deadline).await,
+                Ok(index) => return self.applied.wait_applied(index, deadline).await,
                 Err(Error::NotLeader | Error::NoLeader) if Instant::now() + RETRY < deadline => tokio::time::sleep(RETRY).await,
                 Err(Error::NotLeader) => return Err(Error::Timeout),
                 Err(e) => return Err(e),
@@ -363,10 +372,10 @@ impl Replica {
     }
 
     /// A read index for a read that arrived now, from the next read-index round.
-    async fn batched_read_index(&self, deadline: Instant) -> Result<u64> {
+    async fn batched_read_index(self: &Arc<Self>, deadline: Instant) -> Result<LogIndex> {
         let joined = self.reads.join(());
         if joined.start_runner {
-            let me = self.shared()?.replica()?.clone();
+            let me = self.clone();
             tokio::spawn(async move { me.run_read_rounds().await });
         }
         joined.answer(deadline).await
@@ -375,7 +384,7 @@ impl Replica {
     /// Serve read-index rounds until no read waits.
     async fn run_read_rounds(&self) {
         while let Some(batch) = self.reads.next() {
-            let r = self.read_index_once(Instant::now() + crate::server::REQUEST_TIMEOUT).await;
+            let r = self.read_index_once(Instant::now() + REQUEST_TIMEOUT).await;
             for (_, tx) in batch {
                 let _ = tx.send(r.clone());
             }
@@ -383,14 +392,14 @@ impl Replica {
     }
 
     /// One read-index round: the leader confirms its leadership itself, a follower asks it.
-    async fn read_index_once(&self, deadline: Instant) -> Result<u64> {
+    async fn read_index_once(&self, deadline: Instant) -> Result<LogIndex> {
         if self.is_leader() {
             match self.leader_read_index(deadline).await {
                 Err(Error::NotLeader | Error::NoLeader) => {}
                 other => return other,
             }
         }
-        self.call_leader(deadline, |mut c| async move { c.read_index(ReadIndexRequest {}).await }).await.map(|r| r.index)
+        self.call_leader(deadline, |mut c| async move { c.read_index(ReadIndexRequest {}).await }).await.map(|r| LogIndex(r.index))
     }
 
     /// The leader's side of a follower's read barrier: confirm leadership, return the index.
@@ -402,23 +411,23 @@ impl Replica {
     /// entry is older still, so a read could miss an acknowledged write. Every committed entry
     /// is in the leader's log, so its last index covers them all (found by the simulation:
     /// `keel-sim --reproduce 7 --scenario crash`).
-    pub async fn leader_read_index(&self, deadline: Instant) -> Result<u64> {
+    pub async fn leader_read_index(&self, deadline: Instant) -> Result<LogIndex> {
         let floor = self.raft.metrics().borrow_watched().last_log_index.unwrap_or(0);
         let read = self.raft.get_read_linearizer(ReadPolicy::ReadIndex);
         match tokio::time::timeout_at(deadline, read).await {
             Err(_) => Err(Error::Timeout),
-            Ok(Ok(lin)) => Ok(lin.read_log_id().log_id().index.max(floor)),
+            Ok(Ok(lin)) => Ok(LogIndex(lin.read_log_id().log_id().index.max(floor))),
             Ok(Err(RaftError::APIError(LinearizableReadError::ForwardToLeader(_)))) => Err(Error::NotLeader),
             Ok(Err(RaftError::APIError(LinearizableReadError::QuorumNotEnough(_)))) => Err(Error::NoLeader),
-            Ok(Err(RaftError::Fatal(e))) => Err(Error::Storage(format!("raft stopped: {e}"))),
+            Ok(Err(RaftError::Fatal(e))) => Err(Error::raft_stopped(e)),
         }
     }
 }
 
 /// An applied entry's result, with its log index.
-fn written(index: u64, reply: types::ApplyReply) -> Result<(Applied, u64)> {
-    let applied = reply.0.unwrap_or_else(|| Err(Error::Storage("an applied entry produced no result".into())));
-    applied.map(|a| (a, index))
+fn written(index: u64, reply: types::ApplyReply) -> Result<(Outcome, LogIndex)> {
+    let outcome = reply.0.unwrap_or_else(|| Err(Internal::NoOutput.into()));
+    outcome.map(|o| (o, LogIndex(index)))
 }
 
 /// A write openraft refused or gave up on.
@@ -431,21 +440,21 @@ fn refused(e: ClientWriteError<types::TypeConfig>) -> Error {
 }
 
 fn stopped(e: impl std::fmt::Display) -> Error {
-    Error::Storage(format!("raft stopped: {e}"))
+    Error::raft_stopped(e)
 }
 
 /// One forwarded command's outcome as this member's own result, with the leader's log index.
-fn from_forward_result(r: ForwardResult) -> Result<(Applied, u64)> {
+fn from_forward_result(r: ForwardResult) -> Result<(Outcome, LogIndex)> {
     match r.outcome {
         Some(forward_result::Outcome::Reply(reply)) => from_forward_reply(reply),
         Some(forward_result::Outcome::Failure(f)) => Err(Error::from_status(&tonic::Status::new(tonic::Code::from_i32(f.code), f.message))),
-        None => Err(Error::Storage("the leader answered a forwarded write with nothing".into())),
+        None => Err(Internal::Peer("a forwarded write answered with nothing").into()),
     }
 }
 
 /// The forwarded answer as this member's own result (its events come through local apply),
 /// with the log index the leader applied it at; the inverse of [`to_forward_reply`].
-pub fn from_forward_reply(r: ForwardReply) -> Result<(Applied, u64)> {
+pub fn from_forward_reply(r: ForwardReply) -> Result<(Outcome, LogIndex)> {
     use crate::apply::Output;
     let output = match r.result {
         Some(forward_reply::Result::Put(x)) => Output::Put(x),
@@ -456,13 +465,13 @@ pub fn from_forward_reply(r: ForwardReply) -> Result<(Applied, u64)> {
         Some(forward_reply::Result::LeaseRevoke(x)) => Output::LeaseRevoke(x),
         Some(forward_reply::Result::Alarm(x)) => Output::Alarm(x),
         Some(forward_reply::Result::Auth(x)) => Output::Auth(x),
-        None => return Err(Error::Storage("the leader answered a forwarded write with nothing".into())),
+        None => return Err(Internal::Peer("a forwarded write answered with nothing").into()),
     };
-    Ok((Applied { output, revision: r.revision, events: Vec::new(), unread: Vec::new() }, r.index))
+    Ok((Outcome { output, revision: crate::types::Revision(r.revision), events: Vec::new(), unread: Vec::new() }, LogIndex(r.index)))
 }
 
 /// A result, applied at log `index`, as the answer to a forwarded write.
-pub fn to_forward_reply(a: Applied, index: u64) -> ForwardReply {
+pub fn to_forward_reply(a: Outcome, index: LogIndex) -> ForwardReply {
     use crate::apply::Output;
     let result = match a.output {
         Output::Put(x) => forward_reply::Result::Put(x),
@@ -474,5 +483,5 @@ pub fn to_forward_reply(a: Applied, index: u64) -> ForwardReply {
         Output::Alarm(x) => forward_reply::Result::Alarm(x),
         Output::Auth(x) => forward_reply::Result::Auth(x),
     };
-    ForwardReply { revision: a.revision, result: Some(result), index }
+    ForwardReply { revision: a.revision.0, result: Some(result), index: index.0 }
 }

@@ -14,6 +14,7 @@
 
 use super::codec::{self, from_json, to_json};
 use super::types::{PeerInfo, SnapshotFile, TypeConfig, typ};
+use crate::types::MemberId;
 use futures::future::BoxFuture;
 use futures::stream::{BoxStream, Stream, StreamExt};
 use keel_proto::keelpeerpb::peer_client::PeerClient;
@@ -93,7 +94,7 @@ impl Peers {
 #[derive(Clone)]
 pub struct Network {
     /// This member (never dialed).
-    pub me: u64,
+    pub me: MemberId,
     /// Shared channels.
     pub peers: Peers,
 }
@@ -101,7 +102,7 @@ pub struct Network {
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Connection;
 
-    async fn new_client(&mut self, target: u64, node: &PeerInfo) -> Connection {
+    async fn new_client(&mut self, target: MemberId, node: &PeerInfo) -> Connection {
         let client = if target == self.me { Err("refusing to dial this member itself".to_string()) } else { self.peers.member(node) };
         Connection { client, target, me: self.me }
     }
@@ -110,8 +111,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 /// Calls to one peer.
 pub struct Connection {
     client: Result<PeerClient<Channel>, String>,
-    target: u64,
-    me: u64,
+    target: MemberId,
+    me: MemberId,
 }
 
 fn unreachable(msg: impl ToString) -> RPCError<TypeConfig> {
@@ -119,7 +120,7 @@ fn unreachable(msg: impl ToString) -> RPCError<TypeConfig> {
 }
 
 /// A replication session from `me` to `target` got no answer within `ttl`.
-fn append_timeout(me: u64, target: u64, ttl: Duration) -> RPCError<TypeConfig> {
+fn append_timeout(me: MemberId, target: MemberId, ttl: Duration) -> RPCError<TypeConfig> {
     RPCError::Timeout(Timeout { action: RPCTypes::AppendEntries, id: me, target, timeout: ttl })
 }
 
@@ -162,7 +163,7 @@ async fn next_answer(
     replies: &mut tonic::Streaming<keel_proto::keelpeerpb::RaftReply>,
     sent: &SendTimes,
     ttl: Duration,
-    (me, target): (u64, u64),
+    (me, target): (MemberId, MemberId),
 ) -> Option<Result<StreamAppendResult<TypeConfig>, RPCError<TypeConfig>>> {
     loop {
         let oldest = sent.lock().unwrap_or_else(|p| p.into_inner()).front().copied();

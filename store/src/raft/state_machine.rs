@@ -10,8 +10,9 @@
 use super::codec::log_id;
 use super::snapshot;
 use super::types::{ApplyReply, SnapshotFile, TypeConfig, typ};
+use crate::applied::Applied;
 use crate::apply::{Command, GroupEvents};
-use crate::server::state::Shared;
+use crate::types::{LogIndex, MemberId, Term};
 use futures::{Stream, TryStreamExt};
 use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
@@ -33,7 +34,9 @@ const GROUP_MAX_BYTES: usize = 4 << 20;
 /// The state machine handle openraft drives.
 #[derive(Clone)]
 pub struct SmStore {
-    shared: Arc<Shared>,
+    applied: Arc<Applied>,
+    /// This member, to tell whether an applied membership has it as a learner.
+    me: MemberId,
     snap_dir: PathBuf,
     /// The index of the last snapshot built by this process (0: none; openraft builds one at
     /// start when the log was purged, so a restart needs no file).
@@ -41,17 +44,17 @@ pub struct SmStore {
 }
 
 impl SmStore {
-    /// A state machine over `shared`, keeping snapshot files in `snap_dir`.
-    pub fn new(shared: Arc<Shared>, snap_dir: PathBuf) -> io::Result<SmStore> {
+    /// The state machine of member `me` over `applied`, keeping snapshot files in `snap_dir`.
+    pub fn new(applied: Arc<Applied>, me: MemberId, snap_dir: PathBuf) -> io::Result<SmStore> {
         std::fs::create_dir_all(&snap_dir)?;
-        let stored = decode_membership(shared.read_state().membership.as_deref())?;
-        shared.set_learner(is_learner(stored.membership(), shared.identity.member_id.0));
-        Ok(SmStore { shared, snap_dir, built: Arc::new(AtomicU64::new(0)) })
+        let stored = decode_membership(applied.read_state().membership.as_deref())?;
+        applied.set_learner(is_learner(stored.membership(), me));
+        Ok(SmStore { applied, me, snap_dir, built: Arc::new(AtomicU64::new(0)) })
     }
 
     fn position(&self) -> io::Result<(Option<typ::LogId>, typ::StoredMembership)> {
-        let sm = self.shared.read_state();
-        let applied = (sm.applied > 0).then(|| log_id(sm.applied_term, sm.applied));
+        let sm = self.applied.read_state();
+        let applied = (sm.applied.0 > 0).then(|| log_id(sm.applied_term.0, sm.applied.0));
         Ok((applied, decode_membership(sm.membership.as_deref())?))
     }
 }
@@ -63,7 +66,7 @@ pub fn decode_membership(raw: Option<&[u8]>) -> io::Result<typ::StoredMembership
 }
 
 /// True when `me` is in `m` but not among its voters.
-fn is_learner(m: &typ::Membership, me: u64) -> bool {
+fn is_learner(m: &typ::Membership, me: MemberId) -> bool {
     m.nodes().any(|(n, _)| *n == me) && !m.voter_ids().any(|v| v == me)
 }
 
@@ -75,9 +78,9 @@ impl RaftSnapshotBuilder<TypeConfig> for SmStore {
     type SnapshotData = SnapshotFile;
 
     async fn build_snapshot(&mut self) -> io::Result<typ::Snapshot> {
-        self.shared.write_state().write_group().map_err(storage)?;
+        self.applied.write_state().write_group().map_err(storage)?;
         let (last_log_id, last_membership) = self.position()?;
-        self.shared.backend.sync().await.map_err(storage)?;
+        self.applied.backend.sync().await.map_err(storage)?;
         self.built.fetch_max(last_log_id.map_or(0, |l| l.index), Ordering::AcqRel);
         tracing::info!(index = last_log_id.map_or(0, |l| l.index), "snapshot taken (backend flushed)");
         Ok(typ::Snapshot { meta: typ::SnapshotMeta { last_log_id, last_membership }, snapshot: SnapshotFile { path: PathBuf::new() } })
@@ -108,13 +111,13 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         let mut grew = false;
         let mut auth_changed = false;
         let (rev, nospace, auth_view) = {
-            let mut sm = self.shared.write_state();
+            let mut sm = self.applied.write_state();
             for (entry, responder) in batch {
                 let id = entry.log_id;
                 let result = match entry.payload {
                     EntryPayload::Blank => None,
                     EntryPayload::Membership(m) => {
-                        self.shared.set_learner(is_learner(&m, self.shared.identity.member_id.0));
+                        self.applied.set_learner(is_learner(&m, self.me));
                         let stored = typ::StoredMembership::new(Some(id), m);
                         sm.record_membership(serde_json::to_vec(&stored).map_err(storage)?);
                         None
@@ -127,22 +130,21 @@ impl RaftStateMachine<TypeConfig> for SmStore {
                         if matches!(cmd, Command::Compact(_)) {
                             // Compaction drops history readers at the visible revision may
                             // need: everything before it becomes visible first.
-                            self.shared.publish(sm.mvcc.current());
+                            self.applied.publish(sm.mvcc.current());
                         }
-                        match sm.apply(id.index, cmd, guard.as_ref(), self.shared.lease_now()) {
-                            Err(crate::error::Error::Storage(msg)) => return Err(storage(msg)),
-                            Ok(mut applied) => {
-                                group.add(&mut applied);
-                                Some(Ok(applied))
+                        match sm.apply(LogIndex(id.index), cmd, guard.as_ref(), self.applied.lease_now()).map_err(storage)? {
+                            Ok(mut outcome) => {
+                                group.add(&mut outcome);
+                                Some(Ok(outcome))
                             }
                             Err(e) => Some(Err(e)),
                         }
                     }
                 };
-                sm.leases.prune(id.index);
+                sm.leases.prune(LogIndex(id.index));
                 last = Some(id);
                 if sm.unwritten().0 >= GROUP_MAX_RECORDS || sm.unwritten().1 >= GROUP_MAX_BYTES {
-                    sm.record_position(id.leader_id.term, id.index);
+                    sm.record_position(Term(id.leader_id.term), LogIndex(id.index));
                     sm.write_group().map_err(storage)?;
                 }
                 if let Some(r) = responder {
@@ -150,33 +152,33 @@ impl RaftStateMachine<TypeConfig> for SmStore {
                 }
             }
             if let Some(id) = last {
-                sm.record_position(id.leader_id.term, id.index);
+                sm.record_position(Term(id.leader_id.term), LogIndex(id.index));
             }
             // The view changes only when an auth command was applied.
             (sm.mvcc.current(), sm.nospace_alarm(), auth_changed.then(|| sm.auth.view()))
         };
-        if let Some(index) = last.map(|id| id.index) {
-            self.shared.set_no_space(nospace);
+        if let Some(index) = last.map(|id| LogIndex(id.index)) {
+            self.applied.set_no_space(nospace);
             // Before the applied index rises: a read that waited for it sees auth as applied.
             if let Some(view) = auth_view {
-                self.shared.set_auth(view);
+                self.applied.set_auth(view);
             }
-            self.shared.publish(rev);
-            self.shared.set_applied_index(index);
+            self.applied.publish(rev);
+            self.applied.set_applied_index(index);
             // Previous key-values no request asked for are read only if a watcher wants them.
-            let (shared, GroupEvents { events, unread }) = (&self.shared, group);
-            shared.hub.notify(events, rev, |evs| shared.read_state().mvcc.fill_prev(evs, &unread));
+            let (applied, GroupEvents { events, unread }) = (&self.applied, group);
+            applied.hub.notify(events, rev, |evs| applied.read_state().mvcc.fill_prev(evs, &unread));
             if grew {
                 // As in etcd, only a growing write raises NOSPACE (again, after a disarm).
-                self.shared.check_quota();
+                self.applied.note_growth();
             }
         }
         for (r, reply) in replies {
             r.send(reply);
         }
         // After the replies: the proposers of this batch do not wait for the backend write.
-        if self.shared.read_state().unwritten().0 >= GROUP_RECORDS {
-            self.shared.write_state().write_group().map_err(storage)?;
+        if self.applied.read_state().unwritten().0 >= GROUP_RECORDS {
+            self.applied.write_state().write_group().map_err(storage)?;
         }
         Ok(())
     }
@@ -186,40 +188,40 @@ impl RaftStateMachine<TypeConfig> for SmStore {
     }
 
     async fn install_snapshot(&mut self, meta: &typ::SnapshotMeta, snapshot: SnapshotFile) -> io::Result<()> {
-        let shared = self.shared.clone();
-        let learner = is_learner(meta.last_membership.membership(), self.shared.identity.member_id.0);
+        let applied = self.applied.clone();
+        let learner = is_learner(meta.last_membership.membership(), self.me);
         let meta = meta.clone();
         let path = snapshot.path.clone();
-        let rev = tokio::task::spawn_blocking(move || -> io::Result<i64> {
-            let mut sm = shared.write_state();
+        let rev = tokio::task::spawn_blocking(move || -> io::Result<crate::types::Revision> {
+            let mut sm = applied.write_state();
             sm.write_group().map_err(storage)?;
-            let n = snapshot::load(&*shared.backend, std::fs::File::open(&path)?)?;
+            let n = snapshot::load(&*applied.backend, std::fs::File::open(&path)?)?;
             let mut fresh =
-                crate::apply::StateMachine::open(shared.backend.clone(), sm.leases.min_ttl(), shared.lease_now()).map_err(storage)?;
+                crate::apply::StateMachine::open(applied.backend.clone(), sm.leases.min_ttl(), applied.lease_now()).map_err(storage)?;
             let id = meta.last_log_id.unwrap_or_else(|| log_id(0, 0));
-            fresh.record_position(id.leader_id.term, id.index);
+            fresh.record_position(Term(id.leader_id.term), LogIndex(id.index));
             fresh.record_membership(serde_json::to_vec(&meta.last_membership).map_err(storage)?);
             fresh.write_group().map_err(storage)?;
             fresh.auth.adopt_tokens(&sm.auth);
             let rev = fresh.mvcc.current();
             *sm = fresh;
-            tracing::info!(records = n, index = id.index, revision = rev, "installed a snapshot from the leader");
+            tracing::info!(records = n, index = id.index, revision = rev.0, "installed a snapshot from the leader");
             Ok(rev)
         })
         .await
         .map_err(storage)??;
         let _ = std::fs::remove_file(&snapshot.path);
-        self.shared.backend.sync().await.map_err(storage)?;
-        self.shared.publish(rev);
-        self.shared.set_applied_index(meta.last_log_id.map_or(0, |l| l.index));
-        self.shared.hub.jump(rev);
-        self.shared.set_learner(learner);
+        self.applied.backend.sync().await.map_err(storage)?;
+        self.applied.set_learner(learner);
         let (nospace, auth_on) = {
-            let sm = self.shared.read_state();
+            let sm = self.applied.read_state();
             (sm.nospace_alarm(), sm.auth.view())
         };
-        self.shared.set_no_space(nospace);
-        self.shared.set_auth(auth_on);
+        self.applied.set_no_space(nospace);
+        self.applied.set_auth(auth_on);
+        self.applied.publish(rev);
+        self.applied.set_applied_index(LogIndex(meta.last_log_id.map_or(0, |l| l.index)));
+        self.applied.hub.jump(rev);
         Ok(())
     }
 
@@ -227,12 +229,12 @@ impl RaftStateMachine<TypeConfig> for SmStore {
         if self.built.load(Ordering::Acquire) == 0 {
             return Ok(None);
         }
-        let shared = self.shared.clone();
+        let applied = self.applied.clone();
         let dir = self.snap_dir.clone();
         let this = self.clone();
         let (path, last_log_id, last_membership) = tokio::task::spawn_blocking(move || -> io::Result<_> {
             // The state machine worker is busy here, so nothing is applied meanwhile.
-            shared.write_state().write_group().map_err(storage)?;
+            applied.write_state().write_group().map_err(storage)?;
             let (last_log_id, membership) = this.position()?;
             let path = dir.join(format!("{:016x}.snap", last_log_id.map_or(0, |l| l.index)));
             if path.exists() {
@@ -241,7 +243,7 @@ impl RaftStateMachine<TypeConfig> for SmStore {
             }
             let tmp = path.with_extension("tmp");
             let f = std::fs::File::create(&tmp)?;
-            snapshot::dump(&*shared.backend, &f)?;
+            snapshot::dump(&*applied.backend, &f)?;
             f.sync_all()?;
             std::fs::rename(&tmp, &path)?;
             Ok((path, last_log_id, membership))

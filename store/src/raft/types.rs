@@ -2,8 +2,9 @@
 //! ([`LogCmd`]), the apply result ([`ApplyReply`]), a member's addresses ([`PeerInfo`]) and the
 //! snapshot handle ([`SnapshotFile`]). Nothing outside `raft/` names openraft's generics.
 
-use crate::apply::Applied;
+use crate::apply::Outcome;
 use crate::error::Error;
+use crate::types::MemberId;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -22,7 +23,7 @@ impl fmt::Display for LogCmd {
 /// What applying an entry produced, handed to the proposer on the same member. Never sent:
 /// it serializes as nothing (openraft only requires that it could be).
 #[derive(Debug, Default)]
-pub struct ApplyReply(pub Option<Result<Applied, Error>>);
+pub struct ApplyReply(pub Option<Result<Outcome, Error>>);
 
 impl Serialize for ApplyReply {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -56,25 +57,22 @@ pub struct SnapshotFile {
 }
 
 openraft::declare_raft_types!(
-    /// Keel's Raft types: u64 member IDs, and standard Raft leader IDs (one leader per term, as
-    /// etcd's `raft_term` promises).
+    /// Keel's Raft types: member IDs as node IDs, and standard Raft leader IDs (one leader per
+    /// term, as etcd's `raft_term` promises).
     pub TypeConfig:
         D = LogCmd,
         R = ApplyReply,
-        NodeId = u64,
+        NodeId = MemberId,
         Node = PeerInfo,
-        LeaderId = openraft::impls::leader_id_std::LeaderId<u64, u64>,
+        LeaderId = openraft::impls::leader_id_std::LeaderId<u64, MemberId>,
         AsyncRuntime = Runtime,
 );
 
 /// Tokio, with openraft's randomness (election timeouts, tick jitter) drawn from a seed the
 /// member is given ([`crate::seams::Seams::rng`]), so a simulation replays exactly. Openraft
-/// keeps the seed task-local: [`Raft`] must be created inside [`Runtime::scope`]; every task
+/// keeps the seed task-local: [`super::Raft`] must be created inside [`Runtime::scope`]; every task
 /// openraft spawns inherits a seed derived from it.
 pub type Runtime = openraft::rt::deterministic_rng::DeterministicRng<openraft_rt_tokio::TokioRuntime>;
-
-/// The Raft handle.
-pub type Raft = openraft::Raft<TypeConfig, super::state_machine::SmStore>;
 
 /// Short names for openraft's types under [`TypeConfig`].
 pub mod typ {
@@ -87,7 +85,7 @@ pub mod typ {
     pub type SnapshotMeta = alias::SnapshotMetaOf<TypeConfig>;
     pub type Snapshot = alias::SnapshotOf<TypeConfig, super::SnapshotFile>;
     pub type StoredMembership = alias::StoredMembershipOf<TypeConfig>;
-    pub type Membership = openraft::Membership<u64, super::PeerInfo>;
+    pub type Membership = openraft::Membership<crate::types::MemberId, super::PeerInfo>;
     pub type RaftError<E = openraft::errors::Infallible> = openraft::errors::RaftError<TypeConfig, E>;
     pub type RpcError = openraft::errors::RPCError<TypeConfig>;
     pub type StreamingError = openraft::errors::StreamingError<TypeConfig>;

@@ -3,14 +3,15 @@
 //! auth store after a read barrier. While auth is on, changes and listings need the root role;
 //! a user may read itself and the roles it holds (etcd's rules).
 //!
-//! [`caller`] reads who sent a gRPC request (token metadata, client certificate CN); the
-//! gateway reads the `Authorization` header instead.
+//! Who sent a request is read by [`super::caller`] (gRPC: token metadata, client certificate
+//! CN) or by the gateway (the `Authorization` header).
 
-use super::state::Shared;
-use super::{grpc, propose_at, read_barrier};
+use super::context::Context;
+use super::rpc::Rpc;
+use super::{caller, grpc, propose_at};
 use crate::apply::Command;
 use crate::auth::{Authz, Caller};
-use crate::error::{Error, Result};
+use crate::error::{Error, Internal, Result};
 use keel_proto::etcdserverpb as pb;
 use keel_proto::etcdserverpb::auth_server::Auth;
 use keel_proto::keelpeerpb::auth_command::Change;
@@ -18,25 +19,10 @@ use keel_proto::keelpeerpb::{AuthApplied, AuthCommand, SimpleToken};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
-/// Who sent a gRPC request: its `token` metadata and its verified client certificate's CN.
-pub fn caller<T>(req: &Request<T>) -> Caller {
-    Caller {
-        // etcd's `token`, or (as etcd also accepts) `authorization`.
-        token: req
-            .metadata()
-            .get("token")
-            .or_else(|| req.metadata().get("authorization"))
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
-        cert_cn: req.extensions().get::<crate::tls::conn::ConnInfo>().and_then(|c| c.cert_cn.clone()),
-        member: false,
-    }
-}
-
 /// etcd's Auth service.
 #[derive(Clone)]
 pub struct AuthService {
-    shared: Arc<Shared>,
+    ctx: Arc<Context>,
     bcrypt_cost: u32,
     /// A hash (at `bcrypt_cost`) checked when the user is unknown, made on first use.
     unknown_user: Arc<std::sync::OnceLock<String>>,
@@ -45,49 +31,51 @@ pub struct AuthService {
 async fn hash(password: String, cost: u32) -> Result<String> {
     tokio::task::spawn_blocking(move || bcrypt::hash(password, cost))
         .await
-        .map_err(|e| Error::Storage(e.to_string()))?
-        .map_err(|e| Error::Storage(format!("hashing a password: {e}")))
+        .map_err(Error::task)?
+        .map_err(|e| Internal::Hash(e.to_string()).into())
 }
 
 impl AuthService {
-    /// A service over `shared`, hashing passwords at `bcrypt_cost` (`--bcrypt-cost`).
-    pub fn new(shared: Arc<Shared>, bcrypt_cost: u32) -> Self {
-        Self { shared, bcrypt_cost, unknown_user: Default::default() }
+    /// The Auth service of the member `ctx` serves, hashing passwords at `bcrypt_cost`
+    /// (`--bcrypt-cost`).
+    pub fn new(ctx: Arc<Context>, bcrypt_cost: u32) -> Self {
+        Self { ctx, bcrypt_cost, unknown_user: Default::default() }
     }
 
     fn header(&self) -> Option<pb::ResponseHeader> {
-        self.shared.header(self.shared.visible())
+        self.ctx.header_now()
     }
 
-    /// Check `caller` after a read barrier, so reads see every change acknowledged before.
-    async fn authorize(&self, caller: &Caller) -> Result<Authz> {
-        read_barrier(&self.shared).await?;
-        self.shared.authorize(caller).await
+    /// Check `caller` for a read of the auth store after a read barrier, so it sees every
+    /// change acknowledged before.
+    async fn authorize(&self, rpc: Rpc, caller: &Caller) -> Result<Authz> {
+        self.ctx.gate(rpc, false)?;
+        self.ctx.read_barrier().await?;
+        self.ctx.admit(rpc, caller).await
     }
 
-    /// Propose `change` on behalf of an admin.
-    async fn change(&self, caller: &Caller, change: Change) -> Result<Option<pb::ResponseHeader>> {
-        self.shared.refuse_if_learner()?;
-        let authz = self.shared.authorize(caller).await?;
-        authz.check_admin()?;
-        let _: AuthApplied = propose_at(&self.shared, Command::Auth(AuthCommand { change: Some(change) }), authz.guard()).await?;
+    /// Propose `change` on behalf of an admin (`rpc`: the change's RPC, admin-only).
+    async fn change(&self, rpc: Rpc, caller: &Caller, change: Change) -> Result<Option<pb::ResponseHeader>> {
+        let authz = self.ctx.enter(rpc, caller).await?;
+        let _: AuthApplied = propose_at(&self.ctx, Command::Auth(AuthCommand { change: Some(change) }), authz.guard()).await?;
         Ok(self.header())
     }
 
     /// Auth.AuthEnable.
     pub async fn enable(&self, caller: &Caller) -> Result<pb::AuthEnableResponse> {
-        Ok(pb::AuthEnableResponse { header: self.change(caller, Change::Enable(pb::AuthEnableRequest {})).await? })
+        Ok(pb::AuthEnableResponse { header: self.change(Rpc::AuthEnable, caller, Change::Enable(pb::AuthEnableRequest {})).await? })
     }
 
     /// Auth.AuthDisable.
     pub async fn disable(&self, caller: &Caller) -> Result<pb::AuthDisableResponse> {
-        Ok(pb::AuthDisableResponse { header: self.change(caller, Change::Disable(pb::AuthDisableRequest {})).await? })
+        Ok(pb::AuthDisableResponse { header: self.change(Rpc::AuthDisable, caller, Change::Disable(pb::AuthDisableRequest {})).await? })
     }
 
     /// Auth.AuthStatus.
     pub async fn status(&self) -> Result<pb::AuthStatusResponse> {
-        read_barrier(&self.shared).await?;
-        let sm = self.shared.read_state();
+        self.ctx.gate(Rpc::AuthStatus, false)?;
+        self.ctx.read_barrier().await?;
+        let sm = self.ctx.applied.read_state();
         Ok(pb::AuthStatusResponse { header: self.header(), enabled: sm.auth.enabled(), auth_revision: sm.auth.revision() })
     }
 
@@ -97,11 +85,11 @@ impl AuthService {
     /// out only if the store is still at that revision when it is applied (else checked again),
     /// so a password changed meanwhile never yields a token.
     pub async fn authenticate(&self, req: pb::AuthenticateRequest) -> Result<pb::AuthenticateResponse> {
-        self.shared.refuse_if_learner()?;
+        self.ctx.gate(Rpc::Authenticate, false)?;
         for _ in 0..3 {
-            read_barrier(&self.shared).await?;
+            self.ctx.read_barrier().await?;
             let (hash, revision, jwt) = {
-                let sm = self.shared.read_state();
+                let sm = self.ctx.applied.read_state();
                 if !sm.auth.enabled() {
                     return Err(Error::AuthNotEnabled);
                 }
@@ -118,18 +106,18 @@ impl AuthService {
                 known && checked
             })
             .await
-            .map_err(|e| Error::Storage(e.to_string()))?;
+            .map_err(Error::task)?;
             if !ok {
                 return Err(Error::AuthFailed);
             }
             let token = match &jwt {
                 Some(jwt) => jwt.sign(&req.name, revision)?,
                 None => {
-                    let token = format!("{}.{}", self.shared.random_letters()?, self.shared.applied_index() + 1);
+                    let token = format!("{}.{}", self.ctx.random_letters()?, self.ctx.applied.applied_index().0 + 1);
                     let change = Change::Authenticate(SimpleToken { name: req.name.clone(), token: token.clone() });
                     let cmd = Command::Auth(AuthCommand { change: Some(change) });
-                    let guard = crate::apply::Guard { revision, user: String::new() };
-                    match propose_at::<AuthApplied>(&self.shared, cmd, Some(guard)).await {
+                    let guard = crate::auth::Guard { revision, user: String::new() };
+                    match propose_at::<AuthApplied>(&self.ctx, cmd, Some(guard)).await {
                         Err(Error::AuthOldRevision) => continue,
                         other => other?,
                     };
@@ -143,38 +131,39 @@ impl AuthService {
 
     /// Auth.UserAdd.
     pub async fn user_add(&self, caller: &Caller, mut req: pb::AuthUserAddRequest) -> Result<pb::AuthUserAddResponse> {
+        self.ctx.gate(Rpc::UserAdd, false)?;
         if req.name.is_empty() {
             return Err(Error::UserEmpty);
         }
-        self.shared.authorize(caller).await?.check_admin()?;
+        self.ctx.admit(Rpc::UserAdd, caller).await?;
         let no_password = req.options.as_ref().is_some_and(|o| o.no_password);
         if !no_password && req.hashed_password.is_empty() {
             req.hashed_password = hash(std::mem::take(&mut req.password), self.bcrypt_cost).await?;
         }
         req.password.clear();
-        Ok(pb::AuthUserAddResponse { header: self.change(caller, Change::UserAdd(req)).await? })
+        Ok(pb::AuthUserAddResponse { header: self.change(Rpc::UserAdd, caller, Change::UserAdd(req)).await? })
     }
 
     /// Auth.UserGet: an admin, or the user itself.
     pub async fn user_get(&self, caller: &Caller, req: pb::AuthUserGetRequest) -> Result<pb::AuthUserGetResponse> {
-        let authz = self.authorize(caller).await?;
+        let authz = self.authorize(Rpc::UserGet, caller).await?;
         if !authz.is_admin_or(&req.name) {
             authz.check_admin()?;
         }
-        let sm = self.shared.read_state();
+        let sm = self.ctx.applied.read_state();
         let user = sm.auth.user(&req.name).ok_or(Error::UserNotFound)?;
         Ok(pb::AuthUserGetResponse { header: self.header(), roles: user.roles.iter().cloned().collect() })
     }
 
     /// Auth.UserList.
     pub async fn user_list(&self, caller: &Caller) -> Result<pb::AuthUserListResponse> {
-        self.authorize(caller).await?.check_admin()?;
-        Ok(pb::AuthUserListResponse { header: self.header(), users: self.shared.read_state().auth.user_names() })
+        self.authorize(Rpc::UserList, caller).await?;
+        Ok(pb::AuthUserListResponse { header: self.header(), users: self.ctx.applied.read_state().auth.user_names() })
     }
 
     /// Auth.UserDelete.
     pub async fn user_delete(&self, caller: &Caller, req: pb::AuthUserDeleteRequest) -> Result<pb::AuthUserDeleteResponse> {
-        Ok(pb::AuthUserDeleteResponse { header: self.change(caller, Change::UserDelete(req)).await? })
+        Ok(pb::AuthUserDeleteResponse { header: self.change(Rpc::UserDelete, caller, Change::UserDelete(req)).await? })
     }
 
     /// Auth.UserChangePassword.
@@ -183,33 +172,35 @@ impl AuthService {
         caller: &Caller,
         mut req: pb::AuthUserChangePasswordRequest,
     ) -> Result<pb::AuthUserChangePasswordResponse> {
-        self.shared.authorize(caller).await?.check_admin()?;
+        self.ctx.enter(Rpc::UserChangePassword, caller).await?;
         if req.hashed_password.is_empty() {
             req.hashed_password = hash(std::mem::take(&mut req.password), self.bcrypt_cost).await?;
         }
         req.password.clear();
-        Ok(pb::AuthUserChangePasswordResponse { header: self.change(caller, Change::UserChangePassword(req)).await? })
+        Ok(pb::AuthUserChangePasswordResponse {
+            header: self.change(Rpc::UserChangePassword, caller, Change::UserChangePassword(req)).await?,
+        })
     }
 
     /// Auth.UserGrantRole.
     pub async fn user_grant_role(&self, caller: &Caller, req: pb::AuthUserGrantRoleRequest) -> Result<pb::AuthUserGrantRoleResponse> {
-        Ok(pb::AuthUserGrantRoleResponse { header: self.change(caller, Change::UserGrantRole(req)).await? })
+        Ok(pb::AuthUserGrantRoleResponse { header: self.change(Rpc::UserGrantRole, caller, Change::UserGrantRole(req)).await? })
     }
 
     /// Auth.UserRevokeRole.
     pub async fn user_revoke_role(&self, caller: &Caller, req: pb::AuthUserRevokeRoleRequest) -> Result<pb::AuthUserRevokeRoleResponse> {
-        Ok(pb::AuthUserRevokeRoleResponse { header: self.change(caller, Change::UserRevokeRole(req)).await? })
+        Ok(pb::AuthUserRevokeRoleResponse { header: self.change(Rpc::UserRevokeRole, caller, Change::UserRevokeRole(req)).await? })
     }
 
     /// Auth.RoleAdd.
     pub async fn role_add(&self, caller: &Caller, req: pb::AuthRoleAddRequest) -> Result<pb::AuthRoleAddResponse> {
-        Ok(pb::AuthRoleAddResponse { header: self.change(caller, Change::RoleAdd(req)).await? })
+        Ok(pb::AuthRoleAddResponse { header: self.change(Rpc::RoleAdd, caller, Change::RoleAdd(req)).await? })
     }
 
     /// Auth.RoleGet: an admin, or a holder of the role.
     pub async fn role_get(&self, caller: &Caller, req: pb::AuthRoleGetRequest) -> Result<pb::AuthRoleGetResponse> {
-        let authz = self.authorize(caller).await?;
-        let sm = self.shared.read_state();
+        let authz = self.authorize(Rpc::RoleGet, caller).await?;
+        let sm = self.ctx.applied.read_state();
         let holds = authz.user().and_then(|u| sm.auth.user(u)).is_some_and(|u| u.roles.contains(&req.role));
         if !holds {
             authz.check_admin()?;
@@ -220,13 +211,13 @@ impl AuthService {
 
     /// Auth.RoleList.
     pub async fn role_list(&self, caller: &Caller) -> Result<pb::AuthRoleListResponse> {
-        self.authorize(caller).await?.check_admin()?;
-        Ok(pb::AuthRoleListResponse { header: self.header(), roles: self.shared.read_state().auth.role_names() })
+        self.authorize(Rpc::RoleList, caller).await?;
+        Ok(pb::AuthRoleListResponse { header: self.header(), roles: self.ctx.applied.read_state().auth.role_names() })
     }
 
     /// Auth.RoleDelete.
     pub async fn role_delete(&self, caller: &Caller, req: pb::AuthRoleDeleteRequest) -> Result<pb::AuthRoleDeleteResponse> {
-        Ok(pb::AuthRoleDeleteResponse { header: self.change(caller, Change::RoleDelete(req)).await? })
+        Ok(pb::AuthRoleDeleteResponse { header: self.change(Rpc::RoleDelete, caller, Change::RoleDelete(req)).await? })
     }
 
     /// Auth.RoleGrantPermission.
@@ -235,7 +226,9 @@ impl AuthService {
         caller: &Caller,
         req: pb::AuthRoleGrantPermissionRequest,
     ) -> Result<pb::AuthRoleGrantPermissionResponse> {
-        Ok(pb::AuthRoleGrantPermissionResponse { header: self.change(caller, Change::RoleGrantPermission(req)).await? })
+        Ok(pb::AuthRoleGrantPermissionResponse {
+            header: self.change(Rpc::RoleGrantPermission, caller, Change::RoleGrantPermission(req)).await?,
+        })
     }
 
     /// Auth.RoleRevokePermission.
@@ -244,7 +237,9 @@ impl AuthService {
         caller: &Caller,
         req: pb::AuthRoleRevokePermissionRequest,
     ) -> Result<pb::AuthRoleRevokePermissionResponse> {
-        Ok(pb::AuthRoleRevokePermissionResponse { header: self.change(caller, Change::RoleRevokePermission(req)).await? })
+        Ok(pb::AuthRoleRevokePermissionResponse {
+            header: self.change(Rpc::RoleRevokePermission, caller, Change::RoleRevokePermission(req)).await?,
+        })
     }
 }
 

@@ -2,11 +2,11 @@
 //! on the member with the queueing recipe. The leader is the campaigner whose key under
 //! `<name>/` was created first; its key's create revision (`LeaderKey.rev`) is a fencing token.
 
-use super::auth::caller;
-use super::grpc;
 use super::kv::KvService;
 use super::recipe::{self, KeyGuard};
+use super::rpc::Rpc;
 use super::watch::WatchService;
+use super::{caller, grpc};
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 use bytes::Bytes;
@@ -51,6 +51,7 @@ impl ElectionService {
 
     /// Election.Campaign: wait until the caller leads.
     pub async fn campaign(&self, req: CampaignRequest, caller: &Caller) -> Result<CampaignResponse> {
+        self.kv.gate(Rpc::Campaign)?;
         if req.name.is_empty() {
             return Err(Error::EmptyKey);
         }
@@ -70,6 +71,7 @@ impl ElectionService {
 
     /// Election.Proclaim: change the leader's value, only while still leading.
     pub async fn proclaim(&self, req: ProclaimRequest, caller: &Caller) -> Result<ProclaimResponse> {
+        self.kv.gate(Rpc::Proclaim)?;
         let leader = req.leader.ok_or(Error::MissingLeaderKey)?;
         self.kv.check(caller, &leader.key, &[], true).await?;
         let put = PutRequest { key: leader.key.clone(), value: req.value, ignore_lease: true, ..Default::default() };
@@ -87,6 +89,7 @@ impl ElectionService {
 
     /// Election.Leader: the current leader's key-value.
     pub async fn leader(&self, req: &LeaderRequest, caller: &Caller) -> Result<LeaderResponse> {
+        self.kv.gate(Rpc::Leader)?;
         let prefix = recipe::queue_prefix(&req.name);
         self.kv.check(caller, &prefix, &recipe::prefix_end(&prefix), false).await?;
         let kv = recipe::first_created(&self.kv, &prefix).await?.ok_or(Error::ElectionNoLeader)?;
@@ -103,6 +106,7 @@ impl ElectionService {
 
     /// Election.Resign: give up leadership (a no-op for a caller that no longer leads).
     pub async fn resign(&self, req: ResignRequest, caller: &Caller) -> Result<ResignResponse> {
+        self.kv.gate(Rpc::Resign)?;
         let leader = req.leader.ok_or(Error::MissingLeaderKey)?;
         self.kv.check(caller, &leader.key, &[], true).await?;
         let del = DeleteRangeRequest { key: leader.key.clone(), ..Default::default() };
@@ -115,7 +119,8 @@ impl ElectionService {
     }
 
     /// Election.Observe: the leader now, then every change of leader or of its value.
-    pub fn observe(&self, req: LeaderRequest, caller: Caller) -> ObserveStream {
+    pub fn observe(&self, req: LeaderRequest, caller: Caller) -> Result<ObserveStream> {
+        self.kv.gate(Rpc::Observe)?;
         let (tx, rx) = mpsc::channel(16);
         let svc = self.clone();
         tokio::spawn(async move {
@@ -141,20 +146,17 @@ impl ElectionService {
                 }
             }
         });
-        Box::pin(ReceiverStream::new(rx))
+        Ok(Box::pin(ReceiverStream::new(rx)))
     }
 
-    fn watch_from(
-        &self,
-        create: WatchCreateRequest,
-    ) -> Pin<Box<dyn Stream<Item = std::result::Result<keel_proto::etcdserverpb::WatchResponse, Status>> + Send>> {
+    fn watch_from(&self, create: WatchCreateRequest) -> std::result::Result<super::watch::ResponseStream, Status> {
         let first = WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) };
         self.watch.open(Box::pin(futures::stream::iter([Ok(first)]).chain(futures::stream::pending())), Caller::member())
     }
 
     async fn wait_prefix_put(&self, prefix: &Bytes) {
-        let mut w =
-            self.watch_from(WatchCreateRequest { key: prefix.clone(), range_end: recipe::prefix_end(prefix), ..Default::default() });
+        let create = WatchCreateRequest { key: prefix.clone(), range_end: recipe::prefix_end(prefix), ..Default::default() };
+        let Ok(mut w) = self.watch_from(create) else { return };
         while let Some(Ok(r)) = w.next().await {
             if r.canceled || r.events.iter().any(|e| e.r#type == EventType::Put as i32) {
                 return;
@@ -164,7 +166,9 @@ impl ElectionService {
 
     /// Send the leader key's new values until it is deleted (true) or the observer left (false).
     async fn follow(&self, key: &Bytes, from: i64, tx: &mpsc::Sender<std::result::Result<LeaderResponse, Status>>) -> bool {
-        let mut w = self.watch_from(WatchCreateRequest { key: key.clone(), start_revision: from, ..Default::default() });
+        let Ok(mut w) = self.watch_from(WatchCreateRequest { key: key.clone(), start_revision: from, ..Default::default() }) else {
+            return false;
+        };
         while let Some(Ok(r)) = w.next().await {
             if r.canceled {
                 return true;
@@ -202,7 +206,7 @@ impl Election for ElectionService {
 
     async fn observe(&self, request: Request<LeaderRequest>) -> Result<Response<Self::ObserveStream>, Status> {
         let c = caller(&request);
-        Ok(Response::new(ElectionService::observe(self, request.into_inner(), c)))
+        grpc(ElectionService::observe(self, request.into_inner(), c))
     }
 
     async fn resign(&self, request: Request<ResignRequest>) -> Result<Response<ResignResponse>, Status> {

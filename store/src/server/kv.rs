@@ -2,9 +2,9 @@
 //! read barrier unless serializable); Put, DeleteRange, Txn and Compact are validated here and
 //! proposed through Raft.
 
-use super::auth::caller;
-use super::state::Shared;
-use super::{grpc, propose_at, read_barrier};
+use super::context::Context;
+use super::rpc::Rpc;
+use super::{caller, grpc, propose_at};
 use crate::apply::{Command, FromOutput, txn, validate};
 use crate::auth::{Authz, Caller};
 use crate::error::{Error, Result};
@@ -15,7 +15,6 @@ use keel_proto::etcdserverpb::{
 };
 use prost::Message;
 use std::sync::Arc;
-use tokio::time::Instant;
 use tonic::{Request, Response, Status};
 
 /// Bytes etcd adds around a request when it wraps it for Raft; the size limit applies to the
@@ -28,37 +27,38 @@ const AUTH_RETRIES: usize = 3;
 /// etcd's KV service.
 #[derive(Clone)]
 pub struct KvService {
-    shared: Arc<Shared>,
+    ctx: Arc<Context>,
 }
 
 impl KvService {
-    /// A service over `shared`.
-    pub fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    /// The KV service of the member `ctx` serves.
+    pub fn new(ctx: Arc<Context>) -> Self {
+        Self { ctx }
     }
 
     /// KV.Range. Rights are checked after the read barrier, so against every auth change
     /// acknowledged before the read.
     pub async fn range(&self, req: &RangeRequest, caller: &Caller) -> Result<RangeResponse> {
+        self.ctx.gate(Rpc::Range, req.serializable)?;
         if req.key.is_empty() {
             return Err(Error::EmptyKey);
         }
         if !req.serializable {
-            self.shared.refuse_if_learner()?;
-            read_barrier(&self.shared).await?;
+            self.ctx.read_barrier().await?;
         }
         self.read_checked(
+            Rpc::Range,
             caller,
             |a| a.check_range(req),
             || {
                 let (plan, at) = {
-                    let sm = self.shared.read_state();
-                    let at = self.shared.visible();
+                    let sm = self.ctx.applied.read_state();
+                    let at = self.ctx.applied.visible();
                     (sm.mvcc.plan_range(req, at)?, at)
                 };
                 // Values are read without the state lock: a large range does not hold up writers.
                 let r = plan.load(req)?;
-                Ok(RangeResponse { header: self.shared.header(at), kvs: r.kvs, more: r.more, count: r.count })
+                Ok(RangeResponse { header: self.ctx.header(at), kvs: r.kvs, more: r.more, count: r.count })
             },
         )
         .await
@@ -66,12 +66,18 @@ impl KvService {
 
     /// Check `caller` with `check`, then `read`; redo both when the caller's rights changed
     /// meanwhile (etcd's doSerialize), so a read never returns data it was not checked for.
-    async fn read_checked<T>(&self, caller: &Caller, check: impl Fn(&Authz) -> Result<()>, read: impl Fn() -> Result<T>) -> Result<T> {
+    async fn read_checked<T>(
+        &self,
+        rpc: Rpc,
+        caller: &Caller,
+        check: impl Fn(&Authz) -> Result<()>,
+        read: impl Fn() -> Result<T>,
+    ) -> Result<T> {
         for _ in 0..AUTH_RETRIES {
-            let authz = self.shared.authorize(caller).await?;
+            let authz = self.ctx.admit(rpc, caller).await?;
             check(&authz)?;
             let r = read()?;
-            if self.shared.auth_unchanged_since(&authz) {
+            if self.ctx.applied.auth_unchanged_since(&authz) {
                 return Ok(r);
             }
         }
@@ -79,27 +85,32 @@ impl KvService {
     }
 
     /// Validate, check the caller's rights, propose and wait for a mutation.
-    async fn mutate<T: FromOutput>(&self, cmd: Command, encoded_len: usize, caller: &Caller) -> Result<T> {
-        self.shared.refuse_if_learner()?;
-        validate(&cmd, self.shared.limits.max_txn_ops)?;
-        if encoded_len + RAFT_WRAPPER_BYTES > self.shared.limits.max_request_bytes {
+    async fn mutate<T: FromOutput>(&self, rpc: Rpc, cmd: Command, encoded_len: usize, caller: &Caller) -> Result<T> {
+        self.ctx.gate(rpc, false)?;
+        validate(&cmd, self.ctx.limits.max_txn_ops)?;
+        if encoded_len + RAFT_WRAPPER_BYTES > self.ctx.limits.max_request_bytes {
             return Err(Error::RequestTooLarge);
         }
-        let authz = self.shared.authorize(caller).await?;
+        let authz = self.ctx.admit(rpc, caller).await?;
         // The keys of a lease a put joins are checked when it is applied (they may change).
         match &cmd {
             Command::Put(r) => authz.check_put(r)?,
             Command::DeleteRange(r) => authz.check_delete(r)?,
             Command::Txn(t) => authz.check_txn(t)?,
-            _ => authz.check_admin()?,
+            _ => {}
         }
-        propose_at(&self.shared, cmd, authz.guard()).await
+        propose_at(&self.ctx, cmd, authz.guard()).await
+    }
+
+    /// etcd's learner refusal for `rpc`, for the services built on KV (lock, election).
+    pub fn gate(&self, rpc: Rpc) -> Result<()> {
+        self.ctx.gate(rpc, false)
     }
 
     /// Check that `caller` may read (and with `write`, also write) every key of the range;
     /// for services built on KV (lock, election) that then act as the member.
     pub async fn check(&self, caller: &Caller, key: &[u8], range_end: &[u8], write: bool) -> Result<()> {
-        let authz = self.shared.authorize(caller).await?;
+        let authz = self.ctx.authorize(caller).await?;
         authz.check_read(key, range_end)?;
         if write { authz.check_write(key, range_end) } else { Ok(()) }
     }
@@ -107,94 +118,72 @@ impl KvService {
     /// KV.Put.
     pub async fn put(&self, req: PutRequest, caller: &Caller) -> Result<PutResponse> {
         let len = req.encoded_len();
-        self.mutate(Command::Put(req), len, caller).await
+        self.mutate(Rpc::Put, Command::Put(req), len, caller).await
     }
 
     /// KV.DeleteRange.
     pub async fn delete_range(&self, req: DeleteRangeRequest, caller: &Caller) -> Result<DeleteRangeResponse> {
         let len = req.encoded_len();
-        self.mutate(Command::DeleteRange(req), len, caller).await
+        self.mutate(Rpc::DeleteRange, Command::DeleteRange(req), len, caller).await
     }
 
     /// KV.Txn. A txn that writes nothing is served as a read, without a log entry.
     pub async fn txn(&self, req: TxnRequest, caller: &Caller) -> Result<TxnResponse> {
         if !txn::has_writes(&req) {
-            self.shared.refuse_if_learner()?;
-            txn::validate(&req, self.shared.limits.max_txn_ops)?;
+            self.ctx.gate(Rpc::Txn, false)?;
+            txn::validate(&req, self.ctx.limits.max_txn_ops)?;
             if !txn::all_serializable(&req) {
-                read_barrier(&self.shared).await?;
+                self.ctx.read_barrier().await?;
             }
             return self
                 .read_checked(
+                    Rpc::Txn,
                     caller,
                     |a| a.check_txn(&req),
                     || {
-                        let sm = self.shared.read_state();
-                        let at = self.shared.visible();
+                        let sm = self.ctx.applied.read_state();
+                        let at = self.ctx.applied.visible();
                         let mut r = txn::read_only(&sm, &req, at)?;
-                        r.header = self.shared.header(at);
+                        r.header = self.ctx.header(at);
                         Ok(r)
                     },
                 )
                 .await;
         }
         let len = req.encoded_len();
-        self.mutate(Command::Txn(req), len, caller).await
+        self.mutate(Rpc::Txn, Command::Txn(req), len, caller).await
     }
 
     /// KV.Compact (the root role only, while auth is on).
     pub async fn compact(&self, req: CompactionRequest, caller: &Caller) -> Result<CompactionResponse> {
         let len = req.encoded_len();
-        self.mutate(Command::Compact(req), len, caller).await
+        self.mutate(Rpc::Compact, Command::Compact(req), len, caller).await
     }
 }
 
 #[tonic::async_trait]
 impl Kv for KvService {
     async fn range(&self, request: Request<RangeRequest>) -> Result<Response<RangeResponse>, Status> {
-        let start = Instant::now();
-        let r = KvService::range(self, request.get_ref(), &caller(&request)).await;
-        self.shared.metrics.observe("Range", start, r.is_ok());
-        grpc(r)
+        grpc(KvService::range(self, request.get_ref(), &caller(&request)).await)
     }
 
     async fn put(&self, request: Request<PutRequest>) -> Result<Response<PutResponse>, Status> {
-        let start = Instant::now();
-        let r = {
-            let c = caller(&request);
-            KvService::put(self, request.into_inner(), &c).await
-        };
-        self.shared.metrics.observe("Put", start, r.is_ok());
-        grpc(r)
+        let c = caller(&request);
+        grpc(KvService::put(self, request.into_inner(), &c).await)
     }
 
     async fn delete_range(&self, request: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
-        let start = Instant::now();
-        let r = {
-            let c = caller(&request);
-            KvService::delete_range(self, request.into_inner(), &c).await
-        };
-        self.shared.metrics.observe("DeleteRange", start, r.is_ok());
-        grpc(r)
+        let c = caller(&request);
+        grpc(KvService::delete_range(self, request.into_inner(), &c).await)
     }
 
     async fn txn(&self, request: Request<TxnRequest>) -> Result<Response<TxnResponse>, Status> {
-        let start = Instant::now();
-        let r = {
-            let c = caller(&request);
-            KvService::txn(self, request.into_inner(), &c).await
-        };
-        self.shared.metrics.observe("Txn", start, r.is_ok());
-        grpc(r)
+        let c = caller(&request);
+        grpc(KvService::txn(self, request.into_inner(), &c).await)
     }
 
     async fn compact(&self, request: Request<CompactionRequest>) -> Result<Response<CompactionResponse>, Status> {
-        let start = Instant::now();
-        let r = {
-            let c = caller(&request);
-            KvService::compact(self, request.into_inner(), &c).await
-        };
-        self.shared.metrics.observe("Compact", start, r.is_ok());
-        grpc(r)
+        let c = caller(&request);
+        grpc(KvService::compact(self, request.into_inner(), &c).await)
     }
 }

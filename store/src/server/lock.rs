@@ -2,11 +2,11 @@
 //! the member with the queueing recipe. Lock blocks until the caller is first in line; the lock
 //! is released by Unlock or when the lease ends.
 
-use super::auth::caller;
-use super::grpc;
 use super::kv::KvService;
 use super::recipe::{self, KeyGuard};
+use super::rpc::Rpc;
 use super::watch::WatchService;
+use super::{caller, grpc};
 use crate::auth::Caller;
 use crate::error::{Error, Result};
 use keel_proto::etcdserverpb::DeleteRangeRequest;
@@ -29,6 +29,7 @@ impl LockService {
 
     /// Lock.Lock: wait until the lock is ours; returns the key that stands for it.
     pub async fn lock(&self, req: LockRequest, caller: &Caller) -> Result<LockResponse> {
+        self.kv.gate(Rpc::Lock)?;
         if req.name.is_empty() {
             return Err(Error::EmptyKey);
         }
@@ -43,6 +44,7 @@ impl LockService {
 
     /// Lock.Unlock.
     pub async fn unlock(&self, req: UnlockRequest, caller: &Caller) -> Result<UnlockResponse> {
+        self.kv.gate(Rpc::Unlock)?;
         self.kv.check(caller, &req.key, &[], true).await?;
         let r = self.kv.delete_range(DeleteRangeRequest { key: req.key, ..Default::default() }, caller).await?;
         Ok(UnlockResponse { header: r.header })

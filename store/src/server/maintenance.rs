@@ -3,11 +3,12 @@
 //! Defragment (this member's backend rewritten without dead records). Downgrade answers
 //! `Unimplemented`.
 
-use super::grpc;
-use super::state::Shared;
-use super::unimplemented;
+use super::context::Context;
+use super::rpc::Rpc;
+use super::{caller, grpc};
 use crate::auth::Caller;
-use crate::error::{Error, Result};
+use crate::error::{Error, Internal, Result};
+use crate::types::{MemberId, Revision};
 use keel_proto::etcdserverpb::alarm_request::AlarmAction;
 use keel_proto::etcdserverpb::maintenance_server::Maintenance;
 use keel_proto::etcdserverpb::*;
@@ -24,37 +25,38 @@ pub const ETCD_CLUSTER_VERSION: &str = "3.5.0";
 /// etcd's Maintenance service.
 #[derive(Clone)]
 pub struct MaintenanceService {
-    shared: Arc<Shared>,
+    ctx: Arc<Context>,
 }
 
 /// The Snapshot stream type.
 pub type SnapshotStream = Pin<Box<dyn futures::Stream<Item = Result<SnapshotResponse, Status>> + Send>>;
 
 impl MaintenanceService {
-    /// A service over `shared`.
-    pub fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    /// The Maintenance service of the member `ctx` serves.
+    pub fn new(ctx: Arc<Context>) -> Self {
+        Self { ctx }
     }
 
     fn alarms(&self) -> Vec<AlarmMember> {
-        self.shared.read_state().alarms.iter().map(|&(member_id, alarm)| AlarmMember { member_id, alarm }).collect()
+        self.ctx.applied.read_state().alarms.iter().map(|&(member_id, alarm)| AlarmMember { member_id, alarm }).collect()
     }
 
     /// Maintenance.Status.
     pub fn status(&self) -> Result<StatusResponse> {
-        let s = &self.shared;
-        let size = s.backend.size_bytes() as i64;
-        let replica = s.replica()?;
+        self.ctx.gate(Rpc::Status, false)?;
+        let s = &self.ctx;
+        let size = s.applied.backend.size_bytes() as i64;
+        let replica = &s.replica;
         let m = replica.metrics();
         let is_learner = !m.membership_config.membership().voter_ids().any(|id| id == replica.id);
         Ok(StatusResponse {
-            header: s.header(s.visible()),
+            header: s.header_now(),
             version: ETCD_VERSION.to_string(),
             db_size: size,
-            leader: m.current_leader.unwrap_or(0),
+            leader: m.current_leader.map_or(0, |l| l.0),
             raft_index: m.last_log_index.unwrap_or(0),
             raft_term: m.current_term,
-            raft_applied_index: s.applied_index(),
+            raft_applied_index: s.applied.applied_index().0,
             errors: self.alarms().iter().map(|a| format!("memberID:{} alarm:NOSPACE ", a.member_id)).collect(),
             db_size_in_use: size,
             is_learner,
@@ -66,48 +68,49 @@ impl MaintenanceService {
 
     /// Maintenance.Defragment: rewrite this member's backend (member-local, as in etcd; its
     /// reads and writes wait meanwhile).
-    pub async fn defragment(&self) -> Result<DefragmentResponse> {
-        self.shared.refuse_if_learner()?;
-        let shared = self.shared.clone();
+    pub async fn defragment(&self, caller: &Caller) -> Result<DefragmentResponse> {
+        self.ctx.enter(Rpc::Defragment, caller).await?;
+        let applied = self.ctx.applied.clone();
         tokio::task::spawn_blocking(move || -> Result<()> {
-            let mut sm = shared.write_state();
+            let mut sm = applied.write_state();
             sm.write_group()?;
-            let before = shared.backend.size_bytes();
-            shared.backend.defragment()?;
-            tracing::info!(before, after = shared.backend.size_bytes(), "defragmented the backend");
+            let before = applied.backend.size_bytes();
+            applied.backend.defragment()?;
+            tracing::info!(before, after = applied.backend.size_bytes(), "defragmented the backend");
             Ok(())
         })
         .await
-        .map_err(|e| Error::Storage(e.to_string()))??;
-        self.shared.check_quota();
-        Ok(DefragmentResponse { header: self.shared.header(self.shared.visible()) })
+        .map_err(Error::task)??;
+        self.ctx.applied.note_growth();
+        Ok(DefragmentResponse { header: self.ctx.header_now() })
     }
 
     /// Maintenance.MoveLeader, on the leader.
-    pub async fn move_leader(&self, req: &MoveLeaderRequest) -> Result<MoveLeaderResponse> {
-        self.shared.refuse_if_learner()?;
+    pub async fn move_leader(&self, req: &MoveLeaderRequest, caller: &Caller) -> Result<MoveLeaderResponse> {
+        self.ctx.enter(Rpc::MoveLeader, caller).await?;
         let deadline = tokio::time::Instant::now() + super::REQUEST_TIMEOUT;
-        self.shared.replica()?.move_leader(req.target_id, deadline).await?;
-        Ok(MoveLeaderResponse { header: self.shared.header(self.shared.visible()) })
+        self.ctx.replica.move_leader(MemberId(req.target_id), deadline).await?;
+        Ok(MoveLeaderResponse { header: self.ctx.header_now() })
     }
 
     /// Maintenance.Snapshot: this member's data as of now, in Keel's snapshot format.
-    pub async fn snapshot(&self) -> Result<SnapshotStream> {
-        self.shared.refuse_if_learner()?;
-        let shared = self.shared.clone();
+    pub async fn snapshot(&self, caller: &Caller) -> Result<SnapshotStream> {
+        self.ctx.enter(Rpc::Snapshot, caller).await?;
+        let applied = self.ctx.applied.clone();
+        let io = |e: std::io::Error| Error::Internal(Internal::Storage(e.to_string()));
         let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File> {
-            let mut sm = shared.write_state();
+            let mut sm = applied.write_state();
             sm.write_group()?;
-            let mut f = tempfile::tempfile().map_err(|e| Error::Storage(e.to_string()))?;
-            crate::raft::snapshot::dump(&*shared.backend, &mut f).map_err(|e| Error::Storage(e.to_string()))?;
+            let mut f = tempfile::tempfile().map_err(io)?;
+            crate::raft::snapshot::dump(&*applied.backend, &mut f).map_err(io)?;
             drop(sm);
-            crate::raft::snapshot::seal_for_etcdctl(&mut f).map_err(|e| Error::Storage(e.to_string()))?;
+            crate::raft::snapshot::seal_for_etcdctl(&mut f).map_err(io)?;
             Ok(f)
         })
         .await
-        .map_err(|e| Error::Storage(e.to_string()))??;
+        .map_err(Error::task)??;
         let total = file.metadata().map(|m| m.len()).unwrap_or(0);
-        let header = self.shared.header(self.shared.visible());
+        let header = self.ctx.header_now();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         tokio::task::spawn_blocking(move || {
             let mut file = file;
@@ -140,48 +143,43 @@ impl MaintenanceService {
     /// Raft, so every member agrees on them. While auth is on, only the root role may change
     /// alarms (a NOSPACE alarm stops every write; etcd 3.4 lets anyone raise it).
     pub async fn alarm(&self, req: AlarmRequest, caller: &Caller) -> Result<AlarmResponse> {
-        self.shared.refuse_if_learner()?;
-        if req.action() != AlarmAction::Get {
-            self.shared.require_admin(caller).await?;
-        }
+        self.ctx.gate(Rpc::Alarm, false)?;
         if req.action() == AlarmAction::Get {
             // etcd serves GET through Raft too: a linearizable view of the alarms.
-            super::read_barrier(&self.shared).await?;
-            return Ok(AlarmResponse { header: self.shared.header(self.shared.visible()), alarms: self.alarms() });
+            self.ctx.read_barrier().await?;
+            return Ok(AlarmResponse { header: self.ctx.header_now(), alarms: self.alarms() });
         }
-        let r: AlarmResponse = super::propose_as(&self.shared, crate::apply::Command::Alarm(req)).await?;
+        // Changes, unlike listing, need the root role: a NOSPACE alarm stops every write.
+        self.ctx.authorize(caller).await?.check_admin()?;
+        let r: AlarmResponse = super::propose_as(&self.ctx, crate::apply::Command::Alarm(req)).await?;
         // A member still over its quota raises its alarm again at its next write.
         Ok(r)
     }
 
     /// Maintenance.HashKV.
-    pub fn hash_kv(&self, req: &HashKvRequest) -> Result<HashKvResponse> {
-        self.shared.refuse_if_learner()?;
+    pub async fn hash_kv(&self, req: &HashKvRequest, caller: &Caller) -> Result<HashKvResponse> {
+        self.ctx.enter(Rpc::HashKv, caller).await?;
         // Records still held back from the backend are written first, so the hash covers the
         // same records on every member whatever its timing.
-        let mut sm = self.shared.write_state();
+        let mut sm = self.ctx.applied.write_state();
         sm.write_group()?;
-        let visible = self.shared.visible();
-        let rev = if req.revision <= 0 { visible } else { req.revision };
+        let visible = self.ctx.applied.visible();
+        let rev = if req.revision <= 0 { visible } else { Revision(req.revision) };
         if rev > visible {
-            return Err(crate::error::Error::FutureRevision);
+            return Err(Error::FutureRevision);
         }
         let (hash, rev) = sm.mvcc.hash_kv(rev)?;
-        Ok(HashKvResponse {
-            header: self.shared.header(self.shared.visible()),
-            hash,
-            compact_revision: sm.mvcc.compacted(),
-            hash_revision: rev,
-        })
+        Ok(HashKvResponse { header: self.ctx.header_now(), hash, compact_revision: sm.mvcc.compacted().0, hash_revision: rev.0 })
     }
 
     /// Maintenance.Hash: every record of the backend (revision records, leases, the compacted
     /// revision's records) except member-local metadata.
-    pub fn hash(&self) -> Result<HashResponse> {
-        self.shared.refuse_if_learner()?;
-        self.shared.write_state().write_group()?;
+    pub async fn hash(&self, caller: &Caller) -> Result<HashResponse> {
+        self.ctx.enter(Rpc::Hash, caller).await?;
+        let applied = &self.ctx.applied;
+        applied.write_state().write_group()?;
         let mut h = crc32fast::Hasher::new();
-        for (k, v) in self.shared.backend.scan(b"", &[0xff], usize::MAX)? {
+        for (k, v) in applied.backend.scan(b"", &[0xff], usize::MAX)? {
             // Member-local metadata (IDs, start count, applied index) differs between members by
             // design; the hash covers the replicated data.
             if !k.starts_with(b"m/") {
@@ -189,7 +187,35 @@ impl MaintenanceService {
                 h.update(&v);
             }
         }
-        Ok(HashResponse { header: self.shared.header(self.shared.visible()), hash: h.finalize() })
+        Ok(HashResponse { header: self.ctx.header_now(), hash: h.finalize() })
+    }
+
+    /// Maintenance.Downgrade: not served.
+    pub fn downgrade(&self) -> Result<DowngradeResponse> {
+        self.ctx.gate(Rpc::Downgrade, false)?;
+        Err(Error::Unimplemented("Maintenance.Downgrade"))
+    }
+}
+
+/// Raise this member's NOSPACE alarm when its backend outgrew the quota: checked after each
+/// applied write that can grow the store (and after a defragment), proposed once while it is
+/// not active (it comes back after a disarm while the backend is still over quota).
+pub async fn run_quota_alarm(ctx: Arc<Context>) {
+    use keel_proto::etcdserverpb::AlarmType;
+    loop {
+        ctx.applied.grown().await;
+        if ctx.applied.backend.size_bytes() <= ctx.limits.quota_backend_bytes {
+            continue;
+        }
+        let me = ctx.identity.member_id.0;
+        if ctx.applied.read_state().alarms.contains(&(me, AlarmType::Nospace as i32)) {
+            continue;
+        }
+        tracing::warn!(quota = ctx.limits.quota_backend_bytes, "database space exceeded; raising alarm NOSPACE");
+        let req = AlarmRequest { action: AlarmAction::Activate as i32, member_id: me, alarm: AlarmType::Nospace as i32 };
+        if let Err(e) = super::propose_as::<AlarmResponse>(&ctx, crate::apply::Command::Alarm(req)).await {
+            tracing::warn!(error = %e, "raising alarm NOSPACE failed");
+        }
     }
 }
 
@@ -198,47 +224,35 @@ impl Maintenance for MaintenanceService {
     type SnapshotStream = SnapshotStream;
 
     async fn status(&self, _request: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
-        self.shared.metrics.count("Status");
         grpc(MaintenanceService::status(self))
     }
 
     async fn alarm(&self, request: Request<AlarmRequest>) -> Result<Response<AlarmResponse>, Status> {
-        self.shared.metrics.count("Alarm");
-        let c = super::auth::caller(&request);
+        let c = caller(&request);
         grpc(MaintenanceService::alarm(self, request.into_inner(), &c).await)
     }
 
     async fn hash(&self, request: Request<HashRequest>) -> Result<Response<HashResponse>, Status> {
-        self.shared.require_admin(&super::auth::caller(&request)).await?;
-        self.shared.metrics.count("Hash");
-        grpc(MaintenanceService::hash(self))
+        grpc(MaintenanceService::hash(self, &caller(&request)).await)
     }
 
     async fn hash_kv(&self, request: Request<HashKvRequest>) -> Result<Response<HashKvResponse>, Status> {
-        self.shared.require_admin(&super::auth::caller(&request)).await?;
-        self.shared.metrics.count("HashKV");
-        grpc(MaintenanceService::hash_kv(self, request.get_ref()))
+        grpc(MaintenanceService::hash_kv(self, request.get_ref(), &caller(&request)).await)
     }
 
     async fn defragment(&self, request: Request<DefragmentRequest>) -> Result<Response<DefragmentResponse>, Status> {
-        self.shared.require_admin(&super::auth::caller(&request)).await?;
-        self.shared.metrics.count("Defragment");
-        grpc(MaintenanceService::defragment(self).await)
+        grpc(MaintenanceService::defragment(self, &caller(&request)).await)
     }
 
     async fn snapshot(&self, request: Request<SnapshotRequest>) -> Result<Response<Self::SnapshotStream>, Status> {
-        self.shared.require_admin(&super::auth::caller(&request)).await?;
-        self.shared.metrics.count("Snapshot");
-        grpc(MaintenanceService::snapshot(self).await)
+        grpc(MaintenanceService::snapshot(self, &caller(&request)).await)
     }
 
     async fn move_leader(&self, request: Request<MoveLeaderRequest>) -> Result<Response<MoveLeaderResponse>, Status> {
-        self.shared.require_admin(&super::auth::caller(&request)).await?;
-        self.shared.metrics.count("MoveLeader");
-        grpc(MaintenanceService::move_leader(self, request.get_ref()).await)
+        grpc(MaintenanceService::move_leader(self, request.get_ref(), &caller(&request)).await)
     }
 
     async fn downgrade(&self, _request: Request<DowngradeRequest>) -> Result<Response<DowngradeResponse>, Status> {
-        Err(unimplemented("Maintenance.Downgrade"))
+        grpc(MaintenanceService::downgrade(self))
     }
 }

@@ -1,47 +1,82 @@
 //! The gRPC services: thin shells that validate, call the core (state machine, proposer, watch
-//! hub) and map errors. Each service also exposes its calls as plain async methods returning
-//! [`crate::error::Result`], so the HTTP gateway serves the very same code.
+//! hub) and map errors. Each service exposes its calls as plain async methods returning
+//! [`crate::error::Result`] and taking the [`Caller`]; they check the caller first, through
+//! [`rpc::admit`], so gRPC and the HTTP gateway serve the very same code and the same checks.
 //!
-//! - [`state`]: [`state::Shared`], what all services share.
-//! - [`kv`], [`watch`], [`lease`], [`maintenance`], [`cluster`]: etcd's services.
+//! - [`context`]: [`context::Context`], what all services share.
+//! - [`rpc`]: every RPC's access rule, the one authorization point.
+//! - [`metrics`]: per-RPC counts and latencies, recorded by one tower layer.
+//! - [`kv`], [`watch`], [`lease`], [`maintenance`], [`cluster`], [`auth`]: etcd's services.
 //! - [`lock`], [`election`]: etcd's v3lock and v3election, on the queueing [`recipe`].
-//! - [`auth`]: Auth, answering `Unimplemented` (except AuthStatus) until built.
+//! - [`peer`]: the peer service on 2380 (Raft messages, requests forwarded to the leader).
 
 pub mod auth;
 pub mod cluster;
+pub mod context;
 pub mod election;
 pub mod kv;
 pub mod lease;
 pub mod lock;
 pub mod maintenance;
+pub mod metrics;
+pub mod peer;
 pub mod recipe;
-pub mod state;
+pub mod rpc;
 pub mod watch;
 
-use crate::apply::{Command, FromOutput, Guard};
-use crate::error::Error;
-use state::Shared;
-use std::time::Duration;
-
-/// Wait until a linearizable read may be served on this member (read-index through the leader).
-pub async fn read_barrier(shared: &Shared) -> Result<(), Error> {
-    let replica = shared.replica()?;
-    if shared.bugs.stale_follower_reads && !replica.is_leader() {
-        return Ok(());
-    }
-    replica.read_barrier(tokio::time::Instant::now() + REQUEST_TIMEOUT).await
-}
+use crate::apply::{Command, FromOutput};
+use crate::auth::{Caller, Guard};
+use crate::error::{Error, Internal};
+use context::Context;
 use tonic::Status;
 
-/// How long a request may wait for Raft before the client is told it timed out.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(7);
+pub use crate::raft::REQUEST_TIMEOUT;
+
+/// The service objects, shared by gRPC and the HTTP gateway.
+#[derive(Clone)]
+pub struct Services {
+    /// KV.
+    pub kv: kv::KvService,
+    /// Watch.
+    pub watch: watch::WatchService,
+    /// Lease.
+    pub lease: lease::LeaseService,
+    /// Cluster.
+    pub cluster: cluster::ClusterService,
+    /// Maintenance.
+    pub maintenance: maintenance::MaintenanceService,
+    /// v3lock.
+    pub lock: lock::LockService,
+    /// v3election.
+    pub election: election::ElectionService,
+    /// Auth.
+    pub auth: auth::AuthService,
+}
+
+impl Services {
+    /// Every service of the member `ctx` serves; passwords are hashed at `bcrypt_cost`.
+    pub fn new(ctx: &std::sync::Arc<Context>, bcrypt_cost: u32) -> Services {
+        let kv = kv::KvService::new(ctx.clone());
+        let watch = watch::WatchService::new(ctx.clone());
+        Services {
+            lease: lease::LeaseService::new(ctx.clone()),
+            cluster: cluster::ClusterService::new(ctx.clone()),
+            maintenance: maintenance::MaintenanceService::new(ctx.clone()),
+            lock: lock::LockService::new(kv.clone(), watch.clone()),
+            election: election::ElectionService::new(kv.clone(), watch.clone()),
+            auth: auth::AuthService::new(ctx.clone(), bcrypt_cost),
+            kv,
+            watch,
+        }
+    }
+}
 
 /// Run a call that only the leader may serve: `$local` (a future, with the replica bound to
 /// `$r`) when this member leads, else `$remote` against the leader's peer service; again when
 /// leadership moved meanwhile (nothing was done then), until the request deadline.
 macro_rules! on_leader {
-    ($shared:expr, |$r:ident| $local:expr, $remote:expr) => {{
-        let replica = $shared.replica()?;
+    ($ctx:expr, |$r:ident| $local:expr, $remote:expr) => {{
+        let replica = &$ctx.replica;
         let until = tokio::time::Instant::now() + $crate::server::REQUEST_TIMEOUT;
         loop {
             let r = if replica.is_leader() {
@@ -66,24 +101,34 @@ pub fn grpc<T>(r: Result<T, Error>) -> Result<tonic::Response<T>, Status> {
     r.map(tonic::Response::new).map_err(Status::from)
 }
 
-/// `Unimplemented` for an RPC of etcd's API that Keel does not serve yet (e.g. `"Auth.UserAdd"`).
-pub fn unimplemented(rpc: &'static str) -> Status {
-    Status::from(Error::Unimplemented(rpc))
+/// Who sent a gRPC request: its `token` metadata and its verified client certificate's CN.
+pub fn caller<T>(req: &tonic::Request<T>) -> Caller {
+    Caller {
+        // etcd's `token`, or (as etcd also accepts) `authorization`.
+        token: req
+            .metadata()
+            .get("token")
+            .or_else(|| req.metadata().get("authorization"))
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        cert_cn: req.extensions().get::<crate::tls::conn::ConnInfo>().and_then(|c| c.cert_cn.clone()),
+        member: false,
+    }
 }
 
 /// Propose the member's own `cmd` (not checked against auth), wait (up to [`REQUEST_TIMEOUT`])
 /// until it is committed and applied, and return its response body with the header at the
 /// revision it produced.
-pub async fn propose_as<T: FromOutput>(shared: &Shared, cmd: Command) -> Result<T, Error> {
-    propose_at(shared, cmd, None).await
+pub async fn propose_as<T: FromOutput>(ctx: &Context, cmd: Command) -> Result<T, Error> {
+    propose_at(ctx, cmd, None).await
 }
 
 /// [`propose_as`] for a client's request, logged with the `guard` its rights were checked with
 /// ([`crate::auth::Authz::guard`]): applied only if the auth store has not changed since.
-pub async fn propose_at<T: FromOutput>(shared: &Shared, cmd: Command, guard: Option<Guard>) -> Result<T, Error> {
+pub async fn propose_at<T: FromOutput>(ctx: &Context, cmd: Command, guard: Option<Guard>) -> Result<T, Error> {
     let deadline = tokio::time::Instant::now() + REQUEST_TIMEOUT;
-    let applied = shared.replica()?.propose(&cmd, guard.as_ref(), deadline).await?;
-    let mut body = T::from_output(applied.output).ok_or_else(|| Error::Storage("a command produced the wrong kind of output".into()))?;
-    body.set_header(shared.header(applied.revision));
+    let outcome = ctx.replica.propose(&cmd, guard.as_ref(), deadline).await?;
+    let mut body = T::from_output(outcome.output).ok_or(Internal::WrongOutput)?;
+    body.set_header(ctx.header(outcome.revision));
     Ok(body)
 }

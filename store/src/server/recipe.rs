@@ -7,6 +7,7 @@ use super::kv::KvService;
 use super::watch::WatchService;
 use crate::auth::Caller;
 use crate::error::{Error, Result};
+pub use crate::mvcc::prefix_end;
 use bytes::Bytes;
 use futures::StreamExt;
 use keel_proto::etcdserverpb::compare::{CompareResult, CompareTarget, TargetUnion};
@@ -19,18 +20,6 @@ use keel_proto::etcdserverpb::{
 };
 use keel_proto::mvccpb::KeyValue;
 use keel_proto::mvccpb::event::EventType;
-
-/// The first key after every key starting with `prefix` (etcd's `GetPrefixRangeEnd`).
-pub fn prefix_end(prefix: &[u8]) -> Bytes {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return Bytes::from(end);
-        }
-    }
-    Bytes::from_static(b"\0")
-}
 
 /// `<prefix>/<lease hex>`, the key a contender owns.
 pub fn contender_key(name: &[u8], lease: i64) -> Bytes {
@@ -144,7 +133,7 @@ async fn wait_deleted(watch: &WatchService, key: Bytes, from: i64) {
     };
     let first = WatchRequest { request_union: Some(RequestUnion::CreateRequest(create)) };
     let requests = futures::stream::iter([Ok(first)]).chain(futures::stream::pending());
-    let mut responses = watch.open(Box::pin(requests), Caller::member());
+    let Ok(mut responses) = watch.open(Box::pin(requests), Caller::member()) else { return };
     while let Some(Ok(resp)) = responses.next().await {
         if resp.canceled || resp.events.iter().any(|e| e.r#type == EventType::Delete as i32) {
             return;
@@ -186,10 +175,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn prefix_ends() {
-        assert_eq!(&prefix_end(b"a/")[..], b"a0");
-        assert_eq!(&prefix_end(b"a\xff")[..], b"b");
-        assert_eq!(&prefix_end(b"\xff\xff")[..], b"\0");
+    fn contender_keys_name_the_lease_in_hex() {
         assert_eq!(&contender_key(b"lk", 0x1f)[..], b"lk/1f");
     }
 }

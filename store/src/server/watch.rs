@@ -1,8 +1,10 @@
 //! The Watch service: one bidi stream per client stream. A reader task turns requests into hub
 //! calls; a sender task drains the stream's outbox into gRPC. Neither ever blocks the writer.
 
-use super::state::Shared;
+use super::context::Context;
+use super::rpc::Rpc;
 use crate::auth::Caller;
+use crate::types::WatchId;
 use futures::Stream;
 use keel_proto::etcdserverpb::watch_request::RequestUnion;
 use keel_proto::etcdserverpb::watch_server::Watch;
@@ -20,16 +22,16 @@ const GRPC_BUFFER: usize = 16;
 /// etcd's Watch service.
 #[derive(Clone)]
 pub struct WatchService {
-    shared: Arc<Shared>,
+    ctx: Arc<Context>,
 }
 
 /// A stream of watch responses.
 pub type ResponseStream = Pin<Box<dyn Stream<Item = Result<WatchResponse, Status>> + Send>>;
 
 impl WatchService {
-    /// A service over `shared`.
-    pub fn new(shared: Arc<Shared>) -> Self {
-        Self { shared }
+    /// The Watch service of the member `ctx` serves.
+    pub fn new(ctx: Arc<Context>) -> Self {
+        Self { ctx }
     }
 
     /// Open a watch stream fed by `requests`; the returned stream carries the responses. The
@@ -37,16 +39,17 @@ impl WatchService {
     /// then only reads), and ends when the client goes away.
     /// Each watch is checked against `caller`'s read rights when created; a refused one is
     /// answered created-and-canceled with the reason, as etcd does.
-    pub fn open<S>(&self, mut requests: S, caller: Caller) -> ResponseStream
+    pub fn open<S>(&self, mut requests: S, caller: Caller) -> Result<ResponseStream, Status>
     where
         S: Stream<Item = Result<WatchRequest, Status>> + Send + Unpin + 'static,
     {
-        let shared = self.shared.clone();
-        let handle = shared.hub.open_stream();
+        self.ctx.gate(Rpc::Watch, false)?;
+        let ctx = self.ctx.clone();
+        let handle = ctx.applied.hub.open_stream();
         let (tx, rx) = mpsc::channel(GRPC_BUFFER);
         let stream_id = handle.id;
         let wake = handle.wake;
-        let sender_shared = shared.clone();
+        let sender_ctx = ctx.clone();
         let sender_tx = tx.clone();
         // The sender ends when the client goes away (the response stream is dropped), even if
         // nothing is ever queued for it, and takes the stream's watchers with it.
@@ -56,25 +59,25 @@ impl WatchService {
                     _ = wake.notified() => {}
                     _ = sender_tx.closed() => break,
                 }
-                let Some(batch) = sender_shared.hub.drain(stream_id) else {
+                let Some(batch) = sender_ctx.applied.hub.drain(stream_id) else {
                     let _ =
                         sender_tx.send(Err(Status::resource_exhausted("etcdserver: watch stream closed: too many pending requests"))).await;
                     break;
                 };
                 for mut resp in batch {
-                    if sender_shared.bugs.watch_skips_revisions && !resp.events.is_empty() {
+                    if sender_ctx.bugs.watch_skips_revisions && !resp.events.is_empty() {
                         resp.events.retain(|e| e.kv.as_ref().is_none_or(|kv| kv.mod_revision % 10 != 7));
                         if resp.events.is_empty() {
                             continue;
                         }
                     }
-                    sender_shared.complete_header(&mut resp.header);
+                    sender_ctx.complete_header(&mut resp.header);
                     if sender_tx.send(Ok(resp)).await.is_err() {
                         break 'outer;
                     }
                 }
             }
-            sender_shared.hub.close_stream(stream_id);
+            sender_ctx.applied.hub.close_stream(stream_id);
         });
         // The reader ends when the client stops sending, or goes away.
         tokio::spawn(async move {
@@ -86,12 +89,12 @@ impl WatchService {
                 let Some(Ok(req)) = item else { break };
                 match req.request_union {
                     Some(RequestUnion::CreateRequest(c)) => {
-                        match shared.authorize(&caller).await.and_then(|a| a.check_read(&c.key, &c.range_end)) {
-                            Ok(()) => shared.hub.create(stream_id, &c),
+                        match ctx.admit(Rpc::Watch, &caller).await.and_then(|a| a.check_read(&c.key, &c.range_end)) {
+                            Ok(()) => ctx.applied.hub.create(stream_id, &c),
                             Err(e) => {
                                 let status = Status::from(e);
                                 let refused = WatchResponse {
-                                    header: shared.header(shared.visible()),
+                                    header: ctx.header_now(),
                                     watch_id: -1,
                                     created: true,
                                     canceled: true,
@@ -104,13 +107,13 @@ impl WatchService {
                             }
                         }
                     }
-                    Some(RequestUnion::CancelRequest(c)) => shared.hub.cancel(stream_id, c.watch_id),
-                    Some(RequestUnion::ProgressRequest(_)) => shared.hub.request_progress(stream_id),
+                    Some(RequestUnion::CancelRequest(c)) => ctx.applied.hub.cancel(stream_id, WatchId(c.watch_id)),
+                    Some(RequestUnion::ProgressRequest(_)) => ctx.applied.hub.request_progress(stream_id),
                     None => {}
                 }
             }
         });
-        Box::pin(ReceiverStream::new(rx))
+        Ok(Box::pin(ReceiverStream::new(rx)))
     }
 }
 
@@ -119,8 +122,7 @@ impl Watch for WatchService {
     type WatchStream = ResponseStream;
 
     async fn watch(&self, request: Request<Streaming<WatchRequest>>) -> Result<Response<Self::WatchStream>, Status> {
-        self.shared.metrics.count("Watch");
-        let c = super::auth::caller(&request);
-        Ok(Response::new(self.open(request.into_inner(), c)))
+        let c = super::caller(&request);
+        Ok(Response::new(self.open(request.into_inner(), c)?))
     }
 }

@@ -2,6 +2,8 @@
 
 use crate::error::Error;
 use crate::mvcc::KeyRange;
+use crate::seams::Bugs;
+use crate::types::{Revision, WatchId};
 use bytes::Bytes;
 use keel_proto::etcdserverpb::watch_create_request::FilterType;
 use keel_proto::etcdserverpb::{ResponseHeader, WatchCreateRequest, WatchResponse};
@@ -17,9 +19,11 @@ pub const OUTBOX_EVENT_RESPONSES_MAX: usize = 1024;
 pub const OUTBOX_TOTAL_MAX: usize = 4 * OUTBOX_EVENT_RESPONSES_MAX;
 
 /// The ID etcd uses for a progress response that speaks for every watcher of a stream.
-pub const ALL_WATCHERS: i64 = -1;
+pub const ALL_WATCHERS: WatchId = WatchId(-1);
 
-type StreamId = u64;
+/// A watch stream's ID, unique within the hub.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct StreamId(pub u64);
 
 /// One stream's queue of responses, drained by that stream's sender.
 #[derive(Default)]
@@ -29,7 +33,7 @@ struct Outbox {
     wake: Arc<Notify>,
     /// Set when the stream must end (overflow); the sender closes it.
     closed: bool,
-    next_watch_id: i64,
+    next_watch_id: WatchId,
     unsynced: usize,
     progress_pending: bool,
 }
@@ -64,13 +68,16 @@ pub struct Watcher {
     /// Send periodic progress notifications.
     pub progress_notify: bool,
     /// Events below this revision are never sent (start revision in the future).
-    pub min_rev: i64,
+    pub min_rev: Revision,
     /// Next revision to read from history when unsynced.
-    pub next_rev: i64,
+    pub next_rev: Revision,
     /// True when fed by `notify`.
     pub synced: bool,
     /// True when an event was queued since the last progress tick.
     pub active: bool,
+    /// The `watch_drops_without_prev_kv` bug: this watcher (created without prev_kv) misses
+    /// the events of revisions divisible by 7.
+    pub drops_sevenths: bool,
 }
 
 impl Watcher {
@@ -81,7 +88,11 @@ impl Watcher {
             .filter(|e| {
                 let Some(kv) = &e.kv else { return false };
                 let put = e.r#type == EventType::Put as i32;
-                kv.mod_revision >= self.min_rev && self.range.contains(&kv.key) && !(put && self.no_put) && (put || !self.no_delete)
+                kv.mod_revision >= self.min_rev.0
+                    && self.range.contains(&kv.key)
+                    && !(put && self.no_put)
+                    && (put || !self.no_delete)
+                    && !(self.drops_sevenths && kv.mod_revision % 7 == 0)
             })
             // Copies only what the watcher gets (the fields are reference-counted `Bytes`).
             .map(|e| Event { r#type: e.r#type, kv: e.kv.clone(), prev_kv: if self.prev_kv { e.prev_kv.clone() } else { None } })
@@ -93,19 +104,19 @@ impl Watcher {
 #[derive(Clone, Debug)]
 pub struct Lagging {
     /// Stream.
-    pub stream: u64,
+    pub stream: StreamId,
     /// Watch ID.
-    pub id: i64,
+    pub id: WatchId,
     /// The watcher as it was.
     pub watcher: Watcher,
 }
 
 #[derive(Default)]
 struct Inner {
-    rev: i64,
+    rev: Revision,
     next_stream: StreamId,
     streams: HashMap<StreamId, Outbox>,
-    watchers: BTreeMap<(StreamId, i64), Watcher>,
+    watchers: BTreeMap<(StreamId, WatchId), Watcher>,
 }
 
 /// All watchers of the member.
@@ -113,25 +124,27 @@ struct Inner {
 pub struct WatchHub {
     inner: Mutex<Inner>,
     syncer_wake: Notify,
+    /// Known bugs switched on by a simulation (none in the binary).
+    bugs: Bugs,
 }
 
 /// A stream's registration: its ID and the signal its sender waits on.
 pub struct StreamHandle {
     /// Stream ID.
-    pub id: u64,
+    pub id: StreamId,
     /// Notified when the outbox has something.
     pub wake: Arc<Notify>,
 }
 
-fn header(rev: i64) -> Option<ResponseHeader> {
-    Some(ResponseHeader { revision: rev, ..Default::default() })
+fn header(rev: Revision) -> Option<ResponseHeader> {
+    Some(ResponseHeader { revision: rev.0, ..Default::default() })
 }
 
 /// etcd's answer to a watch create it refuses: created and canceled at once, ID -1.
-fn refusal(rev: i64, why: Error) -> WatchResponse {
+fn refusal(rev: Revision, why: Error) -> WatchResponse {
     WatchResponse {
         header: header(rev),
-        watch_id: ALL_WATCHERS,
+        watch_id: ALL_WATCHERS.0,
         created: true,
         canceled: true,
         cancel_reason: why.to_string(),
@@ -141,8 +154,13 @@ fn refusal(rev: i64, why: Error) -> WatchResponse {
 
 impl WatchHub {
     /// A hub whose watchers start after revision `rev`.
-    pub fn new(rev: i64) -> Self {
-        let hub = WatchHub::default();
+    pub fn new(rev: Revision) -> Self {
+        WatchHub::with_bugs(rev, Bugs::default())
+    }
+
+    /// [`WatchHub::new`], with known bugs switched on (the simulation proves its checkers).
+    pub fn with_bugs(rev: Revision, bugs: Bugs) -> Self {
+        let hub = WatchHub { bugs, ..WatchHub::default() };
         hub.lock().rev = rev;
         hub
     }
@@ -160,7 +178,7 @@ impl WatchHub {
     /// Register a new stream.
     pub fn open_stream(&self) -> StreamHandle {
         let mut inner = self.lock();
-        inner.next_stream += 1;
+        inner.next_stream.0 += 1;
         let id = inner.next_stream;
         let outbox = Outbox::default();
         let wake = outbox.wake.clone();
@@ -169,17 +187,17 @@ impl WatchHub {
     }
 
     /// Remove a stream and its watchers.
-    pub fn close_stream(&self, stream: u64) {
+    pub fn close_stream(&self, stream: StreamId) {
         let mut inner = self.lock();
         inner.streams.remove(&stream);
-        let ids: Vec<_> = inner.watchers.range((stream, i64::MIN)..=(stream, i64::MAX)).map(|(k, _)| *k).collect();
+        let ids: Vec<_> = inner.watchers.range((stream, WatchId(i64::MIN))..=(stream, WatchId(i64::MAX))).map(|(k, _)| *k).collect();
         for k in ids {
             inner.watchers.remove(&k);
         }
     }
 
     /// Take everything queued for a stream. `None` when the stream must end.
-    pub fn drain(&self, stream: u64) -> Option<Vec<WatchResponse>> {
+    pub fn drain(&self, stream: StreamId) -> Option<Vec<WatchResponse>> {
         let mut inner = self.lock();
         let outbox = inner.streams.get_mut(&stream)?;
         if outbox.closed {
@@ -196,7 +214,7 @@ impl WatchHub {
 
     /// Create a watcher from a client's request; the "created" response (or the refusal) is
     /// queued on the stream.
-    pub fn create(&self, stream: u64, req: &WatchCreateRequest) {
+    pub fn create(&self, stream: StreamId, req: &WatchCreateRequest) {
         let mut inner = self.lock();
         let rev = inner.rev;
         let Some(outbox) = inner.streams.get_mut(&stream) else { return };
@@ -207,40 +225,41 @@ impl WatchHub {
             return;
         }
         let id = if req.watch_id != 0 {
-            if inner.watchers.contains_key(&(stream, req.watch_id)) {
+            if inner.watchers.contains_key(&(stream, WatchId(req.watch_id))) {
                 if let Some(outbox) = inner.streams.get_mut(&stream) {
                     outbox.push(refusal(rev, Error::DuplicateWatchId));
                 }
                 return;
             }
-            req.watch_id
+            WatchId(req.watch_id)
         } else {
             let mut id = outbox.next_watch_id;
             while inner.watchers.contains_key(&(stream, id)) {
-                id += 1;
+                id.0 += 1;
             }
             if let Some(outbox) = inner.streams.get_mut(&stream) {
-                outbox.next_watch_id = id + 1;
+                outbox.next_watch_id = WatchId(id.0 + 1);
             }
             id
         };
         // 0 means "from now"; a negative start, as in etcd, replays from the oldest history.
         let start = req.start_revision;
-        let synced = start == 0 || start > rev;
+        let synced = start == 0 || start > rev.0;
         let watcher = Watcher {
             range,
             no_put: req.filters.contains(&(FilterType::Noput as i32)),
             no_delete: req.filters.contains(&(FilterType::Nodelete as i32)),
             prev_kv: req.prev_kv,
             progress_notify: req.progress_notify,
-            min_rev: start.max(0),
-            next_rev: if synced { rev + 1 } else { start.max(1) },
+            min_rev: Revision(start.max(0)),
+            next_rev: if synced { rev.next() } else { Revision(start.max(1)) },
             synced,
             active: false,
+            drops_sevenths: self.bugs.watch_drops_without_prev_kv && !req.prev_kv,
         };
         inner.watchers.insert((stream, id), watcher);
         let Some(outbox) = inner.streams.get_mut(&stream) else { return };
-        outbox.push(WatchResponse { header: header(rev), watch_id: id, created: true, ..Default::default() });
+        outbox.push(WatchResponse { header: header(rev), watch_id: id.0, created: true, ..Default::default() });
         if !synced {
             outbox.unsynced += 1;
             self.syncer_wake.notify_one();
@@ -248,7 +267,7 @@ impl WatchHub {
     }
 
     /// Cancel a watcher at the client's request.
-    pub fn cancel(&self, stream: u64, id: i64) {
+    pub fn cancel(&self, stream: StreamId, id: WatchId) {
         let mut inner = self.lock();
         let rev = inner.rev;
         let Some(w) = inner.watchers.remove(&(stream, id)) else { return };
@@ -256,13 +275,13 @@ impl WatchHub {
             if !w.synced {
                 outbox.unsynced -= 1;
             }
-            outbox.push(WatchResponse { header: header(rev), watch_id: id, canceled: true, ..Default::default() });
+            outbox.push(WatchResponse { header: header(rev), watch_id: id.0, canceled: true, ..Default::default() });
             Self::maybe_progress(outbox, rev);
         }
     }
 
     /// A client's progress request: answered once every watcher of the stream is synced.
-    pub fn request_progress(&self, stream: u64) {
+    pub fn request_progress(&self, stream: StreamId) {
         let mut inner = self.lock();
         let rev = inner.rev;
         if let Some(outbox) = inner.streams.get_mut(&stream) {
@@ -271,10 +290,10 @@ impl WatchHub {
         }
     }
 
-    fn maybe_progress(outbox: &mut Outbox, rev: i64) {
+    fn maybe_progress(outbox: &mut Outbox, rev: Revision) {
         if outbox.progress_pending && outbox.unsynced == 0 {
             outbox.progress_pending = false;
-            outbox.push(WatchResponse { header: header(rev), watch_id: ALL_WATCHERS, ..Default::default() });
+            outbox.push(WatchResponse { header: header(rev), watch_id: ALL_WATCHERS.0, ..Default::default() });
         }
     }
 
@@ -283,7 +302,7 @@ impl WatchHub {
     /// the hub's lock) only when a watcher that wants them is there to deliver to, and the
     /// check and the delivery then happen under one hold of the lock, so a watcher created
     /// meanwhile is not missed.
-    pub fn notify(&self, mut events: Vec<Event>, rev: i64, fill_prev: impl FnOnce(&mut [Event])) {
+    pub fn notify(&self, mut events: Vec<Event>, rev: Revision, fill_prev: impl FnOnce(&mut [Event])) {
         let mut guard = self.lock();
         if !events.is_empty() && guard.watchers.values().any(|w| w.synced && w.prev_kv) {
             drop(guard);
@@ -295,7 +314,7 @@ impl WatchHub {
         if events.is_empty() {
             return;
         }
-        let first_rev = events.first().and_then(|e| e.kv.as_ref()).map_or(rev, |kv| kv.mod_revision);
+        let first_rev = events.first().and_then(|e| e.kv.as_ref()).map_or(rev, |kv| Revision(kv.mod_revision));
         let mut lagging = false;
         for ((stream, id), w) in inner.watchers.iter_mut() {
             if !w.synced {
@@ -308,7 +327,7 @@ impl WatchHub {
             let Some(outbox) = inner.streams.get_mut(stream) else { continue };
             if outbox.has_room() {
                 w.active = true;
-                outbox.push(WatchResponse { header: header(rev), watch_id: *id, events: selected, ..Default::default() });
+                outbox.push(WatchResponse { header: header(rev), watch_id: id.0, events: selected, ..Default::default() });
             } else {
                 w.synced = false;
                 w.next_rev = first_rev;
@@ -323,10 +342,10 @@ impl WatchHub {
 
     /// The store jumped to `rev` without events (a snapshot was installed): every synced
     /// watcher catches up from history, from the revision after what it has seen.
-    pub fn jump(&self, rev: i64) {
+    pub fn jump(&self, rev: Revision) {
         let mut guard = self.lock();
         let inner = &mut *guard;
-        let from = inner.rev + 1;
+        let from = inner.rev.next();
         inner.rev = rev;
         for ((stream, _), w) in inner.watchers.iter_mut() {
             if w.synced {
@@ -346,7 +365,7 @@ impl WatchHub {
     }
 
     /// Unsynced watchers whose stream has room, and the hub revision to catch up to.
-    pub fn lagging(&self) -> (Vec<Lagging>, i64) {
+    pub fn lagging(&self) -> (Vec<Lagging>, Revision) {
         let inner = self.lock();
         let list = inner
             .watchers
@@ -359,7 +378,7 @@ impl WatchHub {
     }
 
     /// The syncer's hand-back: `events` cover history up to `covered` for a lagging watcher.
-    pub fn caught_up(&self, lag: &Lagging, events: &[Event], covered: i64) {
+    pub fn caught_up(&self, lag: &Lagging, events: &[Event], covered: Revision) {
         let mut guard = self.lock();
         let inner = &mut *guard;
         let rev = inner.rev;
@@ -371,12 +390,12 @@ impl WatchHub {
         let selected = w.select(events);
         if !selected.is_empty() {
             w.active = true;
-            outbox.push(WatchResponse { header: header(covered.max(rev)), watch_id: lag.id, events: selected, ..Default::default() });
+            outbox.push(WatchResponse { header: header(covered.max(rev)), watch_id: lag.id.0, events: selected, ..Default::default() });
         }
-        w.next_rev = covered + 1;
+        w.next_rev = covered.next();
         if w.next_rev > rev {
             w.synced = true;
-            w.next_rev = rev + 1;
+            w.next_rev = rev.next();
             outbox.unsynced -= 1;
             Self::maybe_progress(outbox, rev);
         }
@@ -384,7 +403,7 @@ impl WatchHub {
 
     /// A lagging watcher needs history below the compacted revision: cancel it, as etcd does,
     /// with the compacted revision so the client knows where history starts.
-    pub fn compacted(&self, lag: &Lagging, compact_rev: i64) {
+    pub fn compacted(&self, lag: &Lagging, compact_rev: Revision) {
         let mut inner = self.lock();
         let rev = inner.rev;
         let Some(w) = inner.watchers.get(&(lag.stream, lag.id)) else { return };
@@ -396,10 +415,10 @@ impl WatchHub {
             outbox.unsynced -= 1;
             outbox.push(WatchResponse {
                 // etcd leaves the revision out of a compaction cancel.
-                header: header(0),
-                watch_id: lag.id,
+                header: header(Revision(0)),
+                watch_id: lag.id.0,
                 canceled: true,
-                compact_revision: compact_rev,
+                compact_revision: compact_rev.0,
                 cancel_reason: Error::Compacted.to_string(),
                 ..Default::default()
             });
@@ -420,7 +439,7 @@ impl WatchHub {
                 continue;
             }
             if let Some(outbox) = inner.streams.get_mut(stream) {
-                outbox.push(WatchResponse { header: header(rev), watch_id: *id, ..Default::default() });
+                outbox.push(WatchResponse { header: header(rev), watch_id: id.0, ..Default::default() });
             }
         }
     }
@@ -445,22 +464,22 @@ mod tests {
 
     #[test]
     fn created_then_events_then_progress_in_order() {
-        let hub = WatchHub::new(1);
+        let hub = WatchHub::new(Revision(1));
         let s = hub.open_stream();
         hub.create(s.id, &watch("a", 0));
-        hub.notify(vec![put("a", 2), put("b", 2)], 2, |_| {});
+        hub.notify(vec![put("a", 2), put("b", 2)], Revision(2), |_| {});
         hub.request_progress(s.id);
         let out = hub.drain(s.id).unwrap();
         assert_eq!(out.len(), 3);
         assert!(out[0].created);
         assert_eq!(out[1].events.len(), 1);
-        assert_eq!(out[2].watch_id, ALL_WATCHERS);
+        assert_eq!(out[2].watch_id, ALL_WATCHERS.0);
         assert_eq!(out[2].header.as_ref().unwrap().revision, 2);
     }
 
     #[test]
     fn previous_values_are_read_only_when_a_watcher_wants_them() {
-        let hub = WatchHub::new(1);
+        let hub = WatchHub::new(Revision(1));
         let s = hub.open_stream();
         hub.create(s.id, &watch("a", 0));
         let filled = std::cell::Cell::new(0);
@@ -470,10 +489,10 @@ mod tests {
                 e.prev_kv = Some(KeyValue { value: Bytes::from_static(b"old"), ..Default::default() });
             }
         };
-        hub.notify(vec![put("a", 2)], 2, fill);
+        hub.notify(vec![put("a", 2)], Revision(2), fill);
         assert_eq!(filled.get(), 0, "no watcher asked for previous values");
         hub.create(s.id, &WatchCreateRequest { prev_kv: true, ..watch("a", 0) });
-        hub.notify(vec![put("a", 3)], 3, fill);
+        hub.notify(vec![put("a", 3)], Revision(3), fill);
         assert_eq!(filled.get(), 1);
         let out = hub.drain(s.id).unwrap();
         let prevs: Vec<_> = out.iter().flat_map(|r| r.events.iter().map(|e| e.prev_kv.is_some())).collect();
@@ -482,11 +501,11 @@ mod tests {
 
     #[test]
     fn a_full_outbox_makes_the_watcher_lag_instead_of_queueing() {
-        let hub = WatchHub::new(1);
+        let hub = WatchHub::new(Revision(1));
         let s = hub.open_stream();
         hub.create(s.id, &watch("a", 0));
         for r in 2..(2 + OUTBOX_EVENT_RESPONSES_MAX as i64 + 5) {
-            hub.notify(vec![put("a", r)], r, |_| {});
+            hub.notify(vec![put("a", r)], Revision(r), |_| {});
         }
         hub.request_progress(s.id);
         let out = hub.drain(s.id).unwrap();
@@ -495,17 +514,17 @@ mod tests {
         let (lag, rev) = hub.lagging();
         assert_eq!(lag.len(), 1);
         let first_missing = 2 + OUTBOX_EVENT_RESPONSES_MAX as i64;
-        assert_eq!(lag[0].watcher.next_rev, first_missing);
-        let history: Vec<_> = (first_missing..=rev).map(|r| put("a", r)).collect();
+        assert_eq!(lag[0].watcher.next_rev, Revision(first_missing));
+        let history: Vec<_> = (first_missing..=rev.0).map(|r| put("a", r)).collect();
         hub.caught_up(&lag[0], &history, rev);
         let out = hub.drain(s.id).unwrap();
         assert_eq!(out[0].events.len(), 5);
-        assert_eq!(out[1].watch_id, ALL_WATCHERS, "progress only after catch-up");
+        assert_eq!(out[1].watch_id, ALL_WATCHERS.0, "progress only after catch-up");
     }
 
     #[test]
     fn duplicate_client_watch_id_is_refused() {
-        let hub = WatchHub::new(1);
+        let hub = WatchHub::new(Revision(1));
         let s = hub.open_stream();
         let mut w = watch("a", 0);
         w.watch_id = 7;

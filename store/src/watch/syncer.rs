@@ -1,8 +1,10 @@
 //! The syncer task: feeds unsynced watchers from history until they reach the hub's revision,
 //! cancels those whose history was compacted, and sends periodic progress notifications.
 
-use super::hub::WatchHub;
-use crate::server::state::Shared;
+use super::hub::{Lagging, WatchHub};
+use crate::error::Result;
+use crate::types::Revision;
+use keel_proto::mvccpb::Event;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -11,9 +13,26 @@ const CATCH_UP_EVENTS_MAX: usize = 1000;
 /// How often lagging watchers are retried when nothing wakes the syncer.
 const RETRY_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Run until the hub is dropped by everyone else.
-pub async fn run(shared: Arc<Shared>, progress_interval: Duration) {
-    let hub: &WatchHub = &shared.hub;
+/// Where the syncer finds the hub and the history it feeds lagging watchers from.
+pub trait History: Send + Sync + 'static {
+    /// The hub.
+    fn hub(&self) -> &WatchHub;
+    /// The history `lag` needs next, up to revision `to`, at most `max_events` events.
+    fn read(&self, lag: &Lagging, to: Revision, max_events: usize) -> Result<CatchUp>;
+}
+
+/// What history has for one lagging watcher.
+pub enum CatchUp {
+    /// Its next revision is below this compacted revision: it must be canceled.
+    Compacted(Revision),
+    /// Events from its next revision on (never splitting a revision), and the last revision
+    /// they cover.
+    Events(Vec<Event>, Revision),
+}
+
+/// Run until the member stops (its task is aborted).
+pub async fn run(history: Arc<impl History>, progress_interval: Duration) {
+    let hub: &WatchHub = history.hub();
     let mut progress = tokio::time::interval(progress_interval);
     progress.tick().await;
     let mut more = false;
@@ -29,23 +48,14 @@ pub async fn run(shared: Arc<Shared>, progress_interval: Duration) {
         more = false;
         let (lagging, rev) = hub.lagging();
         for lag in lagging {
-            let read = {
-                let sm = shared.read_state();
-                let compacted = sm.mvcc.compacted();
-                if lag.watcher.next_rev < compacted {
-                    Err(compacted)
-                } else {
-                    Ok(sm.mvcc.events(lag.watcher.next_rev, rev, CATCH_UP_EVENTS_MAX, lag.watcher.prev_kv))
-                }
-            };
-            match read {
-                Err(compacted) => hub.compacted(&lag, compacted),
-                Ok(Ok((events, covered))) => {
+            match history.read(&lag, rev, CATCH_UP_EVENTS_MAX) {
+                Ok(CatchUp::Compacted(compacted)) => hub.compacted(&lag, compacted),
+                Ok(CatchUp::Events(events, covered)) => {
                     // A watcher still behind after a full batch goes again at once.
                     more |= covered < rev;
                     hub.caught_up(&lag, &events, covered);
                 }
-                Ok(Err(e)) => tracing::error!(error = %e, "reading watch history failed"),
+                Err(e) => tracing::error!(error = %e, "reading watch history failed"),
             }
         }
     }

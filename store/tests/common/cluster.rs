@@ -259,14 +259,7 @@ impl Cluster {
 
 /// The key after every key with `prefix`.
 pub fn prefix_end(prefix: &str) -> Vec<u8> {
-    let mut end = prefix.as_bytes().to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    vec![0]
+    keel_store::mvcc::prefix_end(prefix.as_bytes()).to_vec()
 }
 
 impl Drop for Cluster {

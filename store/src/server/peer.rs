@@ -1,13 +1,14 @@
 //! The peer gRPC service (port 2380): Raft messages in, and requests other members send the
 //! leader on behalf of their clients (writes, read-index, lease renewals, membership changes).
 
-use super::Replica;
-use super::codec::{self, from_json, to_json};
-use super::types::{SnapshotFile, typ};
+use super::context::Context;
+use super::lease::LeaseService;
+use super::{REQUEST_TIMEOUT, cluster};
 use crate::error::Error;
-use crate::server::lease::LeaseService;
-use crate::server::state::Shared;
-use crate::server::{REQUEST_TIMEOUT, cluster};
+use crate::raft::codec::{self, from_json, to_json};
+use crate::raft::types::{SnapshotFile, typ};
+use crate::raft::{Replica, to_forward_reply};
+use crate::types::{LeaseId, MemberId};
 use futures::StreamExt;
 use keel_proto::etcdserverpb::{
     LeaseKeepAliveRequest, LeaseKeepAliveResponse, LeaseTimeToLiveRequest, LeaseTimeToLiveResponse, Member, MemberAddRequest,
@@ -26,14 +27,14 @@ use tonic::{Request, Response, Status, Streaming};
 #[derive(Clone)]
 pub struct PeerService {
     replica: Arc<Replica>,
-    shared: Arc<Shared>,
+    ctx: Arc<Context>,
     snap_dir: PathBuf,
 }
 
 impl PeerService {
-    /// A service for `replica`, receiving snapshots into `snap_dir`.
-    pub fn new(replica: Arc<Replica>, shared: Arc<Shared>, snap_dir: PathBuf) -> Self {
-        Self { replica, shared, snap_dir }
+    /// The peer service of the member `ctx` serves, receiving snapshots into `snap_dir`.
+    pub fn new(ctx: Arc<Context>, snap_dir: PathBuf) -> Self {
+        Self { replica: ctx.replica.clone(), ctx, snap_dir }
     }
 }
 
@@ -76,7 +77,7 @@ async fn propose_forwarded(replica: &Replica, batch: ForwardRequest) -> ForwardR
             };
             ForwardResult {
                 outcome: Some(match r {
-                    Ok((applied, index)) => forward_result::Outcome::Reply(super::to_forward_reply(applied, index)),
+                    Ok((outcome, index)) => forward_result::Outcome::Reply(to_forward_reply(outcome, index)),
                     Err(e) => forward_result::Outcome::Failure(Failure { code: e.code() as i32, message: e.to_string() }),
                 }),
             }
@@ -115,7 +116,7 @@ impl Peer for PeerService {
         // seed from the caller's scope, which a gRPC handler lacks. The task draws no random
         // numbers, so any fixed seed keeps a simulation's replay exact.
         let raft = &self.replica.raft;
-        let answers = super::types::Runtime::scope(self.replica.id, async move { raft.stream_append(input) }).await;
+        let answers = crate::raft::types::Runtime::scope(self.replica.id.0, async move { raft.stream_append(input) }).await;
         let answers = answers.map(|r| match r {
             Ok(result) => Ok(RaftReply { meta: to_json(&result).into() }),
             Err(e) => Err(fatal(e)),
@@ -141,7 +142,7 @@ impl Peer for PeerService {
 
     async fn install_snapshot(&self, request: Request<Streaming<SnapshotChunk>>) -> Result<Response<RaftReply>, Status> {
         let mut stream = request.into_inner();
-        let path = self.snap_dir.join(format!("recv-{:016x}.tmp", self.shared.next_id()));
+        let path = self.snap_dir.join(format!("recv-{:016x}.tmp", self.ctx.next_id()));
         let mut file = std::fs::File::create(&path).map_err(|e| Status::internal(e.to_string()))?;
         let mut head: Option<(typ::Vote, typ::SnapshotMeta)> = None;
         let received = async {
@@ -193,14 +194,14 @@ impl Peer for PeerService {
 
     async fn read_index(&self, _request: Request<ReadIndexRequest>) -> Result<Response<ReadIndexReply>, Status> {
         let index = self.replica.leader_read_index(deadline()).await.map_err(Status::from)?;
-        Ok(Response::new(ReadIndexReply { index }))
+        Ok(Response::new(ReadIndexReply { index: index.0 }))
     }
 
     async fn lease_keep_alive(&self, request: Request<LeaseKeepAliveRequest>) -> Result<Response<LeaseKeepAliveResponse>, Status> {
         if !self.replica.is_leader() {
             return Err(Error::NotLeader.into());
         }
-        let r = LeaseService::new(self.shared.clone()).keep_alive_here(request.into_inner().id).await;
+        let r = LeaseService::new(self.ctx.clone()).keep_alive_here(LeaseId(request.into_inner().id)).await;
         Ok(Response::new(r.map_err(Status::from)?))
     }
 
@@ -208,37 +209,37 @@ impl Peer for PeerService {
         if !self.replica.is_leader() {
             return Err(Error::NotLeader.into());
         }
-        Ok(Response::new(LeaseService::new(self.shared.clone()).time_to_live_here(request.get_ref())))
+        Ok(Response::new(LeaseService::new(self.ctx.clone()).time_to_live_here(request.get_ref())))
     }
 
     async fn member_add(&self, request: Request<MemberAddRequest>) -> Result<Response<MemberAddResponse>, Status> {
-        let r = cluster::add_here(&self.shared, request.into_inner()).await;
+        let r = cluster::add_here(&self.ctx, request.into_inner()).await;
         r.map(Response::new).map_err(Status::from)
     }
 
     async fn member_remove(&self, request: Request<MemberRemoveRequest>) -> Result<Response<MemberRemoveResponse>, Status> {
-        self.replica.remove_member(request.get_ref().id).await.map_err(Status::from)?;
+        self.replica.remove_member(MemberId(request.get_ref().id)).await.map_err(Status::from)?;
         Ok(Response::new(MemberRemoveResponse::default()))
     }
 
     async fn member_update(&self, request: Request<MemberUpdateRequest>) -> Result<Response<MemberUpdateResponse>, Status> {
         let req = request.into_inner();
-        self.replica.update_member(req.id, req.peer_ur_ls).await.map_err(Status::from)?;
+        self.replica.update_member(MemberId(req.id), req.peer_ur_ls).await.map_err(Status::from)?;
         Ok(Response::new(MemberUpdateResponse::default()))
     }
 
     async fn member_promote(&self, request: Request<MemberPromoteRequest>) -> Result<Response<MemberPromoteResponse>, Status> {
-        self.replica.promote_member(request.get_ref().id).await.map_err(Status::from)?;
+        self.replica.promote_member(MemberId(request.get_ref().id)).await.map_err(Status::from)?;
         Ok(Response::new(MemberPromoteResponse::default()))
     }
 
     async fn publish(&self, request: Request<Member>) -> Result<Response<PublishReply>, Status> {
         let m = request.into_inner();
-        self.replica.publish_member(m.id, m.name, m.client_ur_ls).await.map_err(Status::from)?;
+        self.replica.publish_member(MemberId(m.id), m.name, m.client_ur_ls).await.map_err(Status::from)?;
         Ok(Response::new(PublishReply {}))
     }
 
     async fn members(&self, _request: Request<MembersRequest>) -> Result<Response<MembersReply>, Status> {
-        Ok(Response::new(MembersReply { cluster_id: self.shared.identity.cluster_id.0, members: self.replica.members() }))
+        Ok(Response::new(MembersReply { cluster_id: self.ctx.identity.cluster_id.0, members: self.replica.members() }))
     }
 }

@@ -1,0 +1,165 @@
+//! Cases from kubernetes/pkg/controller/deployment/rolling_test.go and sync_test.go.
+
+use super::*;
+use crate::deployment::testutil::*;
+use crate::deployment::util::{DESIRED_REPLICAS, MAX_REPLICAS, set_replicas_annotations};
+
+#[test]
+fn new_replica_set_scales_up_within_surge_and_down_to_replicas() {
+    // TestDeploymentController_reconcileNewReplicaSet: (replicas, maxSurge, old, new) → target.
+    let rows = [(10, 0, 10, 0, None), (10, 2, 10, 0, Some(2)), (10, 2, 5, 0, Some(7)), (10, 2, 10, 2, None), (10, 2, 2, 11, Some(10))];
+    for (replicas, surge, old, new, want) in rows {
+        let d = deployment(replicas, int(surge), int(0));
+        let (n, o) = (rs("foo-v2", new, 2), rs("foo-v1", old, 1));
+        assert_eq!(new_rs_target(&d, &[&n, &o], &n), want, "{replicas} {surge} {old} {new}");
+    }
+}
+
+#[test]
+fn old_replica_sets_scale_down_unhealthy_first_within_max_unavailable() {
+    // TestDeploymentController_reconcileOldReplicaSets:
+    // (replicas, maxUnavailable, old, new, old available, new available) → old target.
+    let rows = [
+        (10, 0, 10, 0, 10, 0, Some(9)),
+        (10, 2, 10, 0, 10, 0, Some(8)),
+        (10, 2, 10, 0, 8, 0, Some(8)),
+        (10, 2, 10, 0, 9, 0, Some(8)),
+        (10, 2, 8, 2, 8, 0, None),
+    ];
+    for (replicas, unav, old, new, old_avail, new_avail, want) in rows {
+        let d = deployment(replicas, int(0), int(unav));
+        let o = with_available(rs("foo-old", old, 1), old_avail);
+        let n = with_available(rs("foo-new", new, 2), new_avail);
+        let got = old_rs_targets(&d, &[&o], &n).first().map(|t| t.1);
+        assert_eq!(got, want, "{replicas} {unav} {old} {new} {old_avail} {new_avail}");
+    }
+}
+
+#[test]
+fn unhealthy_cleanup_is_bounded_by_what_may_be_scaled_down() {
+    // TestDeploymentController_cleanupUnhealthyReplicas: (old, ready, max) → cleaned.
+    for (old, ready, max, want) in [(10, 8, 1, 1), (10, 8, 3, 2), (10, 8, 0, 0), (10, 10, 3, 0)] {
+        let o = with_available(rs("foo-v2", old, 1), ready);
+        let mut sizes = vec![old];
+        assert_eq!(cleanup_unhealthy(&[&o], &mut sizes, max), want, "{old} {ready} {max}");
+        assert_eq!(sizes[0], old - want);
+    }
+}
+
+#[test]
+fn scale_down_for_rolling_update_keeps_min_available() {
+    // TestDeploymentController_scaleDownOldReplicaSetsForRollingUpdate:
+    // (replicas, maxUnavailable, available, old) → old size after.
+    let rows = [(10, 0, 10, 10, 9), (10, 2, 10, 10, 8), (10, 2, 8, 10, 10), (10, 2, 1, 10, 10)];
+    for (replicas, unav, avail, old, want) in rows {
+        let d = deployment(replicas, int(0), int(unav));
+        let mut sizes = vec![old];
+        scale_down_available(&mut sizes, avail, replicas - util::max_unavailable(&d));
+        assert_eq!(sizes[0], want, "{replicas} {unav} {avail} {old}");
+    }
+}
+
+/// kube's TestScale setup: every ReplicaSet annotated with the old Deployment's size.
+fn annotated(r: ReplicaSet, old_replicas: i32, old_surge: i32) -> ReplicaSet {
+    let mut a = r.metadata.annotations.clone().unwrap_or_default();
+    set_replicas_annotations(&mut a, old_replicas, old_replicas + old_surge);
+    let mut r = r;
+    r.metadata.annotations = Some(a);
+    r
+}
+
+#[test]
+fn scaling_events_are_spread_proportionally() {
+    // TestScale: (name, replicas, surge, old replicas, old surge, new, [old...]) → (new, [old...]).
+    type Row = (&'static str, i32, i32, i32, i32, Option<i32>, Vec<i32>, Option<i32>, Vec<i32>);
+    let rows: Vec<Row> = vec![
+        ("normal scaling event: 10 -> 12", 12, 0, 10, 0, Some(10), vec![], Some(12), vec![]),
+        ("normal scaling event: 10 -> 5", 5, 0, 10, 0, Some(10), vec![], Some(5), vec![]),
+        ("proportional scaling: 5 -> 10", 10, 0, 5, 0, Some(2), vec![3], Some(4), vec![6]),
+        ("proportional scaling: 5 -> 3", 3, 0, 5, 0, Some(2), vec![3], Some(1), vec![2]),
+        ("proportional scaling: 9 -> 4", 4, 0, 9, 0, Some(8), vec![1], Some(4), vec![0]),
+        ("proportional scaling: 7 -> 10", 10, 0, 7, 0, Some(2), vec![3, 2], Some(3), vec![4, 3]),
+        ("proportional scaling: 13 -> 8", 8, 0, 13, 0, Some(2), vec![8, 3], Some(1), vec![5, 2]),
+        ("leftover distribution: 3 -> 4", 4, 0, 3, 0, Some(1), vec![1, 1], Some(2), vec![1, 1]),
+        ("leftover distribution: 3 -> 2", 2, 0, 3, 0, Some(1), vec![1, 1], Some(1), vec![1, 0]),
+        ("proportional scaling (no new rs): 4 -> 5", 5, 0, 4, 0, None, vec![2, 2], None, vec![3, 2]),
+        ("proportional scaling: 6 -> 0", 0, 0, 6, 0, Some(3), vec![2, 1], Some(0), vec![0, 0]),
+        ("proportional scaling: 0 -> 6", 6, 0, 6, 0, Some(0), vec![0, 0], Some(6), vec![0, 0]),
+        ("deployment with surge pods", 20, 2, 10, 2, Some(6), vec![6], Some(11), vec![11]),
+        ("change both surge and size", 50, 6, 10, 3, Some(5), vec![8], Some(22), vec![34]),
+    ];
+    for (what, replicas, surge, old_replicas, old_surge, new, old, want_new, want_old) in rows {
+        let d = deployment(replicas, int(surge), None);
+        let new_rs = new.map(|n| annotated(rs("foo-new", n, 100), old_replicas, old_surge));
+        // Old ReplicaSets are listed newest first, as in kube's table.
+        let old_rss: Vec<ReplicaSet> =
+            old.iter().enumerate().map(|(i, n)| annotated(rs(&format!("foo-v{i}"), *n, 50 - i as i64), old_replicas, old_surge)).collect();
+        let old_refs: Vec<&ReplicaSet> = old_rss.iter().collect();
+        let targets = scale_targets(&d, new_rs.as_ref(), &old_refs);
+        let size = |r: &ReplicaSet| {
+            let n = r.metadata.name.clone().unwrap_or_default();
+            targets.iter().find(|t| t.0 == n).map(|t| t.1).unwrap_or(util::rs_replicas(r))
+        };
+        assert_eq!(new_rs.as_ref().map(size), want_new, "{what}: new");
+        assert_eq!(old_rss.iter().map(size).collect::<Vec<_>>(), want_old, "{what}: old");
+    }
+}
+
+#[test]
+fn change_of_size_and_template_scales_the_old_sets_proportionally() {
+    // TestScale "change both size and template": no new ReplicaSet yet, 10 → 14.
+    let d = deployment(14, None, None);
+    let a = annotated(rs("foo-v2", 7, 20), 10, 0);
+    let b = annotated(rs("foo-v1", 3, 10), 10, 0);
+    let t = scale_targets(&d, None, &[&a, &b]);
+    assert_eq!(t, vec![("foo-v2".to_string(), 10), ("foo-v1".to_string(), 4)]);
+}
+
+#[test]
+fn a_saturated_but_broken_new_set_leaves_old_pods_alone() {
+    let d = deployment(2, int(1), int(1));
+    let n = with_available(annotated(rs("foo-v2", 2, 20), 2, 1), 0);
+    let o = annotated(rs("foo-v1", 1, 10), 2, 1);
+    assert!(scale_targets(&d, Some(&n), &[&o]).is_empty());
+    // Once saturated (all available), the old ones go to zero.
+    let n = annotated(rs("foo-v2", 2, 20), 2, 1);
+    assert_eq!(scale_targets(&d, Some(&n), &[&o]), vec![("foo-v1".to_string(), 0)]);
+    assert_eq!(n.metadata.annotations.as_ref().and_then(|a| a.get(DESIRED_REPLICAS)).map(String::as_str), Some("2"));
+    assert!(n.metadata.annotations.as_ref().is_some_and(|a| a.contains_key(MAX_REPLICAS)));
+}
+
+#[test]
+fn history_cleanup_keeps_the_limit_and_only_deletes_empty_observed_sets() {
+    // TestDeploymentController_cleanupDeployment: (limit, [(spec, status)]) → deletions.
+    let make = |spec: i32, status: i32, i: usize| {
+        let mut r = rs(&format!("foo-{i}"), spec, i as i64);
+        if let Some(s) = r.status.as_mut() {
+            s.replicas = status;
+        }
+        r
+    };
+    type Row = (i32, Vec<(i32, i32)>, usize);
+    let rows: Vec<Row> = vec![
+        (1, vec![(0, 0), (0, 0), (0, 0)], 2),
+        (0, vec![(0, 0), (0, 1), (1, 0), (1, 1)], 1),
+        (0, vec![(0, 0), (0, 0)], 2),
+        (0, vec![(1, 1), (1, 1)], 0),
+        (i32::MAX, vec![(0, 0), (0, 0), (0, 0)], 0),
+    ];
+    for (limit, sets, want) in rows {
+        let mut d = deployment(1, None, None);
+        if let Some(s) = d.spec.as_mut() {
+            s.revision_history_limit = Some(limit);
+        }
+        let rss: Vec<ReplicaSet> = sets.iter().enumerate().map(|(i, (a, b))| make(*a, *b, i)).collect();
+        let refs: Vec<&ReplicaSet> = rss.iter().collect();
+        assert_eq!(history_to_delete(&d, &refs).len(), want, "limit {limit} {sets:?}");
+    }
+    let mut deleting = make(0, 0, 1);
+    deleting.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(ts(5)));
+    let mut d = deployment(1, None, None);
+    if let Some(s) = d.spec.as_mut() {
+        s.revision_history_limit = Some(0);
+    }
+    assert!(history_to_delete(&d, &[&deleting]).is_empty(), "already being deleted");
+}
