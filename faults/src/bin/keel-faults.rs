@@ -1,12 +1,14 @@
 //! `keel-faults`: one run of the real-process fault test, for soaks and for replaying a seed.
 //!
 //! ```text
-//! keel-faults [--seed N] [--secs S] [--members N] [--converge-secs S] [--data-dir DIR] [--print-schedule] [--dump-history]
+//! keel-faults [--seed N] [--secs S] [--members N] [--converge-secs S] [--data-dir DIR] [--real-kubelets] [--print-schedule] [--dump-history]
 //! ```
 //!
 //! Defaults: `--seed` from `KEEL_FAULTS_SEED` (else 1), `--secs` from `KEEL_FAULTS_SOAK_SECS`
 //! (else 60). `--print-schedule` prints the seed's schedule and plan (for a full cluster) and exits;
-//! `--dump-history` writes the recorded history to `<data-dir>/history.jsonl`. Needs root (iptables, cgroups) and the workspace's binaries built next to it.
+//! `--dump-history` writes the recorded history to `<data-dir>/history.jsonl`;
+//! `--real-kubelets` runs a real kubelet per member address instead of `keel up
+//! --simulated-nodes 3` (one process hosting the nodes, no containers). Needs root (iptables, cgroups) and the workspace's binaries built next to it.
 //! Exits 1 when a checker found a violation, 2 when the run could not be carried out.
 
 use keel_faults::real::run::{Config, run};
@@ -30,9 +32,10 @@ fn parse(args: &[String]) -> Result<(Config, bool), String> {
             "--converge-secs" => c.bounds.converge_within = Duration::from_secs(value("seconds")?),
             "--print-schedule" => print_only = true,
             "--dump-history" => c.dump = true,
+            "--real-kubelets" => c.simulated_nodes = None,
             "--data-dir" => c.data_dir = Some(it.next().ok_or("--data-dir needs a folder")?.into()),
             "-h" | "--help" => return Err(
-                "keel-faults [--seed N] [--secs S] [--members N] [--converge-secs S] [--data-dir DIR] [--print-schedule] [--dump-history]"
+                "keel-faults [--seed N] [--secs S] [--members N] [--converge-secs S] [--data-dir DIR] [--real-kubelets] [--print-schedule] [--dump-history]"
                     .into(),
             ),
             other => return Err(format!("unknown flag {other:?}")),

@@ -76,7 +76,14 @@ pub struct Options {
     pub members: usize,
     /// Where data and logs go (a temporary folder when None, removed after a clean run).
     pub data_dir: Option<PathBuf>,
+    /// `keel up --simulated-nodes N`: one kubelet process (`kubelet-simulated` on 127.0.0.1)
+    /// hosting N simulated nodes `keel-sim-0` … (no containers run). None: one real kubelet
+    /// per member address (`keel-i`, bridges, cgroups and containers).
+    pub simulated_nodes: Option<usize>,
 }
+
+/// The name keel up gives the one kubelet of `--simulated-nodes`.
+pub const SIMULATED_KUBELET: &str = "kubelet-simulated";
 
 /// A running `keel up`.
 pub struct KeelUp {
@@ -86,6 +93,8 @@ pub struct KeelUp {
     _lock: std::fs::File,
     /// Store members.
     pub members: usize,
+    /// Simulated nodes (see [`Options::simulated_nodes`]).
+    pub simulated_nodes: Option<usize>,
 }
 
 fn listening(addr: &str) -> bool {
@@ -122,16 +131,19 @@ impl KeelUp {
         let log = std::fs::File::create(dir.join("keel-up.log")).map_err(Error::io("creating keel-up.log"))?;
         let err = log.try_clone().map_err(Error::io("keel-up.log"))?;
         let keel = bin_dir().join("keel");
-        let child = Command::new(&keel)
-            .args(["up", "--members", &o.members.to_string(), "--data-dir"])
-            .arg(&dir)
+        let mut command = Command::new(&keel);
+        command.args(["up", "--members", &o.members.to_string(), "--data-dir"]).arg(&dir);
+        if let Some(n) = o.simulated_nodes {
+            command.args(["--simulated-nodes", &n.to_string()]);
+        }
+        let child = command
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)
             .spawn()
             .map_err(Error::io(format!("starting {}", keel.display())))?;
-        let up = KeelUp { child: Some(child), dir, _temp: temp, _lock: lock, members: o.members };
+        let up = KeelUp { child: Some(child), dir, _temp: temp, _lock: lock, members: o.members, simulated_nodes: o.simulated_nodes };
         let expected = up.expected_parts();
         let deadline = Instant::now() + Duration::from_secs(120);
         loop {
@@ -158,11 +170,32 @@ impl KeelUp {
             ("controller-manager-", "keel-controller-manager"),
             ("kubelet-", "keel-kubelet"),
         ] {
-            if bins.join(program).exists() {
+            if !bins.join(program).exists() {
+                continue;
+            }
+            if program == "keel-kubelet" && self.simulated_nodes.is_some() {
+                out.push(SIMULATED_KUBELET.to_string());
+            } else {
                 out.extend((1..=self.members).map(|i| format!("{prefix}{i}")));
             }
         }
         out
+    }
+
+    /// The kubelet process that runs node `i` (1-based): `kubelet-i`, or the one simulated
+    /// kubelet.
+    pub fn kubelet_part(&self, i: usize) -> String {
+        if self.simulated_nodes.is_some() { SIMULATED_KUBELET.to_string() } else { format!("kubelet-{i}") }
+    }
+
+    /// The loopback address index (127.0.0.x) kubelet part of node `i` serves on.
+    pub fn kubelet_address(&self, i: usize) -> usize {
+        if self.simulated_nodes.is_some() { 1 } else { i }
+    }
+
+    /// The nodes the kubelets register.
+    pub fn nodes(&self) -> usize {
+        self.simulated_nodes.unwrap_or(self.members)
     }
 
     /// Whether `program` is built (and so part of the cluster).

@@ -1,6 +1,7 @@
 //! Carrying out a workload plan through the real interfaces — kubectl for what users type
 //! (`scale`, `set image`, `rollout undo`, each with `-o json` so the answer names the
-//! resourceVersion written), kube-rs for the rest — and keeping every acknowledged write.
+//! resourceVersion written — except `scale`, which prints the object as read before its patch
+//! of `/scale`, so a scale is matched by its replicas), kube-rs for the rest — and keeping every acknowledged write.
 //!
 //! Errors are expected while faults run (a killed apiserver, a store without a leader): a
 //! failed action is counted and dropped, never retried, and never recorded as acknowledged.
@@ -172,8 +173,11 @@ impl Driver {
             }
             Action::Scale { name, replicas } => {
                 let o = self.kubectl(&["scale", &format!("deployment/{name}"), &format!("--replicas={replicas}")]).await?;
+                // kubectl scale prints the object it read before patching /scale (its
+                // resourceVersion is the old one), so the write is matched by its content.
+                let _ = o;
                 let expect = vec![Expect::Equals("/spec/replicas".into(), json!(replicas))];
-                Ok(vec![Self::by(key("deployments", name), Op::Put, revision_of(&o), expect)])
+                Ok(vec![Self::by(key("deployments", name), Op::Put, None, expect)])
             }
             Action::SetImage { name, image } => {
                 let o = self.kubectl(&["set", "image", &format!("deployment/{name}"), &format!("c={image}")]).await?;

@@ -105,8 +105,10 @@ impl<'a> Injector<'a> {
     /// Keeps every kubelet in its cgroup folder (new sockets of a restarted kubelet must be
     /// matched by a later partition).
     pub fn adopt_kubelets(&self) {
-        for i in 1..=self.up.members {
-            if let Some(pid) = self.up.pid(&format!("kubelet-{i}")) {
+        let parts: std::collections::BTreeSet<(usize, String)> =
+            (1..=self.up.members).map(|i| (self.up.kubelet_address(i), self.up.kubelet_part(i))).collect();
+        for (i, name) in parts {
+            if let Some(pid) = self.up.pid(&name) {
                 let _ = self.net.adopt_kubelet(i, pid);
             }
         }
@@ -118,7 +120,7 @@ impl<'a> Injector<'a> {
             Target::StoreLeader => format!("m{}", store_leader(self.up.members).await?),
             Target::StoreMember(i) => format!("m{i}"),
             Target::Apiserver(i) => format!("apiserver-{i}"),
-            Target::Kubelet(i) => format!("kubelet-{i}"),
+            Target::Kubelet(i) => self.up.kubelet_part(i),
             Target::ActiveScheduler => part_of(self.up, "scheduler-", &lease_holder(&self.client, Component::Scheduler).await?)?,
             Target::ActiveControllerManager => {
                 part_of(self.up, "controller-manager-", &lease_holder(&self.client, Component::ControllerManager).await?)?
@@ -183,7 +185,7 @@ impl<'a> Injector<'a> {
             Fault::IsolateKubelet(i, d) => {
                 let (name, pid) = self.resolve(Target::Kubelet(i)).await.ok_or(format!("kubelet-{i} not found"))?;
                 let line = format!("{f}: {name} (pid {pid})");
-                self.net.isolate_kubelet(i, pid).map_err(|e| e.to_string())?;
+                self.net.isolate_kubelet(self.up.kubelet_address(i), pid).map_err(|e| e.to_string())?;
                 self.note(format!("start {line}"));
                 self.hold(d).await;
                 self.net.heal().map_err(|e| e.to_string())?;

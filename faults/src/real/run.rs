@@ -32,6 +32,10 @@ pub struct Config {
     pub fault_secs: u64,
     /// Store members (3 or 5).
     pub members: usize,
+    /// `keel up --simulated-nodes N` (the default, N = members): one kubelet process hosts
+    /// the nodes and no container runs; None runs a real kubelet per member address (root,
+    /// bridges, cgroups, containers).
+    pub simulated_nodes: Option<usize>,
     /// Where the cluster keeps data and logs (a temporary folder when None; kept when the run
     /// finds violations or fails).
     pub data_dir: Option<PathBuf>,
@@ -45,7 +49,7 @@ pub struct Config {
 impl Config {
     /// `fault_secs` of faults from `seed` on 3 members.
     pub fn new(seed: u64, fault_secs: u64) -> Config {
-        Config { seed, fault_secs, members: 3, data_dir: None, bounds: Bounds::default(), dump: false }
+        Config { seed, fault_secs, members: 3, simulated_nodes: Some(3), data_dir: None, bounds: Bounds::default(), dump: false }
     }
 }
 
@@ -82,6 +86,9 @@ pub struct Report {
     pub violations: Vec<Violation>,
     /// Where the cluster's data and logs were kept (runs with findings).
     pub kept: Option<PathBuf>,
+    /// The history the checkers ran on (the test plants violations in it to show each checker
+    /// fires on a real run's record).
+    pub history: History,
 }
 
 impl std::fmt::Display for Report {
@@ -170,7 +177,7 @@ where
 /// itself could not be carried out (the cluster did not start, the record is incomplete).
 pub async fn run(c: &Config) -> Result<Report> {
     let started = Instant::now();
-    let mut up = KeelUp::start(&Options { members: c.members, data_dir: c.data_dir.clone() }).await?;
+    let mut up = KeelUp::start(&Options { members: c.members, data_dir: c.data_dir.clone(), simulated_nodes: c.simulated_nodes }).await?;
     let outcome = drive(c, &up, started).await;
     let mut report = match outcome {
         Ok(r) => r,
@@ -216,8 +223,8 @@ async fn drive(c: &Config, up: &KeelUp, started: Instant) -> Result<Report> {
     let mut driver = Driver::new(up.kubeconfig(), up.dir().join("kube-cache")).await?;
     let client = driver::client(&up.kubeconfig()).await?;
     let (scheduler, controllers, kubelets) = (up.has("keel-scheduler"), up.has("keel-controller-manager"), up.has("keel-kubelet"));
-    if kubelets && !eventually(Duration::from_secs(120), || async { ready_nodes(&client).await >= c.members }).await {
-        return Err(Error::Timeout(format!("{} Ready nodes", c.members)));
+    if kubelets && !eventually(Duration::from_secs(120), || async { ready_nodes(&client).await >= up.nodes() }).await {
+        return Err(Error::Timeout(format!("{} Ready nodes", up.nodes())));
     }
     for (present, component) in [(scheduler, Component::Scheduler), (controllers, Component::ControllerManager)] {
         if present && !eventually(Duration::from_secs(60), || async { inject::lease_holder(&client, component).await.is_some() }).await {
@@ -287,5 +294,6 @@ async fn drive(c: &Config, up: &KeelUp, started: Instant) -> Result<Report> {
         settled_after,
         violations,
         kept: None,
+        history,
     })
 }
