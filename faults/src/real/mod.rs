@@ -10,6 +10,7 @@
 //!    │    └─ net               iptables rules tagged per run, cgroup2 folders for kubelets; a guard removes them
 //!    ├─ driver::Driver         workload steps → kubectl / kube-rs, acknowledged writes
 //!    └─ acts                   component log lines → Acts (holder, term)
+//!  failover::measure(up)       kill -9 of each leader / an apiserver → time to the next act (keel-failover)
 //! ```
 //!
 //! Everything started is stopped by PID, every iptables rule carries the run's tag and is
@@ -20,6 +21,7 @@
 pub mod acts;
 pub mod cluster;
 pub mod driver;
+pub mod failover;
 pub mod inject;
 pub mod net;
 pub mod recorder;
