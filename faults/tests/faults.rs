@@ -128,6 +128,7 @@ async fn a_keel_up_cluster_keeps_every_guarantee_under_the_ci_fault_schedule() {
         assert!(report.tally.acked.values().sum::<usize>() > 0, "seed {seed}: the workload got nothing acknowledged:\n{report}");
         assert!(report.pods_created > 0, "seed {seed}: no pod in the history:\n{report}");
         assert!(report.acts.iter().all(|(_, n)| *n > 0), "seed {seed}: a component reported no act:\n{report}");
+        assert!(report.metrics_compared > 0, "seed {seed}: no component's /metrics was compared with its log:\n{report}");
         assert!(report.settled_after.is_some(), "seed {seed}: the Deployments did not settle:\n{report}");
         every_checker_fires_on_a_planted_violation(&report.history);
     }

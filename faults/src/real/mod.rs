@@ -9,7 +9,8 @@
 //!    ├─ inject::Injector       schedule steps → kill -9 / SIGSTOP+SIGCONT / net::Partitions
 //!    │    └─ net               iptables rules tagged per run, cgroup2 folders for kubelets; a guard removes them
 //!    ├─ driver::Driver         workload steps → kubectl / kube-rs, acknowledged writes
-//!    └─ acts                   component log lines → Acts (holder, term)
+//!    ├─ acts                   component log lines → Acts (holder, term)
+//!    └─ metrics                /metrics act counters of each scheduler / controller-manager = its logged acts
 //!  failover::measure(up)       kill -9 of each leader / an apiserver → time to the next act (keel-failover)
 //! ```
 //!
@@ -23,6 +24,7 @@ pub mod cluster;
 pub mod driver;
 pub mod failover;
 pub mod inject;
+pub mod metrics;
 pub mod net;
 pub mod recorder;
 pub mod run;

@@ -2,7 +2,8 @@
 //! 1; the seed's fault schedule and workload plan carried out together (the *safety phase*);
 //! then no faults and no changes while the cluster settles (the *liveness phase*, bounded by
 //! [`Bounds::converge_within`]); an end marker written and waited for so the record is
-//! complete; the components' acts read from their logs; every checker run on the history.
+//! complete; the components' acts read from their logs; every checker run on the history; and
+//! each scheduler's and controller-manager's `/metrics` count of its acts compared with its log.
 //!
 //! What runs is what is built: without keel-scheduler or keel-controller-manager next to
 //! `keel`, keel up does not start them, and the schedule and the plan leave out what needs
@@ -82,7 +83,10 @@ pub struct Report {
     pub parts: Vec<String>,
     /// How long the liveness phase took to settle (as the API saw it).
     pub settled_after: Option<Duration>,
-    /// The checkers' findings.
+    /// Schedulers and controller-managers whose `/metrics` count of acts was compared with
+    /// their logs ([`super::metrics`]).
+    pub metrics_compared: usize,
+    /// The checkers' findings (and the metrics comparison's).
     pub violations: Vec<Violation>,
     /// Where the cluster's data and logs were kept (runs with findings).
     pub kept: Option<PathBuf>,
@@ -104,6 +108,7 @@ impl std::fmt::Display for Report {
             "  history: {} store events, {} pods created, {} acknowledged writes, acts {:?}; settled after {:?}",
             self.events, self.pods_created, self.acked, self.acts, self.settled_after
         )?;
+        writeln!(f, "  /metrics act counts compared with the logs for {} parts", self.metrics_compared)?;
         for (at, line) in &self.fault_log {
             writeln!(f, "  {:>7.1}s {line}", at.as_secs_f64())?;
         }
@@ -274,7 +279,9 @@ async fn drive(c: &Config, up: &KeelUp, started: Instant) -> Result<Report> {
         .collect::<std::collections::BTreeSet<_>>()
         .len();
     let history = History { events, acts, acked: std::mem::take(&mut driver.acked), quiet_from: Some(quiet_from) };
-    let violations = check::all(&history, &c.bounds);
+    let mut violations = check::all(&history, &c.bounds);
+    let (metrics_compared, disagreements) = super::metrics::cross_check(up).await;
+    violations.extend(disagreements);
     if c.dump || !violations.is_empty() {
         dump(&history, &up.dir().join("history.jsonl"))?;
     }
@@ -292,6 +299,7 @@ async fn drive(c: &Config, up: &KeelUp, started: Instant) -> Result<Report> {
         acked: history.acked.len(),
         parts: up.expected_parts(),
         settled_after,
+        metrics_compared,
         violations,
         kept: None,
         history,
