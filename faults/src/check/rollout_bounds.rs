@@ -11,7 +11,10 @@
 //!    finished — the pods kube's controller counts) above that bound, except by pods its other
 //!    ReplicaSets hold beyond their own `spec.replicas` (an old ReplicaSet that was scaled down
 //!    and whose controller has not yet marked the extra pods for deletion: kube runs each
-//!    ReplicaSet's controller on its own, so the new ReplicaSet's creation can land first).
+//!    ReplicaSet's controller on its own, so the new ReplicaSet's creation can land first), and
+//!    except by pods the creating ReplicaSet holds beyond its `spec.replicas` up to what its
+//!    controller may still be reaching for (a scale-down its `status.observedGeneration` has
+//!    not reached: it replaces a deleted pod for the spec it last saw, as kube's does).
 //!
 //! A planted deployment controller that scales the new ReplicaSet up without scaling the old
 //! one down breaks rule 1; a ReplicaSet controller that creates beyond its spec breaks rule 2
@@ -56,6 +59,11 @@ pub fn check(h: &History) -> Vec<Violation> {
             active += n;
             if uid != rs {
                 leaving += (n - r.replicas).max(0);
+            } else {
+                // Its own controller may still be filling a larger spec it has not seen
+                // superseded (a scale-down not yet observed): those pods are its, not a surge.
+                let reach = index.rs_allowed(uid).unwrap_or(r.replicas);
+                leaving += (n.min(reach) - r.replicas).max(0);
             }
         }
         if active > allowed + leaving {
@@ -134,6 +142,35 @@ mod tests {
     fn a_pod_beyond_the_bound_is_caught() {
         let v = run(rollout("extra-pod"));
         assert!(v.iter().any(|v| v.message.contains("brought /registry/deployments/default/web to 5 active pods")), "{v:?}");
+    }
+
+    /// The soak's seed 2026 at r608 and r11428: the Deployment controller scaled the ReplicaSet
+    /// down, and before the ReplicaSet's controller observed that it replaced a deleted pod for
+    /// the spec it had seen.
+    fn replacement_for_an_unobserved_spec(rs_observed: i64) -> H {
+        let mut h = H::default();
+        h.put(deploy("web", "d").replicas(4).build());
+        h.put(rs("web-1", "r1").owner("d").replicas(4).build());
+        for p in ["a", "b", "c", "e"] {
+            h.put(pod(p, p).owner("r1").ready().build());
+        }
+        h.delete("/registry/pods/default/a");
+        h.put(deploy("web", "d").replicas(1).generation(2, 1).build());
+        h.put(rs("web-1", "r1").owner("d").replicas(1).generation(2, rs_observed).build());
+        h.put(deploy("web", "d").replicas(1).generation(2, 2).build());
+        h.put(pod("f", "f").owner("r1").build());
+        h
+    }
+
+    #[test]
+    fn a_replicaset_replacing_a_pod_for_a_spec_it_has_not_seen_superseded_passes() {
+        assert_eq!(run(replacement_for_an_unobserved_spec(1)), vec![]);
+    }
+
+    #[test]
+    fn a_replicaset_creating_after_it_observed_its_scale_down_is_caught() {
+        let v = run(replacement_for_an_unobserved_spec(2));
+        assert!(v.iter().any(|v| v.message.contains("brought /registry/deployments/default/web to 4 active pods")), "{v:?}");
     }
 
     #[test]
