@@ -18,6 +18,9 @@ use tokio::time::Instant;
 
 /// How long to wait for the cluster to have every part running before a step.
 const RECOVERY_LIMIT: Duration = Duration::from_secs(90);
+/// How long a leader fault waits for its Lease to name a live part (lease 15 s + retry 2 s,
+/// with room).
+const LEADER_WAIT: Duration = Duration::from_secs(30);
 
 /// Continues a stopped process when dropped.
 struct Stopped(u32);
@@ -130,6 +133,23 @@ impl<'a> Injector<'a> {
         Some((name, pid))
     }
 
+    /// [`Injector::resolve`], waiting up to [`LEADER_WAIT`] for a leader target: after a
+    /// leader is killed its Lease names the dead holder until a standby takes over (15 s),
+    /// and a leader fault drawn then would otherwise find no live part to hit.
+    async fn resolve_waiting(&self, t: Target) -> Option<(String, u32)> {
+        let leader = matches!(t, Target::ActiveScheduler | Target::ActiveControllerManager);
+        let deadline = Instant::now() + if leader { LEADER_WAIT } else { Duration::ZERO };
+        loop {
+            if let Some(found) = self.resolve(t).await {
+                return Some(found);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            self.hold(Duration::from_millis(500)).await;
+        }
+    }
+
     /// Sleeps `d` while keeping kubelets adopted.
     async fn hold(&self, d: Duration) {
         let until = Instant::now() + d;
@@ -168,12 +188,12 @@ impl<'a> Injector<'a> {
     async fn apply(&mut self, f: Fault) -> Result<String, String> {
         match f {
             Fault::Kill(t) => {
-                let (name, pid) = self.resolve(t).await.ok_or(format!("{t} not found"))?;
+                let (name, pid) = self.resolve_waiting(t).await.ok_or(format!("{t} not found"))?;
                 cluster::signal(pid, Signal::KILL);
                 Ok(format!("{f}: {name} (pid {pid})"))
             }
             Fault::Pause(t, d) => {
-                let (name, pid) = self.resolve(t).await.ok_or(format!("{t} not found"))?;
+                let (name, pid) = self.resolve_waiting(t).await.ok_or(format!("{t} not found"))?;
                 let line = format!("{f}: {name} (pid {pid})");
                 self.note(format!("start {line}"));
                 let stopped = Stopped(pid);
