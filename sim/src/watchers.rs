@@ -224,7 +224,7 @@ fn shape_of(n: u64, conn: &mut Conn, kube: bool) -> Shape {
     }
 }
 
-/// A watcher of one shape (see [`shape_of`]) from revision 1: it drops its stream now and then
+/// A watcher of one shape (see `shape_of`) from revision 1: it drops its stream now and then
 /// and resumes after the last event it got; when its start was compacted it starts a new chain
 /// at the compacted revision.
 pub async fn shaped(rec: Recorder, n: u64, members: Vec<SocketAddr>, seed: u64, kube: bool, stop: Duration) -> turmoil::Result {

@@ -1,7 +1,8 @@
 //! `keel up` (the README's way to run Keel) starts the members and an apiserver per member
 //! address behind the load balancer on 127.0.0.1:6443, writes a kubeconfig the installed
 //! kubectl uses as is, survives kill -9 of an apiserver (clients fail over through the balancer
-//! and keel up starts it again), runs pods on a kubelet per member address, shows it all in
+//! and keel up starts it again), runs pods on a kubelet per member address, runs a Deployment
+//! spread over the nodes by the elected controller-manager and scheduler, shows it all in
 //! `keel status`, and stops everything on Ctrl-C, leaving no container, bridge or port behind.
 
 use keel_testkit::{bin, eventually, text};
@@ -91,6 +92,42 @@ fn keel_up_serves_kubectl_through_the_balancer_and_survives_an_apiserver_kill() 
     });
     assert!(running.is_some(), "the pod bound to keel-2 never ran");
 
+    // The README's example: a Deployment the elected controller-manager expands into pods that
+    // the elected scheduler spreads over the three nodes, each serving on its own pod IP.
+    let o = kubectl(
+        &kubeconfig,
+        &cache,
+        &["create", "deployment", "web", "--image=python:3", "--replicas=3", "--", "python3", "-m", "http.server", "8080"],
+    )
+    .expect("kubectl");
+    assert!(o.status.success(), "create deployment: {}", text(&o.stderr));
+    let spread = eventually(Duration::from_secs(90), || {
+        let o = kubectl(
+            &kubeconfig,
+            &cache,
+            &["get", "pods", "-l", "app=web", "-o", "jsonpath={range .items[*]}{.status.phase} {.spec.nodeName}{\"\\n\"}{end}"],
+        )?;
+        let s = text(&o.stdout);
+        let running: Vec<&str> = s.lines().filter(|l| l.starts_with("Running ")).collect();
+        let mut nodes: Vec<&str> = running.iter().filter_map(|l| l.split(' ').nth(1)).collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        (running.len() == 3).then_some(nodes.len())
+    });
+    let leaders = Command::new(&keel).args(["status", "--data-dir"]).arg(dir.path()).output().expect("keel status");
+    let leaders = text(&leaders.stdout);
+    if spread.is_none() {
+        stop(&mut up);
+        panic!("the Deployment's 3 pods never ran:\n{leaders}");
+    }
+    assert_eq!(spread, Some(3), "the scheduler spreads 3 best-effort pods over 3 empty nodes");
+    for role in ["scheduler leader:", "controller-manager leader:"] {
+        let line = leaders.lines().find(|l| l.starts_with(role)).unwrap_or_default();
+        // kube's identity: hostname_<random>, one per process start.
+        let holder = line.trim_start_matches(role).trim();
+        assert!(holder.contains('_') && !holder.contains(' '), "{role} names a holder: {leaders}");
+    }
+
     // kill -9 of the first apiserver: kubectl keeps working through the balancer, and keel up
     // starts it again (a new PID in its record).
     let state = std::fs::read_to_string(dir.path().join("keel-up.state")).expect("keel up's record");
@@ -121,8 +158,10 @@ fn keel_up_serves_kubectl_through_the_balancer_and_survives_an_apiserver_kill() 
     // The kubelets stopped their pods and removed their bridges.
     let links = Command::new("ip").args(["-br", "link"]).output().expect("ip link");
     assert!(!text(&links.stdout).lines().any(|l| l.starts_with("keel2 ")), "keel2's bridge is left: {}", text(&links.stdout));
-    let sleepers = Command::new("pgrep").args(["-f", "sleep 3600"]).output().expect("pgrep");
-    assert!(text(&sleepers.stdout).trim().is_empty(), "the pod's process is left behind");
+    for program in ["sleep 3600", "http.server 8080"] {
+        let left = Command::new("pgrep").args(["-f", program]).output().expect("pgrep");
+        assert!(text(&left.stdout).trim().is_empty(), "a pod's process ({program}) is left behind");
+    }
     // Every process it started is gone: the ports are free again.
     for addr in ["127.0.0.1:6443", "127.0.0.1:6444", "127.0.0.2:6444", "127.0.0.1:2379", "127.0.0.3:2379"] {
         assert!(std::net::TcpStream::connect(addr).is_err(), "{addr} still answers");

@@ -2,7 +2,7 @@
 //! [`crate::rest::apply`]'s, DELETE [`crate::rest::delete`]'s).
 //! Objects are stored as JSON at their key ([`crate::storage::keys`]) and `resourceVersion`
 //! is the key's mod_revision. A create is guarded by "absent", every other change goes
-//! through [`crate::rest::guarded()`], so a concurrent writer yields 409 Conflict rather than a lost update.
+//! through [`mod@crate::rest::guarded`], so a concurrent writer yields 409 Conflict rather than a lost update.
 //! Updates without a resourceVersion of their own (and patches) retry against the newer
 //! object instead.
 

@@ -1,7 +1,7 @@
 //! The gRPC services: thin shells that validate, call the core (state machine, proposer, watch
 //! hub) and map errors. Each service exposes its calls as plain async methods returning
 //! [`crate::error::Result`] and taking the [`Caller`]; they check the caller first, through
-//! [`rpc::admit`], so gRPC and the HTTP gateway serve the very same code and the same checks.
+//! [`context::Context::admit`], so gRPC and the HTTP gateway serve the very same code and the same checks.
 //!
 //! - [`context`]: [`context::Context`], what all services share.
 //! - [`rpc`]: every RPC's access rule, the one authorization point.
