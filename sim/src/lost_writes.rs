@@ -15,9 +15,14 @@ use crate::watch::{Event, Kind};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// What an acknowledged write changed: (key, the value put or `None` for a delete), and the
-/// revision it was acknowledged at.
-pub fn acknowledged(op: &Operation) -> Option<(Vec<(&str, Option<&str>)>, i64)> {
+/// What a write changed: (key, the value put or `None` for a delete).
+pub type Changes<'a> = Vec<(&'a str, Option<&'a str>)>;
+
+/// One member's final history: its name, first and last revision, the events at each revision.
+type MemberHistory<'a> = (&'a str, i64, i64, BTreeMap<i64, Vec<&'a Event>>);
+
+/// What an acknowledged write changed, and the revision it was acknowledged at.
+pub fn acknowledged(op: &Operation) -> Option<(Changes<'_>, i64)> {
     match (&op.request, op.response.as_ref()?) {
         (Request::Put { key, value } | Request::PutWithLease { key, value, .. }, Response::Put { revision }) => {
             Some((vec![(key.as_str(), Some(value.as_str()))], *revision))
@@ -61,7 +66,7 @@ fn crashes_after(r: &Recorded, at: Duration) -> String {
 /// a write missing at its revision from the final history of any member that covers it.
 pub fn check(r: &Recorded) -> Vec<String> {
     const SHOWN: usize = 3;
-    let histories: Vec<(&str, i64, i64, BTreeMap<i64, Vec<&Event>>)> = r
+    let histories: Vec<MemberHistory<'_>> = r
         .final_histories
         .iter()
         .filter_map(|(m, h)| h.as_ref().ok().map(|h| (m.as_str(), h)))
