@@ -12,9 +12,9 @@ use criterion::{BenchmarkGroup, Criterion, criterion_group, criterion_main, meas
 use keel_proto::etcdserverpb::{PutRequest, RangeRequest};
 use keel_store::apply::{Command, Output, StateMachine};
 use keel_store::storage::Backend;
-use keel_store::types::{LogIndex, Revision};
 use keel_store::storage::memory::MemoryBackend;
 use keel_store::storage::sled::SledBackend;
+use keel_store::types::{LogIndex, Revision};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Duration;

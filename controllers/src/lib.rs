@@ -23,8 +23,10 @@
 //!
 //! Controllers: [`replicaset`], [`deployment`], [`nodelifecycle`] (with its taint eviction),
 //! [`serviceaccount`], [`daemonset`], [`endpoints`] (Endpoints and EndpointSlices),
-//! [`namespace`], [`gc`] (the garbage collector).
+//! [`namespace`], [`gc`] (the garbage collector), [`rootca`] (`kube-root-ca.crt` in every
+//! namespace), [`aggregation`] (ClusterRole aggregation), [`resourcequota`] (quota recount).
 
+pub mod aggregation;
 pub mod clock;
 pub mod context;
 pub mod daemonset;
@@ -48,6 +50,8 @@ pub mod pod;
 pub mod podcontrol;
 pub mod queue;
 pub mod replicaset;
+pub mod resourcequota;
+pub mod rootca;
 pub mod runner;
 pub mod selector;
 pub mod serviceaccount;

@@ -85,6 +85,13 @@ struct Flags {
     /// Zones with at most this many nodes stop evicting when partially disrupted.
     #[arg(long, default_value_t = 50)]
     large_cluster_size_threshold: usize,
+    /// CA bundle (PEM) published as `kube-root-ca.crt` in every namespace (default: the CA the
+    /// kubeconfig trusts).
+    #[arg(long)]
+    root_ca_file: Option<PathBuf>,
+    /// How often every ResourceQuota is recounted.
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    resource_quota_sync_period: Duration,
 }
 
 impl Flags {
@@ -117,6 +124,32 @@ fn hostname() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "keel-controller-manager".into())
+}
+
+/// kube's choice of the published CA: `--root-ca-file`, else the CA the manager's own client
+/// trusts (the kubeconfig's current cluster, or the in-cluster service account's `ca.crt`).
+fn root_ca(flags: &Flags) -> anyhow::Result<Option<String>> {
+    use base64::Engine as _;
+    if let Some(path) = &flags.root_ca_file {
+        let pem = std::fs::read_to_string(path).with_context(|| format!("--root-ca-file {}", path.display()))?;
+        anyhow::ensure!(pem.contains("-----BEGIN CERTIFICATE-----"), "--root-ca-file {}: no PEM certificate in it", path.display());
+        return Ok(Some(pem));
+    }
+    let Some(path) = &flags.kubeconfig else {
+        return Ok(std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/ca.crt").ok());
+    };
+    let kc = kube::config::Kubeconfig::read_from(path).with_context(|| format!("--kubeconfig {}", path.display()))?;
+    let context = kc.current_context.as_deref().and_then(|c| kc.contexts.iter().find(|n| n.name == c)).and_then(|n| n.context.as_ref());
+    let cluster = context.and_then(|c| kc.clusters.iter().find(|n| n.name == c.cluster)).and_then(|n| n.cluster.as_ref());
+    let Some(cluster) = cluster else { return Ok(None) };
+    if let Some(data) = &cluster.certificate_authority_data {
+        let pem = base64::engine::general_purpose::STANDARD.decode(data.trim()).context("the kubeconfig's certificate-authority-data")?;
+        return Ok(Some(String::from_utf8(pem).context("the kubeconfig's certificate-authority-data")?));
+    }
+    match &cluster.certificate_authority {
+        Some(file) => Ok(Some(std::fs::read_to_string(file).with_context(|| format!("the kubeconfig's certificate-authority {file}"))?)),
+        None => Ok(None),
+    }
 }
 
 async fn client(kubeconfig: Option<&PathBuf>) -> anyhow::Result<kube::Client> {
@@ -152,6 +185,8 @@ async fn main() -> anyhow::Result<()> {
                 large_cluster: flags.large_cluster_size_threshold,
             },
         },
+        root_ca: root_ca(&flags)?,
+        resource_quota_sync_period: flags.resource_quota_sync_period,
     };
     let client = client(flags.kubeconfig.as_ref()).await?;
     let registry = metrics::shared();

@@ -2,6 +2,7 @@
 //! [`run`] each time this instance becomes the leader and stops it (drops the future or fires
 //! `stop`) when leadership is lost; nothing survives from one run to the next.
 
+use crate::aggregation::AggregationController;
 use crate::clock::SharedClock;
 use crate::context::Context;
 use crate::daemonset::{self, DaemonSetController};
@@ -14,6 +15,8 @@ use crate::metrics::Metrics;
 use crate::namespace::NamespaceController;
 use crate::nodelifecycle::{self, NodeLifecycleController, eviction::TaintEvictionController};
 use crate::replicaset::{self, ReplicaSetController};
+use crate::resourcequota::{self, ResourceQuotaController};
+use crate::rootca::RootCaPublisher;
 use crate::runner;
 use crate::serviceaccount::ServiceAccountController;
 use crate::shared::{Served, Shared};
@@ -34,6 +37,9 @@ pub const ALL: &[&str] = &[
     "endpointslice",
     "namespace",
     "garbagecollector",
+    "root-ca-cert-publisher",
+    "clusterrole-aggregation",
+    "resourcequota",
 ];
 
 /// What to run and how.
@@ -49,6 +55,11 @@ pub struct Config {
     pub nodelifecycle: nodelifecycle::Config,
     /// DaemonSet controller tunables.
     pub daemonset: daemonset::Config,
+    /// The CA bundle (PEM) the root CA publisher puts in every namespace's `kube-root-ca.crt`;
+    /// without one that controller does not run.
+    pub root_ca: Option<String>,
+    /// How often every ResourceQuota is recounted (`--resource-quota-sync-period`).
+    pub resource_quota_sync_period: std::time::Duration,
 }
 
 impl Default for Config {
@@ -59,6 +70,8 @@ impl Default for Config {
             deployment: Default::default(),
             nodelifecycle: Default::default(),
             daemonset: Default::default(),
+            root_ca: None,
+            resource_quota_sync_period: resourcequota::SYNC_PERIOD,
         }
     }
 }
@@ -107,6 +120,11 @@ pub async fn discover(client: &kube::Client) -> Served {
     Served {
         controller_revisions: has("apps/v1", "controllerrevisions").await,
         endpoint_slices: has("discovery.k8s.io/v1", "endpointslices").await,
+        cluster_roles: has("rbac.authorization.k8s.io/v1", "clusterroles").await,
+        resource_quotas: match client.list_core_api_resources("v1").await {
+            Ok(list) => list.resources.iter().any(|r| r.name == "resourcequotas"),
+            Err(_) => false,
+        },
     }
 }
 
@@ -178,6 +196,39 @@ pub async fn run(client: kube::Client, cfg: Config, clock: SharedClock, metrics:
         let c = GarbageCollector::new(&ctx);
         queues.push(c.queue());
         runner::spawn(&mut tasks, "garbagecollector", c.queue(), 20, c);
+    }
+    if cfg.enabled.contains("root-ca-cert-publisher") {
+        match cfg.root_ca.clone() {
+            Some(ca) => {
+                let c = RootCaPublisher::new(&ctx, ca);
+                queues.push(c.queue());
+                runner::spawn(&mut tasks, "root-ca-cert-publisher", c.queue(), 5, c);
+            }
+            None => tracing::warn!("no CA bundle (--root-ca-file, or the kubeconfig's CA): the root-ca-cert-publisher is off"),
+        }
+    }
+    if cfg.enabled.contains("clusterrole-aggregation") {
+        match shared.cluster_roles.clone() {
+            Some(roles) => {
+                let c = AggregationController::new(&ctx, roles);
+                queues.push(c.queue());
+                runner::spawn(&mut tasks, "clusterrole-aggregation", c.queue(), 5, c);
+            }
+            None => {
+                tracing::warn!("the apiserver does not serve rbac.authorization.k8s.io/v1 clusterroles: clusterrole-aggregation is off")
+            }
+        }
+    }
+    if cfg.enabled.contains("resourcequota") {
+        match shared.resource_quotas.clone() {
+            Some(quotas) => {
+                let c = ResourceQuotaController::new(&ctx, quotas, cfg.resource_quota_sync_period);
+                queues.push(c.queue());
+                tasks.spawn(c.clone().run_resync());
+                runner::spawn(&mut tasks, "resourcequota", c.queue(), 5, c);
+            }
+            None => tracing::warn!("the apiserver does not serve v1 resourcequotas: the resourcequota controller is off"),
+        }
     }
     shared.start(&mut tasks);
     stop.await;

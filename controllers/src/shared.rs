@@ -14,8 +14,9 @@ use crate::informer::{Cached, Informer};
 use crate::ownership::controller_of;
 use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet, Deployment, ReplicaSet};
 use k8s_openapi::api::coordination::v1::Lease;
-use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Node, Pod, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Endpoints, Namespace, Node, Pod, ResourceQuota, Secret, Service, ServiceAccount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
+use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 use std::sync::Arc;
@@ -43,6 +44,10 @@ pub struct Served {
     pub controller_revisions: bool,
     /// `discovery.k8s.io/v1 endpointslices`.
     pub endpoint_slices: bool,
+    /// `rbac.authorization.k8s.io/v1 clusterroles`.
+    pub cluster_roles: bool,
+    /// `v1 resourcequotas`.
+    pub resource_quotas: bool,
 }
 
 /// Every informer of the process.
@@ -75,6 +80,10 @@ pub struct Shared {
     pub controller_revisions: Option<Arc<Informer<ControllerRevision>>>,
     /// EndpointSlices, when served.
     pub endpoint_slices: Option<Arc<Informer<EndpointSlice>>>,
+    /// ClusterRoles, when served.
+    pub cluster_roles: Option<Arc<Informer<ClusterRole>>>,
+    /// ResourceQuotas, when served.
+    pub resource_quotas: Option<Arc<Informer<ResourceQuota>>>,
 }
 
 fn ns_of<K: Resource>(o: &K) -> String {
@@ -115,6 +124,8 @@ impl Shared {
             secrets: standard("secrets", Api::all(c.clone())),
             controller_revisions: served.controller_revisions.then(|| standard("controllerrevisions", Api::all(c.clone()))),
             endpoint_slices: served.endpoint_slices.then(|| standard("endpointslices", Api::all(c.clone()))),
+            cluster_roles: served.cluster_roles.then(|| standard("clusterroles", Api::all(c.clone()))),
+            resource_quotas: served.resource_quotas.then(|| standard("resourcequotas", Api::all(c.clone()))),
         }
     }
 
@@ -144,6 +155,12 @@ impl Shared {
             go(set, i);
         }
         if let Some(i) = &self.endpoint_slices {
+            go(set, i);
+        }
+        if let Some(i) = &self.cluster_roles {
+            go(set, i);
+        }
+        if let Some(i) = &self.resource_quotas {
             go(set, i);
         }
     }

@@ -1,14 +1,14 @@
-//! The DaemonSet controller through the real apiserver: one pod per node, a node added later
-//! gets one, a tainted node does not, `kubectl rollout status` and a rolling image update.
+//! The DaemonSet controller with the real scheduler and kubelets: one pod per node, a node whose
+//! kubelet starts later gets one, a node registered with a taint does not, `kubectl rollout
+//! status` and a rolling image update.
 
 mod common;
 
-use common::{FakeKubelet, apply, cluster, kubectl, ok, wait_for};
+use common::{apply, control_plane, kubectl, ok, ready_nodes, spawn_kubelet_named, wait_for};
 use k8s_openapi::api::apps::v1::DaemonSet;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use keel_controllers::daemonset::eligibility::REVISION_HASH;
-use kube::api::{Api, ListParams, PostParams};
-use serde_json::json;
+use kube::api::{Api, ListParams};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -39,39 +39,32 @@ fn image(p: &Pod) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemonset_runs_one_pod_per_eligible_node_and_rolls_updates() {
-    let c = cluster(&[]);
-    let kubelet = FakeKubelet::start(c.kubeconfig.clone(), &["node-1", "node-2"]);
+    let mut c = control_plane(&[], &[], 2);
     let client = c.client().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let nodes: Api<Node> = Api::all(client.clone());
     let dss: Api<DaemonSet> = Api::namespaced(client.clone(), "default");
-    wait_for(&c, Duration::from_secs(20), "two nodes", || async {
-        (nodes.list(&ListParams::default()).await.ok()?.items.len() == 2).then_some(())
-    })
-    .await;
+    ready_nodes(&c, 2).await;
     apply(&c, DS).await;
     let out = kubectl(&c, &["rollout", "status", "daemonset/agent", "--timeout=60s"]).await;
     assert!(out.status.success(), "{}{}", keel_testkit::text(&out.stdout), keel_testkit::text(&out.stderr));
     let m = by_node(&pods).await;
-    assert_eq!(m.keys().cloned().collect::<Vec<_>>(), ["node-1", "node-2"]);
+    assert_eq!(m.keys().cloned().collect::<Vec<_>>(), ["node-0", "node-1"]);
     assert!(m.values().all(|v| v.len() == 1));
-    let tolerations = m["node-1"][0].spec.as_ref().and_then(|s| s.tolerations.clone()).unwrap_or_default();
+    let tolerations = m["node-0"][0].spec.as_ref().and_then(|s| s.tolerations.clone()).unwrap_or_default();
     assert!(tolerations.iter().any(|t| t.key.as_deref() == Some("node.kubernetes.io/unreachable")), "daemon tolerations added");
 
-    // A tainted node (created with its taint) gets no pod; a plain one added later does.
-    let tainted: Node = serde_json::from_value(json!({
-        "metadata": {"name": "node-4"},
-        "spec": {"taints": [{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]}
-    }))
-    .unwrap_or_default();
-    nodes.create(&PostParams::default(), &tainted).await.ok();
-    kubelet.add_node("node-4");
-    kubelet.add_node("node-3");
-    wait_for(&c, Duration::from_secs(30), "a pod on node-3, none on node-4", || async {
+    // A kubelet that registers its node with a taint gets no pod; a plain one started later does.
+    spawn_kubelet_named(&mut c, "tainted", 1, &["--register-with-taints", "dedicated=db:NoSchedule"]);
+    spawn_kubelet_named(&mut c, "late", 1, &[]);
+    ready_nodes(&c, 4).await;
+    let taints = nodes.get("tainted-0").await.ok().and_then(|n| n.spec?.taints).unwrap_or_default();
+    assert!(taints.iter().any(|t| t.key == "dedicated" && t.effect == "NoSchedule"), "{taints:?}");
+    wait_for(&c, Duration::from_secs(30), "a pod on late-0, none on tainted-0", || async {
         let m = by_node(&pods).await;
         let ds = dss.get("agent").await.ok()?;
         let st = ds.status?;
-        (m.contains_key("node-3") && !m.contains_key("node-4") && st.desired_number_scheduled == 3 && st.number_ready == 3).then_some(())
+        (m.contains_key("late-0") && !m.contains_key("tainted-0") && st.desired_number_scheduled == 3 && st.number_ready == 3).then_some(())
     })
     .await;
 

@@ -1,10 +1,10 @@
-//! The Deployment controller through the real apiserver and the real kubectl: rollout status,
-//! set image under a sampler that checks surge and availability every 100 ms, history, undo,
+//! The Deployment controller with the real scheduler, kubelets and kubectl: rollout status, a
+//! deleted pod replaced, set image under a sampler that checks surge and availability every 100 ms, history, undo,
 //! pause/resume, restart and scale.
 
 mod common;
 
-use common::{FakeKubelet, apply, cluster, kubectl, ok, wait_for};
+use common::{apply, control_plane, kubectl, ok, ready_nodes, wait_for};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::Pod;
 use keel_controllers::deployment::util::{REVISION, REVISION_HISTORY};
@@ -85,8 +85,8 @@ fn image_of(rs: &ReplicaSet) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deployment_rolls_out_undoes_pauses_and_restarts_as_kubectl_expects() {
-    let c = cluster(&[]);
-    let _kubelet = FakeKubelet::start(c.kubeconfig.clone(), &["node-1", "node-2", "node-3"]);
+    let c = control_plane(&[], &[], 3);
+    ready_nodes(&c, 3).await;
     let client = c.client().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let rss: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
@@ -102,6 +102,24 @@ async fn deployment_rolls_out_undoes_pauses_and_restarts_as_kubectl_expects() {
     assert!(conds.contains(&("Available".into(), "True".into(), Some("MinimumReplicasAvailable".into()))), "{conds:?}");
     assert!(conds.contains(&("Progressing".into(), "True".into(), Some("NewReplicaSetAvailable".into()))), "{conds:?}");
     assert_eq!(d.metadata.annotations.as_ref().and_then(|a| a.get(REVISION)).map(String::as_str), Some("1"));
+
+    // A deleted pod (terminating until its kubelet finishes it) is replaced by a new one.
+    let live = |l: Vec<Pod>| -> Vec<String> {
+        l.into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none() && keel_controllers::pod::is_ready(p))
+            .filter_map(|p| p.metadata.name)
+            .collect()
+    };
+    let before = live(pods.list(&ListParams::default().labels("app=web")).await.map(|l| l.items).unwrap_or_default());
+    assert_eq!(before.len(), 3, "{before:?}");
+    ok(&c, &["delete", "pod", &before[0], "--wait=false"]).await;
+    wait_for(&c, Duration::from_secs(30), "the deleted pod gone and a new ready one in its place", || async {
+        let all = pods.list(&ListParams::default().labels("app=web")).await.ok()?.items;
+        let gone = all.iter().all(|p| p.metadata.name.as_deref() != Some(before[0].as_str()));
+        let now = live(all);
+        (gone && now.len() == 3 && !now.contains(&before[0])).then_some(())
+    })
+    .await;
 
     // A new image rolls out; defaults give maxSurge 1 and maxUnavailable 0 for 3 replicas.
     let sampler = Sampler::start(pods.clone(), 4, 3);

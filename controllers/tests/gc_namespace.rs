@@ -1,10 +1,11 @@
-//! Garbage collection, namespace deletion and ServiceAccounts through the real apiserver and
-//! kubectl. The collector is checked on cases the apiserver does not handle itself (dangling
-//! and cross-namespace owners, finalizers set by hand), and `kubectl delete --cascade` end to end.
+//! Garbage collection, namespace deletion and ServiceAccounts with the real apiserver, scheduler,
+//! kubelet and kubectl: dangling and cross-namespace owners, finalizers set by hand, and
+//! `kubectl delete --cascade=orphan|foreground` end to end (the apiserver only adds the
+//! finalizer; the collector does the cascade, the kubelet the pods' final delete).
 
 mod common;
 
-use common::{FakeKubelet, apply, cluster, ok, wait_for};
+use common::{apply, control_plane, ok, ready_nodes, wait_for};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, ServiceAccount};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -35,8 +36,8 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_collector_cascades_orphans_and_rejects_bad_owners() {
-    let c = cluster(&[]);
-    let _kubelet = FakeKubelet::start(c.kubeconfig.clone(), &["node-1"]);
+    let c = control_plane(&[], &[], 1);
+    ready_nodes(&c, 1).await;
     let client = c.client().await;
     let cms: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
     let pp = PostParams::default();
@@ -85,16 +86,13 @@ async fn garbage_collector_cascades_orphans_and_rejects_bad_owners() {
     })
     .await;
 
-    // kubectl delete --cascade=orphan keeps the ReplicaSet and pods. kube-apiserver answers
-    // that DELETE by adding the `orphan` finalizer and leaves the orphaning to the collector;
-    // keel-apiserver does not yet (request controllers-1), so the test adds the finalizer as
-    // kube-apiserver would, and the collector does the rest.
+    // kubectl delete --cascade=orphan keeps the ReplicaSet and pods: the apiserver answers that
+    // DELETE by adding the `orphan` finalizer and the collector does the rest.
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let rss: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), "default");
     apply(&c, DEPLOY).await;
     ok(&c, &["rollout", "status", "deployment/web", "--timeout=60s"]).await;
-    deploys.patch("web", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": ["orphan"]}}))).await.ok();
     ok(&c, &["delete", "deployment", "web", "--cascade=orphan"]).await;
     wait_for(&c, Duration::from_secs(30), "the Deployment gone", || async { deploys.get_opt("web").await.ok()?.is_none().then_some(()) })
         .await;
@@ -119,9 +117,8 @@ async fn garbage_collector_cascades_orphans_and_rejects_bad_owners() {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     });
-    // As for orphan: kube-apiserver adds `foregroundDeletion` on this DELETE; keel-apiserver
-    // does not yet (request controllers-1), so the test adds it.
-    deploys.patch("web", &PatchParams::default(), &Patch::Merge(json!({"metadata": {"finalizers": ["foregroundDeletion"]}}))).await.ok();
+    // The apiserver adds `foregroundDeletion` on this DELETE; pods go (through their kubelet's
+    // final delete) before the ReplicaSet, the ReplicaSet before the Deployment.
     ok(&c, &["delete", "deployment", "web", "--cascade=foreground"]).await;
     wait_for(&c, Duration::from_secs(30), "the Deployment, ReplicaSet and pods gone", || async {
         let none = deploys.get_opt("web").await.ok()?.is_none()
@@ -137,8 +134,8 @@ async fn garbage_collector_cascades_orphans_and_rejects_bad_owners() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_namespace_is_emptied_then_finalized_and_every_namespace_has_a_default_account() {
-    let c = cluster(&[]);
-    let _kubelet = FakeKubelet::start(c.kubeconfig.clone(), &["node-1"]);
+    let c = control_plane(&[], &[], 1);
+    ready_nodes(&c, 1).await;
     let client = c.client().await;
     let nss: Api<Namespace> = Api::all(client.clone());
     let pp = PostParams::default();

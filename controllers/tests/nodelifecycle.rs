@@ -1,10 +1,13 @@
-//! Node lifecycle through the real apiserver: a silent node becomes Unknown and tainted, its
-//! pods are evicted when their toleration runs out and replaced elsewhere, the taints go when
-//! it returns, and when every node goes silent nothing is evicted.
+//! Node lifecycle with real processes: three keel-kubelets (one simulated node each), the real
+//! scheduler, and an apiserver whose DefaultTolerationSeconds admission gives pods 2 s of
+//! `unreachable` toleration. A stopped kubelet's node becomes Unknown and tainted after the
+//! (shortened) grace period, its pods are evicted when the toleration runs out and placed on the
+//! other nodes, the taints go when the kubelet is back, and when every kubelet stops nothing is
+//! evicted.
 
 mod common;
 
-use common::{FakeKubelet, apply, cluster, wait_for};
+use common::{apply, control_plane, ready_nodes, spawn_kubelet_named, wait_for};
 use k8s_openapi::api::core::v1::{Node, Pod};
 use keel_controllers::nodelifecycle::taints::{NO_EXECUTE, NO_SCHEDULE, UNREACHABLE};
 use kube::api::{Api, ListParams};
@@ -21,7 +24,6 @@ spec:
     metadata: {labels: {app: web}}
     spec:
       containers: [{name: c, image: nginx}]
-      tolerations: [{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 2}]
 "#;
 
 fn ready(n: &Node) -> String {
@@ -53,8 +55,20 @@ fn node_of(p: &Pod) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_node_is_tainted_and_drained_and_a_silent_cluster_is_not() {
-    let c = cluster(&["--node-monitor-period=1s", "--node-monitor-grace-period=4s", "--node-eviction-rate=10"]);
-    let kubelet = FakeKubelet::start(c.kubeconfig.clone(), &["node-1", "node-2", "node-3"]);
+    let mut c = control_plane(
+        &["--default-unreachable-toleration-seconds=2", "--default-not-ready-toleration-seconds=2"],
+        &["--node-monitor-period=1s", "--node-monitor-grace-period=4s", "--node-eviction-rate=10"],
+        0,
+    );
+    // Heartbeats scaled down with the grace period (kube: 40 s Leases renewed every 10 s against
+    // 50 s): 4 s Leases, renewed every second.
+    let kubelets: Vec<(String, usize)> = ["a", "b", "c"]
+        .iter()
+        .map(|b| (format!("{b}-0"), spawn_kubelet_named(&mut c, b, 1, &["--node-lease-duration-seconds", "4"])))
+        .collect();
+    let kubelet_of =
+        |node: &str| kubelets.iter().find(|(n, _)| n == node).map(|(_, i)| *i).unwrap_or_else(|| panic!("no kubelet for {node}"));
+    ready_nodes(&c, 3).await;
     let client = c.client().await;
     let nodes: Api<Node> = Api::all(client.clone());
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
@@ -64,11 +78,18 @@ async fn a_silent_node_is_tainted_and_drained_and_a_silent_cluster_is_not() {
         (p.len() == 3 && p.iter().all(keel_controllers::pod::is_ready)).then_some(p)
     })
     .await;
+    let tolerations = first[0].spec.as_ref().and_then(|s| s.tolerations.clone()).unwrap_or_default();
+    assert!(
+        tolerations.iter().any(|t| t.key.as_deref() == Some(UNREACHABLE) && t.toleration_seconds == Some(2)),
+        "DefaultTolerationSeconds: {tolerations:?}"
+    );
     let victim = node_of(&first[0]);
     let on_victim: Vec<String> = first.iter().filter(|p| node_of(p) == victim).filter_map(|p| p.metadata.name.clone()).collect();
 
-    // The kubelet of one node stops: Unknown, tainted, its pods evicted after 2 s and replaced.
-    kubelet.set_alive(&victim, false);
+    // The kubelet of one node is killed: Unknown, tainted, its pods evicted after 2 s and
+    // replaced on the other nodes.
+    let victim_kubelet = kubelet_of(&victim);
+    c.components[victim_kubelet].kill9();
     wait_for(&c, Duration::from_secs(30), "the silent node Unknown and tainted", || async {
         let n = nodes.get(&victim).await.ok()?;
         (ready(&n) == "Unknown" && tainted(&n, UNREACHABLE, NO_EXECUTE) && tainted(&n, UNREACHABLE, NO_SCHEDULE)).then_some(())
@@ -82,7 +103,7 @@ async fn a_silent_node_is_tainted_and_drained_and_a_silent_cluster_is_not() {
     .await;
 
     // It comes back: Ready, no taints.
-    kubelet.set_alive(&victim, true);
+    c.components[victim_kubelet].restart();
     wait_for(&c, Duration::from_secs(30), "the node Ready and untainted", || async {
         let n = nodes.get(&victim).await.ok()?;
         (ready(&n) == "True" && !tainted(&n, UNREACHABLE, NO_EXECUTE) && !tainted(&n, UNREACHABLE, NO_SCHEDULE)).then_some(())
@@ -92,8 +113,8 @@ async fn a_silent_node_is_tainted_and_drained_and_a_silent_cluster_is_not() {
     // Every kubelet stops: all nodes go Unknown, but nothing is tainted for eviction and no pod
     // is deleted (kube's master disruption mode).
     let before: Vec<String> = live_pods(&pods).await.into_iter().filter_map(|p| p.metadata.name).collect();
-    for n in ["node-1", "node-2", "node-3"] {
-        kubelet.set_alive(n, false);
+    for (_, i) in &kubelets {
+        c.components[*i].kill9();
     }
     wait_for(&c, Duration::from_secs(30), "every node Unknown", || async {
         let list = nodes.list(&ListParams::default()).await.ok()?;

@@ -1,9 +1,9 @@
-//! The ReplicaSet controller through the real apiserver: replicas kept, replaced, scaled,
-//! orphans adopted, pods that stop matching released.
+//! The ReplicaSet controller with the real scheduler and kubelets: replicas kept, a deleted pod
+//! (finished by its kubelet) replaced, scaled, orphans adopted, pods that stop matching released.
 
 mod common;
 
-use common::{FakeKubelet, apply, cluster, ok, wait_for};
+use common::{apply, control_plane, ok, ready_nodes, wait_for};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
 use keel_controllers::ownership::controller_of;
@@ -32,8 +32,8 @@ async fn web_pods(api: &Api<Pod>) -> Vec<Pod> {
 async fn replicaset_keeps_replicas_adopts_orphans_and_releases_mismatches() {
     let serve = keel_testkit::net::free_addrs(1)[0];
     let (ip, port) = (serve.ip().to_string(), serve.port().to_string());
-    let c = cluster(&[&format!("--bind-address={ip}"), &format!("--secure-port={port}")]);
-    let _kubelet = FakeKubelet::start(c.kubeconfig.clone(), &["node-1", "node-2"]);
+    let c = control_plane(&[], &[&format!("--bind-address={ip}"), &format!("--secure-port={port}")], 2);
+    ready_nodes(&c, 2).await;
     let client = c.client().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     let rss: Api<ReplicaSet> = Api::namespaced(client.clone(), "default");

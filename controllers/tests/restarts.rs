@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{FakeKubelet, apply, cluster, ok, wait_for};
+use common::{apply, control_plane, ok, ready_nodes, wait_for};
 use k8s_openapi::api::core::v1::Pod;
 use keel_testkit::Cluster;
 use kube::api::{Api, ListParams};
@@ -40,8 +40,8 @@ async fn settle(c: &Cluster, pods: &Api<Pod>, n: usize, what: &str) -> Vec<Strin
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_manager_or_the_apiserver_loses_nothing_and_doubles_nothing() {
-    let mut c = cluster(&[]);
-    let _kubelet = FakeKubelet::start(c.kubeconfig.clone(), &["node-1", "node-2"]);
+    let mut c = control_plane(&[], &[], 2);
+    ready_nodes(&c, 2).await;
     let client = c.client().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     apply(&c, DEPLOY).await;

@@ -1,24 +1,13 @@
-//! Shared helpers of the controller-manager's black-box tests: a cluster with the
-//! controller-manager running, and a stand-in for the scheduler and kubelets.
+//! Shared helpers of the controller-manager's black-box tests: a control plane of real
+//! processes (store, apiserver, keel-scheduler, keel-controller-manager, keel-kubelets with
+//! simulated nodes), the store's history and the managers' logged acts.
 
 #![allow(dead_code, clippy::disallowed_methods)]
 
 pub mod history;
-pub mod kubelet;
 
 use keel_testkit::Cluster;
 use std::time::Duration;
-
-#[allow(unused_imports)]
-pub use kubelet::FakeKubelet;
-
-/// A store, an apiserver and one keel-controller-manager with `args` (not serving /healthz
-/// unless `args` give a `--secure-port`).
-pub fn cluster(args: &[&str]) -> Cluster {
-    let mut c = Cluster::start();
-    spawn_manager(&mut c, args);
-    c
-}
 
 /// Starts one more keel-controller-manager; its index in `c.components`.
 pub fn spawn_manager(c: &mut Cluster, args: &[&str]) -> usize {
@@ -41,13 +30,24 @@ pub fn spawn_scheduler(c: &mut Cluster) -> usize {
 /// Starts one keel-kubelet hosting `n` simulated nodes `node-0` … `node-<n-1>` that report
 /// quickly (status every second, pod syncs every 500 ms); `extra` flags are appended.
 pub fn spawn_kubelets(c: &mut Cluster, n: usize, extra: &[&str]) -> usize {
-    let root = c.path("kubelet-root").to_string_lossy().into_owned();
+    spawn_kubelet_named(c, "node", n, extra)
+}
+
+/// Starts one keel-kubelet hosting `n` simulated nodes `<base>-0` … `<base>-<n-1>`, with its own
+/// root dir and its own pod range (`10.<128 + k>.0.0/16` for the `k`-th kubelet of the test, so
+/// pod IPs of different kubelet processes never collide); `extra` flags are appended.
+pub fn spawn_kubelet_named(c: &mut Cluster, base: &str, n: usize, extra: &[&str]) -> usize {
+    let k = c.components.iter().filter(|p| p.name.starts_with("keel-kubelet")).count();
+    let root = c.path(&format!("kubelet-root-{base}")).to_string_lossy().into_owned();
+    let range = format!("10.{}.0.0/16", 128 + k);
     let n = n.to_string();
     let mut args = vec![
         "--simulated-nodes",
         n.as_str(),
+        "--simulated-pod-range",
+        range.as_str(),
         "--hostname-override",
-        "node",
+        base,
         "--port",
         "0",
         "--root-dir",
@@ -59,6 +59,40 @@ pub fn spawn_kubelets(c: &mut Cluster, n: usize, extra: &[&str]) -> usize {
     ];
     args.extend_from_slice(extra);
     c.spawn("keel-kubelet", true, &args)
+}
+
+/// A store, an apiserver (with `api_flags`), the real keel-scheduler, one keel-controller-manager
+/// with `manager_args` and one keel-kubelet hosting `nodes` simulated nodes `node-0` … — the
+/// whole control plane as real processes.
+pub fn control_plane(api_flags: &[&str], manager_args: &[&str], nodes: usize) -> Cluster {
+    let mut c = Cluster::builder().apiserver_flags(api_flags).start();
+    spawn_manager(&mut c, manager_args);
+    spawn_scheduler(&mut c);
+    if nodes > 0 {
+        spawn_kubelets(&mut c, nodes, &[]);
+    }
+    c
+}
+
+/// Waits until `n` nodes are registered and Ready.
+pub async fn ready_nodes(c: &Cluster, n: usize) {
+    use k8s_openapi::api::core::v1::Node;
+    use kube::api::{Api, ListParams};
+    let nodes: Api<Node> = Api::all(c.client().await);
+    wait_for(c, Duration::from_secs(60), &format!("{n} Ready nodes"), || async {
+        let list = nodes.list(&ListParams::default()).await.ok()?.items;
+        let ready = list
+            .iter()
+            .filter(|n| {
+                n.status
+                    .as_ref()
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+            })
+            .count();
+        (ready >= n).then_some(())
+    })
+    .await
 }
 
 /// One acknowledged write a controller-manager logged (`created pod=ns/name … rv=… holder=…
