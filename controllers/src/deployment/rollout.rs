@@ -70,8 +70,18 @@ pub fn is_saturated(d: &Deployment, rs: Option<&ReplicaSet>) -> bool {
     util::rs_replicas(rs) == want && desired == want && available(rs) == want
 }
 
-/// kube's `scale` (scaling events and paused Deployments): the new size of each ReplicaSet
-/// that must change, by name.
+/// `isScalingEvent`: an active ReplicaSet carries a `desired-replicas` annotation other than
+/// the Deployment's replicas (it was sized for another replica count).
+pub fn is_scaling_event(d: &Deployment, all: &[&ReplicaSet]) -> bool {
+    let want = util::replicas(d);
+    active(all).iter().any(|r| util::int_annotation(r, util::DESIRED_REPLICAS).is_some_and(|n| n != want))
+}
+
+/// kube's `scale` (scaling events and paused Deployments): the size to write for each
+/// ReplicaSet that must be written, by name. With several active ReplicaSets that is every one
+/// whose size or desired/max-replicas annotations differ (kube calls `scaleReplicaSet` on each
+/// active set even when the sizes already add up): were a stale annotation left, every later
+/// sync would again be a scaling event, and the rollout would never resume.
 pub fn scale_targets(d: &Deployment, new: Option<&ReplicaSet>, old: &[&ReplicaSet]) -> Vec<(String, i32)> {
     let want = util::replicas(d);
     if let Some(rs) = active_or_latest(new, old) {
@@ -97,7 +107,12 @@ pub fn scale_targets(d: &Deployment, new: Option<&ReplicaSet>, old: &[&ReplicaSe
         .collect();
     let status_replicas = d.status.as_ref().and_then(|s| s.replicas).unwrap_or(0);
     let sizes = util::proportional_sizes(d, status_replicas, &sized);
-    act.iter().zip(sizes).filter(|(r, s)| util::rs_replicas(r) != *s).map(|(r, s)| (name(r), s)).collect()
+    let max = want + util::max_surge(d);
+    act.iter()
+        .zip(sizes)
+        .filter(|(r, s)| util::rs_replicas(r) != *s || util::replicas_annotations_need_update(r, want, max))
+        .map(|(r, s)| (name(r), s))
+        .collect()
 }
 
 /// `reconcileNewReplicaSet`: the new ReplicaSet's next size, if it changes.

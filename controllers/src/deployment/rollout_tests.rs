@@ -163,3 +163,87 @@ fn history_cleanup_keeps_the_limit_and_only_deletes_empty_observed_sets() {
     }
     assert!(history_to_delete(&d, &[&deleting]).is_empty(), "already being deleted");
 }
+
+/// Request faults3-3's end state (keel-faults seed 7, Deployment default/web-1): replicas 2,
+/// maxSurge 1, maxUnavailable 0; the new ReplicaSet and two old ones at 1/1 available, a third
+/// old one at 0. `desired` is each set's `desired-replicas` annotation (max = desired + 1).
+fn faults3_3(desired: [i32; 4]) -> (Deployment, Vec<ReplicaSet>) {
+    let d = deployment(2, int(1), int(0));
+    let sets = [("web-1-dc95b4cc9", 0, 10), ("web-1-6f9794b986", 1, 20), ("web-1-579fd85d9b", 1, 30), ("web-1-589db59545", 1, 40)];
+    let rss = sets.iter().zip(desired).map(|((n, size, created), want)| annotated(rs(n, *size, *created), want, 1)).collect();
+    (d, rss)
+}
+
+/// One sync of the decisions `sync.rs` takes for a rolling Deployment (scaling event → `scale`,
+/// else `reconcileNewReplicaSet`, else `reconcileOldReplicaSets`), applied as the shell writes
+/// them (size and replicas annotations), with every pod available at once. The new ReplicaSet is
+/// the last. False when nothing was written.
+fn sync_once(d: &Deployment, rss: &mut [ReplicaSet]) -> bool {
+    let (want, max) = (util::replicas(d), util::replicas(d) + util::max_surge(d));
+    let targets = {
+        let all: Vec<&ReplicaSet> = rss.iter().collect();
+        let Some((new, old)) = all.split_last() else { return false };
+        if is_scaling_event(d, &all) {
+            scale_targets(d, Some(new), old)
+        } else if let Some(n) = new_rs_target(d, &all, new) {
+            vec![(new.metadata.name.clone().unwrap_or_default(), n)]
+        } else {
+            old_rs_targets(d, &active(old), new)
+        }
+    };
+    for (name, size) in &targets {
+        for r in rss.iter_mut().filter(|r| r.metadata.name.as_ref() == Some(name)) {
+            if let Some(s) = r.spec.as_mut() {
+                s.replicas = Some(*size);
+            }
+            set_replicas_annotations(r.metadata.annotations.get_or_insert_with(Default::default), want, max);
+            *r = with_available(r.clone(), *size);
+            if let Some(s) = r.status.as_mut() {
+                s.replicas = *size;
+            }
+        }
+    }
+    !targets.is_empty()
+}
+
+#[test]
+fn three_one_pod_sets_at_surge_limit_scale_the_oldest_old_set_down() {
+    // kube's reconcileNewReplicaSet: 3 pods = replicas 2 + maxSurge 1, so the new set waits;
+    // reconcileOldReplicaSets: maxScaledDown = allPods 3 − minAvailable 2 − newUnavailable 0 = 1,
+    // no unhealthy pods, available 3 − 2 = 1 scaled from the oldest active old set.
+    let (d, rss) = faults3_3([2, 2, 2, 2]);
+    let refs: Vec<&ReplicaSet> = rss.iter().collect();
+    let (new, old) = (refs[3], &refs[..3]);
+    assert!(!is_scaling_event(&d, &refs));
+    assert_eq!(new_rs_target(&d, &refs, new), None);
+    assert_eq!(old_rs_targets(&d, &active(old), new), vec![("web-1-6f9794b986".to_string(), 0)]);
+}
+
+#[test]
+fn stale_desired_replicas_annotations_are_rewritten_even_when_sizes_add_up() {
+    // The soak's sets: two active ones still say desired 4 after the Deployment went 4 → 2.
+    // Sizes already add up to replicas + maxSurge = 3, so kube's scale writes no size, but its
+    // scaleReplicaSet still rewrites the annotations of every active set.
+    let (d, rss) = faults3_3([4, 4, 2, 4]);
+    let refs: Vec<&ReplicaSet> = rss.iter().collect();
+    assert!(is_scaling_event(&d, &refs));
+    let got = scale_targets(&d, Some(refs[3]), &refs[..3]);
+    let mut names: Vec<(String, i32)> = got;
+    names.sort();
+    assert_eq!(names, vec![("web-1-589db59545".to_string(), 1), ("web-1-6f9794b986".to_string(), 1)]);
+}
+
+#[test]
+fn the_faults3_3_rollout_finishes_from_its_stalled_state() {
+    // (desired-replicas annotations of the four sets) → the rollout completes: new 2, old 0.
+    for desired in [[2, 2, 2, 2], [4, 4, 2, 4], [4, 4, 4, 4], [3, 2, 3, 2]] {
+        let (d, mut rss) = faults3_3(desired);
+        let mut syncs = 0;
+        while sync_once(&d, &mut rss) {
+            syncs += 1;
+            assert!(syncs < 10, "{desired:?}: no end after {syncs} syncs");
+        }
+        let sizes: Vec<i32> = rss.iter().map(util::rs_replicas).collect();
+        assert_eq!(sizes, vec![0, 0, 0, 2], "{desired:?} after {syncs} syncs");
+    }
+}

@@ -354,8 +354,7 @@ impl DeploymentController {
         let (n, o) = Self::split(w, &new, &old);
         let mut all = o;
         all.extend(n);
-        let want = util::replicas(&w.d);
-        Ok(active(&all).iter().any(|r| util::int_annotation(r, util::DESIRED_REPLICAS).is_some_and(|d| d != want)))
+        Ok(rollout::is_scaling_event(&w.d, &all))
     }
 
     /// kube's `sync`: scaling events and paused Deployments.
