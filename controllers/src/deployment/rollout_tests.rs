@@ -247,3 +247,22 @@ fn the_faults3_3_rollout_finishes_from_its_stalled_state() {
         assert_eq!(sizes, vec![0, 0, 0, 2], "{desired:?} after {syncs} syncs");
     }
 }
+
+#[test]
+fn the_faults3_2_rollout_finishes_after_a_scale_up_mid_rollout() {
+    // Request faults3-2's Deployment default/web-0 (keel-faults seed 5): replicas 3 (was 2),
+    // default 25 %/25 % strategy (surge 1, unavailable 0); old set 3/3 annotated desired 3, the
+    // new set 1/1 still annotated desired 2: 4 pods = replicas + surge, so no size changes and,
+    // before the annotations were rewritten, every sync was a no-op scaling event.
+    let mut d = deployment(3, None, None);
+    if let Some(s) = d.spec.as_mut() {
+        s.strategy = None;
+    }
+    let mut rss = vec![annotated(rs("web-0-6bdbf57fbc", 3, 10), 3, 1), annotated(rs("web-0-56f6fd7c6", 1, 20), 2, 1)];
+    let mut syncs = 0;
+    while sync_once(&d, &mut rss) {
+        syncs += 1;
+        assert!(syncs < 12, "no end after {syncs} syncs");
+    }
+    assert_eq!(rss.iter().map(util::rs_replicas).collect::<Vec<_>>(), vec![0, 3], "after {syncs} syncs");
+}
