@@ -304,3 +304,89 @@ fn strip<K: Resource>(ev: &mut Event<K>) {
         Event::Init | Event::InitDone => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http::{Request, Response};
+    use http_body::Frame;
+    use http_body_util::StreamBody;
+    use k8s_openapi::api::core::v1::ConfigMap;
+    use kube::client::Body;
+
+    type BoxError = Box<dyn std::error::Error + Send + Sync>;
+    type Chunk = Result<Frame<Bytes>, BoxError>;
+
+    fn added(name: &str, rv: u32) -> Chunk {
+        let line = format!(
+            r#"{{"type":"ADDED","object":{{"apiVersion":"v1","kind":"ConfigMap","metadata":{{"name":"{name}","namespace":"d","resourceVersion":"{rv}"}}}}}}"#
+        );
+        Ok(Frame::data(Bytes::from(line + "\n")))
+    }
+
+    /// A fake apiserver: the list holds `a` at rv 5; the first watch sends `b` (rv 6) and then
+    /// breaks as a killed apiserver's connection does (EOF without TLS close_notify); any later
+    /// watch sends `c` (rv 7) and stays open. Records each request's query.
+    fn apiserver(seen: Arc<Mutex<Vec<String>>>) -> kube::Client {
+        let service = tower::service_fn(move |req: Request<Body>| {
+            let seen = seen.clone();
+            async move {
+                let query = req.uri().query().unwrap_or_default().to_string();
+                let watches = {
+                    let mut s = seen.lock().unwrap_or_else(|p| p.into_inner());
+                    s.push(query.clone());
+                    s.iter().filter(|q| q.contains("watch=true")).count()
+                };
+                let chunks: Vec<Chunk> = if !query.contains("watch=true") {
+                    let list = r#"{"apiVersion":"v1","kind":"ConfigMapList","metadata":{"resourceVersion":"5"},"items":[{"metadata":{"name":"a","namespace":"d","resourceVersion":"5"}}]}"#;
+                    vec![Ok(Frame::data(Bytes::from(list)))]
+                } else if watches == 1 {
+                    let eof =
+                        std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "peer closed connection without sending TLS close_notify");
+                    vec![added("b", 6), Err(Box::new(eof))]
+                } else {
+                    vec![added("c", 7)]
+                };
+                let open = watches > 1;
+                let stream = futures::stream::iter(chunks).chain(futures::stream::unfold(open, |open| async move {
+                    if open {
+                        futures::future::pending::<()>().await;
+                    }
+                    None
+                }));
+                Ok::<_, BoxError>(Response::new(StreamBody::new(Box::pin(stream))))
+            }
+        });
+        kube::Client::new(service, "d")
+    }
+
+    #[tokio::test]
+    async fn a_watch_broken_by_an_apiserver_kill_resumes_from_its_last_revision() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let api: Api<ConfigMap> = Api::namespaced(apiserver(seen.clone()), "d");
+        let informer = Informer::new("configmaps", api, watcher::Config::default());
+        let changes = Arc::new(Mutex::new(Vec::new()));
+        let log = changes.clone();
+        informer.on_change(move |ch: &Change<'_, ConfigMap>| {
+            log.lock().unwrap_or_else(|p| p.into_inner()).push(ch.object().metadata.name.clone().unwrap_or_default());
+        });
+        let Some(run) = informer.runner() else { panic!("a fresh informer has a runner") };
+        let task = tokio::spawn(run);
+        // Bounded only so a regression fails instead of hanging the suite.
+        for _ in 0..2000 {
+            if informer.get(&ObjectKey::new("d", "c")).is_some() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        task.abort();
+        let names: Vec<String> = informer.list().iter().filter_map(|c| c.metadata.name.clone()).collect();
+        assert_eq!(names, vec!["a", "b", "c"], "the cache holds what came before and after the break");
+        assert_eq!(*changes.lock().unwrap_or_else(|p| p.into_inner()), vec!["a", "b", "c"], "each object once, in order");
+        let queries = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let watches: Vec<&String> = queries.iter().filter(|q| q.contains("watch=true")).collect();
+        assert_eq!(queries.len() - watches.len(), 1, "no relist after a broken watch: {queries:?}");
+        assert!(watches.len() >= 2 && watches[1].contains("resourceVersion=6"), "re-watched from rv 6: {queries:?}");
+    }
+}
