@@ -5,7 +5,9 @@
 //! - `sendInitialEvents=true` (with `resourceVersionMatch=NotOlderThan` and bookmarks, kube's
 //!   streaming list): the current objects as ADDED, a BOOKMARK annotated
 //!   `k8s.io/initial-events-end: "true"`, then every change; a resourceVersion the cache has not
-//!   reached within 3 s is an ERROR (504 ResourceVersionTooLarge).
+//!   reached within 3 s is an ERROR (504 ResourceVersionTooLarge). Without a resourceVersion
+//!   the initial objects are those at the store's revision when the watch starts (kube's
+//!   consistent read), so an object created before the watch is among them.
 //! - Selectors apply to events: an object that stops matching is sent as DELETED, one that
 //!   starts matching as ADDED.
 //! - `allowWatchBookmarks=true`: the cache's progress (the store's progress notifications, and
@@ -185,7 +187,10 @@ impl Stream {
         match from {
             From::Now => cache.start(None),
             From::After(r) => cache.start(Some(r)),
-            From::Initial { at_least } => {
+            From::Initial { at_least, consistent } => {
+                // No resourceVersion: a consistent snapshot, as kube's (the store's current
+                // revision, which the cache may not have reached yet); `0`: any.
+                let at_least = if consistent { at_least.max(self.api.store.revision().await?) } else { at_least };
                 let deadline = tokio::time::Instant::now() + CATCH_UP;
                 while cache.revision() < at_least {
                     if tokio::time::Instant::now() >= deadline {
@@ -279,6 +284,8 @@ pub enum From {
     Initial {
         /// The revision the initial state must have reached (0: any).
         at_least: i64,
+        /// No resourceVersion was given: at least the store's revision when the watch starts.
+        consistent: bool,
     },
 }
 
@@ -301,7 +308,7 @@ pub fn from_query(q: &crate::http::request::Query) -> Result<From, ApiError> {
             if get("allowWatchBookmarks") != Some("true") {
                 return bad("allowWatchBookmarks: Forbidden: sendInitialEvents requires setting allowWatchBookmarks to true");
             }
-            Ok(From::Initial { at_least: rv })
+            Ok(From::Initial { at_least: rv, consistent: get("resourceVersion").is_none() })
         }
         Some("false") | None => {
             if matching.is_some() {
