@@ -92,8 +92,13 @@ fn keel_up_serves_kubectl_through_the_balancer_and_survives_an_apiserver_kill() 
     });
     assert!(running.is_some(), "the pod bound to keel-2 never ran");
 
+    // Its graceful delete: the kubelet stops it and makes the final delete (kubectl waits).
+    let o = kubectl(&kubeconfig, &cache, &["delete", "pod", "sleeper", "--timeout=60s"]).expect("kubectl");
+    assert!(o.status.success(), "delete pod: {}", text(&o.stderr));
+
     // The README's example: a Deployment the elected controller-manager expands into pods that
-    // the elected scheduler spreads over the three nodes, each serving on its own pod IP.
+    // the elected scheduler spreads over the three (now empty) nodes, each serving on its own
+    // pod IP. (No topology spread scoring: with a pod already on one node, two pods could share.)
     let o = kubectl(
         &kubeconfig,
         &cache,

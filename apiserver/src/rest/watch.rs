@@ -6,8 +6,8 @@
 //!   streaming list): the current objects as ADDED, a BOOKMARK annotated
 //!   `k8s.io/initial-events-end: "true"`, then every change; a resourceVersion the cache has not
 //!   reached within 3 s is an ERROR (504 ResourceVersionTooLarge). Without a resourceVersion
-//!   the initial objects are those at the store's revision when the watch starts (kube's
-//!   consistent read), so an object created before the watch is among them.
+//!   the initial objects are read from the store (kube's consistent read), so an object
+//!   created before the watch is among them however far the cache is.
 //! - Selectors apply to events: an object that stops matching is sent as DELETED, one that
 //!   starts matching as ADDED.
 //! - `allowWatchBookmarks=true`: the cache's progress (the store's progress notifications, and
@@ -187,10 +187,18 @@ impl Stream {
         match from {
             From::Now => cache.start(None),
             From::After(r) => cache.start(Some(r)),
-            From::Initial { at_least, consistent } => {
-                // No resourceVersion: a consistent snapshot, as kube's (the store's current
-                // revision, which the cache may not have reached yet); `0`: any.
-                let at_least = if consistent { at_least.max(self.api.store.revision().await?) } else { at_least };
+            From::Initial { consistent: true, .. } => {
+                // No resourceVersion: kube's consistent read. The objects as the store has them
+                // now (the cache may not have caught up yet), then the cache's changes after
+                // that revision (those it has not reached yet arrive live).
+                let (stored, revision) = self.api.store.list_all(&self.scope).await?;
+                let initial = stored
+                    .iter()
+                    .map(|s| Ok(Arc::new(crate::storage::cache::Object { key: s.key.clone(), value: crate::storage::decode(s)? })))
+                    .collect::<Result<Vec<_>, ApiError>>()?;
+                Ok(Start { initial, ..cache.start(Some(revision))? })
+            }
+            From::Initial { at_least, consistent: false } => {
                 let deadline = tokio::time::Instant::now() + CATCH_UP;
                 while cache.revision() < at_least {
                     if tokio::time::Instant::now() >= deadline {
