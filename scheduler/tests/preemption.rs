@@ -20,8 +20,11 @@ async fn a_higher_priority_pod_preempts_a_lower_priority_one() {
     create_node(&client, &node("only", "2", "4Gi", json!({}), json!({}))).await;
     // Priorities come from PriorityClasses (the apiserver's Priority admission fills spec.priority).
     let classes = Api::<PriorityClass>::all(client.clone());
-    for (name, value, policy) in [("low", 10, "PreemptLowerPriority"), ("high", 1000, "PreemptLowerPriority"), ("high-never", 1000, "Never")] {
-        let class = serde_json::from_value(json!({"metadata": {"name": name}, "value": value, "preemptionPolicy": policy})).expect("a class");
+    for (name, value, policy) in
+        [("low", 10, "PreemptLowerPriority"), ("high", 1000, "PreemptLowerPriority"), ("high-never", 1000, "Never")]
+    {
+        let class =
+            serde_json::from_value(json!({"metadata": {"name": name}, "value": value, "preemptionPolicy": policy})).expect("a class");
         classes.create(&Default::default(), &class).await.expect("create priorityclass");
     }
     start_scheduler(&mut cluster, &[]);

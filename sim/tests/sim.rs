@@ -21,7 +21,12 @@ fn first_failure(scenario: Scenario, seeds: std::ops::RangeInclusive<u64>, tweak
 /// The first seed in `seeds` whose violations include one starting with `named` (a planted bug
 /// may show first as another checker's violation on some schedules: a committed entry that
 /// changed, say).
-fn first_naming(scenario: Scenario, seeds: std::ops::RangeInclusive<u64>, named: &str, tweak: impl Fn(&mut Options)) -> Option<(u64, Outcome)> {
+fn first_naming(
+    scenario: Scenario,
+    seeds: std::ops::RangeInclusive<u64>,
+    named: &str,
+    tweak: impl Fn(&mut Options),
+) -> Option<(u64, Outcome)> {
     seeds.into_iter().find_map(|seed| {
         let mut opts = Options::new(seed, scenario);
         tweak(&mut opts);
@@ -95,7 +100,8 @@ fn a_watch_without_prev_kv_that_misses_events_is_caught() {
 fn an_append_acknowledged_before_its_sync_loses_a_write_and_is_named() {
     // With the in-memory disk's syncs done in the same step, no crash ever landed between the
     // acknowledgement and the sync (240 runs and 300 crash seeds passed).
-    let found = first_naming(Scenario::Crash, 1..=10, "lost acknowledged write", |o| o.bugs = Bugs { ack_before_sync: true, ..Bugs::default() });
+    let found =
+        first_naming(Scenario::Crash, 1..=10, "lost acknowledged write", |o| o.bugs = Bugs { ack_before_sync: true, ..Bugs::default() });
     let (seed, out) = found.expect("no seed in 1..=10 showed a lost write");
     let named = out.violations.iter().find(|v| v.starts_with("lost acknowledged write"));
     assert!(named.is_some(), "seed {seed}: {:#?}", out.violations);
@@ -105,7 +111,8 @@ fn an_append_acknowledged_before_its_sync_loses_a_write_and_is_named() {
 #[test]
 fn a_skipped_sync_of_a_small_batch_loses_a_write_and_is_named() {
     // Caught before only as liveness failures and member panics, or not at all.
-    let found = first_naming(Scenario::Crash, 1..=10, "lost acknowledged write", |o| o.bugs = Bugs { skip_small_syncs: true, ..Bugs::default() });
+    let found =
+        first_naming(Scenario::Crash, 1..=10, "lost acknowledged write", |o| o.bugs = Bugs { skip_small_syncs: true, ..Bugs::default() });
     let (seed, out) = found.expect("no seed in 1..=10 showed a lost write");
     let named = out.violations.iter().find(|v| v.starts_with("lost acknowledged write"));
     assert!(named.is_some(), "seed {seed}: {:#?}", out.violations);

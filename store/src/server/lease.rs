@@ -103,13 +103,15 @@ impl LeaseService {
     pub async fn time_to_live(&self, req: &LeaseTimeToLiveRequest, caller: &Caller) -> Result<LeaseTimeToLiveResponse> {
         let req = *req;
         let authz = self.ctx.enter(Rpc::LeaseTimeToLive, caller).await?;
-        let r = super::on_leader!(self.ctx, |_r| async {
-            // Everything committed applied first, as for a keep-alive.
-            self.ctx.read_barrier().await?;
-            Ok(self.time_to_live_here(&req))
-        }, |mut c: PeerClient<Channel>| async move {
-            c.lease_time_to_live(req).await
-        })?;
+        let r = super::on_leader!(
+            self.ctx,
+            |_r| async {
+                // Everything committed applied first, as for a keep-alive.
+                self.ctx.read_barrier().await?;
+                Ok(self.time_to_live_here(&req))
+            },
+            |mut c: PeerClient<Channel>| async move { c.lease_time_to_live(req).await }
+        )?;
         r.keys.iter().try_for_each(|k| authz.check_read(k, &[]))?;
         Ok(r)
     }
