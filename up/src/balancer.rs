@@ -73,7 +73,7 @@ pub async fn run(listener: TcpListener, backends: Arc<Backends>) {
         let (mut client, _) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("keel: load balancer accept: {e}");
+                say!("keel: load balancer accept: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }

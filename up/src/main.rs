@@ -11,6 +11,23 @@
 //! load balancer), [`status`] (`keel status`).
 #![allow(clippy::disallowed_methods)] // a command-line tool: it waits on the real clock
 
+/// `eprintln!` that never panics: keel up's stderr may be a pipe whose reader is gone (a test
+/// that failed, a closed terminal), and a panic then would leave every part it started running.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($t)*);
+    }};
+}
+
+/// `println!` that never panics, for the same reason.
+macro_rules! tell {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 mod balancer;
 mod plan;
 mod status;
@@ -99,7 +116,7 @@ fn write_kubeconfig(written: &Path, out: &Path) -> std::io::Result<()> {
 
 async fn up(o: Options) -> ExitCode {
     if let Err(e) = std::fs::create_dir_all(&o.data_dir) {
-        eprintln!("keel: creating {}: {e}", o.data_dir.display());
+        say!("keel: creating {}: {e}", o.data_dir.display());
         return ExitCode::FAILURE;
     }
     let bins = bin_dir();
@@ -124,7 +141,7 @@ async fn up(o: Options) -> ExitCode {
         match Running::start(spec, &bins, &o.data_dir) {
             Ok(r) => procs.push(r),
             Err(e) => {
-                eprintln!("keel: starting {name}: {e}");
+                say!("keel: starting {name}: {e}");
                 supervise::stop_all(&mut procs).await;
                 return ExitCode::FAILURE;
             }
@@ -137,7 +154,7 @@ async fn up(o: Options) -> ExitCode {
             _ => false,
         };
         if wait && !wait_listening(&addr, Duration::from_secs(60)).await {
-            eprintln!("keel: {name} did not start listening on {addr}; see {}", o.data_dir.join(format!("{name}.log")).display());
+            say!("keel: {name} did not start listening on {addr}; see {}", o.data_dir.join(format!("{name}.log")).display());
         }
         if name == "apiserver-1" {
             let kubeconfig = plan::kubeconfig(&o.data_dir);
@@ -148,7 +165,7 @@ async fn up(o: Options) -> ExitCode {
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             if let Err(e) = write_kubeconfig(&first_kubeconfig, &kubeconfig) {
-                eprintln!("keel: writing {}: {e}", kubeconfig.display());
+                say!("keel: writing {}: {e}", kubeconfig.display());
             }
             if !start_balancer(&o).await {
                 supervise::stop_all(&mut procs).await;
@@ -157,13 +174,13 @@ async fn up(o: Options) -> ExitCode {
         }
     }
     if let Err(e) = status::record(&o.data_dir, &procs) {
-        eprintln!("keel: recording the cluster in {}: {e}", o.data_dir.display());
+        say!("keel: recording the cluster in {}: {e}", o.data_dir.display());
     }
     let endpoints: Vec<String> = (1..=o.members).map(|i| format!("{}:2379", plan::host(i))).collect();
-    println!("keel: {} members running, data and logs in {}", o.members, o.data_dir.display());
-    println!("keel: use  etcdctl --endpoints={} endpoint status -w table", endpoints.join(","));
+    tell!("keel: {} members running, data and logs in {}", o.members, o.data_dir.display());
+    tell!("keel: use  etcdctl --endpoints={} endpoint status -w table", endpoints.join(","));
     if o.control_plane {
-        println!(
+        tell!(
             "keel: Kubernetes API on https://127.0.0.1:{} ({} apiservers behind it); use  kubectl --kubeconfig {} get nodes",
             plan::BALANCER_PORT,
             o.members,
@@ -171,27 +188,27 @@ async fn up(o: Options) -> ExitCode {
         );
     }
     for m in &missing {
-        eprintln!("keel: {m} is not built next to keel ({}); not starting it (cargo build --workspace)", bins.display());
+        say!("keel: {m} is not built next to keel ({}); not starting it (cargo build --workspace)", bins.display());
     }
-    println!("keel: keel status --data-dir {} shows every part; Ctrl-C stops the cluster", o.data_dir.display());
+    tell!("keel: keel status --data-dir {} shows every part; Ctrl-C stops the cluster", o.data_dir.display());
     while !stop.is_finished() {
         let now = tokio::time::Instant::now();
         let mut changed = false;
         for p in procs.iter_mut() {
             if let Some(line) = p.tend(now) {
-                eprintln!("{line}");
+                say!("{line}");
                 changed = true;
             }
         }
         if changed && let Err(e) = status::record(&o.data_dir, &procs) {
-            eprintln!("keel: recording the cluster in {}: {e}", o.data_dir.display());
+            say!("keel: recording the cluster in {}: {e}", o.data_dir.display());
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    println!("keel: stopping");
+    tell!("keel: stopping");
     supervise::stop_all(&mut procs).await;
     let _ = std::fs::remove_file(status::record_path(&o.data_dir));
-    println!("keel: stopped");
+    tell!("keel: stopped");
     ExitCode::SUCCESS
 }
 
@@ -204,7 +221,7 @@ async fn start_balancer(o: &Options) -> bool {
             true
         }
         Err(e) => {
-            eprintln!("keel: binding the load balancer on 127.0.0.1:{}: {e}", plan::BALANCER_PORT);
+            say!("keel: binding the load balancer on 127.0.0.1:{}: {e}", plan::BALANCER_PORT);
             false
         }
     }
@@ -216,7 +233,7 @@ async fn main() -> ExitCode {
     let (command, o) = match parse(&args) {
         Ok(p) => p,
         Err(msg) => {
-            eprintln!("{msg}");
+            say!("{msg}");
             return if args.iter().any(|a| a == "-h" || a == "--help" || a == "help") { ExitCode::SUCCESS } else { ExitCode::from(2) };
         }
     };

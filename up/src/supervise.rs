@@ -135,7 +135,7 @@ pub async fn stop_all(procs: &mut [Running]) {
             if Instant::now() > deadline {
                 for p in procs.iter_mut().filter(|p| in_group(p)) {
                     if let Some(mut c) = p.child.take() {
-                        eprintln!("keel: {} did not stop; killing it", p.spec.name);
+                        say!("keel: {} did not stop; killing it", p.spec.name);
                         let _ = c.kill();
                         let _ = c.wait();
                     }
@@ -149,7 +149,7 @@ pub async fn stop_all(procs: &mut [Running]) {
                 let Some(args) = crate::plan::kubelet_reset(&p.spec) else { continue };
                 match Command::new(&p.program).args(&args).stdout(Stdio::null()).stderr(Stdio::null()).status() {
                     Ok(s) if s.success() => {}
-                    other => eprintln!("keel: keel-kubelet reset for {} failed ({other:?}); see {}", p.spec.name, p.log.display()),
+                    other => say!("keel: keel-kubelet reset for {} failed ({other:?}); see {}", p.spec.name, p.log.display()),
                 }
             }
         }

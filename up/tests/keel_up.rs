@@ -17,6 +17,20 @@ fn pid_of(state: &str, name: &str) -> Option<u32> {
     state.lines().find(|l| l.starts_with(&format!("{name}\t")))?.split('\t').nth(3)?.parse().ok()
 }
 
+/// Stops keel up (Ctrl-C, then waits up to a minute for it to stop its parts) if the test ends
+/// before it did so itself: a failed assertion must not leave the cluster running.
+struct Up(Option<u32>);
+
+impl Drop for Up {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0.take() {
+            let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status();
+            let alive = || Command::new("kill").args(["-0", &pid.to_string()]).status().is_ok_and(|s| s.success());
+            let _ = eventually(Duration::from_secs(60), || (!alive()).then_some(()));
+        }
+    }
+}
+
 #[test]
 fn keel_up_serves_kubectl_through_the_balancer_and_survives_an_apiserver_kill() {
     let keel = bin("keel");
@@ -28,6 +42,7 @@ fn keel_up_serves_kubectl_through_the_balancer_and_survives_an_apiserver_kill() 
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn keel up");
+    let mut guard = Up(Some(up.id()));
     let stop = |up: &mut std::process::Child| {
         let _ = Command::new("kill").args(["-INT", &up.id().to_string()]).status();
     };
@@ -39,6 +54,7 @@ fn keel_up_serves_kubectl_through_the_balancer_and_survives_an_apiserver_kill() 
     });
     if listed.is_none() {
         stop(&mut up);
+        guard.0 = None;
         let out = up.wait_with_output().expect("keel up exits");
         panic!("kubectl never listed namespaces: {}{}", text(&out.stdout), text(&out.stderr));
     }
@@ -149,6 +165,7 @@ fn keel_up_serves_kubectl_through_the_balancer_and_survives_an_apiserver_kill() 
     });
 
     stop(&mut up);
+    guard.0 = None;
     let out = up.wait_with_output().expect("keel up exits");
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(restarted.is_some(), "apiserver-1 was not started again: {stderr}");
