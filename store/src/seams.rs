@@ -79,6 +79,12 @@ pub struct Bugs {
     pub ack_before_sync: bool,
     /// The Raft log's flush skips the sync when the batch is small (under 256 bytes).
     pub skip_small_syncs: bool,
+    /// Not a bug but what the simulation sets with the durability faults above (and its lying
+    /// disks): a leader that finds a follower's log went back re-replicates to it (openraft's
+    /// `allow_log_reversion`) instead of panicking. The panic, inside the simulated runtime,
+    /// aborts the whole process (tokio shuts the runtime down mid-poll and a destructor panics
+    /// again), so the fault's harm would never reach the checkers as the lost write it is.
+    pub replicate_over_reverted_logs: bool,
 }
 
 /// A source of random numbers, seeded by whoever builds the member.

@@ -116,7 +116,8 @@ impl Member {
         let log = LogStore::open_with_bugs(raft_log, bugs).map_err(storage)?;
         let snap_dir = raft_dir.join("snap");
         let sm_store = SmStore::new(applied.clone(), member_id, snap_dir.clone()).map_err(storage)?;
-        let config = Arc::new(raft::config(cfg.heartbeat_interval, cfg.election_timeout, cfg.snapshot_count)?);
+        let config =
+            Arc::new(raft::config(cfg.heartbeat_interval, cfg.election_timeout, cfg.snapshot_count, bugs.replicate_over_reverted_logs)?);
         let network = Network { me: member_id, peers: peers.clone() };
         let syncer = log.start_syncer().map_err(storage)?;
         let raft_seed = rng.next_u64();

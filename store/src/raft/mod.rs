@@ -61,7 +61,15 @@ const RETRY: Duration = Duration::from_millis(25);
 const FORWARDS_IN_FLIGHT: usize = 4;
 
 /// Raft timing and snapshot settings, from etcd's flags.
-pub fn config(heartbeat: Duration, election: Duration, snapshot_count: u64) -> Result<openraft::Config> {
+///
+/// `replicate_over_reverted_logs` is [`crate::seams::Bugs::replicate_over_reverted_logs`]: off in
+/// the binary, where a follower whose log went back stops its leader's replication loudly.
+pub fn config(
+    heartbeat: Duration,
+    election: Duration,
+    snapshot_count: u64,
+    replicate_over_reverted_logs: bool,
+) -> Result<openraft::Config> {
     let hb = heartbeat.as_millis().max(1) as u64;
     let el = election.as_millis().max(2) as u64;
     openraft::Config {
@@ -87,6 +95,7 @@ pub fn config(heartbeat: Duration, election: Duration, snapshot_count: u64) -> R
         // as matching, and the members' states diverge (found by the simulation's torn-write
         // disk: `keel-sim --reproduce 7 --scenario crash`, HashKV differed after a power loss).
         enable_leader_restore: Some(false),
+        allow_log_reversion: Some(replicate_over_reverted_logs),
         ..Default::default()
     }
     .validate()
