@@ -19,6 +19,28 @@ const STOP_GRACE: Duration = Duration::from_secs(15);
 // otherwise; a container that is PID 1 of its namespace ignores SIGTERM unless it handles it).
 const KUBELET_STOP_GRACE: Duration = Duration::from_secs(40);
 
+/// Makes the child get SIGTERM when keel up dies, however it dies (`kill -9` included), so its
+/// parts stop as on Ctrl-C instead of running on unsupervised, holding the cluster's ports.
+/// Linux sends the signal when the *thread* that spawned the child ends: keel up spawns from its
+/// main thread (the `#[tokio::main]` loop), which lives as long as the process.
+#[allow(unsafe_code)] // pre_exec: the one way to run prctl in the child between fork and exec.
+fn stop_with_keel(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    let keel = rustix::process::getpid();
+    // SAFETY: runs in the forked child before exec; prctl and getppid are plain system calls,
+    // async-signal-safe, and nothing is allocated or locked.
+    unsafe {
+        command.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))?;
+            // keel up died between the fork and the prctl: the signal will never come.
+            if rustix::process::getppid() != Some(keel) {
+                return Err(std::io::Error::other("keel up exited while starting it"));
+            }
+            Ok(())
+        });
+    }
+}
+
 /// One supervised process.
 pub struct Running {
     /// What it is.
@@ -48,13 +70,10 @@ impl Running {
     fn spawn(&mut self) -> std::io::Result<()> {
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&self.log)?;
         let err = out.try_clone()?;
-        let child = Command::new(&self.program)
-            .args(&self.spec.args)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", self.program.display())))?;
+        let mut command = Command::new(&self.program);
+        command.args(&self.spec.args).stdin(Stdio::null()).stdout(out).stderr(err);
+        stop_with_keel(&mut command);
+        let child = command.spawn().map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", self.program.display())))?;
         self.child = Some(child);
         self.started = Instant::now();
         self.restart_at = None;

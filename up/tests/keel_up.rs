@@ -3,11 +3,20 @@
 //! kubectl uses as is, survives kill -9 of an apiserver (clients fail over through the balancer
 //! and keel up starts it again), runs pods on a kubelet per member address, runs a Deployment
 //! spread over the nodes by the elected controller-manager and scheduler, shows it all in
-//! `keel status`, and stops everything on Ctrl-C, leaving no container, bridge or port behind.
+//! `keel status`, and stops everything on Ctrl-C, leaving no container, bridge or port behind;
+//! a keel up killed with -9 takes its parts with it.
 
 use keel_testkit::{bin, eventually, text};
 use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
+
+/// Both tests use keel up's fixed addresses (127.0.0.N:2379, 127.0.0.1:6443): one at a time.
+static ONE_CLUSTER: Mutex<()> = Mutex::new(());
+
+fn alive(pid: u32) -> bool {
+    Command::new("kill").args(["-0", &pid.to_string()]).stderr(Stdio::null()).status().is_ok_and(|s| s.success())
+}
 
 fn kubectl(kubeconfig: &std::path::Path, cache: &std::path::Path, args: &[&str]) -> Option<Output> {
     Command::new("kubectl").arg("--kubeconfig").arg(kubeconfig).arg("--cache-dir").arg(cache).args(args).output().ok()
@@ -25,14 +34,14 @@ impl Drop for Up {
     fn drop(&mut self) {
         if let Some(pid) = self.0.take() {
             let _ = Command::new("kill").args(["-INT", &pid.to_string()]).status();
-            let alive = || Command::new("kill").args(["-0", &pid.to_string()]).status().is_ok_and(|s| s.success());
-            let _ = eventually(Duration::from_secs(60), || (!alive()).then_some(()));
+            let _ = eventually(Duration::from_secs(60), || (!alive(pid)).then_some(()));
         }
     }
 }
 
 #[test]
 fn keel_up_serves_kubectl_through_the_balancer_and_survives_an_apiserver_kill() {
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
     let keel = bin("keel");
     let dir = tempfile::tempdir().expect("tempdir");
     let mut up = Command::new(&keel)
@@ -187,5 +196,63 @@ fn keel_up_serves_kubectl_through_the_balancer_and_survives_an_apiserver_kill() 
     // Every process it started is gone: the ports are free again.
     for addr in ["127.0.0.1:6443", "127.0.0.1:6444", "127.0.0.2:6444", "127.0.0.1:2379", "127.0.0.3:2379"] {
         assert!(std::net::TcpStream::connect(addr).is_err(), "{addr} still answers");
+    }
+}
+
+/// Kills `pids` with -9 when the test ends, whatever happened: the parts of a keel up killed
+/// with -9 must not outlive a test that found they do.
+struct Parts(Vec<u32>);
+
+impl Drop for Parts {
+    fn drop(&mut self) {
+        for pid in self.0.iter().filter(|&&p| alive(p)) {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        }
+    }
+}
+
+#[test]
+fn a_keel_up_killed_with_sigkill_stops_its_parts() {
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let keel = bin("keel");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut up = Command::new(&keel)
+        .args(["up", "--no-control-plane", "--data-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn keel up");
+    let mut guard = Up(Some(up.id()));
+    let record = dir.path().join("keel-up.state");
+    let pids = eventually(Duration::from_secs(60), || {
+        let state = std::fs::read_to_string(&record).ok()?;
+        let pids: Option<Vec<u32>> = ["m1", "m2", "m3"].iter().map(|m| pid_of(&state, m)).collect();
+        pids.filter(|p| p.len() == 3)
+    })
+    .expect("keel up never recorded its three members");
+    let mut parts = Parts(pids.clone());
+    // Serving first, so what follows is a running member's shutdown, not a start cut short.
+    let eps = "127.0.0.1:2379,127.0.0.2:2379,127.0.0.3:2379";
+    let healthy = eventually(Duration::from_secs(60), || {
+        let o = Command::new("etcdctl").env("ETCDCTL_API", "3").args(["--endpoints", eps, "endpoint", "health"]).output().ok()?;
+        o.status.success().then_some(())
+    });
+    assert!(healthy.is_some(), "the members never served");
+
+    guard.0 = None;
+    let _ = up.kill();
+    let _ = up.wait();
+    let gone = eventually(Duration::from_secs(30), || pids.iter().all(|&p| !alive(p)).then_some(()));
+    assert!(
+        gone.is_some(),
+        "members still running 30 s after keel up was killed: {:?}",
+        pids.iter().filter(|&&p| alive(p)).collect::<Vec<_>>()
+    );
+    parts.0.clear();
+    // They got SIGTERM, not SIGKILL: each stopped as on Ctrl-C.
+    for i in 1..=3 {
+        let log = std::fs::read_to_string(dir.path().join(format!("m{i}.log"))).expect("member log");
+        assert!(log.contains("stopped; all acknowledged writes are on disk"), "m{i} stopped cleanly:\n{log}");
     }
 }
