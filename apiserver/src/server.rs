@@ -159,7 +159,7 @@ impl Server {
         let (tx, rx) = watch::channel(Bootstrap::Running);
         spawner.spawn(bootstrap(api.clone(), config.clone(), tx));
         spawner.spawn(compactor::run(store, config.compaction_interval));
-        let router = http::router(api.clone(), front);
+        let router = http::router(api.clone(), front, http::requests::Requests::new());
         Server { api, router, bootstrap: rx, tasks }
     }
 

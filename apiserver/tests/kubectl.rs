@@ -100,6 +100,19 @@ fn kubectl_version_and_discovery_name_the_served_api(c: Cluster) {
     assert!(ns.starts_with("NAME") && ns.contains("STATUS") && ns.contains("Active"), "server-side table: {ns}");
     let explained = c.ok(&["explain", "pod.spec.containers"]);
     assert!(explained.contains("FIELD: containers <[]Container>") && explained.contains("imagePullPolicy"), "{explained}");
+    // kube's request metrics: the namespace list above, by verb, resource, scope and code.
+    let _ = c.kubectl(&["get", "namespace", "no-such-namespace"]);
+    let metrics = c.ok(&["get", "--raw", "/metrics"]);
+    let counted = |verb: &str, code: &str| {
+        metrics.lines().any(|l| {
+            l.starts_with(&format!("apiserver_request_total{{verb=\"{verb}\""))
+                && l.contains("resource=\"namespaces\"")
+                && l.contains(&format!("code=\"{code}\""))
+                && l.contains("component=\"apiserver\"")
+        })
+    };
+    assert!(counted("LIST", "200") && counted("GET", "404"), "{metrics}");
+    assert!(metrics.contains("# TYPE apiserver_request_duration_seconds histogram"), "{metrics}");
 }
 
 fn apply_get_edit_and_delete_a_deployment_like_a_user(c: Cluster) {

@@ -3,13 +3,15 @@
 //! ([`serve`]). It knows the registry (what is served) but not what a request does: resource
 //! requests go to a [`Backend`] (the REST layer implements it), so `http` never imports `rest`;
 //! so do the subresources kubelets answer (`log`, `exec`, `proxy`, with the request's head for
-//! upgrades) and metrics.k8s.io ([`MetricsTarget`]).
+//! upgrades) and metrics.k8s.io ([`MetricsTarget`]). [`requests`] counts every answer for
+//! `/metrics`.
 
 pub mod access;
 pub mod discovery;
 pub mod openapi;
 pub mod protobuf;
 pub mod request;
+pub mod requests;
 pub mod serve;
 pub mod table;
 pub mod tls;
@@ -148,10 +150,17 @@ async fn health(State(b): State<Shared>) -> Response {
 }
 
 /// The whole HTTP surface over `backend`, behind `front` (authentication and authorization)
-/// when given.
-pub fn router(backend: Shared, front: Option<Arc<access::Front>>) -> Router {
+/// when given, every answer counted in `requests` (served on `/metrics`).
+pub fn router(backend: Shared, front: Option<Arc<access::Front>>, requests: Arc<requests::Requests>) -> Router {
     let resources = axum::routing::any(resource);
+    let exposition = requests.clone();
     let router = Router::new()
+        .route(
+            "/metrics",
+            get(move || async move {
+                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], exposition.render()).into_response()
+            }),
+        )
         .route("/version", get(|| async { json(StatusCode::OK, &discovery::version()) }))
         .route("/healthz", get(health))
         .route("/readyz", get(health))
@@ -171,10 +180,12 @@ pub fn router(backend: Shared, front: Option<Arc<access::Front>>) -> Router {
         .route("/apis/{group}/{version}/{*rest}", resources)
         .fallback(|| async { ApiError::NoSuchPath.into_response() })
         .with_state(backend);
-    match front {
+    let router = match front {
         Some(f) => router.layer(axum::middleware::from_fn_with_state(f, access::check)),
         None => router,
-    }
+    };
+    // Outermost: refusals (401, 403) are counted too, as kube counts them.
+    router.layer(axum::middleware::from_fn_with_state(requests, requests::record))
 }
 
 #[cfg(test)]

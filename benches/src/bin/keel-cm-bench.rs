@@ -11,9 +11,9 @@
 //! Reports (one JSON line on stdout, a per-second timeline on stderr): apply → all Running,
 //! the `kubectl apply` itself, the first/last pod created, bound and Running; CPU seconds
 //! (utime+stime from `/proc/<pid>/stat`) of every process over the measured phase and their
-//! peak RSS (`VmHWM`); the store revisions written per second (every write through the
-//! apiserver is one revision — keel-apiserver has no request metrics, so this is the write
-//! rate; reads are the processes' watches and a few lists).
+//! peak RSS (`VmHWM`); the apiserver's requests per second by verb (its
+//! `apiserver_request_total` on `/metrics`, read before and after) and the store revisions
+//! written per second (every write through the apiserver is one revision).
 #![allow(clippy::disallowed_methods)]
 
 use anyhow::Context;
@@ -107,6 +107,19 @@ async fn revision(client: &kube::Client) -> i64 {
     list.ok().and_then(|l| l.metadata.resource_version).and_then(|rv| rv.parse().ok()).unwrap_or(0)
 }
 
+/// The apiserver's `apiserver_request_total`, summed per verb.
+async fn requests_by_verb(client: &kube::Client) -> std::collections::BTreeMap<String, f64> {
+    let mut by_verb = std::collections::BTreeMap::new();
+    let Ok(req) = http::Request::get("/metrics").body(Vec::new()) else { return by_verb };
+    let text = client.request_text(req).await.unwrap_or_default();
+    for line in text.lines().filter(|l| l.starts_with("apiserver_request_total{")) {
+        let verb = line.split("verb=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or("");
+        let value = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        *by_verb.entry(verb.to_string()).or_insert(0.0) += value;
+    }
+    by_verb
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
@@ -194,6 +207,7 @@ async fn main() -> anyhow::Result<()> {
     pids.push(("bench (watch)".into(), std::process::id()));
     let cpu_before: Vec<f64> = pids.iter().map(|(_, p)| cpu_seconds(*p)).collect();
     let rev_before = revision(&client).await;
+    let requests_before = requests_by_verb(&client).await;
 
     let t0 = Instant::now();
     let kubeconfig = cluster.kubeconfig.clone();
@@ -266,6 +280,13 @@ async fn main() -> anyhow::Result<()> {
     }
     let phase = t0.elapsed().as_secs_f64();
     let rev_after = revision(&client).await;
+    let requests_after = requests_by_verb(&client).await;
+    let requests: serde_json::Map<String, serde_json::Value> = requests_after
+        .iter()
+        .map(|(verb, n)| (verb.clone(), json!(n - requests_before.get(verb).copied().unwrap_or(0.0))))
+        .filter(|(_, n)| n.as_f64().unwrap_or(0.0) > 0.0)
+        .collect();
+    let all_requests: f64 = requests.values().filter_map(|n| n.as_f64()).sum();
     let cpu: serde_json::Map<String, serde_json::Value> =
         pids.iter().zip(&cpu_before).map(|((n, p), b)| (n.clone(), json!(((cpu_seconds(*p) - b) * 100.0).round() / 100.0))).collect();
     let peak: serde_json::Map<String, serde_json::Value> = pids.iter().map(|(n, p)| (n.clone(), json!(status_mib(*p, "VmHWM:")))).collect();
@@ -278,6 +299,8 @@ async fn main() -> anyhow::Result<()> {
         "cpu_seconds": cpu,
         "controller_manager_cpu_cores_avg": ((cpu["controller-manager"].as_f64().unwrap_or(0.0) / phase) * 100.0).round() / 100.0,
         "peak_rss_mib": peak,
+        "apiserver_requests": requests,
+        "apiserver_requests_per_second": ((all_requests / phase) * 10.0).round() / 10.0,
         "store_revisions": rev_after - rev_before,
         "writes_per_second": (((rev_after - rev_before) as f64 / phase) * 10.0).round() / 10.0,
         "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
