@@ -1,4 +1,4 @@
-//! Endpoints with the real scheduler and kubelets: a Service's Endpoints list its ready pods'
+//! Endpoints with the real scheduler and kubelets: a Service gets a ClusterIP, and its Endpoints list its ready pods'
 //! IPs and resolved named ports, a pod whose readiness probe fails stays in
 //! `notReadyAddresses`, a pod whose container is killed by its liveness probe moves to
 //! `notReadyAddresses` and back as its kubelet reports it, and the Endpoints go with the Service.
@@ -81,6 +81,12 @@ async fn endpoints_follow_pod_readiness_and_the_service() {
     let eps: Api<Endpoints> = Api::namespaced(client.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
     apply(&c, APP).await;
+    // The apiserver gave the Service a ClusterIP from the default range (10.96.0.0/12).
+    let service = Api::<Service>::namespaced(client.clone(), "default").get("web").await.expect("the Service");
+    let ip: std::net::Ipv4Addr =
+        service.spec.and_then(|s| s.cluster_ip).and_then(|ip| ip.parse().ok()).expect("the Service has a ClusterIP");
+    assert_eq!(ip.octets()[0], 10, "{ip}");
+    assert_eq!(ip.octets()[1] & 0xf0, 96, "{ip} is in 10.96.0.0/12");
     let (never, flaky) = wait_for(&c, Duration::from_secs(30), "both hand-made pods running with an IP", || async {
         Some((ip_of(&pods, "never-ready").await?, ip_of(&pods, "flaky").await?))
     })
