@@ -342,7 +342,7 @@ mod tests {
 
     #[test]
     fn etcd_revision_keys_sort_like_revisions() {
-        let mut keys = vec![
+        let mut keys = [
             revision_key(Rev { main: 256, sub: 0 }, false),
             revision_key(Rev { main: 2, sub: 1 }, true),
             revision_key(Rev { main: 2, sub: 0 }, false),

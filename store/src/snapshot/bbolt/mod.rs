@@ -2,7 +2,7 @@
 //! values (no nested buckets), 4096-byte pages, both metas, a freelist.
 //!
 //! - [`page`]: page, meta, element and bucket-value layouts (pure encode/decode).
-//! - [`write`]: [`DbWriter`], a one-pass writer.
+//! - [`write`](mod@write): [`DbWriter`], a one-pass writer.
 //! - [`read`]: [`Db`], a reader over a file in memory.
 //!
 //! Read from bbolt's sources (`page.go`, `node.go`, `bucket.go`, `db.go`, `tx_check.go`); no

@@ -378,7 +378,8 @@ mod tests {
 
     #[test]
     fn leaf_pages_round_trip() {
-        let table: &[&[(u32, &[u8], &[u8])]] = &[
+        type Row<'a> = (u32, &'a [u8], &'a [u8]);
+        let table: &[&[Row]] = &[
             &[],
             &[(0, b"k", b"")],
             &[(0, b"a", b"1"), (0, b"bb", b"22"), (BUCKET_LEAF_FLAG, b"ccc", &[0u8; 16])],

@@ -11,6 +11,9 @@ fn corrupt(what: impl std::fmt::Display) -> Error {
     Error::corrupt(format!("snapshot file: {what}"))
 }
 
+/// What [`Db::for_each`] calls with each key and value.
+pub type Visitor<'v> = dyn FnMut(&[u8], &[u8]) -> Result<()> + 'v;
+
 /// A bbolt file.
 pub struct Db<'a> {
     data: &'a [u8],
@@ -89,7 +92,7 @@ impl<'a> Db<'a> {
 
     /// Visit every key and value of the top-level bucket `name` in key order; false when there
     /// is no such bucket.
-    pub fn for_each(&self, name: &[u8], visit: &mut dyn FnMut(&[u8], &[u8]) -> Result<()>) -> Result<bool> {
+    pub fn for_each(&self, name: &[u8], visit: &mut Visitor<'_>) -> Result<bool> {
         let mut found = None;
         self.walk(Root::Page(self.meta.root), &mut |flags, key, value| {
             if key == name && flags & BUCKET_LEAF_FLAG != 0 {
