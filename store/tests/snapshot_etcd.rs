@@ -142,7 +142,8 @@ struct Marks {
 
 /// The same writes on any server: 10,000 keys by 100 txns (one revision each, sub-revisions
 /// 0..99), 5 keys put 40 times each, a compaction, a range delete of 100 keys and a single
-/// delete, two leases (one with 3 keys), 10 more puts; then users root and alice (role
+/// delete, two leases (one with 3 keys), 10 more puts, a value larger than a page; then
+/// users root and alice (role
 /// reader: read `key/`) and auth on.
 async fn write_history(endpoint: &str) -> Marks {
     let ch = channel(endpoint).await;
@@ -184,6 +185,8 @@ async fn write_history(endpoint: &str) -> Marks {
     for i in 0..10 {
         kv.put(PutRequest { key: format!("after/{i}").into_bytes().into(), value: "a".into(), ..Default::default() }).await.expect("put");
     }
+    // Larger than a page: bbolt keeps it on overflow pages.
+    kv.put(PutRequest { key: "big".into(), value: vec![b'x'; 20_000].into(), ..Default::default() }).await.expect("put");
     for args in [
         &["user", "add", "root", "--new-user-password", "rootpw"][..],
         &["user", "grant-role", "root", "root"],
@@ -212,7 +215,7 @@ fn get(endpoint: &str, args: &[&str]) -> (Value, Value, Value) {
 /// Everything the two servers must answer alike after a restore.
 fn assert_same_data(want: &str, got: &str, marks: &Marks) {
     let all = get(want, &["", "--from-key"]);
-    assert_eq!(all.2, Value::from(10_000 - 100 + 4 + 3 + 10), "the expected number of keys");
+    assert_eq!(all.2, Value::from(10_000 - 100 + 4 + 3 + 10 + 1), "the expected number of keys");
     assert_eq!(get(got, &["", "--from-key"]), all, "all keys at the current revision");
     for (key, rev) in [("hot/0", marks.hot_mid), ("hot/4", marks.hot_mid), ("key/00000", marks.before_delete), ("hot/", marks.compacted)] {
         let rev = format!("--rev={rev}");
