@@ -143,8 +143,7 @@ struct Marks {
 /// The same writes on any server: 10,000 keys by 100 txns (one revision each, sub-revisions
 /// 0..99), 5 keys put 40 times each, a compaction, a range delete of 100 keys and a single
 /// delete, two leases (one with 3 keys), 10 more puts, a value larger than a page; then
-/// users root and alice (role
-/// reader: read `key/`) and auth on.
+/// users root and alice (role reader: read `key/`) and auth on.
 async fn write_history(endpoint: &str) -> Marks {
     let ch = channel(endpoint).await;
     let mut kv = KvClient::new(ch.clone());
