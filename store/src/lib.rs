@@ -33,6 +33,8 @@
 //! - [`raft`]: replication with openraft (log, apply loop, outgoing peer calls, membership,
 //!   snapshots).
 //! - [`mvcc`], [`lease`], [`watch`], [`auth`]: the cores.
+//! - [`snapshot`]: snapshot files as etcd writes them (a bbolt file with etcd's buckets), for
+//!   `etcdctl snapshot save|status|restore` and `keel-store snapshot restore`.
 //! - [`tls`]: rustls on both ports.
 //! - [`storage`]: backends. [`seams`]: randomness, clocks, dialing. [`types`]: typed IDs.
 //!   [`error`]: the error table.
@@ -42,7 +44,8 @@
 //! ```text
 //!  node    -> server http raft applied apply config auth mvcc storage seams types watch error
 //!  http    -> server auth types error
-//!  server  -> raft applied apply auth mvcc tls seams types error
+//!  server  -> raft applied apply auth mvcc snapshot tls seams types error
+//!  snapshot -> raft apply auth mvcc storage error
 //!  raft    -> applied apply auth config seams storage types error
 //!  applied -> apply auth watch seams storage types error
 //!  apply   -> auth lease mvcc storage types error
@@ -69,6 +72,7 @@ pub mod node;
 pub mod raft;
 pub mod seams;
 pub mod server;
+pub mod snapshot;
 pub mod storage;
 pub mod tls;
 pub mod types;

@@ -207,7 +207,8 @@ fn usage() -> String {
 }
 
 /// `keel-store snapshot restore FILE [etcd flags]`: build a member's data dir from a snapshot
-/// (`etcdctl snapshot save`), to start a new cluster with `--initial-cluster-state new`.
+/// (`etcdctl snapshot save` from etcd or Keel), to start a new cluster with
+/// `--initial-cluster-state new`.
 fn restore(args: &[String]) -> anyhow::Result<()> {
     let [file, flags @ ..] = args else {
         anyhow::bail!("usage: keel-store snapshot restore FILE [--name N --data-dir D --initial-cluster ...]")
@@ -220,7 +221,7 @@ fn restore(args: &[String]) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cfg.data_dir)?;
     let backend = SledBackend::open(&cfg.data_dir.join("keel.sled"), SLED_CACHE_BYTES).context("creating the store")?;
     let input = std::fs::File::open(file).with_context(|| format!("opening {file}"))?;
-    let n = keel_store::raft::snapshot::restore(&backend, input).with_context(|| format!("restoring {file}"))?;
+    let n = keel_store::snapshot::restore(&backend, input).with_context(|| format!("restoring {file}"))?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     rt.block_on(keel_store::storage::Backend::sync(&backend))?;
     println!("restored {n} records from {file} into {}; start the member with --initial-cluster-state new", cfg.data_dir.display());

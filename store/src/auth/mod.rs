@@ -73,13 +73,18 @@ pub struct Grant {
     pub range_end: Vec<u8>,
 }
 
-/// The persistent part of the auth store.
+/// The persistent part of the auth store: the JSON kept under [`META_AUTH`], and what a
+/// snapshot file carries in etcd's `auth`, `authUsers` and `authRoles` buckets.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
-struct Stored {
-    enabled: bool,
-    revision: u64,
-    users: BTreeMap<String, User>,
-    roles: BTreeMap<String, Vec<Grant>>,
+pub struct Stored {
+    /// Auth is on.
+    pub enabled: bool,
+    /// Raised by every change.
+    pub revision: u64,
+    /// Users by name.
+    pub users: BTreeMap<String, User>,
+    /// Roles by name, each with its permissions.
+    pub roles: BTreeMap<String, Vec<Grant>>,
 }
 
 /// The auth store of one member.

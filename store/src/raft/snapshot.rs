@@ -1,12 +1,10 @@
-//! Keel's snapshot file: every replicated record of the backend (keys, leases, metadata other
-//! than the member's own identity), in key order. Used to catch up a member whose log was
-//! purged, for `Maintenance.Snapshot` (`etcdctl snapshot save`) and for
-//! `keel-store snapshot restore`.
+//! Keel's own snapshot file: every replicated record of the backend (keys, leases, metadata
+//! other than the member's own identity), in key order. Used between members, to catch up a
+//! member whose log was purged. Clients get etcd's format instead (`crate::snapshot`), which
+//! still restores files of this format that earlier Keel releases handed out.
 //!
 //! Layout: the magic line, then records `[key len u32][key][value len u32][value]`, then an
-//! end record of length `u32::MAX` followed by the CRC32 of everything before it. Files handed
-//! to clients (`Maintenance.Snapshot`) also carry etcd's trailer: zero padding to a multiple of
-//! 512 bytes and the SHA-256 of everything before it, which `etcdctl snapshot save` checks for.
+//! end record of length `u32::MAX` followed by the CRC32 of everything before it.
 
 use crate::storage::{Backend, WriteBatch, scan_each};
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -123,30 +121,8 @@ impl<R: Read> Read for CrcReader<R> {
     }
 }
 
-/// Append etcd's snapshot trailer (padding to 512 bytes, then SHA-256) and rewind `f`.
-pub fn seal_for_etcdctl(f: &mut std::fs::File) -> io::Result<()> {
-    use sha2::Digest;
-    use std::io::{Seek, SeekFrom};
-    let len = f.seek(SeekFrom::End(0))?;
-    let pad = (512 - len % 512) % 512;
-    f.write_all(&vec![0u8; pad as usize])?;
-    f.rewind()?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    f.write_all(&h.finalize())?;
-    f.rewind()?;
-    Ok(())
-}
-
-/// `keel-store snapshot restore`: fill an empty backend with a snapshot's data for the first
-/// member start of a new cluster. The Raft history (applied position, membership) and alarms of
+/// Restore a file of this format for `keel-store snapshot restore`: fill an empty backend
+/// with its data for the first member start of a new cluster. The Raft history (applied position, membership) and alarms of
 /// the old cluster are dropped; keys, revisions, history and leases are kept.
 pub fn restore(backend: &dyn Backend, input: impl Read) -> io::Result<u64> {
     let n = load(backend, input)?;

@@ -30,6 +30,23 @@ pub async fn add_here(ctx: &Context, req: MemberAddRequest) -> Result<MemberAddR
     Ok(MemberAddResponse { header: ctx.header(NO_REVISION), member: Some(member), members: ctx.replica.members() })
 }
 
+/// The members as the applied membership lists them, or this member alone while Raft has not
+/// loaded its first membership yet.
+pub(crate) fn known_members(ctx: &Context) -> Vec<Member> {
+    let mut members = ctx.replica.members();
+    if members.is_empty() {
+        let id = &ctx.identity;
+        members.push(Member {
+            id: id.member_id.0,
+            name: id.name.clone(),
+            peer_ur_ls: id.peer_urls.clone(),
+            client_ur_ls: id.client_urls.clone(),
+            is_learner: false,
+        });
+    }
+    members
+}
+
 impl ClusterService {
     /// The Cluster service of the member `ctx` serves.
     pub fn new(ctx: Arc<Context>) -> Self {
@@ -44,19 +61,7 @@ impl ClusterService {
         if req.linearizable {
             self.ctx.read_barrier().await?;
         }
-        let mut members = self.ctx.replica.members();
-        if members.is_empty() {
-            // Raft has not loaded its first membership yet: this member is all it knows.
-            let id = &self.ctx.identity;
-            members.push(Member {
-                id: id.member_id.0,
-                name: id.name.clone(),
-                peer_ur_ls: id.peer_urls.clone(),
-                client_ur_ls: id.client_urls.clone(),
-                is_learner: false,
-            });
-        }
-        Ok(MemberListResponse { header: self.ctx.header(NO_REVISION), members })
+        Ok(MemberListResponse { header: self.ctx.header(NO_REVISION), members: known_members(&self.ctx) })
     }
 
     /// Cluster.MemberAdd.

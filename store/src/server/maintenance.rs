@@ -1,5 +1,5 @@
 //! The Maintenance service: Status (with the Raft leader, term and indexes), Alarm, Hash,
-//! HashKV, MoveLeader, Snapshot (the member's data streamed in Keel's snapshot format) and
+//! HashKV, MoveLeader, Snapshot (the member's data streamed as an etcd snapshot file) and
 //! Defragment (this member's backend rewritten without dead records). Downgrade answers
 //! `Unimplemented`.
 
@@ -93,18 +93,20 @@ impl MaintenanceService {
         Ok(MoveLeaderResponse { header: self.ctx.header_now() })
     }
 
-    /// Maintenance.Snapshot: this member's data as of now, in Keel's snapshot format.
+    /// Maintenance.Snapshot: this member's data as of now, as an etcd backend file with etcd's
+    /// SHA-256 trailer (see [`crate::snapshot`]).
     pub async fn snapshot(&self, caller: &Caller) -> Result<SnapshotStream> {
         self.ctx.enter(Rpc::Snapshot, caller).await?;
         let applied = self.ctx.applied.clone();
+        let members = super::cluster::known_members(&self.ctx);
         let io = |e: std::io::Error| Error::Internal(Internal::Storage(e.to_string()));
         let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File> {
+            // The state lock keeps writers out while the records are read, so the file is
+            // one revision's state.
             let mut sm = applied.write_state();
             sm.write_group()?;
-            let mut f = tempfile::tempfile().map_err(io)?;
-            crate::raft::snapshot::dump(&*applied.backend, &mut f).map_err(io)?;
+            let (f, _) = crate::snapshot::save(&*applied.backend, &members, tempfile::tempfile().map_err(io)?)?;
             drop(sm);
-            crate::raft::snapshot::seal_for_etcdctl(&mut f).map_err(io)?;
             Ok(f)
         })
         .await
