@@ -103,11 +103,13 @@ impl MaintenanceService {
         let file = tokio::task::spawn_blocking(move || -> Result<std::fs::File> {
             // The state lock keeps writers out while the records are read, so the file is
             // one revision's state.
+            let out = tempfile::tempfile().map_err(io)?;
             let mut sm = applied.write_state();
             sm.write_group()?;
-            let (f, _) = crate::snapshot::save(&*applied.backend, &members, tempfile::tempfile().map_err(io)?)?;
+            let (f, _) = crate::snapshot::etcd::export(&*applied.backend, &members, out)?;
             drop(sm);
-            Ok(f)
+            // Hashed after the lock is released: the trailer reads the whole file again.
+            crate::snapshot::seal(f)
         })
         .await
         .map_err(Error::task)??;

@@ -30,7 +30,14 @@ fn io(e: std::io::Error) -> Error {
 /// Write `backend`'s replicated state as an etcd snapshot into `file` (from its start), with
 /// the SHA-256 trailer; `file` is left rewound. Returns the number of revision records.
 pub fn save(backend: &dyn Backend, members: &[Member], file: std::fs::File) -> Result<(std::fs::File, u64)> {
-    let (mut file, revisions) = etcd::export(backend, members, file)?;
+    let (file, revisions) = etcd::export(backend, members, file)?;
+    Ok((seal(file)?, revisions))
+}
+
+/// Append etcd's SHA-256 trailer to the bbolt file [`etcd::export`] wrote into `file`, and
+/// rewind it. Apart from [`save`] so a caller can release what kept the state still once the
+/// export is written: the hash reads the file again.
+pub fn seal(mut file: std::fs::File) -> Result<std::fs::File> {
     file.rewind().map_err(io)?;
     let mut hash = sha2::Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
@@ -43,7 +50,7 @@ pub fn save(backend: &dyn Backend, members: &[Member], file: std::fs::File) -> R
     }
     file.write_all(&hash.finalize()).map_err(io)?;
     file.rewind().map_err(io)?;
-    Ok((file, revisions))
+    Ok(file)
 }
 
 /// The bbolt bytes of a snapshot file: without the trailer when there is one (checked), the
