@@ -7,8 +7,9 @@
 //! that dies is started again) and stops them all on Ctrl-C. `keel status` shows each part, its
 //! address, its health and who leads ([`status`]).
 //!
-//! Modules: [`plan`] (what runs where, pure), [`supervise`] (processes), [`balancer`] (the TCP
-//! load balancer), [`status`] (`keel status`).
+//! Modules: [`plan`] (what runs where, pure), [`identity`] (the client CA and every part's
+//! kubeconfig), [`supervise`] (processes), [`balancer`] (the TCP load balancer), [`status`]
+//! (`keel status`).
 #![allow(clippy::disallowed_methods)] // a command-line tool: it waits on the real clock
 
 /// `eprintln!` that never panics: keel up's stderr may be a pipe whose reader is gone (a test
@@ -29,6 +30,7 @@ macro_rules! tell {
 }
 
 mod balancer;
+mod identity;
 mod plan;
 mod status;
 mod supervise;
@@ -100,18 +102,13 @@ async fn wait_listening(addr: &str, limit: Duration) -> bool {
     false
 }
 
-/// The admin kubeconfig pointed at the balancer: apiserver-1 writes one for its own address
-/// (with the shared CA); `keel up` rewrites its server line.
-fn write_kubeconfig(written: &Path, out: &Path) -> std::io::Result<()> {
-    let text = std::fs::read_to_string(written)?;
-    let lb = format!("server: https://127.0.0.1:{}", plan::BALANCER_PORT);
-    let rewritten: Vec<String> =
-        text.lines()
-            .map(|l| {
-                if l.trim_start().starts_with("server: ") { format!("{}{lb}", &l[..l.len() - l.trim_start().len()]) } else { l.to_string() }
-            })
-            .collect();
-    std::fs::write(out, rewritten.join("\n") + "\n")
+/// Every kubeconfig (admin and one per part), pointed at the balancer and trusting the
+/// serving CA the first apiserver made in the shared certificate folder.
+fn write_kubeconfigs(o: &Options, ca: &keel_access::pki::ClusterCa, parts: &[String]) -> Result<(), String> {
+    let serving_ca = plan::cert_dir(&o.data_dir).join("ca.crt");
+    let pem = std::fs::read_to_string(&serving_ca).map_err(|e| format!("reading {}: {e}", serving_ca.display()))?;
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    identity::write_kubeconfigs(&o.data_dir, ca, &format!("https://127.0.0.1:{}", plan::BALANCER_PORT), &pem, &parts)
 }
 
 async fn up(o: Options) -> ExitCode {
@@ -120,13 +117,16 @@ async fn up(o: Options) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let bins = bin_dir();
-    let mut specs = plan::plan(&o);
+    let specs = plan::plan(&o);
+    let parts: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
     let mut procs: Vec<Running> = Vec::new();
-    let first_kubeconfig = o.data_dir.join("kubeconfig.apiserver-1");
-    if let Some(api1) = specs.iter_mut().find(|s| s.name == "apiserver-1") {
-        api1.args.push("--write-kubeconfig".into());
-        api1.args.push(first_kubeconfig.display().to_string());
-    }
+    let ca = match o.control_plane.then(|| identity::ensure_ca(&o.data_dir)).transpose() {
+        Ok(ca) => ca,
+        Err(e) => {
+            say!("keel: the client CA: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let stop = tokio::spawn(status::interrupted());
     let mut missing: Vec<&'static str> = Vec::new();
     for spec in specs {
@@ -156,16 +156,13 @@ async fn up(o: Options) -> ExitCode {
         if wait && !wait_listening(&addr, Duration::from_secs(60)).await {
             say!("keel: {name} did not start listening on {addr}; see {}", o.data_dir.join(format!("{name}.log")).display());
         }
-        if name == "apiserver-1" {
-            let kubeconfig = plan::kubeconfig(&o.data_dir);
-            for _ in 0..100 {
-                if first_kubeconfig.exists() {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            if let Err(e) = write_kubeconfig(&first_kubeconfig, &kubeconfig) {
-                say!("keel: writing {}: {e}", kubeconfig.display());
+        if name == "apiserver-1"
+            && let Some(ca) = &ca
+        {
+            if let Err(e) = write_kubeconfigs(&o, ca, &parts) {
+                say!("keel: writing the kubeconfigs: {e}");
+                supervise::stop_all(&mut procs).await;
+                return ExitCode::FAILURE;
             }
             if !start_balancer(&o).await {
                 supervise::stop_all(&mut procs).await;

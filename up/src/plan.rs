@@ -127,7 +127,7 @@ pub fn plan(o: &Options) -> Vec<Spec> {
         return out;
     }
     let etcd_servers = (1..=n).map(|i| format!("http://{}:2379", host(i))).collect::<Vec<_>>().join(",");
-    let kubeconfig = path(kubeconfig(&o.data_dir));
+    let kubeconfig = |part: &str| path(crate::identity::kubeconfig_of(&o.data_dir, part));
     for i in 1..=n {
         let args = vec![
             "--etcd-servers".into(),
@@ -140,21 +140,26 @@ pub fn plan(o: &Options) -> Vec<Spec> {
             path(o.data_dir.join(format!("apiserver-{i}"))),
             "--cert-dir".into(),
             path(cert_dir(&o.data_dir)),
+            "--client-ca-file".into(),
+            path(crate::identity::ca_file(&o.data_dir)),
+            "--authorization-mode".into(),
+            "Node,RBAC".into(),
         ];
         out.push(Spec { name: format!("apiserver-{i}"), role: Role::Apiserver, args, addr: format!("{}:{APISERVER_PORT}", host(i)) });
     }
     for (role, port, name) in [(Role::Scheduler, 10259, "scheduler"), (Role::ControllerManager, 10257, "controller-manager")] {
         for i in 1..=n {
+            let part = format!("{name}-{i}");
             let args =
-                vec!["--kubeconfig".into(), kubeconfig.clone(), "--bind-address".into(), host(i), "--secure-port".into(), port.to_string()];
-            out.push(Spec { name: format!("{name}-{i}"), role, args, addr: format!("{}:{port}", host(i)) });
+                vec!["--kubeconfig".into(), kubeconfig(&part), "--bind-address".into(), host(i), "--secure-port".into(), port.to_string()];
+            out.push(Spec { name: part, role, args, addr: format!("{}:{port}", host(i)) });
         }
     }
     match o.simulated_nodes {
         Some(nodes) => {
             let args = vec![
                 "--kubeconfig".into(),
-                kubeconfig,
+                kubeconfig("kubelet-simulated"),
                 "--address".into(),
                 host(1),
                 "--port".into(),
@@ -172,7 +177,7 @@ pub fn plan(o: &Options) -> Vec<Spec> {
             for i in 1..=n {
                 let args = vec![
                     "--kubeconfig".into(),
-                    kubeconfig.clone(),
+                    kubeconfig(&format!("kubelet-{i}")),
                     "--hostname-override".into(),
                     format!("keel-{i}"),
                     "--address".into(),
@@ -259,7 +264,11 @@ mod tests {
         assert!(api3.args.windows(2).any(|w| w == ["--etcd-servers", "http://127.0.0.1:2379,http://127.0.0.2:2379,http://127.0.0.3:2379"]));
         let k2 = &p[13];
         assert!(k2.args.windows(2).any(|w| w == ["--pod-cidr", "10.244.2.0/24"]));
-        assert!(k2.args.windows(2).any(|w| w == ["--kubeconfig", "/d/kubeconfig"]));
+        assert!(k2.args.windows(2).any(|w| w == ["--kubeconfig", "/d/kubelet-2.kubeconfig"]), "each kubelet its own identity");
+        assert!(api3.args.windows(2).any(|w| w == ["--client-ca-file", "/d/pki/ca.crt"]));
+        assert!(api3.args.windows(2).any(|w| w == ["--authorization-mode", "Node,RBAC"]));
+        let s1 = &p[6];
+        assert!(s1.args.windows(2).any(|w| w == ["--kubeconfig", "/d/scheduler.kubeconfig"]));
     }
 
     #[test]

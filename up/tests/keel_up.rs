@@ -1,6 +1,7 @@
 //! `keel up` (the README's way to run Keel) starts the members and an apiserver per member
 //! address behind the load balancer on 127.0.0.1:6443, writes a kubeconfig the installed
-//! kubectl uses as is, survives kill -9 of an apiserver (clients fail over through the balancer
+//! kubectl uses as is (a client certificate; anonymous requests and each component held to
+//! their roles), survives kill -9 of an apiserver (clients fail over through the balancer
 //! and keel up starts it again), runs pods on a kubelet per member address, runs a Deployment
 //! spread over the nodes by the elected controller-manager and scheduler, shows it all in
 //! `keel status`, and stops everything on Ctrl-C, leaving no container, bridge or port behind;
@@ -68,6 +69,27 @@ fn keel_up_serves_kubectl_through_the_balancer_and_survives_an_apiserver_kill() 
         panic!("kubectl never listed namespaces: {}{}", text(&out.stdout), text(&out.stderr));
     }
     assert!(std::fs::read_to_string(&kubeconfig).expect("kubeconfig").contains("server: https://127.0.0.1:6443"));
+
+    // Secured by default: the admin is who the kubeconfig's certificate says, an anonymous
+    // request gets nothing but health, and each component is held to its own role.
+    let anonymous = Command::new("curl").args(["-sk", "https://127.0.0.1:6443/api/v1/pods"]).output().expect("curl");
+    assert!(
+        text(&anonymous.stdout).contains(r#"pods is forbidden: User \"system:anonymous\" cannot list resource \"pods\""#),
+        "anonymous: {}",
+        text(&anonymous.stdout)
+    );
+    let kubelet = kubectl(&dir.path().join("kubelet-1.kubeconfig"), &cache, &["get", "pods", "-A"]).expect("kubectl");
+    assert!(
+        !kubelet.status.success() && text(&kubelet.stderr).contains(r#"User "system:node:keel-1" cannot list resource "pods""#),
+        "a kubelet lists only its own node's pods: {}",
+        text(&kubelet.stderr)
+    );
+    let scheduler = kubectl(&dir.path().join("scheduler.kubeconfig"), &cache, &["get", "secrets", "-A"]).expect("kubectl");
+    assert!(
+        !scheduler.status.success() && text(&scheduler.stderr).contains(r#"User "system:kube-scheduler" cannot list resource "secrets""#),
+        "the scheduler reads no secrets: {}",
+        text(&scheduler.stderr)
+    );
 
     // keel status: every member and apiserver, healthy, and a store leader.
     let status = eventually(Duration::from_secs(30), || {
