@@ -76,6 +76,9 @@ pub enum Error {
     /// MemberAdd with peer URLs another member has.
     #[error("etcdserver: Peer URLs already exists")]
     PeerUrlExists,
+    /// MemberAdd whose ID (etcd's hash of the peer URLs and the second) a member already has.
+    #[error("etcdserver: member ID already exist")]
+    MemberIdExists,
     /// MemberPromote of a voting member.
     #[error("etcdserver: can only promote a learner member")]
     MemberNotLearner,
@@ -250,6 +253,7 @@ impl Error {
             Error::NotLeader
             | Error::BadLeaderTransferee
             | Error::PeerUrlExists
+            | Error::MemberIdExists
             | Error::MemberNotLearner
             | Error::LearnerNotReady
             | Error::TooManyLearners => Code::FailedPrecondition,
@@ -283,6 +287,7 @@ const PLAIN: &[Error] = &[
     Error::NotLeader,
     Error::BadLeaderTransferee,
     Error::PeerUrlExists,
+    Error::MemberIdExists,
     Error::MemberNotLearner,
     Error::LearnerNotReady,
     Error::TooManyLearners,

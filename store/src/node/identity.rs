@@ -28,6 +28,12 @@ pub fn etcd_member_id(peer_urls: &[String], token: &str) -> MemberId {
     MemberId(super::sha1::id(&b))
 }
 
+/// etcd's ID for a member `MemberAdd` adds (`membership.NewMember("", urls, "", &now)`): SHA-1
+/// over the sorted peer URLs, an empty cluster name and the Unix second in decimal.
+pub fn etcd_added_member_id(peer_urls: &[String], unix_secs: u64) -> MemberId {
+    etcd_member_id(peer_urls, &unix_secs.to_string())
+}
+
 /// etcd's cluster ID: SHA-1 over the sorted member IDs, 8 big-endian bytes each.
 pub fn etcd_cluster_id(members: impl IntoIterator<Item = MemberId>) -> ClusterId {
     let mut ids: Vec<u64> = members.into_iter().map(|m| m.0).collect();
@@ -156,5 +162,14 @@ mod tests {
         let m = etcd_member_id(&["http://localhost:2380".into()], "etcd-cluster");
         assert_eq!(format!("{:x}", m.0), "8e9e05c52164694d");
         assert_eq!(format!("{:x}", etcd_cluster_id([m]).0), "cdf818194e3a8c32");
+    }
+
+    /// `etcdctl member add x --learner --peer-urls=http://127.0.0.1:1,http://10.0.0.1:2` against
+    /// etcd 3.4.23 at Unix second 1796633564 answered ID 1832407099250055022.
+    #[test]
+    fn added_member_ids_are_etcds_for_the_same_second() {
+        let urls = ["http://127.0.0.1:1".to_string(), "http://10.0.0.1:2".to_string()];
+        assert_eq!(etcd_added_member_id(&urls, 1796633564).0, 1832407099250055022);
+        assert_ne!(etcd_added_member_id(&urls, 1796633563).0, 1832407099250055022);
     }
 }

@@ -106,7 +106,7 @@ impl Member {
         let (member_id, cluster_id, start) = identify(cfg, &*backend, &peers).await?;
         let mut sm = StateMachine::open(backend.clone(), cfg.min_lease_ttl(), lease_clock.now())?;
         let jwt = match crate::auth::tokens::TokenKind::parse(&cfg.auth_token).map_err(Error::InvalidArgument)? {
-            crate::auth::tokens::TokenKind::Jwt(jwt) => Some(Arc::new(jwt.with_clock(clock))),
+            crate::auth::tokens::TokenKind::Jwt(jwt) => Some(Arc::new(jwt.with_clock(clock.clone()))),
             crate::auth::tokens::TokenKind::Simple => None,
         };
         sm.auth.configure_tokens(cfg.auth_token_ttl, jwt);
@@ -144,7 +144,7 @@ impl Member {
         };
         let limits =
             Limits { max_request_bytes: cfg.max_request_bytes, max_txn_ops: cfg.max_txn_ops, quota_backend_bytes: cfg.quota_bytes() };
-        let ctx = Arc::new(Context::new(applied.clone(), replica.clone(), identity, limits, rng, bugs));
+        let ctx = Arc::new(Context::new(applied.clone(), replica.clone(), identity, limits, (rng, clock), bugs));
         let services = Services::new(&ctx, cfg.bcrypt_cost);
         let mut tasks = JoinSet::new();
         tasks.spawn(run_flusher(applied.clone(), BACKEND_FLUSH_INTERVAL));

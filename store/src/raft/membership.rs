@@ -94,6 +94,9 @@ impl Replica {
         if members.iter().any(|m| m.peer_ur_ls.iter().any(|u| peer_urls.contains(u))) {
             return Err(Error::PeerUrlExists);
         }
+        if members.iter().any(|m| m.id == new_id.0) {
+            return Err(Error::MemberIdExists);
+        }
         if learner && members.iter().any(|m| m.is_learner) {
             return Err(Error::TooManyLearners);
         }

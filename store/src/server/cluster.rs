@@ -23,9 +23,12 @@ pub struct ClusterService {
     ctx: Arc<Context>,
 }
 
-/// MemberAdd on the leader: a fresh member ID, the member added, the new list.
-pub async fn add_here(ctx: &Context, req: MemberAddRequest) -> Result<MemberAddResponse> {
-    let id = MemberId(ctx.next_id() as u64);
+/// MemberAdd on the leader: etcd's ID for the peer URLs at this second, the member added, the
+/// new list.
+pub async fn add_here(ctx: &Context, mut req: MemberAddRequest) -> Result<MemberAddResponse> {
+    // etcd stores (and answers with) the peer URLs sorted.
+    req.peer_ur_ls.sort();
+    let id = crate::node::identity::etcd_added_member_id(&req.peer_ur_ls, ctx.clock.unix_secs());
     let member = ctx.replica.add_member(id, req.peer_ur_ls, req.is_learner).await?;
     Ok(MemberAddResponse { header: ctx.header(NO_REVISION), member: Some(member), members: ctx.replica.members() })
 }

@@ -8,7 +8,7 @@ use crate::applied::Applied;
 use crate::auth::{Authz, Caller};
 use crate::error::{Error, Internal, Result};
 use crate::raft::Replica;
-use crate::seams::{Bugs, Rng};
+use crate::seams::{Bugs, Rng, WallClock};
 use crate::types::{ClusterId, MemberId, Revision};
 use keel_proto::etcdserverpb::ResponseHeader;
 use std::sync::{Arc, Mutex};
@@ -53,14 +53,23 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Known bugs switched on by a simulation (none in the binary).
     pub bugs: Bugs,
+    /// Wall-clock time: `MemberAdd` hashes the second into the new member's ID, as etcd does.
+    pub clock: Arc<dyn WallClock>,
     /// A std mutex: each draw is a few arithmetic steps.
     rng: Mutex<Box<dyn Rng>>,
 }
 
 impl Context {
     /// Assemble the services' context.
-    pub fn new(applied: Arc<Applied>, replica: Arc<Replica>, identity: Identity, limits: Limits, rng: Box<dyn Rng>, bugs: Bugs) -> Context {
-        Context { applied, replica, identity, limits, metrics: Arc::new(Metrics::default()), bugs, rng: Mutex::new(rng) }
+    pub fn new(
+        applied: Arc<Applied>,
+        replica: Arc<Replica>,
+        identity: Identity,
+        limits: Limits,
+        (rng, clock): (Box<dyn Rng>, Arc<dyn WallClock>),
+        bugs: Bugs,
+    ) -> Context {
+        Context { applied, replica, identity, limits, metrics: Arc::new(Metrics::default()), bugs, clock, rng: Mutex::new(rng) }
     }
 
     /// A response header at `revision`.
@@ -84,7 +93,7 @@ impl Context {
         *h = self.header(rev);
     }
 
-    /// A fresh positive ID (leases, members).
+    /// A fresh positive ID (leases).
     pub fn next_id(&self) -> i64 {
         let mut rng = self.rng.lock().unwrap_or_else(|p| p.into_inner());
         loop {
