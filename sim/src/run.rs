@@ -166,6 +166,9 @@ fn durability_faults_tolerated(opts: &Options) -> Bugs {
     Bugs { replicate_over_reverted_logs: opts.bugs.replicate_over_reverted_logs || durability, ..opts.bugs }
 }
 
+/// The simulation's wall-clock start, seconds after the Unix epoch (2026-12-07T00:00:00Z).
+const SIM_EPOCH_SECS: u64 = 1_796_601_600;
+
 fn run_here(opts: &Options) -> Outcome {
     let mut sim = turmoil::Builder::new()
         .simulation_duration(opts.faults_until + RECOVERY + Duration::from_secs(30))
@@ -174,6 +177,9 @@ fn run_here(opts: &Options) -> Outcome {
         .max_message_latency(BASE_LATENCY.1)
         .tcp_capacity(1 << 16)
         .rng_seed(opts.seed)
+        // A fixed wall-clock start: what members read from it (member-add IDs hash the second,
+        // as etcd's do) must replay from the seed, not from the day the run happens.
+        .epoch(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(SIM_EPOCH_SECS))
         .build();
     // The membership scenario has a spare member, started once the admin has added it.
     let spare = usize::from(opts.scenario == Scenario::Membership);
