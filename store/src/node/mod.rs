@@ -136,6 +136,7 @@ impl Member {
             }
         }
         let identity = Identity {
+            added_member_id: identity::etcd_added_member_id,
             name: cfg.name.clone(),
             member_id,
             cluster_id,

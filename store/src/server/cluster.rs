@@ -28,7 +28,7 @@ pub struct ClusterService {
 pub async fn add_here(ctx: &Context, mut req: MemberAddRequest) -> Result<MemberAddResponse> {
     // etcd stores (and answers with) the peer URLs sorted.
     req.peer_ur_ls.sort();
-    let id = crate::node::identity::etcd_added_member_id(&req.peer_ur_ls, ctx.clock.unix_secs());
+    let id = (ctx.identity.added_member_id)(&req.peer_ur_ls, ctx.clock.unix_secs());
     let member = ctx.replica.add_member(id, req.peer_ur_ls, req.is_learner).await?;
     Ok(MemberAddResponse { header: ctx.header(NO_REVISION), member: Some(member), members: ctx.replica.members() })
 }

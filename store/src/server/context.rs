@@ -16,6 +16,9 @@ use std::sync::{Arc, Mutex};
 /// Who this member is, as reported in headers and MemberList.
 #[derive(Clone, Debug)]
 pub struct Identity {
+    /// How a member `MemberAdd` adds is named: etcd's derivation from its peer URLs and the
+    /// wall-clock second (the node supplies it; the server does not depend on the node).
+    pub added_member_id: fn(&[String], u64) -> MemberId,
     /// `--name`.
     pub name: String,
     /// Member ID.
