@@ -33,7 +33,7 @@ pub fn kubeconfig_of(data_dir: &Path, part: &str) -> PathBuf {
         p if p.starts_with("scheduler-") => "scheduler.kubeconfig".to_string(),
         p if p.starts_with("controller-manager-") => "controller-manager.kubeconfig".to_string(),
         p if p.starts_with("kubelet-") => format!("{p}.kubeconfig"),
-        _ => "kubeconfig".to_string(),
+        _ => return crate::plan::kubeconfig(data_dir),
     };
     data_dir.join(file)
 }
@@ -86,9 +86,9 @@ pub fn ensure_ca(data_dir: &Path) -> Result<ClusterCa, String> {
 
 /// Writes the kubeconfig of every part in `parts` (and the admin's), each pointed at `server`
 /// and trusting the apiservers' serving CA `server_ca_pem`.
-pub fn write_kubeconfigs(data_dir: &Path, ca: &ClusterCa, server: &str, server_ca_pem: &str, parts: &[&str]) -> Result<(), String> {
+pub fn write_kubeconfigs(data_dir: &Path, ca: &ClusterCa, server: &str, server_ca_pem: &str, parts: &[String]) -> Result<(), String> {
     let mut done: Vec<PathBuf> = Vec::new();
-    for part in std::iter::once("admin").chain(parts.iter().copied()) {
+    for part in std::iter::once("admin").chain(parts.iter().map(String::as_str)) {
         let path = kubeconfig_of(data_dir, part);
         if done.contains(&path) {
             continue;
@@ -130,25 +130,19 @@ mod tests {
         let first = ensure_ca(dir.path()).expect("made");
         let again = ensure_ca(dir.path()).expect("read back");
         assert_eq!(first.cert_pem(), again.cert_pem(), "the CA survives a restart");
-        write_kubeconfigs(dir.path(), &again, "https://127.0.0.1:6443", "SERVING CA", &["scheduler-1", "scheduler-2", "kubelet-1"])
-            .expect("written");
+        let parts = ["scheduler-1", "scheduler-2", "kubelet-1"].map(String::from);
+        write_kubeconfigs(dir.path(), &again, "https://127.0.0.1:6443", "SERVING CA", &parts).expect("written");
         let text = std::fs::read_to_string(dir.path().join("kubelet-1.kubeconfig")).expect("kubelet kubeconfig");
         assert!(text.contains("current-context: system:node:keel-1@keel"), "{text}");
         let data = text.lines().find_map(|l| l.trim().strip_prefix("client-certificate-data: ")).expect("a certificate");
         use base64::Engine as _;
         let pem = base64::engine::general_purpose::STANDARD.decode(data).expect("base64");
-        let der = rustls_pemfile_der(&pem);
-        let who = keel_access::authn::x509::user_from_chain(&[rustls_pki_types::CertificateDer::from(der)]).expect("an identity");
+        use rustls_pki_types::pem::PemObject as _;
+        let der = rustls_pki_types::CertificateDer::from_pem_slice(&pem).expect("a PEM certificate");
+        let who = keel_access::authn::x509::user_from_chain(&[der]).expect("an identity");
         assert_eq!(who.name, "system:node:keel-1");
         assert!(dir.path().join("scheduler.kubeconfig").exists() && dir.path().join("kubeconfig").exists());
         let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.path().join("pki/ca.key")).expect("key").permissions());
         assert_eq!(mode & 0o077, 0, "the CA key is private");
-    }
-
-    fn rustls_pemfile_der(pem: &[u8]) -> Vec<u8> {
-        let text = String::from_utf8_lossy(pem);
-        let body: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.decode(body).expect("pem body")
     }
 }

@@ -107,8 +107,7 @@ async fn wait_listening(addr: &str, limit: Duration) -> bool {
 fn write_kubeconfigs(o: &Options, ca: &keel_access::pki::ClusterCa, parts: &[String]) -> Result<(), String> {
     let serving_ca = plan::cert_dir(&o.data_dir).join("ca.crt");
     let pem = std::fs::read_to_string(&serving_ca).map_err(|e| format!("reading {}: {e}", serving_ca.display()))?;
-    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
-    identity::write_kubeconfigs(&o.data_dir, ca, &format!("https://127.0.0.1:{}", plan::BALANCER_PORT), &pem, &parts)
+    identity::write_kubeconfigs(&o.data_dir, ca, &format!("https://127.0.0.1:{}", plan::BALANCER_PORT), &pem, parts)
 }
 
 async fn up(o: Options) -> ExitCode {
