@@ -117,6 +117,7 @@ async fn bootstrap(api: Arc<Api>, config: Config, tx: watch::Sender<Bootstrap>) 
                 api.spawner.spawn(crate::rest::services::run_endpoints(api.clone()));
                 if let Some(access) = &config.access {
                     crate::rest::rbac::feed(&api, &access.policy);
+                    crate::rest::node_graph::feed(&api, &access.graph);
                 }
                 let _ = tx.send(Bootstrap::Done);
                 return;

@@ -80,10 +80,11 @@ pub fn json(code: StatusCode, v: &Value) -> Response {
 
 async fn resource(State(b): State<Shared>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let call = match Call::read(&parts.method, &parts.uri, &parts.headers, body).await {
+    let mut call = match Call::read(&parts.method, &parts.uri, &parts.headers, body).await {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
+    call.user = parts.extensions.get::<access::Requester>().map(|r| r.0.clone());
     if call.target.sub.is_some_and(crate::registry::Subresource::connects) {
         return b.connect(parts.method.clone(), call, parts).await.unwrap_or_else(IntoResponse::into_response);
     }

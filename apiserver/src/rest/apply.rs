@@ -70,6 +70,7 @@ pub async fn apply(api: &Api, call: &Call) -> Result<Response, ApiError> {
             }
             let mut new = finish(call, new, Some(old))?;
             adm.admit(call, &mut new)?;
+            crate::rest::node_restriction::admit(api, call, Some(old), Some(&new))?;
             Ok(new)
         })
         .await;

@@ -75,6 +75,7 @@ pub async fn delete_one(api: &Api, call: &Call, req: &Request) -> Result<Updated
     let now = api.clock.now();
     guarded(api, call, |current, obj| {
         check_preconditions(call, obj, current.mod_revision, &req.preconditions)?;
+        crate::rest::node_restriction::admit(api, call, Some(obj), None)?;
         Ok(match deletion::plan(res, obj, req.grace, now, Some(&req.propagation)) {
             Plan::Keep => Action::Write(obj.clone()),
             Plan::Mark(marked) => Action::Write(marked),

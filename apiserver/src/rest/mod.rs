@@ -9,9 +9,10 @@
 //!   NodePort allocation in the Service's write, the `default/kubernetes` Service and Endpoints);
 //! - what kubelets answer: [`connect`] (`pods/log`, `pods/exec`, `nodes/proxy`) and
 //!   [`metrics`] (metrics.k8s.io), through [`crate::kubelet`];
-//! - [`rbac`]: the default RBAC policy and the feeders of keel-access's policy;
+//! - [`rbac`]: the default RBAC policy and the feeders of keel-access's policy; [`node_graph`]:
+//!   the Node authorizer's graph from the pods; both through [`feed`];
 //! - [`admission`]: kube's admission steps (Priority, DefaultTolerationSeconds, TaintNodesByCondition,
-//!   one default PriorityClass);
+//!   one default PriorityClass) and [`node_restriction`] (kubelets keep to their own Node and pods);
 //! - pure cores: [`patch`] (merge, JSON and strategic patches), [`smp`], [`managed`]
 //!   (managedFields and server-side apply).
 //!
@@ -22,10 +23,13 @@ pub mod apply;
 pub mod connect;
 pub mod delete;
 pub mod deletion;
+pub mod feed;
 pub mod guarded;
 pub mod list;
 pub mod managed;
 pub mod metrics;
+pub mod node_graph;
+pub mod node_restriction;
 pub mod object;
 pub mod patch;
 pub mod pods;

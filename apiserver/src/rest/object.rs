@@ -62,6 +62,7 @@ pub async fn create_object(api: &Api, call: &Call, obj: Value) -> Result<Value, 
     let mut obj = meta::prepare_create(res, ns, obj, fresh)?;
     admission::prepare(api, call, true).await?.admit(call, &mut obj)?;
     let mut obj = finish(call, obj, None)?;
+    crate::rest::node_restriction::admit(api, call, None, Some(&obj))?;
     if obj.pointer("/metadata/managedFields").is_none() {
         record(api, call, None, &mut obj);
     }
@@ -139,6 +140,7 @@ fn updated(api: &Api, call: &Call, adm: &Admission, old: &Value, sent: Value) ->
     let new = meta::prepare_update(call.target.res, old, sent, status)?;
     let mut new = finish(call, new, Some(old))?;
     adm.admit(call, &mut new)?;
+    crate::rest::node_restriction::admit(api, call, Some(old), Some(&new))?;
     record(api, call, Some(old), &mut new);
     Ok(new)
 }
