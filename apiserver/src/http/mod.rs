@@ -12,6 +12,8 @@ pub mod openapi;
 pub mod protobuf;
 pub mod request;
 pub mod requests;
+pub mod review;
+mod review_pb;
 pub mod serve;
 pub mod table;
 pub mod tls;
@@ -180,7 +182,8 @@ pub fn router(backend: Shared, front: Option<Arc<access::Front>>, requests: Arc<
         .route("/apis/metrics.k8s.io/v1beta1/{*rest}", get(metrics))
         .route("/apis/{group}/{version}/{*rest}", resources)
         .fallback(|| async { ApiError::NoSuchPath.into_response() })
-        .with_state(backend);
+        .with_state(backend)
+        .merge(review::routes(front.clone()));
     let router = match front {
         Some(f) => router.layer(axum::middleware::from_fn_with_state(f, access::check)),
         None => router,

@@ -5,7 +5,7 @@
 //!
 //! Not yet (see INTEGRATION.md §2–3): requests are not held back until the first list is
 //! applied (a request in the first moments after start may be refused), escalation checks on
-//! RBAC writes, the review endpoints (`kubectl auth can-i`).
+//! RBAC writes. The review endpoints (`kubectl auth can-i`) are [`crate::http::review`]'s.
 
 use crate::error::ApiError;
 use crate::http::request::Call;
