@@ -156,6 +156,7 @@ impl Server {
             admission_plugins: config.admission_plugins.clone(),
             kubelets: crate::kubelet::KubeletClient::new(config.kubelet.clone(), spawner.clone()),
             service_ranges: config.service_ranges,
+            access: config.access.clone(),
         });
         let (tx, rx) = watch::channel(Bootstrap::Running);
         spawner.spawn(bootstrap(api.clone(), config.clone(), tx));

@@ -49,10 +49,11 @@ impl ObjectLookup for NoObjects {
     }
 }
 
-/// Who a request acts as (after impersonation), put in the request's extensions for the
-/// handlers (admission that depends on the user: NodeRestriction; the review endpoints).
+/// The request's authorization attributes with the user it acts as (after impersonation), put
+/// in the request's extensions for the handlers (admission that depends on the user:
+/// NodeRestriction, RBAC escalation checks; the review endpoints).
 #[derive(Clone, Debug)]
-pub struct Requester(pub keel_access::user::UserInfo);
+pub struct Requester(pub Arc<keel_access::attributes::Attributes>);
 
 /// The middleware: the request goes on only if keel-access allows it.
 pub async fn check(State(front): State<Arc<Front>>, mut req: Request, next: Next) -> Response {
@@ -66,11 +67,11 @@ pub async fn check(State(front): State<Arc<Front>>, mut req: Request, next: Next
             headers: &headers,
             peer_certificates: peer.as_deref().map(Vec::as_slice),
         };
-        front.access.check(&head, &NoObjects, front.clock.now()).map(|allowed| allowed.attributes.user)
+        front.access.check(&head, &NoObjects, front.clock.now()).map(|allowed| allowed.attributes)
     };
     match verdict {
-        Ok(user) => {
-            req.extensions_mut().insert(Requester(user));
+        Ok(attributes) => {
+            req.extensions_mut().insert(Requester(Arc::new(attributes)));
             next.run(req).await
         }
         Err(refused) => {

@@ -86,7 +86,7 @@ async fn resource(State(b): State<Shared>, req: Request) -> Response {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
-    call.user = parts.extensions.get::<access::Requester>().map(|r| r.0.clone());
+    call.requester = parts.extensions.get::<access::Requester>().map(|r| r.0.clone());
     if call.target.sub.is_some_and(crate::registry::Subresource::connects) {
         return b.connect(parts.method.clone(), call, parts).await.unwrap_or_else(IntoResponse::into_response);
     }

@@ -192,9 +192,9 @@ pub struct Call {
     pub manager: String,
     /// `?dryRun=All`: do everything but write.
     pub dry_run: bool,
-    /// Who acts (after impersonation), when authentication is on; None for the server's own
-    /// calls and for a server without authentication.
-    pub user: Option<keel_access::user::UserInfo>,
+    /// The request's authorization attributes and who acts (after impersonation), when
+    /// authentication is on; None for the server's own calls and for a server without it.
+    pub requester: Option<std::sync::Arc<keel_access::attributes::Attributes>>,
 }
 
 impl Call {
@@ -219,7 +219,7 @@ impl Call {
             Some("All") => true,
             Some(other) => return Err(ApiError::BadRequest(format!("dryRun: Unsupported value: {other:?}: supported values: \"All\""))),
         };
-        Ok(Call { target, query, output, media, body, manager, dry_run, user: None })
+        Ok(Call { target, query, output, media, body, manager, dry_run, requester: None })
     }
 
     /// A call made by the server itself (bootstrap): a create of `res` as `manager`.
@@ -232,13 +232,13 @@ impl Call {
             body: Bytes::new(),
             manager: manager.into(),
             dry_run: false,
-            user: None,
+            requester: None,
         }
     }
 
     /// The node a kubelet acts for (`system:node:<name>` in `system:nodes`), when one does.
     pub fn node(&self) -> Option<&str> {
-        self.user.as_ref().and_then(|u| u.node_name())
+        self.requester.as_ref().and_then(|a| a.user.node_name())
     }
 
     /// Whether `?name=` is `true` (or `1`).

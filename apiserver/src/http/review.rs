@@ -70,7 +70,7 @@ async fn serve(reviews: &Reviews, kind: Kind, namespace: &str, req: Request) -> 
     if req.method() != Method::POST {
         return Err(ApiError::MethodNotAllowed);
     }
-    let user = req.extensions().get::<Requester>().map_or_else(UserInfo::anonymous, |r| r.0.clone());
+    let user = req.extensions().get::<Requester>().map_or_else(UserInfo::anonymous, |r| r.0.user.clone());
     let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
     let body = axum::body::to_bytes(req.into_body(), BODY_BYTES_MAX).await.map_err(|_| ApiError::TooLarge { limit: BODY_BYTES_MAX })?;
     let chain = reviews.chain();

@@ -9,7 +9,8 @@
 //!   NodePort allocation in the Service's write, the `default/kubernetes` Service and Endpoints);
 //! - what kubelets answer: [`connect`] (`pods/log`, `pods/exec`, `nodes/proxy`) and
 //!   [`metrics`] (metrics.k8s.io), through [`crate::kubelet`];
-//! - [`rbac`]: the default RBAC policy and the feeders of keel-access's policy; [`node_graph`]:
+//! - [`rbac`]: the default RBAC policy and the feeders of keel-access's policy, [`escalation`]:
+//!   nobody grants what they do not hold; [`node_graph`]:
 //!   the Node authorizer's graph from the pods; both through [`feed`];
 //! - [`admission`]: kube's admission steps (Priority, DefaultTolerationSeconds, TaintNodesByCondition,
 //!   one default PriorityClass) and [`node_restriction`] (kubelets keep to their own Node and pods);
@@ -23,6 +24,7 @@ pub mod apply;
 pub mod connect;
 pub mod delete;
 pub mod deletion;
+pub mod escalation;
 pub mod feed;
 pub mod guarded;
 pub mod list;
@@ -81,6 +83,9 @@ pub struct Api {
     pub kubelets: crate::kubelet::KubeletClient,
     /// `--service-cluster-ip-range` and `--service-node-port-range`.
     pub service_ranges: crate::registry::service_alloc::Ranges,
+    /// keel-access (authorizers, RBAC policy), when authentication is on: RBAC writes are
+    /// checked against it ([`escalation`]).
+    pub access: Option<Arc<keel_access::Access>>,
 }
 
 impl Api {

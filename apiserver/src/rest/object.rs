@@ -66,6 +66,7 @@ pub async fn create_object(api: &Api, call: &Call, obj: Value) -> Result<Value, 
     admission::prepare(api, call, true).await?.admit(call, &mut obj)?;
     let mut obj = finish(call, obj, None)?;
     crate::rest::node_restriction::admit(api, call, None, Some(&obj))?;
+    crate::rest::escalation::admit(api, call, None, &obj)?;
     if obj.pointer("/metadata/managedFields").is_none() {
         record(api, call, None, &mut obj);
     }
@@ -143,6 +144,7 @@ fn updated(api: &Api, call: &Call, adm: &Admission, old: &Value, sent: Value) ->
     let mut new = finish(call, new, Some(old))?;
     adm.admit(call, &mut new)?;
     crate::rest::node_restriction::admit(api, call, Some(old), Some(&new))?;
+    crate::rest::escalation::admit(api, call, Some(old), &new)?;
     record(api, call, Some(old), &mut new);
     Ok(new)
 }

@@ -4,8 +4,8 @@
 //! keel-access's [`SharedPolicy`] equal to the watch cache.
 //!
 //! Not yet (see INTEGRATION.md §2–3): requests are not held back until the first list is
-//! applied (a request in the first moments after start may be refused), escalation checks on
-//! RBAC writes. The review endpoints (`kubectl auth can-i`) are [`crate::http::review`]'s.
+//! applied (a request in the first moments after start may be refused). Escalation checks on
+//! RBAC writes are [`crate::rest::escalation`]'s, the review endpoints (`kubectl auth can-i`) are [`crate::http::review`]'s.
 
 use crate::error::ApiError;
 use crate::http::request::Call;
