@@ -5,7 +5,8 @@
 //!
 //! Invariant: after the feeder has applied a list at revision R and every change up to R', the
 //! state holds exactly the objects the cache holds at R' (level-triggered: applying an object
-//! twice is harmless, so replays cost nothing).
+//! twice is harmless, so replays cost nothing). `synced` fires once the first list is applied,
+//! so the server can wait for it before it serves (kube waits for its RBAC informers).
 
 use crate::registry::{self, Resource};
 use crate::rest::Api;
@@ -14,6 +15,7 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::oneshot;
 
 /// An object's `(namespace, name)` (namespace empty for cluster-scoped kinds).
 pub type Id = (String, String);
@@ -38,8 +40,9 @@ pub fn resource(group: &str, plural: &str) -> Option<&'static Resource> {
 }
 
 /// Follows `res`'s cache into `apply` for as long as the server runs (spawn it in the
-/// server's task set).
-pub async fn follow(api: Arc<Api>, res: &'static Resource, apply: impl Fn(Update<'_>) + Send + 'static) {
+/// server's task set); `synced` hears once the first list is applied.
+pub async fn follow(api: Arc<Api>, res: &'static Resource, apply: impl Fn(Update<'_>) + Send + 'static, synced: oneshot::Sender<()>) {
+    let mut synced = Some(synced);
     let mut known: BTreeSet<Id> = BTreeSet::new();
     loop {
         let start = match api.caches.of(res).await.and_then(|c| c.start(None)) {
@@ -58,6 +61,10 @@ pub async fn follow(api: Arc<Api>, res: &'static Resource, apply: impl Fn(Update
             apply(Update::Put(&o.value));
         }
         known = now;
+        if let Some(s) = synced.take() {
+            // Nobody waiting is fine: the server may have stopped waiting.
+            let _ = s.send(());
+        }
         let mut live = start.live;
         loop {
             let change = match live.recv().await {

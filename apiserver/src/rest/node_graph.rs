@@ -32,11 +32,14 @@ pub fn apply(graph: &mut NodeGraph, update: Update<'_>) {
     }
 }
 
-/// Starts the pods feeder of `graph` in the server's task set.
-pub fn feed(api: &Arc<Api>, graph: &SharedGraph) {
-    let Some(pods) = feed::resource("", "pods") else { return };
+/// Starts the pods feeder of `graph` in the server's task set; the receiver hears when it has
+/// applied its first list.
+pub fn feed(api: &Arc<Api>, graph: &SharedGraph) -> Option<tokio::sync::oneshot::Receiver<()>> {
+    let pods = feed::resource("", "pods")?;
     let graph = graph.clone();
-    api.spawner.spawn(feed::follow(api.clone(), pods, move |u| graph.update(|g| apply(g, u))));
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    api.spawner.spawn(feed::follow(api.clone(), pods, move |u| graph.update(|g| apply(g, u)), tx));
+    Some(rx)
 }
 
 #[cfg(test)]

@@ -3,8 +3,8 @@
 //! already aggregated), and one feeder ([`crate::rest::feed`]) per RBAC resource that keeps
 //! keel-access's [`SharedPolicy`] equal to the watch cache.
 //!
-//! Not yet (see INTEGRATION.md §2–3): requests are not held back until the first list is
-//! applied (a request in the first moments after start may be refused). Escalation checks on
+//! The server is ready (and `main.rs` listens) only once every feeder has applied its first
+//! list, so no request is decided over a policy still empty. Escalation checks on
 //! RBAC writes are [`crate::rest::escalation`]'s, the review endpoints (`kubectl auth can-i`) are [`crate::http::review`]'s.
 
 use crate::error::ApiError;
@@ -79,11 +79,16 @@ fn apply(policy: &SharedPolicy, plural: &str, update: Update<'_>) {
     });
 }
 
-/// Starts the feeders (one task per RBAC resource in the server's task set).
-pub fn feed(api: &Arc<Api>, policy: &SharedPolicy) {
+/// Starts the feeders (one task per RBAC resource in the server's task set); the receivers hear
+/// when each has applied its first list.
+pub fn feed(api: &Arc<Api>, policy: &SharedPolicy) -> Vec<tokio::sync::oneshot::Receiver<()>> {
+    let mut synced = Vec::new();
     for plural in PLURALS {
         let Ok(res) = resource(plural) else { continue };
         let policy = policy.clone();
-        api.spawner.spawn(feed::follow(api.clone(), res, move |u| apply(&policy, plural, u)));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        api.spawner.spawn(feed::follow(api.clone(), res, move |u| apply(&policy, plural, u), tx));
+        synced.push(rx);
     }
+    synced
 }
