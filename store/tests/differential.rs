@@ -17,9 +17,10 @@ use common::{Member, free_addrs};
 use generator::{Gen, Op};
 use keel_proto::etcdserverpb::kv_client::KvClient;
 use keel_proto::etcdserverpb::lease_client::LeaseClient;
+use keel_proto::etcdserverpb::request_op::Request;
 use keel_proto::etcdserverpb::watch_client::WatchClient;
 use keel_proto::etcdserverpb::watch_request::RequestUnion;
-use keel_proto::etcdserverpb::{RangeRequest, ResponseHeader, WatchCreateRequest, WatchRequest};
+use keel_proto::etcdserverpb::{PutRequest, RangeRequest, RequestOp, ResponseHeader, TxnRequest, WatchCreateRequest, WatchRequest};
 use std::fmt::Debug;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -282,6 +283,34 @@ async fn keel_answers_every_request_as_etcd_does() {
     for seed in seeds() {
         run_seed(seed, ops()).await;
     }
+}
+
+/// Requests over gRPC's message limit (`--max-request-bytes` + 512 KiB) are refused with the
+/// same code and message by both, unary calls and a watch stream; one over
+/// `--max-request-bytes` only is etcd's "request is too large".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_messages_are_refused_as_etcd_does() {
+    let etcd_proc = Etcd::start();
+    let keel_proc = Member::start(&[]);
+    let mut etcd = side(&etcd_proc.url).await;
+    let mut keel = side(&keel_proc.url()).await;
+    let put = |n: usize| PutRequest { key: "k".into(), value: vec![b'x'; n].into(), ..Default::default() };
+    let op = |n: usize| RequestOp { request: Some(Request::RequestPut(put(n))) };
+    let ops = [
+        Op::Put(put(MAX_REQUEST_BYTES + 1)),
+        Op::Put(put(3 << 20)),
+        Op::Txn(TxnRequest { success: vec![op(MAX_REQUEST_BYTES - 10), op(MAX_REQUEST_BYTES - 10)], ..Default::default() }),
+        Op::Put(put(10)),
+    ];
+    for op in &ops {
+        let ((want, _), (got, _)) = (send(&mut etcd, op).await, send(&mut keel, op).await);
+        let short = |o: &Outcome| o.as_ref().map(|s| s.chars().take(200).collect::<String>()).map_err(|e| e.clone());
+        assert_eq!(short(&got), short(&want), "{:?}", short(&Ok(format!("{op:?}"))));
+    }
+    let create = WatchCreateRequest { key: vec![b'w'; 3 << 20].into(), ..Default::default() };
+    let (want, got) = (watch_compacted(&mut etcd, create.clone()).await, watch_compacted(&mut keel, create).await);
+    assert!(want.is_err(), "etcd took a 3 MiB watch request: {want:?}");
+    assert_eq!(got, want, "a 3 MiB watch create request");
 }
 
 /// `(member ID, cluster ID)` as `etcdctl endpoint status -w json` reports them.

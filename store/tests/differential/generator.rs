@@ -74,19 +74,11 @@ pub struct Gen {
     pub rng: Rng,
     pub model: Model,
     max_request_bytes: usize,
-    /// Generating a txn: no oversized values there, or two of them pass the gRPC message limit,
-    /// which tonic reports in its own words (a difference listed in store/README.md).
-    in_txn: bool,
 }
 
 impl Gen {
     pub fn new(seed: u64, max_request_bytes: usize) -> Gen {
-        Gen {
-            rng: Rng::new(seed),
-            model: Model { revision: 1, leases: Vec::new(), next_lease: 1000, compacted: 0 },
-            max_request_bytes,
-            in_txn: false,
-        }
+        Gen { rng: Rng::new(seed), model: Model { revision: 1, leases: Vec::new(), next_lease: 1000, compacted: 0 }, max_request_bytes }
     }
 
     fn key(&mut self) -> Bytes {
@@ -103,7 +95,7 @@ impl Gen {
     fn value(&mut self) -> Bytes {
         match self.rng.below(20) {
             0 => Bytes::new(),
-            1 if !self.in_txn && self.rng.chance(30) => Bytes::from(vec![b'x'; self.max_request_bytes + 1]), // too large
+            1 if self.rng.chance(30) => Bytes::from(vec![b'x'; self.max_request_bytes + 1]), // too large
             2 => Bytes::from(vec![0u8, 255, 0]),
             _ => Bytes::from(format!("v{}", self.rng.below(1000))),
         }
@@ -207,12 +199,7 @@ impl Gen {
             0..=24 => Op::Range(self.range()),
             25..=49 => Op::Put(self.put()),
             50..=59 => Op::Delete(self.delete()),
-            60..=84 => {
-                self.in_txn = true;
-                let t = self.txn(0);
-                self.in_txn = false;
-                Op::Txn(t)
-            }
+            60..=84 => Op::Txn(self.txn(0)),
             85..=87 => Op::Compact(CompactionRequest { revision: self.revision(), physical: self.rng.chance(50) }),
             88..=91 => {
                 // TTLs long enough that no lease expires during a run (expiry timing is the
