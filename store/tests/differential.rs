@@ -12,6 +12,8 @@
 mod common;
 #[path = "differential/generator.rs"]
 mod generator;
+#[path = "differential/members.rs"]
+mod members;
 
 use common::{Member, free_addrs};
 use generator::{Gen, Op};
@@ -311,6 +313,25 @@ async fn oversized_messages_are_refused_as_etcd_does() {
     let (want, got) = (watch_compacted(&mut etcd, create.clone()).await, watch_compacted(&mut keel, create).await);
     assert!(want.is_err(), "etcd took a 3 MiB watch request: {want:?}");
     assert_eq!(got, want, "a 3 MiB watch create request");
+}
+
+/// MemberAdd, MemberUpdate, MemberPromote and MemberRemove, with well-formed and malformed
+/// peer URLs and the ID of a removed member, answered as etcd answers them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_changes_are_answered_as_etcd_does() {
+    let etcd_proc = Etcd::start();
+    let keel_proc = Member::start(&[]);
+    side(&etcd_proc.url).await;
+    side(&keel_proc.url()).await;
+    let (want, got) = (members::transcript(&etcd_proc.url).await, members::transcript(&keel_proc.url()).await);
+    let diffs: Vec<String> = want.iter().zip(&got).filter(|(w, g)| w != g).map(|(w, g)| format!("  etcd: {w}\n  keel: {g}")).collect();
+    assert!(diffs.is_empty() && want.len() == got.len(), "{} difference(s) from etcd:\n{}", diffs.len(), diffs.join("\n"));
+    let (want, got) = (members::readd_removed(&etcd_proc.url).await, members::readd_removed(&keel_proc.url()).await);
+    assert_eq!(got, want, "re-adding a removed member's ID");
+    let refused = "error InvalidArgument: etcdserver: given member URLs are invalid";
+    for answer in members::malformed_updates(&keel_proc.url()).await {
+        assert_eq!(answer, refused);
+    }
 }
 
 /// `(member ID, cluster ID)` as `etcdctl endpoint status -w json` reports them.
