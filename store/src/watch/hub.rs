@@ -547,4 +547,31 @@ mod tests {
         assert_eq!(out[0].watch_id, 7);
         assert!(out[1].canceled && out[1].created);
     }
+
+    #[test]
+    fn a_watch_cancelled_for_compaction_keeps_its_id_until_the_client_cancels_it() {
+        let hub = WatchHub::new(Revision(10));
+        let s = hub.open_stream();
+        let w = WatchCreateRequest { watch_id: 7, ..watch("a", 2) };
+        hub.create(s.id, &w);
+        let (lag, _) = hub.lagging();
+        hub.compacted(&lag[0], Revision(5));
+        hub.create(s.id, &w);
+        hub.create(s.id, &watch("a", 0)); // an automatic ID: 0
+        hub.cancel(s.id, WatchId(7));
+        hub.cancel(s.id, WatchId(7)); // gone now: no answer
+        hub.create(s.id, &w);
+        let out: Vec<_> = hub.drain(s.id).unwrap().into_iter().map(|r| (r.watch_id, r.created, r.canceled, r.compact_revision)).collect();
+        assert_eq!(
+            out,
+            vec![
+                (7, true, false, 0),
+                (7, false, true, 5),
+                (-1, true, true, 0),
+                (0, true, false, 0),
+                (7, false, true, 0),
+                (7, true, false, 0)
+            ]
+        );
+    }
 }
