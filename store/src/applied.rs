@@ -203,6 +203,16 @@ impl History for Applied {
 
     fn read(&self, lag: &Lagging, to: Revision, max_events: usize) -> Result<CatchUp> {
         let sm = self.read_state();
+        if lag.watcher.next_rev.0 < 0 {
+            // etcd: a negative start revision reads no history (as a revision key it sorts
+            // after every record) and, as any start below the first revision, is cancelled
+            // once anything was compacted (the first revision is -1 until then).
+            let first = sm.mvcc.first_rev();
+            if lag.watcher.next_rev < first {
+                return Ok(CatchUp::Compacted(first));
+            }
+            return Ok(CatchUp::Events(Vec::new(), to));
+        }
         let compacted = sm.mvcc.compacted();
         if lag.watcher.next_rev < compacted {
             return Ok(CatchUp::Compacted(compacted));

@@ -73,6 +73,9 @@ pub enum Error {
     /// MoveLeader to a member that cannot lead (a learner, or this leader itself).
     #[error("etcdserver: bad leader transferee")]
     BadLeaderTransferee,
+    /// MemberAdd or MemberUpdate with no peer URLs or a malformed one (etcd's `types.NewURLs`).
+    #[error("etcdserver: given member URLs are invalid")]
+    MemberBadUrls,
     /// MemberAdd with peer URLs another member has.
     #[error("etcdserver: Peer URLs already exists")]
     PeerUrlExists,
@@ -224,6 +227,7 @@ impl Error {
             | Error::TooManyOps
             | Error::DuplicateKey
             | Error::RequestTooLarge
+            | Error::MemberBadUrls
             | Error::InvalidArgument(_)
             | Error::UserEmpty
             | Error::RoleEmpty
@@ -286,6 +290,7 @@ const PLAIN: &[Error] = &[
     Error::NoLeader,
     Error::NotLeader,
     Error::BadLeaderTransferee,
+    Error::MemberBadUrls,
     Error::PeerUrlExists,
     Error::MemberIdExists,
     Error::MemberNotLearner,
@@ -374,6 +379,7 @@ mod tests {
             (Error::TooManyOps, Code::InvalidArgument, "etcdserver: too many operations in txn request"),
             (Error::DuplicateKey, Code::InvalidArgument, "etcdserver: duplicate key given in txn request"),
             (Error::RequestTooLarge, Code::InvalidArgument, "etcdserver: request is too large"),
+            (Error::MemberBadUrls, Code::InvalidArgument, "etcdserver: given member URLs are invalid"),
             (Error::LeaseNotFound, Code::NotFound, "etcdserver: requested lease not found"),
             (Error::LeaseExists, Code::FailedPrecondition, "etcdserver: lease already exists"),
             (Error::NoSpace, Code::ResourceExhausted, "etcdserver: mvcc: database space exceeded"),

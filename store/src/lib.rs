@@ -44,7 +44,7 @@
 //! ```text
 //!  node    -> server http raft applied apply config auth mvcc storage seams types watch error
 //!  http    -> server auth types error
-//!  server  -> raft applied apply auth mvcc snapshot tls seams types error
+//!  server  -> raft applied apply config auth mvcc snapshot tls seams types error
 //!  snapshot -> raft apply auth mvcc storage error
 //!  raft    -> applied apply auth config seams storage types error
 //!  applied -> apply auth watch seams storage types error

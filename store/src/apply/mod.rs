@@ -225,8 +225,16 @@ pub const META_APPLIED: &[u8] = b"m/applied";
 pub const META_APPLIED_TERM: &[u8] = b"m/applied_term";
 /// Metadata key: the last applied membership (the replication layer's encoding).
 pub const META_MEMBERSHIP: &[u8] = b"m/membership";
+/// Metadata key: the IDs of members removed from the cluster (etcd's `members_removed`),
+/// 8 big-endian bytes each, in order.
+pub const META_REMOVED: &[u8] = b"m/removed_members";
 /// Metadata key: the active alarms, `(member ID, alarm type)` pairs as 12-byte records.
 pub const META_ALARMS: &[u8] = b"m/alarms";
+
+/// IDs stored 8 big-endian bytes each (a trailing partial record is ignored).
+fn decode_ids(raw: &[u8]) -> std::collections::BTreeSet<u64> {
+    raw.chunks_exact(8).map(|c| u64::from_be_bytes(c.try_into().unwrap_or([0; 8]))).collect()
+}
 
 /// etcd's `--auth-token-ttl` default; the member sets its own after opening.
 pub const DEFAULT_TOKEN_TTL: std::time::Duration = std::time::Duration::from_secs(300);
@@ -243,6 +251,9 @@ pub struct StateMachine {
     pub applied_term: Term,
     /// The last applied membership, as the replication layer encoded it.
     pub membership: Option<Vec<u8>>,
+    /// Members removed from the cluster: their IDs are never admitted again (etcd's rule).
+    /// Absent in data dirs from before it was kept: none known.
+    pub removed: std::collections::BTreeSet<u64>,
     /// Active alarms: (member ID, alarm type).
     pub alarms: std::collections::BTreeSet<(u64, i32)>,
     /// Users, roles, permissions and tokens.
@@ -259,6 +270,7 @@ impl StateMachine {
         let applied = LogIndex(backend.get(META_APPLIED)?.and_then(|v| codec::decode_i64(&v)).unwrap_or(0) as u64);
         let applied_term = Term(backend.get(META_APPLIED_TERM)?.and_then(|v| codec::decode_i64(&v)).unwrap_or(0) as u64);
         let membership = backend.get(META_MEMBERSHIP)?.map(|v| v.to_vec());
+        let removed = backend.get(META_REMOVED)?.map(|v| decode_ids(&v)).unwrap_or_default();
         let alarms = backend
             .get(META_ALARMS)?
             .map(|v| {
@@ -272,7 +284,7 @@ impl StateMachine {
         let auth = AuthStore::open(&*backend, DEFAULT_TOKEN_TTL)?;
         let mvcc = Mvcc::open(backend.clone())?;
         let leases = Leases::load(&*backend, mvcc.index(), mvcc.current(), min_lease_ttl, now)?;
-        Ok(StateMachine { mvcc, leases, applied, applied_term, membership, alarms, auth, unwritten: WriteBatch::default() })
+        Ok(StateMachine { mvcc, leases, applied, applied_term, membership, removed, alarms, auth, unwritten: WriteBatch::default() })
     }
 
     /// Record that log entries up to (`term`, `index`) are applied; stored with the group.
@@ -291,6 +303,17 @@ impl StateMachine {
         batch.put(META_MEMBERSHIP.to_vec(), encoded.clone());
         self.membership = Some(encoded);
         self.unwritten.append(batch);
+    }
+
+    /// Record that the members `ids` left the cluster; stored with the group.
+    pub fn record_removed(&mut self, ids: impl IntoIterator<Item = u64>) {
+        let before = self.removed.len();
+        self.removed.extend(ids);
+        if self.removed.len() != before {
+            let mut batch = WriteBatch::default();
+            batch.put(META_REMOVED.to_vec(), self.removed.iter().flat_map(|id| id.to_be_bytes()).collect());
+            self.unwritten.append(batch);
+        }
     }
 
     /// Backend operations (and their bytes) applied but not yet handed to the backend.

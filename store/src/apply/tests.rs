@@ -211,3 +211,17 @@ async fn a_crash_loses_exactly_what_was_not_synced() {
     );
     assert!(again.mvcc.latest(b"b").unwrap().is_none());
 }
+
+#[tokio::test]
+async fn removed_member_ids_are_kept_across_a_restart_and_a_store_without_them_has_none() {
+    let backend = MemoryBackend::new();
+    let mut sm = open(&backend);
+    assert!(sm.removed.is_empty(), "a data dir from before the set was kept");
+    sm.record_removed([7, 3]);
+    sm.record_removed([]);
+    sm.record_removed([7]);
+    sm.write_group().unwrap();
+    let again = open(&backend);
+    assert_eq!(again.removed.iter().copied().collect::<Vec<_>>(), vec![3, 7]);
+    assert_eq!(backend.get(META_REMOVED).unwrap().map(|v| v.to_vec()), Some([3u64.to_be_bytes(), 7u64.to_be_bytes()].concat()));
+}

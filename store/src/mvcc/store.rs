@@ -398,7 +398,10 @@ impl Mvcc {
                 return Ok(ControlFlow::Break(()));
             }
             last_main = rev.main;
-            let prev = if prev_kv { self.index.get(&kv.key, rev.main - 1).map(|e| self.load(e)).transpose()? } else { None };
+            // etcd attaches no previous key-value to a create event (a put of a key's first
+            // version), even when the same txn deleted an earlier version just before it.
+            let creates = !tombstone && kv.create_revision == kv.mod_revision;
+            let prev = if prev_kv && !creates { self.index.get(&kv.key, rev.main - 1).map(|e| self.load(e)).transpose()? } else { None };
             let ty = if tombstone { EventType::Delete } else { EventType::Put };
             out.push(Event { r#type: ty as i32, kv: Some(kv), prev_kv: prev });
             Ok(ControlFlow::Continue(()))

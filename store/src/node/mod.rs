@@ -26,6 +26,7 @@ use crate::raft::{self, Replica};
 use crate::seams::Seams;
 use crate::server::Services;
 use crate::server::context::{Context, Identity, Limits};
+use crate::server::grpc_limit;
 use crate::server::lease as lease_svc;
 use crate::server::maintenance as maintenance_svc;
 use crate::server::metrics::RpcMetricsLayer;
@@ -215,7 +216,11 @@ impl Member {
             .add_service(AuthServer::new(s.auth.clone()).max_decoding_message_size(max))
             .add_service(LockServer::new(s.lock.clone()).max_decoding_message_size(max))
             .add_service(ElectionServer::new(s.election.clone()).max_decoding_message_size(max));
-        tonic::service::Routes::from(routes.into_axum_router().layer(RpcMetricsLayer::new(self.ctx.metrics.clone())))
+        let router = routes
+            .into_axum_router()
+            .layer(RpcMetricsLayer::new(self.ctx.metrics.clone()))
+            .layer(tower::util::MapRequestLayer::new(move |req: ::http::Request<axum::body::Body>| grpc_limit::limit_request(req, max)));
+        tonic::service::Routes::from(router)
     }
 
     /// Serve gRPC and HTTP on `incoming` until `shutdown` resolves, then make everything durable.

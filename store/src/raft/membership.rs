@@ -4,7 +4,8 @@
 //! - MemberAdd: the new member joins as a learner (openraft replicates to it once it runs); a
 //!   voting member is then made a voter at once, as etcd does.
 //! - MemberPromote: only a learner whose log is within 90 % of the leader's (etcd's rule).
-//! - MemberRemove / MemberUpdate: remove the node / replace its peer URLs.
+//! - MemberRemove / MemberUpdate: remove the node / replace its peer URLs. A removed ID is
+//!   remembered in the applied state (`StateMachine::removed`) and never admitted again.
 //! - Publish: a started member sets its name and client URLs.
 
 use super::Replica;
@@ -87,15 +88,17 @@ impl Replica {
         if !self.is_leader() {
             return Err(Error::NotLeader);
         }
-        if peer_urls.is_empty() {
-            return Err(Error::InvalidArgument("member peer URLs must be given".into()));
+        // etcd's ValidateConfigurationChange, in its order. A removed ID is etcd's
+        // ErrIDRemoved, which its gRPC layer answers as "member not found".
+        if self.applied.read_state().removed.contains(&new_id.0) {
+            return Err(Error::MemberNotFound);
         }
         let members = self.members();
-        if members.iter().any(|m| m.peer_ur_ls.iter().any(|u| peer_urls.contains(u))) {
-            return Err(Error::PeerUrlExists);
-        }
         if members.iter().any(|m| m.id == new_id.0) {
             return Err(Error::MemberIdExists);
+        }
+        if members.iter().any(|m| m.peer_ur_ls.iter().any(|u| peer_urls.contains(u))) {
+            return Err(Error::PeerUrlExists);
         }
         if learner && members.iter().any(|m| m.is_learner) {
             return Err(Error::TooManyLearners);

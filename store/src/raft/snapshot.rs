@@ -122,12 +122,18 @@ impl<R: Read> Read for CrcReader<R> {
 }
 
 /// Restore a file of this format for `keel-store snapshot restore`: fill an empty backend
-/// with its data for the first member start of a new cluster. The Raft history (applied position, membership) and alarms of
+/// with its data for the first member start of a new cluster. The Raft history (applied position, membership, removed members) and alarms of
 /// the old cluster are dropped; keys, revisions, history and leases are kept.
 pub fn restore(backend: &dyn Backend, input: impl Read) -> io::Result<u64> {
     let n = load(backend, input)?;
     let mut batch = WriteBatch::default();
-    for key in [crate::apply::META_APPLIED, crate::apply::META_APPLIED_TERM, crate::apply::META_MEMBERSHIP, crate::apply::META_ALARMS] {
+    for key in [
+        crate::apply::META_APPLIED,
+        crate::apply::META_APPLIED_TERM,
+        crate::apply::META_MEMBERSHIP,
+        crate::apply::META_REMOVED,
+        crate::apply::META_ALARMS,
+    ] {
         batch.delete(key.to_vec());
     }
     backend.write(batch).map_err(|e| io::Error::other(e.0))?;

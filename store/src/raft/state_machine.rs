@@ -118,6 +118,11 @@ impl RaftStateMachine<TypeConfig> for SmStore {
                     EntryPayload::Blank => None,
                     EntryPayload::Membership(m) => {
                         self.applied.set_learner(is_learner(&m, self.me));
+                        // A node this membership no longer has was removed, for good.
+                        let before = decode_membership(sm.membership.as_deref())?;
+                        let gone: Vec<u64> =
+                            before.membership().nodes().map(|(id, _)| *id).filter(|id| m.get_node(id).is_none()).map(|id| id.0).collect();
+                        sm.record_removed(gone);
                         let stored = typ::StoredMembership::new(Some(id), m);
                         sm.record_membership(serde_json::to_vec(&stored).map_err(storage)?);
                         None

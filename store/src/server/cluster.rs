@@ -5,7 +5,8 @@ use super::context::Context;
 use super::rpc::Rpc;
 use super::{caller, grpc};
 use crate::auth::Caller;
-use crate::error::Result;
+use crate::config::urls::member_urls;
+use crate::error::{Error, Result};
 use crate::types::{MemberId, Revision};
 use keel_proto::etcdserverpb::cluster_server::Cluster;
 use keel_proto::etcdserverpb::*;
@@ -25,11 +26,11 @@ pub struct ClusterService {
 
 /// MemberAdd on the leader: etcd's ID for the peer URLs at this second, the member added, the
 /// new list.
-pub async fn add_here(ctx: &Context, mut req: MemberAddRequest) -> Result<MemberAddResponse> {
-    // etcd stores (and answers with) the peer URLs sorted.
-    req.peer_ur_ls.sort();
-    let id = (ctx.identity.added_member_id)(&req.peer_ur_ls, ctx.clock.unix_secs());
-    let member = ctx.replica.add_member(id, req.peer_ur_ls, req.is_learner).await?;
+pub async fn add_here(ctx: &Context, req: MemberAddRequest) -> Result<MemberAddResponse> {
+    // etcd stores (and answers with) the peer URLs as `types.NewURLs` leaves them: sorted.
+    let urls = member_urls(&req.peer_ur_ls).ok_or(Error::MemberBadUrls)?;
+    let id = (ctx.identity.added_member_id)(&urls, ctx.clock.unix_secs());
+    let member = ctx.replica.add_member(id, urls, req.is_learner).await?;
     Ok(MemberAddResponse { header: ctx.header(NO_REVISION), member: Some(member), members: ctx.replica.members() })
 }
 
@@ -69,6 +70,8 @@ impl ClusterService {
 
     /// Cluster.MemberAdd.
     pub async fn member_add(&self, req: MemberAddRequest, caller: &Caller) -> Result<MemberAddResponse> {
+        // etcd checks the URLs first, in the gRPC handler.
+        member_urls(&req.peer_ur_ls).ok_or(Error::MemberBadUrls)?;
         self.ctx.enter(Rpc::MemberAdd, caller).await?;
         let ctx = &self.ctx;
         let mut r = super::on_leader!(self.ctx, |_r| add_here(ctx, req.clone()), |mut c: PeerClient<Channel>| {
@@ -88,8 +91,10 @@ impl ClusterService {
         Ok(MemberRemoveResponse { header: self.ctx.header(NO_REVISION), members: self.ctx.replica.members() })
     }
 
-    /// Cluster.MemberUpdate.
+    /// Cluster.MemberUpdate. Malformed peer URLs are refused as MemberAdd refuses them (etcd
+    /// takes them, and panics applying them); well-formed ones are stored as written, as etcd does.
     pub async fn member_update(&self, req: MemberUpdateRequest, caller: &Caller) -> Result<MemberUpdateResponse> {
+        member_urls(&req.peer_ur_ls).ok_or(Error::MemberBadUrls)?;
         self.ctx.enter(Rpc::MemberUpdate, caller).await?;
         super::on_leader!(self.ctx, |r| r.update_member(MemberId(req.id), req.peer_ur_ls.clone()), |mut c: PeerClient<Channel>| {
             let req = req.clone();

@@ -6,6 +6,7 @@
 //! - [`context`]: [`context::Context`], what all services share.
 //! - [`rpc`]: every RPC's access rule, the one authorization point.
 //! - [`metrics`]: per-RPC counts and latencies, recorded by one tower layer.
+//! - [`grpc_limit`]: the received-message limit, refused in grpc-go's words.
 //! - [`kv`], [`watch`], [`lease`], [`maintenance`], [`cluster`], [`auth`]: etcd's services.
 //! - [`lock`], [`election`]: etcd's v3lock and v3election, on the queueing [`recipe`].
 //! - [`peer`]: the peer service on 2380 (Raft messages, requests forwarded to the leader).
@@ -14,6 +15,7 @@ pub mod auth;
 pub mod cluster;
 pub mod context;
 pub mod election;
+pub mod grpc_limit;
 pub mod kv;
 pub mod lease;
 pub mod lock;

@@ -86,7 +86,16 @@ impl WatchService {
                     item = requests.next() => item,
                     _ = tx.closed() => None,
                 };
-                let Some(Ok(req)) = item else { break };
+                let req = match item {
+                    Some(Ok(req)) => req,
+                    // A request gRPC could not take (too large): the stream ends with its
+                    // status, as etcd's Watch returns its receive error.
+                    Some(Err(status)) => {
+                        let _ = tx.send(Err(status)).await;
+                        break;
+                    }
+                    None => break,
+                };
                 match req.request_union {
                     Some(RequestUnion::CreateRequest(c)) => {
                         match ctx.admit(Rpc::Watch, &caller).await.and_then(|a| a.check_read(&c.key, &c.range_end)) {

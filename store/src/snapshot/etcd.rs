@@ -8,7 +8,7 @@
 //! | `auth` | `authEnabled` (1 byte), `authRevision` (8 BE) | | `m/auth` |
 //! | `authUsers` / `authRoles` | name | `authpb.User` / `authpb.Role` | `m/auth` |
 //! | `members` | member ID in hex | member JSON | written from the membership; not read |
-//! | `members_removed` | member ID in hex | `removed` | empty; not read |
+//! | `members_removed` | member ID in hex | `removed` | from the removed IDs; not read |
 //! | `cluster` | `clusterVersion` | `3.4.0` | written; not read |
 //! | `alarm` | `etcdserverpb.AlarmMember` | empty | `m/alarms`; not read |
 //!
@@ -193,7 +193,15 @@ pub fn export<W: Write + Seek>(backend: &dyn Backend, members: &[Member], out: W
         b.put(key.as_bytes(), &serde_json::to_vec(&json).map_err(corrupt)?)?;
     }
     b.finish()?;
-    db.bucket(buckets::MEMBERS_REMOVED).finish()?;
+    // etcd marks each removed member `removed` under its hex ID.
+    let mut b = db.bucket(buckets::MEMBERS_REMOVED);
+    let removed = backend.get(crate::apply::META_REMOVED)?.map(|v| v.chunks_exact(8).filter_map(read_be8).collect::<Vec<_>>());
+    let mut removed: Vec<String> = removed.unwrap_or_default().iter().map(|id| format!("{id:x}")).collect();
+    removed.sort();
+    for key in removed {
+        b.put(key.as_bytes(), b"removed")?;
+    }
+    b.finish()?;
 
     let mut b = db.bucket(buckets::CLUSTER);
     b.put(CLUSTER_VERSION, CLUSTER_VERSION_VALUE)?;
@@ -384,6 +392,7 @@ mod tests {
         auth.roles.insert("r".into(), vec![Grant { perm_type: 2, key: b"a".to_vec(), range_end: b"b".to_vec() }]);
         batch.put(META_AUTH.to_vec(), serde_json::to_vec(&auth).unwrap());
         batch.put(META_APPLIED.to_vec(), codec::encode_i64(42));
+        batch.put(crate::apply::META_REMOVED.to_vec(), [0xabu64.to_be_bytes(), 0x1234u64.to_be_bytes()].concat());
         keel.write(batch).unwrap();
         let member = Member {
             id: 0x8e9e_05c5_2164_694d,
@@ -420,6 +429,13 @@ mod tests {
                 r#"{"id":10276657743932975437,"peerURLs":["http://localhost:2380"],"name":"default"}"#.to_string()
             )]
         );
+        let mut removed = Vec::new();
+        db.for_each(buckets::MEMBERS_REMOVED, &mut |k, v| {
+            removed.push((String::from_utf8_lossy(k).into_owned(), String::from_utf8_lossy(v).into_owned()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(removed, [("1234".to_string(), "removed".to_string()), ("ab".to_string(), "removed".to_string())]);
         let mut meta = Vec::new();
         db.for_each(buckets::META, &mut |k, v| {
             meta.push((k.to_vec(), v.to_vec()));
@@ -441,8 +457,9 @@ mod tests {
         let back = MemoryBackend::new();
         back.write(batch).unwrap();
         let records = |b: &MemoryBackend| b.scan(b"", &[0xff], usize::MAX).unwrap();
-        let want: Vec<_> = records(&keel).into_iter().filter(|(k, _)| &k[..] != META_APPLIED).collect();
-        assert_eq!(records(&back), want, "everything but the raft position comes back");
+        let want: Vec<_> =
+            records(&keel).into_iter().filter(|(k, _)| &k[..] != META_APPLIED && &k[..] != crate::apply::META_REMOVED).collect();
+        assert_eq!(records(&back), want, "everything but the raft position and the removed members comes back");
     }
 
     #[test]

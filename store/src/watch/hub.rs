@@ -36,6 +36,9 @@ struct Outbox {
     next_watch_id: WatchId,
     unsynced: usize,
     progress_pending: bool,
+    /// IDs of watches cancelled for compaction: etcd keeps them taken on the stream (a create
+    /// with one is a duplicate) until the client cancels them, which it then answers.
+    retired: std::collections::BTreeSet<WatchId>,
 }
 
 impl Outbox {
@@ -224,8 +227,9 @@ impl WatchHub {
             outbox.push(refusal(rev, Error::WatcherRangeEmpty));
             return;
         }
+        let retired = outbox.retired.clone();
         let id = if req.watch_id != 0 {
-            if inner.watchers.contains_key(&(stream, WatchId(req.watch_id))) {
+            if inner.watchers.contains_key(&(stream, WatchId(req.watch_id))) || retired.contains(&WatchId(req.watch_id)) {
                 if let Some(outbox) = inner.streams.get_mut(&stream) {
                     outbox.push(refusal(rev, Error::DuplicateWatchId));
                 }
@@ -234,7 +238,7 @@ impl WatchHub {
             WatchId(req.watch_id)
         } else {
             let mut id = outbox.next_watch_id;
-            while inner.watchers.contains_key(&(stream, id)) {
+            while inner.watchers.contains_key(&(stream, id)) || retired.contains(&id) {
                 id.0 += 1;
             }
             if let Some(outbox) = inner.streams.get_mut(&stream) {
@@ -242,7 +246,8 @@ impl WatchHub {
             }
             id
         };
-        // 0 means "from now"; a negative start, as in etcd, replays from the oldest history.
+        // 0 means "from now"; a negative start is kept as it is: etcd reads no history for it,
+        // and cancels it as compacted once anything was (the syncer's history read).
         let start = req.start_revision;
         let synced = start == 0 || start > rev.0;
         let watcher = Watcher {
@@ -252,7 +257,7 @@ impl WatchHub {
             prev_kv: req.prev_kv,
             progress_notify: req.progress_notify,
             min_rev: Revision(start.max(0)),
-            next_rev: if synced { rev.next() } else { Revision(start.max(1)) },
+            next_rev: if synced { rev.next() } else { Revision(start) },
             synced,
             active: false,
             drops_sevenths: self.bugs.watch_drops_without_prev_kv && !req.prev_kv,
@@ -270,7 +275,14 @@ impl WatchHub {
     pub fn cancel(&self, stream: StreamId, id: WatchId) {
         let mut inner = self.lock();
         let rev = inner.rev;
-        let Some(w) = inner.watchers.remove(&(stream, id)) else { return };
+        let Some(w) = inner.watchers.remove(&(stream, id)) else {
+            if let Some(outbox) = inner.streams.get_mut(&stream)
+                && outbox.retired.remove(&id)
+            {
+                outbox.push(WatchResponse { header: header(rev), watch_id: id.0, canceled: true, ..Default::default() });
+            }
+            return;
+        };
         if let Some(outbox) = inner.streams.get_mut(&stream) {
             if !w.synced {
                 outbox.unsynced -= 1;
@@ -413,6 +425,7 @@ impl WatchHub {
         inner.watchers.remove(&(lag.stream, lag.id));
         if let Some(outbox) = inner.streams.get_mut(&lag.stream) {
             outbox.unsynced -= 1;
+            outbox.retired.insert(lag.id);
             outbox.push(WatchResponse {
                 // etcd leaves the revision out of a compaction cancel.
                 header: header(Revision(0)),
@@ -533,5 +546,32 @@ mod tests {
         let out = hub.drain(s.id).unwrap();
         assert_eq!(out[0].watch_id, 7);
         assert!(out[1].canceled && out[1].created);
+    }
+
+    #[test]
+    fn a_watch_cancelled_for_compaction_keeps_its_id_until_the_client_cancels_it() {
+        let hub = WatchHub::new(Revision(10));
+        let s = hub.open_stream();
+        let w = WatchCreateRequest { watch_id: 7, ..watch("a", 2) };
+        hub.create(s.id, &w);
+        let (lag, _) = hub.lagging();
+        hub.compacted(&lag[0], Revision(5));
+        hub.create(s.id, &w);
+        hub.create(s.id, &watch("a", 0)); // an automatic ID: 0
+        hub.cancel(s.id, WatchId(7));
+        hub.cancel(s.id, WatchId(7)); // gone now: no answer
+        hub.create(s.id, &w);
+        let out: Vec<_> = hub.drain(s.id).unwrap().into_iter().map(|r| (r.watch_id, r.created, r.canceled, r.compact_revision)).collect();
+        assert_eq!(
+            out,
+            vec![
+                (7, true, false, 0),
+                (7, false, true, 5),
+                (-1, true, true, 0),
+                (0, true, false, 0),
+                (7, false, true, 0),
+                (7, true, false, 0)
+            ]
+        );
     }
 }
