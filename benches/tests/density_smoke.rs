@@ -14,7 +14,7 @@ use std::process::Command;
 fn a_tiny_density_run_reports_every_section_and_its_pods_run() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let out = Command::new(env!("CARGO_BIN_EXE_keel-density"))
-        .args(["--nodes", "10", "--pods", "100", "--pods-per-second", "50", "--phase-limit", "90", "--sample-every", "1", "--out"])
+        .args(["--nodes", "10", "--pods", "100", "--pods-per-second", "50", "--phase-limit", "90", "--sample-every", "1", "--list-every", "2", "--out"])
         .arg(dir.path())
         .output()?;
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -47,6 +47,9 @@ fn a_tiny_density_run_reports_every_section_and_its_pods_run() -> anyhow::Result
     assert!(count("POST pods/binding resource") >= 110.0, "{calls:#?}");
     assert!(count("POST deployments resource") >= 10.0, "{calls:#?}");
     assert!(r["api"]["verdicts"]["mutating"]["worst_p99_ms"].is_number(), "{:#}", r["api"]["verdicts"]);
+    // The run's own lists: timed client-side and counted by the apiserver as cluster LISTs.
+    assert!(r["api"]["lists"]["slowest_cluster_s"].is_number(), "{:#}", r["api"]["lists"]);
+    assert!(count("LIST pods cluster") >= 1.0, "{calls:#?}");
     // Every process sampled, with CPU used and memory held.
     let procs = r["processes"].as_object().cloned().unwrap_or_default();
     for role in ["store", "apiserver", "controller-manager", "scheduler", "kubelet", "bench"] {

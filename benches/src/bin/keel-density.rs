@@ -48,6 +48,9 @@ struct Args {
     /// `keel` (keel-store) or `etcd` (the real etcd on the PATH) under the apiserver.
     #[arg(long, default_value = "keel")]
     backend: String,
+    /// Seconds between the run's own LISTs of pods (cluster-wide and namespace, alternating).
+    #[arg(long, default_value_t = 30.0)]
+    list_every: f64,
     /// `--max-pods` of each simulated node.
     #[arg(long, default_value_t = 110)]
     max_pods: usize,
@@ -86,6 +89,7 @@ async fn main() -> anyhow::Result<()> {
         update_fraction: a.update_fraction,
         phase_limit: Duration::from_secs(a.phase_limit),
         namespace: "default".into(),
+        list_every: Duration::from_secs_f64(a.list_every.max(0.5)),
     };
     let cp = ControlPlane::start(&Shape { backend, nodes: a.nodes, max_pods: a.max_pods, manager_flags: Vec::new() });
     let client = cp.cluster.client().await;
@@ -115,7 +119,7 @@ async fn main() -> anyhow::Result<()> {
     let headline = json!({
         "report": path.display().to_string(), "plot": r["plot"], "elapsed_s": r["elapsed_s"],
         "phases": r["phases"].as_array().map(|p| p.iter().map(|p| json!([p["phase"], p["duration_s"], p["converged"]])).collect::<Vec<_>>()),
-        "api_verdicts": r["api"]["verdicts"], "pod_startup_ramp": r["pod_startup"]["ramp"], "scheduler_ramp": r["scheduler"]["ramp"],
+        "api_verdicts": r["api"]["verdicts"], "lists": {"slowest_cluster_s": r["api"]["lists"]["slowest_cluster_s"], "slowest_namespace_s": r["api"]["lists"]["slowest_namespace_s"]}, "pod_startup_ramp": r["pod_startup"]["ramp"], "scheduler_ramp": r["scheduler"]["ramp"],
         "control_plane_rss_mib": r["control_plane_rss_mib"], "machine": r["machine"],
     });
     println!("{headline}");

@@ -13,6 +13,7 @@
 //!
 //! - [`run`]: the phases against a running [`crate::controlplane::ControlPlane`].
 //! - [`report`]: SLI rows from scrapes, verdicts against issue 24's targets.
+//! - [`lister`]: the run's own LISTs of pods (cluster-wide and namespace), so lists are measured.
 //!
 //! Invariants of the plan: every Deployment has `replicas` pods, so the ramp creates exactly
 //! `deployments() × replicas` pods; the k-th item of a paced phase is issued at
@@ -20,6 +21,7 @@
 //! burst); the rolling update touches every `1/update_fraction`-th Deployment; the scale-down
 //! target and the pod count it leaves are computed here once and checked by the shell.
 
+pub mod lister;
 pub mod report;
 pub mod run;
 
@@ -50,6 +52,8 @@ pub struct Config {
     pub phase_limit: Duration,
     /// Namespace of the Deployments.
     pub namespace: String,
+    /// Interval between the run's own LISTs of pods.
+    pub list_every: Duration,
 }
 
 impl Config {
@@ -137,6 +141,7 @@ mod tests {
             update_fraction: 0.1,
             phase_limit: Duration::from_secs(60),
             namespace: "default".into(),
+            list_every: Duration::from_secs(30),
         }
     }
 

@@ -9,7 +9,7 @@
 //! did not converge is reported as such (`converged: false`), never dropped; the wall clock
 //! comes from the [`Clock`] seam, elapsed time from tokio's.
 
-use super::{Config, GROUP_LABEL, PHASES, deployment, name, report, scale_patch, update_patch};
+use super::{Config, GROUP_LABEL, PHASES, deployment, lister, name, report, scale_patch, update_patch};
 use crate::controlplane::ControlPlane;
 use crate::error::Error;
 use crate::procstat;
@@ -319,6 +319,7 @@ pub async fn run(
     let (t0, wall0) = (Instant::now(), clock.wall());
     let sampler = sample_loop(client.clone(), state.clone(), pids.clone(), sample_every, t0);
     let first_scrape = scrape(&client).await?;
+    let lists = lister::start(client.clone(), cfg.namespace.clone(), cfg.list_every, t0);
 
     let total = cfg.total_pods();
     let all: Vec<usize> = (0..cfg.deployments()).collect();
@@ -401,6 +402,8 @@ pub async fn run(
     let elapsed = t0.elapsed().as_secs_f64();
     let whole = promtext::interval(&scrape(&client).await?, &first_scrape);
     sampler.task.abort();
+    lists.task.abort();
+    let listed = lists.calls.lock().map(|v| v.clone()).unwrap_or_default();
     for w in watches {
         w.abort();
     }
@@ -436,7 +439,7 @@ pub async fn run(
         "elapsed_s": round1(elapsed),
         "phases": phase_json,
         "api": {"method": "apiserver_request_duration_seconds from /metrics, scraped before and after; quantiles from kube's buckets by linear interpolation (Prometheus histogram_quantile), as SIG Scalability computes them",
-                "verdicts": report::verdicts(&whole), "calls": report::rows(&whole)},
+                "verdicts": report::verdicts(&whole), "calls": report::rows(&whole), "lists": lister::report(&listed)},
         "pod_startup": {"method": "creationTimestamp (1 s granularity, truncated) and the benchmark watch's first arrival, each to the first arrival Running (phase Running or Ready=True)",
                         "ramp": ramp_startup, "update": st.tracker.startup("update"),
                         "target_p99_s": report::STARTUP_P99, "met": startup_p99.map(|p| p <= report::STARTUP_P99)},
