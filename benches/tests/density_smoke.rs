@@ -14,7 +14,21 @@ use std::process::Command;
 fn a_tiny_density_run_reports_every_section_and_its_pods_run() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let out = Command::new(env!("CARGO_BIN_EXE_keel-density"))
-        .args(["--nodes", "10", "--pods", "100", "--pods-per-second", "50", "--phase-limit", "90", "--sample-every", "1", "--list-every", "2", "--out"])
+        .args([
+            "--nodes",
+            "10",
+            "--pods",
+            "100",
+            "--pods-per-second",
+            "50",
+            "--phase-limit",
+            "90",
+            "--sample-every",
+            "1",
+            "--list-every",
+            "2",
+            "--out",
+        ])
         .arg(dir.path())
         .output()?;
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -99,7 +99,15 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("{} nodes Ready in {registration:.1} s", a.nodes);
     // Let the controller-manager take its lease and sync its caches before the clock starts.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut out = run(&cp, client, &cfg, Arc::new(SystemClock), Duration::from_secs_f64(a.sample_every.max(0.5))).await?;
+    // SIGINT or SIGTERM ends the run early, but through the return below, so the cluster's
+    // processes are stopped by PID when `cp` drops instead of outliving this one.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let run = run(&cp, client, &cfg, Arc::new(SystemClock), Duration::from_secs_f64(a.sample_every.max(0.5)));
+    let mut out = tokio::select! {
+        r = run => r?,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted: the cluster is stopped, no report written"),
+        _ = term.recv() => anyhow::bail!("terminated: the cluster is stopped, no report written"),
+    };
     let machine = json!({
         "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "uptime_before": uptime_before, "uptime_after": uptime(),

@@ -42,7 +42,11 @@ pub fn start(client: kube::Client, namespace: String, every: Duration, t0: Insta
     let task = tokio::spawn(async move {
         for k in 0u32.. {
             tokio::time::sleep_until(t0 + every * (k + 1)).await;
-            let (scope, path) = if k % 2 == 0 { ("cluster", "/api/v1/pods".to_string()) } else { ("namespace", format!("/api/v1/namespaces/{namespace}/pods")) };
+            let (scope, path) = if k % 2 == 0 {
+                ("cluster", "/api/v1/pods".to_string())
+            } else {
+                ("namespace", format!("/api/v1/namespaces/{namespace}/pods"))
+            };
             let Ok(req) = http::Request::get(path).body(Vec::new()) else { continue };
             let t = t0.elapsed().as_secs_f64();
             let start = Instant::now();
@@ -62,7 +66,13 @@ pub fn start(client: kube::Client, namespace: String, every: Duration, t0: Insta
 
 /// The report's section: every call, and the slowest per scope.
 pub fn report(calls: &[Listed]) -> Value {
-    let worst = |scope: &str| calls.iter().filter(|c| c.scope == scope && c.error.is_none()).map(|c| c.seconds).fold(None, |m: Option<f64>, s| Some(m.map_or(s, |m| m.max(s))));
+    let worst = |scope: &str| {
+        calls
+            .iter()
+            .filter(|c| c.scope == scope && c.error.is_none())
+            .map(|c| c.seconds)
+            .fold(None, |m: Option<f64>, s| Some(m.map_or(s, |m| m.max(s))))
+    };
     json!({
         "method": "the benchmark's own unpaginated LIST of pods, alternating cluster-wide and namespace, timed to the last body byte",
         "slowest_cluster_s": worst("cluster").map(|s| (s * 1000.0).round() / 1000.0),
