@@ -84,6 +84,24 @@ impl ControlPlane {
     }
 }
 
+impl ControlPlane {
+    /// The scheduler's and controller-manager's leader-election log lines ("became leader",
+    /// "stopped leading"), as (role, line): a lost lease under load shows here.
+    pub fn leadership(&self) -> Vec<(String, String)> {
+        let c = &self.cluster;
+        [("scheduler", self.scheduler), ("controller-manager", self.manager)]
+            .into_iter()
+            .flat_map(|(role, i)| {
+                let log = c.components[i].log();
+                log.lines()
+                    .filter(|l| l.contains("became leader") || l.contains("stopped leading"))
+                    .map(|l| (role.to_string(), l.chars().take(200).collect()))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+}
+
 /// The Node's Ready condition is True.
 pub fn ready(n: &Node) -> bool {
     n.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))

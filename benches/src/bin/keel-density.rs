@@ -115,6 +115,12 @@ async fn main() -> anyhow::Result<()> {
         "backend": a.backend, "node_registration_s": (registration * 10.0).round() / 10.0,
     });
     out.report["machine"] = machine;
+    let leadership = cp.leadership();
+    let lost = leadership.iter().filter(|(_, l)| l.contains("stopped leading")).count();
+    out.report["leadership"] = json!({
+        "lost": lost,
+        "log": leadership.iter().map(|(role, line)| json!([role, line])).collect::<Vec<_>>(),
+    });
     let png = a.out.join("density.png");
     let title = format!("keel-density: {} nodes, {} pods at {}/s, backend {}", a.nodes, cfg.total_pods(), a.pods_per_second, a.backend);
     out.report["plot"] = match plot::draw(&png, &out, &title) {
@@ -128,7 +134,7 @@ async fn main() -> anyhow::Result<()> {
         "report": path.display().to_string(), "plot": r["plot"], "elapsed_s": r["elapsed_s"],
         "phases": r["phases"].as_array().map(|p| p.iter().map(|p| json!([p["phase"], p["duration_s"], p["converged"]])).collect::<Vec<_>>()),
         "api_verdicts": r["api"]["verdicts"], "lists": {"slowest_cluster_s": r["api"]["lists"]["slowest_cluster_s"], "slowest_namespace_s": r["api"]["lists"]["slowest_namespace_s"]}, "pod_startup_ramp": r["pod_startup"]["ramp"], "scheduler_ramp": r["scheduler"]["ramp"],
-        "control_plane_rss_mib": r["control_plane_rss_mib"], "machine": r["machine"],
+        "control_plane_rss_mib": r["control_plane_rss_mib"], "leadership_lost": r["leadership"]["lost"], "machine": r["machine"],
     });
     println!("{headline}");
     Ok(())
