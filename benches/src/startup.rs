@@ -10,12 +10,14 @@
 //! create → first-event delay. The truth is between them.
 //!
 //! Invariants: a pod is keyed by UID (names recur across a rolling update); each "first" time is
-//! set once and never moved; a deleted pod leaves the live counts but keeps its times; the
+//! set once and never moved; a deleted pod leaves the live counts but keeps its times; a
+//! re-list (the watch fell behind the apiserver's window and listed again) marks deleted every
+//! pod the new list did not hold, since its DELETED event was lost in the gap; the
 //! phase a pod belongs to is the phase running when it was first seen. All times are wall-clock
 //! seconds passed in by the caller (the clock is the shell's).
 
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// What the tracker needs of one watch event's pod.
 #[derive(Clone, Debug, Default)]
@@ -51,6 +53,10 @@ pub struct PodTimes {
 #[derive(Debug, Default)]
 pub struct Tracker {
     pods: HashMap<String, PodTimes>,
+    /// UIDs of the list in progress.
+    listing: Option<HashSet<String>>,
+    /// Lists started, the first one included.
+    lists: usize,
 }
 
 /// Live counts at one moment.
@@ -81,6 +87,35 @@ impl Tracker {
         if p.running && t.running.is_none() {
             t.running = Some(now);
         }
+    }
+
+    /// A list starts (the watch's first, or a re-list after it fell behind).
+    pub fn begin_list(&mut self) {
+        self.listing = Some(HashSet::new());
+        self.lists += 1;
+    }
+
+    /// One pod of the list in progress.
+    pub fn listed(&mut self, p: &PodView, now: f64, phase: &str) {
+        if let Some(l) = self.listing.as_mut() {
+            l.insert(p.uid.clone());
+        }
+        self.apply(p, now, phase);
+    }
+
+    /// The list is complete: every pod it did not hold is gone.
+    pub fn end_list(&mut self) {
+        let Some(listed) = self.listing.take() else { return };
+        for (uid, t) in self.pods.iter_mut() {
+            if !listed.contains(uid) {
+                t.deleted = true;
+            }
+        }
+    }
+
+    /// Re-lists after the first list.
+    pub fn relists(&self) -> usize {
+        self.lists.saturating_sub(1)
     }
 
     /// Records a DELETED arrival.
@@ -198,6 +233,24 @@ mod tests {
         assert_eq!(t.counts(), Counts { seen: 2, live: 1, bound: 1, running: 0 });
         let a = &t.pods["a"];
         assert_eq!((a.seen, a.bound, a.running, a.phase.as_str()), (100.2, Some(100.3), Some(101.0), "ramp"));
+    }
+
+    #[test]
+    fn a_relist_deletes_what_it_no_longer_holds() {
+        let mut t = Tracker::default();
+        t.begin_list();
+        t.end_list();
+        t.apply(&view("a", 1, true, true), 2.0, "ramp");
+        t.apply(&view("b", 1, true, true), 2.0, "ramp");
+        // The watch fell behind: the new list holds only b and a new c.
+        t.begin_list();
+        t.listed(&view("b", 1, true, true), 9.0, "delete");
+        t.listed(&view("c", 8, false, false), 9.0, "delete");
+        assert_eq!(t.counts().live, 3, "nothing is judged before the list is complete");
+        t.end_list();
+        assert_eq!(t.counts(), Counts { seen: 3, live: 2, bound: 1, running: 1 });
+        assert_eq!(t.relists(), 1);
+        assert_eq!(t.pods["b"].seen, 2.0, "times are kept across lists");
     }
 
     #[test]
