@@ -158,6 +158,10 @@ pub enum ApiError {
         /// The kubelet's text (or why it could not be reached).
         message: String,
     },
+    /// keel-access refused (an admission core: NodeRestriction; a review's validation), with
+    /// its own code and Status, which are kube's.
+    #[error("{0}")]
+    Access(keel_access::Error),
     /// A value read from the store is not an object this server wrote (500).
     #[error("stored object at {key} is corrupt: {reason}")]
     Corrupt {
@@ -188,11 +192,15 @@ impl ApiError {
             ApiError::Store(_) => (503, "ServiceUnavailable"),
             ApiError::Corrupt { .. } => (500, "InternalError"),
             ApiError::Kubelet { code, .. } => (*code, reason_of(*code)),
+            ApiError::Access(e) => (e.code(), reason_of(e.code())),
         }
     }
 
     /// The `Status` object Kubernetes answers with.
     pub fn status(&self) -> Value {
+        if let ApiError::Access(e) = self {
+            return serde_json::from_str(&e.status_json()).unwrap_or_else(|_| json!({"kind": "Status", "message": e.to_string()}));
+        }
         let (code, reason) = self.code_reason();
         let mut status = json!({
             "kind": "Status",

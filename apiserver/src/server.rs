@@ -116,7 +116,13 @@ async fn bootstrap(api: Arc<Api>, config: Config, tx: watch::Sender<Bootstrap>) 
             Ok(()) => {
                 api.spawner.spawn(crate::rest::services::run_endpoints(api.clone()));
                 if let Some(access) = &config.access {
-                    crate::rest::rbac::feed(&api, &access.policy);
+                    // Ready only once the authorizers' state is loaded (kube waits for its RBAC
+                    // informers): a feeder's first list is the cache's, so this is quick.
+                    let mut synced = crate::rest::rbac::feed(&api, &access.policy);
+                    synced.extend(crate::rest::node_graph::feed(&api, &access.graph));
+                    for s in synced {
+                        let _ = s.await;
+                    }
                 }
                 let _ = tx.send(Bootstrap::Done);
                 return;
@@ -155,6 +161,7 @@ impl Server {
             admission_plugins: config.admission_plugins.clone(),
             kubelets: crate::kubelet::KubeletClient::new(config.kubelet.clone(), spawner.clone()),
             service_ranges: config.service_ranges,
+            access: config.access.clone(),
         });
         let (tx, rx) = watch::channel(Bootstrap::Running);
         spawner.spawn(bootstrap(api.clone(), config.clone(), tx));
@@ -163,8 +170,9 @@ impl Server {
         Server { api, router, bootstrap: rx, tasks }
     }
 
-    /// Waits until the built-in namespaces exist and the watch caches follow the store; the
-    /// last error if the bootstrap gave up.
+    /// Waits until the built-in namespaces exist and the watch caches follow the store (and,
+    /// with authorization on, keel-access's RBAC policy and node graph hold the stored objects);
+    /// the last error if the bootstrap gave up.
     pub async fn ready(&self) -> Result<(), ApiError> {
         let mut rx = self.bootstrap.clone();
         let state = rx.wait_for(|b| !matches!(b, Bootstrap::Running)).await.map_err(|_| ApiError::Store("the server stopped".into()))?;

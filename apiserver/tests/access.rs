@@ -3,49 +3,19 @@
 //! `--client-ca-file`, anonymous requests, and `--authorization-mode RBAC` over the default
 //! policy and the RoleBindings users write. 401 and 403 carry kube's Status.
 
-use keel_access::pki::{ClientIdentity, ClusterCa};
-use keel_testkit::{Cluster, eventually, text};
-use std::time::Duration;
+mod secured;
 
-fn curl(c: &Cluster, args: &[&str], path: &str) -> (u16, String) {
-    let out = std::process::Command::new("curl")
-        .args(["-sk", "-o", "-", "-w", "\n%{http_code}", "--max-time", "20"])
-        .args(args)
-        .arg(format!("https://{}{path}", c.https))
-        .output()
-        .unwrap_or_else(|e| panic!("curl: {e}"));
-    let s = text(&out.stdout);
-    let (body, code) = s.rsplit_once('\n').unwrap_or((&s, "0"));
-    (code.trim().parse().unwrap_or(0), body.to_string())
-}
+use keel_access::pki::ClientIdentity;
+use keel_testkit::{Cluster, eventually, text};
+use secured::{Pki, curl};
+use std::time::Duration;
 
 #[test]
 fn tokens_and_client_certificates_authenticate_and_rbac_refuses_with_kubes_messages() {
-    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
-    let tokens = dir.path().join("tokens.csv");
-    // The kubeconfig the cluster writes carries the token keel-admin: make it an admin.
-    std::fs::write(&tokens, "keel-admin,keel-admin,uid-0,system:masters\njane-token,jane,uid-1,\"devs,qa\"\n")
-        .unwrap_or_else(|e| panic!("{e}"));
-    let ca = ClusterCa::generate("test-ca").unwrap_or_else(|e| panic!("{e}"));
-    let ca_file = dir.path().join("ca.crt");
-    std::fs::write(&ca_file, ca.cert_pem()).unwrap_or_else(|e| panic!("{e}"));
-    let write = |name: &str, who: ClientIdentity| {
-        let issued = ca.issue_client(&who).unwrap_or_else(|e| panic!("{e}"));
-        let (cert, key) = (dir.path().join(format!("{name}.crt")), dir.path().join(format!("{name}.key")));
-        std::fs::write(&cert, issued.cert_pem).unwrap_or_else(|e| panic!("{e}"));
-        std::fs::write(&key, issued.key_pem).unwrap_or_else(|e| panic!("{e}"));
-        (cert.to_string_lossy().into_owned(), key.to_string_lossy().into_owned())
-    };
-    let (admin_cert, admin_key) = write("admin", ClientIdentity::admin());
-    let (bob_cert, bob_key) = write("bob", ClientIdentity::new("bob", &["devs"]));
-    let c = Cluster::start_with(&[
-        "--token-auth-file",
-        &tokens.to_string_lossy(),
-        "--client-ca-file",
-        &ca_file.to_string_lossy(),
-        "--authorization-mode",
-        "RBAC",
-    ]);
+    let pki = Pki::new();
+    let admin = pki.identity("admin", ClientIdentity::admin());
+    let bob = pki.identity("bob", ClientIdentity::new("bob", &["devs"]));
+    let c = Cluster::start_with(&pki.flags("RBAC", &[]));
 
     // The admin token (system:masters) may do anything.
     c.ok(&["create", "namespace", "dev"]);
@@ -74,9 +44,8 @@ fn tokens_and_client_certificates_authenticate_and_rbac_refuses_with_kubes_messa
     );
     // Group subjects count: bob (O=devs) gets view through a binding to his group.
     c.ok(&["create", "rolebinding", "devs-view", "--clusterrole=view", "--group=devs", "-n", "dev"]);
-    let seen = eventually(Duration::from_secs(20), || {
-        (curl(&c, &["--cert", &bob_cert, "--key", &bob_key], "/apis/apps/v1/namespaces/dev/deployments").0 == 200).then_some(())
-    });
+    let seen =
+        eventually(Duration::from_secs(20), || (curl(&c, &bob.args(), "/apis/apps/v1/namespaces/dev/deployments").0 == 200).then_some(()));
     assert!(seen.is_some(), "bob reads deployments in dev through his group");
     c.ok(&["delete", "rolebinding", "jane-edit", "-n", "dev"]);
     // jane is in devs too: she keeps view, and loses what only her binding gave.
@@ -96,12 +65,12 @@ fn tokens_and_client_certificates_authenticate_and_rbac_refuses_with_kubes_messa
     assert!(body.contains("User \\\"system:anonymous\\\" cannot list resource \\\"pods\\\""), "{body}");
 
     // Client certificates: CN is the user, O the groups.
-    let (code, body) = curl(&c, &["--cert", &admin_cert, "--key", &admin_key], "/api/v1/namespaces/dev/pods");
+    let (code, body) = curl(&c, &admin.args(), "/api/v1/namespaces/dev/pods");
     assert_eq!(code, 200, "{body}");
     // bob (O=devs) has view in dev through his group's binding, nothing in default.
-    let (code, body) = curl(&c, &["--cert", &bob_cert, "--key", &bob_key], "/api/v1/namespaces/dev/pods");
+    let (code, body) = curl(&c, &bob.args(), "/api/v1/namespaces/dev/pods");
     assert_eq!(code, 200, "{body}");
-    let (code, body) = curl(&c, &["--cert", &bob_cert, "--key", &bob_key], "/api/v1/namespaces/default/pods");
+    let (code, body) = curl(&c, &bob.args(), "/api/v1/namespaces/default/pods");
     assert_eq!(code, 403, "{body}");
     assert!(
         body.contains("User \\\"bob\\\" cannot list resource \\\"pods\\\" in API group \\\"\\\" in the namespace \\\"default\\\""),

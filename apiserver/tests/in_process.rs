@@ -67,3 +67,18 @@ async fn an_in_process_apiserver_serves_kube_over_memory_pipes_and_stops_with_it
     let after: Api<ConfigMap> = Api::default_namespaced(client);
     assert!(after.list(&ListParams::default()).await.is_err(), "nothing serves any more");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secured_server_is_ready_only_once_its_rbac_policy_is_loaded() {
+    let cfg = keel_access::AccessConfig { authorization_mode: "Node,RBAC".into(), ..Default::default() };
+    let access = Arc::new(keel_access::Access::from_config(&cfg).expect("access"));
+    let config = keel_apiserver::Config { access: Some(access.clone()), ..Default::default() };
+    let s = support::start_config(config).await;
+    // No waiting here: ready() (which main.rs awaits before it listens) has seen the feeders'
+    // first lists, so the default policy already decides.
+    assert!(access.policy.read(|p| p.cluster_role("cluster-admin").is_some()), "the default policy is loaded");
+    let jane = keel_access::user::UserInfo::new("jane", &["system:authenticated"]);
+    let discovery = keel_access::attributes::Attributes::non_resource(jane, "get", "/apis");
+    assert!(keel_access::authz::Authorizer::authorize(&access.chain, &discovery).allowed(), "system:discovery is bound");
+    drop(s);
+}

@@ -62,6 +62,10 @@ async fn a_namespace_terminates_until_its_finalizers_go_and_refuses_new_content(
     assert!(cms.get("kept").await.is_ok(), "its content is the namespace controller's to delete");
     let refused = api_error(cms.create(&PostParams::default(), &cm("new")).await);
     assert_eq!((refused.code, refused.reason.as_str()), (403, "Forbidden"));
+    assert_eq!(
+        refused.message,
+        "configmaps \"new\" is forbidden: unable to create new content in namespace shop because it is being terminated"
+    );
     let cause = refused.details.and_then(|d| d.causes.into_iter().next()).map(|c| c.reason);
     assert_eq!(cause.as_deref(), Some("NamespaceTerminating"));
     // An update keeps spec.finalizers; only finalize changes them, and the last one deletes it.
@@ -86,4 +90,16 @@ async fn the_built_in_namespaces_cannot_be_deleted() {
         assert_eq!((e.code, e.message), (403, format!("namespaces \"{name}\" is forbidden: this namespace may not be deleted")));
     }
     assert!(namespaces.get("kube-node-lease").await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_namespace_is_reported_before_other_admission() {
+    let s = support::start().await;
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(s.client.clone(), "nowhere");
+    // The PriorityClass does not exist either: NamespaceLifecycle runs first, as in kube.
+    let pod = serde_json::from_value(json!({"metadata": {"name": "p"},
+        "spec": {"priorityClassName": "gold", "containers": [{"name": "c", "image": "busybox"}]}}))
+    .expect("pod");
+    let e = api_error(pods.create(&PostParams::default(), &pod).await);
+    assert_eq!((e.code, e.reason.as_str(), e.message.as_str()), (404, "NotFound", "namespaces \"nowhere\" not found"));
 }

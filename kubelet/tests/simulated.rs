@@ -80,3 +80,47 @@ spec: {nodeName: hollow-2, containers: [{name: c, image: img, resources: {reques
     assert_eq!(jsonpath(&c, &["pod", "modest"], "{.status.phase}"), "Running");
     assert_eq!(jsonpath(&c, &["pod", "modest"], "{.status.qosClass}"), "Burstable");
 }
+
+/// What the node lifecycle controller writes while a kubelet is cut off (Ready Unknown on the
+/// Node, Ready False on its pods) is put back by the kubelet once it looks again, as kube's
+/// kubelet does (it compares with the apiserver's copy, not with what it last posted).
+#[test]
+fn readiness_the_controller_took_away_is_put_back_by_the_kubelet() {
+    let mut c = Cluster::start();
+    c.spawn(
+        "keel-kubelet",
+        true,
+        &[
+            "--simulated-nodes",
+            "1",
+            "--hostname-override",
+            "back",
+            "--port",
+            "0",
+            "--root-dir",
+            &c.path("sim-root").to_string_lossy(),
+            "--sync-frequency",
+            "500ms",
+            "--node-status-update-frequency",
+            "1s",
+        ],
+    );
+    let ready = |what: &[&str]| jsonpath(&c, what, "{.status.conditions[?(@.type==\"Ready\")].status}");
+    wait_for(&c, 30, "back-0 Ready", || (ready(&["node", "back-0"]) == "True").then_some(()));
+    c.apply("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\nspec: {nodeName: back-0, containers: [{name: c, image: img}]}\n", &[]);
+    wait_for(&c, 30, "pod p Ready", || (ready(&["pod", "p"]) == "True").then_some(()));
+
+    // As the node lifecycle controller does after the grace period: the Node's conditions
+    // replaced by Unknown ones, the pod's Ready condition alone set False (a strategic merge
+    // by condition type keeps the others, as its status update does).
+    let unknown = r#"{"status":{"conditions":[{"type":"Ready","status":"Unknown","reason":"NodeStatusUnknown","message":"Kubelet stopped posting node status."}]}}"#;
+    c.ok(&["patch", "node", "back-0", "--subresource=status", "--type=merge", "-p", unknown]);
+    let not_ready = r#"{"status":{"conditions":[{"type":"Ready","status":"False"}]}}"#;
+    c.ok(&["patch", "pod", "p", "--subresource=status", "--type=strategic", "-p", not_ready]);
+    assert_eq!(jsonpath(&c, &["pod", "p"], "{.status.conditions[?(@.type==\"PodScheduled\")].status}"), "True", "only Ready was patched");
+
+    // Well inside the 5-minute report frequency: only a kubelet that compares with the
+    // apiserver's copy writes again this soon.
+    wait_for(&c, 30, "back-0 Ready again", || (ready(&["node", "back-0"]) == "True").then_some(()));
+    wait_for(&c, 30, "pod p Ready again", || (ready(&["pod", "p"]) == "True").then_some(()));
+}

@@ -144,6 +144,8 @@ pub fn plan(o: &Options) -> Vec<Spec> {
             path(crate::identity::ca_file(&o.data_dir)),
             "--authorization-mode".into(),
             "Node,RBAC".into(),
+            "--enable-admission-plugins".into(),
+            "NodeRestriction".into(),
         ];
         out.push(Spec { name: format!("apiserver-{i}"), role: Role::Apiserver, args, addr: format!("{}:{APISERVER_PORT}", host(i)) });
     }
@@ -267,6 +269,7 @@ mod tests {
         assert!(k2.args.windows(2).any(|w| w == ["--kubeconfig", "/d/kubelet-2.kubeconfig"]), "each kubelet its own identity");
         assert!(api3.args.windows(2).any(|w| w == ["--client-ca-file", "/d/pki/ca.crt"]));
         assert!(api3.args.windows(2).any(|w| w == ["--authorization-mode", "Node,RBAC"]));
+        assert!(api3.args.windows(2).any(|w| w == ["--enable-admission-plugins", "NodeRestriction"]), "as kubeadm");
         let s1 = &p[6];
         assert!(s1.args.windows(2).any(|w| w == ["--kubeconfig", "/d/scheduler.kubeconfig"]));
     }

@@ -10,7 +10,8 @@
 //! Keel differs from kube in one way for now: the front is on only when one of those flags is
 //! given (see `main.rs`), because the kubeconfigs Keel writes carry a token nobody checks yet.
 //! `RBAC` decides over the RBAC objects the feeders of [`crate::rest::rbac`] keep in keel-access's
-//! policy. ServiceAccount tokens are not accepted (no issuer flags yet): the lookup below knows
+//! policy, `Node` over the graph [`crate::rest::node_graph`] keeps from the pods. The acting
+//! user goes on to the handlers as a [`Requester`] in the request's extensions. ServiceAccount tokens are not accepted (no issuer flags yet): the lookup below knows
 //! no objects.
 
 use crate::http::serve::PeerCertificates;
@@ -48,8 +49,14 @@ impl ObjectLookup for NoObjects {
     }
 }
 
+/// The request's authorization attributes with the user it acts as (after impersonation), put
+/// in the request's extensions for the handlers (admission that depends on the user:
+/// NodeRestriction, RBAC escalation checks; the review endpoints).
+#[derive(Clone, Debug)]
+pub struct Requester(pub Arc<keel_access::attributes::Attributes>);
+
 /// The middleware: the request goes on only if keel-access allows it.
-pub async fn check(State(front): State<Arc<Front>>, req: Request, next: Next) -> Response {
+pub async fn check(State(front): State<Arc<Front>>, mut req: Request, next: Next) -> Response {
     let verdict = {
         let headers: Vec<(&str, &str)> = req.headers().iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))).collect();
         let peer = req.extensions().get::<PeerCertificates>().map(|p| p.0.clone());
@@ -60,10 +67,13 @@ pub async fn check(State(front): State<Arc<Front>>, req: Request, next: Next) ->
             headers: &headers,
             peer_certificates: peer.as_deref().map(Vec::as_slice),
         };
-        front.access.check(&head, &NoObjects, front.clock.now()).map(|_| ())
+        front.access.check(&head, &NoObjects, front.clock.now()).map(|allowed| allowed.attributes)
     };
     match verdict {
-        Ok(()) => next.run(req).await,
+        Ok(attributes) => {
+            req.extensions_mut().insert(Requester(Arc::new(attributes)));
+            next.run(req).await
+        }
         Err(refused) => {
             let code = StatusCode::from_u16(refused.error.code()).unwrap_or(StatusCode::FORBIDDEN);
             (code, [(header::CONTENT_TYPE, "application/json")], refused.error.status_json()).into_response()

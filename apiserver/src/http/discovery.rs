@@ -1,4 +1,5 @@
-//! Discovery, generated from [`crate::registry::RESOURCES`]: `/version`, the legacy documents
+//! Discovery, generated from [`crate::registry::RESOURCES`] and the [`VIRTUAL`] resources
+//! (served, not stored): `/version`, the legacy documents
 //! (`/api`, `/apis`, `/api/v1`, `/apis/<group>`, `/apis/<group>/<version>`) and aggregated
 //! discovery (`apidiscovery.k8s.io/v2`, which kubectl 1.32 asks for on `/api` and `/apis` and
 //! recognises only by the response's Content-Type).
@@ -70,31 +71,80 @@ fn aggregated_resource(r: &Resource) -> Value {
     v
 }
 
-/// metrics.k8s.io, served from the kubelets' summaries (not stored, so not in the registry):
-/// (resource, kind, namespaced), verbs get and list, as metrics-server registers them.
+/// A resource served but not stored (so not in the registry): metrics.k8s.io, from the
+/// kubelets' summaries, and the access reviews of authorization.k8s.io, answered by the
+/// authorizer.
+pub struct Virtual {
+    /// Plural name.
+    pub plural: &'static str,
+    /// Singular name (metrics-server registers none).
+    pub singular: &'static str,
+    /// Kind.
+    pub kind: &'static str,
+    /// Namespaced or cluster-scoped.
+    pub namespaced: bool,
+    /// Verbs.
+    pub verbs: &'static [&'static str],
+}
+
+/// metrics.k8s.io.
 pub const METRICS_GROUP: &str = "metrics.k8s.io";
 /// Its one version.
 pub const METRICS_VERSION: &str = "v1beta1";
-const METRICS: &[(&str, &str, bool)] = &[("nodes", "NodeMetrics", false), ("pods", "PodMetrics", true)];
-const METRICS_VERBS: &[&str] = &["get", "list"];
+/// authorization.k8s.io.
+pub const AUTHORIZATION_GROUP: &str = "authorization.k8s.io";
 
-fn metrics_aggregated() -> Value {
-    let resources: Vec<Value> = METRICS
+const fn virt(
+    plural: &'static str,
+    singular: &'static str,
+    kind: &'static str,
+    namespaced: bool,
+    verbs: &'static [&'static str],
+) -> Virtual {
+    Virtual { plural, singular, kind, namespaced, verbs }
+}
+
+/// The groups of [`Virtual`] resources, as metrics-server and kube-apiserver register them.
+pub const VIRTUAL: &[(&str, &str, &[Virtual])] = &[
+    (
+        AUTHORIZATION_GROUP,
+        "v1",
+        &[
+            virt("localsubjectaccessreviews", "localsubjectaccessreview", "LocalSubjectAccessReview", true, &["create"]),
+            virt("selfsubjectaccessreviews", "selfsubjectaccessreview", "SelfSubjectAccessReview", false, &["create"]),
+            virt("selfsubjectrulesreviews", "selfsubjectrulesreview", "SelfSubjectRulesReview", false, &["create"]),
+            virt("subjectaccessreviews", "subjectaccessreview", "SubjectAccessReview", false, &["create"]),
+        ],
+    ),
+    (
+        METRICS_GROUP,
+        METRICS_VERSION,
+        &[virt("nodes", "", "NodeMetrics", false, &["get", "list"]), virt("pods", "", "PodMetrics", true, &["get", "list"])],
+    ),
+];
+
+fn virtual_aggregated((group, version, resources): &(&str, &str, &[Virtual])) -> Value {
+    let resources: Vec<Value> = resources
         .iter()
-        .map(|(plural, kind, namespaced)| {
+        .map(|r| {
             json!({
-                "resource": plural,
-                "responseKind": {"group": METRICS_GROUP, "version": METRICS_VERSION, "kind": kind},
-                "scope": if *namespaced { "Namespaced" } else { "Cluster" },
-                "singularResource": "",
-                "verbs": METRICS_VERBS,
+                "resource": r.plural,
+                "responseKind": {"group": group, "version": version, "kind": r.kind},
+                "scope": if r.namespaced { "Namespaced" } else { "Cluster" },
+                "singularResource": r.singular,
+                "verbs": r.verbs,
             })
         })
         .collect();
     json!({
-        "metadata": {"name": METRICS_GROUP, "creationTimestamp": null},
-        "versions": [{"version": METRICS_VERSION, "resources": resources, "freshness": "Current"}],
+        "metadata": {"name": group, "creationTimestamp": null},
+        "versions": [{"version": version, "resources": resources, "freshness": "Current"}],
     })
+}
+
+/// Every served group and version: the registry's, then the virtual ones.
+fn all_groups() -> Vec<(&'static str, &'static str)> {
+    registry::groups().into_iter().chain(VIRTUAL.iter().map(|(g, v, _)| (*g, *v))).collect()
 }
 
 /// The aggregated document for the core group (`core: true`, `/api`) or every other group (`/apis`).
@@ -109,8 +159,8 @@ pub fn aggregated(core: bool) -> Value {
                 "versions": [{"version": v, "resources": resources, "freshness": "Current"}],
             })
         })
-        .chain((!core).then(metrics_aggregated))
         .collect();
+    let items: Vec<Value> = items.into_iter().chain(VIRTUAL.iter().filter(|_| !core).map(virtual_aggregated)).collect();
     json!({"kind": "APIGroupDiscoveryList", "apiVersion": "apidiscovery.k8s.io/v2", "metadata": {}, "items": items})
 }
 
@@ -130,18 +180,13 @@ fn group_doc(g: &str, v: &str) -> Value {
 
 /// Legacy `/apis`.
 pub fn group_list() -> Value {
-    let groups: Vec<Value> = registry::groups()
-        .into_iter()
-        .filter(|(g, _)| !g.is_empty())
-        .chain([(METRICS_GROUP, METRICS_VERSION)])
-        .map(|(g, v)| group_doc(g, v))
-        .collect();
+    let groups: Vec<Value> = all_groups().into_iter().filter(|(g, _)| !g.is_empty()).map(|(g, v)| group_doc(g, v)).collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// Legacy `/apis/<group>`, if served.
 pub fn group(g: &str) -> Option<Value> {
-    let (g, v) = registry::groups().into_iter().chain([(METRICS_GROUP, METRICS_VERSION)]).find(|(name, _)| *name == g && !g.is_empty())?;
+    let (g, v) = all_groups().into_iter().find(|(name, _)| *name == g && !g.is_empty())?;
     let mut doc = group_doc(g, v);
     doc["kind"] = json!("APIGroup");
     doc["apiVersion"] = json!("v1");
@@ -151,9 +196,10 @@ pub fn group(g: &str) -> Option<Value> {
 /// Legacy `/api/v1` and `/apis/<group>/<version>`, if served.
 pub fn resource_list(g: &str, v: &str) -> Option<Value> {
     let mut resources = Vec::new();
-    if (g, v) == (METRICS_GROUP, METRICS_VERSION) {
-        for (plural, kind, namespaced) in METRICS {
-            resources.push(json!({"name": plural, "singularName": "", "namespaced": namespaced, "kind": kind, "verbs": METRICS_VERBS}));
+    for (_, _, list) in VIRTUAL.iter().filter(|(vg, vv, _)| (*vg, *vv) == (g, v)) {
+        for r in *list {
+            resources
+                .push(json!({"name": r.plural, "singularName": r.singular, "namespaced": r.namespaced, "kind": r.kind, "verbs": r.verbs}));
         }
     }
     for r in of_group(g, v) {
@@ -205,7 +251,8 @@ mod tests {
         let count = |d: &Value| -> usize {
             d["items"].as_array().into_iter().flatten().map(|i| i["versions"][0]["resources"].as_array().map_or(0, Vec::len)).sum()
         };
-        assert_eq!(count(&core) + count(&others), RESOURCES.len() + METRICS.len());
+        let virtual_count: usize = VIRTUAL.iter().map(|(_, _, r)| r.len()).sum();
+        assert_eq!(count(&core) + count(&others), RESOURCES.len() + virtual_count);
         assert_eq!(core["items"][0]["metadata"]["name"], "");
         let apps = others["items"].as_array().into_iter().flatten().find(|i| i["metadata"]["name"] == "apps");
         let Some(apps) = apps else { panic!("apps served: {others}") };
@@ -220,5 +267,8 @@ mod tests {
         assert!(names.contains(&"pods") && names.contains(&"pods/status") && names.contains(&"namespaces"));
         assert!(resource_list("batch", "v1").is_none());
         assert_eq!(group("apps").map(|g| g["preferredVersion"]["groupVersion"].clone()), Some(json!("apps/v1")));
+        let Some(authz) = resource_list(AUTHORIZATION_GROUP, "v1") else { panic!("authorization.k8s.io served") };
+        let ssar = authz["resources"].as_array().into_iter().flatten().find(|r| r["name"] == "selfsubjectaccessreviews");
+        assert_eq!(ssar.map(|r| (r["verbs"].clone(), r["namespaced"].clone())), Some((json!(["create"]), json!(false))));
     }
 }

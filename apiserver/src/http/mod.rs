@@ -12,6 +12,8 @@ pub mod openapi;
 pub mod protobuf;
 pub mod request;
 pub mod requests;
+pub mod review;
+mod review_pb;
 pub mod serve;
 pub mod table;
 pub mod tls;
@@ -80,10 +82,11 @@ pub fn json(code: StatusCode, v: &Value) -> Response {
 
 async fn resource(State(b): State<Shared>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
-    let call = match Call::read(&parts.method, &parts.uri, &parts.headers, body).await {
+    let mut call = match Call::read(&parts.method, &parts.uri, &parts.headers, body).await {
         Ok(c) => c,
         Err(e) => return e.into_response(),
     };
+    call.requester = parts.extensions.get::<access::Requester>().map(|r| r.0.clone());
     if call.target.sub.is_some_and(crate::registry::Subresource::connects) {
         return b.connect(parts.method.clone(), call, parts).await.unwrap_or_else(IntoResponse::into_response);
     }
@@ -179,7 +182,8 @@ pub fn router(backend: Shared, front: Option<Arc<access::Front>>, requests: Arc<
         .route("/apis/metrics.k8s.io/v1beta1/{*rest}", get(metrics))
         .route("/apis/{group}/{version}/{*rest}", resources)
         .fallback(|| async { ApiError::NoSuchPath.into_response() })
-        .with_state(backend);
+        .with_state(backend)
+        .merge(review::routes(front.clone()));
     let router = match front {
         Some(f) => router.layer(axum::middleware::from_fn_with_state(f, access::check)),
         None => router,

@@ -309,8 +309,8 @@ fn role(md: Option<meta::ObjectMeta>, rules: Vec<rbac::PolicyRule>) -> Result<Va
     Ok(Value::Object(m))
 }
 
-/// The JSON object a protobuf request body holds.
-pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
+/// The envelope of a protobuf body: its apiVersion, kind and the object's message.
+pub(crate) fn envelope(body: &[u8]) -> Result<(String, String, Vec<u8>), ApiError> {
     let bad = |e: String| ApiError::BadRequest(format!("protobuf body: {e}"));
     let rest = body.strip_prefix(MAGIC).ok_or_else(|| bad("missing the k8s\\0 prefix".into()))?;
     let unknown = Unknown::decode(rest).map_err(|e| bad(e.to_string()))?;
@@ -318,8 +318,13 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
         return Err(bad("content encodings are not supported".into()));
     }
     let tm = unknown.type_meta.unwrap_or_default();
-    let (api_version, kind) = (tm.api_version.unwrap_or_default(), tm.kind.unwrap_or_default());
-    let raw = unknown.raw.unwrap_or_default();
+    Ok((tm.api_version.unwrap_or_default(), tm.kind.unwrap_or_default(), unknown.raw.unwrap_or_default()))
+}
+
+/// The JSON object a protobuf request body holds.
+pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
+    let bad = |e: String| ApiError::BadRequest(format!("protobuf body: {e}"));
+    let (api_version, kind, raw) = envelope(body)?;
     let raw = raw.as_slice();
     let obj = match (api_version.as_str(), kind.as_str()) {
         ("v1", "Namespace") => {

@@ -192,6 +192,9 @@ pub struct Call {
     pub manager: String,
     /// `?dryRun=All`: do everything but write.
     pub dry_run: bool,
+    /// The request's authorization attributes and who acts (after impersonation), when
+    /// authentication is on; None for the server's own calls and for a server without it.
+    pub requester: Option<std::sync::Arc<keel_access::attributes::Attributes>>,
 }
 
 impl Call {
@@ -216,7 +219,7 @@ impl Call {
             Some("All") => true,
             Some(other) => return Err(ApiError::BadRequest(format!("dryRun: Unsupported value: {other:?}: supported values: \"All\""))),
         };
-        Ok(Call { target, query, output, media, body, manager, dry_run })
+        Ok(Call { target, query, output, media, body, manager, dry_run, requester: None })
     }
 
     /// A call made by the server itself (bootstrap): a create of `res` as `manager`.
@@ -229,7 +232,13 @@ impl Call {
             body: Bytes::new(),
             manager: manager.into(),
             dry_run: false,
+            requester: None,
         }
+    }
+
+    /// The node a kubelet acts for (`system:node:<name>` in `system:nodes`), when one does.
+    pub fn node(&self) -> Option<&str> {
+        self.requester.as_ref().and_then(|a| a.user.node_name())
     }
 
     /// Whether `?name=` is `true` (or `1`).

@@ -20,7 +20,7 @@ use crate::storage::decode;
 use serde_json::{Value, json};
 
 /// The plugins this server has, by kube's names.
-pub const PLUGINS: &[&str] = &["DefaultTolerationSeconds", "NamespaceLifecycle", "Priority", "TaintNodesByCondition"];
+pub const PLUGINS: &[&str] = &["DefaultTolerationSeconds", "NamespaceLifecycle", "NodeRestriction", "Priority", "TaintNodesByCondition"];
 
 /// The plugins on unless `--disable-admission-plugins` names them. TaintNodesByCondition is on
 /// in kube-apiserver by default, but here it needs `--enable-admission-plugins`: a new node then

@@ -70,6 +70,8 @@ pub async fn apply(api: &Api, call: &Call) -> Result<Response, ApiError> {
             }
             let mut new = finish(call, new, Some(old))?;
             adm.admit(call, &mut new)?;
+            crate::rest::node_restriction::admit(api, call, Some(old), Some(&new))?;
+            crate::rest::escalation::admit(api, call, Some(old), &new)?;
             Ok(new)
         })
         .await;

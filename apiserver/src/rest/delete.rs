@@ -6,9 +6,9 @@
 //! its controller has emptied it and removed the `kubernetes` finalizer through
 //! `namespaces/<name>/finalize`.
 //!
-//! As kube's NamespaceLifecycle: `default`, `kube-system` and `kube-public` cannot be deleted
-//! (403), and nothing new is created in a terminating namespace (403 with the
-//! `NamespaceTerminating` cause).
+//! As kube's NamespaceLifecycle (unless `--disable-admission-plugins` names it): `default`,
+//! `kube-system` and `kube-public` cannot be deleted (403), and nothing new is created in a
+//! terminating namespace (403 with the `NamespaceTerminating` cause).
 
 use crate::error::ApiError;
 use crate::http::request::Call;
@@ -75,6 +75,7 @@ pub async fn delete_one(api: &Api, call: &Call, req: &Request) -> Result<Updated
     let now = api.clock.now();
     guarded(api, call, |current, obj| {
         check_preconditions(call, obj, current.mod_revision, &req.preconditions)?;
+        crate::rest::node_restriction::admit(api, call, Some(obj), None)?;
         Ok(match deletion::plan(res, obj, req.grace, now, Some(&req.propagation)) {
             Plan::Keep => Action::Write(obj.clone()),
             Plan::Mark(marked) => Action::Write(marked),
@@ -129,7 +130,7 @@ pub async fn delete(api: &Api, call: &Call) -> Result<Response, ApiError> {
         call.dry_run || opts.as_ref().and_then(|o| o.get("dryRun")).and_then(Value::as_array).is_some_and(|d| d.iter().any(|v| v == "All"));
     let call = &Call { dry_run, ..call.clone() };
     let namespace = res.group.is_empty() && res.plural == "namespaces";
-    if namespace && UNDELETABLE.contains(&name.as_str()) {
+    if namespace && UNDELETABLE.contains(&name.as_str()) && api.admission_plugins.contains("NamespaceLifecycle") {
         return Err(ApiError::Forbidden { resource: "namespaces".into(), name, why: "this namespace may not be deleted".into() });
     }
     let done = if namespace { delete_namespace(api, call, &req).await? } else { delete_one(api, call, &req).await? };

@@ -9,9 +9,11 @@
 //!   NodePort allocation in the Service's write, the `default/kubernetes` Service and Endpoints);
 //! - what kubelets answer: [`connect`] (`pods/log`, `pods/exec`, `nodes/proxy`) and
 //!   [`metrics`] (metrics.k8s.io), through [`crate::kubelet`];
-//! - [`rbac`]: the default RBAC policy and the feeders of keel-access's policy;
+//! - [`rbac`]: the default RBAC policy and the feeders of keel-access's policy, [`escalation`]:
+//!   nobody grants what they do not hold; [`node_graph`]:
+//!   the Node authorizer's graph from the pods; both through [`feed`];
 //! - [`admission`]: kube's admission steps (Priority, DefaultTolerationSeconds, TaintNodesByCondition,
-//!   one default PriorityClass);
+//!   one default PriorityClass) and [`node_restriction`] (kubelets keep to their own Node and pods);
 //! - pure cores: [`patch`] (merge, JSON and strategic patches), [`smp`], [`managed`]
 //!   (managedFields and server-side apply).
 //!
@@ -22,10 +24,14 @@ pub mod apply;
 pub mod connect;
 pub mod delete;
 pub mod deletion;
+pub mod escalation;
+pub mod feed;
 pub mod guarded;
 pub mod list;
 pub mod managed;
 pub mod metrics;
+pub mod node_graph;
+pub mod node_restriction;
 pub mod object;
 pub mod patch;
 pub mod pods;
@@ -77,6 +83,9 @@ pub struct Api {
     pub kubelets: crate::kubelet::KubeletClient,
     /// `--service-cluster-ip-range` and `--service-node-port-range`.
     pub service_ranges: crate::registry::service_alloc::Ranges,
+    /// keel-access (authorizers, RBAC policy), when authentication is on: RBAC writes are
+    /// checked against it ([`escalation`]).
+    pub access: Option<Arc<keel_access::Access>>,
 }
 
 impl Api {

@@ -60,13 +60,17 @@ pub async fn create_object(api: &Api, call: &Call, obj: Value) -> Result<Value, 
     let ns = call.target.namespace.as_deref();
     let fresh = Fresh { now: api.now_rfc3339(), uid: api.ids.uid(), suffix: api.ids.suffix() };
     let mut obj = meta::prepare_create(res, ns, obj, fresh)?;
+    // NamespaceLifecycle first, as kube orders its admission plugins.
+    let name = meta::name_of(&obj).unwrap_or_default().to_string();
+    ensure_namespace(api, call, &name, ns).await?;
     admission::prepare(api, call, true).await?.admit(call, &mut obj)?;
     let mut obj = finish(call, obj, None)?;
+    crate::rest::node_restriction::admit(api, call, None, Some(&obj))?;
+    crate::rest::escalation::admit(api, call, None, &obj)?;
     if obj.pointer("/metadata/managedFields").is_none() {
         record(api, call, None, &mut obj);
     }
     let name = meta::name_of(&obj).unwrap_or_default().to_string();
-    ensure_namespace(api, call, &name, ns).await?;
     let k = keys::key(res, ns, &name);
     let lease = if res.kind == "Event" { api.event_leases.lease(&api.store, api.now_secs()).await? } else { 0 };
     // A Service's allocations are planned again when a claim lost a race (see rest::services).
@@ -139,6 +143,8 @@ fn updated(api: &Api, call: &Call, adm: &Admission, old: &Value, sent: Value) ->
     let new = meta::prepare_update(call.target.res, old, sent, status)?;
     let mut new = finish(call, new, Some(old))?;
     adm.admit(call, &mut new)?;
+    crate::rest::node_restriction::admit(api, call, Some(old), Some(&new))?;
+    crate::rest::escalation::admit(api, call, Some(old), &new)?;
     record(api, call, Some(old), &mut new);
     Ok(new)
 }

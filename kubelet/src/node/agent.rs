@@ -19,7 +19,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta, OwnerReference};
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, GetParams, Patch, PatchParams, PostParams};
 use rand::{Rng, SeedableRng};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -142,27 +142,38 @@ pub async fn register(client: &kube::Client, s: &NodeSettings) -> Result<String>
     Ok(node.metadata.uid.unwrap_or_default())
 }
 
-/// Posts the node status when it changed and at least every `status_report`.
+/// Posts the node status when it differs from the apiserver's copy and at least every
+/// `status_report`. As kube's `tryUpdateNodeStatus`, the comparison is with the Node as the
+/// apiserver has it (read with resourceVersion=0 each tick), not with what this kubelet last
+/// posted: the node lifecycle controller writes `Ready=Unknown` while the kubelet is cut off,
+/// and only a kubelet that looks at the Node puts `Ready=True` back when it returns.
 pub async fn status_loop(client: kube::Client, s: NodeSettings, observed: Observations, clock: Arc<dyn Clock>) {
     let api: Api<ApiNode> = Api::all(client.clone());
-    let mut last: Vec<NodeCondition> = Vec::new();
     let mut last_post: Option<tokio::time::Instant> = None;
     loop {
-        let obs = observed.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let conds = conditions(&obs, &last, clock.now());
-        let since = last_post.map(|t| t.elapsed()).unwrap_or(Duration::MAX);
-        if must_post(&conds, &last, since, s.status_report) {
-            let patch = serde_json::json!({ "status": s.status(conds.clone()) });
-            match api.patch_status(&s.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-                Ok(_) => {
-                    last = conds;
-                    last_post = Some(tokio::time::Instant::now());
-                }
-                Err(kube::Error::Api(e)) if e.code == 404 => {
-                    tracing::warn!(node = %s.name, "the Node is gone; registering again");
-                    let _ = register(&client, &s).await;
+        let server = match api.get_with(&s.name, &GetParams::any()).await {
+            Ok(n) => n.status.and_then(|st| st.conditions).unwrap_or_default(),
+            Err(kube::Error::Api(e)) if e.code == 404 => {
+                tracing::warn!(node = %s.name, "the Node is gone; registering again");
+                if register(&client, &s).await.is_ok() {
                     continue;
                 }
+                tokio::time::sleep(s.status_update).await;
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(node = %s.name, error = %e, "reading the Node");
+                tokio::time::sleep(s.status_update).await;
+                continue;
+            }
+        };
+        let obs = observed.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let conds = conditions(&obs, &server, clock.now());
+        let since = last_post.map(|t| t.elapsed()).unwrap_or(Duration::MAX);
+        if must_post(&conds, &server, since, s.status_report) {
+            let patch = serde_json::json!({ "status": s.status(conds) });
+            match api.patch_status(&s.name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+                Ok(_) => last_post = Some(tokio::time::Instant::now()),
                 Err(e) => tracing::warn!(node = %s.name, error = %e, "node status"),
             }
         }

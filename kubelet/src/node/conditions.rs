@@ -79,7 +79,7 @@ pub fn conditions(o: &Observed, old: &[NodeCondition], now: Timestamp) -> Vec<No
 }
 
 /// Whether a freshly computed status must be posted: it differs (ignoring heartbeat times) from
-/// the last posted one, or `report_every` passed since that post.
+/// the apiserver's copy, or `report_every` passed since the last post.
 pub fn must_post(new: &[NodeCondition], last: &[NodeCondition], since_last_post: Duration, report_every: Duration) -> bool {
     let strip = |cs: &[NodeCondition]| -> Vec<NodeCondition> {
         cs.iter().map(|c| NodeCondition { last_heartbeat_time: None, ..c.clone() }).collect()
@@ -130,5 +130,26 @@ mod tests {
         let pressure = conditions(&Observed { memory_pressure: true, ..Default::default() }, &same, t(20));
         assert_eq!(find(&pressure, "MemoryPressure").last_transition_time, Some(Time(t(20))));
         assert!(must_post(&pressure, &same, Duration::from_secs(10), Duration::from_secs(300)));
+    }
+
+    #[test]
+    fn a_ready_the_node_lifecycle_controller_took_away_is_posted_back_at_once() {
+        // The apiserver's copy after the kubelet was cut off for longer than the grace period:
+        // every condition Unknown, written by the node lifecycle controller.
+        let posted = conditions(&Observed::default(), &[], t(0));
+        let server: Vec<NodeCondition> = posted
+            .iter()
+            .map(|c| NodeCondition {
+                status: "Unknown".into(),
+                reason: Some("NodeStatusUnknown".into()),
+                message: Some("Kubelet stopped posting node status.".into()),
+                last_transition_time: Some(Time(t(50))),
+                ..c.clone()
+            })
+            .collect();
+        let now = conditions(&Observed::default(), &server, t(60));
+        assert_eq!(find(&now, "Ready").status, "True");
+        assert_eq!(find(&now, "Ready").last_transition_time, Some(Time(t(60))), "Unknown → True is a transition");
+        assert!(must_post(&now, &server, Duration::from_secs(10), Duration::from_secs(300)), "well before the report frequency");
     }
 }

@@ -406,7 +406,6 @@ impl Worker {
         // with the conditions others own taken from the apiserver's copy.
         let mut basis = pod.clone();
         if let Some(last) = &self.last_status {
-            const OWNED: [&str; 4] = ["PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready"];
             let mut s = last.clone();
             let mut conds: Vec<_> = pod
                 .status
@@ -435,7 +434,13 @@ impl Worker {
             now: self.node.clock.now(),
         };
         let status = pod_status(&input);
-        if self.last_status.as_ref() == Some(&status) || self.last_status.is_none() && u.pod.status.as_ref() == Some(&status) {
+        // As kube's status manager reconciles with the apiserver's copy: a condition this
+        // kubelet owns that someone else changed there (the node lifecycle controller marks
+        // pods not ready while their node is unreachable) is written back, even when this
+        // kubelet's own view did not change.
+        let drifted = self.last_status.as_ref().is_some_and(|last| owned_conditions(u.pod.status.as_ref()) != owned_conditions(Some(last)));
+        if !drifted && (self.last_status.as_ref() == Some(&status) || self.last_status.is_none() && u.pod.status.as_ref() == Some(&status))
+        {
             return;
         }
         let (ns, name) = (pod.metadata.namespace.clone().unwrap_or_else(|| "default".into()), u.status_name.clone());
@@ -449,6 +454,21 @@ impl Worker {
             Err(e) => tracing::debug!(pod = %name, error = %e, "status patch"),
         }
     }
+}
+
+/// The pod conditions the kubelet owns (the others belong to the scheduler, the controllers, …).
+const OWNED: [&str; 4] = ["PodReadyToStartContainers", "Initialized", "ContainersReady", "Ready"];
+
+/// The kubelet-owned conditions of `status` as (type, status), in a fixed order.
+fn owned_conditions(status: Option<&PodStatus>) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = status
+        .iter()
+        .flat_map(|s| s.conditions.iter().flatten())
+        .filter(|c| OWNED.contains(&c.type_.as_str()))
+        .map(|c| (c.type_.clone(), c.status.clone()))
+        .collect();
+    v.sort();
+    v
 }
 
 /// Exposed for the eviction manager: the pod's memory use and its biggest container.

@@ -56,7 +56,14 @@ impl RuleBuilder {
         self.0.non_resource_urls = Some(strings(u));
         self
     }
-    pub(crate) fn rule(self) -> PolicyRule {
+    /// The rule, its lists sorted as kube's `Rule()` sorts them (what `kubectl get clusterrole
+    /// -o yaml` and `kubectl auth can-i --list` print shows that order).
+    pub(crate) fn rule(mut self) -> PolicyRule {
+        let r = &mut self.0;
+        for l in [&mut r.api_groups, &mut r.resources, &mut r.resource_names, &mut r.non_resource_urls].into_iter().flatten() {
+            l.sort();
+        }
+        r.verbs.sort();
         self.0
     }
 }

@@ -139,3 +139,20 @@ fn edit_and_view_mean_what_kube_means() {
     assert!(!allowed(&c2, &jane, "create", "rbac.authorization.k8s.io", "roles", "dev"));
     assert!(!allowed(&c2, &jane, "update", "", "resourcequotas", "dev"));
 }
+
+#[test]
+fn rule_lists_are_sorted_as_kubes_rule_builder_sorts_them() {
+    let p = default_policy(false);
+    let Some(edit) = p.cluster_roles.iter().find(|r| r.metadata.name.as_deref() == Some("system:aggregate-to-edit")) else {
+        panic!("system:aggregate-to-edit is a default role")
+    };
+    let rules = edit.rules.as_deref().unwrap_or_default();
+    let pods = rules.iter().find(|r| r.resources.as_deref().unwrap_or_default().first().map(String::as_str) == Some("pods"));
+    let Some(pods) = pods else { panic!("edit writes pods: {rules:?}") };
+    assert_eq!(pods.verbs, ["create", "delete", "deletecollection", "patch", "update"]);
+    assert_eq!(pods.resources.as_deref().unwrap_or_default(), ["pods", "pods/attach", "pods/exec", "pods/portforward", "pods/proxy"]);
+    for r in p.cluster_roles.iter().flat_map(|r| r.rules.iter().flatten()) {
+        let sorted = |v: &[String]| v.windows(2).all(|w| w[0] <= w[1]);
+        assert!(sorted(&r.verbs) && sorted(r.resources.as_deref().unwrap_or_default()), "{r:?}");
+    }
+}

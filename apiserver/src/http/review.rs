@@ -1,0 +1,122 @@
+//! The access reviews of `authorization.k8s.io/v1` (what `kubectl auth can-i` sends): POST
+//! only, never stored, answered 201 with the review and its `status`, decided by keel-access
+//! ([`keel_access::review`]) over the server's authorizer chain.
+//!
+//! - `selfsubjectaccessreviews` and `selfsubjectrulesreviews` ask about the requesting user,
+//!   the one the front authenticated (after impersonation, so `kubectl auth can-i --as jane`
+//!   asks about jane);
+//! - `subjectaccessreviews` and `namespaces/{ns}/localsubjectaccessreviews` about the user the
+//!   spec names.
+//!
+//! The front authorizes the review request itself first (`create` on the review resource;
+//! kube's `system:basic-user` grants the self reviews to everyone authenticated). A server
+//! without authentication answers as kube's `AlwaysAllow` does: everything is allowed, and the
+//! rules review lists `*`.
+
+use crate::error::ApiError;
+use crate::http::access::{Front, Requester};
+use crate::http::json;
+use axum::Router;
+use axum::extract::{Path, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use keel_access::authz::{Chain, Mode};
+use keel_access::node::SharedGraph;
+use keel_access::rbac::SharedPolicy;
+use keel_access::review;
+use keel_access::user::UserInfo;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+
+/// The authorizer the reviews ask.
+pub struct Reviews {
+    front: Option<Arc<Front>>,
+    always_allow: Chain,
+}
+
+/// Which review a path names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    SelfAccess,
+    SelfRules,
+    Subject,
+    Local,
+}
+
+const BODY_BYTES_MAX: usize = crate::http::request::BODY_BYTES_MAX;
+
+impl Reviews {
+    fn chain(&self) -> &Chain {
+        self.front.as_ref().map_or(&self.always_allow, |f| &f.access.chain)
+    }
+}
+
+fn decode<T: DeserializeOwned>(kind: &str, content_type: &str, body: &[u8]) -> Result<T, ApiError> {
+    let value = if content_type.starts_with("application/vnd.kubernetes.protobuf") {
+        crate::http::review_pb::decode(body)?
+    } else {
+        serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("{kind} in version \"v1\" cannot be handled: {e}")))?
+    };
+    serde_json::from_value(value).map_err(|e| ApiError::BadRequest(format!("{kind} in version \"v1\" cannot be handled: {e}")))
+}
+
+fn created<T: Serialize>(v: &T) -> Result<Response, ApiError> {
+    let v = serde_json::to_value(v).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    Ok(json(StatusCode::CREATED, &v))
+}
+
+async fn serve(reviews: &Reviews, kind: Kind, namespace: &str, req: Request) -> Result<Response, ApiError> {
+    if req.method() != Method::POST {
+        return Err(ApiError::MethodNotAllowed);
+    }
+    let user = req.extensions().get::<Requester>().map_or_else(UserInfo::anonymous, |r| r.0.user.clone());
+    let content_type = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let body = axum::body::to_bytes(req.into_body(), BODY_BYTES_MAX).await.map_err(|_| ApiError::TooLarge { limit: BODY_BYTES_MAX })?;
+    let chain = reviews.chain();
+    let done = match kind {
+        Kind::SelfAccess => {
+            review::self_subject_access_review(chain, &user, decode("SelfSubjectAccessReview", &content_type, &body)?).map(|r| created(&r))
+        }
+        Kind::SelfRules => {
+            review::self_subject_rules_review(chain, &user, decode("SelfSubjectRulesReview", &content_type, &body)?).map(|r| created(&r))
+        }
+        Kind::Subject => review::subject_access_review(chain, decode("SubjectAccessReview", &content_type, &body)?).map(|r| created(&r)),
+        Kind::Local => review::local_subject_access_review(chain, namespace, decode("LocalSubjectAccessReview", &content_type, &body)?)
+            .map(|r| created(&r)),
+    };
+    done.map_err(ApiError::Access)?
+}
+
+fn answer(r: Result<Response, ApiError>) -> Response {
+    r.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn self_access(State(r): State<Arc<Reviews>>, req: Request) -> Response {
+    answer(serve(&r, Kind::SelfAccess, "", req).await)
+}
+
+async fn self_rules(State(r): State<Arc<Reviews>>, req: Request) -> Response {
+    answer(serve(&r, Kind::SelfRules, "", req).await)
+}
+
+async fn subject(State(r): State<Arc<Reviews>>, req: Request) -> Response {
+    answer(serve(&r, Kind::Subject, "", req).await)
+}
+
+async fn local(State(r): State<Arc<Reviews>>, Path(ns): Path<String>, req: Request) -> Response {
+    answer(serve(&r, Kind::Local, &ns, req).await)
+}
+
+/// The review routes, asking `front`'s chain (AlwaysAllow without one).
+pub fn routes(front: Option<Arc<Front>>) -> Router {
+    let always_allow = Chain::new(&[Mode::AlwaysAllow], &SharedPolicy::default(), &SharedGraph::default());
+    let state = Arc::new(Reviews { front, always_allow });
+    let base = "/apis/authorization.k8s.io/v1";
+    Router::new()
+        .route(&format!("{base}/selfsubjectaccessreviews"), axum::routing::any(self_access))
+        .route(&format!("{base}/selfsubjectrulesreviews"), axum::routing::any(self_rules))
+        .route(&format!("{base}/subjectaccessreviews"), axum::routing::any(subject))
+        .route(&format!("{base}/namespaces/{{namespace}}/localsubjectaccessreviews"), axum::routing::any(local))
+        .with_state(state)
+}
