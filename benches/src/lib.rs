@@ -1,10 +1,35 @@
-//! keel-benches: measuring Keel against etcd with the same client.
+//! keel-benches: measuring Keel against etcd with the same client, and the control plane at
+//! scale.
+//!
+//! ```text
+//!   keel-load ──► load ──► report            (the store over gRPC)
+//!   keel-cm-bench ─┐
+//!   keel-density ──┴► controlplane ──► processes: store|etcd, apiserver, kubelet (N simulated
+//!        │                                       nodes), scheduler, controller-manager
+//!        └► density (plan) ─► density::run ─► promtext, startup, procstat ─► density::report, plot
+//! ```
 //!
 //! - [`load`]: the workloads of the `keel-load` generator (put, range, txn, watch, lease,
 //!   mixed), each driving any etcd v3 endpoint over gRPC and recording latencies in an HDR
 //!   histogram.
 //! - [`report`]: the human table and the one-JSON-line-per-run output, and the generator's own
 //!   CPU use (so a run can show the generator was not the bottleneck).
+//! - [`controlplane`]: starting the whole control plane as processes and waiting for its nodes.
+//! - [`density`]: the density/load run (issue 24): its plan, its async shell, its SLI report.
+//! - [`promtext`]: `apiserver_request_duration_seconds` from `/metrics`, intervals, quantiles.
+//! - [`startup`]: pod startup latency and scheduler throughput from a pod watch.
+//! - [`procstat`]: CPU and RSS of a process, the load average.
+//! - [`plot`]: the density run's PNG.
+//! - [`error`]: the library's error type.
 
+pub mod controlplane;
+pub mod density;
+pub mod error;
 pub mod load;
+pub mod plot;
+pub mod procstat;
+pub mod promtext;
 pub mod report;
+pub mod startup;
+
+pub use error::Error;

@@ -20,7 +20,9 @@ use anyhow::Context;
 use clap::Parser;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
-use keel_testkit::Cluster;
+use keel_benches::controlplane::{ControlPlane, Shape};
+use keel_benches::procstat::{cpu_seconds, loadavg, status_mib};
+use keel_testkit::Backend;
 use kube::Api;
 use kube::api::ListParams;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -50,30 +52,6 @@ struct Args {
     /// Extra keel-controller-manager flags (space-separated).
     #[arg(long, default_value = "")]
     manager_flags: String,
-}
-
-/// utime + stime of `pid`, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-/// A `/proc/<pid>/status` field in MiB (`VmHWM`, `VmRSS`).
-fn status_mib(pid: u32, field: &str) -> f64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find(|l| l.starts_with(field))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|kb| kb.parse::<f64>().ok())
-        .map(|kb| (kb / 1024.0 * 10.0).round() / 10.0)
-        .unwrap_or(0.0)
-}
-
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg").unwrap_or_default().split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
 fn manifests(which: std::ops::Range<usize>, replicas: usize) -> String {
@@ -125,45 +103,15 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let total = args.deployments * args.replicas;
     let load_start = loadavg();
-    let mut cluster = Cluster::start();
-    let client = cluster.client().await;
-    let root = cluster.path("kubelet-root").to_string_lossy().into_owned();
-    let nodes = args.nodes.to_string();
-    let kubelet = cluster.spawn(
-        "keel-kubelet",
-        true,
-        &["--simulated-nodes", &nodes, "--hostname-override", "hollow", "--port", "0", "--root-dir", &root, "--max-pods", "110"],
-    );
-    let scheduler = cluster.spawn("keel-scheduler", true, &["--secure-port", "0"]);
-    let mut manager_flags: Vec<String> = vec!["--secure-port".into(), "0".into()];
-    manager_flags.extend(args.manager_flags.split_whitespace().map(String::from));
-    let manager_flags: Vec<&str> = manager_flags.iter().map(String::as_str).collect();
-    let manager = cluster.spawn("keel-controller-manager", true, &manager_flags);
-
+    let cp = ControlPlane::start(&Shape {
+        backend: Backend::Keel,
+        nodes: args.nodes,
+        max_pods: 110,
+        manager_flags: args.manager_flags.split_whitespace().map(String::from).collect(),
+    });
+    let client = cp.cluster.client().await;
     let t = Instant::now();
-    let node_api = Api::<Node>::all(client.clone());
-    loop {
-        let list = node_api.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default();
-        let ready = list
-            .iter()
-            .filter(|n| {
-                n.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            })
-            .count();
-        if ready >= args.nodes {
-            break;
-        }
-        anyhow::ensure!(
-            t.elapsed() < Duration::from_secs(600),
-            "only {ready} of {} nodes Ready after 600 s\n{}",
-            args.nodes,
-            cluster.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    cp.wait_nodes_ready(&client, args.nodes, Duration::from_secs(600)).await?;
     eprintln!("{} nodes Ready in {:.1?}", args.nodes, t.elapsed());
     // Let the manager take its lease and sync its caches before the clock starts.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -192,26 +140,20 @@ async fn main() -> anyhow::Result<()> {
     let procs = args.apply_procs.max(1);
     let mut files = Vec::new();
     for k in 0..procs {
-        let file = cluster.path(&format!("deployments-{k}.yaml"));
+        let file = cp.cluster.path(&format!("deployments-{k}.yaml"));
         let share = (k * args.deployments / procs)..((k + 1) * args.deployments / procs);
         std::fs::write(&file, manifests(share, args.replicas)).context("writing the manifests")?;
         files.push(file);
     }
-    let mut pids: Vec<(String, u32)> = vec![
-        ("store".into(), cluster.stores[0].pid()),
-        ("apiserver".into(), cluster.apiservers[0].pid()),
-        ("controller-manager".into(), cluster.components[manager].pid()),
-        ("scheduler".into(), cluster.components[scheduler].pid()),
-        ("kubelet".into(), cluster.components[kubelet].pid()),
-    ];
+    let mut pids = cp.pids();
     pids.push(("bench (watch)".into(), std::process::id()));
     let cpu_before: Vec<f64> = pids.iter().map(|(_, p)| cpu_seconds(*p)).collect();
     let rev_before = revision(&client).await;
     let requests_before = requests_by_verb(&client).await;
 
     let t0 = Instant::now();
-    let kubeconfig = cluster.kubeconfig.clone();
-    let cache = cluster.path("kube-cache");
+    let kubeconfig = cp.cluster.kubeconfig.clone();
+    let cache = cp.cluster.path("kube-cache");
     let apply = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         let children: Vec<_> = files
@@ -240,7 +182,7 @@ async fn main() -> anyhow::Result<()> {
     let mut throttled = 0;
     let deadline = t0 + Duration::from_secs(args.limit_seconds);
     let mut last_print = Instant::now();
-    let cm_pid = cluster.components[manager].pid();
+    let cm_pid = cp.pids().iter().find(|p| p.0 == "controller-manager").map_or(0, |p| p.1);
     loop {
         if let Some(h) = apply.as_ref()
             && h.is_finished()
@@ -274,7 +216,7 @@ async fn main() -> anyhow::Result<()> {
             Instant::now() < deadline,
             "only {running} of {total} pods Running after {} s\n{}",
             args.limit_seconds,
-            cluster.logs()
+            cp.cluster.logs()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
