@@ -45,6 +45,11 @@ pub struct Worker {
     prober: Prober,
     backoff: Backoff,
     last_status: Option<PodStatus>,
+    /// The resourceVersion our last status write produced.
+    written_rv: Option<String>,
+    /// The final DELETE of a terminating pod was answered (done or already gone): it is not
+    /// sent again, nor the status, while the watch has not brought the removal yet.
+    final_deleted: bool,
     verdict: Option<Verdict>,
     warned: BTreeSet<String>,
 }
@@ -68,7 +73,19 @@ impl Worker {
         let wake = Arc::new(Notify::new());
         let prober = Prober::new(node.runtime.clone(), node.events.clone(), wake.clone());
         let backoff = Backoff::new(node.config.backoff);
-        Worker { node, uid, rx, wake, prober, backoff, last_status: None, verdict: None, warned: BTreeSet::new() }
+        Worker {
+            node,
+            uid,
+            rx,
+            wake,
+            prober,
+            backoff,
+            last_status: None,
+            written_rv: None,
+            final_deleted: false,
+            verdict: None,
+            warned: BTreeSet::new(),
+        }
     }
 
     /// Runs until the pod is gone and cleaned up.
@@ -148,7 +165,7 @@ impl Worker {
             let grace = if self.verdict.is_some() { Duration::ZERO } else { Self::grace(pod) };
             self.stop_all(pod, &records, grace, true).await;
             self.prober.retain(&BTreeSet::new());
-            if deleting && !u.removed {
+            if deleting && !u.removed && !self.final_deleted {
                 let records = self.node.runtime.containers(&self.uid).await?;
                 self.write_status(u, &records, false).await;
                 if u.source == Source::Api {
@@ -159,14 +176,18 @@ impl Worker {
                         ..Default::default()
                     };
                     match api.delete(pod.metadata.name.as_deref().unwrap_or_default(), &dp).await {
-                        Ok(_) => {}
-                        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
+                        Ok(_) => self.final_deleted = true,
+                        // Gone already, or the name is another pod's now (the uid precondition).
+                        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => self.final_deleted = true,
                         Err(e) => return Err(e.into()),
                     }
                 }
             }
             self.node.runtime.remove_pod(&self.uid).await?;
-            return Ok(if u.removed { Next::Done } else { Next::After(Duration::from_secs(1)) });
+            // Once the final delete is answered only the watch's removal is awaited (kube's
+            // resync period, not a 1 s retry that loads a busy apiserver further).
+            let wait = if self.final_deleted { Duration::from_secs(10) } else { Duration::from_secs(1) };
+            return Ok(if u.removed { Next::Done } else { Next::After(wait) });
         }
 
         if terminal {
@@ -438,7 +459,16 @@ impl Worker {
         // kubelet owns that someone else changed there (the node lifecycle controller marks
         // pods not ready while their node is unreachable) is written back, even when this
         // kubelet's own view did not change.
-        let drifted = self.last_status.as_ref().is_some_and(|last| owned_conditions(u.pod.status.as_ref()) != owned_conditions(Some(last)));
+        // Only a copy newer than our own last write counts (the watch may still be behind it).
+        let newer = match (u.pod.metadata.resource_version.as_deref(), self.written_rv.as_deref()) {
+            (Some(api), Some(ours)) => match (api.parse::<u64>(), ours.parse::<u64>()) {
+                (Ok(a), Ok(o)) => a > o,
+                _ => api != ours,
+            },
+            _ => true,
+        };
+        let drifted =
+            newer && self.last_status.as_ref().is_some_and(|last| owned_conditions(u.pod.status.as_ref()) != owned_conditions(Some(last)));
         if !drifted && (self.last_status.as_ref() == Some(&status) || self.last_status.is_none() && u.pod.status.as_ref() == Some(&status))
         {
             return;
@@ -450,7 +480,10 @@ impl Worker {
             patch["metadata"] = serde_json::json!({ "uid": pod.metadata.uid });
         }
         match api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
-            Ok(_) => self.last_status = Some(status),
+            Ok(p) => {
+                self.last_status = Some(status);
+                self.written_rv = p.metadata.resource_version;
+            }
             Err(e) => tracing::debug!(pod = %name, error = %e, "status patch"),
         }
     }
