@@ -91,6 +91,8 @@ impl Options {
         let mut rng = SplitMix64(seed);
         let members = if scenario == Scenario::Crash { 5 } else { 3 };
         let clients = 2 + (rng.next_u64() % 3) as u32;
+        // The control plane's clients are its components and one user (`crate::cp`).
+        let clients = if scenario == Scenario::Controlplane { 0 } else { clients };
         let faults_until = if scenario == Scenario::Controlplane {
             Duration::from_millis(crate::cp::FAULTS_FROM.as_millis() as u64 + 10_000 + rng.next_u64() % 10_000)
         } else {

@@ -85,7 +85,7 @@ fn one(seed: u64, s: Scenario, quiet: bool, (bugs, cp_bugs): (Bugs, CpBugs)) -> 
     if !quiet || failed || out.undecided {
         print!("{opts}");
         println!(
-            "  -> {}: {} ops, {} watch streams, {} ms simulated, {:.1} s real{}",
+            "  -> {}: {}, {} ms simulated, {:.1} s real{}",
             if failed {
                 "FAILED"
             } else if out.undecided {
@@ -93,8 +93,18 @@ fn one(seed: u64, s: Scenario, quiet: bool, (bugs, cp_bugs): (Bugs, CpBugs)) -> 
             } else {
                 "ok"
             },
-            out.recorded.history.ops.len(),
-            out.recorded.watchers.iter().map(|w| w.links.len()).sum::<usize>() + out.recorded.reference.links.len(),
+            match &out.recorded.controlplane {
+                Some(cp) => format!(
+                    "{} pod versions, {} acts",
+                    cp.lines().filter(|l| l.starts_with("pod ")).count(),
+                    cp.lines().filter(|l| l.starts_with("act ")).count()
+                ),
+                None => format!(
+                    "{} ops, {} watch streams",
+                    out.recorded.history.ops.len(),
+                    out.recorded.watchers.iter().map(|w| w.links.len()).sum::<usize>() + out.recorded.reference.links.len()
+                ),
+            },
             out.elapsed.as_millis(),
             started.elapsed().as_secs_f64(),
             if out.undecided { ", linearizability undecided (search budget exhausted)" } else { "" }

@@ -73,7 +73,7 @@ pub fn bound_once(history: &[PodVersion]) -> Vec<String> {
 }
 
 /// Watches every pod key in the store from revision 1 with previous values, resumed after
-/// every break, until `until`.
+/// every break, until a second after the user's convergence verdict (or `until`).
 pub async fn pod_history(rec: Rc<RefCell<Record>>, members: Vec<SocketAddr>, until: Duration) -> turmoil::Result {
     use futures::StreamExt;
     use keel_etcd::WatchItem;
@@ -91,9 +91,21 @@ pub async fn pod_history(rec: Rc<RefCell<Record>>, members: Vec<SocketAddr>, unt
     let mut stream = Box::pin(keel_etcd::Resumable::new(client, create).into_stream());
     let end = tokio::time::sleep(until.saturating_sub(turmoil::sim_elapsed().unwrap_or_default()));
     tokio::pin!(end);
+    let mut check = tokio::time::interval(Duration::from_millis(500));
+    let mut converged_at: Option<Duration> = None;
     loop {
         let item = tokio::select! {
             _ = &mut end => return Ok(()),
+            // Once the user's verdict is in, a second more of history, then the run may end.
+            _ = check.tick() => {
+                let now = turmoil::sim_elapsed().unwrap_or_default();
+                match converged_at {
+                    Some(at) if now >= at + Duration::from_secs(1) => return Ok(()),
+                    None if rec.borrow().convergence.is_some() => converged_at = Some(now),
+                    _ => {}
+                }
+                continue;
+            }
             item = stream.next() => item,
         };
         match item {
