@@ -1,6 +1,7 @@
 //! The controlplane scenario end to end: a seed replays byte for byte in a fresh process and
 //! passes, the CI seed set passes (each seed in a process of its own, as `--seeds` runs them),
-//! and a planted bug (a scheduler that ignores its lease) is caught by the one-actor checker.
+//! and planted bugs (a scheduler, a controller-manager that ignores its lease) are caught by
+//! the one-actor checker.
 
 use keel_sim::cp::hosts::CpBugs;
 use keel_sim::run::{Options, Scenario, run};
@@ -43,10 +44,23 @@ fn ci_seeds_pass() {
 #[test]
 fn a_scheduler_that_ignores_its_lease_is_caught() {
     let mut opts = Options::new(1, Scenario::Controlplane);
-    opts.cp_bugs = CpBugs { scheduler_ignores_lease: true };
+    opts.cp_bugs = CpBugs { scheduler_ignores_lease: true, ..CpBugs::default() };
     let out = run(&opts);
     assert!(
         out.violations.iter().any(|v| v.starts_with("two actors at once: Scheduler")),
+        "{opts}{:#?}\n{}",
+        out.violations,
+        out.recorded.render()
+    );
+}
+
+#[test]
+fn a_controller_manager_that_ignores_its_lease_is_caught() {
+    let mut opts = Options::new(1, Scenario::Controlplane);
+    opts.cp_bugs = CpBugs { controller_manager_ignores_lease: true, ..CpBugs::default() };
+    let out = run(&opts);
+    assert!(
+        out.violations.iter().any(|v| v.starts_with("two actors at once: ControllerManager")),
         "{opts}{:#?}\n{}",
         out.violations,
         out.recorded.render()

@@ -33,7 +33,7 @@ struct Args {
     quiet: bool,
     /// Switch on a known bug (to see a checker catch it): stale_follower_reads,
     /// watch_skips_revisions, watch_drops_without_prev_kv, ack_before_sync, skip_small_syncs;
-    /// controlplane: scheduler_ignores_lease.
+    /// controlplane: scheduler_ignores_lease, controller_manager_ignores_lease.
     #[arg(long)]
     bug: Vec<String>,
     /// Run one seed of one scenario in this process (what --seeds runs in a child per seed):
@@ -61,6 +61,7 @@ fn bugs(names: &[String]) -> Result<(Bugs, CpBugs), String> {
     for n in names {
         let flag = match n.as_str() {
             "scheduler_ignores_lease" => &mut cp.scheduler_ignores_lease,
+            "controller_manager_ignores_lease" => &mut cp.controller_manager_ignores_lease,
             "stale_follower_reads" => &mut b.stale_follower_reads,
             "watch_skips_revisions" => &mut b.watch_skips_revisions,
             "watch_drops_without_prev_kv" => &mut b.watch_drops_without_prev_kv,
@@ -130,6 +131,16 @@ fn one(seed: u64, s: Scenario, quiet: bool, (bugs, cp_bugs): (Bugs, CpBugs)) -> 
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // KEEL_SIM_LOG=<filter> (e.g. `turmoil=trace,keel_controllers=debug`): the components' and
+    // turmoil's logs on stderr, without wall-clock timestamps, so two replays can be diffed.
+    if let Ok(filter) = std::env::var("KEEL_SIM_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .without_time()
+            .with_ansi(false)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let bugs = match bugs(&args.bug) {
         Ok(b) => b,
         Err(e) => {

@@ -91,9 +91,14 @@ fn is_act(method: &http::Method, path: &str) -> bool {
 
 async fn record(State(r): State<Recording>, req: Request, next: Next) -> Response {
     let actor = req.headers().get(super::net::ACTOR_HEADER).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let actor_name = actor.clone().unwrap_or_default();
     let act = actor.and_then(|a| Kind::of(&a).map(|k| (a, k))).filter(|_| is_act(req.method(), req.uri().path()));
-    let request = format!("{} {}", req.method(), req.uri().path());
+    let request = format!("{} {}", req.method(), req.uri());
     let response = next.run(req).await;
+    if std::env::var_os("KEEL_SIM_TRACE").is_some() {
+        let at = turmoil::sim_elapsed().unwrap_or_default().as_millis();
+        eprintln!("{at} api{} {request} {} {:?}", r.apiserver + 1, response.status().as_u16(), actor_name);
+    }
     if let Some((actor, kind)) = act
         && response.status().is_success()
     {

@@ -68,6 +68,9 @@ pub struct CpBugs {
     /// The scheduler keeps scheduling whatever its lease says: it is given no fencing handle
     /// (its elector still runs, so its acts carry the term it sees).
     pub scheduler_ignores_lease: bool,
+    /// The controller-manager runs its controllers whatever its lease says, unfenced (its
+    /// elector still runs, so its acts carry the term it sees).
+    pub controller_manager_ignores_lease: bool,
 }
 
 /// One apiserver: keel-apiserver over the store members, serving plain HTTP on [`API_PORT`],
@@ -81,7 +84,7 @@ pub async fn apiserver(index: usize, members: Vec<SocketAddr>, seed: u64, acts: 
         keepalive_timeout: Duration::from_secs(2),
         ..keel_etcd::Config::default()
     };
-    let store = keel_etcd::Client::connect(&endpoints, &etcd, Arc::new(StoreDial)).map_err(|e| e.to_string())?;
+    let store = store_client(&endpoints, &etcd)?;
     let config = keel_apiserver::Config {
         advertise: format!("apiserver{index}:{API_PORT}"),
         // The history stays whole, so the checkers can read every version of every pod.
@@ -97,6 +100,26 @@ pub async fn apiserver(index: usize, members: Vec<SocketAddr>, seed: u64, acts: 
     let incoming = crate::net::incoming(API_PORT).await?;
     keel_apiserver::http::serve::serve(incoming, None, router, futures::future::pending()).await;
     Ok(())
+}
+
+/// keel-etcd's client as `Client::connect` builds it (endpoints dialed in turn, the same
+/// deadlines and keepalives), except that h2 forgets a locally reset stream at once: h2 keeps
+/// one for a *real* second (`std::time::Instant`, h2's `DEFAULT_RESET_STREAM_SECS`), so a late
+/// frame on a cancelled watch or call was ignored or answered with RST_STREAM depending on how
+/// fast the machine ran the simulation, and two replays of a seed diverged. Forgotten at once,
+/// such a frame is always answered with RST_STREAM(STREAM_CLOSED).
+pub fn store_client(endpoints: &[String], config: &keel_etcd::Config) -> Result<keel_etcd::Client, String> {
+    let authorities = endpoints.iter().map(|e| keel_etcd::dial::authority(e)).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+    let first = authorities.first().cloned().ok_or("no store endpoint")?;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{first}"))
+        .map_err(|e| e.to_string())?
+        .timeout(config.request_timeout)
+        .http2_keep_alive_interval(config.keepalive_interval)
+        .keep_alive_timeout(config.keepalive_timeout)
+        .keep_alive_while_idle(true)
+        .http2_max_concurrent_reset_streams(0)
+        .connect_with_connector_lazy(keel_etcd::dial::Failover::new(authorities, Arc::new(StoreDial), config.connect_timeout));
+    Ok(keel_etcd::Client::from_channel(channel, config))
 }
 
 /// One scheduler replica (`replica`, incarnation `incarnation`), leader-elected.
@@ -162,7 +185,13 @@ pub async fn scheduler(
 
 /// One controller-manager replica, leader-elected; the controllers run while it leads, behind
 /// the fencing client, as `keel-controller-manager` runs them.
-pub async fn controller_manager(replica: usize, incarnation: u64, apiservers: Vec<SocketAddr>, actors: Actors) -> turmoil::Result {
+pub async fn controller_manager(
+    replica: usize,
+    incarnation: u64,
+    apiservers: Vec<SocketAddr>,
+    actors: Actors,
+    bugs: CpBugs,
+) -> turmoil::Result {
     let actor = format!("controller-manager-{replica}#{incarnation}");
     let client = kube_client(&actor, ApiConnector::new(apiservers, replica))?;
     let (lease, renew, retry) = ELECTION;
@@ -178,11 +207,16 @@ pub async fn controller_manager(replica: usize, incarnation: u64, apiservers: Ve
     let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(elector.run(futures::future::pending::<()>()));
     let fence_metrics = FenceMetrics::default();
+    if bugs.controller_manager_ignores_lease {
+        let unfenced = fence::client(client, Arc::new(fence::Unelected(actor)), fence_metrics);
+        let cfg = manager::Config { enabled: controllers_enabled()?, ..manager::Config::default() };
+        manager::run(unfenced, cfg, Arc::new(SimWall), keel_controllers::metrics::Metrics::new(), futures::future::pending())
+            .await
+            .map_err(|e| e.to_string())?;
+        return Ok(());
+    }
     let controllers = fence::client(client, Arc::new(leadership.clone()), fence_metrics.clone());
-    // The controllers a Deployment needs, and the ones that keep the cluster tidy around them.
-    let enabled =
-        manager::parse_controllers("replicaset,deployment,garbagecollector,serviceaccount,namespace").map_err(|e| e.to_string())?;
-    let cfg = manager::Config { enabled, ..manager::Config::default() };
+    let cfg = manager::Config { enabled: controllers_enabled()?, ..manager::Config::default() };
     let clock: keel_controllers::clock::SharedClock = Arc::new(SimWall);
     let metrics = keel_controllers::metrics::Metrics::new();
     election::run_while_leading(leadership, stop_rx, |stop| {
@@ -192,6 +226,11 @@ pub async fn controller_manager(replica: usize, incarnation: u64, apiservers: Ve
     .await
     .map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// The controllers a Deployment needs, and the ones that keep the cluster tidy around them.
+fn controllers_enabled() -> Result<std::collections::BTreeSet<String>, String> {
+    manager::parse_controllers("replicaset,deployment,garbagecollector,serviceaccount,namespace")
 }
 
 /// Simulated nodes `keel-<first>`… (`count` of them) on one kubelet host: the simulated

@@ -185,7 +185,7 @@ pub fn run_here(opts: &Options) -> Outcome {
         let s = seed(1100 + i as u64);
         host(&mut sim, "sched", i, Rc::new(move |n| Box::pin(hosts::scheduler(i, n, apis.clone(), s ^ n, sched_actors.clone(), bugs))));
         let (apis, cm_actors) = (api_ips.clone(), actors.clone());
-        host(&mut sim, "cm", i, Rc::new(move |n| Box::pin(hosts::controller_manager(i, n, apis.clone(), cm_actors.clone()))));
+        host(&mut sim, "cm", i, Rc::new(move |n| Box::pin(hosts::controller_manager(i, n, apis.clone(), cm_actors.clone(), bugs))));
     }
     for i in 0..KUBELETS {
         let (apis, dir) = (api_ips.clone(), scratch.path().join(format!("kubelet{i}")));

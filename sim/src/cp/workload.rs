@@ -10,7 +10,7 @@
 //! - A pod is identified by its uid (a name can be reused by a new pod).
 
 use super::Record;
-use super::net::{ApiConnector, StoreDial};
+use super::net::ApiConnector;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use keel_store::seams::{Rng, SplitMix64};
@@ -21,7 +21,6 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
 /// One version of a pod as the store holds it.
@@ -79,7 +78,7 @@ pub async fn pod_history(rec: Rc<RefCell<Record>>, members: Vec<SocketAddr>, unt
     use keel_etcd::WatchItem;
     let endpoints: Vec<String> = members.iter().map(|m| m.to_string()).collect();
     let cfg = keel_etcd::Config { connect_timeout: Duration::from_secs(1), request_timeout: Duration::from_secs(3), ..Default::default() };
-    let client = keel_etcd::Client::connect(&endpoints, &cfg, Arc::new(StoreDial)).map_err(|e| e.to_string())?;
+    let client = super::hosts::store_client(&endpoints, &cfg)?;
     let prefix = b"/registry/pods/".to_vec();
     let create = keel_etcd::proto::etcdserverpb::WatchCreateRequest {
         range_end: keel_etcd::prefix_end(&prefix).into(),
