@@ -10,11 +10,13 @@
 //!     └─ shutdown::signal() (SIGINT / SIGTERM)       └─ serve::self_signed: a serving certificate when none is given
 //! ```
 //!
-//! Modules: [`client`], [`health`], [`metrics`], [`serve`], [`shutdown`]. Leader election is a
+//! Modules: [`client`], [`health`], [`kubeconfig`] (writing one for a client certificate),
+//! [`metrics`], [`serve`], [`shutdown`]. Leader election is a
 //! crate of its own (`keel-leader`).
 
 pub mod client;
 pub mod health;
+pub mod kubeconfig;
 pub mod metrics;
 pub mod serve;
 pub mod shutdown;

@@ -61,6 +61,19 @@ impl Error {
         matches!(self, Error::Api(kube::Error::Api(s)) if s.code == 409 && s.reason == "AlreadyExists")
     }
 
+    /// True when a write may have happened although it failed: anything but the apiserver's
+    /// definite refusal (a 4xx Status). A 5xx (etcd's "request timed out" through the
+    /// apiserver, a 504 Timeout) or a connection that broke after the request went out leaves
+    /// the object possibly written — kube's Job controller treats such a create as made.
+    pub fn is_indeterminate(&self) -> bool {
+        match self {
+            Error::Api(kube::Error::Api(s)) => !(400..500).contains(&s.code),
+            Error::Api(_) => true,
+            Error::Partial { first, .. } => first.is_indeterminate(),
+            Error::Conflict(_) | Error::Invalid { .. } | Error::NotSynced(_) | Error::Fenced { .. } => false,
+        }
+    }
+
     /// True when the server refused a create because the namespace is being deleted
     /// (`NamespaceTerminating` cause, as kube-apiserver's NamespaceLifecycle admission says).
     pub fn is_namespace_terminating(&self) -> bool {
@@ -70,3 +83,30 @@ impl Error {
 
 /// Results in this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(code: u16, reason: &str) -> Error {
+        Error::Api(kube::Error::Api(kube::core::Status::failure("m", reason).with_code(code).boxed()))
+    }
+
+    #[test]
+    fn only_a_definite_refusal_means_the_write_did_not_happen() {
+        let table = [
+            (status(503, "ServiceUnavailable"), true),
+            (status(504, "Timeout"), true),
+            (status(500, "InternalError"), true),
+            (status(403, "Forbidden"), false),
+            (status(409, "AlreadyExists"), false),
+            (status(422, "Invalid"), false),
+            (status(429, "TooManyRequests"), false),
+            (Error::Fenced { identity: "x".into() }, false),
+            (Error::NotSynced("pods"), false),
+        ];
+        for (e, want) in table {
+            assert_eq!(e.is_indeterminate(), want, "{e}");
+        }
+    }
+}

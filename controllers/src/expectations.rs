@@ -28,6 +28,9 @@ struct Entry {
 #[derive(Debug, Default)]
 pub struct Expectations {
     entries: Mutex<HashMap<ObjectKey, Entry>>,
+    /// Controllers whose last create may have been written although it failed (see
+    /// [`Expectations::uncertain`]).
+    uncertain: Mutex<HashSet<ObjectKey>>,
 }
 
 impl Expectations {
@@ -96,7 +99,26 @@ impl Expectations {
     pub fn forget(&self, key: &ObjectKey) {
         self.with(|m| {
             m.remove(key);
-        })
+        });
+        self.set_uncertain(key, false);
+    }
+
+    /// A create of `key`'s failed in a way that may still have written it (a timeout, a 5xx).
+    /// Counting on the cache would create its replacement as soon as the expectation is
+    /// lowered, and a second pod when the first shows up after all; while this is set the
+    /// controller counts from a fresh (quorum) list before creating more.
+    pub fn set_uncertain(&self, key: &ObjectKey, on: bool) {
+        let mut u = self.uncertain.lock().unwrap_or_else(|p| p.into_inner());
+        if on {
+            u.insert(key.clone());
+        } else {
+            u.remove(key);
+        }
+    }
+
+    /// Whether `key`'s last create may have been written although it failed.
+    pub fn uncertain(&self, key: &ObjectKey) -> bool {
+        self.uncertain.lock().unwrap_or_else(|p| p.into_inner()).contains(key)
     }
 
     /// Outstanding (adds, deletes) of `key`, for logs and tests.
@@ -132,6 +154,19 @@ mod tests {
         e.expect_creations(&rs, 1, t);
         assert!(!e.satisfied(&rs, t + TTL));
         assert!(e.satisfied(&rs, t + TTL + Duration::from_secs(1)), "expired");
+    }
+
+    #[test]
+    fn an_uncertain_create_is_remembered_until_cleared_or_forgotten() {
+        let e = Expectations::new();
+        let (a, b) = (k("a"), k("b"));
+        assert!(!e.uncertain(&a));
+        e.set_uncertain(&a, true);
+        e.set_uncertain(&b, true);
+        assert!(e.uncertain(&a) && e.uncertain(&b));
+        e.set_uncertain(&a, false);
+        e.forget(&b);
+        assert!(!e.uncertain(&a) && !e.uncertain(&b));
     }
 
     #[test]

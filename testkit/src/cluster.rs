@@ -28,11 +28,12 @@ pub struct Builder {
     backend: Backend,
     apiserver_flags: Vec<String>,
     store_flags: Vec<String>,
+    secure: bool,
 }
 
 impl Default for Builder {
     fn default() -> Self {
-        Builder { members: 1, apiservers: 1, backend: Backend::Keel, apiserver_flags: Vec::new(), store_flags: Vec::new() }
+        Builder { members: 1, apiservers: 1, backend: Backend::Keel, apiserver_flags: Vec::new(), store_flags: Vec::new(), secure: false }
     }
 }
 
@@ -64,6 +65,14 @@ impl Builder {
     /// Extra flags for every store member.
     pub fn store_flags(mut self, flags: &[&str]) -> Self {
         self.store_flags.extend(flags.iter().map(|s| s.to_string()));
+        self
+    }
+
+    /// Secured as `keel up` runs it: a client CA (`--client-ca-file`), `--authorization-mode
+    /// Node,RBAC`, and an admin kubeconfig with a client certificate (`kubernetes-admin` in
+    /// `system:masters`); other users come from [`Cluster::kubeconfig_for`].
+    pub fn secure(mut self, on: bool) -> Self {
+        self.secure = on;
         self
     }
 
@@ -100,8 +109,11 @@ pub struct Cluster {
     pub http: SocketAddr,
     /// The first store member's client address.
     pub store_addr: SocketAddr,
-    /// The kubeconfig the first apiserver wrote (admin).
+    /// The admin kubeconfig (written by the first apiserver, or, secured, with an admin client
+    /// certificate).
     pub kubeconfig: PathBuf,
+    /// The client CA of a secured cluster.
+    ca: Option<keel_access::pki::ClusterCa>,
     dir: tempfile::TempDir,
 }
 
@@ -162,6 +174,13 @@ impl Cluster {
         let mut apiservers = Vec::new();
         let mut api_addrs = Vec::new();
         let kubeconfig = dir.path().join("kubeconfig");
+        let ca = b.secure.then(|| keel_access::pki::ClusterCa::generate("keel-test-client-ca").expect("a client CA"));
+        let mut secure_flags: Vec<OsString> = Vec::new();
+        if let Some(ca) = &ca {
+            let ca_file = dir.path().join("client-ca.crt");
+            std::fs::write(&ca_file, ca.cert_pem()).expect("write the client CA");
+            secure_flags = vec!["--client-ca-file".into(), ca_file.into(), "--authorization-mode".into(), "Node,RBAC".into()];
+        }
         for i in 0..b.apiservers {
             let (https, http) = (api_part[2 * i], api_part[2 * i + 1]);
             let mut args: Vec<OsString> = vec![
@@ -186,6 +205,7 @@ impl Cluster {
                 args.push("--cert-dir".into());
                 args.push(certs.into());
             }
+            args.extend(secure_flags.iter().cloned());
             args.extend(b.apiserver_flags.iter().map(OsString::from));
             let log = dir.path().join(format!("apiserver-{}.log", i + 1));
             let p = Proc::start(&format!("apiserver-{}", i + 1), bin("keel-apiserver"), args, &log);
@@ -195,6 +215,10 @@ impl Cluster {
             api_addrs.push(ApiAddrs { https, http });
         }
         let first = api_addrs.first().copied().unwrap_or(ApiAddrs { https: clients[0], http: clients[0] });
+        if let (Some(ca), false) = (&ca, apiservers.is_empty()) {
+            let who = keel_access::pki::ClientIdentity::admin();
+            std::fs::write(&kubeconfig, user_kubeconfig(dir.path(), ca, first.https, &who)).expect("write the admin kubeconfig");
+        }
         Cluster {
             stores,
             store_addrs: clients.clone(),
@@ -205,8 +229,19 @@ impl Cluster {
             http: first.http,
             store_addr: clients[0],
             kubeconfig,
+            ca,
             dir,
         }
+    }
+
+    /// A kubeconfig for `user` in `groups` (a client certificate from the cluster's CA), for
+    /// `kubectl --kubeconfig` or [`Cluster::kubectl_with`]. Only on a [`Builder::secure`] cluster.
+    pub fn kubeconfig_for(&self, user: &str, groups: &[&str]) -> PathBuf {
+        let ca = self.ca.as_ref().expect("kubeconfig_for needs a cluster started with .secure(true)");
+        let path = self.dir.path().join(format!("kubeconfig-{}", user.replace(':', "_")));
+        let who = keel_access::pki::ClientIdentity::new(user, groups);
+        std::fs::write(&path, user_kubeconfig(self.dir.path(), ca, self.https, &who)).expect("write a user kubeconfig");
+        path
     }
 
     /// `--etcd-servers` for this cluster's members.
@@ -242,11 +277,20 @@ impl Cluster {
         self.kubectl_in(args, None)
     }
 
+    /// kubectl as someone else: with `kubeconfig` (from [`Cluster::kubeconfig_for`]).
+    pub fn kubectl_with(&self, kubeconfig: &Path, args: &[&str]) -> Output {
+        self.run_kubectl(kubeconfig, args, None)
+    }
+
     /// kubectl with `stdin` piped in.
     pub fn kubectl_in(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        self.run_kubectl(&self.kubeconfig, args, stdin)
+    }
+
+    fn run_kubectl(&self, kubeconfig: &Path, args: &[&str], stdin: Option<&str>) -> Output {
         use std::io::Write;
         let mut cmd = Command::new("kubectl");
-        cmd.arg("--kubeconfig").arg(&self.kubeconfig).arg("--cache-dir").arg(self.dir.path().join("kube-cache")).args(args);
+        cmd.arg("--kubeconfig").arg(kubeconfig).arg("--cache-dir").arg(self.dir.path().join("kube-cache")).args(args);
         cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("run kubectl (is it installed?)");
         if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
@@ -334,6 +378,15 @@ impl Drop for Cluster {
         self.apiservers.clear();
         self.stores.clear();
     }
+}
+
+/// The kubeconfig text for `who` on the apiserver at `https`, trusting the first apiserver's
+/// serving CA (every apiserver of a cluster serves with it).
+fn user_kubeconfig(dir: &Path, ca: &keel_access::pki::ClusterCa, https: SocketAddr, who: &keel_access::pki::ClientIdentity) -> String {
+    let serving_ca =
+        std::fs::read_to_string(dir.join("apiserver-1").join("certificates").join("ca.crt")).expect("the apiserver's serving CA");
+    let cert = ca.issue_client(who).expect("a client certificate");
+    keel_component::kubeconfig::with_client_certificate(&format!("https://{https}"), &serving_ca, &who.user, &cert.cert_pem, &cert.key_pem)
 }
 
 /// Waits for `child` up to `limit`; kills it and panics if it hangs.

@@ -7,6 +7,8 @@
 //!     ├─ keel-apiserver × apiservers, all over the same store            proc::Proc each
 //!     └─ spawn(bin, args): any other component (keel-scheduler, …)       proc::Proc, --kubeconfig given
 //!  cluster.kubectl(..) / cluster.client().await (kube::Client) / cluster.http(..) (curl)
+//!  Cluster::builder().secure(true): client CA + Node,RBAC as keel up runs it;
+//!     cluster.kubeconfig_for("jane", &["devs"]) / cluster.kubectl_with(&kc, ..): other users
 //! ```
 //!
 //! Modules: [`proc`] (a started process: kill -9, SIGSTOP/SIGCONT, restart with the same

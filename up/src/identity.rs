@@ -50,18 +50,6 @@ pub fn identity_of(part: &str) -> ClientIdentity {
     }
 }
 
-/// The kubeconfig text for one identity (`cert_pem`, `key_pem`), trusting `server_ca_pem`.
-pub fn kubeconfig_text(server: &str, server_ca_pem: &str, user: &str, cert_pem: &str, key_pem: &str) -> String {
-    use base64::Engine as _;
-    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
-    format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: keel\n  cluster:\n    server: {server}\n    certificate-authority-data: {}\nusers:\n- name: {user}\n  user:\n    client-certificate-data: {}\n    client-key-data: {}\ncontexts:\n- name: {user}@keel\n  context:\n    cluster: keel\n    user: {user}\ncurrent-context: {user}@keel\n",
-        b64(server_ca_pem),
-        b64(cert_pem),
-        b64(key_pem)
-    )
-}
-
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
@@ -95,8 +83,11 @@ pub fn write_kubeconfigs(data_dir: &Path, ca: &ClusterCa, server: &str, server_c
         }
         let who = identity_of(part);
         let cert = ca.issue_client(&who).map_err(|e| format!("a certificate for {}: {e}", who.user))?;
-        write_private(&path, &kubeconfig_text(server, server_ca_pem, &who.user, &cert.cert_pem, &cert.key_pem))
-            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        write_private(
+            &path,
+            &keel_component::kubeconfig::with_client_certificate(server, server_ca_pem, &who.user, &cert.cert_pem, &cert.key_pem),
+        )
+        .map_err(|e| format!("writing {}: {e}", path.display()))?;
         done.push(path);
     }
     Ok(())

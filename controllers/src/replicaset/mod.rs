@@ -29,7 +29,7 @@ use crate::shared::{BY_CONTROLLER, BY_NAMESPACE, ORPHANS};
 use futures::future::join_all;
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -226,10 +226,33 @@ impl ReplicaSetController {
         Ok(fresh.metadata.uid == rs.metadata.uid && fresh.metadata.deletion_timestamp.is_none())
     }
 
+    /// How many active pods `rs` controls, by a list from the store (no resourceVersion: a
+    /// quorum read), narrowed by the selector's matchLabels and counted by controller UID.
+    async fn fresh_owned_count(&self, key: &ObjectKey, rs: &ReplicaSet) -> Result<usize> {
+        let uid = rs.metadata.uid.as_deref().unwrap_or_default();
+        let labels = rs.spec.as_ref().and_then(|s| s.selector.match_labels.clone()).unwrap_or_default();
+        let selector = labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+        let api: Api<Pod> = Api::namespaced(self.ctx.client.clone(), &key.namespace);
+        let pods = api.list(&ListParams::default().labels(&selector)).await?;
+        Ok(pods.items.iter().filter(|p| pod::is_active(p) && ownership::is_controlled_by(&p.metadata, uid)).count())
+    }
+
     async fn manage(&self, key: &ObjectKey, rs: &Arc<ReplicaSet>, owned: &[&Pod]) -> Result<()> {
         let want = status::desired(rs).max(0) as usize;
         let have = owned.len();
         let now_mono = tokio::time::Instant::now();
+        if have < want && self.expectations.uncertain(key) {
+            // A create of ours failed but may have been written: count from the store, not the
+            // cache, before making its replacement (an error here retries with backoff). Pods
+            // the store holds and the cache has not shown yet are expected, as our own creates
+            // are, so no sync acts on counts before the cache catches up.
+            let fresh = self.fresh_owned_count(key, rs).await?;
+            self.expectations.set_uncertain(key, false);
+            if fresh > have {
+                self.expectations.expect_creations(key, fresh - have, now_mono);
+                return Ok(());
+            }
+        }
         if have < want {
             let n = (want - have).min(self.cfg.burst_replicas);
             self.expectations.expect_creations(key, n, now_mono);
@@ -261,6 +284,9 @@ impl ReplicaSetController {
             // Creates that failed or were skipped will never be observed.
             for _ in created.len()..n {
                 self.expectations.creation_observed(key);
+            }
+            if err.as_ref().is_some_and(Error::is_indeterminate) {
+                self.expectations.set_uncertain(key, true);
             }
             return match err {
                 Some(e) if e.is_namespace_terminating() => Ok(()),
@@ -382,3 +408,6 @@ fn on_pod(q: &Queue, rss: &Informer<ReplicaSet>, exp: &Expectations, ch: &Change
         Change::Deleted(p) => pod_gone(q, rss, exp, p),
     }
 }
+
+#[cfg(test)]
+mod uncertain_tests;
