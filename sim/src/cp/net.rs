@@ -13,7 +13,6 @@ use futures::future::BoxFuture;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
-use kube::client::ConfigExt;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -117,27 +116,17 @@ impl tower::Service<http::Uri> for ApiConnector {
     }
 }
 
-/// A `kube::Client` for `actor` over `connector`: kube's own stack (base URI, extra headers,
-/// hyper's pooled client), as `kube::Client::try_from` builds it, on the simulated network.
-/// (keel-component's `from_config_with_connector` leaves out the extra-headers layer, which
-/// carries the actor header here.)
+/// A `kube::Client` for `actor` over `connector`: kube's own stack as keel-component builds it
+/// on a supplied connector (base URI, extra headers, timeouts, hyper's pooled client), with the
+/// actor header as one of the configuration's extra headers.
 pub fn kube_client(actor: &str, connector: ApiConnector) -> Result<kube::Client, String> {
-    use tower::ServiceBuilder;
     let url: http::Uri = format!("http://{}:{API_PORT}", connector.apiservers.first().map_or("0.0.0.0".into(), |a| a.ip().to_string()))
         .parse()
         .map_err(|e: http::uri::InvalidUri| e.to_string())?;
     let mut config = kube::Config::new(url);
-    config.read_timeout = Some(Duration::from_secs(30));
     config.headers.push((
         http::HeaderName::from_static(ACTOR_HEADER),
         http::HeaderValue::from_str(actor).map_err(|e| format!("actor name {actor:?}: {e}"))?,
     ));
-    let http: hyper_util::client::legacy::Client<_, kube::client::Body> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector);
-    let service = ServiceBuilder::new()
-        .layer(config.base_uri_layer())
-        .layer(config.extra_headers_layer().map_err(|e| e.to_string())?)
-        .map_err(|e: hyper_util::client::legacy::Error| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })
-        .service(http);
-    Ok(kube::Client::new(service, config.default_namespace))
+    keel_component::client::from_config_with_connector(config, connector).map_err(|e| e.to_string())
 }
