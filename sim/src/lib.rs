@@ -12,7 +12,10 @@
 //! - [`membership`]: the admin client that adds, promotes and removes members during faults;
 //! - [`invariants`]: Raft invariants checked after every step;
 //! - [`record`]: what clients saw; [`run`]: one seed from start to verdict; [`checks`]: the
-//!   verdict.
+//!   verdict;
+//! - [`cp`]: the `controlplane` scenario: apiservers, leader-elected schedulers and
+//!   controller-managers and simulated kubelets on turmoil hosts, the Deployment workload and
+//!   the control plane's checkers.
 //!
 //! The judges:
 //! - [`history`]: operations as clients record them (invoke and return times; a call that timed
@@ -31,6 +34,7 @@ compile_error!("keel-sim needs --cfg tokio_unstable (set in .cargo/config.toml; 
 
 pub mod checks;
 pub mod cluster;
+pub mod cp;
 pub mod disk;
 pub mod history;
 pub mod invariants;

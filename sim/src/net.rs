@@ -78,7 +78,11 @@ pub fn channel(addr: SocketAddr) -> Channel {
         .timeout(Duration::from_secs(3))
         .http2_keep_alive_interval(Duration::from_secs(1))
         .keep_alive_timeout(Duration::from_secs(2))
-        .keep_alive_while_idle(true);
+        .keep_alive_while_idle(true)
+        // h2 remembers a stream it reset for a *real* second, so whether a late frame on it is
+        // ignored or answered with RST_STREAM would depend on the machine's speed; forgotten at
+        // once, it is always answered (see the README's determinism rules).
+        .http2_max_concurrent_reset_streams(0);
     ep.connect_with_connector_lazy(tower::service_fn(move |_: http::Uri| async move {
         let s = turmoil::net::TcpStream::connect(addr).await?;
         Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))

@@ -114,6 +114,8 @@ pub struct Recorded {
     pub active_clients: u32,
     /// Set by the harness when faults have stopped: the members the liveness check asks.
     pub liveness_members: Option<Vec<std::net::SocketAddr>>,
+    /// The controlplane scenario's record, rendered (`crate::cp::Record`).
+    pub controlplane: Option<String>,
 }
 
 /// Shared handle to the recorder.
@@ -166,6 +168,9 @@ impl Recorded {
         }
         for m in &self.membership {
             let _ = writeln!(s, "membership {m}");
+        }
+        if let Some(cp) = &self.controlplane {
+            s.push_str(cp);
         }
         let _ =
             writeln!(s, "reference lost: {}; final revision {}; liveness: {:?}", self.reference_lost, self.final_revision, self.liveness);

@@ -34,6 +34,11 @@ pub enum Scenario {
     /// KV traffic on 3 members while a fourth is added as a learner, promoted, and one of the
     /// first three removed, under network faults and crashes.
     Membership,
+    /// The control plane (apiservers, leader-elected schedulers and controller-managers,
+    /// simulated kubelets) on 3 members, Deployments created and scaled, under store faults
+    /// and crashes of apiservers and of the active scheduler and controller-manager
+    /// (`crate::cp`). Not in [`Scenario::ALL`]: it is run by name.
+    Controlplane,
 }
 
 impl Scenario {
@@ -42,7 +47,7 @@ impl Scenario {
 
     /// Parse a scenario name.
     pub fn parse(s: &str) -> Option<Scenario> {
-        Scenario::ALL.into_iter().find(|x| x.name() == s)
+        Scenario::ALL.into_iter().chain([Scenario::Controlplane]).find(|x| x.name() == s)
     }
 
     /// Its name.
@@ -52,6 +57,7 @@ impl Scenario {
             Scenario::Kube => "kube",
             Scenario::Crash => "crash",
             Scenario::Membership => "membership",
+            Scenario::Controlplane => "controlplane",
         }
     }
 }
@@ -75,6 +81,8 @@ pub struct Options {
     pub bugs: Bugs,
     /// Raft logs whose fsync lies.
     pub lying_disks: bool,
+    /// Control-plane bugs switched on (controlplane scenario).
+    pub cp_bugs: crate::cp::hosts::CpBugs,
 }
 
 impl Options {
@@ -83,16 +91,32 @@ impl Options {
         let mut rng = SplitMix64(seed);
         let members = if scenario == Scenario::Crash { 5 } else { 3 };
         let clients = 2 + (rng.next_u64() % 3) as u32;
-        let faults_until = Duration::from_millis(6000 + rng.next_u64() % 6000);
+        // The control plane's clients are its components and one user (`crate::cp`).
+        let clients = if scenario == Scenario::Controlplane { 0 } else { clients };
+        let faults_until = if scenario == Scenario::Controlplane {
+            Duration::from_millis(crate::cp::FAULTS_FROM.as_millis() as u64 + 10_000 + rng.next_u64() % 10_000)
+        } else {
+            Duration::from_millis(6000 + rng.next_u64() % 6000)
+        };
         let menu = match scenario {
             Scenario::Kv => Menu::Network,
-            Scenario::Kube | Scenario::Membership => Menu::WithCrashes,
+            Scenario::Kube | Scenario::Membership | Scenario::Controlplane => Menu::WithCrashes,
             Scenario::Crash => Menu::Crashes,
         };
         // Faults may name the membership scenario's spare too (they do nothing until it runs).
         let named = members + usize::from(scenario == Scenario::Membership);
         let plan = nemesis::plan(&mut rng, named, menu, faults_until);
-        Options { seed, scenario, members, clients, faults_until, plan, bugs: Bugs::default(), lying_disks: false }
+        Options {
+            seed,
+            scenario,
+            members,
+            clients,
+            faults_until,
+            plan,
+            bugs: Bugs::default(),
+            lying_disks: false,
+            cp_bugs: Default::default(),
+        }
     }
 }
 
@@ -109,6 +133,9 @@ impl fmt::Display for Options {
             if self.bugs == Bugs::default() { String::new() } else { format!(" bugs {:?}", self.bugs) },
             if self.lying_disks { " lying-disks" } else { "" }
         )?;
+        if self.cp_bugs != Default::default() {
+            writeln!(f, "  control-plane bugs {:?}", self.cp_bugs)?;
+        }
         for p in &self.plan {
             writeln!(f, "  {p}")?;
         }
@@ -135,7 +162,7 @@ const SHAPED_WATCHERS: u64 = 3;
 const RECOVERY: Duration = Duration::from_secs(20);
 
 /// Register `slot`'s host: every (re)start runs the member's software on its disk.
-fn add_host(sim: &mut turmoil::Sim<'_>, slot: &Slot, spec: &MemberSpec) {
+pub(crate) fn add_host(sim: &mut turmoil::Sim<'_>, slot: &Slot, spec: &MemberSpec) {
     let (disk, running, incarnations, spec) = (slot.disk.clone(), slot.running.clone(), slot.incarnations.clone(), spec.clone());
     let go = slot.go.clone();
     sim.host(slot.name.as_str(), move || {
@@ -149,7 +176,9 @@ fn add_host(sim: &mut turmoil::Sim<'_>, slot: &Slot, spec: &MemberSpec) {
 /// thread-local state (tokio's and turmoil's) can reach this one.
 pub fn run(opts: &Options) -> Outcome {
     let opts = opts.clone();
-    match std::thread::Builder::new().name(format!("sim-{}", opts.seed)).spawn(move || run_here(&opts)).map(|t| t.join()) {
+    let name = format!("sim-{}", opts.seed);
+    let body = move || if opts.scenario == Scenario::Controlplane { crate::cp::run_here(&opts) } else { run_here(&opts) };
+    match std::thread::Builder::new().name(name).spawn(body).map(|t| t.join()) {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(panic)) => std::panic::resume_unwind(panic),
         Err(e) => panic!("cannot start the simulation's thread: {e}"),
@@ -166,8 +195,47 @@ fn durability_faults_tolerated(opts: &Options) -> Bugs {
     Bugs { replicate_over_reverted_logs: opts.bugs.replicate_over_reverted_logs || durability, ..opts.bugs }
 }
 
+/// The member slots (disk outside the host, running handle, incarnations) and how each member
+/// starts, for `names` at `ips`; those past `opts.members` join later (the spare).
+pub(crate) fn member_slots(
+    opts: &Options,
+    names: &[String],
+    ips: &[std::net::IpAddr],
+    base: &std::path::Path,
+    cluster_of: &dyn Fn(usize) -> String,
+) -> (Vec<Slot>, Vec<MemberSpec>) {
+    let mut slots = Vec::new();
+    let mut specs = Vec::new();
+    for (i, (name, ip)) in names.iter().zip(ips).enumerate() {
+        let joins = i >= opts.members;
+        slots.push(Slot {
+            name: name.clone(),
+            ip: *ip,
+            disk: Disk {
+                backend: MemoryBackend::new(),
+                log: SimLogDisk::new(opts.seed ^ (i as u64 + 1).wrapping_mul(0xD6E8_FEB8_6659_FD93), opts.lying_disks),
+                clock: Arc::new(DriftClock::new()),
+                dir: base.join(name),
+            },
+            running: Rc::new(RefCell::new(None)),
+            incarnations: Rc::new(Cell::new(0)),
+            removed: Cell::new(false),
+            go: Rc::new(Cell::new(!joins)),
+        });
+        specs.push(MemberSpec {
+            name: name.clone(),
+            initial_cluster: cluster_of(if joins { names.len() } else { opts.members }),
+            state: if joins { "existing" } else { "new" },
+            ip: *ip,
+            seed: opts.seed.wrapping_add(i as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D),
+            bugs: durability_faults_tolerated(opts),
+        });
+    }
+    (slots, specs)
+}
+
 /// The simulation's wall-clock start, seconds after the Unix epoch (2026-12-07T00:00:00Z).
-const SIM_EPOCH_SECS: u64 = 1_796_601_600;
+pub(crate) const SIM_EPOCH_SECS: u64 = 1_796_601_600;
 
 fn run_here(opts: &Options) -> Outcome {
     let mut sim = turmoil::Builder::new()
@@ -197,33 +265,7 @@ fn run_here(opts: &Options) -> Outcome {
         }
     };
     let base = scratch.path().to_path_buf();
-    let mut slots = Vec::new();
-    let mut specs = Vec::new();
-    for (i, (name, ip)) in names.iter().zip(&ips).enumerate() {
-        let joins = i >= opts.members;
-        slots.push(Slot {
-            name: name.clone(),
-            ip: *ip,
-            disk: Disk {
-                backend: MemoryBackend::new(),
-                log: SimLogDisk::new(opts.seed ^ (i as u64 + 1).wrapping_mul(0xD6E8_FEB8_6659_FD93), opts.lying_disks),
-                clock: Arc::new(DriftClock::new()),
-                dir: base.join(name),
-            },
-            running: Rc::new(RefCell::new(None)),
-            incarnations: Rc::new(Cell::new(0)),
-            removed: Cell::new(false),
-            go: Rc::new(Cell::new(!joins)),
-        });
-        specs.push(MemberSpec {
-            name: name.clone(),
-            initial_cluster: cluster_of(if joins { names.len() } else { opts.members }),
-            state: if joins { "existing" } else { "new" },
-            ip: *ip,
-            seed: opts.seed.wrapping_add(i as u64 + 1).wrapping_mul(0x2545_F491_4F6C_DD1D),
-            bugs: durability_faults_tolerated(opts),
-        });
-    }
+    let (slots, specs) = member_slots(opts, &names, &ips, &base, &cluster_of);
     // Every host is registered now (one registered mid-run gets a clock that can sit a
     // millisecond off from run to run); the spare's software waits for its `go`.
     for (slot, spec) in slots.iter().zip(&specs) {

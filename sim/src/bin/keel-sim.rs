@@ -5,6 +5,7 @@
 //! `cargo run -p keel-sim --release -- --reproduce 42 --scenario kv`
 
 use clap::Parser;
+use keel_sim::cp::hosts::CpBugs;
 use keel_sim::run::{Options, Scenario, run};
 use keel_store::seams::Bugs;
 use std::process::ExitCode;
@@ -12,13 +13,13 @@ use std::process::ExitCode;
 #[derive(Parser)]
 #[command(about = "Deterministic fault simulation of a Keel cluster")]
 struct Args {
-    /// Seeds to run (the first is --first-seed).
-    #[arg(long, default_value_t = 10)]
-    seeds: u64,
+    /// Seeds to run: a count (starting at --first-seed) or an inclusive range `A..B`.
+    #[arg(long, default_value = "10")]
+    seeds: String,
     /// First seed.
     #[arg(long, default_value_t = 1)]
     first_seed: u64,
-    /// Scenario: kv, kube, crash or all.
+    /// Scenario: kv, kube, crash, membership, controlplane, or all (the four store scenarios).
     #[arg(long, default_value = "all")]
     scenario: String,
     /// Replay one seed and print its whole history.
@@ -31,7 +32,8 @@ struct Args {
     #[arg(long)]
     quiet: bool,
     /// Switch on a known bug (to see a checker catch it): stale_follower_reads,
-    /// watch_skips_revisions, watch_drops_without_prev_kv, ack_before_sync, skip_small_syncs.
+    /// watch_skips_revisions, watch_drops_without_prev_kv, ack_before_sync, skip_small_syncs;
+    /// controlplane: scheduler_ignores_lease, controller_manager_ignores_lease.
     #[arg(long)]
     bug: Vec<String>,
     /// Run one seed of one scenario in this process (what --seeds runs in a child per seed):
@@ -40,11 +42,26 @@ struct Args {
     one: Option<u64>,
 }
 
+/// The seeds `--seeds` names: `N` (from `first`) or `A..B` (inclusive).
+fn seed_range(seeds: &str, first: u64) -> Result<std::ops::RangeInclusive<u64>, String> {
+    let bad = || format!("--seeds {seeds:?}: expected a count or A..B");
+    match seeds.split_once("..") {
+        Some((a, b)) => Ok(a.trim().parse().map_err(|_| bad())?..=b.trim().parse().map_err(|_| bad())?),
+        None => {
+            let n: u64 = seeds.trim().parse().map_err(|_| bad())?;
+            Ok(first..=(first + n).saturating_sub(1))
+        }
+    }
+}
+
 /// The bugs named (unknown names are refused).
-fn bugs(names: &[String]) -> Result<Bugs, String> {
+fn bugs(names: &[String]) -> Result<(Bugs, CpBugs), String> {
     let mut b = Bugs::default();
+    let mut cp = CpBugs::default();
     for n in names {
         let flag = match n.as_str() {
+            "scheduler_ignores_lease" => &mut cp.scheduler_ignores_lease,
+            "controller_manager_ignores_lease" => &mut cp.controller_manager_ignores_lease,
             "stale_follower_reads" => &mut b.stale_follower_reads,
             "watch_skips_revisions" => &mut b.watch_skips_revisions,
             "watch_drops_without_prev_kv" => &mut b.watch_drops_without_prev_kv,
@@ -54,13 +71,14 @@ fn bugs(names: &[String]) -> Result<Bugs, String> {
         };
         *flag = true;
     }
-    Ok(b)
+    Ok((b, cp))
 }
 
 /// One seed of one scenario, reported; the exit code says how it went.
-fn one(seed: u64, s: Scenario, quiet: bool, bugs: Bugs) -> ExitCode {
+fn one(seed: u64, s: Scenario, quiet: bool, (bugs, cp_bugs): (Bugs, CpBugs)) -> ExitCode {
     let mut opts = Options::new(seed, s);
     opts.bugs = bugs;
+    opts.cp_bugs = cp_bugs;
     #[allow(clippy::disallowed_methods)] // The run's real duration, for humans; never simulated.
     let started = std::time::Instant::now();
     let out = run(&opts);
@@ -68,7 +86,7 @@ fn one(seed: u64, s: Scenario, quiet: bool, bugs: Bugs) -> ExitCode {
     if !quiet || failed || out.undecided {
         print!("{opts}");
         println!(
-            "  -> {}: {} ops, {} watch streams, {} ms simulated, {:.1} s real{}",
+            "  -> {}: {}, {} ms simulated, {:.1} s real{}",
             if failed {
                 "FAILED"
             } else if out.undecided {
@@ -76,8 +94,18 @@ fn one(seed: u64, s: Scenario, quiet: bool, bugs: Bugs) -> ExitCode {
             } else {
                 "ok"
             },
-            out.recorded.history.ops.len(),
-            out.recorded.watchers.iter().map(|w| w.links.len()).sum::<usize>() + out.recorded.reference.links.len(),
+            match &out.recorded.controlplane {
+                Some(cp) => format!(
+                    "{} pod versions, {} acts",
+                    cp.lines().filter(|l| l.starts_with("pod ")).count(),
+                    cp.lines().filter(|l| l.starts_with("act ")).count()
+                ),
+                None => format!(
+                    "{} ops, {} watch streams",
+                    out.recorded.history.ops.len(),
+                    out.recorded.watchers.iter().map(|w| w.links.len()).sum::<usize>() + out.recorded.reference.links.len()
+                ),
+            },
             out.elapsed.as_millis(),
             started.elapsed().as_secs_f64(),
             if out.undecided { ", linearizability undecided (search budget exhausted)" } else { "" }
@@ -103,6 +131,16 @@ fn one(seed: u64, s: Scenario, quiet: bool, bugs: Bugs) -> ExitCode {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // KEEL_SIM_LOG=<filter> (e.g. `turmoil=trace,keel_controllers=debug`): the components' and
+    // turmoil's logs on stderr, without wall-clock timestamps, so two replays can be diffed.
+    if let Ok(filter) = std::env::var("KEEL_SIM_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .without_time()
+            .with_ansi(false)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let bugs = match bugs(&args.bug) {
         Ok(b) => b,
         Err(e) => {
@@ -116,7 +154,7 @@ fn main() -> ExitCode {
         match Scenario::parse(&args.scenario) {
             Some(s) => vec![s],
             None => {
-                eprintln!("unknown scenario {:?} (kv, kube, crash, all)", args.scenario);
+                eprintln!("unknown scenario {:?} (kv, kube, crash, membership, controlplane, all)", args.scenario);
                 return ExitCode::from(2);
             }
         }
@@ -132,7 +170,7 @@ fn main() -> ExitCode {
         let mut failed = false;
         for &s in &scenarios {
             let mut opts = Options::new(seed, s);
-            opts.bugs = bugs;
+            (opts.bugs, opts.cp_bugs) = bugs;
             print!("{opts}");
             let out = run(&opts);
             println!("{}", out.recorded.render());
@@ -153,7 +191,14 @@ fn main() -> ExitCode {
         eprintln!("cannot find this program to run each seed in a process of its own");
         return ExitCode::from(2);
     };
-    for seed in args.first_seed..args.first_seed + args.seeds {
+    let seeds = match seed_range(&args.seeds, args.first_seed) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    for seed in seeds {
         for &s in &scenarios {
             let mut child = std::process::Command::new(&me);
             child.args(["--one", &seed.to_string(), "--scenario", s.name()]);

@@ -1,0 +1,304 @@
+//! The `controlplane` scenario: the real control plane on turmoil hosts over the simulated
+//! network, on the simulated store.
+//!
+//! ```text
+//!   user ──► api1 ─┐                        sched1, sched2   (leader-elected: Lease kube-scheduler)
+//!            api2 ─┼─► m1 m2 m3 (store)     cm1, cm2         (Lease kube-controller-manager)
+//!   podwatch ──────┘   (etcd watch of       kubelet1, kubelet2 (2 simulated nodes each)
+//!                       every pod version)  each component's kube::Client dials api1/api2 in turn
+//! ```
+//!
+//! Faults: the store's nemesis on the members (partitions, leader isolation, pauses, crashes,
+//! drift …) and, beside it, the control plane's ([`plan`]): an apiserver crash, the active
+//! scheduler's crash, the active controller-manager's crash, each restarted after a while.
+//! Checkers: [`workload::bound_once`] (no pod bound twice or rebound, from the store's
+//! history), [`acts::one_actor_per_term`] (at most one scheduler and one controller-manager act
+//! at any instant), convergence (every Deployment reaches its final spec within
+//! [`CONVERGE`] of the faults' end), and no host error.
+//!
+//! Modules: [`net`] (connectors), [`hosts`] (the components), [`acts`] (who acted, the
+//! one-actor checker), [`workload`] (the user, the pod history, convergence, the binding checker).
+
+pub mod acts;
+pub mod hosts;
+pub mod net;
+pub mod workload;
+
+use crate::cluster::CLIENT_PORT;
+use crate::nemesis::{BASE_LATENCY, Nemesis};
+use crate::record::Recorded;
+use crate::run::{Options, Outcome, SIM_EPOCH_SECS, add_host, member_slots};
+use keel_store::seams::{Rng, SplitMix64};
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Faults start once the control plane is up and the Deployments exist.
+pub const FAULTS_FROM: Duration = Duration::from_secs(8);
+
+/// How long after the faults stop every Deployment has to converge to its final spec.
+pub const CONVERGE: Duration = Duration::from_secs(45);
+
+const APISERVERS: usize = 2;
+const REPLICAS: usize = 2;
+const KUBELETS: usize = 2;
+const NODES_PER_KUBELET: usize = 2;
+const DEPLOYMENTS: usize = 3;
+
+/// What the control plane's run recorded.
+#[derive(Debug, Default)]
+pub struct Record {
+    /// The user's requests and their outcomes.
+    pub user: Vec<String>,
+    /// The final spec (replicas by Deployment), set once the faults stopped.
+    pub desired: BTreeMap<String, i32>,
+    /// Every pod version in the store, in revision order.
+    pub pods: Vec<workload::PodVersion>,
+    /// The pod watch was compacted past (at this revision): the binding check is incomplete.
+    pub pods_lost: Option<i64>,
+    /// The convergence check's verdict.
+    pub convergence: Option<Result<String, String>>,
+    /// Acts of the leader-elected components.
+    pub acts: Vec<acts::Act>,
+    /// Control-plane faults as applied.
+    pub faults: Vec<String>,
+}
+
+impl Record {
+    /// Everything recorded, as comparable text.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        for u in &self.user {
+            let _ = writeln!(s, "user {u}");
+        }
+        for p in &self.pods {
+            let _ = writeln!(s, "pod {p:?}");
+        }
+        for a in &self.acts {
+            let _ = writeln!(s, "act {a:?}");
+        }
+        for f in &self.faults {
+            let _ = writeln!(s, "cp fault {f}");
+        }
+        let _ = writeln!(s, "desired {:?}; pods lost {:?}; convergence {:?}", self.desired, self.pods_lost, self.convergence);
+        s
+    }
+}
+
+/// A control-plane fault.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpFault {
+    /// Crash apiserver `i` (0-based).
+    CrashApiserver(usize),
+    /// Crash the scheduler replica that leads (replica 0 when none does).
+    CrashActiveScheduler,
+    /// Crash the controller-manager replica that leads (replica 0 when none does).
+    CrashActiveControllerManager,
+}
+
+/// The control-plane fault schedule `seed` picks: one of each, in a seeded order, spread over
+/// [`FAULTS_FROM`]..`until`, each lasting 1–4 s; (start, duration, fault).
+pub fn plan(seed: u64, until: Duration) -> Vec<(Duration, Duration, CpFault)> {
+    let mut rng = SplitMix64(seed ^ 0x0C01_7801_u64);
+    let mut faults = vec![
+        CpFault::CrashApiserver((rng.next_u64() % APISERVERS as u64) as usize),
+        CpFault::CrashActiveScheduler,
+        CpFault::CrashActiveControllerManager,
+    ];
+    for i in (1..faults.len()).rev() {
+        faults.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
+    }
+    let span = until.saturating_sub(FAULTS_FROM).as_millis() as u64 / faults.len() as u64;
+    faults
+        .into_iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let at = FAULTS_FROM + Duration::from_millis(i as u64 * span + rng.next_u64() % (span / 2).max(1));
+            (at, Duration::from_millis(1000 + rng.next_u64() % 3000), f)
+        })
+        .collect()
+}
+
+/// A host of the control plane: its name and how many times it started.
+struct CpHost {
+    name: String,
+    incarnations: Rc<Cell<u64>>,
+}
+
+/// Run the controlplane scenario of `opts` here (on this thread) and judge it.
+pub fn run_here(opts: &Options) -> Outcome {
+    // backon's retry jitter (kube-runtime's watcher backoff) draws from fastrand's thread-local
+    // generator, seeded from the real clock unless seeded here; every host runs on this thread.
+    fastrand::seed(opts.seed);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let deadline = opts.faults_until + CONVERGE;
+    let mut sim = turmoil::Builder::new()
+        .simulation_duration(deadline + Duration::from_secs(10))
+        .tick_duration(Duration::from_millis(1))
+        .min_message_latency(BASE_LATENCY.0)
+        .max_message_latency(BASE_LATENCY.1)
+        .tcp_capacity(1 << 20)
+        .rng_seed(opts.seed)
+        .epoch(std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(SIM_EPOCH_SECS))
+        .build();
+    let names: Vec<String> = (1..=opts.members).map(|i| format!("m{i}")).collect();
+    let ips: Vec<_> = names.iter().map(|n| sim.lookup(n.as_str())).collect();
+    let cluster_of = |n: usize| -> String {
+        names.iter().zip(&ips).take(n).map(|(n, ip)| format!("{n}=http://{ip}:{}", crate::cluster::PEER_PORT)).collect::<Vec<_>>().join(",")
+    };
+    let scratch = match tempfile::tempdir() {
+        Ok(dir) => dir,
+        Err(e) => return failed(format!("no temporary folder for the run: {e}")),
+    };
+    let (slots, specs) = member_slots(opts, &names, &ips, scratch.path(), &cluster_of);
+    for (slot, spec) in slots.iter().zip(&specs) {
+        add_host(&mut sim, slot, spec);
+    }
+    let members: Vec<SocketAddr> = ips.iter().map(|ip| SocketAddr::new(*ip, CLIENT_PORT)).collect();
+    let seed = |k: u64| opts.seed ^ k.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let rec: Rc<RefCell<Record>> = Default::default();
+    let acts: acts::Acts = Default::default();
+    let actors: acts::Actors = Default::default();
+    let mut hosts: BTreeMap<&'static str, Vec<CpHost>> = BTreeMap::new();
+    let mut host = |sim: &mut turmoil::Sim<'_>, kind: &'static str, i: usize, f: Rc<dyn Fn(u64) -> HostFuture>| {
+        let name = format!("{kind}{}", i + 1);
+        let incarnations = Rc::new(Cell::new(0));
+        let n = incarnations.clone();
+        sim.host(name.as_str(), move || {
+            n.set(n.get() + 1);
+            f(n.get())
+        });
+        hosts.entry(kind).or_default().push(CpHost { name, incarnations });
+    };
+    let api_ips: Vec<SocketAddr> =
+        (1..=APISERVERS).map(|i| SocketAddr::new(sim.lookup(format!("api{i}").as_str()), net::API_PORT)).collect();
+    for i in 0..APISERVERS {
+        let (members, acts, actors) = (members.clone(), acts.clone(), actors.clone());
+        let s = seed(1000 + i as u64);
+        host(&mut sim, "api", i, Rc::new(move |n| Box::pin(hosts::apiserver(i, members.clone(), s ^ n, acts.clone(), actors.clone()))));
+    }
+    for i in 0..REPLICAS {
+        let (apis, sched_actors, bugs) = (api_ips.clone(), actors.clone(), opts.cp_bugs);
+        let s = seed(1100 + i as u64);
+        host(&mut sim, "sched", i, Rc::new(move |n| Box::pin(hosts::scheduler(i, n, apis.clone(), s ^ n, sched_actors.clone(), bugs))));
+        let (apis, cm_actors) = (api_ips.clone(), actors.clone());
+        host(&mut sim, "cm", i, Rc::new(move |n| Box::pin(hosts::controller_manager(i, n, apis.clone(), cm_actors.clone(), bugs))));
+    }
+    for i in 0..KUBELETS {
+        let (apis, dir) = (api_ips.clone(), scratch.path().join(format!("kubelet{i}")));
+        host(&mut sim, "kubelet", i, Rc::new(move |_| Box::pin(hosts::kubelet(i, NODES_PER_KUBELET, apis.clone(), dir.clone()))));
+    }
+    let when = workload::Schedule { start: Duration::from_secs(2), settle: opts.faults_until, deadline };
+    sim.client("user", workload::user(rec.clone(), api_ips.clone(), seed(1200), DEPLOYMENTS, when));
+    sim.client("podwatch", workload::pod_history(rec.clone(), members.clone(), deadline + Duration::from_secs(1)));
+
+    let mut nemesis = Nemesis::new(opts.plan.clone(), seed(500));
+    let mut cp_plan = plan(opts.seed, opts.faults_until);
+    cp_plan.reverse();
+    let mut cp_active: Option<(Duration, String)> = None;
+    let mut healed = false;
+    let mut violations = Vec::new();
+    let mut panicked = false;
+    loop {
+        let now = sim.elapsed();
+        if !healed && now >= opts.faults_until {
+            nemesis.stop(&mut sim, &slots, now);
+            healed = true;
+        } else if !healed {
+            nemesis.step(&mut sim, &slots, now);
+        }
+        if let Some((until, name)) = &cp_active
+            && (now >= *until || healed)
+        {
+            sim.bounce(name.as_str());
+            rec.borrow_mut().faults.push(format!("{} ms restart {name}", now.as_millis()));
+            cp_active = None;
+        }
+        if cp_active.is_none()
+            && !healed
+            && let Some((at, lasts, fault)) = cp_plan.last().copied()
+            && now >= at
+        {
+            cp_plan.pop();
+            let name = target(&hosts, &actors, fault);
+            rec.borrow_mut().faults.push(format!("{} ms {fault:?}: crash {name}", now.as_millis()));
+            sim.crash(name.as_str());
+            cp_active = Some((now + lasts, name));
+        }
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.step())) {
+            Ok(Ok(true)) => break,
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => {
+                violations.push(format!("simulation failed at {} ms: {e}", sim.elapsed().as_millis()));
+                break;
+            }
+            Err(panic) => {
+                let msg = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+                violations.push(format!("a host panicked at {} ms: {}", sim.elapsed().as_millis(), msg.unwrap_or_default()));
+                panicked = true;
+                break;
+            }
+        }
+    }
+    let elapsed = sim.elapsed();
+    if panicked {
+        std::mem::forget(sim);
+    } else {
+        drop(sim);
+    }
+    let mut record = std::mem::take(&mut *rec.borrow_mut());
+    record.acts = std::mem::take(&mut *acts.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut faults = std::mem::take(&mut nemesis.log);
+    faults.append(&mut record.faults);
+    record.faults = faults;
+    violations.extend(judge(&record));
+    let mut recorded = Recorded::default();
+    recorded.controlplane = Some(record.render());
+    Outcome { recorded, violations, undecided: false, elapsed }
+}
+
+type HostFuture = std::pin::Pin<Box<dyn std::future::Future<Output = turmoil::Result>>>;
+
+/// The host a fault crashes: the named apiserver, or the replica whose election says it leads.
+fn target(hosts: &BTreeMap<&'static str, Vec<CpHost>>, actors: &acts::Actors, fault: CpFault) -> String {
+    let (kind, prefix) = match fault {
+        CpFault::CrashApiserver(i) => return hosts.get("api").and_then(|h| h.get(i)).map_or_else(String::new, |h| h.name.clone()),
+        CpFault::CrashActiveScheduler => ("sched", "scheduler"),
+        CpFault::CrashActiveControllerManager => ("cm", "controller-manager"),
+    };
+    let replicas = hosts.get(kind).map(Vec::as_slice).unwrap_or_default();
+    let actors = actors.lock().unwrap_or_else(|p| p.into_inner());
+    // `leading()` is the published state (no clock read: this runs outside every host).
+    let leader = replicas
+        .iter()
+        .enumerate()
+        .position(|(i, h)| actors.get(&format!("{prefix}-{i}#{}", h.incarnations.get())).is_some_and(|l| l.leading()));
+    replicas.get(leader.unwrap_or(0)).map_or_else(String::new, |h| h.name.clone())
+}
+
+fn failed(why: String) -> Outcome {
+    Outcome { recorded: Recorded::default(), violations: vec![why], undecided: false, elapsed: Duration::ZERO }
+}
+
+/// Every violation in `record`.
+pub fn judge(record: &Record) -> Vec<String> {
+    let mut out = Vec::new();
+    out.extend(workload::bound_once(&record.pods).into_iter().map(|v| format!("bound twice: {v}")));
+    out.extend(acts::one_actor_per_term(&record.acts).into_iter().map(|v| format!("two actors at once: {v}")));
+    if let Some(at) = record.pods_lost {
+        out.push(format!("the pod history is incomplete: compacted at revision {at}"));
+    }
+    match &record.convergence {
+        Some(Ok(_)) => {}
+        Some(Err(e)) => out.push(format!("convergence: {e}")),
+        None => out.push("convergence: the user never set the final spec".into()),
+    }
+    let acted = |k: acts::Kind| record.acts.iter().any(|a| a.kind == k);
+    if record.desired.values().any(|r| *r > 0) && !(acted(acts::Kind::Scheduler) && acted(acts::Kind::ControllerManager)) {
+        out.push("no act of a scheduler or of a controller-manager was recorded: the act checker saw nothing".into());
+    }
+    out
+}
