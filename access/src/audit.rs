@@ -27,6 +27,7 @@ pub enum Stage {
 
 #[derive(Serialize)]
 struct AuditUser<'a> {
+    #[serde(skip_serializing_if = "str::is_empty")]
     username: &'a str,
     #[serde(skip_serializing_if = "str::is_empty")]
     uid: &'a str,
@@ -118,6 +119,9 @@ pub struct Record<'a> {
     pub request_uri: &'a str,
     /// The authorization question (verb, objectRef); its user is the acting user.
     pub attributes: &'a Attributes,
+    /// The object's name when the path names none (a create's body), as kube completes
+    /// `objectRef` from the request object.
+    pub object_name: &'a str,
     /// The authenticated user (the requester when impersonating).
     pub user: &'a UserInfo,
     /// The impersonated user, when there was one.
@@ -144,7 +148,7 @@ pub fn event_line(r: &Record<'_>) -> String {
     let object_ref = a.resource_request.then(|| ObjectRef {
         resource: &a.resource,
         namespace: &a.namespace,
-        name: &a.name,
+        name: if a.name.is_empty() { r.object_name } else { &a.name },
         api_group: &a.api_group,
         api_version: &a.api_version,
         subresource: &a.subresource,
@@ -204,6 +208,7 @@ mod tests {
             stage: Stage::ResponseComplete,
             request_uri: "/api/v1/namespaces/dev/pods?limit=500",
             attributes: &attrs,
+            object_name: "",
             user: &jane,
             impersonated: None,
             source_ips: &ips,
@@ -239,6 +244,7 @@ mod tests {
             stage: Stage::ResponseComplete,
             request_uri: "/healthz",
             attributes: &attrs,
+            object_name: "",
             user: &anon,
             impersonated: Some(&anon),
             source_ips: &[],
@@ -255,5 +261,34 @@ mod tests {
         assert_eq!(v["responseStatus"], serde_json::json!({"metadata": {}, "code": 200}));
         assert_eq!(v["impersonatedUser"]["username"], "system:anonymous");
         assert_eq!(v["requestReceivedTimestamp"], "1970-01-01T00:00:00.000000Z");
+    }
+
+    #[test]
+    fn a_create_names_its_object_and_an_unauthenticated_user_is_empty() {
+        let nobody = UserInfo::default();
+        let attrs = Attributes::from_request("POST", "/api/v1/namespaces/dev/configmaps", "");
+        let t = Timestamp::UNIX_EPOCH;
+        let record = |object_name| Record {
+            audit_id: "x",
+            stage: Stage::ResponseComplete,
+            request_uri: "/api/v1/namespaces/dev/configmaps",
+            attributes: &attrs,
+            object_name,
+            user: &nobody,
+            impersonated: None,
+            source_ips: &[],
+            user_agent: "",
+            code: Some(201),
+            failure: None,
+            received: t,
+            stage_time: t,
+            decision: None,
+        };
+        let v: serde_json::Value = serde_json::from_str(&event_line(&record("x"))).unwrap();
+        assert_eq!(v["objectRef"], serde_json::json!({"resource": "configmaps", "namespace": "dev", "name": "x", "apiVersion": "v1"}));
+        // kube's UserInfo omits an empty username (a request whose authentication failed).
+        assert_eq!(v["user"], serde_json::json!({}));
+        let v: serde_json::Value = serde_json::from_str(&event_line(&record(""))).unwrap();
+        assert!(v["objectRef"].get("name").is_none());
     }
 }

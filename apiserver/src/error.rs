@@ -291,8 +291,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (code, _) = self.code_reason();
         let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let body = self.status().to_string();
-        (code, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response()
+        let status = self.status();
+        let body = status.to_string();
+        let mut response = (code, [(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response();
+        // For the audit line's responseStatus.
+        response.extensions_mut().insert(crate::http::audit::Failure(std::sync::Arc::new(status)));
+        response
     }
 }
 

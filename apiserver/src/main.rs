@@ -109,6 +109,10 @@ struct Flags {
     /// authorization run once any of these four flags differs from its default.
     #[arg(long, default_value = "AlwaysAllow")]
     authorization_mode: String,
+    /// Where to write the audit log, one audit.k8s.io/v1 Event (Metadata level) per line, as
+    /// JSON; `-` is stdout. Without it nothing is audited.
+    #[arg(long)]
+    audit_log_path: Option<PathBuf>,
     /// How long connecting to a kubelet may take, in seconds.
     #[arg(long, default_value = "5", value_parser = parse_secs)]
     kubelet_timeout: Duration,
@@ -191,8 +195,10 @@ async fn main() -> anyhow::Result<()> {
         ports: keel_apiserver::registry::service_alloc::parse_ports(&flags.service_node_port_range)
             .map_err(|e| anyhow::anyhow!("--service-node-port-range: {e}"))?,
     };
+    let audit = audit_log(flags.audit_log_path.as_deref())?;
     let config = Config {
         access,
+        audit,
         kubelet,
         service_ranges,
         admission_plugins,
@@ -237,6 +243,29 @@ async fn main() -> anyhow::Result<()> {
     };
     tokio::join!(https, http, signal);
     Ok(())
+}
+
+/// Lines the audit log holds while its writer is behind; more are dropped (and counted).
+const AUDIT_QUEUE: usize = 10_000;
+
+/// The audit log's sink: stdout for `-`, else the file opened for append (created 0600, as
+/// kube's), so a bad path stops startup instead of losing every line.
+fn audit_log(path: Option<&std::path::Path>) -> anyhow::Result<Option<Arc<keel_apiserver::http::audit::Sink>>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let Some(path) = path else { return Ok(None) };
+    let out: Box<dyn std::io::Write + Send> = if path.as_os_str() == "-" {
+        Box::new(std::io::stdout())
+    } else {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("--audit-log-path: opening {}", path.display()))?;
+        Box::new(file)
+    };
+    let sink = keel_apiserver::http::audit::Sink::start(out, AUDIT_QUEUE).context("starting the audit log writer")?;
+    Ok(Some(sink))
 }
 
 /// A seed for uids and name suffixes from the OS.

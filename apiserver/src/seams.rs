@@ -51,6 +51,12 @@ impl Ids {
         format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
     }
 
+    /// A second generator seeded from this one, so a stream of ids (audit ids) does not shift
+    /// the other's sequence.
+    pub fn fork(&self) -> Ids {
+        Ids::seeded(self.with(|r| r.random()))
+    }
+
     /// Five characters for generateName.
     pub fn suffix(&self) -> String {
         self.with(|r| (0..5).map(|_| SUFFIX_CHARS[r.random_range(0..SUFFIX_CHARS.len())] as char).collect())

@@ -51,6 +51,8 @@ pub struct Config {
     /// Authentication and authorization (keel-access, from the security flags); None: every
     /// request is served (see [`crate::http::access`]).
     pub access: Option<Arc<keel_access::Access>>,
+    /// The audit log (`--audit-log-path`); None: no audit.
+    pub audit: Option<Arc<http::audit::Sink>>,
 }
 
 impl Default for Config {
@@ -69,6 +71,7 @@ impl Default for Config {
             kubelet: crate::kubelet::Config::default(),
             service_ranges: crate::registry::service_alloc::Ranges::default(),
             access: None,
+            audit: None,
         }
     }
 }
@@ -147,6 +150,9 @@ impl Server {
         let tasks = Tasks::new();
         let front = config.access.clone().map(|access| Arc::new(http::access::Front { access, clock: seams.clock.clone() }));
         let spawner = tasks.spawner();
+        let audit_ids = seams.ids.fork();
+        let audit =
+            Arc::new(http::audit::Audit { clock: seams.clock.clone(), ids: Box::new(move || audit_ids.uid()), sink: config.audit.clone() });
         let store = Store::new(store, config.codec.clone());
         let api = Arc::new(Api {
             caches: Caches::new(store.clone(), spawner.clone(), config.bookmark_interval),
@@ -166,7 +172,12 @@ impl Server {
         let (tx, rx) = watch::channel(Bootstrap::Running);
         spawner.spawn(bootstrap(api.clone(), config.clone(), tx));
         spawner.spawn(compactor::run(store, config.compaction_interval));
-        let router = http::router(api.clone(), front, http::requests::Requests::new());
+        let requests = http::requests::Requests::with(|r| {
+            if let Some(sink) = &config.audit {
+                sink.register(r);
+            }
+        });
+        let router = http::router(api.clone(), front, audit, requests);
         Server { api, router, bootstrap: rx, tasks }
     }
 

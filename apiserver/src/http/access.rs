@@ -14,6 +14,7 @@
 //! user goes on to the handlers as a [`Requester`] in the request's extensions. ServiceAccount tokens are not accepted (no issuer flags yet): the lookup below knows
 //! no objects.
 
+use crate::http::audit::{Failure, Subject};
 use crate::http::serve::PeerCertificates;
 use crate::seams::Clock;
 use axum::extract::{Request, State};
@@ -67,16 +68,31 @@ pub async fn check(State(front): State<Arc<Front>>, mut req: Request, next: Next
             headers: &headers,
             peer_certificates: peer.as_deref().map(Vec::as_slice),
         };
-        front.access.check(&head, &NoObjects, front.clock.now()).map(|allowed| allowed.attributes)
+        front.access.check(&head, &NoObjects, front.clock.now())
     };
     match verdict {
-        Ok(attributes) => {
-            req.extensions_mut().insert(Requester(Arc::new(attributes)));
-            next.run(req).await
+        Ok(allowed) => {
+            let attributes = Arc::new(allowed.attributes);
+            req.extensions_mut().insert(Requester(attributes.clone()));
+            let mut response = next.run(req).await;
+            let impersonated = allowed.impersonated.then(|| attributes.user.clone());
+            let decision = Some(("allow", allowed.reason));
+            response.extensions_mut().insert(Subject { attributes, user: allowed.authenticated, impersonated, decision });
+            response
         }
         Err(refused) => {
+            let refused = *refused;
             let code = StatusCode::from_u16(refused.error.code()).unwrap_or(StatusCode::FORBIDDEN);
-            (code, [(header::CONTENT_TYPE, "application/json")], refused.error.status_json()).into_response()
+            let status = refused.error.status();
+            let mut response = (code, [(header::CONTENT_TYPE, "application/json")], refused.error.status_json()).into_response();
+            let user = refused.authenticated.unwrap_or_default();
+            // The acting user differs from who authenticated only when impersonating.
+            let impersonated = (refused.attributes.user != user).then(|| refused.attributes.user.clone()).filter(|u| !u.name.is_empty());
+            let decision = refused.reason.map(|r| ("forbid", r));
+            let failure = serde_json::to_value(&status).unwrap_or_default();
+            response.extensions_mut().insert(Failure(Arc::new(failure)));
+            response.extensions_mut().insert(Subject { attributes: Arc::new(refused.attributes), user, impersonated, decision });
+            response
         }
     }
 }

@@ -7,6 +7,7 @@
 //! `/metrics`.
 
 pub mod access;
+pub mod audit;
 pub mod discovery;
 pub mod openapi;
 pub mod protobuf;
@@ -153,8 +154,9 @@ async fn health(State(b): State<Shared>) -> Response {
 }
 
 /// The whole HTTP surface over `backend`, behind `front` (authentication and authorization)
-/// when given, every answer counted in `requests` (served on `/metrics`).
-pub fn router(backend: Shared, front: Option<Arc<access::Front>>, requests: Arc<requests::Requests>) -> Router {
+/// when given, every answer given an `Audit-Id` and audited by `audit`, and counted in
+/// `requests` (served on `/metrics`).
+pub fn router(backend: Shared, front: Option<Arc<access::Front>>, audit: Arc<audit::Audit>, requests: Arc<requests::Requests>) -> Router {
     let resources = axum::routing::any(resource);
     let exposition = requests.clone();
     let router = Router::new()
@@ -188,7 +190,8 @@ pub fn router(backend: Shared, front: Option<Arc<access::Front>>, requests: Arc<
         Some(f) => router.layer(axum::middleware::from_fn_with_state(f, access::check)),
         None => router,
     };
-    // Outermost: refusals (401, 403) are counted too, as kube counts them.
+    // Outside the front: refusals (401, 403) are audited and counted too, as kube does.
+    let router = router.layer(axum::middleware::from_fn_with_state(audit, audit::record));
     router.layer(axum::middleware::from_fn_with_state(requests, requests::record))
 }
 

@@ -68,6 +68,11 @@ pub struct Requests {
 impl Requests {
     /// Empty families, registered.
     pub fn new() -> Arc<Requests> {
+        Requests::with(|_| {})
+    }
+
+    /// Empty families, registered, and whatever `more` registers (the audit log's counters).
+    pub fn with(more: impl FnOnce(&mut Registry)) -> Arc<Requests> {
         let total = Family::<CodeLabels, Counter>::default();
         let duration = Family::<RequestLabels, Histogram, fn() -> Histogram>::new_with_constructor(histogram);
         let mut registry = Registry::default();
@@ -81,6 +86,7 @@ impl Requests {
             "Response latency distribution in seconds for each verb, dry run value, group, version, resource, subresource, scope and component.",
             duration.clone(),
         );
+        more(&mut registry);
         Arc::new(Requests { total, duration, registry })
     }
 

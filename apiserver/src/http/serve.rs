@@ -4,6 +4,7 @@
 //! simulation's TCP, or in-memory pipes in tests. Connections run in a set owned by the loop,
 //! so they end when it returns.
 
+use crate::http::audit::PeerAddr;
 use axum::Router;
 use futures::{Stream, StreamExt};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -30,11 +31,20 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 #[derive(Clone, Debug)]
 pub struct PeerCertificates(pub Arc<Vec<rustls::pki_types::CertificateDer<'static>>>);
 
-async fn speak<C: Conn>(io: C, router: Router, peer: Option<PeerCertificates>) {
+/// The client's address, when the connection is TCP (the audit log's `sourceIPs`; other
+/// connections, the simulation's or in-memory ones, have none to give).
+fn peer_addr(io: &dyn std::any::Any) -> Option<PeerAddr> {
+    io.downcast_ref::<tokio::net::TcpStream>().and_then(|s| s.peer_addr().ok()).map(|a| PeerAddr(a.ip()))
+}
+
+async fn speak<C: Conn>(io: C, router: Router, peer: Option<PeerCertificates>, addr: Option<PeerAddr>) {
     use tower::ServiceExt;
     let service = TowerToHyperService::new(router.map_request(move |mut req: axum::http::Request<hyper::body::Incoming>| {
         if let Some(p) = &peer {
             req.extensions_mut().insert(p.clone());
+        }
+        if let Some(a) = addr {
+            req.extensions_mut().insert(a);
         }
         req
     }));
@@ -70,6 +80,7 @@ where
             None => return,
         };
         let router = router.clone();
+        let addr = peer_addr(&io);
         match acceptor.clone() {
             Some(acceptor) => conns.spawn(async move {
                 match acceptor.accept(io).await {
@@ -79,12 +90,12 @@ where
                             .1
                             .peer_certificates()
                             .map(|c| PeerCertificates(Arc::new(c.iter().map(|d| d.clone().into_owned()).collect())));
-                        speak(stream, router, peer).await
+                        speak(stream, router, peer, addr).await
                     }
                     Err(e) => tracing::debug!("TLS handshake: {e}"),
                 }
             }),
-            None => conns.spawn(speak(io, router, None)),
+            None => conns.spawn(speak(io, router, None, addr)),
         };
     }
 }

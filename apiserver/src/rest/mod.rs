@@ -101,13 +101,18 @@ impl Api {
 
     /// One object answered as JSON, or as a one-row Table when kubectl asks for one.
     pub fn answer(&self, call: &Call, code: StatusCode, obj: &Value) -> Response {
-        match call.output {
+        let mut response = match call.output {
             Output::Table => {
                 let rv = obj.pointer("/metadata/resourceVersion").and_then(Value::as_str).unwrap_or("");
                 json(code, &table::table(call.target.res, std::slice::from_ref(obj), rv, None, self.now_secs()))
             }
             Output::Json => json(code, obj),
+        };
+        // A create names its object in the body; the audit line's objectRef names it too.
+        if let Some(name) = obj.pointer("/metadata/name").and_then(Value::as_str) {
+            response.extensions_mut().insert(crate::http::audit::ObjectName(name.to_string()));
         }
+        response
     }
 
     /// What `s` holds, as an object of the call's resource (converted from the stored version).
