@@ -31,7 +31,7 @@ cargo test --workspace -- --test-threads=4
 
 # The simulation's CI seed set: fixed seeds of every scenario, in release mode (a run takes
 # about 0.3 s there). The soak (10,000+ seeds) is the same binary with more seeds: sim/README.md.
-cargo build -p keel-sim --release
+cargo build -p keel-sim --release --no-default-features
 target/release/keel-sim --first-seed 1 --seeds 40 --scenario all --quiet
 
 # Smoke: the load generator drives a real member for 2 s (timings are not asserted).

@@ -34,6 +34,7 @@ compile_error!("keel-sim needs --cfg tokio_unstable (set in .cargo/config.toml; 
 
 pub mod checks;
 pub mod cluster;
+#[cfg(feature = "controlplane")]
 pub mod cp;
 pub mod disk;
 pub mod history;

@@ -82,7 +82,7 @@ pub struct Options {
     /// Raft logs whose fsync lies.
     pub lying_disks: bool,
     /// Control-plane bugs switched on (controlplane scenario).
-    pub cp_bugs: crate::cp::hosts::CpBugs,
+    pub cp_bugs: CpBugs,
 }
 
 impl Options {
@@ -94,7 +94,7 @@ impl Options {
         // The control plane's clients are its components and one user (`crate::cp`).
         let clients = if scenario == Scenario::Controlplane { 0 } else { clients };
         let faults_until = if scenario == Scenario::Controlplane {
-            Duration::from_millis(crate::cp::FAULTS_FROM.as_millis() as u64 + 10_000 + rng.next_u64() % 10_000)
+            Duration::from_millis(CP_FAULTS_FROM.as_millis() as u64 + 10_000 + rng.next_u64() % 10_000)
         } else {
             Duration::from_millis(6000 + rng.next_u64() % 6000)
         };
@@ -172,12 +172,37 @@ pub(crate) fn add_host(sim: &mut turmoil::Sim<'_>, slot: &Slot, spec: &MemberSpe
     });
 }
 
+/// Planted bugs of the control plane (to prove its checkers catch them).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpBugs {
+    /// The scheduler keeps scheduling whatever its lease says: it is given no fencing handle
+    /// (its elector still runs, so its acts carry the term it sees).
+    pub scheduler_ignores_lease: bool,
+    /// The controller-manager runs its controllers whatever its lease says, unfenced (its
+    /// elector still runs, so its acts carry the term it sees).
+    pub controller_manager_ignores_lease: bool,
+}
+
+/// When the control-plane scenario's faults start: once the control plane is up and the
+/// Deployments exist (`cp::FAULTS_FROM`).
+pub const CP_FAULTS_FROM: Duration = Duration::from_secs(8);
+
+#[cfg(feature = "controlplane")]
+fn run_controlplane(opts: &Options) -> Outcome {
+    crate::cp::run_here(opts)
+}
+
+#[cfg(not(feature = "controlplane"))]
+fn run_controlplane(_: &Options) -> Outcome {
+    panic!("keel-sim was built without its `controlplane` feature: the controlplane scenario is not in this binary")
+}
+
 /// Run `opts` to the end and judge it, on a thread of its own, so nothing a previous run left in
 /// thread-local state (tokio's and turmoil's) can reach this one.
 pub fn run(opts: &Options) -> Outcome {
     let opts = opts.clone();
     let name = format!("sim-{}", opts.seed);
-    let body = move || if opts.scenario == Scenario::Controlplane { crate::cp::run_here(&opts) } else { run_here(&opts) };
+    let body = move || if opts.scenario == Scenario::Controlplane { run_controlplane(&opts) } else { run_here(&opts) };
     match std::thread::Builder::new().name(name).spawn(body).map(|t| t.join()) {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(panic)) => std::panic::resume_unwind(panic),

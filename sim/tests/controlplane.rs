@@ -3,7 +3,9 @@
 //! and planted bugs (a scheduler, a controller-manager that ignores its lease) are caught by
 //! the one-actor checker.
 
-use keel_sim::cp::hosts::CpBugs;
+#![cfg(feature = "controlplane")]
+
+use keel_sim::run::CpBugs;
 use keel_sim::run::{Options, Scenario, run};
 
 fn keel_sim(args: &[&str]) -> std::process::Output {

@@ -5,7 +5,7 @@
 //! `cargo run -p keel-sim --release -- --reproduce 42 --scenario kv`
 
 use clap::Parser;
-use keel_sim::cp::hosts::CpBugs;
+use keel_sim::run::CpBugs;
 use keel_sim::run::{Options, Scenario, run};
 use keel_store::seams::Bugs;
 use std::process::ExitCode;
@@ -152,6 +152,10 @@ fn main() -> ExitCode {
         Scenario::ALL.to_vec()
     } else {
         match Scenario::parse(&args.scenario) {
+            Some(Scenario::Controlplane) if !cfg!(feature = "controlplane") => {
+                eprintln!("this keel-sim was built without its `controlplane` feature (cargo build -p keel-sim builds it with)");
+                return ExitCode::from(2);
+            }
             Some(s) => vec![s],
             None => {
                 eprintln!("unknown scenario {:?} (kv, kube, crash, membership, controlplane, all)", args.scenario);

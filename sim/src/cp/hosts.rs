@@ -62,16 +62,7 @@ impl keel_kubelet::clock::Clock for SimWall {
 /// scaled down, so a failover fits a short run): lease, renew deadline, retry period.
 pub const ELECTION: (&str, &str, &str) = ("6s", "4s", "1s");
 
-/// Planted bugs of the control plane (to prove its checkers catch them).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct CpBugs {
-    /// The scheduler keeps scheduling whatever its lease says: it is given no fencing handle
-    /// (its elector still runs, so its acts carry the term it sees).
-    pub scheduler_ignores_lease: bool,
-    /// The controller-manager runs its controllers whatever its lease says, unfenced (its
-    /// elector still runs, so its acts carry the term it sees).
-    pub controller_manager_ignores_lease: bool,
-}
+pub use crate::run::CpBugs;
 
 /// One apiserver: keel-apiserver over the store members, serving plain HTTP on [`API_PORT`],
 /// recording every write it receives in `acts`.

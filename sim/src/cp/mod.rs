@@ -37,7 +37,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 /// Faults start once the control plane is up and the Deployments exist.
-pub const FAULTS_FROM: Duration = Duration::from_secs(8);
+pub use crate::run::CP_FAULTS_FROM as FAULTS_FROM;
 
 /// How long after the faults stop every Deployment has to converge to its final spec.
 pub const CONVERGE: Duration = Duration::from_secs(45);
