@@ -197,6 +197,34 @@ fn run_controlplane(_: &Options) -> Outcome {
     panic!("keel-sim was built without its `controlplane` feature: the controlplane scenario is not in this binary")
 }
 
+/// What one step of the simulation came to.
+pub(crate) enum Step {
+    /// Go on.
+    Go,
+    /// Every client finished, or the simulation failed (a violation says so).
+    Stop,
+    /// A host (`who`) panicked (a violation says so); its runtimes are mid-poll.
+    Panicked,
+}
+
+/// One `sim.step()`, with a failure or a panic of a host (`who`: "a member", "a host")
+/// recorded as a violation.
+pub(crate) fn step(sim: &mut turmoil::Sim<'_>, who: &str, violations: &mut Vec<String>) -> Step {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.step())) {
+        Ok(Ok(true)) => Step::Stop,
+        Ok(Ok(false)) => Step::Go,
+        Ok(Err(e)) => {
+            violations.push(format!("simulation failed at {} ms: {e}", sim.elapsed().as_millis()));
+            Step::Stop
+        }
+        Err(panic) => {
+            let msg = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
+            violations.push(format!("{who} panicked at {} ms: {}", sim.elapsed().as_millis(), msg.unwrap_or_default()));
+            Step::Panicked
+        }
+    }
+}
+
 /// Run `opts` to the end and judge it, on a thread of its own, so nothing a previous run left in
 /// thread-local state (tokio's and turmoil's) can reach this one.
 pub fn run(opts: &Options) -> Outcome {
@@ -391,16 +419,10 @@ fn run_here(opts: &Options) -> Outcome {
             eprintln!("{leaders:?}");
             eprintln!("t={} ms ops={} ref_links={}", sim.elapsed().as_millis(), r.history.ops.len(), r.reference.links.len());
         }
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.step())) {
-            Ok(Ok(true)) => break,
-            Ok(Ok(false)) => {}
-            Ok(Err(e)) => {
-                violations.push(format!("simulation failed at {} ms: {e}", sim.elapsed().as_millis()));
-                break;
-            }
-            Err(panic) => {
-                let msg = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
-                violations.push(format!("a member panicked at {} ms: {}", sim.elapsed().as_millis(), msg.unwrap_or_default()));
+        match step(&mut sim, "a member", &mut violations) {
+            Step::Go => {}
+            Step::Stop => break,
+            Step::Panicked => {
                 // Its runtimes are mid-poll: dropping them could panic again. Leak instead.
                 panicked = true;
                 break;

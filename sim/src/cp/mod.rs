@@ -228,16 +228,10 @@ pub fn run_here(opts: &Options) -> Outcome {
             sim.crash(name.as_str());
             cp_active = Some((now + lasts, name));
         }
-        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.step())) {
-            Ok(Ok(true)) => break,
-            Ok(Ok(false)) => {}
-            Ok(Err(e)) => {
-                violations.push(format!("simulation failed at {} ms: {e}", sim.elapsed().as_millis()));
-                break;
-            }
-            Err(panic) => {
-                let msg = panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()));
-                violations.push(format!("a host panicked at {} ms: {}", sim.elapsed().as_millis(), msg.unwrap_or_default()));
+        match crate::run::step(&mut sim, "a host", &mut violations) {
+            crate::run::Step::Go => {}
+            crate::run::Step::Stop => break,
+            crate::run::Step::Panicked => {
                 panicked = true;
                 break;
             }
