@@ -131,11 +131,11 @@ impl Applied {
         self.term.fetch_max(term.0, Ordering::AcqRel);
     }
 
-    /// The rights of `caller` as this member's auth store stands now. With auth off this takes
-    /// no lock: a request racing an AuthEnable is refused when applied (its logged auth revision
-    /// is 0).
+    /// The rights of `caller` as this member's auth store stands now. With auth off and no
+    /// token this takes no lock: a request racing an AuthEnable is refused when applied (its
+    /// logged auth revision is 0). A token is checked even with auth off, as etcd checks it.
     pub fn authorize_now(&self, caller: &Caller) -> Result<Authz> {
-        if !caller.member && !self.auth_on.load(Ordering::Acquire) {
+        if !caller.member && caller.token.is_none() && !self.auth_on.load(Ordering::Acquire) {
             return Ok(Authz::off());
         }
         let view = self.auth.lock().unwrap_or_else(|p| p.into_inner()).clone();

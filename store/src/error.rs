@@ -139,6 +139,10 @@ pub enum Error {
     /// Authenticate with a wrong user or password.
     #[error("etcdserver: authentication failed, invalid user ID or password")]
     AuthFailed,
+    /// Authenticate as a user added with `no_password`. etcd has no gRPC status for its
+    /// `auth.ErrNoPasswordUser`, so it answers Unknown with the auth store's own words.
+    #[error("auth: authentication failed, password was given for no password user")]
+    NoPasswordUser,
     /// RoleGrantPermission without a permission.
     #[error("etcdserver: permission not given")]
     PermissionNotGiven,
@@ -246,6 +250,7 @@ impl Error {
             | Error::AuthNotEnabled => Code::FailedPrecondition,
             Error::PermissionDenied => Code::PermissionDenied,
             Error::InvalidAuthToken => Code::Unauthenticated,
+            Error::NoPasswordUser => Code::Unknown,
             Error::Compacted | Error::FutureRevision | Error::LeaseTtlTooLarge => Code::OutOfRange,
             Error::NoSpace => Code::ResourceExhausted,
             Error::LeaseNotFound | Error::MemberNotFound => Code::NotFound,
@@ -308,6 +313,7 @@ const PLAIN: &[Error] = &[
     Error::RoleNotFound,
     Error::RoleEmpty,
     Error::AuthFailed,
+    Error::NoPasswordUser,
     Error::PermissionNotGiven,
     Error::PermissionDenied,
     Error::RoleNotGranted,
@@ -388,6 +394,7 @@ mod tests {
             (Error::PermissionDenied, Code::PermissionDenied, "etcdserver: permission denied"),
             (Error::InvalidAuthToken, Code::Unauthenticated, "etcdserver: invalid auth token"),
             (Error::AuthFailed, Code::InvalidArgument, "etcdserver: authentication failed, invalid user ID or password"),
+            (Error::NoPasswordUser, Code::Unknown, "auth: authentication failed, password was given for no password user"),
             (Error::AuthOldRevision, Code::InvalidArgument, "etcdserver: revision of auth store is old"),
             (Error::UserEmpty, Code::InvalidArgument, "etcdserver: user name is empty"),
             (Error::RootUserNotExist, Code::FailedPrecondition, "etcdserver: root user does not exist"),

@@ -5,11 +5,15 @@
 //! Raft term, a lease's remaining TTL (timing), the order of lists etcd builds from Go maps.
 //! A watch over every key, open from the first write on both, must deliver the same events;
 //! watch streams (see `differential/watch.rs`) and Maintenance Status are compared too.
+//! Beside the stream: fixed transcripts of member changes (`differential/members.rs`) and of
+//! the Auth service with KV under auth (`differential/auth.rs`).
 //!
 //! `KEEL_DIFF_SEEDS` (comma list, default `1,2,3`) and `KEEL_DIFF_OPS` (default 2000) make it
 //! longer; a failure prints the command that reproduces it.
 #![allow(clippy::disallowed_methods)]
 
+#[path = "differential/auth.rs"]
+mod auth;
 mod common;
 #[path = "differential/generator.rs"]
 mod generator;
@@ -356,6 +360,19 @@ async fn member_changes_are_answered_as_etcd_does() {
     for answer in members::malformed_updates(&keel_proc.url()).await {
         assert_eq!(answer, refused);
     }
+}
+
+/// The Auth service (users, roles, permissions, enable/disable, authenticate) and KV calls
+/// under auth with and without permission or a token, answered as etcd answers them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auth_is_answered_as_etcd_does() {
+    let etcd_proc = Etcd::start();
+    let keel_proc = Member::start(&[]);
+    side(&etcd_proc.url).await;
+    side(&keel_proc.url()).await;
+    let (want, got) = (auth::transcript(&etcd_proc.url).await, auth::transcript(&keel_proc.url()).await);
+    let diffs: Vec<String> = want.iter().zip(&got).filter(|(w, g)| w != g).map(|(w, g)| format!("  etcd: {w}\n  keel: {g}")).collect();
+    assert!(diffs.is_empty() && want.len() == got.len(), "{} difference(s) from etcd:\n{}", diffs.len(), diffs.join("\n"));
 }
 
 /// `(member ID, cluster ID)` as `etcdctl endpoint status -w json` reports them.

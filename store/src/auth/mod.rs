@@ -115,14 +115,14 @@ impl AuthView {
         if caller.member {
             return Ok(Authz { member: true, ..Authz::off() });
         }
-        if !self.enabled {
-            return Ok(Authz::off());
-        }
         let revision = self.revision;
+        // A token is checked also while auth is off, as etcd's `AuthInfoFromCtx` checks it
+        // before its permission checks look at the switch: simple tokens are dropped when auth
+        // is disabled, so one kept from before is "invalid auth token"; a JWT still verifies.
         let user = match (&caller.token, &self.jwt, &self.tokens) {
             (Some(token), Some(jwt), _) => {
                 let (user, issued_at) = jwt.verify(token)?;
-                if issued_at < revision {
+                if self.enabled && issued_at < revision {
                     return Err(Error::AuthOldRevision);
                 }
                 Some(user)
@@ -131,6 +131,9 @@ impl AuthView {
             (Some(_), None, None) => return Err(Error::InvalidAuthToken),
             (None, _, _) => caller.cert_cn.clone(),
         };
+        if !self.enabled {
+            return Ok(Authz::off());
+        }
         let perms = user.as_deref().and_then(|u| self.perms.get(u).cloned());
         Ok(Authz { member: false, enabled: true, revision, user, perms })
     }
@@ -642,6 +645,11 @@ mod tests {
         assert!(a.tokens.resolve("t2", now).is_some());
         run(&mut a, Change::Disable(Default::default())).unwrap();
         assert_eq!(a.tokens.resolve("t2", now), None);
+        // With auth off a request carrying the dropped token is refused, as etcd's is; one
+        // without a token is let through.
+        let with = |token: Option<&str>| Caller { token: token.map(str::to_string), ..Default::default() };
+        assert_eq!(a.authorize(&with(Some("t2")), now).err(), Some(Error::InvalidAuthToken));
+        assert!(a.authorize(&with(None), now).is_ok_and(|z| !z.enabled()));
         let unknown = Change::Authenticate(SimpleToken { name: "ghost".into(), token: "t3".into() });
         run(&mut a, Change::Enable(Default::default())).unwrap();
         assert_eq!(run(&mut a, unknown), Err(Error::AuthFailed));

@@ -93,8 +93,13 @@ impl AuthService {
                 if !sm.auth.enabled() {
                     return Err(Error::AuthNotEnabled);
                 }
+                // etcd's CheckPassword refuses a `no_password` user in its own words (which
+                // tells that the user exists, as etcd's does).
+                if sm.auth.user(&req.name).is_some_and(|u| u.no_password) {
+                    return Err(Error::NoPasswordUser);
+                }
                 // Unknown users cost a hash check too, so timing does not tell who exists.
-                let hash = sm.auth.user(&req.name).filter(|u| !u.no_password).map(|u| u.password_hash.clone());
+                let hash = sm.auth.user(&req.name).map(|u| u.password_hash.clone());
                 (hash, sm.auth.revision(), sm.auth.jwt.clone())
             };
             let password = req.password.clone();
