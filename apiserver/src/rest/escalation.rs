@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 fn decode<T: DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
-    serde_json::from_value(v.clone()).map_err(|e| ApiError::BadRequest(format!("rbac: {e}")))
+    T::deserialize(v).map_err(|e| ApiError::BadRequest(format!("rbac: {e}")))
 }
 
 fn old_of<T: DeserializeOwned>(old: Option<&Value>) -> Result<Option<T>, ApiError> {

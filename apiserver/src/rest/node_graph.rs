@@ -21,7 +21,8 @@ use std::sync::Arc;
 pub fn apply(graph: &mut NodeGraph, update: Update<'_>) {
     match update {
         Update::Remove((ns, name)) => graph.remove_pod(ns, name),
-        Update::Put(v) => match serde_json::from_value::<Pod>(v.clone()) {
+        // Decoded from the cached value in place: no copy of the pod per event.
+        Update::Put(v) => match <Pod as serde::Deserialize>::deserialize(v) {
             Ok(pod) => graph.set_pod(&pod),
             Err(e) => {
                 let (ns, name) = feed::id(v);

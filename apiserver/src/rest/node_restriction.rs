@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 fn decode<T: DeserializeOwned>(v: &Value) -> Result<T, ApiError> {
-    serde_json::from_value(v.clone()).map_err(|e| ApiError::BadRequest(format!("NodeRestriction: {e}")))
+    T::deserialize(v).map_err(|e| ApiError::BadRequest(format!("NodeRestriction: {e}")))
 }
 
 /// Checks the write `call` makes: `old` the stored object (None for a create), `new` the object
