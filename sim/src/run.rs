@@ -39,6 +39,12 @@ pub enum Scenario {
     /// and crashes of apiservers and of the active scheduler and controller-manager
     /// (`crate::cp`). Not in [`Scenario::ALL`]: it is run by name.
     Controlplane,
+    /// The same control plane with the node lifecycle and taint eviction controllers, and one
+    /// kubelet host cut off from the apiservers for longer than the node monitor grace
+    /// period: its nodes go Unknown and tainted, their pods are evicted and recreated on the
+    /// other nodes, and after the cut heals the nodes return Ready (`crate::cp`). No store
+    /// faults. Run by name.
+    Nodes,
 }
 
 impl Scenario {
@@ -47,7 +53,7 @@ impl Scenario {
 
     /// Parse a scenario name.
     pub fn parse(s: &str) -> Option<Scenario> {
-        Scenario::ALL.into_iter().chain([Scenario::Controlplane]).find(|x| x.name() == s)
+        Scenario::ALL.into_iter().chain([Scenario::Controlplane, Scenario::Nodes]).find(|x| x.name() == s)
     }
 
     /// Its name.
@@ -58,7 +64,13 @@ impl Scenario {
             Scenario::Crash => "crash",
             Scenario::Membership => "membership",
             Scenario::Controlplane => "controlplane",
+            Scenario::Nodes => "nodes",
         }
+    }
+
+    /// Whether it runs the control plane (`crate::cp`).
+    pub fn control_plane(self) -> bool {
+        matches!(self, Scenario::Controlplane | Scenario::Nodes)
     }
 }
 
@@ -83,6 +95,8 @@ pub struct Options {
     pub lying_disks: bool,
     /// Control-plane bugs switched on (controlplane scenario).
     pub cp_bugs: CpBugs,
+    /// The nodes scenario: when the kubelet host's cut starts (it heals at `faults_until`).
+    pub cut_from: Option<Duration>,
 }
 
 impl Options {
@@ -92,21 +106,29 @@ impl Options {
         let members = if scenario == Scenario::Crash { 5 } else { 3 };
         let clients = 2 + (rng.next_u64() % 3) as u32;
         // The control plane's clients are its components and one user (`crate::cp`).
-        let clients = if scenario == Scenario::Controlplane { 0 } else { clients };
-        let faults_until = if scenario == Scenario::Controlplane {
-            Duration::from_millis(CP_FAULTS_FROM.as_millis() as u64 + 10_000 + rng.next_u64() % 10_000)
-        } else {
-            Duration::from_millis(6000 + rng.next_u64() % 6000)
+        let clients = if scenario.control_plane() { 0 } else { clients };
+        let mut cut_from = None;
+        let faults_until = match scenario {
+            Scenario::Controlplane => Duration::from_millis(CP_FAULTS_FROM.as_millis() as u64 + 10_000 + rng.next_u64() % 10_000),
+            // The cut starts 2–6 s after the faults may and lasts 24–32 s.
+            Scenario::Nodes => {
+                let from = CP_FAULTS_FROM + Duration::from_millis(2000 + rng.next_u64() % 4000);
+                cut_from = Some(from);
+                from + Duration::from_millis(24_000 + rng.next_u64() % 8000)
+            }
+            _ => Duration::from_millis(6000 + rng.next_u64() % 6000),
         };
         let menu = match scenario {
             Scenario::Kv => Menu::Network,
-            Scenario::Kube | Scenario::Membership | Scenario::Controlplane => Menu::WithCrashes,
+            Scenario::Kube | Scenario::Membership | Scenario::Controlplane | Scenario::Nodes => Menu::WithCrashes,
             Scenario::Crash => Menu::Crashes,
         };
         // Faults may name the membership scenario's spare too (they do nothing until it runs).
         let named = members + usize::from(scenario == Scenario::Membership);
         let plan = nemesis::plan(&mut rng, named, menu, faults_until);
+        let plan = if scenario == Scenario::Nodes { Vec::new() } else { plan };
         Options {
+            cut_from,
             seed,
             scenario,
             members,
@@ -181,6 +203,9 @@ pub struct CpBugs {
     /// The controller-manager runs its controllers whatever its lease says, unfenced (its
     /// elector still runs, so its acts carry the term it sees).
     pub controller_manager_ignores_lease: bool,
+    /// The ReplicaSet controller trusts its informer's pod count alone, without expectations
+    /// (`manager::Config::bug_ignore_expectations`).
+    pub replicaset_ignores_expectations: bool,
 }
 
 /// When the control-plane scenario's faults start: once the control plane is up and the
@@ -230,7 +255,7 @@ pub(crate) fn step(sim: &mut turmoil::Sim<'_>, who: &str, violations: &mut Vec<S
 pub fn run(opts: &Options) -> Outcome {
     let opts = opts.clone();
     let name = format!("sim-{}", opts.seed);
-    let body = move || if opts.scenario == Scenario::Controlplane { run_controlplane(&opts) } else { run_here(&opts) };
+    let body = move || if opts.scenario.control_plane() { run_controlplane(&opts) } else { run_here(&opts) };
     match std::thread::Builder::new().name(name).spawn(body).map(|t| t.join()) {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(panic)) => std::panic::resume_unwind(panic),

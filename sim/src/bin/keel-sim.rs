@@ -62,6 +62,7 @@ fn bugs(names: &[String]) -> Result<(Bugs, CpBugs), String> {
         let flag = match n.as_str() {
             "scheduler_ignores_lease" => &mut cp.scheduler_ignores_lease,
             "controller_manager_ignores_lease" => &mut cp.controller_manager_ignores_lease,
+            "replicaset_ignores_expectations" => &mut cp.replicaset_ignores_expectations,
             "stale_follower_reads" => &mut b.stale_follower_reads,
             "watch_skips_revisions" => &mut b.watch_skips_revisions,
             "watch_drops_without_prev_kv" => &mut b.watch_drops_without_prev_kv,
@@ -152,13 +153,13 @@ fn main() -> ExitCode {
         Scenario::ALL.to_vec()
     } else {
         match Scenario::parse(&args.scenario) {
-            Some(Scenario::Controlplane) if !cfg!(feature = "controlplane") => {
+            Some(s) if s.control_plane() && !cfg!(feature = "controlplane") => {
                 eprintln!("this keel-sim was built without its `controlplane` feature (cargo build -p keel-sim builds it with)");
                 return ExitCode::from(2);
             }
             Some(s) => vec![s],
             None => {
-                eprintln!("unknown scenario {:?} (kv, kube, crash, membership, controlplane, all)", args.scenario);
+                eprintln!("unknown scenario {:?} (kv, kube, crash, membership, controlplane, nodes, all)", args.scenario);
                 return ExitCode::from(2);
             }
         }

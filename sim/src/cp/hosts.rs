@@ -66,7 +66,15 @@ pub use crate::run::CpBugs;
 
 /// One apiserver: keel-apiserver over the store members, serving plain HTTP on [`API_PORT`],
 /// recording every write it receives in `acts`.
-pub async fn apiserver(index: usize, members: Vec<SocketAddr>, seed: u64, acts: Acts, actors: Actors) -> turmoil::Result {
+/// `tolerations`: the default `not-ready` / `unreachable` toleration seconds.
+pub async fn apiserver(
+    index: usize,
+    members: Vec<SocketAddr>,
+    seed: u64,
+    acts: Acts,
+    actors: Actors,
+    tolerations: (i64, i64),
+) -> turmoil::Result {
     let endpoints: Vec<String> = members.iter().map(|m| m.to_string()).collect();
     let etcd = keel_etcd::Config {
         connect_timeout: Duration::from_secs(1),
@@ -83,6 +91,7 @@ pub async fn apiserver(index: usize, members: Vec<SocketAddr>, seed: u64, acts: 
         bootstrap_attempts: 10_000,
         bootstrap_pause: Duration::from_millis(500),
         bookmark_interval: Duration::from_secs(2),
+        default_toleration_seconds: tolerations,
         ..keel_apiserver::Config::default()
     };
     let seams = keel_apiserver::Seams { clock: Arc::new(SimWall), ids: keel_apiserver::seams::Ids::seeded(seed) };
@@ -175,13 +184,15 @@ pub async fn scheduler(
 }
 
 /// One controller-manager replica, leader-elected; the controllers run while it leads, behind
-/// the fencing client, as `keel-controller-manager` runs them.
+/// the fencing client, as `keel-controller-manager` runs them; with `lifecycle`, the node
+/// lifecycle and taint eviction controllers too.
 pub async fn controller_manager(
     replica: usize,
     incarnation: u64,
     apiservers: Vec<SocketAddr>,
     actors: Actors,
     bugs: CpBugs,
+    lifecycle: Option<keel_controllers::nodelifecycle::Config>,
 ) -> turmoil::Result {
     let actor = format!("controller-manager-{replica}#{incarnation}");
     let client = kube_client(&actor, ApiConnector::new(apiservers, replica))?;
@@ -200,14 +211,14 @@ pub async fn controller_manager(
     let fence_metrics = FenceMetrics::default();
     if bugs.controller_manager_ignores_lease {
         let unfenced = fence::client(client, Arc::new(fence::Unelected(actor)), fence_metrics);
-        let cfg = manager::Config { enabled: controllers_enabled()?, ..manager::Config::default() };
+        let cfg = manager_config(bugs, lifecycle.clone())?;
         manager::run(unfenced, cfg, Arc::new(SimWall), keel_controllers::metrics::Metrics::new(), futures::future::pending())
             .await
             .map_err(|e| e.to_string())?;
         return Ok(());
     }
     let controllers = fence::client(client, Arc::new(leadership.clone()), fence_metrics.clone());
-    let cfg = manager::Config { enabled: controllers_enabled()?, ..manager::Config::default() };
+    let cfg = manager_config(bugs, lifecycle.clone())?;
     let clock: keel_controllers::clock::SharedClock = Arc::new(SimWall);
     let metrics = keel_controllers::metrics::Metrics::new();
     election::run_while_leading(leadership, stop_rx, |stop| {
@@ -219,14 +230,27 @@ pub async fn controller_manager(
     Ok(())
 }
 
-/// The controllers a Deployment needs, and the ones that keep the cluster tidy around them.
-fn controllers_enabled() -> Result<std::collections::BTreeSet<String>, String> {
-    manager::parse_controllers("replicaset,deployment,garbagecollector,serviceaccount,namespace")
+/// The controllers a Deployment needs, and the ones that keep the cluster tidy around them,
+/// with the planted bugs `bugs` asks for.
+fn manager_config(bugs: CpBugs, lifecycle: Option<keel_controllers::nodelifecycle::Config>) -> Result<manager::Config, String> {
+    let base = "replicaset,deployment,garbagecollector,serviceaccount,namespace";
+    let enabled = manager::parse_controllers(&if lifecycle.is_some() {
+        format!("{base},nodelifecycle,taint-eviction-controller")
+    } else {
+        base.into()
+    })?;
+    Ok(manager::Config {
+        enabled,
+        bug_ignore_expectations: bugs.replicaset_ignores_expectations,
+        nodelifecycle: lifecycle.unwrap_or_default(),
+        ..manager::Config::default()
+    })
 }
 
-/// Simulated nodes `keel-<first>`… (`count` of them) on one kubelet host: the simulated
-/// runtime, as `keel-kubelet --simulated-nodes` runs them.
-pub async fn kubelet(host: usize, nodes: usize, apiservers: Vec<SocketAddr>, scratch: PathBuf) -> turmoil::Result {
+/// Simulated nodes `node-<host>-<i>` on one kubelet host ([`super::node_names`]): the
+/// simulated runtime, as `keel-kubelet --simulated-nodes` runs them, with node Leases of
+/// `lease`.
+pub async fn kubelet(host: usize, apiservers: Vec<SocketAddr>, scratch: PathBuf, lease: Duration) -> turmoil::Result {
     use keel_kubelet::node::agent::{self, NodeSettings};
     use keel_kubelet::node::pods::{self, PodsSettings};
     use keel_kubelet::runtime::ipam::{Cidr, Ipam};
@@ -234,7 +258,7 @@ pub async fn kubelet(host: usize, nodes: usize, apiservers: Vec<SocketAddr>, scr
     let client = kube_client(&actor, ApiConnector::new(apiservers, host))?;
     let clock: Arc<dyn keel_kubelet::clock::Clock> = Arc::new(SimWall);
     let feed = keel_kubelet::pod::manager::Feed::default();
-    let names: Vec<String> = (0..nodes).map(|i| format!("node-{host}-{i}")).collect();
+    let names = super::node_names(host);
     // One watch for every node of this host, as the kubelet's simulated mode does.
     tokio::spawn(feed.clone().run(client.clone(), "spec.nodeName!=".to_string()));
     let registry = keel_component::metrics::shared();
@@ -255,7 +279,7 @@ pub async fn kubelet(host: usize, nodes: usize, apiservers: Vec<SocketAddr>, scr
             capacity,
             eviction_memory: 100 << 20,
             kubelet_port: 0,
-            lease_duration: Duration::from_secs(40),
+            lease_duration: lease,
             status_update: Duration::from_secs(10),
             status_report: Duration::from_secs(60),
             runtime_version: "simulated://0.1.0".into(),

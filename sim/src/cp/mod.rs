@@ -10,7 +10,8 @@
 //!
 //! Faults: the store's nemesis on the members (partitions, leader isolation, pauses, crashes,
 //! drift …) and, beside it, the control plane's ([`plan`]): an apiserver crash, the active
-//! scheduler's crash, the active controller-manager's crash, each restarted after a while.
+//! scheduler's crash, the active controller-manager's crash, a kubelet host's crash (each
+//! restarted after a while), and a kubelet host cut off from the apiservers (then repaired).
 //! Checkers: [`workload::bound_once`] (no pod bound twice or rebound, from the store's
 //! history), [`acts::one_actor_per_term`] (at most one scheduler and one controller-manager act
 //! at any instant), convergence (every Deployment reaches its final spec within
@@ -20,6 +21,7 @@
 //! one-actor checker), [`workload`] (the user, the pod history, convergence, the binding checker).
 
 pub mod acts;
+pub mod history;
 pub mod hosts;
 pub mod net;
 pub mod workload;
@@ -27,7 +29,7 @@ pub mod workload;
 use crate::cluster::CLIENT_PORT;
 use crate::nemesis::{BASE_LATENCY, Nemesis};
 use crate::record::Recorded;
-use crate::run::{Options, Outcome, SIM_EPOCH_SECS, add_host, member_slots};
+use crate::run::{Options, Outcome, SIM_EPOCH_SECS, Scenario, add_host, member_slots};
 use keel_store::seams::{Rng, SplitMix64};
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -48,19 +50,60 @@ const KUBELETS: usize = 2;
 const NODES_PER_KUBELET: usize = 2;
 const DEPLOYMENTS: usize = 3;
 
+/// The node timings of a scenario: kube's defaults scaled down so a node's failure and
+/// return fit a short run in `nodes` (lease 40 s → 8 s, grace 50 s → 8 s, monitor 5 s → 1 s,
+/// startup grace 60 s → 10 s, default NoExecute tolerations 300 s → 3 s, eviction rate
+/// 0.1 → 1 node/s); `controlplane` keeps the kubelet's 40 s lease and runs no node lifecycle.
+#[derive(Clone, Debug)]
+pub struct NodeTimings {
+    /// The kubelet's node Lease duration (renewed every quarter of it).
+    pub lease: Duration,
+    /// The node lifecycle and taint eviction controllers run, with these settings.
+    pub lifecycle: Option<keel_controllers::nodelifecycle::Config>,
+    /// The apiserver's default `not-ready` / `unreachable` toleration seconds.
+    pub tolerations: (i64, i64),
+}
+
+impl NodeTimings {
+    /// The timings of `scenario`.
+    pub fn of(scenario: Scenario) -> NodeTimings {
+        if scenario != Scenario::Nodes {
+            return NodeTimings { lease: Duration::from_secs(40), lifecycle: None, tolerations: (300, 300) };
+        }
+        let lifecycle = keel_controllers::nodelifecycle::Config {
+            monitor_period: Duration::from_secs(1),
+            grace_period: Duration::from_secs(8),
+            startup_grace_period: Duration::from_secs(10),
+            rates: keel_controllers::nodelifecycle::zones::Rates { eviction_qps: 1.0, ..Default::default() },
+        };
+        NodeTimings { lease: Duration::from_secs(8), lifecycle: Some(lifecycle), tolerations: (3, 3) }
+    }
+}
+
+/// The names of kubelet host `host`'s nodes.
+pub fn node_names(host: usize) -> Vec<String> {
+    (0..NODES_PER_KUBELET).map(|i| format!("node-{host}-{i}")).collect()
+}
+
 /// What the control plane's run recorded.
 #[derive(Debug, Default)]
 pub struct Record {
     /// The user's requests and their outcomes.
     pub user: Vec<String>,
-    /// The final spec (replicas by Deployment), set once the faults stopped.
-    pub desired: BTreeMap<String, i32>,
-    /// Every pod version in the store, in revision order.
-    pub pods: Vec<workload::PodVersion>,
-    /// The pod watch was compacted past (at this revision): the binding check is incomplete.
-    pub pods_lost: Option<i64>,
-    /// The convergence check's verdict.
+    /// The final spec (replicas and image by Deployment), set once the faults stopped.
+    pub desired: BTreeMap<String, (i32, String)>,
+    /// Every version of every pod, ReplicaSet and Deployment in the store, in revision order.
+    pub history: Vec<history::Version>,
+    /// The history's watch was compacted past (at this revision): the checks are incomplete.
+    pub history_lost: Option<i64>,
+    /// The user's writes of Deployment specs, in the order sent.
+    pub writes: Vec<history::Written>,
+    /// The convergence check's verdict (with every node Ready).
     pub convergence: Option<Result<String, String>>,
+    /// The nodes scenario: whether the Deployments converged on the other nodes during the cut.
+    pub during: Option<Result<String, String>>,
+    /// The nodes scenario: the cut (from, until in ms, the nodes it cut off).
+    pub cut: Option<(u128, u128, Vec<String>)>,
     /// Acts of the leader-elected components.
     pub acts: Vec<acts::Act>,
     /// Control-plane faults as applied.
@@ -74,8 +117,11 @@ impl Record {
         for u in &self.user {
             let _ = writeln!(s, "user {u}");
         }
-        for p in &self.pods {
-            let _ = writeln!(s, "pod {p:?}");
+        for v in &self.history {
+            let _ = writeln!(s, "{} {v:?}", if v.kind == history::ObjKind::Pod { "pod" } else { "object" });
+        }
+        for w in &self.writes {
+            let _ = writeln!(s, "write {w:?}");
         }
         for a in &self.acts {
             let _ = writeln!(s, "act {a:?}");
@@ -83,7 +129,10 @@ impl Record {
         for f in &self.faults {
             let _ = writeln!(s, "cp fault {f}");
         }
-        let _ = writeln!(s, "desired {:?}; pods lost {:?}; convergence {:?}", self.desired, self.pods_lost, self.convergence);
+        let _ = writeln!(s, "desired {:?}; history lost {:?}; convergence {:?}", self.desired, self.history_lost, self.convergence);
+        if let Some(cut) = &self.cut {
+            let _ = writeln!(s, "cut {cut:?}; during the cut {:?}", self.during);
+        }
         s
     }
 }
@@ -97,9 +146,15 @@ pub enum CpFault {
     CrashActiveScheduler,
     /// Crash the controller-manager replica that leads (replica 0 when none does).
     CrashActiveControllerManager,
+    /// Crash kubelet host `i` (0-based; its simulated nodes go with it).
+    CrashKubelet(usize),
+    /// Cut kubelet host `i` off from every apiserver (both ways, messages held until the cut
+    /// heals, as TCP retransmits them; shorter than the node
+    /// monitor grace period here, see the `nodes` scenario for longer ones).
+    PartitionKubelet(usize),
 }
 
-/// The control-plane fault schedule `seed` picks: one of each, in a seeded order, spread over
+/// The control-plane fault schedule `seed` picks: one of each kind, in a seeded order, spread over
 /// [`FAULTS_FROM`]..`until`, each lasting 1–4 s; (start, duration, fault).
 pub fn plan(seed: u64, until: Duration) -> Vec<(Duration, Duration, CpFault)> {
     let mut rng = SplitMix64(seed ^ 0x0C01_7801_u64);
@@ -107,6 +162,8 @@ pub fn plan(seed: u64, until: Duration) -> Vec<(Duration, Duration, CpFault)> {
         CpFault::CrashApiserver((rng.next_u64() % APISERVERS as u64) as usize),
         CpFault::CrashActiveScheduler,
         CpFault::CrashActiveControllerManager,
+        CpFault::CrashKubelet((rng.next_u64() % KUBELETS as u64) as usize),
+        CpFault::PartitionKubelet((rng.next_u64() % KUBELETS as u64) as usize),
     ];
     for i in (1..faults.len()).rev() {
         faults.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
@@ -135,6 +192,7 @@ pub fn run_here(opts: &Options) -> Outcome {
     fastrand::seed(opts.seed);
     let _ = rustls::crypto::ring::default_provider().install_default();
     let deadline = opts.faults_until + CONVERGE;
+    let timings = NodeTimings::of(opts.scenario);
     let mut sim = turmoil::Builder::new()
         .simulation_duration(deadline + Duration::from_secs(10))
         .tick_duration(Duration::from_millis(1))
@@ -178,27 +236,56 @@ pub fn run_here(opts: &Options) -> Outcome {
     for i in 0..APISERVERS {
         let (members, acts, actors) = (members.clone(), acts.clone(), actors.clone());
         let s = seed(1000 + i as u64);
-        host(&mut sim, "api", i, Rc::new(move |n| Box::pin(hosts::apiserver(i, members.clone(), s ^ n, acts.clone(), actors.clone()))));
+        host(
+            &mut sim,
+            "api",
+            i,
+            Rc::new(move |n| Box::pin(hosts::apiserver(i, members.clone(), s ^ n, acts.clone(), actors.clone(), timings.tolerations))),
+        );
     }
+    let lifecycle = timings.lifecycle.clone();
     for i in 0..REPLICAS {
+        let lifecycle = lifecycle.clone();
         let (apis, sched_actors, bugs) = (api_ips.clone(), actors.clone(), opts.cp_bugs);
         let s = seed(1100 + i as u64);
         host(&mut sim, "sched", i, Rc::new(move |n| Box::pin(hosts::scheduler(i, n, apis.clone(), s ^ n, sched_actors.clone(), bugs))));
         let (apis, cm_actors) = (api_ips.clone(), actors.clone());
-        host(&mut sim, "cm", i, Rc::new(move |n| Box::pin(hosts::controller_manager(i, n, apis.clone(), cm_actors.clone(), bugs))));
+        host(
+            &mut sim,
+            "cm",
+            i,
+            Rc::new(move |n| Box::pin(hosts::controller_manager(i, n, apis.clone(), cm_actors.clone(), bugs, lifecycle.clone()))),
+        );
     }
+    let lease = timings.lease;
     for i in 0..KUBELETS {
         let (apis, dir) = (api_ips.clone(), scratch.path().join(format!("kubelet{i}")));
-        host(&mut sim, "kubelet", i, Rc::new(move |_| Box::pin(hosts::kubelet(i, NODES_PER_KUBELET, apis.clone(), dir.clone()))));
+        host(&mut sim, "kubelet", i, Rc::new(move |_| Box::pin(hosts::kubelet(i, apis.clone(), dir.clone(), lease))));
     }
-    let when = workload::Schedule { start: Duration::from_secs(2), settle: opts.faults_until, deadline };
+    // The nodes scenario: one kubelet host cut off from every apiserver from `cut_from` until
+    // the faults stop; the user's changes stop 4 s before it.
+    let cut = opts.cut_from.map(|from| {
+        let host = (SplitMix64(opts.seed ^ 0x0C07).next_u64() % KUBELETS as u64) as usize;
+        (from, host)
+    });
+    let when = workload::Schedule {
+        start: Duration::from_secs(2),
+        settle: cut.map_or(opts.faults_until, |(from, _)| from.saturating_sub(Duration::from_secs(4))),
+        deadline,
+        cut: cut.map(|(from, host)| workload::Cut { from, until: opts.faults_until, nodes: node_names(host) }),
+    };
+    rec.borrow_mut().cut = cut.map(|(from, host)| (from.as_millis(), opts.faults_until.as_millis(), node_names(host)));
     sim.client("user", workload::user(rec.clone(), api_ips.clone(), seed(1200), DEPLOYMENTS, when));
-    sim.client("podwatch", workload::pod_history(rec.clone(), members.clone(), deadline + Duration::from_secs(1)));
+    sim.client("history", history::watch(rec.clone(), members.clone(), deadline + Duration::from_secs(1)));
 
     let mut nemesis = Nemesis::new(opts.plan.clone(), seed(500));
-    let mut cp_plan = plan(opts.seed, opts.faults_until);
+    let mut cp_plan = match cut {
+        Some((from, host)) => vec![(from, opts.faults_until - from, CpFault::PartitionKubelet(host))],
+        None => plan(opts.seed, opts.faults_until),
+    };
     cp_plan.reverse();
-    let mut cp_active: Option<(Duration, String)> = None;
+    // The fault in force: until when, and the host it crashed or the partition it made.
+    let mut cp_active: Option<(Duration, Heal)> = None;
     let mut healed = false;
     let mut violations = Vec::new();
     let mut panicked = false;
@@ -210,11 +297,22 @@ pub fn run_here(opts: &Options) -> Outcome {
         } else if !healed {
             nemesis.step(&mut sim, &slots, now);
         }
-        if let Some((until, name)) = &cp_active
+        if let Some((until, heal)) = &cp_active
             && (now >= *until || healed)
         {
-            sim.bounce(name.as_str());
-            rec.borrow_mut().faults.push(format!("{} ms restart {name}", now.as_millis()));
+            let done = match heal {
+                Heal::Restart(name) => {
+                    sim.bounce(name.as_str());
+                    format!("restart {name}")
+                }
+                Heal::Release(a, bs) => {
+                    for b in bs {
+                        sim.release(a.as_str(), b.as_str());
+                    }
+                    format!("release {a} ↔ {}", bs.join(", "))
+                }
+            };
+            rec.borrow_mut().faults.push(format!("{} ms {done}", now.as_millis()));
             cp_active = None;
         }
         if cp_active.is_none()
@@ -223,10 +321,13 @@ pub fn run_here(opts: &Options) -> Outcome {
             && now >= at
         {
             cp_plan.pop();
-            let name = target(&hosts, &actors, fault);
-            rec.borrow_mut().faults.push(format!("{} ms {fault:?}: crash {name}", now.as_millis()));
-            sim.crash(name.as_str());
-            cp_active = Some((now + lasts, name));
+            let heal = inject(&mut sim, &hosts, &actors, fault);
+            let what = match &heal {
+                Heal::Restart(name) => format!("crash {name}"),
+                Heal::Release(a, bs) => format!("cut {a} ↮ {}", bs.join(", ")),
+            };
+            rec.borrow_mut().faults.push(format!("{} ms {fault:?}: {what}", now.as_millis()));
+            cp_active = Some((now + lasts, heal));
         }
         match crate::run::step(&mut sim, "a host", &mut violations) {
             crate::run::Step::Go => {}
@@ -256,12 +357,46 @@ pub fn run_here(opts: &Options) -> Outcome {
 
 type HostFuture = std::pin::Pin<Box<dyn std::future::Future<Output = turmoil::Result>>>;
 
-/// The host a fault crashes: the named apiserver, or the replica whose election says it leads.
+/// How a control-plane fault ends.
+enum Heal {
+    /// Restart the crashed host (a new incarnation).
+    Restart(String),
+    /// Release the links between a host and these.
+    Release(String, Vec<String>),
+}
+
+/// Applies `fault`; how to end it.
+fn inject(sim: &mut turmoil::Sim<'_>, hosts: &BTreeMap<&'static str, Vec<CpHost>>, actors: &acts::Actors, fault: CpFault) -> Heal {
+    let name = |kind: &str, i: usize| hosts.get(kind).and_then(|h| h.get(i)).map_or_else(String::new, |h| h.name.clone());
+    let crash = |sim: &mut turmoil::Sim<'_>, name: String| {
+        sim.crash(name.as_str());
+        Heal::Restart(name)
+    };
+    match fault {
+        CpFault::CrashApiserver(i) => crash(sim, name("api", i)),
+        CpFault::CrashKubelet(i) => crash(sim, name("kubelet", i)),
+        CpFault::CrashActiveScheduler | CpFault::CrashActiveControllerManager => {
+            let active = target(hosts, actors, fault);
+            crash(sim, active)
+        }
+        CpFault::PartitionKubelet(i) => {
+            let (kubelet, apis) = (name("kubelet", i), (0..APISERVERS).map(|a| name("api", a)).collect::<Vec<_>>());
+            // Held, not dropped: turmoil's TCP does not retransmit, so a dropped segment would
+            // leave a connection silently broken for good, where real TCP delivers it once
+            // the network heals (within its retransmission timeout, minutes).
+            for a in &apis {
+                sim.hold(kubelet.as_str(), a.as_str());
+            }
+            Heal::Release(kubelet, apis)
+        }
+    }
+}
+
+/// The replica a fault crashes: the one whose election says it leads (replica 0 when none does).
 fn target(hosts: &BTreeMap<&'static str, Vec<CpHost>>, actors: &acts::Actors, fault: CpFault) -> String {
     let (kind, prefix) = match fault {
-        CpFault::CrashApiserver(i) => return hosts.get("api").and_then(|h| h.get(i)).map_or_else(String::new, |h| h.name.clone()),
         CpFault::CrashActiveScheduler => ("sched", "scheduler"),
-        CpFault::CrashActiveControllerManager => ("cm", "controller-manager"),
+        _ => ("cm", "controller-manager"),
     };
     let replicas = hosts.get(kind).map(Vec::as_slice).unwrap_or_default();
     let actors = actors.lock().unwrap_or_else(|p| p.into_inner());
@@ -280,18 +415,28 @@ fn failed(why: String) -> Outcome {
 /// Every violation in `record`.
 pub fn judge(record: &Record) -> Vec<String> {
     let mut out = Vec::new();
-    out.extend(workload::bound_once(&record.pods).into_iter().map(|v| format!("bound twice: {v}")));
+    out.extend(workload::bound_once(&record.history).into_iter().map(|v| format!("bound twice: {v}")));
+    out.extend(history::rollout_bounds(&record.history).into_iter().map(|v| format!("rollout bounds: {v}")));
+    out.extend(history::lost_writes(&record.history, &record.writes).into_iter().map(|v| format!("lost write: {v}")));
     out.extend(acts::one_actor_per_term(&record.acts).into_iter().map(|v| format!("two actors at once: {v}")));
-    if let Some(at) = record.pods_lost {
-        out.push(format!("the pod history is incomplete: compacted at revision {at}"));
+    if let Some(at) = record.history_lost {
+        out.push(format!("the store history is incomplete: compacted at revision {at}"));
     }
     match &record.convergence {
         Some(Ok(_)) => {}
         Some(Err(e)) => out.push(format!("convergence: {e}")),
         None => out.push("convergence: the user never set the final spec".into()),
     }
+    if let Some((from, until, nodes)) = &record.cut {
+        match &record.during {
+            Some(Ok(_)) => {}
+            Some(Err(e)) => out.push(format!("convergence during the cut: {e}")),
+            None => out.push("convergence during the cut: never checked".into()),
+        }
+        out.extend(workload::evicted(&record.history, *from, *until, nodes).err().map(|e| format!("the cut tested nothing: {e}")));
+    }
     let acted = |k: acts::Kind| record.acts.iter().any(|a| a.kind == k);
-    if record.desired.values().any(|r| *r > 0) && !(acted(acts::Kind::Scheduler) && acted(acts::Kind::ControllerManager)) {
+    if record.desired.values().any(|(r, _)| *r > 0) && !(acted(acts::Kind::Scheduler) && acted(acts::Kind::ControllerManager)) {
         out.push("no act of a scheduler or of a controller-manager was recorded: the act checker saw nothing".into());
     }
     out

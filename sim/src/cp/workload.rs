@@ -10,6 +10,7 @@
 //! - A pod is identified by its uid (a name can be reused by a new pod).
 
 use super::Record;
+use super::history::{ObjKind, Version, Written};
 use super::net::ApiConnector;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
@@ -23,38 +24,12 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-/// One version of a pod as the store holds it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PodVersion {
-    /// Store revision.
-    pub revision: i64,
-    /// `/registry/pods/<ns>/<name>`.
-    pub key: String,
-    /// `metadata.uid` (of the previous value for a deletion).
-    pub uid: String,
-    /// `spec.nodeName`.
-    pub node: Option<String>,
-    /// A deletion.
-    pub deleted: bool,
-}
-
-fn version_of(revision: i64, key: &str, value: &[u8], deleted: bool) -> PodVersion {
-    let v: serde_json::Value = serde_json::from_slice(value).unwrap_or_default();
-    PodVersion {
-        revision,
-        key: key.to_string(),
-        uid: v["metadata"]["uid"].as_str().unwrap_or_default().to_string(),
-        node: v["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()).map(str::to_string),
-        deleted,
-    }
-}
-
 /// Violations of "a pod is bound at most once and never rebound": once a pod's `nodeName` is
 /// set it never changes (to another node or back to none) while the pod exists.
-pub fn bound_once(history: &[PodVersion]) -> Vec<String> {
+pub fn bound_once(history: &[Version]) -> Vec<String> {
     let mut bound: BTreeMap<&str, (&str, i64)> = BTreeMap::new();
     let mut out = Vec::new();
-    for v in history.iter().filter(|v| !v.deleted) {
+    for v in history.iter().filter(|v| !v.deleted && v.kind == ObjKind::Pod) {
         match (bound.get(v.uid.as_str()), &v.node) {
             (Some((node, rev)), Some(now)) if node != now => {
                 out.push(format!("pod {} (uid {}) bound to {node} at revision {rev} is on {now} at revision {}", v.key, v.uid, v.revision))
@@ -71,104 +46,82 @@ pub fn bound_once(history: &[PodVersion]) -> Vec<String> {
     out
 }
 
-/// Watches every pod key in the store from revision 1 with previous values, resumed after
-/// every break, until a second after the user's convergence verdict (or `until`).
-pub async fn pod_history(rec: Rc<RefCell<Record>>, members: Vec<SocketAddr>, until: Duration) -> turmoil::Result {
-    use futures::StreamExt;
-    use keel_etcd::WatchItem;
-    let endpoints: Vec<String> = members.iter().map(|m| m.to_string()).collect();
-    let cfg = keel_etcd::Config { connect_timeout: Duration::from_secs(1), request_timeout: Duration::from_secs(3), ..Default::default() };
-    let client = super::hosts::store_client(&endpoints, &cfg)?;
-    let prefix = b"/registry/pods/".to_vec();
-    let create = keel_etcd::proto::etcdserverpb::WatchCreateRequest {
-        range_end: keel_etcd::prefix_end(&prefix).into(),
-        key: prefix.into(),
-        start_revision: 1,
-        prev_kv: true,
-        ..Default::default()
-    };
-    let mut stream = Box::pin(keel_etcd::Resumable::new(client, create).into_stream());
-    let end = tokio::time::sleep(until.saturating_sub(turmoil::sim_elapsed().unwrap_or_default()));
-    tokio::pin!(end);
-    let mut check = tokio::time::interval(Duration::from_millis(500));
-    let mut converged_at: Option<Duration> = None;
-    loop {
-        let item = tokio::select! {
-            _ = &mut end => return Ok(()),
-            // Once the user's verdict is in, a second more of history, then the run may end.
-            _ = check.tick() => {
-                let now = turmoil::sim_elapsed().unwrap_or_default();
-                match converged_at {
-                    Some(at) if now >= at + Duration::from_secs(1) => return Ok(()),
-                    None if rec.borrow().convergence.is_some() => converged_at = Some(now),
-                    _ => {}
-                }
-                continue;
-            }
-            item = stream.next() => item,
-        };
-        match item {
-            Some(WatchItem::Events(events)) => {
-                let mut r = rec.borrow_mut();
-                for e in events {
-                    let deleted = e.r#type == keel_etcd::proto::mvccpb::event::EventType::Delete as i32;
-                    let Some(kv) = e.kv.as_ref() else { continue };
-                    let key = String::from_utf8_lossy(&kv.key).into_owned();
-                    let value = if deleted { e.prev_kv.as_ref().map(|p| p.value.as_ref()).unwrap_or_default() } else { kv.value.as_ref() };
-                    r.pods.push(version_of(kv.mod_revision, &key, value, deleted));
-                }
-            }
-            Some(WatchItem::Progress(_)) => {}
-            Some(WatchItem::Compacted(at)) => {
-                rec.borrow_mut().pods_lost = Some(at);
-                return Ok(());
-            }
-            None => return Ok(()),
-        }
-    }
+/// The image of the user's `n`th template.
+fn image(n: u64) -> String {
+    format!("registry.k8s.io/keel-sim/web:v{n}")
 }
 
-fn deployment(name: &str, replicas: i32) -> Result<Deployment, String> {
+fn template(name: &str, image: &str) -> serde_json::Value {
+    json!({
+        "metadata": {"labels": {"app": name}},
+        "spec": {"containers": [{"name": "web", "image": image}]}
+    })
+}
+
+fn deployment(name: &str, replicas: i32, image: &str) -> Result<Deployment, String> {
     serde_json::from_value(json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "web", "image": "registry.k8s.io/pause:3.10"}]}
-            }
-        }
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}}, "template": template(name, image)}
     }))
     .map_err(|e| e.to_string())
 }
 
 /// What the user does: when.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Schedule {
     /// First request.
     pub start: Duration,
-    /// Scaling stops; the final spec is set and the convergence check starts.
+    /// Changes stop; the final spec is set and the convergence check starts.
     pub settle: Duration,
     /// The convergence check gives up.
     pub deadline: Duration,
+    /// The nodes scenario's cut: the Deployments must converge on the other nodes before it
+    /// heals.
+    pub cut: Option<Cut>,
 }
 
-/// The user: creates `count` Deployments, scales them at random until `settle`, sets the final
-/// replicas once more, then waits for every Deployment to converge.
+/// A kubelet host cut off from the apiservers.
+#[derive(Clone, Debug)]
+pub struct Cut {
+    /// It starts.
+    pub from: Duration,
+    /// It heals.
+    pub until: Duration,
+    /// The nodes it cuts off.
+    pub nodes: Vec<String>,
+}
+
+/// One change the user makes to a Deployment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Change {
+    Scale(i32),
+    /// A rolling update to a new template (a new image).
+    Rollout(String),
+    /// `kubectl rollout undo`: the template of the ReplicaSet of the revision before the
+    /// current one.
+    Undo,
+    /// The final spec: replicas and template both.
+    Final(i32, String),
+}
+
+/// The user: creates `count` Deployments, then until `settle` scales them, rolls them out to a
+/// new image and rolls them back at random, sets the final spec once more (acknowledged), then
+/// waits for every Deployment to converge. Every write of a spec is recorded in
+/// `Record::writes` (acknowledged with its resourceVersion, or sent without an answer).
 pub async fn user(rec: Rc<RefCell<Record>>, apiservers: Vec<SocketAddr>, seed: u64, count: usize, when: Schedule) -> turmoil::Result {
     let client = super::net::kube_client("user", ApiConnector::new(apiservers, 0))?;
     let api: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let mut rng = SplitMix64(seed);
     tokio::time::sleep(when.start).await;
     let names: Vec<String> = (0..count).map(|i| format!("web-{i}")).collect();
-    let mut desired: BTreeMap<String, i32> = BTreeMap::new();
+    let mut desired: BTreeMap<String, (i32, String)> = BTreeMap::new();
+    let mut images = 0;
     let now_ms = || turmoil::sim_elapsed().unwrap_or_default().as_millis();
     for name in &names {
         let replicas = 1 + (rng.next_u64() % 3) as i32;
-        let d = deployment(name, replicas)?;
+        let d = deployment(name, replicas, &image(0))?;
         loop {
             let r = tokio::time::timeout(Duration::from_secs(5), api.create(&PostParams::default(), &d)).await;
             let ok = match &r {
@@ -177,36 +130,50 @@ pub async fn user(rec: Rc<RefCell<Record>>, apiservers: Vec<SocketAddr>, seed: u
                 _ => false,
             };
             rec.borrow_mut().user.push(format!("{} ms create {name} replicas {replicas}: {}", now_ms(), outcome(&r)));
+            written(&rec, name, &r, (replicas, image(0)));
             if ok {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        desired.insert(name.clone(), replicas);
+        desired.insert(name.clone(), (replicas, image(0)));
     }
     while turmoil::sim_elapsed().unwrap_or_default() < when.settle {
         tokio::time::sleep(Duration::from_millis(1000 + rng.next_u64() % 3000)).await;
         let name = &names[(rng.next_u64() % count as u64) as usize];
-        let replicas = (rng.next_u64() % 5) as i32;
-        let r = tokio::time::timeout(Duration::from_secs(5), scale(&api, name, replicas)).await;
-        rec.borrow_mut().user.push(format!("{} ms scale {name} to {replicas}: {}", now_ms(), outcome(&r)));
-        desired.insert(name.clone(), replicas);
+        let change = match rng.next_u64() % 10 {
+            0..=4 => Change::Scale((rng.next_u64() % 5) as i32),
+            5..=7 => {
+                images += 1;
+                Change::Rollout(image(images))
+            }
+            _ => Change::Undo,
+        };
+        let want = desired.get(name).cloned().unwrap_or_default();
+        change_one(&rec, &api, name, change, want, &mut desired).await;
     }
     // The final spec, acknowledged.
-    for (name, replicas) in &desired {
+    for (name, (replicas, image)) in desired.clone() {
         loop {
-            let r = tokio::time::timeout(Duration::from_secs(5), scale(&api, name, *replicas)).await;
-            rec.borrow_mut().user.push(format!("{} ms final {name} replicas {replicas}: {}", now_ms(), outcome(&r)));
-            if matches!(r, Ok(Ok(_))) {
+            let change = Change::Final(replicas, image.clone());
+            if change_one(&rec, &api, &name, change, (replicas, image.clone()), &mut desired).await {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
     rec.borrow_mut().desired = desired.clone();
+    if let Some(cut) = &when.cut {
+        let verdict = converge_during(&client, &desired, cut).await;
+        rec.borrow_mut().during = Some(verdict);
+        tokio::time::sleep(cut.until.saturating_sub(turmoil::sim_elapsed().unwrap_or_default())).await;
+    }
     let settled = turmoil::sim_elapsed().unwrap_or_default();
     loop {
-        let state = observe(&client, &desired).await;
+        let state = match observe(&client, &desired, &[]).await {
+            Ok(()) => nodes_ready(&client).await,
+            Err(e) => Err(e),
+        };
         let now = turmoil::sim_elapsed().unwrap_or_default();
         match state {
             Ok(()) => {
@@ -223,8 +190,136 @@ pub async fn user(rec: Rc<RefCell<Record>>, apiservers: Vec<SocketAddr>, seed: u
     }
 }
 
-async fn scale(api: &Api<Deployment>, name: &str, replicas: i32) -> kube::Result<Deployment> {
-    api.patch(name, &PatchParams::default(), &Patch::Merge(json!({"spec": {"replicas": replicas}}))).await
+/// Whether every Deployment converges on the nodes `cut` leaves while it lasts (its pods on
+/// the cut nodes evicted and replaced on the others).
+async fn converge_during(client: &kube::Client, desired: &BTreeMap<String, (i32, String)>, cut: &Cut) -> Result<String, String> {
+    let mut why = "never checked".to_string();
+    loop {
+        let now = turmoil::sim_elapsed().unwrap_or_default();
+        if now >= cut.until {
+            return Err(format!("not converged on the other nodes before the cut healed: {why}"));
+        }
+        match observe(client, desired, &cut.nodes).await {
+            Ok(()) if now >= cut.from => {
+                return Ok(format!("converged on the other nodes {} ms into the cut", (now - cut.from).as_millis()));
+            }
+            Ok(()) => why = "converged before the cut".into(),
+            Err(e) => why = e,
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Whether every node is Ready without a `not-ready` or `unreachable` taint.
+async fn nodes_ready(client: &kube::Client) -> Result<(), String> {
+    use k8s_openapi::api::core::v1::Node;
+    let nodes: Api<Node> = Api::all(client.clone());
+    let list = nodes.list(&ListParams::default()).await.map_err(|e| format!("list nodes: {e}"))?;
+    if list.items.len() != super::KUBELETS * super::NODES_PER_KUBELET {
+        return Err(format!("{} nodes registered", list.items.len()));
+    }
+    for n in &list.items {
+        let name = n.metadata.name.clone().unwrap_or_default();
+        let ready = n.status.as_ref().and_then(|s| s.conditions.as_ref()).and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
+        if ready.map(|c| c.status.as_str()) != Some("True") {
+            return Err(format!("node {name} is not Ready: {:?}", ready.map(|c| (&c.status, &c.reason))));
+        }
+        let taints = n.spec.as_ref().and_then(|s| s.taints.as_ref()).into_iter().flatten();
+        if let Some(t) = taints.into_iter().find(|t| t.key == "node.kubernetes.io/unreachable" || t.key == "node.kubernetes.io/not-ready") {
+            return Err(format!("node {name} is still tainted {}:{}", t.key, t.effect));
+        }
+    }
+    Ok(())
+}
+
+/// Makes `change` to Deployment `name` (whose spec the user believes is `want`), records it,
+/// and updates `desired` to what the user now wants; whether it was acknowledged.
+async fn change_one(
+    rec: &Rc<RefCell<Record>>,
+    api: &Api<Deployment>,
+    name: &str,
+    change: Change,
+    want: (i32, String),
+    desired: &mut BTreeMap<String, (i32, String)>,
+) -> bool {
+    let now_ms = || turmoil::sim_elapsed().unwrap_or_default().as_millis();
+    let (replicas, image) = want;
+    let (patch, after) = match &change {
+        Change::Scale(n) => (json!({"spec": {"replicas": n}}), (*n, image)),
+        Change::Rollout(i) => (json!({"spec": {"template": template(name, i)}}), (replicas, i.clone())),
+        Change::Final(n, i) => (json!({"spec": {"replicas": n, "template": template(name, i)}}), (*n, i.clone())),
+        Change::Undo => match tokio::time::timeout(Duration::from_secs(5), previous_template(api, name)).await {
+            Ok(Ok(Some(t))) => {
+                let i = t["spec"]["containers"][0]["image"].as_str().unwrap_or_default().to_string();
+                (json!({"spec": {"template": t}}), (replicas, i))
+            }
+            other => {
+                let why = match other {
+                    Ok(Ok(_)) => "no earlier revision".to_string(),
+                    Ok(Err(e)) => e,
+                    Err(_) => "timed out".into(),
+                };
+                rec.borrow_mut().user.push(format!("{} ms undo {name}: {why}", now_ms()));
+                return false;
+            }
+        },
+    };
+    let r = tokio::time::timeout(Duration::from_secs(5), api.patch(name, &PatchParams::default(), &Patch::Merge(&patch))).await;
+    rec.borrow_mut().user.push(format!("{} ms {change:?} {name} (now {after:?}): {}", now_ms(), outcome(&r)));
+    written(rec, name, &r, after.clone());
+    desired.insert(name.to_string(), after);
+    matches!(r, Ok(Ok(_)))
+}
+
+/// Records a write of Deployment `name`'s spec: with the stored values the answer names when
+/// acknowledged, else what the user meant to set.
+fn written(rec: &Rc<RefCell<Record>>, name: &str, r: &Result<kube::Result<Deployment>, tokio::time::error::Elapsed>, meant: (i32, String)) {
+    let key = format!("/registry/deployments/default/{name}");
+    let w = match r {
+        Ok(Ok(d)) => {
+            let spec = d.spec.as_ref();
+            Written {
+                key,
+                revision: d.metadata.resource_version.as_deref().and_then(|v| v.parse().ok()).unwrap_or(0),
+                replicas: spec.and_then(|s| s.replicas).unwrap_or(1),
+                image: spec
+                    .and_then(|s| s.template.spec.as_ref())
+                    .and_then(|p| p.containers.first())
+                    .and_then(|c| c.image.clone())
+                    .unwrap_or_default(),
+            }
+        }
+        // Refused for sure: nothing was written.
+        Ok(Err(kube::Error::Api(s))) if s.code < 500 => return,
+        _ => Written { key, revision: 0, replicas: meant.0, image: meant.1 },
+    };
+    rec.borrow_mut().writes.push(w);
+}
+
+/// `kubectl rollout undo`'s choice: the pod template of the Deployment's ReplicaSet with the
+/// highest revision below the current one, without its `pod-template-hash` label.
+async fn previous_template(api: &Api<Deployment>, name: &str) -> Result<Option<serde_json::Value>, String> {
+    use k8s_openapi::api::apps::v1::ReplicaSet;
+    const REVISION: &str = "deployment.kubernetes.io/revision";
+    let d = api.get(name).await.map_err(|e| format!("get: {e}"))?;
+    let uid = d.metadata.uid.clone().unwrap_or_default();
+    let rss: Api<ReplicaSet> = Api::namespaced(api.clone().into_client(), "default");
+    let list = rss.list(&ListParams::default().labels(&format!("app={name}"))).await.map_err(|e| format!("list: {e}"))?;
+    let revision = |a: Option<&BTreeMap<String, String>>| a.and_then(|a| a.get(REVISION)).and_then(|r| r.parse::<i64>().ok()).unwrap_or(0);
+    let current = revision(d.metadata.annotations.as_ref());
+    let owned =
+        list.items.into_iter().filter(|r| r.metadata.owner_references.iter().flatten().any(|o| o.uid == uid && o.controller == Some(true)));
+    let previous = owned
+        .map(|r| (revision(r.metadata.annotations.as_ref()), r))
+        .filter(|(rev, _)| *rev < current && *rev > 0)
+        .max_by_key(|(rev, _)| *rev);
+    let Some((_, rs)) = previous else { return Ok(None) };
+    let Some(t) = rs.spec.map(|s| s.template) else { return Ok(None) };
+    let mut t = serde_json::to_value(t).map_err(|e| e.to_string())?;
+    if let Some(labels) = t["metadata"]["labels"].as_object_mut() {
+        labels.remove("pod-template-hash");
+    }
+    Ok(Some(t))
 }
 
 fn outcome<T>(r: &Result<kube::Result<T>, tokio::time::error::Elapsed>) -> String {
@@ -238,11 +333,11 @@ fn outcome<T>(r: &Result<kube::Result<T>, tokio::time::error::Elapsed>) -> Strin
 
 /// Whether every Deployment has converged to `desired`: its status says so (observed
 /// generation, replicas, updated, ready, available) and exactly that many of its pods exist,
-/// each bound and running.
-async fn observe(client: &kube::Client, desired: &BTreeMap<String, i32>) -> Result<(), String> {
+/// each bound (to none of `avoid`), running, with the wanted image.
+async fn observe(client: &kube::Client, desired: &BTreeMap<String, (i32, String)>, avoid: &[String]) -> Result<(), String> {
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), "default");
     let pods: Api<Pod> = Api::namespaced(client.clone(), "default");
-    for (name, want) in desired {
+    for (name, (want, image)) in desired {
         let d = deployments.get(name).await.map_err(|e| format!("get {name}: {e}"))?;
         let s = d.status.clone().unwrap_or_default();
         let generation = d.metadata.generation.unwrap_or_default();
@@ -254,22 +349,45 @@ async fn observe(client: &kube::Client, desired: &BTreeMap<String, i32>) -> Resu
             n(s.ready_replicas),
             n(s.available_replicas),
         );
+        let stored =
+            d.spec.as_ref().and_then(|s| s.template.spec.as_ref()).and_then(|p| p.containers.first()).and_then(|c| c.image.as_deref());
+        if stored != Some(image.as_str()) {
+            return Err(format!("{name} wants image {image}: its template has {stored:?}"));
+        }
         if got != (true, *want, *want, *want, *want) {
             return Err(format!("{name} wants {want}: status (observed current, replicas, updated, ready, available) {got:?}"));
         }
         let list =
             pods.list(&ListParams::default().labels(&format!("app={name}"))).await.map_err(|e| format!("list pods of {name}: {e}"))?;
         let live: Vec<&Pod> = list.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
+        if let Some(p) = live.iter().find(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some_and(|n| avoid.contains(n))) {
+            return Err(format!("{name}: pod {} is still live on a cut node", p.metadata.name.clone().unwrap_or_default()));
+        }
         let running = live
             .iter()
             .filter(|p| {
                 p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some()
+                    && p.spec.as_ref().and_then(|s| s.containers.first()).and_then(|c| c.image.as_deref()) == Some(image.as_str())
                     && p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
             })
             .count();
         if live.len() != *want as usize || running != *want as usize {
-            return Err(format!("{name} wants {want}: {} pods, {running} bound and running", live.len()));
+            return Err(format!("{name} wants {want}: {} pods, {running} bound and running {image}", live.len()));
         }
+    }
+    Ok(())
+}
+
+/// Whether the cut (from `from` to `until` ms, of `nodes`) had something to evict: some pod
+/// was active on a cut node when it started.
+pub fn evicted(history: &[Version], from: u128, until: u128, nodes: &[String]) -> Result<(), String> {
+    let mut last: BTreeMap<&str, &Version> = BTreeMap::new();
+    for v in history.iter().filter(|v| v.kind == ObjKind::Pod && v.at_ms <= from) {
+        last.insert(v.uid.as_str(), v);
+    }
+    let on_cut = last.values().filter(|v| v.active && v.node.as_ref().is_some_and(|n| nodes.contains(n))).count();
+    if on_cut == 0 {
+        return Err(format!("no pod was running on {nodes:?} when they were cut off at {from} ms (until {until} ms)"));
     }
     Ok(())
 }
@@ -278,13 +396,26 @@ async fn observe(client: &kube::Client, desired: &BTreeMap<String, i32>) -> Resu
 mod tests {
     use super::*;
 
-    fn v(revision: i64, uid: &str, node: Option<&str>, deleted: bool) -> PodVersion {
-        PodVersion { revision, key: format!("/registry/pods/default/{uid}"), uid: uid.into(), node: node.map(str::to_string), deleted }
+    fn v(revision: i64, uid: &str, node: Option<&str>, deleted: bool) -> Version {
+        Version {
+            revision,
+            at_ms: 0,
+            kind: ObjKind::Pod,
+            key: format!("/registry/pods/default/{uid}"),
+            uid: uid.into(),
+            deleted,
+            node: node.map(str::to_string),
+            active: !deleted,
+            owner: None,
+            replicas: 0,
+            max_surge: 0,
+            image: None,
+        }
     }
 
     #[test]
     fn a_pod_is_bound_once() {
-        let cases: Vec<(&str, Vec<PodVersion>, usize)> = vec![
+        let cases: Vec<(&str, Vec<Version>, usize)> = vec![
             (
                 "created, bound, updated, deleted",
                 vec![v(1, "a", None, false), v(2, "a", Some("n1"), false), v(3, "a", Some("n1"), false), v(4, "a", Some("n1"), true)],
@@ -302,12 +433,5 @@ mod tests {
         for (name, history, violations) in cases {
             assert_eq!(bound_once(&history).len(), violations, "{name}: {:?}", bound_once(&history));
         }
-    }
-
-    #[test]
-    fn versions_read_uid_and_node_from_the_stored_json() {
-        let p = version_of(7, "/registry/pods/d/p", br#"{"metadata":{"uid":"u1"},"spec":{"nodeName":"n1"}}"#, false);
-        assert_eq!((p.uid.as_str(), p.node.as_deref()), ("u1", Some("n1")));
-        assert_eq!(version_of(7, "k", br#"{"metadata":{"uid":"u1"},"spec":{}}"#, false).node, None);
     }
 }

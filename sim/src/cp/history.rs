@@ -1,0 +1,303 @@
+//! The store's history of the objects the checkers judge: one etcd watch of `/registry/` from
+//! revision 1 with previous values, resumed after every break, keeping every version of every
+//! pod, ReplicaSet and Deployment (in revision order, each with the simulated instant the
+//! watcher received it). [`rollout_bounds`] and [`lost_writes`] judge it.
+//!
+//! Invariants:
+//! - One stream for the three kinds, so their versions interleave in the store's order.
+//! - An object is identified by its uid (a name can be reused by a new object).
+//! - The rollout bounds are what the controllers guarantee from their own decisions, given an
+//!   informer at most [`STALE`] behind the store: a ReplicaSet never has more active pods
+//!   (not terminating, not Succeeded or Failed) right after a pod create than the replicas it
+//!   had at some instant within [`STALE`] before; a Deployment's ReplicaSets never ask for more
+//!   replicas in all (at a scale-up of one of them) than `replicas + maxSurge` of a Deployment
+//!   version current within [`STALE`] before. Node faults cannot break either (pods that fail
+//!   or are evicted stop counting); availability (`maxUnavailable`) they can, so it is not
+//!   checked.
+
+use super::Record;
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// How far behind the store a controller's informer may be when it decides.
+pub const STALE: Duration = Duration::from_secs(10);
+
+/// What kind of object a version is of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ObjKind {
+    Pod,
+    ReplicaSet,
+    Deployment,
+}
+
+/// One version of an object as the store holds it (a deletion carries the previous value).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Version {
+    /// Store revision.
+    pub revision: i64,
+    /// When the history's watcher received it (simulated ms).
+    pub at_ms: u128,
+    /// Kind.
+    pub kind: ObjKind,
+    /// `/registry/pods/<ns>/<name>`.
+    pub key: String,
+    /// `metadata.uid`.
+    pub uid: String,
+    /// A deletion.
+    pub deleted: bool,
+    /// Pod: `spec.nodeName`.
+    pub node: Option<String>,
+    /// Pod: not terminating, not Succeeded or Failed (kube's `IsPodActive`).
+    pub active: bool,
+    /// Pod, ReplicaSet: the controller owner's uid.
+    pub owner: Option<String>,
+    /// ReplicaSet, Deployment: `spec.replicas`.
+    pub replicas: i32,
+    /// Deployment: `maxSurge` resolved against `replicas`.
+    pub max_surge: i32,
+    /// Deployment: the first container's image (the template as the user sets it).
+    pub image: Option<String>,
+}
+
+/// `maxSurge` (an int or a percentage, default 25 %) resolved against `replicas`, rounded up
+/// as kube's `ResolveFenceposts` does for the surge.
+pub fn resolve_surge(v: &serde_json::Value, replicas: i32) -> i32 {
+    match v {
+        serde_json::Value::Number(n) => n.as_i64().unwrap_or(0) as i32,
+        serde_json::Value::String(s) => match s.strip_suffix('%').and_then(|p| p.parse::<i64>().ok()) {
+            Some(p) => ((p * replicas as i64 + 99) / 100) as i32,
+            None => 0,
+        },
+        _ => (replicas + 3) / 4,
+    }
+}
+
+/// The version `value` (stored JSON) is of `key`, or None for keys of other kinds.
+pub fn version_of(revision: i64, at_ms: u128, key: &str, value: &[u8], deleted: bool) -> Option<Version> {
+    let kind = if key.starts_with("/registry/pods/") {
+        ObjKind::Pod
+    } else if key.starts_with("/registry/replicasets/") {
+        ObjKind::ReplicaSet
+    } else if key.starts_with("/registry/deployments/") {
+        ObjKind::Deployment
+    } else {
+        return None;
+    };
+    let v: serde_json::Value = serde_json::from_slice(value).unwrap_or_default();
+    let owner = v["metadata"]["ownerReferences"]
+        .as_array()
+        .and_then(|refs| refs.iter().find(|r| r["controller"].as_bool() == Some(true)))
+        .and_then(|r| r["uid"].as_str())
+        .map(str::to_string);
+    let phase = v["status"]["phase"].as_str().unwrap_or_default();
+    let replicas = v["spec"]["replicas"].as_i64().unwrap_or(1) as i32;
+    Some(Version {
+        revision,
+        at_ms,
+        kind,
+        key: key.to_string(),
+        uid: v["metadata"]["uid"].as_str().unwrap_or_default().to_string(),
+        deleted,
+        node: v["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()).map(str::to_string),
+        active: !deleted && v["metadata"]["deletionTimestamp"].is_null() && phase != "Succeeded" && phase != "Failed",
+        owner,
+        replicas,
+        max_surge: resolve_surge(&v["spec"]["strategy"]["rollingUpdate"]["maxSurge"], replicas),
+        image: v["spec"]["template"]["spec"]["containers"][0]["image"].as_str().map(str::to_string),
+    })
+}
+
+/// An object's versions seen so far: (received at, value) in order.
+type Timeline = Vec<(u128, i32)>;
+
+/// The largest value a timeline had at any instant in [`at` - [`STALE`], `at`].
+fn max_within(t: &Timeline, at: u128) -> i32 {
+    let from = at.saturating_sub(STALE.as_millis());
+    // The value current at `from` (the last one received at or before it) and every later one.
+    let first = t.iter().rposition(|(when, _)| *when <= from).unwrap_or(0);
+    t[first..].iter().map(|(_, v)| *v).max().unwrap_or(0)
+}
+
+/// Violations of the rollout bounds (see the module doc) in `history`.
+pub fn rollout_bounds(history: &[Version]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut pods: BTreeMap<&str, (&str, bool)> = BTreeMap::new(); // pod uid → (RS uid, active)
+    let mut rs_spec: BTreeMap<&str, Timeline> = BTreeMap::new();
+    let mut rs_now: BTreeMap<&str, (&str, i32, bool)> = BTreeMap::new(); // RS uid → (Deployment uid, replicas, exists)
+    let mut d_bound: BTreeMap<&str, Timeline> = BTreeMap::new();
+    for v in history {
+        match v.kind {
+            ObjKind::Deployment => {
+                if !v.deleted {
+                    d_bound.entry(v.uid.as_str()).or_default().push((v.at_ms, v.replicas + v.max_surge));
+                }
+            }
+            ObjKind::ReplicaSet => {
+                let before = rs_now.get(v.uid.as_str()).map_or(0, |(_, r, _)| *r);
+                let owner = v.owner.as_deref().unwrap_or_default();
+                rs_now.insert(v.uid.as_str(), (owner, if v.deleted { 0 } else { v.replicas }, !v.deleted));
+                if !v.deleted {
+                    rs_spec.entry(v.uid.as_str()).or_default().push((v.at_ms, v.replicas));
+                }
+                if !v.deleted && v.replicas > before && !owner.is_empty() {
+                    let total: i32 = rs_now.values().filter(|(d, _, live)| *d == owner && *live).map(|(_, r, _)| *r).sum();
+                    let bound = d_bound.get(owner).map_or(0, |t| max_within(t, v.at_ms));
+                    if total > bound {
+                        out.push(format!(
+                            "ReplicaSet {} scaled to {} at revision {}: its Deployment's ReplicaSets ask for {total} replicas, more than replicas + maxSurge ({bound}) of any version of the Deployment within {} s",
+                            v.key,
+                            v.replicas,
+                            v.revision,
+                            STALE.as_secs()
+                        ));
+                    }
+                }
+            }
+            ObjKind::Pod => {
+                let created = !pods.contains_key(v.uid.as_str()) && !v.deleted;
+                let owner = v.owner.as_deref().unwrap_or_default();
+                pods.insert(v.uid.as_str(), (owner, v.active));
+                if created && v.active && !owner.is_empty() {
+                    let active = pods.values().filter(|(rs, a)| *rs == owner && *a).count() as i32;
+                    let bound = rs_spec.get(owner).map_or(0, |t| max_within(t, v.at_ms));
+                    if active > bound {
+                        out.push(format!(
+                            "pod {} created at revision {} ({} ms) makes {active} active pods of its ReplicaSet (uid {owner}), more than the {bound} replicas it had at any instant within {} s",
+                            v.key,
+                            v.revision,
+                            v.at_ms,
+                            STALE.as_secs()
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// An object write the user was told succeeded: the key, the revision the answer named
+/// (`resourceVersion`), and what it set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Written {
+    /// `/registry/deployments/default/web-0`.
+    pub key: String,
+    /// The answer's `resourceVersion` (0 when the write was sent but not acknowledged).
+    pub revision: i64,
+    /// `spec.replicas` written.
+    pub replicas: i32,
+    /// The image written.
+    pub image: String,
+}
+
+/// Violations of "no acknowledged write is lost": each acknowledged write is the key's
+/// version at its revision, with what it wrote, and each key's last version holds the last
+/// acknowledged write's values or those of a write sent after it (acknowledged or not).
+pub fn lost_writes(history: &[Version], writes: &[Written]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut at: BTreeMap<(&str, i64), &Version> = BTreeMap::new();
+    let mut last: BTreeMap<&str, &Version> = BTreeMap::new();
+    for v in history.iter().filter(|v| v.kind == ObjKind::Deployment) {
+        at.insert((v.key.as_str(), v.revision), v);
+        last.insert(v.key.as_str(), v);
+    }
+    for w in writes.iter().filter(|w| w.revision > 0) {
+        match at.get(&(w.key.as_str(), w.revision)) {
+            None => out.push(format!("the write of {} acknowledged at revision {} is not in the store's history", w.key, w.revision)),
+            Some(v) if v.deleted || v.replicas != w.replicas || v.image.as_deref() != Some(w.image.as_str()) => out.push(format!(
+                "the write of {} acknowledged at revision {} (replicas {}, image {}) is stored as replicas {}, image {:?}",
+                w.key, w.revision, w.replicas, w.image, v.replicas, v.image
+            )),
+            Some(_) => {}
+        }
+    }
+    let mut keys: Vec<&str> = writes.iter().map(|w| w.key.as_str()).collect();
+    keys.dedup();
+    for key in keys {
+        let Some(acked) = writes.iter().rposition(|w| w.key == key && w.revision > 0) else { continue };
+        let Some(v) = last.get(key) else {
+            out.push(format!("{key}: acknowledged writes, but no version in the store's history"));
+            continue;
+        };
+        let holds = writes[acked..]
+            .iter()
+            .filter(|w| w.key == key)
+            .any(|w| !v.deleted && v.replicas == w.replicas && v.image.as_deref() == Some(w.image.as_str()));
+        if !holds {
+            let w = &writes[acked];
+            out.push(format!(
+                "{key} ends as replicas {}, image {:?} (revision {}), not as its last acknowledged write (revision {}: replicas {}, image {}) nor any later one",
+                v.replicas, v.image, v.revision, w.revision, w.replicas, w.image
+            ));
+        }
+    }
+    out
+}
+
+/// Watches `/registry/` in the store from revision 1 with previous values, resumed after
+/// every break, keeping the versions [`version_of`] knows, until a second after the user's
+/// convergence verdict (or `until`).
+pub async fn watch(rec: Rc<RefCell<Record>>, members: Vec<SocketAddr>, until: Duration) -> turmoil::Result {
+    use futures::StreamExt;
+    use keel_etcd::WatchItem;
+    let endpoints: Vec<String> = members.iter().map(|m| m.to_string()).collect();
+    let cfg = keel_etcd::Config { connect_timeout: Duration::from_secs(1), request_timeout: Duration::from_secs(3), ..Default::default() };
+    let client = super::hosts::store_client(&endpoints, &cfg)?;
+    let prefix = b"/registry/".to_vec();
+    let create = keel_etcd::proto::etcdserverpb::WatchCreateRequest {
+        range_end: keel_etcd::prefix_end(&prefix).into(),
+        key: prefix.into(),
+        start_revision: 1,
+        prev_kv: true,
+        ..Default::default()
+    };
+    let mut stream = Box::pin(keel_etcd::Resumable::new(client, create).into_stream());
+    let end = tokio::time::sleep(until.saturating_sub(turmoil::sim_elapsed().unwrap_or_default()));
+    tokio::pin!(end);
+    let mut check = tokio::time::interval(Duration::from_millis(500));
+    let mut converged_at: Option<Duration> = None;
+    loop {
+        let item = tokio::select! {
+            _ = &mut end => return Ok(()),
+            // Once the user's verdict is in, a second more of history, then the run may end.
+            _ = check.tick() => {
+                let now = turmoil::sim_elapsed().unwrap_or_default();
+                match converged_at {
+                    Some(at) if now >= at + Duration::from_secs(1) => return Ok(()),
+                    None if rec.borrow().convergence.is_some() => converged_at = Some(now),
+                    _ => {}
+                }
+                continue;
+            }
+            item = stream.next() => item,
+        };
+        match item {
+            Some(WatchItem::Events(events)) => {
+                let at_ms = turmoil::sim_elapsed().unwrap_or_default().as_millis();
+                let mut r = rec.borrow_mut();
+                for e in events {
+                    let deleted = e.r#type == keel_etcd::proto::mvccpb::event::EventType::Delete as i32;
+                    let Some(kv) = e.kv.as_ref() else { continue };
+                    let key = String::from_utf8_lossy(&kv.key);
+                    let value = if deleted { e.prev_kv.as_ref().map(|p| p.value.as_ref()).unwrap_or_default() } else { kv.value.as_ref() };
+                    if let Some(v) = version_of(kv.mod_revision, at_ms, &key, value, deleted) {
+                        r.history.push(v);
+                    }
+                }
+            }
+            Some(WatchItem::Progress(_)) => {}
+            Some(WatchItem::Compacted(at)) => {
+                rec.borrow_mut().history_lost = Some(at);
+                return Ok(());
+            }
+            None => return Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "history_tests.rs"]
+mod tests;

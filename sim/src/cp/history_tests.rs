@@ -1,0 +1,109 @@
+use super::*;
+
+fn at(kind: ObjKind, revision: i64, at_ms: u128, uid: &str) -> Version {
+    let plural = match kind {
+        ObjKind::Pod => "pods",
+        ObjKind::ReplicaSet => "replicasets",
+        ObjKind::Deployment => "deployments",
+    };
+    Version {
+        revision,
+        at_ms,
+        kind,
+        key: format!("/registry/{plural}/default/{uid}"),
+        uid: uid.into(),
+        deleted: false,
+        node: None,
+        active: true,
+        owner: None,
+        replicas: 1,
+        max_surge: 0,
+        image: None,
+    }
+}
+
+fn d(revision: i64, at_ms: u128, replicas: i32, max_surge: i32) -> Version {
+    Version { replicas, max_surge, image: Some("i1".into()), ..at(ObjKind::Deployment, revision, at_ms, "d") }
+}
+
+fn rs(revision: i64, at_ms: u128, uid: &str, replicas: i32) -> Version {
+    Version { replicas, owner: Some("d".into()), ..at(ObjKind::ReplicaSet, revision, at_ms, uid) }
+}
+
+fn pod(revision: i64, at_ms: u128, uid: &str, owner: &str, active: bool) -> Version {
+    Version { owner: Some(owner.into()), active, ..at(ObjKind::Pod, revision, at_ms, uid) }
+}
+
+#[test]
+fn surge_resolves_like_kube() {
+    use serde_json::json;
+    let cases =
+        [(json!(null), 4, 1), (json!(null), 1, 1), (json!(null), 0, 0), (json!("25%"), 5, 2), (json!(2), 7, 2), (json!("bad"), 3, 0)];
+    for (v, replicas, want) in cases {
+        assert_eq!(resolve_surge(&v, replicas), want, "{v} of {replicas}");
+    }
+}
+
+#[test]
+fn rollout_bounds_hold_within_the_staleness_window() {
+    let base = || vec![d(1, 0, 2, 1), rs(2, 0, "a", 2), pod(3, 10, "p1", "a", true), pod(4, 10, "p2", "a", true)];
+    let cases: Vec<(&str, Vec<Version>, usize)> = vec![
+        ("a ReplicaSet fills its replicas", base(), 0),
+        ("one pod too many", [base(), vec![pod(5, 20, "p3", "a", true)]].concat(), 1),
+        ("a pod replaces a terminating one", [base(), vec![pod(5, 20, "p1", "a", false), pod(6, 30, "p3", "a", true)]].concat(), 0),
+        (
+            "a scale-down the informer had not seen yet",
+            [base(), vec![rs(5, 100, "a", 1), pod(6, 101, "p1", "a", false), pod(7, 102, "p3", "a", true)]].concat(),
+            0,
+        ),
+        (
+            "the same long after the scale-down",
+            [base(), vec![rs(5, 100, "a", 1), pod(6, 101, "p1", "a", false), pod(7, 100 + 10_001, "p3", "a", true)]].concat(),
+            1,
+        ),
+        ("a surge within maxSurge", [base(), vec![rs(5, 50, "b", 1)]].concat(), 0),
+        ("a surge beyond maxSurge", [base(), vec![rs(5, 50, "b", 2)]].concat(), 1),
+        ("scaled up first, then surged", [base(), vec![d(5, 50, 3, 1), rs(6, 60, "b", 2)]].concat(), 0),
+        ("a scale-down of the old one is never a violation", [base(), vec![rs(5, 50, "b", 1), rs(6, 60, "a", 1)]].concat(), 0),
+        ("an unowned pod is not judged", [base(), vec![pod(5, 20, "x", "", true)]].concat(), 0),
+    ];
+    for (name, history, violations) in cases {
+        let got = rollout_bounds(&history);
+        assert_eq!(got.len(), violations, "{name}: {got:?}");
+    }
+}
+
+#[test]
+fn acknowledged_writes_are_kept() {
+    let w = |revision, replicas, image: &str| Written {
+        key: "/registry/deployments/default/d".into(),
+        revision,
+        replicas,
+        image: image.into(),
+    };
+    let h = vec![d(3, 0, 2, 1), d(5, 0, 4, 1), Version { image: Some("i2".into()), ..d(9, 0, 4, 1) }];
+    let cases: Vec<(&str, Vec<Written>, usize)> = vec![
+        ("every write kept, the last one last", vec![w(3, 2, "i1"), w(5, 4, "i1"), w(9, 4, "i2")], 0),
+        ("a write that is not in the history", vec![w(3, 2, "i1"), w(7, 3, "i1")], 2),
+        ("a write stored with other values", vec![w(5, 3, "i1")], 2),
+        ("an unacknowledged later write explains the end", vec![w(3, 2, "i1"), w(0, 4, "i2")], 0),
+        ("the end holds an earlier write only", vec![w(9, 4, "i2"), w(0, 1, "i1")], 0),
+        ("the end is older than the last acknowledged write", vec![w(3, 2, "i1"), w(5, 4, "i1")], 1),
+    ];
+    for (name, writes, violations) in cases {
+        let h = if name.starts_with("the end is older") { [h.clone(), vec![d(11, 0, 2, 1)]].concat() } else { h.clone() };
+        let got = lost_writes(&h, &writes);
+        assert_eq!(got.len(), violations, "{name}: {got:?}");
+    }
+}
+
+#[test]
+fn versions_read_the_stored_json() {
+    let pod = br#"{"metadata":{"uid":"u1","ownerReferences":[{"uid":"o","controller":true}],"deletionTimestamp":"x"},"spec":{"nodeName":"n1"},"status":{"phase":"Running"}}"#;
+    let v = version_of(7, 1, "/registry/pods/d/p", pod, false).expect("a pod");
+    assert_eq!((v.uid.as_str(), v.node.as_deref(), v.owner.as_deref(), v.active), ("u1", Some("n1"), Some("o"), false));
+    let dep = br#"{"metadata":{"uid":"u"},"spec":{"replicas":4,"template":{"spec":{"containers":[{"image":"x:1"}]}}}}"#;
+    let v = version_of(8, 1, "/registry/deployments/d/w", dep, false).expect("a deployment");
+    assert_eq!((v.replicas, v.max_surge, v.image.as_deref()), (4, 1, Some("x:1")));
+    assert!(version_of(9, 1, "/registry/leases/d/l", b"{}", false).is_none());
+}
