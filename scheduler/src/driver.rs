@@ -71,6 +71,10 @@ pub struct Parts {
     pub health: keel_component::health::Health,
     /// The Lease's name (the `leader_election_master_status` label).
     pub lease_name: String,
+    /// A planted bug, for keel-sim's self-test only (issue 23; no flag sets it): the pod is
+    /// not assumed on its node while its binding is in flight, so until the informer shows
+    /// the binding the node looks emptier than it is and can be overcommitted.
+    pub bug_bind_without_assume: bool,
 }
 
 /// The loop's state.
@@ -323,7 +327,9 @@ impl Scheduler {
             Ok(placement) => {
                 drop(nodes);
                 p.metrics.attempt("scheduled", &profile, now.elapsed().as_secs_f64());
-                self.cache.assume(info.clone(), &placement.node);
+                if !self.p.bug_bind_without_assume {
+                    self.cache.assume(info.clone(), &placement.node);
+                }
                 self.spawn_bind(info, placement.node);
             }
             Err(mut fit) => {

@@ -105,6 +105,7 @@ async fn main() -> anyhow::Result<()> {
         identity,
         health,
         lease_name: flags.leader_elect_resource_name.clone(),
+        bug_bind_without_assume: false,
     };
     Scheduler::new(parts).run(shutdown::signal()).await;
     tracing::info!("stopping");
