@@ -206,6 +206,9 @@ pub struct CpBugs {
     /// The ReplicaSet controller trusts its informer's pod count alone, without expectations
     /// (`manager::Config::bug_ignore_expectations`).
     pub replicaset_ignores_expectations: bool,
+    /// The scheduler binds without assuming the pod on its node first
+    /// (`driver::Parts::bug_bind_without_assume`).
+    pub scheduler_ignores_assume_cache: bool,
 }
 
 /// When the control-plane scenario's faults start: once the control plane is up and the

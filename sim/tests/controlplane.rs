@@ -1,7 +1,8 @@
-//! The controlplane scenario end to end: a seed replays byte for byte in a fresh process and
-//! passes, the CI seed set passes (each seed in a process of its own, as `--seeds` runs them),
-//! and planted bugs (a scheduler, a controller-manager that ignores its lease) are caught by
-//! the one-actor checker.
+//! The controlplane and nodes scenarios end to end: a seed replays byte for byte in a fresh
+//! process and passes, the CI seed sets pass (each seed in a process of its own, as `--seeds`
+//! runs them), and planted bugs are caught: a scheduler or a controller-manager that ignores
+//! its lease (the one-actor checker), a ReplicaSet controller without expectations (the
+//! rollout bounds), a scheduler that binds without the assume cache (no overcommit).
 
 #![cfg(feature = "controlplane")]
 
@@ -41,6 +42,20 @@ fn ci_seeds_pass() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("2 runs, 0 failed"), "{text}");
+}
+
+/// The nodes scenario's seed 1: the cut kubelet host's pods are replaced on the other nodes
+/// while it lasts, and everything is Ready and converged after it; seed 2 passes too.
+#[test]
+fn nodes_seeds_pass() {
+    let out = keel_sim(&["--reproduce", "1", "--scenario", "nodes"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && !text.contains("VIOLATION"), "{text}");
+    assert!(text.contains("during the cut Some(Ok(\"converged on the other nodes"), "{text}");
+    assert!(text.contains("PartitionKubelet") && text.contains("release kubelet"), "{text}");
+    let out = keel_sim(&["--seeds", "2..2", "--scenario", "nodes", "--quiet"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("1 runs, 0 failed"), "{text}");
 }
 
 #[test]

@@ -31,6 +31,7 @@ pub enum ObjKind {
     Pod,
     ReplicaSet,
     Deployment,
+    Node,
 }
 
 /// One version of an object as the store holds it (a deletion carries the previous value).
@@ -60,6 +61,18 @@ pub struct Version {
     pub max_surge: i32,
     /// Deployment: the first container's image (the template as the user sets it).
     pub image: Option<String>,
+    /// Pod: its containers' CPU requests; Node: its allocatable CPU (millicores).
+    pub cpu_millis: i64,
+    /// Pod: Succeeded or Failed (it holds no resources).
+    pub terminal: bool,
+}
+
+/// A CPU quantity in millicores (`500m`, `2`, `1.5`); 0 when it does not parse.
+pub fn cpu_millis(q: &str) -> i64 {
+    match q.strip_suffix('m') {
+        Some(m) => m.parse().unwrap_or(0),
+        None => q.parse::<f64>().map(|c| (c * 1000.0).round() as i64).unwrap_or(0),
+    }
 }
 
 /// `maxSurge` (an int or a percentage, default 25 %) resolved against `replicas`, rounded up
@@ -83,6 +96,8 @@ pub fn version_of(revision: i64, at_ms: u128, key: &str, value: &[u8], deleted: 
         ObjKind::ReplicaSet
     } else if key.starts_with("/registry/deployments/") {
         ObjKind::Deployment
+    } else if key.starts_with("/registry/nodes/") {
+        ObjKind::Node
     } else {
         return None;
     };
@@ -94,6 +109,17 @@ pub fn version_of(revision: i64, at_ms: u128, key: &str, value: &[u8], deleted: 
         .map(str::to_string);
     let phase = v["status"]["phase"].as_str().unwrap_or_default();
     let replicas = v["spec"]["replicas"].as_i64().unwrap_or(1) as i32;
+    let cpu = match kind {
+        ObjKind::Node => cpu_millis(v["status"]["allocatable"]["cpu"].as_str().unwrap_or_default()),
+        _ => v["spec"]["containers"]
+            .as_array()
+            .map(|cs| cs.iter().map(|c| cpu_millis(c["resources"]["requests"]["cpu"].as_str().unwrap_or_default())).sum())
+            .unwrap_or(0),
+    };
+    let node = match kind {
+        ObjKind::Node => v["metadata"]["name"].as_str(),
+        _ => v["spec"]["nodeName"].as_str(),
+    };
     Some(Version {
         revision,
         at_ms,
@@ -101,12 +127,14 @@ pub fn version_of(revision: i64, at_ms: u128, key: &str, value: &[u8], deleted: 
         key: key.to_string(),
         uid: v["metadata"]["uid"].as_str().unwrap_or_default().to_string(),
         deleted,
-        node: v["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()).map(str::to_string),
+        node: node.filter(|n| !n.is_empty()).map(str::to_string),
         active: !deleted && v["metadata"]["deletionTimestamp"].is_null() && phase != "Succeeded" && phase != "Failed",
         owner,
         replicas,
         max_surge: resolve_surge(&v["spec"]["strategy"]["rollingUpdate"]["maxSurge"], replicas),
         image: v["spec"]["template"]["spec"]["containers"][0]["image"].as_str().map(str::to_string),
+        cpu_millis: cpu,
+        terminal: phase == "Succeeded" || phase == "Failed",
     })
 }
 
@@ -130,6 +158,7 @@ pub fn rollout_bounds(history: &[Version]) -> Vec<String> {
     let mut d_bound: BTreeMap<&str, Timeline> = BTreeMap::new();
     for v in history {
         match v.kind {
+            ObjKind::Node => {}
             ObjKind::Deployment => {
                 if !v.deleted {
                     d_bound.entry(v.uid.as_str()).or_default().push((v.at_ms, v.replicas + v.max_surge));
@@ -174,6 +203,46 @@ pub fn rollout_bounds(history: &[Version]) -> Vec<String> {
                     }
                 }
             }
+        }
+    }
+    out
+}
+
+/// Violations of "the scheduler never overcommits a node" (what its assume cache is for):
+/// whenever a pod is bound, the CPU requests of the pods on its node (bound there, not deleted
+/// from the store, not Succeeded or Failed; terminating pods still hold their room, as the
+/// scheduler counts them) fit the node's allocatable CPU.
+pub fn no_overcommit(history: &[Version]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut allocatable: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut on: BTreeMap<&str, (&str, i64)> = BTreeMap::new(); // pod uid → (node, cpu)
+    for v in history {
+        match v.kind {
+            ObjKind::Node if !v.deleted => {
+                if let Some(n) = &v.node {
+                    allocatable.insert(n.as_str(), v.cpu_millis);
+                }
+            }
+            ObjKind::Pod => {
+                let bound_now = !on.contains_key(v.uid.as_str());
+                match &v.node {
+                    Some(n) if !v.deleted && !v.terminal => {
+                        on.insert(v.uid.as_str(), (n.as_str(), v.cpu_millis));
+                        let Some(room) = allocatable.get(n.as_str()) else { continue };
+                        let used: i64 = on.values().filter(|(m, _)| m == n).map(|(_, c)| c).sum();
+                        if bound_now && used > *room {
+                            out.push(format!(
+                                "pod {} bound to {n} at revision {} makes {used}m of CPU requested there, more than its {room}m allocatable",
+                                v.key, v.revision
+                            ));
+                        }
+                    }
+                    _ => {
+                        on.remove(v.uid.as_str());
+                    }
+                }
+            }
+            _ => {}
         }
     }
     out

@@ -5,6 +5,7 @@ fn at(kind: ObjKind, revision: i64, at_ms: u128, uid: &str) -> Version {
         ObjKind::Pod => "pods",
         ObjKind::ReplicaSet => "replicasets",
         ObjKind::Deployment => "deployments",
+        ObjKind::Node => "nodes",
     };
     Version {
         revision,
@@ -19,6 +20,8 @@ fn at(kind: ObjKind, revision: i64, at_ms: u128, uid: &str) -> Version {
         replicas: 1,
         max_surge: 0,
         image: None,
+        cpu_millis: 0,
+        terminal: false,
     }
 }
 
@@ -106,4 +109,42 @@ fn versions_read_the_stored_json() {
     let v = version_of(8, 1, "/registry/deployments/d/w", dep, false).expect("a deployment");
     assert_eq!((v.replicas, v.max_surge, v.image.as_deref()), (4, 1, Some("x:1")));
     assert!(version_of(9, 1, "/registry/leases/d/l", b"{}", false).is_none());
+}
+
+#[test]
+fn nodes_are_never_overcommitted() {
+    let node = |revision, name: &str, cpu| Version { node: Some(name.into()), cpu_millis: cpu, ..at(ObjKind::Node, revision, 0, name) };
+    let p = |revision, uid: &str, on: Option<&str>, cpu| Version {
+        node: on.map(str::to_string),
+        cpu_millis: cpu,
+        ..at(ObjKind::Pod, revision, 0, uid)
+    };
+    let base =
+        || vec![node(1, "n1", 1000), node(2, "n2", 1000), p(3, "a", None, 500), p(4, "a", Some("n1"), 500), p(5, "b", Some("n1"), 500)];
+    let cases: Vec<(&str, Vec<Version>, usize)> = vec![
+        ("a full node", base(), 0),
+        ("one more", [base(), vec![p(6, "c", Some("n1"), 500)]].concat(), 1),
+        ("one more elsewhere", [base(), vec![p(6, "c", Some("n2"), 500)]].concat(), 0),
+        (
+            "after a deletion",
+            [base(), vec![Version { deleted: true, ..p(6, "a", Some("n1"), 500) }, p(7, "c", Some("n1"), 500)]].concat(),
+            0,
+        ),
+        (
+            "a terminating pod still holds its room",
+            [base(), vec![Version { active: false, ..p(6, "a", Some("n1"), 500) }, p(7, "c", Some("n1"), 500)]].concat(),
+            1,
+        ),
+        (
+            "a finished pod does not",
+            [base(), vec![Version { terminal: true, ..p(6, "a", Some("n1"), 500) }, p(7, "c", Some("n1"), 500)]].concat(),
+            0,
+        ),
+        ("updates of a bound pod are not bindings", [base(), vec![p(6, "b", Some("n1"), 500)]].concat(), 0),
+    ];
+    for (name, history, violations) in cases {
+        let got = no_overcommit(&history);
+        assert_eq!(got.len(), violations, "{name}: {got:?}");
+    }
+    assert_eq!((cpu_millis("500m"), cpu_millis("2"), cpu_millis("1.5"), cpu_millis("x")), (500, 2000, 1500, 0));
 }

@@ -75,7 +75,11 @@ pub async fn apiserver(
     actors: Actors,
     tolerations: (i64, i64),
 ) -> turmoil::Result {
-    let endpoints: Vec<String> = members.iter().map(|m| m.to_string()).collect();
+    // Each apiserver starts at a member of its own (apiserver i at member i), as kube's
+    // apiservers each talk to the etcd member on their host: a member cut off from the others
+    // leaves one apiserver's watch cache behind while the other serves fresh events.
+    let mut endpoints: Vec<String> = members.iter().map(|m| m.to_string()).collect();
+    endpoints.rotate_left(index % members.len().max(1));
     let etcd = keel_etcd::Config {
         connect_timeout: Duration::from_secs(1),
         request_timeout: Duration::from_secs(5),
@@ -175,6 +179,7 @@ pub async fn scheduler(
         clock,
         rng: StdRng::seed_from_u64(seed),
         leadership: if bugs.scheduler_ignores_lease { None } else { Some(leadership) },
+        bug_bind_without_assume: bugs.scheduler_ignores_assume_cache,
         identity: actor,
         health: keel_component::health::Health::new(),
         lease_name: flags.leader_elect_resource_name.clone(),
@@ -267,7 +272,12 @@ pub async fn kubelet(host: usize, apiservers: Vec<SocketAddr>, scratch: PathBuf,
     for (i, name) in names.into_iter().enumerate() {
         let cidr = Cidr { network: std::net::Ipv4Addr::new(10, 244, (host * 16 + i) as u8, 0), prefix: 24 };
         let runtime = Arc::new(SimulatedRuntime::new(clock.clone(), Ipam::new(cidr, None).map_err(|e| e.to_string())?));
-        let capacity = keel_kubelet::node::host::Capacity { cpu_millis: 4000, memory: 8 << 30, ephemeral_storage: 100 << 30, pods: 110 };
+        let capacity = keel_kubelet::node::host::Capacity {
+            cpu_millis: super::NODE_CPU.into(),
+            memory: 8 << 30,
+            ephemeral_storage: 100 << 30,
+            pods: 110,
+        };
         let address = format!("10.0.{host}.{}", i + 1);
         let settings = NodeSettings {
             name: name.clone(),

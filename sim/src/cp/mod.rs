@@ -21,6 +21,7 @@
 //! one-actor checker), [`workload`] (the user, the pod history, convergence, the binding checker).
 
 pub mod acts;
+pub mod apiwatch;
 pub mod history;
 pub mod hosts;
 pub mod net;
@@ -47,7 +48,7 @@ pub const CONVERGE: Duration = Duration::from_secs(45);
 const APISERVERS: usize = 2;
 const REPLICAS: usize = 2;
 const KUBELETS: usize = 2;
-const NODES_PER_KUBELET: usize = 2;
+const NODES_PER_KUBELET: usize = 3;
 const DEPLOYMENTS: usize = 3;
 
 /// The node timings of a scenario: kube's defaults scaled down so a node's failure and
@@ -62,13 +63,22 @@ pub struct NodeTimings {
     pub lifecycle: Option<keel_controllers::nodelifecycle::Config>,
     /// The apiserver's default `not-ready` / `unreachable` toleration seconds.
     pub tolerations: (i64, i64),
+    /// The CPU each of the user's pods asks for: in `controlplane` a twentieth of a node
+    /// ([`NODE_CPU`]), room for every scale-up; in `nodes` half a node: the three nodes left
+    /// during the cut hold 6 pods, as many as the Deployments ask for at most there (no
+    /// rollouts: a surge could not fit), so the evicted pods' replacements fill nodes up and
+    /// an overcommit shows.
+    pub pod_cpu: &'static str,
 }
+
+/// Every simulated node's CPU (millicores).
+pub const NODE_CPU: u32 = 2000;
 
 impl NodeTimings {
     /// The timings of `scenario`.
     pub fn of(scenario: Scenario) -> NodeTimings {
         if scenario != Scenario::Nodes {
-            return NodeTimings { lease: Duration::from_secs(40), lifecycle: None, tolerations: (300, 300) };
+            return NodeTimings { lease: Duration::from_secs(40), lifecycle: None, tolerations: (300, 300), pod_cpu: "100m" };
         }
         let lifecycle = keel_controllers::nodelifecycle::Config {
             monitor_period: Duration::from_secs(1),
@@ -76,7 +86,7 @@ impl NodeTimings {
             startup_grace_period: Duration::from_secs(10),
             rates: keel_controllers::nodelifecycle::zones::Rates { eviction_qps: 1.0, ..Default::default() },
         };
-        NodeTimings { lease: Duration::from_secs(8), lifecycle: Some(lifecycle), tolerations: (3, 3) }
+        NodeTimings { lease: Duration::from_secs(8), lifecycle: Some(lifecycle), tolerations: (3, 3), pod_cpu: "1000m" }
     }
 }
 
@@ -98,6 +108,8 @@ pub struct Record {
     pub history_lost: Option<i64>,
     /// The user's writes of Deployment specs, in the order sent.
     pub writes: Vec<history::Written>,
+    /// What the pod watch through the apiservers delivered.
+    pub apiwatch: Vec<apiwatch::Seen>,
     /// The convergence check's verdict (with every node Ready).
     pub convergence: Option<Result<String, String>>,
     /// The nodes scenario: whether the Deployments converged on the other nodes during the cut.
@@ -122,6 +134,9 @@ impl Record {
         }
         for w in &self.writes {
             let _ = writeln!(s, "write {w:?}");
+        }
+        for w in &self.apiwatch {
+            let _ = writeln!(s, "apiwatch {w:?}");
         }
         for a in &self.acts {
             let _ = writeln!(s, "act {a:?}");
@@ -273,10 +288,12 @@ pub fn run_here(opts: &Options) -> Outcome {
         settle: cut.map_or(opts.faults_until, |(from, _)| from.saturating_sub(Duration::from_secs(4))),
         deadline,
         cut: cut.map(|(from, host)| workload::Cut { from, until: opts.faults_until, nodes: node_names(host) }),
+        pod_cpu: timings.pod_cpu,
     };
     rec.borrow_mut().cut = cut.map(|(from, host)| (from.as_millis(), opts.faults_until.as_millis(), node_names(host)));
     sim.client("user", workload::user(rec.clone(), api_ips.clone(), seed(1200), DEPLOYMENTS, when));
     sim.client("history", history::watch(rec.clone(), members.clone(), deadline + Duration::from_secs(1)));
+    sim.client("podwatcher", apiwatch::watch(rec.clone(), api_ips.clone(), deadline + Duration::from_secs(1)));
 
     let mut nemesis = Nemesis::new(opts.plan.clone(), seed(500));
     let mut cp_plan = match cut {
@@ -417,6 +434,8 @@ pub fn judge(record: &Record) -> Vec<String> {
     let mut out = Vec::new();
     out.extend(workload::bound_once(&record.history).into_iter().map(|v| format!("bound twice: {v}")));
     out.extend(history::rollout_bounds(&record.history).into_iter().map(|v| format!("rollout bounds: {v}")));
+    out.extend(apiwatch::judge(&record.history, &record.apiwatch).into_iter().map(|v| format!("pod watch through the apiservers: {v}")));
+    out.extend(history::no_overcommit(&record.history).into_iter().map(|v| format!("overcommitted: {v}")));
     out.extend(history::lost_writes(&record.history, &record.writes).into_iter().map(|v| format!("lost write: {v}")));
     out.extend(acts::one_actor_per_term(&record.acts).into_iter().map(|v| format!("two actors at once: {v}")));
     if let Some(at) = record.history_lost {

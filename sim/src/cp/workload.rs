@@ -51,19 +51,20 @@ fn image(n: u64) -> String {
     format!("registry.k8s.io/keel-sim/web:v{n}")
 }
 
-fn template(name: &str, image: &str) -> serde_json::Value {
+/// The user's pod template: `image`, asking for `cpu`.
+fn template(name: &str, image: &str, cpu: &str) -> serde_json::Value {
     json!({
         "metadata": {"labels": {"app": name}},
-        "spec": {"containers": [{"name": "web", "image": image}]}
+        "spec": {"containers": [{"name": "web", "image": image, "resources": {"requests": {"cpu": cpu}}}]}
     })
 }
 
-fn deployment(name: &str, replicas: i32, image: &str) -> Result<Deployment, String> {
+fn deployment(name: &str, replicas: i32, image: &str, cpu: &str) -> Result<Deployment, String> {
     serde_json::from_value(json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": name, "namespace": "default"},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}}, "template": template(name, image)}
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}}, "template": template(name, image, cpu)}
     }))
     .map_err(|e| e.to_string())
 }
@@ -80,6 +81,8 @@ pub struct Schedule {
     /// The nodes scenario's cut: the Deployments must converge on the other nodes before it
     /// heals.
     pub cut: Option<Cut>,
+    /// The CPU each pod asks for.
+    pub pod_cpu: &'static str,
 }
 
 /// A kubelet host cut off from the apiservers.
@@ -118,10 +121,13 @@ pub async fn user(rec: Rc<RefCell<Record>>, apiservers: Vec<SocketAddr>, seed: u
     let names: Vec<String> = (0..count).map(|i| format!("web-{i}")).collect();
     let mut desired: BTreeMap<String, (i32, String)> = BTreeMap::new();
     let mut images = 0;
+    // Bigger jumps where nodes have room (a ReplicaSet creating several pods at once is where
+    // a controller without expectations over-creates).
+    let max_replicas: i32 = if when.cut.is_some() { 2 } else { 6 };
     let now_ms = || turmoil::sim_elapsed().unwrap_or_default().as_millis();
     for name in &names {
-        let replicas = 1 + (rng.next_u64() % 3) as i32;
-        let d = deployment(name, replicas, &image(0))?;
+        let replicas = 1 + (rng.next_u64() % max_replicas.min(4) as u64) as i32;
+        let d = deployment(name, replicas, &image(0), when.pod_cpu)?;
         loop {
             let r = tokio::time::timeout(Duration::from_secs(5), api.create(&PostParams::default(), &d)).await;
             let ok = match &r {
@@ -142,7 +148,9 @@ pub async fn user(rec: Rc<RefCell<Record>>, apiservers: Vec<SocketAddr>, seed: u
         tokio::time::sleep(Duration::from_millis(1000 + rng.next_u64() % 3000)).await;
         let name = &names[(rng.next_u64() % count as u64) as usize];
         let change = match rng.next_u64() % 10 {
-            0..=4 => Change::Scale((rng.next_u64() % 5) as i32),
+            // The nodes scenario only scales (see `NodeTimings::pod_cpu`).
+            _ if when.cut.is_some() => Change::Scale((rng.next_u64() % (max_replicas as u64 + 1)) as i32),
+            0..=4 => Change::Scale((rng.next_u64() % (max_replicas as u64 + 1)) as i32),
             5..=7 => {
                 images += 1;
                 Change::Rollout(image(images))
@@ -150,13 +158,13 @@ pub async fn user(rec: Rc<RefCell<Record>>, apiservers: Vec<SocketAddr>, seed: u
             _ => Change::Undo,
         };
         let want = desired.get(name).cloned().unwrap_or_default();
-        change_one(&rec, &api, name, change, want, &mut desired).await;
+        change_one(&rec, &api, name, change, want, &mut desired, when.pod_cpu).await;
     }
     // The final spec, acknowledged.
     for (name, (replicas, image)) in desired.clone() {
         loop {
             let change = Change::Final(replicas, image.clone());
-            if change_one(&rec, &api, &name, change, (replicas, image.clone()), &mut desired).await {
+            if change_one(&rec, &api, &name, change, (replicas, image.clone()), &mut desired, when.pod_cpu).await {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -241,13 +249,14 @@ async fn change_one(
     change: Change,
     want: (i32, String),
     desired: &mut BTreeMap<String, (i32, String)>,
+    cpu: &str,
 ) -> bool {
     let now_ms = || turmoil::sim_elapsed().unwrap_or_default().as_millis();
     let (replicas, image) = want;
     let (patch, after) = match &change {
         Change::Scale(n) => (json!({"spec": {"replicas": n}}), (*n, image)),
-        Change::Rollout(i) => (json!({"spec": {"template": template(name, i)}}), (replicas, i.clone())),
-        Change::Final(n, i) => (json!({"spec": {"replicas": n, "template": template(name, i)}}), (*n, i.clone())),
+        Change::Rollout(i) => (json!({"spec": {"template": template(name, i, cpu)}}), (replicas, i.clone())),
+        Change::Final(n, i) => (json!({"spec": {"replicas": n, "template": template(name, i, cpu)}}), (*n, i.clone())),
         Change::Undo => match tokio::time::timeout(Duration::from_secs(5), previous_template(api, name)).await {
             Ok(Ok(Some(t))) => {
                 let i = t["spec"]["containers"][0]["image"].as_str().unwrap_or_default().to_string();
@@ -410,6 +419,8 @@ mod tests {
             replicas: 0,
             max_surge: 0,
             image: None,
+            cpu_millis: 0,
+            terminal: false,
         }
     }
 
