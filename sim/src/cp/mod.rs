@@ -11,7 +11,8 @@
 //! Faults: the store's nemesis on the members (partitions, leader isolation, pauses, crashes,
 //! drift …) and, beside it, the control plane's ([`plan`]): an apiserver crash, the active
 //! scheduler's crash, the active controller-manager's crash, a kubelet host's crash (each
-//! restarted after a while), and a kubelet host cut off from the apiservers (then repaired).
+//! restarted after a while), a kubelet host cut off from the apiservers and an apiserver cut
+//! off from the store (each healed after a while).
 //! Checkers: [`workload::bound_once`] (no pod bound twice or rebound, from the store's
 //! history), [`acts::one_actor_per_term`] (at most one scheduler and one controller-manager act
 //! at any instant), convergence (every Deployment reaches its final spec within
@@ -163,6 +164,9 @@ pub enum CpFault {
     CrashActiveControllerManager,
     /// Crash kubelet host `i` (0-based; its simulated nodes go with it).
     CrashKubelet(usize),
+    /// Cut apiserver `i` off from every store member (messages held): its watch cache falls
+    /// behind and its requests stall, while the other apiserver serves.
+    CutApiserverFromStore(usize),
     /// Cut kubelet host `i` off from every apiserver (both ways, messages held until the cut
     /// heals, as TCP retransmits them; shorter than the node
     /// monitor grace period here, see the `nodes` scenario for longer ones).
@@ -179,6 +183,7 @@ pub fn plan(seed: u64, until: Duration) -> Vec<(Duration, Duration, CpFault)> {
         CpFault::CrashActiveControllerManager,
         CpFault::CrashKubelet((rng.next_u64() % KUBELETS as u64) as usize),
         CpFault::PartitionKubelet((rng.next_u64() % KUBELETS as u64) as usize),
+        CpFault::CutApiserverFromStore((rng.next_u64() % APISERVERS as u64) as usize),
     ];
     for i in (1..faults.len()).rev() {
         faults.swap(i, (rng.next_u64() % (i as u64 + 1)) as usize);
@@ -338,7 +343,7 @@ pub fn run_here(opts: &Options) -> Outcome {
             && now >= at
         {
             cp_plan.pop();
-            let heal = inject(&mut sim, &hosts, &actors, fault);
+            let heal = inject(&mut sim, &hosts, &actors, &names, fault);
             let what = match &heal {
                 Heal::Restart(name) => format!("crash {name}"),
                 Heal::Release(a, bs) => format!("cut {a} ↮ {}", bs.join(", ")),
@@ -383,7 +388,13 @@ enum Heal {
 }
 
 /// Applies `fault`; how to end it.
-fn inject(sim: &mut turmoil::Sim<'_>, hosts: &BTreeMap<&'static str, Vec<CpHost>>, actors: &acts::Actors, fault: CpFault) -> Heal {
+fn inject(
+    sim: &mut turmoil::Sim<'_>,
+    hosts: &BTreeMap<&'static str, Vec<CpHost>>,
+    actors: &acts::Actors,
+    members: &[String],
+    fault: CpFault,
+) -> Heal {
     let name = |kind: &str, i: usize| hosts.get(kind).and_then(|h| h.get(i)).map_or_else(String::new, |h| h.name.clone());
     let crash = |sim: &mut turmoil::Sim<'_>, name: String| {
         sim.crash(name.as_str());
@@ -395,6 +406,13 @@ fn inject(sim: &mut turmoil::Sim<'_>, hosts: &BTreeMap<&'static str, Vec<CpHost>
         CpFault::CrashActiveScheduler | CpFault::CrashActiveControllerManager => {
             let active = target(hosts, actors, fault);
             crash(sim, active)
+        }
+        CpFault::CutApiserverFromStore(i) => {
+            let (api, members) = (name("api", i), members.to_vec());
+            for m in &members {
+                sim.hold(api.as_str(), m.as_str());
+            }
+            Heal::Release(api, members)
         }
         CpFault::PartitionKubelet(i) => {
             let (kubelet, apis) = (name("kubelet", i), (0..APISERVERS).map(|a| name("api", a)).collect::<Vec<_>>());
