@@ -16,6 +16,7 @@ pub mod quantity;
 pub mod spec;
 pub mod static_pods;
 pub mod status;
+pub mod token;
 pub mod volumes;
 pub mod worker;
 
@@ -61,6 +62,8 @@ pub struct Node {
     pub index: PodIndex,
     /// The process's metrics.
     pub metrics: crate::metrics::Metrics,
+    /// ServiceAccount tokens of this node's pods.
+    pub tokens: token::TokenManager,
 }
 
 /// (namespace, name) → the pod this node runs under that name.

@@ -184,6 +184,9 @@ impl Worker {
                 }
             }
             self.node.runtime.remove_pod(&self.uid).await?;
+            if u.removed {
+                self.node.tokens.forget_pod(&self.uid.0);
+            }
             // Once the final delete is answered only the watch's removal is awaited (kube's
             // resync period, not a 1 s retry that loads a busy apiserver further).
             let wait = if self.final_deleted { Duration::from_secs(10) } else { Duration::from_secs(1) };
