@@ -334,7 +334,6 @@ async fn run(f: Flags) -> anyhow::Result<()> {
             allocatable: (capacity.cpu_millis, capacity.memory.saturating_sub(eviction_memory)),
             index: Arc::new(Mutex::new(BTreeMap::new())),
             metrics: metrics.clone(),
-            tokens: keel_kubelet::pod::token::TokenManager::new(i as u64),
         });
         if first_node.is_none() {
             first_node = Some(node.clone());

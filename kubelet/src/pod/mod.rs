@@ -62,8 +62,6 @@ pub struct Node {
     pub index: PodIndex,
     /// The process's metrics.
     pub metrics: crate::metrics::Metrics,
-    /// ServiceAccount tokens of this node's pods.
-    pub tokens: token::TokenManager,
 }
 
 /// (namespace, name) → the pod this node runs under that name.

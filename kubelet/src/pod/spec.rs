@@ -35,8 +35,8 @@ pub fn hosts_file(pod_ip: &str, hostname: &str) -> String {
     )
 }
 
-/// Fetches references and prepares volumes.
-pub async fn prepare(node: &Node, pod: &Pod, pod_ip: &str) -> Prepared {
+/// Fetches references and tokens (from the pod's cache `tokens`) and prepares volumes.
+pub async fn prepare(node: &Node, pod: &Pod, pod_ip: &str, tokens: &token::TokenManager) -> Prepared {
     let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
     let (cms, secrets) = referenced(pod);
     let mut refs = Refs::default();
@@ -69,7 +69,7 @@ pub async fn prepare(node: &Node, pod: &Pod, pod_ip: &str) -> Prepared {
             let fetch = |req: TokenRequest| async move {
                 api.create_token_request(&sa, &PostParams::default(), &req).await.map_err(|e| e.to_string())
             };
-            match node.tokens.get(&key, node.clock.now(), fetch).await {
+            match tokens.get(&key, node.clock.now(), fetch).await {
                 Ok(t) => {
                     refs.tokens.insert((audience, exp), t);
                 }

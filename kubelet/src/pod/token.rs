@@ -10,8 +10,8 @@
 //!   container waits in `ContainerCreating`), never a crash;
 //! - failures are retried with the volume manager's backoff (500 ms doubling to 2 m 2 s) per key,
 //!   so a refused request is not repeated on every one-second sync;
-//! - the pod's entries go when the pod goes ([`TokenManager::forget_pod`]); expired ones go on the
-//!   next request.
+//! - each pod worker holds its pod's cache, so the pod's tokens go when the pod goes (kube's
+//!   `DeleteServiceAccountToken`); expired ones go on the next request (kube's cleanup).
 
 use jiff::Timestamp;
 use k8s_openapi::api::authentication::v1::{BoundObjectReference, TokenRequest, TokenRequestSpec};
@@ -138,7 +138,7 @@ struct Entry {
     failure: Option<(String, Instant, Duration)>,
 }
 
-/// The node's token cache.
+/// A token cache (one per pod worker).
 pub struct TokenManager {
     cache: Mutex<BTreeMap<TokenKey, Entry>>,
     rng: Mutex<rand::rngs::StdRng>,
@@ -211,11 +211,6 @@ impl TokenManager {
                 }
             }
         }
-    }
-
-    /// Drops every token bound to the pod `uid` (kube's `DeleteServiceAccountToken`).
-    pub fn forget_pod(&self, uid: &str) {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner()).retain(|k, _| k.pod_uid != uid);
     }
 
     /// How many tokens are cached (for tests and metrics).
