@@ -57,6 +57,8 @@ pub enum Subresource {
     Exec,
     /// `proxy` (nodes): any request to the node's kubelet (`proxy/<path>`).
     Proxy,
+    /// `token` (serviceaccounts): POST a TokenRequest to get a signed token.
+    Token,
 }
 
 impl Subresource {
@@ -71,6 +73,7 @@ impl Subresource {
             Subresource::Log => "log",
             Subresource::Exec => "exec",
             Subresource::Proxy => "proxy",
+            Subresource::Token => "token",
         }
     }
 
@@ -85,6 +88,7 @@ impl Subresource {
             Subresource::Log => Some(("", "v1", "Pod")),
             Subresource::Exec => Some(("", "v1", "PodExecOptions")),
             Subresource::Proxy => Some(("", "v1", "NodeProxyOptions")),
+            Subresource::Token => Some(("authentication.k8s.io", "v1", "TokenRequest")),
         }
     }
 
@@ -92,7 +96,7 @@ impl Subresource {
     pub fn verbs(self) -> &'static [&'static str] {
         match self {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
-            Subresource::Binding | Subresource::Eviction => &["create"],
+            Subresource::Binding | Subresource::Eviction | Subresource::Token => &["create"],
             Subresource::Finalize => &["update"],
             Subresource::Log => &["get"],
             Subresource::Exec => &["create", "get"],
@@ -236,6 +240,7 @@ pub static RESOURCES: &[Resource] = &[
         plural: "serviceaccounts",
         singular: "serviceaccount",
         short_names: &["sa"],
+        subresources: &[Subresource::Token],
         strategy: &serviceaccounts::ServiceAccounts,
         ..ROW
     },
