@@ -25,6 +25,7 @@ pub mod endpointslices;
 pub mod events;
 pub mod events_v1;
 pub mod leases;
+pub mod limitranges;
 pub mod namespaces;
 pub mod nodes;
 pub mod pods;
@@ -231,6 +232,14 @@ pub static RESOURCES: &[Resource] = &[
         singular: "configmap",
         short_names: &["cm"],
         strategy: &configmaps::ConfigMaps,
+        ..ROW
+    },
+    Resource {
+        kind: "LimitRange",
+        plural: "limitranges",
+        singular: "limitrange",
+        short_names: &["limits"],
+        strategy: &limitranges::LimitRanges,
         ..ROW
     },
     Resource { kind: "Secret", plural: "secrets", singular: "secret", strategy: &secrets::Secrets, ..ROW },

@@ -12,6 +12,11 @@
 //! - TaintNodesByCondition (nodes, on create): a new node carries
 //!   `node.kubernetes.io/not-ready:NoSchedule` until the node lifecycle controller sees it Ready.
 //! - PriorityClasses (create and update): only one may be `globalDefault`.
+//! - LimitRanger (pods, on create; [`limit_ranger`]): after the pod's own defaults (requests
+//!   from limits), every LimitRange of the namespace fills missing container limits and
+//!   requests (noted in the `kubernetes.io/limit-ranger` annotation), then min, max and
+//!   maxLimitRequestRatio are checked: a violation is 403 with kube's message
+//!   (keel-access's [`keel_access::admission::limit_ranger`]).
 
 use crate::error::ApiError;
 use crate::http::request::Call;
@@ -20,14 +25,23 @@ use crate::storage::decode;
 use serde_json::{Value, json};
 
 /// The plugins this server has, by kube's names.
-pub const PLUGINS: &[&str] = &["DefaultTolerationSeconds", "NamespaceLifecycle", "NodeRestriction", "Priority", "TaintNodesByCondition"];
+pub const PLUGINS: &[&str] = &[
+    "DefaultTolerationSeconds",
+    "LimitRanger",
+    "NamespaceLifecycle",
+    "NodeRestriction",
+    "Priority",
+    "ResourceQuota",
+    "ServiceAccount",
+    "TaintNodesByCondition",
+];
 
 /// The plugins on unless `--disable-admission-plugins` names them. TaintNodesByCondition is on
 /// in kube-apiserver by default, but here it needs `--enable-admission-plugins`: a new node then
 /// stays unschedulable until keel-controller-manager's node lifecycle controller sees it Ready,
 /// which a cluster without that controller (most component tests) would never see. keel up,
 /// which runs the controller-manager, turns it on.
-pub const DEFAULT_PLUGINS: &[&str] = &["DefaultTolerationSeconds", "NamespaceLifecycle", "Priority"];
+pub const DEFAULT_PLUGINS: &[&str] = &["DefaultTolerationSeconds", "LimitRanger", "NamespaceLifecycle", "Priority", "ResourceQuota"];
 
 /// The plugins that run: the defaults, plus `enable`, less `disable` (a name this server does
 /// not have is refused).
@@ -98,6 +112,28 @@ async fn classes(api: &Api) -> Result<Vec<Class>, ApiError> {
         });
     }
     Ok(out)
+}
+
+/// LimitRanger on `pod` (the defaulted pod a create stores), with the namespace's LimitRanges
+/// read from the store.
+pub async fn limit_ranger(api: &Api, call: &Call, pod: &mut Value) -> Result<(), ApiError> {
+    if !is(call, "", "Pod") || !api.admission_plugins.contains("LimitRanger") {
+        return Ok(());
+    }
+    let Some(ns) = call.target.namespace.as_deref() else { return Ok(()) };
+    let (kvs, _) = api.store.list_all(&format!("/registry/limitranges/{ns}/")).await?;
+    if kvs.is_empty() {
+        return Ok(());
+    }
+    let mut ranges = Vec::new();
+    for s in kvs {
+        ranges.push(serde_json::from_value(decode(&s)?).map_err(|e| ApiError::Store(format!("stored limitrange: {e}")))?);
+    }
+    let mut typed: k8s_openapi::api::core::v1::Pod =
+        serde_json::from_value(pod.clone()).map_err(|e| ApiError::BadRequest(format!("LimitRanger: {e}")))?;
+    keel_access::admission::limit_ranger::admit_pod_create(&ranges, &mut typed).map_err(ApiError::Access)?;
+    *pod = serde_json::to_value(&typed).map_err(|e| ApiError::BadRequest(format!("LimitRanger: {e}")))?;
+    Ok(())
 }
 
 /// Reads what admission of `call` (a create when `create`) needs.
