@@ -32,6 +32,7 @@ pub mod pods;
 pub mod priorityclasses;
 pub mod rbac;
 pub mod replicasets;
+pub mod resourcequotas;
 pub mod secrets;
 pub mod service_alloc;
 pub mod serviceaccounts;
@@ -240,6 +241,15 @@ pub static RESOURCES: &[Resource] = &[
         singular: "limitrange",
         short_names: &["limits"],
         strategy: &limitranges::LimitRanges,
+        ..ROW
+    },
+    Resource {
+        kind: "ResourceQuota",
+        plural: "resourcequotas",
+        singular: "resourcequota",
+        short_names: &["quota"],
+        subresources: STATUS,
+        strategy: &resourcequotas::ResourceQuotas,
         ..ROW
     },
     Resource { kind: "Secret", plural: "secrets", singular: "secret", strategy: &secrets::Secrets, ..ROW },

@@ -9,6 +9,7 @@
 //!   NodePort allocation in the Service's write, the `default/kubernetes` Service and Endpoints);
 //! - what kubelets answer: [`connect`] (`pods/log`, `pods/exec`, `nodes/proxy`) and
 //!   [`metrics`] (metrics.k8s.io), through [`crate::kubelet`];
+//! - [`quota`]: ResourceQuota charges written in the object's own Txn;
 //! - [`token`]: ServiceAccount tokens (TokenRequest, and the objects tokens name);
 //! - [`rbac`]: the default RBAC policy and the feeders of keel-access's policy, [`escalation`]:
 //!   nobody grants what they do not hold; [`node_graph`]:
@@ -36,6 +37,7 @@ pub mod node_restriction;
 pub mod object;
 pub mod patch;
 pub mod pods;
+pub mod quota;
 pub mod rbac;
 pub mod scale;
 pub mod services;
