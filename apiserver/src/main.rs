@@ -237,8 +237,10 @@ async fn main() -> anyhow::Result<()> {
     let verifier = access.as_ref().and_then(|a| a.client_verifier.clone());
     let tls_config = tls::server_config(&files, verifier).map_err(|e| anyhow::anyhow!(e))?;
     let advertise = format!("{}:{}", flags.bind_address, flags.secure_port);
-    let admission_plugins = keel_apiserver::rest::admission::plugins(&flags.enable_admission_plugins, &flags.disable_admission_plugins)
-        .map_err(|e| anyhow::anyhow!("--enable-admission-plugins: {e}"))?;
+    let signs_tokens = flags.service_account_signing_key_file.is_some();
+    let admission_plugins =
+        keel_apiserver::rest::admission::plugins(&flags.enable_admission_plugins, &flags.disable_admission_plugins, signs_tokens)
+            .map_err(|e| anyhow::anyhow!("--enable-admission-plugins: {e}"))?;
     let cert_key = flags.kubelet_client_certificate.as_deref().zip(flags.kubelet_client_key.as_deref());
     let kubelet_tls = keel_apiserver::kubelet::tls::client_config(cert_key, flags.kubelet_certificate_authority.as_deref())
         .map_err(|e| anyhow::anyhow!("kubelet client: {e}"))?;

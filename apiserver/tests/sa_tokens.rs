@@ -166,11 +166,79 @@ fn kubectl_create_token_gives_a_token_rbac_authorizes_as_the_service_account_unt
     assert!(ok, "a token of the new service account works at once: {out}");
 }
 
+const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata: {name: p, namespace: dev}\nspec:\n  containers: [{name: c, image: busybox}]\n";
+
+#[test]
+fn service_account_admission_gives_pods_the_default_account_and_its_token_volume() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let key = key_file(&dir, "sa.key");
+    let pki = Pki::new();
+    let c = Cluster::start_with(&pki.flags("Node,RBAC", &["--service-account-signing-key-file", &key, "--service-account-issuer", ISSUER]));
+    c.ok(&["create", "namespace", "dev"]);
+    // No default account yet (the controller-manager creates it): kube's refusal.
+    let out = c.kubectl_in(&["create", "-f", "-"], Some(POD));
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains(r#"pods "p" is forbidden: error looking up service account dev/default: serviceaccount "default" not found"#),
+        "{err}"
+    );
+    c.ok(&["create", "serviceaccount", "default", "-n", "dev"]);
+    let out = c.kubectl_in(&["create", "-f", "-"], Some(POD));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let p: serde_json::Value = serde_json::from_str(&c.ok(&["get", "pod", "p", "-n", "dev", "-o", "json"])).unwrap_or_default();
+    assert_eq!(p["spec"]["serviceAccountName"], "default");
+    let volume = &p["spec"]["volumes"][0];
+    let name = volume["name"].as_str().unwrap_or_default();
+    assert!(name.starts_with("kube-api-access-") && name.len() == "kube-api-access-".len() + 5, "{volume}");
+    assert_eq!(
+        volume["projected"],
+        serde_json::json!({"defaultMode": 420, "sources": [
+            {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+            {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+            {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
+        ]})
+    );
+    assert_eq!(
+        p["spec"]["containers"][0]["volumeMounts"],
+        serde_json::json!([{"name": name, "readOnly": true, "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount"}])
+    );
+    // Automounting off: the account, no volume.
+    let off = POD.replace("name: p,", "name: q,").replace("spec:\n", "spec:\n  automountServiceAccountToken: false\n");
+    c.apply(&off, &[]);
+    let q: serde_json::Value = serde_json::from_str(&c.ok(&["get", "pod", "q", "-n", "dev", "-o", "json"])).unwrap_or_default();
+    assert_eq!((q["spec"]["serviceAccountName"].as_str(), q["spec"].get("volumes")), (Some("default"), None));
+    // A named account that does not exist.
+    let named = POD.replace("name: p,", "name: r,").replace("spec:\n", "spec:\n  serviceAccountName: ghost\n");
+    let out = c.kubectl_in(&["create", "-f", "-"], Some(&named));
+    assert!(
+        text(&out.stderr).contains(r#"error looking up service account dev/ghost: serviceaccount "ghost" not found"#),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn enabling_service_account_admission_without_a_signing_key_stops_startup() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let out = std::process::Command::new(keel_testkit::bin("keel-apiserver"))
+        .args(["--etcd-servers", "http://127.0.0.1:9", "--secure-port", "0", "--enable-admission-plugins", "ServiceAccount", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{e}"));
+    let err = text(&out.stderr);
+    assert!(!out.status.success() && err.contains("ServiceAccount") && err.contains("--service-account-signing-key-file"), "{err}");
+}
+
 #[test]
 fn without_a_signing_key_there_is_no_token_subresource() {
     let pki = Pki::new();
     let c = Cluster::start_with(&pki.flags("Node,RBAC", &[]));
     c.ok(&["create", "serviceaccount", "robot"]);
+    // Nor ServiceAccount admission: pods stay as they were sent (Keel's dev mode).
+    c.apply(&POD.replace("namespace: dev", "namespace: default"), &[]);
+    let p: serde_json::Value = serde_json::from_str(&c.ok(&["get", "pod", "p", "-o", "json"])).unwrap_or_default();
+    assert_eq!((p["spec"].get("serviceAccountName"), p["spec"].get("volumes")), (None, None), "{p}");
     let (code, body) = curl(
         &c,
         &["-H", &bearer("keel-admin"), "-H", "Content-Type: application/json", "-d", "{}"],

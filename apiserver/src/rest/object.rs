@@ -69,6 +69,7 @@ pub async fn create_object(api: &Api, call: &Call, obj: Value) -> Result<Value, 
     admission::prepare(api, call, true).await?.admit(call, &mut obj)?;
     let mut obj = finish(call, obj, None)?;
     admission::limit_ranger(api, call, &mut obj).await?;
+    admission::service_account(api, call, &mut obj).await?;
     crate::rest::quota::fill_status(api, call, &mut obj).await?;
     crate::rest::node_restriction::admit(api, call, None, Some(&obj))?;
     crate::rest::escalation::admit(api, call, None, &obj)?;

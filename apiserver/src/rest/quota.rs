@@ -15,6 +15,9 @@
 //! - A quota's create or spec change sets `status.hard = spec.hard` and recomputes
 //!   `status.used` from the store (pods of the namespace, counts of the objects named), so a
 //!   new quota enforces at once.
+//! - Whether a namespace has quotas at all is asked of the watch cache (so a quota created a
+//!   moment ago may miss a write racing with it, as kube's informer-fed admission may); the
+//!   quotas themselves are read from the store.
 //! - Events are not charged (kube's default `count/events` is only counted if asked); nor
 //!   are ResourceQuotas themselves.
 
@@ -34,9 +37,17 @@ fn charged(api: &Api, res: &Resource) -> bool {
     api.admission_plugins.contains("ResourceQuota") && res.namespaced && res.plural != "resourcequotas" && res.kind != "Event"
 }
 
-/// The namespace's quotas, as stored (with their revisions) and typed.
+/// The namespace's quotas, as stored (with their revisions) and typed. The watch cache says
+/// first whether there are any (most namespaces have none, and most writes then cost nothing);
+/// when it holds some, the store is read, so the revisions the Txn guards are current.
 async fn quotas(api: &Api, ns: &str) -> Result<Vec<(Stored, ResourceQuota)>, ApiError> {
-    let (kvs, _) = api.store.list_all(&format!("/registry/resourcequotas/{ns}/")).await?;
+    let prefix = format!("/registry/resourcequotas/{ns}/");
+    if let Some(res) = registry::find("", "v1", "resourcequotas")
+        && !api.caches.of(res).await?.any_under(&prefix)
+    {
+        return Ok(Vec::new());
+    }
+    let (kvs, _) = api.store.list_all(&prefix).await?;
     let mut out = Vec::new();
     for s in kvs {
         let mut q: ResourceQuota =
