@@ -148,7 +148,6 @@ impl Server {
     /// Must be called inside a tokio runtime.
     pub fn start(config: Config, store: keel_etcd::Client, seams: Seams) -> Server {
         let tasks = Tasks::new();
-        let front = config.access.clone().map(|access| Arc::new(http::access::Front { access, clock: seams.clock.clone() }));
         let spawner = tasks.spawner();
         let audit_ids = seams.ids.fork();
         let audit =
@@ -168,6 +167,10 @@ impl Server {
             kubelets: crate::kubelet::KubeletClient::new(config.kubelet.clone(), spawner.clone()),
             service_ranges: config.service_ranges,
             access: config.access.clone(),
+        });
+        let front = config.access.clone().map(|access| {
+            let objects: Arc<dyn http::access::Objects> = Arc::new(crate::rest::token::StoredObjects(api.clone()));
+            Arc::new(http::access::Front { access, clock: api.clock.clone(), objects: Some(objects) })
         });
         let (tx, rx) = watch::channel(Bootstrap::Running);
         spawner.spawn(bootstrap(api.clone(), config.clone(), tx));

@@ -14,7 +14,7 @@ pub mod protobuf;
 pub mod request;
 pub mod requests;
 pub mod review;
-mod review_pb;
+pub(crate) mod review_pb;
 pub mod serve;
 pub mod table;
 pub mod tls;
