@@ -160,6 +160,13 @@ pub async fn user(rec: Rc<RefCell<Record>>, apiservers: Vec<SocketAddr>, seed: u
         let want = desired.get(name).cloned().unwrap_or_default();
         change_one(&rec, &api, name, change, want, &mut desired, when.pod_cpu).await;
     }
+    // The nodes scenario's cut starts with every Deployment at its largest, so the cut nodes
+    // run some of its pods.
+    if when.cut.is_some() {
+        for (replicas, _) in desired.values_mut() {
+            *replicas = max_replicas;
+        }
+    }
     // The final spec, acknowledged.
     for (name, (replicas, image)) in desired.clone() {
         loop {
