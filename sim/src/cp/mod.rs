@@ -1,25 +1,29 @@
-//! The `controlplane` scenario: the real control plane on turmoil hosts over the simulated
-//! network, on the simulated store.
+//! The `controlplane` and `nodes` scenarios: the real control plane on turmoil hosts over the
+//! simulated network, on the simulated store.
 //!
 //! ```text
-//!   user ──► api1 ─┐                        sched1, sched2   (leader-elected: Lease kube-scheduler)
-//!            api2 ─┼─► m1 m2 m3 (store)     cm1, cm2         (Lease kube-controller-manager)
-//!   podwatch ──────┘   (etcd watch of       kubelet1, kubelet2 (2 simulated nodes each)
-//!                       every pod version)  each component's kube::Client dials api1/api2 in turn
+//!   user ─────► api1 ─┐                      sched1, sched2   (leader-elected: Lease kube-scheduler)
+//!   podwatcher► api2 ─┼─► m1 m2 m3 (store)   cm1, cm2         (Lease kube-controller-manager)
+//!   history ──────────┘   (etcd watch of     kubelet1, kubelet2 (3 simulated nodes each)
+//!                          /registry/)       each component's kube::Client dials api1/api2 in turn
 //! ```
 //!
-//! Faults: the store's nemesis on the members (partitions, leader isolation, pauses, crashes,
-//! drift …) and, beside it, the control plane's ([`plan`]): an apiserver crash, the active
-//! scheduler's crash, the active controller-manager's crash, a kubelet host's crash (each
-//! restarted after a while), a kubelet host cut off from the apiservers and an apiserver cut
-//! off from the store (each healed after a while).
-//! Checkers: [`workload::bound_once`] (no pod bound twice or rebound, from the store's
-//! history), [`acts::one_actor_per_term`] (at most one scheduler and one controller-manager act
-//! at any instant), convergence (every Deployment reaches its final spec within
-//! [`CONVERGE`] of the faults' end), and no host error.
+//! Faults in `controlplane`: the store's nemesis on the members (partitions, leader isolation,
+//! pauses, crashes, drift …) and, beside it, the control plane's ([`plan`]): an apiserver
+//! crash, the active scheduler's crash, the active controller-manager's crash, a kubelet
+//! host's crash (each restarted after a while), a kubelet host cut off from the apiservers and
+//! an apiserver cut off from the store (each healed after a while). In `nodes`: one kubelet
+//! host cut off for longer than the node monitor grace period ([`NodeTimings`]), nothing else.
+//! Checkers: [`workload::bound_once`] (no pod bound twice or rebound), [`acts::one_actor_per_term`]
+//! (at most one scheduler and one controller-manager act at any instant),
+//! [`history::rollout_bounds`], [`history::no_overcommit`], [`history::lost_writes`],
+//! [`apiwatch::judge`] (a watch through the apiservers is ordered and gap-free), convergence
+//! (every Deployment reaches its final spec within [`CONVERGE`]; in `nodes` also on the other
+//! nodes during the cut), and no host error.
 //!
 //! Modules: [`net`] (connectors), [`hosts`] (the components), [`acts`] (who acted, the
-//! one-actor checker), [`workload`] (the user, the pod history, convergence, the binding checker).
+//! one-actor checker), [`history`] (the store history and the checkers over it), [`apiwatch`]
+//! (the watch through the apiservers), [`workload`] (the user, convergence, the binding checker).
 
 pub mod acts;
 pub mod apiwatch;
