@@ -4,7 +4,8 @@
 //! requests go to a [`Backend`] (the REST layer implements it), so `http` never imports `rest`;
 //! so do the subresources kubelets answer (`log`, `exec`, `proxy`, with the request's head for
 //! upgrades) and metrics.k8s.io ([`MetricsTarget`]). [`requests`] counts every answer for
-//! `/metrics`.
+//! `/metrics`; [`access`] authenticates and authorizes, [`inflight`] holds requests to the
+//! max-in-flight limits, [`audit`] logs them.
 
 pub mod access;
 pub mod audit;
