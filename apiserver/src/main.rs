@@ -137,6 +137,14 @@ struct Flags {
     /// JSON; `-` is stdout. Without it nothing is audited.
     #[arg(long)]
     audit_log_path: Option<PathBuf>,
+    /// Non-mutating requests served at once; more are 429 (0: no limit). Watches, proxy, exec,
+    /// attach, logs, system:masters and the components' and kubelets' Lease requests are not
+    /// counted.
+    #[arg(long, default_value_t = 400)]
+    max_requests_inflight: usize,
+    /// Mutating requests served at once; more are 429 (0: no limit).
+    #[arg(long, default_value_t = 200)]
+    max_mutating_requests_inflight: usize,
     /// How long connecting to a kubelet may take, in seconds.
     #[arg(long, default_value = "5", value_parser = parse_secs)]
     kubelet_timeout: Duration,
@@ -267,6 +275,8 @@ async fn main() -> anyhow::Result<()> {
         watch_timeout: flags.watch_timeout,
         event_ttl: flags.event_ttl,
         compaction_interval: flags.etcd_compaction_interval,
+        max_requests_inflight: flags.max_requests_inflight,
+        max_mutating_requests_inflight: flags.max_mutating_requests_inflight,
         codec: Arc::new(codec),
         default_toleration_seconds: (flags.default_not_ready_toleration_seconds, flags.default_unreachable_toleration_seconds),
         ..Config::default()
