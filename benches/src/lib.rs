@@ -7,6 +7,7 @@
 //!   keel-density ──┴► controlplane ──► processes: store|etcd, apiserver, kubelet (N simulated
 //!        │                                       nodes), scheduler, controller-manager
 //!        └► density (plan) ─► density::run ─► promtext, startup, procstat ─► density::report, plot
+//!   keel-authz-bench ─► authz (plan) ─► authz::run (store + one apiserver per mode) ─► authz::summary
 //! ```
 //!
 //! - [`load`]: the workloads of the `keel-load` generator (put, range, txn, watch, lease,
@@ -14,6 +15,8 @@
 //!   histogram.
 //! - [`report`]: the human table and the one-JSON-line-per-run output, and the generator's own
 //!   CPU use (so a run can show the generator was not the bottleneck).
+//! - [`authz`]: the authorization benchmark (issue 19): AlwaysAllow against Node,RBAC over the
+//!   same store, interleaved rounds, medians.
 //! - [`controlplane`]: starting the whole control plane as processes and waiting for its nodes.
 //! - [`density`]: the density/load run (issue 24): its plan, its async shell, its SLI report.
 //! - [`promtext`]: `apiserver_request_duration_seconds` from `/metrics`, intervals, quantiles.
@@ -22,6 +25,7 @@
 //! - [`plot`]: the density run's PNG.
 //! - [`error`]: the library's error type.
 
+pub mod authz;
 pub mod controlplane;
 pub mod density;
 pub mod error;
