@@ -7,6 +7,7 @@
 //!   keel-density ──┴► controlplane ──► processes: store|etcd, apiserver, kubelet (N simulated
 //!        │                                       nodes), scheduler, controller-manager
 //!        └► density (plan) ─► density::run ─► promtext, startup, procstat ─► density::report, plot
+//!   keel-overload ─► controlplane ─► overload (schedule) ─► overload::run ─► verdicts
 //!   keel-authz-bench ─► authz (plan) ─► authz::run (store + one apiserver per mode) ─► authz::summary
 //! ```
 //!
@@ -19,6 +20,8 @@
 //!   same store, interleaved rounds, medians.
 //! - [`controlplane`]: starting the whole control plane as processes and waiting for its nodes.
 //! - [`density`]: the density/load run (issue 24): its plan, its async shell, its SLI report.
+//! - [`overload`]: the overload test (issue 24): a steady create rate, 5× it, back; 429s, lost
+//!   writes, live processes, the mutating p99's recovery.
 //! - [`promtext`]: `apiserver_request_duration_seconds` from `/metrics`, intervals, quantiles.
 //! - [`startup`]: pod startup latency and scheduler throughput from a pod watch.
 //! - [`procstat`]: CPU and RSS of a process, the load average.
@@ -30,6 +33,7 @@ pub mod controlplane;
 pub mod density;
 pub mod error;
 pub mod load;
+pub mod overload;
 pub mod plot;
 pub mod procstat;
 pub mod promtext;
