@@ -115,6 +115,13 @@ async fn list_names(client: &kube::Client, namespace: &str) -> Result<HashSet<St
     }
 }
 
+/// The status code of a GET of `path` (`None`: no answer).
+async fn get_code(client: &kube::Client, path: &str) -> Option<u16> {
+    let req = http::Request::get(path).body(Body::from(Vec::new())).ok()?;
+    let res = client.send(req).await.ok()?;
+    Some(res.status().as_u16())
+}
+
 fn ms_quantiles(mut v: Vec<f64>) -> Value {
     v.sort_by(f64::total_cmp);
     let q = |q: f64| crate::startup::percentile(&v, q).map(|s| (s * 1e4).round() / 10.0);
@@ -162,6 +169,17 @@ pub async fn run(cp: &ControlPlane, client: kube::Client, schedule: &Schedule, s
     let existing = list_names(&client, &shell.namespace).await?;
     let created: Vec<String> = answers.iter().filter(|a| a.answer == Answer::Created).map(|a| name(a.k)).collect();
     let lost_writes = lost(created.iter().map(String::as_str), &existing);
+    // A name missing from the list is read once more by itself: a GET says whether the write
+    // is gone (404) or only the list missed it.
+    let mut lost_get = serde_json::Map::new();
+    for n in lost_writes.iter().take(100) {
+        let code = get_code(&client, &format!("/api/v1/namespaces/{}/pods/{n}", shell.namespace)).await;
+        let k = answers.iter().find(|a| a.answer == Answer::Created && name(a.k) == *n);
+        lost_get.insert(
+            n.clone(),
+            json!({"get": code, "phase": k.map(|a| PHASES[a.phase]), "answered_at_s": k.map(|a| a.at), "create_s": k.map(|a| a.seconds)}),
+        );
+    }
     let uncertain: Vec<&Answered> = answers.iter().filter(|a| a.answer.uncertain()).collect();
     let uncertain_exist = uncertain.iter().filter(|a| existing.contains(&name(a.k))).count();
     let refused_exist =
@@ -210,7 +228,7 @@ pub async fn run(cp: &ControlPlane, client: kube::Client, schedule: &Schedule, s
         "create_latency_client": per_phase_latency,
         "all_answered_at_s": answered_by,
         "writes": {"answered_201": created.len(), "listed": existing.len(), "lost": lost_writes.len(),
-            "lost_names": lost_writes.iter().take(20).collect::<Vec<_>>(),
+            "lost_names": lost_writes.iter().take(20).collect::<Vec<_>>(), "lost_checked_by_get": lost_get,
             "uncertain": uncertain.len(), "uncertain_that_exist": uncertain_exist, "refused_that_exist": refused_exist},
         "mutating_p99": {"baseline_ms": baseline.map(|s| s * 1000.0), "recovery_s": recovered.map(|r| r.0), "stayed_recovered": recovered.map(|r| r.1),
             "tolerance": super::RECOVERY_TOLERANCE, "burst_from_s": burst_start, "burst_to_s": burst_end},
