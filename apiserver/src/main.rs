@@ -106,13 +106,45 @@ struct Flags {
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     anonymous_auth: bool,
     /// Authorizers in order (AlwaysAllow, AlwaysDeny, Node, RBAC). Authentication and
-    /// authorization run once any of these four flags differs from its default.
+    /// authorization run once any of these four flags differs from its default, or a
+    /// service-account key is given.
     #[arg(long, default_value = "AlwaysAllow")]
     authorization_mode: String,
+    /// PEM private key (RSA or ECDSA) that signs ServiceAccount tokens (TokenRequest); without
+    /// it the `serviceaccounts/<name>/token` subresource is not served.
+    #[arg(long)]
+    service_account_signing_key_file: Option<PathBuf>,
+    /// PEM files of keys (public, private or certificates) that verify ServiceAccount tokens
+    /// (repeatable; default: the signing key).
+    #[arg(long, value_delimiter = ',')]
+    service_account_key_file: Vec<PathBuf>,
+    /// The issuer (`iss`) of ServiceAccount tokens; repeatable: the first issues, all are
+    /// accepted. Required with a signing key.
+    #[arg(long, value_delimiter = ',')]
+    service_account_issuer: Vec<String>,
+    /// Audiences ServiceAccount tokens must name one of (default: the issuers).
+    #[arg(long, value_delimiter = ',')]
+    api_audiences: Vec<String>,
+    /// The longest a TokenRequest's token may live (a Go duration: 24h, 90m, 3600s; default: no
+    /// limit).
+    #[arg(long, value_parser = parse_go_duration)]
+    service_account_max_token_expiration: Option<Duration>,
+    /// Whether pod-bound tokens asked for 3607 s (kubelet's projected volume) live a year, with
+    /// a warning after the time asked for, as kube's default.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    service_account_extend_token_expiration: bool,
     /// Where to write the audit log, one audit.k8s.io/v1 Event (Metadata level) per line, as
     /// JSON; `-` is stdout. Without it nothing is audited.
     #[arg(long)]
     audit_log_path: Option<PathBuf>,
+    /// Non-mutating requests served at once; more are 429 (0: no limit). Watches, proxy, exec,
+    /// attach, logs, system:masters and the components' and kubelets' Lease requests are not
+    /// counted.
+    #[arg(long, default_value_t = 400)]
+    max_requests_inflight: usize,
+    /// Mutating requests served at once; more are 429 (0: no limit).
+    #[arg(long, default_value_t = 200)]
+    max_mutating_requests_inflight: usize,
     /// How long connecting to a kubelet may take, in seconds.
     #[arg(long, default_value = "5", value_parser = parse_secs)]
     kubelet_timeout: Duration,
@@ -121,6 +153,31 @@ struct Flags {
 fn parse_secs(s: &str) -> Result<Duration, String> {
     let n = s.trim_end_matches('s').parse::<u64>().map_err(|e| format!("{s}: {e}"))?;
     Ok(Duration::from_secs(n))
+}
+
+/// A Go duration as kube's flags take it: `24h`, `1h30m`, `90m`, `3600s` (no fractions).
+fn parse_go_duration(s: &str) -> Result<Duration, String> {
+    let mut secs = 0u64;
+    let mut num = String::new();
+    for c in s.chars() {
+        match c {
+            '0'..='9' => num.push(c),
+            'h' | 'm' | 's' => {
+                let n: u64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+                secs += n * match c {
+                    'h' => 3600,
+                    'm' => 60,
+                    _ => 1,
+                };
+                num.clear();
+            }
+            _ => return Err(format!("invalid duration {s:?}")),
+        }
+    }
+    if !num.is_empty() || s.is_empty() {
+        return Err(format!("invalid duration {s:?}: missing unit"));
+    }
+    Ok(Duration::from_secs(secs))
 }
 
 fn kubeconfig(server: &str, ca_pem: &[u8]) -> String {
@@ -161,7 +218,9 @@ async fn main() -> anyhow::Result<()> {
     let secured = flags.client_ca_file.is_some()
         || flags.token_auth_file.is_some()
         || !flags.anonymous_auth
-        || flags.authorization_mode != "AlwaysAllow";
+        || flags.authorization_mode != "AlwaysAllow"
+        || flags.service_account_signing_key_file.is_some()
+        || !flags.service_account_key_file.is_empty();
     let access = match secured {
         false => None,
         true => {
@@ -170,6 +229,14 @@ async fn main() -> anyhow::Result<()> {
                 token_auth_file: flags.token_auth_file.clone(),
                 anonymous_auth: flags.anonymous_auth,
                 authorization_mode: flags.authorization_mode.clone(),
+                service_account_signing_key_file: flags.service_account_signing_key_file.clone(),
+                service_account_key_files: flags.service_account_key_file.clone(),
+                service_account_issuers: flags.service_account_issuer.clone(),
+                api_audiences: flags.api_audiences.clone(),
+                service_account_max_token_expiration: flags
+                    .service_account_max_token_expiration
+                    .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX)),
+                service_account_extend_token_expiration: flags.service_account_extend_token_expiration,
                 ..Default::default()
             };
             Some(Arc::new(keel_access::Access::from_config(&cfg).map_err(|e| anyhow::anyhow!("{e}"))?))
@@ -178,8 +245,10 @@ async fn main() -> anyhow::Result<()> {
     let verifier = access.as_ref().and_then(|a| a.client_verifier.clone());
     let tls_config = tls::server_config(&files, verifier).map_err(|e| anyhow::anyhow!(e))?;
     let advertise = format!("{}:{}", flags.bind_address, flags.secure_port);
-    let admission_plugins = keel_apiserver::rest::admission::plugins(&flags.enable_admission_plugins, &flags.disable_admission_plugins)
-        .map_err(|e| anyhow::anyhow!("--enable-admission-plugins: {e}"))?;
+    let signs_tokens = flags.service_account_signing_key_file.is_some();
+    let admission_plugins =
+        keel_apiserver::rest::admission::plugins(&flags.enable_admission_plugins, &flags.disable_admission_plugins, signs_tokens)
+            .map_err(|e| anyhow::anyhow!("--enable-admission-plugins: {e}"))?;
     let cert_key = flags.kubelet_client_certificate.as_deref().zip(flags.kubelet_client_key.as_deref());
     let kubelet_tls = keel_apiserver::kubelet::tls::client_config(cert_key, flags.kubelet_certificate_authority.as_deref())
         .map_err(|e| anyhow::anyhow!("kubelet client: {e}"))?;
@@ -206,6 +275,8 @@ async fn main() -> anyhow::Result<()> {
         watch_timeout: flags.watch_timeout,
         event_ttl: flags.event_ttl,
         compaction_interval: flags.etcd_compaction_interval,
+        max_requests_inflight: flags.max_requests_inflight,
+        max_mutating_requests_inflight: flags.max_mutating_requests_inflight,
         codec: Arc::new(codec),
         default_toleration_seconds: (flags.default_not_ready_toleration_seconds, flags.default_unreachable_toleration_seconds),
         ..Config::default()
@@ -272,4 +343,19 @@ fn audit_log(path: Option<&std::path::Path>) -> anyhow::Result<Option<Arc<keel_a
 fn rand_seed() -> u64 {
     use rand::TryRngCore;
     rand::rngs::OsRng.try_next_u64().unwrap_or(0x6b65_656c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations_parse_as_kube_flags_take_them() {
+        for (s, secs) in [("24h", 86_400), ("1h30m", 5_400), ("90m", 5_400), ("3600s", 3_600), ("0s", 0)] {
+            assert_eq!(parse_go_duration(s), Ok(Duration::from_secs(secs)), "{s}");
+        }
+        for bad in ["", "10", "1d", "h", "1.5h"] {
+            assert!(parse_go_duration(bad).is_err(), "{bad}");
+        }
+    }
 }

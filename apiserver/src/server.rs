@@ -53,6 +53,10 @@ pub struct Config {
     pub access: Option<Arc<keel_access::Access>>,
     /// The audit log (`--audit-log-path`); None: no audit.
     pub audit: Option<Arc<http::audit::Sink>>,
+    /// `--max-requests-inflight` (400; 0: no limit): non-mutating requests served at once.
+    pub max_requests_inflight: usize,
+    /// `--max-mutating-requests-inflight` (200; 0: no limit): mutating requests served at once.
+    pub max_mutating_requests_inflight: usize,
 }
 
 impl Default for Config {
@@ -72,6 +76,8 @@ impl Default for Config {
             service_ranges: crate::registry::service_alloc::Ranges::default(),
             access: None,
             audit: None,
+            max_requests_inflight: 400,
+            max_mutating_requests_inflight: 200,
         }
     }
 }
@@ -148,7 +154,6 @@ impl Server {
     /// Must be called inside a tokio runtime.
     pub fn start(config: Config, store: keel_etcd::Client, seams: Seams) -> Server {
         let tasks = Tasks::new();
-        let front = config.access.clone().map(|access| Arc::new(http::access::Front { access, clock: seams.clock.clone() }));
         let spawner = tasks.spawner();
         let audit_ids = seams.ids.fork();
         let audit =
@@ -169,15 +174,22 @@ impl Server {
             service_ranges: config.service_ranges,
             access: config.access.clone(),
         });
+        let front = config.access.clone().map(|access| {
+            let objects: Arc<dyn http::access::Objects> = Arc::new(crate::rest::token::StoredObjects(api.clone()));
+            Arc::new(http::access::Front { access, clock: api.clock.clone(), objects: Some(objects) })
+        });
         let (tx, rx) = watch::channel(Bootstrap::Running);
         spawner.spawn(bootstrap(api.clone(), config.clone(), tx));
         spawner.spawn(compactor::run(store, config.compaction_interval));
+        let inflight =
+            http::inflight::Inflight::new(config.max_requests_inflight, config.max_mutating_requests_inflight, config.access.is_some());
         let requests = http::requests::Requests::with(|r| {
+            inflight.register(r);
             if let Some(sink) = &config.audit {
                 sink.register(r);
             }
         });
-        let router = http::router(api.clone(), front, audit, requests);
+        let router = http::router(api.clone(), front, inflight, audit, requests);
         Server { api, router, bootstrap: rx, tasks }
     }
 

@@ -148,7 +148,7 @@ async fn status_writes_keep_what_kubes_status_strategies_keep_and_daemonsets_cou
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_pods_tolerate_unready_nodes_for_five_minutes_and_new_nodes_start_tainted() {
     use k8s_openapi::api::core::v1::Pod;
-    let plugins = keel_apiserver::rest::admission::plugins(&["TaintNodesByCondition".into()], &[]).expect("plugins");
+    let plugins = keel_apiserver::rest::admission::plugins(&["TaintNodesByCondition".into()], &[], false).expect("plugins");
     let s = support::start_config(keel_apiserver::Config { admission_plugins: plugins, ..Default::default() }).await;
     let pods: Api<Pod> = Api::default_namespaced(s.client.clone());
     let pod: Pod = serde_json::from_value(json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "busybox"}]}}))

@@ -187,6 +187,7 @@ async fn main() -> anyhow::Result<()> {
         },
         root_ca: root_ca(&flags)?,
         resource_quota_sync_period: flags.resource_quota_sync_period,
+        bug_ignore_expectations: false,
     };
     let client = client(flags.kubeconfig.as_ref()).await?;
     let registry = metrics::shared();

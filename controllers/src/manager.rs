@@ -60,6 +60,10 @@ pub struct Config {
     pub root_ca: Option<String>,
     /// How often every ResourceQuota is recounted (`--resource-quota-sync-period`).
     pub resource_quota_sync_period: std::time::Duration,
+    /// Test-only switch for keel-sim's planted-bug self-test (issue 23), never set by a flag:
+    /// the ReplicaSet controller trusts its (possibly stale) informer without expectations, so
+    /// the simulation's pod-count checker must catch the extra creates and deletes.
+    pub bug_ignore_expectations: bool,
 }
 
 impl Default for Config {
@@ -72,6 +76,7 @@ impl Default for Config {
             daemonset: Default::default(),
             root_ca: None,
             resource_quota_sync_period: resourcequota::SYNC_PERIOD,
+            bug_ignore_expectations: false,
         }
     }
 }
@@ -139,7 +144,8 @@ pub async fn run(client: kube::Client, cfg: Config, clock: SharedClock, metrics:
     let ctx = Context { client, shared: shared.clone(), clock, recorder, metrics };
     let mut queues = Vec::new();
     if cfg.enabled.contains("replicaset") {
-        let c = ReplicaSetController::new(&ctx, cfg.replicaset.clone());
+        let rs_cfg = replicaset::Config { bug_ignore_expectations: cfg.bug_ignore_expectations, ..cfg.replicaset.clone() };
+        let c = ReplicaSetController::new(&ctx, rs_cfg);
         queues.push(c.queue());
         let workers = c.workers();
         runner::spawn(&mut tasks, "replicaset", c.queue(), workers, c);

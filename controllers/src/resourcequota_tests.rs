@@ -138,3 +138,110 @@ fn a_quota_needs_a_count_when_its_status_lags_its_spec() {
         assert_eq!(needs_count(&q), want, "{name}");
     }
 }
+
+/// The status write against a fake apiserver whose informer lists hold one quota (at
+/// resourceVersion 7, `used` drifted to 5 pods) and one running pod; its PUT answers 409 while
+/// `conflicts` lasts, as the apiserver does when admission charged the quota since.
+mod write {
+    use super::*;
+    use crate::clock::FakeClock;
+    use crate::context::Context;
+    use crate::events::Recorder;
+    use crate::metrics::Metrics;
+    use crate::shared::{Served, Shared};
+    use bytes::Bytes;
+    use http::{Request, Response};
+    use http_body_util::{BodyExt as _, Full};
+    use kube::client::Body;
+    use std::sync::Mutex;
+
+    type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+    #[derive(Default)]
+    struct Fake {
+        conflicts: usize,
+        puts: Vec<serde_json::Value>,
+    }
+
+    fn reply(code: u16, body: String) -> Response<Full<Bytes>> {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+        r
+    }
+
+    fn apiserver(fake: Arc<Mutex<Fake>>) -> kube::Client {
+        let q = json!({"apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "q", "namespace": "dev", "resourceVersion": "7", "uid": "qu"},
+            "spec": {"hard": {"pods": "10"}}, "status": {"hard": {"pods": "10"}, "used": {"pods": "5"}}});
+        let p = serde_json::to_value(pod("a", "Running", "100m", "1Mi")).unwrap_or_default();
+        let service = tower::service_fn(move |req: Request<Body>| {
+            let (fake, q, p) = (fake.clone(), q.clone(), p.clone());
+            async move {
+                let (path, query) = (req.uri().path().to_string(), req.uri().query().unwrap_or_default().to_string());
+                let method = req.method().clone();
+                let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                if query.contains("watch=true") {
+                    let pending = futures::stream::unfold((), |()| async {
+                        futures::future::pending::<()>().await;
+                        None::<(Result<http_body::Frame<Bytes>, BoxError>, ())>
+                    });
+                    return Ok::<_, BoxError>(Response::new(http_body_util::Either::Right(http_body_util::StreamBody::new(Box::pin(
+                        pending,
+                    )))));
+                }
+                let mut f = fake.lock().unwrap_or_else(|p| p.into_inner());
+                let list = |kind: &str, items: Vec<serde_json::Value>| {
+                    reply(200, json!({"apiVersion": "v1", "kind": kind, "metadata": {"resourceVersion": "7"}, "items": items}).to_string())
+                };
+                let resp = if method == http::Method::PUT && path == "/api/v1/namespaces/dev/resourcequotas/q/status" {
+                    f.puts.push(serde_json::from_slice(&body).unwrap_or_default());
+                    if f.conflicts > 0 {
+                        f.conflicts -= 1;
+                        reply(409, json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "Conflict", "code": 409,
+                            "message": "Operation cannot be fulfilled on resourcequotas \"q\": the object has been modified; please apply your changes to the latest version and try again"}).to_string())
+                    } else {
+                        reply(200, String::from_utf8_lossy(&body).into_owned())
+                    }
+                } else if path == "/api/v1/resourcequotas" {
+                    list("ResourceQuotaList", vec![q])
+                } else if path == "/api/v1/pods" {
+                    list("PodList", vec![p])
+                } else {
+                    list("List", vec![])
+                };
+                Ok(resp.map(http_body_util::Either::Left))
+            }
+        });
+        kube::Client::new(service, "dev")
+    }
+
+    #[tokio::test]
+    async fn the_recount_is_written_on_the_cached_version_and_a_conflict_is_retried() {
+        let fake = Arc::new(Mutex::new(Fake { conflicts: 1, ..Fake::default() }));
+        let client = apiserver(fake.clone());
+        let shared = Arc::new(Shared::new(&client, Served { resource_quotas: true, ..Served::default() }));
+        let clock: crate::clock::SharedClock = Arc::new(FakeClock::at(now()));
+        let (recorder, _events) = Recorder::new(client.clone(), clock.clone());
+        let ctx = Context { client, shared: shared.clone(), clock, recorder, metrics: Metrics::new() };
+        let quotas = shared.resource_quotas.clone().expect("served");
+        let c = ResourceQuotaController::new(&ctx, quotas.clone(), SYNC_PERIOD);
+        let mut tasks = tokio::task::JoinSet::new();
+        shared.start(&mut tasks);
+        let key = ObjectKey::new("dev", "q");
+        // Bounded only so a regression fails instead of hanging the suite.
+        for _ in 0..2000 {
+            if quotas.is_synced() && shared.pods.is_synced() && quotas.get(&key).is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let first = c.reconcile(&key).await;
+        assert!(first.as_ref().is_err_and(Error::is_conflict), "a 409 is the sync's error, retried with backoff: {:?}", first.err());
+        assert!(c.reconcile(&key).await.is_ok());
+        let puts = fake.lock().unwrap_or_else(|p| p.into_inner()).puts.clone();
+        assert_eq!(puts.len(), 2);
+        for put in &puts {
+            assert_eq!(put["metadata"]["resourceVersion"], "7", "the precondition: the version the count was made from");
+            assert_eq!(put["status"]["used"]["pods"], "1", "recounted from the informer, not the drifted 5");
+        }
+    }
+}

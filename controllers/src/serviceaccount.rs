@@ -1,6 +1,8 @@
 //! The ServiceAccount controller (kube's `pkg/controller/serviceaccount`
 //! `serviceaccounts_controller.go`): every active namespace has the `default` ServiceAccount;
-//! deleting it brings it back. Namespaces being deleted are left alone.
+//! deleting it brings it back. Only Active namespaces are acted on. Level-triggered: a namespace
+//! added or updated, or a default account deleted, queues the namespace, and each sync compares
+//! the cache with [`DEFAULT_NAMES`].
 
 use crate::context::Context;
 use crate::error::{Error, Result};
@@ -24,9 +26,14 @@ pub struct ServiceAccountController {
     queue: Arc<Queue>,
 }
 
-/// True when the namespace is being deleted.
-pub fn terminating(ns: &Namespace) -> bool {
-    ns.metadata.deletion_timestamp.is_some() || ns.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Terminating")
+/// kube's `syncNamespace` decision: the accounts of [`DEFAULT_NAMES`] that `ns` lacks
+/// (`exists` says whether the cache holds one), or none when the namespace is not Active (a
+/// namespace being deleted, or one whose phase is not set yet, is left alone).
+pub fn to_create(ns: &Namespace, exists: impl Fn(&str) -> bool) -> Vec<&'static str> {
+    if ns.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Active") {
+        return Vec::new();
+    }
+    DEFAULT_NAMES.iter().copied().filter(|n| !exists(n)).collect()
 }
 
 impl ServiceAccountController {
@@ -67,22 +74,48 @@ impl Reconcile for ServiceAccountController {
             return Err(Error::NotSynced("namespaces/serviceaccounts"));
         }
         let Some(ns) = self.namespaces.get(key) else { return Ok(Action::Done) };
-        if terminating(&ns) {
-            return Ok(Action::Done);
-        }
         let api: Api<ServiceAccount> = Api::namespaced(self.ctx.client.clone(), &key.name);
-        for name in DEFAULT_NAMES {
-            if self.accounts.get(&ObjectKey::new(key.name.clone(), *name)).is_some() {
-                continue;
-            }
+        for name in to_create(&ns, |n| self.accounts.get(&ObjectKey::new(key.name.clone(), n)).is_some()) {
             let sa = ServiceAccount { metadata: ObjectMeta { name: Some(name.to_string()), ..Default::default() }, ..Default::default() };
             if let Err(e) = api.create(&PostParams::default(), &sa).await {
+                // An account the cache has not shown yet exists already; a namespace being
+                // deleted refuses creates (kube ignores both). A missing namespace is retried, as
+                // kube's; its deletion soon removes the key.
                 let e = Error::from(e);
-                if !(e.is_already_exists() || e.is_namespace_terminating() || e.is_not_found()) {
+                if !(e.is_already_exists() || e.is_namespace_terminating()) {
                     return Err(e);
                 }
             }
         }
         Ok(Action::Done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::NamespaceStatus;
+
+    fn ns(phase: Option<&str>, deleting: bool) -> Namespace {
+        let mut n =
+            Namespace { status: Some(NamespaceStatus { phase: phase.map(Into::into), ..Default::default() }), ..Default::default() };
+        if deleting {
+            n.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::UNIX_EPOCH));
+        }
+        n
+    }
+
+    /// The cases of kube's `TestServiceAccountCreation`.
+    #[test]
+    fn only_an_active_namespace_without_its_default_account_gets_one() {
+        let none = |_: &str| false;
+        let has_default = |n: &str| n == "default";
+        let has_other = |n: &str| n == "other";
+        assert_eq!(to_create(&ns(Some("Active"), false), none), vec!["default"], "new active namespace");
+        assert_eq!(to_create(&ns(Some("Active"), false), has_default), Vec::<&str>::new(), "already there");
+        assert_eq!(to_create(&ns(Some("Active"), false), has_other), vec!["default"], "someone else's account does not count");
+        assert_eq!(to_create(&ns(Some("Terminating"), true), none), Vec::<&str>::new(), "terminating: nothing");
+        assert_eq!(to_create(&ns(Some("Terminating"), false), none), Vec::<&str>::new(), "terminating phase alone");
+        assert_eq!(to_create(&ns(None, false), none), Vec::<&str>::new(), "no phase yet: not Active (kube)");
     }
 }

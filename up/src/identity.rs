@@ -17,6 +17,10 @@
 //!
 //! Certificates are issued afresh on every `keel up` (the CA stays, so copies of an older
 //! kubeconfig keep working); the CA's key is readable by root only.
+//!
+//! Service accounts: `DIR/pki/sa.key` (a P-256 key, made once, root only) signs every
+//! apiserver's ServiceAccount tokens (`--service-account-signing-key-file`, issuer
+//! [`SERVICE_ACCOUNT_ISSUER`], kubeadm's), so a token one apiserver issued is valid on all.
 
 use keel_access::pki::{ClientIdentity, ClusterCa};
 use std::path::{Path, PathBuf};
@@ -70,6 +74,26 @@ pub fn ensure_ca(data_dir: &Path) -> Result<ClusterCa, String> {
             Ok(ca)
         }
     }
+}
+
+/// The issuer (`iss`) of the cluster's ServiceAccount tokens, as kubeadm's default.
+pub const SERVICE_ACCOUNT_ISSUER: &str = "https://kubernetes.default.svc.cluster.local";
+
+/// The ServiceAccount token signing key (`--service-account-signing-key-file`).
+pub fn service_account_key_file(data_dir: &Path) -> PathBuf {
+    data_dir.join("pki").join("sa.key")
+}
+
+/// The signing key of the cluster in `data_dir`: kept if present, made (root only) otherwise.
+pub fn ensure_service_account_key(data_dir: &Path) -> Result<PathBuf, String> {
+    let key = service_account_key_file(data_dir);
+    if key.exists() {
+        return Ok(key);
+    }
+    let pem = keel_access::authn::keys::generate_signing_key_pem().map_err(|e| e.to_string())?;
+    std::fs::create_dir_all(data_dir.join("pki")).map_err(|e| format!("creating {}/pki: {e}", data_dir.display()))?;
+    write_private(&key, &pem).map_err(|e| format!("writing {}: {e}", key.display()))?;
+    Ok(key)
 }
 
 /// Writes the kubeconfig of every part in `parts` (and the admin's), each pointed at `server`
@@ -134,6 +158,16 @@ mod tests {
         assert_eq!(who.name, "system:node:keel-1");
         assert!(dir.path().join("scheduler.kubeconfig").exists() && dir.path().join("kubeconfig").exists());
         let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.path().join("pki/ca.key")).expect("key").permissions());
+        let sa = ensure_service_account_key(dir.path()).expect("sa key");
+        let first = std::fs::read(&sa).expect("sa key written");
+        assert!(keel_access::authn::keys::signing_key_from_pem(&first).is_ok(), "a key the apiserver loads");
+        assert_eq!(
+            ensure_service_account_key(dir.path()).and_then(|p| std::fs::read(p).map_err(|e| e.to_string())),
+            Ok(first),
+            "made once"
+        );
+        let sa_mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&sa).expect("sa").permissions());
+        assert_eq!(sa_mode & 0o777, 0o600, "the signing key is root's only");
         assert_eq!(mode & 0o077, 0, "the CA key is private");
     }
 }

@@ -126,6 +126,10 @@ async fn up(o: Options) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Err(e) = o.control_plane.then(|| identity::ensure_service_account_key(&o.data_dir)).transpose() {
+        say!("keel: the service account signing key: {e}");
+        return ExitCode::FAILURE;
+    }
     let stop = tokio::spawn(status::interrupted());
     let mut missing: Vec<&'static str> = Vec::new();
     for spec in specs {

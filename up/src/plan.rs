@@ -146,6 +146,10 @@ pub fn plan(o: &Options) -> Vec<Spec> {
             "Node,RBAC".into(),
             "--enable-admission-plugins".into(),
             "NodeRestriction".into(),
+            "--service-account-signing-key-file".into(),
+            path(crate::identity::service_account_key_file(&o.data_dir)),
+            "--service-account-issuer".into(),
+            crate::identity::SERVICE_ACCOUNT_ISSUER.into(),
         ];
         out.push(Spec { name: format!("apiserver-{i}"), role: Role::Apiserver, args, addr: format!("{}:{APISERVER_PORT}", host(i)) });
     }
@@ -270,6 +274,7 @@ mod tests {
         assert!(api3.args.windows(2).any(|w| w == ["--client-ca-file", "/d/pki/ca.crt"]));
         assert!(api3.args.windows(2).any(|w| w == ["--authorization-mode", "Node,RBAC"]));
         assert!(api3.args.windows(2).any(|w| w == ["--enable-admission-plugins", "NodeRestriction"]), "as kubeadm");
+        assert!(api3.args.windows(2).any(|w| w == ["--service-account-signing-key-file", "/d/pki/sa.key"]), "one key for every apiserver");
         let s1 = &p[6];
         assert!(s1.args.windows(2).any(|w| w == ["--kubeconfig", "/d/scheduler.kubeconfig"]));
     }

@@ -291,6 +291,31 @@ pub fn check(
     Ok(charges)
 }
 
+/// What removing (or shrinking) an object gives back: for each quota that applies to
+/// `subject` and limits something in `freed`, its `status.used` less `freed` (never below
+/// zero). Quotas with nothing to give back are left out. The apiserver writes these in the
+/// delete's (or update's) transaction, so `used` stays exact without waiting for a recount.
+pub fn release(quotas: &[ResourceQuota], subject: Subject<'_>, freed: &ResourceList) -> Result<Vec<Charge>, Error> {
+    let mut out = Vec::new();
+    for q in quotas.iter().filter(|q| quota_matches(q, subject)) {
+        let hard = hard_of(q)?;
+        let mut used = used_of(q)?;
+        let mut changed = false;
+        for (k, v) in freed.iter().filter(|(k, v)| hard.contains_key(*k) && !v.is_zero()) {
+            if let Some(u) = used.get_mut(k) {
+                let next = if *u > *v { *u - *v } else { Quantity::ZERO };
+                changed |= next != *u;
+                *u = next;
+            }
+        }
+        if changed {
+            let name = q.metadata.name.clone().unwrap_or_default();
+            out.push(Charge { name, resource_version: q.metadata.resource_version.clone().unwrap_or_default(), used });
+        }
+    }
+    Ok(out)
+}
+
 /// Resources a pod can be charged even when this pod does not use them (so a quota limiting
 /// `requests.cpu` applies, and its constraint reports the missing request).
 fn is_pod_matchable(name: &str, subject: Subject<'_>) -> bool {

@@ -152,3 +152,25 @@ fn used_is_recomputed_from_what_exists() {
     let got: Vec<String> = used.iter().map(|(k, v)| format!("{k}={v}")).collect();
     assert_eq!(got, ["count/configmaps=3", "pods=2", "requests.cpu=1500m"]);
 }
+
+#[test]
+fn a_removed_object_gives_back_what_it_used_and_never_below_zero() {
+    let compute = quota("compute", json!({"pods": "5", "requests.cpu": "1"}), json!({"pods": "2", "requests.cpu": "300m"}), json!({}));
+    let counts = quota("counts", json!({"configmaps": "3"}), json!({"configmaps": "1"}), json!({}));
+    let best_effort = quota("be", json!({"pods": "9"}), json!({"pods": "1"}), json!({"scopes": ["BestEffort"]}));
+    let quotas = [compute, counts, best_effort];
+    let p = pod("p", json!({"cpu": "500m"}), json!({}));
+    let freed = pod_usage(&p, now()).unwrap();
+    let got: Vec<(String, String)> = release(&quotas, Subject::Pod(&p), &freed)
+        .unwrap()
+        .iter()
+        .map(|c| (c.name.clone(), c.used.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")))
+        .collect();
+    // compute: pods 2-1, requests.cpu 300m-500m floored at 0; counts and the BestEffort quota
+    // do not apply to this pod.
+    assert_eq!(got, [("compute".to_string(), "pods=1,requests.cpu=0".to_string())]);
+    let cm = object_count_usage("", "configmaps");
+    let got = release(&quotas, Subject::Other, &cm).unwrap();
+    assert_eq!(got.iter().map(|c| (c.name.as_str(), c.used["configmaps"].to_string())).collect::<Vec<_>>(), [("counts", "0".to_string())]);
+    assert!(release(&quotas, Subject::Other, &object_count_usage("", "secrets")).unwrap().is_empty(), "nothing limited");
+}

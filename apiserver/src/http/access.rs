@@ -11,8 +11,14 @@
 //! given (see `main.rs`), because the kubeconfigs Keel writes carry a token nobody checks yet.
 //! `RBAC` decides over the RBAC objects the feeders of [`crate::rest::rbac`] keep in keel-access's
 //! policy, `Node` over the graph [`crate::rest::node_graph`] keeps from the pods. The acting
-//! user goes on to the handlers as a [`Requester`] in the request's extensions. ServiceAccount tokens are not accepted (no issuer flags yet): the lookup below knows
-//! no objects.
+//! user goes on to the handlers as a [`Requester`] in the request's extensions.
+//!
+//! ServiceAccount tokens name objects (the service account, and the pod, secret or node a token
+//! is bound to) that must still exist with the uid the token carries. keel-access asks for them
+//! synchronously; the front answers from what it has found so far and, when keel-access asked
+//! for something it has not, finds those through [`Objects`] (the watch caches, then a live
+//! store read, as kube falls back to a live lookup) and checks again. A request without such a
+//! token asks for nothing, so it costs one check as before.
 
 use crate::http::audit::{Failure, Subject};
 use crate::http::serve::PeerCertificates;
@@ -21,32 +27,98 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
 use keel_access::authn::serviceaccount::{ObjectLookup, ObjectRef};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// What the front needs: keel-access's state and the clock (token expiry).
+/// What the front needs: keel-access's state, the clock (token expiry) and where the objects
+/// tokens name are found.
 pub struct Front {
     /// Built from the flags once.
     pub access: Arc<keel_access::Access>,
     /// Wall time.
     pub clock: Arc<dyn Clock>,
+    /// The service accounts, pods, secrets and nodes tokens name (None: none are found, so
+    /// every ServiceAccount token is refused).
+    pub objects: Option<Arc<dyn Objects>>,
 }
 
-/// No objects: ServiceAccount tokens are not accepted yet, so nothing is looked up.
-struct NoObjects;
+/// The kinds of objects a ServiceAccount token names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Named {
+    /// The token's service account.
+    ServiceAccount,
+    /// The pod it is bound to.
+    Pod,
+    /// The secret it is bound to.
+    Secret,
+    /// The node it is bound to (cluster-scoped: empty namespace).
+    Node,
+}
 
-impl ObjectLookup for NoObjects {
-    fn service_account(&self, _: &str, _: &str) -> Option<ObjectRef> {
-        None
+/// Where the front finds the objects tokens name.
+pub trait Objects: Send + Sync {
+    /// The object of `kind` called `name` in `namespace` (empty for nodes), if it exists.
+    fn find<'a>(&'a self, kind: Named, namespace: &'a str, name: &'a str) -> BoxFuture<'a, Option<ObjectRef>>;
+}
+
+type Key = (Named, String, String);
+
+/// A lookup over what has been found so far; what keel-access asks for beyond that is
+/// noted (and answered "absent" for now).
+struct Found<'a> {
+    found: &'a BTreeMap<Key, Option<ObjectRef>>,
+    missing: std::sync::Mutex<Vec<Key>>,
+}
+
+impl Found<'_> {
+    fn get(&self, kind: Named, ns: &str, name: &str) -> Option<ObjectRef> {
+        let key = (kind, ns.to_string(), name.to_string());
+        match self.found.get(&key) {
+            Some(v) => v.clone(),
+            None => {
+                self.missing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(key);
+                None
+            }
+        }
     }
-    fn pod(&self, _: &str, _: &str) -> Option<ObjectRef> {
-        None
+}
+
+impl ObjectLookup for Found<'_> {
+    fn service_account(&self, ns: &str, name: &str) -> Option<ObjectRef> {
+        self.get(Named::ServiceAccount, ns, name)
     }
-    fn secret(&self, _: &str, _: &str) -> Option<ObjectRef> {
-        None
+    fn pod(&self, ns: &str, name: &str) -> Option<ObjectRef> {
+        self.get(Named::Pod, ns, name)
     }
-    fn node(&self, _: &str) -> Option<ObjectRef> {
-        None
+    fn secret(&self, ns: &str, name: &str) -> Option<ObjectRef> {
+        self.get(Named::Secret, ns, name)
+    }
+    fn node(&self, name: &str) -> Option<ObjectRef> {
+        self.get(Named::Node, "", name)
+    }
+}
+
+/// A token names at most a service account, a pod, a secret and a node: after this many rounds
+/// of finding, every lookup has been answered.
+const FIND_ROUNDS: usize = 5;
+
+/// keel-access's verdict on `head`, finding the objects a token names as it asks for them.
+async fn decide(front: &Front, head: &keel_access::RequestHead<'_>) -> Result<keel_access::Allowed, Box<keel_access::Refused>> {
+    let now = front.clock.now();
+    let mut found = BTreeMap::new();
+    let mut round = 0;
+    loop {
+        round += 1;
+        let lookup = Found { found: &found, missing: std::sync::Mutex::new(Vec::new()) };
+        let verdict = front.access.check(head, &lookup, now);
+        let missing = lookup.missing.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(objects) = front.objects.as_ref().filter(|_| !missing.is_empty() && round < FIND_ROUNDS) else { return verdict };
+        for (kind, ns, name) in missing {
+            let v = objects.find(kind, &ns, &name).await;
+            found.insert((kind, ns, name), v);
+        }
     }
 }
 
@@ -59,16 +131,21 @@ pub struct Requester(pub Arc<keel_access::attributes::Attributes>);
 /// The middleware: the request goes on only if keel-access allows it.
 pub async fn check(State(front): State<Arc<Front>>, mut req: Request, next: Next) -> Response {
     let verdict = {
-        let headers: Vec<(&str, &str)> = req.headers().iter().filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))).collect();
+        // Owned copies: the lookups may await, and the request (its body) is not Sync.
+        let owned: Vec<(String, String)> =
+            req.headers().iter().filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string()))).collect();
+        let headers: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         let peer = req.extensions().get::<PeerCertificates>().map(|p| p.0.clone());
+        let (method, path, query) =
+            (req.method().as_str().to_string(), req.uri().path().to_string(), req.uri().query().unwrap_or_default().to_string());
         let head = keel_access::RequestHead {
-            method: req.method().as_str(),
-            path: req.uri().path(),
-            query: req.uri().query().unwrap_or_default(),
+            method: &method,
+            path: &path,
+            query: &query,
             headers: &headers,
             peer_certificates: peer.as_deref().map(Vec::as_slice),
         };
-        front.access.check(&head, &NoObjects, front.clock.now())
+        decide(&front, &head).await
     };
     match verdict {
         Ok(allowed) => {

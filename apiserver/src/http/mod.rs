@@ -4,17 +4,19 @@
 //! requests go to a [`Backend`] (the REST layer implements it), so `http` never imports `rest`;
 //! so do the subresources kubelets answer (`log`, `exec`, `proxy`, with the request's head for
 //! upgrades) and metrics.k8s.io ([`MetricsTarget`]). [`requests`] counts every answer for
-//! `/metrics`.
+//! `/metrics`; [`access`] authenticates and authorizes, [`inflight`] holds requests to the
+//! max-in-flight limits, [`audit`] logs them.
 
 pub mod access;
 pub mod audit;
 pub mod discovery;
+pub mod inflight;
 pub mod openapi;
 pub mod protobuf;
 pub mod request;
 pub mod requests;
 pub mod review;
-mod review_pb;
+pub(crate) mod review_pb;
 pub mod serve;
 pub mod table;
 pub mod tls;
@@ -154,9 +156,15 @@ async fn health(State(b): State<Shared>) -> Response {
 }
 
 /// The whole HTTP surface over `backend`, behind `front` (authentication and authorization)
-/// when given, every answer given an `Audit-Id` and audited by `audit`, and counted in
+/// when given, held to the max-in-flight limits of `inflight`, every answer given an `Audit-Id` and audited by `audit`, and counted in
 /// `requests` (served on `/metrics`).
-pub fn router(backend: Shared, front: Option<Arc<access::Front>>, audit: Arc<audit::Audit>, requests: Arc<requests::Requests>) -> Router {
+pub fn router(
+    backend: Shared,
+    front: Option<Arc<access::Front>>,
+    inflight: Arc<inflight::Inflight>,
+    audit: Arc<audit::Audit>,
+    requests: Arc<requests::Requests>,
+) -> Router {
     let resources = axum::routing::any(resource);
     let exposition = requests.clone();
     let router = Router::new()
@@ -186,6 +194,8 @@ pub fn router(backend: Shared, front: Option<Arc<access::Front>>, audit: Arc<aud
         .fallback(|| async { ApiError::NoSuchPath.into_response() })
         .with_state(backend)
         .merge(review::routes(front.clone()));
+    // Inside the front: the limits see the acting user (the reserved lane, system:masters).
+    let router = router.layer(axum::middleware::from_fn_with_state(inflight, inflight::limit));
     let router = match front {
         Some(f) => router.layer(axum::middleware::from_fn_with_state(f, access::check)),
         None => router,

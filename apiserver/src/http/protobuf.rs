@@ -5,8 +5,8 @@
 //!
 //! Each message is turned into the object's JSON by taking out the fields this module knows;
 //! a message with anything left over is refused (415) rather than stored without it, so no
-//! field a client sent is lost silently. The fields known are those of Namespace, ConfigMap and
-//! Secret, and of a Deployment as kubectl's generators fill it in (containers with image,
+//! field a client sent is lost silently. The fields known are those of Namespace, ConfigMap,
+//! Secret and ServiceAccount (but its `secrets`), and of a Deployment as kubectl's generators fill it in (containers with image,
 //! command, args, ports, env, resources).
 
 use crate::error::ApiError;
@@ -342,6 +342,19 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
             }
             n.status = None;
             check_empty(&n, "namespace")?;
+            Value::Object(m)
+        }
+        ("v1", "ServiceAccount") => {
+            let mut sa = core::ServiceAccount::decode(raw).map_err(|e| bad(e.to_string()))?;
+            let mut m = Map::new();
+            if let Some(md) = sa.metadata.take() {
+                m.insert("metadata".into(), object_meta(md)?);
+            }
+            put(&mut m, "automountServiceAccountToken", sa.automount_service_account_token.take());
+            let pulls =
+                std::mem::take(&mut sa.image_pull_secrets).into_iter().map(|r| json!({"name": r.name.unwrap_or_default()})).collect();
+            put_list(&mut m, "imagePullSecrets", pulls);
+            check_empty(&sa, "serviceaccount")?;
             Value::Object(m)
         }
         ("v1", "ConfigMap") => {

@@ -46,6 +46,7 @@ pub fn parse_path(path: &str) -> Result<Target, ApiError> {
             Some(&"log") if res.has(Subresource::Log) => Ok(Some(Subresource::Log)),
             Some(&"exec") if res.has(Subresource::Exec) => Ok(Some(Subresource::Exec)),
             Some(&"proxy") if res.has(Subresource::Proxy) => Ok(Some(Subresource::Proxy)),
+            Some(&"token") if res.has(Subresource::Token) => Ok(Some(Subresource::Token)),
             Some(_) => Err(ApiError::NoSuchPath),
         }
     };

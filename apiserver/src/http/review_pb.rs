@@ -1,5 +1,6 @@
-//! Protobuf bodies of the access reviews: kubectl's typed client sends `kubectl auth can-i`'s
-//! reviews as `application/vnd.kubernetes.protobuf` (the `k8s\0` + `runtime.Unknown` envelope
+//! Protobuf bodies of the access reviews and of TokenRequest: kubectl's typed client sends
+//! `kubectl auth can-i`'s reviews and `kubectl create token`'s request as
+//! `application/vnd.kubernetes.protobuf` (the `k8s\0` + `runtime.Unknown` envelope
 //! of [`crate::http::protobuf`]), which this turns into the review's JSON.
 //!
 //! Invariant: every field of a review's spec is carried over; of its metadata only the name
@@ -7,6 +8,7 @@
 //! status (which the server computes) are dropped.
 
 use crate::error::ApiError;
+use k8s_pb::api::authentication::v1 as authn;
 use k8s_pb::api::authorization::v1 as authz;
 use k8s_pb::apimachinery::pkg::apis::meta::v1 as meta;
 use prost::Message;
@@ -120,6 +122,29 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
         ("authorization.k8s.io/v1", "LocalSubjectAccessReview") => {
             let r = authz::LocalSubjectAccessReview::decode(raw).map_err(bad)?;
             review(&kind, name(r.metadata), r.spec.map_or_else(|| json!({}), subject_spec))
+        }
+        ("authentication.k8s.io/v1", "TokenRequest") => {
+            let r = authn::TokenRequest::decode(raw).map_err(bad)?;
+            let mut md = Map::new();
+            if let Some(m) = r.metadata {
+                put(&mut md, "name", m.name.filter(|n| !n.is_empty()));
+                put(&mut md, "namespace", m.namespace.filter(|n| !n.is_empty()));
+            }
+            let mut spec = Map::new();
+            if let Some(s) = r.spec {
+                spec.insert("audiences".into(), json!(s.audiences));
+                if let Some(e) = s.expiration_seconds {
+                    spec.insert("expirationSeconds".into(), json!(e));
+                }
+                if let Some(b) = s.bound_object_ref {
+                    let mut r = Map::new();
+                    for (k, v) in [("kind", b.kind), ("apiVersion", b.api_version), ("name", b.name), ("uid", b.u_id)] {
+                        put(&mut r, k, v.filter(|v| !v.is_empty()));
+                    }
+                    spec.insert("boundObjectRef".into(), Value::Object(r));
+                }
+            }
+            json!({"apiVersion": api_version, "kind": kind, "metadata": md, "spec": spec})
         }
         _ => return Err(ApiError::Unsupported(format!("protobuf bodies of {api_version}, Kind={kind} are not served here; send JSON"))),
     })

@@ -39,25 +39,42 @@ fn ca_params() -> Result<rcgen::CertificateParams, rcgen::Error> {
 /// one is signed by the same CA (so kubeconfigs that trust the CA keep working).
 pub fn ensure_generated(dir: &Path, hosts: &[String]) -> Result<CertFiles, String> {
     let files = CertFiles { cert: dir.join("apiserver.crt"), key: dir.join("apiserver.key"), ca: Some(dir.join("ca.crt")) };
-    let mut names: Vec<String> = DEFAULT_NAMES.iter().map(|s| s.to_string()).collect();
-    names.extend(hosts.iter().filter(|h| !h.is_empty()).cloned());
-    names.sort();
-    names.dedup();
+    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    // Several apiservers may share `dir` and start at once (`keel up`): one at a time looks and
+    // writes, under an exclusive lock the kernel drops if its holder dies, and every file is
+    // replaced whole (written aside, then renamed), so no one reads a half-written certificate.
+    let lock_path = dir.join(".lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| format!("opening {}: {e}", lock_path.display()))?;
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).map_err(|e| format!("locking {}: {e}", lock_path.display()))?;
     let recorded = std::fs::read_to_string(dir.join(NAMES_FILE)).unwrap_or_default();
     let covered = |n: &String| recorded.lines().any(|l| l == n);
+    let mut names: Vec<String> = DEFAULT_NAMES.iter().map(|s| s.to_string()).collect();
+    names.extend(hosts.iter().filter(|h| !h.is_empty()).cloned());
     if files.cert.exists() && files.key.exists() && names.iter().all(covered) {
         return Ok(files);
     }
-    std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    // A new certificate keeps every name an earlier one covered: the other apiservers sharing
+    // the folder still present theirs after a restart.
+    names.extend(recorded.lines().filter(|l| !l.is_empty()).map(str::to_string));
+    names.sort();
+    names.dedup();
     let err = |e: rcgen::Error| e.to_string();
-    let write = |p: &Path, s: &str| std::fs::write(p, s).map_err(|e| format!("writing {}: {e}", p.display()));
+    let write = |p: &Path, s: &str| {
+        let aside = p.with_extension("tmp");
+        std::fs::write(&aside, s).and_then(|()| std::fs::rename(&aside, p)).map_err(|e| format!("writing {}: {e}", p.display()))
+    };
     let (ca_crt, ca_key_file) = (dir.join("ca.crt"), dir.join("ca.key"));
     let ca_key = match std::fs::read_to_string(&ca_key_file) {
         Ok(pem) if ca_crt.exists() => rcgen::KeyPair::from_pem(&pem).map_err(err)?,
         _ => {
             let key = rcgen::KeyPair::generate().map_err(err)?;
-            write(&ca_crt, &ca_params().map_err(err)?.self_signed(&key).map_err(err)?.pem())?;
             write(&ca_key_file, &key.serialize_pem())?;
+            write(&ca_crt, &ca_params().map_err(err)?.self_signed(&key).map_err(err)?.pem())?;
             key
         }
     };
@@ -68,6 +85,8 @@ pub fn ensure_generated(dir: &Path, hosts: &[String]) -> Result<CertFiles, Strin
     leaf.distinguished_name.push(rcgen::DnType::CommonName, "kube-apiserver");
     leaf.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
     let cert_pem = leaf.signed_by(&key, &issuer).map_err(err)?.pem();
+    // Each file is whole, but the pair is only consistent under the lock: `server_config`
+    // reads the two under it too.
     write(&files.key, &key.serialize_pem())?;
     write(&files.cert, &cert_pem)?;
     write(&dir.join(NAMES_FILE), &names.join("\n"))?;
@@ -80,6 +99,12 @@ pub fn server_config(
     files: &CertFiles,
     client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
 ) -> Result<Arc<ServerConfig>, String> {
+    // A generated folder is shared (see `ensure_generated`): read key and certificate as one
+    // pair under its lock. Given files (`--tls-cert-file`) have no lock.
+    let lock = files.cert.parent().map(|d| d.join(".lock")).and_then(|p| std::fs::File::open(p).ok());
+    if let Some(l) = &lock {
+        rustix::fs::flock(l, rustix::fs::FlockOperation::LockShared).map_err(|e| format!("locking the certificate folder: {e}"))?;
+    }
     let chain = CertificateDer::pem_file_iter(&files.cert)
         .and_then(|it| it.collect::<Result<Vec<_>, _>>())
         .map_err(|e| format!("reading {}: {e}", files.cert.display()))?;
@@ -146,5 +171,34 @@ mod tests {
             ensure_generated(dir.path(), &["127.0.0.2".into(), "lb.example".into(), "10.9.9.9".into()]).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(balancer.ca.as_ref().map(|c| read(c)).unwrap_or_default(), ca, "the CA stays");
         assert!(verifies(&balancer, "lb.example") && verifies(&balancer, "10.9.9.9") && verifies(&balancer, "127.0.0.2"));
+    }
+
+    /// `keel up` starts apiservers that share one folder at once, each with its own address: none
+    /// may read a half-written or mismatched pair, and the last certificate covers them all.
+    #[test]
+    fn apiservers_sharing_the_folder_start_at_once() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let first = ensure_generated(dir.path(), &["127.0.0.1".into()]).unwrap_or_else(|e| panic!("{e}"));
+        let ca = first.ca.as_ref().map(|c| read(c)).unwrap_or_default();
+        std::thread::scope(|s| {
+            let starts: Vec<_> = (2..=6)
+                .map(|i| {
+                    let dir = dir.path();
+                    s.spawn(move || {
+                        let files = ensure_generated(dir, &[format!("127.0.0.{i}")])?;
+                        server_config(&files, None).map(|_| ())
+                    })
+                })
+                .collect();
+            for (i, start) in starts.into_iter().enumerate() {
+                let res = start.join().unwrap_or_else(|_| Err("panicked".into()));
+                assert_eq!(res, Ok(()), "apiserver {} started", i + 2);
+            }
+        });
+        let last = ensure_generated(dir.path(), &[]).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(last.ca.as_ref().map(|c| read(c)).unwrap_or_default(), ca, "one CA for all");
+        for i in 1..=6 {
+            assert!(verifies(&last, &format!("127.0.0.{i}")), "127.0.0.{i} still covered");
+        }
     }
 }

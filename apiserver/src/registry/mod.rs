@@ -25,12 +25,14 @@ pub mod endpointslices;
 pub mod events;
 pub mod events_v1;
 pub mod leases;
+pub mod limitranges;
 pub mod namespaces;
 pub mod nodes;
 pub mod pods;
 pub mod priorityclasses;
 pub mod rbac;
 pub mod replicasets;
+pub mod resourcequotas;
 pub mod secrets;
 pub mod service_alloc;
 pub mod serviceaccounts;
@@ -57,6 +59,8 @@ pub enum Subresource {
     Exec,
     /// `proxy` (nodes): any request to the node's kubelet (`proxy/<path>`).
     Proxy,
+    /// `token` (serviceaccounts): POST a TokenRequest to get a signed token.
+    Token,
 }
 
 impl Subresource {
@@ -71,6 +75,7 @@ impl Subresource {
             Subresource::Log => "log",
             Subresource::Exec => "exec",
             Subresource::Proxy => "proxy",
+            Subresource::Token => "token",
         }
     }
 
@@ -85,6 +90,7 @@ impl Subresource {
             Subresource::Log => Some(("", "v1", "Pod")),
             Subresource::Exec => Some(("", "v1", "PodExecOptions")),
             Subresource::Proxy => Some(("", "v1", "NodeProxyOptions")),
+            Subresource::Token => Some(("authentication.k8s.io", "v1", "TokenRequest")),
         }
     }
 
@@ -92,7 +98,7 @@ impl Subresource {
     pub fn verbs(self) -> &'static [&'static str] {
         match self {
             Subresource::Status | Subresource::Scale => &["get", "patch", "update"],
-            Subresource::Binding | Subresource::Eviction => &["create"],
+            Subresource::Binding | Subresource::Eviction | Subresource::Token => &["create"],
             Subresource::Finalize => &["update"],
             Subresource::Log => &["get"],
             Subresource::Exec => &["create", "get"],
@@ -229,6 +235,23 @@ pub static RESOURCES: &[Resource] = &[
         strategy: &configmaps::ConfigMaps,
         ..ROW
     },
+    Resource {
+        kind: "LimitRange",
+        plural: "limitranges",
+        singular: "limitrange",
+        short_names: &["limits"],
+        strategy: &limitranges::LimitRanges,
+        ..ROW
+    },
+    Resource {
+        kind: "ResourceQuota",
+        plural: "resourcequotas",
+        singular: "resourcequota",
+        short_names: &["quota"],
+        subresources: STATUS,
+        strategy: &resourcequotas::ResourceQuotas,
+        ..ROW
+    },
     Resource { kind: "Secret", plural: "secrets", singular: "secret", strategy: &secrets::Secrets, ..ROW },
     Resource { kind: "Event", plural: "events", singular: "event", short_names: &["ev"], strategy: &events::Events, ..ROW },
     Resource {
@@ -236,6 +259,7 @@ pub static RESOURCES: &[Resource] = &[
         plural: "serviceaccounts",
         singular: "serviceaccount",
         short_names: &["sa"],
+        subresources: &[Subresource::Token],
         strategy: &serviceaccounts::ServiceAccounts,
         ..ROW
     },

@@ -12,6 +12,15 @@
 //! - TaintNodesByCondition (nodes, on create): a new node carries
 //!   `node.kubernetes.io/not-ready:NoSchedule` until the node lifecycle controller sees it Ready.
 //! - PriorityClasses (create and update): only one may be `globalDefault`.
+//! - ServiceAccount (pods, on create; [`service_account`]): on by default only when the server
+//!   signs service-account tokens (kube-apiserver cannot run without a key; Keel's dev mode
+//!   without one keeps pods as they are): the default account, refused when the account is
+//!   missing, the projected token volume and its mounts.
+//! - LimitRanger (pods, on create; [`limit_ranger`]): after the pod's own defaults (requests
+//!   from limits), every LimitRange of the namespace fills missing container limits and
+//!   requests (noted in the `kubernetes.io/limit-ranger` annotation), then min, max and
+//!   maxLimitRequestRatio are checked: a violation is 403 with kube's message
+//!   (keel-access's [`keel_access::admission::limit_ranger`]).
 
 use crate::error::ApiError;
 use crate::http::request::Call;
@@ -20,24 +29,43 @@ use crate::storage::decode;
 use serde_json::{Value, json};
 
 /// The plugins this server has, by kube's names.
-pub const PLUGINS: &[&str] = &["DefaultTolerationSeconds", "NamespaceLifecycle", "NodeRestriction", "Priority", "TaintNodesByCondition"];
+pub const PLUGINS: &[&str] = &[
+    "DefaultTolerationSeconds",
+    "LimitRanger",
+    "NamespaceLifecycle",
+    "NodeRestriction",
+    "Priority",
+    "ResourceQuota",
+    "ServiceAccount",
+    "TaintNodesByCondition",
+];
 
 /// The plugins on unless `--disable-admission-plugins` names them. TaintNodesByCondition is on
 /// in kube-apiserver by default, but here it needs `--enable-admission-plugins`: a new node then
 /// stays unschedulable until keel-controller-manager's node lifecycle controller sees it Ready,
 /// which a cluster without that controller (most component tests) would never see. keel up,
 /// which runs the controller-manager, turns it on.
-pub const DEFAULT_PLUGINS: &[&str] = &["DefaultTolerationSeconds", "NamespaceLifecycle", "Priority"];
+pub const DEFAULT_PLUGINS: &[&str] = &["DefaultTolerationSeconds", "LimitRanger", "NamespaceLifecycle", "Priority", "ResourceQuota"];
 
 /// The plugins that run: the defaults, plus `enable`, less `disable` (a name this server does
-/// not have is refused).
-pub fn plugins(enable: &[String], disable: &[String]) -> Result<std::collections::BTreeSet<String>, String> {
+/// not have is refused). `signs_tokens`: the server has a service-account signing key, which
+/// turns ServiceAccount on by default (as in kube, where one is required) and without which
+/// enabling it is refused (its pods would mount tokens nobody can issue).
+pub fn plugins(enable: &[String], disable: &[String], signs_tokens: bool) -> Result<std::collections::BTreeSet<String>, String> {
     for p in enable.iter().chain(disable) {
         if !PLUGINS.contains(&p.as_str()) {
             return Err(format!("admission plugin {p:?} is not served here (served: {})", PLUGINS.join(", ")));
         }
     }
+    if !signs_tokens && enable.iter().any(|p| p == "ServiceAccount") {
+        return Err(
+            "admission plugin \"ServiceAccount\" needs --service-account-signing-key-file (the tokens it mounts are issued with it)".into(),
+        );
+    }
     let mut on: std::collections::BTreeSet<String> = DEFAULT_PLUGINS.iter().map(|s| s.to_string()).collect();
+    if signs_tokens {
+        on.insert("ServiceAccount".into());
+    }
     on.extend(enable.iter().cloned());
     for d in disable {
         on.remove(d);
@@ -98,6 +126,65 @@ async fn classes(api: &Api) -> Result<Vec<Class>, ApiError> {
         });
     }
     Ok(out)
+}
+
+/// LimitRanger on `pod` (the defaulted pod a create stores), with the namespace's LimitRanges
+/// read from the store when the watch cache has any.
+pub async fn limit_ranger(api: &Api, call: &Call, pod: &mut Value) -> Result<(), ApiError> {
+    if !is(call, "", "Pod") || !api.admission_plugins.contains("LimitRanger") {
+        return Ok(());
+    }
+    let Some(ns) = call.target.namespace.as_deref() else { return Ok(()) };
+    let prefix = format!("/registry/limitranges/{ns}/");
+    // The watch cache says whether there are any (most namespaces have none); the store then
+    // gives the current ones.
+    if let Some(res) = crate::registry::find("", "v1", "limitranges")
+        && !api.caches.of(res).await?.any_under(&prefix)
+    {
+        return Ok(());
+    }
+    let (kvs, _) = api.store.list_all(&prefix).await?;
+    if kvs.is_empty() {
+        return Ok(());
+    }
+    let mut ranges = Vec::new();
+    for s in kvs {
+        ranges.push(serde_json::from_value(decode(&s)?).map_err(|e| ApiError::Store(format!("stored limitrange: {e}")))?);
+    }
+    let mut typed: k8s_openapi::api::core::v1::Pod =
+        serde_json::from_value(pod.clone()).map_err(|e| ApiError::BadRequest(format!("LimitRanger: {e}")))?;
+    keel_access::admission::limit_ranger::admit_pod_create(&ranges, &mut typed).map_err(ApiError::Access)?;
+    *pod = serde_json::to_value(&typed).map_err(|e| ApiError::BadRequest(format!("LimitRanger: {e}")))?;
+    Ok(())
+}
+
+/// ServiceAccount on `pod` (a create): the pod runs as `default` when it names no account, the
+/// account must exist (read from the store: kube looks in its cache, then live), and the
+/// `kube-api-access-<xxxxx>` projected token volume is mounted in every container unless
+/// automounting is off (keel-access's [`keel_access::admission::service_account`]).
+pub async fn service_account(api: &Api, call: &Call, pod: &mut Value) -> Result<(), ApiError> {
+    if !is(call, "", "Pod") || !api.admission_plugins.contains("ServiceAccount") {
+        return Ok(());
+    }
+    let Some(ns) = call.target.namespace.clone() else { return Ok(()) };
+    let mut typed: k8s_openapi::api::core::v1::Pod =
+        serde_json::from_value(pod.clone()).map_err(|e| ApiError::BadRequest(format!("ServiceAccount: {e}")))?;
+    let name = typed
+        .spec
+        .as_ref()
+        .and_then(|s| s.service_account_name.clone())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| keel_access::admission::service_account::DEFAULT_SERVICE_ACCOUNT.to_string());
+    let account: Option<k8s_openapi::api::core::v1::ServiceAccount> =
+        match api.store.get(&format!("/registry/serviceaccounts/{ns}/{name}")).await? {
+            Some(s) => Some(serde_json::from_value(decode(&s)?).map_err(|e| ApiError::Store(format!("stored serviceaccount: {e}")))?),
+            None => None,
+        };
+    let suffix = api.ids.suffix();
+    keel_access::admission::service_account::admit_pod_create(&mut typed, &ns, |n| account.clone().filter(|_| n == name), &suffix)
+        .map_err(ApiError::Access)?;
+    *pod = serde_json::to_value(&typed).map_err(|e| ApiError::BadRequest(format!("ServiceAccount: {e}")))?;
+    Ok(())
 }
 
 /// Reads what admission of `call` (a create when `create`) needs.
@@ -275,11 +362,17 @@ mod tests {
 
     #[test]
     fn plugins_are_kubes_names_on_by_default_or_as_asked() {
-        let on = plugins(&[], &[]).unwrap_or_default();
-        assert!(on.contains("Priority") && !on.contains("TaintNodesByCondition"));
-        let on = plugins(&["TaintNodesByCondition".into()], &["Priority".into()]).unwrap_or_default();
+        let on = plugins(&[], &[], false).unwrap_or_default();
+        assert!(on.contains("Priority") && on.contains("LimitRanger") && on.contains("ResourceQuota"));
+        assert!(!on.contains("TaintNodesByCondition") && !on.contains("ServiceAccount"), "{on:?}");
+        let on = plugins(&["TaintNodesByCondition".into()], &["Priority".into()], false).unwrap_or_default();
         assert!(on.contains("TaintNodesByCondition") && !on.contains("Priority"));
-        assert!(plugins(&["PodSecurity".into()], &[]).is_err());
+        assert!(plugins(&["PodSecurity".into()], &[], false).is_err());
+        // ServiceAccount: on by default with a signing key, refused without one.
+        assert!(plugins(&[], &[], true).unwrap_or_default().contains("ServiceAccount"));
+        assert!(!plugins(&[], &["ServiceAccount".into()], true).unwrap_or_default().contains("ServiceAccount"));
+        let refused = plugins(&["ServiceAccount".into()], &[], false);
+        assert!(refused.as_ref().is_err_and(|e| e.contains("--service-account-signing-key-file")), "{refused:?}");
     }
 
     #[test]

@@ -14,7 +14,7 @@
 use crate::error::ApiError;
 use crate::http::request::Call;
 use crate::registry::meta;
-use crate::rest::{Api, conflict, services};
+use crate::rest::{Api, conflict, quota, services};
 use crate::storage::{self, Stored, Written};
 use serde_json::Value;
 
@@ -76,8 +76,10 @@ pub async fn perform(api: &Api, call: &Call, key: &str, current: &Stored, action
             return Ok(Some(Updated::Deleted(shown)));
         }
         Action::Delete(mut shown) => {
-            let claims = if services::allocates(call) { services::release(call, &storage::decode(current)?) } else { Default::default() };
-            return Ok(match api.store.write_with(key, None, current.mod_revision, &[], &claims.free).await? {
+            let stored = storage::decode(current)?;
+            let claims = if services::allocates(call) { services::release(call, &stored) } else { Default::default() };
+            let given_back = quota::release(api, call, &stored, None).await?;
+            return Ok(match api.store.write_with(key, None, current.mod_revision, &[], &claims.free, &given_back).await? {
                 Written::At(_) => {
                     meta::set_resource_version(&mut shown, current.mod_revision);
                     Some(Updated::Deleted(shown))
@@ -87,6 +89,7 @@ pub async fn perform(api: &Api, call: &Call, key: &str, current: &Stored, action
         }
     };
     let old = storage::decode(current)?;
+    quota::fill_status(api, call, &mut new).await?;
     let claims = services::plan(api, call, &mut new, Some(&old)).await?;
     let stored = strategy.to_storage(new.clone())?;
     let bytes = meta::for_store(&stored);
@@ -101,7 +104,8 @@ pub async fn perform(api: &Api, call: &Call, key: &str, current: &Stored, action
     }
     if deletes(&old, &stored) {
         let freed = services::release(call, &old);
-        return Ok(match api.store.write_with(key, None, current.mod_revision, &[], &freed.free).await? {
+        let given_back = quota::release(api, call, &old, None).await?;
+        return Ok(match api.store.write_with(key, None, current.mod_revision, &[], &freed.free, &given_back).await? {
             Written::At(rev) => {
                 meta::set_resource_version(&mut new, rev);
                 Some(Updated::Deleted(new))
@@ -109,7 +113,11 @@ pub async fn perform(api: &Api, call: &Call, key: &str, current: &Stored, action
             Written::Guard(_) => None,
         });
     }
-    match api.store.write_with(key, Some((bytes, current.lease)), current.mod_revision, &services::side_keys(&claims), &claims.free).await?
+    let given_back = quota::release(api, call, &old, Some(&new)).await?;
+    match api
+        .store
+        .write_with(key, Some((bytes, current.lease)), current.mod_revision, &services::side_keys(&claims), &claims.free, &given_back)
+        .await?
     {
         Written::At(rev) => {
             meta::set_resource_version(&mut new, rev);

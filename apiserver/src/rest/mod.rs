@@ -9,6 +9,8 @@
 //!   NodePort allocation in the Service's write, the `default/kubernetes` Service and Endpoints);
 //! - what kubelets answer: [`connect`] (`pods/log`, `pods/exec`, `nodes/proxy`) and
 //!   [`metrics`] (metrics.k8s.io), through [`crate::kubelet`];
+//! - [`quota`]: ResourceQuota charges written in the object's own Txn;
+//! - [`token`]: ServiceAccount tokens (TokenRequest, and the objects tokens name);
 //! - [`rbac`]: the default RBAC policy and the feeders of keel-access's policy, [`escalation`]:
 //!   nobody grants what they do not hold; [`node_graph`]:
 //!   the Node authorizer's graph from the pods; both through [`feed`];
@@ -35,10 +37,12 @@ pub mod node_restriction;
 pub mod object;
 pub mod patch;
 pub mod pods;
+pub mod quota;
 pub mod rbac;
 pub mod scale;
 pub mod services;
 pub mod smp;
+pub mod token;
 pub mod watch;
 
 use crate::error::ApiError;
@@ -141,6 +145,8 @@ impl Api {
             (Some(Subresource::Scale), _) => return Err(ApiError::MethodNotAllowed),
             (Some(Subresource::Finalize), &Method::PUT) => return delete::finalize(api, &call).await,
             (Some(Subresource::Finalize), _) => return Err(ApiError::MethodNotAllowed),
+            (Some(Subresource::Token), &Method::POST) => return token::create(api, &call).await,
+            (Some(Subresource::Token), _) => return Err(ApiError::MethodNotAllowed),
             _ => {}
         }
         match (method, call.target.name.is_some()) {

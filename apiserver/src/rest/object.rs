@@ -54,6 +54,9 @@ async fn ensure_namespace(api: &Api, call: &Call, name: &str, namespace: Option<
     }
 }
 
+/// How often a create plans its side writes (allocations, quota charges) again.
+const CREATE_ATTEMPTS: usize = 64;
+
 /// Writes a new object: fails with AlreadyExists if the name is taken.
 pub async fn create_object(api: &Api, call: &Call, obj: Value) -> Result<Value, ApiError> {
     let res = call.target.res;
@@ -65,6 +68,9 @@ pub async fn create_object(api: &Api, call: &Call, obj: Value) -> Result<Value, 
     ensure_namespace(api, call, &name, ns).await?;
     admission::prepare(api, call, true).await?.admit(call, &mut obj)?;
     let mut obj = finish(call, obj, None)?;
+    admission::limit_ranger(api, call, &mut obj).await?;
+    admission::service_account(api, call, &mut obj).await?;
+    crate::rest::quota::fill_status(api, call, &mut obj).await?;
     crate::rest::node_restriction::admit(api, call, None, Some(&obj))?;
     crate::rest::escalation::admit(api, call, None, &obj)?;
     if obj.pointer("/metadata/managedFields").is_none() {
@@ -73,10 +79,14 @@ pub async fn create_object(api: &Api, call: &Call, obj: Value) -> Result<Value, 
     let name = meta::name_of(&obj).unwrap_or_default().to_string();
     let k = keys::key(res, ns, &name);
     let lease = if res.kind == "Event" { api.event_leases.lease(&api.store, api.now_secs()).await? } else { 0 };
-    // A Service's allocations are planned again when a claim lost a race (see rest::services).
-    for _ in 0..crate::rest::guarded::RETRIES {
+    // A Service's allocations and the quotas charged are planned again when a claim lost a
+    // race or a quota changed meanwhile (see rest::services, rest::quota): every lost race is
+    // another writer's success, so a quota of N lets a create lose at most N times before it
+    // is refused; the bound is generous.
+    for _ in 0..CREATE_ATTEMPTS {
         let mut obj = obj.clone();
         let claims = services::plan(api, call, &mut obj, None).await?;
+        let charges = crate::rest::quota::charge_create(api, call, &obj).await?;
         let stored = res.strategy.to_storage(obj.clone())?;
         if call.dry_run {
             if api.store.get(&k).await?.is_some() {
@@ -84,17 +94,18 @@ pub async fn create_object(api: &Api, call: &Call, obj: Value) -> Result<Value, 
             }
             return Ok(obj);
         }
-        let written = if claims.is_empty() {
+        let written = if claims.is_empty() && charges.is_empty() {
             api.store.put_if(&k, meta::for_store(&stored), 0, lease).await?
         } else {
-            api.store.write_with(&k, Some((meta::for_store(&stored), lease)), 0, &services::side_keys(&claims), &claims.free).await?
+            let value = Some((meta::for_store(&stored), lease));
+            api.store.write_with(&k, value, 0, &services::side_keys(&claims), &claims.free, &charges).await?
         };
         match written {
             Written::At(rev) => {
                 meta::set_resource_version(&mut obj, rev);
                 return Ok(obj);
             }
-            Written::Guard(None) if !claims.is_empty() => continue,
+            Written::Guard(None) if !claims.is_empty() || !charges.is_empty() => continue,
             Written::Guard(_) => return Err(ApiError::AlreadyExists { resource: res.qualified(), name }),
         }
     }

@@ -114,6 +114,18 @@ impl Cache {
         self.lock().revision
     }
 
+    /// The object stored at `key` as of [`Cache::revision`], if the cache holds it (a cheap
+    /// read for lookups that may lag the store a little: the token authenticator's).
+    pub fn get(&self, key: &str) -> Option<Arc<Object>> {
+        self.lock().objects.get(key).cloned()
+    }
+
+    /// Whether the cache holds any object under `prefix` (a cheap "is there anything to
+    /// read?" before a linearizable read of the store).
+    pub fn any_under(&self, prefix: &str) -> bool {
+        self.lock().objects.range(prefix.to_string()..).next().is_some_and(|(k, _)| k.starts_with(prefix))
+    }
+
     /// A watch from `from` (None: the current objects, then what follows).
     pub fn start(&self, from: Option<i64>) -> Result<Start, ApiError> {
         let st = self.lock();

@@ -93,6 +93,17 @@ pub fn decode(s: &Stored) -> Result<Value, ApiError> {
     Ok(v)
 }
 
+/// A write that holds only if `key` is still at `revision` (written in another key's Txn).
+#[derive(Clone, Debug)]
+pub struct GuardedPut {
+    /// The key.
+    pub key: String,
+    /// Its mod_revision when read.
+    pub revision: i64,
+    /// What to store (unsealed).
+    pub value: Vec<u8>,
+}
+
 /// The store, as the apiserver uses it. Cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -158,9 +169,10 @@ impl Store {
 
     /// `put_if` (with `value`: bytes and lease) or `delete_if` (without) of `key`, in one Txn
     /// with side keys: each of `take` must not exist and is written, each of `free` is
-    /// deleted (a Service's IP and node port allocations). A failed guard reads `key` only, so
-    /// `Guard(Some(_))` is "the object changed" and `Guard(None)` on a create is "a side key is
-    /// taken".
+    /// deleted (a Service's IP and node port allocations), and each of `guarded` is written
+    /// only if its mod_revision is still the one read (ResourceQuotas whose `status.used`
+    /// the write charges). A failed guard reads `key` only, so `Guard(Some(_))` is "the object
+    /// changed" and `Guard(None)` on a create is "a side key is taken or a quota changed".
     pub async fn write_with(
         &self,
         key: &str,
@@ -168,16 +180,19 @@ impl Store {
         expected: i64,
         take: &[(String, Vec<u8>)],
         free: &[String],
+        guarded: &[GuardedPut],
     ) -> Result<Written, ApiError> {
         use keel_etcd::txn;
         let mut compare = vec![txn::compare_mod(key, expected)];
         compare.extend(take.iter().map(|(k, _)| txn::compare_version(k, 0)));
+        compare.extend(guarded.iter().map(|g| txn::compare_mod(&g.key, g.revision)));
         let mut success = vec![match value {
             Some((v, lease)) => txn::put(key, self.codec.seal(key, v), lease),
             None => txn::delete(key),
         }];
         success.extend(take.iter().map(|(k, v)| txn::put(k, v.clone(), 0)));
         success.extend(free.iter().map(txn::delete));
+        success.extend(guarded.iter().map(|g| txn::put(&g.key, self.codec.seal(&g.key, g.value.clone()), 0)));
         let req = keel_etcd::proto::etcdserverpb::TxnRequest { compare, success, failure: vec![txn::get(key)] };
         let resp = self.client.txn(req).await?;
         self.written(txn::outcome(resp))

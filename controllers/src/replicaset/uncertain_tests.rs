@@ -29,6 +29,8 @@ struct Fake {
     committed: bool,
     /// Fresh lists fail (the store still unreachable).
     lists_fail: bool,
+    /// Creates are answered 201 (the cache still never shows them).
+    creates_succeed: bool,
 }
 
 fn reply(code: u16, body: String) -> Response<Full<Bytes>> {
@@ -61,7 +63,7 @@ fn apiserver(fake: Arc<Mutex<Fake>>) -> kube::Client {
             } else if method == http::Method::POST && path == "/api/v1/namespaces/d/pods" {
                 f.creates += 1;
                 f.committed = true;
-                unavailable()
+                if f.creates_succeed { reply(201, String::from_utf8_lossy(&body).into_owned()) } else { unavailable() }
             } else if method == http::Method::PUT {
                 reply(200, String::from_utf8_lossy(&body).into_owned())
             } else if path == "/api/v1/namespaces/d/pods" {
@@ -94,12 +96,16 @@ fn apiserver(fake: Arc<Mutex<Fake>>) -> kube::Client {
 
 /// A synced ReplicaSet controller over the fake.
 async fn controller(fake: Arc<Mutex<Fake>>, tasks: &mut tokio::task::JoinSet<()>) -> Arc<ReplicaSetController> {
+    controller_with(fake, tasks, Config::default()).await
+}
+
+async fn controller_with(fake: Arc<Mutex<Fake>>, tasks: &mut tokio::task::JoinSet<()>, cfg: Config) -> Arc<ReplicaSetController> {
     let client = apiserver(fake);
     let shared = Arc::new(Shared::new(&client, Served::default()));
     let clock: crate::clock::SharedClock = Arc::new(FakeClock::at(jiff::Timestamp::UNIX_EPOCH));
     let (recorder, _events) = Recorder::new(client.clone(), clock.clone());
     let ctx = Context { client, shared: shared.clone(), clock, recorder, metrics: Metrics::new() };
-    let c = ReplicaSetController::new(&ctx, Config::default());
+    let c = ReplicaSetController::new(&ctx, cfg);
     shared.start(tasks);
     // Bounded only so a regression fails instead of hanging the suite.
     for _ in 0..2000 {
@@ -139,4 +145,22 @@ async fn while_the_fresh_list_fails_nothing_more_is_created() {
     fake.lock().unwrap_or_else(|p| p.into_inner()).lists_fail = false;
     let _ = c.sync(&key).await;
     assert_eq!(fake.lock().unwrap_or_else(|p| p.into_inner()).creates, 1, "the store holds it: still one create");
+}
+
+/// The planted bug of issue 23 (keel-sim's self-test) and its absence: the cache never shows
+/// the created pod, so only expectations stop a second create.
+#[tokio::test]
+async fn with_expectations_a_stale_cache_never_creates_twice_and_the_planted_bug_does() {
+    for (bug, want) in [(false, 1), (true, 3)] {
+        let fake = Arc::new(Mutex::new(Fake { creates_succeed: true, ..Fake::default() }));
+        let mut tasks = tokio::task::JoinSet::new();
+        let cfg = Config { bug_ignore_expectations: bug, ..Config::default() };
+        let c = controller_with(fake.clone(), &mut tasks, cfg).await;
+        let key = ObjectKey::new("d", "web");
+        for _ in 0..3 {
+            let _ = c.sync(&key).await;
+        }
+        let creates = fake.lock().unwrap_or_else(|p| p.into_inner()).creates;
+        assert_eq!(creates, want, "bug_ignore_expectations = {bug}");
+    }
 }

@@ -12,13 +12,16 @@ use crate::pod::quantity::{cpu_millis, memory_bytes};
 use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVarSource, ObjectFieldSelector, Pod, ResourceFieldSelector, Secret};
 use std::collections::BTreeMap;
 
-/// The configMaps and secrets a pod refers to that exist, by name (its namespace's).
+/// The configMaps and secrets a pod refers to that exist, by name (its namespace's), and the
+/// ServiceAccount tokens its projections ask for.
 #[derive(Debug, Clone, Default)]
 pub struct Refs {
     /// ConfigMaps.
     pub config_maps: BTreeMap<String, ConfigMap>,
     /// Secrets.
     pub secrets: BTreeMap<String, Secret>,
+    /// Tokens by (audience, expirationSeconds) of their `serviceAccountToken` projections.
+    pub tokens: BTreeMap<(String, i64), String>,
 }
 
 impl Refs {
@@ -297,7 +300,7 @@ mod tests {
             serde_json::from_value(json!({"metadata": {"name": "cm"}, "data": {"k": "v", "other": "o"}})).unwrap_or_else(|e| panic!("{e}"));
         let s: Secret =
             serde_json::from_value(json!({"metadata": {"name": "s"}, "data": {"password": "czNjcjN0"}})).unwrap_or_else(|e| panic!("{e}"));
-        Refs { config_maps: [("cm".to_string(), cm)].into(), secrets: [("s".to_string(), s)].into() }
+        Refs { config_maps: [("cm".to_string(), cm)].into(), secrets: [("s".to_string(), s)].into(), ..Default::default() }
     }
 
     #[test]

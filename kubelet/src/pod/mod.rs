@@ -16,6 +16,7 @@ pub mod quantity;
 pub mod spec;
 pub mod static_pods;
 pub mod status;
+pub mod token;
 pub mod volumes;
 pub mod worker;
 

@@ -1,5 +1,5 @@
 //! From pod spec to runtime container config: fetch the configMaps and secrets the pod refers
-//! to, prepare its volumes, and build each container's command line, environment, mounts and
+//! to and the ServiceAccount tokens its projections ask for, prepare its volumes, and build each container's command line, environment, mounts and
 //! limits. Errors are [`Error::PodSpec`] with the waiting reason kubelet shows:
 //! `CreateContainerConfigError` for env and command problems, `ContainerCreating` (with a
 //! `FailedMount` event) for volumes.
@@ -8,10 +8,12 @@ use crate::error::{Error, Result};
 use crate::pod::Node;
 use crate::pod::env::{Refs, argv, environment, referenced};
 use crate::pod::quantity::{cpu_millis, memory_bytes};
+use crate::pod::token;
 use crate::pod::volumes;
 use crate::runtime::{ContainerConfig, PodRef};
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
-use kube::api::Api;
+use k8s_openapi::api::authentication::v1::TokenRequest;
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, ServiceAccount};
+use kube::api::{Api, PostParams};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -33,8 +35,8 @@ pub fn hosts_file(pod_ip: &str, hostname: &str) -> String {
     )
 }
 
-/// Fetches references and prepares volumes.
-pub async fn prepare(node: &Node, pod: &Pod, pod_ip: &str) -> Prepared {
+/// Fetches references and tokens (from the pod's cache `tokens`) and prepares volumes.
+pub async fn prepare(node: &Node, pod: &Pod, pod_ip: &str, tokens: &token::TokenManager) -> Prepared {
     let ns = pod.metadata.namespace.clone().unwrap_or_else(|| "default".into());
     let (cms, secrets) = referenced(pod);
     let mut refs = Refs::default();
@@ -57,6 +59,22 @@ pub async fn prepare(node: &Node, pod: &Pod, pod_ip: &str) -> Prepared {
             }
             Ok(None) => {}
             Err(e) => fetch_error = Some(format!("get secret {name}: {e}")),
+        }
+    }
+    if node.runtime.features().volumes {
+        for (audience, exp) in token::projections(pod) {
+            let key = token::TokenKey::of(pod, &audience, exp);
+            let api: Api<ServiceAccount> = Api::namespaced(node.client.clone(), &key.namespace);
+            let sa = key.service_account.clone();
+            let fetch = |req: TokenRequest| async move {
+                api.create_token_request(&sa, &PostParams::default(), &req).await.map_err(|e| e.to_string())
+            };
+            match tokens.get(&key, node.clock.now(), fetch).await {
+                Ok(t) => {
+                    refs.tokens.insert((audience, exp), t);
+                }
+                Err(e) => fetch_error = Some(e),
+            }
         }
     }
     let volumes = if let Some(e) = fetch_error {

@@ -1,8 +1,9 @@
 //! Volumes as files under the pod's folder (`<root-dir>/pods/<uid>/volumes/<name>/`), mounted
 //! into containers by the runtime: emptyDir (a folder, mode 0777), configMap and secret (one
 //! file per key or per `items` entry, mode `items[].mode` or `defaultMode`, 0644 by default),
-//! downwardAPI (fieldRef / resourceFieldRef files), projected (configMap, secret and downwardAPI
-//! sources), hostPath (the host path itself, checked against `type`).
+//! downwardAPI (fieldRef / resourceFieldRef files), projected (configMap, secret, downwardAPI
+//! and serviceAccountToken sources: the token [`crate::pod::token`] got, in the file at `path`
+//! with the volume's `defaultMode`), hostPath (the host path itself, checked against `type`).
 //!
 //! Invariants: every file path comes from [`safe_relative`], so no key, `items[].path` or
 //! `subPath` can leave the volume's folder; files are rewritten on each sync (configMap edits
@@ -11,6 +12,7 @@
 
 use crate::error::{Error, Result};
 use crate::pod::env::{Refs, field, resource};
+use crate::pod::token::DEFAULT_EXPIRATION_SECONDS;
 use crate::runtime::Mount;
 use k8s_openapi::api::core::v1::{Container, DownwardAPIVolumeFile, KeyToPath, Pod, Volume};
 use std::collections::BTreeMap;
@@ -167,9 +169,16 @@ fn prepare_one(pod_dir: &Path, pod: &Pod, v: &Volume, refs: &Refs, host_ip: &str
                 }
             } else if let Some(d) = &src.downward_api {
                 downward(&dir, pod, d.items.as_deref().unwrap_or_default(), mode, host_ip, node)?;
+            } else if let Some(t) = &src.service_account_token {
+                let want = (t.audience.clone().unwrap_or_default(), t.expiration_seconds.unwrap_or(DEFAULT_EXPIRATION_SECONDS));
+                let token = refs
+                    .tokens
+                    .get(&want)
+                    .ok_or_else(|| Error::config(format!("volume {:?}: no service account token was fetched for it", v.name)))?;
+                write_file(&dir, &t.path, token.as_bytes(), mode)?;
             } else {
                 return Err(Error::config(format!(
-                    "volume {:?}: this projected source is not supported by keel-kubelet (serviceAccountToken and clusterTrustBundle need APIs Keel lacks)",
+                    "volume {:?}: this projected source is not supported by keel-kubelet (clusterTrustBundle and podCertificate need APIs Keel lacks)",
                     v.name
                 )));
             }
@@ -255,7 +264,7 @@ mod tests {
             serde_json::from_value(json!({"metadata": {"name": "cm"}, "data": {"k": "v", "j": "w"}})).unwrap_or_else(|e| panic!("{e}"));
         let s: Secret =
             serde_json::from_value(json!({"metadata": {"name": "s"}, "data": {"pw": "aGk="}})).unwrap_or_else(|e| panic!("{e}"));
-        let refs = Refs { config_maps: [("cm".to_string(), cm)].into(), secrets: [("s".to_string(), s)].into() };
+        let refs = Refs { config_maps: [("cm".to_string(), cm)].into(), secrets: [("s".to_string(), s)].into(), ..Default::default() };
         let vols = prepare(dir.path(), &pod, &refs, "", (0, 0)).unwrap_or_else(|e| panic!("{e}"));
         let read = |v: &str, f: &str| std::fs::read_to_string(vols[v].join(f)).unwrap_or_default();
         let mode = |v: &str, f: &str| std::fs::metadata(vols[v].join(f)).map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
@@ -293,5 +302,36 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         let e = prepare(dir.path(), &nfs, &refs, "", (0, 0)).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("does not support"), "{e}");
+    }
+
+    /// kube's projected `serviceAccountToken`: the token at `path`, with the volume's
+    /// `defaultMode`, beside the CA and namespace files of the admission's `kube-api-access-*`.
+    #[test]
+    fn a_service_account_token_projection_writes_the_fetched_token() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let pod: Pod =
+            serde_json::from_value(json!({"metadata": {"name": "p", "namespace": "dev"}, "spec": {"containers": [], "volumes": [
+                {"name": "kube-api-access-x", "projected": {"defaultMode": 0o640, "sources": [
+                    {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}},
+                    {"configMap": {"name": "kube-root-ca.crt", "items": [{"key": "ca.crt", "path": "ca.crt"}]}},
+                    {"downwardAPI": {"items": [{"path": "namespace", "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"}}]}}
+                ]}}
+            ]}}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let cm: ConfigMap = serde_json::from_value(json!({"metadata": {"name": "kube-root-ca.crt"}, "data": {"ca.crt": "PEM"}}))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut refs = Refs { config_maps: [("kube-root-ca.crt".to_string(), cm)].into(), ..Default::default() };
+        let e = prepare(dir.path(), &pod, &refs, "", (0, 0)).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains("no service account token"), "{e}");
+        refs.tokens.insert((String::new(), 3607), "eyJ.jwt".into());
+        let vols = prepare(dir.path(), &pod, &refs, "", (0, 0)).unwrap_or_else(|e| panic!("{e}"));
+        let v = &vols["kube-api-access-x"];
+        let read = |f: &str| std::fs::read_to_string(v.join(f)).unwrap_or_default();
+        assert_eq!((read("token"), read("ca.crt"), read("namespace")), ("eyJ.jwt".into(), "PEM".into(), "dev".into()));
+        let mode = std::fs::metadata(v.join("token")).map(|m| m.permissions().mode() & 0o777).unwrap_or(0);
+        assert_eq!(mode, 0o640);
+        refs.tokens.insert((String::new(), 3607), "eyJ.renewed".into());
+        prepare(dir.path(), &pod, &refs, "", (0, 0)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read("token"), "eyJ.renewed", "a renewed token replaces the file");
     }
 }

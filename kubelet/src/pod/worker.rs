@@ -18,6 +18,7 @@ use crate::pod::backoff::{Backoff, Decision, go_duration};
 use crate::pod::probe::ProbeKind;
 use crate::pod::prober::Prober;
 use crate::pod::status::{Input, ProbeView, Verdict, Waiting, pod_status};
+use crate::pod::token::TokenManager;
 use crate::pod::{Node, PodUpdate, Source, lifecycle, spec};
 use crate::runtime::{ContainerId, ContainerRecord, ContainerState, PodRef, PodUid, SandboxConfig};
 use k8s_openapi::api::core::v1::{Container, Pod, PodStatus};
@@ -52,6 +53,8 @@ pub struct Worker {
     final_deleted: bool,
     verdict: Option<Verdict>,
     warned: BTreeSet<String>,
+    /// The pod's ServiceAccount tokens: they go when the worker ends with the pod.
+    tokens: TokenManager,
 }
 
 fn format_pod(p: &Pod) -> String {
@@ -61,6 +64,14 @@ fn format_pod(p: &Pod) -> String {
         p.metadata.namespace.clone().unwrap_or_else(|| "default".into()),
         p.metadata.uid.clone().unwrap_or_default()
     )
+}
+
+/// The jitter seed of a pod's token refreshes (spread over pods, the same on every run).
+fn seed(uid: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    uid.hash(&mut h);
+    h.finish()
 }
 
 fn latest<'a>(records: &'a [ContainerRecord], name: &str) -> Option<&'a ContainerRecord> {
@@ -73,6 +84,7 @@ impl Worker {
         let wake = Arc::new(Notify::new());
         let prober = Prober::new(node.runtime.clone(), node.events.clone(), wake.clone());
         let backoff = Backoff::new(node.config.backoff);
+        let tokens = TokenManager::new(seed(&uid.0));
         Worker {
             node,
             uid,
@@ -85,6 +97,7 @@ impl Worker {
             final_deleted: false,
             verdict: None,
             warned: BTreeSet::new(),
+            tokens,
         }
     }
 
@@ -226,7 +239,7 @@ impl Worker {
         let mut wait_for = self.node.config.resync;
 
         if sandbox.is_some() {
-            let prepared = spec::prepare(&self.node, pod, &pod_ip).await;
+            let prepared = spec::prepare(&self.node, pod, &pod_ip, &self.tokens).await;
             let restart_policy = spec.restart_policy.clone().unwrap_or_else(|| "Always".into());
             // Init containers, one at a time.
             let mut init_done = true;

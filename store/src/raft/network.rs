@@ -66,7 +66,12 @@ impl Peers {
             .map_err(|e| format!("bad peer URL {url}: {e}"))?
             .http2_keep_alive_interval(Duration::from_secs(1))
             .keep_alive_timeout(Duration::from_secs(3))
-            .keep_alive_while_idle(true);
+            .keep_alive_while_idle(true)
+            // h2 remembers a stream it reset itself for one *real* second (std::time::Instant)
+            // and ignores frames for it meanwhile, then answers RST_STREAM(STREAM_CLOSED); with
+            // none remembered it always answers so, which costs a peer nothing and keeps the
+            // simulation's replays byte for byte (request simcp-2-3).
+            .http2_max_concurrent_reset_streams(0);
         let (dialer, addr, secure) = (self.dialer.clone(), parsed.addr, parsed.scheme == "https");
         let ch = ep.connect_with_connector_lazy(tower::service_fn(move |_: http::Uri| {
             let connecting = dialer.dial(addr, secure);

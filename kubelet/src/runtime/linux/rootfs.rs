@@ -6,7 +6,8 @@
 //!
 //! Invariants: nothing here writes to a host folder. A mountPath whose parent is a host folder
 //! gets an overlay over that folder (its upper layer in the run's folder), so creating the mount
-//! point lands in the pod's folder; a mountPath through a symlink is refused. All mounts are
+//! point lands in the pod's folder; a symlink on a mountPath is followed inside the container's
+//! root, never to the host's (`/var/run` → `/run` lands on the root's `/run`). All mounts are
 //! private to the container's mount namespace and vanish with its last process.
 
 use nix::mount::{MsFlags, mount};
@@ -106,7 +107,28 @@ fn set_mode(p: &Path, mode: u32) {
     let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode));
 }
 
-/// Finds or makes `root/rel` as a mount point without writing to a host folder.
+/// Where a symlink met while walking a mountPath leads, inside the container's root (as runc's
+/// securejoin): an absolute target starts again at `root`, a relative one at `cur`; returns the
+/// folder to continue from and the target's components still to walk. `..` never leaves `root`.
+pub fn follow(root: &Path, cur: &Path, target: &Path) -> (PathBuf, Vec<std::ffi::OsString>) {
+    let start = if target.is_absolute() { root.to_path_buf() } else { cur.to_path_buf() };
+    let rest = target
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(s) => Some(s.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    (start, rest)
+}
+
+/// Most symlinks followed for one mountPath (the kernel's `MAXSYMLINKS`).
+const MAX_SYMLINKS: usize = 40;
+
+/// Finds or makes `root/rel` as a mount point without writing to a host folder. Symlinks on the
+/// way are followed inside the root ([`follow`]), so `/var/run/secrets/…` works on hosts where
+/// `/var/run` links to `/run`.
 fn mount_point(
     cfg: &ShimConfig,
     root: &Path,
@@ -116,17 +138,36 @@ fn mount_point(
     overlays: &mut usize,
 ) -> Result<PathBuf, String> {
     let mut cur = root.to_path_buf();
-    let parts: Vec<_> = rel.components().collect();
-    for (i, c) in parts.iter().enumerate() {
-        let next = cur.join(c);
-        let last = i + 1 == parts.len();
+    let mut pending: std::collections::VecDeque<std::ffi::OsString> = rel.components().map(|c| c.as_os_str().to_os_string()).collect();
+    let mut hops = 0;
+    while let Some(c) = pending.pop_front() {
+        if c == ".." {
+            if cur != *root {
+                cur.pop();
+            }
+            continue;
+        }
+        let next = cur.join(&c);
+        let last = pending.is_empty();
         match std::fs::symlink_metadata(&next) {
             Ok(meta) if meta.file_type().is_symlink() => {
-                return Err(format!("mountPath /{} goes through a symlink ({})", rel.display(), next.display()));
+                hops += 1;
+                if hops > MAX_SYMLINKS {
+                    return Err(format!("mountPath /{}: too many levels of symbolic links", rel.display()));
+                }
+                let to = std::fs::read_link(&next).map_err(|e| format!("{}: {e}", next.display()))?;
+                let (start, rest) = follow(root, &cur, &to);
+                cur = start;
+                for part in rest.into_iter().rev() {
+                    pending.push_front(part);
+                }
+                continue;
             }
             Ok(_) => {}
             Err(_) => {
-                if !ours.iter().any(|o| cur.starts_with(o)) {
+                // Ours: the root's own tmpfs (not the host folders bound into it), a folder we
+                // made, or anything under an overlay or a folder of ours.
+                if !ours.iter().any(|o| if o == root { cur == *o } else { cur.starts_with(o) }) {
                     // `cur` is a host folder: put an overlay on it whose upper layer is ours.
                     *overlays += 1;
                     let base = cfg.dir.join(format!("overlay-{overlays}"));
@@ -143,6 +184,7 @@ fn mount_point(
                     std::fs::File::create(&next).map_err(|e| format!("{}: {e}", next.display()))?;
                 } else {
                     std::fs::create_dir(&next).map_err(|e| format!("{}: {e}", next.display()))?;
+                    ours.push(next.clone());
                 }
             }
         }
@@ -162,5 +204,17 @@ mod tests {
         assert!(relative("etc").is_err());
         assert!(relative("/a/../../etc").is_err());
         assert!(relative("/").is_err());
+    }
+
+    #[test]
+    fn symlinks_on_a_mount_path_resolve_inside_the_root() {
+        let root = Path::new("/r/root");
+        let parts = |v: Vec<std::ffi::OsString>| v.into_iter().map(|s| s.to_string_lossy().into_owned()).collect::<Vec<_>>();
+        // /var/run -> /run (Debian): starts again at the root, not the host's /.
+        let (start, rest) = follow(root, &root.join("var"), Path::new("/run"));
+        assert_eq!((start, parts(rest)), (root.to_path_buf(), vec!["run".to_string()]));
+        // A relative link continues beside it; `..` is walked (and clamped at the root) later.
+        let (start, rest) = follow(root, &root.join("var"), Path::new("../run/./x"));
+        assert_eq!((start, parts(rest)), (root.join("var"), vec!["..".to_string(), "run".to_string(), "x".to_string()]));
     }
 }
