@@ -18,6 +18,9 @@ pub enum Error {
     /// The cluster did not get where it had to in time.
     #[error("{0}")]
     Timeout(String),
+    /// Setting up or checking a benchmark (a client from a kubeconfig, seeding, a worker).
+    #[error("{0}")]
+    Setup(String),
     /// Drawing the plot.
     #[error("plot: {0}")]
     Plot(String),

@@ -1,0 +1,105 @@
+//! keel-overload: what keel's control plane does when pods are created at `--factor` times a
+//! steady rate for `--burst` seconds (issue 24's overload test), measured, never asserted.
+//! Starts the control plane (keel-store or etcd, keel-apiserver, one keel-kubelet with
+//! `--nodes` simulated nodes, keel-scheduler, keel-controller-manager) from this binary's
+//! folder, waits for the nodes, then creates bare pods open-loop at `--rate` for `--before`
+//! seconds, `--rate × --factor` for `--burst`, `--rate` for `--after` (see
+//! `keel_benches::overload`), and writes `--out` (JSON) with the answers per phase, lost
+//! writes, live processes and the mutating p99's recovery; the verdicts go to stdout.
+
+use anyhow::Context;
+use clap::Parser;
+use keel_benches::controlplane::{ControlPlane, Shape};
+use keel_benches::overload::Schedule;
+use keel_benches::overload::run::{Shell, run};
+use keel_benches::procstat;
+use keel_testkit::Backend;
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+struct Args {
+    /// Simulated nodes (one keel-kubelet process).
+    #[arg(long, default_value_t = 100)]
+    nodes: usize,
+    /// `--max-pods` of each simulated node.
+    #[arg(long, default_value_t = 110)]
+    max_pods: usize,
+    /// Steady pods per second.
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    /// The burst's multiple of the steady rate.
+    #[arg(long, default_value_t = 5.0)]
+    factor: f64,
+    /// Seconds at the steady rate before the burst.
+    #[arg(long, default_value_t = 60.0)]
+    before: f64,
+    /// Seconds of the burst.
+    #[arg(long, default_value_t = 60.0)]
+    burst: f64,
+    /// Seconds at the steady rate after it.
+    #[arg(long, default_value_t = 90.0)]
+    after: f64,
+    /// Creates in flight at most (the client side's connection pool).
+    #[arg(long, default_value_t = 2000)]
+    in_flight: usize,
+    /// Seconds a create may take before it counts as a transport error.
+    #[arg(long, default_value_t = 60.0)]
+    answer_limit: f64,
+    /// Seconds per window of the apiserver's histogram.
+    #[arg(long, default_value_t = 5.0)]
+    window: f64,
+    /// `keel` (keel-store) or `etcd` under the apiserver.
+    #[arg(long, default_value = "keel")]
+    backend: String,
+    /// Where the JSON report goes.
+    #[arg(long, default_value = "overload.json")]
+    out: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let a = Args::parse();
+    let backend = match a.backend.as_str() {
+        "keel" => Backend::Keel,
+        "etcd" => Backend::Etcd,
+        other => anyhow::bail!("--backend {other}: keel or etcd"),
+    };
+    let load_before = procstat::loadavg();
+    let cp = ControlPlane::start(&Shape { backend, nodes: a.nodes, max_pods: a.max_pods, manager_flags: Vec::new() });
+    let client = cp.cluster.client().await;
+    cp.wait_nodes_ready(&client, a.nodes, Duration::from_secs(600)).await?;
+    // Let the controller-manager and scheduler take their leases and sync before the clock.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let schedule = Schedule { rate: a.rate, factor: a.factor, seconds: [a.before, a.burst, a.after] };
+    let shell = Shell {
+        in_flight: a.in_flight,
+        window: Duration::from_secs_f64(a.window.max(0.5)),
+        answer_limit: Duration::from_secs_f64(a.answer_limit.max(1.0)),
+        namespace: "default".into(),
+    };
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut report = tokio::select! {
+        r = run(&cp, client, &schedule, &shell) => r?,
+        _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted: the cluster is stopped, no report written"),
+        _ = term.recv() => anyhow::bail!("terminated: the cluster is stopped, no report written"),
+    };
+    let leadership = cp.leadership();
+    report["leadership"] = json!({
+        "lost": leadership.iter().filter(|(_, l)| l.contains("stopped leading")).count(),
+        "log": leadership.iter().map(|(role, line)| json!([role, line])).collect::<Vec<_>>(),
+    });
+    report["machine"] = json!({
+        "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "loadavg_before": load_before, "loadavg_after": procstat::loadavg(), "backend": a.backend, "nodes": a.nodes,
+    });
+    std::fs::write(&a.out, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", a.out.display()))?;
+    println!(
+        "{}",
+        json!({"report": a.out.display().to_string(), "verdicts": report["verdicts"], "answers": report["answers"],
+            "writes": report["writes"], "mutating_p99": report["mutating_p99"], "leadership_lost": report["leadership"]["lost"],
+            "machine": report["machine"]})
+    );
+    Ok(())
+}
