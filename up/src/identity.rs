@@ -161,7 +161,11 @@ mod tests {
         let sa = ensure_service_account_key(dir.path()).expect("sa key");
         let first = std::fs::read(&sa).expect("sa key written");
         assert!(keel_access::authn::keys::signing_key_from_pem(&first).is_ok(), "a key the apiserver loads");
-        assert_eq!(ensure_service_account_key(dir.path()).and_then(|p| std::fs::read(p).map_err(|e| e.to_string())), Ok(first), "made once");
+        assert_eq!(
+            ensure_service_account_key(dir.path()).and_then(|p| std::fs::read(p).map_err(|e| e.to_string())),
+            Ok(first),
+            "made once"
+        );
         let sa_mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&sa).expect("sa").permissions());
         assert_eq!(sa_mode & 0o777, 0o600, "the signing key is root's only");
         assert_eq!(mode & 0o077, 0, "the CA key is private");

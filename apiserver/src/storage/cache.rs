@@ -371,4 +371,20 @@ mod tests {
         let s = c.start(Some(5)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.replay.len(), WINDOW);
     }
+
+    #[tokio::test]
+    async fn a_snapshot_is_one_revision_of_its_prefix_and_lists_wait_for_the_revision_they_need() {
+        let c = cache(10);
+        c.push_all(vec![
+            Change::Event { revision: 11, new: Some(Arc::new(obj("a", 11))), prev: None },
+            Change::Event { revision: 11, new: Some(Arc::new(obj("b", 11))), prev: None },
+        ]);
+        let snap = c.snapshot("/registry/pods/d/", "/registry/pods/d/b");
+        assert_eq!((snap.revision, snap.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>()), (11, vec!["/registry/pods/d/b"]));
+        assert!(c.snapshot("/registry/pods/e/", "/registry/pods/e/").objects.is_empty());
+        assert!(c.wait_for(11, Duration::from_millis(1)).await, "already there");
+        assert!(!c.wait_for(12, Duration::from_millis(1)).await, "not reached within the bound");
+        c.push(Change::Progress(12));
+        assert!(c.wait_for(12, Duration::from_millis(1)).await, "a progress notice moves it");
+    }
 }
