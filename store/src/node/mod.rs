@@ -178,10 +178,11 @@ impl Member {
         IE: Into<Box<dyn std::error::Error + Send + Sync>> + 'static,
     {
         let svc = PeerServer::new(self.peer.clone()).max_decoding_message_size(usize::MAX).max_encoding_message_size(usize::MAX);
+        let router = crate::server::date::with_date(tonic::service::Routes::new(svc).into_axum_router(), self.ctx.clock.clone());
         let server = tonic::transport::Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(1)))
             .http2_keepalive_timeout(Some(Duration::from_secs(3)))
-            .add_service(svc)
+            .add_routes(tonic::service::Routes::from(router))
             .serve_with_incoming(incoming);
         async move { server.await.map_err(|e| Error::Internal(Internal::Serve(format!("peers: {e}")))) }
     }
@@ -216,8 +217,7 @@ impl Member {
             .add_service(AuthServer::new(s.auth.clone()).max_decoding_message_size(max))
             .add_service(LockServer::new(s.lock.clone()).max_decoding_message_size(max))
             .add_service(ElectionServer::new(s.election.clone()).max_decoding_message_size(max));
-        let router = routes
-            .into_axum_router()
+        let router = crate::server::date::with_date(routes.into_axum_router(), self.ctx.clock.clone())
             .layer(RpcMetricsLayer::new(self.ctx.metrics.clone()))
             .layer(tower::util::MapRequestLayer::new(move |req: ::http::Request<axum::body::Body>| grpc_limit::limit_request(req, max)));
         tonic::service::Routes::from(router)

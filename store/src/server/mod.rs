@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod cluster;
 pub mod context;
+pub mod date;
 pub mod election;
 pub mod grpc_limit;
 pub mod kv;
