@@ -120,31 +120,3 @@ async fn a_watch_whose_selector_sees_nothing_still_gets_bookmarks_as_the_resourc
         }
     }
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lists_from_the_watch_cache_never_answer_older_than_a_write_just_made_and_page_as_the_store() {
-    let s = support::start().await;
-    let cms: Api<ConfigMap> = Api::default_namespaced(s.client.clone());
-    for i in 0..20 {
-        let mut c = cm(&format!("c{i:02}"));
-        c.metadata.labels = Some([("odd".to_string(), (i % 2).to_string())].into());
-        let made = cms.create(&PostParams::default(), &c).await.expect("create");
-        let now = cms.list(&ListParams::default()).await.expect("consistent list");
-        assert!(now.items.iter().any(|o| o.metadata.name == c.metadata.name), "a list without resourceVersion sees the write just made");
-        assert!(now.metadata.resource_version.as_deref().and_then(|r| r.parse::<i64>().ok()).unwrap_or(0) >= rv(&made));
-        let not_older =
-            cms.list(&ListParams::default().at(&rv(&made).to_string()).matching(VersionMatch::NotOlderThan)).await.expect("nto");
-        assert_eq!(not_older.items.len(), i + 1);
-    }
-    let names = |l: &kube::core::ObjectList<ConfigMap>| l.items.iter().filter_map(|c| c.metadata.name.clone()).collect::<Vec<_>>();
-    let first = cms.list(&ListParams::default().labels("odd=1").limit(3)).await.expect("first page");
-    assert_eq!(names(&first), vec!["c01", "c03", "c05"]);
-    let token = first.metadata.continue_.clone().expect("a continue token");
-    let page_rv = first.metadata.resource_version.clone().expect("rv");
-    cms.delete("c07", &Default::default()).await.expect("delete after the first page");
-    let second = cms.list(&ListParams::default().labels("odd=1").limit(3).continue_token(&token)).await.expect("second page");
-    assert_eq!(names(&second), vec!["c07", "c09", "c11"], "the next page is as of the first page's revision");
-    assert_eq!(second.metadata.resource_version, Some(page_rv));
-    let any = cms.list(&ListParams::default().at("0")).await.expect("rv 0");
-    assert!(any.items.len() >= 19, "resourceVersion 0 is served from the cache at once");
-}

@@ -185,9 +185,6 @@ pub async fn list(api: &Api, call: &Call) -> Result<Response, ApiError> {
         Some(Err(_)) => return Err(ApiError::BadRequest("limit must be a number".into())),
     };
     let at = read_at(&call.query, limit, &collection)?;
-    if let Some(page) = from_cache(api, call, &sel, &at, &collection, limit).await? {
-        return Ok(answer(api, call, page, &collection));
-    }
     let (revision, start) = match &at {
         ReadAt::Continue(r, start) => (*r, start.clone()),
         ReadAt::Exact(r) => (*r, collection.clone()),
@@ -215,64 +212,7 @@ pub async fn list(api: &Api, call: &Call) -> Result<Response, ApiError> {
         page.items.extend(more.items);
         page.next = more.next;
     }
-    Ok(answer(api, call, page, &collection))
-}
-
-/// How long a list waits for the watch cache to reach the revision it must be served at
-/// (kube's cacher waits up to 3 s).
-const CACHE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// A list served from the watch cache, as kube's cacher does: `resourceVersion=0` at once;
-/// `NotOlderThan` once the cache reached it (504 Too large resource version if it does not
-/// within [`CACHE_WAIT`]); no resourceVersion once the cache reached the store's current
-/// revision (None, read the store, if it does not). With a `limit`, the continue token names
-/// the snapshot's revision, so the next pages read the store exactly there. Exact reads and
-/// continue tokens are None: the store answers them.
-async fn from_cache(
-    api: &Api,
-    call: &Call,
-    sel: &Selector,
-    at: &ReadAt,
-    collection: &str,
-    limit: Option<i64>,
-) -> Result<Option<ListPage>, ApiError> {
-    let consistent = call.query.get("resourceVersion").is_none_or(|r| r.is_empty());
-    let need = match at {
-        ReadAt::Latest if consistent => Some(api.store.revision().await?),
-        ReadAt::Latest => None,
-        ReadAt::NotOlderThan(r) => Some(*r),
-        ReadAt::Exact(_) | ReadAt::Continue(..) => return Ok(None),
-    };
-    let cache = api.caches.of(call.target.res).await?;
-    if let Some(need) = need
-        && !cache.wait_for(need, CACHE_WAIT).await
-    {
-        return match at {
-            ReadAt::NotOlderThan(r) => Err(ApiError::TooLargeResourceVersion { requested: *r, current: cache.revision() }),
-            _ => Ok(None),
-        };
-    }
-    let snap = cache.snapshot(collection, collection);
-    let strategy = call.target.res.strategy;
-    let mut items = Vec::new();
-    let mut next = None;
-    for o in &snap.objects {
-        if limit.is_some_and(|l| items.len() as i64 >= l) {
-            next = Some(o.key.clone());
-            break;
-        }
-        let obj = strategy.from_storage(o.value.clone());
-        if sel.matches(&obj) {
-            items.push(obj);
-        }
-    }
-    Ok(Some(ListPage { items, revision: snap.revision, next }))
-}
-
-/// The list answer of `page` (JSON or a table), with a continue token if it goes on.
-fn answer(api: &Api, call: &Call, page: ListPage, collection: &str) -> Response {
-    let res = call.target.res;
-    let token = page.next.as_deref().map(|n| continue_token(page.revision, n, collection));
+    let token = page.next.as_deref().map(|n| continue_token(page.revision, n, &collection));
     let rv = page.revision.to_string();
     let body = match call.output {
         Output::Table => table::table(res, &page.items, &rv, token.as_deref(), api.clock.now().as_second()),
@@ -284,7 +224,7 @@ fn answer(api: &Api, call: &Call, page: ListPage, collection: &str) -> Response 
             json!({"kind": format!("{}List", res.kind), "apiVersion": res.api_version(), "metadata": meta, "items": page.items})
         }
     };
-    json(StatusCode::OK, &body)
+    Ok(json(StatusCode::OK, &body))
 }
 
 #[cfg(test)]

@@ -82,45 +82,10 @@ struct State {
     objects: BTreeMap<String, Arc<Object>>,
 }
 
-impl State {
-    fn apply(&mut self, change: &Arc<Change>) {
-        if let Change::Event { revision, new, prev } = change.as_ref() {
-            match (new, prev) {
-                (Some(n), _) => {
-                    self.objects.insert(n.key.clone(), n.clone());
-                }
-                (None, Some(p)) => {
-                    self.objects.remove(&p.key);
-                }
-                (None, None) => {}
-            }
-            self.window.push_back(change.clone());
-            while self.window.len() > WINDOW {
-                if let Some(old) = self.window.pop_front() {
-                    self.oldest = old.revision();
-                }
-            }
-            self.revision = self.revision.max(*revision);
-        } else if let Change::Progress(r) = change.as_ref() {
-            self.revision = self.revision.max(*r);
-        }
-    }
-}
-
 /// One resource's cache.
 pub struct Cache {
     state: Mutex<State>,
     tx: broadcast::Sender<Arc<Change>>,
-    /// The revision the cache has reached, for lists that wait for it.
-    reached: tokio::sync::watch::Sender<i64>,
-}
-
-/// The objects under a prefix as of one revision (a list served from the cache).
-pub struct Snapshot {
-    /// The revision the objects are as of.
-    pub revision: i64,
-    /// Objects with keys in `[start, end of prefix)`, in key order.
-    pub objects: Vec<Arc<Object>>,
 }
 
 /// Where a client watch starts.
@@ -161,20 +126,6 @@ impl Cache {
         self.lock().objects.range(prefix.to_string()..).next().is_some_and(|(k, _)| k.starts_with(prefix))
     }
 
-    /// The objects from `start` to the end of `prefix`, as of the revision the cache has
-    /// reached (copied under the lock, so one revision throughout).
-    pub fn snapshot(&self, prefix: &str, start: &str) -> Snapshot {
-        let st = self.lock();
-        let objects = st.objects.range(start.to_string()..).take_while(|(k, _)| k.starts_with(prefix)).map(|(_, o)| o.clone()).collect();
-        Snapshot { revision: st.revision, objects }
-    }
-
-    /// Waits until the cache has reached `revision`, at most `bound`; whether it did.
-    pub async fn wait_for(&self, revision: i64, bound: Duration) -> bool {
-        let mut rx = self.reached.subscribe();
-        matches!(tokio::time::timeout(bound, rx.wait_for(|r| *r >= revision)).await, Ok(Ok(_)))
-    }
-
     /// A watch from `from` (None: the current objects, then what follows).
     pub fn start(&self, from: Option<i64>) -> Result<Start, ApiError> {
         let st = self.lock();
@@ -190,25 +141,32 @@ impl Cache {
     }
 
     fn push(&self, change: Change) {
-        self.push_all(vec![change]);
-    }
-
-    /// Applies changes under one lock (a revision's events together, so a list never sees
-    /// half of one), then tells watchers.
-    fn push_all(&self, changes: Vec<Change>) {
-        let changes: Vec<Arc<Change>> = changes.into_iter().map(Arc::new).collect();
-        let reached = {
+        let change = Arc::new(change);
+        {
             let mut st = self.lock();
-            for change in &changes {
-                st.apply(change);
+            if let Change::Event { revision, new, prev } = change.as_ref() {
+                match (new, prev) {
+                    (Some(n), _) => {
+                        st.objects.insert(n.key.clone(), n.clone());
+                    }
+                    (None, Some(p)) => {
+                        st.objects.remove(&p.key);
+                    }
+                    (None, None) => {}
+                }
+                st.window.push_back(change.clone());
+                while st.window.len() > WINDOW {
+                    if let Some(old) = st.window.pop_front() {
+                        st.oldest = old.revision();
+                    }
+                }
+                st.revision = st.revision.max(*revision);
+            } else if let Change::Progress(r) = change.as_ref() {
+                st.revision = st.revision.max(*r);
             }
-            st.revision
-        };
-        self.reached.send_replace(reached);
-        for change in changes {
-            // No receivers is fine: nobody watches right now.
-            let _ = self.tx.send(change);
         }
+        // No receivers is fine: nobody watches right now.
+        let _ = self.tx.send(change);
     }
 
     /// Replaces the state with a fresh list at its revision (start, and after compaction).
@@ -222,8 +180,6 @@ impl Cache {
         st.window.clear();
         st.revision = revision;
         st.oldest = revision;
-        drop(st);
-        self.reached.send_replace(revision);
         Ok(())
     }
 }
@@ -258,7 +214,6 @@ async fn follow(store: Store, cache: Arc<Cache>, prefix: String, bookmark_every:
             match item {
                 WatchItem::Progress(rev) => cache.push(Change::Progress(rev)),
                 WatchItem::Events(events) => {
-                    let mut changes = Vec::with_capacity(events.len());
                     for ev in events {
                         let revision = ev.kv.as_ref().map_or(0, |kv| kv.mod_revision);
                         let deleted = ev.r#type == EventType::Delete as i32;
@@ -268,9 +223,8 @@ async fn follow(store: Store, cache: Arc<Cache>, prefix: String, bookmark_every:
                             _ => None,
                         };
                         let prev = ev.prev_kv.and_then(|kv| open(codec, kv).and_then(|s| decode(&s)).ok());
-                        changes.push(Change::Event { revision, new, prev });
+                        cache.push(Change::Event { revision, new, prev });
                     }
-                    cache.push_all(changes);
                 }
                 WatchItem::Compacted(_) => break,
             }
@@ -320,7 +274,6 @@ impl Caches {
         let cache = Arc::new(Cache {
             state: Mutex::new(State { revision, oldest: revision, window: VecDeque::new(), objects: BTreeMap::new() }),
             tx,
-            reached: tokio::sync::watch::channel(revision).0,
         });
         cache.reset(&objects, revision)?;
         self.spawner.spawn(follow(self.store.clone(), cache.clone(), prefix, self.bookmark_every));
@@ -340,11 +293,7 @@ mod tests {
 
     fn cache(revision: i64) -> Cache {
         let (tx, _) = broadcast::channel(16);
-        Cache {
-            state: Mutex::new(State { revision, oldest: revision, window: VecDeque::new(), objects: BTreeMap::new() }),
-            tx,
-            reached: tokio::sync::watch::channel(revision).0,
-        }
+        Cache { state: Mutex::new(State { revision, oldest: revision, window: VecDeque::new(), objects: BTreeMap::new() }), tx }
     }
 
     #[test]
@@ -370,21 +319,5 @@ mod tests {
         assert!(matches!(c.start(Some(4)), Err(ApiError::Gone(_))));
         let s = c.start(Some(5)).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.replay.len(), WINDOW);
-    }
-
-    #[tokio::test]
-    async fn a_snapshot_is_one_revision_of_its_prefix_and_lists_wait_for_the_revision_they_need() {
-        let c = cache(10);
-        c.push_all(vec![
-            Change::Event { revision: 11, new: Some(Arc::new(obj("a", 11))), prev: None },
-            Change::Event { revision: 11, new: Some(Arc::new(obj("b", 11))), prev: None },
-        ]);
-        let snap = c.snapshot("/registry/pods/d/", "/registry/pods/d/b");
-        assert_eq!((snap.revision, snap.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>()), (11, vec!["/registry/pods/d/b"]));
-        assert!(c.snapshot("/registry/pods/e/", "/registry/pods/e/").objects.is_empty());
-        assert!(c.wait_for(11, Duration::from_millis(1)).await, "already there");
-        assert!(!c.wait_for(12, Duration::from_millis(1)).await, "not reached within the bound");
-        c.push(Change::Progress(12));
-        assert!(c.wait_for(12, Duration::from_millis(1)).await, "a progress notice moves it");
     }
 }
