@@ -20,6 +20,19 @@ pub enum Backend {
     Etcd,
 }
 
+impl std::str::FromStr for Backend {
+    type Err = String;
+
+    /// `keel` or `etcd` (the benchmarks' `--backend`).
+    fn from_str(s: &str) -> Result<Backend, String> {
+        match s {
+            "keel" => Ok(Backend::Keel),
+            "etcd" => Ok(Backend::Etcd),
+            other => Err(format!("--backend {other}: keel or etcd")),
+        }
+    }
+}
+
 /// How to start a [`Cluster`].
 #[derive(Clone, Debug)]
 pub struct Builder {

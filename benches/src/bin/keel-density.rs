@@ -74,11 +74,7 @@ fn uptime() -> String {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = Args::parse();
-    let backend = match a.backend.as_str() {
-        "keel" => Backend::Keel,
-        "etcd" => Backend::Etcd,
-        other => anyhow::bail!("--backend {other}: keel or etcd"),
-    };
+    let backend: Backend = a.backend.parse().map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let (uptime_before, load_before) = (uptime(), procstat::loadavg());
     let cfg = Config {

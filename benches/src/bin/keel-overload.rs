@@ -61,11 +61,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = Args::parse();
-    let backend = match a.backend.as_str() {
-        "keel" => Backend::Keel,
-        "etcd" => Backend::Etcd,
-        other => anyhow::bail!("--backend {other}: keel or etcd"),
-    };
+    let backend: Backend = a.backend.parse().map_err(anyhow::Error::msg)?;
     let load_before = procstat::loadavg();
     let cp = ControlPlane::start(&Shape { backend, nodes: a.nodes, max_pods: a.max_pods, manager_flags: Vec::new() });
     let client = cp.cluster.client().await;
