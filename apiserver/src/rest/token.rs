@@ -58,15 +58,16 @@ pub fn object_ref(v: &Value) -> ObjectRef {
 pub struct StoredObjects(pub Arc<Api>);
 
 impl StoredObjects {
-    async fn value(&self, kind: Named, namespace: &str, name: &str) -> Option<Value> {
+    async fn object(&self, kind: Named, namespace: &str, name: &str) -> Option<ObjectRef> {
         let res = resource(kind)?;
         let key = keys::key(res, Some(namespace).filter(|_| res.namespaced), name);
         if let Some(o) = self.0.caches.of(res).await.ok().and_then(|c| c.get(&key)) {
-            return Some(o.value.clone());
+            // The four fields a token checks, read in place: no copy of the whole object.
+            return Some(object_ref(&o.value));
         }
         // Not in the cache (not there yet, or absent): the store decides.
         match self.0.store.get(&key).await {
-            Ok(Some(s)) => crate::storage::decode(&s).ok(),
+            Ok(Some(s)) => crate::storage::decode(&s).ok().map(|v| object_ref(&v)),
             Ok(None) => None,
             Err(e) => {
                 tracing::debug!("token lookup of {key}: {e}");
@@ -78,7 +79,7 @@ impl StoredObjects {
 
 impl Objects for StoredObjects {
     fn find<'a>(&'a self, kind: Named, namespace: &'a str, name: &'a str) -> BoxFuture<'a, Option<ObjectRef>> {
-        Box::pin(async move { self.value(kind, namespace, name).await.map(|v| object_ref(&v)) })
+        Box::pin(self.object(kind, namespace, name))
     }
 }
 
