@@ -28,6 +28,12 @@ use serde_json::{Value, json};
 /// The two authorization modes compared.
 pub const MODES: [&str; 2] = ["AlwaysAllow", "Node,RBAC"];
 
+/// The order round `round` runs the modes in: A B, then B A, then A B, … (A B B A A B …), so
+/// neither mode always runs later in a ramp of the shared machine's load.
+pub fn round_order(round: usize) -> [&'static str; 2] {
+    if round % 2 == 0 { MODES } else { [MODES[1], MODES[0]] }
+}
+
 /// What one benchmark seeds and runs.
 #[derive(Clone, Debug)]
 pub struct Plan {
@@ -281,6 +287,13 @@ pub fn list_resource_version(body: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn rounds_alternate_abba() {
+        let seq: Vec<&str> = (0..4).flat_map(round_order).collect();
+        assert_eq!(seq, ["AlwaysAllow", "Node,RBAC", "Node,RBAC", "AlwaysAllow", "AlwaysAllow", "Node,RBAC", "Node,RBAC", "AlwaysAllow"]);
+    }
+
     use super::*;
 
     fn plan() -> Plan {

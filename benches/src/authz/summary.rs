@@ -1,8 +1,8 @@
 //! What the interleaved rounds add up to: per mode the median of each figure over its rounds
 //! (the machine is shared, so one run can be slowed by someone else's build; the median of
-//! A B A B … runs is the figure that survives that), and RBAC's cost against AlwaysAllow both
+//! A B B A … runs is the figure that survives that), and RBAC's cost against AlwaysAllow both
 //! from the medians and as the median of the per-round ratios (each RBAC run against the
-//! AlwaysAllow run just before it).
+//! AlwaysAllow run of its round, just before or just after it).
 //!
 //! Invariants: a mode without runs has no median (`null`), never 0; the cost is
 //! `1 − rbac / allow` (positive when RBAC is slower); the verdict is issue 19's target, cost ≤ 5 %.

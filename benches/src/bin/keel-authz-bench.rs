@@ -2,7 +2,7 @@
 //! measured, never asserted. Starts one keel-store and a secured keel-apiserver (client CA,
 //! `Node,RBAC`) from this binary's folder, seeds kube's default policy plus
 //! `--user-bindings` RoleBindings and `--group-bindings` ClusterRoleBindings and the
-//! namespaces' objects, then runs `--rounds` rounds of AlwaysAllow then Node,RBAC, each with a
+//! namespaces' objects, then runs `--rounds` rounds of AlwaysAllow and Node,RBAC in A B B A order, each with a
 //! fresh apiserver over the same store, and prints one JSON line per run on stderr and the
 //! summary (medians, RBAC's cost against the 5 % target) on stdout and in `--out`.
 
@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Parser;
 use keel_benches::authz::run::{RunSpec, run, seed};
 use keel_benches::authz::summary::summarize;
-use keel_benches::authz::{MODES, Plan};
+use keel_benches::authz::{MODES, Plan, round_order};
 use keel_benches::procstat;
 use keel_testkit::Cluster;
 use serde_json::json;
@@ -40,7 +40,7 @@ struct Args {
     /// Concurrent clients (one identity and connection each).
     #[arg(long, default_value_t = 32)]
     workers: usize,
-    /// Rounds; each runs AlwaysAllow then Node,RBAC.
+    /// Rounds; each runs both modes, even rounds AlwaysAllow first, odd ones Node,RBAC first.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
     /// Warm-up of each run, seconds (not recorded).
@@ -83,7 +83,7 @@ async fn main() -> anyhow::Result<()> {
     let mut runs = Vec::new();
     let mut measured = Vec::new();
     for round in 0..a.rounds.max(1) {
-        for mode in MODES {
+        for mode in round_order(round) {
             let spec = RunSpec {
                 mode: mode.to_string(),
                 round,
