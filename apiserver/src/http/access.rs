@@ -15,10 +15,12 @@
 //!
 //! ServiceAccount tokens name objects (the service account, and the pod, secret or node a token
 //! is bound to) that must still exist with the uid the token carries. keel-access asks for them
-//! synchronously; the front answers from what it has found so far and, when keel-access asked
-//! for something it has not, finds those through [`Objects`] (the watch caches, then a live
-//! store read, as kube falls back to a live lookup) and checks again. A request without such a
-//! token asks for nothing, so it costs one check as before.
+//! synchronously; the front answers from what it has found so far, else from the watch caches
+//! in place ([`Objects::cached`]), so a token whose objects are cached is checked (its signature
+//! verified) once. Only when keel-access asked for something neither holds does the front find
+//! those asynchronously through [`Objects::find`] (the caches, then a live store read, as kube
+//! falls back to a live lookup) and check again. A request without such a token asks for
+//! nothing, so it costs one check as before.
 
 use crate::http::audit::{Failure, Subject};
 use crate::http::serve::PeerCertificates;
@@ -59,29 +61,35 @@ pub enum Named {
 
 /// Where the front finds the objects tokens name.
 pub trait Objects: Send + Sync {
+    /// The object of `kind` called `name` in `namespace` (empty for nodes) if what is at hand
+    /// without waiting (a started watch cache) holds it; `None` says only "not at hand", and
+    /// the front then asks [`Objects::find`].
+    fn cached(&self, kind: Named, namespace: &str, name: &str) -> Option<ObjectRef>;
     /// The object of `kind` called `name` in `namespace` (empty for nodes), if it exists.
     fn find<'a>(&'a self, kind: Named, namespace: &'a str, name: &'a str) -> BoxFuture<'a, Option<ObjectRef>>;
 }
 
 type Key = (Named, String, String);
 
-/// A lookup over what has been found so far; what keel-access asks for beyond that is
-/// noted (and answered "absent" for now).
+/// A lookup over what has been found so far, then what [`Objects::cached`] holds; what
+/// keel-access asks for beyond both is noted (and answered "absent" for now).
 struct Found<'a> {
     found: &'a BTreeMap<Key, Option<ObjectRef>>,
+    objects: Option<&'a dyn Objects>,
     missing: std::sync::Mutex<Vec<Key>>,
 }
 
 impl Found<'_> {
     fn get(&self, kind: Named, ns: &str, name: &str) -> Option<ObjectRef> {
         let key = (kind, ns.to_string(), name.to_string());
-        match self.found.get(&key) {
-            Some(v) => v.clone(),
-            None => {
-                self.missing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(key);
-                None
-            }
+        if let Some(v) = self.found.get(&key) {
+            return v.clone();
         }
+        if let Some(v) = self.objects.and_then(|o| o.cached(kind, ns, name)) {
+            return Some(v);
+        }
+        self.missing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(key);
+        None
     }
 }
 
@@ -106,15 +114,24 @@ const FIND_ROUNDS: usize = 5;
 
 /// keel-access's verdict on `head`, finding the objects a token names as it asks for them.
 async fn decide(front: &Front, head: &keel_access::RequestHead<'_>) -> Result<keel_access::Allowed, Box<keel_access::Refused>> {
+    decide_counted(front, head).await.0
+}
+
+/// [`decide`], and how many times it ran keel-access's check (1 unless a named object was not
+/// at hand in the caches).
+async fn decide_counted(
+    front: &Front,
+    head: &keel_access::RequestHead<'_>,
+) -> (Result<keel_access::Allowed, Box<keel_access::Refused>>, usize) {
     let now = front.clock.now();
     let mut found = BTreeMap::new();
     let mut round = 0;
     loop {
         round += 1;
-        let lookup = Found { found: &found, missing: std::sync::Mutex::new(Vec::new()) };
+        let lookup = Found { found: &found, objects: front.objects.as_deref(), missing: std::sync::Mutex::new(Vec::new()) };
         let verdict = front.access.check(head, &lookup, now);
         let missing = lookup.missing.into_inner().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(objects) = front.objects.as_ref().filter(|_| !missing.is_empty() && round < FIND_ROUNDS) else { return verdict };
+        let Some(objects) = front.objects.as_ref().filter(|_| !missing.is_empty() && round < FIND_ROUNDS) else { return (verdict, round) };
         for (kind, ns, name) in missing {
             let v = objects.find(kind, &ns, &name).await;
             found.insert((kind, ns, name), v);
@@ -170,6 +187,101 @@ pub async fn check(State(front): State<Arc<Front>>, mut req: Request, next: Next
             response.extensions_mut().insert(Failure(Arc::new(failure)));
             response.extensions_mut().insert(Subject { attributes: Arc::new(refused.attributes), user, impersonated, decision });
             response
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::authentication::v1::TokenRequest;
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use serde_json::json;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    struct At(jiff::Timestamp);
+    impl Clock for At {
+        fn now(&self) -> jiff::Timestamp {
+            self.0
+        }
+    }
+
+    /// The service account `dev/builder` (uid `sa-uid`), in the cache or only in the store.
+    struct World {
+        in_cache: bool,
+        finds: AtomicUsize,
+    }
+    fn builder() -> ObjectRef {
+        ObjectRef { uid: "sa-uid".into(), ..Default::default() }
+    }
+    impl Objects for World {
+        fn cached(&self, kind: Named, ns: &str, name: &str) -> Option<ObjectRef> {
+            (self.in_cache && (kind, ns, name) == (Named::ServiceAccount, "dev", "builder")).then(builder)
+        }
+        fn find<'a>(&'a self, kind: Named, ns: &'a str, name: &'a str) -> BoxFuture<'a, Option<ObjectRef>> {
+            self.finds.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async move { ((kind, ns, name) == (Named::ServiceAccount, "dev", "builder")).then(builder) })
+        }
+    }
+    impl ObjectLookup for World {
+        fn service_account(&self, ns: &str, name: &str) -> Option<ObjectRef> {
+            self.cached(Named::ServiceAccount, ns, name)
+        }
+        fn pod(&self, _: &str, _: &str) -> Option<ObjectRef> {
+            None
+        }
+        fn secret(&self, _: &str, _: &str) -> Option<ObjectRef> {
+            None
+        }
+        fn node(&self, _: &str) -> Option<ObjectRef> {
+            None
+        }
+    }
+
+    fn access() -> keel_access::Access {
+        let dir = std::env::temp_dir().join(format!("keel-apiserver-front-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let key = dir.join("sa.key");
+        std::fs::write(&key, keel_access::authn::keys::generate_signing_key_pem().unwrap()).unwrap();
+        let cfg = keel_access::AccessConfig {
+            service_account_signing_key_file: Some(key),
+            service_account_issuers: vec!["https://kubernetes.default.svc.cluster.local".into()],
+            authorization_mode: "AlwaysAllow".into(),
+            ..Default::default()
+        };
+        let a = keel_access::Access::from_config(&cfg).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        a
+    }
+
+    #[tokio::test]
+    async fn a_token_whose_objects_are_cached_is_checked_once_and_a_miss_goes_to_find() {
+        let access = Arc::new(access());
+        let now = jiff::Timestamp::UNIX_EPOCH;
+        let sa: ServiceAccount =
+            serde_json::from_value(json!({"metadata": {"name": "builder", "namespace": "dev", "uid": "sa-uid"}})).unwrap();
+        let req: TokenRequest = serde_json::from_value(json!({"spec": {"audiences": []}})).unwrap();
+        let seen = World { in_cache: true, finds: AtomicUsize::new(0) };
+        let issuer = access.issuer.as_ref().unwrap();
+        let token = issuer.token_request(&sa, req, &seen, now, "jti").unwrap().status.unwrap().token;
+        let bearer = format!("Bearer {token}");
+        let headers = [("authorization", bearer.as_str())];
+        let head = keel_access::RequestHead {
+            method: "GET",
+            path: "/api/v1/namespaces/dev/pods",
+            query: "",
+            headers: &headers,
+            peer_certificates: None,
+        };
+        // (in the cache, checks, finds): a cached object costs one check and no find; one only
+        // the store has costs a find and a second check; both authenticate the service account.
+        for (in_cache, checks, finds) in [(true, 1, 0), (false, 2, 1)] {
+            let world = Arc::new(World { in_cache, finds: AtomicUsize::new(0) });
+            let front = Front { access: access.clone(), clock: Arc::new(At(now)), objects: Some(world.clone()) };
+            let (verdict, rounds) = decide_counted(&front, &head).await;
+            let allowed = verdict.map_err(|r| r.error.to_string()).unwrap();
+            assert_eq!(allowed.attributes.user.name, "system:serviceaccount:dev:builder", "in cache: {in_cache}");
+            assert_eq!((rounds, world.finds.load(Ordering::SeqCst)), (checks, finds), "in cache: {in_cache}");
         }
     }
 }

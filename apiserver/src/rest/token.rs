@@ -58,6 +58,15 @@ pub fn object_ref(v: &Value) -> ObjectRef {
 pub struct StoredObjects(pub Arc<Api>);
 
 impl StoredObjects {
+    /// From a started cache only, without waiting: `None` when the cache is not started (or
+    /// being started) or does not hold the object.
+    fn in_cache(&self, kind: Named, namespace: &str, name: &str) -> Option<ObjectRef> {
+        let res = resource(kind)?;
+        let key = keys::key(res, Some(namespace).filter(|_| res.namespaced), name);
+        let o = self.0.caches.started(res)?.get(&key)?;
+        Some(object_ref(&o.value))
+    }
+
     async fn object(&self, kind: Named, namespace: &str, name: &str) -> Option<ObjectRef> {
         let res = resource(kind)?;
         let key = keys::key(res, Some(namespace).filter(|_| res.namespaced), name);
@@ -78,6 +87,9 @@ impl StoredObjects {
 }
 
 impl Objects for StoredObjects {
+    fn cached(&self, kind: Named, namespace: &str, name: &str) -> Option<ObjectRef> {
+        self.in_cache(kind, namespace, name)
+    }
     fn find<'a>(&'a self, kind: Named, namespace: &'a str, name: &'a str) -> BoxFuture<'a, Option<ObjectRef>> {
         Box::pin(self.object(kind, namespace, name))
     }

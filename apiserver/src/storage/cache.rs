@@ -262,6 +262,12 @@ impl Caches {
         Ok(())
     }
 
+    /// The cache of `res` if it is started, without waiting: `None` when it is not, or while
+    /// another caller holds the map (starting a cache); callers then go through [`Caches::of`].
+    pub fn started(&self, res: &'static Resource) -> Option<Arc<Cache>> {
+        self.by_resource.try_lock().ok()?.get(res.plural).cloned()
+    }
+
     /// The cache of `res`, started (listed, watching) if it was not.
     pub async fn of(&self, res: &'static Resource) -> Result<Arc<Cache>, ApiError> {
         let mut map = self.by_resource.lock().await;
