@@ -2,7 +2,8 @@
 //! 4 s, 4 pods/s for 6 s, against real processes on loopback. It checks the harness — every
 //! scheduled create has an answer, the final list holds every create answered 201, every
 //! process is alive, the windows and the baseline are there — never a speed, and not whether
-//! the apiserver throttles (it has no max-in-flight limit yet; the answers say so).
+//! the apiserver throttles (at 20 pods/s it stays under its max-in-flight limits; whether it
+//! answers 429 is the full run's finding, not the harness's).
 //!
 //! Needs the workspace's binaries in target/debug (keel-store, keel-apiserver, keel-kubelet,
 //! keel-scheduler, keel-controller-manager).

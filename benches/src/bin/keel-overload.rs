@@ -5,7 +5,9 @@
 //! folder, waits for the nodes, then creates bare pods open-loop at `--rate` for `--before`
 //! seconds, `--rate × --factor` for `--burst`, `--rate` for `--after` (see
 //! `keel_benches::overload`), and writes `--out` (JSON) with the answers per phase, lost
-//! writes, live processes and the mutating p99's recovery; the verdicts go to stdout.
+//! writes, live processes and the mutating p99's recovery; the verdicts go to stdout. A
+//! missing write is read back from the store itself (`etcdctl get` and the key's history) while
+//! the store still runs; `--keep-logs` keeps every process's log, `--hold-on-loss` the cluster.
 
 use anyhow::Context;
 use clap::Parser;
@@ -56,6 +58,44 @@ struct Args {
     /// Where the JSON report goes.
     #[arg(long, default_value = "overload.json")]
     out: PathBuf,
+    /// A folder to copy every process's log into at the end (before the cluster is stopped).
+    #[arg(long)]
+    keep_logs: Option<PathBuf>,
+    /// Seconds to keep the cluster up after the report when a write is missing, so its store
+    /// can be read by hand (the endpoint is printed on stderr).
+    #[arg(long, default_value_t = 0.0)]
+    hold_on_loss: f64,
+}
+
+/// What the store itself holds for each missing name: its current value (`etcdctl get`) and
+/// its history (`etcdctl watch --rev 1`, every event of the key still in the store's history),
+/// so a missing pod can be told apart: never written, written then deleted (and by whom, from
+/// the deleting revision), or in the store but not served by the apiserver.
+fn store_evidence(store: std::net::SocketAddr, namespace: &str, names: &[String]) -> serde_json::Value {
+    let endpoint = format!("http://{store}");
+    let run = |args: &[&str]| {
+        std::process::Command::new("timeout")
+            .arg("5")
+            .arg("etcdctl")
+            .arg("--endpoints")
+            .arg(&endpoint)
+            .args(args)
+            .output()
+            .map(|o| format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+            .unwrap_or_else(|e| format!("etcdctl: {e}"))
+    };
+    names
+        .iter()
+        .take(20)
+        .map(|n| {
+            let key = format!("/registry/pods/{namespace}/{n}");
+            let get = run(&["get", &key, "-w", "json"]);
+            // A watch never ends by itself: `timeout` stops it after its replay of the history.
+            let history: String = run(&["watch", "--rev", "1", "--prev-kv", &key]).chars().take(20_000).collect();
+            (n.clone(), json!({"key": key, "get": get, "history": history}))
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 #[tokio::main]
@@ -81,6 +121,22 @@ async fn main() -> anyhow::Result<()> {
         _ = tokio::signal::ctrl_c() => anyhow::bail!("interrupted: the cluster is stopped, no report written"),
         _ = term.recv() => anyhow::bail!("terminated: the cluster is stopped, no report written"),
     };
+    let missing: Vec<String> = report["writes"]["lost_names"]
+        .as_array()
+        .map(|v| v.iter().filter_map(|n| n.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    if !missing.is_empty() {
+        report["writes"]["lost_in_store"] = store_evidence(cp.cluster.store_addr, "default", &missing);
+    }
+    if let Some(dir) = &a.keep_logs {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let from = cp.cluster.path("");
+        for e in std::fs::read_dir(&from).with_context(|| format!("reading {}", from.display()))?.flatten() {
+            if e.path().extension().is_some_and(|x| x == "log") {
+                std::fs::copy(e.path(), dir.join(e.file_name())).with_context(|| format!("copying {}", e.path().display()))?;
+            }
+        }
+    }
     let leadership = cp.leadership();
     report["leadership"] = json!({
         "lost": leadership.iter().filter(|(_, l)| l.contains("stopped leading")).count(),
@@ -89,8 +145,20 @@ async fn main() -> anyhow::Result<()> {
     report["machine"] = json!({
         "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
         "loadavg_before": load_before, "loadavg_after": procstat::loadavg(), "backend": a.backend, "nodes": a.nodes,
+        "store": cp.cluster.store_addr.to_string(),
     });
     std::fs::write(&a.out, serde_json::to_string_pretty(&report)?).with_context(|| format!("writing {}", a.out.display()))?;
+    if !missing.is_empty() && a.hold_on_loss > 0.0 {
+        eprintln!(
+            "{} write(s) missing ({}); the cluster stays up {} s: store http://{}, folder {}",
+            missing.len(),
+            missing.join(", "),
+            a.hold_on_loss,
+            cp.cluster.store_addr,
+            cp.cluster.path("").display()
+        );
+        tokio::time::sleep(Duration::from_secs_f64(a.hold_on_loss)).await;
+    }
     println!(
         "{}",
         json!({"report": a.out.display().to_string(), "verdicts": report["verdicts"], "answers": report["answers"],
