@@ -285,11 +285,7 @@ pub async fn kubelet(host: usize, apiservers: Vec<SocketAddr>, scratch: PathBuf,
             name: name.clone(),
             labels: if kept { [(super::BURST_KEY.to_string(), "true".to_string())].into() } else { Default::default() },
             taints: if kept {
-                vec![k8s_openapi::api::core::v1::Taint {
-                    key: super::BURST_KEY.into(),
-                    effect: "NoSchedule".into(),
-                    ..Default::default()
-                }]
+                vec![k8s_openapi::api::core::v1::Taint { key: super::BURST_KEY.into(), effect: "NoSchedule".into(), ..Default::default() }]
             } else {
                 Vec::new()
             },
