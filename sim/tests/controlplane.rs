@@ -84,6 +84,23 @@ fn a_controller_manager_that_ignores_its_lease_is_caught() {
     );
 }
 
+/// A scheduler that binds without assuming the pod on its node first: the burst Deployment's
+/// 8 pods, created at once for two nodes that hold 4 each, are decided before the informer
+/// shows the first bindings, so one node gets more than it holds. The same seed passes with
+/// the correct scheduler (`same_seed_same_history_and_it_passes`).
+#[test]
+fn a_scheduler_that_binds_without_the_assume_cache_is_caught() {
+    let mut opts = Options::new(1, Scenario::Controlplane);
+    opts.cp_bugs = CpBugs { scheduler_ignores_assume_cache: true, ..CpBugs::default() };
+    let out = run(&opts);
+    assert!(
+        out.violations.iter().any(|v| v.starts_with("overcommitted: pod /registry/pods/default/burst-")),
+        "{opts}{:#?}\n{}",
+        out.violations,
+        out.recorded.render()
+    );
+}
+
 /// A ReplicaSet controller that acts on its informer's count without expectations creates
 /// again before its informer shows its last creates (seed 20: at 2.6 s web-0's and web-2's
 /// ReplicaSets of 1 get a second pod each). Run as a child process, as `--seeds` found it.

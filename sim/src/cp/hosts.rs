@@ -254,8 +254,9 @@ fn manager_config(bugs: CpBugs, lifecycle: Option<keel_controllers::nodelifecycl
 
 /// Simulated nodes `node-<host>-<i>` on one kubelet host ([`super::node_names`]): the
 /// simulated runtime, as `keel-kubelet --simulated-nodes` runs them, with node Leases of
-/// `lease`.
-pub async fn kubelet(host: usize, apiservers: Vec<SocketAddr>, scratch: PathBuf, lease: Duration) -> turmoil::Result {
+/// `lease`; with `burst`, those of [`super::BURST_NODES`] labelled and tainted `NoSchedule`
+/// with [`super::BURST_KEY`].
+pub async fn kubelet(host: usize, apiservers: Vec<SocketAddr>, scratch: PathBuf, lease: Duration, burst: bool) -> turmoil::Result {
     use keel_kubelet::node::agent::{self, NodeSettings};
     use keel_kubelet::node::pods::{self, PodsSettings};
     use keel_kubelet::runtime::ipam::{Cidr, Ipam};
@@ -279,10 +280,15 @@ pub async fn kubelet(host: usize, apiservers: Vec<SocketAddr>, scratch: PathBuf,
             pods: 110,
         };
         let address = format!("10.0.{host}.{}", i + 1);
+        let kept = burst && super::BURST_NODES.contains(&name.as_str());
         let settings = NodeSettings {
             name: name.clone(),
-            labels: Default::default(),
-            taints: Vec::new(),
+            labels: if kept { [(super::BURST_KEY.to_string(), "true".to_string())].into() } else { Default::default() },
+            taints: if kept {
+                vec![k8s_openapi::api::core::v1::Taint { key: super::BURST_KEY.into(), effect: "NoSchedule".into(), ..Default::default() }]
+            } else {
+                Vec::new()
+            },
             pod_cidr: Some(cidr.to_string()),
             address: address.clone(),
             hostname: name.clone(),

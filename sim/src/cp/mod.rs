@@ -79,6 +79,19 @@ pub struct NodeTimings {
 /// Every simulated node's CPU (millicores).
 pub const NODE_CPU: u32 = 2000;
 
+/// The `controlplane` scenario's burst: the nodes kept for it (one per kubelet host, labelled
+/// and tainted so only its pods land there), and its Deployment's replicas, each pod asking
+/// for an equal share of a node so the pods fill these nodes exactly. The ReplicaSet creates
+/// them at once, so the scheduler decides several before its informer shows the bindings of
+/// the first: a scheduler that does not assume a pod on its node while the binding is in flight
+/// sees both nodes emptier than they are, piles pods on one and overcommits it (caught by
+/// [`history::no_overcommit`]); one that does fills both exactly.
+pub const BURST_NODES: [&str; 2] = ["node-0-0", "node-1-0"];
+/// How many pods of the burst fit on each of [`BURST_NODES`].
+pub const BURST_PER_NODE: u32 = 4;
+/// The label (`true`) and `NoSchedule` taint key of [`BURST_NODES`].
+pub const BURST_KEY: &str = "keel-sim/burst";
+
 impl NodeTimings {
     /// The timings of `scenario`.
     pub fn of(scenario: Scenario) -> NodeTimings {
@@ -282,9 +295,10 @@ pub fn run_here(opts: &Options) -> Outcome {
         );
     }
     let lease = timings.lease;
+    let burst = opts.scenario == Scenario::Controlplane;
     for i in 0..KUBELETS {
         let (apis, dir) = (api_ips.clone(), scratch.path().join(format!("kubelet{i}")));
-        host(&mut sim, "kubelet", i, Rc::new(move |_| Box::pin(hosts::kubelet(i, apis.clone(), dir.clone(), lease))));
+        host(&mut sim, "kubelet", i, Rc::new(move |_| Box::pin(hosts::kubelet(i, apis.clone(), dir.clone(), lease, burst))));
     }
     // The nodes scenario: one kubelet host cut off from every apiserver from `cut_from` until
     // the faults stop; the user's changes stop 4 s before it.
@@ -298,6 +312,7 @@ pub fn run_here(opts: &Options) -> Outcome {
         deadline,
         cut: cut.map(|(from, host)| workload::Cut { from, until: opts.faults_until, nodes: node_names(host) }),
         pod_cpu: timings.pod_cpu,
+        burst: opts.scenario == Scenario::Controlplane,
     };
     rec.borrow_mut().cut = cut.map(|(from, host)| (from.as_millis(), opts.faults_until.as_millis(), node_names(host)));
     sim.client("user", workload::user(rec.clone(), api_ips.clone(), seed(1200), DEPLOYMENTS, when));

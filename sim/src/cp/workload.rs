@@ -69,6 +69,27 @@ fn deployment(name: &str, replicas: i32, image: &str, cpu: &str) -> Result<Deplo
     .map_err(|e| e.to_string())
 }
 
+/// The burst Deployment's name.
+const BURST: &str = "burst";
+
+/// The burst Deployment: as many pods as [`super::BURST_NODES`] hold, each asking for its
+/// share of a node, selecting and tolerating only those nodes.
+fn burst_deployment() -> Result<Deployment, String> {
+    let key = super::BURST_KEY;
+    let replicas = super::BURST_NODES.len() as u32 * super::BURST_PER_NODE;
+    let cpu = format!("{}m", super::NODE_CPU / super::BURST_PER_NODE);
+    let mut template = template(BURST, &image(0), &cpu);
+    template["spec"]["nodeSelector"] = json!({ key: "true" });
+    template["spec"]["tolerations"] = json!([{"key": key, "operator": "Exists", "effect": "NoSchedule"}]);
+    serde_json::from_value(json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": BURST, "namespace": "default"},
+        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": BURST}}, "template": template}
+    }))
+    .map_err(|e| e.to_string())
+}
+
 /// What the user does: when.
 #[derive(Clone, Debug)]
 pub struct Schedule {
@@ -83,6 +104,9 @@ pub struct Schedule {
     pub cut: Option<Cut>,
     /// The CPU each pod asks for.
     pub pod_cpu: &'static str,
+    /// The `controlplane` scenario: also create the burst Deployment ([`super::BURST_NODES`]),
+    /// never changed afterwards.
+    pub burst: bool,
 }
 
 /// A kubelet host cut off from the apiservers.
@@ -144,6 +168,29 @@ pub async fn user(rec: Rc<RefCell<Record>>, apiservers: Vec<SocketAddr>, seed: u
         }
         desired.insert(name.clone(), (replicas, image(0)));
     }
+    // The burst: created once, at its full size, and left alone (the changes below pick only
+    // the `web-*` Deployments); it joins `desired` after their final spec.
+    let burst = if when.burst {
+        let d = burst_deployment()?;
+        let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+        loop {
+            let r = tokio::time::timeout(Duration::from_secs(5), api.create(&PostParams::default(), &d)).await;
+            let ok = match &r {
+                Ok(Ok(_)) => true,
+                Ok(Err(kube::Error::Api(s))) => s.code == 409,
+                _ => false,
+            };
+            rec.borrow_mut().user.push(format!("{} ms create {BURST} replicas {replicas}: {}", now_ms(), outcome(&r)));
+            written(&rec, BURST, &r, (replicas, image(0)));
+            if ok {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        Some((replicas, image(0)))
+    } else {
+        None
+    };
     while turmoil::sim_elapsed().unwrap_or_default() < when.settle {
         tokio::time::sleep(Duration::from_millis(1000 + rng.next_u64() % 3000)).await;
         let name = &names[(rng.next_u64() % count as u64) as usize];
@@ -176,6 +223,9 @@ pub async fn user(rec: Rc<RefCell<Record>>, apiservers: Vec<SocketAddr>, seed: u
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
+    }
+    if let Some(b) = burst {
+        desired.insert(BURST.to_string(), b);
     }
     rec.borrow_mut().desired = desired.clone();
     if let Some(cut) = &when.cut {
