@@ -31,7 +31,7 @@ pub const MODES: [&str; 2] = ["AlwaysAllow", "Node,RBAC"];
 /// The order round `round` runs the modes in: A B, then B A, then A B, … (A B B A A B …), so
 /// neither mode always runs later in a ramp of the shared machine's load.
 pub fn round_order(round: usize) -> [&'static str; 2] {
-    if round % 2 == 0 { MODES } else { [MODES[1], MODES[0]] }
+    if round.is_multiple_of(2) { MODES } else { [MODES[1], MODES[0]] }
 }
 
 /// What one benchmark seeds and runs.
