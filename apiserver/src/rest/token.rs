@@ -54,6 +54,12 @@ pub fn object_ref(v: &Value) -> ObjectRef {
     }
 }
 
+/// The resource and store key of the object of `kind` called `name` in `namespace`.
+fn located(kind: Named, namespace: &str, name: &str) -> Option<(&'static Resource, String)> {
+    let res = resource(kind)?;
+    Some((res, keys::key(res, Some(namespace).filter(|_| res.namespaced), name)))
+}
+
 /// The objects tokens name, from the server's watch caches, else the store.
 pub struct StoredObjects(pub Arc<Api>);
 
@@ -61,15 +67,13 @@ impl StoredObjects {
     /// From a started cache only, without waiting: `None` when the cache is not started (or
     /// being started) or does not hold the object.
     fn in_cache(&self, kind: Named, namespace: &str, name: &str) -> Option<ObjectRef> {
-        let res = resource(kind)?;
-        let key = keys::key(res, Some(namespace).filter(|_| res.namespaced), name);
+        let (res, key) = located(kind, namespace, name)?;
         let o = self.0.caches.started(res)?.get(&key)?;
         Some(object_ref(&o.value))
     }
 
     async fn object(&self, kind: Named, namespace: &str, name: &str) -> Option<ObjectRef> {
-        let res = resource(kind)?;
-        let key = keys::key(res, Some(namespace).filter(|_| res.namespaced), name);
+        let (res, key) = located(kind, namespace, name)?;
         if let Some(o) = self.0.caches.of(res).await.ok().and_then(|c| c.get(&key)) {
             // The four fields a token checks, read in place: no copy of the whole object.
             return Some(object_ref(&o.value));

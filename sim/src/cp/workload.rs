@@ -133,6 +133,26 @@ enum Change {
     Final(i32, String),
 }
 
+/// Creates `d` (called `name`, asking `replicas` of `image(0)`) until it is created or already
+/// exists (409), half a second between tries; every try is recorded.
+async fn create_until_done(rec: &Rc<RefCell<Record>>, api: &Api<Deployment>, d: &Deployment, name: &str, replicas: i32) {
+    loop {
+        let r = tokio::time::timeout(Duration::from_secs(5), api.create(&PostParams::default(), d)).await;
+        let ok = match &r {
+            Ok(Ok(_)) => true,
+            Ok(Err(kube::Error::Api(s))) => s.code == 409,
+            _ => false,
+        };
+        let at = turmoil::sim_elapsed().unwrap_or_default().as_millis();
+        rec.borrow_mut().user.push(format!("{at} ms create {name} replicas {replicas}: {}", outcome(&r)));
+        written(rec, name, &r, (replicas, image(0)));
+        if ok {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// The user: creates `count` Deployments, then until `settle` scales them, rolls them out to a
 /// new image and rolls them back at random, sets the final spec once more (acknowledged), then
 /// waits for every Deployment to converge. Every write of a spec is recorded in
@@ -148,24 +168,10 @@ pub async fn user(rec: Rc<RefCell<Record>>, apiservers: Vec<SocketAddr>, seed: u
     // Bigger jumps where nodes have room (a ReplicaSet creating several pods at once is where
     // a controller without expectations over-creates).
     let max_replicas: i32 = if when.cut.is_some() { 2 } else { 6 };
-    let now_ms = || turmoil::sim_elapsed().unwrap_or_default().as_millis();
     for name in &names {
         let replicas = 1 + (rng.next_u64() % max_replicas.min(4) as u64) as i32;
         let d = deployment(name, replicas, &image(0), when.pod_cpu)?;
-        loop {
-            let r = tokio::time::timeout(Duration::from_secs(5), api.create(&PostParams::default(), &d)).await;
-            let ok = match &r {
-                Ok(Ok(_)) => true,
-                Ok(Err(kube::Error::Api(s))) => s.code == 409,
-                _ => false,
-            };
-            rec.borrow_mut().user.push(format!("{} ms create {name} replicas {replicas}: {}", now_ms(), outcome(&r)));
-            written(&rec, name, &r, (replicas, image(0)));
-            if ok {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        create_until_done(&rec, &api, &d, name, replicas).await;
         desired.insert(name.clone(), (replicas, image(0)));
     }
     // The burst: created once, at its full size, and left alone (the changes below pick only
@@ -173,20 +179,7 @@ pub async fn user(rec: Rc<RefCell<Record>>, apiservers: Vec<SocketAddr>, seed: u
     let burst = if when.burst {
         let d = burst_deployment()?;
         let replicas = d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
-        loop {
-            let r = tokio::time::timeout(Duration::from_secs(5), api.create(&PostParams::default(), &d)).await;
-            let ok = match &r {
-                Ok(Ok(_)) => true,
-                Ok(Err(kube::Error::Api(s))) => s.code == 409,
-                _ => false,
-            };
-            rec.borrow_mut().user.push(format!("{} ms create {BURST} replicas {replicas}: {}", now_ms(), outcome(&r)));
-            written(&rec, BURST, &r, (replicas, image(0)));
-            if ok {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        create_until_done(&rec, &api, &d, BURST, replicas).await;
         Some((replicas, image(0)))
     } else {
         None
