@@ -306,38 +306,69 @@ pub fn lost_writes(history: &[Version], writes: &[Written]) -> Vec<String> {
     out
 }
 
+/// How long after the user's deadline the history's watch may go on catching up with the store.
+pub const CATCH_UP: Duration = Duration::from_secs(10);
+
 /// Watches `/registry/` in the store from revision 1 with previous values, resumed after
-/// every break, keeping the versions [`version_of`] knows, until a second after the user's
-/// convergence verdict (or `until`).
+/// every break, keeping the versions [`version_of`] knows, until it has delivered the store's
+/// revision as read (linearizably) after the user's convergence verdict, and at least a second
+/// after the verdict. A watch that has not caught up by `until` is recorded as
+/// [`Record::history_behind`]: judged on a history missing its tail, the acknowledged writes
+/// of the final spec would look lost.
 pub async fn watch(rec: Rc<RefCell<Record>>, members: Vec<SocketAddr>, until: Duration) -> turmoil::Result {
     use futures::StreamExt;
     use keel_etcd::WatchItem;
     let endpoints: Vec<String> = members.iter().map(|m| m.to_string()).collect();
-    let cfg = keel_etcd::Config { connect_timeout: Duration::from_secs(1), request_timeout: Duration::from_secs(3), ..Default::default() };
+    // The apiservers' keepalives: a stream on a member that crashed or was cut off breaks (and
+    // resumes elsewhere) within seconds, not after kube-etcd's default 10 s + 10 s.
+    let cfg = keel_etcd::Config {
+        connect_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(3),
+        keepalive_interval: Duration::from_secs(1),
+        keepalive_timeout: Duration::from_secs(2),
+        ..Default::default()
+    };
     let client = super::hosts::store_client(&endpoints, &cfg)?;
     let prefix = b"/registry/".to_vec();
+    let end_key = keel_etcd::prefix_end(&prefix);
     let create = keel_etcd::proto::etcdserverpb::WatchCreateRequest {
-        range_end: keel_etcd::prefix_end(&prefix).into(),
-        key: prefix.into(),
+        range_end: end_key.clone().into(),
+        key: prefix.clone().into(),
         start_revision: 1,
         prev_kv: true,
         ..Default::default()
     };
-    let mut stream = Box::pin(keel_etcd::Resumable::new(client, create).into_stream());
+    let mut stream = Box::pin(keel_etcd::Resumable::new(client.clone(), create).into_stream());
     let end = tokio::time::sleep(until.saturating_sub(turmoil::sim_elapsed().unwrap_or_default()));
     tokio::pin!(end);
     let mut check = tokio::time::interval(Duration::from_millis(500));
     let mut converged_at: Option<Duration> = None;
+    // The highest revision the watch has delivered (any key under the prefix), and the store's
+    // revision once the verdict is in.
+    let mut seen = 0_i64;
+    let mut target: Option<i64> = None;
     loop {
         let item = tokio::select! {
-            _ = &mut end => return Ok(()),
-            // Once the user's verdict is in, a second more of history, then the run may end.
+            _ = &mut end => {
+                if converged_at.is_some() && target.is_none_or(|t| seen < t) {
+                    rec.borrow_mut().history_behind = Some((seen, target));
+                }
+                return Ok(());
+            }
             _ = check.tick() => {
                 let now = turmoil::sim_elapsed().unwrap_or_default();
                 match converged_at {
-                    Some(at) if now >= at + Duration::from_secs(1) => return Ok(()),
+                    Some(at) => {
+                        if target.is_none() {
+                            let read = tokio::time::timeout(Duration::from_secs(2), client.range(&prefix, &end_key, 0, 1)).await;
+                            target = read.ok().and_then(Result::ok).map(|p| p.revision);
+                        }
+                        if now >= at + Duration::from_secs(1) && target.is_some_and(|t| seen >= t) {
+                            return Ok(());
+                        }
+                    }
                     None if rec.borrow().convergence.is_some() => converged_at = Some(now),
-                    _ => {}
+                    None => {}
                 }
                 continue;
             }
@@ -350,6 +381,7 @@ pub async fn watch(rec: Rc<RefCell<Record>>, members: Vec<SocketAddr>, until: Du
                 for e in events {
                     let deleted = e.r#type == keel_etcd::proto::mvccpb::event::EventType::Delete as i32;
                     let Some(kv) = e.kv.as_ref() else { continue };
+                    seen = seen.max(kv.mod_revision);
                     let key = String::from_utf8_lossy(&kv.key);
                     let value = if deleted { e.prev_kv.as_ref().map(|p| p.value.as_ref()).unwrap_or_default() } else { kv.value.as_ref() };
                     if let Some(v) = version_of(kv.mod_revision, at_ms, &key, value, deleted) {
@@ -357,7 +389,7 @@ pub async fn watch(rec: Rc<RefCell<Record>>, members: Vec<SocketAddr>, until: Du
                     }
                 }
             }
-            Some(WatchItem::Progress(_)) => {}
+            Some(WatchItem::Progress(at)) => seen = seen.max(at),
             Some(WatchItem::Compacted(at)) => {
                 rec.borrow_mut().history_lost = Some(at);
                 return Ok(());

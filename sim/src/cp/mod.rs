@@ -124,6 +124,9 @@ pub struct Record {
     pub history: Vec<history::Version>,
     /// The history's watch was compacted past (at this revision): the checks are incomplete.
     pub history_lost: Option<i64>,
+    /// The history's watch ended short of the store: (the last revision it delivered, the
+    /// store's revision after the user's verdict, or None when no read of it succeeded).
+    pub history_behind: Option<(i64, Option<i64>)>,
     /// The user's writes of Deployment specs, in the order sent.
     pub writes: Vec<history::Written>,
     /// What the pod watch through the apiservers delivered.
@@ -162,7 +165,11 @@ impl Record {
         for f in &self.faults {
             let _ = writeln!(s, "cp fault {f}");
         }
-        let _ = writeln!(s, "desired {:?}; history lost {:?}; convergence {:?}", self.desired, self.history_lost, self.convergence);
+        let _ = writeln!(
+            s,
+            "desired {:?}; history lost {:?}; history behind {:?}; convergence {:?}",
+            self.desired, self.history_lost, self.history_behind, self.convergence
+        );
         if let Some(cut) = &self.cut {
             let _ = writeln!(s, "cut {cut:?}; during the cut {:?}", self.during);
         }
@@ -316,7 +323,7 @@ pub fn run_here(opts: &Options) -> Outcome {
     };
     rec.borrow_mut().cut = cut.map(|(from, host)| (from.as_millis(), opts.faults_until.as_millis(), node_names(host)));
     sim.client("user", workload::user(rec.clone(), api_ips.clone(), seed(1200), DEPLOYMENTS, when));
-    sim.client("history", history::watch(rec.clone(), members.clone(), deadline + Duration::from_secs(1)));
+    sim.client("history", history::watch(rec.clone(), members.clone(), deadline + history::CATCH_UP));
     sim.client("podwatcher", apiwatch::watch(rec.clone(), api_ips.clone(), deadline + Duration::from_secs(1)));
 
     let mut nemesis = Nemesis::new(opts.plan.clone(), seed(500));
@@ -477,6 +484,13 @@ pub fn judge(record: &Record) -> Vec<String> {
     out.extend(acts::one_actor_per_term(&record.acts).into_iter().map(|v| format!("two actors at once: {v}")));
     if let Some(at) = record.history_lost {
         out.push(format!("the store history is incomplete: compacted at revision {at}"));
+    }
+    if let Some((seen, store)) = record.history_behind {
+        let store = store.map_or("unknown (no read of it succeeded)".to_string(), |r| r.to_string());
+        out.push(format!(
+            "the store history is incomplete: its watch delivered revisions up to {seen} within {} s of the deadline; the store's revision after the verdict: {store}",
+            history::CATCH_UP.as_secs()
+        ));
     }
     match &record.convergence {
         Some(Ok(_)) => {}
