@@ -36,13 +36,17 @@ pub async fn create(client: &kube::Client, pod: &Pod) -> Result<Pod> {
     Ok(Api::<Pod>::namespaced(client.clone(), &ns).create(&PostParams::default(), pod).await?)
 }
 
-/// Deletes pod `ns/name`; a pod already gone is not an error.
-pub async fn delete(client: &kube::Client, ns: &str, name: &str) -> Result<()> {
+/// Deletes pod `ns/name`: true when this call deleted it (or started its graceful deletion),
+/// false when it was already gone, which is not an error. A caller that raised a deletion
+/// expectation for it must lower it on false: the informer may have handled the pod's Deleted
+/// event before the expectation was raised (kube's manageReplicas calls DeletionObserved on
+/// NotFound).
+pub async fn delete(client: &kube::Client, ns: &str, name: &str) -> Result<bool> {
     match Api::<Pod>::namespaced(client.clone(), ns).delete(name, &DeleteParams::default()).await {
-        Ok(_) => Ok(()),
+        Ok(_) => Ok(true),
         Err(e) => {
             let e = Error::from(e);
-            if e.is_not_found() { Ok(()) } else { Err(e) }
+            if e.is_not_found() { Ok(false) } else { Err(e) }
         }
     }
 }

@@ -274,8 +274,9 @@ impl DaemonSetController {
         let results = join_all(delete.iter().map(|pk| async move {
             let r = podcontrol::delete(&self.ctx.client, &pk.namespace, &pk.name).await;
             match &r {
-                Ok(()) => self.recorder.record(ds.as_ref(), Kind::Normal, "SuccessfulDelete", format!("Deleted pod: {}", pk.name)),
-                Err(_) => self.expectations.deletion_observed(key, pk),
+                Ok(true) => self.recorder.record(ds.as_ref(), Kind::Normal, "SuccessfulDelete", format!("Deleted pod: {}", pk.name)),
+                // Already gone (its Deleted event may have come before the expectation), or failed.
+                Ok(false) | Err(_) => self.expectations.deletion_observed(key, pk),
             }
             r
         }))

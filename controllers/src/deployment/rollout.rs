@@ -78,10 +78,15 @@ pub fn is_scaling_event(d: &Deployment, all: &[&ReplicaSet]) -> bool {
 }
 
 /// kube's `scale` (scaling events and paused Deployments): the size to write for each
-/// ReplicaSet that must be written, by name. With several active ReplicaSets that is every one
-/// whose size or desired/max-replicas annotations differ (kube calls `scaleReplicaSet` on each
-/// active set even when the sizes already add up): were a stale annotation left, every later
-/// sync would again be a scaling event, and the rollout would never resume.
+/// ReplicaSet that must be written, by name, in the order to write them. With several active
+/// ReplicaSets that is every one whose size or desired/max-replicas annotations differ (kube
+/// calls `scaleReplicaSet` on each active set even when the sizes already add up): were a stale
+/// annotation left, every later sync would again be a scaling event, and the rollout would
+/// never resume. Every shrink comes before any growth: a proportional scale-down can still grow
+/// one set (its fraction of the new `replicas + maxSurge` by its stale max-replicas annotation)
+/// while the largest takes the leftover cut, and writing the growth first would ask, between
+/// the two writes, for more than `replicas + maxSurge` in all. kube writes in its sort order,
+/// largest first for a scale-down, so the set that takes the cut is written first there too.
 pub fn scale_targets(d: &Deployment, new: Option<&ReplicaSet>, old: &[&ReplicaSet]) -> Vec<(String, i32)> {
     let want = util::replicas(d);
     if let Some(rs) = active_or_latest(new, old) {
@@ -108,11 +113,15 @@ pub fn scale_targets(d: &Deployment, new: Option<&ReplicaSet>, old: &[&ReplicaSe
     let status_replicas = d.status.as_ref().and_then(|s| s.replicas).unwrap_or(0);
     let sizes = util::proportional_sizes(d, status_replicas, &sized);
     let max = want + util::max_surge(d);
-    act.iter()
+    let mut targets: Vec<(String, i32, bool)> = act
+        .iter()
         .zip(sizes)
         .filter(|(r, s)| util::rs_replicas(r) != *s || util::replicas_annotations_need_update(r, want, max))
-        .map(|(r, s)| (name(r), s))
-        .collect()
+        .map(|(r, s)| (name(r), s, s > util::rs_replicas(r)))
+        .collect();
+    // Stable: shrinks (and annotation-only writes) first, growths after, each in `act`'s order.
+    targets.sort_by_key(|(_, _, grows)| *grows);
+    targets.into_iter().map(|(n, s, _)| (n, s)).collect()
 }
 
 /// `reconcileNewReplicaSet`: the new ReplicaSet's next size, if it changes.

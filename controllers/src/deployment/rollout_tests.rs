@@ -116,6 +116,17 @@ fn change_of_size_and_template_scales_the_old_sets_proportionally() {
 }
 
 #[test]
+fn a_proportional_scale_down_writes_the_cut_before_the_growth() {
+    // 5 replicas, maxSurge 2 (7 in all): the old set still carries the annotations of 3 (max
+    // 4), the new one those of 5 (max 7), 3 of its 5 available. 8 → 7: the old set's fraction
+    // is 3·7/4 ≈ 5 (+2), the new one takes the leftover (−3). Growth first would ask for 10.
+    let d = deployment(5, int(2), int(0));
+    let o = annotated(rs("foo-v1", 3, 10), 3, 1);
+    let n = with_available(annotated(rs("foo-v2", 5, 20), 5, 2), 3);
+    assert_eq!(scale_targets(&d, Some(&n), &[&o]), vec![("foo-v2".to_string(), 2), ("foo-v1".to_string(), 5)]);
+}
+
+#[test]
 fn a_saturated_but_broken_new_set_leaves_old_pods_alone() {
     let d = deployment(2, int(1), int(1));
     let n = with_available(annotated(rs("foo-v2", 2, 20), 2, 1), 0);

@@ -247,15 +247,22 @@ impl ReplicaSetController {
         let now_mono = tokio::time::Instant::now();
         if have < want && !self.cfg.bug_ignore_expectations && self.expectations.uncertain(key) {
             // A create of ours failed but may have been written: count from the store, not the
-            // cache, before making its replacement (an error here retries with backoff). Pods
-            // the store holds and the cache has not shown yet are expected, as our own creates
-            // are, so no sync acts on counts before the cache catches up.
+            // cache, before making its replacement (an error here retries with backoff). While
+            // the store holds pods the cache has not shown, wait for the cache: their Added
+            // events queue this ReplicaSet again (and the delayed add below in case none
+            // comes), and only a count in which the cache has caught up settles the doubt.
+            // No expectation is raised for those pods: they exist already, so the informer may
+            // have handled their Added event while the list was in flight, and an expectation
+            // raised after its observation is never met; the ReplicaSet then ignored every
+            // scale for TTL (keel-sim controlplane seed 634: a ReplicaSet scaled 2 -> 1 -> 0
+            // kept both pods). client-go raises an expectation only before the request whose
+            // result it will observe.
             let fresh = self.fresh_owned_count(key, rs).await?;
-            self.expectations.set_uncertain(key, false);
             if fresh > have {
-                self.expectations.expect_creations(key, fresh - have, now_mono);
+                self.queue.add_after(key.clone(), Duration::from_secs(1));
                 return Ok(());
             }
+            self.expectations.set_uncertain(key, false);
         }
         if have < want {
             let n = (want - have).min(self.cfg.burst_replicas);
@@ -309,7 +316,9 @@ impl ReplicaSetController {
                 let pk = ObjectKey::of(*p);
                 let r = podcontrol::delete(&self.ctx.client, &pk.namespace, &pk.name).await;
                 match &r {
-                    Ok(()) => self.recorder.record(rs.as_ref(), Kind::Normal, "SuccessfulDelete", format!("Deleted pod: {}", pk.name)),
+                    Ok(true) => self.recorder.record(rs.as_ref(), Kind::Normal, "SuccessfulDelete", format!("Deleted pod: {}", pk.name)),
+                    // Already gone: its Deleted event may have come before the expectation.
+                    Ok(false) => self.expectations.deletion_observed(key, &pk),
                     Err(e) => {
                         self.expectations.deletion_observed(key, &pk);
                         self.recorder.record(rs.as_ref(), Kind::Warning, "FailedDelete", format!("Error deleting: {e}"));

@@ -31,6 +31,9 @@ struct Fake {
     lists_fail: bool,
     /// Creates are answered 201 (the cache still never shows them).
     creates_succeed: bool,
+    /// Run while a fresh list is served (the informer handling the written pod's Added event
+    /// while the controller's list is in flight).
+    during_list: Option<Box<dyn FnMut() + Send>>,
 }
 
 fn reply(code: u16, body: String) -> Response<Full<Bytes>> {
@@ -68,6 +71,9 @@ fn apiserver(fake: Arc<Mutex<Fake>>) -> kube::Client {
                 reply(200, String::from_utf8_lossy(&body).into_owned())
             } else if path == "/api/v1/namespaces/d/pods" {
                 f.fresh_lists += 1;
+                if let Some(during) = f.during_list.as_mut() {
+                    during();
+                }
                 match (f.lists_fail, f.committed) {
                     (true, _) => unavailable(),
                     (false, true) => reply(
@@ -128,7 +134,31 @@ async fn a_create_answered_503_is_counted_from_the_store_before_it_is_replaced()
     let _ = c.sync(&key).await;
     let f = fake.lock().unwrap_or_else(|p| p.into_inner());
     assert_eq!(f.creates, 1, "the pod the 503 hid was found by a fresh list, not created again");
-    assert_eq!(f.fresh_lists, 1, "one fresh list settles the doubt; later syncs trust the cache again");
+    assert_eq!(f.fresh_lists, 2, "while the cache lacks the pod the store holds, each sync counts from the store");
+}
+
+/// The written pod's Added event is handled while the fresh list is in flight (seed 634 of
+/// keel-sim's controlplane scenario: the pod watch resumed 10 ms before the list was answered).
+/// An expectation raised after the list would never be met, and the ReplicaSet would ignore
+/// every scale until it expired (5 min).
+#[tokio::test]
+async fn a_pod_observed_while_its_fresh_list_is_in_flight_leaves_no_unmet_expectation() {
+    let fake = Arc::new(Mutex::new(Fake::default()));
+    let mut tasks = tokio::task::JoinSet::new();
+    let c = controller(fake.clone(), &mut tasks).await;
+    let key = ObjectKey::new("d", "web");
+    let pod: Pod = serde_json::from_str(POD).expect("the fake's pod parses");
+    let (q, rss, exp) = (c.queue.clone(), c.rss.clone(), c.expectations.clone());
+    fake.lock().unwrap_or_else(|p| p.into_inner()).during_list = Some(Box::new(move || on_pod(&q, &rss, &exp, &Change::Added(&pod))));
+    assert!(c.sync(&key).await.is_err(), "the 503 is the sync's error (retried with backoff)");
+    let _ = c.sync(&key).await;
+    let f = fake.lock().unwrap_or_else(|p| p.into_inner());
+    assert_eq!((f.creates, f.fresh_lists), (1, 1), "one create, counted by one fresh list");
+    assert!(
+        c.expectations.satisfied(&key, tokio::time::Instant::now()),
+        "the pod was observed: nothing is left expected (pending {:?})",
+        c.expectations.pending(&key)
+    );
 }
 
 #[tokio::test]
