@@ -6,14 +6,21 @@
 //! Invariants:
 //! - One stream for the three kinds, so their versions interleave in the store's order.
 //! - An object is identified by its uid (a name can be reused by a new object).
-//! - The rollout bounds are what the controllers guarantee from their own decisions, given an
-//!   informer at most [`STALE`] behind the store: a ReplicaSet never has more active pods
+//! - The rollout bounds are what the controllers guarantee from their own decisions, given
+//!   informers each at most [`STALE`] behind the store: a ReplicaSet never has more active pods
 //!   (not terminating, not Succeeded or Failed) right after a pod create than the replicas it
-//!   had at some instant within [`STALE`] before; a Deployment's ReplicaSets never ask for more
-//!   replicas in all (at a scale-up of one of them) than `replicas + maxSurge` of a Deployment
-//!   version current within [`STALE`] before. Node faults cannot break either (pods that fail
-//!   or are evicted stop counting); availability (`maxUnavailable`) they can, so it is not
-//!   checked.
+//!   had at some instant within [`STALE`] before; a ReplicaSet scaled up to `n` never makes
+//!   `n` plus what its Deployment's other ReplicaSets asked for at some instant within
+//!   [`STALE`] before (the least such total; none yet counts 0) more than `replicas + maxSurge`
+//!   of a Deployment version current within [`STALE`] before. The other ReplicaSets are taken
+//!   as the controller may have seen them, not as the store holds them now: kube's Deployment
+//!   controller sizes a new or growing ReplicaSet as `replicas + maxSurge − Σ spec.replicas` of
+//!   the ReplicaSets in its lister (`NewRSNewReplicas`), with no expectations for ReplicaSets,
+//!   so a ReplicaSet informer that has not yet seen an older ReplicaSet (even one the
+//!   controller created itself a moment before) makes it ask for more than the store then
+//!   allows, and that is within the staleness this checker grants. Node faults cannot break
+//!   either bound (pods that fail or are evicted stop counting); availability
+//!   (`maxUnavailable`) they can, so it is not checked.
 
 use super::Record;
 use std::cell::RefCell;
@@ -149,12 +156,30 @@ fn max_within(t: &Timeline, at: u128) -> i32 {
     t[first..].iter().map(|(_, v)| *v).max().unwrap_or(0)
 }
 
+/// A Deployment's ReplicaSets after each change to one of them: (received at, the uid and
+/// `spec.replicas` of each existing one it owns).
+type Sizes<'a> = Vec<(u128, Vec<(&'a str, i32)>)>;
+
+/// The least total `spec.replicas` the ReplicaSets of `sizes` other than `uid` had at any
+/// instant in [`at` - [`STALE`], `at`]: what a controller whose ReplicaSet informer is at most
+/// [`STALE`] behind may have counted. 0 when the Deployment had none at the window's start.
+fn others_within(sizes: &Sizes<'_>, uid: &str, at: u128) -> i32 {
+    let from = at.saturating_sub(STALE.as_millis());
+    match sizes.iter().rposition(|(when, _)| *when <= from) {
+        Some(first) => {
+            sizes[first..].iter().map(|(_, rss)| rss.iter().filter(|(u, _)| *u != uid).map(|(_, r)| *r).sum::<i32>()).min().unwrap_or(0)
+        }
+        None => 0,
+    }
+}
+
 /// Violations of the rollout bounds (see the module doc) in `history`.
 pub fn rollout_bounds(history: &[Version]) -> Vec<String> {
     let mut out = Vec::new();
     let mut pods: BTreeMap<&str, (&str, bool)> = BTreeMap::new(); // pod uid → (RS uid, active)
     let mut rs_spec: BTreeMap<&str, Timeline> = BTreeMap::new();
     let mut rs_now: BTreeMap<&str, (&str, i32, bool)> = BTreeMap::new(); // RS uid → (Deployment uid, replicas, exists)
+    let mut d_sizes: BTreeMap<&str, Sizes<'_>> = BTreeMap::new();
     let mut d_bound: BTreeMap<&str, Timeline> = BTreeMap::new();
     for v in history {
         match v.kind {
@@ -165,21 +190,33 @@ pub fn rollout_bounds(history: &[Version]) -> Vec<String> {
                 }
             }
             ObjKind::ReplicaSet => {
-                let before = rs_now.get(v.uid.as_str()).map_or(0, |(_, r, _)| *r);
+                let (before, owned_by) = rs_now.get(v.uid.as_str()).map_or((0, ""), |(d, r, _)| (*r, *d));
                 let owner = v.owner.as_deref().unwrap_or_default();
                 rs_now.insert(v.uid.as_str(), (owner, if v.deleted { 0 } else { v.replicas }, !v.deleted));
                 if !v.deleted {
                     rs_spec.entry(v.uid.as_str()).or_default().push((v.at_ms, v.replicas));
                 }
+                // The Deployments whose ReplicaSets changed: the owner, and the one that owned it
+                // before (a release or an adoption moves a ReplicaSet between them).
+                let mut changed = vec![owner];
+                if owned_by != owner {
+                    changed.push(owned_by);
+                }
+                for d in changed.into_iter().filter(|d| !d.is_empty()) {
+                    let now = rs_now.iter().filter(|(_, (o, _, live))| *o == d && *live).map(|(u, (_, r, _))| (*u, *r)).collect();
+                    d_sizes.entry(d).or_default().push((v.at_ms, now));
+                }
                 if !v.deleted && v.replicas > before && !owner.is_empty() {
-                    let total: i32 = rs_now.values().filter(|(d, _, live)| *d == owner && *live).map(|(_, r, _)| *r).sum();
+                    let seen = d_sizes.get(owner).map_or(0, |s| others_within(s, &v.uid, v.at_ms));
+                    let total = v.replicas + seen;
                     let bound = d_bound.get(owner).map_or(0, |t| max_within(t, v.at_ms));
                     if total > bound {
                         out.push(format!(
-                            "ReplicaSet {} scaled to {} at revision {}: its Deployment's ReplicaSets ask for {total} replicas, more than replicas + maxSurge ({bound}) of any version of the Deployment within {} s",
+                            "ReplicaSet {} scaled to {} at revision {}: with the {seen} replicas its Deployment's other ReplicaSets asked for at least at every instant within {} s, they ask for {total}, more than replicas + maxSurge ({bound}) of any version of the Deployment within {} s",
                             v.key,
                             v.replicas,
                             v.revision,
+                            STALE.as_secs(),
                             STALE.as_secs()
                         ));
                     }

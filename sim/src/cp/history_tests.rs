@@ -68,6 +68,23 @@ fn rollout_bounds_hold_within_the_staleness_window() {
         ("a surge beyond maxSurge", [base(), vec![rs(5, 50, "b", 2)]].concat(), 1),
         ("scaled up first, then surged", [base(), vec![d(5, 50, 3, 1), rs(6, 60, "b", 2)]].concat(), 0),
         ("a scale-down of the old one is never a violation", [base(), vec![rs(5, 50, "b", 1), rs(6, 60, "a", 1)]].concat(), 0),
+        (
+            "a new ReplicaSet sized by an informer that had not seen the old one yet",
+            vec![d(1, 0, 2, 1), rs(2, 20_000, "a", 2), rs(3, 21_000, "b", 2)],
+            0,
+        ),
+        ("the same when the old one is older than the window", vec![d(1, 0, 2, 1), rs(2, 20_000, "a", 2), rs(3, 30_001, "b", 2)], 1),
+        (
+            "a scale-up of the old one the informer had not seen yet",
+            vec![d(1, 0, 2, 1), rs(2, 0, "a", 1), rs(3, 20_000, "a", 2), rs(4, 20_500, "b", 2)],
+            0,
+        ),
+        ("the same once the window has passed", vec![d(1, 0, 2, 1), rs(2, 0, "a", 1), rs(3, 20_000, "a", 2), rs(4, 30_001, "b", 2)], 1),
+        (
+            "an old ReplicaSet released by its Deployment no longer counts",
+            vec![d(1, 0, 2, 1), rs(2, 0, "a", 2), Version { owner: None, ..rs(3, 100, "a", 2) }, rs(4, 20_000, "b", 3)],
+            0,
+        ),
         ("an unowned pod is not judged", [base(), vec![pod(5, 20, "x", "", true)]].concat(), 0),
     ];
     for (name, history, violations) in cases {
