@@ -279,10 +279,15 @@ impl Cluster {
 
     /// A kube client for the admin kubeconfig.
     pub async fn client(&self) -> kube::Client {
+        kube::Client::try_from(self.client_config().await).expect("kube client")
+    }
+
+    /// The admin kubeconfig's client configuration, for a client built otherwise (say,
+    /// without kube-client's `default_retry` of 429, 503 and 504).
+    pub async fn client_config(&self) -> kube::Config {
         use kube::config::{KubeConfigOptions, Kubeconfig};
         let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("read the kubeconfig");
-        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("kubeconfig");
-        kube::Client::try_from(config).expect("kube client")
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await.expect("kubeconfig")
     }
 
     /// Runs kubectl with this cluster's kubeconfig (and a private discovery cache).

@@ -128,8 +128,15 @@ fn ms_quantiles(mut v: Vec<f64>) -> Value {
     json!({"count": v.len(), "p50_ms": q(0.5), "p99_ms": q(0.99), "max_ms": q(1.0)})
 }
 
-/// Runs the schedule against `cp` and returns the report.
-pub async fn run(cp: &ControlPlane, client: kube::Client, schedule: &Schedule, shell: &Shell) -> Result<Value, Error> {
+/// Runs the schedule against `cp` and returns the report. The creates go through `creates` (a
+/// client that must not retry 429s); `client` samples the metrics and reads the pods back.
+pub async fn run(
+    cp: &ControlPlane,
+    client: kube::Client,
+    creates: kube::Client,
+    schedule: &Schedule,
+    shell: &Shell,
+) -> Result<Value, Error> {
     let t0 = Instant::now();
     let (windows, sampler_task) = sampler(client.clone(), shell.window, t0);
     let answers: Arc<Mutex<Vec<Answered>>> = Arc::new(Mutex::new(Vec::new()));
@@ -145,7 +152,7 @@ pub async fn run(cp: &ControlPlane, client: kube::Client, schedule: &Schedule, s
             }
             continue;
         };
-        let (client, path, answers, limit) = (client.clone(), path.clone(), answers.clone(), shell.answer_limit);
+        let (client, path, answers, limit) = (creates.clone(), path.clone(), answers.clone(), shell.answer_limit);
         let body = pod(&shell.namespace, k).to_string().into_bytes();
         tasks.push(tokio::spawn(async move {
             let sent = Instant::now();
