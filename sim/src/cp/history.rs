@@ -397,7 +397,9 @@ pub async fn watch(rec: Rc<RefCell<Record>>, members: Vec<SocketAddr>, until: Du
                 match converged_at {
                     Some(at) => {
                         if target.is_none() {
-                            let read = tokio::time::timeout(Duration::from_secs(2), client.range(&prefix, &end_key, 0, 1)).await;
+                            // Bounded by `until` too, so the end is never overrun waiting for it.
+                            let left = until.saturating_sub(now);
+                            let read = tokio::time::timeout(left.min(Duration::from_secs(2)), client.range(&prefix, &end_key, 0, 1)).await;
                             target = read.ok().and_then(Result::ok).map(|p| p.revision);
                         }
                         if now >= at + Duration::from_secs(1) && target.is_some_and(|t| seen >= t) {

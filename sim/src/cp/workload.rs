@@ -190,7 +190,7 @@ pub async fn user(rec: Rc<RefCell<Record>>, apiservers: Vec<SocketAddr>, seed: u
         // are placed before it starts; a pause that ran past `settle` put the last change up to
         // 4 s later (seed 63: web-0 scaled to 0 100 ms before the cut, and nothing ran on the
         // cut nodes when it started). In `controlplane` the last change may land after the
-        // faults stop, as before (the same draws, so its seeds replay unchanged).
+        // faults stop, as before (its draws are unchanged).
         if when.cut.is_some() && turmoil::sim_elapsed().unwrap_or_default() + pause > when.settle {
             break;
         }
