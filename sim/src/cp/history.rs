@@ -211,13 +211,10 @@ pub fn rollout_bounds(history: &[Version]) -> Vec<String> {
                     let total = v.replicas + seen;
                     let bound = d_bound.get(owner).map_or(0, |t| max_within(t, v.at_ms));
                     if total > bound {
+                        let stale = STALE.as_secs();
                         out.push(format!(
-                            "ReplicaSet {} scaled to {} at revision {}: with the {seen} replicas its Deployment's other ReplicaSets asked for at least at every instant within {} s, they ask for {total}, more than replicas + maxSurge ({bound}) of any version of the Deployment within {} s",
-                            v.key,
-                            v.replicas,
-                            v.revision,
-                            STALE.as_secs(),
-                            STALE.as_secs()
+                            "ReplicaSet {} scaled to {} at revision {}: with the {seen} replicas its Deployment's other ReplicaSets asked for at least at every instant within {stale} s, they ask for {total}, more than replicas + maxSurge ({bound}) of any version of the Deployment within {stale} s",
+                            v.key, v.replicas, v.revision
                         ));
                     }
                 }
@@ -356,16 +353,8 @@ pub async fn watch(rec: Rc<RefCell<Record>>, members: Vec<SocketAddr>, until: Du
     use futures::StreamExt;
     use keel_etcd::WatchItem;
     let endpoints: Vec<String> = members.iter().map(|m| m.to_string()).collect();
-    // The apiservers' keepalives: a stream on a member that crashed or was cut off breaks (and
-    // resumes elsewhere) within seconds, not after kube-etcd's default 10 s + 10 s.
-    let cfg = keel_etcd::Config {
-        connect_timeout: Duration::from_secs(1),
-        request_timeout: Duration::from_secs(3),
-        keepalive_interval: Duration::from_secs(1),
-        keepalive_timeout: Duration::from_secs(2),
-        ..Default::default()
-    };
-    let client = super::hosts::store_client(&endpoints, &cfg)?;
+    // The apiservers' keepalives: a stream on a dead member breaks and resumes within seconds.
+    let client = super::hosts::store_client(&endpoints, &super::hosts::store_config(Duration::from_secs(3)))?;
     let prefix = b"/registry/".to_vec();
     let end_key = keel_etcd::prefix_end(&prefix);
     let create = keel_etcd::proto::etcdserverpb::WatchCreateRequest {

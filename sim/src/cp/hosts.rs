@@ -80,14 +80,7 @@ pub async fn apiserver(
     // leaves one apiserver's watch cache behind while the other serves fresh events.
     let mut endpoints: Vec<String> = members.iter().map(|m| m.to_string()).collect();
     endpoints.rotate_left(index % members.len().max(1));
-    let etcd = keel_etcd::Config {
-        connect_timeout: Duration::from_secs(1),
-        request_timeout: Duration::from_secs(5),
-        keepalive_interval: Duration::from_secs(1),
-        keepalive_timeout: Duration::from_secs(2),
-        ..keel_etcd::Config::default()
-    };
-    let store = store_client(&endpoints, &etcd)?;
+    let store = store_client(&endpoints, &store_config(Duration::from_secs(5)))?;
     let config = keel_apiserver::Config {
         advertise: format!("apiserver{index}:{API_PORT}"),
         // The history stays whole, so the checkers can read every version of every pod.
@@ -104,6 +97,20 @@ pub async fn apiserver(
     let incoming = crate::net::incoming(API_PORT).await?;
     keel_apiserver::http::serve::serve(incoming, None, router, futures::future::pending()).await;
     Ok(())
+}
+
+/// The store clients' settings in the simulation (the apiservers' and the history's): dial a
+/// member for at most 1 s, keepalives every 1 s answered within 2 s, so a stream on a member
+/// that crashed or was cut off breaks (and resumes elsewhere) within seconds, not after
+/// kube-etcd's default 10 s + 10 s; calls bounded by `request_timeout`.
+pub fn store_config(request_timeout: Duration) -> keel_etcd::Config {
+    keel_etcd::Config {
+        connect_timeout: Duration::from_secs(1),
+        request_timeout,
+        keepalive_interval: Duration::from_secs(1),
+        keepalive_timeout: Duration::from_secs(2),
+        ..keel_etcd::Config::default()
+    }
 }
 
 /// keel-etcd's client as `Client::connect` builds it (endpoints dialed in turn, the same

@@ -488,7 +488,7 @@ pub fn judge(record: &Record) -> Vec<String> {
     out.extend(apiwatch::judge(&record.history, &record.apiwatch).into_iter().map(|v| format!("pod watch through the apiservers: {v}")));
     out.extend(history::no_overcommit(&record.history).into_iter().map(|v| format!("overcommitted: {v}")));
     // Judged on a history without its tail, the final spec's writes would look lost: a history
-    // behind the store is reported instead (below).
+    // behind the store is reported instead (first, above).
     if record.history_behind.is_none() {
         out.extend(history::lost_writes(&record.history, &record.writes).into_iter().map(|v| format!("lost write: {v}")));
     }
