@@ -209,6 +209,9 @@ pub struct CpBugs {
     /// The scheduler binds without assuming the pod on its node first
     /// (`driver::Parts::bug_bind_without_assume`).
     pub scheduler_ignores_assume_cache: bool,
+    /// The Deployment controller grows a rolling update's new ReplicaSet straight to
+    /// `spec.replicas`, ignoring maxSurge (`deployment::Config::bug_ignore_max_surge`).
+    pub deployment_ignores_max_surge: bool,
 }
 
 /// When the control-plane scenario's faults start: once the control plane is up and the

@@ -110,3 +110,22 @@ fn a_replicaset_controller_without_expectations_is_caught() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("VIOLATION rollout bounds: pod "), "{text}");
 }
+
+/// A Deployment controller that grows a rolling update's new ReplicaSet straight to
+/// `spec.replicas`, ignoring maxSurge: the new and old ReplicaSets together ask for more than
+/// `replicas + maxSurge`, which the rollout-bounds checker sees even though it grants the
+/// controller's ReplicaSet lister 10 s of staleness (seed 2: web-1's ReplicaSets ask for 4
+/// against 3; seeds 6, 8, 10 and 11 of 1-12 show it too). Seed 2 passes with the correct
+/// controller (`ci_seeds_pass`).
+#[test]
+fn a_deployment_controller_that_ignores_max_surge_is_caught() {
+    let mut opts = Options::new(2, Scenario::Controlplane);
+    opts.cp_bugs = CpBugs { deployment_ignores_max_surge: true, ..CpBugs::default() };
+    let out = run(&opts);
+    assert!(
+        out.violations.iter().any(|v| v.starts_with("rollout bounds: ReplicaSet /registry/replicasets/default/")),
+        "{opts}{:#?}\n{}",
+        out.violations,
+        out.recorded.render()
+    );
+}

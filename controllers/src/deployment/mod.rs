@@ -44,11 +44,15 @@ use std::sync::Arc;
 pub struct Config {
     /// `--concurrent-deployment-syncs` (5).
     pub workers: usize,
+    /// Test-only switch for keel-sim's planted-bug self-test (issue 23), never set by a flag: a
+    /// rolling update sizes its new ReplicaSet straight to `spec.replicas`, ignoring maxSurge, so
+    /// the simulation's rollout-bounds checker must catch the surge.
+    pub bug_ignore_max_surge: bool,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Config { workers: 5 }
+        Config { workers: 5, bug_ignore_max_surge: false }
     }
 }
 

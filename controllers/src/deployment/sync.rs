@@ -243,7 +243,11 @@ impl DeploymentController {
         selector.match_labels.get_or_insert_with(Default::default).insert(POD_TEMPLATE_HASH.into(), hash.clone());
         let name = format!("{}-{hash}", d.metadata.name.clone().unwrap_or_default());
         let old_refs: Vec<&ReplicaSet> = w.rss.iter().collect();
-        let replicas = util::new_rs_new_replicas(d, rollout::total_replicas(&old_refs), 0);
+        let replicas = if self.cfg.bug_ignore_max_surge && util::is_rolling(d) {
+            util::replicas(d)
+        } else {
+            util::new_rs_new_replicas(d, rollout::total_replicas(&old_refs), 0)
+        };
         let mut annotations = Default::default();
         util::set_new_rs_annotations(d, &mut annotations, new_revision, false);
         let rs = ReplicaSet {
@@ -428,7 +432,10 @@ impl DeploymentController {
             let (n, o) = Self::split(w, &new, &old);
             let mut all = o;
             all.extend(n);
-            n.and_then(|n| rollout::new_rs_target(&w.d, &all, n))
+            n.and_then(|n| {
+                let (have, want) = (util::rs_replicas(n), util::replicas(&w.d));
+                if self.cfg.bug_ignore_max_surge { (have != want).then_some(want) } else { rollout::new_rs_target(&w.d, &all, n) }
+            })
         };
         if let Some(size) = target
             && self.scale(w, &new_name, size).await?

@@ -34,7 +34,8 @@ struct Args {
     /// Switch on a known bug (to see a checker catch it): stale_follower_reads,
     /// watch_skips_revisions, watch_drops_without_prev_kv, ack_before_sync, skip_small_syncs;
     /// controlplane: scheduler_ignores_lease, controller_manager_ignores_lease,
-    /// replicaset_ignores_expectations, scheduler_ignores_assume_cache.
+    /// replicaset_ignores_expectations, scheduler_ignores_assume_cache,
+    /// deployment_ignores_max_surge.
     #[arg(long)]
     bug: Vec<String>,
     /// Run one seed of one scenario in this process (what --seeds runs in a child per seed):
@@ -65,6 +66,7 @@ fn bugs(names: &[String]) -> Result<(Bugs, CpBugs), String> {
             "controller_manager_ignores_lease" => &mut cp.controller_manager_ignores_lease,
             "replicaset_ignores_expectations" => &mut cp.replicaset_ignores_expectations,
             "scheduler_ignores_assume_cache" => &mut cp.scheduler_ignores_assume_cache,
+            "deployment_ignores_max_surge" => &mut cp.deployment_ignores_max_surge,
             "stale_follower_reads" => &mut b.stale_follower_reads,
             "watch_skips_revisions" => &mut b.watch_skips_revisions,
             "watch_drops_without_prev_kv" => &mut b.watch_drops_without_prev_kv,

@@ -254,6 +254,7 @@ fn manager_config(bugs: CpBugs, lifecycle: Option<keel_controllers::nodelifecycl
     Ok(manager::Config {
         enabled,
         bug_ignore_expectations: bugs.replicaset_ignores_expectations,
+        deployment: keel_controllers::deployment::Config { bug_ignore_max_surge: bugs.deployment_ignores_max_surge, ..Default::default() },
         nodelifecycle: lifecycle.unwrap_or_default(),
         ..manager::Config::default()
     })
