@@ -97,3 +97,44 @@ fn without_authorization_every_review_is_allowed() {
     let rows: Vec<String> = out.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
     assert!(ok && rows.iter().any(|r| r == "*.* [] [] [*]") && rows.iter().any(|r| r == "[*] [] [*]"), "{out}");
 }
+
+/// `kubectl auth whoami` (a SelfSubjectReview, kubectl's protobuf body): who the apiserver
+/// authenticated — the token's user with its uid and groups, the impersonated user with
+/// `--as`, and anonymous is refused it (kube's system:basic-user grants it to the
+/// authenticated only).
+#[test]
+fn kubectl_auth_whoami_names_the_authenticated_user() {
+    let pki = Pki::new();
+    let c = Cluster::start_with(&pki.flags("Node,RBAC", &[]));
+    let whoami = |args: &[&str]| {
+        let mut all = vec!["auth", "whoami"];
+        all.extend_from_slice(args);
+        let out = c.kubectl(&all);
+        (out.status.success(), format!("{}{}", text(&out.stdout), text(&out.stderr)))
+    };
+    let rows = |out: &str| -> Vec<String> { out.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect() };
+
+    let (ok, out) = whoami(&["--token", "jane-token"]);
+    assert!(ok, "{out}");
+    assert_eq!(rows(&out), ["ATTRIBUTE VALUE", "Username jane", "UID uid-1", "Groups [devs qa system:authenticated]"], "{out}");
+
+    let (ok, out) = whoami(&["-o", "json"]);
+    assert!(ok, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    assert_eq!(v["kind"], "SelfSubjectReview", "{out}");
+    assert_eq!(v["status"]["userInfo"]["username"], "keel-admin", "{out}");
+    assert_eq!(v["status"]["userInfo"]["groups"], serde_json::json!(["system:masters", "system:authenticated"]), "{out}");
+    assert!(v["metadata"]["creationTimestamp"].is_string(), "{out}");
+
+    let (ok, out) = whoami(&["--as", "jane", "--as-group", "devs"]);
+    assert!(ok, "{out}");
+    assert_eq!(rows(&out)[1..], ["Username jane", "Groups [devs system:authenticated]"], "{out}");
+
+    // Without credentials: anonymous may not create the review (403, as kube with RBAC).
+    let (code, body) = curl(
+        &c,
+        &["-H", "Content-Type: application/json", "-d", r#"{"apiVersion":"authentication.k8s.io/v1","kind":"SelfSubjectReview"}"#],
+        "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+    );
+    assert_eq!(code, 403, "{body}");
+}

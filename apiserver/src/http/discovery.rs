@@ -93,6 +93,9 @@ pub const METRICS_GROUP: &str = "metrics.k8s.io";
 pub const METRICS_VERSION: &str = "v1beta1";
 /// authorization.k8s.io.
 pub const AUTHORIZATION_GROUP: &str = "authorization.k8s.io";
+/// authentication.k8s.io (of its resources only `selfsubjectreviews`, what `kubectl auth
+/// whoami` sends; TokenRequest is the core `serviceaccounts/token` subresource).
+pub const AUTHENTICATION_GROUP: &str = "authentication.k8s.io";
 
 const fn virt(
     plural: &'static str,
@@ -106,6 +109,7 @@ const fn virt(
 
 /// The groups of [`Virtual`] resources, as metrics-server and kube-apiserver register them.
 pub const VIRTUAL: &[(&str, &str, &[Virtual])] = &[
+    (AUTHENTICATION_GROUP, "v1", &[virt("selfsubjectreviews", "selfsubjectreview", "SelfSubjectReview", false, &["create"])]),
     (
         AUTHORIZATION_GROUP,
         "v1",

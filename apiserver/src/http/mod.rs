@@ -193,7 +193,7 @@ pub fn router(
         .route("/apis/{group}/{version}/{*rest}", resources)
         .fallback(|| async { ApiError::NoSuchPath.into_response() })
         .with_state(backend)
-        .merge(review::routes(front.clone()));
+        .merge(review::routes(front.clone(), audit.clock.clone()));
     // Inside the front: the limits see the acting user (the reserved lane, system:masters).
     let router = router.layer(axum::middleware::from_fn_with_state(inflight, inflight::limit));
     let router = match front {

@@ -8,6 +8,10 @@
 //! - `subjectaccessreviews` and `namespaces/{ns}/localsubjectaccessreviews` about the user the
 //!   spec names.
 //!
+//! And `authentication.k8s.io/v1` `selfsubjectreviews` (`kubectl auth whoami`): the requesting
+//! user's name, uid, groups and extra, as the front authenticated them (kube's
+//! SelfSubjectReview REST: no spec, `metadata.creationTimestamp` now).
+//!
 //! The front authorizes the review request itself first (`create` on the review resource;
 //! kube's `system:basic-user` grants the self reviews to everyone authenticated). A server
 //! without authentication answers as kube's `AlwaysAllow` does: everything is allowed, and the
@@ -16,6 +20,7 @@
 use crate::error::ApiError;
 use crate::http::access::{Front, Requester};
 use crate::http::json;
+use crate::seams::Clock;
 use axum::Router;
 use axum::extract::{Path, Request, State};
 use axum::http::{Method, StatusCode, header};
@@ -27,12 +32,14 @@ use keel_access::review;
 use keel_access::user::UserInfo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
 use std::sync::Arc;
 
 /// The authorizer the reviews ask.
 pub struct Reviews {
     front: Option<Arc<Front>>,
     always_allow: Chain,
+    clock: Arc<dyn Clock>,
 }
 
 /// Which review a path names.
@@ -42,6 +49,7 @@ enum Kind {
     SelfRules,
     Subject,
     Local,
+    SelfSubject,
 }
 
 const BODY_BYTES_MAX: usize = crate::http::request::BODY_BYTES_MAX;
@@ -84,8 +92,34 @@ async fn serve(reviews: &Reviews, kind: Kind, namespace: &str, req: Request) -> 
         Kind::Subject => review::subject_access_review(chain, decode("SubjectAccessReview", &content_type, &body)?).map(|r| created(&r)),
         Kind::Local => review::local_subject_access_review(chain, namespace, decode("LocalSubjectAccessReview", &content_type, &body)?)
             .map(|r| created(&r)),
+        Kind::SelfSubject => Ok(decode::<Map<String, Value>>("SelfSubjectReview", &content_type, &body)
+            .and_then(|_| created(&self_subject_review(&user, reviews.clock.now())))),
     };
     done.map_err(ApiError::Access)?
+}
+
+/// kube's SelfSubjectReview answer for `user` at `now`: `status.userInfo` with Go's omitempty
+/// fields (username, uid, groups, extra).
+fn self_subject_review(user: &UserInfo, now: jiff::Timestamp) -> Value {
+    let mut info = Map::new();
+    if !user.name.is_empty() {
+        info.insert("username".into(), json!(user.name));
+    }
+    if !user.uid.is_empty() {
+        info.insert("uid".into(), json!(user.uid));
+    }
+    if !user.groups.is_empty() {
+        info.insert("groups".into(), json!(user.groups));
+    }
+    if !user.extra.is_empty() {
+        info.insert("extra".into(), json!(user.extra));
+    }
+    json!({
+        "kind": "SelfSubjectReview",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"creationTimestamp": now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()},
+        "status": {"userInfo": info},
+    })
 }
 
 fn answer(r: Result<Response, ApiError>) -> Response {
@@ -108,15 +142,45 @@ async fn local(State(r): State<Arc<Reviews>>, Path(ns): Path<String>, req: Reque
     answer(serve(&r, Kind::Local, &ns, req).await)
 }
 
-/// The review routes, asking `front`'s chain (AlwaysAllow without one).
-pub fn routes(front: Option<Arc<Front>>) -> Router {
+async fn self_subject(State(r): State<Arc<Reviews>>, req: Request) -> Response {
+    answer(serve(&r, Kind::SelfSubject, "", req).await)
+}
+
+/// The review routes, asking `front`'s chain (AlwaysAllow without one); `clock` stamps the
+/// SelfSubjectReview.
+pub fn routes(front: Option<Arc<Front>>, clock: Arc<dyn Clock>) -> Router {
     let always_allow = Chain::new(&[Mode::AlwaysAllow], &SharedPolicy::default(), &SharedGraph::default());
-    let state = Arc::new(Reviews { front, always_allow });
+    let state = Arc::new(Reviews { front, always_allow, clock });
     let base = "/apis/authorization.k8s.io/v1";
     Router::new()
         .route(&format!("{base}/selfsubjectaccessreviews"), axum::routing::any(self_access))
         .route(&format!("{base}/selfsubjectrulesreviews"), axum::routing::any(self_rules))
         .route(&format!("{base}/subjectaccessreviews"), axum::routing::any(subject))
         .route(&format!("{base}/namespaces/{{namespace}}/localsubjectaccessreviews"), axum::routing::any(local))
+        .route("/apis/authentication.k8s.io/v1/selfsubjectreviews", axum::routing::any(self_subject))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_self_subject_review_names_the_user_as_kube_does() {
+        let now: jiff::Timestamp = "2026-12-08T03:04:05Z".parse().unwrap_or_else(|e| panic!("{e}"));
+        let mut jane = UserInfo::new("jane", &["dev", "system:authenticated"]);
+        jane.uid = "u-1".into();
+        jane.extra.insert("scopes".into(), vec!["a".into()]);
+        let cases = [
+            (jane, json!({"username": "jane", "uid": "u-1", "groups": ["dev", "system:authenticated"], "extra": {"scopes": ["a"]}})),
+            (UserInfo::anonymous(), json!({"username": "system:anonymous", "groups": ["system:unauthenticated"]})),
+            (UserInfo::default(), json!({})),
+        ];
+        for (user, want) in cases {
+            let got = self_subject_review(&user, now);
+            assert_eq!(got["status"]["userInfo"], want, "{user:?}");
+            assert_eq!(got["metadata"]["creationTimestamp"], "2026-12-08T03:04:05Z");
+            assert_eq!((got["kind"].as_str(), got["apiVersion"].as_str()), (Some("SelfSubjectReview"), Some("authentication.k8s.io/v1")));
+        }
+    }
 }

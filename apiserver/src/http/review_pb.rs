@@ -1,5 +1,6 @@
-//! Protobuf bodies of the access reviews and of TokenRequest: kubectl's typed client sends
-//! `kubectl auth can-i`'s reviews and `kubectl create token`'s request as
+//! Protobuf bodies of the access reviews, of SelfSubjectReview and of TokenRequest: kubectl's
+//! typed client sends `kubectl auth can-i`'s reviews, `kubectl auth whoami`'s review and
+//! `kubectl create token`'s request as
 //! `application/vnd.kubernetes.protobuf` (the `k8s\0` + `runtime.Unknown` envelope
 //! of [`crate::http::protobuf`]), which this turns into the review's JSON.
 //!
@@ -122,6 +123,12 @@ pub fn decode(body: &[u8]) -> Result<Value, ApiError> {
         ("authorization.k8s.io/v1", "LocalSubjectAccessReview") => {
             let r = authz::LocalSubjectAccessReview::decode(raw).map_err(bad)?;
             review(&kind, name(r.metadata), r.spec.map_or_else(|| json!({}), subject_spec))
+        }
+        ("authentication.k8s.io/v1", "SelfSubjectReview") => {
+            let r = authn::SelfSubjectReview::decode(raw).map_err(bad)?;
+            let mut md = Map::new();
+            put(&mut md, "name", name(r.metadata).filter(|n| !n.is_empty()));
+            json!({"apiVersion": api_version, "kind": kind, "metadata": md})
         }
         ("authentication.k8s.io/v1", "TokenRequest") => {
             let r = authn::TokenRequest::decode(raw).map_err(bad)?;
