@@ -186,6 +186,15 @@ pub fn parse(text: &str) -> Scrape {
     out
 }
 
+/// The counter of requests the apiserver's max-in-flight limits answered 429.
+pub const DROPPED: &str = "apiserver_dropped_requests_total";
+
+/// [`DROPPED`] summed over its `request_kind`s (`readOnly`, `mutating`): what a retrying client
+/// (kube-client's `default_retry` retries 429s) shows only as latency.
+pub fn dropped(text: &str) -> f64 {
+    text.lines().filter_map(sample).filter(|(name, _, _)| *name == DROPPED).map(|(_, _, v)| v).sum()
+}
+
 /// `after − before`, series by series; series with no request in between are left out.
 pub fn interval(after: &Scrape, before: &Scrape) -> Scrape {
     after.iter().map(|(k, h)| (k.clone(), before.get(k).map_or_else(|| h.clone(), |b| h.minus(b)))).filter(|(_, h)| h.count > 0.0).collect()
@@ -203,6 +212,17 @@ pub fn by_class(scrape: &Scrape, class: Class) -> Hist {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dropped_sums_the_request_kinds_and_nothing_else() {
+        let text = "# TYPE apiserver_dropped_requests_total counter\n\
+            apiserver_dropped_requests_total{request_kind=\"readOnly\"} 3\n\
+            apiserver_dropped_requests_total{request_kind=\"mutating\"} 39\n\
+            apiserver_dropped_requests_totals{request_kind=\"mutating\"} 1000\n\
+            apiserver_current_inflight_requests{request_kind=\"mutating\"} 200\n";
+        assert_eq!(dropped(text), 42.0);
+        assert_eq!(dropped(""), 0.0);
+    }
 
     const TEXT: &str = r#"# HELP apiserver_request_duration_seconds Response latency.
 # TYPE apiserver_request_duration_seconds histogram

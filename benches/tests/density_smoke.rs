@@ -63,6 +63,8 @@ fn a_tiny_density_run_reports_every_section_and_its_pods_run() -> anyhow::Result
     assert!(r["api"]["verdicts"]["mutating"]["worst_p99_ms"].is_number(), "{:#}", r["api"]["verdicts"]);
     // The run's own lists: timed client-side and counted by the apiserver as cluster LISTs.
     assert!(r["api"]["lists"]["slowest_cluster_s"].is_number(), "{:#}", r["api"]["lists"]);
+    // A tiny run stays far below the max-in-flight limits: no 429 (counted, not hidden).
+    assert_eq!(r["api"]["dropped_429"], 0.0, "{:#}", r["api"]);
     assert!(count("LIST pods cluster") >= 1.0, "{calls:#?}");
     // Every process sampled, with CPU used and memory held.
     let procs = r["processes"].as_object().cloned().unwrap_or_default();
