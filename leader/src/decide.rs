@@ -97,8 +97,7 @@ pub fn decide(identity: &str, lease_duration: Duration, observed: Option<&Observ
             transitions: old.transitions,
         }),
         Some(h) => {
-            let their = Duration::from_secs(u64::try_from(old.lease_duration_seconds.max(0)).unwrap_or(0));
-            let expires_at = obs.observed_at + their;
+            let expires_at = obs.observed_at + their_duration(old);
             if expires_at > now {
                 Decision::Follow { holder: h.to_string(), expires_at }
             } else {
@@ -106,6 +105,28 @@ pub fn decide(identity: &str, lease_duration: Duration, observed: Option<&Observ
             }
         }
         None => take_over(identity, seconds, old, wall_now),
+    }
+}
+
+/// The record's own `leaseDurationSeconds` (what expiry is judged by, not ours).
+fn their_duration(r: &Record) -> Duration {
+    Duration::from_secs(u64::try_from(r.lease_duration_seconds.max(0)).unwrap_or(0))
+}
+
+/// How long a contender waits before its next attempt: the retry period, or, when it follows
+/// another holder whose record (unchanged) expires within that period, until the expiry, so a
+/// standby takes an abandoned lease when it runs out rather than up to a retry period later
+/// (client-go waits out its whole jittered period). Expiry is judged as [`decide`] judges it,
+/// so no safety boundary moves; an expiry already past waits the full period (a failing
+/// apiserver is not hammered).
+pub fn next_attempt_in(identity: &str, observed: Option<&Observed>, retry_period: Duration, now: Instant) -> Duration {
+    let Some(obs) = observed else { return retry_period };
+    match obs.record.holder() {
+        Some(h) if h != identity => {
+            let left = (obs.observed_at + their_duration(&obs.record)).saturating_duration_since(now);
+            if left.is_zero() { retry_period } else { left.min(retry_period) }
+        }
+        _ => retry_period,
     }
 }
 
@@ -130,6 +151,28 @@ pub fn may_act(renewed_at: Option<Instant>, renew_deadline: Duration, now: Insta
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_standby_wakes_at_the_expiry_it_waits_for() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        let ms = Duration::from_millis;
+        // (name, observed record, observed_at offset, now offset, expected wait)
+        let table: Vec<(&str, Option<Record>, Duration, Duration, Duration)> = vec![
+            ("no lease seen", None, s(0), s(0), s(2)),
+            ("we lead: renew every period", Some(rec(Some("me"), 15, 0)), s(0), s(14), s(2)),
+            ("free lease", Some(rec(None, 15, 0)), s(0), s(14), s(2)),
+            ("other holder, far from expiry", Some(rec(Some("b"), 15, 0)), s(0), s(3), s(2)),
+            ("other holder, expiry within the period", Some(rec(Some("b"), 15, 0)), s(0), ms(13_500), ms(1_500)),
+            ("other holder, expiry just ahead", Some(rec(Some("b"), 15, 0)), s(0), ms(14_999), ms(1)),
+            ("other holder, expired already: the full period", Some(rec(Some("b"), 15, 0)), s(0), s(20), s(2)),
+            ("their own duration counts", Some(rec(Some("b"), 1, 0)), s(5), ms(5_250), ms(750)),
+        ];
+        for (name, record, seen, at, want) in table {
+            let obs = record.map(|r| Observed { record: r, observed_at: t0 + seen });
+            assert_eq!(next_attempt_in("me", obs.as_ref(), s(2), t0 + at), want, "{name}");
+        }
+    }
 
     fn rec(holder: Option<&str>, secs: i32, transitions: i32) -> Record {
         Record {

@@ -1,5 +1,6 @@
 //! The async shell around [`mod@crate::decide`]: reads and writes the Lease through the apiserver
-//! every retry period, and publishes the outcome through a [`Leadership`] handle.
+//! every retry period (a standby sooner, at the expiry it waits for:
+//! [`decide::next_attempt_in`]), and publishes the outcome through a [`Leadership`] handle.
 //!
 //! Invariants:
 //! - Every write is optimistic: `replace` carries the `resourceVersion` that was read, so two
@@ -119,10 +120,11 @@ impl Elector {
         tokio::pin!(shutdown);
         loop {
             self.attempt().await;
+            let wait = decide::next_attempt_in(&self.config.identity, self.observed.as_ref(), self.config.retry_period, Instant::now());
             tokio::select! {
                 biased;
                 _ = &mut shutdown => break,
-                _ = tokio::time::sleep(self.config.retry_period) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
         }
         let was_leading = self.renewed_at().is_some();
