@@ -232,7 +232,13 @@ impl Elector {
             };
         };
         let record = to_record(&lease);
-        let obs = decide::observe(self.observed.as_ref(), record, now);
+        // A record seen for the first time is stamped when the read *returned* (client-go's
+        // `observedTime = clock.Now()` after `Get`), never with `now`, taken before the request
+        // went out: a renewal the holder sent while this read was in flight must not look older
+        // than it is, or a slow read (up to renewDeadline) would let this instance take over
+        // while the holder may still act. Expiry is still judged at `now` (as client-go's
+        // `isLeaseValid(now)`), the earlier and so the cautious instant.
+        let obs = decide::observe(self.observed.as_ref(), record, Instant::now());
         self.note_record(&obs.record);
         self.observed = Some(obs.clone());
         self.lease = Some(lease.clone());

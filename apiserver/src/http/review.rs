@@ -93,9 +93,22 @@ async fn serve(reviews: &Reviews, kind: Kind, namespace: &str, req: Request) -> 
         Kind::Local => review::local_subject_access_review(chain, namespace, decode("LocalSubjectAccessReview", &content_type, &body)?)
             .map(|r| created(&r)),
         Kind::SelfSubject => Ok(decode::<Map<String, Value>>("SelfSubjectReview", &content_type, &body)
-            .and_then(|_| created(&self_subject_review(&user, reviews.clock.now())))),
+            .and_then(|r| self_subject_kind(&r))
+            .and_then(|()| created(&self_subject_review(&user, reviews.clock.now())))),
     };
     done.map_err(ApiError::Access)?
+}
+
+/// A SelfSubjectReview body names that kind, or none (kube then takes the path's).
+fn self_subject_kind(r: &Map<String, Value>) -> Result<(), ApiError> {
+    match (r.get("apiVersion").and_then(Value::as_str), r.get("kind").and_then(Value::as_str)) {
+        (None | Some("authentication.k8s.io/v1"), None | Some("SelfSubjectReview")) => Ok(()),
+        (v, k) => Err(ApiError::BadRequest(format!(
+            "SelfSubjectReview in version \"v1\" cannot be handled as a SelfSubjectReview: the body is kind {:?} of apiVersion {:?}",
+            k.unwrap_or(""),
+            v.unwrap_or("")
+        ))),
+    }
 }
 
 /// kube's SelfSubjectReview answer for `user` at `now`: `status.userInfo` with Go's omitempty
@@ -176,6 +189,11 @@ mod tests {
             (UserInfo::anonymous(), json!({"username": "system:anonymous", "groups": ["system:unauthenticated"]})),
             (UserInfo::default(), json!({})),
         ];
+        let body = |v: Value| v.as_object().cloned().unwrap_or_default();
+        assert!(self_subject_kind(&body(json!({}))).is_ok());
+        assert!(self_subject_kind(&body(json!({"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}))).is_ok());
+        assert!(self_subject_kind(&body(json!({"apiVersion": "v1", "kind": "Pod"}))).is_err());
+        assert!(self_subject_kind(&body(json!({"kind": "SelfSubjectAccessReview"}))).is_err());
         for (user, want) in cases {
             let got = self_subject_review(&user, now);
             assert_eq!(got["status"]["userInfo"], want, "{user:?}");

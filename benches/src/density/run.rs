@@ -474,7 +474,7 @@ pub async fn run(
         "api": {"method": "apiserver_request_duration_seconds from /metrics, scraped before and after; quantiles from kube's buckets by linear interpolation (Prometheus histogram_quantile), as SIG Scalability computes them",
                 "verdicts": report::verdicts(&whole), "calls": report::rows(&whole), "lists": lister::report(&listed),
                 "dropped_429": (last_dropped - first_dropped).max(0.0),
-                "dropped_method": "apiserver_dropped_requests_total (the max-in-flight limits' 429s), scraped before and after: the bench's client retries 429s as kube-client does by default, so they show in its latency and here, not as errors"},
+                "dropped_method": "apiserver_dropped_requests_total (the max-in-flight limits' 429s), scraped before and after: every client's 429s at this apiserver (the bench's, the controllers', the scheduler's, the kubelets'); all of them retry 429s (kube-client's default_retry), so they show as latency and here, not as errors"},
         "pod_startup": {"method": "creationTimestamp (1 s granularity, truncated) and the benchmark watch's first arrival, each to the first arrival Running (phase Running or Ready=True)",
                         "ramp": ramp_startup, "update": st.tracker.startup("update"),
                         "target_p99_s": report::STARTUP_P99, "met": startup_p99.map(|p| p <= report::STARTUP_P99)},
