@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The free disk first: a run's target/ grows to about 15 GB, and a full disk fails in whatever
+# build step it reaches (stop 31 failed so in a dependency's C build), so a log shows it as such.
+df -h . 2>/dev/null || true
+
 # etcdctl 3.4 for the conformance tests, iptables for the partition test, curl for HTTPS checks.
 missing=""
 command -v etcdctl >/dev/null 2>&1 || missing="$missing etcd-client"
