@@ -172,7 +172,7 @@ async fn main() -> anyhow::Result<()> {
     let cfg = manager::Config {
         enabled,
         replicaset: replicaset::Config { workers: flags.concurrent_replicaset_syncs, ..Default::default() },
-        deployment: deployment::Config { workers: flags.concurrent_deployment_syncs, bug_ignore_max_surge: false },
+        deployment: deployment::Config { workers: flags.concurrent_deployment_syncs, ..Default::default() },
         daemonset: daemonset::Config { workers: flags.concurrent_daemonset_syncs, ..Default::default() },
         nodelifecycle: nodelifecycle::Config {
             monitor_period: flags.node_monitor_period,

@@ -13,6 +13,15 @@ fn keel_sim(args: &[&str]) -> std::process::Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_keel-sim")).args(args).output().expect("the keel-sim binary runs")
 }
 
+/// Seed `seed` of the controlplane scenario with `bugs` on reports a violation that starts with
+/// `prefix` (in this process: `run`, not a child).
+fn assert_caught(seed: u64, bugs: CpBugs, prefix: &str) {
+    let mut opts = Options::new(seed, Scenario::Controlplane);
+    opts.cp_bugs = bugs;
+    let out = run(&opts);
+    assert!(out.violations.iter().any(|v| v.starts_with(prefix)), "{opts}{:#?}\n{}", out.violations, out.recorded.render());
+}
+
 /// The whole record of seed 1 (the user's requests, every pod version in the store, every act
 /// with its term, the faults) is the same in two processes, and the run passes.
 #[test]
@@ -60,28 +69,12 @@ fn nodes_seeds_pass() {
 
 #[test]
 fn a_scheduler_that_ignores_its_lease_is_caught() {
-    let mut opts = Options::new(1, Scenario::Controlplane);
-    opts.cp_bugs = CpBugs { scheduler_ignores_lease: true, ..CpBugs::default() };
-    let out = run(&opts);
-    assert!(
-        out.violations.iter().any(|v| v.starts_with("two actors at once: Scheduler")),
-        "{opts}{:#?}\n{}",
-        out.violations,
-        out.recorded.render()
-    );
+    assert_caught(1, CpBugs { scheduler_ignores_lease: true, ..CpBugs::default() }, "two actors at once: Scheduler");
 }
 
 #[test]
 fn a_controller_manager_that_ignores_its_lease_is_caught() {
-    let mut opts = Options::new(1, Scenario::Controlplane);
-    opts.cp_bugs = CpBugs { controller_manager_ignores_lease: true, ..CpBugs::default() };
-    let out = run(&opts);
-    assert!(
-        out.violations.iter().any(|v| v.starts_with("two actors at once: ControllerManager")),
-        "{opts}{:#?}\n{}",
-        out.violations,
-        out.recorded.render()
-    );
+    assert_caught(1, CpBugs { controller_manager_ignores_lease: true, ..CpBugs::default() }, "two actors at once: ControllerManager");
 }
 
 /// A scheduler that binds without assuming the pod on its node first: the burst Deployment's
@@ -90,14 +83,10 @@ fn a_controller_manager_that_ignores_its_lease_is_caught() {
 /// 1 does not). The same seed passes with the correct scheduler (`ci_seeds_pass`).
 #[test]
 fn a_scheduler_that_binds_without_the_assume_cache_is_caught() {
-    let mut opts = Options::new(2, Scenario::Controlplane);
-    opts.cp_bugs = CpBugs { scheduler_ignores_assume_cache: true, ..CpBugs::default() };
-    let out = run(&opts);
-    assert!(
-        out.violations.iter().any(|v| v.starts_with("overcommitted: pod /registry/pods/default/burst-")),
-        "{opts}{:#?}\n{}",
-        out.violations,
-        out.recorded.render()
+    assert_caught(
+        2,
+        CpBugs { scheduler_ignores_assume_cache: true, ..CpBugs::default() },
+        "overcommitted: pod /registry/pods/default/burst-",
     );
 }
 
@@ -119,13 +108,9 @@ fn a_replicaset_controller_without_expectations_is_caught() {
 /// controller (`ci_seeds_pass`).
 #[test]
 fn a_deployment_controller_that_ignores_max_surge_is_caught() {
-    let mut opts = Options::new(2, Scenario::Controlplane);
-    opts.cp_bugs = CpBugs { deployment_ignores_max_surge: true, ..CpBugs::default() };
-    let out = run(&opts);
-    assert!(
-        out.violations.iter().any(|v| v.starts_with("rollout bounds: ReplicaSet /registry/replicasets/default/")),
-        "{opts}{:#?}\n{}",
-        out.violations,
-        out.recorded.render()
+    assert_caught(
+        2,
+        CpBugs { deployment_ignores_max_surge: true, ..CpBugs::default() },
+        "rollout bounds: ReplicaSet /registry/replicasets/default/",
     );
 }
